@@ -1,0 +1,103 @@
+# rctd: build, test, install, bench.  See README.md.
+CC      ?= cc
+PREFIX  ?= /usr/local
+PKGS    := hdf5 libzstd gsl yaml-0.1 zlib
+VERSION := $(shell cat VERSION 2>/dev/null || echo 0.0.0)
+
+CFLAGS_BASE := -std=c11 -D_GNU_SOURCE -O2 -g -Wall -Wextra -Werror -pthread \
+               -DRCTD_VERSION='"$(VERSION)"' -Ilib -Ikernels
+ifeq ($(SANITIZE),1)
+CFLAGS_BASE += -O1 -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
+LDFLAGS     += -fsanitize=address,undefined
+BUILD       := build/asan
+else
+BUILD       := build/release
+endif
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+CFLAGS  += $(CFLAGS_BASE) $(PKG_CFLAGS)
+LDLIBS  += $(PKG_LIBS) -lm -lpthread
+
+# CUDA backend: built and linked only when nvcc is on the PATH (NO_CUDA=1 turns it off).
+NVCC := $(if $(NO_CUDA),,$(shell command -v nvcc 2>/dev/null))
+CUDA_SRC := $(wildcard kernels/cuda/*.cu)
+ifneq ($(and $(NVCC),$(CUDA_SRC)),)
+CUDA_HOME ?= $(patsubst %/bin/nvcc,%,$(NVCC))
+CUDA_LIB  := $(BUILD)/librctd-cuda.a
+CFLAGS    += -DRCTD_HAVE_CUDA=1
+LDLIBS    += -L$(CUDA_HOME)/lib64 -lcudart_static -ldl -lrt -lstdc++
+NVCCFLAGS ?= -O3 -std=c++17 -arch=sm_90 -Ilib -Ikernels -Xcompiler -Wall,-fPIC
+endif
+
+LIB_SRC    := $(wildcard lib/*.c)
+KERNEL_SRC := $(wildcard kernels/*.c kernels/cpu/*.c)
+CMD_SRC    := $(wildcard cmd/*.c)
+TEST_SRC   := $(wildcard tests/*.c)
+BENCH_SRC  := $(wildcard bench/*.c)
+
+LIB_OBJ    := $(LIB_SRC:%.c=$(BUILD)/%.o)
+KERNEL_OBJ := $(KERNEL_SRC:%.c=$(BUILD)/%.o)
+CUDA_OBJ   := $(CUDA_SRC:%.cu=$(BUILD)/%.o)
+TEST_OBJ   := $(TEST_SRC:%.c=$(BUILD)/%.o)
+BINS       := $(patsubst cmd/%.c,bin/%,$(CMD_SRC))
+ifeq ($(SANITIZE),1)
+BINS       := $(patsubst cmd/%.c,$(BUILD)/bin/%,$(CMD_SRC))
+endif
+LIBRCTD    := $(BUILD)/librctd.a
+LIBKERN    := $(BUILD)/librctd-kernels.a
+ALL_LIBS   := $(LIBRCTD) $(LIBKERN) $(CUDA_LIB)
+
+.PHONY: all test test-gpu bench bench-gpu install clean format demo
+all: $(BINS) lib/librctd.a kernels/librctd-kernels.a $(if $(CUDA_LIB),kernels/librctd-cuda.a)
+
+lib/librctd.a: $(LIBRCTD)
+	cp $< $@
+kernels/librctd-kernels.a: $(LIBKERN)
+	cp $< $@
+kernels/librctd-cuda.a: $(CUDA_LIB)
+	cp $< $@
+
+$(BUILD)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -MMD -MP -c $< -o $@
+$(BUILD)/%.o: %.cu
+	@mkdir -p $(dir $@)
+	$(NVCC) $(NVCCFLAGS) -c $< -o $@
+
+$(LIBRCTD): $(LIB_OBJ)
+	@mkdir -p $(dir $@)
+	rm -f $@ && ar rcs $@ $^
+$(LIBKERN): $(KERNEL_OBJ)
+	@mkdir -p $(dir $@)
+	rm -f $@ && ar rcs $@ $^
+$(CUDA_LIB): $(CUDA_OBJ)
+	@mkdir -p $(dir $@)
+	rm -f $@ && ar rcs $@ $^
+
+bin/% $(BUILD)/bin/%: $(BUILD)/cmd/%.o $(ALL_LIBS)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $< $(ALL_LIBS) $(LDLIBS)
+
+$(BUILD)/rctd-tests: $(TEST_OBJ) $(ALL_LIBS)
+	$(CC) $(LDFLAGS) -o $@ $(TEST_OBJ) $(ALL_LIBS) $(LDLIBS)
+
+# The suite runs the C unit tests, then the shell tests of the binaries.
+test: $(BINS) $(BUILD)/rctd-tests
+	RCTD_BIN=$(abspath $(dir $(firstword $(BINS)))) RCTD_SHARED=$(abspath ../shared) $(BUILD)/rctd-tests
+
+bench: all
+	./bench/run.sh
+
+install: all
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/man/man1 $(DESTDIR)$(PREFIX)/share/man/man5
+	install -m 755 $(BINS) $(DESTDIR)$(PREFIX)/bin
+	install -m 644 man/man1/*.1 $(DESTDIR)$(PREFIX)/share/man/man1
+	install -m 644 man/man5/*.5 $(DESTDIR)$(PREFIX)/share/man/man5
+
+format:
+	clang-format -i $(LIB_SRC) $(KERNEL_SRC) $(CMD_SRC) $(TEST_SRC) lib/*.h kernels/*.h
+
+clean:
+	rm -rf build bin lib/librctd.a kernels/librctd-kernels.a kernels/librctd-cuda.a
+
+-include $(shell find build -name '*.d' 2>/dev/null)
