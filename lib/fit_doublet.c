@@ -246,13 +246,13 @@ int rctd_fit_doublet(const rctd_fit_params *params, const rctd_pixel_chunk *chun
     if (rc) rctd_fm_error(err, err_len, "fit: out of memory");
   }
   if (rc == 0)
-    rc = rctd_fm_batch_run(params, chunk, &w.pairs, RCTD_FM_N_ITER_SCORE, 0, err, err_len);
+    rc = rctd_fm_batch_run(params, chunk, &w.pairs, RCTD_FM_N_ITER_SCORE, 0, 1, err, err_len);
   if (rc == 0) {
     rc = dbl_rank_pairs(params, &w, n_pix);
     if (rc) rctd_fm_error(err, err_len, "fit: out of memory");
   }
   if (rc == 0)
-    rc = rctd_fm_batch_run(params, chunk, &w.singlets, RCTD_FM_N_ITER_SCORE, 0, err, err_len);
+    rc = rctd_fm_batch_run(params, chunk, &w.singlets, RCTD_FM_N_ITER_SCORE, 0, 1, err, err_len);
   double *singlet_k = rc == 0 ? malloc((size_t)n_types * sizeof *singlet_k) : NULL;
   if (rc == 0 && !singlet_k) {
     rctd_fm_error(err, err_len, "fit: out of memory");

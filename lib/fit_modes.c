@@ -104,7 +104,8 @@ int rctd_fm_batch_add(rctd_fm_batch *batch, int pix, const int32_t *types) {
 }
 
 int rctd_fm_batch_run(const rctd_fit_params *params, const rctd_pixel_chunk *chunk,
-                      rctd_fm_batch *batch, int n_iter, int types_all, char *err, size_t err_len) {
+                      rctd_fm_batch *batch, int n_iter, int types_all, int want_score, char *err,
+                      size_t err_len) {
   if (batch->n_fits == 0) return 0;
   size_t n = (size_t)batch->n_fits;
   free(batch->weights_fk);
@@ -133,10 +134,23 @@ int rctd_fm_batch_run(const rctd_fit_params *params, const rctd_pixel_chunk *chu
       .n_iter = n_iter, .min_change = params->min_change, .constrain = 0, .bulk_mode = 0};
   rctd_backend *be = params->backend;
   if (be->irwls_batch(be, params->table, &fb, &opts, batch->weights_fk, batch->conv_f,
-                      batch->score_f) != 0) {
+                      want_score ? batch->score_f : NULL) != 0) {
     rctd_fm_error(err, err_len, "fit: backend %s failed on a batch of %d fits of %d types",
                   be->name ? be->name : "?", batch->n_fits, batch->k_sub);
     return -1;
+  }
+  /* A NaN would silently lose every comparison of R's rules; it means a count off the table. */
+  for (size_t f = 0; f < n; f++) {
+    int finite = want_score ? isfinite(batch->score_f[f]) : 1;
+    for (int k = 0; k < batch->k_sub; k++)
+      finite &= isfinite(batch->weights_fk[f * batch->k_sub + k]) != 0;
+    if (!finite) {
+      rctd_fm_error(err, err_len,
+                    "fit: pixel %d of the chunk: a fit gave a non-finite weight or score (are "
+                    "its counts covered by the likelihood table?)",
+                    batch->pix_f[f]);
+      return -1;
+    }
   }
   return 0;
 }
@@ -149,7 +163,7 @@ int rctd_fm_full_batch(const rctd_fit_params *params, const rctd_pixel_chunk *ch
   for (int n = 0; n < chunk->n_pix && rc == 0; n++)
     if (rctd_fm_batch_add(&batch, n, NULL) < 0) rc = -1;
   if (rc) rctd_fm_error(err, err_len, "fit: out of memory");
-  if (rc == 0) rc = rctd_fm_batch_run(params, chunk, &batch, RCTD_FM_N_ITER, 1, err, err_len);
+  if (rc == 0) rc = rctd_fm_batch_run(params, chunk, &batch, RCTD_FM_N_ITER, 1, 0, err, err_len);
   if (rc == 0 && chunk->n_pix > 0) {
     memcpy(all_weights_nk, batch.weights_fk,
            (size_t)chunk->n_pix * params->n_types * sizeof *all_weights_nk);

@@ -20,9 +20,11 @@ void rctd_fm_batch_free(rctd_fm_batch *batch);
 /* Appends a fit of pixel pix over types[0..k_sub-1]; returns its index, or -1 out of memory. */
 int rctd_fm_batch_add(rctd_fm_batch *batch, int pix, const int32_t *types);
 /* Runs every fit (n_iter iterations, unconstrained, min_change from params); fills weights_fk,
- * conv_f and score_f.  types_all: 1 = fits over all K types (types_fk unused).  0 or -1. */
+ * conv_f and, with want_score, score_f.  types_all: 1 = fits over all K types (types_fk
+ * unused).  Fails on a non-finite weight or score.  0 or -1. */
 int rctd_fm_batch_run(const rctd_fit_params *params, const rctd_pixel_chunk *chunk,
-                      rctd_fm_batch *batch, int n_iter, int types_all, char *err, size_t err_len);
+                      rctd_fm_batch *batch, int n_iter, int types_all, int want_score, char *err,
+                      size_t err_len);
 
 /* printf-style message into err (when err_len > 0). */
 void rctd_fm_error(char *err, size_t err_len, const char *fmt, ...)

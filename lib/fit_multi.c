@@ -70,7 +70,8 @@ static int mul_greedy_step(const rctd_fit_params *params, const rctd_pixel_chunk
       }
     }
   }
-  if (rctd_fm_batch_run(params, chunk, &w->step, RCTD_FM_N_ITER_SCORE, 0, err, err_len)) return -1;
+  if (rctd_fm_batch_run(params, chunk, &w->step, RCTD_FM_N_ITER_SCORE, 0, 1, err, err_len))
+    return -1;
   for (int n = 0; n < chunk->n_pix; n++) {
     mul_pixel *px = &w->px_n[n];
     if (!px->growing) continue;
@@ -126,7 +127,7 @@ static int mul_confidence(const rctd_fit_params *params, const rctd_pixel_chunk 
     }
   }
   for (int s = 1; s <= params->max_multi_types; s++)
-    if (rctd_fm_batch_run(params, chunk, &w->by_size[s], RCTD_FM_N_ITER_SCORE, 0, err, err_len))
+    if (rctd_fm_batch_run(params, chunk, &w->by_size[s], RCTD_FM_N_ITER_SCORE, 0, 1, err, err_len))
       return -1;
   for (int n = 0; n < chunk->n_pix; n++) {
     const mul_pixel *px = &w->px_n[n];
@@ -161,7 +162,7 @@ static int mul_final(const rctd_fit_params *params, const rctd_pixel_chunk *chun
     }
   }
   for (int s = 1; s <= params->max_multi_types; s++)
-    if (rctd_fm_batch_run(params, chunk, &w->by_size[s], RCTD_FM_N_ITER, 0, err, err_len))
+    if (rctd_fm_batch_run(params, chunk, &w->by_size[s], RCTD_FM_N_ITER, 0, 0, err, err_len))
       return -1;
   for (int n = 0; n < chunk->n_pix; n++) {
     rctd_multi_result *res = &result_n[n];

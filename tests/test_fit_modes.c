@@ -284,10 +284,17 @@ TEST(fit_doublet_rejects_bad_input) {
   CHECK(rctd_fit_doublet(&s.params, &s.chunk, &r, all_w, err, sizeof err) == -1);
   CHECK(strstr(err, "count") != NULL);
   s.y_ng[1] = 0;
+  /* a fit scoring NaN (e.g. a count beyond the table) is an error, not a silent lost comparison */
+  s.sc.default_score = NAN;
+  CHECK(rctd_fit_doublet(&s.params, &s.chunk, &r, all_w, err, sizeof err) == -1);
+  CHECK(strstr(err, "non-finite") != NULL);
+  s.sc.default_score = 500;
+  CHECK(rctd_fit_doublet(&s.params, &s.chunk, &r, all_w, err, sizeof err) == 0);
   s.params.n_types = 1;
   s.sc.n_types = 1;
+  int calls = s.sc.n_calls;
   CHECK(rctd_fit_doublet(&s.params, &s.chunk, &r, all_w, err, sizeof err) == -1);
-  CHECK(s.sc.n_calls == 0);
+  CHECK(s.sc.n_calls == calls);
   fm_setup_free(&s);
 }
 
