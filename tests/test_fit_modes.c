@@ -723,3 +723,18 @@ TEST(fit_vignette_chunking_and_threads_do_not_change_results) {
   free(mparts);
   free(w);
 }
+
+TEST(fit_modes_empty_chunk) {
+  fm_setup s;
+  fm_setup_init(&s, FM_K, 0, NULL);
+  char err[256] = "";
+  double w[1];
+  int32_t conv[1];
+  rctd_doublet_result d[1];
+  rctd_multi_result m[1];
+  CHECK(rctd_fit_full(&s.params, &s.chunk, w, conv, err, sizeof err) == 0);
+  CHECK(rctd_fit_doublet(&s.params, &s.chunk, d, w, err, sizeof err) == 0);
+  CHECK(rctd_fit_multi(&s.params, &s.chunk, m, w, err, sizeof err) == 0);
+  CHECK(s.sc.n_calls == 0);
+  fm_setup_free(&s);
+}
