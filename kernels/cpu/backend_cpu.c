@@ -1,0 +1,201 @@
+/* The CPU backend: batches of IRWLS fits and likelihood table rows spread over pthreads.
+ * Fits are split statically (contiguous ranges) and every fit is computed independently from
+ * its own inputs, so results do not depend on the thread count.  Each worker allocates its
+ * workspace once per batch; nothing is allocated per fit. */
+#include <math.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cpu/irwls.h"
+#include "rctd_kernels.h"
+
+#define CPU_QTABLE_CHUNK 4 /* table rows handed out per grab */
+
+typedef struct {
+  const rctd_qtable *table;
+  const rctd_fit_batch *batch;
+  const rctd_irwls_opts *opts;
+  const double *profiles_kg; /* K x G transpose of the batch's profiles */
+  double *weights_fk;
+  int32_t *conv_f;
+  double *score_f;
+  int f_begin, f_end;
+  int status;
+} cpu_fit_job;
+
+static void *cpu_fit_worker(void *arg) {
+  cpu_fit_job *job = arg;
+  const rctd_fit_batch *b = job->batch;
+  const int G = b->n_genes, k_sub = b->k_sub;
+  size_t s_bytes = (size_t)k_sub * G * sizeof(double);
+  size_t ws_bytes = rctd_irwls_kg_workspace_bytes(G, k_sub);
+  char *mem = malloc(s_bytes + 2 * (size_t)G * sizeof(double) + ws_bytes + 64);
+  if (!mem) {
+    job->status = -1;
+    return NULL;
+  }
+  double *S_kg = (double *)mem;
+  double *pred_g = S_kg + (size_t)k_sub * G;
+  double *d0_g = pred_g + G;
+  void *ws = (void *)(((uintptr_t)(d0_g + G) + 63) & ~(uintptr_t)63);
+
+  for (int f = job->f_begin; f < job->f_end; f++) {
+    const int pix = b->pix_f[f];
+    const double numi = b->numi_n[pix];
+    const double *y_g = b->y_ng + (size_t)pix * G;
+    /* S = profiles[, types] * nUMI, as process_bead_* scales the profiles before fitting. */
+    for (int k = 0; k < k_sub; k++) {
+      int type = b->types_fk ? b->types_fk[(size_t)f * k_sub + k] : k;
+      const double *prof = job->profiles_kg + (size_t)type * G;
+      double *row = S_kg + (size_t)k * G;
+      for (int g = 0; g < G; g++) row[g] = prof[g] * numi;
+    }
+    double *w_k = job->weights_fk + (size_t)f * k_sub;
+    job->conv_f[f] =
+        rctd_irwls_fit_kg(job->table, G, k_sub, S_kg, y_g, numi, job->opts, NULL, w_k, ws);
+    if (job->score_f)
+      job->score_f[f] =
+          job->table ? rctd_irwls_score_kg(job->table, G, k_sub, S_kg, y_g, w_k, pred_g, d0_g)
+                     : NAN;
+  }
+  free(mem);
+  job->status = 0;
+  return NULL;
+}
+
+static int cpu_batch_valid(const rctd_qtable *table, const rctd_fit_batch *b,
+                           const rctd_irwls_opts *opts) {
+  if (!b || !opts || b->n_fits < 0 || b->n_genes < 1 || b->n_types < 1 || b->k_sub < 1) return 0;
+  if (!table && !opts->bulk_mode) return 0;
+  if (!b->types_fk && b->k_sub != b->n_types) return 0;
+  for (int f = 0; f < b->n_fits; f++) {
+    if (b->pix_f[f] < 0 || b->pix_f[f] >= b->n_pix) return 0;
+    for (int k = 0; b->types_fk && k < b->k_sub; k++) {
+      int32_t t = b->types_fk[(size_t)f * b->k_sub + k];
+      if (t < 0 || t >= b->n_types) return 0;
+    }
+  }
+  return 1;
+}
+
+/* Runs jobs[0] on the calling thread and the others on new threads; returns the number of
+ * jobs that could not be run or failed. */
+static int cpu_run_jobs(void *(*fn)(void *), void *jobs, size_t job_size, int n_jobs,
+                        int *(*status_of)(void *)) {
+  pthread_t threads[n_jobs > 1 ? n_jobs - 1 : 1];
+  int started[n_jobs > 1 ? n_jobs - 1 : 1];
+  for (int t = 1; t < n_jobs; t++)
+    started[t - 1] = pthread_create(&threads[t - 1], NULL, fn, (char *)jobs + t * job_size) == 0;
+  fn(jobs);
+  int failed = 0;
+  for (int t = 1; t < n_jobs; t++) {
+    if (started[t - 1])
+      pthread_join(threads[t - 1], NULL);
+    else
+      fn((char *)jobs + t * job_size); /* could not start a thread: run it here */
+  }
+  for (int t = 0; t < n_jobs; t++) failed += *status_of((char *)jobs + t * job_size) != 0;
+  return failed;
+}
+
+static int *cpu_fit_status(void *job) {
+  return &((cpu_fit_job *)job)->status;
+}
+
+static int cpu_irwls_batch(rctd_backend *be, const rctd_qtable *table, const rctd_fit_batch *batch,
+                           const rctd_irwls_opts *opts, double *weights_fk, int32_t *conv_f,
+                           double *score_f) {
+  if (!cpu_batch_valid(table, batch, opts) || !weights_fk || !conv_f) return -1;
+  if (batch->n_fits == 0) return 0;
+  const int G = batch->n_genes, K = batch->n_types;
+  double *profiles_kg = malloc((size_t)K * G * sizeof(double));
+  int n_jobs = be->n_threads < batch->n_fits ? be->n_threads : batch->n_fits;
+  if (n_jobs < 1) n_jobs = 1;
+  cpu_fit_job *jobs = calloc((size_t)n_jobs, sizeof *jobs);
+  if (!profiles_kg || !jobs) {
+    free(profiles_kg);
+    free(jobs);
+    return -1;
+  }
+  for (int g = 0; g < G; g++)
+    for (int k = 0; k < K; k++)
+      profiles_kg[(size_t)k * G + g] = batch->profiles_gk[(size_t)g * K + k];
+  for (int t = 0; t < n_jobs; t++) {
+    jobs[t] = (cpu_fit_job){table,
+                            batch,
+                            opts,
+                            profiles_kg,
+                            weights_fk,
+                            conv_f,
+                            score_f,
+                            (int)((long long)batch->n_fits * t / n_jobs),
+                            (int)((long long)batch->n_fits * (t + 1) / n_jobs),
+                            -1};
+  }
+  int failed = cpu_run_jobs(cpu_fit_worker, jobs, sizeof *jobs, n_jobs, cpu_fit_status);
+  free(jobs);
+  free(profiles_kg);
+  return failed ? -1 : 0;
+}
+
+typedef struct {
+  double sigma_c;
+  const double *x_vals;
+  int n_k;
+  double *q_kx, *sq_kx;
+  atomic_int *next_row;
+  int status;
+} cpu_table_job;
+
+static void *cpu_table_worker(void *arg) {
+  cpu_table_job *job = arg;
+  job->status = 0;
+  for (;;) {
+    int k0 = atomic_fetch_add(job->next_row, CPU_QTABLE_CHUNK);
+    if (k0 >= job->n_k) return NULL;
+    int k1 = k0 + CPU_QTABLE_CHUNK < job->n_k ? k0 + CPU_QTABLE_CHUNK : job->n_k;
+    if (rctd_qtable_rows(job->sigma_c, job->x_vals, k0, k1, job->q_kx, job->sq_kx) != 0)
+      job->status = -1;
+  }
+}
+
+static int *cpu_table_status(void *job) {
+  return &((cpu_table_job *)job)->status;
+}
+
+static int cpu_qtable(rctd_backend *be, double sigma_c, int n_k, double *q_kx, double *sq_kx) {
+  if (n_k < 1 || !q_kx || !sq_kx) return -1;
+  double x_vals[RCTD_N_X];
+  rctd_x_grid(x_vals);
+  atomic_int next_row = 0;
+  int n_jobs = be->n_threads;
+  int max_jobs = (n_k + CPU_QTABLE_CHUNK - 1) / CPU_QTABLE_CHUNK;
+  if (n_jobs > max_jobs) n_jobs = max_jobs;
+  if (n_jobs < 1) n_jobs = 1;
+  cpu_table_job *jobs = calloc((size_t)n_jobs, sizeof *jobs);
+  if (!jobs) return -1;
+  for (int t = 0; t < n_jobs; t++)
+    jobs[t] = (cpu_table_job){sigma_c, x_vals, n_k, q_kx, sq_kx, &next_row, -1};
+  int failed = cpu_run_jobs(cpu_table_worker, jobs, sizeof *jobs, n_jobs, cpu_table_status);
+  free(jobs);
+  return failed ? -1 : 0;
+}
+
+static void cpu_destroy(rctd_backend *be) {
+  free(be);
+}
+
+rctd_backend *rctd_backend_cpu(int n_threads) {
+  rctd_backend *be = calloc(1, sizeof *be);
+  if (!be) return NULL;
+  be->name = "cpu";
+  be->irwls_batch = cpu_irwls_batch;
+  be->qtable = cpu_qtable;
+  be->destroy = cpu_destroy;
+  be->n_threads = n_threads > 0 ? n_threads : 1;
+  be->impl = NULL;
+  return be;
+}
