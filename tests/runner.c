@@ -1,5 +1,7 @@
 /* Test runner: runs every registered test (or those whose name contains argv[1]). */
+#ifndef _GNU_SOURCE
 #define _GNU_SOURCE
+#endif
 #include <stdarg.h>
 #include <stdlib.h>
 #include <sys/wait.h>
