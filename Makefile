@@ -4,7 +4,7 @@ PREFIX  ?= /usr/local
 PKGS    := hdf5 libzstd gsl yaml-0.1 zlib
 VERSION := $(shell cat VERSION 2>/dev/null || echo 0.0.0)
 
-CFLAGS_BASE := -std=c11 -D_GNU_SOURCE -O2 -g -Wall -Wextra -Werror -pthread \
+CFLAGS_BASE := -std=c11 -D_GNU_SOURCE= -O2 -g -Wall -Wextra -Werror -pthread \
                -DRCTD_VERSION='"$(VERSION)"' -Ilib -Ikernels
 ifeq ($(SANITIZE),1)
 CFLAGS_BASE += -O1 -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all

@@ -166,6 +166,29 @@ const char *rctd_record_attr(const rctd_record_info *info, const char *key) {
   return NULL;
 }
 
+static void describe_type(char *buf, size_t len, rctd_kind kind, int dtype, uint64_t cols) {
+  int with_dtype = dtype >= 0 && (kind == RCTD_DENSE || kind == RCTD_CSR);
+  int with_cols = cols && (kind == RCTD_DENSE || kind == RCTD_CSR);
+  snprintf(buf, len, "%s%s%s%s%.0llu%s", rctd_kind_name(kind), with_dtype ? " " : "",
+           with_dtype ? rctd_dtype_name((rctd_dtype)dtype) : "", with_cols ? " with " : "",
+           with_cols ? (unsigned long long)cols : 0ull, with_cols ? " columns" : "");
+}
+
+int rctd_record_check(const rctd_record_info *info, rctd_kind kind, int dtype, uint64_t cols,
+                      const char *label, char *err, size_t err_len) {
+  int kind_ok = info->kind == kind;
+  int dtype_ok =
+      dtype < 0 || kind == RCTD_STRINGS || kind == RCTD_META || (int)info->dtype == dtype;
+  int cols_ok = cols == 0 || info->cols == cols;
+  if (kind_ok && dtype_ok && cols_ok) return 0;
+  char want[96], found[96];
+  describe_type(want, sizeof want, kind, dtype, cols);
+  describe_type(found, sizeof found, info->kind, (int)info->dtype, cols ? info->cols : 0);
+  stream_msg(err, err_len, "%s: record '%s': expected %s, found %s", label, info->name, want,
+             found);
+  return -1;
+}
+
 void rctd_record_free(rctd_record *rec) {
   if (!rec) return;
   free(rec->name);
@@ -813,7 +836,8 @@ static rctd_reader *reader_new(FILE *file, int own, const char *label, char *err
              "unsupported stream format version %u (this build reads version %d)",
              get_u32(header + 8), RCTD_STREAM_VERSION);
     problem = version_msg;
-  }
+  } else if (get_u32(header + 12) != 0)
+    problem = "corrupted stream header (reserved field not zero)";
   if (problem) {
     snprintf(err, err_len, "%s: %s", label, problem);
     r->own_file = own;
@@ -895,6 +919,7 @@ static int reader_parse_header(rctd_reader *r, size_t len) {
   const unsigned char *p = r->raw, *end = r->raw + len;
   if (len < 48) return reader_fail(r, "corrupted record header (too short)");
   uint32_t kind = get_u32(p), dtype = get_u32(p + 4), ndim = get_u32(p + 8);
+  if (get_u32(p + 12) != 0) return reader_fail(r, "corrupted record header (reserved field)");
   uint64_t cols = get_u64(p + 16), rows = get_u64(p + 24), chunk_rows = get_u64(p + 32);
   uint32_t name_len = get_u32(p + 40);
   p += 44;
@@ -1305,14 +1330,12 @@ int rctd_load_record(const char *path, const char *name, rctd_record *rec, char 
   rctd_reader *r = rctd_reader_open(path, err, err_len);
   if (!r) return -1;
   const rctd_record_info *info;
-  int rc = rctd_reader_find(r, name, NULL, &info);
-  if (rc == 1) rc = rctd_reader_load(r, rec) == 0 ? 0 : -1;
-  if (rc < 0)
-    snprintf(err, err_len, "%s", r->err);
-  else if (rc == 0) {
+  int found = rctd_reader_find(r, name, NULL, &info);
+  int rc = found == 1 ? rctd_reader_load(r, rec) : -1;
+  if (found == 0)
     snprintf(err, err_len, "%s: no record named '%s'", r->label, name);
-    rc = -1;
-  }
+  else if (rc != 0)
+    snprintf(err, err_len, "%s", r->err);
   rctd_reader_close(r);
   return rc;
 }

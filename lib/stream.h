@@ -63,6 +63,12 @@ typedef struct {
   const char *const *attr_values;
 } rctd_record_info;
 
+/* Checks that a record is what a tool expects: KIND, DTYPE (-1 = any), COLS (0 = any).  0, or
+ * -1 with "LABEL: record 'NAME': expected dense f64 with 19 columns, found csr i32 with 5000
+ * columns" in err. */
+int rctd_record_check(const rctd_record_info *info, rctd_kind kind, int dtype, uint64_t cols,
+                      const char *label, char *err, size_t err_len);
+
 /* Value of attribute KEY of a record, or NULL. */
 const char *rctd_record_attr(const rctd_record_info *info, const char *key);
 
