@@ -290,9 +290,16 @@ static int cli_find_short(const cli_priv *priv, char c) {
 }
 
 /* Splits argv into settings and positional arguments.  0, or -1 with a message. */
+/* Splits argv into settings and positional arguments.  Scans to the end even after an
+ * error (so that a later --help still counts); 0, or -1 with the first problem in err. */
 static int cli_scan(cli_priv *priv, int argc, char **argv, cli_setting *settings, int *n_settings,
                     int *n_args, char *err, size_t err_len) {
-  int only_args = 0;
+  int only_args = 0, failed = 0;
+#define CLI_SCAN_FAIL(...)                            \
+  do {                                                \
+    if (!failed) snprintf(err, err_len, __VA_ARGS__); \
+    failed = 1;                                       \
+  } while (0)
   for (int i = 1; i < argc; i++) {
     char *a = argv[i];
     if (only_args || a[0] != '-' || a[1] == 0) {
@@ -313,19 +320,19 @@ static int cli_scan(cli_priv *priv, int argc, char **argv, cli_setting *settings
         if (!negated) k = -1;
       }
       if (k < 0) {
-        snprintf(err, err_len, "unknown option '--%.*s'", (int)len, name);
-        return -1;
+        CLI_SCAN_FAIL("unknown option '--%.*s'", (int)len, name);
+        continue;
       }
       const char *value = eq ? eq + 1 : NULL;
       if (!cli_takes_value(&priv->all[k])) {
         if (value && (negated || priv->all[k].type != RCTD_OPT_FLAG)) {
-          snprintf(err, err_len, "option '--%.*s' takes no value", (int)len, name);
-          return -1;
+          CLI_SCAN_FAIL("option '--%.*s' takes no value", (int)len, name);
+          continue;
         }
       } else if (!value) {
         if (i + 1 >= argc) {
-          snprintf(err, err_len, "option '--%s' needs a value", priv->all[k].name);
-          return -1;
+          CLI_SCAN_FAIL("option '--%s' needs a value", priv->all[k].name);
+          continue;
         }
         value = argv[++i];
       }
@@ -336,8 +343,8 @@ static int cli_scan(cli_priv *priv, int argc, char **argv, cli_setting *settings
     for (const char *p = a + 1; *p; p++) {
       int k = cli_find_short(priv, *p);
       if (k < 0) {
-        snprintf(err, err_len, "unknown option '-%c'", *p);
-        return -1;
+        CLI_SCAN_FAIL("unknown option '-%c'", *p);
+        break;
       }
       if (!cli_takes_value(&priv->all[k])) {
         settings[(*n_settings)++] = (cli_setting){k, NULL, 0};
@@ -346,8 +353,8 @@ static int cli_scan(cli_priv *priv, int argc, char **argv, cli_setting *settings
       const char *value = p[1] ? p + 1 : NULL;
       if (!value) {
         if (i + 1 >= argc) {
-          snprintf(err, err_len, "option '-%c' needs a value", *p);
-          return -1;
+          CLI_SCAN_FAIL("option '-%c' needs a value", *p);
+          break;
         }
         value = argv[++i];
       }
@@ -355,7 +362,8 @@ static int cli_scan(cli_priv *priv, int argc, char **argv, cli_setting *settings
       break;
     }
   }
-  return 0;
+#undef CLI_SCAN_FAIL
+  return failed ? -1 : 0;
 }
 
 /* ------------------------------------------------------------------ YAML config */
@@ -578,7 +586,10 @@ int rctd_cli_parse(rctd_cli *cli, int argc, char **argv) {
   cli->config_path = NULL;
   cli->output = "-";
   cli_priv *priv = calloc(1, sizeof *priv);
-  cli_setting *settings = calloc((size_t)argc + 1, sizeof *settings);
+  /* Grouped short flags (-qs) give several settings per argument: one per character at most. */
+  size_t max_settings = 1;
+  for (int i = 1; i < argc; i++) max_settings += strlen(argv[i]) + 1;
+  cli_setting *settings = calloc(max_settings, sizeof *settings);
   if (!priv || !settings || !(priv->args = calloc((size_t)argc + 1, sizeof *priv->args)) ||
       cli_build_table(cli, priv) != 0) {
     if (priv) free(priv->args);

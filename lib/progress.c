@@ -25,15 +25,16 @@ static double progress_now(void) {
   return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-/* 1234567 -> "1.2M" */
+/* Exact below 100000, then 123k, 1.2M, ... */
 static void progress_human(double v, char *buf, size_t len) {
   static const char *const suffix[] = {"", "k", "M", "G", "T"};
+  if (v < 1e5) {
+    snprintf(buf, len, "%.0f", v);
+    return;
+  }
   int i = 0;
   while (v >= 1000 && i < 4) v /= 1000, i++;
-  if (i == 0)
-    snprintf(buf, len, "%.0f", v);
-  else
-    snprintf(buf, len, "%.*f%s", v < 10 ? 2 : v < 100 ? 1 : 0, v, suffix[i]);
+  snprintf(buf, len, "%.*f%s", v < 100 ? 1 : 0, v, suffix[i]);
 }
 
 static void progress_duration(double s, char *buf, size_t len) {
@@ -52,7 +53,9 @@ static void progress_draw(rctd_progress *p, double now, int final) {
   progress_human((double)p->total, total_s, sizeof total_s);
   progress_human(rate, rate_s, sizeof rate_s);
   progress_duration(elapsed, time_s, sizeof time_s);
-  if (p->total && rate > 0 && done < p->total)
+  if (p->total && done >= p->total)
+    progress_duration(0, eta_s, sizeof eta_s);
+  else if (p->total && rate > 0)
     progress_duration((double)(p->total - done) / rate, eta_s, sizeof eta_s);
   double frac = p->total ? (double)done / (double)p->total : 0;
   if (frac > 1) frac = 1;
