@@ -1,0 +1,432 @@
+/* Likelihood tables on demand with an on-disk cache (see qtable_cache.h). */
+#include "qtable_cache.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <zlib.h>
+
+#define QC_ROW_BYTES (sizeof(double) * RCTD_N_X)
+
+/* Messages may be cut at the buffer size, which is fine (vsnprintf: no truncation warnings). */
+static void qc_msg(char *dst, size_t cap, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void qc_msg(char *dst, size_t cap, const char *fmt, ...) {
+  if (!dst || !cap) return;
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(dst, cap, fmt, ap);
+  va_end(ap);
+}
+
+/* ------------------------------------------------------------------ storage */
+
+static void qc_set_view(rctd_qtable_owned *t, int n_k) {
+  t->table = (rctd_qtable){n_k, t->x_vals, t->q_kx, t->sq_kx};
+}
+
+/* Allocates a table of n_k rows (contents of q/sq undefined) with the X grid filled. */
+static int qc_alloc(rctd_qtable_owned *t, int sigma_value, int n_k) {
+  memset(t, 0, sizeof *t);
+  t->sigma_value = sigma_value;
+  t->sigma_c = sigma_value / 100.0;
+  t->x_vals = malloc(QC_ROW_BYTES);
+  t->q_kx = malloc(QC_ROW_BYTES * (size_t)n_k);
+  t->sq_kx = malloc(QC_ROW_BYTES * (size_t)n_k);
+  if (!t->x_vals || !t->q_kx || !t->sq_kx) {
+    rctd_qtable_owned_free(t);
+    return -1;
+  }
+  rctd_x_grid(t->x_vals);
+  qc_set_view(t, n_k);
+  return 0;
+}
+
+/* Grows (or shrinks) to n_k rows, keeping the first rows. */
+static int qc_resize(rctd_qtable_owned *t, int n_k) {
+  double *q = realloc(t->q_kx, QC_ROW_BYTES * (size_t)n_k);
+  if (!q) return -1;
+  t->q_kx = q;
+  double *sq = realloc(t->sq_kx, QC_ROW_BYTES * (size_t)n_k);
+  if (!sq) return -1;
+  t->sq_kx = sq;
+  qc_set_view(t, n_k);
+  return 0;
+}
+
+void rctd_qtable_owned_free(rctd_qtable_owned *t) {
+  if (!t) return;
+  free(t->x_vals);
+  free(t->q_kx);
+  free(t->sq_kx);
+  memset(t, 0, sizeof *t);
+}
+
+/* ------------------------------------------------------------------ computing rows */
+
+typedef struct {
+  double sigma_c;
+  const double *x_vals;
+  int k_end;
+  double *q_kx, *sq_kx;
+  atomic_int next_row;
+  atomic_int failed;
+} qc_job;
+
+/* Rows are handed out in chunks growing with k: low rows cost up to ten times more than high
+ * ones (their sums are wider) and every kernel call pays a fixed setup (~0.5 ms). */
+static int qc_chunk_rows(int k) {
+  return 1 + k / 16;
+}
+
+static void *qc_worker(void *arg) {
+  qc_job *job = arg;
+  for (;;) {
+    int k = atomic_load(&job->next_row), end;
+    do {
+      if (k >= job->k_end) return NULL;
+      end = k + qc_chunk_rows(k);
+      if (end > job->k_end) end = job->k_end;
+    } while (!atomic_compare_exchange_weak(&job->next_row, &k, end));
+    if (rctd_qtable_rows(job->sigma_c, job->x_vals, k, end, job->q_kx, job->sq_kx) != 0)
+      atomic_store(&job->failed, 1);
+  }
+}
+
+int rctd_qtable_compute(double sigma_c, int k_begin, int k_end, int n_threads, double *q_kx,
+                        double *sq_kx) {
+  if (k_begin < 0 || k_end < k_begin || !q_kx || !sq_kx) return -1;
+  double x_vals[RCTD_N_X];
+  rctd_x_grid(x_vals);
+  qc_job job = {.sigma_c = sigma_c, .x_vals = x_vals, .k_end = k_end, .q_kx = q_kx, .sq_kx = sq_kx};
+  atomic_init(&job.next_row, k_begin);
+  atomic_init(&job.failed, 0);
+  int n_chunks = 0;
+  for (int k = k_begin; k < k_end; k += qc_chunk_rows(k)) n_chunks++;
+  if (n_threads > n_chunks) n_threads = n_chunks;
+  if (n_threads < 1) n_threads = 1;
+  pthread_t *threads = calloc((size_t)n_threads, sizeof *threads);
+  if (!threads) return -1;
+  int started = 0;
+  for (; started < n_threads - 1; started++)
+    if (pthread_create(&threads[started], NULL, qc_worker, &job) != 0) break;
+  qc_worker(&job); /* the calling thread works too (and alone when no thread started) */
+  for (int i = 0; i < started; i++) pthread_join(threads[i], NULL);
+  free(threads);
+  return atomic_load(&job.failed) ? -1 : 0;
+}
+
+/* ------------------------------------------------------------------ records */
+
+static uLong qc_crc(uLong crc, const void *data, size_t bytes) {
+  const unsigned char *p = data;
+  while (bytes > 0) { /* crc32 takes a uInt length */
+    uInt n = bytes > (1u << 30) ? (1u << 30) : (uInt)bytes;
+    crc = crc32(crc, p, n);
+    p += n;
+    bytes -= n;
+  }
+  return crc;
+}
+
+int rctd_qtable_write_records(rctd_writer *w, const rctd_qtable_owned *t) {
+  int n_k = t->table.n_k;
+  uLong crc = crc32(0L, Z_NULL, 0);
+  crc = qc_crc(crc, t->q_kx, QC_ROW_BYTES * (size_t)n_k);
+  crc = qc_crc(crc, t->sq_kx, QC_ROW_BYTES * (size_t)n_k);
+  char version[16], sigma[16], sigma_c[40], nk[16], nx[16], crc_s[24];
+  snprintf(version, sizeof version, "%d", RCTD_QTABLE_VERSION);
+  snprintf(sigma, sizeof sigma, "%d", t->sigma_value);
+  snprintf(sigma_c, sizeof sigma_c, "%a", t->sigma_c);
+  snprintf(nk, sizeof nk, "%d", n_k);
+  snprintf(nx, sizeof nx, "%d", RCTD_N_X);
+  snprintf(crc_s, sizeof crc_s, "%lu", (unsigned long)crc);
+  const char *keys[] = {"format", "version", "sigma", "sigma_c",
+                        "n_k",    "n_x",     "crc32", "quadrature"};
+  const char *values[] = {RCTD_QTABLE_FORMAT,
+                          version,
+                          sigma,
+                          sigma_c,
+                          nk,
+                          nx,
+                          crc_s,
+                          "spacexr get_Q: Y = (-5000..5000) * 0.004, heavy-tailed ht_pdf, "
+                          "log(max(P, 1e-300)); solve_sq natural spline"};
+  if (rctd_write_meta(w, RCTD_QTABLE_REC_META, keys, values, sizeof keys / sizeof *keys) != 0)
+    return -1;
+  if (rctd_write_vector(w, RCTD_QTABLE_REC_X, RCTD_F64, RCTD_N_X, t->x_vals, NULL) != 0) return -1;
+  if (rctd_write_dense(w, RCTD_QTABLE_REC_Q, RCTD_F64, (uint64_t)n_k, RCTD_N_X, t->q_kx, NULL,
+                       NULL) != 0)
+    return -1;
+  return rctd_write_dense(w, RCTD_QTABLE_REC_SQ, RCTD_F64, (uint64_t)n_k, RCTD_N_X, t->sq_kx, NULL,
+                          NULL);
+}
+
+/* Parses a non-negative decimal integer field; -1 when absent or malformed. */
+static long long qc_meta_int(const rctd_record *meta, const char *key) {
+  const char *v = rctd_record_meta_get(meta, key);
+  if (!v || !*v) return -1;
+  char *end;
+  errno = 0;
+  long long x = strtoll(v, &end, 10);
+  if (errno || *end || x < 0) return -1;
+  return x;
+}
+
+/* Positions R on the next record, which must be NAME; 0 or -1 with a message. */
+static int qc_next(rctd_reader *r, const char *name, const rctd_record_info **info, char *err,
+                   size_t err_len) {
+  int rc = rctd_reader_next(r, info);
+  if (rc < 0) {
+    qc_msg(err, err_len, "%s", rctd_reader_error(r));
+    return -1;
+  }
+  if (rc == 0 || strcmp((*info)->name, name) != 0) {
+    qc_msg(err, err_len, "%s: expected record '%s'", rctd_reader_label(r), name);
+    return -1;
+  }
+  return 0;
+}
+
+/* Streams a dense f64 n_k x RCTD_N_X record: keeps rows < n_keep in dst, adds all to the crc. */
+static int qc_read_rows(rctd_reader *r, const rctd_record_info *info, uint64_t n_k, int n_keep,
+                        double *dst, uLong *crc, char *err, size_t err_len) {
+  if (info->kind != RCTD_DENSE || info->dtype != RCTD_F64 || info->cols != RCTD_N_X ||
+      info->rows != n_k) {
+    qc_msg(err, err_len, "%s: record '%s' is not a %llu x %d f64 matrix", rctd_reader_label(r),
+           info->name, (unsigned long long)n_k, RCTD_N_X);
+    return -1;
+  }
+  rctd_chunk chunk;
+  int rc;
+  while ((rc = rctd_reader_chunk(r, &chunk)) == 1) {
+    *crc = qc_crc(*crc, chunk.data, QC_ROW_BYTES * chunk.rows);
+    if (chunk.first_row >= (uint64_t)n_keep) continue;
+    uint64_t rows = chunk.rows;
+    if (chunk.first_row + rows > (uint64_t)n_keep) rows = (uint64_t)n_keep - chunk.first_row;
+    memcpy(dst + chunk.first_row * RCTD_N_X, chunk.data, QC_ROW_BYTES * rows);
+  }
+  if (rc < 0 || rctd_reader_rows_read(r) != n_k) {
+    qc_msg(err, err_len, "%s", rc < 0 ? rctd_reader_error(r) : "record cut short");
+    return -1;
+  }
+  return 0;
+}
+
+/* Checks the meta record: the format, version, sigma and grid size this build computes. */
+static int qc_check_meta(const rctd_record *meta, int sigma_value, const char *label,
+                         long long *n_k, unsigned long *crc, char *err, size_t err_len) {
+  const char *format = rctd_record_meta_get(meta, "format");
+  long long version = qc_meta_int(meta, "version"), sigma = qc_meta_int(meta, "sigma");
+  long long n_x = qc_meta_int(meta, "n_x"), crc_v = qc_meta_int(meta, "crc32");
+  const char *sigma_c = rctd_record_meta_get(meta, "sigma_c");
+  char want_sigma_c[40];
+  snprintf(want_sigma_c, sizeof want_sigma_c, "%a", sigma_value / 100.0);
+  *n_k = qc_meta_int(meta, "n_k");
+  const char *what = NULL;
+  if (meta->kind != RCTD_META || !format || strcmp(format, RCTD_QTABLE_FORMAT) != 0)
+    what = "not a likelihood table";
+  else if (version != RCTD_QTABLE_VERSION)
+    what = "table version differs from this build's";
+  else if (sigma != sigma_value || !sigma_c || strcmp(sigma_c, want_sigma_c) != 0)
+    what = "table is for another sigma";
+  else if (n_x != RCTD_N_X || *n_k < 1 || *n_k > RCTD_N_K_FULL || crc_v < 0 || crc_v > UINT_MAX)
+    what = "malformed table header";
+  if (what) {
+    qc_msg(err, err_len, "%s: %s", label, what);
+    return -1;
+  }
+  *crc = (unsigned long)crc_v;
+  return 0;
+}
+
+int rctd_qtable_read_records(rctd_reader *r, const rctd_record_info *info, int sigma_value,
+                             int n_k_min, int n_k_max, rctd_qtable_owned *out, char *err,
+                             size_t err_len) {
+  const char *label = rctd_reader_label(r);
+  memset(out, 0, sizeof *out);
+  if (!info && qc_next(r, RCTD_QTABLE_REC_META, &info, err, err_len) != 0) return -1;
+  if (strcmp(info->name, RCTD_QTABLE_REC_META) != 0) {
+    qc_msg(err, err_len, "%s: expected record '%s'", label, RCTD_QTABLE_REC_META);
+    return -1;
+  }
+  rctd_record meta;
+  if (rctd_reader_load(r, &meta) != 0) {
+    qc_msg(err, err_len, "%s", rctd_reader_error(r));
+    return -1;
+  }
+  long long n_k;
+  unsigned long want_crc;
+  int bad = qc_check_meta(&meta, sigma_value, label, &n_k, &want_crc, err, err_len);
+  rctd_record_free(&meta);
+  if (bad) return -1;
+  if (n_k < n_k_min) {
+    qc_msg(err, err_len, "%s: table has %lld rows, %d needed", label, n_k, n_k_min);
+    return -1;
+  }
+  int n_keep = n_k_max > 0 && n_k_max < n_k ? n_k_max : (int)n_k;
+  if (qc_alloc(out, sigma_value, n_keep) != 0) {
+    qc_msg(err, err_len, "%s: out of memory", label);
+    return -1;
+  }
+  /* The X grid must be this build's, bit for bit. */
+  if (qc_next(r, RCTD_QTABLE_REC_X, &info, err, err_len) != 0) goto fail;
+  rctd_record x;
+  if (rctd_reader_load(r, &x) != 0) {
+    qc_msg(err, err_len, "%s", rctd_reader_error(r));
+    goto fail;
+  }
+  int x_ok = x.kind == RCTD_DENSE && x.dtype == RCTD_F64 && x.rows * x.cols == RCTD_N_X &&
+             memcmp(x.data, out->x_vals, QC_ROW_BYTES) == 0;
+  rctd_record_free(&x);
+  if (!x_ok) {
+    qc_msg(err, err_len, "%s: table X grid differs from this build's", label);
+    goto fail;
+  }
+  uLong crc = crc32(0L, Z_NULL, 0);
+  if (qc_next(r, RCTD_QTABLE_REC_Q, &info, err, err_len) != 0 ||
+      qc_read_rows(r, info, (uint64_t)n_k, n_keep, out->q_kx, &crc, err, err_len) != 0 ||
+      qc_next(r, RCTD_QTABLE_REC_SQ, &info, err, err_len) != 0 ||
+      qc_read_rows(r, info, (uint64_t)n_k, n_keep, out->sq_kx, &crc, err, err_len) != 0)
+    goto fail;
+  if (crc != want_crc) {
+    qc_msg(err, err_len, "%s: table data fail their checksum", label);
+    goto fail;
+  }
+  return 0;
+fail:
+  rctd_qtable_owned_free(out);
+  return -1;
+}
+
+/* ------------------------------------------------------------------ the cache */
+
+int rctd_qtable_cache_dir_default(char *buf, size_t len) {
+  const char *xdg = getenv("XDG_CACHE_HOME"), *home = getenv("HOME");
+  int n;
+  if (xdg && xdg[0] == '/')
+    n = snprintf(buf, len, "%s/rctd", xdg);
+  else if (home && home[0])
+    n = snprintf(buf, len, "%s/.cache/rctd", home);
+  else
+    return -1;
+  return n > 0 && (size_t)n < len ? 0 : -1;
+}
+
+/* mkdir -p; 0 when the directory exists afterwards. */
+static int qc_mkdirs(const char *dir) {
+  char path[PATH_MAX];
+  if (snprintf(path, sizeof path, "%s", dir) >= (int)sizeof path) return -1;
+  for (char *p = path + 1; *p; p++) {
+    if (*p != '/') continue;
+    *p = 0;
+    if (mkdir(path, 0777) != 0 && errno != EEXIST) return -1;
+    *p = '/';
+  }
+  if (mkdir(path, 0777) != 0 && errno != EEXIST) return -1;
+  struct stat st;
+  return stat(path, &st) == 0 && S_ISDIR(st.st_mode) ? 0 : -1;
+}
+
+/* Loads a cache entry with up to n_k rows; 1 loaded, 0 absent, -1 unusable (why in msg). */
+static int qc_load(const char *path, int sigma_value, int n_k, rctd_qtable_owned *t, char *msg,
+                   size_t msg_len) {
+  struct stat st;
+  if (stat(path, &st) != 0 && errno == ENOENT) return 0;
+  rctd_reader *r = rctd_reader_open(path, msg, msg_len);
+  if (!r) return -1;
+  int rc = rctd_qtable_read_records(r, NULL, sigma_value, 1, n_k, t, msg, msg_len);
+  rctd_reader_close(r);
+  return rc == 0 ? 1 : -1;
+}
+
+static int qc_store(const char *dir, const char *path, const rctd_qtable_owned *t, char *msg,
+                    size_t msg_len) {
+  if (qc_mkdirs(dir) != 0) {
+    qc_msg(msg, msg_len, "%s: cannot create directory: %s", dir, strerror(errno));
+    return -1;
+  }
+  rctd_writer *w = rctd_writer_open(path, NULL, msg, msg_len);
+  if (!w) return -1;
+  if (rctd_qtable_write_records(w, t) != 0) {
+    qc_msg(msg, msg_len, "%s", rctd_writer_error(w));
+    rctd_writer_abort(w);
+    return -1;
+  }
+  return rctd_writer_close(w, msg, msg_len);
+}
+
+int rctd_qtable_get(int sigma_value, int n_k, const rctd_qtable_opts *opts, rctd_qtable_owned *out,
+                    char *note, size_t note_len, char *err, size_t err_len) {
+  static const rctd_qtable_opts no_opts = {0};
+  if (!opts) opts = &no_opts;
+  if (note && note_len) note[0] = 0;
+  memset(out, 0, sizeof *out);
+  if (rctd_sigma_index(sigma_value) < 0) {
+    qc_msg(err, err_len, "sigma %d is not on the grid (10..70 by 1, 72..200 by 2)", sigma_value);
+    return -1;
+  }
+  if (n_k < 1 || n_k > RCTD_N_K_FULL) {
+    qc_msg(err, err_len, "table rows %d out of range 1..%d", n_k, RCTD_N_K_FULL);
+    return -1;
+  }
+  char dir[PATH_MAX] = "", path[PATH_MAX] = "", msg[RCTD_ERR_LEN] = "";
+  if (opts->cache_dir)
+    snprintf(dir, sizeof dir, "%s", opts->cache_dir);
+  else if (rctd_qtable_cache_dir_default(dir, sizeof dir) != 0)
+    dir[0] = 0;
+  if (dir[0] && snprintf(path, sizeof path, "%s/qtable-v%d-s%03d.rctd", dir, RCTD_QTABLE_VERSION,
+                         sigma_value) >= (int)sizeof path)
+    dir[0] = path[0] = 0;
+
+  int n_have = 0, loaded = 0;
+  if (path[0]) {
+    loaded = qc_load(path, sigma_value, n_k, out, msg, sizeof msg);
+    if (loaded == 1) n_have = out->table.n_k;
+  }
+  if (n_have >= n_k) {
+    if (note && note_len)
+      qc_msg(note, note_len, "sigma %d: table from cache %s", sigma_value, path);
+    return 0;
+  }
+  if (loaded != 1 && qc_alloc(out, sigma_value, n_k) != 0) goto oom;
+  if (loaded == 1 && qc_resize(out, n_k) != 0) goto oom;
+
+  int rc;
+  if (n_have == 0 && opts->backend)
+    rc = opts->backend->qtable(opts->backend, out->sigma_c, n_k, out->q_kx, out->sq_kx);
+  else
+    rc = rctd_qtable_compute(out->sigma_c, n_have, n_k, opts->n_threads, out->q_kx, out->sq_kx);
+  if (rc != 0) {
+    rctd_qtable_owned_free(out);
+    qc_msg(err, err_len, "sigma %d: computing the likelihood table failed", sigma_value);
+    return -1;
+  }
+  if (!path[0]) {
+    if (note && note_len)
+      qc_msg(note, note_len, "sigma %d: table computed (no cache)", sigma_value);
+    return 0;
+  }
+  char why[RCTD_ERR_LEN + 64] = "";
+  if (loaded < 0) snprintf(why, sizeof why, " (cache entry unusable: %s)", msg);
+  if (qc_store(dir, path, out, msg, sizeof msg) != 0) {
+    if (note && note_len)
+      qc_msg(note, note_len, "sigma %d: table rows %d..%d computed%s; not cached: %s", sigma_value,
+             n_have, n_k - 1, why, msg);
+    return 0;
+  }
+  if (note && note_len)
+    qc_msg(note, note_len, "sigma %d: table rows %d..%d computed%s, cached in %s", sigma_value,
+           n_have, n_k - 1, why, path);
+  return 0;
+oom:
+  rctd_qtable_owned_free(out);
+  qc_msg(err, err_len, "sigma %d: out of memory for the likelihood table", sigma_value);
+  return -1;
+}

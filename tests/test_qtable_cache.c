@@ -1,0 +1,249 @@
+/* Likelihood tables on demand with the on-disk cache (lib/qtable_cache.c). */
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "qtable_cache.h"
+#include "test.h"
+
+/* Reference rows computed directly with the kernel. */
+static double *qct_direct(int sigma_value, int n_k, double **sq) {
+  double x[RCTD_N_X];
+  rctd_x_grid(x);
+  double *q = malloc(sizeof(double) * (size_t)n_k * RCTD_N_X);
+  *sq = malloc(sizeof(double) * (size_t)n_k * RCTD_N_X);
+  if (!q || !*sq || rctd_qtable_rows(sigma_value / 100.0, x, 0, n_k, q, *sq) != 0) return NULL;
+  return q;
+}
+
+static int qct_same(const rctd_qtable_owned *t, const double *q, const double *sq, int n_k) {
+  size_t bytes = sizeof(double) * (size_t)n_k * RCTD_N_X;
+  return t->table.n_k == n_k && t->table.q_kx == t->q_kx && t->table.x_vals == t->x_vals &&
+         memcmp(t->q_kx, q, bytes) == 0 && memcmp(t->sq_kx, sq, bytes) == 0;
+}
+
+static int qct_exists(const char *path) {
+  struct stat st;
+  return stat(path, &st) == 0;
+}
+
+TEST(qtable_compute_independent_of_threads) {
+  enum { N_K = 40 };
+  double *a = malloc(sizeof(double) * N_K * RCTD_N_X),
+         *as = malloc(sizeof(double) * N_K * RCTD_N_X);
+  double *b = malloc(sizeof(double) * N_K * RCTD_N_X),
+         *bs = malloc(sizeof(double) * N_K * RCTD_N_X);
+  CHECK(a && as && b && bs);
+  CHECK(rctd_qtable_compute(0.84, 0, N_K, 1, a, as) == 0);
+  CHECK(rctd_qtable_compute(0.84, 0, N_K, 3, b, bs) == 0);
+  CHECK(memcmp(a, b, sizeof(double) * N_K * RCTD_N_X) == 0);
+  CHECK(memcmp(as, bs, sizeof(double) * N_K * RCTD_N_X) == 0);
+  /* Only the requested rows are written. */
+  memset(b, 0, sizeof(double) * N_K * RCTD_N_X);
+  CHECK(rctd_qtable_compute(0.84, 30, N_K, 4, b, bs) == 0);
+  CHECK(b[29 * RCTD_N_X + 5] == 0 && b[30 * RCTD_N_X + 5] == a[30 * RCTD_N_X + 5]);
+  CHECK(rctd_qtable_compute(0.84, 5, 4, 2, b, bs) == -1);
+  free(a);
+  free(as);
+  free(b);
+  free(bs);
+}
+
+TEST(qtable_cache_compute_store_reuse_extend) {
+  char dir[512], path[600], note[1024], err[RCTD_ERR_LEN];
+  snprintf(dir, sizeof dir, "%s/qcache/nested", test_tmp_dir());
+  snprintf(path, sizeof path, "%s/qtable-v%d-s084.rctd", dir, RCTD_QTABLE_VERSION);
+  rctd_qtable_opts opts = {.cache_dir = dir, .n_threads = 2};
+  double *sq, *q = qct_direct(84, 24, &sq);
+  CHECK(q);
+  rctd_qtable_owned t;
+
+  /* First use: computed, written (the directory is created). */
+  CHECK(rctd_qtable_get(84, 16, &opts, &t, note, sizeof note, err, sizeof err) == 0);
+  CHECK(qct_same(&t, q, sq, 16));
+  CHECK_MSG(strstr(note, "rows 0..15 computed") && strstr(note, "cached"), "%s", note);
+  CHECK(qct_exists(path));
+  rctd_qtable_owned_free(&t);
+
+  /* Second use: from the cache, same bits; fewer rows also come from it. */
+  CHECK(rctd_qtable_get(84, 16, &opts, &t, note, sizeof note, err, sizeof err) == 0);
+  CHECK(qct_same(&t, q, sq, 16));
+  CHECK_MSG(strstr(note, "from cache"), "%s", note);
+  rctd_qtable_owned_free(&t);
+  CHECK(rctd_qtable_get(84, 5, &opts, &t, note, sizeof note, err, sizeof err) == 0);
+  CHECK(qct_same(&t, q, sq, 5) && strstr(note, "from cache"));
+  rctd_qtable_owned_free(&t);
+
+  /* More rows: only the missing ones are computed, and the entry grows. */
+  CHECK(rctd_qtable_get(84, 24, &opts, &t, note, sizeof note, err, sizeof err) == 0);
+  CHECK(qct_same(&t, q, sq, 24));
+  CHECK_MSG(strstr(note, "rows 16..23 computed"), "%s", note);
+  rctd_qtable_owned_free(&t);
+  CHECK(rctd_qtable_get(84, 24, &opts, &t, note, sizeof note, err, sizeof err) == 0);
+  CHECK(qct_same(&t, q, sq, 24) && strstr(note, "from cache"));
+
+  /* The records read back from a stream are the same table. */
+  char err2[RCTD_ERR_LEN];
+  rctd_reader *r = rctd_reader_open(path, err2, sizeof err2);
+  CHECK(r);
+  rctd_qtable_owned back;
+  CHECK(rctd_qtable_read_records(r, NULL, 84, 24, 0, &back, err2, sizeof err2) == 0);
+  rctd_reader_close(r);
+  CHECK(qct_same(&back, q, sq, 24));
+  rctd_qtable_owned_free(&back);
+  r = rctd_reader_open(path, err2, sizeof err2);
+  CHECK(r);
+  CHECK(rctd_qtable_read_records(r, NULL, 84, 25, 0, &back, err2, sizeof err2) == -1);
+  CHECK_MSG(strstr(err2, "24 rows, 25 needed"), "%s", err2);
+  rctd_reader_close(r);
+
+  rctd_qtable_owned_free(&t);
+  free(q);
+  free(sq);
+}
+
+/* Writes BYTES at OFFSET of PATH (or truncates there when bytes is NULL). */
+static int qct_damage(const char *path, long offset, const char *bytes) {
+  if (!bytes) return truncate(path, offset);
+  FILE *f = fopen(path, "r+b");
+  if (!f) return -1;
+  int rc = fseek(f, offset, SEEK_SET) == 0 && fwrite(bytes, 1, strlen(bytes), f) == strlen(bytes);
+  return fclose(f) == 0 && rc ? 0 : -1;
+}
+
+static long qct_size(const char *path) {
+  struct stat st;
+  return stat(path, &st) == 0 ? (long)st.st_size : -1;
+}
+
+/* Writes an entry whose meta record says what KEYS/VALUES say (for stale-entry tests). */
+static int qct_write_fake(const char *path, const rctd_qtable_owned *t, const char *key,
+                          const char *value) {
+  char err[RCTD_ERR_LEN];
+  rctd_writer *w = rctd_writer_open(path, NULL, err, sizeof err);
+  if (!w) return -1;
+  char nk[16];
+  snprintf(nk, sizeof nk, "%d", t->table.n_k);
+  const char *keys[] = {"format", "version", "sigma", "sigma_c", "n_k", "n_x", "crc32", key};
+  const char *values[] = {"rctd-qtable", "1", "84", "0x1.ae147ae147ae1p-1", nk, "439", "0", value};
+  if (rctd_write_meta(w, RCTD_QTABLE_REC_META, keys, values, 8) != 0 ||
+      rctd_write_vector(w, RCTD_QTABLE_REC_X, RCTD_F64, RCTD_N_X, t->x_vals, NULL) != 0 ||
+      rctd_write_dense(w, RCTD_QTABLE_REC_Q, RCTD_F64, (uint64_t)t->table.n_k, RCTD_N_X, t->q_kx,
+                       NULL, NULL) != 0 ||
+      rctd_write_dense(w, RCTD_QTABLE_REC_SQ, RCTD_F64, (uint64_t)t->table.n_k, RCTD_N_X, t->sq_kx,
+                       NULL, NULL) != 0) {
+    rctd_writer_abort(w);
+    return -1;
+  }
+  return rctd_writer_close(w, err, sizeof err);
+}
+
+/* Corrupt, truncated, foreign or stale entries are rebuilt, never fatal. */
+TEST(qtable_cache_rebuilds_bad_entries) {
+  char dir[512], path[600], note[1024], err[RCTD_ERR_LEN];
+  snprintf(dir, sizeof dir, "%s/qcache-bad", test_tmp_dir());
+  snprintf(path, sizeof path, "%s/qtable-v%d-s084.rctd", dir, RCTD_QTABLE_VERSION);
+  rctd_qtable_opts opts = {.cache_dir = dir, .n_threads = 2};
+  double *sq, *q = qct_direct(84, 6, &sq);
+  CHECK(q);
+  rctd_qtable_owned t;
+  CHECK(rctd_qtable_get(84, 6, &opts, &t, note, sizeof note, err, sizeof err) == 0);
+  long size = qct_size(path);
+  CHECK(size > 100);
+
+  struct {
+    const char *what;
+    long offset;
+    const char *bytes;
+  } damage[] = {
+      {"garbage in the data", size / 2, "\x13\x37garbage\x42\x99"},
+      {"garbage at the start", 0, "not a stream"},
+      {"truncated", size / 3, NULL},
+      {"empty", 0, NULL},
+  };
+  for (size_t i = 0; i < sizeof damage / sizeof *damage; i++) {
+    CHECK(qct_damage(path, damage[i].offset, damage[i].bytes) == 0);
+    rctd_qtable_owned u;
+    CHECK_MSG(rctd_qtable_get(84, 6, &opts, &u, note, sizeof note, err, sizeof err) == 0, "%s: %s",
+              damage[i].what, err);
+    CHECK_MSG(qct_same(&u, q, sq, 6), "%s", damage[i].what);
+    CHECK_MSG(strstr(note, "unusable") && strstr(note, "cached"), "%s: %s", damage[i].what, note);
+    rctd_qtable_owned_free(&u);
+    /* The entry was rewritten and is good again. */
+    CHECK(rctd_qtable_get(84, 6, &opts, &u, note, sizeof note, err, sizeof err) == 0);
+    CHECK_MSG(strstr(note, "from cache"), "%s: %s", damage[i].what, note);
+    rctd_qtable_owned_free(&u);
+  }
+
+  /* Well-formed streams that are not this build's table for this sigma. */
+  struct {
+    const char *key, *value, *expect;
+  } stale[] = {
+      {"version", "999", "version"},
+      {"sigma", "85", "another sigma"},
+      {"format", "something-else", "not a likelihood table"},
+      {"note", "x", "checksum"}, /* crc32 "0" does not match the data */
+  };
+  for (size_t i = 0; i < sizeof stale / sizeof *stale; i++) {
+    CHECK(qct_write_fake(path, &t, stale[i].key, stale[i].value) == 0);
+    rctd_qtable_owned u;
+    CHECK(rctd_qtable_get(84, 6, &opts, &u, note, sizeof note, err, sizeof err) == 0);
+    CHECK_MSG(qct_same(&u, q, sq, 6), "%s", stale[i].key);
+    CHECK_MSG(strstr(note, "unusable") && strstr(note, stale[i].expect), "%s: %s", stale[i].key,
+              note);
+    rctd_qtable_owned_free(&u);
+  }
+
+  /* A cache that cannot be written: the table is still returned. */
+  char file_dir[600];
+  snprintf(file_dir, sizeof file_dir, "%s/plain-file", test_tmp_dir());
+  FILE *f = fopen(file_dir, "w");
+  CHECK(f && fclose(f) == 0);
+  char sub[700];
+  snprintf(sub, sizeof sub, "%s/sub", file_dir);
+  rctd_qtable_opts bad_dir = {.cache_dir = sub, .n_threads = 1};
+  rctd_qtable_owned u;
+  CHECK(rctd_qtable_get(84, 6, &bad_dir, &u, note, sizeof note, err, sizeof err) == 0);
+  CHECK(qct_same(&u, q, sq, 6));
+  CHECK_MSG(strstr(note, "not cached"), "%s", note);
+  rctd_qtable_owned_free(&u);
+
+  /* No cache at all. */
+  rctd_qtable_opts none = {.cache_dir = "", .n_threads = 1};
+  CHECK(rctd_qtable_get(84, 6, &none, &u, note, sizeof note, err, sizeof err) == 0);
+  CHECK(qct_same(&u, q, sq, 6) && strstr(note, "no cache"));
+  rctd_qtable_owned_free(&u);
+
+  rctd_qtable_owned_free(&t);
+  free(q);
+  free(sq);
+}
+
+TEST(qtable_cache_bad_arguments_and_default_dir) {
+  char note[512], err[RCTD_ERR_LEN], buf[1024];
+  rctd_qtable_opts none = {.cache_dir = ""};
+  rctd_qtable_owned t;
+  CHECK(rctd_qtable_get(85, 5, &none, &t, note, sizeof note, err, sizeof err) == -1);
+  CHECK_MSG(strstr(err, "not on the grid"), "%s", err);
+  CHECK(rctd_qtable_get(9, 5, &none, &t, note, sizeof note, err, sizeof err) == -1);
+  CHECK(rctd_qtable_get(84, 0, &none, &t, note, sizeof note, err, sizeof err) == -1);
+  CHECK(rctd_qtable_get(84, RCTD_N_K_FULL + 1, &none, &t, note, sizeof note, err, sizeof err) ==
+        -1);
+
+  const char *old_xdg = getenv("XDG_CACHE_HOME"), *old_home = getenv("HOME");
+  char saved_xdg[1024] = "", saved_home[1024] = "";
+  if (old_xdg) snprintf(saved_xdg, sizeof saved_xdg, "%s", old_xdg);
+  if (old_home) snprintf(saved_home, sizeof saved_home, "%s", old_home);
+  setenv("XDG_CACHE_HOME", "/some/xdg", 1);
+  setenv("HOME", "/home/someone", 1);
+  int ok1 = rctd_qtable_cache_dir_default(buf, sizeof buf) == 0 && !strcmp(buf, "/some/xdg/rctd");
+  setenv("XDG_CACHE_HOME", "relative/xdg", 1); /* not absolute: ignored, as the spec says */
+  int ok2 = rctd_qtable_cache_dir_default(buf, sizeof buf) == 0 &&
+            !strcmp(buf, "/home/someone/.cache/rctd");
+  unsetenv("XDG_CACHE_HOME");
+  unsetenv("HOME");
+  int ok3 = rctd_qtable_cache_dir_default(buf, sizeof buf) == -1;
+  if (old_xdg) setenv("XDG_CACHE_HOME", saved_xdg, 1);
+  if (old_home) setenv("HOME", saved_home, 1);
+  CHECK(ok1 && ok2 && ok3);
+}
