@@ -22,48 +22,58 @@ int input_fail(char *err, size_t err_size, const char *path, const char *fmt, ..
 
 /* ---- string arrays ---- */
 
+struct input_arena_block {
+  input_arena_block *next;
+  size_t used, cap;
+  char data[];
+};
+
+#define INPUT_ARENA_BLOCK (1 << 20)
+
 void input_strings_init(input_strings *s) {
   memset(s, 0, sizeof *s);
 }
 
+int input_strings_reserve(input_strings *s, int64_t n) {
+  if (n <= s->cap) return 0;
+  char **items = realloc(s->items, (size_t)n * sizeof *items);
+  if (!items) return -1;
+  s->items = items;
+  s->cap = n;
+  return 0;
+}
+
 int input_strings_push(input_strings *s, const char *str, size_t len) {
-  if (s->n == s->cap) {
-    int64_t cap = s->cap ? 2 * s->cap : 64;
-    int64_t *offsets = realloc(s->offsets, (size_t)cap * sizeof *offsets);
-    if (!offsets) return -1;
-    s->offsets = offsets;
-    s->cap = cap;
+  if (s->n == s->cap && input_strings_reserve(s, s->cap ? 2 * s->cap : 64) != 0) return -1;
+  input_arena_block *block = s->blocks;
+  if (!block || block->used + len + 1 > block->cap) {
+    size_t cap = len + 1 > INPUT_ARENA_BLOCK ? len + 1 : INPUT_ARENA_BLOCK;
+    block = malloc(sizeof *block + cap);
+    if (!block) return -1;
+    block->next = s->blocks;
+    block->used = 0;
+    block->cap = cap;
+    s->blocks = block;
   }
-  if (s->arena_len + len + 1 > s->arena_cap) {
-    size_t cap = s->arena_cap ? s->arena_cap : 1024;
-    while (cap < s->arena_len + len + 1) cap *= 2;
-    char *arena = realloc(s->arena, cap);
-    if (!arena) return -1;
-    s->arena = arena;
-    s->arena_cap = cap;
-  }
-  memcpy(s->arena + s->arena_len, str, len);
-  s->arena[s->arena_len + len] = '\0';
-  s->offsets[s->n++] = (int64_t)s->arena_len;
-  s->arena_len += len + 1;
+  char *copy = block->data + block->used;
+  memcpy(copy, str, len);
+  copy[len] = '\0';
+  block->used += len + 1;
+  s->items[s->n++] = copy;
   return 0;
 }
 
 int input_strings_seal(input_strings *s) {
-  free(s->items);
-  s->items = malloc((size_t)(s->n ? s->n : 1) * sizeof *s->items);
-  if (!s->items) return -1;
-  for (int64_t i = 0; i < s->n; i++) s->items[i] = s->arena + s->offsets[i];
-  free(s->offsets);
-  s->offsets = NULL;
-  s->cap = 0;
-  return 0;
+  return input_strings_reserve(s, 1);
 }
 
 void input_strings_free(input_strings *s) {
   free(s->items);
-  free(s->offsets);
-  free(s->arena);
+  while (s->blocks) {
+    input_arena_block *next = s->blocks->next;
+    free(s->blocks);
+    s->blocks = next;
+  }
   memset(s, 0, sizeof *s);
 }
 
@@ -122,7 +132,8 @@ static int input_ends_with(const char *s, const char *suffix) {
 }
 
 static int input_file_in_dir(const char *dir, const char *name, char *out, size_t out_size) {
-  snprintf(out, out_size, "%s/%s", dir, name);
+  int len = snprintf(out, out_size, "%s/%s", dir, name);
+  if (len < 0 || (size_t)len >= out_size) return 0;
   struct stat st;
   return stat(out, &st) == 0 && S_ISREG(st.st_mode);
 }

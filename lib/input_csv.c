@@ -224,8 +224,7 @@ int input_csv_open(rctd_input *input, char *err, size_t err_size) {
       }
       n_cells = n_header - skip;
       for (int64_t i = skip; i < n_header && rc == 0; i++)
-        if (input_strings_push(&input->barcodes, header.arena + header.offsets[i],
-                               strlen(header.arena + header.offsets[i])) != 0)
+        if (input_strings_push(&input->barcodes, header.items[i], strlen(header.items[i])) != 0)
           rc = input_fail(err, err_size, path, "out of memory");
       if (rc == 0 && input_strings_seal(&input->barcodes) != 0)
         rc = input_fail(err, err_size, path, "out of memory");
@@ -461,6 +460,10 @@ static int csv_apply_labels(rctd_input *input, const csv_key *keys, char *err, s
   rc = d.columns[0] < 0
            ? -1
            : csv_table_scan(&t, input, keys, csv_visit_label, &d, &matched, err, err_size);
+  if (rc == 0 && matched == 0)
+    rc = input_fail(err, err_size, path,
+                    "no barcode of the table is in the matrix: check that both name the same "
+                    "cells");
   if (rc == 0) {
     input_strings_free(&input->type_names);
     free(input->type_codes);

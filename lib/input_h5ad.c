@@ -386,7 +386,7 @@ static int h5ad_build_transpose(h5ad_state *s, char *err, size_t err_size) {
   input_h5_csr *csc = s->csc;
   int64_t n_genes = csc->n_rows;
   int64_t *indptr = malloc((size_t)(n_genes + 1) * sizeof *indptr);
-  int64_t block = 1 << 20;
+  int64_t block = 1 << 18;
   int64_t *indices = malloc((size_t)block * sizeof *indices);
   double *data = malloc((size_t)block * sizeof *data);
   int rc = indptr && indices && data ? 0 : input_fail(err, err_size, s->path, "out of memory");

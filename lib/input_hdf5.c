@@ -26,7 +26,20 @@ int input_is_hdf5(const char *path) {
 
 hid_t input_h5_open_file(const char *path, char *err, size_t err_size) {
   input_h5_silence();
-  hid_t file = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+  /* HDF5's metadata cache may grow to 32 MiB on files with a million strings (global heap
+   * collections); a smaller ceiling keeps the reader's memory bounded and costs no speed here. */
+  hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
+  H5AC_cache_config_t config;
+  config.version = H5AC__CURR_CACHE_CONFIG_VERSION;
+  if (H5Pget_mdc_config(fapl, &config) >= 0) {
+    config.set_initial_size = 1;
+    config.initial_size = 1 << 20;
+    config.min_size = 1 << 20;
+    config.max_size = 4 << 20;
+    H5Pset_mdc_config(fapl, &config);
+  }
+  hid_t file = H5Fopen(path, H5F_ACC_RDONLY, fapl);
+  H5Pclose(fapl);
   if (file < 0)
     input_fail(err, err_size, path,
                "cannot be opened as HDF5 (truncated or corrupt): re-copy or re-export the file");
@@ -154,7 +167,7 @@ int input_h5_read_f64(const char *path, hid_t dset, const char *what, int64_t st
 }
 
 /* Strings are read in blocks so that HDF5's per-string allocations stay bounded. */
-#define INPUT_H5_STRING_BLOCK 65536
+#define INPUT_H5_STRING_BLOCK 16384
 
 int input_h5_read_strings_dset(const char *path, hid_t dset, const char *name, input_strings *out,
                                char *err, size_t err_size) {
@@ -170,7 +183,8 @@ int input_h5_read_strings_dset(const char *path, hid_t dset, const char *name, i
   H5T_str_t pad = H5Tget_strpad(type);
   hid_t mem = input_h5_string_memtype(type);
   char *buf = malloc((size_t)INPUT_H5_STRING_BLOCK * size);
-  if (!buf) rc = input_fail(err, err_size, path, "out of memory");
+  if (!buf || input_strings_reserve(out, out->n + n) != 0)
+    rc = input_fail(err, err_size, path, "out of memory");
   for (int64_t start = 0; rc == 0 && start < n; start += INPUT_H5_STRING_BLOCK) {
     int64_t count = n - start < INPUT_H5_STRING_BLOCK ? n - start : INPUT_H5_STRING_BLOCK;
     if (variable) memset(buf, 0, (size_t)count * size);

@@ -13,18 +13,19 @@
 int input_fail(char *err, size_t err_size, const char *path, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 
-/* ---- string arrays: one allocation for the pointers, one growing arena for the bytes ---- */
+/* ---- string arrays: a pointer array into a list of fixed arena blocks (strings never move,
+ * and no large block is ever copied to grow) ---- */
+typedef struct input_arena_block input_arena_block;
 typedef struct {
   int64_t n, cap;
-  char **items; /* pointers into the arena, fixed up by input_strings_seal */
-  int64_t *offsets;
-  char *arena;
-  size_t arena_len, arena_cap;
+  char **items;
+  input_arena_block *blocks;
 } input_strings;
 
 void input_strings_init(input_strings *s);
+int input_strings_reserve(input_strings *s, int64_t n);                /* -1: out of memory */
 int input_strings_push(input_strings *s, const char *str, size_t len); /* -1: out of memory */
-/* Builds items from offsets; after this no more pushes. Returns -1 on out of memory. */
+/* Makes items valid when there are no strings (items never NULL). -1: out of memory. */
 int input_strings_seal(input_strings *s);
 void input_strings_free(input_strings *s);
 

@@ -4,7 +4,7 @@
  * Entries are appended unsorted to a spill file while rows are counted.  finish() lays out the
  * CSR file from the row counts, distributes the spill into row blocks (each block has a small
  * write buffer) and then sorts each block by row in memory, so that any row range is one
- * contiguous read.  Memory: 8 bytes per row plus about 64 MiB of buffers, whatever the size of
+ * contiguous read.  Memory: 8 bytes per row plus about 25 MiB of buffers, whatever the size of
  * the matrix.  Both files are unlinked at creation, so they vanish with the process. */
 #include <errno.h>
 #include <stdlib.h>
@@ -20,8 +20,8 @@ typedef struct {
 } input_tx_rec;
 
 #define INPUT_TX_SPILL_RECS 65536      /* spill write/read buffer */
-#define INPUT_TX_BLOCK_NNZ (1 << 20)   /* entries per sort block (16 MiB) */
-#define INPUT_TX_BUFFER_RECS (2 << 20) /* all block write buffers together (32 MiB) */
+#define INPUT_TX_BLOCK_NNZ (1 << 18)   /* entries per sort block (4 MiB, held twice) */
+#define INPUT_TX_BUFFER_RECS (1 << 20) /* all block write buffers together (16 MiB) */
 
 struct input_tx {
   char *path; /* input file, for messages */

@@ -6,6 +6,7 @@ Every file holds the same 6 cells x 5 genes matrix (COUNTS below, also written o
 tests/test_input.c) in a different layout, so the tests can check each reader cell by cell.
 """
 import gzip
+import io
 import os
 import sys
 
@@ -54,6 +55,10 @@ def write_h5ad():
     ad = adata(sp.csr_matrix(COUNTS / np.maximum(COUNTS.sum(axis=1, keepdims=True), 1)))
     ad.layers["counts"] = sp.csr_matrix(COUNTS)
     ad.write_h5ad(path("layer.h5ad"))
+    # no cells at all
+    anndata.AnnData(np.zeros((0, 3), dtype=np.float32),
+                    var=pd.DataFrame(index=["a", "b", "c"]), dtype=np.float32).write_h5ad(
+                        path("empty.h5ad"))
 
 
 def string_array(group, name, values):
@@ -121,7 +126,10 @@ def write_10x(name, v2=False, duplicate_name=False):
 
 
 def open_text(name, gz):
-    return gzip.open(name + ".gz", "wt") if gz else open(name, "w")
+    if not gz:
+        return open(name, "w")
+    # mtime 0: the same bytes on every run
+    return io.TextIOWrapper(gzip.GzipFile(name + ".gz", "wb", mtime=0))
 
 
 def write_mtx(dirname, gz, v2, transposed=False):
