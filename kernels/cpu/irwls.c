@@ -18,7 +18,7 @@
 #define IRWLS_PRED_NUMI 1e-7
 
 typedef struct {
-  double *y_g, *pred_g, *d0_g, *d1_g, *d2_g, *cs_kg;
+  double *y_g, *pred_g, *d0_g, *d1_g, *d2_g;
   double *hess_kk, *D_kk, *dvec_k, *lower_k, *x_k, *s_k;
   void *psd_ws, *qp_ws;
 } irwls_ws;
@@ -29,9 +29,9 @@ static size_t irwls_align(size_t bytes) {
 
 size_t rctd_irwls_kg_workspace_bytes(int n_genes, int n_types) {
   size_t g = (size_t)(n_genes > 0 ? n_genes : 1), k = (size_t)(n_types > 0 ? n_types : 1);
-  return 5 * irwls_align(g * sizeof(double)) + irwls_align(k * g * sizeof(double)) +
-         2 * irwls_align(k * k * sizeof(double)) + 4 * irwls_align(k * sizeof(double)) +
-         irwls_align(rctd_psd_workspace_bytes(n_types)) + rctd_qp_workspace_bytes(n_types);
+  return 5 * irwls_align(g * sizeof(double)) + 2 * irwls_align(k * k * sizeof(double)) +
+         4 * irwls_align(k * sizeof(double)) + irwls_align(rctd_psd_workspace_bytes(n_types)) +
+         rctd_qp_workspace_bytes(n_types);
 }
 
 size_t rctd_irwls_workspace_bytes(int n_genes, int n_types) {
@@ -48,7 +48,6 @@ static irwls_ws irwls_ws_carve(int n_genes, int n_types, void *workspace) {
   ws.d0_g = (double *)p, p += irwls_align(g * sizeof(double));
   ws.d1_g = (double *)p, p += irwls_align(g * sizeof(double));
   ws.d2_g = (double *)p, p += irwls_align(g * sizeof(double));
-  ws.cs_kg = (double *)p, p += irwls_align(k * g * sizeof(double));
   ws.hess_kk = (double *)p, p += irwls_align(k * k * sizeof(double));
   ws.D_kk = (double *)p, p += irwls_align(k * k * sizeof(double));
   ws.dvec_k = (double *)p, p += irwls_align(k * sizeof(double));
@@ -60,19 +59,66 @@ static irwls_ws irwls_ws_carve(int n_genes, int n_types, void *workspace) {
   return ws;
 }
 
-/* sum_g a_g b_g with four independent partial sums (a latency-bound single chain would dominate
- * the fit; the order differs from R's BLAS only at rounding level). */
+/* Two-lane vectors (GNU vector extension, SSE2 registers): four lanes are two of them. */
+typedef double irwls_v2 __attribute__((vector_size(16)));
+typedef double irwls_v2u __attribute__((vector_size(16), aligned(8), may_alias));
+#define IRWLS_LOAD2(p) (*(const irwls_v2u *)(p))
+
+/* sum_g a_g b_g in four lanes (g mod 4, the tail in lane 0) reduced as (l0 + l1) + (l2 + l3):
+ * independent partial sums instead of one latency-bound chain.  The order differs from R's BLAS
+ * only at rounding level and is fixed by the code, not by the hardware. */
 static double irwls_dot(int n, const double *a, const double *b) {
-  double s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+  irwls_v2 lo = {0, 0}, hi = {0, 0};
   int g = 0;
   for (; g + 4 <= n; g += 4) {
-    s0 += a[g] * b[g];
-    s1 += a[g + 1] * b[g + 1];
-    s2 += a[g + 2] * b[g + 2];
-    s3 += a[g + 3] * b[g + 3];
+    lo += IRWLS_LOAD2(a + g) * IRWLS_LOAD2(b + g);
+    hi += IRWLS_LOAD2(a + g + 2) * IRWLS_LOAD2(b + g + 2);
   }
-  for (; g < n; g++) s0 += a[g] * b[g];
-  return (s0 + s1) + (s2 + s3);
+  for (; g < n; g++) lo[0] += a[g] * b[g];
+  return (lo[0] + lo[1]) + (hi[0] + hi[1]);
+}
+
+/* Hessian entries H_ij = sum_g (c_g S_ig) S_jg for four columns j at once (c = -d2), in
+ * irwls_dot's four lanes and reduction order; c_g S_ig is formed on the fly and shared. */
+static void irwls_hess4(int n, const double *c, const double *si, const double *b0,
+                        const double *b1, const double *b2, const double *b3, double out[4]) {
+  irwls_v2 l0 = {0, 0}, l1 = l0, l2 = l0, l3 = l0, h0 = l0, h1 = l0, h2 = l0, h3 = l0;
+  int g = 0;
+  for (; g + 4 <= n; g += 4) {
+    irwls_v2 a_lo = IRWLS_LOAD2(c + g) * IRWLS_LOAD2(si + g);
+    irwls_v2 a_hi = IRWLS_LOAD2(c + g + 2) * IRWLS_LOAD2(si + g + 2);
+    l0 += a_lo * IRWLS_LOAD2(b0 + g);
+    h0 += a_hi * IRWLS_LOAD2(b0 + g + 2);
+    l1 += a_lo * IRWLS_LOAD2(b1 + g);
+    h1 += a_hi * IRWLS_LOAD2(b1 + g + 2);
+    l2 += a_lo * IRWLS_LOAD2(b2 + g);
+    h2 += a_hi * IRWLS_LOAD2(b2 + g + 2);
+    l3 += a_lo * IRWLS_LOAD2(b3 + g);
+    h3 += a_hi * IRWLS_LOAD2(b3 + g + 2);
+  }
+  for (; g < n; g++) {
+    double a = c[g] * si[g];
+    l0[0] += a * b0[g];
+    l1[0] += a * b1[g];
+    l2[0] += a * b2[g];
+    l3[0] += a * b3[g];
+  }
+  out[0] = (l0[0] + l0[1]) + (h0[0] + h0[1]);
+  out[1] = (l1[0] + l1[1]) + (h1[0] + h1[1]);
+  out[2] = (l2[0] + l2[1]) + (h2[0] + h2[1]);
+  out[3] = (l3[0] + l3[1]) + (h3[0] + h3[1]);
+}
+
+/* One column of irwls_hess4 (same lanes and order). */
+static double irwls_hess1(int n, const double *c, const double *si, const double *b) {
+  irwls_v2 lo = {0, 0}, hi = {0, 0};
+  int g = 0;
+  for (; g + 4 <= n; g += 4) {
+    lo += (IRWLS_LOAD2(c + g) * IRWLS_LOAD2(si + g)) * IRWLS_LOAD2(b + g);
+    hi += (IRWLS_LOAD2(c + g + 2) * IRWLS_LOAD2(si + g + 2)) * IRWLS_LOAD2(b + g + 2);
+  }
+  for (; g < n; g++) lo[0] += (c[g] * si[g]) * b[g];
+  return (lo[0] + lo[1]) + (hi[0] + hi[1]);
 }
 
 /* pred_g = sum_k S_kg w_k (R's S %*% w: k in order). */
@@ -96,16 +142,20 @@ static void irwls_bulk_derivatives(int n_genes, const double *y_g, const double 
   }
 }
 
-/* d_k = sum_g d1_g S_kg; hess (lower triangle) = sum_g (-d2_g) S_ig S_jg. */
+/* d_k = sum_g d1_g S_kg; hess (lower triangle) = sum_g (-d2_g) S_ig S_jg.  Negates d2 in place. */
 static void irwls_grad_hess(int n_genes, int n_types, const double *S_kg, irwls_ws *ws) {
   size_t G = (size_t)n_genes;
+  double *c = ws->d2_g;
+  for (size_t g = 0; g < G; g++) c[g] = -c[g];
   for (int i = 0; i < n_types; i++) {
     const double *si = S_kg + i * G;
-    double *ci = ws->cs_kg + i * G;
-    for (size_t g = 0; g < G; g++) ci[g] = -ws->d2_g[g] * si[g];
     ws->dvec_k[i] = irwls_dot(n_genes, ws->d1_g, si);
-    for (int j = 0; j <= i; j++)
-      ws->hess_kk[i * n_types + j] = irwls_dot(n_genes, ci, S_kg + j * G);
+    double *hess_row = ws->hess_kk + (size_t)i * n_types;
+    int j = 0;
+    for (; j + 4 <= i + 1; j += 4)
+      irwls_hess4(n_genes, c, si, S_kg + j * G, S_kg + (j + 1) * G, S_kg + (j + 2) * G,
+                  S_kg + (j + 3) * G, hess_row + j);
+    for (; j <= i; j++) hess_row[j] = irwls_hess1(n_genes, c, si, S_kg + j * G);
   }
 }
 

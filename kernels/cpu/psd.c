@@ -55,18 +55,15 @@ static double psd_general(int k, const double *H, double *D, void *workspace) {
   p += psd_align(kk * kk * sizeof(double));
   double *eval = (double *)p;
   p += psd_align(kk * sizeof(double));
-  gsl_eigen_symmv_workspace gws;
-  gws.size = kk;
-  gws.d = (double *)p, p += psd_align(kk * sizeof(double));
-  gws.sd = (double *)p, p += psd_align(kk * sizeof(double));
-  gws.gc = (double *)p, p += psd_align(kk * sizeof(double));
-  gws.gs = (double *)p;
+  double *work[4];
+  for (int i = 0; i < 4; i++) work[i] = (double *)p, p += psd_align(kk * sizeof(double));
+  gsl_matrix_view a = gsl_matrix_view_array(a_kk, kk, kk);
+  gsl_vector_view e = gsl_vector_view_array(eval, kk);
 
+  gsl_eigen_symmv_workspace gws = {kk, work[0], work[1], work[2], work[3]};
   for (int i = 0; i < k; i++)
     for (int j = 0; j <= i; j++) a_kk[i * k + j] = a_kk[j * k + i] = H[i * k + j];
-  gsl_matrix_view a = gsl_matrix_view_array(a_kk, kk, kk);
   gsl_matrix_view v = gsl_matrix_view_array(v_kk, kk, kk);
-  gsl_vector_view e = gsl_vector_view_array(eval, kk);
   gsl_eigen_symmv(&a.matrix, &e.vector, &v.matrix, &gws);
 
   double norm = RCTD_PSD_EIG_FLOOR;
