@@ -1,8 +1,8 @@
 /* Doublet mode (spacexr process_bead_doublet with constrain = FALSE) on a chunk, in batches:
  * (1) full fit of every pixel; (2) candidates on the host; (3) every candidate pair of every
  * pixel in score mode; (4) best pair and check_pairs_type on the host; (5) the singlet scores
- * that the decision needs; (6) classes and the doublet weights (the best pair's fit, normalised)
- * on the host. */
+ * that the decision needs; (6) classes on the host; (7) the final fit of the two types in their
+ * final order (50 iterations, normalised), as process_bead_doublet refits them after the call. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -82,8 +82,7 @@ static int dbl_candidates(int n_types, const double *weights_k, int32_t *cand) {
 
 /* Step (5) and (6) for one pixel: the singlet scores of its sides, then the class call. */
 static void dbl_decide(const rctd_fit_params *params, const dbl_pixel *px, const int32_t *cand,
-                       const int32_t *other_s, const double *singlet_k, const rctd_fm_batch *pairs,
-                       rctd_doublet_result *res) {
+                       const int32_t *other_s, const double *singlet_k, rctd_doublet_result *res) {
   double singlet_side[2] = {0, 0};
   for (int s = 0; s < 2; s++) {
     int n_needed = dbl_singlets_needed(px, s);
@@ -124,9 +123,6 @@ static void dbl_decide(const rctd_fit_params *params, const dbl_pixel *px, const
   }
   if (singlet_score - px->min_score < params->doublet_threshold) spot = RCTD_SPOT_SINGLET;
 
-  const int f = px->pair_off + px->best_pair;
-  const double *w = pairs->weights_fk + (size_t)f * 2;
-  double w_ordered[2] = {swapped ? w[1] : w[0], swapped ? w[0] : w[1]};
   res->spot_class = spot;
   res->first_type = swapped ? second : first;
   res->second_type = swapped ? first : second;
@@ -134,8 +130,6 @@ static void dbl_decide(const rctd_fit_params *params, const dbl_pixel *px, const
   res->second_class = second_class;
   res->min_score = px->min_score;
   res->singlet_score = singlet_score;
-  res->conv_doublet = pairs->conv_f[f];
-  rctd_fm_normalise(2, w_ordered, res->doublet_weights);
 }
 
 typedef struct {
@@ -144,7 +138,7 @@ typedef struct {
   int32_t *other_nsk; /* other_class lists, per pixel and side */
   int32_t *conv_n;
   int32_t *singlet_fit_nk; /* index of the singlet fit of (pixel, type), or -1 */
-  rctd_fm_batch pairs, singlets;
+  rctd_fm_batch pairs, singlets, final;
 } dbl_work;
 
 static void dbl_work_free(dbl_work *w) {
@@ -155,6 +149,7 @@ static void dbl_work_free(dbl_work *w) {
   free(w->singlet_fit_nk);
   rctd_fm_batch_free(&w->pairs);
   rctd_fm_batch_free(&w->singlets);
+  rctd_fm_batch_free(&w->final);
 }
 
 static int dbl_work_alloc(dbl_work *w, int n_pix, int n_types) {
@@ -167,6 +162,7 @@ static int dbl_work_alloc(dbl_work *w, int n_pix, int n_types) {
   w->singlet_fit_nk = malloc(nk * sizeof *w->singlet_fit_nk);
   rctd_fm_batch_init(&w->pairs, 2);
   rctd_fm_batch_init(&w->singlets, 1);
+  rctd_fm_batch_init(&w->final, 2);
   return (w->px_n && w->cand_nk && w->other_nsk && w->conv_n && w->singlet_fit_nk) ? 0 : -1;
 }
 
@@ -265,11 +261,21 @@ int rctd_fit_doublet(const rctd_fit_params *params, const rctd_pixel_chunk *chun
     rctd_doublet_result *res = &result_n[n];
     memset(res, 0, sizeof *res);
     dbl_decide(params, &w.px_n[n], w.cand_nk + (size_t)n * n_types,
-               w.other_nsk + (size_t)n * 2 * n_types, singlet_k, &w.pairs, res);
+               w.other_nsk + (size_t)n * 2 * n_types, singlet_k, res);
     res->conv_all = w.conv_n[n];
     res->n_candidates = w.px_n[n].n_cand;
+    int32_t types[2] = {res->first_type, res->second_type};
+    if (rctd_fm_batch_add(&w.final, n, types) < 0) {
+      rctd_fm_error(err, err_len, "fit: out of memory");
+      rc = -1;
+    }
   }
   free(singlet_k);
+  if (rc == 0) rc = rctd_fm_batch_run(params, chunk, &w.final, RCTD_FM_N_ITER, 0, 0, err, err_len);
+  for (int n = 0; rc == 0 && n < n_pix; n++) {
+    rctd_fm_normalise(2, w.final.weights_fk + (size_t)n * 2, result_n[n].doublet_weights);
+    result_n[n].conv_doublet = w.final.conv_f[n];
+  }
   dbl_work_free(&w);
   return rc;
 }

@@ -72,9 +72,9 @@ typedef struct {
 
 /* process_bead_doublet for every pixel of the chunk: results into result_n (n_pix) and the
  * full fit's raw weights into all_weights_nk (n_pix x K; R's weights / all_weights).
- * doublet_weights and conv_doublet come from the best pair's score-mode fit (25 iterations), as
- * current spacexr takes them; older spacexr refitted the pair with 50 iterations, which gives the
- * same numbers whenever that fit converged within 25 (every pixel of the vignette).
+ * doublet_weights and conv_doublet come from process_bead_doublet's final fit: after the call (and
+ * the swap), the two types are refitted in their final order (first_type, second_type) with 50
+ * iterations, not in score mode, and the weights normalised to sum 1.
  * Needs K >= 2. */
 int rctd_fit_doublet(const rctd_fit_params *params, const rctd_pixel_chunk *chunk,
                      rctd_doublet_result *result_n, double *all_weights_nk, char *err,

@@ -149,9 +149,9 @@ TEST(fit_doublet_certain_orders_by_singlet_score) {
   /* the pair fit's weights (0.3, 0.5 for types 2, 4), reversed with the swap, normalised */
   CHECK_NEAR(r.doublet_weights[0], 0.5 / 0.8, 1e-15);
   CHECK_NEAR(r.doublet_weights[1], 0.3 / 0.8, 1e-15);
-  /* one batch per step: full (50 iterations), pairs, singlets (25) */
-  CHECK(s.sc.n_calls == 3 && s.sc.calls_by_iter[1] == 1);
-  CHECK(s.sc.n_fits == 1 + 1 + 2);
+  /* one batch per step: full (50 iterations), pairs, singlets (25), the final pair refit (50) */
+  CHECK(s.sc.n_calls == 4 && s.sc.calls_by_iter[1] == 2);
+  CHECK(s.sc.n_fits == 1 + 1 + 2 + 1);
   fm_setup_free(&s);
 }
 
@@ -188,8 +188,8 @@ TEST(fit_doublet_candidate_fallbacks) {
   CHECK((r[1].first_type == 0 && r[1].second_type == 1) ||
         (r[1].first_type == 1 && r[1].second_type == 0));
   CHECK(r[2].n_candidates == 2 && r[2].min_score == 90);
-  CHECK(s.sc.n_calls == 3);
-  CHECK(s.sc.n_fits == 3 + (3 + 1 + 1) + (2 + 2 + 2));
+  CHECK(s.sc.n_calls == 4);
+  CHECK(s.sc.n_fits == 3 + (3 + 1 + 1) + (2 + 2 + 2) + 3);
   fm_setup_free(&s);
 }
 
@@ -239,7 +239,7 @@ TEST(fit_doublet_uncertain_and_swap) {
   CHECK(r[1].first_type == 1 && r[1].second_type == 0 && r[1].singlet_score == 125);
   CHECK_NEAR(r[1].doublet_weights[0], 0.2 / 0.3, 1e-15);
   /* singlets only where the decision reads them: pixel 0 type 0, pixel 1 type 1 */
-  CHECK(s.sc.n_fits == 2 + 6 + 2);
+  CHECK(s.sc.n_fits == 2 + 6 + 2 + 2);
   fm_setup_free(&s);
 }
 
