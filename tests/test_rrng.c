@@ -1,0 +1,114 @@
+/* rrng: R's random stream, checked against R 4.2 itself.
+ * tests/data/rrng/r_stream.txt is a script of set.seed / runif / sample.int calls with R's
+ * answers (doubles as hex, so equality is to the bit). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "rrng.h"
+#include "test.h"
+
+#define RRNG_TEST_DATA "tests/data/rrng"
+
+static int rrng_test_read_ints(FILE *f, int n, int *out) {
+  for (int i = 0; i < n; i++)
+    if (fscanf(f, "%d", &out[i]) != 1) return -1;
+  return 0;
+}
+
+TEST(rrng_matches_r_stream) {
+  FILE *f = fopen(RRNG_TEST_DATA "/r_stream.txt", "r");
+  CHECK_MSG(f != NULL, "cannot open %s/r_stream.txt", RRNG_TEST_DATA);
+  rctd_rrng rng;
+  int seeded = 0, n_ops = 0, n_values = 0;
+  char word[32];
+  while (fscanf(f, "%31s", word) == 1) {
+    if (word[0] == '#') {
+      int c;
+      while ((c = fgetc(f)) != EOF && c != '\n') continue;
+      continue;
+    }
+    n_ops++;
+    if (strcmp(word, "seed") == 0) {
+      int seed;
+      CHECK(fscanf(f, "%d", &seed) == 1);
+      rctd_rrng_seed(&rng, seed);
+      seeded = 1;
+      continue;
+    }
+    CHECK(seeded);
+    if (strcmp(word, "runif") == 0) {
+      int n;
+      CHECK(fscanf(f, "%d", &n) == 1);
+      for (int i = 0; i < n; i++) {
+        char hex[64];
+        CHECK(fscanf(f, "%63s", hex) == 1);
+        double want = strtod(hex, NULL), got = rctd_rrng_unif(&rng);
+        CHECK_MSG(got == want, "runif op %d value %d: got %a want %a", n_ops, i, got, want);
+        n_values++;
+      }
+      continue;
+    }
+    CHECK_MSG(strcmp(word, "sample") == 0, "unknown op '%s'", word);
+    int n, k, replace;
+    CHECK(fscanf(f, "%d %d %d", &n, &k, &replace) == 3);
+    int *want = malloc((size_t)k * sizeof *want), *got = malloc((size_t)k * sizeof *got);
+    CHECK(want && got);
+    int ok = rrng_test_read_ints(f, k, want) == 0;
+    if (replace)
+      rctd_rrng_sample_replace(&rng, n, k, got);
+    else
+      ok = ok && rctd_rrng_sample(&rng, n, k, got) == 0;
+    int first_bad = -1;
+    for (int i = 0; ok && i < k && first_bad < 0; i++)
+      if (got[i] != want[i]) first_bad = i;
+    int got_bad = first_bad >= 0 ? got[first_bad] : 0,
+        want_bad = first_bad >= 0 ? want[first_bad] : 0;
+    free(want);
+    free(got);
+    CHECK_MSG(ok, "sample op %d (n=%d k=%d) could not run", n_ops, n, k);
+    CHECK_MSG(first_bad < 0, "sample op %d (n=%d k=%d) draw %d: got %d want %d", n_ops, n, k,
+              first_bad, got_bad, want_bad);
+    n_values += k;
+  }
+  fclose(f);
+  CHECK_MSG(n_ops > 40 && n_values > 5000, "fixture too small: %d ops, %d values", n_ops, n_values);
+}
+
+TEST(rrng_unif_never_hits_bounds_and_index_stays_below_n) {
+  rctd_rrng rng;
+  rctd_rrng_seed(&rng, 12345);
+  for (int i = 0; i < 100000; i++) {
+    double u = rctd_rrng_unif(&rng);
+    CHECK(u > 0.0 && u < 1.0);
+  }
+  for (int n = 1; n < 300; n++) {
+    double j = rctd_rrng_index(&rng, n);
+    CHECK(j >= 0 && j < n && j == (double)(int)j);
+  }
+  CHECK(rctd_rrng_index(&rng, 0) == 0.0);
+}
+
+TEST(rrng_sample_without_replacement_is_a_permutation) {
+  rctd_rrng rng;
+  rctd_rrng_seed(&rng, 99);
+  enum { N = 1000 };
+  int out[N], seen[N + 1] = {0};
+  CHECK(rctd_rrng_sample(&rng, N, N, out) == 0);
+  for (int i = 0; i < N; i++) {
+    CHECK(out[i] >= 1 && out[i] <= N && !seen[out[i]]);
+    seen[out[i]] = 1;
+  }
+  CHECK(rctd_rrng_sample(&rng, 3, 4, out) == -1);
+  CHECK(rctd_rrng_sample(&rng, -1, 0, out) == -1);
+  CHECK(rctd_rrng_sample(&rng, 5, 0, out) == 0);
+}
+
+TEST(rrng_streams_are_independent_structs) {
+  rctd_rrng a, b;
+  rctd_rrng_seed(&a, 1);
+  rctd_rrng_seed(&b, 1);
+  double a1 = rctd_rrng_unif(&a);
+  (void)rctd_rrng_unif(&a);
+  CHECK(rctd_rrng_unif(&b) == a1);
+}
