@@ -47,7 +47,7 @@ LIBRCTD    := $(BUILD)/librctd.a
 LIBKERN    := $(BUILD)/librctd-kernels.a
 ALL_LIBS   := $(LIBRCTD) $(LIBKERN) $(CUDA_LIB)
 
-.PHONY: all test test-gpu bench bench-gpu install clean format demo
+.PHONY: all deps test test-run test-gpu bench bench-gpu install clean format demo demo-run
 all: $(BINS) lib/librctd.a kernels/librctd-kernels.a $(if $(CUDA_LIB),kernels/librctd-cuda.a)
 
 lib/librctd.a: $(LIBRCTD)
@@ -81,12 +81,31 @@ bin/% $(BUILD)/bin/%: $(BUILD)/cmd/%.o $(ALL_LIBS)
 $(BUILD)/rctd-tests: $(TEST_OBJ) $(ALL_LIBS)
 	$(CC) $(LDFLAGS) -o $@ $(TEST_OBJ) $(ALL_LIBS) $(LDLIBS)
 
-# The suite runs the C unit tests, then the shell tests of the binaries.
-test: $(BINS) $(BUILD)/rctd-tests
+# Missing Debian packages: installed when root, else the exact apt-get command is printed.
+deps:
+	@./scripts/setup.sh
+
+# test and demo install what is missing first, then run in a fresh make (so that pkg-config
+# sees the new packages).  The suite runs the C unit tests and the tests of the binaries.
+test: deps
+	@$(MAKE) --no-print-directory test-run
+test-run: $(BINS) $(BUILD)/rctd-tests
 	RCTD_BIN=$(abspath $(dir $(firstword $(BINS)))) RCTD_SHARED=$(abspath ../shared) $(BUILD)/rctd-tests
 
-bench: all
-	./bench/run.sh
+# The demo grows with the tools; for now it shows a stream with rctd-view.
+DEMO_STREAM := tests/data/stream_sample_v1.rctd
+demo: deps
+	@$(MAKE) --no-print-directory demo-run
+demo-run: all
+	bin/rctd-view $(DEMO_STREAM)
+	bin/rctd-view $(DEMO_STREAM) profiles
+
+# Benchmarks: every bench/NAME.c is a program; bench/run.sh runs them all.
+BENCH_BINS := $(patsubst bench/%.c,$(BUILD)/bench/%,$(BENCH_SRC))
+$(BUILD)/bench/%: $(BUILD)/bench/%.o $(ALL_LIBS)
+	$(CC) $(LDFLAGS) -o $@ $< $(ALL_LIBS) $(LDLIBS)
+bench: all $(BENCH_BINS)
+	RCTD_BENCH_BIN=$(abspath $(BUILD)/bench) RCTD_BIN=$(abspath bin) ./bench/run.sh
 
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/man/man1 $(DESTDIR)$(PREFIX)/share/man/man5

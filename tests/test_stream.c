@@ -670,3 +670,14 @@ TEST(stream_writer_misuse_is_reported) {
   CHECK(access(path, F_OK) != 0);
   CHECK(test_sh("ls -A '%s' | grep -q '\\.tmp\\.'", test_tmp_dir()) != 0); /* no temporaries */
 }
+
+TEST(stream_reads_committed_version_1_fixture) {
+  /* tests/data/stream_sample_v1.rctd was written by rctd 0.1.0 (the sample, 2 rows per chunk).
+   * Reading it keeps format version 1 readable whatever later changes to the writer. */
+  char err[RCTD_ERR_LEN];
+  rctd_reader *r = rctd_reader_open("tests/data/stream_sample_v1.rctd", err, sizeof err);
+  CHECK_MSG(r != NULL, "%s", err);
+  int rc = rctd_test_sample_check(r, err, sizeof err);
+  rctd_reader_close(r);
+  CHECK_MSG(rc == 0, "%s", err);
+}
