@@ -1,0 +1,425 @@
+/* Reference stage logic: spacexr Reference(), process_cell_type_info, get_cell_type_info and
+ * the random draws of create_downsampled_data.  See reference.h. */
+#include "reference.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+void rctd_reference_opts_default(rctd_reference_opts *opts) {
+  opts->min_umi = 100;
+  opts->max_cells = 10000;
+  opts->cell_min = 25;
+  opts->drop_small_types = 0;
+  opts->seed = 1;
+}
+
+static int ref_fail(char *err, size_t err_len, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static int ref_fail(char *err, size_t err_len, const char *fmt, ...) {
+  if (err && err_len) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, err_len, fmt, ap);
+    va_end(ap);
+  }
+  return -1;
+}
+
+int rctd_reference_profile_types(const rctd_ref_cells *cells, const char *const *code_names,
+                                 const char *const *subset, int n_subset, int32_t *types_k,
+                                 char *err, size_t err_len) {
+  if (!subset || n_subset <= 0) {
+    for (int l = 0; l < cells->n_levels; l++) types_k[l] = l;
+    return cells->n_levels;
+  }
+  if (n_subset > cells->n_levels)
+    return ref_fail(err, err_len, "--cell-types lists %d types but the reference has %d", n_subset,
+                    cells->n_levels);
+  for (int i = 0; i < n_subset; i++) {
+    int found = -1;
+    for (int l = 0; l < cells->n_levels && found < 0; l++)
+      if (strcmp(code_names[cells->level_code_l[l]], subset[i]) == 0) found = l;
+    if (found < 0)
+      return ref_fail(err, err_len,
+                      "cell type '%s' of --cell-types is not in the reference (or was dropped)",
+                      subset[i]);
+    for (int j = 0; j < i; j++)
+      if (types_k[j] == found)
+        return ref_fail(err, err_len, "cell type '%s' is listed twice in --cell-types", subset[i]);
+    types_k[i] = found;
+  }
+  if (n_subset < 2) return ref_fail(err, err_len, "--cell-types must name at least 2 cell types");
+  return n_subset;
+}
+
+int rctd_profile_acc_init(rctd_profile_acc *acc, int n_genes, const rctd_ref_cells *cells,
+                          const int32_t *types_k, int n_types, char *err, size_t err_len) {
+  memset(acc, 0, sizeof *acc);
+  acc->n_genes = n_genes;
+  acc->n_types = n_types;
+  acc->type_of_level =
+      malloc((size_t)(cells->n_levels ? cells->n_levels : 1) * sizeof *acc->type_of_level);
+  acc->sum_gk = calloc((size_t)n_genes * (size_t)n_types, sizeof *acc->sum_gk);
+  acc->cells_k = calloc((size_t)n_types, sizeof *acc->cells_k);
+  if (!acc->type_of_level || !acc->sum_gk || !acc->cells_k) {
+    rctd_profile_acc_free(acc);
+    return ref_fail(err, err_len, "out of memory for %d genes x %d types of profiles", n_genes,
+                    n_types);
+  }
+  for (int l = 0; l < cells->n_levels; l++) acc->type_of_level[l] = -1;
+  for (int k = 0; k < n_types; k++) acc->type_of_level[types_k[k]] = k;
+  return 0;
+}
+
+void rctd_profile_acc_add(rctd_profile_acc *acc, const rctd_ref_cells *cells,
+                          const int32_t *codes_n, const double *numi_n, int64_t row, int64_t nnz,
+                          const int32_t *gene_idx, const double *values) {
+  int32_t mult = cells->mult_n[row];
+  if (mult == 0) return;
+  int level = cells->level_of_code[codes_n[row]];
+  int k = level < 0 ? -1 : acc->type_of_level[level];
+  if (k < 0) return;
+  int K = acc->n_types;
+  double numi = numi_n[row];
+  for (int32_t m = 0; m < mult; m++) {
+    /* R: sweep(counts, 2, nUMI, "/") then rowSums: one double quotient added per cell. */
+    for (int64_t i = 0; i < nnz; i++) acc->sum_gk[(size_t)gene_idx[i] * K + k] += values[i] / numi;
+    acc->cells_k[k]++;
+  }
+}
+
+void rctd_profile_acc_finish(const rctd_profile_acc *acc, double *profiles_gk) {
+  int K = acc->n_types;
+  for (int g = 0; g < acc->n_genes; g++)
+    for (int k = 0; k < K; k++)
+      profiles_gk[(size_t)g * K + k] = acc->sum_gk[(size_t)g * K + k] / (double)acc->cells_k[k];
+}
+
+void rctd_profile_acc_free(rctd_profile_acc *acc) {
+  free(acc->type_of_level);
+  free(acc->sum_gk);
+  free(acc->cells_k);
+  memset(acc, 0, sizeof *acc);
+}
+
+int rctd_reference_profiles_dense(const rctd_ref_cells *cells, const int32_t *codes_n,
+                                  const int32_t *types_k, int n_types, int n_genes,
+                                  const double *counts_ng, const double *numi_n,
+                                  double *profiles_gk, char *err, size_t err_len) {
+  rctd_profile_acc acc;
+  if (rctd_profile_acc_init(&acc, n_genes, cells, types_k, n_types, err, err_len) < 0) return -1;
+  int32_t *idx = malloc((size_t)(n_genes ? n_genes : 1) * sizeof *idx);
+  double *val = malloc((size_t)(n_genes ? n_genes : 1) * sizeof *val);
+  if (!idx || !val) {
+    free(idx), free(val);
+    rctd_profile_acc_free(&acc);
+    return ref_fail(err, err_len, "out of memory");
+  }
+  for (int64_t row = 0; row < cells->n_rows; row++) {
+    int64_t nnz = 0;
+    for (int g = 0; g < n_genes; g++) {
+      double v = counts_ng[(size_t)row * n_genes + g];
+      if (v == 0) continue;
+      idx[nnz] = g;
+      val[nnz++] = v;
+    }
+    rctd_profile_acc_add(&acc, cells, codes_n, numi_n, row, nnz, idx, val);
+  }
+  rctd_profile_acc_finish(&acc, profiles_gk);
+  free(idx);
+  free(val);
+  rctd_profile_acc_free(&acc);
+  return 0;
+}
+
+/* Splits LINE in place into at most max_fields fields at SEP, removing surrounding quotes and
+ * blanks.  Returns the number of fields. */
+static int ref_split_fields(char *line, char sep, char **fields, int max_fields) {
+  int n = 0;
+  char *p = line;
+  while (n < max_fields) {
+    while (*p == ' ') p++;
+    char *start = p, *out = p;
+    int quoted = *p == '"';
+    if (quoted) {
+      p++;
+      while (*p) {
+        if (*p == '"' && p[1] == '"') {
+          *out++ = '"';
+          p += 2;
+        } else if (*p == '"') {
+          p++;
+          break;
+        } else {
+          *out++ = *p++;
+        }
+      }
+      while (*p && *p != sep) p++;
+    } else {
+      while (*p && *p != sep) *out++ = *p++;
+    }
+    char end = *p;
+    *out = '\0';
+    while (out > start && (out[-1] == ' ' || out[-1] == '\r' || out[-1] == '\n')) *--out = '\0';
+    fields[n++] = start;
+    if (!end) break;
+    p++;
+  }
+  return n;
+}
+
+int rctd_class_table_read(const char *path, const char *const *type_names, int n_types,
+                          char ***class_names, char *err, size_t err_len) {
+  *class_names = NULL;
+  FILE *f = fopen(path, "r");
+  if (!f)
+    return ref_fail(err, err_len, "%s: cannot open the class table: %s", path, strerror(errno));
+  char **classes = calloc((size_t)n_types, sizeof *classes);
+  char *line = NULL;
+  size_t cap = 0;
+  ssize_t len;
+  int line_no = 0, rc = -1;
+  char sep = ',';
+  if (!classes) {
+    ref_fail(err, err_len, "out of memory");
+    goto done;
+  }
+  while ((len = getline(&line, &cap, f)) >= 0) {
+    line_no++;
+    if (line_no == 1) {
+      if (strchr(line, '\t')) sep = '\t';
+      continue; /* header row */
+    }
+    char *fields[3];
+    int n = ref_split_fields(line, sep, fields, 3);
+    if (n == 1 && fields[0][0] == '\0') continue;
+    if (n < 2 || fields[1][0] == '\0') {
+      ref_fail(err, err_len, "%s: line %d: expected 2 columns (cell type, class)", path, line_no);
+      goto done;
+    }
+    for (int k = 0; k < n_types; k++) {
+      if (strcmp(type_names[k], fields[0]) != 0) continue;
+      if (classes[k] && strcmp(classes[k], fields[1]) != 0) {
+        ref_fail(err, err_len, "%s: line %d: cell type '%s' is given two classes", path, line_no,
+                 fields[0]);
+        goto done;
+      }
+      if (!classes[k] && !(classes[k] = strdup(fields[1]))) {
+        ref_fail(err, err_len, "out of memory");
+        goto done;
+      }
+    }
+  }
+  if (ferror(f)) {
+    ref_fail(err, err_len, "%s: read error: %s", path, strerror(errno));
+    goto done;
+  }
+  char list[300] = "";
+  int n_missing = 0;
+  for (int k = 0; k < n_types; k++) {
+    if (classes[k]) continue;
+    size_t used = strlen(list);
+    if (used + 4 < sizeof list)
+      snprintf(list + used, sizeof list - used, "%s%s", n_missing ? ", " : "", type_names[k]);
+    n_missing++;
+  }
+  if (n_missing) {
+    ref_fail(err, err_len, "%s: %d cell type(s) have no class: %s; add a row for each", path,
+             n_missing, list);
+    goto done;
+  }
+  *class_names = classes;
+  classes = NULL;
+  rc = 0;
+done:
+  if (classes)
+    for (int k = 0; k < n_types; k++) free(classes[k]);
+  free(classes);
+  free(line);
+  fclose(f);
+  return rc;
+}
+
+/* ------------------------------------------------------------ reference stream */
+
+static void ref_free_strings(char **s, size_t n) {
+  if (!s) return;
+  for (size_t i = 0; i < n; i++) free(s[i]);
+  free(s);
+}
+
+void rctd_reference_data_free(rctd_reference_data *ref) {
+  if (!ref) return;
+  ref_free_strings(ref->type_names, (size_t)ref->n_types);
+  ref_free_strings(ref->class_names, (size_t)ref->n_types);
+  free(ref->type_cells_k);
+  ref_free_strings(ref->gene_names, (size_t)ref->n_genes);
+  free(ref->profiles_gk);
+  free(ref->rng_state);
+  ref_free_strings(ref->config_keys, ref->n_config);
+  ref_free_strings(ref->config_values, ref->n_config);
+  for (size_t i = 0; i < ref->n_extra; i++) rctd_record_free(&ref->extra[i]);
+  free(ref->extra);
+  memset(ref, 0, sizeof *ref);
+}
+
+int rctd_reference_write(rctd_writer *w, const rctd_reference_data *ref) {
+  char version[16], n_types[32], n_genes[32];
+  snprintf(version, sizeof version, "%d", RCTD_REF_VERSION);
+  snprintf(n_types, sizeof n_types, "%d", ref->n_types);
+  snprintf(n_genes, sizeof n_genes, "%d", ref->n_genes);
+  const char *keys[] = {"format", "version", "n_types", "n_genes"};
+  const char *values[] = {RCTD_REF_FORMAT, version, n_types, n_genes};
+  if (rctd_write_meta(w, RCTD_REF_REC_META, keys, values, 4) < 0 ||
+      rctd_write_meta(w, RCTD_REF_REC_CONFIG, (const char *const *)ref->config_keys,
+                      (const char *const *)ref->config_values, ref->n_config) < 0 ||
+      rctd_write_string_list(w, RCTD_REF_REC_TYPES, (const char *const *)ref->type_names,
+                             (uint64_t)ref->n_types) < 0 ||
+      rctd_write_vector(w, RCTD_REF_REC_TYPE_CELLS, RCTD_I64, (uint64_t)ref->n_types,
+                        ref->type_cells_k, RCTD_REF_REC_TYPES) < 0 ||
+      rctd_write_string_list(w, RCTD_REF_REC_CLASSES, (const char *const *)ref->class_names,
+                             (uint64_t)ref->n_types) < 0 ||
+      rctd_write_string_list(w, RCTD_REF_REC_GENES, (const char *const *)ref->gene_names,
+                             (uint64_t)ref->n_genes) < 0 ||
+      rctd_write_dense(w, RCTD_REF_REC_PROFILES, RCTD_F64, (uint64_t)ref->n_genes,
+                       (uint64_t)ref->n_types, ref->profiles_gk, RCTD_REF_REC_GENES,
+                       RCTD_REF_REC_TYPES) < 0)
+    return -1;
+  if (ref->n_rng > 0 && rctd_write_vector(w, RCTD_REF_REC_RNG, RCTD_I32, (uint64_t)ref->n_rng,
+                                          ref->rng_state, NULL) < 0)
+    return -1;
+  for (size_t i = 0; i < ref->n_extra; i++)
+    if (rctd_write_record(w, &ref->extra[i]) < 0) return -1;
+  return 0;
+}
+
+enum { R_META, R_CONFIG, R_TYPES, R_CELLS, R_CLASSES, R_GENES, R_PROFILES, R_RNG, R_COUNT };
+static const char *const ref_rec_names[R_COUNT] = {
+    RCTD_REF_REC_META,    RCTD_REF_REC_CONFIG, RCTD_REF_REC_TYPES,    RCTD_REF_REC_TYPE_CELLS,
+    RCTD_REF_REC_CLASSES, RCTD_REF_REC_GENES,  RCTD_REF_REC_PROFILES, RCTD_REF_REC_RNG};
+
+static int ref_from_records(const char *label, rctd_record *recs, const int *have,
+                            rctd_reference_data *ref, char *err, size_t err_len) {
+  if (!have[R_META])
+    return ref_fail(err, err_len,
+                    "%s: not a reference stream (no %s record); make one with rctd-reference",
+                    label, RCTD_REF_REC_META);
+  const char *format = rctd_record_meta_get(&recs[R_META], "format");
+  const char *version = rctd_record_meta_get(&recs[R_META], "version");
+  if (!format || strcmp(format, RCTD_REF_FORMAT) != 0)
+    return ref_fail(err, err_len,
+                    "%s: not a reference stream (format '%s'); make one with rctd-reference", label,
+                    format ? format : "");
+  char *end = NULL;
+  long v = version ? strtol(version, &end, 10) : -1;
+  if (!version || *end || v != RCTD_REF_VERSION)
+    return ref_fail(err, err_len,
+                    "%s: reference format version %s, this build reads version %d; rebuild it "
+                    "with this rctd-reference",
+                    label, version ? version : "?", RCTD_REF_VERSION);
+  for (int i = R_CONFIG; i < R_RNG; i++)
+    if (!have[i])
+      return ref_fail(err, err_len, "%s: reference record '%s' is missing", label,
+                      ref_rec_names[i]);
+  for (int i = R_TYPES; i <= R_GENES; i++)
+    if (i != R_CELLS && recs[i].kind != RCTD_STRINGS)
+      return ref_fail(err, err_len, "%s: record '%s' is not a strings record", label,
+                      ref_rec_names[i]);
+  int K = (int)recs[R_TYPES].rows, G = (int)recs[R_GENES].rows;
+  rctd_record *cells = &recs[R_CELLS], *prof = &recs[R_PROFILES], *cfg = &recs[R_CONFIG];
+  if ((int)recs[R_CLASSES].rows != K || cells->kind != RCTD_DENSE || cells->dtype != RCTD_I64 ||
+      (int)cells->rows != K || prof->kind != RCTD_DENSE || prof->dtype != RCTD_F64 ||
+      (int)prof->rows != G || (int)prof->cols != K || cfg->kind != RCTD_META)
+    return ref_fail(err, err_len, "%s: reference records disagree on %d types x %d genes", label, K,
+                    G);
+  if (K < 2 || G < 1)
+    return ref_fail(err, err_len, "%s: reference has %d types and %d genes", label, K, G);
+  ref->n_types = K;
+  ref->n_genes = G;
+  ref->type_names = recs[R_TYPES].strings, recs[R_TYPES].strings = NULL;
+  ref->class_names = recs[R_CLASSES].strings, recs[R_CLASSES].strings = NULL;
+  ref->gene_names = recs[R_GENES].strings, recs[R_GENES].strings = NULL;
+  ref->type_cells_k = cells->data, cells->data = NULL;
+  ref->profiles_gk = prof->data, prof->data = NULL;
+  ref->n_config = (size_t)cfg->rows;
+  ref->config_keys = calloc(ref->n_config + 1, sizeof *ref->config_keys);
+  ref->config_values = calloc(ref->n_config + 1, sizeof *ref->config_values);
+  if (!ref->config_keys || !ref->config_values) {
+    ref->n_config = 0;
+    return ref_fail(err, err_len, "out of memory");
+  }
+  for (size_t i = 0; i < ref->n_config; i++) {
+    ref->config_keys[i] = strdup(cfg->strings[2 * i]);
+    ref->config_values[i] = strdup(cfg->strings[2 * i + 1]);
+    if (!ref->config_keys[i] || !ref->config_values[i]) return ref_fail(err, err_len, "no memory");
+  }
+  if (have[R_RNG]) {
+    rctd_record *rng = &recs[R_RNG];
+    if (rng->kind != RCTD_DENSE || rng->dtype != RCTD_I32 || rng->cols != 1)
+      return ref_fail(err, err_len, "%s: record '%s' is not an i32 vector", label,
+                      RCTD_REF_REC_RNG);
+    ref->n_rng = (int)rng->rows;
+    ref->rng_state = rng->data, rng->data = NULL;
+  }
+  for (size_t i = 0; i < (size_t)G * (size_t)K; i++)
+    if (!isfinite(ref->profiles_gk[i]) || ref->profiles_gk[i] < 0)
+      return ref_fail(err, err_len, "%s: profile of gene '%s' is not a finite non-negative number",
+                      label, ref->gene_names[i / (size_t)K]);
+  return 0;
+}
+
+int rctd_reference_load(const char *path, rctd_reference_data *ref, char *err, size_t err_len) {
+  memset(ref, 0, sizeof *ref);
+  rctd_reader *r = rctd_reader_open(path, err, err_len);
+  if (!r) return -1;
+  rctd_record recs[R_COUNT];
+  int have[R_COUNT] = {0};
+  memset(recs, 0, sizeof recs);
+  int rc = 0;
+  const rctd_record_info *info;
+  for (;;) {
+    int got = rctd_reader_next(r, &info);
+    if (got < 0) {
+      rc = ref_fail(err, err_len, "%s", rctd_reader_error(r));
+      break;
+    }
+    if (got == 0) break;
+    int which = -1;
+    for (int i = 0; i < R_COUNT && which < 0; i++)
+      if (strcmp(info->name, ref_rec_names[i]) == 0) which = i;
+    if (which >= 0 && have[which]) {
+      rc =
+          ref_fail(err, err_len, "%s: record '%s' appears twice", rctd_reader_label(r), info->name);
+      break;
+    }
+    rctd_record rec;
+    if (rctd_reader_load(r, &rec) < 0) {
+      rc = ref_fail(err, err_len, "%s", rctd_reader_error(r));
+      break;
+    }
+    if (which >= 0) {
+      recs[which] = rec;
+      have[which] = 1;
+      continue;
+    }
+    rctd_record *grown = realloc(ref->extra, (ref->n_extra + 1) * sizeof *grown);
+    if (!grown) {
+      rctd_record_free(&rec);
+      rc = ref_fail(err, err_len, "out of memory");
+      break;
+    }
+    ref->extra = grown;
+    ref->extra[ref->n_extra++] = rec;
+  }
+  if (rc == 0) rc = ref_from_records(rctd_reader_label(r), recs, have, ref, err, err_len);
+  for (int i = 0; i < R_COUNT; i++)
+    if (have[i]) rctd_record_free(&recs[i]);
+  rctd_reader_close(r);
+  if (rc < 0) rctd_reference_data_free(ref);
+  return rc;
+}
