@@ -3,6 +3,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <math.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -284,6 +285,9 @@ static int input_validate(rctd_input *input, char *err, size_t err_size) {
     return input_fail(err, err_size, path,
                       "the matrix is empty (%lld rows x %lld genes): give a file with counts",
                       (long long)input->n_rows, (long long)input->n_genes);
+  if (input->n_genes > INT32_MAX)
+    return input_fail(err, err_size, path, "%lld genes: more than this reader handles (2^31 - 1)",
+                      (long long)input->n_genes);
   if (input->gene_names.n != input->n_genes)
     return input_fail(err, err_size, path, "%lld gene names for %lld genes: the file is corrupt",
                       (long long)input->gene_names.n, (long long)input->n_genes);
@@ -418,6 +422,7 @@ int input_labels_to_factor(rctd_input *input, const char *const *labels_n, int64
 rctd_input *rctd_input_open(const char *path, const rctd_input_options *options, char *err,
                             size_t err_size) {
   input_h5_silence();
+  if (err && err_size) err[0] = '\0';
   rctd_input *input = calloc(1, sizeof *input);
   if (!input) {
     input_fail(err, err_size, path, "out of memory");
@@ -461,6 +466,11 @@ rctd_input *rctd_input_open(const char *path, const rctd_input_options *options,
                     "no cell type column '%s': name it with --cell-type-col or give a cell "
                     "type table",
                     input->options.cell_type_col ? input->options.cell_type_col : "cell_type");
+  if (rc == 0 && input->options.numi_col && !input->numi_given)
+    rc = input_fail(err, err_size, input->path,
+                    "--numi-col %s: a %s input has no per-cell columns: give a nUMI table too, "
+                    "or leave --numi-col out to use count sums",
+                    input->options.numi_col, rctd_input_format_name(input->format));
   if (rc == 0) rc = input_validate(input, err, err_size);
   if (rc != 0) {
     rctd_input_close(input);

@@ -64,7 +64,10 @@ char *input_text_line(input_text *text, size_t *len, char *err, size_t err_size)
                    (long long)text->line_no + 1, message);
         return NULL;
       }
-      if (used == 0) return NULL;
+      if (used == 0) {
+        if (err && err_size) err[0] = '\0'; /* end of file, not an error */
+        return NULL;
+      }
       break;
     }
     used += strlen(text->line + used);
@@ -301,8 +304,20 @@ typedef struct {
   int64_t first_value; /* header index of the first value column: 1, or 0 when the header has
                           no name for the barcode column (R's write.table with row names) */
   char *pending;       /* first data line, read ahead to settle first_value */
+  int headerless;      /* the first line was data */
+  char *synthetic;     /* V1..Vn names of a headerless table */
   csv_fields row;
 } csv_table;
+
+static int csv_all_numbers(char *const *fields, int64_t n) {
+  if (n < 1) return 0;
+  for (int64_t i = 0; i < n; i++) {
+    char *end;
+    strtod(fields[i], &end);
+    if (end == fields[i] || *end != '\0') return 0;
+  }
+  return 1;
+}
 
 static int csv_table_open(csv_table *t, const char *path, char *err, size_t err_size) {
   memset(t, 0, sizeof *t);
@@ -319,6 +334,19 @@ static int csv_table_open(csv_table *t, const char *path, char *err, size_t err_
   if (!t->header_copy) return input_fail(err, err_size, path, "out of memory");
   t->n_columns = csv_split_all(t->header_copy, t->delim, &t->header);
   if (t->n_columns < 0) return input_fail(err, err_size, path, "out of memory");
+  if (csv_all_numbers(t->header.fields + 1, t->n_columns - 1)) {
+    /* No header (Visium's tissue_positions_list.csv): the line is data, columns are V1..Vn
+     * as R's read.csv(header = FALSE) names them. */
+    t->headerless = 1;
+    t->pending = strdup(line);
+    t->synthetic = malloc((size_t)t->n_columns * 16);
+    if (!t->pending || !t->synthetic) return input_fail(err, err_size, path, "out of memory");
+    for (int64_t i = 0; i < t->n_columns; i++) {
+      snprintf(t->synthetic + i * 16, 16, "V%d", (int)(i + 1) % 100000000);
+      t->header.fields[i] = t->synthetic + i * 16;
+    }
+    return 0;
+  }
   while ((line = input_text_line(t->text, &len, err, err_size)) && len == 0) continue;
   if (!line) return err[0] ? -1 : 0;
   t->pending = strdup(line);
@@ -332,6 +360,7 @@ static int csv_table_open(csv_table *t, const char *path, char *err, size_t err_
 }
 
 static void csv_table_close(csv_table *t) {
+  free(t->synthetic);
   free(t->header_copy);
   free(t->header.fields);
   free(t->row.fields);
@@ -490,8 +519,13 @@ static int csv_apply_numbers(rctd_input *input, const csv_key *keys, const char 
   csv_visit_data d = {&t, {-1, -1}, NULL, values};
   if (rc == 0 && coords) {
     /* spacexr takes columns 2 and 3 (renamed x and y), whatever their names */
-    int64_t x = csv_table_column(&t, "x"), y = csv_table_column(&t, "y");
-    if (x < 0 || y < 0) x = csv_table_column(&t, "xcoord"), y = csv_table_column(&t, "ycoord");
+    static const char *const names[3][2] = {
+        {"x", "y"}, {"xcoord", "ycoord"}, {"array_row", "array_col"}};
+    int64_t x = -1, y = -1;
+    for (int i = 0; i < 3 && (x < 0 || y < 0); i++)
+      x = csv_table_column(&t, names[i][0]), y = csv_table_column(&t, names[i][1]);
+    if ((x < 0 || y < 0) && t.headerless && t.n_columns == 6)
+      x = 2, y = 3; /* Visium tissue_positions_list.csv: array_row, array_col (as spacexr) */
     if (x < 0 || y < 0) x = t.first_value, y = t.first_value + 1;
     d.columns[0] = x;
     d.columns[1] = y;

@@ -73,6 +73,11 @@ static int input_tx_read_all(int fd, void *buf, size_t bytes, off_t offset) {
 
 input_tx *input_tx_create(const char *path, int64_t n_rows, const char *tmp_dir, char *err,
                           size_t err_size) {
+  if (n_rows > (int64_t)UINT32_MAX) {
+    input_fail(err, err_size, path, "%lld rows: more than this reader handles (2^32 - 1)",
+               (long long)n_rows);
+    return NULL;
+  }
   input_tx *tx = calloc(1, sizeof *tx);
   if (!tx) {
     input_fail(err, err_size, path, "out of memory");

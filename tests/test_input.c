@@ -383,3 +383,34 @@ TEST(input_vignette_h5ad_equals_csv_spatial) {
   rctd_input_close(a);
   rctd_input_close(b);
 }
+
+TEST(input_visium_tissue_positions) {
+  /* Space Ranger 1 (no header) and 2 (header): spacexr takes array_row, array_col as x, y */
+  const char *dir = test_tmp_dir();
+  char v1[1024], v2[1024];
+  snprintf(v1, sizeof v1, "%s/tissue_positions_list.csv", dir);
+  snprintf(v2, sizeof v2, "%s/tissue_positions.csv", dir);
+  FILE *f1 = fopen(v1, "w"), *f2 = fopen(v2, "w");
+  CHECK(f1 && f2);
+  fprintf(f2, "barcode,in_tissue,array_row,array_col,pxl_row_in_fullres,pxl_col_in_fullres\n");
+  for (int i = 0; i < 6; i++) {
+    fprintf(f1, "%s,1,%d,%d,%d,%d\n", known_cells[i], 10 + i, 20 + i, 1000 + i, 2000 + i);
+    fprintf(f2, "%s,1,%d,%d,%d,%d\n", known_cells[i], 10 + i, 20 + i, 1000 + i, 2000 + i);
+  }
+  fclose(f1);
+  fclose(f2);
+  rctd_input_options options;
+  rctd_input_options_init(&options);
+  const char *tables[2] = {v1, v2};
+  for (int t = 0; t < 2; t++) {
+    options.coords_table = tables[t];
+    rctd_input *input = open_with(FIX "tenx_v3.h5", &options);
+    CHECK_MSG(input, "%s", err);
+    const double *coords = rctd_input_coords(input);
+    for (int i = 0; i < 6; i++) {
+      CHECK_NEAR(coords[2 * i], 10 + i, 0);
+      CHECK_NEAR(coords[2 * i + 1], 20 + i, 0);
+    }
+    rctd_input_close(input);
+  }
+}

@@ -177,6 +177,12 @@ TEST(input_bad_numi_column) {
   CHECK_REFUSED(FIX "csr.h5ad", &options, FIX "csr.h5ad", "obs has no nUMI column 'n_counts'");
   options.numi_col = "cell_type";
   CHECK_REFUSED(FIX "csr.h5ad", &options, FIX "csr.h5ad", "is not a numeric column");
+  options.numi_col = "nUMI";
+  CHECK_REFUSED(FIX "tenx_v3.h5", &options, FIX "tenx_v3.h5", "give a nUMI table too");
+  const char *bad = write_text("numi.csv", "barcode,nUMI\nAAAC-1,-5\n");
+  options.numi_table = bad;
+  CHECK_REFUSED(FIX "tenx_v3.h5", &options, FIX "tenx_v3.h5",
+                "nUMI -5 of barcode 'AAAC-1' is negative");
 }
 
 TEST(input_bad_empty_and_ragged) {
