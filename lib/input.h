@@ -38,16 +38,22 @@ typedef struct {
   const char *cell_type_col; /* NULL: "cell_type" (obs column, or column of the cell type
                                 table; a 2-column table with no such header uses column 2) */
   const char *numi_col;      /* NULL: nUMI = count sums (R's default); else obs column, or
-                                column of the nUMI table (a 2-column table uses column 2) */
+                                column of the nUMI table ("nUMI", or the only value column
+                                when NULL and a table is given).  Formats without per-cell
+                                columns (10x, MTX, CSV) need numi_table with it. */
   const char *layer;         /* h5ad: read layers/NAME instead of X */
-  const char *gene_names;    /* 10x: "name" (default) or "id" */
-  int allow_noninteger;      /* accept non-integer counts (R: require_int = FALSE) */
-  /* Side tables (CSV/TSV with a header row; first column = barcode), for any format; they
-   * override what the main file holds.  Rows of the matrix missing from a table get code -1
-   * (cell types) or an error (nUMI, coordinates). */
+  const char *gene_names;    /* 10x h5 and MTX: "name" (default) or "id" */
+  int allow_noninteger;      /* accept non-integer counts and nUMI (R: require_int = FALSE) */
+  /* Side tables (CSV/TSV, optionally .gz; first column = barcode; a header row unless every
+   * field of the first line but the barcode is a number), for any format; they override what
+   * the main file holds.  Rows of the matrix missing from a table get code -1 (cell types) or
+   * an error (nUMI, coordinates); table rows not in the matrix are ignored. */
   const char *cell_type_table; /* barcode, type (spacexr meta_data.csv / cell_types) */
   const char *numi_table;      /* barcode, nUMI (may be the same file as cell_type_table) */
-  const char *coords_table;    /* barcode, x, y (BeadLocationsForR.csv) */
+  const char *coords_table;    /* barcode, x, y: columns named x/y, xcoord/ycoord or
+                                  array_row/array_col (Visium, as spacexr), else columns 2-3
+                                  (BeadLocationsForR.csv); headerless 6 columns: Visium's
+                                  tissue_positions_list.csv, columns 3-4 */
   const char *tmp_dir;         /* for the transpose file; NULL: $TMPDIR or /tmp */
 } rctd_input_options;
 
@@ -56,7 +62,9 @@ void rctd_input_options_init(rctd_input_options *options);
 
 typedef struct rctd_input rctd_input;
 
-/* Opens path (file or MTX directory), reads names, labels, coordinates and the matrix layout,
+/* Opens path (file, MTX directory, or a spacexr directory holding dge.csv [+ meta_data.csv as
+ * cell type table, and as nUMI table when numi_col is set] or MappedDGEForR.csv [+
+ * BeadLocationsForR.csv as coordinates]), reads names, labels, coordinates and the matrix layout,
  * and validates them (duplicated gene/barcode names, missing groups, empty matrix, cell types).
  * Counts are validated while streaming.  Returns NULL with err set on failure. */
 rctd_input *rctd_input_open(const char *path, const rctd_input_options *options, char *err,
