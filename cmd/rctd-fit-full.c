@@ -1,0 +1,7 @@
+/* rctd-fit-full: RCTD full mode over a model stream (options and stage in lib/fit_cli.c and
+ * lib/fit_stage.c, shared by the three fit tools). */
+#include "fit_stage.h"
+
+int main(int argc, char **argv) {
+  return rctd_fit_main(RCTD_FIT_FULL, argc, argv);
+}
