@@ -14,6 +14,7 @@
 
 typedef struct {
   volatile sig_atomic_t active;
+  pid_t owner; /* a forked child that exits must not remove its parent's output */
   FILE *file;
   char tmp_path[PATH_MAX];
   char final_path[PATH_MAX];
@@ -25,7 +26,7 @@ static int atomic_handlers_installed;
 /* Async-signal-safe: only unlink(). */
 static void atomic_remove_all(void) {
   for (int i = 0; i < ATOMIC_MAX_OUTPUTS; i++)
-    if (atomic_slots[i].active) {
+    if (atomic_slots[i].active && atomic_slots[i].owner == getpid()) {
       unlink(atomic_slots[i].tmp_path);
       atomic_slots[i].active = 0;
     }
@@ -92,6 +93,7 @@ FILE *rctd_out_open(const char *path, char *err, size_t err_len) {
     return NULL;
   }
   slot->file = NULL;
+  slot->owner = getpid();
   slot->active = 1; /* from here a signal removes the temporary */
   /* mkstemp makes 0600; give the file the mode a plain fopen would. */
   mode_t mask = umask(0);

@@ -109,8 +109,8 @@ void rctd_log_info(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
  * ".NAME.tmp.XXXXXX" and registers it: rctd_out_commit flushes, closes and renames it to PATH;
  * rctd_out_abort closes and removes it.  Registered temporaries still present at exit() or on
  * SIGINT/SIGTERM/SIGHUP are removed, so a failed or interrupted run leaves no output file. */
-FILE *rctd_out_open(const char *path, char *err, size_t err_len);
-int rctd_out_commit(FILE *f, char *err, size_t err_len); /* 0 or -1; closes F either way */
+FILE *rctd_out_open(const char *path, char *err, size_t err_len); /* main thread */
+int rctd_out_commit(FILE *f, char *err, size_t err_len);          /* 0 or -1; closes F either way */
 void rctd_out_abort(FILE *f);
 /* Installs the cleanup handlers (done by rctd_cli_parse and rctd_out_open; idempotent). */
 void rctd_out_install_handlers(void);

@@ -405,3 +405,21 @@ TEST(cli_progress_lines_and_quiet) {
   unsetenv("RCTD_PROGRESS_INTERVAL");
   CHECK_MSG(*text == 0, "quiet progress printed: %s", text);
 }
+
+TEST(cli_atomic_output_survives_a_forked_child_exit) {
+  char path[512], err[RCTD_ERR_LEN];
+  snprintf(path, sizeof path, "%s/parent.txt", test_tmp_dir());
+  FILE *f = rctd_out_open(path, err, sizeof err);
+  CHECK(f != NULL);
+  fputs("parent\n", f);
+  fflush(f);
+  fflush(stdout);
+  pid_t pid = fork();
+  CHECK(pid >= 0);
+  if (pid == 0) exit(0); /* runs the atexit cleanup in the child */
+  int status;
+  waitpid(pid, &status, 0);
+  CHECK(cli_dir_has_temporaries());
+  CHECK(rctd_out_commit(f, err, sizeof err) == 0);
+  CHECK(test_sh("grep -qx parent '%s'", path) == 0);
+}
