@@ -2,8 +2,9 @@
  * drawn from a two-type mixture at sigma 0.84), the shapes doublet mode runs: the full fit over
  * all K types (50 iterations), pair fits and singlet fits (score mode, 25 iterations).
  *   irwls [-t THREADS] [-n PIXELS] [-g GENES] [-k TYPES] [-s SEED] [-m all|full|pair|single]
- * Prints one line per fit shape: "irwls k=19 genes=384 fits=2000 threads=1 us_per_fit=123.4
- * mean_iters=21.3 converged=0.98", then the doublet-mode estimate per core. */
+ * Prints one line per fit shape: "irwls k=19 genes=384 fits=500 threads=1 us_per_fit=123.4
+ * cpu_us_per_fit=120.1 converged=0.98", then (for -m all) the doublet-mode estimate: pixels per
+ * CPU second for one full fit, three pair fits and two singlet fits per pixel. */
 #include <gsl/gsl_randist.h>
 #include <gsl/gsl_rng.h>
 #include <math.h>
@@ -15,22 +16,24 @@
 
 #include "rctd_kernels.h"
 
-static double bi_now(void) {
+static double bi_clock(clockid_t id) {
   struct timespec t;
-  clock_gettime(CLOCK_MONOTONIC, &t);
+  clock_gettime(id, &t);
   return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
 }
 
-/* Times one batch of n_fits fits of k_sub types each; returns microseconds per fit. */
+/* Times one batch of n_fits fits of k_sub types each; returns wall microseconds per fit and
+ * stores the CPU microseconds per fit (all threads; immune to time spent descheduled). */
 static double bi_run(rctd_backend *be, const rctd_qtable *table, rctd_fit_batch *batch, int n_iter,
-                     double *conv_rate) {
+                     double *conv_rate, double *cpu_us) {
   rctd_irwls_opts opts = {n_iter, 1e-3, 0, 0};
   double *w = malloc(sizeof(double) * batch->n_fits * batch->k_sub);
   double *score = malloc(sizeof(double) * batch->n_fits);
   int32_t *conv = malloc(sizeof(int32_t) * batch->n_fits);
-  double t0 = bi_now();
+  double t0 = bi_clock(CLOCK_MONOTONIC), c0 = bi_clock(CLOCK_PROCESS_CPUTIME_ID);
   int rc = be->irwls_batch(be, table, batch, &opts, w, conv, n_iter == 25 ? score : NULL);
-  double t1 = bi_now();
+  double t1 = bi_clock(CLOCK_MONOTONIC), c1 = bi_clock(CLOCK_PROCESS_CPUTIME_ID);
+  *cpu_us = 1e6 * (c1 - c0) / batch->n_fits;
   int n_conv = 0;
   for (int f = 0; f < batch->n_fits; f++) n_conv += conv[f];
   *conv_rate = (double)n_conv / batch->n_fits;
@@ -124,28 +127,27 @@ int main(int argc, char **argv) {
   rctd_fit_batch pair = {G, K, profiles, n_pix, y, numi, n_pix, 2, pix, pairs};
   rctd_fit_batch one = {G, K, profiles, n_pix, y, numi, n_pix, 1, pix, single};
   int all = strcmp(mode, "all") == 0;
-  double conv, us_full = 0, us_pair = 0, us_one = 0;
-  if (all || strcmp(mode, "full") == 0) {
-    us_full = bi_run(be, &table, &full, 50, &conv);
-    printf("irwls k=%d genes=%d fits=%d threads=%d us_per_fit=%.1f converged=%.3f\n", K, G, n_pix,
-           n_threads, us_full, conv);
-  }
-  if (all || strcmp(mode, "pair") == 0) {
-    us_pair = bi_run(be, &table, &pair, 25, &conv);
-    printf("irwls k=2 genes=%d fits=%d threads=%d us_per_fit=%.1f converged=%.3f\n", G, n_pix,
-           n_threads, us_pair, conv);
-  }
-  if (all || strcmp(mode, "single") == 0) {
-    us_one = bi_run(be, &table, &one, 25, &conv);
-    printf("irwls k=1 genes=%d fits=%d threads=%d us_per_fit=%.1f converged=%.3f\n", G, n_pix,
-           n_threads, us_one, conv);
+  struct {
+    const char *name;
+    rctd_fit_batch *batch;
+    int n_iter;
+    double cpu_us;
+  } shapes[3] = {{"full", &full, 50, 0}, {"pair", &pair, 25, 0}, {"single", &one, 25, 0}};
+  for (int i = 0; i < 3; i++) {
+    if (!all && strcmp(mode, shapes[i].name) != 0) continue;
+    double conv, cpu_us;
+    double wall_us = bi_run(be, &table, shapes[i].batch, shapes[i].n_iter, &conv, &cpu_us);
+    shapes[i].cpu_us = cpu_us;
+    printf(
+        "irwls k=%d genes=%d fits=%d threads=%d us_per_fit=%.1f cpu_us_per_fit=%.1f "
+        "converged=%.3f\n",
+        shapes[i].batch->k_sub, G, n_pix, n_threads, wall_us, cpu_us, conv);
   }
   if (all) {
     /* Doublet mode per pixel: the full fit, ~3 candidate pairs and ~2 singlets (spacexr's final
      * doublet weights reuse the best pair's fit). */
-    double us_doublet = us_full + 3 * us_pair + 2 * us_one;
-    printf("irwls doublet_estimate threads=%d pixels_per_s_per_core=%.0f\n", n_threads,
-           1e6 / (us_doublet * n_threads));
+    double cpu_doublet = shapes[0].cpu_us + 3 * shapes[1].cpu_us + 2 * shapes[2].cpu_us;
+    printf("irwls doublet_estimate pixels_per_cpu_second=%.0f\n", 1e6 / cpu_doublet);
   }
   be->destroy(be);
   gsl_rng_free(rng);
