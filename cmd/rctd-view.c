@@ -9,13 +9,11 @@
 static int view_dense_csr;
 static int64_t view_head;
 
-static rctd_opt view_opts[] = {
-    {"dense", 0, RCTD_OPT_FLAG, &view_dense_csr, "false",
-     "print a sparse (CSR) record as a dense matrix instead of row/column/value triplets", NULL,
-     NULL},
-    {"head", 'n', RCTD_OPT_I64, &view_head, "0", "print only the first N rows (0 = all)", NULL,
-     "N"},
-    {0}};
+static rctd_opt view_opts[] = {{"dense", 0, RCTD_OPT_FLAG, &view_dense_csr, "false",
+                                "print a CSR record as a dense table, not triplets", NULL, NULL},
+                               {"head", 'n', RCTD_OPT_I64, &view_head, "0",
+                                "print only the first N rows (0 = all)", NULL, "N"},
+                               {0}};
 
 /* Strings records seen so far, kept to print row/column names. */
 typedef struct {
