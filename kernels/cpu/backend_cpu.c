@@ -12,7 +12,11 @@
 #include "cpu/irwls.h"
 #include "rctd_kernels.h"
 
-#define CPU_QTABLE_CHUNK 4 /* table rows handed out per grab */
+/* Table rows are handed out in chunks growing with k: low rows cost several times more than
+ * high ones, and every rctd_qtable_rows call pays a fixed setup (its Y grid). */
+static int cpu_table_chunk(int k) {
+  return 1 + k / 16;
+}
 
 typedef struct {
   const rctd_qtable *table;
@@ -154,9 +158,12 @@ static void *cpu_table_worker(void *arg) {
   cpu_table_job *job = arg;
   job->status = 0;
   for (;;) {
-    int k0 = atomic_fetch_add(job->next_row, CPU_QTABLE_CHUNK);
-    if (k0 >= job->n_k) return NULL;
-    int k1 = k0 + CPU_QTABLE_CHUNK < job->n_k ? k0 + CPU_QTABLE_CHUNK : job->n_k;
+    int k0 = atomic_load(job->next_row), k1;
+    do {
+      if (k0 >= job->n_k) return NULL;
+      k1 = k0 + cpu_table_chunk(k0);
+      if (k1 > job->n_k) k1 = job->n_k;
+    } while (!atomic_compare_exchange_weak(job->next_row, &k0, k1));
     if (rctd_qtable_rows(job->sigma_c, job->x_vals, k0, k1, job->q_kx, job->sq_kx) != 0)
       job->status = -1;
   }
@@ -171,10 +178,7 @@ static int cpu_qtable(rctd_backend *be, double sigma_c, int n_k, double *q_kx, d
   double x_vals[RCTD_N_X];
   rctd_x_grid(x_vals);
   atomic_int next_row = 0;
-  int n_jobs = be->n_threads;
-  int max_jobs = (n_k + CPU_QTABLE_CHUNK - 1) / CPU_QTABLE_CHUNK;
-  if (n_jobs > max_jobs) n_jobs = max_jobs;
-  if (n_jobs < 1) n_jobs = 1;
+  int n_jobs = be->n_threads < n_k ? be->n_threads : n_k;
   cpu_table_job *jobs = calloc((size_t)n_jobs, sizeof *jobs);
   if (!jobs) return -1;
   for (int t = 0; t < n_jobs; t++)
