@@ -112,3 +112,84 @@ TEST(rrng_streams_are_independent_structs) {
   (void)rctd_rrng_unif(&a);
   CHECK(rctd_rrng_unif(&b) == a1);
 }
+
+/* The vignette run (set.seed(1); Reference; create.RCTD; run.RCTD) as R recorded it: every
+ * sample() call in order (tests/data/r/vignette/sample_calls.csv: call,stage,n,size,replace) and
+ * its draws (sample_draws.txt, one line per call).  Replaying the same calls on one stream must
+ * give the same draws, in particular choose_sigma_c's fit_ind (fit_ind.csv). */
+#define RRNG_TEST_VIGNETTE "tests/data/r/vignette"
+enum { RRNG_TEST_MAX_CALLS = 64 };
+
+typedef struct {
+  char stage[48];
+  int n, size, replace;
+} rrng_test_call;
+
+static int rrng_test_read_calls(rrng_test_call *calls, int max_calls) {
+  FILE *f = fopen(RRNG_TEST_VIGNETTE "/sample_calls.csv", "r");
+  if (!f) return -1;
+  char line[256];
+  int n_calls = 0;
+  if (!fgets(line, sizeof line, f)) n_calls = -1; /* header */
+  while (n_calls >= 0 && n_calls < max_calls && fgets(line, sizeof line, f)) {
+    rrng_test_call *c = &calls[n_calls];
+    char rep[8];
+    int idx;
+    if (sscanf(line, "%d,%47[^,],%d,%d,%7s", &idx, c->stage, &c->n, &c->size, rep) != 5) {
+      n_calls = -1;
+      break;
+    }
+    c->replace = strcmp(rep, "TRUE") == 0;
+    n_calls++;
+  }
+  fclose(f);
+  return n_calls;
+}
+
+TEST(rrng_replays_vignette_sample_calls_and_fit_ind) {
+  rrng_test_call calls[RRNG_TEST_MAX_CALLS];
+  int n_calls = rrng_test_read_calls(calls, RRNG_TEST_MAX_CALLS);
+  CHECK_MSG(n_calls > 0, "cannot read %s/sample_calls.csv", RRNG_TEST_VIGNETTE);
+  FILE *draws = fopen(RRNG_TEST_VIGNETTE "/sample_draws.txt", "r");
+  CHECK(draws != NULL);
+  rctd_rrng rng;
+  rctd_rrng_seed(&rng, 1);
+  int fit_ind[64], n_fit = -1, n_downsample = 0;
+  for (int c = 0; c < n_calls; c++) {
+    int k = calls[c].size, bad = -1;
+    int *want = malloc((size_t)k * sizeof *want), *got = malloc((size_t)k * sizeof *got);
+    int ok = want && got && rrng_test_read_ints(draws, k, want) == 0 &&
+             rctd_rrng_sample(&rng, calls[c].n, k, got) == 0 && !calls[c].replace;
+    for (int i = 0; ok && i < k && bad < 0; i++)
+      if (got[i] != want[i]) bad = i;
+    if (ok && strcmp(calls[c].stage, "choose_sigma_c") == 0 && k <= 64) {
+      n_fit = k;
+      memcpy(fit_ind, got, (size_t)k * sizeof *got);
+    }
+    if (strcmp(calls[c].stage, "create.RCTD") == 0) n_downsample++;
+    free(want);
+    free(got);
+    if (!ok) fclose(draws);
+    CHECK_MSG(ok, "call %d (%s n=%d k=%d) could not be replayed", c + 1, calls[c].stage, calls[c].n,
+              k);
+    if (bad >= 0) fclose(draws);
+    CHECK_MSG(bad < 0, "call %d (%s n=%d k=%d) draw %d differs", c + 1, calls[c].stage, calls[c].n,
+              k, bad);
+  }
+  fclose(draws);
+  /* 19 types of 25 cells: create_downsampled_data draws 5 per type, then fit_ind. */
+  CHECK(n_downsample == 19);
+  CHECK(n_fit == 6);
+  FILE *f = fopen(RRNG_TEST_VIGNETTE "/fit_ind.csv", "r");
+  CHECK(f != NULL);
+  char line[256];
+  int rows = 0, ok = fgets(line, sizeof line, f) != NULL;
+  while (ok && fgets(line, sizeof line, f)) {
+    int order, cand0, pix0;
+    ok = sscanf(line, "%d,%d,%d", &order, &cand0, &pix0) == 3 && order == rows && rows < n_fit &&
+         fit_ind[rows] == cand0 + 1;
+    rows++;
+  }
+  fclose(f);
+  CHECK_MSG(ok && rows == n_fit, "fit_ind differs from R's at row %d", rows - 1);
+}
