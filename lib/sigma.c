@@ -1,0 +1,804 @@
+/* The sigma stage (spacexr choose_sigma_c / chooseSigma).  See sigma.h. */
+#include "sigma.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "model.h"
+
+#define SIG_PRED_FLOOR 1e-4 /* chooseSigma's pmax(prediction, 1e-4) */
+#define SIG_EVAL_CHUNK 1024 /* spline evaluations per call (stack buffers) */
+#define SIG_N_MULT 5
+
+/* chooseSigma's multipliers (8:12)/10: each quotient rounds to the same double as the literal. */
+static const double sig_mult[SIG_N_MULT] = {0.8, 0.9, 1.0, 1.1, 1.2};
+
+static int sig_fail(char *err, size_t err_len, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static int sig_fail(char *err, size_t err_len, const char *fmt, ...) {
+  if (err && err_len) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, err_len, fmt, ap);
+    va_end(ap);
+  }
+  return -1;
+}
+
+void rctd_sigma_opts_default(rctd_sigma_opts *opts) {
+  memset(opts, 0, sizeof *opts);
+  opts->n_fit = 1000;
+  opts->umi_min_sigma = 300;
+  opts->n_epoch = 8;
+  opts->min_change = 0.001;
+  opts->n_iter = 50;
+  opts->start_value = RCTD_SIGMA_START;
+  opts->n_threads = 1;
+}
+
+int rctd_sigma_value_of(double sigma) {
+  if (!isfinite(sigma) || sigma <= 0) return -1;
+  double v = sigma >= 10 ? sigma : sigma * 100;
+  double r = nearbyint(v);
+  if (fabs(v - r) > 1e-6 * r || r < 10 || r > 200) return -1;
+  return rctd_sigma_index((int)r) >= 0 ? (int)r : -1;
+}
+
+/* ------------------------------------------------------------------ fit_ind */
+
+int rctd_sigma_pick_pixels(rctd_rrng *rng, const double *numi_n, int64_t n_pixels,
+                           const rctd_sigma_opts *opts, int64_t **fit_n, int64_t *n_fit, char *err,
+                           size_t err_len) {
+  *fit_n = NULL;
+  *n_fit = 0;
+  int64_t n_cand = 0;
+  for (int64_t p = 0; p < n_pixels; p++) n_cand += numi_n[p] > opts->umi_min_sigma;
+  int64_t n = opts->n_fit < n_cand ? opts->n_fit : n_cand;
+  if (n <= 0)
+    return sig_fail(err, err_len,
+                    "choose_sigma_c determined a N_fit of 0: no pixel has nUMI above "
+                    "UMI_min_sigma = %g (of %" PRId64
+                    " pixels); lower it with --umi-min-sigma (or give --sigma)",
+                    opts->umi_min_sigma, n_pixels);
+  if (n_cand > INT32_MAX) return sig_fail(err, err_len, "too many pixels for R's sample()");
+  int64_t *cand = malloc((size_t)n_cand * sizeof *cand);
+  int *drawn = malloc((size_t)n * sizeof *drawn);
+  int64_t *out = malloc((size_t)n * sizeof *out);
+  if (!cand || !drawn || !out) {
+    free(cand), free(drawn), free(out);
+    return sig_fail(err, err_len, "out of memory choosing %" PRId64 " fit pixels", n);
+  }
+  int64_t c = 0;
+  for (int64_t p = 0; p < n_pixels; p++)
+    if (numi_n[p] > opts->umi_min_sigma) cand[c++] = p;
+  /* sample(names(nUMI[nUMI > UMI_min_sigma]), N_fit) = candidates[sample.int(n_cand, N_fit)]. */
+  if (rctd_rrng_sample(rng, (int)n_cand, (int)n, drawn) < 0) {
+    free(cand), free(drawn), free(out);
+    return sig_fail(err, err_len, "out of memory drawing %" PRId64 " fit pixels", n);
+  }
+  for (int64_t i = 0; i < n; i++) out[i] = cand[drawn[i] - 1];
+  free(cand);
+  free(drawn);
+  *fit_n = out;
+  *n_fit = n;
+  return 0;
+}
+
+/* ------------------------------------------------------------------ scores */
+
+double rctd_sigma_log_l(const rctd_qtable *table, int64_t n, const double *y,
+                        const double *lambda) {
+  double d0[SIG_EVAL_CHUNK];
+  long double sum = 0;
+  for (int64_t i = 0; i < n; i += SIG_EVAL_CHUNK) {
+    int m = (int)(n - i < SIG_EVAL_CHUNK ? n - i : SIG_EVAL_CHUNK);
+    rctd_spline_eval(table, m, y + i, lambda + i, d0, NULL, NULL);
+    for (int j = 0; j < m; j++) sum += -d0[j];
+  }
+  return (double)sum;
+}
+
+/* calc_log_l_vec(X * mult, Y) without materialising X * mult. */
+static double sig_log_l_scaled(const rctd_qtable *table, int64_t n, const double *y,
+                               const double *x, double mult) {
+  double lambda[SIG_EVAL_CHUNK], d0[SIG_EVAL_CHUNK];
+  long double sum = 0;
+  for (int64_t i = 0; i < n; i += SIG_EVAL_CHUNK) {
+    int m = (int)(n - i < SIG_EVAL_CHUNK ? n - i : SIG_EVAL_CHUNK);
+    for (int j = 0; j < m; j++) lambda[j] = x[i + j] * mult;
+    rctd_spline_eval(table, m, y + i, lambda, d0, NULL, NULL);
+    for (int j = 0; j < m; j++) sum += -d0[j];
+  }
+  return (double)sum;
+}
+
+/* ------------------------------------------------------------------ tables */
+
+/* The tables of the grid values in use, loaded on demand and dropped when out of the window. */
+typedef struct {
+  rctd_qtable_owned *by_index[RCTD_N_SIGMA];
+  int n_k;
+  const rctd_qtable_opts *qopts;
+} sig_tables;
+
+static void sig_tables_drop(sig_tables *ts, int i) {
+  if (!ts->by_index[i]) return;
+  rctd_qtable_owned_free(ts->by_index[i]);
+  free(ts->by_index[i]);
+  ts->by_index[i] = NULL;
+}
+
+static void sig_tables_free(sig_tables *ts) {
+  for (int i = 0; i < RCTD_N_SIGMA; i++) sig_tables_drop(ts, i);
+}
+
+static int sig_tables_load(sig_tables *ts, int index, char *err, size_t err_len) {
+  if (ts->by_index[index]) return 0;
+  int grid[RCTD_N_SIGMA];
+  rctd_sigma_grid(grid);
+  rctd_qtable_owned *t = calloc(1, sizeof *t);
+  if (!t) return sig_fail(err, err_len, "out of memory");
+  char note[512] = "", msg[RCTD_ERR_LEN] = "";
+  if (rctd_qtable_get(grid[index], ts->n_k, ts->qopts, t, note, sizeof note, msg, sizeof msg) !=
+      0) {
+    free(t);
+    return sig_fail(err, err_len, "likelihood table for sigma %d: %s", grid[index], msg);
+  }
+  /* Only a cache that cannot be written deserves a word; hits and rebuilds are routine. */
+  if (strstr(note, "not cached")) rctd_log_warn("%s", note);
+  ts->by_index[index] = t;
+  return 0;
+}
+
+/* Candidate window around grid place si (0-based): [*lo, *hi). */
+static void sig_window(int si, int *lo, int *hi) {
+  *lo = si - RCTD_SIGMA_WINDOW < 0 ? 0 : si - RCTD_SIGMA_WINDOW;
+  *hi = si + RCTD_SIGMA_WINDOW + 1 > RCTD_N_SIGMA ? RCTD_N_SIGMA : si + RCTD_SIGMA_WINDOW + 1;
+}
+
+/* Loads the window's tables and drops the others. */
+static int sig_tables_window(sig_tables *ts, int si, char *err, size_t err_len) {
+  int lo, hi;
+  sig_window(si, &lo, &hi);
+  for (int i = 0; i < RCTD_N_SIGMA; i++)
+    if (i < lo || i >= hi) sig_tables_drop(ts, i);
+  for (int i = lo; i < hi; i++)
+    if (sig_tables_load(ts, i, err, err_len) < 0) return -1;
+  return 0;
+}
+
+/* Rows a table needs for counts up to max_y (R indexes row Y + 1 after clipping at K_val). */
+static int sig_n_k(double max_y) {
+  if (!(max_y > 0)) return 1;
+  double y = max_y > RCTD_K_VAL ? RCTD_K_VAL : max_y;
+  return (int)y + 1;
+}
+
+static double sig_max(const double *v, int64_t n) {
+  double m = 0;
+  for (int64_t i = 0; i < n; i++)
+    if (v[i] > m) m = v[i];
+  return m;
+}
+
+/* ------------------------------------------------------------------ chooseSigma */
+
+typedef struct {
+  const sig_tables *ts;
+  int lo, n_cand, stride, first;
+  int64_t n;
+  const double *x, *y;
+  double *score; /* n_cand */
+} sig_score_job;
+
+static void *sig_score_run(void *arg) {
+  sig_score_job *job = arg;
+  for (int c = job->first; c < job->n_cand; c += job->stride) {
+    const rctd_qtable *table = &job->ts->by_index[job->lo + c]->table;
+    double best = sig_log_l_scaled(table, job->n, job->y, job->x, sig_mult[0]);
+    for (int m = 1; m < SIG_N_MULT; m++) {
+      double v = sig_log_l_scaled(table, job->n, job->y, job->x, sig_mult[m]);
+      if (v < best) best = v; /* R's min(best_val, v) */
+    }
+    job->score[c] = best;
+  }
+  return NULL;
+}
+
+/* Scores the window around grid place si on the (already permuted) x, y; fills out. */
+static void sig_score_window(const sig_tables *ts, int si, int64_t n, const double *x,
+                             const double *y, int n_threads, rctd_sigma_epoch *out) {
+  int lo, hi, grid[RCTD_N_SIGMA];
+  rctd_sigma_grid(grid);
+  sig_window(si, &lo, &hi);
+  int n_cand = hi - lo;
+  int n_jobs = n_threads < 1 ? 1 : n_threads > n_cand ? n_cand : n_threads;
+  sig_score_job jobs[RCTD_SIGMA_MAX_CAND];
+  pthread_t threads[RCTD_SIGMA_MAX_CAND];
+  int started[RCTD_SIGMA_MAX_CAND];
+  for (int t = 0; t < n_jobs; t++)
+    jobs[t] = (sig_score_job){ts, lo, n_cand, n_jobs, t, n, x, y, out->cand_score};
+  for (int t = 1; t < n_jobs; t++)
+    started[t] = pthread_create(&threads[t], NULL, sig_score_run, &jobs[t]) == 0;
+  sig_score_run(&jobs[0]);
+  for (int t = 1; t < n_jobs; t++) {
+    if (started[t])
+      pthread_join(threads[t], NULL);
+    else
+      sig_score_run(&jobs[t]);
+  }
+  out->n_cand = n_cand;
+  int best = 0;
+  for (int c = 0; c < n_cand; c++) {
+    out->cand_value[c] = grid[lo + c];
+    if (out->cand_score[c] < out->cand_score[best]) best = c; /* which.min: first minimum */
+  }
+  out->sigma_chosen = grid[lo + best];
+}
+
+/* X = pmax(pred, 1e-4) and Y, reordered by sample(1:n_obs, min(1e6, n_obs)).  *x_s and *y_s
+ * (malloc'd, *n_s values) receive them. */
+static int sig_sample_obs(rctd_rrng *rng, int64_t n_obs, const double *pred, const double *y,
+                          double **x_s, double **y_s, int64_t *n_s, char *err, size_t err_len) {
+  if (n_obs < 1 || n_obs > INT32_MAX)
+    return sig_fail(err, err_len, "chooseSigma: %" PRId64 " values cannot be sampled", n_obs);
+  int64_t n = n_obs < RCTD_SIGMA_MAX_SAMPLE ? n_obs : RCTD_SIGMA_MAX_SAMPLE;
+  int *idx = malloc((size_t)n * sizeof *idx);
+  double *xs = malloc((size_t)n * sizeof *xs), *ys = malloc((size_t)n * sizeof *ys);
+  if (!idx || !xs || !ys || rctd_rrng_sample(rng, (int)n_obs, (int)n, idx) < 0) {
+    free(idx), free(xs), free(ys);
+    return sig_fail(err, err_len, "out of memory sampling %" PRId64 " values", n);
+  }
+  for (int64_t i = 0; i < n; i++) {
+    int64_t j = idx[i] - 1;
+    xs[i] = pred[j] > SIG_PRED_FLOOR ? pred[j] : SIG_PRED_FLOOR;
+    if (isnan(pred[j])) xs[i] = pred[j];
+    ys[i] = y[j];
+  }
+  free(idx);
+  *x_s = xs, *y_s = ys, *n_s = n;
+  return 0;
+}
+
+static int sig_choose(rctd_rrng *rng, sig_tables *ts, int64_t n_obs, const double *pred,
+                      const double *y, int sigma_value, int n_threads, rctd_sigma_epoch *out,
+                      char *err, size_t err_len) {
+  int si = rctd_sigma_index(sigma_value);
+  if (si < 0) return sig_fail(err, err_len, "sigma %d is not on the grid", sigma_value);
+  double *xs = NULL, *ys = NULL;
+  int64_t n_s = 0;
+  if (sig_sample_obs(rng, n_obs, pred, y, &xs, &ys, &n_s, err, err_len) < 0) return -1;
+  int rc = sig_tables_window(ts, si, err, err_len);
+  if (rc == 0) {
+    out->n_obs = n_obs;
+    out->n_scored = n_s;
+    sig_score_window(ts, si, n_s, xs, ys, n_threads, out);
+  }
+  free(xs);
+  free(ys);
+  return rc;
+}
+
+int rctd_sigma_choose(rctd_rrng *rng, int64_t n_obs, const double *pred, const double *y,
+                      int sigma_value, const rctd_qtable_opts *qopts, const rctd_sigma_opts *opts,
+                      rctd_sigma_epoch *out, char *err, size_t err_len) {
+  sig_tables ts = {.n_k = sig_n_k(sig_max(y, n_obs)), .qopts = qopts};
+  int rc = sig_choose(rng, &ts, n_obs, pred, y, sigma_value, opts->n_threads, out, err, err_len);
+  sig_tables_free(&ts);
+  return rc;
+}
+
+/* ------------------------------------------------------------------ choose_sigma_c */
+
+void rctd_sigma_result_free(rctd_sigma_result *res) {
+  free(res->epochs);
+  memset(res, 0, sizeof *res);
+}
+
+/* prediction (genes fastest) = profiles %*% t(weights), each column times its pixel's nUMI.
+ * The type sum runs in type order from 0, as the reference BLAS dgemm R calls. */
+static void sig_predict(const rctd_sigma_problem *p, const double *weights_nk, double *pred_ng) {
+  const int G = p->n_genes, K = p->n_types;
+  for (int64_t n = 0; n < p->n_fit; n++) {
+    const double *w = weights_nk + (size_t)n * K;
+    double *out = pred_ng + (size_t)n * G;
+    for (int g = 0; g < G; g++) {
+      const double *prof = p->profiles_gk + (size_t)g * K;
+      double s = 0;
+      for (int k = 0; k < K; k++) s += w[k] * prof[k];
+      out[g] = s * p->numi_n[n];
+    }
+  }
+}
+
+int rctd_sigma_estimate(const rctd_sigma_problem *prob, rctd_rrng *rng, rctd_backend *backend,
+                        const rctd_qtable_opts *qopts, const rctd_sigma_opts *opts,
+                        rctd_sigma_epoch_fn on_epoch, void *ctx, rctd_sigma_result *res, char *err,
+                        size_t err_len) {
+  memset(res, 0, sizeof *res);
+  const int G = prob->n_genes, K = prob->n_types;
+  const int64_t N = prob->n_fit;
+  if (N < 1 || G < 1 || K < 1) return sig_fail(err, err_len, "nothing to fit for sigma");
+  if (N > INT32_MAX / 2 || (uint64_t)N * (uint64_t)G > INT32_MAX)
+    return sig_fail(err, err_len, "%" PRId64 " fit pixels x %d genes is too many", N, G);
+  if (opts->n_epoch < 1) return sig_fail(err, err_len, "N_epoch must be at least 1");
+  int si = rctd_sigma_index(opts->start_value);
+  if (si < 0) return sig_fail(err, err_len, "start sigma %d is not on the grid", opts->start_value);
+
+  const int64_t n_obs = N * G;
+  sig_tables ts = {.n_k = sig_n_k(sig_max(prob->y_ng, n_obs)), .qopts = qopts};
+  double *weights_nk = malloc((size_t)N * K * sizeof *weights_nk);
+  int32_t *conv_n = malloc((size_t)N * sizeof *conv_n);
+  int32_t *pix_n = malloc((size_t)N * sizeof *pix_n);
+  double *pred_ng = malloc((size_t)n_obs * sizeof *pred_ng);
+  res->epochs = calloc((size_t)opts->n_epoch, sizeof *res->epochs);
+  int rc = -1;
+  if (!weights_nk || !conv_n || !pix_n || !pred_ng || !res->epochs) {
+    sig_fail(err, err_len, "out of memory for %" PRId64 " fit pixels", N);
+    goto done;
+  }
+  for (int64_t n = 0; n < N; n++) pix_n[n] = (int32_t)n;
+  rctd_fit_batch batch = {.n_genes = G,
+                          .n_types = K,
+                          .profiles_gk = prob->profiles_gk,
+                          .n_pix = (int)N,
+                          .y_ng = prob->y_ng,
+                          .numi_n = prob->numi_n,
+                          .n_fits = (int)N,
+                          .k_sub = K,
+                          .pix_f = pix_n,
+                          .types_fk = NULL};
+  rctd_irwls_opts iopts = {.n_iter = opts->n_iter, .min_change = opts->min_change};
+  int sigma = opts->start_value;
+  for (int e = 0; e < opts->n_epoch; e++) {
+    rctd_sigma_epoch *ep = &res->epochs[e];
+    ep->epoch = e + 1;
+    ep->sigma_fit = sigma;
+    if (sig_tables_window(&ts, rctd_sigma_index(sigma), err, err_len) < 0) goto done;
+    const rctd_qtable *table = &ts.by_index[rctd_sigma_index(sigma)]->table;
+    if (backend->irwls_batch(backend, table, &batch, &iopts, weights_nk, conv_n, NULL) < 0) {
+      sig_fail(err, err_len, "fitting the %" PRId64 " sigma pixels failed (%s backend)", N,
+               backend->name);
+      goto done;
+    }
+    for (int64_t n = 0; n < N; n++) ep->n_converged += conv_n[n] != 0;
+    for (int64_t i = 0; i < N * K; i++)
+      if (!isfinite(weights_nk[i])) {
+        sig_fail(err, err_len, "fit pixel %" PRId64 " has non-finite weights", i / K);
+        goto done;
+      }
+    sig_predict(prob, weights_nk, pred_ng);
+    ep->log_l = rctd_sigma_log_l(table, n_obs, prob->y_ng, pred_ng);
+    if (sig_choose(rng, &ts, n_obs, pred_ng, prob->y_ng, sigma, opts->n_threads, ep, err, err_len) <
+        0)
+      goto done;
+    res->n_epochs = e + 1;
+    if (on_epoch) on_epoch(ctx, ep);
+    int prev = sigma;
+    sigma = ep->sigma_chosen;
+    if (sigma == prev) {
+      res->converged = 1;
+      break;
+    }
+  }
+  res->sigma_value = sigma;
+  rc = 0;
+done:
+  sig_tables_free(&ts);
+  free(weights_nk);
+  free(conv_n);
+  free(pix_n);
+  free(pred_ng);
+  if (rc < 0) rctd_sigma_result_free(res);
+  return rc;
+}
+
+/* ------------------------------------------------------------------ the stage */
+
+void rctd_sigma_stage_opts_default(rctd_sigma_stage_opts *opts) {
+  memset(opts, 0, sizeof *opts);
+  rctd_sigma_opts_default(&opts->sigma);
+  opts->seed = 1;
+}
+
+/* Where the input comes from: PATH1 for the model and the fit pixels, PATH2 for the copy. */
+typedef struct {
+  rctd_model_reader *mr;
+  rctd_reader *copy;
+} sig_input;
+
+static void sig_input_close(sig_input *in) {
+  if (in->mr) rctd_model_reader_close(in->mr);
+  if (in->copy) rctd_reader_close(in->copy);
+  memset(in, 0, sizeof *in);
+}
+
+static int sig_open_twice(sig_input *in, const char *path, char *err, size_t err_len) {
+  in->mr = rctd_model_open(path, err, err_len);
+  if (!in->mr) return -1;
+  in->copy = rctd_reader_open(path, err, err_len);
+  if (!in->copy) return sig_input_close(in), -1;
+  return 0;
+}
+
+/* A piped input is copied (record frames, undecoded) to a file in tmp_dir, which both readers
+ * open and which is then unlinked: nothing is left behind once the readers are open, and the
+ * atomic writer removes its temporary on errors and signals before that. */
+static int sig_open_spooled(sig_input *in, const char *path, const char *tmp_dir, char *err,
+                            size_t err_len) {
+  const char *dir = tmp_dir && *tmp_dir ? tmp_dir : getenv("TMPDIR");
+  if (!dir || !*dir) dir = "/tmp";
+  char spool[4096];
+  if (snprintf(spool, sizeof spool, "%s/rctd-sigma-spool-%ld.rctd", dir, (long)getpid()) >=
+      (int)sizeof spool)
+    return sig_fail(err, err_len, "%s: temporary directory name too long", dir);
+  rctd_reader *r = rctd_reader_open(path, err, err_len);
+  if (!r) return -1;
+  rctd_writer_opts wo = {0};
+  rctd_writer *w = rctd_writer_open(spool, &wo, err, err_len);
+  if (!w) {
+    rctd_reader_close(r);
+    return sig_fail(err, err_len,
+                    "%s: cannot write the temporary copy of the input (%s); set "
+                    "--tmp-dir",
+                    dir, err);
+  }
+  int rc = 0;
+  const rctd_record_info *info;
+  for (;;) {
+    int got = rctd_reader_next(r, &info);
+    if (got == 0) break;
+    if (got < 0) {
+      rc = sig_fail(err, err_len, "%s", rctd_reader_error(r));
+      break;
+    }
+    if (rctd_reader_copy(r, w) < 0) {
+      rc = sig_fail(err, err_len, "%s",
+                    rctd_writer_error(w)[0] ? rctd_writer_error(w) : rctd_reader_error(r));
+      break;
+    }
+  }
+  rctd_reader_close(r);
+  if (rc < 0) {
+    rctd_writer_abort(w);
+    return -1;
+  }
+  char werr[RCTD_ERR_LEN];
+  if (rctd_writer_close(w, werr, sizeof werr) < 0)
+    return sig_fail(err, err_len, "%s: temporary copy of the input: %s", dir, werr);
+  rc = sig_open_twice(in, spool, err, err_len);
+  unlink(spool);
+  /* Messages should name the input, not the temporary copy. */
+  if (rc < 0) {
+    char *at = strstr(err, spool);
+    if (at) {
+      char rest[RCTD_ERR_LEN];
+      snprintf(rest, sizeof rest, "%s", at + strlen(spool));
+      snprintf(at, err_len - (size_t)(at - err), "%s%s", strcmp(path, "-") ? path : "(stdin)",
+               rest);
+    }
+  }
+  return rc;
+}
+
+static int sig_open_input(sig_input *in, const char *path, const char *tmp_dir, char *err,
+                          size_t err_len) {
+  memset(in, 0, sizeof *in);
+  struct stat st;
+  if (strcmp(path, "-") != 0 && stat(path, &st) == 0 && S_ISREG(st.st_mode))
+    return sig_open_twice(in, path, err, err_len);
+  if (strcmp(path, "-") != 0 && access(path, R_OK) != 0)
+    return sig_fail(err, err_len, "%s: %s", path, strerror(errno));
+  return sig_open_spooled(in, path, tmp_dir, err, err_len);
+}
+
+/* Fit pixels sorted by pixel index, to find them as the blocks go by. */
+typedef struct {
+  int64_t pixel, row;
+} sig_fit_ref;
+
+static int sig_fit_ref_cmp(const void *a, const void *b) {
+  int64_t x = ((const sig_fit_ref *)a)->pixel, y = ((const sig_fit_ref *)b)->pixel;
+  return (x > y) - (x < y);
+}
+
+/* Pass 1: every pixel block is read (and checked); the fit pixels' counts land in y_ng (rows in
+ * fit order) and *max_count receives the largest count of all pixels. */
+static int sig_gather(rctd_model_reader *mr, const int64_t *fit_n, int64_t n_fit, double *y_ng,
+                      double *max_count, char *err, size_t err_len) {
+  const rctd_model *m = rctd_model_reader_model(mr);
+  const int G = m->n_reg;
+  sig_fit_ref *refs = malloc((size_t)(n_fit > 0 ? n_fit : 1) * sizeof *refs);
+  if (!refs) return sig_fail(err, err_len, "out of memory");
+  for (int64_t i = 0; i < n_fit; i++) refs[i] = (sig_fit_ref){fit_n[i], i};
+  qsort(refs, (size_t)n_fit, sizeof *refs, sig_fit_ref_cmp);
+  rctd_progress *prog =
+      rctd_progress_start("sigma: reading pixels", (uint64_t)m->n_pixels, "pixels");
+  rctd_pixel_block block;
+  rctd_pixel_block_init(&block);
+  double mx = 0;
+  int64_t at = 0; /* next fit ref to find */
+  int rc;
+  while ((rc = rctd_model_next_block(mr, &block)) == 1) {
+    for (int64_t i = 0; i < block.nnz; i++) {
+      double v = block.values[i];
+      if (!(v >= 0) || !isfinite(v)) {
+        rc = sig_fail(err, err_len, "%s: pixel counts must be finite and non-negative",
+                      rctd_reader_label(rctd_model_reader_stream(mr)));
+        goto done;
+      }
+      if (v > mx) mx = v;
+    }
+    for (; at < n_fit && refs[at].pixel < block.first + block.n; at++) {
+      int64_t p = refs[at].pixel - block.first;
+      double *row = y_ng + (size_t)refs[at].row * G;
+      for (int64_t j = block.indptr[p]; j < block.indptr[p + 1]; j++)
+        row[block.indices[j]] += block.values[j];
+    }
+    rctd_progress_add(prog, (uint64_t)block.n);
+  }
+  if (rc < 0) sig_fail(err, err_len, "%s", rctd_model_reader_error(mr));
+done:
+  rctd_progress_finish(prog);
+  rctd_pixel_block_free(&block);
+  free(refs);
+  *max_count = mx;
+  return rc < 0 ? -1 : 0;
+}
+
+/* Pass 2: from the first pixel record on, every record is copied as it is. */
+static int sig_copy_pixels(rctd_reader *r, rctd_writer *w, char *err, size_t err_len) {
+  int copying = 0;
+  const rctd_record_info *info;
+  for (;;) {
+    int got = rctd_reader_next(r, &info);
+    if (got == 0) return 0;
+    if (got < 0) return sig_fail(err, err_len, "%s", rctd_reader_error(r));
+    if (!copying && strncmp(info->name, "pixels.", 7) == 0) copying = 1;
+    int rc = copying ? rctd_reader_copy(r, w) : rctd_reader_skip(r);
+    if (rc < 0)
+      return sig_fail(err, err_len, "%s",
+                      rctd_writer_error(w)[0] ? rctd_writer_error(w) : rctd_reader_error(r));
+  }
+}
+
+/* Removes earlier sigma stages' records (sigma, its table, this tool's provenance). */
+static void sig_drop_old_records(rctd_model *m, const char *tool) {
+  char prov[256];
+  snprintf(prov, sizeof prov, "provenance.%s", tool ? tool : "rctd-sigma");
+  size_t kept = 0;
+  for (size_t i = 0; i < m->n_extra; i++) {
+    const char *name = m->extra[i].name;
+    if (strcmp(name, RCTD_SIGMA_REC) == 0 || strncmp(name, "qtable.", 7) == 0 ||
+        strcmp(name, prov) == 0) {
+      rctd_record_free(&m->extra[i]);
+      continue;
+    }
+    m->extra[kept++] = m->extra[i];
+  }
+  m->n_extra = kept;
+}
+
+static int sig_set_config_num(rctd_model *m, const char *key, double v) {
+  char text[64];
+  snprintf(text, sizeof text, "%.17g", v);
+  return rctd_model_config_set(m, key, text);
+}
+
+/* The sigma record's keys and values (texts in buf). */
+#define SIG_META_MAX 16
+typedef struct {
+  const char *keys[SIG_META_MAX];
+  const char *values[SIG_META_MAX];
+  char text[SIG_META_MAX][1024];
+  size_t n;
+} sig_meta;
+
+static void sig_meta_add(sig_meta *mm, const char *key, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void sig_meta_add(sig_meta *mm, const char *key, const char *fmt, ...) {
+  if (mm->n >= SIG_META_MAX) return;
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(mm->text[mm->n], sizeof mm->text[mm->n], fmt, ap);
+  va_end(ap);
+  mm->keys[mm->n] = key;
+  mm->values[mm->n] = mm->text[mm->n];
+  mm->n++;
+}
+
+/* Appends "v1,v2,..." of the epochs to a meta text. */
+static void sig_meta_list(sig_meta *mm, const char *key, const rctd_sigma_result *res, int what) {
+  char *t = mm->text[mm->n];
+  size_t len = 0, cap = sizeof mm->text[0];
+  t[0] = 0;
+  for (int e = 0; e < res->n_epochs && len < cap; e++) {
+    const rctd_sigma_epoch *ep = &res->epochs[e];
+    int w = what == 0   ? snprintf(t + len, cap - len, "%s%d", e ? "," : "", ep->sigma_fit)
+            : what == 1 ? snprintf(t + len, cap - len, "%s%.17g", e ? "," : "", ep->log_l)
+                        : snprintf(t + len, cap - len, "%s%d", e ? "," : "", ep->sigma_chosen);
+    if (w < 0) break;
+    len += (size_t)w;
+  }
+  sig_meta_add(mm, key, "%s", t);
+}
+
+static void sig_on_epoch(void *ctx, const rctd_sigma_epoch *ep) {
+  (void)ctx;
+  rctd_log_info("epoch %d: Likelihood value: %.15g", ep->epoch, ep->log_l);
+  rctd_log_info("epoch %d: Sigma value: %g", ep->epoch, ep->sigma_chosen / 100.0);
+}
+
+typedef struct {
+  sig_input in;
+  rctd_model *model;
+  rctd_rrng rng;
+  const char *rng_source;
+  int64_t *fit_n, n_fit;
+  double *y_ng, *numi_n;
+  double max_count;
+  rctd_sigma_result res;
+  int sigma_value;
+  rctd_qtable_owned table;
+  int have_table;
+  rctd_backend *own_backend;
+  rctd_writer *w;
+} sig_run;
+
+/* R's random stream: set.seed(--seed) when asked, else the model's recorded state. */
+static void sig_rng_init(sig_run *r, const rctd_sigma_stage_opts *o) {
+  if (o->have_seed) {
+    rctd_rrng_seed(&r->rng, o->seed);
+    r->rng_source = "seed";
+  } else if (rctd_model_rng(r->model, &r->rng) == 0) {
+    r->rng_source = "model";
+  } else {
+    rctd_rrng_seed(&r->rng, o->seed);
+    r->rng_source = "seed (the model has no random state)";
+  }
+}
+
+static int sig_estimate_stage(sig_run *r, const rctd_sigma_stage_opts *o,
+                              const rctd_qtable_opts *qo, char *err, size_t err_len) {
+  const rctd_model *m = r->model;
+  rctd_backend *be = o->backend;
+  if (!be) be = r->own_backend = rctd_backend_cpu(o->sigma.n_threads < 1 ? 1 : o->sigma.n_threads);
+  if (!be) return sig_fail(err, err_len, "cannot start the CPU backend");
+  r->numi_n = malloc((size_t)r->n_fit * sizeof *r->numi_n);
+  if (!r->numi_n) return sig_fail(err, err_len, "out of memory");
+  for (int64_t i = 0; i < r->n_fit; i++) r->numi_n[i] = m->pixel_numi_n[r->fit_n[i]];
+  rctd_log_info("chooseSigma: %" PRId64
+                " fit pixels (nUMI > %g), random stream from the %s; "
+                "using initial Q_mat with sigma = %g",
+                r->n_fit, o->sigma.umi_min_sigma, r->rng_source, o->sigma.start_value / 100.0);
+  rctd_sigma_problem prob = {m->n_reg, m->n_types, m->profiles_gk, r->n_fit, r->y_ng, r->numi_n};
+  if (rctd_sigma_estimate(&prob, &r->rng, be, qo, &o->sigma, sig_on_epoch, NULL, &r->res, err,
+                          err_len) < 0)
+    return -1;
+  r->sigma_value = r->res.sigma_value;
+  return 0;
+}
+
+/* The model as it goes out: old sigma records dropped, config and random state updated. */
+static int sig_update_model(sig_run *r, const rctd_sigma_stage_opts *o, int estimated) {
+  rctd_model *m = r->model;
+  sig_drop_old_records(m, o->cli ? o->cli->tool : NULL);
+  if (!estimated) return 0;
+  if (sig_set_config_num(m, "UMI_min_sigma", o->sigma.umi_min_sigma) < 0 ||
+      sig_set_config_num(m, "N_fit", (double)o->sigma.n_fit) < 0 ||
+      sig_set_config_num(m, "N_epoch", o->sigma.n_epoch) < 0)
+    return -1;
+  if (m->n_rng != RCTD_R_SEED_WORDS) {
+    int32_t *s = realloc(m->rng_state, RCTD_R_SEED_WORDS * sizeof *s);
+    if (!s) return -1;
+    m->rng_state = s;
+    m->n_rng = RCTD_R_SEED_WORDS;
+  }
+  rctd_rng_state_save(&r->rng, m->rng_state);
+  return 0;
+}
+
+static int sig_write_sigma_record(sig_run *r, const rctd_sigma_stage_opts *o, int estimated) {
+  sig_meta mm;
+  mm.n = 0;
+  sig_meta_add(&mm, "sigma_c", "%.2f", r->sigma_value / 100.0);
+  sig_meta_add(&mm, "sigma_value", "%d", r->sigma_value);
+  sig_meta_add(&mm, "source", "%s", estimated ? "estimated" : "given");
+  if (estimated) {
+    sig_meta_add(&mm, "n_fit", "%" PRId64, r->n_fit);
+    sig_meta_add(&mm, "umi_min_sigma", "%.17g", o->sigma.umi_min_sigma);
+    sig_meta_add(&mm, "n_epochs", "%d", r->res.n_epochs);
+    sig_meta_add(&mm, "converged", "%d", r->res.converged);
+    sig_meta_add(&mm, "random_stream", "%s", r->rng_source);
+    if (o->have_seed) sig_meta_add(&mm, "seed", "%d", (int)o->seed);
+    sig_meta_list(&mm, "epoch_sigma", &r->res, 0);
+    sig_meta_list(&mm, "epoch_log_l", &r->res, 1);
+    sig_meta_list(&mm, "epoch_chosen", &r->res, 2);
+  }
+  return rctd_write_meta(r->w, RCTD_SIGMA_REC, mm.keys, mm.values, mm.n);
+}
+
+static int sig_write_output(sig_run *r, const char *out_path, const rctd_sigma_stage_opts *o,
+                            int estimated, char *err, size_t err_len) {
+  if (sig_update_model(r, o, estimated) < 0) return sig_fail(err, err_len, "out of memory");
+  r->w = rctd_writer_open(out_path, &o->writer, err, err_len);
+  if (!r->w) return -1;
+  if (rctd_model_write(r->w, r->model) < 0 ||
+      (o->cli && rctd_cli_write_provenance(o->cli, r->w) < 0) ||
+      sig_write_sigma_record(r, o, estimated) < 0 || rctd_qtable_write_records(r->w, &r->table) < 0)
+    return sig_fail(err, err_len, "%s", rctd_writer_error(r->w));
+  if (sig_copy_pixels(r->in.copy, r->w, err, err_len) < 0) return -1;
+  rctd_writer *w = r->w;
+  r->w = NULL;
+  return rctd_writer_close(w, err, err_len);
+}
+
+int rctd_sigma_stage_run(const char *in_path, const char *out_path, const rctd_sigma_stage_opts *o,
+                         char *err, size_t err_len) {
+  sig_run r;
+  memset(&r, 0, sizeof r);
+  int estimated = !(o->fixed_sigma > 0);
+  if (!estimated && (r.sigma_value = rctd_sigma_value_of(o->fixed_sigma)) < 0)
+    return sig_fail(err, err_len,
+                    "sigma %g is not on the grid (0.10..0.70 by 0.01, 0.72..2.00 by 0.02, or the "
+                    "same times 100)",
+                    o->fixed_sigma);
+  if (estimated &&
+      (o->sigma.n_fit < 1 || o->sigma.n_epoch < 1 || rctd_sigma_index(o->sigma.start_value) < 0))
+    return sig_fail(err, err_len, "N_fit and N_epoch must be at least 1");
+  rctd_qtable_opts qo = {.cache_dir = o->cache_dir,
+                         .n_threads = o->sigma.n_threads < 1 ? 1 : o->sigma.n_threads,
+                         .backend = NULL};
+  int rc = -1;
+  if (sig_open_input(&r.in, in_path, o->tmp_dir, err, err_len) < 0) goto done;
+  r.model = rctd_model_reader_model(r.in.mr);
+  const char *label = rctd_reader_label(rctd_model_reader_stream(r.in.mr));
+  if (estimated) {
+    sig_rng_init(&r, o);
+    if (rctd_sigma_pick_pixels(&r.rng, r.model->pixel_numi_n, r.model->n_pixels, &o->sigma,
+                               &r.fit_n, &r.n_fit, err, err_len) < 0) {
+      char msg[RCTD_ERR_LEN];
+      snprintf(msg, sizeof msg, "%s", err);
+      sig_fail(err, err_len, "%s: %s", label, msg);
+      goto done;
+    }
+    size_t cells = (size_t)r.n_fit * (size_t)r.model->n_reg;
+    r.y_ng = calloc(cells ? cells : 1, sizeof *r.y_ng);
+    if (!r.y_ng) {
+      sig_fail(err, err_len, "out of memory for %" PRId64 " fit pixels", r.n_fit);
+      goto done;
+    }
+  }
+  if (sig_gather(r.in.mr, r.fit_n, r.n_fit, r.y_ng, &r.max_count, err, err_len) < 0) goto done;
+  if (estimated && sig_estimate_stage(&r, o, &qo, err, err_len) < 0) goto done;
+  if (!estimated) rctd_log_info("sigma = %g (given; no estimate)", r.sigma_value / 100.0);
+  char msg[RCTD_ERR_LEN], note[512];
+  if (rctd_qtable_get(r.sigma_value, sig_n_k(r.max_count), &qo, &r.table, note, sizeof note, msg,
+                      sizeof msg) < 0) {
+    sig_fail(err, err_len, "likelihood table for sigma %d: %s", r.sigma_value, msg);
+    goto done;
+  }
+  r.have_table = 1;
+  if (strstr(note, "not cached")) rctd_log_warn("%s", note);
+  if (sig_write_output(&r, out_path, o, estimated, err, err_len) < 0) goto done;
+  rc = 0;
+done:
+  if (r.w) rctd_writer_abort(r.w);
+  if (r.have_table) rctd_qtable_owned_free(&r.table);
+  if (r.own_backend) r.own_backend->destroy(r.own_backend);
+  rctd_sigma_result_free(&r.res);
+  free(r.fit_n);
+  free(r.y_ng);
+  free(r.numi_n);
+  sig_input_close(&r.in);
+  return rc;
+}
