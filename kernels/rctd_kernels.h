@@ -60,16 +60,20 @@ typedef struct {
 size_t rctd_irwls_workspace_bytes(int n_genes, int n_types);
 
 /* One fit.  S_gk: genes x types design (profiles * nUMI), y_g: counts, numi: the pixel's nUMI
- * (for the prediction floor max(1e-4, numi * 1e-7)).  weights_k: in = initial solution or NULL
- * for 1/K start; out = the solution (raw, as R's).  Returns 1 when converged (change <=
- * min_change before n_iter), 0 otherwise.  table may be NULL in bulk mode.  Thread-safe. */
+ * (for the prediction floor max(1e-4, numi * 1e-7)).  init_k: initial solution, or NULL for the
+ * 1/K start; weights_k: out = the solution (raw, as R's).  Returns 1 when converged (change <=
+ * min_change, R's converged flag), 0 otherwise; non-finite derivatives (e.g. NaN counts) give
+ * NaN weights and 0.  table may be NULL in bulk mode.  workspace: rctd_irwls_workspace_bytes,
+ * malloc-aligned.  Thread-safe, allocation-free. */
 int rctd_irwls_fit(const rctd_qtable *table, int n_genes, int n_types, const double *S_gk,
                    const double *y_g, double numi, const rctd_irwls_opts *opts,
                    const double *init_k, double *weights_k, void *workspace);
 
 /* Exact strictly convex QP: min 1/2 x'Dx - d'x  s.t. x >= lower (elementwise) and, when
  * with_sum, sum(x) = sum_target.  D_kk symmetric positive definite (k x k).  Returns 0, or -1 if
- * infeasible.  Same minimiser as quadprog::solve.QP.  workspace: rctd_qp_workspace_bytes(k). */
+ * infeasible or D is not positive definite.  Same minimiser as quadprog::solve.QP (primal active
+ * set; bounds active at the solution are returned exactly).  workspace:
+ * rctd_qp_workspace_bytes(k). */
 size_t rctd_qp_workspace_bytes(int k);
 int rctd_qp_solve(int k, const double *D_kk, const double *d_k, const double *lower_k,
                   int with_sum, double sum_target, double *x_k, void *workspace);
