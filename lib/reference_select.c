@@ -64,18 +64,24 @@ static int ref_downsample(rctd_rrng *rng, int64_t n_ref, const int32_t *ref_leve
                           int64_t n_samples, int64_t *keep, int64_t *n_keep, char *err,
                           size_t err_len) {
   size_t len = (size_t)(n_ref ? n_ref : 1);
-  int64_t *pos = malloc(len * sizeof *pos);
+  int64_t *pos = malloc(len * sizeof *pos); /* positions (1-based), grouped by level */
+  int64_t *start = calloc((size_t)n_levels + 2, sizeof *start);
   int64_t *chosen = malloc(len * sizeof *chosen);
   int *picked = malloc(len * sizeof *picked);
   int rc = 0;
-  if (!pos || !chosen || !picked) rc = sel_fail(err, err_len, "out of memory while downsampling");
+  if (!pos || !start || !chosen || !picked)
+    rc = sel_fail(err, err_len, "out of memory while downsampling");
   if (n_keep) *n_keep = 0;
+  if (rc == 0) {
+    /* Counting sort of the positions by level, ascending within a level (R's which()). */
+    for (int64_t r = 0; r < n_ref; r++) start[ref_level_r[r] + 2]++;
+    for (int l = 0; l < n_levels; l++) start[l + 2] += start[l + 1];
+    for (int64_t r = 0; r < n_ref; r++) pos[start[ref_level_r[r] + 1]++] = r + 1;
+  }
   for (int level = 0; level < n_levels && rc == 0; level++) {
-    int64_t count = 0;
-    for (int64_t r = 0; r < n_ref; r++)
-      if (ref_level_r[r] == level) pos[count++] = r + 1;
+    int64_t count = start[level + 1] - start[level];
     int64_t size = count < n_samples ? count : n_samples;
-    if (ref_sample_positions(rng, pos, count, size, chosen, picked) < 0) {
+    if (ref_sample_positions(rng, pos + start[level], count, size, chosen, picked) < 0) {
       rc = sel_fail(err, err_len, "cannot sample %lld of %lld reference cells", (long long)size,
                     (long long)count);
       break;
@@ -84,6 +90,7 @@ static int ref_downsample(rctd_rrng *rng, int64_t n_ref, const int32_t *ref_leve
       for (int64_t i = 0; i < size; i++) keep[(*n_keep)++] = chosen[i];
   }
   free(pos);
+  free(start);
   free(chosen);
   free(picked);
   return rc;
