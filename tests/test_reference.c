@@ -374,3 +374,43 @@ TEST(reference_tool_bad_input) {
   CHECK(ref_test_stderr_lines(log) == 1 && test_sh("grep -q 'have no class' %s", log) == 0);
   CHECK(test_sh("test ! -e %s", out) == 0);
 }
+
+TEST(reference_single_cell_sample_quirk_matches_r) {
+  /* R's sample(x, 1) with x a single position p draws from 1..p: type B's only cell (position
+   * 40) is replaced by a random cell of another type, and B disappears (droplevels). */
+  static char meta[80][64], want[80][64];
+  int n = ref_test_read_lines("tests/data/reference/single_meta.csv", meta, 80) - 1;
+  CHECK(n == 66);
+  const char *names[] = {"A", "B", "C"};
+  int32_t codes[66];
+  double numi[66];
+  char bc[66][16];
+  for (int i = 0; i < n; i++) {
+    char *line = meta[i + 1];
+    char *b = ref_test_unquote(strtok(line, ","));
+    char *t = ref_test_unquote(strtok(NULL, ","));
+    snprintf(bc[i], sizeof bc[i], "%s", b);
+    codes[i] = (int32_t)(t[0] - 'A');
+    numi[i] = atof(strtok(NULL, ",\r\n"));
+  }
+  rctd_reference_opts o;
+  rctd_reference_opts_default(&o);
+  o.max_cells = 30;
+  o.cell_min = 1;
+  o.seed = 3;
+  rctd_ref_cells cells;
+  char err[512];
+  int32_t state[RCTD_REF_RNG_WORDS];
+  CHECK_MSG(rctd_reference_select(n, 3, names, codes, numi, &o, &cells, state, NULL, NULL, err,
+                                  sizeof err) == 0,
+            "%s", err);
+  int n_want = ref_test_read_lines("tests/data/reference/single_cells.txt", want, 80);
+  CHECK(n_want == cells.n_ref && n_want == 56);
+  for (int i = 0; i < n_want; i++) CHECK(strcmp(bc[cells.ref_rows[i]], want[i]) == 0);
+  CHECK(cells.n_levels == 2 && cells.level_code_l[1] == 2 && cells.level_cells_l[0] == 31);
+  double want_state[RCTD_REF_RNG_WORDS];
+  CHECK(ref_test_read_numbers("tests/data/reference/single_rng.txt", want_state,
+                              RCTD_REF_RNG_WORDS) == RCTD_REF_RNG_WORDS);
+  for (int i = 0; i < RCTD_REF_RNG_WORDS; i++) CHECK(state[i] == (int32_t)want_state[i]);
+  rctd_ref_cells_free(&cells);
+}
