@@ -15,6 +15,11 @@
  * A stage reads the model with rctd_model_open and then the pixels block by block with
  * rctd_model_next_block, so its memory is bounded by the block size.
  *
+ * Pixel order is R's puck order (the spatial input's order after the filters), so pixel i of
+ * the stream is colnames(RCTD@spatialRNA@counts)[i + 1]; model.pixel_numi lets a stage draw
+ * R's samples over pixels (choose_sigma_c's fit_ind) before it reads any block, continuing
+ * R's random stream from rctd_model_rng.
+ *
  * Errors: functions return 0 (1 for "got one") or -1 with one line "FILE: what is wrong" in
  * err or in rctd_model_reader_error. */
 #ifndef RCTD_MODEL_H
