@@ -550,18 +550,25 @@ static void irt_vignette_free(irt_vignette *vg) {
   irt_table_free(&vg->table);
 }
 
+/* mode: "full" or "doublet" reads gold/vignette/MODE (15 significant digits); "r" reads
+ * tests/data/r/vignette (R's rerun written with 17 digits) with its full-mode weights. */
 static int irt_vignette_load(const char *mode, irt_vignette *vg) {
   memset(vg, 0, sizeof *vg);
-  char path[4096];
+  char path[4200], dir[4000];
   const char *shared = test_shared_dir();
+  const int r17 = strcmp(mode, "r") == 0;
   irt_csv prof, counts;
-  snprintf(path, sizeof path, "%s/gold/vignette/%s/norm_profiles.csv", shared, mode);
+  if (r17)
+    snprintf(dir, sizeof dir, "tests/data/r/vignette");
+  else
+    snprintf(dir, sizeof dir, "%s/gold/vignette/%s", shared, mode);
+  snprintf(path, sizeof path, "%s/norm_profiles.csv", dir);
   if (irt_csv_read(path, &prof) != 0) return -1;
   snprintf(path, sizeof path, "%s/data/vignette/csv/spatial/MappedDGEForR.csv", shared);
   if (irt_csv_read(path, &counts) != 0) return -1;
-  snprintf(path, sizeof path, "%s/gold/vignette/%s/weights.csv", shared, mode);
+  snprintf(path, sizeof path, "%s/%sweights.csv", dir, r17 ? "full/" : "");
   if (irt_csv_read(path, &vg->gold_weights) != 0) return -1;
-  snprintf(path, sizeof path, "%s/gold/vignette/%s/gene_list_reg.txt", shared, mode);
+  snprintf(path, sizeof path, "%s/gene_list_reg.txt", dir);
   FILE *f = fopen(path, "r");
   if (!f) return -1;
   char gene[256];
@@ -608,10 +615,9 @@ static int irt_vignette_load(const char *mode, irt_vignette *vg) {
 }
 
 /* fitPixels full mode: every pixel's 19-type unconstrained fit against R's weights. */
-TEST(irwls_vignette_full_vs_r) {
+static int irt_vignette_full(const char *mode, double tol, double *worst) {
   irt_vignette vg;
-  CHECK(irt_vignette_load("full", &vg) == 0);
-  CHECK(vg.n_pix == 71 && vg.K == 19 && vg.G == 313);
+  if (irt_vignette_load(mode, &vg) != 0 || vg.n_pix != 71 || vg.K != 19 || vg.G != 313) return -1;
   rctd_backend *be = rctd_backend_cpu(2);
   int32_t *pix = malloc(sizeof(int32_t) * vg.n_pix), *conv = malloc(sizeof(int32_t) * vg.n_pix);
   double *w = malloc(sizeof(double) * vg.n_pix * vg.K);
@@ -620,26 +626,34 @@ TEST(irwls_vignette_full_vs_r) {
                           vg.numi_n, vg.n_pix, vg.K,           pix,      NULL};
   rctd_irwls_opts opts = {50, 1e-3, 0, 0};
   int rc = be->irwls_batch(be, &vg.table.table, &batch, &opts, w, conv, NULL);
-  double worst = 0;
   int bad = 0;
   for (int p = 0; rc == 0 && p < vg.n_pix; p++)
     for (int k = 0; k < vg.K; k++) {
       double r = vg.gold_weights.vals[p * vg.K + k];
       double err = irt_rel(w[p * vg.K + k], r);
-      worst = fmax(worst, err);
-      if (err > 1e-8 && bad++ < 5)
+      *worst = fmax(*worst, err);
+      if (err > tol && bad++ < 5)
         fprintf(stderr, "  pixel %s type %d: %.17g vs R %.17g\n", vg.barcodes[p], k + 1,
                 w[p * vg.K + k], r);
     }
-  fprintf(stderr, "  irwls_vignette_full_vs_r: %d pixels x %d types, worst difference %.3g\n",
-          vg.n_pix, vg.K, worst);
   be->destroy(be);
   free(pix);
   free(conv);
   free(w);
   irt_vignette_free(&vg);
-  CHECK(rc == 0);
-  CHECK(bad == 0);
+  return rc == 0 && bad == 0 ? 0 : -1;
+}
+
+TEST(irwls_vignette_full_vs_r) {
+  double worst_gold = 0, worst_r17 = 0;
+  int rc_gold = irt_vignette_full("full", 1e-8, &worst_gold);
+  int rc_r17 = irt_vignette_full("r", 1e-8, &worst_r17);
+  fprintf(stderr,
+          "  irwls_vignette_full_vs_r: 71 pixels x 19 types, worst difference %.3g vs gold, %.3g "
+          "vs R's 17-digit rerun\n",
+          worst_gold, worst_r17);
+  CHECK(rc_gold == 0);
+  CHECK(rc_r17 == 0);
 }
 
 /* Doublet mode's min_score is the score-mode (25 iterations) fit of the best pair: refit every
@@ -694,6 +708,64 @@ TEST(irwls_vignette_doublet_scores_vs_r) {
   irt_vignette_free(&vg);
   CHECK(ok && rc == 0);
   CHECK(bad == 0);
+}
+
+/* Every score-mode fit doublet mode ran in R (tests/data/r: all candidate pairs and every
+ * singlet score, recorded from R's own run): K = 2 and K = 1 fits, 25 iterations. */
+static int irt_score_file_vs_r(irt_vignette *vg, const char *file, int k_sub, double *worst,
+                               int *n_out) {
+  char path[4096];
+  snprintf(path, sizeof path, "tests/data/r/vignette/doublet/%s", file);
+  irt_csv sc;
+  if (irt_csv_read(path, &sc) != 0) return -1;
+  int n = sc.n_rows, bad = 0;
+  int32_t *pix = malloc(sizeof(int32_t) * n), *types = malloc(sizeof(int32_t) * k_sub * n);
+  int32_t *conv = malloc(sizeof(int32_t) * n);
+  double *w = malloc(sizeof(double) * k_sub * n), *score = malloc(sizeof(double) * n);
+  for (int i = 0; i < n; i++) {
+    pix[i] = (int32_t)atoi(sc.row_names[i]);
+    for (int k = 0; k < k_sub; k++) types[i * k_sub + k] = (int32_t)sc.vals[i * sc.n_cols + k] - 1;
+    if (pix[i] < 0 || pix[i] >= vg->n_pix) bad = 1;
+  }
+  rctd_backend *be = rctd_backend_cpu(2);
+  rctd_fit_batch batch = {vg->G,      vg->K, vg->profiles_gk, vg->n_pix, vg->y_ng,
+                          vg->numi_n, n,     k_sub,           pix,       types};
+  rctd_irwls_opts opts = {25, 1e-3, 0, 0};
+  if (!bad && be->irwls_batch(be, &vg->table.table, &batch, &opts, w, conv, score) != 0) bad = 1;
+  for (int i = 0; !bad && i < n; i++) {
+    double r = sc.vals[i * sc.n_cols + k_sub];
+    double err = fabs(score[i] - r) / fabs(r);
+    *worst = fmax(*worst, err);
+    if (err > 1e-9) {
+      fprintf(stderr, "  %s row %d: score %.17g vs R %.17g\n", file, i, score[i], r);
+      bad = 1;
+    }
+  }
+  be->destroy(be);
+  free(pix);
+  free(types);
+  free(conv);
+  free(w);
+  free(score);
+  irt_csv_free(&sc);
+  *n_out = n;
+  return bad ? -1 : 0;
+}
+
+TEST(irwls_vignette_all_scores_vs_r) {
+  irt_vignette vg;
+  CHECK(irt_vignette_load("doublet", &vg) == 0);
+  double worst_pair = 0, worst_single = 0;
+  int n_pair = 0, n_single = 0;
+  int rc_pair = irt_score_file_vs_r(&vg, "pair_scores.csv", 2, &worst_pair, &n_pair);
+  int rc_single = irt_score_file_vs_r(&vg, "singlet_scores.csv", 1, &worst_single, &n_single);
+  irt_vignette_free(&vg);
+  fprintf(stderr,
+          "  irwls_vignette_all_scores_vs_r: %d pair scores (worst rel. %.3g), %d singlet scores "
+          "(worst rel. %.3g)\n",
+          n_pair, worst_pair, n_single, worst_single);
+  CHECK(rc_pair == 0 && n_pair == 825);
+  CHECK(rc_single == 0 && n_single == 142);
 }
 
 /* ---------------------------------------------------------------- backend */
