@@ -26,7 +26,8 @@ CUDA_HOME ?= $(patsubst %/bin/nvcc,%,$(NVCC))
 CUDA_LIB  := $(BUILD)/librctd-cuda.a
 CFLAGS    += -DRCTD_HAVE_CUDA=1
 LDLIBS    += -L$(CUDA_HOME)/lib64 -lcudart_static -ldl -lrt -lstdc++
-NVCCFLAGS ?= -O3 -std=c++17 -arch=sm_90 -Ilib -Ikernels -Xcompiler -Wall,-fPIC
+# -fmad=false: no a*b+c contraction, so device arithmetic rounds as the CPU kernels' C does.
+NVCCFLAGS ?= -O3 -std=c++17 -arch=sm_90 -fmad=false -Ilib -Ikernels -Xcompiler -Wall,-fPIC
 endif
 
 LIB_SRC    := $(wildcard lib/*.c)
@@ -45,10 +46,12 @@ BINS       := $(patsubst cmd/%.c,$(BUILD)/bin/%,$(CMD_SRC))
 endif
 LIBRCTD    := $(BUILD)/librctd.a
 LIBKERN    := $(BUILD)/librctd-kernels.a
-ALL_LIBS   := $(LIBRCTD) $(LIBKERN) $(CUDA_LIB)
+# The CUDA backend uses the CPU kernels (host fallback), so it links before them.
+ALL_LIBS   := $(LIBRCTD) $(CUDA_LIB) $(LIBKERN)
+GPU_BINS   := $(BUILD)/rctd-gpu-tests $(BUILD)/rctd-gpu-bench
 
 .PHONY: all deps test test-run test-gpu bench bench-gpu install clean format demo demo-run
-all: $(BINS) lib/librctd.a kernels/librctd-kernels.a $(if $(CUDA_LIB),kernels/librctd-cuda.a)
+all: $(BINS) lib/librctd.a kernels/librctd-kernels.a $(if $(CUDA_LIB),kernels/librctd-cuda.a $(GPU_BINS))
 
 lib/librctd.a: $(LIBRCTD)
 	cp $< $@
@@ -106,6 +109,22 @@ $(BUILD)/bench/%: $(BUILD)/bench/%.o $(ALL_LIBS)
 	$(CC) $(LDFLAGS) -o $@ $< $(ALL_LIBS) $(LDLIBS)
 bench: all $(BENCH_BINS)
 	RCTD_BENCH_BIN=$(abspath $(BUILD)/bench) RCTD_BIN=$(abspath bin) ./bench/run.sh
+
+# GPU tests and benchmark (need an NVIDIA GPU to run; built with `all` whenever CUDA is, so CI
+# compiles them).  tests/gpu/test_*.c run under the test runner; tests/gpu/gpu_*.c are helpers
+# (synthetic data) shared with bench/gpu/*.c.
+GPU_HELP_OBJ  := $(patsubst %.c,$(BUILD)/%.o,$(wildcard tests/gpu/gpu_*.c))
+GPU_TEST_OBJ  := $(patsubst %.c,$(BUILD)/%.o,$(wildcard tests/gpu/test_*.c)) $(GPU_HELP_OBJ) \
+                 $(BUILD)/tests/runner.o
+GPU_BENCH_OBJ := $(patsubst %.c,$(BUILD)/%.o,$(wildcard bench/gpu/*.c)) $(GPU_HELP_OBJ)
+$(BUILD)/rctd-gpu-tests: $(GPU_TEST_OBJ) $(ALL_LIBS)
+	$(CC) $(LDFLAGS) -o $@ $(GPU_TEST_OBJ) $(ALL_LIBS) $(LDLIBS)
+$(BUILD)/rctd-gpu-bench: $(GPU_BENCH_OBJ) $(ALL_LIBS)
+	$(CC) $(LDFLAGS) -o $@ $(GPU_BENCH_OBJ) $(ALL_LIBS) $(LDLIBS)
+test-gpu: $(BUILD)/rctd-gpu-tests
+	RCTD_SHARED=$${RCTD_SHARED:-$(abspath ../shared)} $(BUILD)/rctd-gpu-tests $(FILTER)
+bench-gpu: $(BUILD)/rctd-gpu-bench
+	RCTD_SHARED=$${RCTD_SHARED:-$(abspath ../shared)} $(BUILD)/rctd-gpu-bench $(BENCH_ARGS)
 
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/man/man1 $(DESTDIR)$(PREFIX)/share/man/man5

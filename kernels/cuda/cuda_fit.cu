@@ -1,0 +1,740 @@
+/* Batched IRWLS fits on the GPU (spacexr solveIRWLS.weights, unconstrained, table likelihood).
+ *
+ * Two kernels, both persistent with a work counter: a lane or warp that finishes its fit takes
+ * the next one, so finished fits drop out at once and the device stays full until the batch
+ * runs dry (the compaction of converged fits, without moving any state).
+ *
+ * fits_small (k_sub <= 2): one thread per fit, every operation in the order of the CPU kernel
+ *   (kernels/cpu/irwls.c, psd.c closed forms, qp.c), so weights, flags and scores are the CPU
+ *   ones bit for bit (scores: the long double sum is emulated exactly).
+ *
+ * fits_warp (3 <= k_sub <= 32): one warp per fit.  Genes are split over the lanes for the
+ *   prediction and the spline; the Hessian S' diag(-d2) S and the gradient are one pass of FP64
+ *   tensor-core products (mma.m8n8k4) with the gradient as an extra column; psd() is a
+ *   parallel cyclic Jacobi eigensolver (round-robin pairs) in shared memory, started from the
+ *   previous iteration's eigenvectors; the QP is the CPU's active-set method run by lane 0.
+ *   Results equal the CPU's to rounding (its eigenvectors come from GSL's QR). */
+#include <cuda_runtime.h>
+#include <math.h>
+#include <stdint.h>
+
+#include "cuda/cuda_internal.h"
+#include "cuda/cuda_math.cuh"
+
+namespace rctd_cuda {
+
+#define RCU_ALPHA 0.3
+#define RCU_RIDGE 1e-7
+#define RCU_PRED_MIN 1e-4
+#define RCU_PRED_NUMI 1e-7
+#define RCU_FULL_MASK 0xffffffffu
+
+__device__ __forceinline__ double rcu_nan() {
+  return __longlong_as_double(0x7ff8000000000000LL);
+}
+
+/* ------------------------------------------------------------------ k <= 2: thread per fit */
+
+template <int KS>
+struct SmallFit {
+  int f, pix, iter;
+  int32_t t[KS];
+  double numi, change;
+  double w[KS];
+};
+
+/* Count code of gene g of local pixel pix. */
+__device__ __forceinline__ int rcu_count(const FitLaunch &p, int pix, int g) {
+  return p.counts_transposed ? p.counts[(size_t)g * p.n_pix + pix]
+                             : p.counts[(size_t)pix * p.n_genes + g];
+}
+
+/* One solveWLS step of a k <= 2 fit (irwls_step of the CPU kernel); returns the change or NaN. */
+template <int KS>
+__device__ double rcu_small_step(const FitLaunch &p, const double *prof, const double *x_vals,
+                                 const SplineCoef *coef, SmallFit<KS> &st) {
+  const int G = p.n_genes, ld = p.gene_stride;
+  double s[KS];
+  for (int k = 0; k < KS; k++) s[k] = st.w[k] > 0 ? st.w[k] : 0;
+  const double floor_pred = fmax(RCU_PRED_MIN, st.numi * RCU_PRED_NUMI);
+  const double *row0 = prof + (size_t)st.t[0] * ld;
+  const double *row1 = prof + (size_t)st.t[KS - 1] * ld;
+  /* irwls_dot's four partial sums for d_k = d1 . S_k and H_ij = c_i . S_j (c_i = -d2 S_i) */
+  double dv0[4] = {0, 0, 0, 0}, dv1[4] = {0, 0, 0, 0};
+  double h00[4] = {0, 0, 0, 0}, h10[4] = {0, 0, 0, 0}, h11[4] = {0, 0, 0, 0};
+  const int G4 = G & ~3;
+  for (int g = 0; g < G; g++) {
+    const int r = g < G4 ? (g & 3) : 0;
+    double S0 = row0[g] * st.numi;
+    double S1 = KS > 1 ? row1[g] * st.numi : 0;
+    double pred = 0;
+    pred += S0 * s[0];
+    if (KS > 1) pred += S1 * s[1];
+    pred = fabs(pred);
+    pred = pred < floor_pred ? floor_pred : pred;
+    double d1, d2;
+    rcu_spline_d12(x_vals, coef, p.n_k, rcu_count(p, st.pix, g), pred, d1, d2);
+    double c0 = -d2 * S0;
+    double a0 = d1 * S0, a1 = c0 * S0;
+    /* r selects the accumulator; written as selects to keep the arrays in registers */
+#pragma unroll
+    for (int q = 0; q < 4; q++)
+      if (q == r) {
+        dv0[q] += a0;
+        h00[q] += a1;
+      }
+    if (KS > 1) {
+      double c1 = -d2 * S1;
+      double b0 = d1 * S1, b1 = c1 * S0, b2 = c1 * S1;
+#pragma unroll
+      for (int q = 0; q < 4; q++)
+        if (q == r) {
+          dv1[q] += b0;
+          h10[q] += b1;
+          h11[q] += b2;
+        }
+    }
+  }
+  double dvec[KS], D[KS * KS], H00 = (h00[0] + h00[1]) + (h00[2] + h00[3]);
+  dvec[0] = (dv0[0] + dv0[1]) + (dv0[2] + dv0[3]);
+  double norm;
+  if (KS == 1) {
+    if (!isfinite(H00)) return rcu_nan();
+    norm = rcu_psd_one(H00, D);
+  } else {
+    dvec[KS - 1] = (dv1[0] + dv1[1]) + (dv1[2] + dv1[3]);
+    double H10 = (h10[0] + h10[1]) + (h10[2] + h10[3]);
+    double H11 = (h11[0] + h11[1]) + (h11[2] + h11[3]);
+    if (!isfinite(H00) || !isfinite(H10) || !isfinite(H11)) return rcu_nan();
+    norm = rcu_psd_two(H00, H10, H11, D);
+  }
+  if (!(norm > 0)) return rcu_nan();
+  double lower[KS], x[KS];
+  for (int k = 0; k < KS; k++) {
+    dvec[k] /= norm;
+    D[k * KS + k] += RCU_RIDGE;
+    lower[k] = -s[k];
+    if (!isfinite(dvec[k])) return rcu_nan();
+  }
+  int in_work[KS], free_idx[KS];
+  double chol[KS * KS], rhs[KS], x_sub[KS];
+  QPWork w = {in_work, free_idx, chol, rhs, x_sub};
+  if (rcu_qp_solve(KS, KS, D, dvec, lower, x, w) != 0) return rcu_nan();
+  double change = 0;
+  for (int k = 0; k < KS; k++) {
+    double w_new = s[k] + RCU_ALPHA * x[k];
+    change += fabs(w_new - st.w[k]);
+    st.w[k] = w_new;
+  }
+  return change;
+}
+
+/* rctd_irwls_score_kg: -(double) sum_g d0(y_g, sum_k S_kg w_k), summed as a long double. */
+template <int KS>
+__device__ double rcu_small_score(const FitLaunch &p, const double *prof, const double *x_vals,
+                                  const SplineCoef *coef, const SmallFit<KS> &st) {
+  const int ld = p.gene_stride;
+  Ext80 sum = {0, 0};
+  for (int g = 0; g < p.n_genes; g++) {
+    double pred = 0;
+    for (int k = 0; k < KS; k++) pred += (prof[(size_t)st.t[k] * ld + g] * st.numi) * st.w[k];
+    rcu_ext_add(sum, rcu_spline_d0(x_vals, coef, p.n_k, rcu_count(p, st.pix, g), pred));
+  }
+  return -sum.hi;
+}
+
+template <int KS>
+__device__ void rcu_small_load(const FitLaunch &p, int f, SmallFit<KS> &st) {
+  st.f = f;
+  st.pix = p.pix_f[f];
+  st.numi = p.numi[st.pix];
+  for (int k = 0; k < KS; k++) {
+    st.t[k] = p.types_fk ? p.types_fk[(size_t)f * KS + k] : k;
+    st.w[k] = 1.0 / KS;
+  }
+  st.iter = 0;
+  st.change = 1;
+}
+
+/* Hands out fits to the lanes of the warp that ask (one atomic per warp). */
+__device__ __forceinline__ int rcu_grab(int *counter, bool want, int lane) {
+  unsigned mask = __ballot_sync(RCU_FULL_MASK, want);
+  if (!mask) return -1;
+  int leader = __ffs(mask) - 1, base = 0;
+  if (lane == leader) base = atomicAdd(counter, __popc(mask));
+  base = __shfl_sync(RCU_FULL_MASK, base, leader);
+  return want ? base + __popc(mask & ((1u << lane) - 1)) : -1;
+}
+
+template <int KS>
+__global__ void __launch_bounds__(128) rcu_fits_small(FitLaunch p) {
+  extern __shared__ double smem_small[];
+  double *x_vals = smem_small;
+  for (int i = threadIdx.x; i < RCTD_N_X; i += blockDim.x) x_vals[i] = p.x_vals[i];
+  __syncthreads();
+  const double *prof = p.profiles_kg;
+  const SplineCoef *coef = reinterpret_cast<const SplineCoef *>(p.spline_coef);
+  const int lane = threadIdx.x & 31;
+
+  SmallFit<KS> st;
+  int f = rcu_grab(p.work_counter, true, lane);
+  bool active = f >= 0 && f < p.n_fits;
+  if (active) rcu_small_load<KS>(p, f, st);
+  for (;;) {
+    if (!__any_sync(RCU_FULL_MASK, active)) break;
+    bool done = false;
+    if (active) {
+      /* loop condition of rctd_irwls_fit_kg: change > min_change && iter < n_iter */
+      if (st.change > p.min_change && st.iter < p.n_iter) {
+        double change = rcu_small_step<KS>(p, prof, x_vals, coef, st);
+        st.iter++;
+        st.change = change;
+        if (isnan(change)) {
+          for (int k = 0; k < KS; k++) st.w[k] = rcu_nan();
+          st.change = rcu_nan();
+          done = true;
+        }
+      } else {
+        done = true;
+      }
+      if (done) {
+        for (int k = 0; k < KS; k++) p.weights_fk[(size_t)st.f * KS + k] = st.w[k];
+        p.conv_f[st.f] = st.change <= p.min_change;
+        if (p.iters_f) p.iters_f[st.f] = st.iter;
+        if (p.score_f) p.score_f[st.f] = rcu_small_score<KS>(p, prof, x_vals, coef, st);
+      }
+    }
+    int nf = rcu_grab(p.work_counter, done, lane);
+    if (done) {
+      active = nf < p.n_fits;
+      if (active) rcu_small_load<KS>(p, nf, st);
+    }
+  }
+}
+
+/* ------------------------------------------------------------------ k >= 3: warp per fit */
+
+/* Per-warp shared memory (doubles unless noted), for k types and leading dimension ld. */
+struct WarpMem {
+  double *H, *A, *V;                                     /* k x ld each */
+  double *w, *s, *dvec, *lower, *x, *eval, *rhs, *x_sub; /* k each */
+  double *rot;                                           /* 16 x 6: c, s, t, app, aqq, apq */
+  int *rot_pq;                                           /* 16 x 2 */
+  int *types, *in_work, *free_idx;                       /* k each */
+  double *scalars;                                       /* 4: change, norm, ... */
+};
+
+__host__ __device__ inline int rcu_warp_ld(int k) {
+  return k | 1;
+}
+
+__host__ __device__ inline size_t rcu_warp_doubles(int k) {
+  int ld = rcu_warp_ld(k);
+  return (size_t)3 * k * ld + 8 * 32 + 16 * 6 + 4 + (16 * 2 + 3 * 32 + 1) / 2 + 1;
+}
+
+__device__ inline WarpMem rcu_warp_carve(double *base, int k) {
+  int ld = rcu_warp_ld(k);
+  WarpMem m;
+  double *q = base;
+  m.H = q, q += (size_t)k * ld;
+  m.A = q, q += (size_t)k * ld;
+  m.V = q, q += (size_t)k * ld;
+  m.w = q, q += 32;
+  m.s = q, q += 32;
+  m.dvec = q, q += 32;
+  m.lower = q, q += 32;
+  m.x = q, q += 32;
+  m.eval = q, q += 32;
+  m.rhs = q, q += 32;
+  m.x_sub = q, q += 32;
+  m.rot = q, q += 16 * 6;
+  m.scalars = q, q += 4;
+  int *iq = reinterpret_cast<int *>(q);
+  m.rot_pq = iq, iq += 32;
+  m.types = iq, iq += 32;
+  m.in_work = iq, iq += 32;
+  m.free_idx = iq, iq += 32;
+  return m;
+}
+
+__device__ __forceinline__ void rcu_mma(double a, double b, double &c0, double &c1) {
+  asm volatile("mma.sync.aligned.m8n8k4.row.col.f64.f64.f64.f64 {%0,%1}, {%2}, {%3}, {%0,%1};\n"
+               : "+d"(c0), "+d"(c1)
+               : "d"(a), "d"(b));
+}
+
+/* Parallel cyclic Jacobi on the symmetric A (k x k, leading dimension ld) accumulating the
+ * rotations into V.  Round-robin ordering: every round rotates k/2 disjoint pairs at once;
+ * rows then columns, then the 2 x 2 blocks are set exactly. */
+__device__ void rcu_jacobi(int k, int ld, double *A, double *V, double *rot, int *rot_pq,
+                           double tol, int lane) {
+  const int n = k + (k & 1), n_pairs = n / 2, n_rounds = n - 1;
+  for (int sweep = 0; sweep < 40; sweep++) {
+    bool any = false;
+    for (int r = 0; r < n_rounds; r++) {
+      bool rotate = false;
+      if (lane < n_pairs) {
+        int a, b;
+        if (lane == 0) {
+          a = n - 1;
+          b = r;
+        } else {
+          a = (r + lane) % (n - 1);
+          b = (r - lane + n - 1) % (n - 1);
+        }
+        int pp = a < b ? a : b, qq = a < b ? b : a;
+        if (qq < k) {
+          double apq = A[pp * ld + qq];
+          if (fabs(apq) > tol) {
+            double app = A[pp * ld + pp], aqq = A[qq * ld + qq];
+            double theta = (aqq - app) / (2.0 * apq);
+            double t = fabs(theta) > 1e150
+                           ? 0.5 / theta
+                           : copysign(1.0, theta) / (fabs(theta) + sqrt(fma(theta, theta, 1.0)));
+            double c = 1.0 / sqrt(fma(t, t, 1.0));
+            double *ro = rot + lane * 6;
+            ro[0] = c;
+            ro[1] = t * c;
+            ro[2] = t;
+            ro[3] = app;
+            ro[4] = aqq;
+            ro[5] = apq;
+            rotate = true;
+          }
+        }
+        rot_pq[2 * lane] = rotate ? pp : -1;
+        rot_pq[2 * lane + 1] = qq;
+      }
+      unsigned mask = __ballot_sync(RCU_FULL_MASK, rotate);
+      if (!mask) continue;
+      any = true;
+      __syncwarp();
+      /* rows: A <- J' A (lane = column) */
+      if (lane < k) {
+        for (int i = 0; i < n_pairs; i++) {
+          int pp = rot_pq[2 * i];
+          if (pp < 0) continue;
+          int qq = rot_pq[2 * i + 1];
+          double c = rot[i * 6], s = rot[i * 6 + 1];
+          double x = A[pp * ld + lane], y = A[qq * ld + lane];
+          A[pp * ld + lane] = c * x - s * y;
+          A[qq * ld + lane] = s * x + c * y;
+        }
+      }
+      __syncwarp();
+      /* columns: A <- A J, V <- V J (lane = row) */
+      if (lane < k) {
+        for (int i = 0; i < n_pairs; i++) {
+          int pp = rot_pq[2 * i];
+          if (pp < 0) continue;
+          int qq = rot_pq[2 * i + 1];
+          double c = rot[i * 6], s = rot[i * 6 + 1];
+          double x = A[lane * ld + pp], y = A[lane * ld + qq];
+          A[lane * ld + pp] = c * x - s * y;
+          A[lane * ld + qq] = s * x + c * y;
+          x = V[lane * ld + pp], y = V[lane * ld + qq];
+          V[lane * ld + pp] = c * x - s * y;
+          V[lane * ld + qq] = s * x + c * y;
+        }
+      }
+      __syncwarp();
+      if (rotate) {
+        int pp = rot_pq[2 * lane], qq = rot_pq[2 * lane + 1];
+        const double *ro = rot + lane * 6;
+        A[pp * ld + qq] = A[qq * ld + pp] = 0;
+        A[pp * ld + pp] = ro[3] - ro[2] * ro[5];
+        A[qq * ld + qq] = ro[4] + ro[2] * ro[5];
+      }
+      __syncwarp();
+    }
+    if (!any) break;
+  }
+}
+
+/* Warp-uniform: true when any lane's value is not finite. */
+__device__ __forceinline__ bool rcu_any_nonfinite(bool bad) {
+  return __any_sync(RCU_FULL_MASK, bad);
+}
+
+/* One IRWLS step of the warp's fit; returns the change (NaN: the fit failed), same value in
+ * every lane.  NTA / NTB: 8-type tiles of the Hessian rows / columns (the columns include the
+ * gradient as column k). */
+template <int NTA, int NTB>
+__device__ double rcu_warp_step(const FitLaunch &p, const double *prof, const double *x_vals,
+                                const SplineCoef *coef, WarpMem &m, int k, int pix, double numi,
+                                int iter, int lane) {
+  const int G = p.n_genes, ldp = p.gene_stride, ld = rcu_warp_ld(k);
+  if (lane < k) m.s[lane] = m.w[lane] > 0 ? m.w[lane] : 0;
+  __syncwarp();
+  const double floor_pred = fmax(RCU_PRED_MIN, numi * RCU_PRED_NUMI);
+
+  constexpr int NP = NTA * NTB - NTA * (NTA - 1) / 2; /* tile pairs T <= T' */
+  double acc[NP][2];
+#pragma unroll
+  for (int i = 0; i < NP; i++) acc[i][0] = acc[i][1] = 0;
+  const int frag_row = lane >> 2, frag_col = lane & 3;
+  int t_row[NTB];
+#pragma unroll
+  for (int T = 0; T < NTB; T++) {
+    int j = 8 * T + frag_row;
+    t_row[T] = j < k ? m.types[j] : -1;
+  }
+  bool bad = false;
+  for (int g0 = 0; g0 < G; g0 += 32) {
+    const int g = g0 + lane;
+    double u = 0, d1 = 0;
+    if (g < G) {
+      double pred = 0;
+      for (int j = 0; j < k; j++) pred += (prof[(size_t)m.types[j] * ldp + g] * numi) * m.s[j];
+      pred = fabs(pred);
+      pred = pred < floor_pred ? floor_pred : pred;
+      double d2;
+      rcu_spline_d12(x_vals, coef, p.n_k, p.counts[(size_t)pix * G + g], pred, d1, d2);
+      u = -d2;
+      bad |= !isfinite(u) || !isfinite(d1);
+    }
+#pragma unroll
+    for (int sub = 0; sub < 8; sub++) {
+      const int src = 4 * sub + frag_col;
+      const double ug = __shfl_sync(RCU_FULL_MASK, u, src);
+      const double d1g = __shfl_sync(RCU_FULL_MASK, d1, src);
+      const int gg = g0 + src;
+      double a[NTB], b[NTB];
+#pragma unroll
+      for (int T = 0; T < NTB; T++) {
+        a[T] = t_row[T] >= 0 ? prof[(size_t)t_row[T] * ldp + gg] : 0.0;
+        const int col = 8 * T + frag_row;
+        b[T] = col < k ? ug * a[T] : (col == k ? d1g : 0.0);
+      }
+      int pi = 0;
+#pragma unroll
+      for (int T = 0; T < NTA; T++)
+#pragma unroll
+        for (int T2 = T; T2 < NTB; T2++) {
+          rcu_mma(a[T], b[T2], acc[pi][0], acc[pi][1]);
+          pi++;
+        }
+    }
+  }
+  if (rcu_any_nonfinite(bad)) return rcu_nan();
+  /* tiles -> H (lower triangle mirrored) and the gradient */
+  const double n2 = numi * numi;
+  {
+    int pi = 0;
+#pragma unroll
+    for (int T = 0; T < NTA; T++)
+#pragma unroll
+      for (int T2 = T; T2 < NTB; T2++) {
+        const int r = 8 * T + frag_row;
+#pragma unroll
+        for (int e = 0; e < 2; e++) {
+          const int c = 8 * T2 + 2 * frag_col + e;
+          if (r >= k) continue;
+          if (c == k) {
+            m.dvec[r] = acc[pi][e] * numi;
+          } else if (c < k && (T2 > T || c <= r)) {
+            double h = acc[pi][e] * n2;
+            m.H[r * ld + c] = h;
+            m.H[c * ld + r] = h;
+          }
+        }
+        pi++;
+      }
+  }
+  __syncwarp();
+  bad = false;
+  if (lane < k)
+    for (int j = 0; j < k; j++) bad |= !isfinite(m.H[lane * ld + j]);
+  if (rcu_any_nonfinite(bad)) return rcu_nan();
+
+  /* psd(): eigendecomposition, warm-started from the last iteration's eigenvectors */
+  double fro = 0;
+  if (lane < k)
+    for (int j = 0; j < k; j++) fro = fma(m.H[lane * ld + j], m.H[lane * ld + j], fro);
+  for (int o = 16; o > 0; o >>= 1) fro += __shfl_xor_sync(RCU_FULL_MASK, fro, o);
+  const double tol = 0x1p-60 * sqrt(fro);
+  if (iter == 0) {
+    if (lane < k)
+      for (int j = 0; j < k; j++) m.V[lane * ld + j] = lane == j ? 1.0 : 0.0;
+  } else {
+    /* A = H V (scratch), then H <- V' A: the matrix in the old eigenbasis */
+    if (lane < k)
+      for (int c = 0; c < k; c++) {
+        double sum = 0;
+        for (int j = 0; j < k; j++) sum = fma(m.H[lane * ld + j], m.V[j * ld + c], sum);
+        m.A[lane * ld + c] = sum;
+      }
+    __syncwarp();
+    if (lane < k)
+      for (int c = 0; c <= lane; c++) {
+        double sum = 0;
+        for (int j = 0; j < k; j++) sum = fma(m.V[j * ld + lane], m.A[j * ld + c], sum);
+        m.H[lane * ld + c] = sum;
+        m.H[c * ld + lane] = sum;
+      }
+  }
+  __syncwarp();
+  rcu_jacobi(k, ld, m.H, m.V, m.rot, m.rot_pq, tol, lane);
+  /* eigenvalues clamped at 1e-3; norm = the largest (rctd_psd_scaled) */
+  if (lane == 0) {
+    double norm = RCU_EIG_FLOOR;
+    for (int j = 0; j < k; j++) {
+      double e = fmax(m.H[j * ld + j], RCU_EIG_FLOOR);
+      m.eval[j] = e;
+      norm = fmax(norm, e);
+    }
+    for (int j = 0; j < k; j++) m.eval[j] /= norm;
+    m.scalars[1] = norm;
+  }
+  __syncwarp();
+  const double norm = m.scalars[1];
+  /* D = V diag(eval) V' into A (lower triangle mirrored), + ridge; d /= norm */
+  if (lane < k) {
+    for (int c = 0; c <= lane; c++) {
+      double sum = 0;
+      for (int j = 0; j < k; j++) sum += m.V[lane * ld + j] * m.eval[j] * m.V[c * ld + j];
+      if (c == lane) sum += RCU_RIDGE;
+      m.A[lane * ld + c] = sum;
+      m.A[c * ld + lane] = sum;
+    }
+    m.dvec[lane] /= norm;
+    m.lower[lane] = -m.s[lane];
+  }
+  __syncwarp();
+  bad = lane < k && !isfinite(m.dvec[lane]);
+  if (rcu_any_nonfinite(bad)) return rcu_nan();
+
+  /* the exact QP (lane 0; the CPU algorithm), H reused as the Cholesky workspace */
+  if (lane == 0) {
+    QPWork w = {m.in_work, m.free_idx, m.H, m.rhs, m.x_sub};
+    int rc = rcu_qp_solve(k, ld, m.A, m.dvec, m.lower, m.x, w);
+    double change = 0;
+    if (rc != 0) {
+      change = rcu_nan();
+    } else {
+      for (int j = 0; j < k; j++) {
+        double w_new = m.s[j] + RCU_ALPHA * m.x[j];
+        change += fabs(w_new - m.w[j]);
+        m.w[j] = w_new;
+      }
+    }
+    m.scalars[0] = change;
+  }
+  __syncwarp();
+  return m.scalars[0];
+}
+
+template <int NTA, int NTB>
+__device__ void rcu_warp_fit(const FitLaunch &p, const double *prof, const double *x_vals,
+                             const SplineCoef *coef, WarpMem &m, int f, int lane) {
+  const int k = p.k_sub;
+  const int pix = p.pix_f[f];
+  const double numi = p.numi[pix];
+  if (lane < k) {
+    m.types[lane] = p.types_fk ? p.types_fk[(size_t)f * k + lane] : lane;
+    m.w[lane] = 1.0 / k;
+  }
+  __syncwarp();
+  double change = 1;
+  int iter = 0;
+  for (; change > p.min_change && iter < p.n_iter; iter++) {
+    change = rcu_warp_step<NTA, NTB>(p, prof, x_vals, coef, m, k, pix, numi, iter, lane);
+    if (isnan(change)) {
+      if (lane < k) m.w[lane] = rcu_nan();
+      iter++;
+      break;
+    }
+  }
+  __syncwarp();
+  if (lane < k) p.weights_fk[(size_t)f * k + lane] = m.w[lane];
+  if (lane == 0) {
+    p.conv_f[f] = change <= p.min_change;
+    if (p.iters_f) p.iters_f[f] = iter;
+  }
+  if (p.score_f) {
+    /* prediction with the raw weights, d0 per gene, then the long double sum in gene order */
+    Ext80 sum = {0, 0};
+    for (int g0 = 0; g0 < p.n_genes; g0 += 32) {
+      const int g = g0 + lane;
+      double d0 = 0;
+      if (g < p.n_genes) {
+        double pred = 0;
+        for (int j = 0; j < k; j++)
+          pred += (prof[(size_t)m.types[j] * p.gene_stride + g] * numi) * m.w[j];
+        d0 = rcu_spline_d0(x_vals, coef, p.n_k, p.counts[(size_t)pix * p.n_genes + g], pred);
+      }
+      const int n_here = min(32, p.n_genes - g0);
+      for (int i = 0; i < n_here; i++) {
+        double v = __shfl_sync(RCU_FULL_MASK, d0, i);
+        if (lane == 0) rcu_ext_add(sum, v);
+      }
+    }
+    if (lane == 0) p.score_f[f] = -sum.hi;
+  }
+  __syncwarp();
+}
+
+template <int NTA, int NTB>
+__global__ void rcu_fits_warp(FitLaunch p, int prof_in_smem, int warp_doubles) {
+  extern __shared__ double smem_warp[];
+  double *x_vals = smem_warp;
+  double *prof_s = smem_warp + RCTD_N_X + 1;
+  const size_t prof_doubles = prof_in_smem ? (size_t)p.n_types * p.gene_stride : 0;
+  for (int i = threadIdx.x; i < RCTD_N_X; i += blockDim.x) x_vals[i] = p.x_vals[i];
+  for (size_t i = threadIdx.x; i < prof_doubles; i += blockDim.x) prof_s[i] = p.profiles_kg[i];
+  __syncthreads();
+  const double *prof = prof_in_smem ? prof_s : p.profiles_kg;
+  const SplineCoef *coef = reinterpret_cast<const SplineCoef *>(p.spline_coef);
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  double *wbase = prof_s + ((prof_doubles + 1) & ~(size_t)1) + (size_t)warp * warp_doubles;
+  WarpMem m = rcu_warp_carve(wbase, p.k_sub);
+  for (;;) {
+    int f = 0;
+    if (lane == 0) f = atomicAdd(p.work_counter, 1);
+    f = __shfl_sync(RCU_FULL_MASK, f, 0);
+    if (f >= p.n_fits) break;
+    rcu_warp_fit<NTA, NTB>(p, prof, x_vals, coef, m, f, lane);
+  }
+}
+
+/* ------------------------------------------------------------------ launch */
+
+template <int NTA, int NTB>
+static cudaError_t rcu_launch_warp(const FitLaunch &p, int n_sm, cudaStream_t stream) {
+  int dev = 0;
+  cudaGetDevice(&dev);
+  int max_smem = 0;
+  cudaDeviceGetAttribute(&max_smem, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev);
+  const size_t warp_doubles = (rcu_warp_doubles(p.k_sub) + 1) & ~(size_t)1;
+  const size_t base = (RCTD_N_X + 1) * sizeof(double);
+  const size_t prof_bytes = (((size_t)p.n_types * p.gene_stride + 1) & ~(size_t)1) * sizeof(double);
+  const size_t warp_bytes = warp_doubles * sizeof(double);
+  int prof_in_smem = 1;
+  long long room = (long long)max_smem - (long long)base - (long long)prof_bytes;
+  int warps = room > 0 ? (int)(room / (long long)warp_bytes) : 0;
+  if (warps < 4) { /* profiles too large for shared memory: read them through L1 */
+    prof_in_smem = 0;
+    warps = (int)(((long long)max_smem - (long long)base) / (long long)warp_bytes);
+  }
+  cudaFuncAttributes attr;
+  cudaError_t e = cudaFuncGetAttributes(&attr, rcu_fits_warp<NTA, NTB>);
+  if (e != cudaSuccess) return e;
+  if (warps > attr.maxThreadsPerBlock / 32) warps = attr.maxThreadsPerBlock / 32;
+  if (warps > 16) warps = 16;
+  if (warps < 1) return cudaErrorInvalidConfiguration;
+  size_t smem = base + (prof_in_smem ? prof_bytes : 0) + (size_t)warps * warp_bytes;
+  e = cudaFuncSetAttribute(rcu_fits_warp<NTA, NTB>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                           (int)smem);
+  if (e != cudaSuccess) return e;
+  int per_sm = 0;
+  e = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, rcu_fits_warp<NTA, NTB>, warps * 32,
+                                                    smem);
+  if (e != cudaSuccess) return e;
+  if (per_sm < 1) per_sm = 1;
+  long long blocks = (long long)per_sm * n_sm;
+  long long needed = ((long long)p.n_fits + warps - 1) / warps;
+  if (blocks > needed) blocks = needed;
+  if (blocks < 1) blocks = 1;
+  rcu_fits_warp<NTA, NTB>
+      <<<(unsigned)blocks, warps * 32, smem, stream>>>(p, prof_in_smem, (int)warp_doubles);
+  return cudaGetLastError();
+}
+
+template <int KS>
+static cudaError_t rcu_launch_small(const FitLaunch &p, int n_sm, cudaStream_t stream) {
+  const int threads = 128;
+  size_t smem = RCTD_N_X * sizeof(double);
+  int per_sm = 0;
+  cudaError_t e =
+      cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, rcu_fits_small<KS>, threads, smem);
+  if (e != cudaSuccess) return e;
+  if (per_sm < 1) per_sm = 1;
+  long long blocks = (long long)per_sm * n_sm;
+  long long needed = ((long long)p.n_fits + threads - 1) / threads;
+  if (blocks > needed) blocks = needed;
+  if (blocks < 1) blocks = 1;
+  rcu_fits_small<KS><<<(unsigned)blocks, threads, smem, stream>>>(p);
+  return cudaGetLastError();
+}
+
+cudaError_t launch_fits(const FitLaunch &p, int n_sm, cudaStream_t stream) {
+  const int k = p.k_sub;
+  if (k == 1) return rcu_launch_small<1>(p, n_sm, stream);
+  if (k == 2) return rcu_launch_small<2>(p, n_sm, stream);
+  if (k <= 7) return rcu_launch_warp<1, 1>(p, n_sm, stream);
+  if (k == 8) return rcu_launch_warp<1, 2>(p, n_sm, stream);
+  if (k <= 15) return rcu_launch_warp<2, 2>(p, n_sm, stream);
+  if (k == 16) return rcu_launch_warp<2, 3>(p, n_sm, stream);
+  if (k <= 23) return rcu_launch_warp<3, 3>(p, n_sm, stream);
+  if (k == 24) return rcu_launch_warp<3, 4>(p, n_sm, stream);
+  if (k <= 31) return rcu_launch_warp<4, 4>(p, n_sm, stream);
+  if (k == 32) return rcu_launch_warp<4, 5>(p, n_sm, stream);
+  return cudaErrorInvalidValue;
+}
+
+/* ------------------------------------------------------------------ inputs */
+
+__global__ void rcu_spline_coef(const double *x_vals, const double *q_kx, const double *sq_kx,
+                                int n_k, SplineCoef *coef) {
+  const size_t n = (size_t)n_k * (RCTD_N_X - 1);
+  for (size_t e = blockIdx.x * (size_t)blockDim.x + threadIdx.x; e < n;
+       e += (size_t)gridDim.x * blockDim.x) {
+    const size_t row = e / (RCTD_N_X - 1);
+    const int m1 = (int)(e - row * (RCTD_N_X - 1)); /* m - 1 */
+    const double *q = q_kx + row * RCTD_N_X, *sq = sq_kx + row * RCTD_N_X;
+    double ti1 = x_vals[m1], ti = x_vals[m1 + 1], hi = ti - ti1;
+    double fti1 = q[m1], fti = q[m1 + 1], zi1 = sq[m1], zi = sq[m1 + 1];
+    SplineCoef c;
+    c.diff3 = fti / hi - zi * hi / 6;
+    c.diff4 = fti1 / hi - zi1 * hi / 6;
+    c.zdi = zi / hi;
+    c.zdi1 = zi1 / hi;
+    coef[e] = c;
+  }
+}
+
+cudaError_t launch_spline_coef(const double *x_vals, const double *q_kx, const double *sq_kx,
+                               int n_k, void *coef, cudaStream_t stream) {
+  const size_t n = (size_t)n_k * (RCTD_N_X - 1);
+  int blocks = (int)((n + 255) / 256);
+  if (blocks > 65535) blocks = 65535;
+  if (blocks < 1) blocks = 1;
+  rcu_spline_coef<<<blocks, 256, 0, stream>>>(x_vals, q_kx, sq_kx, n_k,
+                                              reinterpret_cast<SplineCoef *>(coef));
+  return cudaGetLastError();
+}
+
+__global__ void rcu_count_codes(const double *y_ng, int n_pix, int n_genes, int transposed,
+                                uint16_t *codes) {
+  const size_t n = (size_t)n_pix * n_genes;
+  for (size_t e = blockIdx.x * (size_t)blockDim.x + threadIdx.x; e < n;
+       e += (size_t)gridDim.x * blockDim.x) {
+    double y = y_ng[e];
+    uint16_t c;
+    if (!(y >= 0)) {
+      c = kBadCount;
+    } else {
+      if (y > RCTD_K_VAL) y = RCTD_K_VAL;
+      c = (uint16_t)(int)y;
+    }
+    if (transposed) {
+      const size_t pix = e / n_genes, g = e - pix * n_genes;
+      codes[g * n_pix + pix] = c;
+    } else {
+      codes[e] = c;
+    }
+  }
+}
+
+cudaError_t launch_count_codes(const double *y_ng, int n_pix, int n_genes, int transposed,
+                               uint16_t *codes, cudaStream_t stream) {
+  const size_t n = (size_t)n_pix * n_genes;
+  int blocks = (int)((n + 255) / 256);
+  if (blocks > 65535) blocks = 65535;
+  if (blocks < 1) blocks = 1;
+  rcu_count_codes<<<blocks, 256, 0, stream>>>(y_ng, n_pix, n_genes, transposed, codes);
+  return cudaGetLastError();
+}
+
+}  // namespace rctd_cuda

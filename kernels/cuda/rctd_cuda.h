@@ -1,0 +1,51 @@
+/* CUDA backend: creation with options beyond rctd_backend_cuda() of kernels/rctd_kernels.h.
+ *
+ * rctd_backend_cuda(devices, n, err, len) is rctd_backend_cuda_ex() with the defaults below
+ * (float64).  The backend behaves as the CPU one: irwls_batch gives every categorical equal and
+ * weights equal to rounding (k_sub <= 2 fits are computed in the CPU kernel's exact operation
+ * order; larger fits differ only through the eigensolver of psd()), qtable gives the CPU table
+ * to rounding.  Bulk-mode and sum-constrained fits (one fit per run in RCTD) run on the host
+ * with the CPU kernel. */
+#ifndef RCTD_CUDA_H
+#define RCTD_CUDA_H
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#include "rctd_kernels.h"
+
+enum { RCTD_CUDA_FLOAT64 = 0, RCTD_CUDA_FLOAT32 = 1 };
+
+typedef struct {
+  int precision;           /* RCTD_CUDA_FLOAT64 (default) or RCTD_CUDA_FLOAT32 (IRWLS only) */
+  double mem_fraction;     /* share of free device memory a batch may use (default 0.5) */
+  int max_fits_per_launch; /* 0: chosen from memory; > 0 caps sub-batches (tests) */
+} rctd_cuda_opts;
+
+void rctd_cuda_opts_default(rctd_cuda_opts *opts);
+
+/* CUDA backend on devices[0..n_devices) (NULL / 0: device 0).  NULL with one line in err when
+ * no device is usable. */
+rctd_backend *rctd_backend_cuda_ex(const int *devices, int n_devices, const rctd_cuda_opts *opts,
+                                   char *err, size_t err_len);
+
+/* Number of CUDA devices visible (0 when none or no driver). */
+int rctd_cuda_device_count(void);
+
+/* Statistics of the last irwls_batch call (for benchmarks): seconds spent uploading, in the
+ * kernels and downloading, summed over devices, and fit-iterations run. */
+typedef struct {
+  double upload_s, kernel_s, download_s;
+  long long n_iterations;
+  int n_launches;
+} rctd_cuda_stats;
+
+int rctd_cuda_last_stats(const rctd_backend *be, rctd_cuda_stats *stats);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,284 @@
+/* The three pixel modes (lib/fit_modes) with the CUDA backend against the CPU backend: on the
+ * vignette (71 pixels, its R inputs) and on 100,000 synthetic pixels.  Both backends share one
+ * likelihood table.  Every categorical output must be equal, weights within 1e-8, scores within
+ * 1e-10 relative. */
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../test.h"
+#include "fit_modes.h"
+#include "gpu_synth.h"
+#include "rctd_kernels.h"
+#ifdef RCTD_HAVE_CUDA
+#include "cuda/rctd_cuda.h"
+
+#define GM_WTOL 1e-8
+#define GM_SRTOL 1e-10
+
+static int gm_verbose(void) {
+  return getenv("RCTD_TEST_VERBOSE") != NULL;
+}
+
+/* Inputs of one data set. */
+typedef struct {
+  int n_genes, n_types, n_pix;
+  double *profiles_gk, *y_ng, *numi_n;
+  gpu_table table;
+} gm_data;
+
+static void gm_data_free(gm_data *d) {
+  free(d->profiles_gk);
+  free(d->y_ng);
+  free(d->numi_n);
+  gpu_table_free(&d->table);
+  memset(d, 0, sizeof *d);
+}
+
+/* The vignette as the fit_modes tests read it: gold profiles restricted to gene_list_reg, the
+ * 71 gold pixels' counts over those genes, nUMI = sums over all genes, sigma 0.84. */
+static int gm_vignette(rctd_backend *cpu, gm_data *d) {
+  memset(d, 0, sizeof *d);
+  char path[1024];
+  const char *sh = test_shared_dir();
+  gpu_csv weights, prof, counts;
+  snprintf(path, sizeof path, "%s/gold/vignette/full/weights.csv", sh);
+  if (gpu_csv_read(path, &weights)) return -1;
+  snprintf(path, sizeof path, "%s/gold/vignette/doublet/norm_profiles.csv", sh);
+  if (gpu_csv_read(path, &prof)) return -1;
+  snprintf(path, sizeof path, "%s/data/vignette/csv/spatial/MappedDGEForR.csv", sh);
+  if (gpu_csv_read(path, &counts)) return -1;
+  snprintf(path, sizeof path, "%s/gold/vignette/doublet/gene_list_reg.txt", sh);
+  FILE *f = fopen(path, "r");
+  if (!f) return -1;
+  d->n_types = prof.n_cols - 1;
+  d->n_pix = weights.n_rows - 1;
+  int cap = 8192, G = 0;
+  int *prof_row = malloc(cap * sizeof *prof_row), *count_row = malloc(cap * sizeof *count_row);
+  char gene[256];
+  while (G < cap && fscanf(f, "%255s", gene) == 1) {
+    prof_row[G] = gpu_csv_row_of(&prof, gene);
+    count_row[G] = gpu_csv_row_of(&counts, gene);
+    if (prof_row[G] < 0 || count_row[G] < 0) {
+      fclose(f);
+      return -1;
+    }
+    G++;
+  }
+  fclose(f);
+  d->n_genes = G;
+  const int K = d->n_types, N = d->n_pix;
+  d->profiles_gk = malloc((size_t)G * K * sizeof(double));
+  d->y_ng = malloc((size_t)N * G * sizeof(double));
+  d->numi_n = malloc((size_t)N * sizeof(double));
+  for (int g = 0; g < G; g++)
+    for (int k = 0; k < K; k++)
+      d->profiles_gk[(size_t)g * K + k] = strtod(gpu_csv_at(&prof, prof_row[g], k + 1), NULL);
+  double max_y = 0;
+  for (int n = 0; n < N; n++) {
+    const char *bc = gpu_csv_at(&weights, n + 1, 0);
+    int col = -1;
+    for (int c = 1; c < counts.n_cols; c++)
+      if (strcmp(gpu_csv_at(&counts, 0, c), bc) == 0) col = c;
+    if (col < 0) return -1;
+    long double numi = 0;
+    for (int r = 1; r < counts.n_rows; r++) numi += strtod(gpu_csv_at(&counts, r, col), NULL);
+    d->numi_n[n] = (double)numi;
+    for (int g = 0; g < G; g++) {
+      double y = strtod(gpu_csv_at(&counts, count_row[g], col), NULL);
+      d->y_ng[(size_t)n * G + g] = y;
+      if (y > max_y) max_y = y;
+    }
+  }
+  free(prof_row);
+  free(count_row);
+  gpu_csv_free(&prof);
+  gpu_csv_free(&counts);
+  gpu_csv_free(&weights);
+  return gpu_table_make(cpu, 0.84, gpu_table_rows_for(max_y), &d->table);
+}
+
+static int gm_synthetic(rctd_backend *cpu, int n_pix, gm_data *d, char *err, size_t err_len) {
+  memset(d, 0, sizeof *d);
+  gpu_ref ref;
+  if (gpu_ref_load(test_shared_dir(), &ref, err, err_len) != 0) return -1;
+  gpu_synth px;
+  if (gpu_synth_make(&ref, n_pix, 2024, &px) != 0) return -1;
+  d->n_genes = ref.n_genes;
+  d->n_types = ref.n_types;
+  d->n_pix = n_pix;
+  d->profiles_gk = ref.profiles_gk;
+  d->y_ng = px.y_ng;
+  d->numi_n = px.numi_n;
+  free(px.type1_n);
+  free(px.type2_n);
+  return gpu_table_make(cpu, 1.0, gpu_table_rows_for(px.max_count), &d->table);
+}
+
+static void gm_params(const gm_data *d, rctd_backend *be, rctd_fit_params *p) {
+  rctd_fit_params_default(p);
+  p->n_genes = d->n_genes;
+  p->n_types = d->n_types;
+  p->profiles_gk = d->profiles_gk;
+  p->table = &d->table.table;
+  p->backend = be;
+}
+
+static double gm_rel(double a, double b) {
+  if (isnan(a) || isnan(b)) return isnan(a) && isnan(b) ? 0 : INFINITY;
+  return fabs(a - b) / fmax(fabs(b), 1e-300);
+}
+
+static double gm_abs(double a, double b) {
+  if (isnan(a) || isnan(b)) return isnan(a) && isnan(b) ? 0 : INFINITY;
+  return fabs(a - b);
+}
+
+/* Full, doublet and multi on one data set with both backends; returns the number of failures
+ * and prints what differs. */
+static int gm_compare_modes(const char *name, const gm_data *d, rctd_backend *cpu,
+                            rctd_backend *gpu) {
+  const int N = d->n_pix, K = d->n_types;
+  rctd_pixel_chunk chunk = {N, d->y_ng, d->numi_n};
+  rctd_fit_params pc, pg;
+  gm_params(d, cpu, &pc);
+  gm_params(d, gpu, &pg);
+  char err[512] = "";
+  int failures = 0;
+  double *wc = malloc((size_t)N * K * sizeof(double)), *wg = malloc((size_t)N * K * sizeof(double));
+  int32_t *cc = malloc((size_t)N * sizeof(int32_t)), *cg = malloc((size_t)N * sizeof(int32_t));
+  rctd_doublet_result *dc = malloc((size_t)N * sizeof *dc), *dg = malloc((size_t)N * sizeof *dg);
+  rctd_multi_result *mc = malloc((size_t)N * sizeof *mc), *mg = malloc((size_t)N * sizeof *mg);
+  if (!wc || !wg || !cc || !cg || !dc || !dg || !mc || !mg) return 1;
+
+  /* full */
+  double t0 = gpu_now();
+  if (rctd_fit_full(&pc, &chunk, wc, cc, err, sizeof err))
+    failures++, fprintf(stderr, "  %s\n", err);
+  double t1 = gpu_now();
+  if (rctd_fit_full(&pg, &chunk, wg, cg, err, sizeof err))
+    failures++, fprintf(stderr, "  %s\n", err);
+  double t2 = gpu_now();
+  double w_max = 0;
+  int n_cat = 0;
+  for (int n = 0; n < N; n++) {
+    n_cat += cc[n] != cg[n];
+    for (int k = 0; k < K; k++)
+      w_max = fmax(w_max, gm_abs(wg[(size_t)n * K + k], wc[(size_t)n * K + k]));
+  }
+  if (gm_verbose() || n_cat || !(w_max <= GM_WTOL))
+    fprintf(stderr,
+            "  %s full: %d pixels, cpu %.2fs gpu %.2fs: %d flags differ, max |w diff| %.3g\n", name,
+            N, t1 - t0, t2 - t1, n_cat, w_max);
+  failures += n_cat != 0 || !(w_max <= GM_WTOL);
+
+  /* doublet */
+  t0 = gpu_now();
+  if (rctd_fit_doublet(&pc, &chunk, dc, wc, err, sizeof err))
+    failures++, fprintf(stderr, "  %s\n", err);
+  t1 = gpu_now();
+  if (rctd_fit_doublet(&pg, &chunk, dg, wg, err, sizeof err))
+    failures++, fprintf(stderr, "  %s\n", err);
+  t2 = gpu_now();
+  n_cat = 0;
+  w_max = 0;
+  double s_max = 0;
+  for (int n = 0; n < N; n++) {
+    const rctd_doublet_result *a = &dg[n], *b = &dc[n];
+    int cat = a->spot_class != b->spot_class || a->first_type != b->first_type ||
+              a->second_type != b->second_type || a->first_class != b->first_class ||
+              a->second_class != b->second_class || a->conv_all != b->conv_all ||
+              a->conv_doublet != b->conv_doublet || a->n_candidates != b->n_candidates;
+    if (cat && n_cat < 5)
+      fprintf(stderr, "  %s doublet pixel %d: class %d/%d types %d,%d/%d,%d\n", name, n,
+              a->spot_class, b->spot_class, a->first_type, a->second_type, b->first_type,
+              b->second_type);
+    n_cat += cat;
+    s_max = fmax(s_max, fmax(gm_rel(a->min_score, b->min_score),
+                             gm_rel(a->singlet_score, b->singlet_score)));
+    for (int j = 0; j < 2; j++)
+      w_max = fmax(w_max, gm_abs(a->doublet_weights[j], b->doublet_weights[j]));
+    for (int k = 0; k < K; k++)
+      w_max = fmax(w_max, gm_abs(wg[(size_t)n * K + k], wc[(size_t)n * K + k]));
+  }
+  if (gm_verbose() || n_cat || !(w_max <= GM_WTOL) || !(s_max <= GM_SRTOL))
+    fprintf(stderr,
+            "  %s doublet: cpu %.2fs gpu %.2fs: %d pixels differ in a categorical, max |w diff| "
+            "%.3g, max score rel diff %.3g\n",
+            name, t1 - t0, t2 - t1, n_cat, w_max, s_max);
+  failures += n_cat != 0 || !(w_max <= GM_WTOL) || !(s_max <= GM_SRTOL);
+
+  /* multi */
+  t0 = gpu_now();
+  if (rctd_fit_multi(&pc, &chunk, mc, wc, err, sizeof err))
+    failures++, fprintf(stderr, "  %s\n", err);
+  t1 = gpu_now();
+  if (rctd_fit_multi(&pg, &chunk, mg, wg, err, sizeof err))
+    failures++, fprintf(stderr, "  %s\n", err);
+  t2 = gpu_now();
+  n_cat = 0;
+  w_max = 0;
+  s_max = 0;
+  for (int n = 0; n < N; n++) {
+    const rctd_multi_result *a = &mg[n], *b = &mc[n];
+    int cat = a->status != b->status || a->n_types != b->n_types || a->conv_all != b->conv_all ||
+              a->conv_sub != b->conv_sub;
+    for (int t = 0; !cat && t < a->n_types; t++)
+      cat |= a->types[t] != b->types[t] || a->conf[t] != b->conf[t];
+    n_cat += cat;
+    if (!cat) {
+      for (int t = 0; t < a->n_types; t++)
+        w_max = fmax(w_max, gm_abs(a->sub_weights[t], b->sub_weights[t]));
+      if (a->n_types > 0) s_max = fmax(s_max, gm_rel(a->min_score, b->min_score));
+    }
+  }
+  if (gm_verbose() || n_cat || !(w_max <= GM_WTOL) || !(s_max <= GM_SRTOL))
+    fprintf(
+        stderr,
+        "  %s multi: cpu %.2fs gpu %.2fs: %d pixels differ in a categorical, max |w diff| %.3g, "
+        "max score rel diff %.3g\n",
+        name, t1 - t0, t2 - t1, n_cat, w_max, s_max);
+  failures += n_cat != 0 || !(w_max <= GM_WTOL) || !(s_max <= GM_SRTOL);
+  free(wc);
+  free(wg);
+  free(cc);
+  free(cg);
+  free(dc);
+  free(dg);
+  free(mc);
+  free(mg);
+  return failures;
+}
+
+TEST(gpu_modes_vignette_match_cpu) {
+  char err[256] = "";
+  rctd_backend *cpu = rctd_backend_cpu(gpu_n_cpus());
+  rctd_backend *gpu = rctd_backend_cuda(NULL, 0, err, sizeof err);
+  CHECK_MSG(gpu != NULL, "%s", err);
+  gm_data d;
+  CHECK_MSG(gm_vignette(cpu, &d) == 0, "cannot read the vignette under %s", test_shared_dir());
+  CHECK(d.n_pix == 71 && d.n_types == 19);
+  int failures = gm_compare_modes("vignette", &d, cpu, gpu);
+  CHECK_MSG(failures == 0, "%d comparisons failed", failures);
+  gm_data_free(&d);
+  gpu->destroy(gpu);
+  cpu->destroy(cpu);
+}
+
+TEST(gpu_modes_synthetic_100k_match_cpu) {
+  char err[256] = "";
+  rctd_backend *cpu = rctd_backend_cpu(gpu_n_cpus());
+  rctd_backend *gpu = rctd_backend_cuda(NULL, 0, err, sizeof err);
+  CHECK_MSG(gpu != NULL, "%s", err);
+  int n_pix = getenv("RCTD_GPU_TEST_PIXELS") ? atoi(getenv("RCTD_GPU_TEST_PIXELS")) : 100000;
+  gm_data d;
+  CHECK_MSG(gm_synthetic(cpu, n_pix, &d, err, sizeof err) == 0, "%s", err);
+  int failures = gm_compare_modes("synthetic", &d, cpu, gpu);
+  CHECK_MSG(failures == 0, "%d comparisons failed", failures);
+  gm_data_free(&d);
+  gpu->destroy(gpu);
+  cpu->destroy(cpu);
+}
+
+#endif
