@@ -41,9 +41,9 @@ int rctd_fit_main(rctd_fit_mode mode, int argc, char **argv) {
   rctd_opt opts[16];
   int n = 0;
   opts[n++] = (rctd_opt){
-      "sigma",  0,   RCTD_OPT_DOUBLE,
-      &v.sigma, "0", "sigma_c to use instead of the stream's (e.g. 0.84); 0 = the stream's",
-      NULL,     "X"};
+      "sigma",   0,   RCTD_OPT_DOUBLE,
+      &v.sigma,  "0", "sigma_c to use instead of the stream's (e.g. 0.84); 0 = the stream's",
+      "sigma_c", "X"};
   if (mode != RCTD_FIT_FULL) {
     opts[n++] = (rctd_opt){
         "confidence-threshold", 0,   RCTD_OPT_DOUBLE,
