@@ -1,0 +1,153 @@
+/* Benchmark of rctd-fit-{full,doublet,multi} on synthetic pixels (recipe in lib/synth.h: the
+ * vignette reference, K = 19, G = 384, sigma 1.00, half doublets).  For each pixel count and mode
+ * it runs the real binary on a generated model stream and reports wall time, pixels/s, pixels/s
+ * per core (threads), pixels per CPU-second (robust to a busy machine) and the peak RSS.
+ *   fit [-n 10000,100000] [-m full,doublet,multi] [-t THREADS] [-s SEED]
+ * Needs $RCTD_BIN (the binaries) and $RCTD_SHARED (../shared: the vignette reference). */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/time.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "qtable_cache.h"
+#include "synth.h"
+
+static double bf_now(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+static double bf_tv(struct timeval tv) {
+  return (double)tv.tv_sec + 1e-6 * (double)tv.tv_usec;
+}
+
+/* Runs argv with stdout and stderr to /dev/null; fills its rusage.  Exit status or -1. */
+static int bf_run(char *const argv[], struct rusage *ru) {
+  fflush(NULL);
+  pid_t pid = fork();
+  if (pid < 0) return -1;
+  if (pid == 0) {
+    if (!freopen("/dev/null", "w", stdout)) _exit(127);
+    execv(argv[0], argv);
+    _exit(127);
+  }
+  int status;
+  while (wait4(pid, &status, 0, ru) < 0)
+    if (errno != EINTR) return -1;
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+static int bf_generate(const rctd_synth_reference *ref, int64_t n_pixels, unsigned long seed,
+                       const char *path) {
+  rctd_synth_opts o;
+  rctd_synth_opts_default(&o);
+  o.n_pixels = n_pixels;
+  o.seed = seed;
+  char err[512];
+  rctd_writer *w = rctd_writer_open(path, NULL, err, sizeof err);
+  int rc = w ? rctd_synth_write(ref, &o, w, err, sizeof err) : -1;
+  if (rc == 0)
+    rc = rctd_writer_close(w, err, sizeof err);
+  else if (w)
+    rctd_writer_abort(w);
+  if (rc) fprintf(stderr, "fit bench: %s\n", err);
+  return rc;
+}
+
+int main(int argc, char **argv) {
+  const char *sizes = "10000,100000", *modes = "full,doublet,multi";
+  int threads = (int)sysconf(_SC_NPROCESSORS_ONLN);
+  unsigned long seed = 20240601;
+  for (int c; (c = getopt(argc, argv, "n:m:t:s:")) != -1;) {
+    if (c == 'n')
+      sizes = optarg;
+    else if (c == 'm')
+      modes = optarg;
+    else if (c == 't')
+      threads = atoi(optarg);
+    else if (c == 's')
+      seed = strtoul(optarg, NULL, 10);
+    else {
+      fprintf(stderr, "usage: fit [-n N1,N2] [-m full,doublet,multi] [-t THREADS] [-s SEED]\n");
+      return 2;
+    }
+  }
+  if (threads < 1) threads = 1;
+  const char *bin = getenv("RCTD_BIN") ? getenv("RCTD_BIN") : "bin";
+  const char *shared = getenv("RCTD_SHARED") ? getenv("RCTD_SHARED") : "../shared";
+  char ref_dir[4096], dir[] = "/tmp/rctd-bench-fit.XXXXXX", err[512];
+  snprintf(ref_dir, sizeof ref_dir, "%s/data/vignette/csv/reference", shared);
+  rctd_synth_reference ref;
+  if (rctd_synth_reference_load(ref_dir, &ref, err, sizeof err) < 0) {
+    fprintf(stderr, "fit bench: %s\n", err);
+    return 1;
+  }
+  if (!mkdtemp(dir)) {
+    perror("fit bench: mkdtemp");
+    return 1;
+  }
+  /* The table for sigma 1.00 is built once, outside the timings (the cache of a real machine). */
+  char cache[4200];
+  snprintf(cache, sizeof cache, "%s/cache", dir);
+  rctd_qtable_opts qo = {.cache_dir = cache, .n_threads = threads};
+  rctd_qtable_owned table;
+  double t0 = bf_now();
+  if (rctd_qtable_get(100, RCTD_N_K_FULL, &qo, &table, NULL, 0, err, sizeof err) < 0) {
+    fprintf(stderr, "fit bench: %s\n", err);
+    return 1;
+  }
+  rctd_qtable_owned_free(&table);
+  printf("fit: table sigma 1.00 (1003 rows) %.2f s, threads %d, K %d, G %d\n", bf_now() - t0,
+         threads, ref.n_types, ref.n_genes);
+  char sizes_buf[256];
+  snprintf(sizes_buf, sizeof sizes_buf, "%s", sizes);
+  int rc = 0;
+  for (char *sz = strtok(sizes_buf, ","); sz && rc == 0; sz = strtok(NULL, ",")) {
+    int64_t n = atoll(sz);
+    char stream[4300];
+    snprintf(stream, sizeof stream, "%s/synth-%lld.rctd", dir, (long long)n);
+    t0 = bf_now();
+    if (bf_generate(&ref, n, seed, stream) != 0) {
+      rc = 1;
+      break;
+    }
+    printf("fit: %lld synthetic pixels generated in %.2f s\n", (long long)n, bf_now() - t0);
+    char modes_buf[256];
+    snprintf(modes_buf, sizeof modes_buf, "%s", modes);
+    char *save = NULL;
+    for (char *m = strtok_r(modes_buf, ",", &save); m; m = strtok_r(NULL, ",", &save)) {
+      char tool[4200], threads_s[16];
+      snprintf(tool, sizeof tool, "%s/rctd-fit-%s", bin, m);
+      snprintf(threads_s, sizeof threads_s, "%d", threads);
+      char *args[] = {tool, "-q", "--threads", threads_s, "--cache-dir", cache, stream, NULL};
+      struct rusage ru;
+      memset(&ru, 0, sizeof ru);
+      t0 = bf_now();
+      int status = bf_run(args, &ru);
+      double wall = bf_now() - t0, cpu = bf_tv(ru.ru_utime) + bf_tv(ru.ru_stime);
+      if (status != 0) {
+        fprintf(stderr, "fit bench: %s exited with %d\n", tool, status);
+        rc = 1;
+        continue;
+      }
+      printf(
+          "fit mode=%s pixels=%lld threads=%d wall_s=%.2f px_per_s=%.0f px_per_s_per_core=%.0f "
+          "px_per_cpu_s=%.0f peak_rss_mb=%.1f\n",
+          m, (long long)n, threads, wall, (double)n / wall, (double)n / wall / threads,
+          (double)n / cpu, (double)ru.ru_maxrss / 1024);
+      fflush(stdout);
+    }
+    remove(stream);
+  }
+  rctd_synth_reference_free(&ref);
+  char rm[4200];
+  snprintf(rm, sizeof rm, "rm -rf '%s'", dir);
+  if (system(rm) != 0) fprintf(stderr, "fit bench: could not remove %s\n", dir);
+  return rc;
+}
