@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "cpu/psd.h"
+#include "cpu/spline_fast.h"
 
 #define IRWLS_ALPHA 0.3     /* solveWLS's damping */
 #define IRWLS_RIDGE 1e-7    /* added to the scaled Hessian's diagonal */
@@ -178,7 +179,7 @@ static double irwls_step(const rctd_qtable *table, int n_genes, int n_types, con
   if (opts->bulk_mode)
     irwls_bulk_derivatives(n_genes, ws->y_g, ws->pred_g, ws->d1_g, ws->d2_g);
   else
-    rctd_spline_eval(table, n_genes, ws->y_g, ws->pred_g, ws->d0_g, ws->d1_g, ws->d2_g);
+    rctd_spline_eval_fast(table, n_genes, ws->y_g, ws->pred_g, ws->d0_g, ws->d1_g, ws->d2_g);
   irwls_grad_hess(n_genes, K, S_kg, ws);
 
   double norm = rctd_psd_scaled(K, ws->hess_kk, ws->D_kk, ws->psd_ws);
@@ -234,7 +235,7 @@ double rctd_irwls_score_kg(const rctd_qtable *table, int n_genes, int n_types, c
                            const double *y_g, const double *weights_k, double *pred_g,
                            double *d0_g) {
   irwls_predict(n_genes, n_types, S_kg, weights_k, pred_g);
-  rctd_spline_eval(table, n_genes, y_g, pred_g, d0_g, NULL, NULL);
+  rctd_spline_eval_fast(table, n_genes, y_g, pred_g, d0_g, NULL, NULL);
   long double sum = 0;
   for (int g = 0; g < n_genes; g++) sum += d0_g[g];
   return -(double)sum;
