@@ -239,3 +239,50 @@ TEST(sigma_r_vignette_umi100_nfit20) {
 TEST(sigma_r_vignette_umi150_epoch1) {
   sig_t_case(failed_, "umi150_epoch1", 1);
 }
+
+/* chooseSigma on more values than it scores: R's sample() picks 1e6 of 1.1e6. */
+TEST(sigma_r_choose_subsample) {
+  const int64_t L = 1100000;
+  double *pred = malloc((size_t)L * sizeof *pred), *y = malloc((size_t)L * sizeof *y);
+  CHECK(pred && y);
+  for (int64_t j = 0; j < L; j++) {
+    pred[j] = 0.05 + (double)((j * 104729) % 1000) / 100;
+    double b = 0.1 + (double)((j * 7919) % 1000) / 1000;
+    y[j] = floor(pred[j] * (b * b) * 2.5); /* R's x^2 is x * x */
+  }
+  rctd_rrng rng;
+  rctd_rrng_seed(&rng, 11);
+  rctd_sigma_opts o;
+  rctd_sigma_opts_default(&o);
+  o.n_threads = 2;
+  rctd_qtable_opts qo = {.cache_dir = sig_t_cache(), .n_threads = 2};
+  rctd_sigma_epoch ep;
+  memset(&ep, 0, sizeof ep);
+  char err[RCTD_ERR_LEN];
+  int rc = rctd_sigma_choose(&rng, L, pred, y, 84, &qo, &o, &ep, err, sizeof err);
+  free(pred);
+  free(y);
+  CHECK_MSG(rc == 0, "%s", err);
+  CHECK(ep.n_obs == L && ep.n_scored == RCTD_SIGMA_MAX_SAMPLE);
+  char **lines;
+  int n = sig_t_lines("tests/data/sigma/big_choose/scores.csv", &lines);
+  CHECK(n == ep.n_cand + 1);
+  double worst = 0;
+  for (int c = 0; c < ep.n_cand; c++) {
+    double v[2];
+    CHECK(sig_t_fields(lines[c + 1], 0, v, 2) == 2);
+    CHECK(ep.cand_value[c] == (int)v[0]);
+    double rel = sig_t_rel(ep.cand_score[c], v[1]);
+    if (rel > worst) worst = rel;
+    CHECK_MSG(rel <= 1e-9, "sigma %d: %.17g, R %.17g", ep.cand_value[c], ep.cand_score[c], v[1]);
+  }
+  sig_t_free_lines(lines, n);
+  CHECK(ep.sigma_chosen == (int)sig_t_summary("tests/data/sigma/big_choose", "chosen"));
+  int32_t after[RCTD_R_SEED_WORDS], r_after[RCTD_R_SEED_WORDS];
+  rctd_rng_state_save(&rng, after);
+  CHECK(sig_t_read_ints("tests/data/sigma/big_choose/rng_after.txt", r_after, RCTD_R_SEED_WORDS) ==
+        RCTD_R_SEED_WORDS);
+  CHECK(memcmp(after, r_after, sizeof after) == 0);
+  fprintf(stderr, "  1.1e6 values: sigma %d chosen; max rel diff of scores %.3g\n", ep.sigma_chosen,
+          worst);
+}
