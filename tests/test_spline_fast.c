@@ -1,0 +1,106 @@
+/* kernels/cpu/spline_fast: the IRWLS loop's calc_Q_all against the exact path (rctd_spline_eval,
+ * R's bits), SIMD against scalar bit for bit, and the pairs it hands to the exact path. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "cpu/spline_fast.h"
+#include "rctd_kernels.h"
+#include "test.h"
+
+typedef struct {
+  double x[RCTD_N_X];
+  double *q, *sq;
+  rctd_qtable table;
+} sft_table;
+
+static int sft_table_init(sft_table *t, double sigma, int n_k) {
+  rctd_x_grid(t->x);
+  t->q = malloc((size_t)n_k * RCTD_N_X * sizeof(double));
+  t->sq = malloc((size_t)n_k * RCTD_N_X * sizeof(double));
+  if (!t->q || !t->sq || rctd_qtable_rows(sigma, t->x, 0, n_k, t->q, t->sq) != 0) return -1;
+  t->table = (rctd_qtable){n_k, t->x, t->q, t->sq};
+  return 0;
+}
+
+static void sft_table_free(sft_table *t) {
+  free(t->q);
+  free(t->sq);
+}
+
+/* Pairs over the whole lambda range (clamps included), small and clipped counts. */
+static void sft_pairs(int n, int n_k, double *y, double *lam) {
+  srand(7);
+  for (int i = 0; i < n; i++) {
+    double u = rand() / (double)RAND_MAX;
+    lam[i] = exp(log(1e-5) + u * (log(2000.0) - log(1e-5)));
+    int r = rand() % 10;
+    y[i] = r < 6 ? 0 : r < 9 ? rand() % 30 : rand() % (n_k + 200);
+  }
+  lam[0] = 0;
+  lam[1] = 1e-4;
+  lam[2] = 1600;
+  lam[3] = 1e-6 * 2500; /* a node: l = 50 exactly */
+}
+
+TEST(spline_fast_matches_exact_path) {
+  enum { N = 20000 };
+  const int n_k = 300;
+  sft_table t;
+  CHECK(sft_table_init(&t, 0.84, n_k) == 0);
+  double *y = malloc(N * sizeof(double)), *lam = malloc(N * sizeof(double));
+  double *a = malloc(3 * N * sizeof(double)), *b = malloc(3 * N * sizeof(double));
+  sft_pairs(N, n_k, y, lam);
+  for (int i = 0; i < N; i++)
+    if (y[i] >= n_k) y[i] = n_k - 1; /* on the table */
+  rctd_spline_eval(&t.table, N, y, lam, a, a + N, a + 2 * N);
+  rctd_spline_eval_fast(&t.table, N, y, lam, b, b + N, b + 2 * N);
+  double worst[3] = {0, 0, 0};
+  for (int i = 0; i < N; i++) {
+    /* d1 and d2 are differences of terms of size up to |q| / h: compare at that scale */
+    double scale_d0 = fabs(a[i]), scale = fmax(fabs(a[i]) / fmax(lam[i], 1e-4), 1);
+    worst[0] = fmax(worst[0], fabs(a[i] - b[i]) / fmax(scale_d0, 1e-300));
+    worst[1] = fmax(worst[1], fabs(a[N + i] - b[N + i]) / scale);
+    worst[2] = fmax(worst[2], fabs(a[2 * N + i] - b[2 * N + i]) / (scale / fmax(lam[i], 1e-4)));
+  }
+  if (getenv("RCTD_TEST_VERBOSE"))
+    fprintf(stderr, "  spline_fast vs exact: d0 %.3g, d1 %.3g, d2 %.3g (relative to term size)\n",
+            worst[0], worst[1], worst[2]);
+  CHECK_MSG(worst[0] < 1e-13 && worst[1] < 1e-11 && worst[2] < 1e-11, "%g %g %g", worst[0],
+            worst[1], worst[2]);
+  free(y);
+  free(lam);
+  free(a);
+  free(b);
+  sft_table_free(&t);
+}
+
+TEST(spline_fast_simd_equals_scalar_and_handles_odd_pairs) {
+  enum { N = 4099 };
+  const int n_k = 120;
+  sft_table t;
+  CHECK(sft_table_init(&t, 1.0, n_k) == 0);
+  double *y = malloc(N * sizeof(double)), *lam = malloc(N * sizeof(double));
+  double *a = malloc(3 * N * sizeof(double)), *b = malloc(3 * N * sizeof(double));
+  sft_pairs(N, n_k, y, lam);
+  /* pairs the fast path must hand over: NaN lambda, negative count, counts off the table */
+  lam[17] = NAN;
+  y[33] = -1;
+  y[34] = n_k;
+  y[35] = n_k - 0.5;
+  int had_simd = rctd_spline_fast_simd(1);
+  rctd_spline_eval_fast(&t.table, N, y, lam, a, a + N, a + 2 * N);
+  rctd_spline_fast_simd(0);
+  rctd_spline_eval_fast(&t.table, N, y, lam, b, b + N, b + 2 * N);
+  rctd_spline_fast_simd(had_simd);
+  CHECK(memcmp(a, b, 3 * N * sizeof(double)) == 0);
+  CHECK(isnan(a[17]) && isnan(a[33]) && isnan(a[34]) && !isnan(a[35]));
+  for (int i = 0; i < N; i++) CHECK(y[i] >= n_k || y[i] < 0 || i == 17 || isfinite(a[i]));
+  /* NULL d1 / d2 give the same d0 */
+  rctd_spline_eval_fast(&t.table, N, y, lam, b, NULL, NULL);
+  CHECK(memcmp(a, b, N * sizeof(double)) == 0);
+  free(y);
+  free(lam);
+  free(a);
+  free(b);
+  sft_table_free(&t);
+}
