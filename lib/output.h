@@ -31,7 +31,9 @@
  * CSV layout (one directory): weights.csv (every mode; "" then type names; raw weights),
  * doublet: weights_doublet.csv, results_df.csv (spacexr's columns); multi: multi_results.csv
  * (barcode, n_types, cell_types, conf, sub_weights, min_score; lists ';'-separated).  Numbers
- * are written as R's write.csv writes them (15 significant digits; 17 in multi_results.csv).
+ * are written as R's write.csv writes them (15 significant digits); multi_results.csv has the
+ * layout of ../shared/gold (R's list results flattened), numbers as R's format(x, digits = 17)
+ * gives them (a pixel's weights formatted together).
  *
  * Errors: functions return 0 or -1 with one line "FILE: what is wrong" in err. */
 #ifndef RCTD_OUTPUT_H
@@ -117,6 +119,9 @@ int rctd_out_argmax(const double *w, int n);
  * digits that show the value to DIGITS digits, fixed or scientific whichever is narrower (fixed
  * on ties); NA, NaN, Inf, -Inf.  BUF needs 32 bytes. */
 void rctd_out_format_double(double x, int digits, char *buf, size_t len);
+/* The same over a vector, as R's format(x, digits = DIGITS): one notation and number of
+ * decimals for all, each value right-aligned to the common width. */
+void rctd_out_format_doubles(const double *x, int n, int digits, char (*bufs)[40]);
 
 /* ---- h5ad ---- */
 typedef struct {

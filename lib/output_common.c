@@ -1,4 +1,5 @@
 /* Shared pieces of the result writers: names, summary counts, R's number formatting. */
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -60,41 +61,68 @@ void rctd_results_summary_free(rctd_results_summary *s) {
   s->n_types_counts = NULL;
 }
 
-/* R's formatReal for one finite non-zero value: significant digits needed (at most DIGITS) and
- * the decimal exponent after rounding, then the narrower of fixed and scientific notation. */
-void rctd_out_format_double(double x, int digits, char *buf, size_t len) {
-  if (isnan(x)) {
-    snprintf(buf, len, "NA");
-    return;
-  }
-  if (isinf(x)) {
-    snprintf(buf, len, x > 0 ? "Inf" : "-Inf");
-    return;
-  }
-  if (x == 0) {
-    snprintf(buf, len, "0");
-    return;
-  }
-  if (digits < 1) digits = 1;
-  if (digits > 17) digits = 17;
+/* Significant digits (at most DIGITS) and decimal exponent of finite non-zero X after rounding
+ * to DIGITS digits, as R's scientific(). */
+static void out_sig_digits(double x, int digits, int *nsig, int *kpower) {
   char sci[64];
   snprintf(sci, sizeof sci, "%.*e", digits - 1, fabs(x));
   char *e = strchr(sci, 'e');
-  int kpower = atoi(e + 1);
-  int nsig = digits;
-  for (char *p = e - 1; nsig > 1 && *p == '0'; p--) nsig--;
-  const int neg = x < 0;
-  /* Rounding up to a power of ten (9.99.. -> 10) leaves one digit fewer left of the point. */
-  int left = kpower + 1;
-  if (kpower > 0 && fabs(x) < pow(10.0, kpower)) left--;
-  int sleft = neg + (left <= 0 ? 1 : left);
-  int rgt = nsig - left;
-  if (rgt < 0) rgt = 0;
-  int width_fixed = sleft + rgt + (rgt != 0);
-  int exp_digits = (kpower >= 100 || kpower <= -99) ? 2 : 1;
-  int width_sci = neg + (nsig > 1) + (nsig - 1) + 4 + exp_digits;
-  if (width_fixed <= width_sci)
-    snprintf(buf, len, "%.*f", rgt, x);
-  else
-    snprintf(buf, len, "%.*e", nsig - 1, x);
+  *kpower = atoi(e + 1);
+  *nsig = digits;
+  for (char *p = e - 1; *nsig > 1 && *p == '0'; p--) (*nsig)--;
+}
+
+/* R's formatReal over a vector: one notation and one number of decimals for all, the narrower
+ * of fixed and scientific (fixed on ties, scipen 0), each value padded to the common width. */
+void rctd_out_format_doubles(const double *x, int n, int digits, char (*bufs)[40]) {
+  if (digits < 1) digits = 1;
+  if (digits > 17) digits = 17;
+  int any = 0, neg = 0, mxsl = 1, rgt = 0, mxns = 1, mxe = INT_MIN, mne = INT_MAX, w_na = 0;
+  for (int i = 0; i < n; i++) {
+    if (!isfinite(x[i])) {
+      int w = isnan(x[i]) ? 2 : x[i] > 0 ? 3 : 4;
+      if (w > w_na) w_na = w;
+      continue;
+    }
+    int nsig = 1, kpower = 0, neg_i = x[i] < 0;
+    if (x[i] != 0) out_sig_digits(x[i], digits, &nsig, &kpower);
+    /* Rounding up to a power of ten (9.99.. -> 10) leaves one digit fewer left of the point. */
+    int left = kpower + 1;
+    if (x[i] != 0 && kpower > 0 && fabs(x[i]) < pow(10.0, kpower)) left--;
+    int sleft = neg_i + (left <= 0 ? 1 : left);
+    int right = nsig - left;
+    if (sleft > mxsl) mxsl = sleft;
+    if (right > rgt) rgt = right;
+    if (nsig > mxns) mxns = nsig;
+    if (kpower > mxe) mxe = kpower;
+    if (kpower < mne) mne = kpower;
+    neg |= neg_i;
+    any = 1;
+  }
+  int sci = 0, width = w_na, decimals = 0;
+  if (any) {
+    int width_fixed = mxsl + rgt + (rgt != 0);
+    int exp_digits = (mxe >= 100 || mne <= -99) ? 2 : 1;
+    int width_sci = neg + (mxns > 1) + (mxns - 1) + 4 + exp_digits;
+    sci = width_fixed > width_sci;
+    decimals = sci ? mxns - 1 : rgt;
+    int w = sci ? width_sci : width_fixed;
+    if (w > width) width = w;
+  }
+  for (int i = 0; i < n; i++) {
+    if (isnan(x[i]))
+      snprintf(bufs[i], 40, "%*s", width, "NA");
+    else if (isinf(x[i]))
+      snprintf(bufs[i], 40, "%*s", width, x[i] > 0 ? "Inf" : "-Inf");
+    else if (sci)
+      snprintf(bufs[i], 40, "%*.*e", width, decimals, x[i]);
+    else
+      snprintf(bufs[i], 40, "%*.*f", width, decimals, x[i]);
+  }
+}
+
+void rctd_out_format_double(double x, int digits, char *buf, size_t len) {
+  char one[1][40];
+  rctd_out_format_doubles(&x, 1, digits, one);
+  snprintf(buf, len, "%s", one[0]);
 }

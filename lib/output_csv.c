@@ -172,10 +172,10 @@ static void csv_write_multi_row(rctd_csv_writer *w, const rctd_results_chunk *c,
   fputs("\",\"", f);
   for (int j = 0; j < n; j++) fprintf(f, "%s%s", j ? ";" : "", csv_bool(c->conf_nm[i * M + j]));
   fputs("\",\"", f);
-  for (int j = 0; j < n; j++) {
-    if (j) fputc(';', f);
-    csv_put_double(f, c->sub_weights_nm[i * M + j], 17);
-  }
+  /* R formats a pixel's weights together (format(x, digits = 17)): common decimals. */
+  char bufs[64][40];
+  rctd_out_format_doubles(c->sub_weights_nm + i * M, n < 64 ? n : 64, 17, bufs);
+  for (int j = 0; j < n && j < 64; j++) fprintf(f, "%s%s", j ? ";" : "", bufs[j]);
   fputs("\",\"", f);
   csv_put_double(f, c->min_score_n[i], 17);
   fputs("\"\n", f);

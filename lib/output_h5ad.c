@@ -74,9 +74,11 @@ struct rctd_h5ad_writer {
   char tmp_path[PATH_MAX];
   hid_t file, obs, obsm, str_type, bool_type;
   int64_t n_rows;
-  int copy;                    /* results added to a copy of the spatial h5ad */
-  hid_t index_dset;            /* obs names: checked (copy) or written (rows = fitted pixels) */
-  int rows_from_pixels;        /* fresh file without barcodes: row = fit index */
+  int copy;             /* results added to a copy of the spatial h5ad */
+  hid_t index_dset;     /* obs names: checked (copy) or written (rows = fitted pixels) */
+  int rows_from_pixels; /* fresh file without barcodes: row = fit index */
+  char **names_n;       /* rows_from_pixels: obs names, written at close in one piece (the string
+                           heap then does not depend on the chunking) */
   const char *const *barcodes; /* fresh file: the spatial input's names, for the check */
   char filtered_label[64];
   int n_cols;
@@ -642,6 +644,8 @@ static int h5o_open_fresh(rctd_h5ad_writer *w, const rctd_h5ad_target *t, char *
   w->n_rows = t->barcodes ? t->n_rows : w->info->n_fitted;
   w->rows_from_pixels = t->barcodes == NULL;
   w->barcodes = t->barcodes;
+  if (w->rows_from_pixels && !(w->names_n = calloc((size_t)w->n_rows + 1, sizeof *w->names_n)))
+    return h5o_fail(err, err_len, "%s: out of memory", w->path);
   hid_t fcpl = H5Pcreate(H5P_FILE_CREATE);
   H5Pset_obj_track_times(fcpl, 0);
   w->file = H5Fcreate(w->tmp_path, H5F_ACC_TRUNC, fcpl, H5P_DEFAULT);
@@ -699,6 +703,8 @@ static void h5o_close_handles(rctd_h5ad_writer *w) {
 
 static void h5o_free(rctd_h5ad_writer *w) {
   h5o_close_handles(w);
+  for (int64_t i = 0; w->names_n && i < w->n_rows; i++) free(w->names_n[i]);
+  free(w->names_n);
   if (w->str_type >= 0) H5Tclose(w->str_type);
   if (w->bool_type >= 0) H5Tclose(w->bool_type);
   free(w->cols);
@@ -861,15 +867,13 @@ static void h5o_put_pixel(rctd_h5ad_writer *w, const rctd_results_chunk *c, int6
 static int h5o_names(rctd_h5ad_writer *w, const rctd_results_chunk *c, int64_t i0, int64_t i1,
                      int64_t row0, int64_t rows, char *err, size_t err_len) {
   if (w->rows_from_pixels) {
-    hid_t fspace = H5Dget_space(w->index_dset);
-    hsize_t start = (hsize_t)row0, count = (hsize_t)(i1 - i0);
-    H5Sselect_hyperslab(fspace, H5S_SELECT_SET, &start, NULL, &count, NULL);
-    hid_t mspace = H5Screate_simple(1, &count, NULL);
-    herr_t rc =
-        H5Dwrite(w->index_dset, w->str_type, mspace, fspace, H5P_DEFAULT, c->barcode_n + i0);
-    H5Sclose(mspace);
-    H5Sclose(fspace);
-    return rc < 0 ? h5o_fail(err, err_len, "%s: cannot write obs names", w->path) : 0;
+    for (int64_t i = i0; i < i1; i++) {
+      char *copy = strdup(c->barcode_n[i]);
+      if (!copy) return h5o_fail(err, err_len, "%s: out of memory", w->path);
+      free(w->names_n[c->first + i]);
+      w->names_n[c->first + i] = copy;
+    }
+    return 0;
   }
   if (w->barcodes) {
     for (int64_t i = i0; i < i1; i++)
@@ -1042,7 +1046,15 @@ static int h5o_write_uns(rctd_h5ad_writer *w, const rctd_results_summary *s) {
 int rctd_h5ad_close(rctd_h5ad_writer *w, const rctd_results_summary *summary, char *err,
                     size_t err_len) {
   int rc = 0;
-  if (h5o_write_uns(w, summary) < 0)
+  if (w->rows_from_pixels) {
+    for (int64_t i = 0; i < w->n_rows && rc == 0; i++)
+      if (!w->names_n[i])
+        rc = h5o_fail(err, err_len, "%s: no results for pixel %" PRId64, w->path, i);
+    if (rc == 0 && w->n_rows > 0 &&
+        H5Dwrite(w->index_dset, w->str_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, w->names_n) < 0)
+      rc = h5o_fail(err, err_len, "%s: cannot write obs names", w->path);
+  }
+  if (rc == 0 && h5o_write_uns(w, summary) < 0)
     rc = h5o_fail(err, err_len, "%s: cannot write uns/rctd (HDF5 error)", w->path);
   for (int i = 0; w->cols && i < w->n_cols; i++) {
     if (w->cols[i].dset >= 0 && H5Dclose(w->cols[i].dset) < 0) rc = -1;
