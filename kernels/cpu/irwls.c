@@ -160,6 +160,143 @@ static void irwls_grad_hess(int n_genes, int n_types, const double *S_kg, irwls_
   }
 }
 
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+/* AVX2 forms of irwls_dot / irwls_hess4 / irwls_hess1 / irwls_predict with the same lanes:
+ * one four-lane register holds the two-lane pair (lo, hi) of the SSE2 code (lane j = genes
+ * g = j mod 4, the tail in lane 0), products and sums are separate instructions (no FMA), and
+ * the reduction is (l0 + l1) + (l2 + l3), so every result equals the SSE2 one bit for bit. */
+#define IRWLS_HAVE_AVX2 1
+/* sum over lanes with the tail added to lane 0 first, as the SSE2 code's lo[0] += ... does */
+__attribute__((target("avx2"))) static double irwls_dot_avx2(int n, const double *a,
+                                                             const double *b) {
+  __m256d acc = _mm256_setzero_pd();
+  int g = 0;
+  for (; g + 4 <= n; g += 4)
+    acc = _mm256_add_pd(acc, _mm256_mul_pd(_mm256_loadu_pd(a + g), _mm256_loadu_pd(b + g)));
+  double l[4];
+  _mm256_storeu_pd(l, acc);
+  for (; g < n; g++) l[0] += a[g] * b[g];
+  return (l[0] + l[1]) + (l[2] + l[3]);
+}
+
+/* Two rows (i0, i1) by four columns of the Hessian, sharing the column loads. */
+__attribute__((target("avx2"))) static void irwls_hess_2x4_avx2(int n, const double *c,
+                                                                const double *s0, const double *s1,
+                                                                const double *b0, const double *b1,
+                                                                const double *b2, const double *b3,
+                                                                double out0[4], double out1[4]) {
+  __m256d a00 = _mm256_setzero_pd(), a01 = a00, a02 = a00, a03 = a00;
+  __m256d a10 = a00, a11 = a00, a12 = a00, a13 = a00;
+  int g = 0;
+  for (; g + 4 <= n; g += 4) {
+    __m256d cg = _mm256_loadu_pd(c + g);
+    __m256d u0 = _mm256_mul_pd(cg, _mm256_loadu_pd(s0 + g));
+    __m256d u1 = _mm256_mul_pd(cg, _mm256_loadu_pd(s1 + g));
+    __m256d v = _mm256_loadu_pd(b0 + g);
+    a00 = _mm256_add_pd(a00, _mm256_mul_pd(u0, v));
+    a10 = _mm256_add_pd(a10, _mm256_mul_pd(u1, v));
+    v = _mm256_loadu_pd(b1 + g);
+    a01 = _mm256_add_pd(a01, _mm256_mul_pd(u0, v));
+    a11 = _mm256_add_pd(a11, _mm256_mul_pd(u1, v));
+    v = _mm256_loadu_pd(b2 + g);
+    a02 = _mm256_add_pd(a02, _mm256_mul_pd(u0, v));
+    a12 = _mm256_add_pd(a12, _mm256_mul_pd(u1, v));
+    v = _mm256_loadu_pd(b3 + g);
+    a03 = _mm256_add_pd(a03, _mm256_mul_pd(u0, v));
+    a13 = _mm256_add_pd(a13, _mm256_mul_pd(u1, v));
+  }
+  double t00 = 0, t01 = 0, t02 = 0, t03 = 0, t10 = 0, t11 = 0, t12 = 0, t13 = 0;
+  double l[4];
+  /* the tail accumulates into lane 0 after the vector part, as in the SSE2 code */
+  _mm256_storeu_pd(l, a00), t00 = l[0];
+  for (int h = g; h < n; h++) t00 += (c[h] * s0[h]) * b0[h];
+  out0[0] = (t00 + l[1]) + (l[2] + l[3]);
+  _mm256_storeu_pd(l, a01), t01 = l[0];
+  for (int h = g; h < n; h++) t01 += (c[h] * s0[h]) * b1[h];
+  out0[1] = (t01 + l[1]) + (l[2] + l[3]);
+  _mm256_storeu_pd(l, a02), t02 = l[0];
+  for (int h = g; h < n; h++) t02 += (c[h] * s0[h]) * b2[h];
+  out0[2] = (t02 + l[1]) + (l[2] + l[3]);
+  _mm256_storeu_pd(l, a03), t03 = l[0];
+  for (int h = g; h < n; h++) t03 += (c[h] * s0[h]) * b3[h];
+  out0[3] = (t03 + l[1]) + (l[2] + l[3]);
+  _mm256_storeu_pd(l, a10), t10 = l[0];
+  for (int h = g; h < n; h++) t10 += (c[h] * s1[h]) * b0[h];
+  out1[0] = (t10 + l[1]) + (l[2] + l[3]);
+  _mm256_storeu_pd(l, a11), t11 = l[0];
+  for (int h = g; h < n; h++) t11 += (c[h] * s1[h]) * b1[h];
+  out1[1] = (t11 + l[1]) + (l[2] + l[3]);
+  _mm256_storeu_pd(l, a12), t12 = l[0];
+  for (int h = g; h < n; h++) t12 += (c[h] * s1[h]) * b2[h];
+  out1[2] = (t12 + l[1]) + (l[2] + l[3]);
+  _mm256_storeu_pd(l, a13), t13 = l[0];
+  for (int h = g; h < n; h++) t13 += (c[h] * s1[h]) * b3[h];
+  out1[3] = (t13 + l[1]) + (l[2] + l[3]);
+}
+
+/* One Hessian entry in the same lanes. */
+__attribute__((target("avx2"))) static double irwls_hess1_avx2(int n, const double *c,
+                                                               const double *si, const double *b) {
+  __m256d acc = _mm256_setzero_pd();
+  int g = 0;
+  for (; g + 4 <= n; g += 4)
+    acc = _mm256_add_pd(
+        acc, _mm256_mul_pd(_mm256_mul_pd(_mm256_loadu_pd(c + g), _mm256_loadu_pd(si + g)),
+                           _mm256_loadu_pd(b + g)));
+  double l[4];
+  _mm256_storeu_pd(l, acc);
+  for (; g < n; g++) l[0] += (c[g] * si[g]) * b[g];
+  return (l[0] + l[1]) + (l[2] + l[3]);
+}
+
+/* irwls_grad_hess with the AVX2 kernels: rows in pairs, columns in fours. */
+__attribute__((target("avx2"))) static void irwls_grad_hess_avx2(int n_genes, int n_types,
+                                                                 const double *S_kg, irwls_ws *ws) {
+  const size_t G = (size_t)n_genes;
+  const int K = n_types;
+  double *c = ws->d2_g;
+  for (size_t g = 0; g < G; g++) c[g] = -c[g];
+  for (int i = 0; i < K; i++) ws->dvec_k[i] = irwls_dot_avx2(n_genes, ws->d1_g, S_kg + i * G);
+  double tmp0[4], tmp1[4];
+  int i = 0;
+  for (; i + 2 <= K; i += 2) {
+    const double *s0 = S_kg + i * G, *s1 = S_kg + (i + 1) * G;
+    double *row0 = ws->hess_kk + (size_t)i * K, *row1 = row0 + K;
+    int j = 0;
+    /* columns j..j+3 <= i: both rows need them */
+    for (; j + 4 <= i + 1; j += 4) {
+      irwls_hess_2x4_avx2(n_genes, c, s0, s1, S_kg + j * G, S_kg + (j + 1) * G, S_kg + (j + 2) * G,
+                          S_kg + (j + 3) * G, tmp0, tmp1);
+      for (int t = 0; t < 4; t++) row0[j + t] = tmp0[t], row1[j + t] = tmp1[t];
+    }
+    for (int jj = j; jj <= i; jj++) row0[jj] = irwls_hess1_avx2(n_genes, c, s0, S_kg + jj * G);
+    for (int jj = j; jj <= i + 1; jj++) row1[jj] = irwls_hess1_avx2(n_genes, c, s1, S_kg + jj * G);
+  }
+  for (; i < K; i++) {
+    const double *si = S_kg + i * G;
+    for (int j = 0; j <= i; j++)
+      ws->hess_kk[(size_t)i * K + j] = irwls_hess1_avx2(n_genes, c, si, S_kg + j * G);
+  }
+}
+
+__attribute__((target("avx2"))) static void irwls_predict_avx2(int n_genes, int n_types,
+                                                               const double *S_kg,
+                                                               const double *w_k, double *pred_g) {
+  for (int g = 0; g < n_genes; g++) pred_g[g] = 0;
+  for (int k = 0; k < n_types; k++) {
+    const __m256d wk = _mm256_set1_pd(w_k[k]);
+    const double *row = S_kg + (size_t)k * n_genes;
+    int g = 0;
+    for (; g + 4 <= n_genes; g += 4)
+      _mm256_storeu_pd(pred_g + g, _mm256_add_pd(_mm256_loadu_pd(pred_g + g),
+                                                 _mm256_mul_pd(_mm256_loadu_pd(row + g), wk)));
+    for (; g < n_genes; g++) pred_g[g] += row[g] * w_k[k];
+  }
+}
+
+#endif
+
 /* One solveWLS step from w_k (in place); returns the L1 change, or NaN when the step cannot be
  * taken (non-finite derivatives or an infeasible QP). */
 static double irwls_step(const rctd_qtable *table, int n_genes, int n_types, const double *S_kg,
@@ -170,7 +307,12 @@ static double irwls_step(const rctd_qtable *table, int n_genes, int n_types, con
     ws->s_k[k] = w_k[k] > 0 ? w_k[k] : 0;
     s_sum += ws->s_k[k];
   }
-  irwls_predict(n_genes, K, S_kg, ws->s_k, ws->pred_g);
+#ifdef IRWLS_HAVE_AVX2
+  if (rctd_cpu_simd(-1))
+    irwls_predict_avx2(n_genes, K, S_kg, ws->s_k, ws->pred_g);
+  else
+#endif
+    irwls_predict(n_genes, K, S_kg, ws->s_k, ws->pred_g);
   const double floor_pred = fmax(IRWLS_PRED_MIN, numi * IRWLS_PRED_NUMI);
   for (int g = 0; g < n_genes; g++) {
     double p = fabs(ws->pred_g[g]);
@@ -180,7 +322,12 @@ static double irwls_step(const rctd_qtable *table, int n_genes, int n_types, con
     irwls_bulk_derivatives(n_genes, ws->y_g, ws->pred_g, ws->d1_g, ws->d2_g);
   else
     rctd_spline_eval_fast(table, n_genes, ws->y_g, ws->pred_g, ws->d0_g, ws->d1_g, ws->d2_g);
-  irwls_grad_hess(n_genes, K, S_kg, ws);
+#ifdef IRWLS_HAVE_AVX2
+  if (rctd_cpu_simd(-1))
+    irwls_grad_hess_avx2(n_genes, K, S_kg, ws);
+  else
+#endif
+    irwls_grad_hess(n_genes, K, S_kg, ws);
 
   double norm = rctd_psd_scaled(K, ws->hess_kk, ws->D_kk, ws->psd_ws);
   if (!(norm > 0)) return NAN;

@@ -45,7 +45,7 @@ static void sf_init(void) {
 #endif
 }
 
-int rctd_spline_fast_simd(int enable) {
+int rctd_cpu_simd(int enable) {
   pthread_once(&sf_once, sf_init);
   int was = sf_simd_on && sf_tab.avx2;
   if (enable >= 0) sf_simd_on = enable;

@@ -11,8 +11,9 @@
 void rctd_spline_eval_fast(const rctd_qtable *table, int n, const double *y, const double *lambda,
                            double *d0, double *d1, double *d2);
 
-/* Tests: turns the SIMD path (AVX2, when the CPU has it) on (1) or off (0), or only asks (-1);
- * returns whether it was in use.  Both paths give the same bits. */
-int rctd_spline_fast_simd(int enable);
+/* The CPU kernels' AVX2 paths (this file's gathers, irwls.c's Hessian and prediction), used when
+ * the CPU has AVX2: turns them on (1) or off (0), or only asks (-1); returns whether they were in
+ * use.  Both paths give the same bits (tests switch them to check). */
+int rctd_cpu_simd(int enable);
 
 #endif
