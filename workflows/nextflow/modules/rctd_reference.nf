@@ -8,7 +8,7 @@ process RCTD_REFERENCE {
 
     output:
     tuple val(meta), path("*.rctd"), emit: stream
-    path "versions.yml", emit: versions
+    path "versions.yml"           , emit: versions
 
     when:
     task.ext.when == null || task.ext.when

@@ -11,7 +11,7 @@ process RCTD_SIGMA {
 
     output:
     tuple val(meta), path("*.rctd"), emit: model
-    path "versions.yml", emit: versions
+    path "versions.yml"           , emit: versions
 
     when:
     task.ext.when == null || task.ext.when
