@@ -1,0 +1,844 @@
+/* rctd: one command for the whole pipeline.
+ *   rctd run       reference -> normalize -> sigma -> fit -> merge, through pipes between the
+ *                  real binaries (bin/rctd-*, found next to this one); files with
+ *                  --keep-intermediates DIR
+ *   rctd validate  checks the inputs quickly (readable, cell types, gene overlap, pixels that
+ *                  pass the filters) without fitting
+ *   rctd version
+ * Options of the stages are forwarded as given; an option two stages share is prefixed by its
+ * input (--reference-numi-col, --spatial-numi-col). */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <math.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cli.h"
+#include "input.h"
+
+enum { ST_REF = 1, ST_NORM = 2, ST_SIGMA = 4, ST_FIT = 8, ST_MERGE = 16 };
+enum { N_STAGES = 5 };
+
+/* How a run option reaches the stages: STAGES (bit mask) receive --STAGE_NAME VALUE. */
+typedef struct {
+  unsigned stages;
+  const char *stage_name; /* NULL: the run option's own name */
+  char kind;              /* 'd' number, 'i' integer, 's' text, 'f' flag: checked before running */
+} run_route;
+
+/* Values: text options as given (NULL = not given), flags -1 (not given), 0 or 1. */
+#define RUN_MAX_OPTS 64
+static const char *run_text[RUN_MAX_OPTS];
+static int run_flag[RUN_MAX_OPTS];
+
+/* Options of rctd itself. */
+static const char *opt_reference, *opt_spatial, *opt_mode, *opt_format, *opt_keep, *opt_json;
+static int opt_summary;
+
+#define T(i) &run_text[i]
+#define F(i) &run_flag[i]
+#define S RCTD_OPT_STRING
+
+/* The forwarded options (index = position in run_forward and in run_routes). */
+static rctd_opt run_forward[] = {
+    /* reference */
+    {"min-umi", 0, S, T(0), NULL, "reference cells kept: nUMI >= X (rctd-reference; 100)",
+     "min_UMI", "X"},
+    {"max-cells", 0, S, T(1), NULL, "cells per type before downsampling (10000)", "n_max_cells",
+     "N"},
+    {"cell-min", 0, S, T(2), NULL, "cells a type needs (CELL_MIN_INSTANCE; 25)",
+     "CELL_MIN_INSTANCE", "N"},
+    {"drop-small-types", 0, RCTD_OPT_FLAG, F(3), NULL,
+     "drop types below --cell-min instead of failing", "drop_small_types", NULL},
+    {"cell-types", 0, S, T(4), NULL, "profile only these types, comma-separated", "cell_type_names",
+     "LIST"},
+    {"class-table", 0, S, T(5), NULL, "CSV/TSV cell type -> class table (class_df)", "class_table",
+     "FILE"},
+    {"seed", 0, S, T(6), NULL, "R's set.seed() value (1)", "seed", "N"},
+    {"reference-format", 0, S, T(7), NULL, "reference format: auto, h5ad, 10x-h5, mtx, csv",
+     "reference_format", "FMT"},
+    {"cell-type-col", 0, S, T(8), NULL, "obs/table column with the cell types (cell_type)",
+     "cell_type_col", "NAME"},
+    {"reference-numi-col", 0, S, T(9), NULL, "reference column with nUMI (default: count sums)",
+     "reference_numi_col", "NAME"},
+    {"cell-type-table", 0, S, T(10), NULL, "CSV table barcode, cell type", "cell_type_table",
+     "FILE"},
+    {"reference-numi-table", 0, S, T(11), NULL, "CSV table barcode, nUMI for the reference",
+     "reference_numi_table", "FILE"},
+    {"reference-layer", 0, S, T(12), NULL, "reference h5ad: layers/NAME instead of X",
+     "reference_layer", "NAME"},
+    {"reference-gene-names", 0, S, T(13), NULL, "reference 10x: gene 'name' or 'id'",
+     "reference_gene_names", "KIND"},
+    {"reference-allow-noninteger", 0, RCTD_OPT_FLAG, F(14), NULL,
+     "accept non-integer reference counts", "reference_allow_noninteger", NULL},
+    /* normalize */
+    {"umi-min", 0, S, T(15), NULL, "pixels kept: nUMI >= X (UMI_min; 100)", "UMI_min", "X"},
+    {"umi-max", 0, S, T(16), NULL, "and nUMI <= X (UMI_max; 2e7)", "UMI_max", "X"},
+    {"counts-min", 0, S, T(17), NULL, "and at least X counts (counts_MIN; 10)", "counts_MIN", "X"},
+    {"gene-cutoff", 0, S, T(18), NULL, "bulk genes: minimum expression (0.000125)", "gene_cutoff",
+     "X"},
+    {"fc-cutoff", 0, S, T(19), NULL, "bulk genes: minimum log fold change (0.5)", "fc_cutoff", "X"},
+    {"gene-cutoff-reg", 0, S, T(20), NULL, "regression genes: minimum expression (0.0002)",
+     "gene_cutoff_reg", "X"},
+    {"fc-cutoff-reg", 0, S, T(21), NULL, "regression genes: minimum log fold change (0.75)",
+     "fc_cutoff_reg", "X"},
+    {"min-obs", 0, S, T(22), NULL, "gene lists: minimum spatial total (MIN_OBS; 3)", "MIN_OBS",
+     "X"},
+    {"min-genes", 0, S, T(23), NULL, "fewer genes in a list is an error (10)", "min_genes", "N"},
+    {"bulk-min-obs", 0, S, T(24), NULL, "fitBulk: minimum spatial total of a gene (10)",
+     "bulk_MIN_OBS", "X"},
+    {"bulk-max-iter", 0, S, T(25), NULL, "fitBulk: IRWLS iterations (100)", "bulk_n_iter", "N"},
+    {"min-change-bulk", 0, S, T(26), NULL, "fitBulk: convergence threshold (1e-4)",
+     "MIN_CHANGE_BULK", "X"},
+    {"block-pixels", 0, S, T(27), NULL, "pixels per block of the model stream (4096)",
+     "block_pixels", "N"},
+    {"spatial-format", 0, S, T(28), NULL, "spatial format: auto, h5ad, 10x-h5, mtx, csv",
+     "spatial_format", "FMT"},
+    {"spatial-numi-col", 0, S, T(29), NULL, "spatial column with nUMI (default: count sums)",
+     "spatial_numi_col", "NAME"},
+    {"spatial-numi-table", 0, S, T(30), NULL, "CSV table barcode, nUMI for the pixels",
+     "spatial_numi_table", "FILE"},
+    {"coords-table", 0, S, T(31), NULL, "CSV table barcode, x, y", "coords_table", "FILE"},
+    {"spatial-layer", 0, S, T(32), NULL, "spatial h5ad: layers/NAME instead of X", "spatial_layer",
+     "NAME"},
+    {"spatial-gene-names", 0, S, T(33), NULL, "spatial 10x: gene 'name' or 'id'",
+     "spatial_gene_names", "KIND"},
+    {"spatial-allow-noninteger", 0, RCTD_OPT_FLAG, F(34), NULL, "accept non-integer spatial counts",
+     "spatial_allow_noninteger", NULL},
+    /* sigma */
+    {"sigma", 0, S, T(35), NULL, "use this sigma (0.84) instead of estimating it", "sigma_c", "X"},
+    {"n-fit", 0, S, T(36), NULL, "pixels fitted to estimate sigma (N_fit; 1000)", "N_fit", "N"},
+    {"umi-min-sigma", 0, S, T(37), NULL, "sigma uses pixels with nUMI > X (300)", "UMI_min_sigma",
+     "X"},
+    {"n-epoch", 0, S, T(38), NULL, "sigma: at most N rounds (N_epoch; 8)", "N_epoch", "N"},
+    {"sigma-min-change", 0, S, T(39), NULL, "sigma fits: IRWLS convergence threshold (0.001)",
+     "sigma_min_change", "X"},
+    /* fit */
+    {"confidence-threshold", 0, S, T(40), NULL, "CONFIDENCE_THRESHOLD (5)", "CONFIDENCE_THRESHOLD",
+     "X"},
+    {"doublet-threshold", 0, S, T(41), NULL, "DOUBLET_THRESHOLD (20)", "DOUBLET_THRESHOLD", "X"},
+    {"max-multi-types", 0, S, T(42), NULL, "multi mode: most types per pixel (4)",
+     "MAX_MULTI_TYPES", "N"},
+    {"chunk-pixels", 0, S, T(43), NULL, "pixels per fit chunk (1024)", "chunk_pixels", "N"},
+    /* shared */
+    {"cache-dir", 0, S, T(44), NULL, "likelihood-table cache ('' = none)", "cache_dir", "DIR"},
+    {"tmp-dir", 0, S, T(45), NULL, "directory for temporary files", "tmp_dir", "DIR"},
+    {"csv-dir", 0, S, T(46), NULL, "with --format h5ad,csv: the CSV directory", "csv_dir", "DIR"},
+};
+
+static const run_route run_routes[] = {
+    {ST_REF, NULL, 'd'},
+    {ST_REF, NULL, 'i'},
+    {ST_REF, NULL, 'i'},
+    {ST_REF, NULL, 'f'},
+    {ST_REF, NULL, 's'},
+    {ST_REF, NULL, 's'},
+    {ST_REF, NULL, 'i'},
+    {ST_REF, "format", 's'},
+    {ST_REF, NULL, 's'},
+    {ST_REF, "numi-col", 's'},
+    {ST_REF, NULL, 's'},
+    {ST_REF, "numi-table", 's'},
+    {ST_REF, "layer", 's'},
+    {ST_REF, "gene-names", 's'},
+    {ST_REF, "allow-noninteger", 'f'},
+    {ST_NORM, NULL, 'd'},
+    {ST_NORM, NULL, 'd'},
+    {ST_NORM, NULL, 'd'},
+    {ST_NORM, NULL, 'd'},
+    {ST_NORM, NULL, 'd'},
+    {ST_NORM, NULL, 'd'},
+    {ST_NORM, NULL, 'd'},
+    {ST_NORM, NULL, 'd'},
+    {ST_NORM, NULL, 'i'},
+    {ST_NORM, NULL, 'd'},
+    {ST_NORM, NULL, 'i'},
+    {ST_NORM, NULL, 'd'},
+    {ST_NORM, NULL, 'i'},
+    {ST_NORM | ST_MERGE, "format", 's'}, /* merge: --spatial-format (renamed below) */
+    {ST_NORM, "numi-col", 's'},
+    {ST_NORM, "numi-table", 's'},
+    {ST_NORM | ST_MERGE, NULL, 's'},
+    {ST_NORM, "layer", 's'},
+    {ST_NORM, "gene-names", 's'},
+    {ST_NORM, "allow-noninteger", 'f'},
+    {ST_SIGMA, NULL, 'd'},
+    {ST_SIGMA, NULL, 'i'},
+    {ST_SIGMA, NULL, 'd'},
+    {ST_SIGMA, NULL, 'i'},
+    {ST_SIGMA, "min-change", 'd'},
+    {ST_FIT, NULL, 'd'},
+    {ST_FIT, NULL, 'd'},
+    {ST_FIT, NULL, 'i'},
+    {ST_FIT, NULL, 'i'},
+    {ST_SIGMA | ST_FIT, NULL, 's'},
+    {ST_REF | ST_NORM | ST_SIGMA, NULL, 's'},
+    {ST_MERGE, NULL, 's'},
+};
+
+#define RUN_N_FORWARD ((int)(sizeof run_forward / sizeof *run_forward))
+_Static_assert(sizeof run_forward / sizeof *run_forward == sizeof run_routes / sizeof *run_routes,
+               "every forwarded option needs a route");
+_Static_assert(sizeof run_forward / sizeof *run_forward <= RUN_MAX_OPTS, "RUN_MAX_OPTS");
+
+static rctd_opt run_own[] = {
+    {"reference", 'r', S, &opt_reference, NULL,
+     "single-cell reference (h5ad, 10x h5, MTX dir, spacexr CSV)", "reference", "FILE"},
+    {"spatial", 's', S, &opt_spatial, NULL, "spatial data (h5ad, 10x h5, MTX dir, spacexr CSV)",
+     "spatial", "FILE"},
+    {"mode", 'm', S, &opt_mode, "doublet", "full, doublet or multi (spacexr doublet_mode)",
+     "doublet_mode", "MODE"},
+    {"format", 'f', S, &opt_format, "h5ad",
+     "output: h5ad (-o FILE), csv (-o DIR, spacexr's layout) or h5ad,csv", "format", "FMT"},
+    {"keep-intermediates", 0, S, &opt_keep, NULL, "run stage by stage through files kept in DIR",
+     "keep_intermediates", "DIR"},
+    {"json", 0, S, &opt_json, NULL, "JSON summary with the stage timings ('-' = stdout)", "json",
+     "FILE"},
+    {"summary", 0, RCTD_OPT_FLAG, &opt_summary, "true", "print the summary on standard output",
+     "summary", NULL},
+};
+
+#undef T
+#undef F
+#undef S
+
+/* ------------------------------------------------------------------ helpers */
+
+static double run_now(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+/* A growable argv. */
+typedef struct {
+  char **v;
+  int n, cap;
+} run_argv;
+
+static void run_argv_add(run_argv *a, const char *s) {
+  if (a->n + 2 > a->cap) {
+    a->cap = a->cap ? 2 * a->cap : 32;
+    a->v = realloc(a->v, (size_t)a->cap * sizeof *a->v);
+    if (!a->v) {
+      rctd_log_error("out of memory");
+      exit(RCTD_EXIT_RUNTIME);
+    }
+  }
+  a->v[a->n++] = strdup(s);
+  a->v[a->n] = NULL;
+}
+
+static void run_argv_add2(run_argv *a, const char *opt, const char *value) {
+  run_argv_add(a, opt);
+  run_argv_add(a, value);
+}
+
+static void run_argv_free(run_argv *a) {
+  for (int i = 0; i < a->n; i++) free(a->v[i]);
+  free(a->v);
+  memset(a, 0, sizeof *a);
+}
+
+/* Directory of this executable (the stage binaries live beside it). */
+static int run_bin_dir(char *dir, size_t len) {
+  ssize_t n = readlink("/proc/self/exe", dir, len - 1);
+  if (n <= 0) return -1;
+  dir[n] = 0;
+  char *slash = strrchr(dir, '/');
+  if (!slash) return -1;
+  *slash = 0;
+  return 0;
+}
+
+/* Checks the forwarded values' syntax so that a typo fails before any stage starts. */
+static int run_check_values(rctd_cli *cli) {
+  for (int i = 0; i < RUN_N_FORWARD; i++) {
+    const char *v = run_text[i];
+    if (run_routes[i].kind == 'f' || !v) continue;
+    char *end = NULL;
+    errno = 0;
+    if (run_routes[i].kind == 'd') {
+      double x = strtod(v, &end);
+      if (!*v || *end || errno || isnan(x))
+        return rctd_cli_usage_error(cli, "option --%s: invalid number '%s'", run_forward[i].name,
+                                    v);
+    } else if (run_routes[i].kind == 'i') {
+      strtoll(v, &end, 10);
+      if (!*v || *end || errno)
+        return rctd_cli_usage_error(cli, "option --%s: invalid integer '%s'", run_forward[i].name,
+                                    v);
+    }
+  }
+  return 0;
+}
+
+/* The options of STAGE: every forwarded option routed to it, as given. */
+static void run_stage_options(run_argv *a, unsigned stage) {
+  for (int i = 0; i < RUN_N_FORWARD; i++) {
+    if (!(run_routes[i].stages & stage)) continue;
+    const char *name = run_routes[i].stage_name ? run_routes[i].stage_name : run_forward[i].name;
+    if (stage == ST_MERGE) name = run_forward[i].name; /* merge takes the prefixed names */
+    char opt[96];
+    if (run_routes[i].kind == 'f') {
+      if (run_flag[i] < 0) continue;
+      snprintf(opt, sizeof opt, "--%s%s", run_flag[i] ? "" : "no-", name);
+      run_argv_add(a, opt);
+    } else if (run_text[i]) {
+      snprintf(opt, sizeof opt, "--%s", name);
+      run_argv_add2(a, opt, run_text[i]);
+    }
+  }
+}
+
+/* ------------------------------------------------------------------ run */
+
+typedef struct {
+  const char *name; /* "reference", ... */
+  char binary[PATH_MAX + 80];
+  run_argv argv;
+  pid_t pid;
+  int status; /* wait status */
+  int done;
+  double t_start, t_end;
+} run_stage;
+
+static const char *run_stage_names[N_STAGES] = {"reference", "normalize", "sigma", "fit", "merge"};
+
+/* Builds the five command lines.  IN[i]/OUT[i] are the stream paths of stage i ("-" = pipe). */
+static int run_build(run_stage *st, const rctd_cli *cli, const char *bin_dir, const char *mode,
+                     const char *const *in, const char *const *out, const char *json_tmp) {
+  static const char *const bins[N_STAGES] = {"rctd-reference", "rctd-normalize", "rctd-sigma", NULL,
+                                             "rctd-merge"};
+  static const unsigned bits[N_STAGES] = {ST_REF, ST_NORM, ST_SIGMA, ST_FIT, ST_MERGE};
+  char threads[32];
+  snprintf(threads, sizeof threads, "%d", cli->threads);
+  for (int i = 0; i < N_STAGES; i++) {
+    run_stage *s = &st[i];
+    s->name = run_stage_names[i];
+    char fit_bin[64];
+    snprintf(fit_bin, sizeof fit_bin, "rctd-fit-%s", mode);
+    snprintf(s->binary, sizeof s->binary, "%s/%s", bin_dir, bins[i] ? bins[i] : fit_bin);
+    if (access(s->binary, X_OK) != 0) {
+      rctd_log_error("%s: not found or not executable: build the tools (make) or install rctd",
+                     s->binary);
+      return -1;
+    }
+    run_argv *a = &s->argv;
+    run_argv_add(a, s->binary);
+    if (i == 0) run_argv_add(a, opt_reference);
+    if (i == 1) run_argv_add(a, opt_spatial);
+    if (i > 0) run_argv_add(a, in[i]);
+    run_stage_options(a, bits[i]);
+    if (i < N_STAGES - 1) {
+      run_argv_add2(a, "--threads", threads);
+      run_argv_add2(a, "-o", out[i]);
+    } else {
+      run_argv_add2(a, "--spatial", opt_spatial);
+      run_argv_add2(a, "--format", opt_format);
+      run_argv_add2(a, "-o", cli->output);
+      if (opt_summary) run_argv_add2(a, "--summary", "-");
+      if (json_tmp) run_argv_add2(a, "--json", json_tmp);
+    }
+    if (cli->quiet) run_argv_add(a, "--quiet");
+  }
+  return 0;
+}
+
+/* Starts stage S with the given stdin/stdout (-1 = inherit); CLOSE_FDS are closed in the
+ * child. */
+static int run_spawn(run_stage *s, int fd_in, int fd_out, const int *close_fds, int n_close) {
+  s->t_start = run_now();
+  pid_t pid = fork();
+  if (pid < 0) {
+    rctd_log_error("cannot start %s: %s", s->binary, strerror(errno));
+    return -1;
+  }
+  if (pid == 0) {
+    signal(SIGINT, SIG_DFL);
+    signal(SIGTERM, SIG_DFL);
+    signal(SIGHUP, SIG_DFL);
+    if (fd_in >= 0 && dup2(fd_in, STDIN_FILENO) < 0) _exit(127);
+    if (fd_out >= 0 && dup2(fd_out, STDOUT_FILENO) < 0) _exit(127);
+    for (int i = 0; i < n_close; i++)
+      if (close_fds[i] > STDERR_FILENO) close(close_fds[i]);
+    execv(s->binary, s->argv.v);
+    fprintf(stderr, "rctd run: cannot run %s: %s\n", s->binary, strerror(errno));
+    _exit(127);
+  }
+  s->pid = pid;
+  return 0;
+}
+
+static const char *run_describe_status(int status, char *buf, size_t len) {
+  if (WIFEXITED(status))
+    snprintf(buf, len, "exit status %d", WEXITSTATUS(status));
+  else if (WIFSIGNALED(status))
+    snprintf(buf, len, "killed by signal %d", WTERMSIG(status));
+  else
+    snprintf(buf, len, "status %d", status);
+  return buf;
+}
+
+static int run_ok(const run_stage *s) {
+  return s->done && WIFEXITED(s->status) && WEXITSTATUS(s->status) == 0;
+}
+
+/* Stops the stages still running (ours, by pid). */
+static void run_stop_all(run_stage *st, int n) {
+  for (int i = 0; i < n; i++)
+    if (st[i].pid > 0 && !st[i].done) kill(st[i].pid, SIGTERM);
+}
+
+/* Set by SIGINT/SIGTERM in the parent: the stages are stopped, then we exit. */
+static volatile sig_atomic_t run_interrupted;
+static void run_on_signal(int sig) {
+  run_interrupted = sig;
+}
+
+/* Waits for every started stage; on the first failure stops the rest.  0 when all succeeded. */
+static int run_wait(run_stage *st, int n) {
+  int running = 0, failed = 0, stopped = 0;
+  for (int i = 0; i < n; i++) running += st[i].pid > 0 && !st[i].done;
+  while (running > 0) {
+    int status;
+    pid_t pid = waitpid(-1, &status, 0);
+    if (pid < 0) {
+      if (errno == EINTR) {
+        if (run_interrupted && !stopped) run_stop_all(st, n), stopped = 1;
+        continue;
+      }
+      break;
+    }
+    for (int i = 0; i < n; i++) {
+      if (st[i].pid != pid) continue;
+      st[i].done = 1;
+      st[i].status = status;
+      st[i].t_end = run_now();
+      running--;
+      if (run_ok(&st[i])) {
+        rctd_log_info("%s done (%.1f s)", st[i].name, st[i].t_end - st[i].t_start);
+      } else {
+        failed = 1;
+        if (!stopped) run_stop_all(st, n), stopped = 1;
+      }
+    }
+  }
+  if (!failed && !run_interrupted) return 0;
+  /* The most upstream failure is the cause; later stages only saw a cut stream. */
+  for (int i = 0; i < n; i++) {
+    if (!st[i].done || run_ok(&st[i])) continue;
+    char why[64];
+    rctd_log_error("%s failed (%s); the pipeline stopped, no output was written", st[i].name,
+                   run_describe_status(st[i].status, why, sizeof why));
+    break;
+  }
+  return -1;
+}
+
+/* Every stage at once, connected by pipes. */
+static int run_piped(run_stage *st) {
+  int fds[2 * (N_STAGES - 1)];
+  for (int i = 0; i < N_STAGES - 1; i++)
+    if (pipe(fds + 2 * i) != 0) {
+      rctd_log_error("cannot create a pipe: %s", strerror(errno));
+      return -1;
+    }
+  int rc = 0;
+  for (int i = 0; i < N_STAGES && rc == 0; i++) {
+    int fd_in = i > 0 ? fds[2 * (i - 1)] : -1;
+    int fd_out = i < N_STAGES - 1 ? fds[2 * i + 1] : -1;
+    rc = run_spawn(&st[i], fd_in, fd_out, fds, 2 * (N_STAGES - 1));
+  }
+  for (int i = 0; i < 2 * (N_STAGES - 1); i++) close(fds[i]);
+  if (rc != 0) run_stop_all(st, N_STAGES);
+  return run_wait(st, N_STAGES) == 0 && rc == 0 ? 0 : -1;
+}
+
+/* Stage by stage through files in DIR. */
+static int run_sequential(run_stage *st) {
+  for (int i = 0; i < N_STAGES; i++) {
+    rctd_log_info("[%d/%d] %s", i + 1, N_STAGES, st[i].name);
+    if (run_spawn(&st[i], -1, -1, NULL, 0) != 0 || run_wait(&st[i], 1) != 0) return -1;
+  }
+  return 0;
+}
+
+/* Adds the stage timings to the JSON summary merge wrote (an object ending in "}\n"). */
+static int run_write_json(const char *tmp, const char *path, const run_stage *st, double t_total) {
+  FILE *f = fopen(tmp, "r");
+  if (!f) return -1;
+  char *text = NULL;
+  size_t cap = 0;
+  ssize_t len = getdelim(&text, &cap, '\0', f);
+  fclose(f);
+  unlink(tmp);
+  if (len <= 0) {
+    free(text);
+    return -1;
+  }
+  char *end = strrchr(text, '}');
+  if (!end) {
+    free(text);
+    return -1;
+  }
+  *end = 0;
+  while (end > text && (end[-1] == '\n' || end[-1] == ' ')) *--end = 0;
+  char err[RCTD_ERR_LEN];
+  FILE *out = rctd_out_open(path, err, sizeof err);
+  if (!out) {
+    rctd_log_error("%s", err);
+    free(text);
+    return -1;
+  }
+  fprintf(out, "%s,\n  \"stage_timings\": {", text);
+  for (int i = 0; i < N_STAGES; i++)
+    fprintf(out, "%s\"%s_s\": %.3f", i ? ", " : "", st[i].name, st[i].t_end - st[i].t_start);
+  fprintf(out, ", \"total_s\": %.3f}\n}\n", t_total);
+  free(text);
+  if (rctd_out_commit(out, err, sizeof err) != 0) {
+    rctd_log_error("%s", err);
+    return -1;
+  }
+  return 0;
+}
+
+static int run_mkdir(const char *dir) {
+  struct stat sb;
+  if (stat(dir, &sb) == 0) return S_ISDIR(sb.st_mode) ? 0 : -1;
+  return mkdir(dir, 0777);
+}
+
+static int cmd_run(rctd_cli *cli) {
+  if (!opt_reference || !opt_spatial)
+    return rctd_cli_usage_error(cli, "give --reference FILE and --spatial FILE");
+  if (strcmp(opt_mode, "full") != 0 && strcmp(opt_mode, "doublet") != 0 &&
+      strcmp(opt_mode, "multi") != 0)
+    return rctd_cli_usage_error(cli, "--mode %s: expected full, doublet or multi", opt_mode);
+  if (strcmp(cli->output, "-") == 0)
+    return rctd_cli_usage_error(cli, "give -o OUT.h5ad (or -o DIR with --format csv)");
+  if (run_text[42] && strcmp(opt_mode, "multi") != 0)
+    return rctd_cli_usage_error(cli, "--max-multi-types applies to --mode multi only");
+  int rc = run_check_values(cli);
+  if (rc) return rc;
+  char bin_dir[PATH_MAX];
+  if (run_bin_dir(bin_dir, sizeof bin_dir) != 0) {
+    rctd_log_error("cannot find the directory of the rctd binary");
+    return RCTD_EXIT_RUNTIME;
+  }
+  /* Stream paths: pipes, or the kept files. */
+  char files[N_STAGES - 1][PATH_MAX + 32];
+  const char *in[N_STAGES] = {NULL, "-", "-", "-", "-"};
+  const char *out[N_STAGES] = {"-", "-", "-", "-", NULL};
+  if (opt_keep) {
+    if (run_mkdir(opt_keep) != 0) {
+      rctd_log_error("%s: cannot create the directory for intermediates: %s", opt_keep,
+                     strerror(errno));
+      return RCTD_EXIT_RUNTIME;
+    }
+    static const char *const names[N_STAGES - 1] = {"1-reference", "2-model", "3-sigma", "4-fit"};
+    for (int i = 0; i < N_STAGES - 1; i++) {
+      snprintf(files[i], sizeof files[i], "%s/%s.rctd", opt_keep, names[i]);
+      out[i] = files[i];
+      in[i + 1] = files[i];
+    }
+  }
+  char json_tmp[PATH_MAX + 32];
+  const char *json_arg = NULL;
+  if (opt_json) {
+    snprintf(json_tmp, sizeof json_tmp, "%s/rctd-run-%d.json",
+             getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp", (int)getpid());
+    json_arg = json_tmp;
+  }
+  run_stage st[N_STAGES];
+  memset(st, 0, sizeof st);
+  if (run_build(st, cli, bin_dir, opt_mode, in, out, json_arg) != 0) {
+    for (int i = 0; i < N_STAGES; i++) run_argv_free(&st[i].argv);
+    return RCTD_EXIT_RUNTIME;
+  }
+  struct sigaction sa, old_int, old_term;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = run_on_signal;
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGINT, &sa, &old_int);
+  sigaction(SIGTERM, &sa, &old_term);
+  double t0 = run_now();
+  rctd_log_info("%s mode: reference -> normalize -> sigma -> fit-%s -> merge%s%s", opt_mode,
+                opt_mode, opt_keep ? ", intermediates in " : " (pipes)", opt_keep ? opt_keep : "");
+  rc = opt_keep ? run_sequential(st) : run_piped(st);
+  double t_total = run_now() - t0;
+  sigaction(SIGINT, &old_int, NULL);
+  sigaction(SIGTERM, &old_term, NULL);
+  if (rc == 0) {
+    if (opt_json && run_write_json(json_tmp, opt_json, st, t_total) != 0) rc = -1;
+    if (rc == 0) rctd_log_info("finished in %.1f s", t_total);
+  } else if (opt_json) {
+    unlink(json_tmp);
+  }
+  for (int i = 0; i < N_STAGES; i++) run_argv_free(&st[i].argv);
+  if (run_interrupted) {
+    signal(run_interrupted, SIG_DFL);
+    raise(run_interrupted);
+  }
+  return rc == 0 ? RCTD_EXIT_OK : RCTD_EXIT_RUNTIME;
+}
+
+/* ------------------------------------------------------------------ validate */
+
+typedef struct {
+  int problems;
+} val_report;
+
+static void val_problem(val_report *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void val_problem(val_report *r, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  printf("PROBLEM: ");
+  vprintf(fmt, ap);
+  printf("\n");
+  va_end(ap);
+  r->problems++;
+}
+
+static double val_double(int i, double fallback) {
+  return run_text[i] ? strtod(run_text[i], NULL) : fallback;
+}
+
+static int val_format(const char *name, rctd_input_format *f) {
+  static const char *const names[] = {"auto", "h5ad", "10x-h5", "mtx", "csv"};
+  static const rctd_input_format formats[] = {RCTD_INPUT_AUTO, RCTD_INPUT_H5AD, RCTD_INPUT_10X_H5,
+                                              RCTD_INPUT_MTX, RCTD_INPUT_CSV};
+  *f = RCTD_INPUT_AUTO;
+  if (!name) return 0;
+  for (int i = 0; i < 5; i++)
+    if (strcmp(name, names[i]) == 0) return *f = formats[i], 0;
+  return -1;
+}
+
+/* The reference: readable, cell types, cells per type after the nUMI filter. */
+static rctd_input *val_reference(val_report *r) {
+  rctd_input_options o;
+  rctd_input_options_init(&o);
+  o.cell_types = RCTD_CELL_TYPES_REQUIRED;
+  if (val_format(run_text[7], &o.format) < 0) {
+    val_problem(r, "--reference-format %s: unknown format", run_text[7]);
+    return NULL;
+  }
+  o.cell_type_col = run_text[8];
+  o.numi_col = run_text[9];
+  o.cell_type_table = run_text[10];
+  o.numi_table = run_text[11];
+  o.layer = run_text[12];
+  o.gene_names = run_text[13];
+  o.allow_noninteger = run_flag[14] == 1;
+  o.tmp_dir = run_text[45];
+  char err[RCTD_ERR_LEN * 2];
+  rctd_input *in = rctd_input_open(opt_reference, &o, err, sizeof err);
+  if (!in) {
+    val_problem(r, "reference: %s", err);
+    return NULL;
+  }
+  const double *numi = NULL, *sums = NULL;
+  if (rctd_input_count_sums(in, &sums, err, sizeof err) < 0 ||
+      rctd_input_numi(in, &numi, err, sizeof err) < 0) {
+    val_problem(r, "reference: %s", err);
+    rctd_input_close(in);
+    return NULL;
+  }
+  const int K = rctd_input_n_cell_types(in);
+  const char *const *names = rctd_input_cell_type_names(in);
+  const int32_t *codes = rctd_input_cell_type_codes(in);
+  const double min_umi = val_double(0, 100);
+  const int64_t cell_min = run_text[2] ? strtoll(run_text[2], NULL, 10) : 25;
+  int64_t *cells = calloc((size_t)K, sizeof *cells), kept = 0;
+  for (int64_t i = 0; cells && i < rctd_input_n_rows(in); i++)
+    if (codes[i] >= 0 && numi[i] >= min_umi) cells[codes[i]]++, kept++;
+  printf("reference: %s (%s): %" PRId64 " cells x %" PRId64 " genes, %d cell types; %" PRId64
+         " cells with a type and nUMI >= %g\n",
+         opt_reference, rctd_input_format_name(rctd_input_get_format(in)), rctd_input_n_rows(in),
+         rctd_input_n_genes(in), K, kept, min_umi);
+  int small = 0;
+  for (int k = 0; cells && k < K; k++)
+    if (cells[k] < cell_min) {
+      small++;
+      if (run_flag[3] == 1)
+        printf("note: cell type %s has %" PRId64 " cells (< %" PRId64 "): it will be dropped\n",
+               names[k], cells[k], cell_min);
+      else
+        val_problem(r,
+                    "cell type %s has %" PRId64 " cells with nUMI >= %g, fewer than %" PRId64
+                    " (CELL_MIN_INSTANCE): drop it (--drop-small-types) or lower --cell-min",
+                    names[k], cells[k], min_umi, cell_min);
+    }
+  if (K - (run_flag[3] == 1 ? small : 0) < 2)
+    val_problem(r, "fewer than 2 cell types remain in the reference");
+  free(cells);
+  return in;
+}
+
+/* The spatial data: readable, pixels passing the filters, pixels for sigma. */
+static rctd_input *val_spatial(val_report *r) {
+  rctd_input_options o;
+  rctd_input_options_init(&o);
+  o.cell_types = RCTD_CELL_TYPES_IGNORE;
+  if (val_format(run_text[28], &o.format) < 0) {
+    val_problem(r, "--spatial-format %s: unknown format", run_text[28]);
+    return NULL;
+  }
+  o.numi_col = run_text[29];
+  o.numi_table = run_text[30];
+  o.coords_table = run_text[31];
+  o.layer = run_text[32];
+  o.gene_names = run_text[33];
+  o.allow_noninteger = run_flag[34] == 1;
+  o.tmp_dir = run_text[45];
+  char err[RCTD_ERR_LEN * 2];
+  rctd_input *in = rctd_input_open(opt_spatial, &o, err, sizeof err);
+  if (!in) {
+    val_problem(r, "spatial: %s", err);
+    return NULL;
+  }
+  const double *numi = NULL, *sums = NULL;
+  if (rctd_input_count_sums(in, &sums, err, sizeof err) < 0 ||
+      rctd_input_numi(in, &numi, err, sizeof err) < 0) {
+    val_problem(r, "spatial: %s", err);
+    rctd_input_close(in);
+    return NULL;
+  }
+  const double umi_min = val_double(15, 100), umi_max = val_double(16, 2e7);
+  const double counts_min = val_double(17, 10), umi_sigma = val_double(37, 300);
+  int64_t pass = 0, for_sigma = 0;
+  for (int64_t i = 0; i < rctd_input_n_rows(in); i++) {
+    if (numi[i] >= umi_min && numi[i] <= umi_max && sums[i] >= counts_min) {
+      pass++;
+      for_sigma += numi[i] > umi_sigma;
+    }
+  }
+  printf("spatial: %s (%s): %" PRId64 " pixels x %" PRId64 " genes%s; %" PRId64
+         " pixels pass the filters (%g <= nUMI <= %g, counts >= %g), %" PRId64
+         " of them with nUMI > %g for sigma\n",
+         opt_spatial, rctd_input_format_name(rctd_input_get_format(in)), rctd_input_n_rows(in),
+         rctd_input_n_genes(in), rctd_input_coords(in) ? ", coordinates" : "", pass, umi_min,
+         umi_max, counts_min, for_sigma, umi_sigma);
+  if (pass == 0)
+    val_problem(r, "no pixel passes the filters: lower --umi-min or --counts-min");
+  else if (for_sigma == 0 && !run_text[35])
+    val_problem(r,
+                "no pixel has nUMI > %g to estimate sigma: lower --umi-min-sigma or give --sigma",
+                umi_sigma);
+  return in;
+}
+
+static int cmd_validate(rctd_cli *cli) {
+  if (!opt_reference || !opt_spatial)
+    return rctd_cli_usage_error(cli, "give --reference FILE and --spatial FILE");
+  int rc = run_check_values(cli);
+  if (rc) return rc;
+  val_report r = {0};
+  rctd_input *ref = val_reference(&r);
+  rctd_input *sp = val_spatial(&r);
+  if (ref && sp) {
+    int64_t n_ref = rctd_input_n_genes(ref), n_sp = rctd_input_n_genes(sp);
+    int64_t shared =
+        rctd_gene_overlap(rctd_input_gene_names(ref), n_ref, rctd_input_gene_names(sp), n_sp);
+    int64_t smaller = n_ref < n_sp ? n_ref : n_sp;
+    printf("genes: %" PRId64 " shared of %" PRId64 " (reference) and %" PRId64 " (spatial)\n",
+           shared, n_ref, n_sp);
+    if (shared * 10 < smaller)
+      val_problem(&r,
+                  "only %" PRId64 " genes are shared, fewer than 10%% of %" PRId64
+                  ": are both gene name columns of the same kind (--*-gene-names)?",
+                  shared, smaller);
+  }
+  if (ref) rctd_input_close(ref);
+  if (sp) rctd_input_close(sp);
+  if (r.problems) {
+    printf("%d problem%s found\n", r.problems, r.problems > 1 ? "s" : "");
+    return RCTD_EXIT_RUNTIME;
+  }
+  printf("ok: the inputs look usable for rctd run\n");
+  return RCTD_EXIT_OK;
+}
+
+/* ------------------------------------------------------------------ main */
+
+static void usage(FILE *f) {
+  fprintf(f,
+          "Usage: rctd COMMAND [OPTIONS]\n"
+          "RCTD (spacexr) cell type decomposition of spatial transcriptomics data.\n\n"
+          "Commands:\n"
+          "  run       the whole pipeline: rctd run --reference REF --spatial SPATIAL "
+          "[--mode doublet] -o OUT.h5ad\n"
+          "  validate  check the inputs quickly (readable, cell types, gene overlap, pixels "
+          "that pass the filters)\n"
+          "  version   print the version\n\n"
+          "'rctd COMMAND --help' lists a command's options.  The stages are separate tools: "
+          "rctd-reference, rctd-normalize, rctd-sigma, rctd-fit-{full,doublet,multi}, "
+          "rctd-merge (see their man pages).\n");
+}
+
+int main(int argc, char **argv) {
+  if (argc < 2) {
+    usage(stderr);
+    return RCTD_EXIT_USAGE;
+  }
+  const char *cmd = argv[1];
+  if (strcmp(cmd, "-h") == 0 || strcmp(cmd, "--help") == 0 || strcmp(cmd, "help") == 0) {
+    usage(stdout);
+    return RCTD_EXIT_OK;
+  }
+  if (strcmp(cmd, "version") == 0 || strcmp(cmd, "-V") == 0 || strcmp(cmd, "--version") == 0) {
+    printf("rctd %s\n", RCTD_VERSION);
+    return RCTD_EXIT_OK;
+  }
+  int is_run = strcmp(cmd, "run") == 0, is_validate = strcmp(cmd, "validate") == 0;
+  if (!is_run && !is_validate) {
+    fprintf(stderr, "rctd: unknown command '%s' (run, validate, version; rctd --help)\n", cmd);
+    return RCTD_EXIT_USAGE;
+  }
+  /* One option table: rctd's own options, then the forwarded ones. */
+  const int n_own = (int)(sizeof run_own / sizeof *run_own);
+  rctd_opt *opts = calloc((size_t)(n_own + RUN_N_FORWARD + 1), sizeof *opts);
+  if (!opts) return RCTD_EXIT_RUNTIME;
+  memcpy(opts, run_own, sizeof run_own);
+  memcpy(opts + n_own, run_forward, sizeof run_forward);
+  for (int i = 0; i < RUN_MAX_OPTS; i++) run_flag[i] = -1;
+  rctd_cli cli = {
+      .tool = is_run ? "rctd run" : "rctd validate",
+      .args_usage = "",
+      .summary = is_run ? "run reference -> normalize -> sigma -> fit -> merge in one command"
+                        : "check the inputs of rctd run quickly, without fitting",
+      .description =
+          is_run ? "Runs the real stage binaries (rctd-reference, rctd-normalize, rctd-sigma, "
+                   "rctd-fit-MODE, rctd-merge, found next to rctd) connected by pipes, or one "
+                   "after the other through files with --keep-intermediates DIR, and writes an "
+                   "h5ad (a copy of the spatial h5ad with the results added; a fresh one for "
+                   "other formats) or spacexr's CSV layout (--format csv, -o DIR).  Stage "
+                   "options are forwarded as given (defaults in parentheses are the stages'); "
+                   "options two stages share are prefixed by their input.  --config FILE.yaml "
+                   "takes the same names with '_' (or the R names shown as config keys).  See "
+                   "rctd(1)."
+                 : "Opens the reference and the spatial data with the options rctd run would "
+                   "use and reports: sizes, cell types and their cells after the nUMI filter, "
+                   "genes shared, pixels that pass the filters and pixels usable for sigma.  "
+                   "Exit status 0 when the inputs look usable, 1 when a problem was found.",
+      .opts = opts,
+      .min_args = 0,
+      .max_args = 0,
+      .has_output = is_run};
+  int rc = rctd_cli_parse(&cli, argc - 1, argv + 1);
+  if (rc == RCTD_CLI_CONTINUE) rc = is_run ? cmd_run(&cli) : cmd_validate(&cli);
+  rctd_cli_free(&cli);
+  free(opts);
+  return rc;
+}
