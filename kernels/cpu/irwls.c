@@ -235,22 +235,7 @@ __attribute__((target("avx2"))) static void irwls_hess_2x4_avx2(int n, const dou
   out1[3] = (t13 + l[1]) + (l[2] + l[3]);
 }
 
-/* One Hessian entry in the same lanes. */
-__attribute__((target("avx2"))) static double irwls_hess1_avx2(int n, const double *c,
-                                                               const double *si, const double *b) {
-  __m256d acc = _mm256_setzero_pd();
-  int g = 0;
-  for (; g + 4 <= n; g += 4)
-    acc = _mm256_add_pd(
-        acc, _mm256_mul_pd(_mm256_mul_pd(_mm256_loadu_pd(c + g), _mm256_loadu_pd(si + g)),
-                           _mm256_loadu_pd(b + g)));
-  double l[4];
-  _mm256_storeu_pd(l, acc);
-  for (; g < n; g++) l[0] += (c[g] * si[g]) * b[g];
-  return (l[0] + l[1]) + (l[2] + l[3]);
-}
-
-/* irwls_grad_hess with the AVX2 kernels: rows in pairs, columns in fours. */
+/* irwls_grad_hess with the AVX2 kernels. */
 __attribute__((target("avx2"))) static void irwls_grad_hess_avx2(int n_genes, int n_types,
                                                                  const double *S_kg, irwls_ws *ws) {
   const size_t G = (size_t)n_genes;
@@ -258,25 +243,21 @@ __attribute__((target("avx2"))) static void irwls_grad_hess_avx2(int n_genes, in
   double *c = ws->d2_g;
   for (size_t g = 0; g < G; g++) c[g] = -c[g];
   for (int i = 0; i < K; i++) ws->dvec_k[i] = irwls_dot_avx2(n_genes, ws->d1_g, S_kg + i * G);
+  /* Rows in pairs (a last odd row is paired with itself), columns in fours up to the diagonal;
+   * the last block of a pair may reach past the diagonal or past K - 1 (such columns point at
+   * row 0 and are discarded). */
   double tmp0[4], tmp1[4];
-  int i = 0;
-  for (; i + 2 <= K; i += 2) {
-    const double *s0 = S_kg + i * G, *s1 = S_kg + (i + 1) * G;
-    double *row0 = ws->hess_kk + (size_t)i * K, *row1 = row0 + K;
-    int j = 0;
-    /* columns j..j+3 <= i: both rows need them */
-    for (; j + 4 <= i + 1; j += 4) {
-      irwls_hess_2x4_avx2(n_genes, c, s0, s1, S_kg + j * G, S_kg + (j + 1) * G, S_kg + (j + 2) * G,
-                          S_kg + (j + 3) * G, tmp0, tmp1);
-      for (int t = 0; t < 4; t++) row0[j + t] = tmp0[t], row1[j + t] = tmp1[t];
+  for (int i = 0; i < K; i += 2) {
+    const int i1 = i + 1 < K ? i + 1 : i;
+    const double *s0 = S_kg + i * G, *s1 = S_kg + i1 * G;
+    double *row0 = ws->hess_kk + (size_t)i * K, *row1 = ws->hess_kk + (size_t)i1 * K;
+    for (int j = 0; j <= i1; j += 4) {
+      const double *b[4];
+      for (int t = 0; t < 4; t++) b[t] = S_kg + (j + t < K ? j + t : 0) * G;
+      irwls_hess_2x4_avx2(n_genes, c, s0, s1, b[0], b[1], b[2], b[3], tmp0, tmp1);
+      for (int t = 0; t < 4 && j + t <= i; t++) row0[j + t] = tmp0[t];
+      for (int t = 0; t < 4 && j + t <= i1; t++) row1[j + t] = tmp1[t];
     }
-    for (int jj = j; jj <= i; jj++) row0[jj] = irwls_hess1_avx2(n_genes, c, s0, S_kg + jj * G);
-    for (int jj = j; jj <= i + 1; jj++) row1[jj] = irwls_hess1_avx2(n_genes, c, s1, S_kg + jj * G);
-  }
-  for (; i < K; i++) {
-    const double *si = S_kg + i * G;
-    for (int j = 0; j <= i; j++)
-      ws->hess_kk[(size_t)i * K + j] = irwls_hess1_avx2(n_genes, c, si, S_kg + j * G);
   }
 }
 
