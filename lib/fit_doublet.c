@@ -19,6 +19,7 @@ typedef struct {
   /* check_pairs_type for [0] = first type, [1] = second type of the best pair */
   int all_pairs[2], all_pairs_class[2];
   int n_other[2]; /* other_class lists: the type itself first */
+  int final_fit;  /* index in the final batch, or -1: the best pair's fit is the final one */
 } dbl_pixel;
 
 static int dbl_class_of(const rctd_fit_params *params, int type) {
@@ -264,8 +265,16 @@ int rctd_fit_doublet(const rctd_fit_params *params, const rctd_pixel_chunk *chun
                w.other_nsk + (size_t)n * 2 * n_types, singlet_k, res);
     res->conv_all = w.conv_n[n];
     res->n_candidates = w.px_n[n].n_cand;
+    /* The final fit repeats the best pair's fit with 50 iterations instead of 25: when the types
+     * keep their order and that fit converged within 25, the longer one stops at the same step
+     * with the same weights (fits are deterministic), so it is not run again. */
+    dbl_pixel *px = &w.px_n[n];
+    const int pair_f = px->pair_off + px->best_pair;
+    px->final_fit = -1;
+    if (res->first_type == w.cand_nk[(size_t)n * n_types + px->best_i] && w.pairs.conv_f[pair_f])
+      continue;
     int32_t types[2] = {res->first_type, res->second_type};
-    if (rctd_fm_batch_add(&w.final, n, types) < 0) {
+    if ((px->final_fit = rctd_fm_batch_add(&w.final, n, types)) < 0) {
       rctd_fm_error(err, err_len, "fit: out of memory");
       rc = -1;
     }
@@ -273,8 +282,11 @@ int rctd_fit_doublet(const rctd_fit_params *params, const rctd_pixel_chunk *chun
   free(singlet_k);
   if (rc == 0) rc = rctd_fm_batch_run(params, chunk, &w.final, RCTD_FM_N_ITER, 0, 0, err, err_len);
   for (int n = 0; rc == 0 && n < n_pix; n++) {
-    rctd_fm_normalise(2, w.final.weights_fk + (size_t)n * 2, result_n[n].doublet_weights);
-    result_n[n].conv_doublet = w.final.conv_f[n];
+    const dbl_pixel *px = &w.px_n[n];
+    const rctd_fm_batch *b = px->final_fit >= 0 ? &w.final : &w.pairs;
+    const int f = px->final_fit >= 0 ? px->final_fit : px->pair_off + px->best_pair;
+    rctd_fm_normalise(2, b->weights_fk + (size_t)f * 2, result_n[n].doublet_weights);
+    result_n[n].conv_doublet = b->conv_f[f];
   }
   dbl_work_free(&w);
   return rc;
