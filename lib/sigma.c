@@ -463,7 +463,7 @@ static int sig_open_spooled(sig_input *in, const char *path, const char *tmp_dir
     }
     if (rctd_reader_copy(r, w) < 0) {
       rc = sig_fail(err, err_len, "%s",
-                    rctd_writer_error(w)[0] ? rctd_writer_error(w) : rctd_reader_error(r));
+                    rctd_reader_error(r)[0] ? rctd_reader_error(r) : rctd_writer_error(w));
       break;
     }
   }
@@ -567,7 +567,7 @@ static int sig_copy_pixels(rctd_reader *r, rctd_writer *w, char *err, size_t err
     int rc = copying ? rctd_reader_copy(r, w) : rctd_reader_skip(r);
     if (rc < 0)
       return sig_fail(err, err_len, "%s",
-                      rctd_writer_error(w)[0] ? rctd_writer_error(w) : rctd_reader_error(r));
+                      rctd_reader_error(r)[0] ? rctd_reader_error(r) : rctd_writer_error(w));
   }
 }
 
@@ -616,16 +616,18 @@ static void sig_meta_add(sig_meta *mm, const char *key, const char *fmt, ...) {
   mm->n++;
 }
 
-/* Appends "v1,v2,..." of the epochs to a meta text. */
+/* Adds KEY = "v1,v2,..." over the epochs (WHAT: 0 sigma fitted, 1 likelihood, 2 chosen). */
 static void sig_meta_list(sig_meta *mm, const char *key, const rctd_sigma_result *res, int what) {
-  char *t = mm->text[mm->n];
-  size_t len = 0, cap = sizeof mm->text[0];
+  char t[sizeof mm->text[0]];
+  size_t len = 0;
   t[0] = 0;
-  for (int e = 0; e < res->n_epochs && len < cap; e++) {
+  for (int e = 0; e < res->n_epochs && len < sizeof t; e++) {
     const rctd_sigma_epoch *ep = &res->epochs[e];
-    int w = what == 0   ? snprintf(t + len, cap - len, "%s%d", e ? "," : "", ep->sigma_fit)
-            : what == 1 ? snprintf(t + len, cap - len, "%s%.17g", e ? "," : "", ep->log_l)
-                        : snprintf(t + len, cap - len, "%s%d", e ? "," : "", ep->sigma_chosen);
+    const char *sep = e ? "," : "";
+    size_t cap = sizeof t - len;
+    int w = what == 0   ? snprintf(t + len, cap, "%s%d", sep, ep->sigma_fit)
+            : what == 1 ? snprintf(t + len, cap, "%s%.17g", sep, ep->log_l)
+                        : snprintf(t + len, cap, "%s%d", sep, ep->sigma_chosen);
     if (w < 0) break;
     len += (size_t)w;
   }

@@ -286,3 +286,354 @@ TEST(sigma_r_choose_subsample) {
   fprintf(stderr, "  1.1e6 values: sigma %d chosen; max rel diff of scores %.3g\n", ep.sigma_chosen,
           worst);
 }
+
+/* ------------------------------------------------------------------ the stream stage */
+
+/* The R fixture as a model stream (blocks of BLOCK pixels), R's random state after
+ * create.RCTD included, so rctd-sigma on it must replay R's default run. */
+static int sig_t_write_model(const char *path, int block) {
+  static sig_t_data d;
+  if (sig_t_load(&d) < 0) return -1;
+  char **glines, **nlines;
+  int ng = sig_t_lines(SIG_T_DIR "/profiles_reg.csv", &glines);
+  int nn = sig_t_lines(SIG_T_DIR "/numi.csv", &nlines);
+  if (ng != SIG_T_GENES + 1 || nn != SIG_T_PIX + 1) return -1;
+  char *genes[SIG_T_GENES], *barcodes[SIG_T_PIX], *types[SIG_T_TYPES];
+  for (int g = 0; g < SIG_T_GENES; g++) genes[g] = strtok(glines[g + 1], ",");
+  for (int p = 0; p < SIG_T_PIX; p++) barcodes[p] = strtok(nlines[p + 1], ",");
+  char type_text[SIG_T_TYPES][8];
+  int32_t class_k[SIG_T_TYPES];
+  double bulk_w[SIG_T_TYPES];
+  for (int k = 0; k < SIG_T_TYPES; k++) {
+    snprintf(type_text[k], sizeof type_text[k], "%d", k + 1);
+    types[k] = type_text[k];
+    class_k[k] = k;
+    bulk_w[k] = 1.0 / SIG_T_TYPES;
+  }
+  char *cfg_keys[] = {"UMI_min"}, *cfg_values[] = {"100"};
+  rctd_model m = {.n_types = SIG_T_TYPES,
+                  .type_names = types,
+                  .class_names = types,
+                  .class_k = class_k,
+                  .n_classes = SIG_T_TYPES,
+                  .n_reg = SIG_T_GENES,
+                  .n_bulk = SIG_T_GENES,
+                  .genes_reg = genes,
+                  .genes_bulk = genes,
+                  .profiles_gk = d.profiles_gk,
+                  .profiles_bulk_gk = d.profiles_gk,
+                  .bulk_weights_k = bulk_w,
+                  .bulk_converged = 1,
+                  .n_pixels = SIG_T_PIX,
+                  .pixel_numi_n = d.numi_n,
+                  .n_config = 1,
+                  .config_keys = cfg_keys,
+                  .config_values = cfg_values,
+                  .n_rng = RCTD_R_SEED_WORDS,
+                  .rng_state = d.rng_before};
+  for (int p = 0; p < SIG_T_PIX; p++) m.sum_numi += d.numi_n[p];
+  char err[RCTD_ERR_LEN];
+  rctd_writer *w = rctd_writer_open(path, NULL, err, sizeof err);
+  int rc = w && rctd_model_write(w, &m) == 0 ? 0 : -1;
+  int64_t indptr[SIG_T_PIX + 1], rows[SIG_T_PIX];
+  int32_t *idx = malloc(SIG_T_PIX * SIG_T_GENES * sizeof *idx);
+  double *val = malloc(SIG_T_PIX * SIG_T_GENES * sizeof *val);
+  for (int first = 0; rc == 0 && first < SIG_T_PIX; first += block) {
+    int n = SIG_T_PIX - first < block ? SIG_T_PIX - first : block;
+    int64_t nnz = 0;
+    indptr[0] = 0;
+    for (int p = 0; p < n; p++) {
+      rows[p] = first + p;
+      for (int g = 0; g < SIG_T_GENES; g++) {
+        double v = d.counts_ng[(first + p) * SIG_T_GENES + g];
+        if (v != 0) idx[nnz] = g, val[nnz++] = v;
+      }
+      indptr[p + 1] = nnz;
+    }
+    rctd_pixel_block b = {.first = first,
+                          .n = n,
+                          .barcodes = (const char *const *)barcodes + first,
+                          .numi_n = d.numi_n + first,
+                          .row_n = rows,
+                          .indptr = indptr,
+                          .indices = idx,
+                          .values = val,
+                          .nnz = nnz};
+    rc = rctd_pixel_block_write(w, &b, SIG_T_GENES);
+  }
+  free(idx);
+  free(val);
+  if (w) {
+    if (rc == 0)
+      rc = rctd_writer_close(w, err, sizeof err);
+    else
+      rctd_writer_abort(w);
+  }
+  sig_t_free_lines(glines, ng);
+  sig_t_free_lines(nlines, nn);
+  return rc;
+}
+
+/* Copies stream IN to OUT without the record SKIP. */
+static int sig_t_copy_without(const char *in, const char *out, const char *skip) {
+  char err[RCTD_ERR_LEN];
+  rctd_reader *r = rctd_reader_open(in, err, sizeof err);
+  rctd_writer *w = r ? rctd_writer_open(out, NULL, err, sizeof err) : NULL;
+  int rc = r && w ? 0 : -1;
+  const rctd_record_info *info;
+  while (rc == 0 && rctd_reader_next(r, &info) == 1)
+    rc = strcmp(info->name, skip) == 0 ? rctd_reader_skip(r) : rctd_reader_copy(r, w);
+  if (w) rc = rc == 0 ? rctd_writer_close(w, err, sizeof err) : (rctd_writer_abort(w), -1);
+  if (r) rctd_reader_close(r);
+  return rc;
+}
+
+/* Every pixel block of A equals B's. */
+static int sig_t_same_pixels(const char *a, const char *b) {
+  char err[RCTD_ERR_LEN];
+  rctd_model_reader *ra = rctd_model_open(a, err, sizeof err);
+  rctd_model_reader *rb = ra ? rctd_model_open(b, err, sizeof err) : NULL;
+  int same = ra && rb, blocks = 0;
+  rctd_pixel_block x, y;
+  rctd_pixel_block_init(&x);
+  rctd_pixel_block_init(&y);
+  while (same) {
+    int ga = rctd_model_next_block(ra, &x), gb = rctd_model_next_block(rb, &y);
+    if (ga != gb || ga < 0) same = 0;
+    if (ga != 1 || !same) break;
+    blocks++;
+    same = x.first == y.first && x.n == y.n && x.nnz == y.nnz &&
+           !memcmp(x.indptr, y.indptr, (size_t)(x.n + 1) * sizeof *x.indptr) &&
+           !memcmp(x.indices, y.indices, (size_t)x.nnz * sizeof *x.indices) &&
+           !memcmp(x.values, y.values, (size_t)x.nnz * sizeof *x.values) &&
+           !memcmp(x.numi_n, y.numi_n, (size_t)x.n * sizeof *x.numi_n) &&
+           !memcmp(x.row_n, y.row_n, (size_t)x.n * sizeof *x.row_n);
+    for (int64_t p = 0; same && p < x.n; p++) same = !strcmp(x.barcodes[p], y.barcodes[p]);
+  }
+  rctd_pixel_block_free(&x);
+  rctd_pixel_block_free(&y);
+  if (ra) rctd_model_reader_close(ra);
+  if (rb) rctd_model_reader_close(rb);
+  return same && blocks > 0;
+}
+
+/* Runs rctd-sigma in DIR; its exit status, its stderr in run.err. */
+static int sig_t_run(const char *dir, const char *args) {
+  return test_sh("cd '%s' && '%s/rctd-sigma' %s >run.out 2>run.err", dir, test_bin_dir(), args);
+}
+
+/* A run expected to succeed: 1 when it did, else 0 with its messages shown. */
+static int sig_t_run_ok(const char *dir, const char *args) {
+  if (sig_t_run(dir, args) == 0) return 1;
+  test_sh("sed 's/^/    run.err: /' '%s/run.err' >&2", dir);
+  return 0;
+}
+
+/* stderr of the last run is exactly one line containing WHAT; nothing on stdout, no file
+ * named OUT, no temporaries. */
+static int sig_t_failed_cleanly(const char *dir, const char *what, const char *out) {
+  return test_sh(
+             "cd '%s' && test $(wc -l <run.err) -eq 1 && grep -q -- '%s' run.err && "
+             "grep -q '^rctd-sigma: ' run.err && test ! -s run.out && test ! -e '%s' && "
+             "! ls -A . tmp | grep -q -e '\\.tmp\\.' -e spool",
+             dir, what, out) == 0;
+}
+
+TEST(sigma_stage_reproduces_r_through_the_stream) {
+  char dir[512];
+  snprintf(dir, sizeof dir, "%s/sigma-stage", test_tmp_dir());
+  CHECK(test_sh("mkdir -p '%s/tmp'", dir) == 0);
+  char model[600], out[600], piped[600];
+  snprintf(model, sizeof model, "%s/model.rctd", dir);
+  snprintf(out, sizeof out, "%s/out.rctd", dir);
+  snprintf(piped, sizeof piped, "%s/piped.rctd", dir);
+  CHECK(sig_t_write_model(model, 25) == 0);
+
+  CHECK(sig_t_run_ok(dir, "--cache-dir cache --threads 2 model.rctd -o out.rctd"));
+  /* R's messages: the per-epoch likelihood (R: 1970.41846749859) and sigma. */
+  CHECK(test_sh("cd '%s' && grep -q 'epoch 1: Likelihood value: 1970.418467' run.err && "
+                "grep -q 'epoch 2: Sigma value: 0.84' run.err",
+                dir) == 0);
+  char err[RCTD_ERR_LEN];
+  rctd_model_reader *mr = rctd_model_open(out, err, sizeof err);
+  CHECK_MSG(mr, "%s", err);
+  const rctd_model *m = rctd_model_reader_model(mr);
+  const rctd_record *sig = rctd_model_extra(m, RCTD_SIGMA_REC);
+  const rctd_record *qmeta = rctd_model_extra(m, RCTD_QTABLE_REC_META);
+  const rctd_record *q = rctd_model_extra(m, RCTD_QTABLE_REC_Q);
+  int ok = sig && qmeta && q && !strcmp(rctd_record_meta_get(sig, "sigma_c"), "0.84") &&
+           !strcmp(rctd_record_meta_get(sig, "source"), "estimated") &&
+           !strcmp(rctd_record_meta_get(sig, "epoch_chosen"), "84,84") &&
+           !strcmp(rctd_record_meta_get(sig, "n_fit"), "6") &&
+           !strcmp(rctd_record_meta_get(qmeta, "sigma"), "84") &&
+           rctd_model_extra(m, "provenance.rctd-sigma");
+  /* Table rows up to the largest count of all pixels. */
+  static sig_t_data d;
+  CHECK(sig_t_load(&d) == 0);
+  double mx = 0;
+  for (int i = 0; i < SIG_T_PIX * SIG_T_GENES; i++)
+    if (d.counts_ng[i] > mx) mx = d.counts_ng[i];
+  ok = ok && q->rows == (uint64_t)mx + 1;
+  /* The likelihood R printed, per epoch; R's random state after its draws. */
+  double ll[2] = {0, 0};
+  const char *lls = ok ? rctd_record_meta_get(sig, "epoch_log_l") : NULL;
+  if (lls) sscanf(lls, "%lf,%lf", &ll[0], &ll[1]);
+  int32_t r_after[RCTD_R_SEED_WORDS];
+  int n_after = sig_t_read_ints(SIG_T_DIR "/default/rng_after.txt", r_after, RCTD_R_SEED_WORDS);
+  int rng_ok = m->n_rng == RCTD_R_SEED_WORDS && n_after == RCTD_R_SEED_WORDS &&
+               !memcmp(m->rng_state, r_after, sizeof r_after);
+  const char *umi_sigma = rctd_model_config(m, "UMI_min_sigma");
+  int umi_ok = umi_sigma && !strcmp(umi_sigma, "300");
+  rctd_model_reader_close(mr);
+  CHECK(ok);
+  CHECK(rng_ok);
+  CHECK(umi_ok);
+  CHECK(sig_t_rel(ll[0], 1970.4184674985856) <= 1e-9);
+  CHECK(sig_t_rel(ll[1], 1964.4988387470125) <= 1e-9);
+  CHECK(sig_t_same_pixels(model, out));
+
+  /* A pipe goes through the temporary copy: same output, nothing left in --tmp-dir. */
+  CHECK(test_sh("cd '%s' && cat model.rctd | '%s/rctd-sigma' -q --cache-dir cache --tmp-dir tmp "
+                "-o piped.rctd && test -z \"$(ls -A tmp)\"",
+                dir, test_bin_dir()) == 0);
+  CHECK(sig_t_same_pixels(out, piped));
+  /* Byte for byte (in-process runs: no provenance with its command line): a regular file,
+   * read twice, and a FIFO, copied first. */
+  rctd_sigma_stage_opts o;
+  rctd_sigma_stage_opts_default(&o);
+  char cache[600], tmp[600], a[600], b[600], fifo[600];
+  snprintf(cache, sizeof cache, "%s/cache", dir);
+  snprintf(tmp, sizeof tmp, "%s/tmp", dir);
+  snprintf(a, sizeof a, "%s/a.rctd", dir);
+  snprintf(b, sizeof b, "%s/b.rctd", dir);
+  snprintf(fifo, sizeof fifo, "%s/fifo", dir);
+  o.cache_dir = cache;
+  o.tmp_dir = tmp;
+  rctd_set_quiet(1);
+  CHECK_MSG(rctd_sigma_stage_run(model, a, &o, err, sizeof err) == 0, "%s", err);
+  CHECK(test_sh("cd '%s' && mkfifo fifo && (cat model.rctd > fifo &)", dir) == 0);
+  CHECK_MSG(rctd_sigma_stage_run(fifo, b, &o, err, sizeof err) == 0, "%s", err);
+  o.sigma.n_threads = 2; /* thread count does not change anything */
+  CHECK_MSG(rctd_sigma_stage_run(model, piped, &o, err, sizeof err) == 0, "%s", err);
+  rctd_set_quiet(0);
+  CHECK(test_sh("cd '%s' && cmp -s a.rctd b.rctd && cmp -s a.rctd piped.rctd && "
+                "test -z \"$(ls -A tmp)\"",
+                dir) == 0);
+}
+
+TEST(sigma_stage_given_sigma) {
+  char dir[512];
+  snprintf(dir, sizeof dir, "%s/sigma-given", test_tmp_dir());
+  CHECK(test_sh("mkdir -p '%s'", dir) == 0);
+  char model[600], out[600];
+  snprintf(model, sizeof model, "%s/model.rctd", dir);
+  snprintf(out, sizeof out, "%s/out.rctd", dir);
+  CHECK(sig_t_write_model(model, 40) == 0);
+  /* 0.84 and 84 name the same grid value; nothing is drawn, the random state is kept. */
+  const char *forms[] = {"--sigma 0.84", "--sigma 84"};
+  for (int i = 0; i < 2; i++) {
+    char args[256];
+    snprintf(args, sizeof args, "-q --cache-dir cache %s model.rctd -o out.rctd", forms[i]);
+    CHECK(sig_t_run_ok(dir, args));
+    char err[RCTD_ERR_LEN];
+    rctd_model_reader *mr = rctd_model_open(out, err, sizeof err);
+    CHECK_MSG(mr, "%s", err);
+    const rctd_model *m = rctd_model_reader_model(mr);
+    const rctd_record *sig = rctd_model_extra(m, RCTD_SIGMA_REC);
+    static sig_t_data d;
+    int ok = sig && !strcmp(rctd_record_meta_get(sig, "sigma_c"), "0.84") &&
+             !strcmp(rctd_record_meta_get(sig, "source"), "given") && sig_t_load(&d) == 0 &&
+             m->n_rng == RCTD_R_SEED_WORDS &&
+             !memcmp(m->rng_state, d.rng_before, sizeof d.rng_before);
+    rctd_model_reader_close(mr);
+    CHECK(ok);
+    CHECK(sig_t_same_pixels(model, out));
+  }
+  /* Running it again on its own output replaces the sigma records instead of adding more. */
+  CHECK(sig_t_run_ok(dir, "-q --cache-dir cache --sigma 0.5 out.rctd -o again.rctd"));
+  CHECK(test_sh("cd '%s' && '%s/rctd-view' again.rctd > view.txt && "
+                "test $(grep -c '^sigma\t' view.txt) -eq 1 && "
+                "test $(grep -c '^qtable.meta\t' view.txt) -eq 1 && "
+                "test $(grep -c '^provenance.rctd-sigma\t' view.txt) -eq 1",
+                dir, test_bin_dir()) == 0);
+}
+
+TEST(sigma_stage_bad_input) {
+  char dir[512];
+  snprintf(dir, sizeof dir, "%s/sigma-bad", test_tmp_dir());
+  CHECK(test_sh("mkdir -p '%s/tmp'", dir) == 0);
+  char model[600], path[600];
+  snprintf(model, sizeof model, "%s/model.rctd", dir);
+  CHECK(sig_t_write_model(model, 30) == 0);
+
+  /* No pixel above UMI_min_sigma: R's advice, to lower it. */
+  CHECK(sig_t_run(dir, "--cache-dir cache --umi-min-sigma 100000 model.rctd -o out.rctd") == 1);
+  CHECK(sig_t_failed_cleanly(dir, "lower it with --umi-min-sigma", "out.rctd"));
+  /* A sigma outside the grid: usage error before anything is read. */
+  CHECK(sig_t_run(dir, "--sigma 0.85 model.rctd -o out.rctd") == 2);
+  CHECK(test_sh("cd '%s' && grep -q 'not on the sigma grid' run.err && test ! -e out.rctd", dir) ==
+        0);
+  CHECK(sig_t_run(dir, "--sigma 3 model.rctd -o out.rctd") == 2);
+  rctd_sigma_stage_opts o;
+  rctd_sigma_stage_opts_default(&o);
+  o.fixed_sigma = 0.85;
+  char err[RCTD_ERR_LEN];
+  snprintf(path, sizeof path, "%s/lib.rctd", dir);
+  CHECK(rctd_sigma_stage_run(model, path, &o, err, sizeof err) < 0 && strstr(err, "grid"));
+  CHECK(rctd_sigma_value_of(0.84) == 84 && rctd_sigma_value_of(84) == 84 &&
+        rctd_sigma_value_of(0.71) < 0 && rctd_sigma_value_of(2.02) < 0 &&
+        rctd_sigma_value_of(0.1) == 10 && rctd_sigma_value_of(2) == 200);
+
+  /* A model stream missing a record. */
+  snprintf(path, sizeof path, "%s/noprof.rctd", dir);
+  CHECK(sig_t_copy_without(model, path, RCTD_MODEL_REC_PROFILES) == 0);
+  CHECK(sig_t_run(dir, "--cache-dir cache noprof.rctd -o out.rctd") == 1);
+  CHECK(sig_t_failed_cleanly(dir, RCTD_MODEL_REC_PROFILES, "out.rctd"));
+  CHECK(test_sh("cd '%s' && cat noprof.rctd | '%s/rctd-sigma' --tmp-dir tmp -o out.rctd "
+                ">run.out 2>run.err; test $? -eq 1",
+                dir, test_bin_dir()) == 0);
+  CHECK(sig_t_failed_cleanly(dir, "(stdin)", "out.rctd"));
+  /* Not a stream; a stream cut short (in the pixels: found before any output). */
+  CHECK(test_sh("cd '%s' && echo hello > text.rctd && head -c $(($(wc -c <model.rctd) - 3000)) "
+                "model.rctd > cut.rctd",
+                dir) == 0);
+  CHECK(sig_t_run(dir, "text.rctd -o out.rctd") == 1);
+  CHECK(sig_t_failed_cleanly(dir, "text.rctd", "out.rctd"));
+  CHECK(sig_t_run(dir, "--cache-dir cache --sigma 0.84 cut.rctd -o out.rctd") == 1);
+  CHECK(sig_t_failed_cleanly(dir, "cut.rctd", "out.rctd"));
+  CHECK(test_sh("cd '%s' && cat cut.rctd | '%s/rctd-sigma' --tmp-dir tmp -o out.rctd "
+                ">run.out 2>run.err; test $? -eq 1",
+                dir, test_bin_dir()) == 0);
+  CHECK(sig_t_failed_cleanly(dir, "rctd-sigma", "out.rctd"));
+  CHECK(sig_t_run(dir, "missing.rctd -o out.rctd") == 1);
+  CHECK(sig_t_failed_cleanly(dir, "missing.rctd", "out.rctd"));
+  /* On standard output a failure writes nothing either. */
+  CHECK(sig_t_run(dir, "--umi-min-sigma 100000 model.rctd") == 1);
+  CHECK(sig_t_failed_cleanly(dir, "UMI_min_sigma", "out.rctd"));
+}
+
+TEST(sigma_stage_bad_cache_is_rebuilt) {
+  char dir[512];
+  snprintf(dir, sizeof dir, "%s/sigma-cache-bad", test_tmp_dir());
+  CHECK(test_sh("mkdir -p '%s'", dir) == 0);
+  char model[600];
+  snprintf(model, sizeof model, "%s/model.rctd", dir);
+  CHECK(sig_t_write_model(model, 71) == 0);
+  const char *args = "-q --cache-dir qc --sigma 0.84 model.rctd -o out.rctd";
+  CHECK(sig_t_run_ok(dir, args));
+  CHECK(test_sh("cd '%s' && mv out.rctd ref.rctd && ls qc/*s084* >/dev/null", dir) == 0);
+  /* Garbage, a truncated entry, an unreadable entry, a cache path that is a file: the same
+   * output every time. */
+  const char *damage[] = {
+      "for f in qc/*s084*; do echo garbage > $f; done",
+      "for f in qc/*s084*; do head -c 3000 $f > t && mv t $f; done",
+      "for f in qc/*s084*; do chmod 000 $f; done",
+      "rm -rf qc && touch qc",
+  };
+  for (int i = 0; i < 4; i++) {
+    CHECK(test_sh("cd '%s' && %s", dir, damage[i]) == 0);
+    CHECK_MSG(sig_t_run_ok(dir, args), "after: %s", damage[i]);
+    CHECK_MSG(test_sh("cd '%s' && cmp -s out.rctd ref.rctd && rm out.rctd", dir) == 0, "after: %s",
+              damage[i]);
+  }
+}
