@@ -45,8 +45,9 @@ static void bg_stats(rctd_backend *be, const char *what) {
   if (rctd_cuda_last_stats(be, &st) != 0) return;
   fprintf(stderr,
           "    last batch of %s: upload %.3f s, kernels %.3f s, download %.3f s, %lld iterations, "
-          "%d launches\n",
-          what, st.upload_s, st.kernel_s, st.download_s, st.n_iterations, st.n_launches);
+          "%d launches, counts reused %d\n",
+          what, st.upload_s, st.kernel_s, st.download_s, st.n_iterations, st.n_launches,
+          st.counts_reused);
 }
 
 static int bg_modes(const char *label, rctd_backend *be, const gpu_ref *ref, const gpu_synth *px,
@@ -108,12 +109,14 @@ static int bg_modes(const char *label, rctd_backend *be, const gpu_ref *ref, con
   return 0;
 }
 
-/* One irwls_batch per k_sub over all pixels (types 0..k-1), for profiling the kernels. */
-static void bg_raw(rctd_backend *be, const gpu_ref *ref, const gpu_synth *px, const gpu_table *t) {
+/* One irwls_batch per k_sub over all pixels (types 0..k-1), for profiling the kernels: with a
+ * profiling backend, the cycle split of the warp kernel's phases. */
+static void bg_raw(rctd_backend *be, const gpu_ref *ref, const gpu_synth *px, const gpu_table *t,
+                   const char *label) {
   const int N = px->n_pix, K = ref->n_types;
   const int ks[] = {1, 2, 3, 4, K};
-  int32_t *pix = malloc((size_t)N * sizeof(int32_t)),
-          *types = malloc((size_t)N * K * sizeof(int32_t));
+  int32_t *pix = malloc((size_t)N * sizeof(int32_t));
+  int32_t *types = malloc((size_t)N * K * sizeof(int32_t));
   double *w = malloc((size_t)N * K * sizeof(double)), *score = malloc((size_t)N * sizeof(double));
   int32_t *conv = malloc((size_t)N * sizeof(int32_t));
   if (!pix || !types || !w || !score || !conv) return;
@@ -136,10 +139,20 @@ static void bg_raw(rctd_backend *be, const gpu_ref *ref, const gpu_synth *px, co
     rctd_cuda_stats st;
     rctd_cuda_last_stats(be, &st);
     fprintf(stderr,
-            "  raw irwls_batch k=%-2d %8d fits %8.3f s %10.0f fits/s  (kernel %.3f s, %.1f "
-            "iter/fit, %.0f fit-iter/s)\n",
-            k, N, t1 - t0, N / (t1 - t0), st.kernel_s, (double)st.n_iterations / N,
+            "  raw %s k=%-2d %8d fits %8.3f s %10.0f fits/s  (kernel %.3f s, %.1f iter/fit, %.0f "
+            "fit-iter/s)\n",
+            label, k, N, t1 - t0, N / (t1 - t0), st.kernel_s, (double)st.n_iterations / N,
             st.n_iterations / st.kernel_s);
+    if (k >= 3 && st.prof[8] > 0) {
+      const char *names[6] = {"genes+mma", "hessian", "warm", "jacobi", "psd", "qp"};
+      double total = 0;
+      for (int c = 0; c < 6; c++) total += (double)st.prof[c];
+      fprintf(stderr, "      per step: %.0f cycles:", total / st.prof[8]);
+      for (int c = 0; c < 6; c++)
+        fprintf(stderr, " %s %.0f%%", names[c], 100.0 * st.prof[c] / total);
+      fprintf(stderr, "; %.2f sweeps, %.2f QP solves per step\n", (double)st.prof[6] / st.prof[8],
+              (double)st.prof[7] / st.prof[8]);
+    }
   }
   free(pix);
   free(types);
@@ -207,7 +220,20 @@ int main(int argc, char **argv) {
     }
   }
   bg_n_rows = 0;
-  if (raw) bg_raw(gpu, &ref, &px, &t);
+  if (raw) {
+    rctd_cuda_opts po;
+    rctd_cuda_opts_default(&po);
+    po.profile = 1;
+    rctd_backend *pb = rctd_backend_cuda_ex(n_dev ? devices : NULL, n_dev, &po, err, sizeof err);
+    if (pb) {
+      setenv("RCTD_CUDA_WARPS", "16", 1);
+      bg_raw(pb, &ref, &px, &t, "16w prof");
+      unsetenv("RCTD_CUDA_WARPS");
+      bg_raw(pb, &ref, &px, &t, "12w prof");
+      pb->destroy(pb);
+    }
+    bg_raw(gpu, &ref, &px, &t, "12w");
+  }
   if (bg_modes("", gpu, &ref, &px, &t, 1)) return 1;
   if (million) {
     gpu_synth big;

@@ -47,8 +47,11 @@ static void rcb_release(DevBuf &b) {
 struct Device {
   int id, n_sm;
   cudaStream_t stream;
-  DevBuf prof, xv, qraw, coef, ystage, codes, numi, pix, types, weights, conv, score, iters,
-      counter;
+  DevBuf prof, xv, qraw, coef, codes, codes_t, numi, pix, types, weights, conv, score, iters,
+      counter, profbuf;
+  uint16_t *codes_host; /* pinned: the codes last sent (rows c_pmin.., c_n_pix x c_G) */
+  size_t codes_host_cap;
+  int c_valid, c_t_valid, c_pmin, c_n_pix, c_G;
   double *prof_host; /* last profiles uploaded (K x gene_stride, transposed, padded) */
   size_t prof_host_n;
   rctd_cuda_stats stats;
@@ -141,26 +144,121 @@ struct Job {
   int status;
 };
 
+/* Count codes on the host: the table row each count selects (min(y, K_VAL) truncated; NaN or
+ * negative -> kBadCount), all the kernels read.  With compare, codes already hold the cached
+ * rows: they are updated in place and *changed tells whether any differed. */
+struct CodeJob {
+  const double *y;
+  uint16_t *codes;
+  size_t begin, end;
+  int compare, changed;
+};
+
+static void *rcb_code_worker(void *arg) {
+  CodeJob *j = (CodeJob *)arg;
+  int changed = 0;
+  for (size_t i = j->begin; i < j->end; i++) {
+    const double v = j->y[i];
+    uint16_t c = !(v >= 0) ? kBadCount : (uint16_t)(int)(v > RCTD_K_VAL ? RCTD_K_VAL : v);
+    if (j->compare && j->codes[i] == c) continue;
+    changed = 1;
+    j->codes[i] = c;
+  }
+  j->changed = changed;
+  return NULL;
+}
+
+static int rcb_codes(const double *y, size_t n, uint16_t *codes, int compare) {
+  int n_threads = (int)(n / (1 << 20)) + 1;
+  long n_cpu = sysconf(_SC_NPROCESSORS_ONLN);
+  if (n_threads > n_cpu) n_threads = (int)n_cpu;
+  if (n_threads > 16) n_threads = 16;
+  if (n_threads < 1) n_threads = 1;
+  CodeJob jobs[16];
+  pthread_t threads[16];
+  int started[16] = {0};
+  for (int t = 0; t < n_threads; t++)
+    jobs[t] = CodeJob{y, codes, n * t / n_threads, n * (t + 1) / n_threads, compare, 0};
+  for (int t = 1; t < n_threads; t++)
+    started[t] = pthread_create(&threads[t], NULL, rcb_code_worker, &jobs[t]) == 0;
+  rcb_code_worker(&jobs[0]);
+  int changed = jobs[0].changed;
+  for (int t = 1; t < n_threads; t++) {
+    if (started[t])
+      pthread_join(threads[t], NULL);
+    else
+      rcb_code_worker(&jobs[t]);
+    changed |= jobs[t].changed;
+  }
+  return changed;
+}
+
+/* Puts the codes of pixel rows [pmin, pmin + n_pix) on the device (row-major, and transposed
+ * when asked).  The last rows sent stay cached: when the same range comes again with equal
+ * codes (the steps of a mode on one chunk), nothing is sent. */
+static int rcb_put_counts(Device &d, const rctd_fit_batch *b, int pmin, int n_pix, int transposed) {
+  const int G = b->n_genes;
+  const size_t n = (size_t)n_pix * G;
+  cudaError_t e;
+  if (n > d.codes_host_cap) {
+    if (d.codes_host) cudaFreeHost(d.codes_host);
+    d.codes_host = NULL;
+    d.codes_host_cap = 0;
+    d.c_valid = 0;
+    e = cudaMallocHost((void **)&d.codes_host, n * sizeof(uint16_t));
+    if (e != cudaSuccess) return rcb_fail(d, "pinned host memory for counts", e);
+    d.codes_host_cap = n;
+  }
+  const int same = d.c_valid && d.c_G == G && d.c_pmin == pmin && d.c_n_pix == n_pix;
+  d.c_valid = 0;
+  int changed = rcb_codes(b->y_ng + (size_t)pmin * G, n, d.codes_host, same) || !same;
+  if (changed) {
+    e = rcb_reserve(d.codes, n * sizeof(uint16_t));
+    if (e == cudaSuccess)
+      e = cudaMemcpyAsync(d.codes.p, d.codes_host, n * sizeof(uint16_t), cudaMemcpyHostToDevice,
+                          d.stream);
+    if (e != cudaSuccess) return rcb_fail(d, "uploading counts", e);
+    d.c_t_valid = 0;
+  } else {
+    d.stats.counts_reused++;
+  }
+  if (transposed && !d.c_t_valid) {
+    e = rcb_reserve(d.codes_t, n * sizeof(uint16_t));
+    if (e == cudaSuccess)
+      e = launch_transpose_codes((const uint16_t *)d.codes.p, n_pix, G, (uint16_t *)d.codes_t.p,
+                                 d.stream);
+    if (e != cudaSuccess) return rcb_fail(d, "transposing counts", e);
+    d.c_t_valid = 1;
+  }
+  d.c_valid = 1;
+  d.c_G = G;
+  d.c_pmin = pmin;
+  d.c_n_pix = n_pix;
+  return 0;
+}
+
 /* Fits [f_begin, f_end) of the batch on one device. */
 static int rcb_run_range(Job &job) {
   Device &d = *job.dev;
   const rctd_fit_batch *b = job.batch;
   const int G = b->n_genes, k = b->k_sub;
+  const int profile = job.impl->opts.profile;
   cudaError_t e = cudaSetDevice(d.id);
   if (e != cudaSuccess) return rcb_fail(d, "cudaSetDevice", e);
   double t0 = rcb_now();
   if (rcb_upload_profiles(d, b) != 0) return -1;
   if (rcb_upload_table(d, job.table) != 0) return -1;
   e = rcb_reserve(d.counter, sizeof(int));
+  if (e == cudaSuccess && profile) e = rcb_reserve(d.profbuf, kProfCounters * sizeof(long long));
   if (e != cudaSuccess) return rcb_fail(d, "device memory", e);
   size_t free_b = 0, total_b = 0;
   e = cudaMemGetInfo(&free_b, &total_b);
   if (e != cudaSuccess) return rcb_fail(d, "cudaMemGetInfo", e);
   /* buffers already held count as available to this batch */
-  const size_t held = d.ystage.bytes + d.codes.bytes + d.numi.bytes + d.pix.bytes + d.types.bytes +
+  const size_t held = d.codes.bytes + d.codes_t.bytes + d.numi.bytes + d.pix.bytes + d.types.bytes +
                       d.weights.bytes + d.conv.bytes + d.score.bytes + d.iters.bytes;
   const double budget = job.impl->opts.mem_fraction * (double)free_b + (double)held;
-  const size_t per_pix = (size_t)G * (sizeof(double) + sizeof(uint16_t)) + sizeof(double);
+  const size_t per_pix = (size_t)G * 2 * sizeof(uint16_t) + sizeof(double);
   const size_t per_fit =
       sizeof(int32_t) * (2 + (b->types_fk ? k : 0) + 1) + sizeof(double) * ((size_t)k + 1);
   long long cap = (long long)(budget / (double)(per_pix + per_fit));
@@ -189,9 +287,7 @@ static int rcb_run_range(Job &job) {
     }
     const int n_pix = pmax - pmin + 1;
     t0 = rcb_now();
-    e = rcb_reserve(d.ystage, (size_t)n_pix * G * sizeof(double));
-    if (e == cudaSuccess) e = rcb_reserve(d.codes, (size_t)n_pix * G * sizeof(uint16_t));
-    if (e == cudaSuccess) e = rcb_reserve(d.numi, (size_t)n_pix * sizeof(double));
+    e = rcb_reserve(d.numi, (size_t)n_pix * sizeof(double));
     if (e == cudaSuccess) e = rcb_reserve(d.pix, (size_t)n * sizeof(int32_t));
     if (e == cudaSuccess && b->types_fk) e = rcb_reserve(d.types, (size_t)n * k * sizeof(int32_t));
     if (e == cudaSuccess) e = rcb_reserve(d.weights, (size_t)n * k * sizeof(double));
@@ -210,23 +306,24 @@ static int rcb_run_range(Job &job) {
       break;
     }
     for (long long i = 0; i < n; i++) pix_local[i] = b->pix_f[f0 + i] - pmin;
-    e = cudaMemcpyAsync(d.ystage.p, b->y_ng + (size_t)pmin * G, (size_t)n_pix * G * sizeof(double),
+    if (rcb_put_counts(d, b, pmin, n_pix, transposed) != 0) {
+      rc = -1;
+      break;
+    }
+    e = cudaMemcpyAsync(d.numi.p, b->numi_n + pmin, (size_t)n_pix * sizeof(double),
                         cudaMemcpyHostToDevice, d.stream);
-    if (e == cudaSuccess)
-      e = cudaMemcpyAsync(d.numi.p, b->numi_n + pmin, (size_t)n_pix * sizeof(double),
-                          cudaMemcpyHostToDevice, d.stream);
     if (e == cudaSuccess)
       e = cudaMemcpyAsync(d.pix.p, pix_local, (size_t)n * sizeof(int32_t), cudaMemcpyHostToDevice,
                           d.stream);
     if (e == cudaSuccess && b->types_fk)
       e = cudaMemcpyAsync(d.types.p, b->types_fk + (size_t)f0 * k, (size_t)n * k * sizeof(int32_t),
                           cudaMemcpyHostToDevice, d.stream);
-    if (e == cudaSuccess)
-      e = launch_count_codes((const double *)d.ystage.p, n_pix, G, transposed,
-                             (uint16_t *)d.codes.p, d.stream);
     if (e == cudaSuccess) e = cudaMemsetAsync(d.counter.p, 0, sizeof(int), d.stream);
+    if (e == cudaSuccess && profile)
+      e = cudaMemsetAsync(d.profbuf.p, 0, kProfCounters * sizeof(long long), d.stream);
     if (e == cudaSuccess) e = cudaStreamSynchronize(d.stream);
     if (e != cudaSuccess) {
+      d.c_valid = 0;
       rc = rcb_fail(d, "uploading a batch", e);
       break;
     }
@@ -242,7 +339,7 @@ static int rcb_run_range(Job &job) {
     p.x_vals = (const double *)d.xv.p;
     p.spline_coef = d.coef.p;
     p.n_k = job.table->n_k;
-    p.counts = (const uint16_t *)d.codes.p;
+    p.counts = (const uint16_t *)(transposed ? d.codes_t.p : d.codes.p);
     p.counts_transposed = transposed;
     p.n_pix = n_pix;
     p.numi = (const double *)d.numi.p;
@@ -257,9 +354,11 @@ static int rcb_run_range(Job &job) {
     p.score_f = job.score_f ? (double *)d.score.p : NULL;
     p.iters_f = (int32_t *)d.iters.p;
     p.work_counter = (int *)d.counter.p;
+    p.prof = profile ? (unsigned long long *)d.profbuf.p : NULL;
     e = launch_fits(p, d.n_sm, d.stream);
     if (e == cudaSuccess) e = cudaStreamSynchronize(d.stream);
     if (e != cudaSuccess) {
+      d.c_valid = 0;
       rc = rcb_fail(d, "fit kernel", e);
       break;
     }
@@ -267,6 +366,7 @@ static int rcb_run_range(Job &job) {
     d.stats.kernel_s += t2 - t1;
     d.stats.n_launches++;
 
+    unsigned long long prof[kProfCounters];
     e = cudaMemcpyAsync(job.weights_fk + (size_t)f0 * k, d.weights.p,
                         (size_t)n * k * sizeof(double), cudaMemcpyDeviceToHost, d.stream);
     if (e == cudaSuccess)
@@ -279,12 +379,16 @@ static int rcb_run_range(Job &job) {
     if (e == cudaSuccess)
       e = cudaMemcpyAsync(pix_local, d.iters.p, (size_t)n * sizeof(int32_t), cudaMemcpyDeviceToHost,
                           d.stream);
+    if (e == cudaSuccess && profile)
+      e = cudaMemcpyAsync(prof, d.profbuf.p, sizeof prof, cudaMemcpyDeviceToHost, d.stream);
     if (e == cudaSuccess) e = cudaStreamSynchronize(d.stream);
     if (e != cudaSuccess) {
       rc = rcb_fail(d, "copying results", e);
       break;
     }
     for (long long i = 0; i < n; i++) d.stats.n_iterations += pix_local[i];
+    if (profile)
+      for (int i = 0; i < kProfCounters; i++) d.stats.prof[i] += prof[i];
     d.stats.download_s += rcb_now() - t2;
     f0 += (int)n;
   }
@@ -365,6 +469,8 @@ static int rcb_irwls_batch(rctd_backend *be, const rctd_qtable *table, const rct
     impl->stats.download_s += s.download_s;
     impl->stats.n_iterations += s.n_iterations;
     impl->stats.n_launches += s.n_launches;
+    impl->stats.counts_reused += s.counts_reused;
+    for (int c = 0; c < kProfCounters; c++) impl->stats.prof[c] += s.prof[c];
     if (jobs[i].status != 0) {
       failed = 1;
       fprintf(stderr, "rctd: %s\n", impl->dev[i].err[0] ? impl->dev[i].err : "cuda batch failed");
@@ -436,11 +542,13 @@ static void rcb_destroy(rctd_backend *be) {
     for (int i = 0; i < impl->n_dev; i++) {
       Device &d = impl->dev[i];
       if (cudaSetDevice(d.id) != cudaSuccess) continue;
-      DevBuf *bufs[] = {&d.prof, &d.xv,    &d.qraw,    &d.coef, &d.ystage, &d.codes, &d.numi,
-                        &d.pix,  &d.types, &d.weights, &d.conv, &d.score,  &d.iters, &d.counter};
+      DevBuf *bufs[] = {&d.prof,    &d.xv,    &d.qraw,  &d.coef,    &d.codes,
+                        &d.codes_t, &d.numi,  &d.pix,   &d.types,   &d.weights,
+                        &d.conv,    &d.score, &d.iters, &d.counter, &d.profbuf};
       for (DevBuf *b : bufs) rcb_release(*b);
       if (d.stream) cudaStreamDestroy(d.stream);
       free(d.prof_host);
+      if (d.codes_host) cudaFreeHost(d.codes_host);
     }
     free(impl->dev);
     if (impl->cpu) impl->cpu->destroy(impl->cpu);
@@ -457,6 +565,7 @@ extern "C" void rctd_cuda_opts_default(rctd_cuda_opts *opts) {
   opts->precision = RCTD_CUDA_FLOAT64;
   opts->mem_fraction = 0.5;
   opts->max_fits_per_launch = 0;
+  opts->profile = 0;
 }
 
 extern "C" int rctd_cuda_device_count(void) {

@@ -17,6 +17,7 @@
 #include <cuda_runtime.h>
 #include <math.h>
 #include <stdint.h>
+#include <stdlib.h>
 
 #include "cuda/cuda_internal.h"
 #include "cuda/cuda_math.cuh"
@@ -214,14 +215,30 @@ __global__ void __launch_bounds__(128) rcu_fits_small(FitLaunch p) {
 
 /* ------------------------------------------------------------------ k >= 3: warp per fit */
 
-/* Per-warp shared memory (doubles unless noted), for k types and leading dimension ld. */
+/* Phase counters of the warp kernel (FitLaunch.prof, for tuning). */
+enum {
+  RCU_PROF_GENES,   /* prediction, spline, Hessian products */
+  RCU_PROF_HESS,    /* Hessian to shared memory, checks */
+  RCU_PROF_WARM,    /* rotation into the last eigenbasis */
+  RCU_PROF_JACOBI,  /* eigensolver */
+  RCU_PROF_PSD,     /* clamp, D = V diag V' */
+  RCU_PROF_QP,      /* the QP and the update */
+  RCU_PROF_SWEEPS,  /* Jacobi sweeps (count) */
+  RCU_PROF_QP_ITER, /* subspace minimisations (count) */
+  RCU_PROF_STEPS,   /* IRWLS steps (count) */
+  RCU_PROF_N
+};
+static_assert(RCU_PROF_N == kProfCounters, "profile counters");
+
+/* Per-warp shared memory, for k types and leading dimension ld. */
 struct WarpMem {
-  double *H, *A, *V;                                     /* k x ld each */
-  double *w, *s, *dvec, *lower, *x, *eval, *rhs, *x_sub; /* k each */
-  double *rot;                                           /* 16 x 6: c, s, t, app, aqq, apq */
-  int *rot_pq;                                           /* 16 x 2 */
-  int *types, *in_work, *free_idx;                       /* k each */
-  double *scalars;                                       /* 4: change, norm, ... */
+  double *H, *A, *V;                        /* k x ld each */
+  double *w, *s, *dvec, *lower, *xv, *eval; /* 32 each */
+  double *rot;                              /* 16 x 6: c, s, t, app, aqq, apq */
+  double *scalars;                          /* 4 */
+  unsigned long long *prof;                 /* RCU_PROF_N */
+  int *rot_pq;                              /* 16 x 2 */
+  int *types, *fidx;                        /* 32 each */
 };
 
 __host__ __device__ inline int rcu_warp_ld(int k) {
@@ -230,7 +247,7 @@ __host__ __device__ inline int rcu_warp_ld(int k) {
 
 __host__ __device__ inline size_t rcu_warp_doubles(int k) {
   int ld = rcu_warp_ld(k);
-  return (size_t)3 * k * ld + 8 * 32 + 16 * 6 + 4 + (16 * 2 + 3 * 32 + 1) / 2 + 1;
+  return (size_t)3 * k * ld + 6 * 32 + 16 * 6 + 4 + RCU_PROF_N + (16 * 2 + 2 * 32) / 2 + 1;
 }
 
 __device__ inline WarpMem rcu_warp_carve(double *base, int k) {
@@ -244,17 +261,15 @@ __device__ inline WarpMem rcu_warp_carve(double *base, int k) {
   m.s = q, q += 32;
   m.dvec = q, q += 32;
   m.lower = q, q += 32;
-  m.x = q, q += 32;
+  m.xv = q, q += 32;
   m.eval = q, q += 32;
-  m.rhs = q, q += 32;
-  m.x_sub = q, q += 32;
   m.rot = q, q += 16 * 6;
   m.scalars = q, q += 4;
+  m.prof = reinterpret_cast<unsigned long long *>(q), q += RCU_PROF_N;
   int *iq = reinterpret_cast<int *>(q);
   m.rot_pq = iq, iq += 32;
   m.types = iq, iq += 32;
-  m.in_work = iq, iq += 32;
-  m.free_idx = iq, iq += 32;
+  m.fidx = iq, iq += 32;
   return m;
 }
 
@@ -264,25 +279,38 @@ __device__ __forceinline__ void rcu_mma(double a, double b, double &c0, double &
                : "d"(a), "d"(b));
 }
 
+/* Warp-uniform: true when any lane's value is not finite. */
+__device__ __forceinline__ bool rcu_any_nonfinite(bool bad) {
+  return __any_sync(RCU_FULL_MASK, bad);
+}
+
+__device__ __forceinline__ double rcu_warp_max(double v) {
+  for (int o = 16; o > 0; o >>= 1) v = fmax(v, __shfl_xor_sync(RCU_FULL_MASK, v, o));
+  return v;
+}
+
+__device__ __forceinline__ double rcu_warp_min(double v) {
+  for (int o = 16; o > 0; o >>= 1) v = fmin(v, __shfl_xor_sync(RCU_FULL_MASK, v, o));
+  return v;
+}
+
 /* Parallel cyclic Jacobi on the symmetric A (k x k, leading dimension ld) accumulating the
- * rotations into V.  Round-robin ordering: every round rotates k/2 disjoint pairs at once;
- * rows then columns, then the 2 x 2 blocks are set exactly. */
-__device__ void rcu_jacobi(int k, int ld, double *A, double *V, double *rot, int *rot_pq,
-                           double tol, int lane) {
+ * rotations into V.  Round-robin ordering: every round rotates the k/2 disjoint pairs whose
+ * off-diagonal exceeds tol at once: rows (A <- J'A, lane = column), then columns (A <- AJ,
+ * V <- VJ, lane = row), where the owners of a pair's 2 x 2 block write it exactly (zero off
+ * the diagonal, app - t apq and aqq + t apq on it).  Returns the sweeps run. */
+__device__ int rcu_jacobi(int k, int ld, double *A, double *V, double *rot, int *rot_pq, double tol,
+                          int lane) {
   const int n = k + (k & 1), n_pairs = n / 2, n_rounds = n - 1;
-  for (int sweep = 0; sweep < 40; sweep++) {
+  int sweep = 0;
+  while (sweep < 40) {
+    sweep++;
     bool any = false;
     for (int r = 0; r < n_rounds; r++) {
       bool rotate = false;
       if (lane < n_pairs) {
-        int a, b;
-        if (lane == 0) {
-          a = n - 1;
-          b = r;
-        } else {
-          a = (r + lane) % (n - 1);
-          b = (r - lane + n - 1) % (n - 1);
-        }
+        int a = lane == 0 ? n - 1 : (r + lane) % (n - 1);
+        int b = lane == 0 ? r : (r - lane + n - 1) % (n - 1);
         int pp = a < b ? a : b, qq = a < b ? b : a;
         if (qq < k) {
           double apq = A[pp * ld + qq];
@@ -292,7 +320,7 @@ __device__ void rcu_jacobi(int k, int ld, double *A, double *V, double *rot, int
             double t = fabs(theta) > 1e150
                            ? 0.5 / theta
                            : copysign(1.0, theta) / (fabs(theta) + sqrt(fma(theta, theta, 1.0)));
-            double c = 1.0 / sqrt(fma(t, t, 1.0));
+            double c = rsqrt(fma(t, t, 1.0));
             double *ro = rot + lane * 6;
             ro[0] = c;
             ro[1] = t * c;
@@ -306,58 +334,209 @@ __device__ void rcu_jacobi(int k, int ld, double *A, double *V, double *rot, int
         rot_pq[2 * lane] = rotate ? pp : -1;
         rot_pq[2 * lane + 1] = qq;
       }
-      unsigned mask = __ballot_sync(RCU_FULL_MASK, rotate);
-      if (!mask) continue;
+      if (!__ballot_sync(RCU_FULL_MASK, rotate)) continue;
       any = true;
       __syncwarp();
-      /* rows: A <- J' A (lane = column) */
       if (lane < k) {
-        for (int i = 0; i < n_pairs; i++) {
-          int pp = rot_pq[2 * i];
-          if (pp < 0) continue;
-          int qq = rot_pq[2 * i + 1];
-          double c = rot[i * 6], s = rot[i * 6 + 1];
-          double x = A[pp * ld + lane], y = A[qq * ld + lane];
-          A[pp * ld + lane] = c * x - s * y;
-          A[qq * ld + lane] = s * x + c * y;
+        for (int i0 = 0; i0 < n_pairs; i0 += 4) {
+          int P[4], Q[4];
+          double C[4], S[4], X[4], Y[4];
+#pragma unroll
+          for (int u = 0; u < 4; u++) {
+            const int i = i0 + u;
+            P[u] = i < n_pairs ? rot_pq[2 * i] : -1;
+            Q[u] = i < n_pairs ? rot_pq[2 * i + 1] : 0;
+            C[u] = i < n_pairs ? rot[i * 6] : 0.0;
+            S[u] = i < n_pairs ? rot[i * 6 + 1] : 0.0;
+          }
+#pragma unroll
+          for (int u = 0; u < 4; u++)
+            if (P[u] >= 0) {
+              X[u] = A[P[u] * ld + lane];
+              Y[u] = A[Q[u] * ld + lane];
+            }
+#pragma unroll
+          for (int u = 0; u < 4; u++)
+            if (P[u] >= 0) {
+              A[P[u] * ld + lane] = C[u] * X[u] - S[u] * Y[u];
+              A[Q[u] * ld + lane] = S[u] * X[u] + C[u] * Y[u];
+            }
         }
       }
       __syncwarp();
-      /* columns: A <- A J, V <- V J (lane = row) */
       if (lane < k) {
-        for (int i = 0; i < n_pairs; i++) {
-          int pp = rot_pq[2 * i];
-          if (pp < 0) continue;
-          int qq = rot_pq[2 * i + 1];
-          double c = rot[i * 6], s = rot[i * 6 + 1];
-          double x = A[lane * ld + pp], y = A[lane * ld + qq];
-          A[lane * ld + pp] = c * x - s * y;
-          A[lane * ld + qq] = s * x + c * y;
-          x = V[lane * ld + pp], y = V[lane * ld + qq];
-          V[lane * ld + pp] = c * x - s * y;
-          V[lane * ld + qq] = s * x + c * y;
+        for (int i0 = 0; i0 < n_pairs; i0 += 4) {
+          int P[4], Q[4];
+          double C[4], S[4], X[4], Y[4], VX[4], VY[4];
+#pragma unroll
+          for (int u = 0; u < 4; u++) {
+            const int i = i0 + u;
+            P[u] = i < n_pairs ? rot_pq[2 * i] : -1;
+            Q[u] = i < n_pairs ? rot_pq[2 * i + 1] : 0;
+            C[u] = i < n_pairs ? rot[i * 6] : 0.0;
+            S[u] = i < n_pairs ? rot[i * 6 + 1] : 0.0;
+          }
+#pragma unroll
+          for (int u = 0; u < 4; u++)
+            if (P[u] >= 0) {
+              X[u] = A[lane * ld + P[u]];
+              Y[u] = A[lane * ld + Q[u]];
+              VX[u] = V[lane * ld + P[u]];
+              VY[u] = V[lane * ld + Q[u]];
+            }
+#pragma unroll
+          for (int u = 0; u < 4; u++)
+            if (P[u] >= 0) {
+              double ap = C[u] * X[u] - S[u] * Y[u], aq = S[u] * X[u] + C[u] * Y[u];
+              if (lane == P[u] || lane == Q[u]) {
+                const double *ro = rot + (i0 + u) * 6;
+                const double d = ro[2] * ro[5];
+                ap = lane == P[u] ? ro[3] - d : 0.0;
+                aq = lane == P[u] ? 0.0 : ro[4] + d;
+              }
+              A[lane * ld + P[u]] = ap;
+              A[lane * ld + Q[u]] = aq;
+              V[lane * ld + P[u]] = C[u] * VX[u] - S[u] * VY[u];
+              V[lane * ld + Q[u]] = S[u] * VX[u] + C[u] * VY[u];
+            }
         }
-      }
-      __syncwarp();
-      if (rotate) {
-        int pp = rot_pq[2 * lane], qq = rot_pq[2 * lane + 1];
-        const double *ro = rot + lane * 6;
-        A[pp * ld + qq] = A[qq * ld + pp] = 0;
-        A[pp * ld + pp] = ro[3] - ro[2] * ro[5];
-        A[qq * ld + qq] = ro[4] + ro[2] * ro[5];
       }
       __syncwarp();
     }
     if (!any) break;
   }
+  return sweep;
 }
 
-/* Warp-uniform: true when any lane's value is not finite. */
-__device__ __forceinline__ bool rcu_any_nonfinite(bool bad) {
-  return __any_sync(RCU_FULL_MASK, bad);
+/* rcu_qp_solve on a warp: the same active-set method with the same decisions.  Lane i < k owns
+ * variable i (x_i, x_sub_i); D (k x ld), d and lower live in shared memory; chol is k x k
+ * shared scratch, fidx 32 ints.  The Cholesky factorisation, forward solve, right-hand sides
+ * and multipliers sum in the CPU's order; the back solve runs right-looking (its sums in
+ * reverse order).  Returns 0 or -1 (the same in every lane) and the number of subspace
+ * minimisations in *n_sub. */
+__device__ int rcu_qpw_subspace(int k, int ld, const double *D, const double *d,
+                                const double *lower, unsigned work, double *chol, int *fidx,
+                                double *xsub_s, int lane, double &xs_i) {
+  const unsigned all = k == 32 ? 0xffffffffu : ((1u << k) - 1);
+  const unsigned freem = all & ~work;
+  const int m = __popc(freem);
+  if (lane < m) {
+    unsigned rem = freem; /* clear the lane lowest free bits: the next is free variable `lane` */
+    for (int t = 0; t < lane; t++) rem &= rem - 1;
+    fidx[lane] = __ffs(rem) - 1;
+  }
+  __syncwarp();
+  /* rows of D_FF (lower triangle) */
+  int fi = lane < m ? fidx[lane] : 0;
+  if (lane < m)
+    for (int b = 0; b <= lane; b++) chol[lane * m + b] = D[fi * ld + fidx[b]];
+  __syncwarp();
+  /* right-looking Cholesky: entry (a, b) subtracts L_ap L_bp for p = 0..b-1, as qp_cholesky */
+  for (int p = 0; p < m; p++) {
+    int ok = 1;
+    if (lane == p) {
+      double s = chol[p * m + p];
+      ok = s > 0;
+      chol[p * m + p] = sqrt(s);
+    }
+    ok = __shfl_sync(RCU_FULL_MASK, ok, p);
+    if (!ok) return -1;
+    __syncwarp();
+    if (lane > p && lane < m) chol[lane * m + p] = chol[lane * m + p] / chol[p * m + p];
+    __syncwarp();
+    if (lane > p && lane < m) {
+      const double lap = chol[lane * m + p];
+      for (int b = p + 1; b <= lane; b++) chol[lane * m + b] -= lap * chol[b * m + p];
+    }
+    __syncwarp();
+  }
+  /* right-hand side: d_i - sum over the working set (ascending) of D_ij lower_j */
+  double v = 0;
+  if (lane < m) {
+    v = d[fi];
+    for (int j = 0; j < k; j++)
+      if ((work >> j) & 1u) v -= D[fi * ld + j] * lower[j];
+  }
+  for (int p = 0; p < m; p++) {
+    if (lane == p) v = v / chol[p * m + p];
+    double vp = __shfl_sync(RCU_FULL_MASK, v, p);
+    if (lane > p && lane < m) v -= chol[lane * m + p] * vp;
+  }
+  for (int p = m - 1; p >= 0; p--) {
+    if (lane == p) v = v / chol[p * m + p];
+    double vp = __shfl_sync(RCU_FULL_MASK, v, p);
+    if (lane < p) v -= chol[p * m + lane] * vp;
+  }
+  if (lane < k && ((work >> lane) & 1u)) xsub_s[lane] = lower[lane];
+  if (lane < m) xsub_s[fi] = v;
+  __syncwarp();
+  xs_i = lane < k ? xsub_s[lane] : 0;
+  __syncwarp();
+  return 0;
 }
 
-/* One IRWLS step of the warp's fit; returns the change (NaN: the fit failed), same value in
+__device__ int rcu_qp_warp(int k, int ld, const double *D, const double *d, const double *lower,
+                           double *chol, int *fidx, double *x_s, int lane, double &x_i,
+                           int &n_sub) {
+  const bool own = lane < k;
+  const double d_i = own ? d[lane] : 0, lower_i = own ? lower[lane] : 0;
+  double xs_i = 0;
+  unsigned work = 0;
+  n_sub = 1;
+  if (rcu_qpw_subspace(k, ld, D, d, lower, work, chol, fidx, x_s, lane, xs_i) != 0) return -1;
+  work = __ballot_sync(RCU_FULL_MASK, own && xs_i < lower_i);
+  x_i = ((work >> lane) & 1u) ? lower_i : xs_i;
+  double sc = 0;
+  if (own) {
+    sc = fabs(d_i);
+    for (int j = 0; j < k; j++) sc = fmax(sc, fabs(D[lane * ld + j]));
+  }
+  const double scale = rcu_warp_max(sc);
+  int last_dropped = -1;
+  for (int iter = 0; iter < 10 * k + 50; iter++) {
+    n_sub++;
+    if (rcu_qpw_subspace(k, ld, D, d, lower, work, chol, fidx, x_s, lane, xs_i) != 0) return -1;
+    const bool in_w = (work >> lane) & 1u;
+    /* walk towards x_sub until the first free variable hits its bound (first minimum) */
+    double ratio = 2.0;
+    if (own && !in_w && xs_i < lower_i) {
+      double gap = x_i - lower_i;
+      double r = gap > 0 ? gap / (x_i - xs_i) : 0.0;
+      if (r < 1.0) ratio = r;
+    }
+    const double step = rcu_warp_min(ratio);
+    if (step < 1.0) {
+      const int blocking = __ffs(__ballot_sync(RCU_FULL_MASK, ratio == step)) - 1;
+      if (step == 0.0 && blocking == last_dropped) break;
+      if (own && !in_w) x_i += step * (xs_i - x_i);
+      if (lane == blocking) x_i = lower_i;
+      work |= 1u << blocking;
+      last_dropped = -1;
+      continue;
+    }
+    x_i = xs_i;
+    const double xmax = rcu_warp_max(own ? fabs(x_i) : 0.0);
+    const double nu = 0;
+    double most_negative = -RCU_QP_MULT_TOL * fmax(scale * fmax(xmax, 1.0), 1e-300);
+    if (own) x_s[lane] = x_i;
+    __syncwarp();
+    double mult = INFINITY;
+    if (own && in_w) {
+      double s = -d_i - nu;
+      for (int j = 0; j < k; j++) s += D[lane * ld + j] * x_s[j];
+      if (s < most_negative) mult = s;
+    }
+    __syncwarp();
+    const double mmin = rcu_warp_min(mult);
+    if (!(mmin < most_negative)) return 0;
+    const int drop = __ffs(__ballot_sync(RCU_FULL_MASK, mult == mmin)) - 1;
+    work &= ~(1u << drop);
+    last_dropped = drop;
+  }
+  return 0;
+}
+
+/* One IRWLS step of the warp's fit; returns the change (NaN: the fit failed), the same value in
  * every lane.  NTA / NTB: 8-type tiles of the Hessian rows / columns (the columns include the
  * gradient as column k). */
 template <int NTA, int NTB>
@@ -365,6 +544,8 @@ __device__ double rcu_warp_step(const FitLaunch &p, const double *prof, const do
                                 const SplineCoef *coef, WarpMem &m, int k, int pix, double numi,
                                 int iter, int lane) {
   const int G = p.n_genes, ldp = p.gene_stride, ld = rcu_warp_ld(k);
+  const bool timing = p.prof != NULL;
+  long long c0 = timing ? clock64() : 0, c1;
   if (lane < k) m.s[lane] = m.w[lane] > 0 ? m.w[lane] : 0;
   __syncwarp();
   const double floor_pred = fmax(RCU_PRED_MIN, numi * RCU_PRED_NUMI);
@@ -417,6 +598,11 @@ __device__ double rcu_warp_step(const FitLaunch &p, const double *prof, const do
         }
     }
   }
+  if (timing) {
+    c1 = clock64();
+    if (lane == 0) m.prof[RCU_PROF_GENES] += c1 - c0;
+    c0 = c1;
+  }
   if (rcu_any_nonfinite(bad)) return rcu_nan();
   /* tiles -> H (lower triangle mirrored) and the gradient */
   const double n2 = numi * numi;
@@ -444,16 +630,23 @@ __device__ double rcu_warp_step(const FitLaunch &p, const double *prof, const do
   }
   __syncwarp();
   bad = false;
-  if (lane < k)
-    for (int j = 0; j < k; j++) bad |= !isfinite(m.H[lane * ld + j]);
-  if (rcu_any_nonfinite(bad)) return rcu_nan();
-
-  /* psd(): eigendecomposition, warm-started from the last iteration's eigenvectors */
   double fro = 0;
   if (lane < k)
-    for (int j = 0; j < k; j++) fro = fma(m.H[lane * ld + j], m.H[lane * ld + j], fro);
+    for (int j = 0; j < k; j++) {
+      const double h = m.H[lane * ld + j];
+      bad |= !isfinite(h);
+      fro = fma(h, h, fro);
+    }
+  if (rcu_any_nonfinite(bad)) return rcu_nan();
   for (int o = 16; o > 0; o >>= 1) fro += __shfl_xor_sync(RCU_FULL_MASK, fro, o);
-  const double tol = 0x1p-60 * sqrt(fro);
+  const double tol = 0x1p-56 * sqrt(fro);
+  if (timing) {
+    c1 = clock64();
+    if (lane == 0) m.prof[RCU_PROF_HESS] += c1 - c0;
+    c0 = c1;
+  }
+
+  /* psd(): eigendecomposition, started from the last iteration's eigenvectors */
   if (iter == 0) {
     if (lane < k)
       for (int j = 0; j < k; j++) m.V[lane * ld + j] = lane == j ? 1.0 : 0.0;
@@ -475,20 +668,25 @@ __device__ double rcu_warp_step(const FitLaunch &p, const double *prof, const do
       }
   }
   __syncwarp();
-  rcu_jacobi(k, ld, m.H, m.V, m.rot, m.rot_pq, tol, lane);
-  /* eigenvalues clamped at 1e-3; norm = the largest (rctd_psd_scaled) */
-  if (lane == 0) {
-    double norm = RCU_EIG_FLOOR;
-    for (int j = 0; j < k; j++) {
-      double e = fmax(m.H[j * ld + j], RCU_EIG_FLOOR);
-      m.eval[j] = e;
-      norm = fmax(norm, e);
-    }
-    for (int j = 0; j < k; j++) m.eval[j] /= norm;
-    m.scalars[1] = norm;
+  if (timing) {
+    c1 = clock64();
+    if (lane == 0) m.prof[RCU_PROF_WARM] += c1 - c0;
+    c0 = c1;
   }
+  const int sweeps = rcu_jacobi(k, ld, m.H, m.V, m.rot, m.rot_pq, tol, lane);
+  if (timing) {
+    c1 = clock64();
+    if (lane == 0) {
+      m.prof[RCU_PROF_JACOBI] += c1 - c0;
+      m.prof[RCU_PROF_SWEEPS] += sweeps;
+    }
+    c0 = c1;
+  }
+  /* eigenvalues clamped at 1e-3; norm = the largest (rctd_psd_scaled) */
+  double e_l = lane < k ? fmax(m.H[lane * ld + lane], RCU_EIG_FLOOR) : RCU_EIG_FLOOR;
+  const double norm = rcu_warp_max(e_l);
+  if (lane < k) m.eval[lane] = e_l / norm;
   __syncwarp();
-  const double norm = m.scalars[1];
   /* D = V diag(eval) V' into A (lower triangle mirrored), + ridge; d /= norm */
   if (lane < k) {
     for (int c = 0; c <= lane; c++) {
@@ -504,25 +702,45 @@ __device__ double rcu_warp_step(const FitLaunch &p, const double *prof, const do
   __syncwarp();
   bad = lane < k && !isfinite(m.dvec[lane]);
   if (rcu_any_nonfinite(bad)) return rcu_nan();
+  if (timing) {
+    c1 = clock64();
+    if (lane == 0) m.prof[RCU_PROF_PSD] += c1 - c0;
+    c0 = c1;
+  }
 
-  /* the exact QP (lane 0; the CPU algorithm), H reused as the Cholesky workspace */
-  if (lane == 0) {
-    QPWork w = {m.in_work, m.free_idx, m.H, m.rhs, m.x_sub};
-    int rc = rcu_qp_solve(k, ld, m.A, m.dvec, m.lower, m.x, w);
-    double change = 0;
-    if (rc != 0) {
-      change = rcu_nan();
-    } else {
-      for (int j = 0; j < k; j++) {
-        double w_new = m.s[j] + RCU_ALPHA * m.x[j];
-        change += fabs(w_new - m.w[j]);
-        m.w[j] = w_new;
-      }
+  /* the exact QP (the CPU's active-set method), H reused as the Cholesky workspace */
+  double x_i = 0;
+  int n_sub = 0;
+  int rc = rcu_qp_warp(k, ld, m.A, m.dvec, m.lower, m.H, m.fidx, m.xv, lane, x_i, n_sub);
+  double change = rcu_nan();
+  if (rc == 0) {
+    double w_new = 0, delta = 0;
+    if (lane < k) {
+      w_new = m.s[lane] + RCU_ALPHA * x_i;
+      delta = fabs(w_new - m.w[lane]);
     }
-    m.scalars[0] = change;
+    /* change = sum |w_new - w_old| in index order, as the CPU sums it */
+    if (lane < k) m.xv[lane] = delta;
+    __syncwarp();
+    if (lane == 0) {
+      double ch = 0;
+      for (int j = 0; j < k; j++) ch += m.xv[j];
+      m.scalars[0] = ch;
+    }
+    __syncwarp();
+    change = m.scalars[0];
+    if (lane < k) m.w[lane] = w_new;
   }
   __syncwarp();
-  return m.scalars[0];
+  if (timing) {
+    c1 = clock64();
+    if (lane == 0) {
+      m.prof[RCU_PROF_QP] += c1 - c0;
+      m.prof[RCU_PROF_QP_ITER] += n_sub;
+      m.prof[RCU_PROF_STEPS] += 1;
+    }
+  }
+  return change;
 }
 
 template <int NTA, int NTB>
@@ -575,8 +793,10 @@ __device__ void rcu_warp_fit(const FitLaunch &p, const double *prof, const doubl
   __syncwarp();
 }
 
-template <int NTA, int NTB>
-__global__ void rcu_fits_warp(FitLaunch p, int prof_in_smem, int warp_doubles) {
+/* Registers capped so that MINW warps fit an SM (__launch_bounds__). */
+template <int NTA, int NTB, int MINW>
+__global__ void __launch_bounds__(32 * MINW, 1)
+    rcu_fits_warp(FitLaunch p, int prof_in_smem, int warp_doubles) {
   extern __shared__ double smem_warp[];
   double *x_vals = smem_warp;
   double *prof_s = smem_warp + RCTD_N_X + 1;
@@ -589,6 +809,8 @@ __global__ void rcu_fits_warp(FitLaunch p, int prof_in_smem, int warp_doubles) {
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   double *wbase = prof_s + ((prof_doubles + 1) & ~(size_t)1) + (size_t)warp * warp_doubles;
   WarpMem m = rcu_warp_carve(wbase, p.k_sub);
+  if (lane < RCU_PROF_N) m.prof[lane] = 0;
+  __syncwarp();
   for (;;) {
     int f = 0;
     if (lane == 0) f = atomicAdd(p.work_counter, 1);
@@ -596,12 +818,13 @@ __global__ void rcu_fits_warp(FitLaunch p, int prof_in_smem, int warp_doubles) {
     if (f >= p.n_fits) break;
     rcu_warp_fit<NTA, NTB>(p, prof, x_vals, coef, m, f, lane);
   }
+  if (p.prof && lane < RCU_PROF_N) atomicAdd(p.prof + lane, m.prof[lane]);
 }
 
 /* ------------------------------------------------------------------ launch */
 
-template <int NTA, int NTB>
-static cudaError_t rcu_launch_warp(const FitLaunch &p, int n_sm, cudaStream_t stream) {
+template <int NTA, int NTB, int MINW>
+static cudaError_t rcu_launch_warp_v(const FitLaunch &p, int n_sm, cudaStream_t stream) {
   int dev = 0;
   cudaGetDevice(&dev);
   int max_smem = 0;
@@ -618,27 +841,36 @@ static cudaError_t rcu_launch_warp(const FitLaunch &p, int n_sm, cudaStream_t st
     warps = (int)(((long long)max_smem - (long long)base) / (long long)warp_bytes);
   }
   cudaFuncAttributes attr;
-  cudaError_t e = cudaFuncGetAttributes(&attr, rcu_fits_warp<NTA, NTB>);
+  cudaError_t e = cudaFuncGetAttributes(&attr, rcu_fits_warp<NTA, NTB, MINW>);
   if (e != cudaSuccess) return e;
   if (warps > attr.maxThreadsPerBlock / 32) warps = attr.maxThreadsPerBlock / 32;
   if (warps > 16) warps = 16;
   if (warps < 1) return cudaErrorInvalidConfiguration;
   size_t smem = base + (prof_in_smem ? prof_bytes : 0) + (size_t)warps * warp_bytes;
-  e = cudaFuncSetAttribute(rcu_fits_warp<NTA, NTB>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                           (int)smem);
+  e = cudaFuncSetAttribute(rcu_fits_warp<NTA, NTB, MINW>,
+                           cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
   if (e != cudaSuccess) return e;
   int per_sm = 0;
-  e = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, rcu_fits_warp<NTA, NTB>, warps * 32,
-                                                    smem);
+  e = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, rcu_fits_warp<NTA, NTB, MINW>,
+                                                    warps * 32, smem);
   if (e != cudaSuccess) return e;
   if (per_sm < 1) per_sm = 1;
   long long blocks = (long long)per_sm * n_sm;
   long long needed = ((long long)p.n_fits + warps - 1) / warps;
   if (blocks > needed) blocks = needed;
   if (blocks < 1) blocks = 1;
-  rcu_fits_warp<NTA, NTB>
+  rcu_fits_warp<NTA, NTB, MINW>
       <<<(unsigned)blocks, warps * 32, smem, stream>>>(p, prof_in_smem, (int)warp_doubles);
   return cudaGetLastError();
+}
+
+/* Warps per SM the warp kernel's registers are sized for (3 or 4 per SM sub-partition: 168 or
+ * 128 registers); RCTD_CUDA_WARPS=16 selects the second (tuning). */
+template <int NTA, int NTB>
+static cudaError_t rcu_launch_warp(const FitLaunch &p, int n_sm, cudaStream_t stream) {
+  const char *w = getenv("RCTD_CUDA_WARPS");
+  if (w && atoi(w) == 16) return rcu_launch_warp_v<NTA, NTB, 16>(p, n_sm, stream);
+  return rcu_launch_warp_v<NTA, NTB, 12>(p, n_sm, stream);
 }
 
 template <int KS>
@@ -705,35 +937,22 @@ cudaError_t launch_spline_coef(const double *x_vals, const double *q_kx, const d
   return cudaGetLastError();
 }
 
-__global__ void rcu_count_codes(const double *y_ng, int n_pix, int n_genes, int transposed,
-                                uint16_t *codes) {
+__global__ void rcu_transpose_codes(const uint16_t *codes, int n_pix, int n_genes, uint16_t *out) {
   const size_t n = (size_t)n_pix * n_genes;
   for (size_t e = blockIdx.x * (size_t)blockDim.x + threadIdx.x; e < n;
        e += (size_t)gridDim.x * blockDim.x) {
-    double y = y_ng[e];
-    uint16_t c;
-    if (!(y >= 0)) {
-      c = kBadCount;
-    } else {
-      if (y > RCTD_K_VAL) y = RCTD_K_VAL;
-      c = (uint16_t)(int)y;
-    }
-    if (transposed) {
-      const size_t pix = e / n_genes, g = e - pix * n_genes;
-      codes[g * n_pix + pix] = c;
-    } else {
-      codes[e] = c;
-    }
+    const size_t pix = e / n_genes, g = e - pix * n_genes;
+    out[g * n_pix + pix] = codes[e];
   }
 }
 
-cudaError_t launch_count_codes(const double *y_ng, int n_pix, int n_genes, int transposed,
-                               uint16_t *codes, cudaStream_t stream) {
+cudaError_t launch_transpose_codes(const uint16_t *codes, int n_pix, int n_genes, uint16_t *out,
+                                   cudaStream_t stream) {
   const size_t n = (size_t)n_pix * n_genes;
   int blocks = (int)((n + 255) / 256);
   if (blocks > 65535) blocks = 65535;
   if (blocks < 1) blocks = 1;
-  rcu_count_codes<<<blocks, 256, 0, stream>>>(y_ng, n_pix, n_genes, transposed, codes);
+  rcu_transpose_codes<<<blocks, 256, 0, stream>>>(codes, n_pix, n_genes, out);
   return cudaGetLastError();
 }
 

@@ -34,9 +34,10 @@ struct FitLaunch {
   double min_change;
   double *weights_fk;
   int32_t *conv_f;
-  double *score_f;   /* NULL: no scores */
-  int32_t *iters_f;  /* iterations run per fit (statistics), may be NULL */
-  int *work_counter; /* fits handed out so far */
+  double *score_f;          /* NULL: no scores */
+  int32_t *iters_f;         /* iterations run per fit (statistics), may be NULL */
+  int *work_counter;        /* fits handed out so far */
+  unsigned long long *prof; /* kProfCounters phase counters of the warp kernel, or NULL */
 };
 
 /* Fills the spline coefficient table (n_k x (RCTD_N_X - 1) of 4 doubles) from a table's q and
@@ -44,10 +45,13 @@ struct FitLaunch {
 cudaError_t launch_spline_coef(const double *x_vals, const double *q_kx, const double *sq_kx,
                                int n_k, void *coef, cudaStream_t stream);
 
-/* Converts counts (n_pix x n_genes doubles) to table-row codes: min(y, K_VAL) truncated, or
- * kBadCount for NaN / negative; transposed to [gene][pix] when asked. */
-cudaError_t launch_count_codes(const double *y_ng, int n_pix, int n_genes, int transposed,
-                               uint16_t *codes, cudaStream_t stream);
+/* Counters of FitLaunch.prof: cycles in genes, Hessian, warm start, Jacobi, psd, QP; then Jacobi
+ * sweeps, QP subspace solves and IRWLS steps. */
+constexpr int kProfCounters = 9;
+
+/* Transposes count codes [pix][gene] to [gene][pix]. */
+cudaError_t launch_transpose_codes(const uint16_t *codes, int n_pix, int n_genes, uint16_t *out,
+                                   cudaStream_t stream);
 
 /* Launches the fit kernel that suits k_sub on the current device and stream.  Returns a CUDA
  * error code (cudaSuccess when launched). */

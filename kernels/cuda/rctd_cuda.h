@@ -23,6 +23,7 @@ typedef struct {
   int precision;           /* RCTD_CUDA_FLOAT64 (default) or RCTD_CUDA_FLOAT32 (IRWLS only) */
   double mem_fraction;     /* share of free device memory a batch may use (default 0.5) */
   int max_fits_per_launch; /* 0: chosen from memory; > 0 caps sub-batches (tests) */
+  int profile;             /* 1: count cycles per phase of the k >= 3 kernel (stats.prof) */
 } rctd_cuda_opts;
 
 void rctd_cuda_opts_default(rctd_cuda_opts *opts);
@@ -41,6 +42,10 @@ typedef struct {
   double upload_s, kernel_s, download_s;
   long long n_iterations;
   int n_launches;
+  int counts_reused; /* sub-batches whose counts were on the device already */
+  /* with opts.profile: cycles (summed over warps) in genes+Hessian products, Hessian checks,
+   * warm start, Jacobi, psd, QP; then Jacobi sweeps, QP subspace solves, IRWLS steps */
+  unsigned long long prof[9];
 } rctd_cuda_stats;
 
 int rctd_cuda_last_stats(const rctd_backend *be, rctd_cuda_stats *stats);
