@@ -75,6 +75,7 @@ struct rctd_h5ad_writer {
   hid_t file, obs, obsm, str_type, bool_type;
   int64_t n_rows;
   int copy;             /* results added to a copy of the spatial h5ad */
+  const char *spatial;  /* that h5ad (messages) */
   hid_t index_dset;     /* obs names: checked (copy) or written (rows = fitted pixels) */
   int rows_from_pixels; /* fresh file without barcodes: row = fit index */
   char **names_n;       /* rows_from_pixels: obs names, written at close in one piece (the string
@@ -308,6 +309,7 @@ static int h5o_read_attr_str(hid_t obj, const char *name, char *buf, size_t len)
   int rc = -1;
   if (H5Tget_class(ftype) == H5T_STRING) {
     hid_t mtype = H5Tcopy(H5T_C_S1);
+    H5Tset_cset(mtype, H5Tget_cset(ftype)); /* HDF5 does not convert between character sets */
     if (H5Tis_variable_str(ftype) > 0) {
       H5Tset_size(mtype, H5T_VARIABLE);
       char *s = NULL;
@@ -348,6 +350,7 @@ static int h5o_read_attr_strings(hid_t obj, const char *name, char ***out, size_
     size_t w = H5Tget_size(ftype);
     hid_t mtype = H5Tcopy(H5T_C_S1);
     H5Tset_size(mtype, variable ? H5T_VARIABLE : w + 1);
+    H5Tset_cset(mtype, H5Tget_cset(ftype));
     void *buf = calloc((size_t)n, variable ? sizeof(char *) : w + 1);
     *out = calloc((size_t)n, sizeof **out);
     if (!buf || !*out || H5Aread(a, mtype, buf) < 0) rc = -1;
@@ -756,6 +759,7 @@ rctd_h5ad_writer *rctd_h5ad_open(const char *path, const rctd_h5ad_target *targe
   }
   w->tmp_path[n] = 0;
   w->copy = target->spatial_h5ad != NULL;
+  w->spatial = target->spatial_h5ad;
   int rc = w->copy ? h5o_open_copy(w, target->spatial_h5ad, err, err_len)
                    : h5o_open_fresh(w, target, err, err_len);
   if (rc == 0 && (h5o_prepare_obs(w) < 0 || h5o_create_columns(w) < 0))
@@ -896,9 +900,9 @@ static int h5o_names(rctd_h5ad_writer *w, const rctd_results_chunk *c, int64_t i
     if (strcmp(have, c->barcode_n[i]) != 0)
       rc = h5o_fail(err, err_len,
                     "%s: pixel %s is row %" PRId64
-                    " of the fit but that row of the spatial "
-                    "h5ad is %s: give --spatial the spatial input of this run",
-                    w->path, c->barcode_n[i], c->row_n[i], have);
+                    " of the fit but that row of this h5ad is %s: give --spatial the spatial "
+                    "input of this run",
+                    w->spatial, c->barcode_n[i], c->row_n[i], have);
   }
   h5o_free_strings(names, (size_t)rows);
   return rc;

@@ -574,3 +574,30 @@ TEST(output_h5ad_refuses_bad_spatial_and_rows) {
   CHECK(rctd_h5ad_open("-", &ts, &g.info, err, sizeof err) == NULL);
   og_gold_free(&g);
 }
+
+/* A spatial h5ad with obs columns and uns of its own (as users have them): all kept. */
+TEST(output_h5ad_keeps_existing_columns) {
+  og_gold g;
+  char spatial[1024], own[1024], path[1024];
+  CHECK(og_gold_load(&g, "doublet") == 0);
+  CHECK(og_spatial_rows(&g, spatial, sizeof spatial) == 0);
+  snprintf(own, sizeof own, "%s/own_columns.h5ad", test_tmp_dir());
+  snprintf(path, sizeof path, "%s/own_columns_out.h5ad", test_tmp_dir());
+  CHECK(test_sh("/usr/bin/python3 -c \"import anndata, numpy as np, pandas as pd; "
+                "a = anndata.read_h5ad('%s'); "
+                "a.obs['region'] = pd.Categorical(np.where(np.arange(a.n_obs) %% 2, 'in', 'out')); "
+                "a.obs['score'] = np.arange(a.n_obs, dtype=float); a.uns['note'] = 'mine'; "
+                "a.write_h5ad('%s')\"",
+                spatial, own) == 0);
+  rctd_h5ad_target t = {.spatial_h5ad = own};
+  CHECK(og_write_h5ad(&g, path, &t, 16) == 0);
+  CHECK(og_check_py(path, g.dir, "doublet", "") == 0);
+  CHECK(test_sh("/usr/bin/python3 -c \"import anndata, numpy as np; "
+                "a = anndata.read_h5ad('%s'); cols = list(a.obs.columns); "
+                "assert cols[:2] == ['region', 'score'], cols; "
+                "assert (a.obs['score'].values == np.arange(a.n_obs)).all(); "
+                "assert list(a.obs['region'][:2]) == ['out', 'in']; "
+                "assert a.uns['note'] == 'mine' and 'rctd' in a.uns\"",
+                path) == 0);
+  og_gold_free(&g);
+}

@@ -1,0 +1,190 @@
+/* rctd-merge on real result streams of the vignette (rctd-reference | rctd-normalize |
+ * rctd-sigma | rctd-fit-doublet, run once per test run): shards in any number and order give
+ * the same bytes; missing, duplicated, foreign and truncated shards are refused with a message
+ * naming them and leave no output. */
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "test.h"
+
+static char tm_dir[1024], tm_bin[PATH_MAX], tm_shared[PATH_MAX];
+static int tm_ready = -1;
+
+/* Runs a shell command in tm_dir with the binaries on PATH; returns its exit status. */
+#define TM_SH(...) test_sh("cd '%s' && PATH='%s':$PATH && " __VA_ARGS__)
+
+/* The vignette through sigma (model.rctd), the unsharded fit and its 3- and 7-shard fits. */
+static int tm_setup(void) {
+  if (tm_ready >= 0) return tm_ready;
+  snprintf(tm_dir, sizeof tm_dir, "%s/merge", test_tmp_dir());
+  /* Absolute paths: the commands run in tm_dir. */
+  if (!realpath(test_bin_dir(), tm_bin) || !realpath(test_shared_dir(), tm_shared))
+    return tm_ready = 0;
+  const char *sh = tm_shared, *bin = tm_bin;
+  tm_ready = test_sh("mkdir -p '%s/cache'", tm_dir) == 0 &&
+             TM_SH(
+                 "rctd-reference -q '%s/data/vignette/h5ad/reference.h5ad' --numi-col nUMI | "
+                 "rctd-normalize -q '%s/data/vignette/h5ad/spatial.h5ad' - | "
+                 "rctd-sigma -q --cache-dir cache -o model.rctd",
+                 tm_dir, bin, sh, sh) == 0 &&
+             TM_SH("rctd-fit-doublet -q --cache-dir cache --chunk-pixels 8 model.rctd -o fit.rctd",
+                   tm_dir, bin) == 0 &&
+             TM_SH(
+                 "for i in 1 2 3; do rctd-fit-doublet -q --cache-dir cache --chunk-pixels 8 "
+                 "--shard $i/3 model.rctd -o s$i.rctd || exit 1; done",
+                 tm_dir, bin) == 0 &&
+             TM_SH(
+                 "for i in 1 2 3 4 5 6 7; do rctd-fit-doublet -q --cache-dir cache "
+                 "--chunk-pixels 8 --shard $i/7 model.rctd -o t$i.rctd || exit 1; done",
+                 tm_dir, bin) == 0;
+  return tm_ready;
+}
+
+/* rctd-merge ARGS in tm_dir with the vignette's spatial h5ad; stderr to merge.err. */
+static int tm_merge(const char *args) {
+  return TM_SH("rctd-merge -q --spatial '%s/data/vignette/h5ad/spatial.h5ad' %s 2> merge.err",
+               tm_dir, tm_bin, tm_shared, args);
+}
+
+static int tm_err_has(const char *text) {
+  return test_sh("grep -q -- '%s' '%s/merge.err'", text, tm_dir) == 0;
+}
+
+static int tm_same(const char *a, const char *b) {
+  return test_sh("cd '%s' && cmp -s %s %s", tm_dir, a, b) == 0;
+}
+
+static int tm_same_dir(const char *a, const char *b) {
+  return test_sh("cd '%s' && diff -r %s %s >/dev/null", tm_dir, a, b) == 0;
+}
+
+static int tm_absent(const char *path) {
+  return test_sh("cd '%s' && test ! -e %s && ! ls -A | grep -q '\\.tmp\\.'", tm_dir, path) == 0;
+}
+
+TEST(merge_shards_give_identical_bytes) {
+  CHECK_MSG(tm_setup(), "the vignette pipeline did not run (binaries in %s)", test_bin_dir());
+  CHECK(tm_merge("fit.rctd -o one.h5ad --format h5ad,csv") == 0);
+  CHECK(tm_merge("s3.rctd s1.rctd s2.rctd -o three.h5ad --format h5ad,csv") == 0);
+  CHECK(tm_merge("t5.rctd t1.rctd t7.rctd t3.rctd t2.rctd t6.rctd t4.rctd -o seven.h5ad "
+                 "--format h5ad,csv") == 0);
+  CHECK_MSG(tm_same("one.h5ad", "three.h5ad"), "3 shards: h5ad bytes differ");
+  CHECK_MSG(tm_same("one.h5ad", "seven.h5ad"), "7 shards: h5ad bytes differ");
+  CHECK_MSG(tm_same_dir("one", "three") && tm_same_dir("one", "seven"), "CSV files differ");
+  /* Standard input among files, and alone. */
+  CHECK(TM_SH("cat s2.rctd | rctd-merge -q --spatial '%s/data/vignette/h5ad/spatial.h5ad' "
+              "s3.rctd - s1.rctd -o stdin.h5ad",
+              tm_dir, tm_bin, tm_shared) == 0);
+  CHECK(tm_same("one.h5ad", "stdin.h5ad"));
+  CHECK(TM_SH("rctd-merge -q --format csv -o piped < fit.rctd", tm_dir, tm_bin) == 0);
+  CHECK(tm_same_dir("one", "piped"));
+}
+
+TEST(merge_values_match_r) {
+  CHECK(tm_setup());
+  CHECK(tm_merge("fit.rctd -o gold.h5ad --format h5ad,csv") == 0);
+  CHECK(test_sh("/usr/bin/python3 tests/h5ad_check.py '%s/gold.h5ad' "
+                "'%s/gold/vignette/doublet' doublet --spatial "
+                "'%s/data/vignette/h5ad/spatial.h5ad' >&2",
+                tm_dir, test_shared_dir(), test_shared_dir()) == 0);
+  CHECK(test_sh("/usr/bin/python3 tests/csv_check.py '%s/gold' '%s/gold/vignette/doublet' "
+                "doublet >&2",
+                tm_dir, test_shared_dir()) == 0);
+}
+
+TEST(merge_refuses_missing_shard) {
+  CHECK(tm_setup());
+  CHECK(tm_merge("s1.rctd s3.rctd -o missing.h5ad") == 1);
+  CHECK(tm_err_has("missing shard") && tm_err_has("shard 2/3"));
+  CHECK(tm_absent("missing.h5ad"));
+  CHECK(tm_merge("t1.rctd t2.rctd t4.rctd t5.rctd t6.rctd t7.rctd -o missing.h5ad") == 1);
+  CHECK(tm_err_has("shard 3/7"));
+  CHECK(tm_merge("s1.rctd s2.rctd -o missing.h5ad --format h5ad,csv") == 1);
+  CHECK(tm_err_has("shard 3/3"));
+  CHECK(tm_absent("missing.h5ad") && tm_absent("missing"));
+}
+
+TEST(merge_refuses_duplicated_shard) {
+  CHECK(tm_setup());
+  CHECK(tm_merge("s1.rctd s2.rctd s3.rctd s2.rctd -o dup.h5ad") == 1);
+  CHECK(tm_err_has("duplicated shard") && tm_err_has("s2.rctd"));
+  CHECK(TM_SH("cp s1.rctd s1copy.rctd", tm_dir, tm_bin) == 0);
+  CHECK(tm_merge("s1.rctd s2.rctd s3.rctd s1copy.rctd -o dup.h5ad") == 1);
+  CHECK(tm_err_has("s1copy.rctd") && tm_err_has("shard 1/3"));
+  /* Overlapping shards of two layouts. */
+  CHECK(tm_merge("s1.rctd s2.rctd s3.rctd t4.rctd -o dup.h5ad") == 1);
+  CHECK(tm_err_has("duplicated shard"));
+  CHECK(tm_merge("fit.rctd s2.rctd -o dup.h5ad") == 1);
+  CHECK(tm_absent("dup.h5ad"));
+}
+
+TEST(merge_refuses_foreign_and_truncated_shards) {
+  CHECK(tm_setup());
+  CHECK(TM_SH("rctd-fit-doublet -q --cache-dir cache --chunk-pixels 8 --shard 2/3 "
+              "--doublet-threshold 25 model.rctd -o other2.rctd",
+              tm_dir, tm_bin) == 0);
+  CHECK(tm_merge("s1.rctd other2.rctd s3.rctd -o foreign.h5ad") == 1);
+  CHECK(tm_err_has("foreign shard") && tm_err_has("other2.rctd"));
+  CHECK(tm_absent("foreign.h5ad"));
+  /* Another chunking is another run too. */
+  CHECK(TM_SH("rctd-fit-doublet -q --cache-dir cache --chunk-pixels 16 --shard 2/3 "
+              "model.rctd -o chunk2.rctd",
+              tm_dir, tm_bin) == 0);
+  CHECK(tm_merge("s1.rctd chunk2.rctd s3.rctd -o foreign.h5ad") == 1);
+  CHECK(tm_err_has("foreign shard"));
+  /* Cut inside the results, and cut just before the shard's summary. */
+  CHECK(TM_SH("head -c $(( $(stat -c %%s s2.rctd) - 200 )) s2.rctd > cut2.rctd", tm_dir, tm_bin) ==
+        0);
+  CHECK(tm_merge("s1.rctd cut2.rctd s3.rctd -o cut.h5ad") == 1);
+  CHECK(tm_err_has("cut2.rctd"));
+  CHECK(tm_absent("cut.h5ad"));
+  /* Not a result stream at all. */
+  CHECK(tm_merge("model.rctd -o cut.h5ad") == 1);
+  CHECK(tm_err_has("not a result stream"));
+}
+
+TEST(merge_refuses_other_spatial_input) {
+  CHECK(tm_setup());
+  CHECK(TM_SH("rctd-merge -q --spatial '%s/data/vignette/h5ad/reference.h5ad' fit.rctd "
+              "-o wrong.h5ad 2> merge.err",
+              tm_dir, tm_bin, tm_shared) == 1);
+  CHECK(tm_err_has("give --spatial the spatial input"));
+  CHECK(tm_absent("wrong.h5ad"));
+  CHECK(TM_SH("rctd-merge -q fit.rctd -o - 2> merge.err", tm_dir, tm_bin) == 2);
+}
+
+TEST(merge_json_and_text_summary) {
+  CHECK(tm_setup());
+  CHECK(tm_merge("s1.rctd s2.rctd s3.rctd --json summary.json --summary summary.txt") == 0);
+  CHECK(test_sh("/usr/bin/python3 -c \"import json; d = json.load(open('%s/summary.json')); "
+                "assert d['mode'] == 'doublet' and d['sigma'] == 0.84, d; "
+                "p = d['pixels']; assert (p['input'], p['filtered'], p['fitted']) == "
+                "(100, 29, 71), p; assert sum(d['spot_class_counts'].values()) == 71; "
+                "assert sum(d['dominant_type_counts'].values()) == 71; "
+                "assert set(d['timings']) >= {'read_s', 'write_s', 'total_s'}\"",
+                tm_dir) == 0);
+  CHECK(test_sh("grep -q '100 in the spatial input, 29 removed by the filters, 71 fitted' "
+                "'%s/summary.txt'",
+                tm_dir) == 0);
+}
+
+/* Without --spatial the h5ad holds the fitted pixels only; with a spacexr CSV directory the
+ * rows are its beads, with their coordinates. */
+TEST(merge_fresh_h5ad) {
+  CHECK(tm_setup());
+  CHECK(TM_SH("rctd-merge -q fit.rctd -o fresh.h5ad", tm_dir, tm_bin) == 0);
+  CHECK(test_sh("/usr/bin/python3 tests/h5ad_check.py '%s/fresh.h5ad' "
+                "'%s/gold/vignette/doublet' doublet --fitted-only >&2",
+                tm_dir, test_shared_dir()) == 0);
+  CHECK(TM_SH("rctd-merge -q --spatial '%s/data/vignette/csv/spatial' fit.rctd -o beads.h5ad",
+              tm_dir, tm_bin, tm_shared) == 0);
+  CHECK(test_sh("/usr/bin/python3 tests/h5ad_check.py '%s/beads.h5ad' "
+                "'%s/gold/vignette/doublet' doublet >&2",
+                tm_dir, test_shared_dir()) == 0);
+  CHECK(test_sh("/usr/bin/python3 -c \"import anndata; a = anndata.read_h5ad('%s/beads.h5ad'); "
+                "assert a.n_obs == 100 and a.obsm['spatial'].shape == (100, 2); "
+                "assert abs(a.obsm['spatial'][0, 0] - 3411.272727) < 1e-9\"",
+                tm_dir) == 0);
+}
