@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cpu/spline_fast.h"
 #include "fit_modes.h"
 #include "model.h"
 #include "qtable_cache.h"
@@ -162,7 +163,21 @@ typedef struct {
   const char *cache_dir;
   int n_threads;
   rctd_backend *backend;
+  double *coef; /* spline coefficients of the table, attached for the CPU kernels */
+  int attached;
 } fs_table;
+
+/* Replaces the table's spline coefficients (after the table changed).  Without them the fits
+ * give the same numbers, only slower, so a failure here is not an error. */
+static void fs_table_coef(fs_table *t) {
+  if (t->attached) rctd_spline_coef_detach(&t->table);
+  t->attached = 0;
+  free(t->coef);
+  t->coef = malloc(rctd_spline_coef_doubles(t->table.n_k) * sizeof *t->coef);
+  if (!t->coef) return;
+  rctd_spline_coef_build(&t->table, t->coef);
+  t->attached = rctd_spline_coef_attach(&t->table, t->coef) == 0;
+}
 
 /* The likelihood table records of the stream, when they are for sigma_value. */
 static int fs_table_from_stream(fs_table *t, const rctd_model *m) {
@@ -183,6 +198,7 @@ static int fs_table_from_stream(fs_table *t, const rctd_model *m) {
       q->rows < 1 || q->rows > RCTD_N_K_FULL)
     return 0;
   t->table = (rctd_qtable){(int)q->rows, t->x_vals, q->data, sq->data};
+  fs_table_coef(t);
   return 1;
 }
 
@@ -201,14 +217,19 @@ static int fs_table_ensure(fs_table *t, int n_k, char *err, size_t err_len) {
   if (rctd_qtable_get(t->sigma_value, want, &qo, &fresh, note, sizeof note, msg, sizeof msg) != 0)
     return fs_fail(err, err_len, "likelihood table: %s", msg);
   if (note[0]) rctd_log_info("%s", note);
+  if (t->attached) rctd_spline_coef_detach(&t->table);
+  t->attached = 0;
   if (t->have_owned) rctd_qtable_owned_free(&t->owned);
   t->owned = fresh;
   t->have_owned = 1;
   t->table = (rctd_qtable){fresh.table.n_k, t->x_vals, fresh.q_kx, fresh.sq_kx};
+  fs_table_coef(t);
   return 0;
 }
 
 static void fs_table_free(fs_table *t) {
+  if (t->attached) rctd_spline_coef_detach(&t->table);
+  free(t->coef);
   if (t->have_owned) rctd_qtable_owned_free(&t->owned);
 }
 

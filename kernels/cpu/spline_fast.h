@@ -1,19 +1,34 @@
 /* Fast spline evaluation for the IRWLS inner loop (see spline_fast.c). */
 #ifndef RCTD_CPU_SPLINE_FAST_H
 #define RCTD_CPU_SPLINE_FAST_H
+#include <stddef.h>
+
 #include "rctd_kernels.h"
 
-/* rctd_spline_eval (calc_Q_all) for tables over the standard X grid (rctd_x_grid), with the
- * same interval and formula but multiplications by precomputed 1/h and h/6 instead of
- * divisions and x*x*x instead of pow(x, 3): values within a few ulps of the exact path's terms.
- * Pairs it cannot take (NaN lambda, negative or off-table counts, another grid) go through
- * rctd_spline_eval.  d1 or d2 may be NULL.  Thread-safe. */
+/* rctd_spline_eval (calc_Q_all) with the same result bits (x^3 is rounded to nearest where the
+ * exact path calls pow(x, 3), which glibc rounds the same way but for rare hard cases), faster:
+ * with the table's coefficients attached (below) it reads them instead of dividing, and with
+ * AVX2 + FMA it takes four pairs at a time.  Pairs off the fast path (NaN lambda, negative or
+ * off-table counts, another X grid) go through rctd_spline_eval.  d1 or d2 may be NULL.
+ * Thread-safe. */
 void rctd_spline_eval_fast(const rctd_qtable *table, int n, const double *y, const double *lambda,
                            double *d0, double *d1, double *d2);
 
-/* The CPU kernels' AVX2 paths (this file's gathers, irwls.c's Hessian and prediction), used when
- * the CPU has AVX2: turns them on (1) or off (0), or only asks (-1); returns whether they were in
- * use.  Both paths give the same bits (tests switch them to check). */
+/* Per (row, interval) spline coefficients {zi / h, z(i-1) / h, f(i) / h - zi h / 6,
+ * f(i-1) / h - z(i-1) h / 6} computed with calc_Q_all's operations: n_k x (RCTD_N_X - 1) x 4
+ * doubles (rctd_spline_coef_doubles). */
+size_t rctd_spline_coef_doubles(int n_k);
+void rctd_spline_coef_build(const rctd_qtable *table, double *coef);
+
+/* Registers COEF (built for TABLE) so that rctd_spline_eval_fast uses it for every table whose
+ * q_kx and sq_kx are TABLE's.  Detach before the table's arrays are freed or changed.  At most
+ * 16 tables at once: 0, or -1 when full (evaluation then stays exact, only slower). */
+int rctd_spline_coef_attach(const rctd_qtable *table, const double *coef);
+void rctd_spline_coef_detach(const rctd_qtable *table);
+
+/* The CPU kernels' AVX2 paths (this file's, irwls.c's Hessian and prediction), used when the
+ * CPU has AVX2 (and FMA here): turns them on (1) or off (0), or only asks (-1); returns whether
+ * they were in use.  Both paths give the same bits (tests switch them to check). */
 int rctd_cpu_simd(int enable);
 
 #endif
