@@ -83,13 +83,13 @@ for spec in A:doublet B:multi; do
   mode=${spec#*:}
   "$bin_dir/rctd" run --quiet --threads "$threads" --cache-dir "$work/cache" \
     --reference "$vignette/reference.h5ad" --spatial "$work/inputs/$s.h5ad" --mode "$mode" \
-    -o "$work/run/$s.h5ad" 2>"$work/run/$s.log" || {
+    -o "$work/run/$s.h5ad" >"$work/run/$s.log" 2>&1 || {
     cat "$work/run/$s.log" >&2
     fail "rctd run failed on sample $s"
   }
   "$bin_dir/rctd" run --quiet --threads "$threads" --cache-dir "$work/cache" \
     --reference "$vignette/reference.h5ad" --spatial "$work/inputs/$s.h5ad" --mode "$mode" \
-    --format csv -o "$work/run/${s}_csv" 2>>"$work/run/$s.log" || {
+    --format csv -o "$work/run/${s}_csv" >>"$work/run/$s.log" 2>&1 || {
     cat "$work/run/$s.log" >&2
     fail "rctd run --format csv failed on sample $s"
   }
