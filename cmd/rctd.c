@@ -287,6 +287,9 @@ static int run_check_values(rctd_cli *cli) {
 static void run_stage_options(run_argv *a, unsigned stage) {
   for (int i = 0; i < RUN_N_FORWARD; i++) {
     if (!(run_routes[i].stages & stage)) continue;
+    /* Only rctd-fit-multi has --max-multi-types (a config file may set it for every mode). */
+    if (strcmp(run_forward[i].name, "max-multi-types") == 0 && strcmp(opt_mode, "multi") != 0)
+      continue;
     const char *name = run_routes[i].stage_name ? run_routes[i].stage_name : run_forward[i].name;
     if (stage == ST_MERGE) name = run_forward[i].name; /* merge takes the prefixed names */
     char opt[96];
@@ -527,8 +530,6 @@ static int cmd_run(rctd_cli *cli) {
     return rctd_cli_usage_error(cli, "--mode %s: expected full, doublet or multi", opt_mode);
   if (strcmp(cli->output, "-") == 0)
     return rctd_cli_usage_error(cli, "give -o OUT.h5ad (or -o DIR with --format csv)");
-  if (run_text[42] && strcmp(opt_mode, "multi") != 0)
-    return rctd_cli_usage_error(cli, "--max-multi-types applies to --mode multi only");
   int rc = run_check_values(cli);
   if (rc) return rc;
   char bin_dir[PATH_MAX];
