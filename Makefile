@@ -95,13 +95,16 @@ test: deps
 test-run: $(BINS) $(BUILD)/rctd-tests
 	RCTD_BIN=$(abspath $(dir $(firstword $(BINS)))) RCTD_SHARED=$(abspath ../shared) $(BUILD)/rctd-tests
 
-# The demo grows with the tools; for now it shows a stream with rctd-view.
-DEMO_STREAM := tests/data/stream_sample_v1.rctd
+# The demo: rctd run in doublet mode on the bundled spacexr vignette (data/vignette), writing
+# an h5ad (a copy of the spatial h5ad with the results) and printing the summary.
+DEMO_OUT := out/demo/vignette_rctd.h5ad
 demo: deps
 	@$(MAKE) --no-print-directory demo-run
 demo-run: all
-	bin/rctd-view $(DEMO_STREAM)
-	bin/rctd-view $(DEMO_STREAM) profiles
+	@mkdir -p $(dir $(DEMO_OUT))
+	bin/rctd run --reference data/vignette/h5ad/reference.h5ad --reference-numi-col nUMI \
+	  --cell-type-col cell_type_name \
+	  --spatial data/vignette/h5ad/spatial.h5ad --mode doublet -o $(DEMO_OUT)
 
 # Benchmarks: every bench/NAME.c is a program; bench/run.sh runs them all.
 BENCH_BINS := $(patsubst bench/%.c,$(BUILD)/bench/%,$(BENCH_SRC))
