@@ -783,3 +783,29 @@ TEST(fit_synth_stream_is_seeded_and_fits) {
   CHECK(n_singlet > 20 && n_doublet > 20);
   fst_result_free(&res);
 }
+
+/* The real pipeline: rctd-reference | rctd-normalize | rctd-sigma, whose stream carries sigma
+ * (estimated, 0.84) and its likelihood table, which the fit takes from the stream. */
+TEST(fit_tool_pipeline_doublet_matches_r) {
+  CHECK(fst_vignette_load() == 0);
+  char model[1024];
+  snprintf(model, sizeof model, "%s/pipeline-model.rctd", test_tmp_dir());
+  const char *sh = test_shared_dir(), *bin = test_bin_dir(), *tmp = test_tmp_dir();
+  CHECK_MSG(test_sh("'%s/rctd-reference' -q '%s/data/vignette/h5ad/reference.h5ad' --numi-col nUMI "
+                    "| '%s/rctd-normalize' -q '%s/data/vignette/h5ad/spatial.h5ad' - | "
+                    "'%s/rctd-sigma' -q --cache-dir '%s/cache' -o '%s'",
+                    bin, sh, bin, sh, bin, tmp, model) == 0,
+            "the pipeline to rctd-sigma failed");
+  /* no cache and no message about computing a table: the table came with the stream */
+  char args[4096], out[1024];
+  snprintf(out, sizeof out, "%s/pipeline-doublet.rctd", tmp);
+  snprintf(args, sizeof args, "'%s/rctd-fit-doublet' --cache-dir '' '%s' -o '%s' 2> '%s.log'", bin,
+           model, out, out);
+  CHECK(test_sh("%s", args) == 0);
+  CHECK(test_sh("grep -q 'table' '%s.log'", out) == 1);
+  fst_result res;
+  CHECK(fst_result_read(out, &res) == 0);
+  CHECK(strcmp(fst_meta(&res, RCTD_RES_REC_META, "sigma"), "0.84") == 0);
+  fst_result_free(&res);
+  fst_doublet_vs_r(model, "", failed_);
+}
