@@ -155,6 +155,19 @@ nf --work "$work/nextflow-stub" --stub >"$work/nextflow-stub.log" 2>&1 || {
   fail "the Nextflow stubs failed"
 }
 
+# The checker has teeth: a module without its tag, or a script with an unescaped bash $(...),
+# is refused before anything runs.
+for breakage in 's/^    tag .*$//' 's/\\\$(rctd-sigma --version/$(rctd-sigma --version/'; do
+  rm -rf "$work/nf-broken"
+  cp -r "$repo/workflows/nextflow" "$work/nf-broken"
+  sed -i "$breakage" "$work/nf-broken/modules/rctd_sigma.nf"
+  if nf --pipeline "$work/nf-broken" --work "$work/nf-broken-run" --stub \
+    >"$work/nf-broken.log" 2>&1; then
+    fail "nf_scripts.py accepted a broken module (sed '$breakage')"
+  fi
+  rm -rf "$work/nf-broken-run"
+done
+
 # The slurm profile parses and gives each job its resources.
 smk --profile "$repo/workflows/snakemake/profiles/slurm" --dry-run --forceall \
   >"$work/slurm.log" 2>&1 || {
