@@ -241,22 +241,28 @@ struct WarpMem {
   int *types, *fidx;                        /* 32 each */
 };
 
+/* Jacobi works on n = k rounded up to even; rows are n + 1 long (odd: no bank conflicts). */
+__host__ __device__ inline int rcu_warp_n(int k) {
+  return k + (k & 1);
+}
 __host__ __device__ inline int rcu_warp_ld(int k) {
-  return k | 1;
+  return rcu_warp_n(k) + 1;
 }
 
 __host__ __device__ inline size_t rcu_warp_doubles(int k) {
   int ld = rcu_warp_ld(k);
-  return (size_t)3 * k * ld + 6 * 32 + 16 * 6 + 4 + RCU_PROF_N + (16 * 2 + 2 * 32) / 2 + 1;
+  return (size_t)3 * rcu_warp_n(k) * ld + 6 * 32 + 16 * 6 + 4 + RCU_PROF_N + (16 * 2 + 2 * 32) / 2 +
+         1;
 }
 
 __device__ inline WarpMem rcu_warp_carve(double *base, int k) {
   int ld = rcu_warp_ld(k);
   WarpMem m;
   double *q = base;
-  m.H = q, q += (size_t)k * ld;
-  m.A = q, q += (size_t)k * ld;
-  m.V = q, q += (size_t)k * ld;
+  const size_t nl = (size_t)rcu_warp_n(k) * ld;
+  m.H = q, q += nl;
+  m.A = q, q += nl;
+  m.V = q, q += nl;
   m.w = q, q += 32;
   m.s = q, q += 32;
   m.dvec = q, q += 32;
@@ -294,14 +300,15 @@ __device__ __forceinline__ double rcu_warp_min(double v) {
   return v;
 }
 
-/* Parallel cyclic Jacobi on the symmetric A (k x k, leading dimension ld) accumulating the
- * rotations into V.  Round-robin ordering: every round rotates the k/2 disjoint pairs whose
- * off-diagonal exceeds tol at once: rows (A <- J'A, lane = column), then columns (A <- AJ,
- * V <- VJ, lane = row), where the owners of a pair's 2 x 2 block write it exactly (zero off
- * the diagonal, app - t apq and aqq + t apq on it).  Returns the sweeps run. */
-__device__ int rcu_jacobi(int k, int ld, double *A, double *V, double *rot, int *rot_pq, double tol,
-                          int lane) {
-  const int n = k + (k & 1), n_pairs = n / 2, n_rounds = n - 1;
+/* Parallel cyclic Jacobi on the symmetric A (n x n, n = k rounded up to even, the padding row
+ * and column zero; leading dimension ld) accumulating the rotations into V.  Round-robin
+ * ordering: every round rotates the n/2 disjoint pairs whose off-diagonal exceeds tol at once.
+ * A round is one pass over the 2 x 2 blocks of pairs (i, j): off the diagonal J_i' B J_j, on it
+ * the exact result (zero off the diagonal, app - t apq and aqq + t apq on it); V <- V J by rows.
+ * Returns the sweeps run. */
+__device__ int rcu_jacobi(int k, int n, int ld, double *A, double *V, double *rot, int *rot_pq,
+                          double tol, int lane) {
+  const int n_pairs = n / 2, n_rounds = n - 1, n_items = n_pairs * (n_pairs + 1) / 2;
   int sweep = 0;
   while (sweep < 40) {
     sweep++;
@@ -312,6 +319,8 @@ __device__ int rcu_jacobi(int k, int ld, double *A, double *V, double *rot, int 
         int a = lane == 0 ? n - 1 : (r + lane) % (n - 1);
         int b = lane == 0 ? r : (r - lane + n - 1) % (n - 1);
         int pp = a < b ? a : b, qq = a < b ? b : a;
+        rot_pq[2 * lane] = pp;
+        rot_pq[2 * lane + 1] = qq;
         if (qq < k) {
           double apq = A[pp * ld + qq];
           if (fabs(apq) > tol) {
@@ -331,74 +340,67 @@ __device__ int rcu_jacobi(int k, int ld, double *A, double *V, double *rot, int 
             rotate = true;
           }
         }
-        rot_pq[2 * lane] = rotate ? pp : -1;
-        rot_pq[2 * lane + 1] = qq;
       }
-      if (!__ballot_sync(RCU_FULL_MASK, rotate)) continue;
+      const unsigned mask = __ballot_sync(RCU_FULL_MASK, rotate);
+      if (!mask) continue;
       any = true;
       __syncwarp();
-      if (lane < k) {
-        for (int i0 = 0; i0 < n_pairs; i0 += 4) {
-          int P[4], Q[4];
-          double C[4], S[4], X[4], Y[4];
-#pragma unroll
-          for (int u = 0; u < 4; u++) {
-            const int i = i0 + u;
-            P[u] = i < n_pairs ? rot_pq[2 * i] : -1;
-            Q[u] = i < n_pairs ? rot_pq[2 * i + 1] : 0;
-            C[u] = i < n_pairs ? rot[i * 6] : 0.0;
-            S[u] = i < n_pairs ? rot[i * 6 + 1] : 0.0;
-          }
-#pragma unroll
-          for (int u = 0; u < 4; u++)
-            if (P[u] >= 0) {
-              X[u] = A[P[u] * ld + lane];
-              Y[u] = A[Q[u] * ld + lane];
-            }
-#pragma unroll
-          for (int u = 0; u < 4; u++)
-            if (P[u] >= 0) {
-              A[P[u] * ld + lane] = C[u] * X[u] - S[u] * Y[u];
-              A[Q[u] * ld + lane] = S[u] * X[u] + C[u] * Y[u];
-            }
+      for (int item = lane; item < n_items; item += 32) {
+        int i, j;
+        if (item < n_pairs) {
+          i = j = item;
+        } else {
+          const int e = item - n_pairs; /* e = j (j - 1) / 2 + i, i < j */
+          j = (int)((1.0f + sqrtf(8.0f * e + 1.0f)) * 0.5f);
+          while (j * (j - 1) / 2 > e) j--;
+          while ((j + 1) * j / 2 <= e) j++;
+          i = e - j * (j - 1) / 2;
         }
+        const bool ri = (mask >> i) & 1u, rj = (mask >> j) & 1u;
+        if (!ri && !rj) continue;
+        const int pi = rot_pq[2 * i], qi = rot_pq[2 * i + 1];
+        if (i == j) {
+          const double *ro = rot + i * 6;
+          const double d = ro[2] * ro[5];
+          A[pi * ld + pi] = ro[3] - d;
+          A[qi * ld + qi] = ro[4] + d;
+          A[pi * ld + qi] = A[qi * ld + pi] = 0;
+          continue;
+        }
+        const int pj = rot_pq[2 * j], qj = rot_pq[2 * j + 1];
+        double b00 = A[pi * ld + pj], b01 = A[pi * ld + qj];
+        double b10 = A[qi * ld + pj], b11 = A[qi * ld + qj];
+        if (ri) { /* rows: J_i' B */
+          const double c = rot[i * 6], s = rot[i * 6 + 1];
+          const double r00 = c * b00 - s * b10, r01 = c * b01 - s * b11;
+          b10 = s * b00 + c * b10;
+          b11 = s * b01 + c * b11;
+          b00 = r00;
+          b01 = r01;
+        }
+        if (rj) { /* columns: B J_j */
+          const double c = rot[j * 6], s = rot[j * 6 + 1];
+          const double c00 = c * b00 - s * b01, c10 = c * b10 - s * b11;
+          b01 = s * b00 + c * b01;
+          b11 = s * b10 + c * b11;
+          b00 = c00;
+          b10 = c10;
+        }
+        A[pi * ld + pj] = A[pj * ld + pi] = b00;
+        A[pi * ld + qj] = A[qj * ld + pi] = b01;
+        A[qi * ld + pj] = A[pj * ld + qi] = b10;
+        A[qi * ld + qj] = A[qj * ld + qi] = b11;
       }
-      __syncwarp();
       if (lane < k) {
-        for (int i0 = 0; i0 < n_pairs; i0 += 4) {
-          int P[4], Q[4];
-          double C[4], S[4], X[4], Y[4], VX[4], VY[4];
-#pragma unroll
-          for (int u = 0; u < 4; u++) {
-            const int i = i0 + u;
-            P[u] = i < n_pairs ? rot_pq[2 * i] : -1;
-            Q[u] = i < n_pairs ? rot_pq[2 * i + 1] : 0;
-            C[u] = i < n_pairs ? rot[i * 6] : 0.0;
-            S[u] = i < n_pairs ? rot[i * 6 + 1] : 0.0;
-          }
-#pragma unroll
-          for (int u = 0; u < 4; u++)
-            if (P[u] >= 0) {
-              X[u] = A[lane * ld + P[u]];
-              Y[u] = A[lane * ld + Q[u]];
-              VX[u] = V[lane * ld + P[u]];
-              VY[u] = V[lane * ld + Q[u]];
-            }
-#pragma unroll
-          for (int u = 0; u < 4; u++)
-            if (P[u] >= 0) {
-              double ap = C[u] * X[u] - S[u] * Y[u], aq = S[u] * X[u] + C[u] * Y[u];
-              if (lane == P[u] || lane == Q[u]) {
-                const double *ro = rot + (i0 + u) * 6;
-                const double d = ro[2] * ro[5];
-                ap = lane == P[u] ? ro[3] - d : 0.0;
-                aq = lane == P[u] ? 0.0 : ro[4] + d;
-              }
-              A[lane * ld + P[u]] = ap;
-              A[lane * ld + Q[u]] = aq;
-              V[lane * ld + P[u]] = C[u] * VX[u] - S[u] * VY[u];
-              V[lane * ld + Q[u]] = S[u] * VX[u] + C[u] * VY[u];
-            }
+        unsigned mm = mask;
+        while (mm) {
+          const int i = __ffs(mm) - 1;
+          mm &= mm - 1;
+          const int pi = rot_pq[2 * i], qi = rot_pq[2 * i + 1];
+          const double c = rot[i * 6], s = rot[i * 6 + 1];
+          const double x = V[lane * ld + pi], y = V[lane * ld + qi];
+          V[lane * ld + pi] = c * x - s * y;
+          V[lane * ld + qi] = s * x + c * y;
         }
       }
       __syncwarp();
@@ -639,7 +641,7 @@ __device__ double rcu_warp_step(const FitLaunch &p, const double *prof, const do
     }
   if (rcu_any_nonfinite(bad)) return rcu_nan();
   for (int o = 16; o > 0; o >>= 1) fro += __shfl_xor_sync(RCU_FULL_MASK, fro, o);
-  const double tol = 0x1p-56 * sqrt(fro);
+  const double tol = 0x1p-53 * sqrt(fro);
   if (timing) {
     c1 = clock64();
     if (lane == 0) m.prof[RCU_PROF_HESS] += c1 - c0;
@@ -647,9 +649,10 @@ __device__ double rcu_warp_step(const FitLaunch &p, const double *prof, const do
   }
 
   /* psd(): eigendecomposition, started from the last iteration's eigenvectors */
+  const int n = rcu_warp_n(k);
   if (iter == 0) {
-    if (lane < k)
-      for (int j = 0; j < k; j++) m.V[lane * ld + j] = lane == j ? 1.0 : 0.0;
+    if (lane < n)
+      for (int j = 0; j < n; j++) m.V[lane * ld + j] = lane == j ? 1.0 : 0.0;
   } else {
     /* A = H V (scratch), then H <- V' A: the matrix in the old eigenbasis */
     if (lane < k)
@@ -668,12 +671,14 @@ __device__ double rcu_warp_step(const FitLaunch &p, const double *prof, const do
       }
   }
   __syncwarp();
+  if (n > k && lane < n) m.H[lane * ld + k] = m.H[k * ld + lane] = 0; /* padding: zero */
+  __syncwarp();
   if (timing) {
     c1 = clock64();
     if (lane == 0) m.prof[RCU_PROF_WARM] += c1 - c0;
     c0 = c1;
   }
-  const int sweeps = rcu_jacobi(k, ld, m.H, m.V, m.rot, m.rot_pq, tol, lane);
+  const int sweeps = rcu_jacobi(k, n, ld, m.H, m.V, m.rot, m.rot_pq, tol, lane);
   if (timing) {
     c1 = clock64();
     if (lane == 0) {
