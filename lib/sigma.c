@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "model.h"
@@ -437,9 +438,12 @@ static int sig_open_spooled(sig_input *in, const char *path, const char *tmp_dir
                             size_t err_len) {
   const char *dir = tmp_dir && *tmp_dir ? tmp_dir : getenv("TMPDIR");
   if (!dir || !*dir) dir = "/tmp";
+  /* Unique among processes sharing the directory (even across PID namespaces). */
+  struct timespec now;
+  clock_gettime(CLOCK_REALTIME, &now);
   char spool[4096];
-  if (snprintf(spool, sizeof spool, "%s/rctd-sigma-spool-%ld.rctd", dir, (long)getpid()) >=
-      (int)sizeof spool)
+  if (snprintf(spool, sizeof spool, "%s/rctd-sigma-spool-%ld-%lld%09ld.rctd", dir, (long)getpid(),
+               (long long)now.tv_sec, (long)now.tv_nsec) >= (int)sizeof spool)
     return sig_fail(err, err_len, "%s: temporary directory name too long", dir);
   rctd_reader *r = rctd_reader_open(path, err, err_len);
   if (!r) return -1;

@@ -301,7 +301,7 @@ static int sig_t_write_model(const char *path, int block) {
   char *genes[SIG_T_GENES], *barcodes[SIG_T_PIX], *types[SIG_T_TYPES];
   for (int g = 0; g < SIG_T_GENES; g++) genes[g] = strtok(glines[g + 1], ",");
   for (int p = 0; p < SIG_T_PIX; p++) barcodes[p] = strtok(nlines[p + 1], ",");
-  char type_text[SIG_T_TYPES][8];
+  char type_text[SIG_T_TYPES][16];
   int32_t class_k[SIG_T_TYPES];
   double bulk_w[SIG_T_TYPES];
   for (int k = 0; k < SIG_T_TYPES; k++) {
