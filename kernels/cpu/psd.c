@@ -12,6 +12,8 @@
 #include <gsl/gsl_vector.h>
 #include <math.h>
 
+#include "cpu/spline_fast.h"
+
 static size_t psd_align(size_t bytes) {
   return (bytes + 63) & ~(size_t)63;
 }
@@ -96,11 +98,81 @@ static void psd_axpy(int m, double *restrict row, double a, const double *restri
   for (; j < m; j++) row[j] += a * x[j];
 }
 
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+#define PSD_HAVE_AVX2 1
+/* AVX2 forms of the elementwise loops (each element computed by the same operations: same
+ * bits as the two-lane code). */
+__attribute__((target("avx2"))) static void psd_sub2_avx2(int m, double *restrict row, double a,
+                                                          const double *restrict x, double b,
+                                                          const double *restrict y) {
+  const __m256d av = _mm256_set1_pd(a), bv = _mm256_set1_pd(b);
+  int j = 0;
+  for (; j + 4 <= m; j += 4) {
+    __m256d t = _mm256_add_pd(_mm256_mul_pd(av, _mm256_loadu_pd(x + j)),
+                              _mm256_mul_pd(bv, _mm256_loadu_pd(y + j)));
+    _mm256_storeu_pd(row + j, _mm256_sub_pd(_mm256_loadu_pd(row + j), t));
+  }
+  for (; j < m; j++) row[j] -= a * x[j] + b * y[j];
+}
+
+__attribute__((target("avx2"))) static void psd_axpy_avx2(int m, double *restrict row, double a,
+                                                          const double *restrict x) {
+  const __m256d av = _mm256_set1_pd(a);
+  int j = 0;
+  for (; j + 4 <= m; j += 4)
+    _mm256_storeu_pd(row + j, _mm256_add_pd(_mm256_loadu_pd(row + j),
+                                            _mm256_mul_pd(av, _mm256_loadu_pd(x + j))));
+  for (; j < m; j++) row[j] += a * x[j];
+}
+
+__attribute__((target("avx2"))) static void psd_rotate_rows_avx2(int n, double *restrict x,
+                                                                 double *restrict y, double c,
+                                                                 double s) {
+  const __m256d cv = _mm256_set1_pd(c), sv = _mm256_set1_pd(s);
+  int k = 0;
+  for (; k + 4 <= n; k += 4) {
+    __m256d a0 = _mm256_loadu_pd(x + k), a1 = _mm256_loadu_pd(y + k);
+    _mm256_storeu_pd(y + k, _mm256_add_pd(_mm256_mul_pd(sv, a0), _mm256_mul_pd(cv, a1)));
+    _mm256_storeu_pd(x + k, _mm256_sub_pd(_mm256_mul_pd(cv, a0), _mm256_mul_pd(sv, a1)));
+  }
+  for (; k < n; k++) {
+    double a0 = x[k], a1 = y[k];
+    y[k] = s * a0 + c * a1;
+    x[k] = c * a0 - s * a1;
+  }
+}
+#endif
+
+/* Dispatch on the caller's flag (rctd_cpu_simd, read once per decomposition). */
+static void psd_sub2_x(int simd, int m, double *restrict row, double a, const double *restrict x,
+                       double b, const double *restrict y) {
+#ifdef PSD_HAVE_AVX2
+  if (simd) {
+    psd_sub2_avx2(m, row, a, x, b, y);
+    return;
+  }
+#endif
+  (void)simd;
+  psd_sub2(m, row, a, x, b, y);
+}
+
+static void psd_axpy_x(int simd, int m, double *restrict row, double a, const double *restrict x) {
+#ifdef PSD_HAVE_AVX2
+  if (simd) {
+    psd_axpy_avx2(m, row, a, x);
+    return;
+  }
+#endif
+  (void)simd;
+  psd_axpy(m, row, a, x);
+}
+
 /* Householder reduction of the symmetric a_nn (full storage, destroyed) to tridiagonal form
  * T = Q' A Q: diagonal d, subdiagonal e (e[i] couples i and i + 1), and zt_nn = Q' (rows of Q').
  * v_nn and p_n are scratch. */
-static void psd_tridiagonalise(int n, double *a, double *d, double *e, double *zt, double *v,
-                               double *tau, double *p) {
+static void psd_tridiagonalise(int simd, int n, double *a, double *d, double *e, double *zt,
+                               double *v, double *tau, double *p) {
   for (int k = 0; k < n - 2; k++) {
     const int m = n - k - 1; /* the reflector acts on indices k+1 .. n-1 */
     double *vk = v + (size_t)k * n;
@@ -126,7 +198,7 @@ static void psd_tridiagonalise(int n, double *a, double *d, double *e, double *z
     const double half = 0.5 * tau[k] * vp;
     for (int i = 0; i < m; i++) p[i] -= half * vk[i];
     for (int i = 0; i < m; i++)
-      psd_sub2(m, a + (size_t)(k + 1 + i) * n + k + 1, vk[i], p, p[i], vk);
+      psd_sub2_x(simd, m, a + (size_t)(k + 1 + i) * n + k + 1, vk[i], p, p[i], vk);
   }
   for (int i = 0; i < n; i++) d[i] = a[i * n + i];
   e[n - 2] = a[(n - 1) * n + n - 2];
@@ -141,9 +213,9 @@ static void psd_tridiagonalise(int n, double *a, double *d, double *e, double *z
     const double *vk = v + (size_t)k * n;
     /* rows k+1.. of Q <- H_k Q: Q -= tau v (v' Q), columns k+1.. only (the rest is identity). */
     for (int j = 0; j < m; j++) p[j] = 0;
-    for (int i = 0; i < m; i++) psd_axpy(m, p, vk[i], zt + (size_t)(k + 1 + i) * n + k + 1);
+    for (int i = 0; i < m; i++) psd_axpy_x(simd, m, p, vk[i], zt + (size_t)(k + 1 + i) * n + k + 1);
     for (int i = 0; i < m; i++)
-      psd_axpy(m, zt + (size_t)(k + 1 + i) * n + k + 1, -tau[k] * vk[i], p);
+      psd_axpy_x(simd, m, zt + (size_t)(k + 1 + i) * n + k + 1, -tau[k] * vk[i], p);
   }
   for (int i = 0; i < n; i++)
     for (int j = 0; j < i; j++) {
@@ -169,10 +241,22 @@ static void psd_rotate_rows(int n, double *restrict x, double *restrict y, doubl
   }
 }
 
+static void psd_rotate_rows_x(int simd, int n, double *restrict x, double *restrict y, double c,
+                              double s) {
+#ifdef PSD_HAVE_AVX2
+  if (simd) {
+    psd_rotate_rows_avx2(n, x, y, c, s);
+    return;
+  }
+#endif
+  (void)simd;
+  psd_rotate_rows(n, x, y, c, s);
+}
+
 /* Implicit QL with Wilkinson shifts on the tridiagonal (d, e), rotating the rows of zt, so that
  * on return d holds the eigenvalues and row m of zt the eigenvector of d[m].  -1 when an
  * eigenvalue needs more than 60 sweeps. */
-static int psd_tridiagonal_ql(int n, double *d, double *e, double *zt) {
+static int psd_tridiagonal_ql(int simd, int n, double *d, double *e, double *zt) {
   for (int l = 0; l < n; l++) {
     for (int iter = 0;; iter++) {
       int m = l;
@@ -202,7 +286,7 @@ static int psd_tridiagonal_ql(int n, double *d, double *e, double *zt) {
         p = s * r;
         d[i + 1] = g + p;
         g = c * r - b;
-        psd_rotate_rows(n, zt + (size_t)i * n, zt + (size_t)(i + 1) * n, c, s);
+        psd_rotate_rows_x(simd, n, zt + (size_t)i * n, zt + (size_t)(i + 1) * n, c, s);
       }
       if (r == 0 && i >= l) continue;
       d[l] -= p;
@@ -245,8 +329,9 @@ static double psd_general(int k, const double *H, double *D, void *workspace) {
   if (amax > 0) frexp(amax, &expo);
   for (int i = 0; i < k; i++)
     for (int j = 0; j <= i; j++) a_kk[i * k + j] = a_kk[j * k + i] = ldexp(H[i * k + j], -expo);
-  psd_tridiagonalise(k, a_kk, d_k, work, zt_kk, v_kk, work + kk, work + 2 * kk);
-  if (psd_tridiagonal_ql(k, d_k, work, zt_kk) != 0) {
+  const int simd = rctd_cpu_simd(-1);
+  psd_tridiagonalise(simd, k, a_kk, d_k, work, zt_kk, v_kk, work + kk, work + 2 * kk);
+  if (psd_tridiagonal_ql(simd, k, d_k, work, zt_kk) != 0) {
     for (int i = 0; i < k; i++)
       for (int j = 0; j <= i; j++) a_kk[i * k + j] = a_kk[j * k + i] = ldexp(H[i * k + j], -expo);
     psd_eigen_gsl(k, a_kk, d_k, zt_kk, v_kk, work);
@@ -262,7 +347,7 @@ static double psd_general(int k, const double *H, double *D, void *workspace) {
   for (int m = 0; m < k; m++) {
     const double *z = zt_kk + (size_t)m * k;
     const double s = d_k[m] / norm;
-    for (int i = 0; i < k; i++) psd_axpy(i + 1, D + (size_t)i * k, s * z[i], z);
+    for (int i = 0; i < k; i++) psd_axpy_x(simd, i + 1, D + (size_t)i * k, s * z[i], z);
   }
   for (int i = 0; i < k; i++)
     for (int j = 0; j < i; j++) D[j * k + i] = D[i * k + j];
