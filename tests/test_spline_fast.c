@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cpu/irwls.h"
 #include "cpu/spline_fast.h"
 #include "rctd_kernels.h"
 #include "test.h"
@@ -157,4 +158,49 @@ TEST(irwls_simd_equals_scalar) {
   rctd_spline_coef_detach(&t.table);
   free(coef);
   sft_table_free(&t);
+}
+
+/* The warm-started QP (the previous solve's working set as the start) reaches the cold solve's
+ * minimiser, whatever working set the workspace holds. */
+TEST(qp_warm_start_reaches_the_same_minimiser) {
+  enum { KMAX = 19 };
+  double D[KMAX * KMAX], A[KMAX * KMAX], d[KMAX], lower[KMAX], x_cold[KMAX], x_warm[KMAX];
+  void *ws = malloc(rctd_qp_workspace_bytes(KMAX));
+  CHECK(ws);
+  srand(5);
+  double worst = 0;
+  int n_bits_differ = 0;
+  for (int rep = 0; rep < 300; rep++) {
+    const int k = 3 + rep % (KMAX - 2);
+    for (int i = 0; i < k * k; i++) A[i] = 2.0 * rand() / RAND_MAX - 1;
+    for (int i = 0; i < k; i++)
+      for (int j = 0; j < k; j++) {
+        double sum = i == j ? 0.05 : 0;
+        for (int p = 0; p < k; p++) sum += A[i * k + p] * A[j * k + p];
+        D[i * k + j] = sum;
+      }
+    for (int i = 0; i < k; i++) {
+      d[i] = 2.0 * rand() / RAND_MAX - 1;
+      lower[i] = rand() % 2 ? 0 : -0.2 * rand() / RAND_MAX;
+    }
+    CHECK(rctd_qp_solve(k, D, d, lower, 0, 0, x_cold, ws) == 0);
+    /* the workspace now holds the cold solve's set; also start from a scrambled one */
+    for (int scramble = 0; scramble < 2; scramble++) {
+      if (scramble) {
+        double junk[KMAX];
+        for (int i = 0; i < k; i++) junk[i] = 2.0 * rand() / RAND_MAX - 1;
+        CHECK(rctd_qp_solve(k, D, junk, lower, 0, 0, x_warm, ws) == 0);
+      }
+      CHECK(rctd_qp_solve_warm(k, D, d, lower, 0, 0, x_warm, ws, 1) == 0);
+      for (int i = 0; i < k; i++) {
+        worst = fmax(worst, fabs(x_warm[i] - x_cold[i]));
+        n_bits_differ += memcmp(&x_warm[i], &x_cold[i], sizeof(double)) != 0;
+      }
+    }
+  }
+  if (getenv("RCTD_TEST_VERBOSE"))
+    fprintf(stderr, "  qp warm vs cold: worst |x| difference %.3g, %d values not bit-equal\n",
+            worst, n_bits_differ);
+  CHECK_MSG(worst < 1e-12, "warm and cold minimisers differ by %g", worst);
+  free(ws);
 }

@@ -321,7 +321,8 @@ __attribute__((target("avx2"))) static void irwls_predict_avx2(int n_genes, int 
 /* One solveWLS step from w_k (in place); returns the L1 change, or NaN when the step cannot be
  * taken (non-finite derivatives or an infeasible QP). */
 static double irwls_step(const rctd_qtable *table, int n_genes, int n_types, const double *S_kg,
-                         double numi, const rctd_irwls_opts *opts, double *w_k, irwls_ws *ws) {
+                         double numi, const rctd_irwls_opts *opts, double *w_k, irwls_ws *ws,
+                         int warm) {
   const int K = n_types;
   double s_sum = 0;
   for (int k = 0; k < K; k++) {
@@ -358,8 +359,10 @@ static double irwls_step(const rctd_qtable *table, int n_genes, int n_types, con
     ws->lower_k[k] = -ws->s_k[k];
     if (!isfinite(ws->dvec_k[k])) return NAN;
   }
-  if (rctd_qp_solve(K, ws->D_kk, ws->dvec_k, ws->lower_k, opts->constrain, 1 - s_sum, ws->x_k,
-                    ws->qp_ws) != 0)
+  /* Later steps start the QP from the previous step's active bounds (same minimiser, fewer
+   * active-set steps); each fit starts cold, so results do not depend on earlier fits. */
+  if (rctd_qp_solve_warm(K, ws->D_kk, ws->dvec_k, ws->lower_k, opts->constrain, 1 - s_sum, ws->x_k,
+                         ws->qp_ws, warm) != 0)
     return NAN;
   double change = 0;
   for (int k = 0; k < K; k++) {
@@ -380,7 +383,7 @@ int rctd_irwls_fit_kg(const rctd_qtable *table, int n_genes, int n_types, const 
 
   double change = 1;
   for (int iter = 0; change > opts->min_change && iter < opts->n_iter; iter++) {
-    change = irwls_step(table, n_genes, n_types, S_kg, numi, opts, weights_k, &ws);
+    change = irwls_step(table, n_genes, n_types, S_kg, numi, opts, weights_k, &ws, iter > 0);
     if (isnan(change)) {
       for (int k = 0; k < n_types; k++) weights_k[k] = NAN;
       return 0;

@@ -22,4 +22,12 @@ double rctd_irwls_score_kg(const rctd_qtable *table, int n_genes, int n_types, c
                            const double *y_g, const double *weights_k, double *pred_g,
                            double *d0_g);
 
+/* rctd_qp_solve, unconstrained mode, starting from the working set the workspace kept from the
+ * previous solve with the same k and workspace (warm = 1) instead of the empty one (0; the first
+ * solve on a workspace must be cold).  The minimiser is the same; only the number of active-set
+ * steps changes (and, where a bound is weakly active, rounding).  The sum-constrained mode
+ * always starts cold. */
+int rctd_qp_solve_warm(int k, const double *D_kk, const double *d_k, const double *lower_k,
+                       int with_sum, double sum_target, double *x_k, void *workspace, int warm);
+
 #endif

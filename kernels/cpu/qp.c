@@ -7,6 +7,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "cpu/irwls.h"
 #include "rctd_kernels.h"
 
 /* Multipliers above -QP_MULT_TOL * scale count as non-negative (rounding noise on weakly
@@ -120,16 +121,18 @@ static int qp_subspace_min(int k, const double *D_kk, const double *d_k, const d
   return 0;
 }
 
-/* Feasible starting point and working set. */
+/* Feasible starting point and working set.  warm: start from the working set the workspace
+ * holds (the previous solve's final one) instead of the empty set. */
 static int qp_start(int k, const double *D_kk, const double *d_k, const double *lower_k,
-                    int with_sum, double sum_target, double *x_k, qp_ws *ws) {
+                    int with_sum, double sum_target, double *x_k, qp_ws *ws, int warm) {
   double nu;
-  memset(ws->in_work, 0, (size_t)k * sizeof(int));
-  /* The unconstrained (or sum-constrained) minimiser: often already feasible. */
+  if (!warm || with_sum) memset(ws->in_work, 0, (size_t)k * sizeof(int));
+  /* The minimiser with the starting bounds held (unconstrained, or sum-constrained): often
+   * already feasible; free variables below their bounds join the working set. */
   if (qp_subspace_min(k, D_kk, d_k, lower_k, with_sum, sum_target, ws, &nu) != 0) return -1;
   if (!with_sum) {
     for (int i = 0; i < k; i++) {
-      ws->in_work[i] = ws->x_sub[i] < lower_k[i];
+      ws->in_work[i] = ws->in_work[i] || ws->x_sub[i] < lower_k[i];
       x_k[i] = ws->in_work[i] ? lower_k[i] : ws->x_sub[i];
     }
     return 0;
@@ -152,6 +155,11 @@ static int qp_start(int k, const double *D_kk, const double *d_k, const double *
 
 int rctd_qp_solve(int k, const double *D_kk, const double *d_k, const double *lower_k, int with_sum,
                   double sum_target, double *x_k, void *workspace) {
+  return rctd_qp_solve_warm(k, D_kk, d_k, lower_k, with_sum, sum_target, x_k, workspace, 0);
+}
+
+int rctd_qp_solve_warm(int k, const double *D_kk, const double *d_k, const double *lower_k,
+                       int with_sum, double sum_target, double *x_k, void *workspace, int warm) {
   if (k < 1) return -1;
   qp_ws ws = qp_ws_carve(k, workspace);
   if (with_sum) {
@@ -159,7 +167,7 @@ int rctd_qp_solve(int k, const double *D_kk, const double *d_k, const double *lo
     for (int i = 0; i < k; i++) lower_sum += lower_k[i];
     if (lower_sum > sum_target + 1e-12 * (fabs(sum_target) + fabs(lower_sum))) return -1;
   }
-  if (qp_start(k, D_kk, d_k, lower_k, with_sum, sum_target, x_k, &ws) != 0) return -1;
+  if (qp_start(k, D_kk, d_k, lower_k, with_sum, sum_target, x_k, &ws, warm) != 0) return -1;
   double scale = 0;
   for (int i = 0; i < k; i++) scale = fmax(scale, fabs(d_k[i]));
   for (int i = 0; i < k * k; i++) scale = fmax(scale, fabs(D_kk[i]));
