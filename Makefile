@@ -46,8 +46,9 @@ BINS       := $(patsubst cmd/%.c,$(BUILD)/bin/%,$(CMD_SRC))
 endif
 LIBRCTD    := $(BUILD)/librctd.a
 LIBKERN    := $(BUILD)/librctd-kernels.a
-# The CUDA backend uses the CPU kernels (host fallback), so it links before them.
-ALL_LIBS   := $(LIBRCTD) $(CUDA_LIB) $(LIBKERN)
+# The CUDA backend uses the CPU kernels (host fallback) and the kernels' --device selection
+# uses the CUDA backend: the kernels library is named on both sides of it.
+ALL_LIBS   := $(LIBRCTD) $(LIBKERN) $(CUDA_LIB) $(if $(CUDA_LIB),$(LIBKERN))
 GPU_BINS   := $(BUILD)/rctd-gpu-tests $(BUILD)/rctd-gpu-bench
 
 .PHONY: all deps test test-run test-gpu bench bench-gpu install clean format demo demo-run

@@ -162,7 +162,7 @@ static void bg_raw(rctd_backend *be, const gpu_ref *ref, const gpu_synth *px, co
 }
 
 int main(int argc, char **argv) {
-  int n_pix = 100000, million = 0, tables = 0, raw = 0;
+  int n_pix = 100000, million = 0, tables = 0, raw = 0, one = 0;
   int devices[16], n_dev = 0;
   for (int i = 1; i < argc; i++) {
     if (!strcmp(argv[i], "--pixels") && i + 1 < argc)
@@ -173,12 +173,15 @@ int main(int argc, char **argv) {
       tables = 1;
     else if (!strcmp(argv[i], "--raw"))
       raw = 1;
+    else if (!strcmp(argv[i], "--one"))
+      one = 1; /* one full-fit batch only (for a profiler) */
     else if (!strcmp(argv[i], "--device") && i + 1 < argc) {
       for (char *s = strtok(argv[++i], ","); s && n_dev < 16; s = strtok(NULL, ","))
         devices[n_dev++] = atoi(s);
     } else {
       fprintf(stderr,
-              "usage: rctd-gpu-bench [--pixels N] [--million] [--tables] [--raw] [--device 0,1]\n");
+              "usage: rctd-gpu-bench [--pixels N] [--million] [--tables] [--raw] [--one] [--device "
+              "0,1]\n");
       return 2;
     }
   }
@@ -211,6 +214,24 @@ int main(int argc, char **argv) {
     return 1;
   }
   fprintf(stderr, "  table sigma 1.00, %d rows: %.3f s\n", t.table.n_k, gpu_now() - t0);
+  if (one) {
+    const int K = ref.n_types;
+    int32_t *pix = malloc((size_t)n_pix * sizeof(int32_t));
+    double *w = malloc((size_t)n_pix * K * sizeof(double));
+    int32_t *conv = malloc((size_t)n_pix * sizeof(int32_t));
+    for (int n = 0; n < n_pix; n++) pix[n] = n;
+    rctd_fit_batch b = {ref.n_genes, K,   ref.profiles_gk, n_pix, px.y_ng, px.numi_n, n_pix, K,
+                        pix,         NULL};
+    rctd_irwls_opts o = {50, 1e-3, 0, 0};
+    t0 = gpu_now();
+    int rc = gpu->irwls_batch(gpu, &t.table, &b, &o, w, conv, NULL);
+    fprintf(stderr, "  one full batch: %d fits, %.3f s, rc %d\n", n_pix, gpu_now() - t0, rc);
+    free(pix);
+    free(w);
+    free(conv);
+    gpu->destroy(gpu);
+    return rc != 0;
+  }
   {
     gpu_synth warm;
     if (gpu_synth_tile(&px, 1, &warm) == 0) {

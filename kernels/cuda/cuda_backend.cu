@@ -349,6 +349,7 @@ static int rcb_run_range(Job &job) {
     p.types_fk = b->types_fk ? (const int32_t *)d.types.p : NULL;
     p.n_iter = job.opts->n_iter;
     p.min_change = job.opts->min_change;
+    p.qp_warm = !getenv("RCTD_CUDA_QP_COLD"); /* the CPU kernel warm-starts its QPs */
     p.weights_fk = (double *)d.weights.p;
     p.conv_f = (int32_t *)d.conv.p;
     p.score_f = job.score_f ? (double *)d.score.p : NULL;
@@ -575,6 +576,17 @@ extern "C" int rctd_cuda_device_count(void) {
     return 0;
   }
   return n;
+}
+
+extern "C" int rctd_cuda_device_name(int device, char *name, size_t name_len) {
+  cudaDeviceProp prop;
+  if (cudaGetDeviceProperties(&prop, device) != cudaSuccess) {
+    cudaGetLastError();
+    if (name && name_len) name[0] = 0;
+    return -1;
+  }
+  if (name && name_len) snprintf(name, name_len, "%s", prop.name);
+  return 0;
 }
 
 extern "C" rctd_backend *rctd_backend_cuda_ex(const int *devices, int n_devices,

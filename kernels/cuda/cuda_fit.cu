@@ -39,6 +39,7 @@ __device__ __forceinline__ double rcu_nan() {
 template <int KS>
 struct SmallFit {
   int f, pix, iter;
+  int in_work[KS]; /* the QP's last working set (warm starts) */
   int32_t t[KS];
   double numi, change;
   double w[KS];
@@ -117,10 +118,10 @@ __device__ double rcu_small_step(const FitLaunch &p, const double *prof, const d
     lower[k] = -s[k];
     if (!isfinite(dvec[k])) return rcu_nan();
   }
-  int in_work[KS], free_idx[KS];
+  int free_idx[KS];
   double chol[KS * KS], rhs[KS], x_sub[KS];
-  QPWork w = {in_work, free_idx, chol, rhs, x_sub};
-  if (rcu_qp_solve(KS, KS, D, dvec, lower, x, w) != 0) return rcu_nan();
+  QPWork w = {st.in_work, free_idx, chol, rhs, x_sub};
+  if (rcu_qp_solve(KS, KS, D, dvec, lower, x, w, p.qp_warm && st.iter > 0) != 0) return rcu_nan();
   double change = 0;
   for (int k = 0; k < KS; k++) {
     double w_new = s[k] + RCU_ALPHA * x[k];
@@ -155,6 +156,7 @@ __device__ void rcu_small_load(const FitLaunch &p, int f, SmallFit<KS> &st) {
   }
   st.iter = 0;
   st.change = 1;
+  for (int k = 0; k < KS; k++) st.in_work[k] = 0;
 }
 
 /* Hands out fits to the lanes of the warp that ask (one atomic per warp). */
@@ -478,15 +480,15 @@ __device__ int rcu_qpw_subspace(int k, int ld, const double *D, const double *d,
 }
 
 __device__ int rcu_qp_warp(int k, int ld, const double *D, const double *d, const double *lower,
-                           double *chol, int *fidx, double *x_s, int lane, double &x_i,
-                           int &n_sub) {
+                           double *chol, int *fidx, double *x_s, int lane, double &x_i, int &n_sub,
+                           unsigned &work, int warm) {
   const bool own = lane < k;
   const double d_i = own ? d[lane] : 0, lower_i = own ? lower[lane] : 0;
   double xs_i = 0;
-  unsigned work = 0;
+  if (!warm) work = 0;
   n_sub = 1;
   if (rcu_qpw_subspace(k, ld, D, d, lower, work, chol, fidx, x_s, lane, xs_i) != 0) return -1;
-  work = __ballot_sync(RCU_FULL_MASK, own && xs_i < lower_i);
+  work |= __ballot_sync(RCU_FULL_MASK, own && xs_i < lower_i);
   x_i = ((work >> lane) & 1u) ? lower_i : xs_i;
   double sc = 0;
   if (own) {
@@ -544,7 +546,7 @@ __device__ int rcu_qp_warp(int k, int ld, const double *D, const double *d, cons
 template <int NTA, int NTB>
 __device__ double rcu_warp_step(const FitLaunch &p, const double *prof, const double *x_vals,
                                 const SplineCoef *coef, WarpMem &m, int k, int pix, double numi,
-                                int iter, int lane) {
+                                int iter, unsigned &work, int lane) {
   const int G = p.n_genes, ldp = p.gene_stride, ld = rcu_warp_ld(k);
   const bool timing = p.prof != NULL;
   long long c0 = timing ? clock64() : 0, c1;
@@ -716,7 +718,8 @@ __device__ double rcu_warp_step(const FitLaunch &p, const double *prof, const do
   /* the exact QP (the CPU's active-set method), H reused as the Cholesky workspace */
   double x_i = 0;
   int n_sub = 0;
-  int rc = rcu_qp_warp(k, ld, m.A, m.dvec, m.lower, m.H, m.fidx, m.xv, lane, x_i, n_sub);
+  int rc = rcu_qp_warp(k, ld, m.A, m.dvec, m.lower, m.H, m.fidx, m.xv, lane, x_i, n_sub, work,
+                       p.qp_warm && iter > 0);
   double change = rcu_nan();
   if (rc == 0) {
     double w_new = 0, delta = 0;
@@ -761,8 +764,9 @@ __device__ void rcu_warp_fit(const FitLaunch &p, const double *prof, const doubl
   __syncwarp();
   double change = 1;
   int iter = 0;
+  unsigned work = 0; /* the QP's working set, kept between steps (warm starts) */
   for (; change > p.min_change && iter < p.n_iter; iter++) {
-    change = rcu_warp_step<NTA, NTB>(p, prof, x_vals, coef, m, k, pix, numi, iter, lane);
+    change = rcu_warp_step<NTA, NTB>(p, prof, x_vals, coef, m, k, pix, numi, iter, work, lane);
     if (isnan(change)) {
       if (lane < k) m.w[lane] = rcu_nan();
       iter++;

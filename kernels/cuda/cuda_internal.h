@@ -32,6 +32,8 @@ struct FitLaunch {
   const int32_t *types_fk; /* n_fits x k_sub, or NULL: types 0..k_sub-1 */
   int n_iter;
   double min_change;
+  int qp_warm; /* 1: each step's QP starts from the previous step's working set (the CPU's
+                * rctd_qp_solve_warm), 0: from the empty set */
   double *weights_fk;
   int32_t *conv_f;
   double *score_f;          /* NULL: no scores */

@@ -185,15 +185,17 @@ __host__ __device__ inline int rcu_qp_subspace_min(int k, int ld, const double *
   return 0;
 }
 
-/* rctd_qp_solve(k, D, d, lower, with_sum = 0, ...): 0, or -1 when D_FF is not positive
- * definite.  D has leading dimension ld. */
+/* rctd_qp_solve_warm(k, D, d, lower, with_sum = 0, ..., warm): 0, or -1 when D_FF is not
+ * positive definite.  D has leading dimension ld.  warm: start from the working set w.in_work
+ * holds (the previous solve's final one) instead of the empty set. */
 __host__ __device__ inline int rcu_qp_solve(int k, int ld, const double *D, const double *d,
-                                            const double *lower, double *x, QPWork &w) {
+                                            const double *lower, double *x, QPWork &w, int warm) {
   if (k < 1) return -1;
-  for (int i = 0; i < k; i++) w.in_work[i] = 0;
+  if (!warm)
+    for (int i = 0; i < k; i++) w.in_work[i] = 0;
   if (rcu_qp_subspace_min(k, ld, D, d, lower, w) != 0) return -1;
   for (int i = 0; i < k; i++) {
-    w.in_work[i] = w.x_sub[i] < lower[i];
+    w.in_work[i] = w.in_work[i] || w.x_sub[i] < lower[i];
     x[i] = w.in_work[i] ? lower[i] : w.x_sub[i];
   }
   double scale = 0;

@@ -36,6 +36,9 @@ rctd_backend *rctd_backend_cuda_ex(const int *devices, int n_devices, const rctd
 /* Number of CUDA devices visible (0 when none or no driver). */
 int rctd_cuda_device_count(void);
 
+/* The device's name ("NVIDIA H100 80GB HBM3"); 0, or -1 when it has none. */
+int rctd_cuda_device_name(int device, char *name, size_t name_len);
+
 /* Statistics of the last irwls_batch call (for benchmarks): seconds spent uploading, in the
  * kernels and downloading, summed over devices, and fit-iterations run. */
 typedef struct {

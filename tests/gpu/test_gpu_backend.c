@@ -13,6 +13,7 @@
 #include "rctd_kernels.h"
 #ifdef RCTD_HAVE_CUDA
 #include "cuda/rctd_cuda.h"
+#include "cuda_select.h"
 #endif
 
 #define GT_SIGMA 1.0
@@ -20,11 +21,11 @@
 #define GT_WEIGHT_TOL 1e-8
 #define GT_SCORE_RTOL 1e-10
 
+#ifdef RCTD_HAVE_CUDA
+
 static int gt_verbose(void) {
   return getenv("RCTD_TEST_VERBOSE") != NULL;
 }
-
-#ifdef RCTD_HAVE_CUDA
 
 typedef struct {
   int ok;
@@ -171,6 +172,12 @@ TEST(gpu_backend_creates) {
   CHECK_MSG(be != NULL, "%s", err);
   CHECK(strncmp(be->name, "cuda:", 5) == 0);
   CHECK(be->irwls_batch && be->qtable && be->destroy);
+  be->destroy(be);
+  char note[512] = "";
+  be = rctd_backend_open("auto", 2, note, sizeof note, err, sizeof err);
+  CHECK_MSG(be && strncmp(be->name, "cuda:0", 6) == 0, "auto chose: %s", note);
+  CHECK(strncmp(note, "device cuda:0 (", 15) == 0);
+  if (gt_verbose()) fprintf(stderr, "  --device auto: %s\n", note);
   be->destroy(be);
   int bad = 999;
   CHECK(rctd_backend_cuda(&bad, 1, err, sizeof err) == NULL);
