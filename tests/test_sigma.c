@@ -131,6 +131,12 @@ static const char *sig_t_cache(void) {
   return dir;
 }
 
+/* DIR/cache -> the tables the other tests of this run computed (computing them is what
+ * takes time). */
+static int sig_t_share_cache(const char *dir) {
+  return test_sh("ln -sfn '%s' '%s/cache'", sig_t_cache(), dir) == 0;
+}
+
 /* ------------------------------------------------------------------ R's runs */
 
 /* One of R's runs: fit pixels, every epoch's likelihood and scores, the chosen sigma and the
@@ -443,6 +449,7 @@ TEST(sigma_stage_reproduces_r_through_the_stream) {
   char dir[512];
   snprintf(dir, sizeof dir, "%s/sigma-stage", test_tmp_dir());
   CHECK(test_sh("mkdir -p '%s/tmp'", dir) == 0);
+  CHECK(sig_t_share_cache(dir));
   char model[600], out[600], piped[600];
   snprintf(model, sizeof model, "%s/model.rctd", dir);
   snprintf(out, sizeof out, "%s/out.rctd", dir);
@@ -525,6 +532,7 @@ TEST(sigma_stage_given_sigma) {
   char dir[512];
   snprintf(dir, sizeof dir, "%s/sigma-given", test_tmp_dir());
   CHECK(test_sh("mkdir -p '%s'", dir) == 0);
+  CHECK(sig_t_share_cache(dir));
   char model[600], out[600];
   snprintf(model, sizeof model, "%s/model.rctd", dir);
   snprintf(out, sizeof out, "%s/out.rctd", dir);
@@ -562,6 +570,7 @@ TEST(sigma_stage_bad_input) {
   char dir[512];
   snprintf(dir, sizeof dir, "%s/sigma-bad", test_tmp_dir());
   CHECK(test_sh("mkdir -p '%s/tmp'", dir) == 0);
+  CHECK(sig_t_share_cache(dir));
   char model[600], path[600];
   snprintf(model, sizeof model, "%s/model.rctd", dir);
   CHECK(sig_t_write_model(model, 30) == 0);
@@ -644,6 +653,7 @@ TEST(sigma_pipeline_vignette_csv_matches_r) {
   char dir[512];
   snprintf(dir, sizeof dir, "%s/sigma-pipeline", test_tmp_dir());
   CHECK(test_sh("mkdir -p '%s'", dir) == 0);
+  CHECK(sig_t_share_cache(dir));
   const char *bin = test_bin_dir(), *csv = "data/vignette/csv";
   CHECK(test_sh("cd '%s' && S='%s/%s' && '%s/rctd-reference' -q \"$S/reference/dge.csv\" "
                 "--cell-type-table \"$S/reference/meta_data.csv\" --cell-type-col cluster "
