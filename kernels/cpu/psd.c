@@ -142,6 +142,29 @@ __attribute__((target("avx2"))) static void psd_rotate_rows_avx2(int n, double *
     x[k] = c * a0 - s * a1;
   }
 }
+/* D (lower triangle) = sum_m s_m z_m z_m' with every element accumulated over m in order from
+ * zero, as the axpy loop of psd_general does, but in registers four columns at a time. */
+__attribute__((target("avx2"))) static void psd_reconstruct_avx2(int k, const double *zt,
+                                                                 const double *s_k, double *D) {
+  for (int i = 0; i < k; i++) {
+    double *row = D + (size_t)i * k;
+    int j = 0;
+    for (; j + 4 <= i + 1; j += 4) {
+      __m256d acc = _mm256_setzero_pd();
+      for (int m = 0; m < k; m++) {
+        const double *z = zt + (size_t)m * k;
+        const __m256d w = _mm256_set1_pd(s_k[m] * z[i]);
+        acc = _mm256_add_pd(acc, _mm256_mul_pd(w, _mm256_loadu_pd(z + j)));
+      }
+      _mm256_storeu_pd(row + j, acc);
+    }
+    for (; j <= i; j++) {
+      double acc = 0;
+      for (int m = 0; m < k; m++) acc += (s_k[m] * zt[(size_t)m * k + i]) * zt[(size_t)m * k + j];
+      row[j] = acc;
+    }
+  }
+}
 #endif
 
 /* Dispatch on the caller's flag (rctd_cpu_simd, read once per decomposition). */
@@ -324,11 +347,19 @@ static double psd_general(int k, const double *H, double *D, void *workspace) {
   /* Scale by a power of two (exact) so that the reduction works on entries of order one. */
   double amax = 0;
   for (int i = 0; i < k; i++)
-    for (int j = 0; j <= i; j++) amax = fmax(amax, fabs(H[i * k + j]));
+    for (int j = 0; j <= i; j++) {
+      double v = fabs(H[i * k + j]); /* finite (checked by the caller) */
+      if (v > amax) amax = v;
+    }
   int expo = 0;
   if (amax > 0) frexp(amax, &expo);
+  /* x * 2^-expo is ldexp(x, -expo) (both the correctly rounded product) when 2^-expo is normal */
+  const int pow2_ok = expo > -1000 && expo < 1000;
+  const double down = pow2_ok ? ldexp(1.0, -expo) : 0, up = pow2_ok ? ldexp(1.0, expo) : 0;
   for (int i = 0; i < k; i++)
-    for (int j = 0; j <= i; j++) a_kk[i * k + j] = a_kk[j * k + i] = ldexp(H[i * k + j], -expo);
+    for (int j = 0; j <= i; j++)
+      a_kk[i * k + j] = a_kk[j * k + i] =
+          pow2_ok ? H[i * k + j] * down : ldexp(H[i * k + j], -expo);
   const int simd = rctd_cpu_simd(-1);
   psd_tridiagonalise(simd, k, a_kk, d_k, work, zt_kk, v_kk, work + kk, work + 2 * kk);
   if (psd_tridiagonal_ql(simd, k, d_k, work, zt_kk) != 0) {
@@ -339,15 +370,25 @@ static double psd_general(int k, const double *H, double *D, void *workspace) {
 
   double norm = RCTD_PSD_EIG_FLOOR;
   for (int m = 0; m < k; m++) {
-    d_k[m] = fmax(ldexp(d_k[m], expo), RCTD_PSD_EIG_FLOOR);
-    norm = fmax(norm, d_k[m]);
+    double v = pow2_ok ? d_k[m] * up : ldexp(d_k[m], expo);
+    d_k[m] = v > RCTD_PSD_EIG_FLOOR ? v : RCTD_PSD_EIG_FLOOR; /* fmax: v is not NaN */
+    if (d_k[m] > norm) norm = d_k[m];
   }
   /* D = sum_m (mu_m / norm) z_m z_m' (lower triangle accumulated row by row, then mirrored). */
-  for (int i = 0; i < k * k; i++) D[i] = 0;
-  for (int m = 0; m < k; m++) {
-    const double *z = zt_kk + (size_t)m * k;
-    const double s = d_k[m] / norm;
-    for (int i = 0; i < k; i++) psd_axpy_x(simd, i + 1, D + (size_t)i * k, s * z[i], z);
+#ifdef PSD_HAVE_AVX2
+  if (simd) {
+    double *s_k = work; /* e, tau and the scratch are no longer needed */
+    for (int m = 0; m < k; m++) s_k[m] = d_k[m] / norm;
+    psd_reconstruct_avx2(k, zt_kk, s_k, D);
+  } else
+#endif
+  {
+    for (int i = 0; i < k * k; i++) D[i] = 0;
+    for (int m = 0; m < k; m++) {
+      const double *z = zt_kk + (size_t)m * k;
+      const double s = d_k[m] / norm;
+      for (int i = 0; i < k; i++) psd_axpy_x(simd, i + 1, D + (size_t)i * k, s * z[i], z);
+    }
   }
   for (int i = 0; i < k; i++)
     for (int j = 0; j < i; j++) D[j * k + i] = D[i * k + j];
