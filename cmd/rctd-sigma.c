@@ -6,11 +6,12 @@
 #include <string.h>
 
 #include "cli.h"
+#include "cuda_select.h"
 #include "sigma.h"
 
 static rctd_sigma_stage_opts sig_o;
 static int64_t sig_n_fit, sig_n_epoch;
-static const char *sig_sigma_text, *sig_seed_text, *sig_cache_dir, *sig_tmp_dir;
+static const char *sig_sigma_text, *sig_seed_text, *sig_cache_dir, *sig_tmp_dir, *sig_device;
 
 static rctd_opt sig_opts[] = {
     {"sigma", 0, RCTD_OPT_STRING, &sig_sigma_text, NULL,
@@ -29,6 +30,8 @@ static rctd_opt sig_opts[] = {
      "sigma_seed", "N"},
     {"cache-dir", 0, RCTD_OPT_STRING, &sig_cache_dir, NULL,
      "likelihood-table cache (default $XDG_CACHE_HOME/rctd; '' = none)", "cache_dir", "DIR"},
+    {"device", 0, RCTD_OPT_STRING, &sig_device, "cpu",
+     "backend of the sigma fits: cpu, auto, cuda, cuda:N", "device", "DEV"},
     {"tmp-dir", 0, RCTD_OPT_STRING, &sig_tmp_dir, NULL,
      "directory for the copy of a piped input (default $TMPDIR or /tmp)", NULL, "DIR"},
     {0}};
@@ -89,13 +92,21 @@ int main(int argc, char **argv) {
   sig_o.cli = &cli;
   sig_o.writer = rctd_cli_writer_opts(&cli);
 
-  char err[RCTD_ERR_LEN];
+  char err[RCTD_ERR_LEN], note[512] = "";
   const char *in_path = cli.n_args > 0 ? cli.args[0] : "-";
   rc = RCTD_EXIT_OK;
+  sig_o.backend = rctd_backend_open(sig_device, cli.threads, note, sizeof note, err, sizeof err);
+  if (!sig_o.backend) {
+    rctd_log_error("%s", err);
+    rctd_cli_free(&cli);
+    return RCTD_EXIT_USAGE;
+  }
+  if (note[0] && strcmp(sig_device, "cpu") != 0) rctd_log_info("%s", note);
   if (rctd_sigma_stage_run(in_path, cli.output, &sig_o, err, sizeof err) < 0) {
     rctd_log_error("%s", err);
     rc = RCTD_EXIT_RUNTIME;
   }
+  sig_o.backend->destroy(sig_o.backend);
   rctd_cli_free(&cli);
   return rc;
 }
