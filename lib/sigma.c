@@ -545,8 +545,15 @@ static int sig_gather(rctd_model_reader *mr, const int64_t *fit_n, int64_t n_fit
     for (; at < n_fit && refs[at].pixel < block.first + block.n; at++) {
       int64_t p = refs[at].pixel - block.first;
       double *row = y_ng + (size_t)refs[at].row * G;
-      for (int64_t j = block.indptr[p]; j < block.indptr[p + 1]; j++)
+      for (int64_t j = block.indptr[p]; j < block.indptr[p + 1]; j++) {
+        if (block.indices[j] < 0 || block.indices[j] >= G) {
+          rc = sig_fail(err, err_len, "%s: pixel %" PRId64 ": gene index %d out of range",
+                        rctd_reader_label(rctd_model_reader_stream(mr)), refs[at].pixel,
+                        (int)block.indices[j]);
+          goto done;
+        }
         row[block.indices[j]] += block.values[j];
+      }
     }
     rctd_progress_add(prog, (uint64_t)block.n);
   }
