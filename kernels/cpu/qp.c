@@ -24,6 +24,11 @@ typedef struct {
   double *grad;  /* k: D x - d */
 } qp_ws;
 
+/* fmax(a, b) for a not NaN, inline (libm's fmax is a call in this hot loop). */
+static inline double qp_max(double a, double b) {
+  return b > a ? b : a;
+}
+
 static size_t qp_align(size_t bytes) {
   return (bytes + 63) & ~(size_t)63;
 }
@@ -169,8 +174,8 @@ int rctd_qp_solve_warm(int k, const double *D_kk, const double *d_k, const doubl
   }
   if (qp_start(k, D_kk, d_k, lower_k, with_sum, sum_target, x_k, &ws, warm) != 0) return -1;
   double scale = 0;
-  for (int i = 0; i < k; i++) scale = fmax(scale, fabs(d_k[i]));
-  for (int i = 0; i < k * k; i++) scale = fmax(scale, fabs(D_kk[i]));
+  for (int i = 0; i < k; i++) scale = qp_max(scale, fabs(d_k[i]));
+  for (int i = 0; i < k * k; i++) scale = qp_max(scale, fabs(D_kk[i]));
 
   int last_dropped = -1;
   for (int iter = 0; iter < 10 * k + 50; iter++) {
@@ -201,9 +206,9 @@ int rctd_qp_solve_warm(int k, const double *D_kk, const double *d_k, const doubl
     memcpy(x_k, ws.x_sub, (size_t)k * sizeof(double));
     /* KKT: D x - d + nu 1 = mu with mu >= 0 on the working set (nu from the subspace solve). */
     double xmax = 0;
-    for (int i = 0; i < k; i++) xmax = fmax(xmax, fabs(x_k[i]));
+    for (int i = 0; i < k; i++) xmax = qp_max(xmax, fabs(x_k[i]));
     int drop = -1;
-    double most_negative = -QP_MULT_TOL * fmax(scale * fmax(xmax, 1.0), 1e-300);
+    double most_negative = -QP_MULT_TOL * qp_max(1e-300, scale * qp_max(1.0, xmax));
     for (int i = 0; i < k; i++) {
       if (!ws.in_work[i]) continue;
       double mult = nu - d_k[i];
