@@ -16,6 +16,9 @@ typedef struct {
   int n_cand; /* remaining candidates, in type order, in cand_nk */
   int growing;
   int fit_off; /* first fit of the pixel in the current batch */
+  /* the greedy fit that added the last type: the final fit's types in the same order */
+  int last_conv;
+  double last_w[RCTD_MULTI_TYPES_CAP];
 } mul_pixel;
 
 typedef struct {
@@ -78,11 +81,12 @@ static int mul_greedy_step(const rctd_fit_params *params, const rctd_pixel_chunk
     rctd_multi_result *res = &result_n[n];
     int32_t *cand = w->cand_nk + (size_t)n * n_types;
     double min_score = res->min_score;
-    int best_type = -1;
+    int best_type = -1, best_c = -1;
     for (int c = 0; c < px->n_cand; c++) {
       double score = w->step.score_f[px->fit_off + c];
       if (score < min_score) {
         best_type = cand[c];
+        best_c = c;
         min_score = score;
       }
     }
@@ -90,6 +94,9 @@ static int mul_greedy_step(const rctd_fit_params *params, const rctd_pixel_chunk
       px->growing = 0;
       continue;
     }
+    const int f = px->fit_off + best_c;
+    px->last_conv = w->step.conv_f[f];
+    memcpy(px->last_w, w->step.weights_fk + (size_t)f * step, (size_t)step * sizeof(double));
     res->types[res->n_types++] = best_type;
     mul_remove_candidate(px, cand, best_type);
     res->min_score = min_score;
@@ -148,13 +155,17 @@ static int mul_confidence(const rctd_fit_params *params, const rctd_pixel_chunk 
   return 0;
 }
 
-/* Final weights: a 50-iteration fit over the list, normalised to sum 1. */
+/* Final weights: a 50-iteration fit over the list, normalised to sum 1.  The greedy step that
+ * added the last type fitted the same types in the same order with 25 iterations; when that fit
+ * converged, the 50-iteration one stops at the same step with the same weights (fits are
+ * deterministic), so it is not run again. */
 static int mul_final(const rctd_fit_params *params, const rctd_pixel_chunk *chunk, mul_work *w,
                      rctd_multi_result *result_n, char *err, size_t err_len) {
   mul_reset_by_size(w);
   for (int n = 0; n < chunk->n_pix; n++) {
     rctd_multi_result *res = &result_n[n];
-    if (res->n_types == 0) continue;
+    w->px_n[n].fit_off = -1;
+    if (res->n_types == 0 || w->px_n[n].last_conv) continue;
     w->px_n[n].fit_off = rctd_fm_batch_add(&w->by_size[res->n_types], n, res->types);
     if (w->px_n[n].fit_off < 0) {
       rctd_fm_error(err, err_len, "fit: out of memory");
@@ -169,6 +180,11 @@ static int mul_final(const rctd_fit_params *params, const rctd_pixel_chunk *chun
     const int s = res->n_types;
     if (s == 0) continue;
     const int f = w->px_n[n].fit_off;
+    if (f < 0) {
+      rctd_fm_normalise(s, w->px_n[n].last_w, res->sub_weights);
+      res->conv_sub = 1;
+      continue;
+    }
     rctd_fm_normalise(s, w->by_size[s].weights_fk + (size_t)f * s, res->sub_weights);
     res->conv_sub = w->by_size[s].conv_f[f];
   }

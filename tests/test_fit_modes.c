@@ -23,6 +23,8 @@ typedef struct {
   fm_rule rules[FM_MAX_RULES];
   int n_rules;
   double default_score;
+  int unconv_pix; /* 25-iteration fits of this pixel over unconv_mask do not converge */
+  uint32_t unconv_mask;
   int n_calls;          /* irwls_batch calls */
   int n_fits;           /* fits over all calls */
   int calls_by_iter[2]; /* [0]: 25-iteration calls, [1]: 50 */
@@ -62,7 +64,7 @@ static int fm_script_batch(rctd_backend *be, const rctd_qtable *table, const rct
       mask |= 1u << t;
       weights_fk[(size_t)f * b->k_sub + i] = 0.1 * (t + 1);
     }
-    conv_f[f] = 1;
+    conv_f[f] = !(opts->n_iter == 25 && pix == sc->unconv_pix && mask == sc->unconv_mask);
     if (score_f) score_f[f] = fm_script_score(sc, pix, mask);
   }
   return 0;
@@ -96,6 +98,7 @@ static void fm_setup_init(fm_setup *s, int n_types, int n_pix, const double *ful
   s->sc.n_types = n_types;
   s->sc.full_weights_nk = full_weights_nk;
   s->sc.default_score = 500;
+  s->sc.unconv_pix = -1;
   s->be.name = "script";
   s->be.irwls_batch = fm_script_batch;
   s->be.impl = &s->sc;
@@ -361,8 +364,9 @@ TEST(fit_multi_stops_at_max_types) {
   CHECK(r.types[0] == 4 && r.types[1] == 3 && r.types[2] == 2 && r.types[3] == 1);
   /* swaps for type 0 score 1000: all confident */
   for (int t = 0; t < 4; t++) CHECK(r.conf[t] == 1);
-  /* batches: full, 4 greedy steps, confidence and final for size 4 only */
-  CHECK(s.sc.n_calls == 1 + 4 + 1 + 1);
+  /* batches: full, 4 greedy steps, confidence for size 4 only; no final batch, as the
+   * (scripted, converged) greedy fit that added the last type is the final fit */
+  CHECK(s.sc.n_calls == 1 + 4 + 1);
   s.params.max_multi_types = 2;
   CHECK(fm_run_multi(&s, &r, all_w) == 0);
   CHECK(r.n_types == 2 && r.min_score == 800);
@@ -739,5 +743,30 @@ TEST(fit_modes_empty_chunk) {
   CHECK(rctd_fit_doublet(&s.params, &s.chunk, d, w, err, sizeof err) == 0);
   CHECK(rctd_fit_multi(&s.params, &s.chunk, m, w, err, sizeof err) == 0);
   CHECK(s.sc.n_calls == 0);
+  fm_setup_free(&s);
+}
+
+/* A final multi fit is run only where the greedy fit that added the last type did not converge
+ * within its 25 iterations; it then decides the weights and conv_sub. */
+TEST(fit_multi_final_fit_only_when_not_converged) {
+  double w[FM_K] = {0.2, 0, 0.5, 0, 0, 0};
+  int32_t conv_full[1] = {1};
+  fm_setup s;
+  fm_setup_init(&s, FM_K, 1, w);
+  s.sc.full_conv_n = conv_full;
+  s.sc.default_score = 1000;
+  FM_RULE(&s.sc, 0, 900, 2);
+  rctd_multi_result r;
+  double all_w[FM_K];
+  CHECK(fm_run_multi(&s, &r, all_w) == 0);
+  CHECK(r.n_types == 1 && r.types[0] == 2 && r.conv_sub == 1 && r.sub_weights[0] == 1);
+  CHECK(s.sc.calls_by_iter[1] == 1); /* the full fit only */
+  /* the greedy fit of type 2 does not converge: the final 50-iteration fit runs */
+  s.sc.unconv_pix = 0;
+  s.sc.unconv_mask = 1u << 2;
+  memset(s.sc.calls_by_iter, 0, sizeof s.sc.calls_by_iter);
+  CHECK(fm_run_multi(&s, &r, all_w) == 0);
+  CHECK(r.n_types == 1 && r.types[0] == 2 && r.conv_sub == 1);
+  CHECK(s.sc.calls_by_iter[1] == 2);
   fm_setup_free(&s);
 }
