@@ -11,9 +11,13 @@
  * fits_warp (3 <= k_sub <= 32): one warp per fit.  Genes are split over the lanes for the
  *   prediction and the spline; the Hessian S' diag(-d2) S and the gradient are one pass of FP64
  *   tensor-core products (mma.m8n8k4) with the gradient as an extra column; psd() is a
- *   parallel cyclic Jacobi eigensolver (round-robin pairs) in shared memory, started from the
- *   previous iteration's eigenvectors; the QP is the CPU's active-set method run by lane 0.
- *   Results equal the CPU's to rounding (its eigenvectors come from GSL's QR). */
+ *   parallel cyclic Jacobi eigensolver (round-robin pairs, each round one pass over 2 x 2 pair
+ *   blocks) in shared memory, started from the previous step's eigenvectors; the QP is the
+ *   CPU's active-set method with its decisions (lane i owns variable i; warm-started from the
+ *   previous step's working set as the CPU's).  Results equal the CPU's to rounding: its
+ *   eigenvectors come from another eigensolver (Householder + QL).
+ *
+ * Both follow the CPU kernel's QP warm start (FitLaunch.qp_warm). */
 #include <cuda_runtime.h>
 #include <math.h>
 #include <stdint.h>
