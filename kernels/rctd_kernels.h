@@ -13,6 +13,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 /* ---- Likelihood tables (spacexr get_Q / solve_sq / calc_Q_all) ---- */
 #define RCTD_N_SIGMA 126  /* sigma grid: 10..70 by 1, 72..200 by 2 (sigma_c = value / 100) */
 #define RCTD_N_X 439      /* lambda grid X_vals */
@@ -114,6 +118,10 @@ rctd_backend *rctd_backend_cpu(int n_threads);
 #ifdef RCTD_HAVE_CUDA
 /* CUDA backend on the given devices; NULL with a message in err when none is usable. */
 rctd_backend *rctd_backend_cuda(const int *devices, int n_devices, char *err, size_t err_len);
+#endif
+
+#ifdef __cplusplus
+}
 #endif
 
 #endif
