@@ -1,6 +1,7 @@
 /* The CPU backend: batches of IRWLS fits and likelihood table rows spread over pthreads.
- * Fits are split statically (contiguous ranges) and every fit is computed independently from
- * its own inputs, so results do not depend on the thread count.  Each worker allocates its
+ * Fits are handed out to the workers in small blocks as they finish (they differ in their
+ * iteration counts), and every fit is computed independently from its own inputs, so results
+ * do not depend on the thread count or on which worker ran a fit.  Each worker allocates its
  * workspace once per batch; nothing is allocated per fit. */
 #include <math.h>
 #include <pthread.h>
@@ -11,6 +12,8 @@
 
 #include "cpu/irwls.h"
 #include "rctd_kernels.h"
+
+#define CPU_FIT_BLOCK 8 /* fits handed out per grab (fits differ in their iterations) */
 
 /* Table rows are handed out in chunks growing with k: low rows cost several times more than
  * high ones, and every rctd_qtable_rows call pays a fixed setup (its Y grid). */
@@ -26,7 +29,8 @@ typedef struct {
   double *weights_fk;
   int32_t *conv_f;
   double *score_f;
-  int f_begin, f_end;
+  int n_fits;
+  atomic_int *next_fit; /* fits are handed out in blocks of CPU_FIT_BLOCK */
   int status;
 } cpu_fit_job;
 
@@ -46,24 +50,29 @@ static void *cpu_fit_worker(void *arg) {
   double *d0_g = pred_g + G;
   void *ws = (void *)(((uintptr_t)(d0_g + G) + 63) & ~(uintptr_t)63);
 
-  for (int f = job->f_begin; f < job->f_end; f++) {
-    const int pix = b->pix_f[f];
-    const double numi = b->numi_n[pix];
-    const double *y_g = b->y_ng + (size_t)pix * G;
-    /* S = profiles[, types] * nUMI, as process_bead_* scales the profiles before fitting. */
-    for (int k = 0; k < k_sub; k++) {
-      int type = b->types_fk ? b->types_fk[(size_t)f * k_sub + k] : k;
-      const double *prof = job->profiles_kg + (size_t)type * G;
-      double *row = S_kg + (size_t)k * G;
-      for (int g = 0; g < G; g++) row[g] = prof[g] * numi;
+  for (;;) {
+    const int f0 = atomic_fetch_add(job->next_fit, CPU_FIT_BLOCK);
+    if (f0 >= job->n_fits) break;
+    const int f1 = f0 + CPU_FIT_BLOCK < job->n_fits ? f0 + CPU_FIT_BLOCK : job->n_fits;
+    for (int f = f0; f < f1; f++) {
+      const int pix = b->pix_f[f];
+      const double numi = b->numi_n[pix];
+      const double *y_g = b->y_ng + (size_t)pix * G;
+      /* S = profiles[, types] * nUMI, as process_bead_* scales the profiles before fitting. */
+      for (int k = 0; k < k_sub; k++) {
+        int type = b->types_fk ? b->types_fk[(size_t)f * k_sub + k] : k;
+        const double *prof = job->profiles_kg + (size_t)type * G;
+        double *row = S_kg + (size_t)k * G;
+        for (int g = 0; g < G; g++) row[g] = prof[g] * numi;
+      }
+      double *w_k = job->weights_fk + (size_t)f * k_sub;
+      job->conv_f[f] =
+          rctd_irwls_fit_kg(job->table, G, k_sub, S_kg, y_g, numi, job->opts, NULL, w_k, ws);
+      if (job->score_f)
+        job->score_f[f] =
+            job->table ? rctd_irwls_score_kg(job->table, G, k_sub, S_kg, y_g, w_k, pred_g, d0_g)
+                       : NAN;
     }
-    double *w_k = job->weights_fk + (size_t)f * k_sub;
-    job->conv_f[f] =
-        rctd_irwls_fit_kg(job->table, G, k_sub, S_kg, y_g, numi, job->opts, NULL, w_k, ws);
-    if (job->score_f)
-      job->score_f[f] =
-          job->table ? rctd_irwls_score_kg(job->table, G, k_sub, S_kg, y_g, w_k, pred_g, d0_g)
-                     : NAN;
   }
   free(mem);
   job->status = 0;
@@ -127,17 +136,10 @@ static int cpu_irwls_batch(rctd_backend *be, const rctd_qtable *table, const rct
   for (int g = 0; g < G; g++)
     for (int k = 0; k < K; k++)
       profiles_kg[(size_t)k * G + g] = batch->profiles_gk[(size_t)g * K + k];
+  atomic_int next_fit = 0;
   for (int t = 0; t < n_jobs; t++) {
-    jobs[t] = (cpu_fit_job){table,
-                            batch,
-                            opts,
-                            profiles_kg,
-                            weights_fk,
-                            conv_f,
-                            score_f,
-                            (int)((long long)batch->n_fits * t / n_jobs),
-                            (int)((long long)batch->n_fits * (t + 1) / n_jobs),
-                            -1};
+    jobs[t] = (cpu_fit_job){table,  batch,   opts,          profiles_kg, weights_fk,
+                            conv_f, score_f, batch->n_fits, &next_fit,   -1};
   }
   int failed = cpu_run_jobs(cpu_fit_worker, jobs, sizeof *jobs, n_jobs, cpu_fit_status);
   free(jobs);
