@@ -136,10 +136,12 @@ __attribute__((target("avx2"))) static void psd_rotate_rows_avx2(int n, double *
     _mm256_storeu_pd(y + k, _mm256_add_pd(_mm256_mul_pd(sv, a0), _mm256_mul_pd(cv, a1)));
     _mm256_storeu_pd(x + k, _mm256_sub_pd(_mm256_mul_pd(cv, a0), _mm256_mul_pd(sv, a1)));
   }
-  for (; k < n; k++) {
-    double a0 = x[k], a1 = y[k];
-    y[k] = s * a0 + c * a1;
-    x[k] = c * a0 - s * a1;
+  if (k < n) { /* the last 1..3 elements under a mask (masked-off lanes neither read nor written) */
+    const __m256i mask =
+        _mm256_cmpgt_epi64(_mm256_set1_epi64x(n - k), _mm256_setr_epi64x(0, 1, 2, 3));
+    __m256d a0 = _mm256_maskload_pd(x + k, mask), a1 = _mm256_maskload_pd(y + k, mask);
+    _mm256_maskstore_pd(y + k, mask, _mm256_add_pd(_mm256_mul_pd(sv, a0), _mm256_mul_pd(cv, a1)));
+    _mm256_maskstore_pd(x + k, mask, _mm256_sub_pd(_mm256_mul_pd(cv, a0), _mm256_mul_pd(sv, a1)));
   }
 }
 /* D (lower triangle) = sum_m s_m z_m z_m' with every element accumulated over m in order from
