@@ -17,4 +17,10 @@
 rctd_backend *rctd_backend_open(const char *device, int n_threads, char *note, size_t note_len,
                                 char *err, size_t err_len);
 
+/* rctd_backend_open with a --precision value: "float64" (or NULL / "") or "float32", which the
+ * CUDA backend honours (rctd_cuda.h: k_sub >= 3 steps solved in float).  With "cpu" float32 is
+ * an error; "auto" that falls back to the CPU runs float64 and its note says so. */
+rctd_backend *rctd_backend_open_precision(const char *device, const char *precision, int n_threads,
+                                          char *note, size_t note_len, char *err, size_t err_len);
+
 #endif

@@ -47,3 +47,31 @@ TEST(cuda_select_rejects_bad_values) {
   CHECK(rctd_backend_open("cuda:999", 1, NULL, 0, err, sizeof err) == NULL);
   CHECK(strstr(err, "--device cuda:999") != NULL && strstr(err, "--device cpu") != NULL);
 }
+
+TEST(cuda_select_precision) {
+  char note[512], err[512] = "";
+  /* float64 is the default and the CPU's only precision */
+  rctd_backend *be =
+      rctd_backend_open_precision("cpu", "float64", 2, note, sizeof note, err, sizeof err);
+  CHECK(be != NULL && strcmp(be->name, "cpu") == 0);
+  be->destroy(be);
+  CHECK(rctd_backend_open_precision("cpu", "float32", 2, note, sizeof note, err, sizeof err) ==
+        NULL);
+  CHECK_MSG(strstr(err, "--precision float32") != NULL && strstr(err, "--device cuda") != NULL,
+            "%s", err);
+  const char *bad[] = {"double", "float16", "FLOAT32", "f32"};
+  for (int i = 0; i < 4; i++) {
+    err[0] = 0;
+    CHECK(rctd_backend_open_precision("auto", bad[i], 1, NULL, 0, err, sizeof err) == NULL);
+    CHECK_MSG(strstr(err, "--precision") != NULL && strstr(err, "float64 or float32") != NULL,
+              "%s: %s", bad[i], err);
+  }
+  /* auto with float32: the GPU in float32, or the CPU in float64, saying so */
+  be = rctd_backend_open_precision("auto", "float32", 2, note, sizeof note, err, sizeof err);
+  CHECK(be != NULL);
+  if (strcmp(be->name, "cpu") == 0)
+    CHECK_MSG(strstr(note, "float64 (float32 is for CUDA devices only)") != NULL, "%s", note);
+  else
+    CHECK_MSG(strstr(note, ", float32)") != NULL, "%s", note);
+  be->destroy(be);
+}

@@ -2,11 +2,13 @@
  * G = 384 vignette genes, sigma 1.00, float64).
  *
  *   rctd-gpu-bench [--pixels N] [--million] [--tables] [--raw] [--device LIST]
+ *                  [--precision both|float64|float32]
  *
  * Reports pixels/s of full, doublet and multi mode run through lib/fit_modes (one chunk, so
  * one batch per step as the tools issue them), the time of the sigma-1.00 table and, with
  * --tables, of all 126 full tables; --million also runs 1,000,000 pixels (the 100,000 tiled);
- * --raw times single irwls_batch calls per k_sub.  Times include host work and transfers. */
+ * --raw times single irwls_batch calls per k_sub.  Times include host work and transfers.
+ * --precision: the modes with the float64 backend, the float32 one, or both (default). */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -45,9 +47,9 @@ static void bg_stats(rctd_backend *be, const char *what) {
   if (rctd_cuda_last_stats(be, &st) != 0) return;
   fprintf(stderr,
           "    last batch of %s: upload %.3f s, kernels %.3f s, download %.3f s, %lld iterations, "
-          "%d launches, counts reused %d\n",
+          "%d launches, counts reused %d, refitted in float64 %d\n",
           what, st.upload_s, st.kernel_s, st.download_s, st.n_iterations, st.n_launches,
-          st.counts_reused);
+          st.counts_reused, st.n_refit_float64);
 }
 
 static int bg_modes(const char *label, rctd_backend *be, const gpu_ref *ref, const gpu_synth *px,
@@ -164,6 +166,7 @@ static void bg_raw(rctd_backend *be, const gpu_ref *ref, const gpu_synth *px, co
 int main(int argc, char **argv) {
   int n_pix = 100000, million = 0, tables = 0, raw = 0, one = 0;
   int devices[16], n_dev = 0;
+  int run64 = 1, run32 = 1;
   for (int i = 1; i < argc; i++) {
     if (!strcmp(argv[i], "--pixels") && i + 1 < argc)
       n_pix = atoi(argv[++i]);
@@ -175,13 +178,17 @@ int main(int argc, char **argv) {
       raw = 1;
     else if (!strcmp(argv[i], "--one"))
       one = 1; /* one full-fit batch only (for a profiler) */
-    else if (!strcmp(argv[i], "--device") && i + 1 < argc) {
+    else if (!strcmp(argv[i], "--precision") && i + 1 < argc) {
+      i++;
+      run64 = strcmp(argv[i], "float32") != 0;
+      run32 = strcmp(argv[i], "float64") != 0;
+    } else if (!strcmp(argv[i], "--device") && i + 1 < argc) {
       for (char *s = strtok(argv[++i], ","); s && n_dev < 16; s = strtok(NULL, ","))
         devices[n_dev++] = atoi(s);
     } else {
       fprintf(stderr,
               "usage: rctd-gpu-bench [--pixels N] [--million] [--tables] [--raw] [--one] [--device "
-              "0,1]\n");
+              "0,1] [--precision both|float64|float32]\n");
       return 2;
     }
   }
@@ -197,8 +204,20 @@ int main(int argc, char **argv) {
     fprintf(stderr, "rctd-gpu-bench: %s\n", err);
     return 1;
   }
-  fprintf(stderr, "rctd-gpu-bench: %s, K = %d, G = %d, sigma 1.00, float64\n", gpu->name,
-          ref.n_types, ref.n_genes);
+  rctd_cuda_opts o32;
+  rctd_cuda_opts_default(&o32);
+  o32.precision = RCTD_CUDA_FLOAT32;
+  rctd_backend *gpu32 =
+      run32 ? rctd_backend_cuda_ex(n_dev ? devices : NULL, n_dev, &o32, err, sizeof err) : NULL;
+  if (run32 && !gpu32) {
+    fprintf(stderr, "rctd-gpu-bench: float32: %s\n", err);
+    return 1;
+  }
+  fprintf(stderr, "rctd-gpu-bench: %s, K = %d, G = %d, sigma 1.00, %s\n", gpu->name, ref.n_types,
+          ref.n_genes,
+          run64 && run32 ? "float64 and float32"
+          : run32        ? "float32"
+                         : "float64");
   double t0 = gpu_now();
   gpu_synth px;
   if (gpu_synth_make(&ref, n_pix, 1, &px)) return 1;
@@ -237,6 +256,7 @@ int main(int argc, char **argv) {
     if (gpu_synth_tile(&px, 1, &warm) == 0) {
       warm.n_pix = n_pix < 2000 ? n_pix : 2000;
       bg_modes("(warm-up)", gpu, &ref, &warm, &t, 1);
+      if (gpu32) bg_modes("(warm-up) float32", gpu32, &ref, &warm, &t, 1);
       gpu_synth_free(&warm);
     }
   }
@@ -254,13 +274,26 @@ int main(int argc, char **argv) {
       pb->destroy(pb);
     }
     bg_raw(gpu, &ref, &px, &t, "12w");
+    if (gpu32) {
+      po.precision = RCTD_CUDA_FLOAT32;
+      pb = rctd_backend_cuda_ex(n_dev ? devices : NULL, n_dev, &po, err, sizeof err);
+      if (pb) {
+        bg_raw(pb, &ref, &px, &t, "f32 16w prof");
+        pb->destroy(pb);
+      }
+      bg_raw(gpu32, &ref, &px, &t, "f32 16w");
+    }
   }
-  if (bg_modes("", gpu, &ref, &px, &t, 1)) return 1;
+  if (run64 && bg_modes("", gpu, &ref, &px, &t, 1)) return 1;
+  if (gpu32) {
+    if (bg_modes("float32", gpu32, &ref, &px, &t, 1)) return 1;
+  }
   if (million) {
     gpu_synth big;
     int copies = (1000000 + n_pix - 1) / n_pix;
     if (gpu_synth_tile(&px, copies, &big) == 0) {
-      bg_modes("(1M)", gpu, &ref, &big, &t, 0);
+      if (run64) bg_modes("(1M)", gpu, &ref, &big, &t, 0);
+      if (gpu32) bg_modes("(1M) float32", gpu32, &ref, &big, &t, 0);
       gpu_synth_free(&big);
     }
   }
@@ -286,6 +319,7 @@ int main(int argc, char **argv) {
   gpu_table_free(&t);
   gpu_synth_free(&px);
   gpu_ref_free(&ref);
+  if (gpu32) gpu32->destroy(gpu32);
   gpu->destroy(gpu);
   return 0;
 }

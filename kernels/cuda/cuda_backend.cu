@@ -350,6 +350,7 @@ static int rcb_run_range(Job &job) {
     p.n_iter = job.opts->n_iter;
     p.min_change = job.opts->min_change;
     p.qp_warm = !getenv("RCTD_CUDA_QP_COLD"); /* the CPU kernel warm-starts its QPs */
+    p.float32 = job.impl->opts.precision == RCTD_CUDA_FLOAT32;
     p.weights_fk = (double *)d.weights.p;
     p.conv_f = (int32_t *)d.conv.p;
     p.score_f = job.score_f ? (double *)d.score.p : NULL;
@@ -422,6 +423,57 @@ static int rcb_batch_valid(const rctd_qtable *table, const rctd_fit_batch *b,
   return 1;
 }
 
+/* float32: a fit whose float step failed (a Cholesky pivot of the QP that rounding made
+ * non-positive: the Hessian's eigenvalues span 1e-3 to 1 after psd's scaling, near float's
+ * epsilon with the ridge) has NaN weights; such fits are fitted again on the host in float64, so
+ * float32 gives NaN only where float64 does (NaN counts). */
+static int rcb_refit_float64(Impl *impl, const rctd_qtable *table, const rctd_fit_batch *batch,
+                             const rctd_irwls_opts *opts, double *weights_fk, int32_t *conv_f,
+                             double *score_f) {
+  const int k = batch->k_sub;
+  int n_bad = 0;
+  for (int f = 0; f < batch->n_fits; f++)
+    if (isnan(weights_fk[(size_t)f * k])) n_bad++;
+  impl->stats.n_refit_float64 = n_bad;
+  if (n_bad == 0) return 0;
+  int32_t *idx = (int32_t *)malloc((size_t)n_bad * sizeof(int32_t));
+  int32_t *pix = (int32_t *)malloc((size_t)n_bad * sizeof(int32_t));
+  int32_t *types = (int32_t *)malloc((size_t)n_bad * k * sizeof(int32_t));
+  double *w = (double *)malloc((size_t)n_bad * k * sizeof(double));
+  int32_t *conv = (int32_t *)malloc((size_t)n_bad * sizeof(int32_t));
+  double *score = (double *)malloc((size_t)n_bad * sizeof(double));
+  int rc = -1;
+  if (idx && pix && types && w && conv && score) {
+    int n = 0;
+    for (int f = 0; f < batch->n_fits; f++) {
+      if (!isnan(weights_fk[(size_t)f * k])) continue;
+      idx[n] = f;
+      pix[n] = batch->pix_f[f];
+      for (int j = 0; j < k; j++)
+        types[(size_t)n * k + j] = batch->types_fk ? batch->types_fk[(size_t)f * k + j] : j;
+      n++;
+    }
+    rctd_fit_batch sub = *batch;
+    sub.n_fits = n_bad;
+    sub.pix_f = pix;
+    sub.types_fk = types;
+    rc = impl->cpu->irwls_batch(impl->cpu, table, &sub, opts, w, conv, score_f ? score : NULL);
+    for (int i = 0; rc == 0 && i < n_bad; i++) {
+      const int f = idx[i];
+      memcpy(weights_fk + (size_t)f * k, w + (size_t)i * k, (size_t)k * sizeof(double));
+      conv_f[f] = conv[i];
+      if (score_f) score_f[f] = score[i];
+    }
+  }
+  free(idx);
+  free(pix);
+  free(types);
+  free(w);
+  free(conv);
+  free(score);
+  return rc;
+}
+
 static int rcb_irwls_batch(rctd_backend *be, const rctd_qtable *table, const rctd_fit_batch *batch,
                            const rctd_irwls_opts *opts, double *weights_fk, int32_t *conv_f,
                            double *score_f) {
@@ -477,7 +529,10 @@ static int rcb_irwls_batch(rctd_backend *be, const rctd_qtable *table, const rct
       fprintf(stderr, "rctd: %s\n", impl->dev[i].err[0] ? impl->dev[i].err : "cuda batch failed");
     }
   }
-  return failed ? -1 : 0;
+  if (failed) return -1;
+  if (impl->opts.precision == RCTD_CUDA_FLOAT32 && batch->k_sub > 2)
+    return rcb_refit_float64(impl, table, batch, opts, weights_fk, conv_f, score_f);
+  return 0;
 }
 
 struct TableJob {
@@ -596,8 +651,8 @@ extern "C" rctd_backend *rctd_backend_cuda_ex(const int *devices, int n_devices,
   rctd_cuda_opts_default(&opts);
   if (opts_in) opts = *opts_in;
   if (!(opts.mem_fraction > 0 && opts.mem_fraction <= 0.95)) opts.mem_fraction = 0.5;
-  if (opts.precision != RCTD_CUDA_FLOAT64) {
-    if (err && err_len) snprintf(err, err_len, "only float64 is implemented by this CUDA build");
+  if (opts.precision != RCTD_CUDA_FLOAT64 && opts.precision != RCTD_CUDA_FLOAT32) {
+    if (err && err_len) snprintf(err, err_len, "unknown precision %d", opts.precision);
     return NULL;
   }
   int count = 0;

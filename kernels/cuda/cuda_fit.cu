@@ -236,15 +236,19 @@ enum {
 };
 static_assert(RCU_PROF_N == kProfCounters, "profile counters");
 
-/* Per-warp shared memory, for k types and leading dimension ld. */
+/* Per-warp shared memory, for k types and leading dimension ld.  T is the type of the per-step
+ * linear algebra (Hessian, eigensolver, QP): double, or float with --precision float32; the
+ * weights, the prediction, the spline and the Hessian's accumulation stay double. */
+template <typename T>
 struct WarpMem {
-  double *H, *A, *V;                        /* k x ld each */
-  double *w, *s, *dvec, *lower, *xv, *eval; /* 32 each */
-  double *rot;                              /* 16 x 6: c, s, t, app, aqq, apq */
-  double *scalars;                          /* 4 */
-  unsigned long long *prof;                 /* RCU_PROF_N */
-  int *rot_pq;                              /* 16 x 2 */
-  int *types, *fidx;                        /* 32 each */
+  T *H, *A, *V;                /* n x ld each */
+  double *w, *s, *delta;       /* 32 each: weights, clipped weights, |change| per type */
+  double *scalars;             /* 4 */
+  unsigned long long *prof;    /* RCU_PROF_N */
+  T *dvec, *lower, *xv, *eval; /* 32 each */
+  T *rot;                      /* 16 x 6: c, s, t, app, aqq, apq */
+  int *rot_pq;                 /* 16 x 2 */
+  int *types, *fidx;           /* 32 each */
 };
 
 /* Jacobi works on n = k rounded up to even; rows are n + 1 long (odd: no bank conflicts). */
@@ -255,34 +259,62 @@ __host__ __device__ inline int rcu_warp_ld(int k) {
   return rcu_warp_n(k) + 1;
 }
 
-__host__ __device__ inline size_t rcu_warp_doubles(int k) {
-  int ld = rcu_warp_ld(k);
-  return (size_t)3 * rcu_warp_n(k) * ld + 6 * 32 + 16 * 6 + 4 + RCU_PROF_N + (16 * 2 + 2 * 32) / 2 +
-         1;
+/* Bytes of one warp's WarpMem<T> (a multiple of 16). */
+template <typename T>
+__host__ __device__ inline size_t rcu_warp_bytes(int k) {
+  const size_t nl = (size_t)rcu_warp_n(k) * rcu_warp_ld(k);
+  const size_t b = sizeof(double) * (3 * 32 + 4) + sizeof(unsigned long long) * RCU_PROF_N +
+                   sizeof(T) * (3 * nl + 4 * 32 + 16 * 6) + sizeof(int) * 3 * 32;
+  return (b + 15) & ~(size_t)15;
 }
 
-__device__ inline WarpMem rcu_warp_carve(double *base, int k) {
-  int ld = rcu_warp_ld(k);
-  WarpMem m;
-  double *q = base;
-  const size_t nl = (size_t)rcu_warp_n(k) * ld;
-  m.H = q, q += nl;
-  m.A = q, q += nl;
-  m.V = q, q += nl;
+template <typename T>
+__device__ inline WarpMem<T> rcu_warp_carve(char *base, int k) {
+  const size_t nl = (size_t)rcu_warp_n(k) * rcu_warp_ld(k);
+  WarpMem<T> m;
+  double *q = reinterpret_cast<double *>(base);
   m.w = q, q += 32;
   m.s = q, q += 32;
-  m.dvec = q, q += 32;
-  m.lower = q, q += 32;
-  m.xv = q, q += 32;
-  m.eval = q, q += 32;
-  m.rot = q, q += 16 * 6;
+  m.delta = q, q += 32;
   m.scalars = q, q += 4;
-  m.prof = reinterpret_cast<unsigned long long *>(q), q += RCU_PROF_N;
-  int *iq = reinterpret_cast<int *>(q);
+  m.prof = reinterpret_cast<unsigned long long *>(q);
+  T *t = reinterpret_cast<T *>(m.prof + RCU_PROF_N);
+  m.H = t, t += nl;
+  m.A = t, t += nl;
+  m.V = t, t += nl;
+  m.dvec = t, t += 32;
+  m.lower = t, t += 32;
+  m.xv = t, t += 32;
+  m.eval = t, t += 32;
+  m.rot = t, t += 16 * 6;
+  int *iq = reinterpret_cast<int *>(t);
   m.rot_pq = iq, iq += 32;
   m.types = iq, iq += 32;
   m.fidx = iq, iq += 32;
   return m;
+}
+
+/* Constants of the per-step linear algebra that depend on its precision: the Jacobi threshold's
+ * epsilon, where the rotation's t switches to 1 / (2 theta) (theta^2 finite), the QP's
+ * multiplier tolerance (the float64 one scaled by the ratio of the epsilons) and its floor. */
+template <typename T>
+struct Prec;
+template <>
+struct Prec<double> {
+  static constexpr double eps = 0x1p-53, theta_big = 1e150, mult_tol = RCU_QP_MULT_TOL,
+                          tiny = 1e-300;
+};
+template <>
+struct Prec<float> {
+  static constexpr float eps = 0x1p-24f, theta_big = 1e18f,
+                         mult_tol = (float)(RCU_QP_MULT_TOL * 0x1p29), tiny = 1e-30f;
+};
+
+__device__ __forceinline__ double rcu_rsqrt(double v) {
+  return rsqrt(v);
+}
+__device__ __forceinline__ float rcu_rsqrt(float v) {
+  return rsqrtf(v);
 }
 
 __device__ __forceinline__ void rcu_mma(double a, double b, double &c0, double &c1) {
@@ -296,12 +328,14 @@ __device__ __forceinline__ bool rcu_any_nonfinite(bool bad) {
   return __any_sync(RCU_FULL_MASK, bad);
 }
 
-__device__ __forceinline__ double rcu_warp_max(double v) {
+template <typename T>
+__device__ __forceinline__ T rcu_warp_max(T v) {
   for (int o = 16; o > 0; o >>= 1) v = fmax(v, __shfl_xor_sync(RCU_FULL_MASK, v, o));
   return v;
 }
 
-__device__ __forceinline__ double rcu_warp_min(double v) {
+template <typename T>
+__device__ __forceinline__ T rcu_warp_min(T v) {
   for (int o = 16; o > 0; o >>= 1) v = fmin(v, __shfl_xor_sync(RCU_FULL_MASK, v, o));
   return v;
 }
@@ -312,8 +346,8 @@ __device__ __forceinline__ double rcu_warp_min(double v) {
  * A round is one pass over the 2 x 2 blocks of pairs (i, j): off the diagonal J_i' B J_j, on it
  * the exact result (zero off the diagonal, app - t apq and aqq + t apq on it); V <- V J by rows.
  * Returns the sweeps run. */
-__device__ int rcu_jacobi(int k, int n, int ld, double *A, double *V, double *rot, int *rot_pq,
-                          double tol, int lane) {
+template <typename T>
+__device__ int rcu_jacobi(int k, int n, int ld, T *A, T *V, T *rot, int *rot_pq, T tol, int lane) {
   const int n_pairs = n / 2, n_rounds = n - 1, n_items = n_pairs * (n_pairs + 1) / 2;
   int sweep = 0;
   while (sweep < 40) {
@@ -328,15 +362,15 @@ __device__ int rcu_jacobi(int k, int n, int ld, double *A, double *V, double *ro
         rot_pq[2 * lane] = pp;
         rot_pq[2 * lane + 1] = qq;
         if (qq < k) {
-          double apq = A[pp * ld + qq];
+          T apq = A[pp * ld + qq];
           if (fabs(apq) > tol) {
-            double app = A[pp * ld + pp], aqq = A[qq * ld + qq];
-            double theta = (aqq - app) / (2.0 * apq);
-            double t = fabs(theta) > 1e150
-                           ? 0.5 / theta
-                           : copysign(1.0, theta) / (fabs(theta) + sqrt(fma(theta, theta, 1.0)));
-            double c = rsqrt(fma(t, t, 1.0));
-            double *ro = rot + lane * 6;
+            T app = A[pp * ld + pp], aqq = A[qq * ld + qq];
+            T theta = (aqq - app) / (T(2) * apq);
+            T t = fabs(theta) > Prec<T>::theta_big
+                      ? T(0.5) / theta
+                      : copysign(T(1), theta) / (fabs(theta) + sqrt(fma(theta, theta, T(1))));
+            T c = rcu_rsqrt(fma(t, t, T(1)));
+            T *ro = rot + lane * 6;
             ro[0] = c;
             ro[1] = t * c;
             ro[2] = t;
@@ -366,27 +400,27 @@ __device__ int rcu_jacobi(int k, int n, int ld, double *A, double *V, double *ro
         if (!ri && !rj) continue;
         const int pi = rot_pq[2 * i], qi = rot_pq[2 * i + 1];
         if (i == j) {
-          const double *ro = rot + i * 6;
-          const double d = ro[2] * ro[5];
+          const T *ro = rot + i * 6;
+          const T d = ro[2] * ro[5];
           A[pi * ld + pi] = ro[3] - d;
           A[qi * ld + qi] = ro[4] + d;
-          A[pi * ld + qi] = A[qi * ld + pi] = 0;
+          A[pi * ld + qi] = A[qi * ld + pi] = T(0);
           continue;
         }
         const int pj = rot_pq[2 * j], qj = rot_pq[2 * j + 1];
-        double b00 = A[pi * ld + pj], b01 = A[pi * ld + qj];
-        double b10 = A[qi * ld + pj], b11 = A[qi * ld + qj];
+        T b00 = A[pi * ld + pj], b01 = A[pi * ld + qj];
+        T b10 = A[qi * ld + pj], b11 = A[qi * ld + qj];
         if (ri) { /* rows: J_i' B */
-          const double c = rot[i * 6], s = rot[i * 6 + 1];
-          const double r00 = c * b00 - s * b10, r01 = c * b01 - s * b11;
+          const T c = rot[i * 6], s = rot[i * 6 + 1];
+          const T r00 = c * b00 - s * b10, r01 = c * b01 - s * b11;
           b10 = s * b00 + c * b10;
           b11 = s * b01 + c * b11;
           b00 = r00;
           b01 = r01;
         }
         if (rj) { /* columns: B J_j */
-          const double c = rot[j * 6], s = rot[j * 6 + 1];
-          const double c00 = c * b00 - s * b01, c10 = c * b10 - s * b11;
+          const T c = rot[j * 6], s = rot[j * 6 + 1];
+          const T c00 = c * b00 - s * b01, c10 = c * b10 - s * b11;
           b01 = s * b00 + c * b01;
           b11 = s * b10 + c * b11;
           b00 = c00;
@@ -403,8 +437,8 @@ __device__ int rcu_jacobi(int k, int n, int ld, double *A, double *V, double *ro
           const int i = __ffs(mm) - 1;
           mm &= mm - 1;
           const int pi = rot_pq[2 * i], qi = rot_pq[2 * i + 1];
-          const double c = rot[i * 6], s = rot[i * 6 + 1];
-          const double x = V[lane * ld + pi], y = V[lane * ld + qi];
+          const T c = rot[i * 6], s = rot[i * 6 + 1];
+          const T x = V[lane * ld + pi], y = V[lane * ld + qi];
           V[lane * ld + pi] = c * x - s * y;
           V[lane * ld + qi] = s * x + c * y;
         }
@@ -422,9 +456,9 @@ __device__ int rcu_jacobi(int k, int n, int ld, double *A, double *V, double *ro
  * and multipliers sum in the CPU's order; the back solve runs right-looking (its sums in
  * reverse order).  Returns 0 or -1 (the same in every lane) and the number of subspace
  * minimisations in *n_sub. */
-__device__ int rcu_qpw_subspace(int k, int ld, const double *D, const double *d,
-                                const double *lower, unsigned work, double *chol, int *fidx,
-                                double *xsub_s, int lane, double &xs_i) {
+template <typename T>
+__device__ int rcu_qpw_subspace(int k, int ld, const T *D, const T *d, const T *lower,
+                                unsigned work, T *chol, int *fidx, T *xsub_s, int lane, T &xs_i) {
   const unsigned all = k == 32 ? 0xffffffffu : ((1u << k) - 1);
   const unsigned freem = all & ~work;
   const int m = __popc(freem);
@@ -443,8 +477,8 @@ __device__ int rcu_qpw_subspace(int k, int ld, const double *D, const double *d,
   for (int p = 0; p < m; p++) {
     int ok = 1;
     if (lane == p) {
-      double s = chol[p * m + p];
-      ok = s > 0;
+      T s = chol[p * m + p];
+      ok = s > T(0);
       chol[p * m + p] = sqrt(s);
     }
     ok = __shfl_sync(RCU_FULL_MASK, ok, p);
@@ -453,13 +487,13 @@ __device__ int rcu_qpw_subspace(int k, int ld, const double *D, const double *d,
     if (lane > p && lane < m) chol[lane * m + p] = chol[lane * m + p] / chol[p * m + p];
     __syncwarp();
     if (lane > p && lane < m) {
-      const double lap = chol[lane * m + p];
+      const T lap = chol[lane * m + p];
       for (int b = p + 1; b <= lane; b++) chol[lane * m + b] -= lap * chol[b * m + p];
     }
     __syncwarp();
   }
   /* right-hand side: d_i - sum over the working set (ascending) of D_ij lower_j */
-  double v = 0;
+  T v = 0;
   if (lane < m) {
     v = d[fi];
     for (int j = 0; j < k; j++)
@@ -467,55 +501,56 @@ __device__ int rcu_qpw_subspace(int k, int ld, const double *D, const double *d,
   }
   for (int p = 0; p < m; p++) {
     if (lane == p) v = v / chol[p * m + p];
-    double vp = __shfl_sync(RCU_FULL_MASK, v, p);
+    T vp = __shfl_sync(RCU_FULL_MASK, v, p);
     if (lane > p && lane < m) v -= chol[lane * m + p] * vp;
   }
   for (int p = m - 1; p >= 0; p--) {
     if (lane == p) v = v / chol[p * m + p];
-    double vp = __shfl_sync(RCU_FULL_MASK, v, p);
+    T vp = __shfl_sync(RCU_FULL_MASK, v, p);
     if (lane < p) v -= chol[p * m + lane] * vp;
   }
   if (lane < k && ((work >> lane) & 1u)) xsub_s[lane] = lower[lane];
   if (lane < m) xsub_s[fi] = v;
   __syncwarp();
-  xs_i = lane < k ? xsub_s[lane] : 0;
+  xs_i = lane < k ? xsub_s[lane] : T(0);
   __syncwarp();
   return 0;
 }
 
-__device__ int rcu_qp_warp(int k, int ld, const double *D, const double *d, const double *lower,
-                           double *chol, int *fidx, double *x_s, int lane, double &x_i, int &n_sub,
-                           unsigned &work, int warm) {
+template <typename T>
+__device__ int rcu_qp_warp(int k, int ld, const T *D, const T *d, const T *lower, T *chol,
+                           int *fidx, T *x_s, int lane, T &x_i, int &n_sub, unsigned &work,
+                           int warm) {
   const bool own = lane < k;
-  const double d_i = own ? d[lane] : 0, lower_i = own ? lower[lane] : 0;
-  double xs_i = 0;
+  const T d_i = own ? d[lane] : T(0), lower_i = own ? lower[lane] : T(0);
+  T xs_i = 0;
   if (!warm) work = 0;
   n_sub = 1;
   if (rcu_qpw_subspace(k, ld, D, d, lower, work, chol, fidx, x_s, lane, xs_i) != 0) return -1;
   work |= __ballot_sync(RCU_FULL_MASK, own && xs_i < lower_i);
   x_i = ((work >> lane) & 1u) ? lower_i : xs_i;
-  double sc = 0;
+  T sc = 0;
   if (own) {
     sc = fabs(d_i);
     for (int j = 0; j < k; j++) sc = fmax(sc, fabs(D[lane * ld + j]));
   }
-  const double scale = rcu_warp_max(sc);
+  const T scale = rcu_warp_max(sc);
   int last_dropped = -1;
   for (int iter = 0; iter < 10 * k + 50; iter++) {
     n_sub++;
     if (rcu_qpw_subspace(k, ld, D, d, lower, work, chol, fidx, x_s, lane, xs_i) != 0) return -1;
     const bool in_w = (work >> lane) & 1u;
     /* walk towards x_sub until the first free variable hits its bound (first minimum) */
-    double ratio = 2.0;
+    T ratio = 2;
     if (own && !in_w && xs_i < lower_i) {
-      double gap = x_i - lower_i;
-      double r = gap > 0 ? gap / (x_i - xs_i) : 0.0;
-      if (r < 1.0) ratio = r;
+      T gap = x_i - lower_i;
+      T r = gap > T(0) ? gap / (x_i - xs_i) : T(0);
+      if (r < T(1)) ratio = r;
     }
-    const double step = rcu_warp_min(ratio);
-    if (step < 1.0) {
+    const T step = rcu_warp_min(ratio);
+    if (step < T(1)) {
       const int blocking = __ffs(__ballot_sync(RCU_FULL_MASK, ratio == step)) - 1;
-      if (step == 0.0 && blocking == last_dropped) break;
+      if (step == T(0) && blocking == last_dropped) break;
       if (own && !in_w) x_i += step * (xs_i - x_i);
       if (lane == blocking) x_i = lower_i;
       work |= 1u << blocking;
@@ -523,19 +558,19 @@ __device__ int rcu_qp_warp(int k, int ld, const double *D, const double *d, cons
       continue;
     }
     x_i = xs_i;
-    const double xmax = rcu_warp_max(own ? fabs(x_i) : 0.0);
-    const double nu = 0;
-    double most_negative = -RCU_QP_MULT_TOL * fmax(scale * fmax(xmax, 1.0), 1e-300);
+    const T xmax = rcu_warp_max(own ? fabs(x_i) : T(0));
+    const T nu = 0;
+    T most_negative = -Prec<T>::mult_tol * fmax(scale * fmax(xmax, T(1)), Prec<T>::tiny);
     if (own) x_s[lane] = x_i;
     __syncwarp();
-    double mult = INFINITY;
+    T mult = INFINITY;
     if (own && in_w) {
-      double s = -d_i - nu;
+      T s = -d_i - nu;
       for (int j = 0; j < k; j++) s += D[lane * ld + j] * x_s[j];
       if (s < most_negative) mult = s;
     }
     __syncwarp();
-    const double mmin = rcu_warp_min(mult);
+    const T mmin = rcu_warp_min(mult);
     if (!(mmin < most_negative)) return 0;
     const int drop = __ffs(__ballot_sync(RCU_FULL_MASK, mult == mmin)) - 1;
     work &= ~(1u << drop);
@@ -547,9 +582,9 @@ __device__ int rcu_qp_warp(int k, int ld, const double *D, const double *d, cons
 /* One IRWLS step of the warp's fit; returns the change (NaN: the fit failed), the same value in
  * every lane.  NTA / NTB: 8-type tiles of the Hessian rows / columns (the columns include the
  * gradient as column k). */
-template <int NTA, int NTB>
+template <typename T, int NTA, int NTB>
 __device__ double rcu_warp_step(const FitLaunch &p, const double *prof, const double *x_vals,
-                                const SplineCoef *coef, WarpMem &m, int k, int pix, double numi,
+                                const SplineCoef *coef, WarpMem<T> &m, int k, int pix, double numi,
                                 int iter, unsigned &work, int lane) {
   const int G = p.n_genes, ldp = p.gene_stride, ld = rcu_warp_ld(k);
   const bool timing = p.prof != NULL;
@@ -558,16 +593,16 @@ __device__ double rcu_warp_step(const FitLaunch &p, const double *prof, const do
   __syncwarp();
   const double floor_pred = fmax(RCU_PRED_MIN, numi * RCU_PRED_NUMI);
 
-  constexpr int NP = NTA * NTB - NTA * (NTA - 1) / 2; /* tile pairs T <= T' */
+  constexpr int NP = NTA * NTB - NTA * (NTA - 1) / 2; /* tile pairs TI <= TJ */
   double acc[NP][2];
 #pragma unroll
   for (int i = 0; i < NP; i++) acc[i][0] = acc[i][1] = 0;
   const int frag_row = lane >> 2, frag_col = lane & 3;
   int t_row[NTB];
 #pragma unroll
-  for (int T = 0; T < NTB; T++) {
-    int j = 8 * T + frag_row;
-    t_row[T] = j < k ? m.types[j] : -1;
+  for (int TI = 0; TI < NTB; TI++) {
+    int j = 8 * TI + frag_row;
+    t_row[TI] = j < k ? m.types[j] : -1;
   }
   bool bad = false;
   for (int g0 = 0; g0 < G; g0 += 32) {
@@ -591,17 +626,17 @@ __device__ double rcu_warp_step(const FitLaunch &p, const double *prof, const do
       const int gg = g0 + src;
       double a[NTB], b[NTB];
 #pragma unroll
-      for (int T = 0; T < NTB; T++) {
-        a[T] = t_row[T] >= 0 ? prof[(size_t)t_row[T] * ldp + gg] : 0.0;
-        const int col = 8 * T + frag_row;
-        b[T] = col < k ? ug * a[T] : (col == k ? d1g : 0.0);
+      for (int TI = 0; TI < NTB; TI++) {
+        a[TI] = t_row[TI] >= 0 ? prof[(size_t)t_row[TI] * ldp + gg] : 0.0;
+        const int col = 8 * TI + frag_row;
+        b[TI] = col < k ? ug * a[TI] : (col == k ? d1g : 0.0);
       }
       int pi = 0;
 #pragma unroll
-      for (int T = 0; T < NTA; T++)
+      for (int TI = 0; TI < NTA; TI++)
 #pragma unroll
-        for (int T2 = T; T2 < NTB; T2++) {
-          rcu_mma(a[T], b[T2], acc[pi][0], acc[pi][1]);
+        for (int TJ = TI; TJ < NTB; TJ++) {
+          rcu_mma(a[TI], b[TJ], acc[pi][0], acc[pi][1]);
           pi++;
         }
     }
@@ -617,18 +652,18 @@ __device__ double rcu_warp_step(const FitLaunch &p, const double *prof, const do
   {
     int pi = 0;
 #pragma unroll
-    for (int T = 0; T < NTA; T++)
+    for (int TI = 0; TI < NTA; TI++)
 #pragma unroll
-      for (int T2 = T; T2 < NTB; T2++) {
-        const int r = 8 * T + frag_row;
+      for (int TJ = TI; TJ < NTB; TJ++) {
+        const int r = 8 * TI + frag_row;
 #pragma unroll
         for (int e = 0; e < 2; e++) {
-          const int c = 8 * T2 + 2 * frag_col + e;
+          const int c = 8 * TJ + 2 * frag_col + e;
           if (r >= k) continue;
           if (c == k) {
-            m.dvec[r] = acc[pi][e] * numi;
-          } else if (c < k && (T2 > T || c <= r)) {
-            double h = acc[pi][e] * n2;
+            m.dvec[r] = (T)(acc[pi][e] * numi);
+          } else if (c < k && (TJ > TI || c <= r)) {
+            const T h = (T)(acc[pi][e] * n2);
             m.H[r * ld + c] = h;
             m.H[c * ld + r] = h;
           }
@@ -638,16 +673,16 @@ __device__ double rcu_warp_step(const FitLaunch &p, const double *prof, const do
   }
   __syncwarp();
   bad = false;
-  double fro = 0;
+  T fro = 0;
   if (lane < k)
     for (int j = 0; j < k; j++) {
-      const double h = m.H[lane * ld + j];
+      const T h = m.H[lane * ld + j];
       bad |= !isfinite(h);
       fro = fma(h, h, fro);
     }
   if (rcu_any_nonfinite(bad)) return rcu_nan();
   for (int o = 16; o > 0; o >>= 1) fro += __shfl_xor_sync(RCU_FULL_MASK, fro, o);
-  const double tol = 0x1p-53 * sqrt(fro);
+  const T tol = Prec<T>::eps * sqrt(fro);
   if (timing) {
     c1 = clock64();
     if (lane == 0) m.prof[RCU_PROF_HESS] += c1 - c0;
@@ -658,26 +693,26 @@ __device__ double rcu_warp_step(const FitLaunch &p, const double *prof, const do
   const int n = rcu_warp_n(k);
   if (iter == 0) {
     if (lane < n)
-      for (int j = 0; j < n; j++) m.V[lane * ld + j] = lane == j ? 1.0 : 0.0;
+      for (int j = 0; j < n; j++) m.V[lane * ld + j] = lane == j ? T(1) : T(0);
   } else {
     /* A = H V (scratch), then H <- V' A: the matrix in the old eigenbasis */
     if (lane < k)
       for (int c = 0; c < k; c++) {
-        double sum = 0;
+        T sum = 0;
         for (int j = 0; j < k; j++) sum = fma(m.H[lane * ld + j], m.V[j * ld + c], sum);
         m.A[lane * ld + c] = sum;
       }
     __syncwarp();
     if (lane < k)
       for (int c = 0; c <= lane; c++) {
-        double sum = 0;
+        T sum = 0;
         for (int j = 0; j < k; j++) sum = fma(m.V[j * ld + lane], m.A[j * ld + c], sum);
         m.H[lane * ld + c] = sum;
         m.H[c * ld + lane] = sum;
       }
   }
   __syncwarp();
-  if (n > k && lane < n) m.H[lane * ld + k] = m.H[k * ld + lane] = 0; /* padding: zero */
+  if (n > k && lane < n) m.H[lane * ld + k] = m.H[k * ld + lane] = T(0); /* padding: zero */
   __syncwarp();
   if (timing) {
     c1 = clock64();
@@ -694,21 +729,21 @@ __device__ double rcu_warp_step(const FitLaunch &p, const double *prof, const do
     c0 = c1;
   }
   /* eigenvalues clamped at 1e-3; norm = the largest (rctd_psd_scaled) */
-  double e_l = lane < k ? fmax(m.H[lane * ld + lane], RCU_EIG_FLOOR) : RCU_EIG_FLOOR;
-  const double norm = rcu_warp_max(e_l);
+  const T e_l = lane < k ? fmax(m.H[lane * ld + lane], T(RCU_EIG_FLOOR)) : T(RCU_EIG_FLOOR);
+  const T norm = rcu_warp_max(e_l);
   if (lane < k) m.eval[lane] = e_l / norm;
   __syncwarp();
   /* D = V diag(eval) V' into A (lower triangle mirrored), + ridge; d /= norm */
   if (lane < k) {
     for (int c = 0; c <= lane; c++) {
-      double sum = 0;
+      T sum = 0;
       for (int j = 0; j < k; j++) sum += m.V[lane * ld + j] * m.eval[j] * m.V[c * ld + j];
-      if (c == lane) sum += RCU_RIDGE;
+      if (c == lane) sum += T(RCU_RIDGE);
       m.A[lane * ld + c] = sum;
       m.A[c * ld + lane] = sum;
     }
     m.dvec[lane] /= norm;
-    m.lower[lane] = -m.s[lane];
+    m.lower[lane] = (T)-m.s[lane];
   }
   __syncwarp();
   bad = lane < k && !isfinite(m.dvec[lane]);
@@ -720,7 +755,7 @@ __device__ double rcu_warp_step(const FitLaunch &p, const double *prof, const do
   }
 
   /* the exact QP (the CPU's active-set method), H reused as the Cholesky workspace */
-  double x_i = 0;
+  T x_i = 0;
   int n_sub = 0;
   int rc = rcu_qp_warp(k, ld, m.A, m.dvec, m.lower, m.H, m.fidx, m.xv, lane, x_i, n_sub, work,
                        p.qp_warm && iter > 0);
@@ -728,15 +763,15 @@ __device__ double rcu_warp_step(const FitLaunch &p, const double *prof, const do
   if (rc == 0) {
     double w_new = 0, delta = 0;
     if (lane < k) {
-      w_new = m.s[lane] + RCU_ALPHA * x_i;
+      w_new = m.s[lane] + RCU_ALPHA * (double)x_i;
       delta = fabs(w_new - m.w[lane]);
     }
     /* change = sum |w_new - w_old| in index order, as the CPU sums it */
-    if (lane < k) m.xv[lane] = delta;
+    if (lane < k) m.delta[lane] = delta;
     __syncwarp();
     if (lane == 0) {
       double ch = 0;
-      for (int j = 0; j < k; j++) ch += m.xv[j];
+      for (int j = 0; j < k; j++) ch += m.delta[j];
       m.scalars[0] = ch;
     }
     __syncwarp();
@@ -755,9 +790,9 @@ __device__ double rcu_warp_step(const FitLaunch &p, const double *prof, const do
   return change;
 }
 
-template <int NTA, int NTB>
+template <typename T, int NTA, int NTB>
 __device__ void rcu_warp_fit(const FitLaunch &p, const double *prof, const double *x_vals,
-                             const SplineCoef *coef, WarpMem &m, int f, int lane) {
+                             const SplineCoef *coef, WarpMem<T> &m, int f, int lane) {
   const int k = p.k_sub;
   const int pix = p.pix_f[f];
   const double numi = p.numi[pix];
@@ -770,7 +805,7 @@ __device__ void rcu_warp_fit(const FitLaunch &p, const double *prof, const doubl
   int iter = 0;
   unsigned work = 0; /* the QP's working set, kept between steps (warm starts) */
   for (; change > p.min_change && iter < p.n_iter; iter++) {
-    change = rcu_warp_step<NTA, NTB>(p, prof, x_vals, coef, m, k, pix, numi, iter, work, lane);
+    change = rcu_warp_step<T, NTA, NTB>(p, prof, x_vals, coef, m, k, pix, numi, iter, work, lane);
     if (isnan(change)) {
       if (lane < k) m.w[lane] = rcu_nan();
       iter++;
@@ -807,9 +842,9 @@ __device__ void rcu_warp_fit(const FitLaunch &p, const double *prof, const doubl
 }
 
 /* Registers capped so that MINW warps fit an SM (__launch_bounds__). */
-template <int NTA, int NTB, int MINW>
+template <typename T, int NTA, int NTB, int MINW>
 __global__ void __launch_bounds__(32 * MINW, 1)
-    rcu_fits_warp(FitLaunch p, int prof_in_smem, int warp_doubles) {
+    rcu_fits_warp(FitLaunch p, int prof_in_smem, int warp_bytes) {
   extern __shared__ double smem_warp[];
   double *x_vals = smem_warp;
   double *prof_s = smem_warp + RCTD_N_X + 1;
@@ -820,8 +855,9 @@ __global__ void __launch_bounds__(32 * MINW, 1)
   const double *prof = prof_in_smem ? prof_s : p.profiles_kg;
   const SplineCoef *coef = reinterpret_cast<const SplineCoef *>(p.spline_coef);
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-  double *wbase = prof_s + ((prof_doubles + 1) & ~(size_t)1) + (size_t)warp * warp_doubles;
-  WarpMem m = rcu_warp_carve(wbase, p.k_sub);
+  char *wbase = reinterpret_cast<char *>(prof_s + ((prof_doubles + 1) & ~(size_t)1)) +
+                (size_t)warp * warp_bytes;
+  WarpMem<T> m = rcu_warp_carve<T>(wbase, p.k_sub);
   if (lane < RCU_PROF_N) m.prof[lane] = 0;
   __syncwarp();
   for (;;) {
@@ -829,23 +865,22 @@ __global__ void __launch_bounds__(32 * MINW, 1)
     if (lane == 0) f = atomicAdd(p.work_counter, 1);
     f = __shfl_sync(RCU_FULL_MASK, f, 0);
     if (f >= p.n_fits) break;
-    rcu_warp_fit<NTA, NTB>(p, prof, x_vals, coef, m, f, lane);
+    rcu_warp_fit<T, NTA, NTB>(p, prof, x_vals, coef, m, f, lane);
   }
   if (p.prof && lane < RCU_PROF_N) atomicAdd(p.prof + lane, m.prof[lane]);
 }
 
 /* ------------------------------------------------------------------ launch */
 
-template <int NTA, int NTB, int MINW>
+template <typename T, int NTA, int NTB, int MINW>
 static cudaError_t rcu_launch_warp_v(const FitLaunch &p, int n_sm, cudaStream_t stream) {
   int dev = 0;
   cudaGetDevice(&dev);
   int max_smem = 0;
   cudaDeviceGetAttribute(&max_smem, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev);
-  const size_t warp_doubles = (rcu_warp_doubles(p.k_sub) + 1) & ~(size_t)1;
   const size_t base = (RCTD_N_X + 1) * sizeof(double);
   const size_t prof_bytes = (((size_t)p.n_types * p.gene_stride + 1) & ~(size_t)1) * sizeof(double);
-  const size_t warp_bytes = warp_doubles * sizeof(double);
+  const size_t warp_bytes = rcu_warp_bytes<T>(p.k_sub);
   int prof_in_smem = 1;
   long long room = (long long)max_smem - (long long)base - (long long)prof_bytes;
   int warps = room > 0 ? (int)(room / (long long)warp_bytes) : 0;
@@ -854,17 +889,17 @@ static cudaError_t rcu_launch_warp_v(const FitLaunch &p, int n_sm, cudaStream_t 
     warps = (int)(((long long)max_smem - (long long)base) / (long long)warp_bytes);
   }
   cudaFuncAttributes attr;
-  cudaError_t e = cudaFuncGetAttributes(&attr, rcu_fits_warp<NTA, NTB, MINW>);
+  cudaError_t e = cudaFuncGetAttributes(&attr, rcu_fits_warp<T, NTA, NTB, MINW>);
   if (e != cudaSuccess) return e;
   if (warps > attr.maxThreadsPerBlock / 32) warps = attr.maxThreadsPerBlock / 32;
   if (warps > 16) warps = 16;
   if (warps < 1) return cudaErrorInvalidConfiguration;
   size_t smem = base + (prof_in_smem ? prof_bytes : 0) + (size_t)warps * warp_bytes;
-  e = cudaFuncSetAttribute(rcu_fits_warp<NTA, NTB, MINW>,
+  e = cudaFuncSetAttribute(rcu_fits_warp<T, NTA, NTB, MINW>,
                            cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
   if (e != cudaSuccess) return e;
   int per_sm = 0;
-  e = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, rcu_fits_warp<NTA, NTB, MINW>,
+  e = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, rcu_fits_warp<T, NTA, NTB, MINW>,
                                                     warps * 32, smem);
   if (e != cudaSuccess) return e;
   if (per_sm < 1) per_sm = 1;
@@ -872,18 +907,27 @@ static cudaError_t rcu_launch_warp_v(const FitLaunch &p, int n_sm, cudaStream_t 
   long long needed = ((long long)p.n_fits + warps - 1) / warps;
   if (blocks > needed) blocks = needed;
   if (blocks < 1) blocks = 1;
-  rcu_fits_warp<NTA, NTB, MINW>
-      <<<(unsigned)blocks, warps * 32, smem, stream>>>(p, prof_in_smem, (int)warp_doubles);
+  rcu_fits_warp<T, NTA, NTB, MINW>
+      <<<(unsigned)blocks, warps * 32, smem, stream>>>(p, prof_in_smem, (int)warp_bytes);
   return cudaGetLastError();
 }
 
 /* Warps per SM the warp kernel's registers are sized for (3 or 4 per SM sub-partition: 168 or
- * 128 registers); RCTD_CUDA_WARPS=16 selects the second (tuning). */
+ * 128 registers).  float64: 12 (16 do not fit the shared memory with K = 19 profiles);
+ * float32 (half the shared memory per warp): 16.  RCTD_CUDA_WARPS=12 or 16 overrides (tuning). */
+template <typename T, int NTA, int NTB>
+static cudaError_t rcu_launch_warp_t(const FitLaunch &p, int n_sm, cudaStream_t stream) {
+  const char *w = getenv("RCTD_CUDA_WARPS");
+  int warps = sizeof(T) == sizeof(float) ? 16 : 12;
+  if (w && (atoi(w) == 12 || atoi(w) == 16)) warps = atoi(w);
+  if (warps == 16) return rcu_launch_warp_v<T, NTA, NTB, 16>(p, n_sm, stream);
+  return rcu_launch_warp_v<T, NTA, NTB, 12>(p, n_sm, stream);
+}
+
 template <int NTA, int NTB>
 static cudaError_t rcu_launch_warp(const FitLaunch &p, int n_sm, cudaStream_t stream) {
-  const char *w = getenv("RCTD_CUDA_WARPS");
-  if (w && atoi(w) == 16) return rcu_launch_warp_v<NTA, NTB, 16>(p, n_sm, stream);
-  return rcu_launch_warp_v<NTA, NTB, 12>(p, n_sm, stream);
+  if (p.float32) return rcu_launch_warp_t<float, NTA, NTB>(p, n_sm, stream);
+  return rcu_launch_warp_t<double, NTA, NTB>(p, n_sm, stream);
 }
 
 template <int KS>

@@ -34,6 +34,8 @@ struct FitLaunch {
   double min_change;
   int qp_warm; /* 1: each step's QP starts from the previous step's working set (the CPU's
                 * rctd_qp_solve_warm), 0: from the empty set */
+  int float32; /* 1: the k >= 3 kernel's per-step linear algebra (Hessian as stored, psd
+                * eigensolver, QP) in float; k <= 2 fits are float64 always */
   double *weights_fk;
   int32_t *conv_f;
   double *score_f;          /* NULL: no scores */

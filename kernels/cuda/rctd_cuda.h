@@ -5,7 +5,13 @@
  * weights equal to rounding (k_sub <= 2 fits are computed in the CPU kernel's exact operation
  * order; larger fits differ only through the eigensolver of psd()), qtable gives the CPU table
  * to rounding.  Bulk-mode and sum-constrained fits (one fit per run in RCTD) run on the host
- * with the CPU kernel. */
+ * with the CPU kernel.
+ *
+ * RCTD_CUDA_FLOAT32: fits of k_sub >= 3 types solve each IRWLS step's Newton system in float
+ * (the Hessian as stored, psd()'s eigensolver, the QP); the weights, predictions, likelihood
+ * spline, the Hessian's accumulation and scores stay float64, and k_sub <= 2 fits are float64
+ * (as above).  Fits whose float step fails are fitted again in float64.  Agreement with float64:
+ * bench/gpu/NOTES.md. */
 #ifndef RCTD_CUDA_H
 #define RCTD_CUDA_H
 #include <stddef.h>
@@ -20,7 +26,7 @@ extern "C" {
 enum { RCTD_CUDA_FLOAT64 = 0, RCTD_CUDA_FLOAT32 = 1 };
 
 typedef struct {
-  int precision;           /* RCTD_CUDA_FLOAT64 (default) or RCTD_CUDA_FLOAT32 (IRWLS only) */
+  int precision;           /* RCTD_CUDA_FLOAT64 (default) or RCTD_CUDA_FLOAT32 (below) */
   double mem_fraction;     /* share of free device memory a batch may use (default 0.5) */
   int max_fits_per_launch; /* 0: chosen from memory; > 0 caps sub-batches (tests) */
   int profile;             /* 1: count cycles per phase of the k >= 3 kernel (stats.prof) */
@@ -45,7 +51,8 @@ typedef struct {
   double upload_s, kernel_s, download_s;
   long long n_iterations;
   int n_launches;
-  int counts_reused; /* sub-batches whose counts were on the device already */
+  int counts_reused;   /* sub-batches whose counts were on the device already */
+  int n_refit_float64; /* float32: fits whose float solve failed, refitted in float64 */
   /* with opts.profile: cycles (summed over warps) in genes+Hessian products, Hessian checks,
    * warm start, Jacobi, psd, QP; then Jacobi sweeps, QP subspace solves, IRWLS steps */
   unsigned long long prof[9];

@@ -251,6 +251,180 @@ static int gm_compare_modes(const char *name, const gm_data *d, rctd_backend *cp
   return failures;
 }
 
+/* ---- --precision float32 against float64 (both on the GPU; float64 equals the CPU above) ----
+ *
+ * Bounds from the measurements on an H100 (bench/gpu/NOTES.md), with margin: per mode, the share
+ * of pixels whose categorical outputs all agree (full: convergence flag and the type of the
+ * largest weight; doublet: class, types, class flags, convergence flags, candidates; multi:
+ * status, types, confidences, flags), and the largest and the mean absolute weight difference
+ * (full weights over all types; doublet and multi weights of the pixels that agree). */
+#define GM32_MIN_AGREE 0.99
+#define GM32_MAX_WDIFF 1e-2
+#define GM32_MEAN_WDIFF 1e-4
+
+typedef struct {
+  double agree[3], w_max[3], w_mean[3], t64[3], t32[3];
+} gm32_result;
+
+static int gm32_argmax(const double *w, int K) {
+  int best = 0;
+  for (int k = 1; k < K; k++)
+    if (w[k] > w[best]) best = k;
+  return best;
+}
+
+static int gm32_compare(const char *name, const gm_data *d, rctd_backend *g64, rctd_backend *g32,
+                        gm32_result *r) {
+  const int N = d->n_pix, K = d->n_types;
+  rctd_pixel_chunk chunk = {N, d->y_ng, d->numi_n};
+  rctd_fit_params p64, p32;
+  gm_params(d, g64, &p64);
+  gm_params(d, g32, &p32);
+  char err[512] = "";
+  double *wa = malloc((size_t)N * K * sizeof(double)), *wb = malloc((size_t)N * K * sizeof(double));
+  int32_t *ca = malloc((size_t)N * sizeof(int32_t)), *cb = malloc((size_t)N * sizeof(int32_t));
+  rctd_doublet_result *da = malloc((size_t)N * sizeof *da), *db = malloc((size_t)N * sizeof *db);
+  rctd_multi_result *ma = malloc((size_t)N * sizeof *ma), *mb = malloc((size_t)N * sizeof *mb);
+  if (!wa || !wb || !ca || !cb || !da || !db || !ma || !mb) return -1;
+  memset(r, 0, sizeof *r);
+  int rc = 0;
+  for (int mode = 0; mode < 3 && rc == 0; mode++) {
+    double t0 = gpu_now();
+    if (mode == 0) rc |= rctd_fit_full(&p64, &chunk, wa, ca, err, sizeof err);
+    if (mode == 1) rc |= rctd_fit_doublet(&p64, &chunk, da, wa, err, sizeof err);
+    if (mode == 2) rc |= rctd_fit_multi(&p64, &chunk, ma, wa, err, sizeof err);
+    double t1 = gpu_now();
+    if (mode == 0) rc |= rctd_fit_full(&p32, &chunk, wb, cb, err, sizeof err);
+    if (mode == 1) rc |= rctd_fit_doublet(&p32, &chunk, db, wb, err, sizeof err);
+    if (mode == 2) rc |= rctd_fit_multi(&p32, &chunk, mb, wb, err, sizeof err);
+    double t2 = gpu_now();
+    if (rc) {
+      fprintf(stderr, "  %s: %s\n", name, err);
+      break;
+    }
+    r->t64[mode] = t1 - t0;
+    r->t32[mode] = t2 - t1;
+    long n_agree = 0, n_w = 0;
+    double w_sum = 0, w_max = 0;
+    for (int n = 0; n < N; n++) {
+      int cat = 0;
+      if (mode == 0) {
+        cat = ca[n] != cb[n] ||
+              gm32_argmax(wa + (size_t)n * K, K) != gm32_argmax(wb + (size_t)n * K, K);
+        for (int k = 0; k < K; k++) {
+          double e = gm_abs(wb[(size_t)n * K + k], wa[(size_t)n * K + k]);
+          w_max = fmax(w_max, e);
+          w_sum += e;
+          n_w++;
+        }
+      } else if (mode == 1) {
+        const rctd_doublet_result *a = &da[n], *b = &db[n];
+        cat = a->spot_class != b->spot_class || a->first_type != b->first_type ||
+              a->second_type != b->second_type || a->first_class != b->first_class ||
+              a->second_class != b->second_class || a->conv_all != b->conv_all ||
+              a->conv_doublet != b->conv_doublet || a->n_candidates != b->n_candidates;
+        for (int j = 0; !cat && j < 2; j++) {
+          double e = gm_abs(b->doublet_weights[j], a->doublet_weights[j]);
+          w_max = fmax(w_max, e);
+          w_sum += e;
+          n_w++;
+        }
+      } else {
+        const rctd_multi_result *a = &ma[n], *b = &mb[n];
+        cat = a->status != b->status || a->n_types != b->n_types || a->conv_all != b->conv_all ||
+              a->conv_sub != b->conv_sub;
+        for (int t = 0; !cat && t < a->n_types; t++)
+          cat |= a->types[t] != b->types[t] || a->conf[t] != b->conf[t];
+        for (int t = 0; !cat && t < a->n_types; t++) {
+          double e = gm_abs(b->sub_weights[t], a->sub_weights[t]);
+          w_max = fmax(w_max, e);
+          w_sum += e;
+          n_w++;
+        }
+      }
+      n_agree += !cat;
+    }
+    r->agree[mode] = (double)n_agree / N;
+    r->w_max[mode] = w_max;
+    r->w_mean[mode] = n_w ? w_sum / n_w : 0;
+    static const char *names[3] = {"full", "doublet", "multi"};
+    fprintf(stderr,
+            "  float32 vs float64, %s %s (%d pixels): categoricals agree %.4f%% (%ld differ), "
+            "max |w diff| %.3g, mean %.3g; float64 %.3f s, float32 %.3f s\n",
+            name, names[mode], N, 100.0 * r->agree[mode], N - n_agree, w_max, r->w_mean[mode],
+            r->t64[mode], r->t32[mode]);
+  }
+  rctd_cuda_stats st;
+  if (rctd_cuda_last_stats(g32, &st) == 0 && st.n_refit_float64)
+    fprintf(stderr, "  float32 %s: last batch refitted %d fits in float64\n", name,
+            st.n_refit_float64);
+  free(wa);
+  free(wb);
+  free(ca);
+  free(cb);
+  free(da);
+  free(db);
+  free(ma);
+  free(mb);
+  return rc ? -1 : 0;
+}
+
+static void gm32_check(const gm32_result *r, int *failures) {
+  for (int m = 0; m < 3; m++)
+    *failures += !(r->agree[m] >= GM32_MIN_AGREE) || !(r->w_max[m] <= GM32_MAX_WDIFF) ||
+                 !(r->w_mean[m] <= GM32_MEAN_WDIFF);
+}
+
+static rctd_backend *gm32_backend(char *err, size_t err_len) {
+  rctd_cuda_opts o;
+  rctd_cuda_opts_default(&o);
+  o.precision = RCTD_CUDA_FLOAT32;
+  return rctd_backend_cuda_ex(NULL, 0, &o, err, err_len);
+}
+
+TEST(gpu_float32_vignette_agrees_with_float64) {
+  char err[256] = "";
+  rctd_backend *cpu = rctd_backend_cpu(gpu_n_cpus());
+  rctd_backend *g64 = rctd_backend_cuda(NULL, 0, err, sizeof err);
+  CHECK_MSG(g64 != NULL, "%s", err);
+  rctd_backend *g32 = gm32_backend(err, sizeof err);
+  CHECK_MSG(g32 != NULL, "%s", err);
+  gm_data d;
+  CHECK_MSG(gm_vignette(cpu, &d) == 0, "cannot read the vignette under %s", test_shared_dir());
+  gm32_result r;
+  CHECK(gm32_compare("vignette", &d, g64, g32, &r) == 0);
+  int failures = 0;
+  gm32_check(&r, &failures);
+  CHECK_MSG(failures == 0, "%d float32 bounds exceeded (agree >= %g, max |w| <= %g, mean <= %g)",
+            failures, GM32_MIN_AGREE, GM32_MAX_WDIFF, GM32_MEAN_WDIFF);
+  gm_data_free(&d);
+  g32->destroy(g32);
+  g64->destroy(g64);
+  cpu->destroy(cpu);
+}
+
+TEST(gpu_float32_synthetic_100k_agrees_with_float64) {
+  char err[256] = "";
+  rctd_backend *cpu = rctd_backend_cpu(gpu_n_cpus());
+  rctd_backend *g64 = rctd_backend_cuda(NULL, 0, err, sizeof err);
+  CHECK_MSG(g64 != NULL, "%s", err);
+  rctd_backend *g32 = gm32_backend(err, sizeof err);
+  CHECK_MSG(g32 != NULL, "%s", err);
+  int n_pix = getenv("RCTD_GPU_TEST_PIXELS") ? atoi(getenv("RCTD_GPU_TEST_PIXELS")) : 100000;
+  gm_data d;
+  CHECK_MSG(gm_synthetic(cpu, n_pix, &d, err, sizeof err) == 0, "%s", err);
+  gm32_result r;
+  CHECK(gm32_compare("synthetic", &d, g64, g32, &r) == 0);
+  int failures = 0;
+  gm32_check(&r, &failures);
+  CHECK_MSG(failures == 0, "%d float32 bounds exceeded (agree >= %g, max |w| <= %g, mean <= %g)",
+            failures, GM32_MIN_AGREE, GM32_MAX_WDIFF, GM32_MEAN_WDIFF);
+  gm_data_free(&d);
+  g32->destroy(g32);
+  g64->destroy(g64);
+  cpu->destroy(cpu);
+}
+
 TEST(gpu_modes_vignette_match_cpu) {
   char err[256] = "";
   rctd_backend *cpu = rctd_backend_cpu(gpu_n_cpus());
