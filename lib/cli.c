@@ -655,6 +655,8 @@ int rctd_cli_parse(rctd_cli *cli, int argc, char **argv) {
     cli->threads = n > 0 ? (int)n : 1;
   }
   rctd_set_quiet(cli->quiet);
+  /* A tool that stops here (help, version, usage error) has nothing left to free. */
+  if (rc != RCTD_CLI_CONTINUE) rctd_cli_free(cli);
   return rc;
 }
 

@@ -77,7 +77,8 @@ typedef struct {
  * RCTD_CLI_CONTINUE to go on, or an exit status to return from main at once: 0 after --help or
  * --version (printed to stdout), 2 after a usage or config error (printed to stderr as
  * "rctd-TOOL: message" plus a hint to run --help).  Also sets the tool name and quiet flag used by
- * rctd_log_* and rctd_progress_*, and installs the output-cleanup signal handlers. */
+ * rctd_log_* and rctd_progress_*, and installs the output-cleanup signal handlers.  On any return
+ * but RCTD_CLI_CONTINUE the parser has already freed its state (rctd_cli_free is then a no-op). */
 int rctd_cli_parse(rctd_cli *cli, int argc, char **argv);
 /* Frees what parsing allocated (string option values point into it). */
 void rctd_cli_free(rctd_cli *cli);
