@@ -360,7 +360,8 @@ static double irwls_step(const rctd_qtable *table, int n_genes, int n_types, con
     if (!isfinite(ws->dvec_k[k])) return NAN;
   }
   /* Later steps start the QP from the previous step's active bounds (same minimiser, fewer
-   * active-set steps); each fit starts cold, so results do not depend on earlier fits. */
+   * active-set steps); each fit starts cold, so results do not depend on earlier fits.  Fits of
+   * one or two types (cheap QPs) always start cold, step for step as the CUDA kernels do. */
   if (rctd_qp_solve_warm(K, ws->D_kk, ws->dvec_k, ws->lower_k, opts->constrain, 1 - s_sum, ws->x_k,
                          ws->qp_ws, warm) != 0)
     return NAN;
@@ -383,7 +384,8 @@ int rctd_irwls_fit_kg(const rctd_qtable *table, int n_genes, int n_types, const 
 
   double change = 1;
   for (int iter = 0; change > opts->min_change && iter < opts->n_iter; iter++) {
-    change = irwls_step(table, n_genes, n_types, S_kg, numi, opts, weights_k, &ws, iter > 0);
+    change = irwls_step(table, n_genes, n_types, S_kg, numi, opts, weights_k, &ws,
+                        iter > 0 && n_types >= 3);
     if (isnan(change)) {
       for (int k = 0; k < n_types; k++) weights_k[k] = NAN;
       return 0;
