@@ -204,3 +204,33 @@ TEST(qp_warm_start_reaches_the_same_minimiser) {
   CHECK_MSG(worst < 1e-12, "warm and cold minimisers differ by %g", worst);
   free(ws);
 }
+
+/* Any output may be left out; the others keep their bits. */
+TEST(spline_fast_optional_outputs) {
+  enum { N = 1001 };
+  const int n_k = 60;
+  sft_table t;
+  CHECK(sft_table_init(&t, 0.84, n_k) == 0);
+  double *y = malloc(N * sizeof(double)), *lam = malloc(N * sizeof(double));
+  double *a = malloc(3 * N * sizeof(double)), *b = malloc(3 * N * sizeof(double));
+  double *coef = malloc(rctd_spline_coef_doubles(n_k) * sizeof(double));
+  sft_pairs(N, n_k, y, lam);
+  rctd_spline_coef_build(&t.table, coef);
+  for (int attached = 0; attached < 2; attached++) {
+    if (attached) CHECK(rctd_spline_coef_attach(&t.table, coef) == 0);
+    rctd_spline_eval_fast(&t.table, N, y, lam, a, a + N, a + 2 * N);
+    memset(b, 0, 3 * N * sizeof(double));
+    rctd_spline_eval_fast(&t.table, N, y, lam, NULL, b + N, b + 2 * N);
+    CHECK(memcmp(a + N, b + N, 2 * N * sizeof(double)) == 0);
+    for (int i = 0; i < N; i++) CHECK(b[i] == 0);
+    rctd_spline_eval_fast(&t.table, N, y, lam, b, NULL, NULL);
+    CHECK(memcmp(a, b, N * sizeof(double)) == 0);
+  }
+  rctd_spline_coef_detach(&t.table);
+  free(coef);
+  free(y);
+  free(lam);
+  free(a);
+  free(b);
+  sft_table_free(&t);
+}

@@ -343,7 +343,7 @@ static double irwls_step(const rctd_qtable *table, int n_genes, int n_types, con
   if (opts->bulk_mode)
     irwls_bulk_derivatives(n_genes, ws->y_g, ws->pred_g, ws->d1_g, ws->d2_g);
   else
-    rctd_spline_eval_fast(table, n_genes, ws->y_g, ws->pred_g, ws->d0_g, ws->d1_g, ws->d2_g);
+    rctd_spline_eval_fast(table, n_genes, ws->y_g, ws->pred_g, NULL, ws->d1_g, ws->d2_g);
 #ifdef IRWLS_HAVE_AVX2
   if (rctd_cpu_simd(-1))
     irwls_grad_hess_avx2(n_genes, K, S_kg, ws);

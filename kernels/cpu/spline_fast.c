@@ -136,15 +136,21 @@ static inline int sf_ok(const rctd_qtable *table, double yi, double lam) {
   return !isnan(lam) && yi >= 0 && (yi < max_row + 1 || max_row >= RCTD_K_VAL);
 }
 
+/* One pair through the exact path (rctd_spline_eval), any of d0, d1, d2 NULL. */
+static void sf_pair_exact(const rctd_qtable *table, double yi, double lam, double *d0, double *d1,
+                          double *d2) {
+  double v0, v1, v2;
+  rctd_spline_eval(table, 1, &yi, &lam, &v0, &v1, &v2);
+  if (d0) *d0 = v0;
+  if (d1) *d1 = v1;
+  if (d2) *d2 = v2;
+}
+
 /* One pair: calc_Q_all's formula in its order of operations. */
 static void sf_pair(const rctd_qtable *table, const double *coef, double yi, double lam, double *d0,
                     double *d1, double *d2) {
   if (!sf_ok(table, yi, lam)) {
-    double v0, v1, v2;
-    rctd_spline_eval(table, 1, &yi, &lam, &v0, &v1, &v2);
-    *d0 = v0;
-    if (d1) *d1 = v1;
-    if (d2) *d2 = v2;
+    sf_pair_exact(table, yi, lam, d0, d1, d2);
     return;
   }
   const double *x = table->x_vals;
@@ -163,7 +169,8 @@ static void sf_pair(const rctd_qtable *table, const double *coef, double yi, dou
   }
   const double zdi = c[0], zdi1 = c[1], diff3 = c[2], diff4 = c[3];
   const double diff1 = lam - x[m - 1], diff2 = x[m] - lam;
-  *d0 = zdi * sf_cube(diff1) / 6 + zdi1 * sf_cube(diff2) / 6 + diff3 * diff1 + diff4 * diff2;
+  if (d0)
+    *d0 = zdi * sf_cube(diff1) / 6 + zdi1 * sf_cube(diff2) / 6 + diff3 * diff1 + diff4 * diff2;
   if (d1) *d1 = zdi * (diff1 * diff1) / 2 - zdi1 * (diff2 * diff2) / 2 + diff3 - diff4;
   if (d2) *d2 = zdi * diff1 + zdi1 * diff2;
 }
@@ -216,10 +223,13 @@ SF_AVX static int sf_simd(const rctd_qtable *table, const double *coef, int n, c
             diff4 = _mm256_permute2f128_pd(t1, t3, 0x31);
     __m256d x_m1 = _mm256_i32gather_pd(x, m1, 8), x_m = _mm256_i32gather_pd(x, m, 8);
     __m256d diff1 = _mm256_sub_pd(lam, x_m1), diff2 = _mm256_sub_pd(x_m, lam);
-    __m256d v0 = _mm256_add_pd(_mm256_div_pd(_mm256_mul_pd(zdi, sf_cube4(diff1)), six),
-                               _mm256_div_pd(_mm256_mul_pd(zdi1, sf_cube4(diff2)), six));
-    v0 = _mm256_add_pd(_mm256_add_pd(v0, _mm256_mul_pd(diff3, diff1)), _mm256_mul_pd(diff4, diff2));
-    _mm256_storeu_pd(d0 + i, v0);
+    if (d0) {
+      __m256d v0 = _mm256_add_pd(_mm256_div_pd(_mm256_mul_pd(zdi, sf_cube4(diff1)), six),
+                                 _mm256_div_pd(_mm256_mul_pd(zdi1, sf_cube4(diff2)), six));
+      v0 = _mm256_add_pd(_mm256_add_pd(v0, _mm256_mul_pd(diff3, diff1)),
+                         _mm256_mul_pd(diff4, diff2));
+      _mm256_storeu_pd(d0 + i, v0);
+    }
     if (d1) {
       __m256d a = _mm256_div_pd(_mm256_mul_pd(zdi, _mm256_mul_pd(diff1, diff1)), two);
       __m256d b = _mm256_div_pd(_mm256_mul_pd(zdi1, _mm256_mul_pd(diff2, diff2)), two);
@@ -237,7 +247,9 @@ void rctd_spline_eval_fast(const rctd_qtable *table, int n, const double *y, con
                            double *d0, double *d1, double *d2) {
   pthread_once(&sf_once, sf_init);
   if (!sf_standard_grid(table->x_vals)) {
-    rctd_spline_eval(table, n, y, lambda, d0, d1, d2);
+    for (int i = 0; i < n; i++)
+      sf_pair_exact(table, y[i], lambda[i], d0 ? d0 + i : NULL, d1 ? d1 + i : NULL,
+                    d2 ? d2 + i : NULL);
     return;
   }
   const double *coef = sf_find_coef(table);
@@ -245,12 +257,13 @@ void rctd_spline_eval_fast(const rctd_qtable *table, int n, const double *y, con
   while (i < n) {
 #ifdef SF_X86
     if (coef && sf_tab.simd && sf_simd_on)
-      i += sf_simd(table, coef, n - i, y + i, lambda + i, d0 + i, d1 ? d1 + i : NULL,
+      i += sf_simd(table, coef, n - i, y + i, lambda + i, d0 ? d0 + i : NULL, d1 ? d1 + i : NULL,
                    d2 ? d2 + i : NULL);
 #endif
     /* the rest, or the group of four that held a pair off the fast path */
     int stop = i + 4 < n ? i + 4 : n;
     for (; i < stop; i++)
-      sf_pair(table, coef, y[i], lambda[i], d0 + i, d1 ? d1 + i : NULL, d2 ? d2 + i : NULL);
+      sf_pair(table, coef, y[i], lambda[i], d0 ? d0 + i : NULL, d1 ? d1 + i : NULL,
+              d2 ? d2 + i : NULL);
   }
 }

@@ -9,7 +9,8 @@
  * exact path calls pow(x, 3), which glibc rounds the same way but for rare hard cases), faster:
  * with the table's coefficients attached (below) it reads them instead of dividing, and with
  * AVX2 + FMA it takes four pairs at a time.  Pairs off the fast path (NaN lambda, negative or
- * off-table counts, another X grid) go through rctd_spline_eval.  d1 or d2 may be NULL.
+ * off-table counts, another X grid) go through rctd_spline_eval.  d0, d1 or d2 may be NULL
+ * (not computed).
  * Thread-safe. */
 void rctd_spline_eval_fast(const rctd_qtable *table, int n, const double *y, const double *lambda,
                            double *d0, double *d1, double *d2);
