@@ -134,12 +134,14 @@ static rctd_opt run_forward[] = {
     {"cache-dir", 0, S, T(44), NULL, "likelihood-table cache ('' = none)", "cache_dir", "DIR"},
     {"tmp-dir", 0, S, T(45), NULL, "directory for temporary files", "tmp_dir", "DIR"},
     {"csv-dir", 0, S, T(46), NULL, "with --format h5ad,csv: the CSV directory", "csv_dir", "DIR"},
-    {"device", 0, S, T(47), NULL, "backend of the sigma fits: cpu, auto, cuda, cuda:N (rctd-sigma)",
-     "device", "DEV"},
+    {"device", 0, S, T(47), NULL,
+     "backend of the sigma and pixel fits: cpu, auto, cuda, cuda:N[,M] (cpu)", "device", "DEV"},
     {"sigma-seed", 0, S, T(48), NULL,
      "rctd-sigma's set.seed() (default: continue the reference's "
      "random stream, as R)",
      "sigma_seed", "N"},
+    {"precision", 0, S, T(49), NULL, "CUDA pixel fits: float64 or float32 (rctd-fit-*; float64)",
+     "precision", "P"},
 };
 
 static const run_route run_routes[] = {
@@ -190,8 +192,9 @@ static const run_route run_routes[] = {
     {ST_SIGMA | ST_FIT, NULL, 's'},
     {ST_REF | ST_NORM | ST_SIGMA, NULL, 's'},
     {ST_MERGE, NULL, 's'},
-    {ST_SIGMA, NULL, 's'},
+    {ST_SIGMA | ST_FIT, NULL, 's'},
     {ST_SIGMA, "seed", 'i'},
+    {ST_FIT, NULL, 's'},
 };
 
 #define RUN_N_FORWARD ((int)(sizeof run_forward / sizeof *run_forward))

@@ -4,12 +4,13 @@
 #include <string.h>
 
 #include "cli.h"
+#include "cuda_select.h"
 #include "fit_stage.h"
 
 typedef struct {
   double sigma, confidence, doublet;
   int max_multi, chunk_pixels;
-  const char *shard, *cache_dir;
+  const char *shard, *cache_dir, *device, *precision;
 } fit_cli_values;
 
 static const char *const fit_cli_summary[] = {
@@ -38,7 +39,7 @@ int rctd_fit_main(rctd_fit_mode mode, int argc, char **argv) {
   snprintf(tool, sizeof tool, "rctd-fit-%s", rctd_fit_mode_name(mode));
   fit_cli_values v;
   memset(&v, 0, sizeof v);
-  rctd_opt opts[16];
+  rctd_opt opts[18];
   int n = 0;
   opts[n++] = (rctd_opt){
       "sigma",   0,   RCTD_OPT_DOUBLE,
@@ -70,6 +71,12 @@ int rctd_fit_main(rctd_fit_mode mode, int argc, char **argv) {
       "cache-dir",  0,    RCTD_OPT_STRING,
       &v.cache_dir, NULL, "likelihood-table cache (default $XDG_CACHE_HOME/rctd; '' = none)",
       NULL,         "DIR"};
+  opts[n++] = (rctd_opt){"device",  0,     RCTD_OPT_STRING,
+                         &v.device, "cpu", "backend of the fits: cpu, auto, cuda, cuda:N[,M]",
+                         "device",  "DEV"};
+  opts[n++] = (rctd_opt){"precision",  0,         RCTD_OPT_STRING,
+                         &v.precision, "float64", "CUDA fits: float64 or float32 (faster)",
+                         "precision",  "P"};
   opts[n] = (rctd_opt){0};
 
   rctd_cli cli = {.tool = tool,
@@ -115,12 +122,22 @@ int rctd_fit_main(rctd_fit_mode mode, int argc, char **argv) {
     rctd_cli_free(&cli);
     return rc;
   }
+  char note[512] = "";
+  so.backend = rctd_backend_open_precision(v.device, v.precision, cli.threads, note, sizeof note,
+                                           err, sizeof err);
+  if (!so.backend) {
+    rctd_log_error("%s", err);
+    rctd_cli_free(&cli);
+    return RCTD_EXIT_USAGE;
+  }
+  if (note[0] && strcmp(v.device, "cpu") != 0) rctd_log_info("%s", note);
   const char *in = cli.n_args > 0 ? cli.args[0] : "-";
   rc = RCTD_EXIT_OK;
   if (rctd_fit_stage_run(in, cli.output, &so, err, sizeof err) < 0) {
     rctd_log_error("%s", err);
     rc = RCTD_EXIT_RUNTIME;
   }
+  so.backend->destroy(so.backend);
   rctd_cli_free(&cli);
   return rc;
 }
