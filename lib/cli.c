@@ -698,14 +698,30 @@ static int cli_quote_append(char **buf, size_t *len, size_t *cap, const char *ar
   return 0;
 }
 
+/* Options that cannot change a tool's results: left out of the provenance, so that output
+ * bytes do not depend on them either.  Returns how many arguments ARG consumes (0: keep it). */
+static int cli_provenance_skip(const char *arg) {
+  if (strcmp(arg, "--threads") == 0) return 2;
+  if (strncmp(arg, "--threads=", 10) == 0 || strcmp(arg, "--quiet") == 0 ||
+      strcmp(arg, "-q") == 0 || strcmp(arg, "--no-quiet") == 0)
+    return 1;
+  return 0;
+}
+
 int rctd_cli_write_provenance(const rctd_cli *cli, rctd_writer *w) {
   char *line = NULL;
   size_t len = 0, cap = 0;
-  for (int i = 0; i < cli->argc; i++)
+  for (int i = 0; i < cli->argc; i++) {
+    int skip = i > 0 ? cli_provenance_skip(cli->argv[i]) : 0;
+    if (skip) {
+      i += skip - 1;
+      continue;
+    }
     if (cli_quote_append(&line, &len, &cap, cli->argv[i]) != 0) {
       free(line);
       return -1;
     }
+  }
   char name[256];
   snprintf(name, sizeof name, "provenance.%s", cli->tool);
   const char *keys[4] = {"tool", "version", "command_line", "config"};

@@ -90,7 +90,8 @@ int rctd_cli_usage_error(const rctd_cli *cli, const char *fmt, ...)
 /* Writer options from the parsed command line (--chunk-rows). */
 rctd_writer_opts rctd_cli_writer_opts(const rctd_cli *cli);
 /* Writes a meta record "provenance.TOOL" with keys tool, version, command_line (shell-quoted
- * argv), config (the YAML file, if any).  Nothing time- or host-dependent. */
+ * argv less --threads and --quiet, which cannot change results), config (the YAML file, if
+ * any).  Nothing time-, host- or thread-count-dependent, so output bytes are reproducible. */
 int rctd_cli_write_provenance(const rctd_cli *cli, rctd_writer *w);
 
 /* ---- messages (stderr; the tool name comes from rctd_cli_parse or rctd_set_tool) ---- */

@@ -493,33 +493,6 @@ static int fs_write_chunk(fs_run *r) {
   return -1;
 }
 
-/* Provenance without the options that cannot change the results (--threads, --quiet), so the
- * output bytes do not depend on them either. */
-static int fs_write_provenance(fs_run *r) {
-  const rctd_cli *cli = r->o->cli;
-  char **argv = malloc(((size_t)cli->argc + 1) * sizeof *argv);
-  if (!argv) return fs_fail(r->err, r->err_len, "out of memory");
-  int argc = 0;
-  for (int i = 0; i < cli->argc; i++) {
-    const char *a = cli->argv[i];
-    if (i > 0 && strcmp(a, "--threads") == 0) {
-      i++;
-      continue;
-    }
-    if (i > 0 &&
-        (strncmp(a, "--threads=", 10) == 0 || strcmp(a, "--quiet") == 0 || strcmp(a, "-q") == 0))
-      continue;
-    argv[argc++] = cli->argv[i];
-  }
-  argv[argc] = NULL;
-  rctd_cli copy = *cli;
-  copy.argc = argc;
-  copy.argv = argv;
-  int rc = rctd_cli_write_provenance(&copy, r->w);
-  free(argv);
-  return rc < 0 ? fs_write_fail(r) : 0;
-}
-
 /* result.meta, the model records (without table records) and provenance. */
 static int fs_write_header(fs_run *r) {
   const rctd_fit_stage_opts *o = r->o;
@@ -576,7 +549,8 @@ static int fs_write_header(fs_run *r) {
   int rc = rctd_model_write(r->w, &copy);
   free(kept);
   if (rc < 0) return fs_write_fail(r);
-  return o->cli ? fs_write_provenance(r) : 0;
+  if (o->cli && rctd_cli_write_provenance(o->cli, r->w) < 0) return fs_write_fail(r);
+  return 0;
 }
 
 static int fs_open_output(fs_run *r) {

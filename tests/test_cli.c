@@ -288,9 +288,10 @@ TEST(cli_provenance_record) {
   cli_write_text(yaml, "max_iter: 3\n");
   rctd_cli cli;
   const char *e;
-  CHECK(
-      cli_test_parse(&cli, &e, (const char *[]){"--config", yaml, "--mode", "it's", "a b", NULL}) ==
-      RCTD_CLI_CONTINUE);
+  CHECK(cli_test_parse(&cli, &e,
+                       (const char *[]){"--config", yaml, "--threads", "3", "--mode", "it's",
+                                        "--quiet", "a b", "--threads=2", NULL}) ==
+        RCTD_CLI_CONTINUE);
   rctd_writer *w = rctd_writer_open(out, NULL, err, sizeof err);
   CHECK(w && rctd_cli_write_provenance(&cli, w) == 0);
   CHECK(rctd_writer_close(w, err, sizeof err) == 0);
