@@ -10,24 +10,13 @@
 #include <string.h>
 
 #include "cpu/spline_fast.h"
+#include "error.h"
 #include "fit_modes.h"
 #include "model.h"
 #include "qtable_cache.h"
 
 #define FS_DEFAULT_CHUNK 1024
 #define FS_MAX_CHUNK (1 << 22)
-
-static int fs_fail(char *err, size_t err_len, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static int fs_fail(char *err, size_t err_len, const char *fmt, ...) {
-  if (err && err_len) {
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, err_len, fmt, ap);
-    va_end(ap);
-  }
-  return -1;
-}
 
 const char *rctd_fit_mode_name(rctd_fit_mode mode) {
   switch (mode) {
@@ -71,9 +60,11 @@ int rctd_fit_parse_shard(const char *text, int *index, int *count, char *err, si
   const char *slash = text ? strchr(text, '/') : NULL;
   long i, n;
   if (!slash || fs_parse_int(text, slash, &i) || fs_parse_int(slash + 1, slash + strlen(slash), &n))
-    return fs_fail(err, err_len, "shard '%s' is not of the form I/N (e.g. 2/8)", text ? text : "");
+    return rctd_fail(err, err_len, "shard '%s' is not of the form I/N (e.g. 2/8)",
+                     text ? text : "");
   if (n < 1 || i < 1 || i > n)
-    return fs_fail(err, err_len, "shard %ld/%ld is out of range: I must be 1..N and N >= 1", i, n);
+    return rctd_fail(err, err_len, "shard %ld/%ld is out of range: I must be 1..N and N >= 1", i,
+                     n);
   *index = (int)i;
   *count = (int)n;
   return 0;
@@ -135,8 +126,8 @@ static int fs_stream_sigma(const rctd_model *m, const char *label, int *sigma_va
     if (!rec) continue;
     double v;
     if (fs_record_number(rec, keys, &v) < 0 || (*sigma_value = rctd_fit_sigma_value(v)) < 0)
-      return fs_fail(err, err_len, "%s: record '%s' does not hold a sigma on the grid", label,
-                     *name);
+      return rctd_fail(err, err_len, "%s: record '%s' does not hold a sigma on the grid", label,
+                       *name);
     return 1;
   }
   const rctd_record *qmeta = rctd_model_extra(m, RCTD_QTABLE_REC_META);
@@ -147,8 +138,8 @@ static int fs_stream_sigma(const rctd_model *m, const char *label, int *sigma_va
     return 1;
   if (rctd_model_config_double(m, "sigma_c", &v) == 0) {
     if ((*sigma_value = rctd_fit_sigma_value(v)) < 0)
-      return fs_fail(err, err_len, "%s: configuration sigma_c = %g is not on the sigma grid", label,
-                     v);
+      return rctd_fail(err, err_len, "%s: configuration sigma_c = %g is not on the sigma grid",
+                       label, v);
     return 1;
   }
   return 0;
@@ -215,7 +206,7 @@ static int fs_table_ensure(fs_table *t, int n_k, char *err, size_t err_len) {
   memset(&fresh, 0, sizeof fresh);
   char note[512] = "", msg[RCTD_ERR_LEN] = "";
   if (rctd_qtable_get(t->sigma_value, want, &qo, &fresh, note, sizeof note, msg, sizeof msg) != 0)
-    return fs_fail(err, err_len, "likelihood table: %s", msg);
+    return rctd_fail(err, err_len, "likelihood table: %s", msg);
   if (note[0]) rctd_log_info("%s", note);
   if (t->attached) rctd_spline_coef_detach(&t->table);
   t->attached = 0;
@@ -388,7 +379,7 @@ typedef struct {
 } fs_run;
 
 static int fs_write_fail(fs_run *r) {
-  return fs_fail(r->err, r->err_len, "%s", rctd_writer_error(r->w));
+  return rctd_fail(r->err, r->err_len, "%s", rctd_writer_error(r->w));
 }
 
 /* One record of a chunk's block. */
@@ -540,7 +531,7 @@ static int fs_write_header(fs_run *r) {
   /* The model without the likelihood table (large, and rebuilt from sigma on demand). */
   rctd_model copy = *r->model;
   rctd_record *kept = malloc((r->model->n_extra + 1) * sizeof *kept);
-  if (!kept) return fs_fail(r->err, r->err_len, "out of memory");
+  if (!kept) return rctd_fail(r->err, r->err_len, "out of memory");
   copy.n_extra = 0;
   for (size_t i = 0; i < r->model->n_extra; i++)
     if (strncmp(r->model->extra[i].name, "qtable.", 7) != 0)
@@ -587,8 +578,8 @@ static int fs_fit_chunk(fs_run *r) {
       break;
   }
   if (rc < 0)
-    return fs_fail(r->err, r->err_len, "%s: pixels %" PRId64 "..%" PRId64 ": %s", r->in_label,
-                   c->first, c->first + c->n - 1, msg);
+    return rctd_fail(r->err, r->err_len, "%s: pixels %" PRId64 "..%" PRId64 ": %s", r->in_label,
+                     c->first, c->first + c->n - 1, msg);
   if (fs_open_output(r) < 0 || fs_write_chunk(r) < 0) return -1;
   r->chunks_written++;
   r->pixels_written += c->n;
@@ -604,30 +595,30 @@ static int fs_take_pixel(fs_run *r, const rctd_pixel_block *b, int64_t p) {
   const int64_t index = b->first + p;
   const double numi = b->numi_n[p];
   if (!isfinite(numi) || numi <= 0)
-    return fs_fail(r->err, r->err_len,
-                   "%s: pixel '%s' (%" PRId64
-                   ") has nUMI %g; it must be a "
-                   "positive number (check the spatial input)",
-                   r->in_label, b->barcodes[p], index, numi);
+    return rctd_fail(r->err, r->err_len,
+                     "%s: pixel '%s' (%" PRId64
+                     ") has nUMI %g; it must be a "
+                     "positive number (check the spatial input)",
+                     r->in_label, b->barcodes[p], index, numi);
   double *y = c->y_ng + (size_t)c->n * G;
   memset(y, 0, (size_t)G * sizeof *y);
   for (int64_t i = b->indptr[p]; i < b->indptr[p + 1]; i++) {
     const double v = b->values[i];
     const int32_t g = b->indices[i];
     if (g < 0 || g >= G)
-      return fs_fail(r->err, r->err_len,
-                     "%s: pixel '%s': gene index %d is outside the model's %d "
-                     "genes",
-                     r->in_label, b->barcodes[p], g, G);
+      return rctd_fail(r->err, r->err_len,
+                       "%s: pixel '%s': gene index %d is outside the model's %d "
+                       "genes",
+                       r->in_label, b->barcodes[p], g, G);
     if (!isfinite(v) || v < 0)
-      return fs_fail(r->err, r->err_len,
-                     "%s: pixel '%s': count of gene '%s' is %g; counts must "
-                     "be finite and >= 0 (check the spatial input)",
-                     r->in_label, b->barcodes[p], r->model->genes_reg[g], v);
+      return rctd_fail(r->err, r->err_len,
+                       "%s: pixel '%s': count of gene '%s' is %g; counts must "
+                       "be finite and >= 0 (check the spatial input)",
+                       r->in_label, b->barcodes[p], r->model->genes_reg[g], v);
     y[g] += v;
   }
   c->barcode_n[c->n] = strdup(b->barcodes[p]);
-  if (!c->barcode_n[c->n]) return fs_fail(r->err, r->err_len, "out of memory");
+  if (!c->barcode_n[c->n]) return rctd_fail(r->err, r->err_len, "out of memory");
   c->numi_n[c->n] = numi;
   c->pixel_n[c->n] = index;
   c->row_n[c->n] = b->row_n ? b->row_n[p] : index;
@@ -650,11 +641,11 @@ static int fs_stream_pixels(fs_run *r) {
       if (rc == 0 && (r->chunk.n == C || index + 1 == r->pix_end)) rc = fs_fit_chunk(r);
     }
   }
-  if (rc == 0 && got < 0) rc = fs_fail(r->err, r->err_len, "%s", rctd_model_reader_error(r->mr));
+  if (rc == 0 && got < 0) rc = rctd_fail(r->err, r->err_len, "%s", rctd_model_reader_error(r->mr));
   rctd_pixel_block_free(&block);
   if (rc == 0 && r->pixels_written != r->pix_end - r->pix_first)
-    rc = fs_fail(r->err, r->err_len, "%s: the stream ended before pixel %" PRId64, r->in_label,
-                 r->pix_first + r->pixels_written);
+    rc = rctd_fail(r->err, r->err_len, "%s: the stream ended before pixel %" PRId64, r->in_label,
+                   r->pix_first + r->pixels_written);
   return rc;
 }
 
@@ -683,28 +674,28 @@ static int fs_record_config(fs_run *r) {
   rc |= rctd_model_config_set(r->model, "MAX_MULTI_TYPES", text);
   snprintf(text, sizeof text, "%.17g", r->params.min_change);
   rc |= rctd_model_config_set(r->model, "MIN_CHANGE_REG", text);
-  return rc ? fs_fail(r->err, r->err_len, "out of memory") : 0;
+  return rc ? rctd_fail(r->err, r->err_len, "out of memory") : 0;
 }
 
 static int fs_check_opts(const rctd_fit_stage_opts *o, char *err, size_t err_len) {
   if (o->mode != RCTD_FIT_FULL && o->mode != RCTD_FIT_DOUBLET && o->mode != RCTD_FIT_MULTI)
-    return fs_fail(err, err_len, "unknown fit mode %d", (int)o->mode);
+    return rctd_fail(err, err_len, "unknown fit mode %d", (int)o->mode);
   if (o->shard_count < 1 || o->shard_index < 1 || o->shard_index > o->shard_count)
-    return fs_fail(err, err_len, "shard %d/%d is out of range: I must be 1..N", o->shard_index,
-                   o->shard_count);
+    return rctd_fail(err, err_len, "shard %d/%d is out of range: I must be 1..N", o->shard_index,
+                     o->shard_count);
   if (o->chunk_pixels < 1 || o->chunk_pixels > FS_MAX_CHUNK)
-    return fs_fail(err, err_len, "chunk size %d is out of range (1..%d pixels)", o->chunk_pixels,
-                   FS_MAX_CHUNK);
+    return rctd_fail(err, err_len, "chunk size %d is out of range (1..%d pixels)", o->chunk_pixels,
+                     FS_MAX_CHUNK);
   if (!isfinite(o->confidence_threshold) || !isfinite(o->doublet_threshold))
-    return fs_fail(err, err_len, "thresholds must be finite numbers");
+    return rctd_fail(err, err_len, "thresholds must be finite numbers");
   if (o->mode == RCTD_FIT_MULTI &&
       (o->max_multi_types < 1 || o->max_multi_types > RCTD_MULTI_TYPES_CAP))
-    return fs_fail(err, err_len, "MAX_MULTI_TYPES must be 1..%d, got %d", RCTD_MULTI_TYPES_CAP,
-                   o->max_multi_types);
+    return rctd_fail(err, err_len, "MAX_MULTI_TYPES must be 1..%d, got %d", RCTD_MULTI_TYPES_CAP,
+                     o->max_multi_types);
   if (o->sigma != 0 && rctd_fit_sigma_value(o->sigma) < 0)
-    return fs_fail(err, err_len,
-                   "sigma %g is not on the grid (0.10..0.70 by 0.01, 0.72..2.00 by 0.02)",
-                   o->sigma);
+    return rctd_fail(err, err_len,
+                     "sigma %g is not on the grid (0.10..0.70 by 0.01, 0.72..2.00 by 0.02)",
+                     o->sigma);
   return 0;
 }
 
@@ -716,7 +707,8 @@ static int fs_setup(fs_run *r, const char *in_path) {
   r->model = rctd_model_reader_model(r->mr);
   rctd_model *m = r->model;
   if (o->mode == RCTD_FIT_DOUBLET && m->n_types < 2)
-    return fs_fail(r->err, r->err_len, "%s: doublet mode needs at least 2 cell types", r->in_label);
+    return rctd_fail(r->err, r->err_len, "%s: doublet mode needs at least 2 cell types",
+                     r->in_label);
   rctd_x_grid(r->table.x_vals);
   r->table.cache_dir = o->cache_dir;
   r->table.n_threads = o->n_threads;
@@ -726,17 +718,18 @@ static int fs_setup(fs_run *r, const char *in_path) {
     int found = fs_stream_sigma(m, r->in_label, &r->table.sigma_value, r->err, r->err_len);
     if (found < 0) return -1;
     if (found == 0)
-      return fs_fail(r->err, r->err_len,
-                     "%s: the model stream has no sigma; run it through rctd-sigma first, or give "
-                     "--sigma (e.g. --sigma 0.84)",
-                     r->in_label);
+      return rctd_fail(
+          r->err, r->err_len,
+          "%s: the model stream has no sigma; run it through rctd-sigma first, or give "
+          "--sigma (e.g. --sigma 0.84)",
+          r->in_label);
   }
   fs_table_from_stream(&r->table, m);
 
   r->backend = o->backend;
   if (!r->backend) {
     r->own_backend = rctd_backend_cpu(o->n_threads);
-    if (!r->own_backend) return fs_fail(r->err, r->err_len, "out of memory");
+    if (!r->own_backend) return rctd_fail(r->err, r->err_len, "out of memory");
     r->backend = r->own_backend;
   }
   r->table.backend = NULL; /* tables come from the cache or the CPU kernel */
@@ -761,7 +754,7 @@ static int fs_setup(fs_run *r, const char *in_path) {
   int64_t cap = r->pix_end - r->pix_first < C ? r->pix_end - r->pix_first : C;
   if (fs_chunk_alloc(&r->chunk, cap > 0 ? (int)cap : 1, m->n_reg, m->n_types,
                      o->max_multi_types > 0 ? o->max_multi_types : 1) < 0)
-    return fs_fail(r->err, r->err_len, "out of memory for a chunk of %" PRId64 " pixels", C);
+    return rctd_fail(r->err, r->err_len, "out of memory for a chunk of %" PRId64 " pixels", C);
   return 0;
 }
 

@@ -13,21 +13,12 @@
 #include <time.h>
 
 #include "cli.h"
+#include "error.h"
 #include "fit_stage.h"
 #include "input.h"
 #include "model.h"
 #include "output.h"
 #include "stream.h"
-
-static int mg_fail(char *err, size_t err_len, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static int mg_fail(char *err, size_t err_len, const char *fmt, ...) {
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(err, err_len, fmt, ap);
-  va_end(ap);
-  return -1;
-}
 
 static double mg_now(void) {
   struct timespec ts;
@@ -61,16 +52,16 @@ static int mg_meta_i64(const rctd_record *rec, const char *key, int64_t *v) {
 static int mg_read_meta(mg_input *in, char *err, size_t err_len) {
   const rctd_record_info *info = NULL;
   int got = rctd_reader_next(in->reader, &info);
-  if (got < 0) return mg_fail(err, err_len, "%s", rctd_reader_error(in->reader));
+  if (got < 0) return rctd_fail(err, err_len, "%s", rctd_reader_error(in->reader));
   if (got == 0 || strcmp(info->name, RCTD_RES_REC_META) != 0)
-    return mg_fail(err, err_len,
-                   "%s: not a result stream (%s%s%s); rctd-merge reads what rctd-fit-full, "
-                   "rctd-fit-doublet or rctd-fit-multi write",
-                   in->path, got ? "first record '" : "no records", got ? info->name : "",
-                   got ? "'" : "");
+    return rctd_fail(err, err_len,
+                     "%s: not a result stream (%s%s%s); rctd-merge reads what rctd-fit-full, "
+                     "rctd-fit-doublet or rctd-fit-multi write",
+                     in->path, got ? "first record '" : "no records", got ? info->name : "",
+                     got ? "'" : "");
   rctd_record meta = {0};
   if (rctd_reader_load(in->reader, &meta) < 0)
-    return mg_fail(err, err_len, "%s", rctd_reader_error(in->reader));
+    return rctd_fail(err, err_len, "%s", rctd_reader_error(in->reader));
   const char *format = rctd_record_meta_get(&meta, "format");
   const char *fp = rctd_record_meta_get(&meta, "fingerprint");
   const char *mode = rctd_record_meta_get(&meta, "mode");
@@ -88,16 +79,16 @@ static int mg_read_meta(mg_input *in, char *err, size_t err_len) {
       mg_meta_i64(&meta, "shard_index", &shard_index) ||
       mg_meta_i64(&meta, "shard_count", &shard_count) || mg_meta_i64(&meta, "n_types", &n_types) ||
       mg_meta_i64(&meta, "multi_slots", &slots))
-    rc = mg_fail(err, err_len, "%s: result.meta is incomplete (not written by rctd-fit-*?)",
-                 in->path);
+    rc = rctd_fail(err, err_len, "%s: result.meta is incomplete (not written by rctd-fit-*?)",
+                   in->path);
   else if (version != RCTD_RESULT_VERSION)
-    rc = mg_fail(err, err_len,
-                 "%s: result stream version %" PRId64 " (this rctd-merge reads version %d)",
-                 in->path, version, RCTD_RESULT_VERSION);
+    rc = rctd_fail(err, err_len,
+                   "%s: result stream version %" PRId64 " (this rctd-merge reads version %d)",
+                   in->path, version, RCTD_RESULT_VERSION);
   else if (in->first_chunk < 0 || in->end_chunk < in->first_chunk || in->end_chunk > in->n_chunks ||
            in->first_pixel < 0 || in->end_pixel < in->first_pixel || in->end_pixel > in->n_pixels ||
            n_types < 1 || slots < 0 || shard_index < 1 || shard_index > shard_count)
-    rc = mg_fail(err, err_len, "%s: result.meta holds an impossible shard layout", in->path);
+    rc = rctd_fail(err, err_len, "%s: result.meta holds an impossible shard layout", in->path);
   if (rc == 0) {
     snprintf(in->fingerprint, sizeof in->fingerprint, "%s", fp);
     snprintf(in->mode, sizeof in->mode, "%s", mode);
@@ -147,40 +138,41 @@ static void mg_missing_shards(const mg_input *const *order, int n, int64_t a, in
 static int mg_check_inputs(mg_input *ins, int n, mg_input **order, char *err, size_t err_len) {
   for (int i = 1; i < n; i++)
     if (strcmp(ins[i].fingerprint, ins[0].fingerprint) != 0)
-      return mg_fail(err, err_len,
-                     "%s: foreign shard: it comes from another run (%s mode, sigma %.2f, %" PRId64
-                     " pixels, fingerprint %s) than %s (%s mode, sigma %.2f, %" PRId64
-                     " pixels, fingerprint %s); merge only the shards of one run",
-                     ins[i].path, ins[i].mode, ins[i].sigma, ins[i].n_pixels, ins[i].fingerprint,
-                     ins[0].path, ins[0].mode, ins[0].sigma, ins[0].n_pixels, ins[0].fingerprint);
+      return rctd_fail(err, err_len,
+                       "%s: foreign shard: it comes from another run (%s mode, sigma %.2f, %" PRId64
+                       " pixels, fingerprint %s) than %s (%s mode, sigma %.2f, %" PRId64
+                       " pixels, fingerprint %s); merge only the shards of one run",
+                       ins[i].path, ins[i].mode, ins[i].sigma, ins[i].n_pixels, ins[i].fingerprint,
+                       ins[0].path, ins[0].mode, ins[0].sigma, ins[0].n_pixels, ins[0].fingerprint);
   for (int i = 0; i < n; i++) order[i] = &ins[i];
   qsort(order, (size_t)n, sizeof *order, mg_cmp_input);
   for (int i = 0; i < n; i++)
     for (int j = 0; j < i; j++)
       if (order[i]->shard_index == order[j]->shard_index &&
           order[i]->shard_count == order[j]->shard_count)
-        return mg_fail(err, err_len, "%s: duplicated shard: shard %d/%d is also %s", order[i]->path,
-                       order[i]->shard_index, order[i]->shard_count, order[j]->path);
+        return rctd_fail(err, err_len, "%s: duplicated shard: shard %d/%d is also %s",
+                         order[i]->path, order[i]->shard_index, order[i]->shard_count,
+                         order[j]->path);
   int64_t next = 0;
   const mg_input *prev = NULL;
   for (int i = 0; i < n; i++) {
     const mg_input *in = order[i];
     if (in->end_chunk == in->first_chunk) continue; /* an empty shard (more shards than chunks) */
     if (in->first_chunk < next)
-      return mg_fail(err, err_len,
-                     "%s: duplicated shard: chunks %" PRId64 "..%" PRId64
-                     " (shard %d/%d) overlap those of %s (shard %d/%d)",
-                     in->path, in->first_chunk, in->end_chunk - 1, in->shard_index, in->shard_count,
-                     prev->path, prev->shard_index, prev->shard_count);
+      return rctd_fail(err, err_len,
+                       "%s: duplicated shard: chunks %" PRId64 "..%" PRId64
+                       " (shard %d/%d) overlap those of %s (shard %d/%d)",
+                       in->path, in->first_chunk, in->end_chunk - 1, in->shard_index,
+                       in->shard_count, prev->path, prev->shard_index, prev->shard_count);
     if (in->first_chunk > next) {
       char names[256];
       mg_missing_shards((const mg_input *const *)order, n, next, in->first_chunk, names,
                         sizeof names);
-      return mg_fail(err, err_len,
-                     "missing shard: chunks %" PRId64 "..%" PRId64 " (pixels %" PRId64 "..%" PRId64
-                     ")%s are in none of the inputs; give every shard of the run",
-                     next, in->first_chunk - 1, next * in->chunk_pixels, in->first_pixel - 1,
-                     names);
+      return rctd_fail(err, err_len,
+                       "missing shard: chunks %" PRId64 "..%" PRId64 " (pixels %" PRId64
+                       "..%" PRId64 ")%s are in none of the inputs; give every shard of the run",
+                       next, in->first_chunk - 1, next * in->chunk_pixels, in->first_pixel - 1,
+                       names);
     }
     next = in->end_chunk;
     prev = in;
@@ -189,11 +181,11 @@ static int mg_check_inputs(mg_input *ins, int n, mg_input **order, char *err, si
     char names[256];
     mg_missing_shards((const mg_input *const *)order, n, next, ins[0].n_chunks, names,
                       sizeof names);
-    return mg_fail(err, err_len,
-                   "missing shard: chunks %" PRId64 "..%" PRId64 " (pixels %" PRId64 "..%" PRId64
-                   ")%s are in none of the inputs; give every shard of the run",
-                   next, ins[0].n_chunks - 1, next * ins[0].chunk_pixels, ins[0].n_pixels - 1,
-                   names);
+    return rctd_fail(err, err_len,
+                     "missing shard: chunks %" PRId64 "..%" PRId64 " (pixels %" PRId64 "..%" PRId64
+                     ")%s are in none of the inputs; give every shard of the run",
+                     next, ins[0].n_chunks - 1, next * ins[0].chunk_pixels, ins[0].n_pixels - 1,
+                     names);
   }
   return 0;
 }
@@ -261,20 +253,21 @@ static int mg_header_record(mg_header *h, rctd_reader *r, const rctd_record_info
 static int mg_header_finish(mg_header *h, const mg_input *in, char *err, size_t err_len) {
   const int K = in->n_types;
   if (!h->types.name || h->types.kind != RCTD_STRINGS || (int64_t)h->types.rows != K)
-    return mg_fail(err, err_len, "%s: the result stream lacks %s with %d names", in->path,
-                   RCTD_MODEL_REC_TYPES, K);
+    return rctd_fail(err, err_len, "%s: the result stream lacks %s with %d names", in->path,
+                     RCTD_MODEL_REC_TYPES, K);
   if (!h->genes_reg.name || !h->genes_bulk.name || h->genes_reg.kind != RCTD_STRINGS ||
       h->genes_bulk.kind != RCTD_STRINGS)
-    return mg_fail(err, err_len, "%s: the result stream lacks its gene lists", in->path);
+    return rctd_fail(err, err_len, "%s: the result stream lacks its gene lists", in->path);
   rctd_results_info *info = &h->info;
   memset(info, 0, sizeof *info);
   info->mode = strcmp(in->mode, "full") == 0      ? RCTD_OUT_FULL
                : strcmp(in->mode, "doublet") == 0 ? RCTD_OUT_DOUBLET
                : strcmp(in->mode, "multi") == 0   ? RCTD_OUT_MULTI
                                                   : -1;
-  if (info->mode < 0) return mg_fail(err, err_len, "%s: unknown fit mode '%s'", in->path, in->mode);
+  if (info->mode < 0)
+    return rctd_fail(err, err_len, "%s: unknown fit mode '%s'", in->path, in->mode);
   if (info->mode == RCTD_OUT_MULTI && in->multi_slots < 1)
-    return mg_fail(err, err_len, "%s: multi mode without type slots", in->path);
+    return rctd_fail(err, err_len, "%s: multi mode without type slots", in->path);
   info->sigma = in->sigma;
   info->n_types = K;
   info->type_names = (const char *const *)h->types.strings;
@@ -298,7 +291,7 @@ static int mg_header_finish(mg_header *h, const mg_input *in, char *err, size_t 
     if (!keys || !values) {
       free(keys);
       free(values);
-      return mg_fail(err, err_len, "out of memory");
+      return rctd_fail(err, err_len, "out of memory");
     }
     for (uint64_t i = 0; i < h->config.rows; i++) {
       size_t j = 0;
@@ -475,9 +468,9 @@ static int mg_open_spatial(mg_run *r) {
   rctd_input_options opts;
   rctd_input_options_init(&opts);
   if (mg_input_format(o->spatial_format, &opts.format) < 0)
-    return mg_fail(r->err, r->err_len,
-                   "--spatial-format %s: unknown format (auto, h5ad, 10x-h5, mtx or csv)",
-                   o->spatial_format);
+    return rctd_fail(r->err, r->err_len,
+                     "--spatial-format %s: unknown format (auto, h5ad, 10x-h5, mtx or csv)",
+                     o->spatial_format);
   opts.cell_types = RCTD_CELL_TYPES_IGNORE;
   opts.coords_table = o->coords_table;
   r->spatial = rctd_input_open(o->spatial, &opts, r->err, r->err_len);
@@ -490,7 +483,7 @@ static int mg_open_writers(mg_run *r) {
   const rctd_merge_opts *o = r->o;
   const rctd_results_info *info = &r->header.info;
   if (rctd_results_summary_init(&r->summary, info) < 0)
-    return mg_fail(r->err, r->err_len, "out of memory");
+    return rctd_fail(r->err, r->err_len, "out of memory");
   r->have_summary = 1;
   if (o->h5ad_path) {
     rctd_h5ad_target t = {0};
@@ -524,8 +517,8 @@ static int mg_flush_block(mg_run *r, mg_block *b, const mg_input *in) {
     if (!(mg_specs[i].modes & mode_bit)) continue;
     const rctd_record *rec = &b->rec[i];
     if (!rec->name)
-      return mg_fail(r->err, r->err_len, "%s: chunk %" PRId64 " lacks record %s", in->path,
-                     b->chunk, mg_specs[i].name);
+      return rctd_fail(r->err, r->err_len, "%s: chunk %" PRId64 " lacks record %s", in->path,
+                       b->chunk, mg_specs[i].name);
     uint64_t cols = mg_specs[i].cols == 0    ? (uint64_t)info->n_types
                     : mg_specs[i].cols == -1 ? (uint64_t)info->multi_slots
                                              : (uint64_t)mg_specs[i].cols;
@@ -533,20 +526,20 @@ static int mg_flush_block(mg_run *r, mg_block *b, const mg_input *in) {
         rec->kind == mg_specs[i].kind && (int64_t)rec->rows == n &&
         (rec->kind == RCTD_STRINGS || (rec->dtype == mg_specs[i].dtype && rec->cols == cols));
     if (!shape_ok)
-      return mg_fail(r->err, r->err_len,
-                     "%s: chunk %" PRId64 ": record %s has the wrong type or shape", in->path,
-                     b->chunk, mg_specs[i].name);
+      return rctd_fail(r->err, r->err_len,
+                       "%s: chunk %" PRId64 ": record %s has the wrong type or shape", in->path,
+                       b->chunk, mg_specs[i].name);
   }
   const int64_t *pixel_n = pix->data;
   for (int64_t i = 0; i < n; i++)
     if (pixel_n[i] != r->next_pixel + i)
-      return mg_fail(r->err, r->err_len,
-                     "%s: pixel %" PRId64 " where pixel %" PRId64
-                     " was expected: the shard is damaged or from another run",
-                     in->path, pixel_n[i], r->next_pixel + i);
+      return rctd_fail(r->err, r->err_len,
+                       "%s: pixel %" PRId64 " where pixel %" PRId64
+                       " was expected: the shard is damaged or from another run",
+                       in->path, pixel_n[i], r->next_pixel + i);
   if (r->next_pixel + n > info->n_fitted)
-    return mg_fail(r->err, r->err_len, "%s: more pixels than the %" PRId64 " fitted", in->path,
-                   info->n_fitted);
+    return rctd_fail(r->err, r->err_len, "%s: more pixels than the %" PRId64 " fitted", in->path,
+                     info->n_fitted);
   const rctd_record *rec = b->rec;
   rctd_results_chunk c = {
       .first = r->next_pixel,
@@ -579,11 +572,11 @@ static int mg_flush_block(mg_run *r, mg_block *b, const mg_input *in) {
     for (int64_t i = 0; i < n; i++)
       if (c.row_n[i] < 0 || c.row_n[i] >= r->n_input ||
           strcmp(names[c.row_n[i]], c.barcode_n[i]) != 0)
-        return mg_fail(r->err, r->err_len,
-                       "%s: pixel %s (row %" PRId64
-                       ") is not that row of %s: give --spatial the "
-                       "spatial input of this run",
-                       in->path, c.barcode_n[i], c.row_n[i], r->o->spatial);
+        return rctd_fail(r->err, r->err_len,
+                         "%s: pixel %s (row %" PRId64
+                         ") is not that row of %s: give --spatial the "
+                         "spatial input of this run",
+                         in->path, c.barcode_n[i], c.row_n[i], r->o->spatial);
   }
   double t0 = mg_now();
   if (r->h5ad && rctd_h5ad_write_chunk(r->h5ad, &c, r->err, r->err_len) < 0) return -1;
@@ -599,21 +592,22 @@ static int mg_flush_block(mg_run *r, mg_block *b, const mg_input *in) {
 
 static int mg_check_summary(mg_run *r, const mg_input *in, rctd_reader *rd) {
   rctd_record s = {0};
-  if (rctd_reader_load(rd, &s) < 0) return mg_fail(r->err, r->err_len, "%s", rctd_reader_error(rd));
+  if (rctd_reader_load(rd, &s) < 0)
+    return rctd_fail(r->err, r->err_len, "%s", rctd_reader_error(rd));
   int64_t chunks = -1, pixels = -1;
   mg_meta_i64(&s, "chunks", &chunks);
   mg_meta_i64(&s, "pixels", &pixels);
   rctd_record_free(&s);
   if (chunks != in->end_chunk - in->first_chunk || pixels != in->end_pixel - in->first_pixel)
-    return mg_fail(r->err, r->err_len,
-                   "%s: the shard's summary says %" PRId64 " chunks and %" PRId64
-                   " pixels where %" PRId64 " and %" PRId64 " were expected",
-                   in->path, chunks, pixels, in->end_chunk - in->first_chunk,
-                   in->end_pixel - in->first_pixel);
+    return rctd_fail(r->err, r->err_len,
+                     "%s: the shard's summary says %" PRId64 " chunks and %" PRId64
+                     " pixels where %" PRId64 " and %" PRId64 " were expected",
+                     in->path, chunks, pixels, in->end_chunk - in->first_chunk,
+                     in->end_pixel - in->first_pixel);
   if (r->next_chunk != in->end_chunk || r->next_pixel != in->end_pixel)
-    return mg_fail(r->err, r->err_len,
-                   "%s: the shard holds chunks up to %" PRId64 " where it should end at %" PRId64,
-                   in->path, r->next_chunk, in->end_chunk);
+    return rctd_fail(r->err, r->err_len,
+                     "%s: the shard holds chunks up to %" PRId64 " where it should end at %" PRId64,
+                     in->path, r->next_chunk, in->end_chunk);
   return 0;
 }
 
@@ -626,15 +620,15 @@ static int mg_read_input(mg_run *r, mg_input *in) {
   int seen_summary = 0, rc = 0, got;
   const rctd_record_info *info = NULL;
   if (r->next_chunk != in->first_chunk || r->next_pixel != in->first_pixel)
-    return mg_fail(r->err, r->err_len, "%s: shard starts at pixel %" PRId64 ", expected %" PRId64,
-                   in->path, in->first_pixel, r->next_pixel);
+    return rctd_fail(r->err, r->err_len, "%s: shard starts at pixel %" PRId64 ", expected %" PRId64,
+                     in->path, in->first_pixel, r->next_pixel);
   while (rc == 0 && (got = rctd_reader_next(rd, &info)) > 0) {
     double t0 = mg_now();
     int idx = mg_spec_index(info->name);
     int is_summary = strcmp(info->name, RCTD_RES_REC_SUMMARY) == 0;
     if (seen_summary) {
-      rc =
-          mg_fail(r->err, r->err_len, "%s: record '%s' after result.summary", in->path, info->name);
+      rc = rctd_fail(r->err, r->err_len, "%s: record '%s' after result.summary", in->path,
+                     info->name);
       break;
     }
     if ((idx == R_PIXEL || is_summary) && !r->header.done) {
@@ -652,33 +646,33 @@ static int mg_read_input(mg_run *r, mg_input *in) {
       block.first = mg_attr_i64(info, "first");
       block.chunk = mg_attr_i64(info, "chunk");
       if (block.chunk != r->next_chunk || block.first != r->next_pixel)
-        rc = mg_fail(r->err, r->err_len,
-                     "%s: chunk %" PRId64 " (first pixel %" PRId64 ") where chunk %" PRId64
-                     " was expected: the shard is damaged",
-                     in->path, block.chunk, block.first, r->next_chunk);
+        rc = rctd_fail(r->err, r->err_len,
+                       "%s: chunk %" PRId64 " (first pixel %" PRId64 ") where chunk %" PRId64
+                       " was expected: the shard is damaged",
+                       in->path, block.chunk, block.first, r->next_chunk);
       else if (rctd_reader_load(rd, &block.rec[R_PIXEL]) < 0)
-        rc = mg_fail(r->err, r->err_len, "%s", rctd_reader_error(rd));
+        rc = rctd_fail(r->err, r->err_len, "%s", rctd_reader_error(rd));
     } else if (idx > 0 && block.active) {
       if (block.rec[idx].name || mg_attr_i64(info, "first") != block.first)
-        rc = mg_fail(r->err, r->err_len, "%s: chunk %" PRId64 ": unexpected record %s", in->path,
-                     block.chunk, info->name);
+        rc = rctd_fail(r->err, r->err_len, "%s: chunk %" PRId64 ": unexpected record %s", in->path,
+                       block.chunk, info->name);
       else if (rctd_reader_load(rd, &block.rec[idx]) < 0)
-        rc = mg_fail(r->err, r->err_len, "%s", rctd_reader_error(rd));
+        rc = rctd_fail(r->err, r->err_len, "%s", rctd_reader_error(rd));
     } else if (!r->header.done && !block.active) {
       if (mg_header_record(&r->header, rd, info) < 0)
-        rc = mg_fail(r->err, r->err_len, "%s", rctd_reader_error(rd));
+        rc = rctd_fail(r->err, r->err_len, "%s", rctd_reader_error(rd));
     } else if (rctd_reader_skip(rd) < 0) {
-      rc = mg_fail(r->err, r->err_len, "%s", rctd_reader_error(rd));
+      rc = rctd_fail(r->err, r->err_len, "%s", rctd_reader_error(rd));
     }
     r->t_read += mg_now() - t0;
   }
-  if (rc == 0 && got < 0) rc = mg_fail(r->err, r->err_len, "%s", rctd_reader_error(rd));
+  if (rc == 0 && got < 0) rc = rctd_fail(r->err, r->err_len, "%s", rctd_reader_error(rd));
   if (rc == 0 && !seen_summary)
-    rc = mg_fail(r->err, r->err_len,
-                 "%s: truncated shard: it ends after pixel %" PRId64
-                 " without result.summary "
-                 "(the fit did not finish); run shard %d/%d again",
-                 in->path, r->next_pixel, in->shard_index, in->shard_count);
+    rc = rctd_fail(r->err, r->err_len,
+                   "%s: truncated shard: it ends after pixel %" PRId64
+                   " without result.summary "
+                   "(the fit did not finish); run shard %d/%d again",
+                   in->path, r->next_pixel, in->shard_index, in->shard_count);
   mg_block_clear(&block);
   rctd_reader_close(rd);
   in->reader = NULL;
@@ -852,18 +846,18 @@ int rctd_merge_run(const rctd_merge_opts *o, char *err, size_t err_len) {
   r.err = err;
   r.err_len = err_len;
   r.t_start = mg_now();
-  if (o->n_inputs < 1) return mg_fail(err, err_len, "no result streams to merge");
+  if (o->n_inputs < 1) return rctd_fail(err, err_len, "no result streams to merge");
   if (!o->h5ad_path && !o->csv_dir && !o->json_path && !o->summary_path)
-    return mg_fail(err, err_len, "nothing to write: give -o (h5ad or CSV) or --json");
+    return rctd_fail(err, err_len, "nothing to write: give -o (h5ad or CSV) or --json");
   int n_stdin = 0;
   for (int i = 0; i < o->n_inputs; i++) n_stdin += strcmp(o->inputs[i], "-") == 0;
-  if (n_stdin > 1) return mg_fail(err, err_len, "standard input ('-') given more than once");
+  if (n_stdin > 1) return rctd_fail(err, err_len, "standard input ('-') given more than once");
   r.n_ins = o->n_inputs;
   r.ins = calloc((size_t)r.n_ins, sizeof *r.ins);
   r.order = calloc((size_t)r.n_ins, sizeof *r.order);
   if (!r.ins || !r.order) {
     mg_cleanup(&r, 1);
-    return mg_fail(err, err_len, "out of memory");
+    return rctd_fail(err, err_len, "out of memory");
   }
   int rc = 0;
   for (int i = 0; i < r.n_ins && rc == 0; i++) {
@@ -879,8 +873,8 @@ int rctd_merge_run(const rctd_merge_opts *o, char *err, size_t err_len) {
   if (rc == 0) rc = mg_open_spatial(&r);
   for (int i = 0; i < r.n_ins && rc == 0; i++) rc = mg_read_input(&r, r.order[i]);
   if (rc == 0 && r.next_pixel != r.header.info.n_fitted)
-    rc = mg_fail(err, err_len, "%" PRId64 " of %" PRId64 " pixels were found in the inputs",
-                 r.next_pixel, r.header.info.n_fitted);
+    rc = rctd_fail(err, err_len, "%" PRId64 " of %" PRId64 " pixels were found in the inputs",
+                   r.next_pixel, r.header.info.n_fitted);
   if (rc == 0 && r.h5ad) {
     rc = rctd_h5ad_close(r.h5ad, &r.summary, err, err_len);
     r.h5ad = NULL;

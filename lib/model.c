@@ -9,17 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int model_fail(char *err, size_t err_len, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static int model_fail(char *err, size_t err_len, const char *fmt, ...) {
-  if (err && err_len) {
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, err_len, fmt, ap);
-    va_end(ap);
-  }
-  return -1;
-}
+#include "error.h"
 
 static void model_free_strings(char **strings, size_t n) {
   if (!strings) return;
@@ -126,21 +116,21 @@ static int model_build_class_ids(rctd_model *model) {
 
 int rctd_model_check(const rctd_model *model, char *err, size_t err_len) {
   if (model->n_types < 2)
-    return model_fail(err, err_len, "the model has %d cell types (at least 2 needed)",
-                      model->n_types);
+    return rctd_fail(err, err_len, "the model has %d cell types (at least 2 needed)",
+                     model->n_types);
   if (!model->type_names || !model->class_names)
-    return model_fail(err, err_len, "the model has no type names or classes");
+    return rctd_fail(err, err_len, "the model has no type names or classes");
   if (model->n_reg < 1 || model->n_bulk < 1 || !model->genes_reg || !model->genes_bulk)
-    return model_fail(err, err_len, "the model has an empty gene list");
+    return rctd_fail(err, err_len, "the model has an empty gene list");
   if (!model->profiles_gk || !model->profiles_bulk_gk || !model->bulk_weights_k)
-    return model_fail(err, err_len, "the model has no profiles or bulk weights");
+    return rctd_fail(err, err_len, "the model has no profiles or bulk weights");
   size_t n = (size_t)model->n_reg * (size_t)model->n_types;
   for (size_t i = 0; i < n; i++)
     if (!isfinite(model->profiles_gk[i]) || model->profiles_gk[i] < 0)
-      return model_fail(err, err_len, "profile of gene '%s' is not a finite non-negative number",
-                        model->genes_reg[i / (size_t)model->n_types]);
+      return rctd_fail(err, err_len, "profile of gene '%s' is not a finite non-negative number",
+                       model->genes_reg[i / (size_t)model->n_types]);
   if (model->n_pixels < 0 || (model->n_pixels > 0 && !model->pixel_numi_n))
-    return model_fail(err, err_len, "the model has no pixel nUMI record");
+    return rctd_fail(err, err_len, "the model has no pixel nUMI record");
   return 0;
 }
 
@@ -446,7 +436,7 @@ static int model_from_records(rctd_model_reader *mr, rctd_record *recs, const in
 rctd_model_reader *rctd_model_open(const char *path, char *err, size_t err_len) {
   rctd_model_reader *mr = calloc(1, sizeof *mr);
   if (!mr) {
-    model_fail(err, err_len, "%s: out of memory", path);
+    rctd_fail(err, err_len, "%s: out of memory", path);
     return NULL;
   }
   mr->r = rctd_reader_open(path, err, err_len);
@@ -498,7 +488,7 @@ rctd_model_reader *rctd_model_open(const char *path, char *err, size_t err_len) 
   for (int i = 0; i < M_COUNT; i++)
     if (have[i]) rctd_record_free(&recs[i]);
   if (rc < 0) {
-    model_fail(err, err_len, "%s", mr->err);
+    rctd_fail(err, err_len, "%s", mr->err);
     rctd_model_reader_close(mr);
     return NULL;
   }

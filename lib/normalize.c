@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "error.h"
 #include "rctd_kernels.h"
 
 #define NORM_READ_ROWS 4096
@@ -28,18 +29,6 @@ void rctd_normalize_opts_default(rctd_normalize_opts *opts) {
   opts->bulk_max_iter = 100;
   opts->min_change_bulk = 1e-4;
   opts->block_pixels = 0;
-}
-
-static int norm_fail(char *err, size_t err_len, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static int norm_fail(char *err, size_t err_len, const char *fmt, ...) {
-  if (err && err_len) {
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, err_len, fmt, ap);
-    va_end(ap);
-  }
-  return -1;
 }
 
 static void norm_note(rctd_note_fn note, void *ctx, const char *fmt, ...)
@@ -93,12 +82,12 @@ int rctd_de_genes(const double *profiles_gk, int n_genes, int n_types, const cha
                   char *err, size_t err_len) {
   *n_out = 0;
   int K = n_types;
-  if (K < 2) return norm_fail(err, err_len, "DE genes need at least 2 cell types");
+  if (K < 2) return rctd_fail(err, err_len, "DE genes need at least 2 cell types");
   int32_t *list = malloc((size_t)(n_genes ? n_genes : 1) * sizeof *list);
   unsigned char *found = calloc((size_t)(n_genes ? n_genes : 1), 1);
   if (!list || !found) {
     free(list), free(found);
-    return norm_fail(err, err_len, "out of memory");
+    return rctd_fail(err, err_len, "out of memory");
   }
   /* Reference order; no "mt-" anywhere in the name (R: grep, not a prefix test); present in
    * the spatial data; then observed at least MIN_OBS times. */
@@ -111,11 +100,11 @@ int rctd_de_genes(const double *profiles_gk, int n_genes, int n_types, const cha
   int64_t prev = (int64_t)n_genes < n_sp_genes ? (int64_t)n_genes : n_sp_genes;
   int rc = 0;
   if (n_common == 0) {
-    rc = norm_fail(err, err_len,
+    rc = rctd_fail(err, err_len,
                    "no gene in common between the reference and the spatial data (genes "
                    "containing 'mt-' excluded); check that both use the same gene names");
   } else if (n_list < 0.1 * (double)prev) {
-    rc = norm_fail(err, err_len,
+    rc = rctd_fail(err, err_len,
                    "only %d genes are shared with the reference and observed at least MIN_OBS "
                    "= %g times, fewer than 10%% of %" PRId64
                    " (at least 90%% of genes do not match); check the gene names or remove "
@@ -156,7 +145,7 @@ int rctd_fit_bulk(const double *profiles_gk, int n_types, const int32_t *genes_b
     if (totals_b[b] >= opts->bulk_min_obs) n++;
   if (n_used) *n_used = n;
   if (n == 0)
-    return norm_fail(err, err_len,
+    return rctd_fail(err, err_len,
                      "fitBulk: no gene of gene_list_bulk has %g or more counts over the kept "
                      "pixels",
                      opts->bulk_min_obs);
@@ -165,7 +154,7 @@ int rctd_fit_bulk(const double *profiles_gk, int n_types, const int32_t *genes_b
   void *ws = malloc(rctd_irwls_workspace_bytes(n, K));
   if (!S_gk || !y_g || !ws) {
     free(S_gk), free(y_g), free(ws);
-    return norm_fail(err, err_len, "out of memory for fitBulk (%d genes x %d types)", n, K);
+    return rctd_fail(err, err_len, "out of memory for fitBulk (%d genes x %d types)", n, K);
   }
   /* prepareBulkData: genes of the bulk list (its order) with total >= MIN_OBS (10);
    * X = profiles * sum(nUMI), b = totals. */
@@ -184,10 +173,10 @@ int rctd_fit_bulk(const double *profiles_gk, int n_types, const int32_t *genes_b
   free(S_gk);
   free(y_g);
   free(ws);
-  if (conv < 0) return norm_fail(err, err_len, "fitBulk: the bulk IRWLS failed");
+  if (conv < 0) return rctd_fail(err, err_len, "fitBulk: the bulk IRWLS failed");
   for (int k = 0; k < K; k++)
     if (!isfinite(weights_k[k]))
-      return norm_fail(err, err_len, "fitBulk: the bulk IRWLS gave a non-finite proportion");
+      return rctd_fail(err, err_len, "fitBulk: the bulk IRWLS gave a non-finite proportion");
   if (converged) *converged = conv == 1;
   return 0;
 }
@@ -368,14 +357,14 @@ int rctd_normalize_prepare(rctd_input *spatial, const rctd_reference_data *ref,
   double *renorm_bk = NULL;
   int rc = -1, n_reg = 0, n_bulk = 0;
   if (!sp_of_ref || !reg_g || !bulk_g || !ctx.totals_s) {
-    norm_fail(err, err_len, "%s: out of memory", label);
+    rctd_fail(err, err_len, "%s: out of memory", label);
     goto done;
   }
 
   /* Pass 1: puck.original and its gene totals. */
   if (norm_each_row(spatial, numi_n, norm_pass1_row, &ctx, err, err_len) < 0) goto done;
   if (ctx.n_pass_umi == 0) {
-    norm_fail(err, err_len,
+    rctd_fail(err, err_len,
               "%s: every pixel is filtered out (none has UMI_min = %g <= nUMI <= UMI_max = %g "
               "and counts_MIN = %g or more counts); lower --umi-min or --counts-min",
               label, opts->umi_min, opts->umi_max, opts->counts_min);
@@ -385,7 +374,7 @@ int rctd_normalize_prepare(rctd_input *spatial, const rctd_reference_data *ref,
   /* Gene lists. */
   if (rctd_gene_match((const char *const *)ref->gene_names, G, rctd_input_gene_names(spatial), n_sp,
                       sp_of_ref) < 0) {
-    norm_fail(err, err_len, "%s: out of memory", label);
+    rctd_fail(err, err_len, "%s: out of memory", label);
     goto done;
   }
   if (rctd_de_genes(ref->profiles_gk, G, K, (const char *const *)ref->gene_names, sp_of_ref,
@@ -394,13 +383,13 @@ int rctd_normalize_prepare(rctd_input *spatial, const rctd_reference_data *ref,
       rctd_de_genes(ref->profiles_gk, G, K, (const char *const *)ref->gene_names, sp_of_ref,
                     ctx.totals_s, n_sp, opts->fc_cutoff, opts->gene_cutoff, opts->min_obs, bulk_g,
                     &n_bulk, sub, sizeof sub) < 0) {
-    norm_fail(err, err_len, "%s: %s", label, sub);
+    rctd_fail(err, err_len, "%s: %s", label, sub);
     goto done;
   }
   norm_note(note, note_ctx, "gene lists: reg=%d bulk=%d", n_reg, n_bulk);
   if (n_reg < opts->min_genes || n_bulk < opts->min_genes) {
     int few_reg = n_reg < opts->min_genes;
-    norm_fail(err, err_len,
+    rctd_fail(err, err_len,
               "%s: fewer than %d %s differentially expressed genes found (%d); lower "
               "--%s or --%s",
               label, opts->min_genes, few_reg ? "regression" : "bulk", few_reg ? n_reg : n_bulk,
@@ -409,13 +398,13 @@ int rctd_normalize_prepare(rctd_input *spatial, const rctd_reference_data *ref,
   }
   if (norm_positions(sp_of_ref, bulk_g, n_bulk, n_sp, &plan->bulk_pos_s) < 0 ||
       norm_positions(sp_of_ref, reg_g, n_reg, n_sp, &plan->reg_pos_s) < 0) {
-    norm_fail(err, err_len, "%s: out of memory", label);
+    rctd_fail(err, err_len, "%s: out of memory", label);
     goto done;
   }
   /* The fits use renorm[gene_list_reg, ], and renorm only covers gene_list_bulk. */
   for (int i = 0; i < n_reg; i++) {
     if (plan->bulk_pos_s[sp_of_ref[reg_g[i]]] >= 0) continue;
-    norm_fail(err, err_len,
+    rctd_fail(err, err_len,
               "%s: regression gene '%s' is not in the bulk gene list; use cutoffs with "
               "gene_cutoff_reg >= gene_cutoff and fc_cutoff_reg >= fc_cutoff",
               label, ref->gene_names[reg_g[i]]);
@@ -426,11 +415,11 @@ int rctd_normalize_prepare(rctd_input *spatial, const rctd_reference_data *ref,
   ctx.bulk_pos_s = plan->bulk_pos_s;
   ctx.totals_b = calloc((size_t)n_bulk, sizeof *ctx.totals_b);
   if (!ctx.totals_b) {
-    norm_fail(err, err_len, "%s: out of memory", label);
+    rctd_fail(err, err_len, "%s: out of memory", label);
     goto done;
   }
   if (norm_each_row(spatial, numi_n, norm_pass2_row, &ctx, err, err_len) < 0) {
-    if (ctx.oom) norm_fail(err, err_len, "%s: out of memory", label);
+    if (ctx.oom) rctd_fail(err, err_len, "%s: out of memory", label);
     goto done;
   }
   plan->n_pass_umi = ctx.n_pass_umi;
@@ -441,7 +430,7 @@ int rctd_normalize_prepare(rctd_input *spatial, const rctd_reference_data *ref,
             "filters, %" PRId64 " with counts_MIN over the bulk genes",
             plan->n_rows, plan->n_pass_umi, plan->n_pixels);
   if (ctx.n_pixels == 0) {
-    norm_fail(err, err_len,
+    rctd_fail(err, err_len,
               "%s: every pixel is filtered out (none has counts_MIN = %g counts over the %d "
               "bulk genes); lower --counts-min",
               label, opts->counts_min, n_bulk);
@@ -454,13 +443,13 @@ int rctd_normalize_prepare(rctd_input *spatial, const rctd_reference_data *ref,
   model->bulk_weights_k = malloc((size_t)K * sizeof *model->bulk_weights_k);
   renorm_bk = malloc((size_t)n_bulk * (size_t)K * sizeof *renorm_bk);
   if (!model->bulk_weights_k || !renorm_bk) {
-    norm_fail(err, err_len, "%s: out of memory", label);
+    rctd_fail(err, err_len, "%s: out of memory", label);
     goto done;
   }
   if (rctd_fit_bulk(ref->profiles_gk, K, bulk_g, n_bulk, ctx.totals_b, model->sum_numi, opts,
                     model->bulk_weights_k, &model->bulk_converged, &plan->n_bulk_fit, sub,
                     sizeof sub) < 0) {
-    norm_fail(err, err_len, "%s: %s", label, sub);
+    rctd_fail(err, err_len, "%s: %s", label, sub);
     goto done;
   }
   norm_note(note, note_ctx, "fitBulk: %d types over %d genes, %s", K, plan->n_bulk_fit,
@@ -477,7 +466,7 @@ int rctd_normalize_prepare(rctd_input *spatial, const rctd_reference_data *ref,
   model->class_k = malloc((size_t)K * sizeof *model->class_k);
   if (!model->type_names || !model->class_names || !model->genes_reg || !model->genes_bulk ||
       !model->profiles_gk || !model->class_k) {
-    norm_fail(err, err_len, "%s: out of memory", label);
+    rctd_fail(err, err_len, "%s: out of memory", label);
     goto done;
   }
   model->n_reg = n_reg;
@@ -505,7 +494,7 @@ int rctd_normalize_prepare(rctd_input *spatial, const rctd_reference_data *ref,
   if (ref->n_rng > 0) {
     model->rng_state = malloc((size_t)ref->n_rng * sizeof *model->rng_state);
     if (!model->rng_state) {
-      norm_fail(err, err_len, "%s: out of memory", label);
+      rctd_fail(err, err_len, "%s: out of memory", label);
       goto done;
     }
     memcpy(model->rng_state, ref->rng_state, (size_t)ref->n_rng * sizeof *model->rng_state);
@@ -513,25 +502,25 @@ int rctd_normalize_prepare(rctd_input *spatial, const rctd_reference_data *ref,
   }
   for (size_t i = 0; i < ref->n_config; i++)
     if (rctd_model_config_set(model, ref->config_keys[i], ref->config_values[i]) < 0) {
-      norm_fail(err, err_len, "out of memory");
+      rctd_fail(err, err_len, "out of memory");
       goto done;
     }
   if (rctd_normalize_config(opts, model) < 0) {
-    norm_fail(err, err_len, "out of memory");
+    rctd_fail(err, err_len, "out of memory");
     goto done;
   }
   for (int i = 0; i < n_reg; i++)
     if (!model->genes_reg[i]) {
-      norm_fail(err, err_len, "out of memory");
+      rctd_fail(err, err_len, "out of memory");
       goto done;
     }
   for (int i = 0; i < n_bulk; i++)
     if (!model->genes_bulk[i]) {
-      norm_fail(err, err_len, "out of memory");
+      rctd_fail(err, err_len, "out of memory");
       goto done;
     }
   if (rctd_model_check(model, sub, sizeof sub) < 0) {
-    norm_fail(err, err_len, "%s: %s", label, sub);
+    rctd_fail(err, err_len, "%s: %s", label, sub);
     goto done;
   }
   rc = 0;
@@ -662,23 +651,23 @@ int rctd_normalize_write_pixels(rctd_input *spatial, const rctd_model *model,
   if (ctx.coords_all) ctx.coords = malloc(2 * cap * sizeof *ctx.coords);
   int rc = -1;
   if (!ctx.barcodes || !ctx.numi || !ctx.rows || !ctx.indptr || (ctx.coords_all && !ctx.coords)) {
-    norm_fail(err, err_len, "%s: out of memory", label);
+    rctd_fail(err, err_len, "%s: out of memory", label);
     goto done;
   }
   ctx.indptr[0] = 0;
   if (norm_each_row(spatial, numi_n, norm_pass3_row, &ctx, err, err_len) < 0 ||
       norm_flush_block(&ctx) < 0) {
     if (ctx.failed_numi)
-      norm_fail(err, err_len, "%s: the input changed between passes (pixel %" PRId64 ")", label,
+      rctd_fail(err, err_len, "%s: the input changed between passes (pixel %" PRId64 ")", label,
                 ctx.first + ctx.n);
     else if (rctd_writer_error(w)[0])
-      norm_fail(err, err_len, "%s", rctd_writer_error(w));
+      rctd_fail(err, err_len, "%s", rctd_writer_error(w));
     else if (!err[0])
-      norm_fail(err, err_len, "%s: out of memory", label);
+      rctd_fail(err, err_len, "%s: out of memory", label);
     goto done;
   }
   if (ctx.first != model->n_pixels) {
-    norm_fail(err, err_len,
+    rctd_fail(err, err_len,
               "%s: the input changed between passes (%" PRId64 " pixels, not %" PRId64 ")", label,
               ctx.first, model->n_pixels);
     goto done;

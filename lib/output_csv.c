@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 
 #include "cli.h"
+#include "error.h"
 #include "output.h"
 
 enum { CSV_WEIGHTS, CSV_WEIGHTS_DOUBLET, CSV_RESULTS_DF, CSV_MULTI, CSV_N_FILES };
@@ -20,16 +21,6 @@ struct rctd_csv_writer {
   char *paths[CSV_N_FILES];
   int64_t next_pixel;
 };
-
-static int csv_fail(char *err, size_t err_len, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static int csv_fail(char *err, size_t err_len, const char *fmt, ...) {
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(err, err_len, fmt, ap);
-  va_end(ap);
-  return -1;
-}
 
 /* A string field as write.csv quotes it (embedded quotes doubled). */
 static void csv_put_string(FILE *f, const char *s) {
@@ -94,16 +85,16 @@ rctd_csv_writer *rctd_csv_open(const char *dir, const rctd_results_info *info, c
   struct stat st;
   if (stat(dir, &st) == 0) {
     if (!S_ISDIR(st.st_mode)) {
-      csv_fail(err, err_len, "%s: exists and is not a directory (CSV output is a directory)", dir);
+      rctd_fail(err, err_len, "%s: exists and is not a directory (CSV output is a directory)", dir);
       return NULL;
     }
   } else if (mkdir(dir, 0777) != 0) {
-    csv_fail(err, err_len, "%s: cannot create the output directory: %s", dir, strerror(errno));
+    rctd_fail(err, err_len, "%s: cannot create the output directory: %s", dir, strerror(errno));
     return NULL;
   }
   rctd_csv_writer *w = calloc(1, sizeof *w);
   if (!w) {
-    csv_fail(err, err_len, "%s: out of memory", dir);
+    rctd_fail(err, err_len, "%s: out of memory", dir);
     return NULL;
   }
   w->info = info;
@@ -112,7 +103,7 @@ rctd_csv_writer *rctd_csv_open(const char *dir, const rctd_results_info *info, c
     size_t n = strlen(dir) + strlen(csv_file_names[i]) + 2;
     w->paths[i] = malloc(n);
     if (!w->paths[i]) {
-      csv_fail(err, err_len, "%s: out of memory", dir);
+      rctd_fail(err, err_len, "%s: out of memory", dir);
       rctd_csv_abort(w);
       return NULL;
     }
@@ -186,8 +177,8 @@ int rctd_csv_write_chunk(rctd_csv_writer *w, const rctd_results_chunk *c, char *
   const rctd_results_info *info = w->info;
   const int K = info->n_types;
   if (c->first != w->next_pixel)
-    return csv_fail(err, err_len, "%s: results out of order (pixel %lld where %lld was expected)",
-                    w->paths[CSV_WEIGHTS], (long long)c->first, (long long)w->next_pixel);
+    return rctd_fail(err, err_len, "%s: results out of order (pixel %lld where %lld was expected)",
+                     w->paths[CSV_WEIGHTS], (long long)c->first, (long long)w->next_pixel);
   for (int64_t i = 0; i < c->n; i++) {
     FILE *f = w->files[CSV_WEIGHTS];
     csv_put_string(f, c->barcode_n[i]);
@@ -202,7 +193,7 @@ int rctd_csv_write_chunk(rctd_csv_writer *w, const rctd_results_chunk *c, char *
   w->next_pixel += c->n;
   for (int i = 0; i < CSV_N_FILES; i++)
     if (w->files[i] && ferror(w->files[i]))
-      return csv_fail(err, err_len, "%s: write failed: %s", w->paths[i], strerror(errno));
+      return rctd_fail(err, err_len, "%s: write failed: %s", w->paths[i], strerror(errno));
   return 0;
 }
 

@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "error.h"
 #include "output.h"
 
 /* Rows between two fitted pixels that one block write may cover (gaps get the fill value). */
@@ -88,16 +89,6 @@ struct rctd_h5ad_writer {
   int64_t max_row;   /* largest row written so far (-1) */
   int monotone;      /* rows arrived strictly increasing so far */
 };
-
-static int h5o_fail(char *err, size_t err_len, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static int h5o_fail(char *err, size_t err_len, const char *fmt, ...) {
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(err, err_len, fmt, ap);
-  va_end(ap);
-  return -1;
-}
 
 /* ------------------------------------------------------------------ HDF5 helpers */
 
@@ -592,18 +583,18 @@ static int h5o_open_index(rctd_h5ad_writer *w, char *err, size_t err_len) {
   char index_name[256] = "_index";
   h5o_read_attr_str(w->obs, "_index", index_name, sizeof index_name);
   if (!h5o_exists(w->obs, index_name))
-    return h5o_fail(err, err_len, "%s: obs has no index dataset '%s' (not an AnnData file?)",
-                    w->path, index_name);
+    return rctd_fail(err, err_len, "%s: obs has no index dataset '%s' (not an AnnData file?)",
+                     w->path, index_name);
   w->index_dset = H5Dopen2(w->obs, index_name, H5P_DEFAULT);
   if (w->index_dset < 0)
-    return h5o_fail(err, err_len, "%s: cannot open obs/%s", w->path, index_name);
+    return rctd_fail(err, err_len, "%s: cannot open obs/%s", w->path, index_name);
   hid_t s = H5Dget_space(w->index_dset);
   hsize_t n = 0;
   int rank = H5Sget_simple_extent_ndims(s);
   if (rank == 1) H5Sget_simple_extent_dims(s, &n, NULL);
   H5Sclose(s);
   if (rank != 1)
-    return h5o_fail(err, err_len, "%s: obs/%s is not a 1-D array", w->path, index_name);
+    return rctd_fail(err, err_len, "%s: obs/%s is not a 1-D array", w->path, index_name);
   w->n_rows = (int64_t)n;
   return 0;
 }
@@ -611,7 +602,7 @@ static int h5o_open_index(rctd_h5ad_writer *w, char *err, size_t err_len) {
 /* Copies SRC's bytes to the open output and opens the copy with HDF5. */
 static int h5o_open_copy(rctd_h5ad_writer *w, const char *src, char *err, size_t err_len) {
   FILE *in = fopen(src, "rb");
-  if (!in) return h5o_fail(err, err_len, "%s: cannot open: %s", src, strerror(errno));
+  if (!in) return rctd_fail(err, err_len, "%s: cannot open: %s", src, strerror(errno));
   char buf[1 << 16];
   size_t got;
   while ((got = fread(buf, 1, sizeof buf, in)) > 0)
@@ -619,25 +610,25 @@ static int h5o_open_copy(rctd_h5ad_writer *w, const char *src, char *err, size_t
   int failed = ferror(in) || ferror(w->out) || fflush(w->out) != 0;
   fclose(in);
   if (failed)
-    return h5o_fail(err, err_len, "%s: cannot copy %s: %s", w->path, src, strerror(errno));
+    return rctd_fail(err, err_len, "%s: cannot copy %s: %s", w->path, src, strerror(errno));
   if (H5Fis_hdf5(w->tmp_path) <= 0)
-    return h5o_fail(err, err_len, "%s: not an HDF5 file (h5ad expected)", src);
+    return rctd_fail(err, err_len, "%s: not an HDF5 file (h5ad expected)", src);
   w->file = H5Fopen(w->tmp_path, H5F_ACC_RDWR, H5P_DEFAULT);
-  if (w->file < 0) return h5o_fail(err, err_len, "%s: cannot open the copy of %s", w->path, src);
+  if (w->file < 0) return rctd_fail(err, err_len, "%s: cannot open the copy of %s", w->path, src);
   if (!h5o_exists(w->file, "obs"))
-    return h5o_fail(err, err_len, "%s: no obs group (not an AnnData h5ad)", src);
+    return rctd_fail(err, err_len, "%s: no obs group (not an AnnData h5ad)", src);
   H5O_info_t oi;
   if (H5Oget_info_by_name(w->file, "obs", &oi, H5P_DEFAULT) < 0 || oi.type != H5O_TYPE_GROUP)
-    return h5o_fail(err, err_len,
-                    "%s: obs uses the pre-0.7 AnnData layout; save the file again with a recent "
-                    "anndata (adata.write_h5ad) and retry",
-                    src);
+    return rctd_fail(err, err_len,
+                     "%s: obs uses the pre-0.7 AnnData layout; save the file again with a recent "
+                     "anndata (adata.write_h5ad) and retry",
+                     src);
   w->obs = H5Gopen2(w->file, "obs", H5P_DEFAULT);
-  if (w->obs < 0) return h5o_fail(err, err_len, "%s: cannot open obs", src);
+  if (w->obs < 0) return rctd_fail(err, err_len, "%s: cannot open obs", src);
   if (h5o_open_index(w, err, err_len) < 0) return -1;
   w->obsm = h5o_group_open(w->file, "obsm");
   if (w->obsm < 0 || h5o_clear_obsm(w) < 0)
-    return h5o_fail(err, err_len, "%s: cannot prepare obsm", w->path);
+    return rctd_fail(err, err_len, "%s: cannot prepare obsm", w->path);
   return 0;
 }
 
@@ -648,12 +639,12 @@ static int h5o_open_fresh(rctd_h5ad_writer *w, const rctd_h5ad_target *t, char *
   w->rows_from_pixels = t->barcodes == NULL;
   w->barcodes = t->barcodes;
   if (w->rows_from_pixels && !(w->names_n = calloc((size_t)w->n_rows + 1, sizeof *w->names_n)))
-    return h5o_fail(err, err_len, "%s: out of memory", w->path);
+    return rctd_fail(err, err_len, "%s: out of memory", w->path);
   hid_t fcpl = H5Pcreate(H5P_FILE_CREATE);
   H5Pset_obj_track_times(fcpl, 0);
   w->file = H5Fcreate(w->tmp_path, H5F_ACC_TRUNC, fcpl, H5P_DEFAULT);
   H5Pclose(fcpl);
-  if (w->file < 0) return h5o_fail(err, err_len, "%s: cannot create the h5ad file", w->path);
+  if (w->file < 0) return rctd_fail(err, err_len, "%s: cannot create the h5ad file", w->path);
   int rc = h5o_encoding(w->file, "anndata", "0.1.0");
   w->obs = h5o_group_new(w->file, "obs", "dataframe", "0.2.0");
   hid_t var = h5o_group_new(w->file, "var", "dataframe", "0.2.0");
@@ -687,7 +678,7 @@ static int h5o_open_fresh(rctd_h5ad_writer *w, const rctd_h5ad_target *t, char *
         h5o_dataset(w->obsm, "spatial", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, 2, dims, NULL, NULL);
     rc = d < 0 ? -1 : h5o_write_all(d, H5T_NATIVE_DOUBLE, t->coords_n2);
   }
-  return rc ? h5o_fail(err, err_len, "%s: cannot write the AnnData skeleton", w->path) : 0;
+  return rc ? rctd_fail(err, err_len, "%s: cannot write the AnnData skeleton", w->path) : 0;
 }
 
 static void h5o_close_handles(rctd_h5ad_writer *w) {
@@ -725,14 +716,14 @@ void rctd_h5ad_abort(rctd_h5ad_writer *w) {
 rctd_h5ad_writer *rctd_h5ad_open(const char *path, const rctd_h5ad_target *target,
                                  const rctd_results_info *info, char *err, size_t err_len) {
   if (strcmp(path, "-") == 0) {
-    h5o_fail(err, err_len, "-: an h5ad cannot be written to standard output; give -o FILE.h5ad");
+    rctd_fail(err, err_len, "-: an h5ad cannot be written to standard output; give -o FILE.h5ad");
     return NULL;
   }
   H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
   rctd_h5ad_writer *w = calloc(1, sizeof *w);
   if (!w || !(w->path = strdup(path))) {
     free(w);
-    h5o_fail(err, err_len, "%s: out of memory", path);
+    rctd_fail(err, err_len, "%s: out of memory", path);
     return NULL;
   }
   w->info = info;
@@ -753,7 +744,7 @@ rctd_h5ad_writer *rctd_h5ad_open(const char *path, const rctd_h5ad_target *targe
     n = readlink(link, w->tmp_path, sizeof w->tmp_path - 1);
   }
   if (!w->out || n <= 0) {
-    if (w->out) h5o_fail(err, err_len, "%s: cannot locate the temporary output", path);
+    if (w->out) rctd_fail(err, err_len, "%s: cannot locate the temporary output", path);
     rctd_h5ad_abort(w);
     return NULL;
   }
@@ -763,7 +754,7 @@ rctd_h5ad_writer *rctd_h5ad_open(const char *path, const rctd_h5ad_target *targe
   int rc = w->copy ? h5o_open_copy(w, target->spatial_h5ad, err, err_len)
                    : h5o_open_fresh(w, target, err, err_len);
   if (rc == 0 && (h5o_prepare_obs(w) < 0 || h5o_create_columns(w) < 0))
-    rc = h5o_fail(err, err_len, "%s: cannot create the result datasets", path);
+    rc = rctd_fail(err, err_len, "%s: cannot create the result datasets", path);
   if (rc != 0) {
     rctd_h5ad_abort(w);
     return NULL;
@@ -873,7 +864,7 @@ static int h5o_names(rctd_h5ad_writer *w, const rctd_results_chunk *c, int64_t i
   if (w->rows_from_pixels) {
     for (int64_t i = i0; i < i1; i++) {
       char *copy = strdup(c->barcode_n[i]);
-      if (!copy) return h5o_fail(err, err_len, "%s: out of memory", w->path);
+      if (!copy) return rctd_fail(err, err_len, "%s: out of memory", w->path);
       free(w->names_n[c->first + i]);
       w->names_n[c->first + i] = copy;
     }
@@ -882,27 +873,27 @@ static int h5o_names(rctd_h5ad_writer *w, const rctd_results_chunk *c, int64_t i
   if (w->barcodes) {
     for (int64_t i = i0; i < i1; i++)
       if (strcmp(w->barcodes[c->row_n[i]], c->barcode_n[i]) != 0)
-        return h5o_fail(err, err_len,
-                        "%s: pixel %s is row %" PRId64
-                        " of the fit but that row of the spatial "
-                        "input is %s: give --spatial the spatial input of this run",
-                        w->path, c->barcode_n[i], c->row_n[i], w->barcodes[c->row_n[i]]);
+        return rctd_fail(err, err_len,
+                         "%s: pixel %s is row %" PRId64
+                         " of the fit but that row of the spatial "
+                         "input is %s: give --spatial the spatial input of this run",
+                         w->path, c->barcode_n[i], c->row_n[i], w->barcodes[c->row_n[i]]);
     return 0;
   }
   char **names = calloc((size_t)rows, sizeof *names);
   int rc = names ? h5o_read_strings(w->index_dset, row0, rows, names) : -1;
   if (rc < 0) {
     h5o_free_strings(names, names ? (size_t)rows : 0);
-    return h5o_fail(err, err_len, "%s: cannot read the obs names of the spatial h5ad", w->path);
+    return rctd_fail(err, err_len, "%s: cannot read the obs names of the spatial h5ad", w->path);
   }
   for (int64_t i = i0; i < i1 && rc == 0; i++) {
     const char *have = names[c->row_n[i] - row0];
     if (strcmp(have, c->barcode_n[i]) != 0)
-      rc = h5o_fail(err, err_len,
-                    "%s: pixel %s is row %" PRId64
-                    " of the fit but that row of this h5ad is %s: give --spatial the spatial "
-                    "input of this run",
-                    w->spatial, c->barcode_n[i], c->row_n[i], have);
+      rc = rctd_fail(err, err_len,
+                     "%s: pixel %s is row %" PRId64
+                     " of the fit but that row of this h5ad is %s: give --spatial the spatial "
+                     "input of this run",
+                     w->spatial, c->barcode_n[i], c->row_n[i], have);
   }
   h5o_free_strings(names, (size_t)rows);
   return rc;
@@ -915,7 +906,7 @@ static int h5o_write_segment(rctd_h5ad_writer *w, const rctd_results_chunk *c, i
   const int64_t row_last = w->rows_from_pixels ? c->first + i1 - 1 : c->row_n[i1 - 1];
   const int64_t rows = row_last - row0 + 1;
   if (h5o_names(w, c, i0, i1, row0, rows, err, err_len) < 0) return -1;
-  if (h5o_ensure_blocks(w, rows) < 0) return h5o_fail(err, err_len, "%s: out of memory", w->path);
+  if (h5o_ensure_blocks(w, rows) < 0) return rctd_fail(err, err_len, "%s: out of memory", w->path);
   for (int j = 0; j < w->n_cols; j++)
     if (w->cols[j].dset >= 0) h5o_block_fill(&w->cols[j], rows);
   for (int64_t i = i0; i < i1; i++) {
@@ -924,7 +915,7 @@ static int h5o_write_segment(rctd_h5ad_writer *w, const rctd_results_chunk *c, i
   }
   for (int j = 0; j < w->n_cols; j++)
     if (w->cols[j].dset >= 0 && h5o_block_write(w, &w->cols[j], row0, rows) < 0)
-      return h5o_fail(err, err_len, "%s: cannot write the results (HDF5 error)", w->path);
+      return rctd_fail(err, err_len, "%s: cannot write the results (HDF5 error)", w->path);
   if (row_last > w->max_row) w->max_row = row_last;
   return 0;
 }
@@ -934,10 +925,10 @@ int rctd_h5ad_write_chunk(rctd_h5ad_writer *w, const rctd_results_chunk *c, char
   if (!w->rows_from_pixels)
     for (int64_t i = 0; i < c->n; i++)
       if (c->row_n[i] < 0 || c->row_n[i] >= w->n_rows)
-        return h5o_fail(err, err_len,
-                        "%s: pixel %s is row %" PRId64 " of the spatial input, which has %" PRId64
-                        " rows: give --spatial the spatial input of this run",
-                        w->path, c->barcode_n[i], c->row_n[i], w->n_rows);
+        return rctd_fail(err, err_len,
+                         "%s: pixel %s is row %" PRId64 " of the spatial input, which has %" PRId64
+                         " rows: give --spatial the spatial input of this run",
+                         w->path, c->barcode_n[i], c->row_n[i], w->n_rows);
   /* Segments of increasing rows; gaps are filled only while every row so far came in order,
    * so a fill never lands on a row already written. */
   int64_t i0 = 0;
@@ -1053,13 +1044,13 @@ int rctd_h5ad_close(rctd_h5ad_writer *w, const rctd_results_summary *summary, ch
   if (w->rows_from_pixels) {
     for (int64_t i = 0; i < w->n_rows && rc == 0; i++)
       if (!w->names_n[i])
-        rc = h5o_fail(err, err_len, "%s: no results for pixel %" PRId64, w->path, i);
+        rc = rctd_fail(err, err_len, "%s: no results for pixel %" PRId64, w->path, i);
     if (rc == 0 && w->n_rows > 0 &&
         H5Dwrite(w->index_dset, w->str_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, w->names_n) < 0)
-      rc = h5o_fail(err, err_len, "%s: cannot write obs names", w->path);
+      rc = rctd_fail(err, err_len, "%s: cannot write obs names", w->path);
   }
   if (rc == 0 && h5o_write_uns(w, summary) < 0)
-    rc = h5o_fail(err, err_len, "%s: cannot write uns/rctd (HDF5 error)", w->path);
+    rc = rctd_fail(err, err_len, "%s: cannot write uns/rctd (HDF5 error)", w->path);
   for (int i = 0; w->cols && i < w->n_cols; i++) {
     if (w->cols[i].dset >= 0 && H5Dclose(w->cols[i].dset) < 0) rc = -1;
     w->cols[i].dset = -1;
@@ -1069,7 +1060,7 @@ int rctd_h5ad_close(rctd_h5ad_writer *w, const rctd_results_summary *summary, ch
   if (w->obs >= 0) H5Gclose(w->obs);
   w->index_dset = w->obsm = w->obs = -1;
   if (rc == 0 && H5Fclose(w->file) < 0)
-    rc = h5o_fail(err, err_len, "%s: cannot finish the h5ad file (HDF5 error)", w->path);
+    rc = rctd_fail(err, err_len, "%s: cannot finish the h5ad file (HDF5 error)", w->path);
   else if (rc != 0)
     H5Fclose(w->file);
   w->file = -1;

@@ -10,24 +10,14 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "error.h"
+
 void rctd_reference_opts_default(rctd_reference_opts *opts) {
   opts->min_umi = 100;
   opts->max_cells = 10000;
   opts->cell_min = 25;
   opts->drop_small_types = 0;
   opts->seed = 1;
-}
-
-static int ref_fail(char *err, size_t err_len, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static int ref_fail(char *err, size_t err_len, const char *fmt, ...) {
-  if (err && err_len) {
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, err_len, fmt, ap);
-    va_end(ap);
-  }
-  return -1;
 }
 
 int rctd_reference_profile_types(const rctd_ref_cells *cells, const char *const *code_names,
@@ -38,22 +28,22 @@ int rctd_reference_profile_types(const rctd_ref_cells *cells, const char *const 
     return cells->n_levels;
   }
   if (n_subset > cells->n_levels)
-    return ref_fail(err, err_len, "--cell-types lists %d types but the reference has %d", n_subset,
-                    cells->n_levels);
+    return rctd_fail(err, err_len, "--cell-types lists %d types but the reference has %d", n_subset,
+                     cells->n_levels);
   for (int i = 0; i < n_subset; i++) {
     int found = -1;
     for (int l = 0; l < cells->n_levels && found < 0; l++)
       if (strcmp(code_names[cells->level_code_l[l]], subset[i]) == 0) found = l;
     if (found < 0)
-      return ref_fail(err, err_len,
-                      "cell type '%s' of --cell-types is not in the reference (or was dropped)",
-                      subset[i]);
+      return rctd_fail(err, err_len,
+                       "cell type '%s' of --cell-types is not in the reference (or was dropped)",
+                       subset[i]);
     for (int j = 0; j < i; j++)
       if (types_k[j] == found)
-        return ref_fail(err, err_len, "cell type '%s' is listed twice in --cell-types", subset[i]);
+        return rctd_fail(err, err_len, "cell type '%s' is listed twice in --cell-types", subset[i]);
     types_k[i] = found;
   }
-  if (n_subset < 2) return ref_fail(err, err_len, "--cell-types must name at least 2 cell types");
+  if (n_subset < 2) return rctd_fail(err, err_len, "--cell-types must name at least 2 cell types");
   return n_subset;
 }
 
@@ -68,8 +58,8 @@ int rctd_profile_acc_init(rctd_profile_acc *acc, int n_genes, const rctd_ref_cel
   acc->cells_k = calloc((size_t)n_types, sizeof *acc->cells_k);
   if (!acc->type_of_level || !acc->sum_gk || !acc->cells_k) {
     rctd_profile_acc_free(acc);
-    return ref_fail(err, err_len, "out of memory for %d genes x %d types of profiles", n_genes,
-                    n_types);
+    return rctd_fail(err, err_len, "out of memory for %d genes x %d types of profiles", n_genes,
+                     n_types);
   }
   for (int l = 0; l < cells->n_levels; l++) acc->type_of_level[l] = -1;
   for (int k = 0; k < n_types; k++) acc->type_of_level[types_k[k]] = k;
@@ -118,7 +108,7 @@ int rctd_reference_profiles_dense(const rctd_ref_cells *cells, const int32_t *co
   if (!idx || !val) {
     free(idx), free(val);
     rctd_profile_acc_free(&acc);
-    return ref_fail(err, err_len, "out of memory");
+    return rctd_fail(err, err_len, "out of memory");
   }
   for (int64_t row = 0; row < cells->n_rows; row++) {
     int64_t nnz = 0;
@@ -178,7 +168,7 @@ int rctd_class_table_read(const char *path, const char *const *type_names, int n
   *class_names = NULL;
   FILE *f = fopen(path, "r");
   if (!f)
-    return ref_fail(err, err_len, "%s: cannot open the class table: %s", path, strerror(errno));
+    return rctd_fail(err, err_len, "%s: cannot open the class table: %s", path, strerror(errno));
   char **classes = calloc((size_t)n_types, sizeof *classes);
   char *line = NULL;
   size_t cap = 0;
@@ -186,7 +176,7 @@ int rctd_class_table_read(const char *path, const char *const *type_names, int n
   int line_no = 0, rc = -1;
   char sep = ',';
   if (!classes) {
-    ref_fail(err, err_len, "out of memory");
+    rctd_fail(err, err_len, "out of memory");
     goto done;
   }
   while ((len = getline(&line, &cap, f)) >= 0) {
@@ -199,24 +189,24 @@ int rctd_class_table_read(const char *path, const char *const *type_names, int n
     int n = ref_split_fields(line, sep, fields, 3);
     if (n == 1 && fields[0][0] == '\0') continue;
     if (n < 2 || fields[1][0] == '\0') {
-      ref_fail(err, err_len, "%s: line %d: expected 2 columns (cell type, class)", path, line_no);
+      rctd_fail(err, err_len, "%s: line %d: expected 2 columns (cell type, class)", path, line_no);
       goto done;
     }
     for (int k = 0; k < n_types; k++) {
       if (strcmp(type_names[k], fields[0]) != 0) continue;
       if (classes[k] && strcmp(classes[k], fields[1]) != 0) {
-        ref_fail(err, err_len, "%s: line %d: cell type '%s' is given two classes", path, line_no,
-                 fields[0]);
+        rctd_fail(err, err_len, "%s: line %d: cell type '%s' is given two classes", path, line_no,
+                  fields[0]);
         goto done;
       }
       if (!classes[k] && !(classes[k] = strdup(fields[1]))) {
-        ref_fail(err, err_len, "out of memory");
+        rctd_fail(err, err_len, "out of memory");
         goto done;
       }
     }
   }
   if (ferror(f)) {
-    ref_fail(err, err_len, "%s: read error: %s", path, strerror(errno));
+    rctd_fail(err, err_len, "%s: read error: %s", path, strerror(errno));
     goto done;
   }
   char list[300] = "";
@@ -229,8 +219,8 @@ int rctd_class_table_read(const char *path, const char *const *type_names, int n
     n_missing++;
   }
   if (n_missing) {
-    ref_fail(err, err_len, "%s: %d cell type(s) have no class: %s; add a row for each", path,
-             n_missing, list);
+    rctd_fail(err, err_len, "%s: %d cell type(s) have no class: %s; add a row for each", path,
+              n_missing, list);
     goto done;
   }
   *class_names = classes;
@@ -306,39 +296,39 @@ static const char *const ref_rec_names[R_COUNT] = {
 static int ref_from_records(const char *label, rctd_record *recs, const int *have,
                             rctd_reference_data *ref, char *err, size_t err_len) {
   if (!have[R_META])
-    return ref_fail(err, err_len,
-                    "%s: not a reference stream (no %s record); make one with rctd-reference",
-                    label, RCTD_REF_REC_META);
+    return rctd_fail(err, err_len,
+                     "%s: not a reference stream (no %s record); make one with rctd-reference",
+                     label, RCTD_REF_REC_META);
   const char *format = rctd_record_meta_get(&recs[R_META], "format");
   const char *version = rctd_record_meta_get(&recs[R_META], "version");
   if (!format || strcmp(format, RCTD_REF_FORMAT) != 0)
-    return ref_fail(err, err_len,
-                    "%s: not a reference stream (format '%s'); make one with rctd-reference", label,
-                    format ? format : "");
+    return rctd_fail(err, err_len,
+                     "%s: not a reference stream (format '%s'); make one with rctd-reference",
+                     label, format ? format : "");
   char *end = NULL;
   long v = version ? strtol(version, &end, 10) : -1;
   if (!version || *end || v != RCTD_REF_VERSION)
-    return ref_fail(err, err_len,
-                    "%s: reference format version %s, this build reads version %d; rebuild it "
-                    "with this rctd-reference",
-                    label, version ? version : "?", RCTD_REF_VERSION);
+    return rctd_fail(err, err_len,
+                     "%s: reference format version %s, this build reads version %d; rebuild it "
+                     "with this rctd-reference",
+                     label, version ? version : "?", RCTD_REF_VERSION);
   for (int i = R_CONFIG; i < R_RNG; i++)
     if (!have[i])
-      return ref_fail(err, err_len, "%s: reference record '%s' is missing", label,
-                      ref_rec_names[i]);
+      return rctd_fail(err, err_len, "%s: reference record '%s' is missing", label,
+                       ref_rec_names[i]);
   for (int i = R_TYPES; i <= R_GENES; i++)
     if (i != R_CELLS && recs[i].kind != RCTD_STRINGS)
-      return ref_fail(err, err_len, "%s: record '%s' is not a strings record", label,
-                      ref_rec_names[i]);
+      return rctd_fail(err, err_len, "%s: record '%s' is not a strings record", label,
+                       ref_rec_names[i]);
   int K = (int)recs[R_TYPES].rows, G = (int)recs[R_GENES].rows;
   rctd_record *cells = &recs[R_CELLS], *prof = &recs[R_PROFILES], *cfg = &recs[R_CONFIG];
   if ((int)recs[R_CLASSES].rows != K || cells->kind != RCTD_DENSE || cells->dtype != RCTD_I64 ||
       (int)cells->rows != K || prof->kind != RCTD_DENSE || prof->dtype != RCTD_F64 ||
       (int)prof->rows != G || (int)prof->cols != K || cfg->kind != RCTD_META)
-    return ref_fail(err, err_len, "%s: reference records disagree on %d types x %d genes", label, K,
-                    G);
+    return rctd_fail(err, err_len, "%s: reference records disagree on %d types x %d genes", label,
+                     K, G);
   if (K < 2 || G < 1)
-    return ref_fail(err, err_len, "%s: reference has %d types and %d genes", label, K, G);
+    return rctd_fail(err, err_len, "%s: reference has %d types and %d genes", label, K, G);
   ref->n_types = K;
   ref->n_genes = G;
   ref->type_names = recs[R_TYPES].strings, recs[R_TYPES].strings = NULL;
@@ -351,25 +341,25 @@ static int ref_from_records(const char *label, rctd_record *recs, const int *hav
   ref->config_values = calloc(ref->n_config + 1, sizeof *ref->config_values);
   if (!ref->config_keys || !ref->config_values) {
     ref->n_config = 0;
-    return ref_fail(err, err_len, "out of memory");
+    return rctd_fail(err, err_len, "out of memory");
   }
   for (size_t i = 0; i < ref->n_config; i++) {
     ref->config_keys[i] = strdup(cfg->strings[2 * i]);
     ref->config_values[i] = strdup(cfg->strings[2 * i + 1]);
-    if (!ref->config_keys[i] || !ref->config_values[i]) return ref_fail(err, err_len, "no memory");
+    if (!ref->config_keys[i] || !ref->config_values[i]) return rctd_fail(err, err_len, "no memory");
   }
   if (have[R_RNG]) {
     rctd_record *rng = &recs[R_RNG];
     if (rng->kind != RCTD_DENSE || rng->dtype != RCTD_I32 || rng->cols != 1)
-      return ref_fail(err, err_len, "%s: record '%s' is not an i32 vector", label,
-                      RCTD_REF_REC_RNG);
+      return rctd_fail(err, err_len, "%s: record '%s' is not an i32 vector", label,
+                       RCTD_REF_REC_RNG);
     ref->n_rng = (int)rng->rows;
     ref->rng_state = rng->data, rng->data = NULL;
   }
   for (size_t i = 0; i < (size_t)G * (size_t)K; i++)
     if (!isfinite(ref->profiles_gk[i]) || ref->profiles_gk[i] < 0)
-      return ref_fail(err, err_len, "%s: profile of gene '%s' is not a finite non-negative number",
-                      label, ref->gene_names[i / (size_t)K]);
+      return rctd_fail(err, err_len, "%s: profile of gene '%s' is not a finite non-negative number",
+                       label, ref->gene_names[i / (size_t)K]);
   return 0;
 }
 
@@ -385,7 +375,7 @@ int rctd_reference_load(const char *path, rctd_reference_data *ref, char *err, s
   for (;;) {
     int got = rctd_reader_next(r, &info);
     if (got < 0) {
-      rc = ref_fail(err, err_len, "%s", rctd_reader_error(r));
+      rc = rctd_fail(err, err_len, "%s", rctd_reader_error(r));
       break;
     }
     if (got == 0) break;
@@ -393,13 +383,13 @@ int rctd_reference_load(const char *path, rctd_reference_data *ref, char *err, s
     for (int i = 0; i < R_COUNT && which < 0; i++)
       if (strcmp(info->name, ref_rec_names[i]) == 0) which = i;
     if (which >= 0 && have[which]) {
-      rc =
-          ref_fail(err, err_len, "%s: record '%s' appears twice", rctd_reader_label(r), info->name);
+      rc = rctd_fail(err, err_len, "%s: record '%s' appears twice", rctd_reader_label(r),
+                     info->name);
       break;
     }
     rctd_record rec;
     if (rctd_reader_load(r, &rec) < 0) {
-      rc = ref_fail(err, err_len, "%s", rctd_reader_error(r));
+      rc = rctd_fail(err, err_len, "%s", rctd_reader_error(r));
       break;
     }
     if (which >= 0) {
@@ -410,7 +400,7 @@ int rctd_reference_load(const char *path, rctd_reference_data *ref, char *err, s
     rctd_record *grown = realloc(ref->extra, (ref->n_extra + 1) * sizeof *grown);
     if (!grown) {
       rctd_record_free(&rec);
-      rc = ref_fail(err, err_len, "out of memory");
+      rc = rctd_fail(err, err_len, "out of memory");
       break;
     }
     ref->extra = grown;

@@ -7,21 +7,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "error.h"
 #include "model.h"
 #include "reference.h"
 #include "rrng.h"
-
-static int sel_fail(char *err, size_t err_len, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static int sel_fail(char *err, size_t err_len, const char *fmt, ...) {
-  if (err && err_len) {
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, err_len, fmt, ap);
-    va_end(ap);
-  }
-  return -1;
-}
 
 void rctd_ref_cells_free(rctd_ref_cells *cells) {
   if (!cells) return;
@@ -70,7 +59,7 @@ static int ref_downsample(rctd_rrng *rng, int64_t n_ref, const int32_t *ref_leve
   int *picked = malloc(len * sizeof *picked);
   int rc = 0;
   if (!pos || !start || !chosen || !picked)
-    rc = sel_fail(err, err_len, "out of memory while downsampling");
+    rc = rctd_fail(err, err_len, "out of memory while downsampling");
   if (n_keep) *n_keep = 0;
   if (rc == 0) {
     /* Counting sort of the positions by level, ascending within a level (R's which()). */
@@ -82,8 +71,8 @@ static int ref_downsample(rctd_rrng *rng, int64_t n_ref, const int32_t *ref_leve
     int64_t count = start[level + 1] - start[level];
     int64_t size = count < n_samples ? count : n_samples;
     if (ref_sample_positions(rng, pos + start[level], count, size, chosen, picked) < 0) {
-      rc = sel_fail(err, err_len, "cannot sample %lld of %lld reference cells", (long long)size,
-                    (long long)count);
+      rc = rctd_fail(err, err_len, "cannot sample %lld of %lld reference cells", (long long)size,
+                     (long long)count);
       break;
     }
     if (keep)
@@ -119,7 +108,7 @@ int rctd_reference_select(int64_t n_rows, int n_codes, const char *const *code_n
   memset(cells, 0, sizeof *cells);
   cells->n_rows = n_rows;
   if (n_codes < 2)
-    return sel_fail(err, err_len, "the reference needs at least 2 cell types (found %d)", n_codes);
+    return rctd_fail(err, err_len, "the reference needs at least 2 cell types (found %d)", n_codes);
   size_t codes_sz = (size_t)n_codes;
   cells->level_code_l = malloc(codes_sz * sizeof *cells->level_code_l);
   cells->level_cells_l = malloc(codes_sz * sizeof *cells->level_cells_l);
@@ -135,7 +124,7 @@ int rctd_reference_select(int64_t n_rows, int n_codes, const char *const *code_n
   char list[400] = "";
   if (!cells->level_code_l || !cells->level_cells_l || !cells->level_of_code || !cells->mult_n ||
       !cells->ref_rows || !count_c || !ref_level_r || !keep) {
-    sel_fail(err, err_len, "out of memory selecting reference cells");
+    rctd_fail(err, err_len, "out of memory selecting reference cells");
     goto done;
   }
 
@@ -148,9 +137,9 @@ int rctd_reference_select(int64_t n_rows, int n_codes, const char *const *code_n
   }
   cells->n_umi_kept = cells->n_ref;
   if (cells->n_ref == 0) {
-    sel_fail(err, err_len,
-             "no cell has nUMI >= min_UMI = %g; lower --min-umi or check the nUMI column",
-             opts->min_umi);
+    rctd_fail(err, err_len,
+              "no cell has nUMI >= min_UMI = %g; lower --min-umi or check the nUMI column",
+              opts->min_umi);
     goto done;
   }
 
@@ -159,7 +148,7 @@ int rctd_reference_select(int64_t n_rows, int n_codes, const char *const *code_n
     cells->dropped_codes = malloc(codes_sz * sizeof *cells->dropped_codes);
     cells->dropped_cells = malloc(codes_sz * sizeof *cells->dropped_cells);
     if (!cells->dropped_codes || !cells->dropped_cells) {
-      sel_fail(err, err_len, "out of memory selecting reference cells");
+      rctd_fail(err, err_len, "out of memory selecting reference cells");
       goto done;
     }
     for (int c = 0; c < n_codes; c++) {
@@ -185,8 +174,8 @@ int rctd_reference_select(int64_t n_rows, int n_codes, const char *const *code_n
   /* Without downsampling R keeps empty levels (and then stops on them in step 4). */
   ref_build_levels(cells, n_codes, count_c, 1);
   if (opts->drop_small_types && cells->n_levels < 2) {
-    sel_fail(err, err_len, "fewer than 2 cell types have at least %lld cells; lower --cell-min",
-             (long long)opts->cell_min);
+    rctd_fail(err, err_len, "fewer than 2 cell types have at least %lld cells; lower --cell-min",
+              (long long)opts->cell_min);
     goto done;
   }
   for (int64_t i = 0; i < cells->n_ref; i++)
@@ -233,10 +222,10 @@ int rctd_reference_select(int64_t n_rows, int n_codes, const char *const *code_n
     n_small++;
   }
   if (n_small) {
-    sel_fail(err, err_len,
-             "need a minimum of %lld cells for each cell type; %d type(s) below: %s; use "
-             "--drop-small-types to drop them or lower --cell-min",
-             (long long)opts->cell_min, n_small, list);
+    rctd_fail(err, err_len,
+              "need a minimum of %lld cells for each cell type; %d type(s) below: %s; use "
+              "--drop-small-types to drop them or lower --cell-min",
+              (long long)opts->cell_min, n_small, list);
     goto done;
   }
 

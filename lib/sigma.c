@@ -14,6 +14,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "error.h"
 #include "model.h"
 
 #define SIG_PRED_FLOOR 1e-4 /* chooseSigma's pmax(prediction, 1e-4) */
@@ -22,18 +23,6 @@
 
 /* chooseSigma's multipliers (8:12)/10: each quotient rounds to the same double as the literal. */
 static const double sig_mult[SIG_N_MULT] = {0.8, 0.9, 1.0, 1.1, 1.2};
-
-static int sig_fail(char *err, size_t err_len, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static int sig_fail(char *err, size_t err_len, const char *fmt, ...) {
-  if (err && err_len) {
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, err_len, fmt, ap);
-    va_end(ap);
-  }
-  return -1;
-}
 
 void rctd_sigma_opts_default(rctd_sigma_opts *opts) {
   memset(opts, 0, sizeof *opts);
@@ -65,18 +54,18 @@ int rctd_sigma_pick_pixels(rctd_rrng *rng, const double *numi_n, int64_t n_pixel
   for (int64_t p = 0; p < n_pixels; p++) n_cand += numi_n[p] > opts->umi_min_sigma;
   int64_t n = opts->n_fit < n_cand ? opts->n_fit : n_cand;
   if (n <= 0)
-    return sig_fail(err, err_len,
-                    "choose_sigma_c determined a N_fit of 0: no pixel has nUMI above "
-                    "UMI_min_sigma = %g (of %" PRId64
-                    " pixels); lower it with --umi-min-sigma (or give --sigma)",
-                    opts->umi_min_sigma, n_pixels);
-  if (n_cand > INT32_MAX) return sig_fail(err, err_len, "too many pixels for R's sample()");
+    return rctd_fail(err, err_len,
+                     "choose_sigma_c determined a N_fit of 0: no pixel has nUMI above "
+                     "UMI_min_sigma = %g (of %" PRId64
+                     " pixels); lower it with --umi-min-sigma (or give --sigma)",
+                     opts->umi_min_sigma, n_pixels);
+  if (n_cand > INT32_MAX) return rctd_fail(err, err_len, "too many pixels for R's sample()");
   int64_t *cand = malloc((size_t)n_cand * sizeof *cand);
   int *drawn = malloc((size_t)n * sizeof *drawn);
   int64_t *out = malloc((size_t)n * sizeof *out);
   if (!cand || !drawn || !out) {
     free(cand), free(drawn), free(out);
-    return sig_fail(err, err_len, "out of memory choosing %" PRId64 " fit pixels", n);
+    return rctd_fail(err, err_len, "out of memory choosing %" PRId64 " fit pixels", n);
   }
   int64_t c = 0;
   for (int64_t p = 0; p < n_pixels; p++)
@@ -84,7 +73,7 @@ int rctd_sigma_pick_pixels(rctd_rrng *rng, const double *numi_n, int64_t n_pixel
   /* sample(names(nUMI[nUMI > UMI_min_sigma]), N_fit) = candidates[sample.int(n_cand, N_fit)]. */
   if (rctd_rrng_sample(rng, (int)n_cand, (int)n, drawn) < 0) {
     free(cand), free(drawn), free(out);
-    return sig_fail(err, err_len, "out of memory drawing %" PRId64 " fit pixels", n);
+    return rctd_fail(err, err_len, "out of memory drawing %" PRId64 " fit pixels", n);
   }
   for (int64_t i = 0; i < n; i++) out[i] = cand[drawn[i] - 1];
   free(cand);
@@ -147,12 +136,12 @@ static int sig_tables_load(sig_tables *ts, int index, char *err, size_t err_len)
   int grid[RCTD_N_SIGMA];
   rctd_sigma_grid(grid);
   rctd_qtable_owned *t = calloc(1, sizeof *t);
-  if (!t) return sig_fail(err, err_len, "out of memory");
+  if (!t) return rctd_fail(err, err_len, "out of memory");
   char note[512] = "", msg[RCTD_ERR_LEN] = "";
   if (rctd_qtable_get(grid[index], ts->n_k, ts->qopts, t, note, sizeof note, msg, sizeof msg) !=
       0) {
     free(t);
-    return sig_fail(err, err_len, "likelihood table for sigma %d: %s", grid[index], msg);
+    return rctd_fail(err, err_len, "likelihood table for sigma %d: %s", grid[index], msg);
   }
   /* Only a cache that cannot be written deserves a word; hits and rebuilds are routine. */
   if (strstr(note, "not cached")) rctd_log_warn("%s", note);
@@ -251,13 +240,13 @@ static void sig_score_window(const sig_tables *ts, int si, int64_t n, const doub
 static int sig_sample_obs(rctd_rrng *rng, int64_t n_obs, const double *pred, const double *y,
                           double **x_s, double **y_s, int64_t *n_s, char *err, size_t err_len) {
   if (n_obs < 1 || n_obs > INT32_MAX)
-    return sig_fail(err, err_len, "chooseSigma: %" PRId64 " values cannot be sampled", n_obs);
+    return rctd_fail(err, err_len, "chooseSigma: %" PRId64 " values cannot be sampled", n_obs);
   int64_t n = n_obs < RCTD_SIGMA_MAX_SAMPLE ? n_obs : RCTD_SIGMA_MAX_SAMPLE;
   int *idx = malloc((size_t)n * sizeof *idx);
   double *xs = malloc((size_t)n * sizeof *xs), *ys = malloc((size_t)n * sizeof *ys);
   if (!idx || !xs || !ys || rctd_rrng_sample(rng, (int)n_obs, (int)n, idx) < 0) {
     free(idx), free(xs), free(ys);
-    return sig_fail(err, err_len, "out of memory sampling %" PRId64 " values", n);
+    return rctd_fail(err, err_len, "out of memory sampling %" PRId64 " values", n);
   }
   for (int64_t i = 0; i < n; i++) {
     int64_t j = idx[i] - 1;
@@ -274,7 +263,7 @@ static int sig_choose(rctd_rrng *rng, sig_tables *ts, int64_t n_obs, const doubl
                       const double *y, int sigma_value, int n_threads, rctd_sigma_epoch *out,
                       char *err, size_t err_len) {
   int si = rctd_sigma_index(sigma_value);
-  if (si < 0) return sig_fail(err, err_len, "sigma %d is not on the grid", sigma_value);
+  if (si < 0) return rctd_fail(err, err_len, "sigma %d is not on the grid", sigma_value);
   double *xs = NULL, *ys = NULL;
   int64_t n_s = 0;
   if (sig_sample_obs(rng, n_obs, pred, y, &xs, &ys, &n_s, err, err_len) < 0) return -1;
@@ -328,12 +317,13 @@ int rctd_sigma_estimate(const rctd_sigma_problem *prob, rctd_rrng *rng, rctd_bac
   memset(res, 0, sizeof *res);
   const int G = prob->n_genes, K = prob->n_types;
   const int64_t N = prob->n_fit;
-  if (N < 1 || G < 1 || K < 1) return sig_fail(err, err_len, "nothing to fit for sigma");
+  if (N < 1 || G < 1 || K < 1) return rctd_fail(err, err_len, "nothing to fit for sigma");
   if (N > INT32_MAX / 2 || (uint64_t)N * (uint64_t)G > INT32_MAX)
-    return sig_fail(err, err_len, "%" PRId64 " fit pixels x %d genes is too many", N, G);
-  if (opts->n_epoch < 1) return sig_fail(err, err_len, "N_epoch must be at least 1");
+    return rctd_fail(err, err_len, "%" PRId64 " fit pixels x %d genes is too many", N, G);
+  if (opts->n_epoch < 1) return rctd_fail(err, err_len, "N_epoch must be at least 1");
   int si = rctd_sigma_index(opts->start_value);
-  if (si < 0) return sig_fail(err, err_len, "start sigma %d is not on the grid", opts->start_value);
+  if (si < 0)
+    return rctd_fail(err, err_len, "start sigma %d is not on the grid", opts->start_value);
 
   const int64_t n_obs = N * G;
   sig_tables ts = {.n_k = sig_n_k(sig_max(prob->y_ng, n_obs)), .qopts = qopts};
@@ -344,7 +334,7 @@ int rctd_sigma_estimate(const rctd_sigma_problem *prob, rctd_rrng *rng, rctd_bac
   res->epochs = calloc((size_t)opts->n_epoch, sizeof *res->epochs);
   int rc = -1;
   if (!weights_nk || !conv_n || !pix_n || !pred_ng || !res->epochs) {
-    sig_fail(err, err_len, "out of memory for %" PRId64 " fit pixels", N);
+    rctd_fail(err, err_len, "out of memory for %" PRId64 " fit pixels", N);
     goto done;
   }
   for (int64_t n = 0; n < N; n++) pix_n[n] = (int32_t)n;
@@ -367,14 +357,14 @@ int rctd_sigma_estimate(const rctd_sigma_problem *prob, rctd_rrng *rng, rctd_bac
     if (sig_tables_window(&ts, rctd_sigma_index(sigma), err, err_len) < 0) goto done;
     const rctd_qtable *table = &ts.by_index[rctd_sigma_index(sigma)]->table;
     if (backend->irwls_batch(backend, table, &batch, &iopts, weights_nk, conv_n, NULL) < 0) {
-      sig_fail(err, err_len, "fitting the %" PRId64 " sigma pixels failed (%s backend)", N,
-               backend->name);
+      rctd_fail(err, err_len, "fitting the %" PRId64 " sigma pixels failed (%s backend)", N,
+                backend->name);
       goto done;
     }
     for (int64_t n = 0; n < N; n++) ep->n_converged += conv_n[n] != 0;
     for (int64_t i = 0; i < N * K; i++)
       if (!isfinite(weights_nk[i])) {
-        sig_fail(err, err_len, "fit pixel %" PRId64 " has non-finite weights", i / K);
+        rctd_fail(err, err_len, "fit pixel %" PRId64 " has non-finite weights", i / K);
         goto done;
       }
     sig_predict(prob, weights_nk, pred_ng);
@@ -444,17 +434,17 @@ static int sig_open_spooled(sig_input *in, const char *path, const char *tmp_dir
   char spool[4096];
   if (snprintf(spool, sizeof spool, "%s/rctd-sigma-spool-%ld-%lld%09ld.rctd", dir, (long)getpid(),
                (long long)now.tv_sec, (long)now.tv_nsec) >= (int)sizeof spool)
-    return sig_fail(err, err_len, "%s: temporary directory name too long", dir);
+    return rctd_fail(err, err_len, "%s: temporary directory name too long", dir);
   rctd_reader *r = rctd_reader_open(path, err, err_len);
   if (!r) return -1;
   rctd_writer_opts wo = {0};
   rctd_writer *w = rctd_writer_open(spool, &wo, err, err_len);
   if (!w) {
     rctd_reader_close(r);
-    return sig_fail(err, err_len,
-                    "%s: cannot write the temporary copy of the input (%s); set "
-                    "--tmp-dir",
-                    dir, err);
+    return rctd_fail(err, err_len,
+                     "%s: cannot write the temporary copy of the input (%s); set "
+                     "--tmp-dir",
+                     dir, err);
   }
   int rc = 0;
   const rctd_record_info *info;
@@ -462,12 +452,12 @@ static int sig_open_spooled(sig_input *in, const char *path, const char *tmp_dir
     int got = rctd_reader_next(r, &info);
     if (got == 0) break;
     if (got < 0) {
-      rc = sig_fail(err, err_len, "%s", rctd_reader_error(r));
+      rc = rctd_fail(err, err_len, "%s", rctd_reader_error(r));
       break;
     }
     if (rctd_reader_copy(r, w) < 0) {
-      rc = sig_fail(err, err_len, "%s",
-                    rctd_reader_error(r)[0] ? rctd_reader_error(r) : rctd_writer_error(w));
+      rc = rctd_fail(err, err_len, "%s",
+                     rctd_reader_error(r)[0] ? rctd_reader_error(r) : rctd_writer_error(w));
       break;
     }
   }
@@ -478,7 +468,7 @@ static int sig_open_spooled(sig_input *in, const char *path, const char *tmp_dir
   }
   char werr[RCTD_ERR_LEN];
   if (rctd_writer_close(w, werr, sizeof werr) < 0)
-    return sig_fail(err, err_len, "%s: temporary copy of the input: %s", dir, werr);
+    return rctd_fail(err, err_len, "%s: temporary copy of the input: %s", dir, werr);
   rc = sig_open_twice(in, spool, err, err_len);
   unlink(spool);
   /* Messages should name the input, not the temporary copy. */
@@ -501,7 +491,7 @@ static int sig_open_input(sig_input *in, const char *path, const char *tmp_dir, 
   if (strcmp(path, "-") != 0 && stat(path, &st) == 0 && S_ISREG(st.st_mode))
     return sig_open_twice(in, path, err, err_len);
   if (strcmp(path, "-") != 0 && access(path, R_OK) != 0)
-    return sig_fail(err, err_len, "%s: %s", path, strerror(errno));
+    return rctd_fail(err, err_len, "%s: %s", path, strerror(errno));
   return sig_open_spooled(in, path, tmp_dir, err, err_len);
 }
 
@@ -522,7 +512,7 @@ static int sig_gather(rctd_model_reader *mr, const int64_t *fit_n, int64_t n_fit
   const rctd_model *m = rctd_model_reader_model(mr);
   const int G = m->n_reg;
   sig_fit_ref *refs = malloc((size_t)(n_fit > 0 ? n_fit : 1) * sizeof *refs);
-  if (!refs) return sig_fail(err, err_len, "out of memory");
+  if (!refs) return rctd_fail(err, err_len, "out of memory");
   for (int64_t i = 0; i < n_fit; i++) refs[i] = (sig_fit_ref){fit_n[i], i};
   qsort(refs, (size_t)n_fit, sizeof *refs, sig_fit_ref_cmp);
   rctd_progress *prog =
@@ -536,8 +526,8 @@ static int sig_gather(rctd_model_reader *mr, const int64_t *fit_n, int64_t n_fit
     for (int64_t i = 0; i < block.nnz; i++) {
       double v = block.values[i];
       if (!(v >= 0) || !isfinite(v)) {
-        rc = sig_fail(err, err_len, "%s: pixel counts must be finite and non-negative",
-                      rctd_reader_label(rctd_model_reader_stream(mr)));
+        rc = rctd_fail(err, err_len, "%s: pixel counts must be finite and non-negative",
+                       rctd_reader_label(rctd_model_reader_stream(mr)));
         goto done;
       }
       if (v > mx) mx = v;
@@ -547,9 +537,9 @@ static int sig_gather(rctd_model_reader *mr, const int64_t *fit_n, int64_t n_fit
       double *row = y_ng + (size_t)refs[at].row * G;
       for (int64_t j = block.indptr[p]; j < block.indptr[p + 1]; j++) {
         if (block.indices[j] < 0 || block.indices[j] >= G) {
-          rc = sig_fail(err, err_len, "%s: pixel %" PRId64 ": gene index %d out of range",
-                        rctd_reader_label(rctd_model_reader_stream(mr)), refs[at].pixel,
-                        (int)block.indices[j]);
+          rc = rctd_fail(err, err_len, "%s: pixel %" PRId64 ": gene index %d out of range",
+                         rctd_reader_label(rctd_model_reader_stream(mr)), refs[at].pixel,
+                         (int)block.indices[j]);
           goto done;
         }
         row[block.indices[j]] += block.values[j];
@@ -557,7 +547,7 @@ static int sig_gather(rctd_model_reader *mr, const int64_t *fit_n, int64_t n_fit
     }
     rctd_progress_add(prog, (uint64_t)block.n);
   }
-  if (rc < 0) sig_fail(err, err_len, "%s", rctd_model_reader_error(mr));
+  if (rc < 0) rctd_fail(err, err_len, "%s", rctd_model_reader_error(mr));
 done:
   rctd_progress_finish(prog);
   rctd_pixel_block_free(&block);
@@ -573,12 +563,12 @@ static int sig_copy_pixels(rctd_reader *r, rctd_writer *w, char *err, size_t err
   for (;;) {
     int got = rctd_reader_next(r, &info);
     if (got == 0) return 0;
-    if (got < 0) return sig_fail(err, err_len, "%s", rctd_reader_error(r));
+    if (got < 0) return rctd_fail(err, err_len, "%s", rctd_reader_error(r));
     if (!copying && strncmp(info->name, "pixels.", 7) == 0) copying = 1;
     int rc = copying ? rctd_reader_copy(r, w) : rctd_reader_skip(r);
     if (rc < 0)
-      return sig_fail(err, err_len, "%s",
-                      rctd_reader_error(r)[0] ? rctd_reader_error(r) : rctd_writer_error(w));
+      return rctd_fail(err, err_len, "%s",
+                       rctd_reader_error(r)[0] ? rctd_reader_error(r) : rctd_writer_error(w));
   }
 }
 
@@ -685,9 +675,9 @@ static int sig_estimate_stage(sig_run *r, const rctd_sigma_stage_opts *o,
   const rctd_model *m = r->model;
   rctd_backend *be = o->backend;
   if (!be) be = r->own_backend = rctd_backend_cpu(o->sigma.n_threads < 1 ? 1 : o->sigma.n_threads);
-  if (!be) return sig_fail(err, err_len, "cannot start the CPU backend");
+  if (!be) return rctd_fail(err, err_len, "cannot start the CPU backend");
   r->numi_n = malloc((size_t)r->n_fit * sizeof *r->numi_n);
-  if (!r->numi_n) return sig_fail(err, err_len, "out of memory");
+  if (!r->numi_n) return rctd_fail(err, err_len, "out of memory");
   for (int64_t i = 0; i < r->n_fit; i++) r->numi_n[i] = m->pixel_numi_n[r->fit_n[i]];
   rctd_log_info("chooseSigma: %" PRId64
                 " fit pixels (nUMI > %g), random stream from the %s; "
@@ -742,13 +732,13 @@ static int sig_write_sigma_record(sig_run *r, const rctd_sigma_stage_opts *o, in
 
 static int sig_write_output(sig_run *r, const char *out_path, const rctd_sigma_stage_opts *o,
                             int estimated, char *err, size_t err_len) {
-  if (sig_update_model(r, o, estimated) < 0) return sig_fail(err, err_len, "out of memory");
+  if (sig_update_model(r, o, estimated) < 0) return rctd_fail(err, err_len, "out of memory");
   r->w = rctd_writer_open(out_path, &o->writer, err, err_len);
   if (!r->w) return -1;
   if (rctd_model_write(r->w, r->model) < 0 ||
       (o->cli && rctd_cli_write_provenance(o->cli, r->w) < 0) ||
       sig_write_sigma_record(r, o, estimated) < 0 || rctd_qtable_write_records(r->w, &r->table) < 0)
-    return sig_fail(err, err_len, "%s", rctd_writer_error(r->w));
+    return rctd_fail(err, err_len, "%s", rctd_writer_error(r->w));
   if (sig_copy_pixels(r->in.copy, r->w, err, err_len) < 0) return -1;
   rctd_writer *w = r->w;
   r->w = NULL;
@@ -761,13 +751,13 @@ int rctd_sigma_stage_run(const char *in_path, const char *out_path, const rctd_s
   memset(&r, 0, sizeof r);
   int estimated = !(o->fixed_sigma > 0);
   if (!estimated && (r.sigma_value = rctd_sigma_value_of(o->fixed_sigma)) < 0)
-    return sig_fail(err, err_len,
-                    "sigma %g is not on the grid (0.10..0.70 by 0.01, 0.72..2.00 by 0.02, or the "
-                    "same times 100)",
-                    o->fixed_sigma);
+    return rctd_fail(err, err_len,
+                     "sigma %g is not on the grid (0.10..0.70 by 0.01, 0.72..2.00 by 0.02, or the "
+                     "same times 100)",
+                     o->fixed_sigma);
   if (estimated &&
       (o->sigma.n_fit < 1 || o->sigma.n_epoch < 1 || rctd_sigma_index(o->sigma.start_value) < 0))
-    return sig_fail(err, err_len, "N_fit and N_epoch must be at least 1");
+    return rctd_fail(err, err_len, "N_fit and N_epoch must be at least 1");
   rctd_qtable_opts qo = {.cache_dir = o->cache_dir,
                          .n_threads = o->sigma.n_threads < 1 ? 1 : o->sigma.n_threads,
                          .backend = NULL};
@@ -781,13 +771,13 @@ int rctd_sigma_stage_run(const char *in_path, const char *out_path, const rctd_s
                                &r.fit_n, &r.n_fit, err, err_len) < 0) {
       char msg[RCTD_ERR_LEN];
       snprintf(msg, sizeof msg, "%s", err);
-      sig_fail(err, err_len, "%s: %s", label, msg);
+      rctd_fail(err, err_len, "%s: %s", label, msg);
       goto done;
     }
     size_t cells = (size_t)r.n_fit * (size_t)r.model->n_reg;
     r.y_ng = calloc(cells ? cells : 1, sizeof *r.y_ng);
     if (!r.y_ng) {
-      sig_fail(err, err_len, "out of memory for %" PRId64 " fit pixels", r.n_fit);
+      rctd_fail(err, err_len, "out of memory for %" PRId64 " fit pixels", r.n_fit);
       goto done;
     }
   }
@@ -797,7 +787,7 @@ int rctd_sigma_stage_run(const char *in_path, const char *out_path, const rctd_s
   char msg[RCTD_ERR_LEN], note[512];
   if (rctd_qtable_get(r.sigma_value, sig_n_k(r.max_count), &qo, &r.table, note, sizeof note, msg,
                       sizeof msg) < 0) {
-    sig_fail(err, err_len, "likelihood table for sigma %d: %s", r.sigma_value, msg);
+    rctd_fail(err, err_len, "likelihood table for sigma %d: %s", r.sigma_value, msg);
     goto done;
   }
   r.have_table = 1;

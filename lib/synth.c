@@ -10,19 +10,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "error.h"
 #include "model.h"
-
-static int synth_fail(char *err, size_t err_len, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static int synth_fail(char *err, size_t err_len, const char *fmt, ...) {
-  if (err && err_len) {
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, err_len, fmt, ap);
-    va_end(ap);
-  }
-  return -1;
-}
 
 void rctd_synth_opts_default(rctd_synth_opts *opts) {
   memset(opts, 0, sizeof *opts);
@@ -56,7 +45,7 @@ static void synth_csv_free(synth_csv *c) {
 static int synth_csv_read(const char *path, synth_csv *c, char *err, size_t err_len) {
   memset(c, 0, sizeof *c);
   FILE *f = fopen(path, "rb");
-  if (!f) return synth_fail(err, err_len, "%s: cannot open", path);
+  if (!f) return rctd_fail(err, err_len, "%s: cannot open", path);
   size_t cap = 1 << 16, len = 0;
   c->text = malloc(cap);
   for (size_t got; c->text && (got = fread(c->text + len, 1, cap - len - 1, f)) > 0;) {
@@ -68,12 +57,12 @@ static int synth_csv_read(const char *path, synth_csv *c, char *err, size_t err_
     }
   }
   fclose(f);
-  if (!c->text) return synth_fail(err, err_len, "%s: out of memory", path);
+  if (!c->text) return rctd_fail(err, err_len, "%s: out of memory", path);
   c->text[len] = 0;
   size_t n_fields = 1;
   for (size_t i = 0; i < len; i++) n_fields += c->text[i] == ',' || c->text[i] == '\n';
   c->cell = malloc(n_fields * sizeof *c->cell);
-  if (!c->cell) return synth_fail(err, err_len, "%s: out of memory", path);
+  if (!c->cell) return rctd_fail(err, err_len, "%s: out of memory", path);
   size_t n = 0;
   for (char *p = c->text; *p;) {
     char *end = strchr(p, '\n');
@@ -95,8 +84,8 @@ static int synth_csv_read(const char *path, synth_csv *c, char *err, size_t err_
     }
     if (c->rows == 0) c->cols = cols;
     if (cols != c->cols)
-      return synth_fail(err, err_len, "%s: line %d has %d fields, expected %d", path, c->rows + 1,
-                        cols, c->cols);
+      return rctd_fail(err, err_len, "%s: line %d has %d fields, expected %d", path, c->rows + 1,
+                       cols, c->cols);
     c->rows++;
     if (!end) break;
     p = end + 1;
@@ -124,7 +113,7 @@ static int synth_reference_fill(const synth_csv *dge, const synth_csv *meta, con
                                 rctd_synth_reference *ref, char *err, size_t err_len) {
   const int K = dict->rows - 1, G = dge->rows - 1, n_cells = dge->cols - 1;
   if (K < 2 || G < 1 || n_cells < 1 || meta->cols < 3 || dict->cols < 2)
-    return synth_fail(err, err_len, "reference CSVs have an unexpected shape");
+    return rctd_fail(err, err_len, "reference CSVs have an unexpected shape");
   ref->n_types = K;
   ref->n_genes = G;
   ref->type_names = calloc((size_t)K, sizeof *ref->type_names);
@@ -135,7 +124,7 @@ static int synth_reference_fill(const synth_csv *dge, const synth_csv *meta, con
   int *cells_k = calloc((size_t)K, sizeof *cells_k);
   int rc = (ref->type_names && ref->gene_names && ref->profiles_gk && type_c && numi_c && cells_k)
                ? 0
-               : synth_fail(err, err_len, "out of memory");
+               : rctd_fail(err, err_len, "out of memory");
   for (int k = 0; rc == 0 && k < K; k++)
     if (!(ref->type_names[k] = strdup(synth_at(dict, k + 1, 1)))) rc = -1;
   for (int g = 0; rc == 0 && g < G; g++)
@@ -146,7 +135,7 @@ static int synth_reference_fill(const synth_csv *dge, const synth_csv *meta, con
     for (int r = 1; r < meta->rows && row < 0; r++)
       if (strcmp(synth_at(meta, r, 0), bc) == 0) row = r;
     if (row < 0) {
-      rc = synth_fail(err, err_len, "cell '%s' is not in the meta data", bc);
+      rc = rctd_fail(err, err_len, "cell '%s' is not in the meta data", bc);
       break;
     }
     const char *cluster = synth_at(meta, row, 1);
@@ -155,7 +144,7 @@ static int synth_reference_fill(const synth_csv *dge, const synth_csv *meta, con
       if (strcmp(synth_at(dict, k + 1, 0), cluster) == 0) type_c[c] = k;
     numi_c[c] = strtod(synth_at(meta, row, 2), NULL);
     if (type_c[c] < 0 || !(numi_c[c] > 0))
-      rc = synth_fail(err, err_len, "cell '%s': unknown cluster or bad nUMI", bc);
+      rc = rctd_fail(err, err_len, "cell '%s': unknown cluster or bad nUMI", bc);
     else
       cells_k[type_c[c]]++;
   }
@@ -165,7 +154,7 @@ static int synth_reference_fill(const synth_csv *dge, const synth_csv *meta, con
           strtod(synth_at(dge, g + 1, c + 1), NULL) / numi_c[c];
   for (int k = 0; rc == 0 && k < K; k++) {
     if (cells_k[k] == 0) {
-      rc = synth_fail(err, err_len, "type '%s' has no cells", ref->type_names[k]);
+      rc = rctd_fail(err, err_len, "type '%s' has no cells", ref->type_names[k]);
       break;
     }
     for (int g = 0; g < G; g++) ref->profiles_gk[(size_t)g * K + k] /= cells_k[k];
@@ -285,7 +274,7 @@ static int synth_blocks(const rctd_synth_reference *ref, const rctd_synth_opts *
   const char **barcodes = malloc((size_t)B * sizeof *barcodes);
   int rc = 0;
   if (!rng || !factor_g || !indptr || !row_n || !idx || !val || !names || !barcodes)
-    rc = synth_fail(err, err_len, "out of memory");
+    rc = rctd_fail(err, err_len, "out of memory");
   if (rc == 0) {
     gsl_rng_set(rng, o->seed);
     for (int g = 0; g < G; g++) factor_g[g] = exp(o->platform_sdlog * gsl_ran_ugaussian(rng));
@@ -313,7 +302,7 @@ static int synth_blocks(const rctd_synth_reference *ref, const rctd_synth_opts *
     block.values = val;
     block.nnz = nnz;
     if (rctd_pixel_block_write(w, &block, G) < 0)
-      rc = synth_fail(err, err_len, "%s", rctd_writer_error(w));
+      rc = rctd_fail(err, err_len, "%s", rctd_writer_error(w));
   }
   gsl_rng_free(rng);
   free(factor_g);
@@ -329,12 +318,12 @@ static int synth_blocks(const rctd_synth_reference *ref, const rctd_synth_opts *
 int rctd_synth_write(const rctd_synth_reference *ref, const rctd_synth_opts *o, rctd_writer *w,
                      char *err, size_t err_len) {
   if (o->n_pixels < 0 || ref->n_types < 2)
-    return synth_fail(err, err_len, "synth: bad pixel count or reference");
+    return rctd_fail(err, err_len, "synth: bad pixel count or reference");
   double *numi_n = malloc(((size_t)o->n_pixels + 1) * sizeof *numi_n);
-  if (!numi_n) return synth_fail(err, err_len, "out of memory");
+  if (!numi_n) return rctd_fail(err, err_len, "out of memory");
   synth_numi(o, numi_n);
   int rc = 0;
-  if (synth_model(ref, o, numi_n, w) < 0) rc = synth_fail(err, err_len, "%s", rctd_writer_error(w));
+  if (synth_model(ref, o, numi_n, w) < 0) rc = rctd_fail(err, err_len, "%s", rctd_writer_error(w));
   if (rc == 0) rc = synth_blocks(ref, o, numi_n, w, err, err_len);
   free(numi_n);
   return rc;
