@@ -268,17 +268,13 @@ __host__ __device__ inline size_t rcu_warp_bytes(int k) {
   return (b + 15) & ~(size_t)15;
 }
 
+/* The T arrays first (an even number of them: the doubles after them stay aligned), then the
+ * doubles, the counters and the ints. */
 template <typename T>
 __device__ inline WarpMem<T> rcu_warp_carve(char *base, int k) {
   const size_t nl = (size_t)rcu_warp_n(k) * rcu_warp_ld(k);
   WarpMem<T> m;
-  double *q = reinterpret_cast<double *>(base);
-  m.w = q, q += 32;
-  m.s = q, q += 32;
-  m.delta = q, q += 32;
-  m.scalars = q, q += 4;
-  m.prof = reinterpret_cast<unsigned long long *>(q);
-  T *t = reinterpret_cast<T *>(m.prof + RCU_PROF_N);
+  T *t = reinterpret_cast<T *>(base);
   m.H = t, t += nl;
   m.A = t, t += nl;
   m.V = t, t += nl;
@@ -287,7 +283,13 @@ __device__ inline WarpMem<T> rcu_warp_carve(char *base, int k) {
   m.xv = t, t += 32;
   m.eval = t, t += 32;
   m.rot = t, t += 16 * 6;
-  int *iq = reinterpret_cast<int *>(t);
+  double *q = reinterpret_cast<double *>(t);
+  m.w = q, q += 32;
+  m.s = q, q += 32;
+  m.delta = q, q += 32;
+  m.scalars = q, q += 4;
+  m.prof = reinterpret_cast<unsigned long long *>(q);
+  int *iq = reinterpret_cast<int *>(m.prof + RCU_PROF_N);
   m.rot_pq = iq, iq += 32;
   m.types = iq, iq += 32;
   m.fidx = iq, iq += 32;
