@@ -17,7 +17,11 @@
  *   previous step's working set as the CPU's).  Results equal the CPU's to rounding: its
  *   eigenvectors come from another eigensolver (Householder + QL).
  *
- * Both follow the CPU kernel's QP warm start (FitLaunch.qp_warm). */
+ * Both follow the CPU kernel's QP warm start (FitLaunch.qp_warm).
+ *
+ * FitLaunch.float32 (--precision float32) instantiates fits_warp with T = float: the Hessian as
+ *   stored, the Jacobi eigensolver, D and the QP in float (thresholds scaled to float's epsilon,
+ *   Prec<T>); weights, prediction, spline and the tensor-core accumulation stay double. */
 #include <cuda_runtime.h>
 #include <math.h>
 #include <stdint.h>
