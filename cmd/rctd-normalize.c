@@ -69,15 +69,6 @@ static void norm_note_cb(void *ctx, const char *message) {
   rctd_log_info("%s", message);
 }
 
-static int norm_parse_format(const char *name, rctd_input_format *format) {
-  const rctd_input_format all[] = {RCTD_INPUT_H5AD, RCTD_INPUT_10X_H5, RCTD_INPUT_MTX,
-                                   RCTD_INPUT_CSV};
-  if (strcmp(name, "auto") == 0) return *format = RCTD_INPUT_AUTO, 0;
-  for (size_t i = 0; i < sizeof all / sizeof *all; i++)
-    if (strcmp(name, rctd_input_format_name(all[i])) == 0) return *format = all[i], 0;
-  return -1;
-}
-
 /* Replaces the model's classes with a class table. */
 static int norm_apply_classes(rctd_model *m, const char *path, char *err, size_t err_len) {
   char **classes;
@@ -120,7 +111,7 @@ int main(int argc, char **argv) {
   }
   rctd_input_options in_opts;
   rctd_input_options_init(&in_opts);
-  if (norm_parse_format(norm_format, &in_opts.format) < 0)
+  if (rctd_input_format_from_name(norm_format, &in_opts.format) < 0)
     rc = rctd_cli_usage_error(&cli, "option --format: unknown format '%s'", norm_format);
   else if (norm_min_genes < 1 || norm_bulk_iter < 1 || norm_o.block_pixels < 1)
     rc = rctd_cli_usage_error(&cli, "--min-genes, --bulk-max-iter and --block-pixels must be >= 1");

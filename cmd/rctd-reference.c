@@ -62,15 +62,6 @@ static void ref_warn(void *ctx, const char *message) {
   rctd_log_warn("%s", message);
 }
 
-static int ref_parse_format(const char *name, rctd_input_format *format) {
-  const rctd_input_format all[] = {RCTD_INPUT_AUTO, RCTD_INPUT_H5AD, RCTD_INPUT_10X_H5,
-                                   RCTD_INPUT_MTX, RCTD_INPUT_CSV};
-  if (strcmp(name, "auto") == 0) return *format = RCTD_INPUT_AUTO, 0;
-  for (size_t i = 1; i < sizeof all / sizeof *all; i++)
-    if (strcmp(name, rctd_input_format_name(all[i])) == 0) return *format = all[i], 0;
-  return -1;
-}
-
 /* Splits a comma-separated list in place. */
 static int ref_split_list(char *text, char ***items) {
   int n = 1;
@@ -174,7 +165,7 @@ int main(int argc, char **argv) {
   }
   rctd_input_options in_opts;
   rctd_input_options_init(&in_opts);
-  if (ref_parse_format(ref_format, &in_opts.format) < 0) {
+  if (rctd_input_format_from_name(ref_format, &in_opts.format) < 0) {
     rc = rctd_cli_usage_error(&cli, "option --format: unknown format '%s'", ref_format);
     rctd_cli_free(&cli);
     return rc;

@@ -626,23 +626,12 @@ static double val_double(int i, double fallback) {
   return run_text[i] ? strtod(run_text[i], NULL) : fallback;
 }
 
-static int val_format(const char *name, rctd_input_format *f) {
-  static const char *const names[] = {"auto", "h5ad", "10x-h5", "mtx", "csv"};
-  static const rctd_input_format formats[] = {RCTD_INPUT_AUTO, RCTD_INPUT_H5AD, RCTD_INPUT_10X_H5,
-                                              RCTD_INPUT_MTX, RCTD_INPUT_CSV};
-  *f = RCTD_INPUT_AUTO;
-  if (!name) return 0;
-  for (int i = 0; i < 5; i++)
-    if (strcmp(name, names[i]) == 0) return *f = formats[i], 0;
-  return -1;
-}
-
 /* The reference: readable, cell types, cells per type after the nUMI filter. */
 static rctd_input *val_reference(val_report *r) {
   rctd_input_options o;
   rctd_input_options_init(&o);
   o.cell_types = RCTD_CELL_TYPES_REQUIRED;
-  if (val_format(run_text[7], &o.format) < 0) {
+  if (rctd_input_format_from_name(run_text[7], &o.format) < 0) {
     val_problem(r, "--reference-format %s: unknown format", run_text[7]);
     return NULL;
   }
@@ -703,7 +692,7 @@ static rctd_input *val_spatial(val_report *r) {
   rctd_input_options o;
   rctd_input_options_init(&o);
   o.cell_types = RCTD_CELL_TYPES_IGNORE;
-  if (val_format(run_text[28], &o.format) < 0) {
+  if (rctd_input_format_from_name(run_text[28], &o.format) < 0) {
     val_problem(r, "--spatial-format %s: unknown format", run_text[28]);
     return NULL;
   }

@@ -101,6 +101,17 @@ const char *rctd_input_format_name(rctd_input_format format) {
   }
 }
 
+int rctd_input_format_from_name(const char *name, rctd_input_format *format) {
+  static const rctd_input_format all[] = {RCTD_INPUT_AUTO, RCTD_INPUT_H5AD, RCTD_INPUT_10X_H5,
+                                          RCTD_INPUT_MTX, RCTD_INPUT_CSV};
+  for (size_t i = 0; i < sizeof all / sizeof *all; i++)
+    if (!name || strcmp(name, rctd_input_format_name(all[i])) == 0) {
+      *format = name ? all[i] : RCTD_INPUT_AUTO;
+      return 0;
+    }
+  return -1;
+}
+
 static int input_copy_option(rctd_input *input, int slot, const char **field) {
   if (!*field) return 0;
   input->option_strings[slot] = strdup(*field);

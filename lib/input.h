@@ -73,6 +73,9 @@ void rctd_input_close(rctd_input *input);
 
 rctd_input_format rctd_input_get_format(const rctd_input *input);
 const char *rctd_input_format_name(rctd_input_format format); /* "h5ad", "10x-h5", ... */
+/* The format named NAME ("auto", "h5ad", "10x-h5", "mtx" or "csv"; NULL = "auto").  Returns 0,
+ * or -1 (FORMAT untouched) for an unknown name. */
+int rctd_input_format_from_name(const char *name, rctd_input_format *format);
 const char *rctd_input_path(const rctd_input *input);
 int64_t rctd_input_n_rows(const rctd_input *input);  /* cells or pixels */
 int64_t rctd_input_n_genes(const rctd_input *input); /* after 10x feature_type filtering */

@@ -441,23 +441,6 @@ static int mg_spatial_h5ad(const char *path, const char *format) {
   return is;
 }
 
-static int mg_input_format(const char *name, rctd_input_format *format) {
-  static const struct {
-    const char *name;
-    rctd_input_format format;
-  } map[] = {{"auto", RCTD_INPUT_AUTO},
-             {"h5ad", RCTD_INPUT_H5AD},
-             {"10x-h5", RCTD_INPUT_10X_H5},
-             {"mtx", RCTD_INPUT_MTX},
-             {"csv", RCTD_INPUT_CSV}};
-  for (size_t i = 0; i < sizeof map / sizeof *map; i++)
-    if (!name || strcmp(name, map[i].name) == 0) {
-      *format = name ? map[i].format : RCTD_INPUT_AUTO;
-      return 0;
-    }
-  return -1;
-}
-
 /* The spatial input: an h5ad is copied by the writer; another format is read for its names. */
 static int mg_open_spatial(mg_run *r) {
   const rctd_merge_opts *o = r->o;
@@ -467,7 +450,7 @@ static int mg_open_spatial(mg_run *r) {
   if (r->spatial_is_h5ad && o->h5ad_path) return 0;
   rctd_input_options opts;
   rctd_input_options_init(&opts);
-  if (mg_input_format(o->spatial_format, &opts.format) < 0)
+  if (rctd_input_format_from_name(o->spatial_format, &opts.format) < 0)
     return rctd_fail(r->err, r->err_len,
                      "--spatial-format %s: unknown format (auto, h5ad, 10x-h5, mtx or csv)",
                      o->spatial_format);

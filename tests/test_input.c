@@ -114,6 +114,21 @@ static int types_are(rctd_input *input, const char *const *levels, int n_levels)
   return 1;
 }
 
+TEST(input_format_names_round_trip) {
+  const rctd_input_format all[] = {RCTD_INPUT_AUTO, RCTD_INPUT_H5AD, RCTD_INPUT_10X_H5,
+                                   RCTD_INPUT_MTX, RCTD_INPUT_CSV};
+  for (size_t i = 0; i < sizeof all / sizeof *all; i++) {
+    rctd_input_format got = RCTD_INPUT_CSV + 1;
+    CHECK(rctd_input_format_from_name(rctd_input_format_name(all[i]), &got) == 0);
+    CHECK_MSG(got == all[i], "%s read back as %d", rctd_input_format_name(all[i]), (int)got);
+  }
+  rctd_input_format got = RCTD_INPUT_CSV;
+  CHECK(rctd_input_format_from_name(NULL, &got) == 0 && got == RCTD_INPUT_AUTO);
+  got = RCTD_INPUT_MTX;
+  CHECK(rctd_input_format_from_name("H5AD", &got) < 0 && got == RCTD_INPUT_MTX);
+  CHECK(rctd_input_format_from_name("", &got) < 0 && got == RCTD_INPUT_MTX);
+}
+
 TEST(input_h5ad_categorical_keeps_category_order) {
   const char *category_order[3] = {"gamma", "beta", "alpha"};
   const char *files[3] = {FIX "csr.h5ad", FIX "csc.h5ad", FIX "old.h5ad"};
