@@ -6,6 +6,7 @@
 
 #include "cli.h"
 #include "input.h"
+#include "input_cli.h"
 #include "model.h"
 #include "normalize.h"
 #include "reference.h"
@@ -13,11 +14,11 @@
 
 static rctd_normalize_opts norm_o;
 static int64_t norm_min_genes, norm_bulk_iter;
-static int norm_allow_nonint;
-static const char *norm_format, *norm_numi_col, *norm_numi_table, *norm_coords_table, *norm_layer,
-    *norm_gene_names, *norm_tmp_dir, *norm_class_table;
+static const char *norm_class_table;
+static rctd_input_cli norm_in;
 
-static rctd_opt norm_opts[] = {
+/* The reader options (rctd_input_cli) are appended at the end. */
+static rctd_opt norm_opts[15 + RCTD_INPUT_CLI_MAX_OPTS] = {
     {"umi-min", 0, RCTD_OPT_DOUBLE, &norm_o.umi_min, "100", "keep pixels with nUMI >= X", "UMI_min",
      "X"},
     {"umi-max", 0, RCTD_OPT_DOUBLE, &norm_o.umi_max, "20000000", "and nUMI <= X", "UMI_max", "X"},
@@ -45,23 +46,6 @@ static rctd_opt norm_opts[] = {
      "pixels per output block (memory of the later stages)", "block_pixels", "N"},
     {"class-table", 0, RCTD_OPT_STRING, &norm_class_table, NULL,
      "CSV/TSV (header; cell type, class) replacing the reference's classes", "class_table", "FILE"},
-    {"format", 0, RCTD_OPT_STRING, &norm_format, "auto",
-     "spatial input format: auto, h5ad, 10x-h5, mtx, csv", "spatial_format", "FMT"},
-    {"numi-col", 0, RCTD_OPT_STRING, &norm_numi_col, NULL,
-     "obs column or table column with nUMI (default: count sums, as R)", "spatial_numi_col",
-     "NAME"},
-    {"numi-table", 0, RCTD_OPT_STRING, &norm_numi_table, NULL, "CSV table barcode, nUMI",
-     "spatial_numi_table", "FILE"},
-    {"coords-table", 0, RCTD_OPT_STRING, &norm_coords_table, NULL,
-     "CSV table barcode, x, y (e.g. BeadLocationsForR.csv)", "coords_table", "FILE"},
-    {"layer", 0, RCTD_OPT_STRING, &norm_layer, NULL, "h5ad: read layers/NAME instead of X",
-     "spatial_layer", "NAME"},
-    {"gene-names", 0, RCTD_OPT_STRING, &norm_gene_names, NULL, "10x: gene 'name' or 'id'",
-     "spatial_gene_names", "KIND"},
-    {"allow-noninteger", 0, RCTD_OPT_FLAG, &norm_allow_nonint, "false",
-     "accept non-integer counts (R's require_int = FALSE)", "spatial_allow_noninteger", NULL},
-    {"tmp-dir", 0, RCTD_OPT_STRING, &norm_tmp_dir, NULL, "directory for temporary files", NULL,
-     "DIR"},
     {0}};
 
 static void norm_note_cb(void *ctx, const char *message) {
@@ -104,15 +88,19 @@ int main(int argc, char **argv) {
       .has_output = 1,
       .stream_output = 1};
   rctd_normalize_opts_default(&norm_o);
+  if (rctd_input_cli_add_opts(&norm_in, "spatial_", "spatial input format", RCTD_INPUT_CLI_COORDS,
+                              norm_opts, sizeof norm_opts / sizeof *norm_opts) < 0) {
+    fprintf(stderr, "%s: option table too small\n", cli.tool);
+    return RCTD_EXIT_RUNTIME;
+  }
   int rc = rctd_cli_parse(&cli, argc, argv);
   if (rc != RCTD_CLI_CONTINUE) {
     rctd_cli_free(&cli);
     return rc;
   }
   rctd_input_options in_opts;
-  rctd_input_options_init(&in_opts);
-  if (rctd_input_format_from_name(norm_format, &in_opts.format) < 0)
-    rc = rctd_cli_usage_error(&cli, "option --format: unknown format '%s'", norm_format);
+  if (rctd_input_cli_options(&norm_in, RCTD_CELL_TYPES_IGNORE, &in_opts) < 0)
+    rc = rctd_cli_usage_error(&cli, "option --format: unknown format '%s'", norm_in.format);
   else if (norm_min_genes < 1 || norm_bulk_iter < 1 || norm_o.block_pixels < 1)
     rc = rctd_cli_usage_error(&cli, "--min-genes, --bulk-max-iter and --block-pixels must be >= 1");
   if (rc != RCTD_CLI_CONTINUE) {
@@ -121,14 +109,6 @@ int main(int argc, char **argv) {
   }
   norm_o.min_genes = (int)(norm_min_genes > 1000000 ? 1000000 : norm_min_genes);
   norm_o.bulk_max_iter = (int)(norm_bulk_iter > 1000000 ? 1000000 : norm_bulk_iter);
-  in_opts.cell_types = RCTD_CELL_TYPES_IGNORE;
-  in_opts.numi_col = norm_numi_col;
-  in_opts.numi_table = norm_numi_table;
-  in_opts.coords_table = norm_coords_table;
-  in_opts.layer = norm_layer;
-  in_opts.gene_names = norm_gene_names;
-  in_opts.allow_noninteger = norm_allow_nonint;
-  in_opts.tmp_dir = norm_tmp_dir;
   const char *spatial_path = cli.args[0];
   const char *ref_path = cli.n_args > 1 ? cli.args[1] : "-";
 

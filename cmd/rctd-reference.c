@@ -6,16 +6,18 @@
 
 #include "cli.h"
 #include "input.h"
+#include "input_cli.h"
 #include "reference.h"
 #include "stream.h"
 
 static double ref_min_umi;
 static int64_t ref_max_cells, ref_cell_min, ref_seed;
-static int ref_drop_small, ref_allow_nonint;
-static const char *ref_cell_types, *ref_class_table, *ref_format, *ref_type_col, *ref_numi_col,
-    *ref_type_table, *ref_numi_table, *ref_layer, *ref_gene_names, *ref_tmp_dir;
+static int ref_drop_small;
+static const char *ref_cell_types, *ref_class_table;
+static rctd_input_cli ref_in;
 
-static rctd_opt ref_opts[] = {
+/* The reader options (rctd_input_cli) are appended at the end. */
+static rctd_opt ref_opts[8 + RCTD_INPUT_CLI_MAX_OPTS] = {
     {"min-umi", 0, RCTD_OPT_DOUBLE, &ref_min_umi, "100",
      "keep cells with nUMI >= X (Reference's min_UMI)", "min_UMI", "X"},
     {"max-cells", 0, RCTD_OPT_I64, &ref_max_cells, "10000",
@@ -34,27 +36,6 @@ static rctd_opt ref_opts[] = {
      "FILE"},
     {"seed", 0, RCTD_OPT_I64, &ref_seed, "1", "R's set.seed() value for the random draws", "seed",
      "N"},
-    {"format", 0, RCTD_OPT_STRING, &ref_format, "auto",
-     "input format: auto, h5ad, 10x-h5, mtx, csv", "reference_format", "FMT"},
-    {"cell-type-col", 0, RCTD_OPT_STRING, &ref_type_col, NULL,
-     "obs column or table column with the cell types (default cell_type)",
-     "reference_cell_type_col", "NAME"},
-    {"numi-col", 0, RCTD_OPT_STRING, &ref_numi_col, NULL,
-     "obs column or table column with nUMI (default: count sums, as R)", "reference_numi_col",
-     "NAME"},
-    {"cell-type-table", 0, RCTD_OPT_STRING, &ref_type_table, NULL,
-     "CSV table barcode, cell type (e.g. spacexr meta_data.csv)", "reference_cell_type_table",
-     "FILE"},
-    {"numi-table", 0, RCTD_OPT_STRING, &ref_numi_table, NULL, "CSV table barcode, nUMI",
-     "reference_numi_table", "FILE"},
-    {"layer", 0, RCTD_OPT_STRING, &ref_layer, NULL, "h5ad: read layers/NAME instead of X",
-     "reference_layer", "NAME"},
-    {"gene-names", 0, RCTD_OPT_STRING, &ref_gene_names, NULL, "10x: gene 'name' or 'id'",
-     "reference_gene_names", "KIND"},
-    {"allow-noninteger", 0, RCTD_OPT_FLAG, &ref_allow_nonint, "false",
-     "accept non-integer counts (R's require_int = FALSE)", "reference_allow_noninteger", NULL},
-    {"tmp-dir", 0, RCTD_OPT_STRING, &ref_tmp_dir, NULL, "directory for temporary files", NULL,
-     "DIR"},
     {0}};
 
 static void ref_warn(void *ctx, const char *message) {
@@ -158,15 +139,19 @@ int main(int argc, char **argv) {
       .max_args = 1,
       .has_output = 1,
       .stream_output = 1};
+  if (rctd_input_cli_add_opts(&ref_in, "reference_", "input format", RCTD_INPUT_CLI_CELL_TYPES,
+                              ref_opts, sizeof ref_opts / sizeof *ref_opts) < 0) {
+    fprintf(stderr, "%s: option table too small\n", cli.tool);
+    return RCTD_EXIT_RUNTIME;
+  }
   int rc = rctd_cli_parse(&cli, argc, argv);
   if (rc != RCTD_CLI_CONTINUE) {
     rctd_cli_free(&cli);
     return rc;
   }
   rctd_input_options in_opts;
-  rctd_input_options_init(&in_opts);
-  if (rctd_input_format_from_name(ref_format, &in_opts.format) < 0) {
-    rc = rctd_cli_usage_error(&cli, "option --format: unknown format '%s'", ref_format);
+  if (rctd_input_cli_options(&ref_in, RCTD_CELL_TYPES_REQUIRED, &in_opts) < 0) {
+    rc = rctd_cli_usage_error(&cli, "option --format: unknown format '%s'", ref_in.format);
     rctd_cli_free(&cli);
     return rc;
   }
@@ -177,15 +162,6 @@ int main(int argc, char **argv) {
     rctd_cli_free(&cli);
     return rc;
   }
-  in_opts.cell_types = RCTD_CELL_TYPES_REQUIRED;
-  in_opts.cell_type_col = ref_type_col;
-  in_opts.numi_col = ref_numi_col;
-  in_opts.layer = ref_layer;
-  in_opts.gene_names = ref_gene_names;
-  in_opts.allow_noninteger = ref_allow_nonint;
-  in_opts.cell_type_table = ref_type_table;
-  in_opts.numi_table = ref_numi_table;
-  in_opts.tmp_dir = ref_tmp_dir;
 
   char err[RCTD_ERR_LEN];
   rctd_input *in = NULL;
@@ -219,7 +195,7 @@ int main(int argc, char **argv) {
     snprintf(err, sizeof err, "%s: %s", cli.args[0], sub);
     goto fail;
   }
-  if (ref_numi_col || ref_numi_table)
+  if (ref_in.numi_col || ref_in.numi_table)
     if (ref_check_numi(in, &cells, numi, err, sizeof err) < 0) goto fail;
   if (ref_cell_types) {
     subset_text = strdup(ref_cell_types);

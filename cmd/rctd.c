@@ -25,6 +25,7 @@
 
 #include "cli.h"
 #include "input.h"
+#include "input_cli.h"
 
 enum { ST_REF = 1, ST_NORM = 2, ST_SIGMA = 4, ST_FIT = 8, ST_MERGE = 16 };
 enum { N_STAGES = 5 };
@@ -626,36 +627,47 @@ static double val_double(int i, double fallback) {
   return run_text[i] ? strtod(run_text[i], NULL) : fallback;
 }
 
-/* The reference: readable, cell types, cells per type after the nUMI filter. */
-static rctd_input *val_reference(val_report *r) {
+/* Opens WHAT ("reference" or "spatial") at PATH with the reader options V, as rctd run's stage
+ * would, and reads its count sums and nUMI; NULL after reporting a problem.  FORMAT_OPT names
+ * the run option that gave V's format. */
+static rctd_input *val_open(val_report *r, const char *what, const char *path,
+                            const rctd_input_cli *v, rctd_cell_type_need need,
+                            const char *format_opt, const double **numi, const double **sums) {
   rctd_input_options o;
-  rctd_input_options_init(&o);
-  o.cell_types = RCTD_CELL_TYPES_REQUIRED;
-  if (rctd_input_format_from_name(run_text[7], &o.format) < 0) {
-    val_problem(r, "--reference-format %s: unknown format", run_text[7]);
+  if (rctd_input_cli_options(v, need, &o) < 0) {
+    val_problem(r, "--%s %s: unknown format", format_opt, v->format);
     return NULL;
   }
-  o.cell_type_col = run_text[8];
-  o.numi_col = run_text[9];
-  o.cell_type_table = run_text[10];
-  o.numi_table = run_text[11];
-  o.layer = run_text[12];
-  o.gene_names = run_text[13];
-  o.allow_noninteger = run_flag[14] == 1;
-  o.tmp_dir = run_text[45];
   char err[RCTD_ERR_LEN * 2];
-  rctd_input *in = rctd_input_open(opt_reference, &o, err, sizeof err);
+  rctd_input *in = rctd_input_open(path, &o, err, sizeof err);
   if (!in) {
-    val_problem(r, "reference: %s", err);
+    val_problem(r, "%s: %s", what, err);
     return NULL;
   }
-  const double *numi = NULL, *sums = NULL;
-  if (rctd_input_count_sums(in, &sums, err, sizeof err) < 0 ||
-      rctd_input_numi(in, &numi, err, sizeof err) < 0) {
-    val_problem(r, "reference: %s", err);
+  if (rctd_input_count_sums(in, sums, err, sizeof err) < 0 ||
+      rctd_input_numi(in, numi, err, sizeof err) < 0) {
+    val_problem(r, "%s: %s", what, err);
     rctd_input_close(in);
     return NULL;
   }
+  return in;
+}
+
+/* The reference: readable, cell types, cells per type after the nUMI filter. */
+static rctd_input *val_reference(val_report *r) {
+  const rctd_input_cli v = {.format = run_text[7],
+                            .cell_type_col = run_text[8],
+                            .numi_col = run_text[9],
+                            .cell_type_table = run_text[10],
+                            .numi_table = run_text[11],
+                            .layer = run_text[12],
+                            .gene_names = run_text[13],
+                            .allow_noninteger = run_flag[14] == 1,
+                            .tmp_dir = run_text[45]};
+  const double *numi = NULL, *sums = NULL;
+  rctd_input *in = val_open(r, "reference", opt_reference, &v, RCTD_CELL_TYPES_REQUIRED,
+                            "reference-format", &numi, &sums);
+  if (!in) return NULL;
   const int K = rctd_input_n_cell_types(in);
   const char *const *names = rctd_input_cell_type_names(in);
   const int32_t *codes = rctd_input_cell_type_codes(in);
@@ -689,33 +701,18 @@ static rctd_input *val_reference(val_report *r) {
 
 /* The spatial data: readable, pixels passing the filters, pixels for sigma. */
 static rctd_input *val_spatial(val_report *r) {
-  rctd_input_options o;
-  rctd_input_options_init(&o);
-  o.cell_types = RCTD_CELL_TYPES_IGNORE;
-  if (rctd_input_format_from_name(run_text[28], &o.format) < 0) {
-    val_problem(r, "--spatial-format %s: unknown format", run_text[28]);
-    return NULL;
-  }
-  o.numi_col = run_text[29];
-  o.numi_table = run_text[30];
-  o.coords_table = run_text[31];
-  o.layer = run_text[32];
-  o.gene_names = run_text[33];
-  o.allow_noninteger = run_flag[34] == 1;
-  o.tmp_dir = run_text[45];
-  char err[RCTD_ERR_LEN * 2];
-  rctd_input *in = rctd_input_open(opt_spatial, &o, err, sizeof err);
-  if (!in) {
-    val_problem(r, "spatial: %s", err);
-    return NULL;
-  }
+  const rctd_input_cli v = {.format = run_text[28],
+                            .numi_col = run_text[29],
+                            .numi_table = run_text[30],
+                            .coords_table = run_text[31],
+                            .layer = run_text[32],
+                            .gene_names = run_text[33],
+                            .allow_noninteger = run_flag[34] == 1,
+                            .tmp_dir = run_text[45]};
   const double *numi = NULL, *sums = NULL;
-  if (rctd_input_count_sums(in, &sums, err, sizeof err) < 0 ||
-      rctd_input_numi(in, &numi, err, sizeof err) < 0) {
-    val_problem(r, "spatial: %s", err);
-    rctd_input_close(in);
-    return NULL;
-  }
+  rctd_input *in = val_open(r, "spatial", opt_spatial, &v, RCTD_CELL_TYPES_IGNORE, "spatial-format",
+                            &numi, &sums);
+  if (!in) return NULL;
   const double umi_min = val_double(15, 100), umi_max = val_double(16, 2e7);
   const double counts_min = val_double(17, 10), umi_sigma = val_double(37, 300);
   int64_t pass = 0, for_sigma = 0;

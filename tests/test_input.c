@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "input.h"
+#include "input_cli.h"
 #include "test.h"
 
 #define FIX "tests/data/input/"
@@ -428,4 +429,48 @@ TEST(input_visium_tissue_positions) {
     }
     rctd_input_close(input);
   }
+}
+
+TEST(input_cli_options_have_prefixed_keys_and_fill_the_reader_options) {
+  static rctd_input_cli v;
+  rctd_opt opts[4 + RCTD_INPUT_CLI_MAX_OPTS] = {
+      {"seed", 0, RCTD_OPT_I64, NULL, "1", "seed", NULL, NULL}};
+  CHECK(rctd_input_cli_add_opts(&v, "spatial_", "spatial input format", RCTD_INPUT_CLI_COORDS, opts,
+                                sizeof opts / sizeof *opts) == 0);
+  const char *want[][2] = {{"seed", NULL},
+                           {"format", "spatial_format"},
+                           {"numi-col", "spatial_numi_col"},
+                           {"numi-table", "spatial_numi_table"},
+                           {"coords-table", "coords_table"},
+                           {"layer", "spatial_layer"},
+                           {"gene-names", "spatial_gene_names"},
+                           {"allow-noninteger", "spatial_allow_noninteger"},
+                           {"tmp-dir", NULL},
+                           {NULL, NULL}};
+  for (size_t i = 0; i < sizeof want / sizeof *want; i++) {
+    CHECK_MSG((!opts[i].name && !want[i][0]) ||
+                  (opts[i].name && want[i][0] && strcmp(opts[i].name, want[i][0]) == 0),
+              "entry %zu: %s, expected %s", i, opts[i].name, want[i][0]);
+    if (!want[i][0]) break;
+    CHECK_MSG((!opts[i].config_key && !want[i][1]) ||
+                  (opts[i].config_key && want[i][1] && strcmp(opts[i].config_key, want[i][1]) == 0),
+              "%s: config key %s", want[i][0], opts[i].config_key);
+  }
+  CHECK(strcmp(opts[1].help, "spatial input format: auto, h5ad, 10x-h5, mtx, csv") == 0);
+  CHECK(strcmp(opts[1].default_value, "auto") == 0);
+  /* No room left for another group: refused. */
+  rctd_opt small[3] = {{"seed", 0, RCTD_OPT_I64, NULL, "1", "seed", NULL, NULL}};
+  CHECK(rctd_input_cli_add_opts(&v, "x_", "input format", 0, small, 3) < 0);
+
+  v.format = "10x-h5";
+  v.numi_col = "n";
+  v.coords_table = "xy.csv";
+  v.allow_noninteger = 1;
+  rctd_input_options o;
+  CHECK(rctd_input_cli_options(&v, RCTD_CELL_TYPES_IGNORE, &o) == 0);
+  CHECK(o.format == RCTD_INPUT_10X_H5 && o.cell_types == RCTD_CELL_TYPES_IGNORE);
+  CHECK(o.numi_col == v.numi_col && o.coords_table == v.coords_table && o.allow_noninteger == 1);
+  CHECK(!o.cell_type_col && !o.layer && !o.tmp_dir);
+  v.format = "loom";
+  CHECK(rctd_input_cli_options(&v, RCTD_CELL_TYPES_IGNORE, &o) < 0);
 }
