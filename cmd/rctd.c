@@ -295,6 +295,27 @@ static int run_check_values(rctd_cli *cli) {
   return 0;
 }
 
+/* The value given for forwarded option NAME, or NULL. */
+static const char *run_given(const char *name) {
+  for (int i = 0; i < RUN_N_FORWARD; i++)
+    if (strcmp(run_forward[i].name, name) == 0) return run_text[i];
+  return NULL;
+}
+
+/* --precision float32 is for CUDA fits only: the fit tools refuse it on the CPU (their default
+ * device), so it fails here before any stage runs rather than after three. */
+static int run_check_precision(rctd_cli *cli) {
+  const char *precision = run_given("precision"), *device = run_given("device");
+  if (!precision || strcmp(precision, "float64") == 0) return 0;
+  if (strcmp(precision, "float32") != 0)
+    return rctd_cli_usage_error(cli, "--precision %s: expected float64 or float32", precision);
+  if (!device || strcmp(device, "cpu") == 0)
+    return rctd_cli_usage_error(cli,
+                                "--precision float32 is for CUDA devices only: add --device "
+                                "cuda (or auto), or use --precision float64");
+  return 0;
+}
+
 /* The options of STAGE: every forwarded option routed to it, as given. */
 static void run_stage_options(run_argv *a, unsigned stage) {
   for (int i = 0; i < RUN_N_FORWARD; i++) {
@@ -543,6 +564,7 @@ static int cmd_run(rctd_cli *cli) {
   if (strcmp(cli->output, "-") == 0)
     return rctd_cli_usage_error(cli, "give -o OUT.h5ad (or -o DIR with --format csv)");
   int rc = run_check_values(cli);
+  if (!rc) rc = run_check_precision(cli);
   if (rc) return rc;
   char bin_dir[PATH_MAX];
   if (run_bin_dir(bin_dir, sizeof bin_dir) != 0) {

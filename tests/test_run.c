@@ -134,6 +134,25 @@ TEST(run_failure_leaves_no_output) {
   CHECK(test_sh("cd '%s' && test ! -e fail.h5ad", tr_dir) == 0);
   CHECK(TR_SH("rctd run --spatial x -o y.h5ad") == 2);
   CHECK(TR_SH("rctd frobnicate") == 2);
+  /* float32 fits need a CUDA device: refused before any stage runs (no reference read). */
+  CHECK(TR_SH("rctd run -q --reference missing.h5ad --spatial " TR_SPATIAL
+              " --precision float32 -o fail.h5ad",
+              tr_shared) == 2);
+  CHECK(tr_err_has("--precision float32 is for CUDA devices only") && !tr_err_has("reference"));
+  CHECK(TR_SH("rctd run -q --reference missing.h5ad --spatial " TR_SPATIAL
+              " --device cpu --precision float32 -o fail.h5ad",
+              tr_shared) == 2);
+  CHECK(tr_err_has("--precision float32 is for CUDA devices only"));
+  CHECK(TR_SH("rctd run -q --reference missing.h5ad --spatial " TR_SPATIAL
+              " --precision half -o fail.h5ad",
+              tr_shared) == 2);
+  CHECK(tr_err_has("--precision half: expected float64 or float32"));
+  /* With a CUDA device it goes on to the stages (here: the missing reference fails). */
+  CHECK(TR_SH("rctd run -q --reference missing.h5ad --spatial " TR_SPATIAL
+              " --device cuda --precision float32 -o fail.h5ad",
+              tr_shared) == 1);
+  CHECK(tr_err_has("reference failed"));
+  CHECK(test_sh("cd '%s' && test ! -e fail.h5ad", tr_dir) == 0);
   CHECK(TR_SH("rctd version | grep -q '^rctd '") == 0);
 }
 
