@@ -11,6 +11,7 @@
 #include "normalize.h"
 #include "reference.h"
 #include "stream.h"
+#include "strlist.h"
 
 static rctd_normalize_opts norm_o;
 static int64_t norm_min_genes, norm_bulk_iter;
@@ -59,8 +60,7 @@ static int norm_apply_classes(rctd_model *m, const char *path, char *err, size_t
   if (rctd_class_table_read(path, (const char *const *)m->type_names, m->n_types, &classes, err,
                             err_len) < 0)
     return -1;
-  for (int k = 0; k < m->n_types; k++) free(m->class_names[k]);
-  free(m->class_names);
+  rctd_strlist_free(m->class_names, (size_t)m->n_types);
   m->class_names = classes;
   m->n_classes = 0;
   for (int k = 0; k < m->n_types; k++) {

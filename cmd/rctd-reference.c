@@ -9,6 +9,7 @@
 #include "input_cli.h"
 #include "reference.h"
 #include "stream.h"
+#include "strlist.h"
 
 static double ref_min_umi;
 static int64_t ref_max_cells, ref_cell_min, ref_seed;
@@ -217,27 +218,22 @@ int main(int argc, char **argv) {
   ref.n_genes = G;
   ref.type_names = calloc((size_t)K, sizeof *ref.type_names);
   ref.type_cells_k = malloc((size_t)K * sizeof *ref.type_cells_k);
-  ref.gene_names = calloc((size_t)G, sizeof *ref.gene_names);
   ref.profiles_gk = malloc((size_t)G * (size_t)K * sizeof *ref.profiles_gk);
+  ref.gene_names = rctd_strlist_copy(rctd_input_gene_names(in), (size_t)G);
   if (!ref.type_names || !ref.type_cells_k || !ref.gene_names || !ref.profiles_gk) goto oom;
   for (int k = 0; k < K; k++) {
     ref.type_names[k] = strdup(code_names[cells.level_code_l[types_k[k]]]);
     ref.type_cells_k[k] = acc.cells_k[k];
     if (!ref.type_names[k]) goto oom;
   }
-  const char *const *genes = rctd_input_gene_names(in);
-  for (int g = 0; g < G; g++)
-    if (!(ref.gene_names[g] = strdup(genes[g]))) goto oom;
   rctd_profile_acc_finish(&acc, ref.profiles_gk);
   if (ref_class_table) {
     if (rctd_class_table_read(ref_class_table, (const char *const *)ref.type_names, K,
                               &ref.class_names, err, sizeof err) < 0)
       goto fail;
   } else {
-    ref.class_names = calloc((size_t)K, sizeof *ref.class_names);
+    ref.class_names = rctd_strlist_copy((const char *const *)ref.type_names, (size_t)K);
     if (!ref.class_names) goto oom;
-    for (int k = 0; k < K; k++)
-      if (!(ref.class_names[k] = strdup(ref.type_names[k]))) goto oom;
   }
   if (ref_set_config(&ref) < 0) goto oom;
   rctd_log_info("reference: %" PRId64 " cells, %d genes, %d cell types (%" PRId64 " of %" PRId64

@@ -10,26 +10,21 @@
 #include <string.h>
 
 #include "error.h"
-
-static void model_free_strings(char **strings, size_t n) {
-  if (!strings) return;
-  for (size_t i = 0; i < n; i++) free(strings[i]);
-  free(strings);
-}
+#include "strlist.h"
 
 void rctd_model_free(rctd_model *model) {
   if (!model) return;
-  model_free_strings(model->type_names, (size_t)model->n_types);
-  model_free_strings(model->class_names, (size_t)model->n_types);
+  rctd_strlist_free(model->type_names, (size_t)model->n_types);
+  rctd_strlist_free(model->class_names, (size_t)model->n_types);
   free(model->class_k);
-  model_free_strings(model->genes_reg, (size_t)model->n_reg);
-  model_free_strings(model->genes_bulk, (size_t)model->n_bulk);
+  rctd_strlist_free(model->genes_reg, (size_t)model->n_reg);
+  rctd_strlist_free(model->genes_bulk, (size_t)model->n_bulk);
   free(model->profiles_gk);
   free(model->profiles_bulk_gk);
   free(model->bulk_weights_k);
   free(model->pixel_numi_n);
-  model_free_strings(model->config_keys, model->n_config);
-  model_free_strings(model->config_values, model->n_config);
+  rctd_strlist_free(model->config_keys, model->n_config);
+  rctd_strlist_free(model->config_values, model->n_config);
   free(model->rng_state);
   for (size_t i = 0; i < model->n_extra; i++) rctd_record_free(&model->extra[i]);
   free(model->extra);

@@ -11,6 +11,7 @@
 
 #include "error.h"
 #include "rctd_kernels.h"
+#include "strlist.h"
 
 #define NORM_READ_ROWS 4096
 #define NORM_BLOCK_PIXELS 4096
@@ -223,20 +224,6 @@ static double norm_bulk_sum(const rctd_csr_chunk *c, int64_t r, const int32_t *b
 
 static int norm_keep_umi(const rctd_normalize_opts *o, double numi, double count_sum) {
   return numi >= o->umi_min && numi <= o->umi_max && count_sum >= o->counts_min;
-}
-
-static char **norm_copy_strings(char *const *src, int n) {
-  char **dst = calloc((size_t)(n ? n : 1), sizeof *dst);
-  if (!dst) return NULL;
-  for (int i = 0; i < n; i++) {
-    dst[i] = strdup(src[i]);
-    if (!dst[i]) {
-      for (int j = 0; j < i; j++) free(dst[j]);
-      free(dst);
-      return NULL;
-    }
-  }
-  return dst;
 }
 
 static int norm_config_double(rctd_model *m, const char *key, double v) {
@@ -458,8 +445,8 @@ int rctd_normalize_prepare(rctd_input *spatial, const rctd_reference_data *ref,
                 model->bulk_weights_k, renorm_bk);
 
   /* The model. */
-  model->type_names = norm_copy_strings(ref->type_names, K);
-  model->class_names = norm_copy_strings(ref->class_names, K);
+  model->type_names = rctd_strlist_copy((const char *const *)ref->type_names, (size_t)K);
+  model->class_names = rctd_strlist_copy((const char *const *)ref->class_names, (size_t)K);
   model->genes_reg = calloc((size_t)n_reg, sizeof *model->genes_reg);
   model->genes_bulk = calloc((size_t)n_bulk, sizeof *model->genes_bulk);
   model->profiles_gk = malloc((size_t)n_reg * (size_t)K * sizeof *model->profiles_gk);

@@ -22,6 +22,7 @@
 #include "cli.h"
 #include "error.h"
 #include "output.h"
+#include "strlist.h"
 
 /* Rows between two fitted pixels that one block write may cover (gaps get the fill value). */
 #define H5OUT_MAX_GAP 64
@@ -360,11 +361,6 @@ static int h5o_read_attr_strings(hid_t obj, const char *name, char ***out, size_
   return rc;
 }
 
-static void h5o_free_strings(char **s, size_t n) {
-  for (size_t i = 0; s && i < n; i++) free(s[i]);
-  free(s);
-}
-
 /* ------------------------------------------------------------------ columns */
 
 static int h5o_col_create(rctd_h5ad_writer *w, h5col *c, hid_t loc, const char *name,
@@ -458,7 +454,7 @@ static int h5o_prepare_obs(rctd_h5ad_writer *w) {
   size_t n_new = h5o_obs_names(w->info, names, 64);
   const char **merged = calloc(n_order + n_new + 1, sizeof *merged);
   if (!merged) {
-    h5o_free_strings(order, n_order);
+    rctd_strlist_free(order, n_order);
     return -1;
   }
   size_t n = 0;
@@ -472,7 +468,7 @@ static int h5o_prepare_obs(rctd_h5ad_writer *w) {
   for (size_t i = 0; i < n_new; i++) merged[n++] = names[i];
   if (rc == 0) rc = h5o_attr_strings(w->obs, "column-order", merged, n);
   free(merged);
-  h5o_free_strings(order, n_order);
+  rctd_strlist_free(order, n_order);
   return rc;
 }
 
@@ -883,7 +879,7 @@ static int h5o_names(rctd_h5ad_writer *w, const rctd_results_chunk *c, int64_t i
   char **names = calloc((size_t)rows, sizeof *names);
   int rc = names ? h5o_read_strings(w->index_dset, row0, rows, names) : -1;
   if (rc < 0) {
-    h5o_free_strings(names, names ? (size_t)rows : 0);
+    rctd_strlist_free(names, names ? (size_t)rows : 0);
     return rctd_fail(err, err_len, "%s: cannot read the obs names of the spatial h5ad", w->path);
   }
   for (int64_t i = i0; i < i1 && rc == 0; i++) {
@@ -895,7 +891,7 @@ static int h5o_names(rctd_h5ad_writer *w, const rctd_results_chunk *c, int64_t i
                      "input of this run",
                      w->spatial, c->barcode_n[i], c->row_n[i], have);
   }
-  h5o_free_strings(names, (size_t)rows);
+  rctd_strlist_free(names, (size_t)rows);
   return rc;
 }
 

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "error.h"
+#include "strlist.h"
 
 void rctd_reference_opts_default(rctd_reference_opts *opts) {
   opts->min_umi = 100;
@@ -227,9 +228,7 @@ int rctd_class_table_read(const char *path, const char *const *type_names, int n
   classes = NULL;
   rc = 0;
 done:
-  if (classes)
-    for (int k = 0; k < n_types; k++) free(classes[k]);
-  free(classes);
+  rctd_strlist_free(classes, (size_t)n_types);
   free(line);
   fclose(f);
   return rc;
@@ -237,22 +236,16 @@ done:
 
 /* ------------------------------------------------------------ reference stream */
 
-static void ref_free_strings(char **s, size_t n) {
-  if (!s) return;
-  for (size_t i = 0; i < n; i++) free(s[i]);
-  free(s);
-}
-
 void rctd_reference_data_free(rctd_reference_data *ref) {
   if (!ref) return;
-  ref_free_strings(ref->type_names, (size_t)ref->n_types);
-  ref_free_strings(ref->class_names, (size_t)ref->n_types);
+  rctd_strlist_free(ref->type_names, (size_t)ref->n_types);
+  rctd_strlist_free(ref->class_names, (size_t)ref->n_types);
   free(ref->type_cells_k);
-  ref_free_strings(ref->gene_names, (size_t)ref->n_genes);
+  rctd_strlist_free(ref->gene_names, (size_t)ref->n_genes);
   free(ref->profiles_gk);
   free(ref->rng_state);
-  ref_free_strings(ref->config_keys, ref->n_config);
-  ref_free_strings(ref->config_values, ref->n_config);
+  rctd_strlist_free(ref->config_keys, ref->n_config);
+  rctd_strlist_free(ref->config_values, ref->n_config);
   for (size_t i = 0; i < ref->n_extra; i++) rctd_record_free(&ref->extra[i]);
   free(ref->extra);
   memset(ref, 0, sizeof *ref);

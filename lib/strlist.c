@@ -1,0 +1,23 @@
+/* Arrays of heap strings (see strlist.h). */
+#include "strlist.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+void rctd_strlist_free(char **strings, size_t n) {
+  if (!strings) return;
+  for (size_t i = 0; i < n; i++) free(strings[i]);
+  free(strings);
+}
+
+char **rctd_strlist_copy(const char *const *src, size_t n) {
+  char **dst = calloc(n ? n : 1, sizeof *dst);
+  if (!dst) return NULL;
+  for (size_t i = 0; i < n; i++) {
+    if (!(dst[i] = strdup(src[i]))) {
+      rctd_strlist_free(dst, i);
+      return NULL;
+    }
+  }
+  return dst;
+}
