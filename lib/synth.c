@@ -30,19 +30,14 @@ void rctd_synth_opts_default(rctd_synth_opts *opts) {
 
 /* ------------------------------------------------------------------ CSV (the vignette's) */
 
-typedef struct {
-  char *text;
-  char **cell; /* rows x cols, quotes stripped */
-  int rows, cols;
-} synth_csv;
-
-static void synth_csv_free(synth_csv *c) {
+void rctd_synth_csv_free(rctd_synth_csv *c) {
   free(c->text);
   free(c->cell);
   memset(c, 0, sizeof *c);
 }
 
-static int synth_csv_read(const char *path, synth_csv *c, char *err, size_t err_len) {
+/* Fills C from PATH; on failure C holds what was read so far. */
+static int synth_csv_parse(const char *path, rctd_synth_csv *c, char *err, size_t err_len) {
   memset(c, 0, sizeof *c);
   FILE *f = fopen(path, "rb");
   if (!f) return rctd_fail(err, err_len, "%s: cannot open", path);
@@ -82,11 +77,11 @@ static int synth_csv_read(const char *path, synth_csv *c, char *err, size_t err_
       if (!comma) break;
       field = comma + 1;
     }
-    if (c->rows == 0) c->cols = cols;
-    if (cols != c->cols)
-      return rctd_fail(err, err_len, "%s: line %d has %d fields, expected %d", path, c->rows + 1,
-                       cols, c->cols);
-    c->rows++;
+    if (c->n_rows == 0) c->n_cols = cols;
+    if (cols != c->n_cols)
+      return rctd_fail(err, err_len, "%s: line %d has %d fields, expected %d", path, c->n_rows + 1,
+                       cols, c->n_cols);
+    c->n_rows++;
     if (!end) break;
     p = end + 1;
     if (!*p) break;
@@ -94,8 +89,20 @@ static int synth_csv_read(const char *path, synth_csv *c, char *err, size_t err_
   return 0;
 }
 
-static const char *synth_at(const synth_csv *c, int r, int col) {
-  return c->cell[(size_t)r * c->cols + col];
+int rctd_synth_csv_read(const char *path, rctd_synth_csv *c, char *err, size_t err_len) {
+  if (synth_csv_parse(path, c, err, err_len) == 0) return 0;
+  rctd_synth_csv_free(c);
+  return -1;
+}
+
+const char *rctd_synth_csv_at(const rctd_synth_csv *c, int row, int col) {
+  return c->cell[(size_t)row * (size_t)c->n_cols + (size_t)col];
+}
+
+int rctd_synth_csv_row_of(const rctd_synth_csv *c, const char *name) {
+  for (int r = 1; r < c->n_rows; r++)
+    if (strcmp(rctd_synth_csv_at(c, r, 0), name) == 0) return r;
+  return -1;
 }
 
 /* ------------------------------------------------------------------ reference */
@@ -109,10 +116,11 @@ void rctd_synth_reference_free(rctd_synth_reference *ref) {
   memset(ref, 0, sizeof *ref);
 }
 
-static int synth_reference_fill(const synth_csv *dge, const synth_csv *meta, const synth_csv *dict,
-                                rctd_synth_reference *ref, char *err, size_t err_len) {
-  const int K = dict->rows - 1, G = dge->rows - 1, n_cells = dge->cols - 1;
-  if (K < 2 || G < 1 || n_cells < 1 || meta->cols < 3 || dict->cols < 2)
+static int synth_reference_fill(const rctd_synth_csv *dge, const rctd_synth_csv *meta,
+                                const rctd_synth_csv *dict, rctd_synth_reference *ref, char *err,
+                                size_t err_len) {
+  const int K = dict->n_rows - 1, G = dge->n_rows - 1, n_cells = dge->n_cols - 1;
+  if (K < 2 || G < 1 || n_cells < 1 || meta->n_cols < 3 || dict->n_cols < 2)
     return rctd_fail(err, err_len, "reference CSVs have an unexpected shape");
   ref->n_types = K;
   ref->n_genes = G;
@@ -126,23 +134,23 @@ static int synth_reference_fill(const synth_csv *dge, const synth_csv *meta, con
                ? 0
                : rctd_fail(err, err_len, "out of memory");
   for (int k = 0; rc == 0 && k < K; k++)
-    if (!(ref->type_names[k] = strdup(synth_at(dict, k + 1, 1)))) rc = -1;
+    if (!(ref->type_names[k] = strdup(rctd_synth_csv_at(dict, k + 1, 1)))) rc = -1;
   for (int g = 0; rc == 0 && g < G; g++)
-    if (!(ref->gene_names[g] = strdup(synth_at(dge, g + 1, 0)))) rc = -1;
+    if (!(ref->gene_names[g] = strdup(rctd_synth_csv_at(dge, g + 1, 0)))) rc = -1;
   for (int c = 0; rc == 0 && c < n_cells; c++) {
-    const char *bc = synth_at(dge, 0, c + 1);
+    const char *bc = rctd_synth_csv_at(dge, 0, c + 1);
     int row = -1;
-    for (int r = 1; r < meta->rows && row < 0; r++)
-      if (strcmp(synth_at(meta, r, 0), bc) == 0) row = r;
+    for (int r = 1; r < meta->n_rows && row < 0; r++)
+      if (strcmp(rctd_synth_csv_at(meta, r, 0), bc) == 0) row = r;
     if (row < 0) {
       rc = rctd_fail(err, err_len, "cell '%s' is not in the meta data", bc);
       break;
     }
-    const char *cluster = synth_at(meta, row, 1);
+    const char *cluster = rctd_synth_csv_at(meta, row, 1);
     type_c[c] = -1;
     for (int k = 0; k < K; k++)
-      if (strcmp(synth_at(dict, k + 1, 0), cluster) == 0) type_c[c] = k;
-    numi_c[c] = strtod(synth_at(meta, row, 2), NULL);
+      if (strcmp(rctd_synth_csv_at(dict, k + 1, 0), cluster) == 0) type_c[c] = k;
+    numi_c[c] = strtod(rctd_synth_csv_at(meta, row, 2), NULL);
     if (type_c[c] < 0 || !(numi_c[c] > 0))
       rc = rctd_fail(err, err_len, "cell '%s': unknown cluster or bad nUMI", bc);
     else
@@ -151,7 +159,7 @@ static int synth_reference_fill(const synth_csv *dge, const synth_csv *meta, con
   for (int g = 0; rc == 0 && g < G; g++)
     for (int c = 0; c < n_cells; c++)
       ref->profiles_gk[(size_t)g * K + type_c[c]] +=
-          strtod(synth_at(dge, g + 1, c + 1), NULL) / numi_c[c];
+          strtod(rctd_synth_csv_at(dge, g + 1, c + 1), NULL) / numi_c[c];
   for (int k = 0; rc == 0 && k < K; k++) {
     if (cells_k[k] == 0) {
       rc = rctd_fail(err, err_len, "type '%s' has no cells", ref->type_names[k]);
@@ -168,21 +176,21 @@ static int synth_reference_fill(const synth_csv *dge, const synth_csv *meta, con
 int rctd_synth_reference_load(const char *ref_dir, rctd_synth_reference *ref, char *err,
                               size_t err_len) {
   memset(ref, 0, sizeof *ref);
-  synth_csv dge, meta, dict;
+  rctd_synth_csv dge, meta, dict;
   memset(&meta, 0, sizeof meta);
   memset(&dict, 0, sizeof dict);
   char path[4096];
   snprintf(path, sizeof path, "%s/dge.csv", ref_dir);
-  int rc = synth_csv_read(path, &dge, err, err_len);
+  int rc = rctd_synth_csv_read(path, &dge, err, err_len);
   snprintf(path, sizeof path, "%s/meta_data.csv", ref_dir);
-  if (rc == 0) rc = synth_csv_read(path, &meta, err, err_len);
+  if (rc == 0) rc = rctd_synth_csv_read(path, &meta, err, err_len);
   snprintf(path, sizeof path, "%s/cell_type_dict.csv", ref_dir);
-  if (rc == 0) rc = synth_csv_read(path, &dict, err, err_len);
+  if (rc == 0) rc = rctd_synth_csv_read(path, &dict, err, err_len);
   if (rc == 0) rc = synth_reference_fill(&dge, &meta, &dict, ref, err, err_len);
   if (rc) rctd_synth_reference_free(ref);
-  synth_csv_free(&dge);
-  synth_csv_free(&meta);
-  synth_csv_free(&dict);
+  rctd_synth_csv_free(&dge);
+  rctd_synth_csv_free(&meta);
+  rctd_synth_csv_free(&dict);
   return rc;
 }
 

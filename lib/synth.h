@@ -46,6 +46,23 @@ int rctd_synth_reference_load(const char *ref_dir, rctd_synth_reference *ref, ch
                               size_t err_len);
 void rctd_synth_reference_free(rctd_synth_reference *ref);
 
+/* A small CSV file (the vignette's and R's gold outputs) as rows of fields: comma-separated,
+ * quotes around a field stripped (quoted commas are not supported), CRLF or LF.  Held in memory
+ * whole. */
+typedef struct {
+  char *text;
+  char **cell; /* n_rows x n_cols, into text */
+  int n_rows, n_cols;
+} rctd_synth_csv;
+
+/* 0, or -1 with a message in err (nothing left allocated) when the file cannot be read or its
+ * rows differ in their number of fields. */
+int rctd_synth_csv_read(const char *path, rctd_synth_csv *c, char *err, size_t err_len);
+void rctd_synth_csv_free(rctd_synth_csv *c);
+const char *rctd_synth_csv_at(const rctd_synth_csv *c, int row, int col);
+/* The row (from 1: row 0 is the header) whose first field is NAME, or -1. */
+int rctd_synth_csv_row_of(const rctd_synth_csv *c, const char *name);
+
 /* Writes the synthetic model stream to W (records only: the caller opens and closes W).
  * 0, or -1 with a message in err. */
 int rctd_synth_write(const rctd_synth_reference *ref, const rctd_synth_opts *opts, rctd_writer *w,

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "fit_modes.h"
+#include "synth.h"
 #include "test.h"
 
 /* ---- scripted backend: full-fit weights per pixel, scores per (pixel, set of types) ---- */
@@ -375,80 +376,7 @@ TEST(fit_multi_stops_at_max_types) {
 
 /* ---- the vignette against R (gold/vignette/{full,doublet,multi}) ---- */
 
-/* A CSV file as rows of fields (quotes stripped; the gold files quote no commas). */
-typedef struct {
-  int n_rows, n_cols;
-  char **cell; /* n_rows x n_cols */
-  char *text;
-} fmv_csv;
-
-static void fmv_csv_free(fmv_csv *c) {
-  free(c->cell);
-  free(c->text);
-  memset(c, 0, sizeof *c);
-}
-
-static int fmv_csv_read(const char *path, fmv_csv *c) {
-  memset(c, 0, sizeof *c);
-  FILE *f = fopen(path, "rb");
-  if (!f) return -1;
-  fseek(f, 0, SEEK_END);
-  long len = ftell(f);
-  fseek(f, 0, SEEK_SET);
-  c->text = malloc((size_t)len + 1);
-  if (!c->text || fread(c->text, 1, (size_t)len, f) != (size_t)len) {
-    fclose(f);
-    fmv_csv_free(c);
-    return -1;
-  }
-  fclose(f);
-  c->text[len] = 0;
-  int n_lines = 0, n_fields = 0;
-  for (char *p = c->text; *p; p++) {
-    if (*p == '\n') n_lines++;
-    if (*p == ',' || *p == '\n') n_fields++;
-  }
-  c->cell = malloc(((size_t)n_fields + 1) * sizeof *c->cell);
-  if (!c->cell) return -1;
-  int n = 0;
-  char *p = c->text;
-  while (*p) {
-    char *end = strchr(p, '\n');
-    if (end) *end = 0;
-    if (end && end > p && end[-1] == '\r') end[-1] = 0;
-    int cols = 0;
-    for (char *field = p;; cols++) {
-      char *comma = strchr(field, ',');
-      if (comma) *comma = 0;
-      size_t fl = strlen(field);
-      if (fl >= 2 && field[0] == '"' && field[fl - 1] == '"') {
-        field[fl - 1] = 0;
-        field++;
-      }
-      c->cell[n++] = field;
-      if (!comma) break;
-      field = comma + 1;
-    }
-    cols++;
-    if (c->n_rows == 0) c->n_cols = cols;
-    if (cols != c->n_cols) return -1;
-    c->n_rows++;
-    if (!end) break;
-    p = end + 1;
-  }
-  (void)n_lines;
-  return 0;
-}
-
-static const char *fmv_at(const fmv_csv *c, int r, int col) {
-  return c->cell[(size_t)r * c->n_cols + col];
-}
-
-static int fmv_row_of(const fmv_csv *c, const char *name) {
-  for (int r = 1; r < c->n_rows; r++)
-    if (strcmp(fmv_at(c, r, 0), name) == 0) return r;
-  return -1;
-}
+/* The gold CSVs are read with rctd_synth_csv_* (synth.h). */
 
 static int fmv_bool(const char *s) {
   return strcmp(s, "TRUE") == 0;
@@ -464,7 +392,7 @@ typedef struct {
   double *q_kx, *sq_kx;
   rctd_qtable table;
   rctd_backend *be;
-  fmv_csv weights; /* gold full weights: pixel order and names */
+  rctd_synth_csv weights; /* gold full weights: pixel order and names */
 } fmv_data;
 
 static fmv_data fmv;
@@ -473,13 +401,13 @@ static int fmv_load(void) {
   if (fmv.ok) return 0;
   char path[1024];
   const char *sh = test_shared_dir();
-  fmv_csv prof, counts;
+  rctd_synth_csv prof, counts;
   snprintf(path, sizeof path, "%s/gold/vignette/full/weights.csv", sh);
-  if (fmv_csv_read(path, &fmv.weights)) return -1;
+  if (rctd_synth_csv_read(path, &fmv.weights, NULL, 0)) return -1;
   snprintf(path, sizeof path, "%s/gold/vignette/doublet/norm_profiles.csv", sh);
-  if (fmv_csv_read(path, &prof)) return -1;
+  if (rctd_synth_csv_read(path, &prof, NULL, 0)) return -1;
   snprintf(path, sizeof path, "%s/data/vignette/csv/spatial/MappedDGEForR.csv", sh);
-  if (fmv_csv_read(path, &counts)) return -1;
+  if (rctd_synth_csv_read(path, &counts, NULL, 0)) return -1;
   snprintf(path, sizeof path, "%s/gold/vignette/doublet/gene_list_reg.txt", sh);
   FILE *f = fopen(path, "r");
   if (!f) return -1;
@@ -489,8 +417,8 @@ static int fmv_load(void) {
   int *prof_row = malloc(cap * sizeof *prof_row), *count_row = malloc(cap * sizeof *count_row);
   char gene[256];
   while (n_genes < cap && fscanf(f, "%255s", gene) == 1) {
-    prof_row[n_genes] = fmv_row_of(&prof, gene);
-    count_row[n_genes] = fmv_row_of(&counts, gene);
+    prof_row[n_genes] = rctd_synth_csv_row_of(&prof, gene);
+    count_row[n_genes] = rctd_synth_csv_row_of(&counts, gene);
     if (prof_row[n_genes] < 0 || count_row[n_genes] < 0) return -1;
     n_genes++;
   }
@@ -502,27 +430,29 @@ static int fmv_load(void) {
   fmv.numi_n = malloc((size_t)N * sizeof(double));
   for (int g = 0; g < n_genes; g++)
     for (int k = 0; k < K; k++)
-      fmv.profiles_gk[(size_t)g * K + k] = strtod(fmv_at(&prof, prof_row[g], k + 1), NULL);
+      fmv.profiles_gk[(size_t)g * K + k] =
+          strtod(rctd_synth_csv_at(&prof, prof_row[g], k + 1), NULL);
   double max_y = 0;
   for (int n = 0; n < N; n++) {
-    const char *bc = fmv_at(&fmv.weights, n + 1, 0);
+    const char *bc = rctd_synth_csv_at(&fmv.weights, n + 1, 0);
     int col = -1;
     for (int c = 1; c < counts.n_cols; c++)
-      if (strcmp(fmv_at(&counts, 0, c), bc) == 0) col = c;
+      if (strcmp(rctd_synth_csv_at(&counts, 0, c), bc) == 0) col = c;
     if (col < 0) return -1;
     long double numi = 0;
-    for (int r = 1; r < counts.n_rows; r++) numi += strtod(fmv_at(&counts, r, col), NULL);
+    for (int r = 1; r < counts.n_rows; r++)
+      numi += strtod(rctd_synth_csv_at(&counts, r, col), NULL);
     fmv.numi_n[n] = (double)numi;
     for (int g = 0; g < n_genes; g++) {
-      double y = strtod(fmv_at(&counts, count_row[g], col), NULL);
+      double y = strtod(rctd_synth_csv_at(&counts, count_row[g], col), NULL);
       fmv.y_ng[(size_t)n * n_genes + g] = y;
       if (y > max_y) max_y = y;
     }
   }
   free(prof_row);
   free(count_row);
-  fmv_csv_free(&prof);
-  fmv_csv_free(&counts);
+  rctd_synth_csv_free(&prof);
+  rctd_synth_csv_free(&counts);
   int n_k = (int)fmin(max_y, RCTD_K_VAL) + 1;
   fmv.be = rctd_backend_cpu(2);
   rctd_x_grid(fmv.x_vals);
@@ -551,16 +481,17 @@ static double fmv_rel(double a, double b) {
 static double fmv_weights_diff(const char *file, const double *weights_nk) {
   char path[1024];
   snprintf(path, sizeof path, "%s/gold/vignette/%s", test_shared_dir(), file);
-  fmv_csv gold;
-  if (fmv_csv_read(path, &gold) || gold.n_rows != fmv.n_pix + 1) return INFINITY;
+  rctd_synth_csv gold;
+  if (rctd_synth_csv_read(path, &gold, NULL, 0) || gold.n_rows != fmv.n_pix + 1) return INFINITY;
   double max_diff = 0;
   for (int n = 0; n < fmv.n_pix; n++) {
-    if (strcmp(fmv_at(&gold, n + 1, 0), fmv_at(&fmv.weights, n + 1, 0)) != 0) return INFINITY;
+    if (strcmp(rctd_synth_csv_at(&gold, n + 1, 0), rctd_synth_csv_at(&fmv.weights, n + 1, 0)) != 0)
+      return INFINITY;
     for (int k = 0; k < fmv.n_types; k++)
       max_diff = fmax(max_diff, fabs(weights_nk[(size_t)n * fmv.n_types + k] -
-                                     strtod(fmv_at(&gold, n + 1, k + 1), NULL)));
+                                     strtod(rctd_synth_csv_at(&gold, n + 1, k + 1), NULL)));
   }
-  fmv_csv_free(&gold);
+  rctd_synth_csv_free(&gold);
   return max_diff;
 }
 
@@ -596,37 +527,42 @@ TEST(fit_vignette_doublet_matches_r) {
   CHECK_MSG(rctd_fit_doublet(&p, &chunk, res, w, err, sizeof err) == 0, "%s", err);
   double diff_all = fmv_weights_diff("doublet/weights.csv", w);
   CHECK_MSG(diff_all < 1e-6, "all_weights differ by %g", diff_all);
-  fmv_csv df, wd;
+  rctd_synth_csv df, wd;
   snprintf(path, sizeof path, "%s/gold/vignette/doublet/results_df.csv", test_shared_dir());
-  CHECK(fmv_csv_read(path, &df) == 0 && df.n_rows == N + 1 && df.n_cols == 10);
+  CHECK(rctd_synth_csv_read(path, &df, NULL, 0) == 0 && df.n_rows == N + 1 && df.n_cols == 10);
   snprintf(path, sizeof path, "%s/gold/vignette/doublet/weights_doublet.csv", test_shared_dir());
-  CHECK(fmv_csv_read(path, &wd) == 0 && wd.n_rows == N + 1);
+  CHECK(rctd_synth_csv_read(path, &wd, NULL, 0) == 0 && wd.n_rows == N + 1);
   double diff_dw = 0, rel_score = 0;
   int n_class_mismatch = 0;
   for (int n = 0; n < N; n++) {
     const rctd_doublet_result *r = &res[n];
-    const char *bc = fmv_at(&fmv.weights, n + 1, 0);
-    CHECK(strcmp(fmv_at(&df, n + 1, 0), bc) == 0 && strcmp(fmv_at(&wd, n + 1, 0), bc) == 0);
-    int same = strcmp(rctd_spot_class_name(r->spot_class), fmv_at(&df, n + 1, 1)) == 0 &&
-               r->first_type + 1 == atoi(fmv_at(&df, n + 1, 2)) &&
-               r->second_type + 1 == atoi(fmv_at(&df, n + 1, 3)) &&
-               r->first_class == fmv_bool(fmv_at(&df, n + 1, 4)) &&
-               r->second_class == fmv_bool(fmv_at(&df, n + 1, 5)) &&
-               r->conv_all == fmv_bool(fmv_at(&df, n + 1, 8)) &&
-               r->conv_doublet == fmv_bool(fmv_at(&df, n + 1, 9));
+    const char *bc = rctd_synth_csv_at(&fmv.weights, n + 1, 0);
+    CHECK(strcmp(rctd_synth_csv_at(&df, n + 1, 0), bc) == 0 &&
+          strcmp(rctd_synth_csv_at(&wd, n + 1, 0), bc) == 0);
+    int same = strcmp(rctd_spot_class_name(r->spot_class), rctd_synth_csv_at(&df, n + 1, 1)) == 0 &&
+               r->first_type + 1 == atoi(rctd_synth_csv_at(&df, n + 1, 2)) &&
+               r->second_type + 1 == atoi(rctd_synth_csv_at(&df, n + 1, 3)) &&
+               r->first_class == fmv_bool(rctd_synth_csv_at(&df, n + 1, 4)) &&
+               r->second_class == fmv_bool(rctd_synth_csv_at(&df, n + 1, 5)) &&
+               r->conv_all == fmv_bool(rctd_synth_csv_at(&df, n + 1, 8)) &&
+               r->conv_doublet == fmv_bool(rctd_synth_csv_at(&df, n + 1, 9));
     if (!same) {
       n_class_mismatch++;
       fprintf(stderr, "  %s: ours %s %d %d %d %d %d %d, R %s %s %s %s %s %s %s\n", bc,
               rctd_spot_class_name(r->spot_class), r->first_type + 1, r->second_type + 1,
-              r->first_class, r->second_class, r->conv_all, r->conv_doublet, fmv_at(&df, n + 1, 1),
-              fmv_at(&df, n + 1, 2), fmv_at(&df, n + 1, 3), fmv_at(&df, n + 1, 4),
-              fmv_at(&df, n + 1, 5), fmv_at(&df, n + 1, 8), fmv_at(&df, n + 1, 9));
+              r->first_class, r->second_class, r->conv_all, r->conv_doublet,
+              rctd_synth_csv_at(&df, n + 1, 1), rctd_synth_csv_at(&df, n + 1, 2),
+              rctd_synth_csv_at(&df, n + 1, 3), rctd_synth_csv_at(&df, n + 1, 4),
+              rctd_synth_csv_at(&df, n + 1, 5), rctd_synth_csv_at(&df, n + 1, 8),
+              rctd_synth_csv_at(&df, n + 1, 9));
     }
-    rel_score = fmax(rel_score, fmv_rel(r->min_score, strtod(fmv_at(&df, n + 1, 6), NULL)));
-    rel_score = fmax(rel_score, fmv_rel(r->singlet_score, strtod(fmv_at(&df, n + 1, 7), NULL)));
+    rel_score =
+        fmax(rel_score, fmv_rel(r->min_score, strtod(rctd_synth_csv_at(&df, n + 1, 6), NULL)));
+    rel_score =
+        fmax(rel_score, fmv_rel(r->singlet_score, strtod(rctd_synth_csv_at(&df, n + 1, 7), NULL)));
     for (int i = 0; i < 2; i++)
-      diff_dw =
-          fmax(diff_dw, fabs(r->doublet_weights[i] - strtod(fmv_at(&wd, n + 1, i + 1), NULL)));
+      diff_dw = fmax(diff_dw, fabs(r->doublet_weights[i] -
+                                   strtod(rctd_synth_csv_at(&wd, n + 1, i + 1), NULL)));
   }
   if (fmv_verbose())
     fprintf(stderr,
@@ -636,8 +572,8 @@ TEST(fit_vignette_doublet_matches_r) {
   CHECK_MSG(n_class_mismatch == 0, "%d pixels differ from R in a categorical", n_class_mismatch);
   CHECK_MSG(diff_dw < 1e-6, "doublet weights differ by %g", diff_dw);
   CHECK_MSG(rel_score < 1e-6, "scores differ by %g (relative)", rel_score);
-  fmv_csv_free(&df);
-  fmv_csv_free(&wd);
+  rctd_synth_csv_free(&df);
+  rctd_synth_csv_free(&wd);
   free(res);
   free(w);
 }
@@ -662,30 +598,35 @@ TEST(fit_vignette_multi_matches_r) {
   CHECK_MSG(rctd_fit_multi(&p, &chunk, res, w, err, sizeof err) == 0, "%s", err);
   double diff_all = fmv_weights_diff("multi/weights.csv", w);
   CHECK_MSG(diff_all < 1e-6, "all_weights differ by %g", diff_all);
-  fmv_csv mr;
+  rctd_synth_csv mr;
   snprintf(path, sizeof path, "%s/gold/vignette/multi/multi_results.csv", test_shared_dir());
-  CHECK(fmv_csv_read(path, &mr) == 0 && mr.n_rows == N + 1 && mr.n_cols == 6);
+  CHECK(rctd_synth_csv_read(path, &mr, NULL, 0) == 0 && mr.n_rows == N + 1 && mr.n_cols == 6);
   double diff_sub = 0, rel_score = 0;
   int n_mismatch = 0;
   for (int n = 0; n < N; n++) {
     const rctd_multi_result *r = &res[n];
-    CHECK(strcmp(fmv_at(&mr, n + 1, 0), fmv_at(&fmv.weights, n + 1, 0)) == 0);
+    CHECK(strcmp(rctd_synth_csv_at(&mr, n + 1, 0), rctd_synth_csv_at(&fmv.weights, n + 1, 0)) == 0);
     char *types[RCTD_MULTI_TYPES_CAP], *conf[RCTD_MULTI_TYPES_CAP], *sub[RCTD_MULTI_TYPES_CAP];
-    int n_types = atoi(fmv_at(&mr, n + 1, 1));
-    int same = r->status == RCTD_MULTI_OK && r->n_types == n_types &&
-               fmv_split((char *)fmv_at(&mr, n + 1, 2), types, RCTD_MULTI_TYPES_CAP) == n_types &&
-               fmv_split((char *)fmv_at(&mr, n + 1, 3), conf, RCTD_MULTI_TYPES_CAP) == n_types &&
-               fmv_split((char *)fmv_at(&mr, n + 1, 4), sub, RCTD_MULTI_TYPES_CAP) == n_types;
+    int n_types = atoi(rctd_synth_csv_at(&mr, n + 1, 1));
+    int same =
+        r->status == RCTD_MULTI_OK && r->n_types == n_types &&
+        fmv_split((char *)rctd_synth_csv_at(&mr, n + 1, 2), types, RCTD_MULTI_TYPES_CAP) ==
+            n_types &&
+        fmv_split((char *)rctd_synth_csv_at(&mr, n + 1, 3), conf, RCTD_MULTI_TYPES_CAP) ==
+            n_types &&
+        fmv_split((char *)rctd_synth_csv_at(&mr, n + 1, 4), sub, RCTD_MULTI_TYPES_CAP) == n_types;
     for (int t = 0; same && t < n_types; t++) {
       same = r->types[t] + 1 == atoi(types[t]) && r->conf[t] == fmv_bool(conf[t]);
       diff_sub = fmax(diff_sub, fabs(r->sub_weights[t] - strtod(sub[t], NULL)));
     }
     if (!same) {
       n_mismatch++;
-      fprintf(stderr, "  %s: ours status %d, %d types (first %d)\n", fmv_at(&mr, n + 1, 0),
-              r->status, r->n_types, r->n_types ? r->types[0] + 1 : 0);
+      fprintf(stderr, "  %s: ours status %d, %d types (first %d)\n",
+              rctd_synth_csv_at(&mr, n + 1, 0), r->status, r->n_types,
+              r->n_types ? r->types[0] + 1 : 0);
     }
-    rel_score = fmax(rel_score, fmv_rel(r->min_score, strtod(fmv_at(&mr, n + 1, 5), NULL)));
+    rel_score =
+        fmax(rel_score, fmv_rel(r->min_score, strtod(rctd_synth_csv_at(&mr, n + 1, 5), NULL)));
   }
   if (fmv_verbose())
     fprintf(stderr,
@@ -695,7 +636,7 @@ TEST(fit_vignette_multi_matches_r) {
   CHECK_MSG(n_mismatch == 0, "%d pixels differ from R", n_mismatch);
   CHECK_MSG(diff_sub < 1e-6, "sub_weights differ by %g", diff_sub);
   CHECK_MSG(rel_score < 1e-6, "min_score differs by %g (relative)", rel_score);
-  fmv_csv_free(&mr);
+  rctd_synth_csv_free(&mr);
   free(res);
   free(w);
 }

@@ -13,75 +13,6 @@
 #include "synth.h"
 #include "test.h"
 
-/* ------------------------------------------------------------------ CSV */
-
-typedef struct {
-  int n_rows, n_cols;
-  char **cell;
-  char *text;
-} fst_csv;
-
-static void fst_csv_free(fst_csv *c) {
-  free(c->cell);
-  free(c->text);
-  memset(c, 0, sizeof *c);
-}
-
-static int fst_csv_read(const char *path, fst_csv *c) {
-  memset(c, 0, sizeof *c);
-  FILE *f = fopen(path, "rb");
-  if (!f) return -1;
-  fseek(f, 0, SEEK_END);
-  long len = ftell(f);
-  fseek(f, 0, SEEK_SET);
-  c->text = malloc((size_t)len + 1);
-  if (!c->text || fread(c->text, 1, (size_t)len, f) != (size_t)len) {
-    fclose(f);
-    return -1;
-  }
-  fclose(f);
-  c->text[len] = 0;
-  size_t n_fields = 1;
-  for (char *p = c->text; *p; p++) n_fields += *p == ',' || *p == '\n';
-  c->cell = malloc(n_fields * sizeof *c->cell);
-  if (!c->cell) return -1;
-  size_t n = 0;
-  for (char *p = c->text; *p;) {
-    char *end = strchr(p, '\n');
-    if (end) *end = 0;
-    int cols = 0;
-    for (char *field = p;; cols++) {
-      char *comma = strchr(field, ',');
-      if (comma) *comma = 0;
-      size_t fl = strlen(field);
-      if (fl >= 2 && field[0] == '"' && field[fl - 1] == '"') {
-        field[fl - 1] = 0;
-        field++;
-      }
-      c->cell[n++] = field;
-      if (!comma) break;
-      field = comma + 1;
-    }
-    cols++;
-    if (c->n_rows == 0) c->n_cols = cols;
-    if (cols != c->n_cols) return -1;
-    c->n_rows++;
-    if (!end || !end[1]) break;
-    p = end + 1;
-  }
-  return 0;
-}
-
-static const char *fst_at(const fst_csv *c, int r, int col) {
-  return c->cell[(size_t)r * c->n_cols + col];
-}
-
-static int fst_row_of(const fst_csv *c, const char *name) {
-  for (int r = 1; r < c->n_rows; r++)
-    if (strcmp(fst_at(c, r, 0), name) == 0) return r;
-  return -1;
-}
-
 /* ------------------------------------------------------------------ the vignette model */
 
 typedef struct {
@@ -99,13 +30,13 @@ static int fst_vignette_load(void) {
   if (fstv.ok) return 0;
   char path[1024];
   const char *sh = test_shared_dir();
-  fst_csv weights, prof, counts;
+  rctd_synth_csv weights, prof, counts;
   snprintf(path, sizeof path, "%s/gold/vignette/full/weights.csv", sh);
-  if (fst_csv_read(path, &weights)) return -1;
+  if (rctd_synth_csv_read(path, &weights, NULL, 0)) return -1;
   snprintf(path, sizeof path, "%s/gold/vignette/doublet/norm_profiles.csv", sh);
-  if (fst_csv_read(path, &prof)) return -1;
+  if (rctd_synth_csv_read(path, &prof, NULL, 0)) return -1;
   snprintf(path, sizeof path, "%s/data/vignette/csv/spatial/MappedDGEForR.csv", sh);
-  if (fst_csv_read(path, &counts)) return -1;
+  if (rctd_synth_csv_read(path, &counts, NULL, 0)) return -1;
   snprintf(path, sizeof path, "%s/gold/vignette/doublet/gene_list_reg.txt", sh);
   FILE *f = fopen(path, "r");
   if (!f) return -1;
@@ -117,19 +48,20 @@ static int fst_vignette_load(void) {
   char gene[256];
   int G = 0;
   while (G < cap && fscanf(f, "%255s", gene) == 1) {
-    prof_row[G] = fst_row_of(&prof, gene);
-    count_row[G] = fst_row_of(&counts, gene);
+    prof_row[G] = rctd_synth_csv_row_of(&prof, gene);
+    count_row[G] = rctd_synth_csv_row_of(&counts, gene);
     if (prof_row[G] < 0 || count_row[G] < 0) return -1;
     fstv.genes[G++] = strdup(gene);
   }
   fclose(f);
   fstv.n_genes = G;
   fstv.types = calloc(K, sizeof *fstv.types);
-  for (int k = 0; k < K; k++) fstv.types[k] = strdup(fst_at(&prof, 0, k + 1));
+  for (int k = 0; k < K; k++) fstv.types[k] = strdup(rctd_synth_csv_at(&prof, 0, k + 1));
   fstv.profiles_gk = malloc((size_t)G * K * sizeof(double));
   for (int g = 0; g < G; g++)
     for (int k = 0; k < K; k++)
-      fstv.profiles_gk[(size_t)g * K + k] = strtod(fst_at(&prof, prof_row[g], k + 1), NULL);
+      fstv.profiles_gk[(size_t)g * K + k] =
+          strtod(rctd_synth_csv_at(&prof, prof_row[g], k + 1), NULL);
   fstv.barcodes = calloc(N, sizeof *fstv.barcodes);
   fstv.numi_n = malloc(N * sizeof(double));
   fstv.indptr = malloc((N + 1) * sizeof(int64_t));
@@ -138,17 +70,18 @@ static int fst_vignette_load(void) {
   int64_t nnz = 0;
   fstv.indptr[0] = 0;
   for (int n = 0; n < N; n++) {
-    const char *bc = fst_at(&weights, n + 1, 0);
+    const char *bc = rctd_synth_csv_at(&weights, n + 1, 0);
     fstv.barcodes[n] = strdup(bc);
     int col = -1;
     for (int c = 1; c < counts.n_cols; c++)
-      if (strcmp(fst_at(&counts, 0, c), bc) == 0) col = c;
+      if (strcmp(rctd_synth_csv_at(&counts, 0, c), bc) == 0) col = c;
     if (col < 0) return -1;
     long double numi = 0;
-    for (int r = 1; r < counts.n_rows; r++) numi += strtod(fst_at(&counts, r, col), NULL);
+    for (int r = 1; r < counts.n_rows; r++)
+      numi += strtod(rctd_synth_csv_at(&counts, r, col), NULL);
     fstv.numi_n[n] = (double)numi;
     for (int g = 0; g < G; g++) {
-      double y = strtod(fst_at(&counts, count_row[g], col), NULL);
+      double y = strtod(rctd_synth_csv_at(&counts, count_row[g], col), NULL);
       if (y == 0) continue;
       fstv.indices[nnz] = g;
       fstv.values[nnz++] = y;
@@ -157,9 +90,9 @@ static int fst_vignette_load(void) {
   }
   free(prof_row);
   free(count_row);
-  fst_csv_free(&weights);
-  fst_csv_free(&prof);
-  fst_csv_free(&counts);
+  rctd_synth_csv_free(&weights);
+  rctd_synth_csv_free(&prof);
+  rctd_synth_csv_free(&counts);
   fstv.ok = 1;
   return 0;
 }
@@ -385,17 +318,17 @@ static int fst_verbose(void) {
 static double fst_weights_diff(const char *file, const double *w_nk, const char *barcodes) {
   char path[1024];
   snprintf(path, sizeof path, "%s/gold/vignette/%s", test_shared_dir(), file);
-  fst_csv gold;
-  if (fst_csv_read(path, &gold) || gold.n_rows != fstv.n_pix + 1) return INFINITY;
+  rctd_synth_csv gold;
+  if (rctd_synth_csv_read(path, &gold, NULL, 0) || gold.n_rows != fstv.n_pix + 1) return INFINITY;
   double diff = 0;
   const char *bc = barcodes;
   for (int n = 0; n < fstv.n_pix; n++, bc += strlen(bc) + 1) {
-    if (strcmp(fst_at(&gold, n + 1, 0), bc) != 0) diff = INFINITY;
+    if (strcmp(rctd_synth_csv_at(&gold, n + 1, 0), bc) != 0) diff = INFINITY;
     for (int k = 0; k < fstv.n_types; k++)
       diff = fmax(diff, fabs(w_nk[(size_t)n * fstv.n_types + k] -
-                             strtod(fst_at(&gold, n + 1, k + 1), NULL)));
+                             strtod(rctd_synth_csv_at(&gold, n + 1, k + 1), NULL)));
   }
-  fst_csv_free(&gold);
+  rctd_synth_csv_free(&gold);
   return diff;
 }
 
@@ -454,30 +387,31 @@ static void fst_doublet_vs_r(const char *model, const char *extra, int *failed_)
   CHECK(w && wd && min_score && singlet && spot && t1 && t2 && c1 && c2 && conv_all && conv_dbl &&
         bc);
   double diff_all = fst_weights_diff("doublet/weights.csv", w, (const char *)bc->data);
-  fst_csv df, gwd;
+  rctd_synth_csv df, gwd;
   char path[1024];
   snprintf(path, sizeof path, "%s/gold/vignette/doublet/results_df.csv", test_shared_dir());
-  CHECK(fst_csv_read(path, &df) == 0 && df.n_rows == N + 1);
+  CHECK(rctd_synth_csv_read(path, &df, NULL, 0) == 0 && df.n_rows == N + 1);
   snprintf(path, sizeof path, "%s/gold/vignette/doublet/weights_doublet.csv", test_shared_dir());
-  CHECK(fst_csv_read(path, &gwd) == 0 && gwd.n_rows == N + 1);
+  CHECK(rctd_synth_csv_read(path, &gwd, NULL, 0) == 0 && gwd.n_rows == N + 1);
   int mismatch = 0;
   double diff_wd = 0, rel = 0;
   const char *b = (const char *)bc->data;
   for (int n = 0; n < N; n++, b += strlen(b) + 1) {
-    CHECK(strcmp(fst_at(&df, n + 1, 0), b) == 0);
-    int same = strcmp(rctd_spot_class_name(spot[n]), fst_at(&df, n + 1, 1)) == 0 &&
-               strcmp(fstv.types[t1[n]], fst_at(&df, n + 1, 2)) == 0 &&
-               strcmp(fstv.types[t2[n]], fst_at(&df, n + 1, 3)) == 0 &&
-               c1[n] == fst_bool(fst_at(&df, n + 1, 4)) &&
-               c2[n] == fst_bool(fst_at(&df, n + 1, 5)) &&
-               conv_all[n] == fst_bool(fst_at(&df, n + 1, 8)) &&
-               conv_dbl[n] == fst_bool(fst_at(&df, n + 1, 9));
+    CHECK(strcmp(rctd_synth_csv_at(&df, n + 1, 0), b) == 0);
+    int same = strcmp(rctd_spot_class_name(spot[n]), rctd_synth_csv_at(&df, n + 1, 1)) == 0 &&
+               strcmp(fstv.types[t1[n]], rctd_synth_csv_at(&df, n + 1, 2)) == 0 &&
+               strcmp(fstv.types[t2[n]], rctd_synth_csv_at(&df, n + 1, 3)) == 0 &&
+               c1[n] == fst_bool(rctd_synth_csv_at(&df, n + 1, 4)) &&
+               c2[n] == fst_bool(rctd_synth_csv_at(&df, n + 1, 5)) &&
+               conv_all[n] == fst_bool(rctd_synth_csv_at(&df, n + 1, 8)) &&
+               conv_dbl[n] == fst_bool(rctd_synth_csv_at(&df, n + 1, 9));
     if (!same) fprintf(stderr, "  %s differs from R\n", b);
     mismatch += !same;
-    rel = fmax(rel, fst_rel(min_score[n], strtod(fst_at(&df, n + 1, 6), NULL)));
-    rel = fmax(rel, fst_rel(singlet[n], strtod(fst_at(&df, n + 1, 7), NULL)));
+    rel = fmax(rel, fst_rel(min_score[n], strtod(rctd_synth_csv_at(&df, n + 1, 6), NULL)));
+    rel = fmax(rel, fst_rel(singlet[n], strtod(rctd_synth_csv_at(&df, n + 1, 7), NULL)));
     for (int i = 0; i < 2; i++)
-      diff_wd = fmax(diff_wd, fabs(wd[2 * n + i] - strtod(fst_at(&gwd, n + 1, i + 1), NULL)));
+      diff_wd =
+          fmax(diff_wd, fabs(wd[2 * n + i] - strtod(rctd_synth_csv_at(&gwd, n + 1, i + 1), NULL)));
   }
   if (fst_verbose())
     fprintf(stderr,
@@ -488,8 +422,8 @@ static void fst_doublet_vs_r(const char *model, const char *extra, int *failed_)
   CHECK_MSG(diff_all < 1e-6, "all_weights differ by %g", diff_all);
   CHECK_MSG(diff_wd < 1e-6, "doublet weights differ by %g", diff_wd);
   CHECK_MSG(rel < 1e-6, "scores differ by %g (relative)", rel);
-  fst_csv_free(&df);
-  fst_csv_free(&gwd);
+  rctd_synth_csv_free(&df);
+  rctd_synth_csv_free(&gwd);
   fst_result_free(&res);
 }
 
@@ -535,19 +469,19 @@ TEST(fit_tool_vignette_multi_matches_r) {
   fst_column *bc = fst_get(&res, RCTD_RES_REC_BARCODE);
   CHECK(w && sub && min_score && n_types && types && conf && status && bc);
   double diff_all = fst_weights_diff("multi/weights.csv", w, (const char *)bc->data);
-  fst_csv mr;
+  rctd_synth_csv mr;
   char path[1024];
   snprintf(path, sizeof path, "%s/gold/vignette/multi/multi_results.csv", test_shared_dir());
-  CHECK(fst_csv_read(path, &mr) == 0 && mr.n_rows == N + 1);
+  CHECK(rctd_synth_csv_read(path, &mr, NULL, 0) == 0 && mr.n_rows == N + 1);
   int mismatch = 0;
   double diff_sub = 0, rel = 0;
   for (int n = 0; n < N; n++) {
     char *gt[16], *gc[16], *gs[16];
-    int nt = atoi(fst_at(&mr, n + 1, 1));
+    int nt = atoi(rctd_synth_csv_at(&mr, n + 1, 1));
     int same = status[n] == 0 && n_types[n] == nt &&
-               fst_split((char *)fst_at(&mr, n + 1, 2), gt, 16) == nt &&
-               fst_split((char *)fst_at(&mr, n + 1, 3), gc, 16) == nt &&
-               fst_split((char *)fst_at(&mr, n + 1, 4), gs, 16) == nt;
+               fst_split((char *)rctd_synth_csv_at(&mr, n + 1, 2), gt, 16) == nt &&
+               fst_split((char *)rctd_synth_csv_at(&mr, n + 1, 3), gc, 16) == nt &&
+               fst_split((char *)rctd_synth_csv_at(&mr, n + 1, 4), gs, 16) == nt;
     for (int t = 0; same && t < M; t++) {
       if (t >= nt) {
         same = types[n * M + t] == -1 && conf[n * M + t] == 0 && sub[n * M + t] == 0;
@@ -557,7 +491,7 @@ TEST(fit_tool_vignette_multi_matches_r) {
       diff_sub = fmax(diff_sub, fabs(sub[n * M + t] - strtod(gs[t], NULL)));
     }
     mismatch += !same;
-    rel = fmax(rel, fst_rel(min_score[n], strtod(fst_at(&mr, n + 1, 5), NULL)));
+    rel = fmax(rel, fst_rel(min_score[n], strtod(rctd_synth_csv_at(&mr, n + 1, 5), NULL)));
   }
   if (fst_verbose())
     fprintf(stderr,
@@ -568,7 +502,7 @@ TEST(fit_tool_vignette_multi_matches_r) {
   CHECK_MSG(diff_all < 1e-6, "all_weights differ by %g", diff_all);
   CHECK_MSG(diff_sub < 1e-6, "sub_weights differ by %g", diff_sub);
   CHECK_MSG(rel < 1e-6, "min_score differs by %g (relative)", rel);
-  fst_csv_free(&mr);
+  rctd_synth_csv_free(&mr);
   fst_result_free(&res);
 }
 
