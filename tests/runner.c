@@ -38,7 +38,9 @@ const char *test_shared_dir(void) {
   return d && *d ? d : "../shared";
 }
 
-const char *test_tmp_dir(void) { return tmp_dir; }
+const char *test_tmp_dir(void) {
+  return tmp_dir;
+}
 
 int test_sh(const char *fmt, ...) {
   char cmd[8192];

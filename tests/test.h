@@ -9,42 +9,42 @@
 typedef void (*test_fn)(int *failed);
 void test_register(const char *name, const char *file, test_fn fn);
 
-#define TEST(name)                                                                  \
-  static void test_##name(int *failed_);                                          \
-  __attribute__((constructor)) static void test_register_##name(void) {           \
-    test_register(#name, __FILE__, test_##name);                                  \
-  }                                                                               \
+#define TEST(name)                                                      \
+  static void test_##name(int *failed_);                                \
+  __attribute__((constructor)) static void test_register_##name(void) { \
+    test_register(#name, __FILE__, test_##name);                        \
+  }                                                                     \
   static void test_##name(int *failed_)
 
-#define CHECK(cond)                                                                 \
-  do {                                                                            \
-    if (!(cond)) {                                                                \
+#define CHECK(cond)                                                              \
+  do {                                                                           \
+    if (!(cond)) {                                                               \
       fprintf(stderr, "  %s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond); \
-      *failed_ = 1;                                                               \
-      return;                                                                     \
-    }                                                                             \
+      *failed_ = 1;                                                              \
+      return;                                                                    \
+    }                                                                            \
   } while (0)
 
-#define CHECK_MSG(cond, ...)                                                        \
-  do {                                                                            \
-    if (!(cond)) {                                                                \
+#define CHECK_MSG(cond, ...)                                                     \
+  do {                                                                           \
+    if (!(cond)) {                                                               \
       fprintf(stderr, "  %s:%d: CHECK failed: %s: ", __FILE__, __LINE__, #cond); \
-      fprintf(stderr, __VA_ARGS__);                                               \
-      fprintf(stderr, "\n");                                                      \
-      *failed_ = 1;                                                               \
-      return;                                                                     \
-    }                                                                             \
+      fprintf(stderr, __VA_ARGS__);                                              \
+      fprintf(stderr, "\n");                                                     \
+      *failed_ = 1;                                                              \
+      return;                                                                    \
+    }                                                                            \
   } while (0)
 
-#define CHECK_NEAR(a, b, tol)                                                       \
-  do {                                                                            \
-    double a_ = (a), b_ = (b);                                                    \
-    if (!(fabs(a_ - b_) <= (tol))) {                                              \
-      fprintf(stderr, "  %s:%d: %s = %.17g, %s = %.17g, |diff| > %g\n", __FILE__, \
-              __LINE__, #a, a_, #b, b_, (double)(tol));                           \
-      *failed_ = 1;                                                               \
-      return;                                                                     \
-    }                                                                             \
+#define CHECK_NEAR(a, b, tol)                                                                   \
+  do {                                                                                          \
+    double a_ = (a), b_ = (b);                                                                  \
+    if (!(fabs(a_ - b_) <= (tol))) {                                                            \
+      fprintf(stderr, "  %s:%d: %s = %.17g, %s = %.17g, |diff| > %g\n", __FILE__, __LINE__, #a, \
+              a_, #b, b_, (double)(tol));                                                       \
+      *failed_ = 1;                                                                             \
+      return;                                                                                   \
+    }                                                                                           \
   } while (0)
 
 /* Paths for tests that run binaries or read shared data (set by `make test`). */
