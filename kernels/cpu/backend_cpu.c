@@ -1,8 +1,11 @@
 /* The CPU backend: batches of IRWLS fits and likelihood table rows spread over pthreads.
  * Fits are handed out to the workers in small blocks as they finish (they differ in their
  * iteration counts), and every fit is computed independently from its own inputs, so results
- * do not depend on the thread count or on which worker ran a fit.  Each worker allocates its
- * workspace once per batch; nothing is allocated per fit. */
+ * do not depend on the thread count or on which worker ran a fit.  A worker advances up to
+ * CPU_FIT_LANES fits of three or more types together, step by step, so that their psd()
+ * eigensolvers (chains of dependent square roots and divisions) run interleaved; each fit
+ * still computes exactly what it computes alone.  Each worker allocates its workspace once per
+ * batch; nothing is allocated per fit. */
 #include <math.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -14,6 +17,7 @@
 #include "rctd_kernels.h"
 
 #define CPU_FIT_BLOCK 8 /* fits handed out per grab (fits differ in their iterations) */
+#define CPU_FIT_LANES 4 /* fits of three or more types advanced together by one worker */
 
 /* Table rows are handed out in chunks growing with k: low rows cost several times more than
  * high ones, and every rctd_qtable_rows call pays a fixed setup (its Y grid). */
@@ -34,45 +38,97 @@ typedef struct {
   int status;
 } cpu_fit_job;
 
+/* S = profiles[, types] * nUMI of fit f, as process_bead_* scales the profiles before fitting. */
+static void cpu_fit_design(const cpu_fit_job *job, int f, double *S_kg) {
+  const rctd_fit_batch *b = job->batch;
+  const int G = b->n_genes, k_sub = b->k_sub;
+  const double numi = b->numi_n[b->pix_f[f]];
+  for (int k = 0; k < k_sub; k++) {
+    int type = b->types_fk ? b->types_fk[(size_t)f * k_sub + k] : k;
+    const double *prof = job->profiles_kg + (size_t)type * G;
+    double *row = S_kg + (size_t)k * G;
+    for (int g = 0; g < G; g++) row[g] = prof[g] * numi;
+  }
+}
+
+/* The next fit of this worker (blocks of CPU_FIT_BLOCK grabbed as needed), or -1. */
+static int cpu_next_fit(cpu_fit_job *job, int *f_next, int *f_end) {
+  if (*f_next >= *f_end) {
+    const int f0 = atomic_fetch_add(job->next_fit, CPU_FIT_BLOCK);
+    if (f0 >= job->n_fits) return -1;
+    *f_next = f0;
+    *f_end = f0 + CPU_FIT_BLOCK < job->n_fits ? f0 + CPU_FIT_BLOCK : job->n_fits;
+  }
+  return (*f_next)++;
+}
+
+static void cpu_fit_finish(cpu_fit_job *job, int f, const double *S_kg, int converged,
+                           double *pred_g, double *d0_g) {
+  const rctd_fit_batch *b = job->batch;
+  const int pix = b->pix_f[f];
+  const double *w_k = job->weights_fk + (size_t)f * b->k_sub;
+  job->conv_f[f] = converged;
+  if (job->score_f)
+    job->score_f[f] =
+        job->table ? rctd_irwls_score_kg(job->table, b->n_genes, b->k_sub, S_kg,
+                                         b->y_ng + (size_t)pix * b->n_genes, w_k, pred_g, d0_g)
+                   : NAN;
+}
+
 static void *cpu_fit_worker(void *arg) {
   cpu_fit_job *job = arg;
   const rctd_fit_batch *b = job->batch;
   const int G = b->n_genes, k_sub = b->k_sub;
-  size_t s_bytes = (size_t)k_sub * G * sizeof(double);
-  size_t ws_bytes = rctd_irwls_kg_workspace_bytes(G, k_sub);
-  char *mem = malloc(s_bytes + 2 * (size_t)G * sizeof(double) + ws_bytes + 64);
+  /* Fits of three or more types run CPU_FIT_LANES at a time, step by step (their eigensolvers
+   * interleaved); smaller ones, whose psd() is closed-form, one after the other. */
+  const int lanes = k_sub >= 3 ? CPU_FIT_LANES : 1;
+  const size_t s_bytes = ((size_t)k_sub * G * sizeof(double) + 63) & ~(size_t)63;
+  const size_t ws_bytes = (rctd_irwls_kg_workspace_bytes(G, k_sub) + 63) & ~(size_t)63;
+  char *mem = malloc((size_t)lanes * (s_bytes + ws_bytes) + 2 * (size_t)G * sizeof(double) + 64);
   if (!mem) {
     job->status = -1;
     return NULL;
   }
-  double *S_kg = (double *)mem;
-  double *pred_g = S_kg + (size_t)k_sub * G;
+  char *base = (char *)(((uintptr_t)mem + 63) & ~(uintptr_t)63);
+  double *S_kg[CPU_FIT_LANES];
+  void *ws[CPU_FIT_LANES];
+  for (int l = 0; l < lanes; l++) {
+    S_kg[l] = (double *)(base + (size_t)l * (s_bytes + ws_bytes));
+    ws[l] = (char *)S_kg[l] + s_bytes;
+  }
+  double *pred_g = (double *)(base + (size_t)lanes * (s_bytes + ws_bytes));
   double *d0_g = pred_g + G;
-  void *ws = (void *)(((uintptr_t)(d0_g + G) + 63) & ~(uintptr_t)63);
 
+  rctd_irwls_run runs[CPU_FIT_LANES];
+  rctd_irwls_run *run_ptr[CPU_FIT_LANES];
+  int fit_of[CPU_FIT_LANES];
+  for (int l = 0; l < lanes; l++) fit_of[l] = -1;
+  int f_next = 0, f_end = 0;
   for (;;) {
-    const int f0 = atomic_fetch_add(job->next_fit, CPU_FIT_BLOCK);
-    if (f0 >= job->n_fits) break;
-    const int f1 = f0 + CPU_FIT_BLOCK < job->n_fits ? f0 + CPU_FIT_BLOCK : job->n_fits;
-    for (int f = f0; f < f1; f++) {
-      const int pix = b->pix_f[f];
-      const double numi = b->numi_n[pix];
-      const double *y_g = b->y_ng + (size_t)pix * G;
-      /* S = profiles[, types] * nUMI, as process_bead_* scales the profiles before fitting. */
-      for (int k = 0; k < k_sub; k++) {
-        int type = b->types_fk ? b->types_fk[(size_t)f * k_sub + k] : k;
-        const double *prof = job->profiles_kg + (size_t)type * G;
-        double *row = S_kg + (size_t)k * G;
-        for (int g = 0; g < G; g++) row[g] = prof[g] * numi;
+    int n_step = 0;
+    for (int l = 0; l < lanes; l++) {
+      while (fit_of[l] < 0) { /* an idle lane takes the next fit */
+        const int f = cpu_next_fit(job, &f_next, &f_end);
+        if (f < 0) break;
+        const int pix = b->pix_f[f];
+        cpu_fit_design(job, f, S_kg[l]);
+        rctd_irwls_run_start(&runs[l], job->table, G, k_sub, S_kg[l], b->y_ng + (size_t)pix * G,
+                             b->numi_n[pix], job->opts, NULL, job->weights_fk + (size_t)f * k_sub,
+                             ws[l]);
+        if (runs[l].running)
+          fit_of[l] = f;
+        else /* no step due (n_iter 0) */
+          cpu_fit_finish(job, f, S_kg[l], runs[l].converged, pred_g, d0_g);
       }
-      double *w_k = job->weights_fk + (size_t)f * k_sub;
-      job->conv_f[f] =
-          rctd_irwls_fit_kg(job->table, G, k_sub, S_kg, y_g, numi, job->opts, NULL, w_k, ws);
-      if (job->score_f)
-        job->score_f[f] =
-            job->table ? rctd_irwls_score_kg(job->table, G, k_sub, S_kg, y_g, w_k, pred_g, d0_g)
-                       : NAN;
+      if (fit_of[l] >= 0) run_ptr[n_step++] = &runs[l];
     }
+    if (n_step == 0) break;
+    rctd_irwls_run_step(run_ptr, n_step);
+    for (int l = 0; l < lanes; l++)
+      if (fit_of[l] >= 0 && !runs[l].running) {
+        cpu_fit_finish(job, fit_of[l], S_kg[l], runs[l].converged, pred_g, d0_g);
+        fit_of[l] = -1;
+      }
   }
   free(mem);
   job->status = 0;

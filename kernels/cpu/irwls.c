@@ -21,6 +21,7 @@
 typedef struct {
   double *y_g, *pred_g, *d0_g, *d1_g, *d2_g;
   double *hess_kk, *D_kk, *dvec_k, *lower_k, *x_k, *s_k;
+  double *upair; /* (K + 1) / 2 x 8 (G / 4): the weighted row pairs of the AVX-512 Hessian */
   void *psd_ws, *qp_ws;
 } irwls_ws;
 
@@ -31,8 +32,8 @@ static size_t irwls_align(size_t bytes) {
 size_t rctd_irwls_kg_workspace_bytes(int n_genes, int n_types) {
   size_t g = (size_t)(n_genes > 0 ? n_genes : 1), k = (size_t)(n_types > 0 ? n_types : 1);
   return 5 * irwls_align(g * sizeof(double)) + 2 * irwls_align(k * k * sizeof(double)) +
-         4 * irwls_align(k * sizeof(double)) + irwls_align(rctd_psd_workspace_bytes(n_types)) +
-         rctd_qp_workspace_bytes(n_types);
+         4 * irwls_align(k * sizeof(double)) + irwls_align((k + 1) / 2 * 2 * g * sizeof(double)) +
+         irwls_align(rctd_psd_workspace_bytes(n_types)) + rctd_qp_workspace_bytes(n_types);
 }
 
 size_t rctd_irwls_workspace_bytes(int n_genes, int n_types) {
@@ -55,6 +56,7 @@ static irwls_ws irwls_ws_carve(int n_genes, int n_types, void *workspace) {
   ws.lower_k = (double *)p, p += irwls_align(k * sizeof(double));
   ws.x_k = (double *)p, p += irwls_align(k * sizeof(double));
   ws.s_k = (double *)p, p += irwls_align(k * sizeof(double));
+  ws.upair = (double *)p, p += irwls_align((k + 1) / 2 * 2 * g * sizeof(double));
   ws.psd_ws = p, p += irwls_align(rctd_psd_workspace_bytes(n_types));
   ws.qp_ws = p;
   return ws;
@@ -235,40 +237,99 @@ __attribute__((target("avx2"))) static void irwls_hess_2x4_avx2(int n, const dou
   out1[3] = (t13 + l[1]) + (l[2] + l[3]);
 }
 
-/* irwls_hess_2x4_avx2 with both rows in one 8-lane register (lanes 0-3 row 0, 4-7 row 1): the
- * same products and sums per lane, half the instructions. */
-__attribute__((target("avx512f"))) static void irwls_hess_2x4_avx512(
-    int n, const double *c, const double *s0, const double *s1, const double *b0, const double *b1,
-    const double *b2, const double *b3, double out0[4], double out1[4]) {
-  __m512d a0 = _mm512_setzero_pd(), a1 = a0, a2 = a0, a3 = a0;
-  int g = 0;
-  for (; g + 4 <= n; g += 4) {
-    __m512d cg = _mm512_broadcast_f64x4(_mm256_loadu_pd(c + g));
-    __m512d sv = _mm512_insertf64x4(_mm512_castpd256_pd512(_mm256_loadu_pd(s0 + g)),
-                                    _mm256_loadu_pd(s1 + g), 1);
-    __m512d u = _mm512_mul_pd(cg, sv);
-    a0 = _mm512_add_pd(a0, _mm512_mul_pd(u, _mm512_broadcast_f64x4(_mm256_loadu_pd(b0 + g))));
-    a1 = _mm512_add_pd(a1, _mm512_mul_pd(u, _mm512_broadcast_f64x4(_mm256_loadu_pd(b1 + g))));
-    a2 = _mm512_add_pd(a2, _mm512_mul_pd(u, _mm512_broadcast_f64x4(_mm256_loadu_pd(b2 + g))));
-    a3 = _mm512_add_pd(a3, _mm512_mul_pd(u, _mm512_broadcast_f64x4(_mm256_loadu_pd(b3 + g))));
-  }
-  const double *bs[4] = {b0, b1, b2, b3};
-  __m512d acc[4] = {a0, a1, a2, a3};
-  for (int t = 0; t < 4; t++) {
-    double l[8];
-    _mm512_storeu_pd(l, acc[t]);
-    double t0 = l[0], t1 = l[4];
-    for (int h = g; h < n; h++) {
-      t0 += (c[h] * s0[h]) * bs[t][h];
-      t1 += (c[h] * s1[h]) * bs[t][h];
+static int irwls_avx512(void) {
+  return __builtin_cpu_supports("avx512f");
+}
+
+/* u_ig = c_g S_ig for the rows in pairs (2p, 2p + 1; an odd last row with itself), the four
+ * genes of a block of each row side by side: w[(p * n_blocks + b) * 8 + 4 r + l] holds
+ * u_{2p+r, 4b+l} (genes past the last full block of four are left out). */
+__attribute__((target("avx512f"))) static void irwls_weight_pairs_avx512(int n_genes, int n_types,
+                                                                         const double *c,
+                                                                         const double *S_kg,
+                                                                         double *w) {
+  const size_t G = (size_t)n_genes;
+  const int n_blocks = n_genes / 4;
+  for (int p = 0; 2 * p < n_types; p++) {
+    const double *s0 = S_kg + (size_t)(2 * p) * G;
+    const double *s1 = S_kg + (size_t)(2 * p + 1 < n_types ? 2 * p + 1 : 2 * p) * G;
+    double *wp = w + (size_t)p * n_blocks * 8;
+    for (int b = 0; b < n_blocks; b++) {
+      const __m256d cg = _mm256_loadu_pd(c + 4 * b);
+      _mm256_storeu_pd(wp + 8 * b, _mm256_mul_pd(cg, _mm256_loadu_pd(s0 + 4 * b)));
+      _mm256_storeu_pd(wp + 8 * b + 4, _mm256_mul_pd(cg, _mm256_loadu_pd(s1 + 4 * b)));
     }
-    out0[t] = (t0 + l[1]) + (l[2] + l[3]);
-    out1[t] = (t1 + l[5]) + (l[6] + l[7]);
   }
 }
 
-static int irwls_avx512(void) {
-  return __builtin_cpu_supports("avx512f");
+/* Four rows (two pairs of irwls_weight_pairs_avx512: wa, wb) by four columns of the Hessian,
+ * each entry in irwls_dot's four lanes and order (the genes past the last block of four added
+ * to lane 0 after the vector part, from c, the rows s_r and the columns), as
+ * irwls_hess_2x4_avx2 computes it; two rows share an 8-lane register. */
+__attribute__((target("avx512f"))) static void irwls_hess_4x4_avx512(
+    int n, const double *wa, const double *wb, const double *c, const double *const s[4],
+    const double *const b[4], double out[4][4]) {
+  __m512d a0 = _mm512_setzero_pd(), a1 = a0, a2 = a0, a3 = a0;
+  __m512d e0 = a0, e1 = a0, e2 = a0, e3 = a0;
+  const int n_blocks = n / 4;
+  for (int k = 0; k < n_blocks; k++) {
+    const __m512d ua = _mm512_loadu_pd(wa + 8 * k), ub = _mm512_loadu_pd(wb + 8 * k);
+    __m512d v = _mm512_broadcast_f64x4(_mm256_loadu_pd(b[0] + 4 * k));
+    a0 = _mm512_add_pd(a0, _mm512_mul_pd(ua, v));
+    e0 = _mm512_add_pd(e0, _mm512_mul_pd(ub, v));
+    v = _mm512_broadcast_f64x4(_mm256_loadu_pd(b[1] + 4 * k));
+    a1 = _mm512_add_pd(a1, _mm512_mul_pd(ua, v));
+    e1 = _mm512_add_pd(e1, _mm512_mul_pd(ub, v));
+    v = _mm512_broadcast_f64x4(_mm256_loadu_pd(b[2] + 4 * k));
+    a2 = _mm512_add_pd(a2, _mm512_mul_pd(ua, v));
+    e2 = _mm512_add_pd(e2, _mm512_mul_pd(ub, v));
+    v = _mm512_broadcast_f64x4(_mm256_loadu_pd(b[3] + 4 * k));
+    a3 = _mm512_add_pd(a3, _mm512_mul_pd(ua, v));
+    e3 = _mm512_add_pd(e3, _mm512_mul_pd(ub, v));
+  }
+  const __m512d acc[2][4] = {{a0, a1, a2, a3}, {e0, e1, e2, e3}};
+  const int g = 4 * n_blocks;
+  for (int pr = 0; pr < 2; pr++)
+    for (int t = 0; t < 4; t++) {
+      double l[8];
+      _mm512_storeu_pd(l, acc[pr][t]);
+      double t0 = l[0], t1 = l[4];
+      for (int h = g; h < n; h++) {
+        t0 += (c[h] * s[2 * pr][h]) * b[t][h];
+        t1 += (c[h] * s[2 * pr + 1][h]) * b[t][h];
+      }
+      out[2 * pr][t] = (t0 + l[1]) + (l[2] + l[3]);
+      out[2 * pr + 1][t] = (t1 + l[5]) + (l[6] + l[7]);
+    }
+}
+
+/* The Hessian (lower triangle) by tiles of four rows and four columns over the weighted row
+ * pairs w (irwls_weight_pairs_avx512): each row's weighted values are formed once, not once
+ * per block of columns.  Rows past K - 1 repeat the last row and columns past K - 1 point at
+ * row 0; such entries, and those above the diagonal, are discarded. */
+__attribute__((target("avx512f"))) static void irwls_hess_tiles_avx512(int n_genes, int n_types,
+                                                                       const double *c,
+                                                                       const double *S_kg,
+                                                                       double *w, double *hess_kk) {
+  const size_t G = (size_t)n_genes;
+  const int K = n_types, n_pairs = (K + 1) / 2;
+  const size_t pair_stride = (size_t)(n_genes / 4) * 8;
+  irwls_weight_pairs_avx512(n_genes, K, c, S_kg, w);
+  double out[4][4];
+  for (int i0 = 0; i0 < K; i0 += 4) {
+    const int pa = i0 / 2, pb = pa + 1 < n_pairs ? pa + 1 : pa;
+    const double *s[4];
+    for (int r = 0; r < 4; r++) s[r] = S_kg + (size_t)(i0 + r < K ? i0 + r : K - 1) * G;
+    const int i_last = i0 + 3 < K ? i0 + 3 : K - 1;
+    for (int j = 0; j <= i_last; j += 4) {
+      const double *b[4];
+      for (int t = 0; t < 4; t++) b[t] = S_kg + (size_t)(j + t < K ? j + t : 0) * G;
+      irwls_hess_4x4_avx512(n_genes, w + pa * pair_stride, w + pb * pair_stride, c, s, b, out);
+      for (int r = 0; r < 4 && i0 + r < K; r++)
+        for (int t = 0; t < 4 && j + t <= i0 + r; t++)
+          hess_kk[(size_t)(i0 + r) * K + j + t] = out[r][t];
+    }
+  }
 }
 
 /* irwls_grad_hess with the AVX2 kernels. */
@@ -282,8 +343,11 @@ __attribute__((target("avx2"))) static void irwls_grad_hess_avx2(int n_genes, in
   /* Rows in pairs (a last odd row is paired with itself), columns in fours up to the diagonal;
    * the last block of a pair may reach past the diagonal or past K - 1 (such columns point at
    * row 0 and are discarded). */
+  if (irwls_avx512()) {
+    irwls_hess_tiles_avx512(n_genes, K, c, S_kg, ws->upair, ws->hess_kk);
+    return;
+  }
   double tmp0[4], tmp1[4];
-  const int wide = irwls_avx512();
   for (int i = 0; i < K; i += 2) {
     const int i1 = i + 1 < K ? i + 1 : i;
     const double *s0 = S_kg + i * G, *s1 = S_kg + i1 * G;
@@ -291,10 +355,7 @@ __attribute__((target("avx2"))) static void irwls_grad_hess_avx2(int n_genes, in
     for (int j = 0; j <= i1; j += 4) {
       const double *b[4];
       for (int t = 0; t < 4; t++) b[t] = S_kg + (j + t < K ? j + t : 0) * G;
-      if (wide)
-        irwls_hess_2x4_avx512(n_genes, c, s0, s1, b[0], b[1], b[2], b[3], tmp0, tmp1);
-      else
-        irwls_hess_2x4_avx2(n_genes, c, s0, s1, b[0], b[1], b[2], b[3], tmp0, tmp1);
+      irwls_hess_2x4_avx2(n_genes, c, s0, s1, b[0], b[1], b[2], b[3], tmp0, tmp1);
       for (int t = 0; t < 4 && j + t <= i; t++) row0[j + t] = tmp0[t];
       for (int t = 0; t < 4 && j + t <= i1; t++) row1[j + t] = tmp1[t];
     }
@@ -318,17 +379,18 @@ __attribute__((target("avx2"))) static void irwls_predict_avx2(int n_genes, int 
 
 #endif
 
-/* One solveWLS step from w_k (in place); returns the L1 change, or NaN when the step cannot be
- * taken (non-finite derivatives or an infeasible QP). */
-static double irwls_step(const rctd_qtable *table, int n_genes, int n_types, const double *S_kg,
-                         double numi, const rctd_irwls_opts *opts, double *w_k, irwls_ws *ws,
-                         int warm) {
+/* The first part of one solveWLS step from w_k: s = max(w, 0) (its sum in *s_sum), the
+ * prediction, the derivatives, the gradient and the Hessian (in ws). */
+static void irwls_step_begin(const rctd_qtable *table, int n_genes, int n_types, const double *S_kg,
+                             double numi, const rctd_irwls_opts *opts, const double *w_k,
+                             irwls_ws *ws, double *s_sum_out) {
   const int K = n_types;
   double s_sum = 0;
   for (int k = 0; k < K; k++) {
     ws->s_k[k] = w_k[k] > 0 ? w_k[k] : 0;
     s_sum += ws->s_k[k];
   }
+  *s_sum_out = s_sum;
 #ifdef IRWLS_HAVE_AVX2
   if (rctd_cpu_simd(-1))
     irwls_predict_avx2(n_genes, K, S_kg, ws->s_k, ws->pred_g);
@@ -350,8 +412,14 @@ static double irwls_step(const rctd_qtable *table, int n_genes, int n_types, con
   else
 #endif
     irwls_grad_hess(n_genes, K, S_kg, ws);
+}
 
-  double norm = rctd_psd_scaled(K, ws->hess_kk, ws->D_kk, ws->psd_ws);
+/* The rest of the step, given norm = rctd_psd_scaled(hess -> D): the QP and the update of w_k
+ * (in place).  Returns the L1 change, or NaN when the step cannot be taken (non-finite
+ * derivatives or an infeasible QP). */
+static double irwls_step_end(int n_types, const rctd_irwls_opts *opts, double *w_k, irwls_ws *ws,
+                             double s_sum, double norm, int warm) {
+  const int K = n_types;
   if (!(norm > 0)) return NAN;
   for (int k = 0; k < K; k++) {
     ws->dvec_k[k] /= norm;
@@ -374,24 +442,76 @@ static double irwls_step(const rctd_qtable *table, int n_genes, int n_types, con
   return change;
 }
 
-int rctd_irwls_fit_kg(const rctd_qtable *table, int n_genes, int n_types, const double *S_kg,
-                      const double *y_g, double numi, const rctd_irwls_opts *opts,
-                      const double *init_k, double *weights_k, void *workspace) {
+void rctd_irwls_run_start(rctd_irwls_run *run, const rctd_qtable *table, int n_genes, int n_types,
+                          const double *S_kg, const double *y_g, double numi,
+                          const rctd_irwls_opts *opts, const double *init_k, double *weights_k,
+                          void *workspace) {
   irwls_ws ws = irwls_ws_carve(n_genes, n_types, workspace);
   for (int g = 0; g < n_genes; g++)
     ws.y_g[g] = (!opts->bulk_mode && y_g[g] > RCTD_K_VAL) ? RCTD_K_VAL : y_g[g];
   for (int k = 0; k < n_types; k++) weights_k[k] = init_k ? init_k[k] : 1.0 / n_types;
+  *run = (rctd_irwls_run){table,     n_genes,   n_types, S_kg, numi, opts,
+                          weights_k, workspace, 1.0,     0,    0,    0};
+  run->running = run->change > opts->min_change && run->iter < opts->n_iter;
+  if (!run->running) run->converged = run->change <= opts->min_change;
+}
 
-  double change = 1;
-  for (int iter = 0; change > opts->min_change && iter < opts->n_iter; iter++) {
-    change = irwls_step(table, n_genes, n_types, S_kg, numi, opts, weights_k, &ws,
-                        iter > 0 && n_types >= 3);
-    if (isnan(change)) {
-      for (int k = 0; k < n_types; k++) weights_k[k] = NAN;
-      return 0;
-    }
+/* Records a step's change; ends the run when it is NaN, small enough, or the last allowed. */
+static void irwls_run_record(rctd_irwls_run *run, double change) {
+  if (isnan(change)) {
+    for (int k = 0; k < run->n_types; k++) run->weights_k[k] = NAN;
+    run->running = 0;
+    run->converged = 0;
+    return;
   }
-  return change <= opts->min_change;
+  run->change = change;
+  run->iter++;
+  run->running = change > run->opts->min_change && run->iter < run->opts->n_iter;
+  if (!run->running) run->converged = change <= run->opts->min_change;
+}
+
+void rctd_irwls_run_step(rctd_irwls_run *const *runs, int n_runs) {
+  const double *H[RCTD_PSD_MANY_MAX];
+  double *D[RCTD_PSD_MANY_MAX];
+  void *psd_ws[RCTD_PSD_MANY_MAX];
+  double norm[RCTD_PSD_MANY_MAX], s_sum[RCTD_PSD_MANY_MAX];
+  irwls_ws ws[RCTD_PSD_MANY_MAX];
+  rctd_irwls_run *live[RCTD_PSD_MANY_MAX];
+  int n_live = 0;
+  for (int r = 0; r < n_runs && n_live < RCTD_PSD_MANY_MAX; r++) {
+    rctd_irwls_run *run = runs[r];
+    if (!run->running) continue;
+    ws[n_live] = irwls_ws_carve(run->n_genes, run->n_types, run->workspace);
+    irwls_step_begin(run->table, run->n_genes, run->n_types, run->S_kg, run->numi, run->opts,
+                     run->weights_k, &ws[n_live], &s_sum[n_live]);
+    H[n_live] = ws[n_live].hess_kk;
+    D[n_live] = ws[n_live].D_kk;
+    psd_ws[n_live] = ws[n_live].psd_ws;
+    live[n_live++] = run;
+  }
+  if (n_live == 0) return;
+  const int K = live[0]->n_types;
+  if (n_live == 1)
+    norm[0] = rctd_psd_scaled(K, H[0], D[0], psd_ws[0]);
+  else
+    rctd_psd_scaled_many(K, n_live, H, D, psd_ws, norm);
+  for (int r = 0; r < n_live; r++) {
+    rctd_irwls_run *run = live[r];
+    double change = irwls_step_end(K, run->opts, run->weights_k, &ws[r], s_sum[r], norm[r],
+                                   run->iter > 0 && K >= 3);
+    irwls_run_record(run, change);
+  }
+}
+
+int rctd_irwls_fit_kg(const rctd_qtable *table, int n_genes, int n_types, const double *S_kg,
+                      const double *y_g, double numi, const rctd_irwls_opts *opts,
+                      const double *init_k, double *weights_k, void *workspace) {
+  rctd_irwls_run run;
+  rctd_irwls_run_start(&run, table, n_genes, n_types, S_kg, y_g, numi, opts, init_k, weights_k,
+                       workspace);
+  rctd_irwls_run *one = &run;
+  while (run.running) rctd_irwls_run_step(&one, 1);
+  return run.converged;
 }
 
 int rctd_irwls_fit(const rctd_qtable *table, int n_genes, int n_types, const double *S_gk,

@@ -15,6 +15,34 @@ int rctd_irwls_fit_kg(const rctd_qtable *table, int n_genes, int n_types, const 
                       const double *y_g, double numi, const rctd_irwls_opts *opts,
                       const double *init_k, double *weights_k, void *workspace);
 
+/* rctd_irwls_fit_kg step by step, so that several fits can be advanced together: the psd()
+ * eigensolvers of fits of three or more types then run interleaved (rctd_psd_scaled_many),
+ * which keeps the core busy where one fit's chain of dependent square roots and divisions
+ * leaves it idle.  Every fit computes exactly what rctd_irwls_fit_kg computes alone. */
+typedef struct {
+  const rctd_qtable *table;
+  int n_genes, n_types;
+  const double *S_kg; /* must stay valid and unchanged while the run is running */
+  double numi;
+  const rctd_irwls_opts *opts;
+  double *weights_k; /* the solution so far (NaN after a failed step) */
+  void *workspace;   /* rctd_irwls_kg_workspace_bytes, owned by this run while it runs */
+  double change;
+  int iter;
+  int running;   /* 1 while more steps are due */
+  int converged; /* once not running: rctd_irwls_fit_kg's return value */
+} rctd_irwls_run;
+
+/* Starts a fit (arguments as rctd_irwls_fit_kg's; y_g is copied). */
+void rctd_irwls_run_start(rctd_irwls_run *run, const rctd_qtable *table, int n_genes, int n_types,
+                          const double *S_kg, const double *y_g, double numi,
+                          const rctd_irwls_opts *opts, const double *init_k, double *weights_k,
+                          void *workspace);
+
+/* One IRWLS step of each running run of runs[0..n_runs) (all with the same n_types; at most
+ * RCTD_PSD_MANY_MAX running ones are stepped, the others wait). */
+void rctd_irwls_run_step(rctd_irwls_run *const *runs, int n_runs);
+
 /* -sum_g d0(y_g, sum_k S_kg w_k): spacexr's calc_log_l_vec of the prediction S %*% weights
  * (no floor: calc_Q_all clamps lambda itself), summed in long double as R's sum().  pred_g and
  * d0_g are G-long scratch arrays. */

@@ -4,7 +4,13 @@
  * implicit QL with Wilkinson shifts, written for small dense matrices in our workspace (about
  * three times faster than GSL's symmv at k = 19, whose BLAS-1 calls dominate at this size);
  * GSL's symmv remains as the fallback should the QL ever fail to converge.  Backward stable like
- * LAPACK's dsyevr that R's eigen() calls, so D agrees with R's to rounding. */
+ * LAPACK's dsyevr that R's eigen() calls, so D agrees with R's to rounding.
+ *
+ * The QL is a chain of dependent square roots and divisions (about 440 rotations at k = 19)
+ * that leaves the core mostly idle; rctd_psd_scaled_many runs the QLs of several matrices
+ * (the IRWLS steps of several fits) interleaved, rotation by rotation, with each sweep's
+ * rotations of the eigenvectors applied after the sweep.  Every matrix gets the same
+ * operations in the same order as alone, so the results are the same bits. */
 #include "cpu/psd.h"
 
 #include <gsl/gsl_eigen.h>
@@ -20,9 +26,10 @@ static size_t psd_align(size_t bytes) {
 
 size_t rctd_psd_workspace_bytes(int k) {
   size_t kk = (size_t)(k > 0 ? k : 1);
-  /* matrix copy, reflectors, eigenvectors, eigenvalues, four work vectors */
+  /* matrix copy, reflectors, eigenvectors, eigenvalues, four work vectors, and a sweep's
+   * rotations (cosines, sines) for the interleaved QL */
   return 3 * psd_align(kk * kk * sizeof(double)) + psd_align(kk * sizeof(double)) +
-         psd_align(4 * kk * sizeof(double));
+         psd_align(4 * kk * sizeof(double)) + psd_align(2 * kk * sizeof(double));
 }
 
 static double psd_one(double h, double *D) {
@@ -194,10 +201,10 @@ static void psd_axpy_x(int simd, int m, double *restrict row, double a, const do
 }
 
 /* Householder reduction of the symmetric a_nn (full storage, destroyed) to tridiagonal form
- * T = Q' A Q: diagonal d, subdiagonal e (e[i] couples i and i + 1), and zt_nn = Q' (rows of Q').
- * v_nn and p_n are scratch. */
-static void psd_tridiagonalise(int simd, int n, double *a, double *d, double *e, double *zt,
-                               double *v, double *tau, double *p) {
+ * T = Q' A Q: diagonal d, subdiagonal e (e[i] couples i and i + 1); the reflectors I - tau v v'
+ * in the rows of v_nn and in tau_n (psd_build_qt makes Q' of them).  p_n is scratch. */
+static void psd_tridiagonalise(int simd, int n, double *a, double *d, double *e, double *v,
+                               double *tau, double *p) {
   for (int k = 0; k < n - 2; k++) {
     const int m = n - k - 1; /* the reflector acts on indices k+1 .. n-1 */
     double *vk = v + (size_t)k * n;
@@ -228,6 +235,11 @@ static void psd_tridiagonalise(int simd, int n, double *a, double *d, double *e,
   for (int i = 0; i < n; i++) d[i] = a[i * n + i];
   e[n - 2] = a[(n - 1) * n + n - 2];
   e[n - 1] = 0;
+}
+
+/* zt_nn = Q' for the reflectors (v, tau) of psd_tridiagonalise; p_n is scratch. */
+static void psd_build_qt(int simd, int n, double *zt, const double *v, const double *tau,
+                         double *p) {
   /* Q = H_0 H_1 ... H_{n-3}, built from the right end; Q is symmetric in no way, so transpose
    * once at the end (the QL sweeps rotate rows of Q'). */
   for (int i = 0; i < n * n; i++) zt[i] = 0;
@@ -333,19 +345,29 @@ static void psd_eigen_gsl(int n, double *a, double *d, double *zt, double *v, do
     for (int j = 0; j < n; j++) zt[j * n + i] = v[i * n + j];
 }
 
-static double psd_general(int k, const double *H, double *D, void *workspace) {
+/* One matrix's arrays in its workspace. */
+typedef struct {
+  double *a_kk, *v_kk, *zt_kk, *d_k, *work; /* work: 4 k (e, tau, scratch; GSL's four vectors) */
+  double *cos_k, *sin_k;                    /* a sweep's rotations (interleaved QL) */
+  int expo, pow2_ok;
+} psd_mat;
+
+static psd_mat psd_carve(int k, void *workspace) {
   const size_t kk = (size_t)k;
   char *p = workspace;
-  double *a_kk = (double *)p;
-  p += psd_align(kk * kk * sizeof(double));
-  double *v_kk = (double *)p;
-  p += psd_align(kk * kk * sizeof(double));
-  double *zt_kk = (double *)p;
-  p += psd_align(kk * kk * sizeof(double));
-  double *d_k = (double *)p;
-  p += psd_align(kk * sizeof(double));
-  double *work = (double *)p; /* 4 k: e, tau, scratch (and GSL's four vectors) */
+  psd_mat m;
+  m.a_kk = (double *)p, p += psd_align(kk * kk * sizeof(double));
+  m.v_kk = (double *)p, p += psd_align(kk * kk * sizeof(double));
+  m.zt_kk = (double *)p, p += psd_align(kk * kk * sizeof(double));
+  m.d_k = (double *)p, p += psd_align(kk * sizeof(double));
+  m.work = (double *)p, p += psd_align(4 * kk * sizeof(double));
+  m.cos_k = (double *)p, m.sin_k = m.cos_k + kk;
+  m.expo = 0, m.pow2_ok = 1;
+  return m;
+}
 
+/* Everything before the QL: the power-of-two scaling, the tridiagonal (d_k, e = work) and Q'. */
+static void psd_prepare(int simd, int k, const double *H, psd_mat *m) {
   /* Scale by a power of two (exact) so that the reduction works on entries of order one. */
   double amax = 0;
   for (int i = 0; i < k; i++)
@@ -357,44 +379,310 @@ static double psd_general(int k, const double *H, double *D, void *workspace) {
   if (amax > 0) frexp(amax, &expo);
   /* x * 2^-expo is ldexp(x, -expo) (both the correctly rounded product) when 2^-expo is normal */
   const int pow2_ok = expo > -1000 && expo < 1000;
-  const double down = pow2_ok ? ldexp(1.0, -expo) : 0, up = pow2_ok ? ldexp(1.0, expo) : 0;
+  const double down = pow2_ok ? ldexp(1.0, -expo) : 0;
   for (int i = 0; i < k; i++)
     for (int j = 0; j <= i; j++)
-      a_kk[i * k + j] = a_kk[j * k + i] =
+      m->a_kk[i * k + j] = m->a_kk[j * k + i] =
           pow2_ok ? H[i * k + j] * down : ldexp(H[i * k + j], -expo);
-  const int simd = rctd_cpu_simd(-1);
-  psd_tridiagonalise(simd, k, a_kk, d_k, work, zt_kk, v_kk, work + kk, work + 2 * kk);
-  if (psd_tridiagonal_ql(simd, k, d_k, work, zt_kk) != 0) {
-    for (int i = 0; i < k; i++)
-      for (int j = 0; j <= i; j++) a_kk[i * k + j] = a_kk[j * k + i] = ldexp(H[i * k + j], -expo);
-    psd_eigen_gsl(k, a_kk, d_k, zt_kk, v_kk, work);
-  }
+  m->expo = expo, m->pow2_ok = pow2_ok;
+  const size_t kk = (size_t)k;
+  psd_tridiagonalise(simd, k, m->a_kk, m->d_k, m->work, m->v_kk, m->work + kk, m->work + 2 * kk);
+  psd_build_qt(simd, k, m->zt_kk, m->v_kk, m->work + kk, m->work + 2 * kk);
+}
 
+/* Everything after the QL (ql_failed: GSL's solver instead): the clamped eigenvalues, the norm,
+ * and D = sum_m (mu_m / norm) z_m z_m'. */
+static double psd_finish(int simd, int k, const double *H, double *D, psd_mat *m, int ql_failed) {
+  double *d_k = m->d_k, *zt_kk = m->zt_kk, *work = m->work;
+  const int expo = m->expo, pow2_ok = m->pow2_ok;
+  if (ql_failed) {
+    for (int i = 0; i < k; i++)
+      for (int j = 0; j <= i; j++)
+        m->a_kk[i * k + j] = m->a_kk[j * k + i] = ldexp(H[i * k + j], -expo);
+    psd_eigen_gsl(k, m->a_kk, d_k, zt_kk, m->v_kk, work);
+  }
+  const double up = pow2_ok ? ldexp(1.0, expo) : 0;
   double norm = RCTD_PSD_EIG_FLOOR;
-  for (int m = 0; m < k; m++) {
-    double v = pow2_ok ? d_k[m] * up : ldexp(d_k[m], expo);
-    d_k[m] = v > RCTD_PSD_EIG_FLOOR ? v : RCTD_PSD_EIG_FLOOR; /* fmax: v is not NaN */
-    if (d_k[m] > norm) norm = d_k[m];
+  for (int i = 0; i < k; i++) {
+    double v = pow2_ok ? d_k[i] * up : ldexp(d_k[i], expo);
+    d_k[i] = v > RCTD_PSD_EIG_FLOOR ? v : RCTD_PSD_EIG_FLOOR; /* fmax: v is not NaN */
+    if (d_k[i] > norm) norm = d_k[i];
   }
   /* D = sum_m (mu_m / norm) z_m z_m' (lower triangle accumulated row by row, then mirrored). */
 #ifdef PSD_HAVE_AVX2
   if (simd) {
     double *s_k = work; /* e, tau and the scratch are no longer needed */
-    for (int m = 0; m < k; m++) s_k[m] = d_k[m] / norm;
+    for (int i = 0; i < k; i++) s_k[i] = d_k[i] / norm;
     psd_reconstruct_avx2(k, zt_kk, s_k, D);
   } else
 #endif
   {
     for (int i = 0; i < k * k; i++) D[i] = 0;
-    for (int m = 0; m < k; m++) {
-      const double *z = zt_kk + (size_t)m * k;
-      const double s = d_k[m] / norm;
+    for (int r = 0; r < k; r++) {
+      const double *z = zt_kk + (size_t)r * k;
+      const double s = d_k[r] / norm;
       for (int i = 0; i < k; i++) psd_axpy_x(simd, i + 1, D + (size_t)i * k, s * z[i], z);
     }
   }
   for (int i = 0; i < k; i++)
     for (int j = 0; j < i; j++) D[j * k + i] = D[i * k + j];
   return norm;
+}
+
+static double psd_general(int k, const double *H, double *D, void *workspace) {
+  const int simd = rctd_cpu_simd(-1);
+  psd_mat m = psd_carve(k, workspace);
+  psd_prepare(simd, k, H, &m);
+  int failed = psd_tridiagonal_ql(simd, k, m.d_k, m.work, m.zt_kk) != 0;
+  return psd_finish(simd, k, H, D, &m, failed);
+}
+
+/* ---- the interleaved QL ---- */
+
+/* The rotations i = hi-1 down to lo of one sweep, (row i, row i+1) <- (c x - s y, s x + c y),
+ * on the rows of zt: what psd_tridiagonal_ql's psd_rotate_rows_x calls do, element by element
+ * the same operations in the same order, but a column block at a time with the lower row
+ * carried in a register. */
+static void psd_sweep_rows(int n, double *zt, int lo, int hi, const double *cs, const double *sn) {
+  for (int j = 0; j < n; j++) {
+    double y = zt[(size_t)hi * n + j];
+    for (int i = hi - 1; i >= lo; i--) {
+      double x = zt[(size_t)i * n + j];
+      zt[(size_t)(i + 1) * n + j] = sn[i] * x + cs[i] * y;
+      y = cs[i] * x - sn[i] * y;
+    }
+    zt[(size_t)lo * n + j] = y;
+  }
+}
+
+#ifdef PSD_HAVE_AVX2
+/* Blocks of 16 columns: four registers carried at once (independent chains), the last
+ * partial register under a mask. */
+__attribute__((target("avx2"))) static void psd_sweep_rows_avx2(int n, double *zt, int lo, int hi,
+                                                                const double *cs,
+                                                                const double *sn) {
+  const __m256i lane = _mm256_setr_epi64x(0, 1, 2, 3);
+  for (int j0 = 0; j0 < n; j0 += 16) {
+    __m256i mask[4];
+    for (int b = 0; b < 4; b++)
+      mask[b] = _mm256_cmpgt_epi64(_mm256_set1_epi64x(n - j0 - 4 * b), lane);
+    const double *top = zt + (size_t)hi * n + j0;
+    __m256d y0 = _mm256_maskload_pd(top, mask[0]), y1 = _mm256_maskload_pd(top + 4, mask[1]);
+    __m256d y2 = _mm256_maskload_pd(top + 8, mask[2]), y3 = _mm256_maskload_pd(top + 12, mask[3]);
+    for (int i = hi - 1; i >= lo; i--) {
+      const __m256d c = _mm256_set1_pd(cs[i]), s = _mm256_set1_pd(sn[i]);
+      const double *xi = zt + (size_t)i * n + j0;
+      double *yi = zt + (size_t)(i + 1) * n + j0;
+      const __m256d x0 = _mm256_maskload_pd(xi, mask[0]), x1 = _mm256_maskload_pd(xi + 4, mask[1]);
+      const __m256d x2 = _mm256_maskload_pd(xi + 8, mask[2]);
+      const __m256d x3 = _mm256_maskload_pd(xi + 12, mask[3]);
+      _mm256_maskstore_pd(yi, mask[0], _mm256_add_pd(_mm256_mul_pd(s, x0), _mm256_mul_pd(c, y0)));
+      _mm256_maskstore_pd(yi + 4, mask[1],
+                          _mm256_add_pd(_mm256_mul_pd(s, x1), _mm256_mul_pd(c, y1)));
+      _mm256_maskstore_pd(yi + 8, mask[2],
+                          _mm256_add_pd(_mm256_mul_pd(s, x2), _mm256_mul_pd(c, y2)));
+      _mm256_maskstore_pd(yi + 12, mask[3],
+                          _mm256_add_pd(_mm256_mul_pd(s, x3), _mm256_mul_pd(c, y3)));
+      y0 = _mm256_sub_pd(_mm256_mul_pd(c, x0), _mm256_mul_pd(s, y0));
+      y1 = _mm256_sub_pd(_mm256_mul_pd(c, x1), _mm256_mul_pd(s, y1));
+      y2 = _mm256_sub_pd(_mm256_mul_pd(c, x2), _mm256_mul_pd(s, y2));
+      y3 = _mm256_sub_pd(_mm256_mul_pd(c, x3), _mm256_mul_pd(s, y3));
+    }
+    double *bottom = zt + (size_t)lo * n + j0;
+    _mm256_maskstore_pd(bottom, mask[0], y0);
+    _mm256_maskstore_pd(bottom + 4, mask[1], y1);
+    _mm256_maskstore_pd(bottom + 8, mask[2], y2);
+    _mm256_maskstore_pd(bottom + 12, mask[3], y3);
+  }
+}
+
+/* Blocks of 24 columns in three 8-lane registers (AVX-512 masks for the partial one). */
+__attribute__((target("avx512f"))) static void psd_sweep_rows_avx512(int n, double *zt, int lo,
+                                                                     int hi, const double *cs,
+                                                                     const double *sn) {
+  for (int j0 = 0; j0 < n; j0 += 24) {
+    __mmask8 mask[3];
+    for (int b = 0; b < 3; b++) {
+      const int left = n - j0 - 8 * b;
+      mask[b] = (__mmask8)(left >= 8 ? 0xff : left > 0 ? (1u << left) - 1 : 0);
+    }
+    const double *top = zt + (size_t)hi * n + j0;
+    __m512d y0 = _mm512_maskz_loadu_pd(mask[0], top), y1 = _mm512_maskz_loadu_pd(mask[1], top + 8);
+    __m512d y2 = _mm512_maskz_loadu_pd(mask[2], top + 16);
+    for (int i = hi - 1; i >= lo; i--) {
+      const __m512d c = _mm512_set1_pd(cs[i]), s = _mm512_set1_pd(sn[i]);
+      const double *xi = zt + (size_t)i * n + j0;
+      double *yi = zt + (size_t)(i + 1) * n + j0;
+      const __m512d x0 = _mm512_maskz_loadu_pd(mask[0], xi);
+      const __m512d x1 = _mm512_maskz_loadu_pd(mask[1], xi + 8);
+      const __m512d x2 = _mm512_maskz_loadu_pd(mask[2], xi + 16);
+      _mm512_mask_storeu_pd(yi, mask[0], _mm512_add_pd(_mm512_mul_pd(s, x0), _mm512_mul_pd(c, y0)));
+      _mm512_mask_storeu_pd(yi + 8, mask[1],
+                            _mm512_add_pd(_mm512_mul_pd(s, x1), _mm512_mul_pd(c, y1)));
+      _mm512_mask_storeu_pd(yi + 16, mask[2],
+                            _mm512_add_pd(_mm512_mul_pd(s, x2), _mm512_mul_pd(c, y2)));
+      y0 = _mm512_sub_pd(_mm512_mul_pd(c, x0), _mm512_mul_pd(s, y0));
+      y1 = _mm512_sub_pd(_mm512_mul_pd(c, x1), _mm512_mul_pd(s, y1));
+      y2 = _mm512_sub_pd(_mm512_mul_pd(c, x2), _mm512_mul_pd(s, y2));
+    }
+    double *bottom = zt + (size_t)lo * n + j0;
+    _mm512_mask_storeu_pd(bottom, mask[0], y0);
+    _mm512_mask_storeu_pd(bottom + 8, mask[1], y1);
+    _mm512_mask_storeu_pd(bottom + 16, mask[2], y2);
+  }
+}
+
+static int psd_avx512(void) {
+  return __builtin_cpu_supports("avx512f");
+}
+#endif
+
+/* simd: 0 plain, 1 AVX2, 2 AVX-512 (the same bits). */
+static void psd_sweep_rows_x(int simd, int n, double *zt, int lo, int hi, const double *cs,
+                             const double *sn) {
+#ifdef PSD_HAVE_AVX2
+  if (simd == 2) {
+    psd_sweep_rows_avx512(n, zt, lo, hi, cs, sn);
+    return;
+  }
+  if (simd) {
+    psd_sweep_rows_avx2(n, zt, lo, hi, cs, sn);
+    return;
+  }
+#endif
+  psd_sweep_rows(n, zt, lo, hi, cs, sn);
+}
+
+/* psd_tridiagonal_ql's state between two rotations. */
+typedef struct {
+  double *d, *e, *zt, *cs, *sn;
+  double s, c, p, g;
+  int l, m, i, iter;
+  int status; /* 1 in a sweep, 0 done, -1 failed (more than 60 sweeps for one eigenvalue) */
+} psd_ql_state;
+
+/* Finds the next sweep (from eigenvalue l on) and its shift, as psd_tridiagonal_ql does. */
+static void psd_ql_next(int n, psd_ql_state *q) {
+  double *d = q->d, *e = q->e;
+  for (;;) {
+    const int l = q->l;
+    if (l >= n) {
+      q->status = 0;
+      return;
+    }
+    int m = l;
+    for (; m < n - 1; m++)
+      if (fabs(e[m]) <= 0x1p-53 * (fabs(d[m]) + fabs(d[m + 1]))) break;
+    if (m == l) {
+      q->l++;
+      q->iter = 0;
+      continue;
+    }
+    if (q->iter == 60) {
+      q->status = -1;
+      return;
+    }
+    double g = (d[l + 1] - d[l]) / (2 * e[l]);
+    double r = psd_hypot(g, 1);
+    q->g = d[m] - d[l] + e[l] / (g + copysign(r, g));
+    q->s = 1, q->c = 1, q->p = 0;
+    q->m = m, q->i = m - 1;
+    q->status = 1;
+    return;
+  }
+}
+
+/* One rotation of the current sweep; at the sweep's end (or at an underflow restart) applies
+ * its rotations to zt and moves on to the next sweep. */
+static inline void psd_ql_step(int simd, int n, psd_ql_state *q) {
+  double *d = q->d, *e = q->e;
+  const int i = q->i;
+  double s = q->s, c = q->c, p = q->p, g = q->g;
+  double f = s * e[i], b = c * e[i];
+  double r = sqrt(f * f + g * g);
+  if (!(r > 0x1p-500 && r < 0x1p500)) r = psd_hypot(f, g);
+  e[i + 1] = r;
+  if (r == 0) { /* underflow: deflate and restart this eigenvalue */
+    d[i + 1] -= p;
+    e[q->m] = 0;
+    if (i + 1 < q->m) psd_sweep_rows_x(simd, n, q->zt, i + 1, q->m, q->cs, q->sn);
+    q->iter++;
+    psd_ql_next(n, q);
+    return;
+  }
+  s = f / r;
+  c = g / r;
+  g = d[i + 1] - p;
+  r = (d[i] - g) * s + 2 * c * b;
+  p = s * r;
+  d[i + 1] = g + p;
+  g = c * r - b;
+  q->cs[i] = c, q->sn[i] = s;
+  q->s = s, q->c = c, q->p = p, q->g = g;
+  q->i = i - 1;
+  if (i - 1 >= q->l) return;
+  d[q->l] -= p;
+  e[q->l] = g;
+  e[q->m] = 0;
+  psd_sweep_rows_x(simd, n, q->zt, q->l, q->m, q->cs, q->sn);
+  q->iter++;
+  psd_ql_next(n, q);
+}
+
+/* psd_tridiagonal_ql on every state, one rotation of each in turn. */
+static void psd_ql_interleaved(int simd, int n, int n_q, psd_ql_state *q) {
+  int active[RCTD_PSD_MANY_MAX], n_active = 0;
+  for (int t = 0; t < n_q; t++) {
+    q[t].l = 0, q[t].iter = 0;
+    psd_ql_next(n, &q[t]);
+    if (q[t].status == 1) active[n_active++] = t;
+  }
+  while (n_active > 0) {
+    for (int t = 0; t < n_active; t++) psd_ql_step(simd, n, &q[active[t]]);
+    int kept = 0;
+    for (int t = 0; t < n_active; t++)
+      if (q[active[t]].status == 1) active[kept++] = active[t];
+    n_active = kept;
+  }
+}
+
+void rctd_psd_scaled_many(int k, int n_mat, const double *const *H, double *const *D,
+                          void *const *workspace, double *norm) {
+  const int simd = rctd_cpu_simd(-1);
+#ifdef PSD_HAVE_AVX2
+  const int sweep_simd = simd && psd_avx512() ? 2 : simd;
+#else
+  const int sweep_simd = simd;
+#endif
+  psd_ql_state q[RCTD_PSD_MANY_MAX];
+  psd_mat mat[RCTD_PSD_MANY_MAX];
+  int idx[RCTD_PSD_MANY_MAX], n_q = 0;
+  for (int t = 0; t < n_mat; t++) {
+    if (k < 3) {
+      norm[t] = rctd_psd_scaled(k, H[t], D[t], workspace[t]);
+      continue;
+    }
+    int finite = 1;
+    for (int i = 0; i < k && finite; i++)
+      for (int j = 0; j <= i; j++) finite &= isfinite(H[t][i * k + j]) != 0;
+    if (!finite) {
+      norm[t] = -1.0;
+      continue;
+    }
+    mat[n_q] = psd_carve(k, workspace[t]);
+    psd_prepare(simd, k, H[t], &mat[n_q]);
+    q[n_q] = (psd_ql_state){.d = mat[n_q].d_k,
+                            .e = mat[n_q].work,
+                            .zt = mat[n_q].zt_kk,
+                            .cs = mat[n_q].cos_k,
+                            .sn = mat[n_q].sin_k};
+    idx[n_q++] = t;
+  }
+  psd_ql_interleaved(sweep_simd, k, n_q, q);
+  for (int u = 0; u < n_q; u++) {
+    const int t = idx[u];
+    norm[t] = psd_finish(simd, k, H[t], D[t], &mat[u], q[u].status != 0);
+  }
 }
 
 double rctd_psd_scaled(int k, const double *H_kk, double *D_kk, void *workspace) {
