@@ -42,52 +42,55 @@ static void pi_matrix(int k, int kind, double *H) {
   if (kind == 6) H[(k - 1) * k] = NAN; /* lower triangle: read */
 }
 
-/* rctd_psd_scaled_many equals rctd_psd_scaled on every matrix, whatever the mix of sizes of
- * kinds in one call, with the SIMD paths on and off. */
+/* rctd_psd_scaled_many equals rctd_psd_scaled on every matrix, whatever the mix of kinds in
+ * one call, and both equal the plain-C path (SIMD off: AVX2/AVX-512 off). */
 TEST(psd_many_equals_single) {
-  static const int ks[] = {1, 2, 3, 4, 5, 8, 17, 19, 24, 25, 33};
+  static const int ks[] = {1, 2, 3, 4, 5, 8, 9, 17, 19, 24, 25, 33};
   enum { KMAX = 33, NMAX = RCTD_PSD_MANY_MAX };
-  double *H = malloc(sizeof(double) * NMAX * KMAX * KMAX);
-  double *D1 = malloc(sizeof(double) * NMAX * KMAX * KMAX);
-  double *D2 = malloc(sizeof(double) * NMAX * KMAX * KMAX);
+  const size_t set = (size_t)NMAX * KMAX * KMAX;
+  double *H = malloc(sizeof(double) * set), *D = malloc(sizeof(double) * 3 * set);
   void *ws[NMAX];
   for (int t = 0; t < NMAX; t++) ws[t] = malloc(rctd_psd_workspace_bytes(KMAX));
-  CHECK(H && D1 && D2);
+  CHECK(H && D);
   const int had = rctd_cpu_simd(-1);
   int n_checked = 0;
-  for (int simd = 0; simd <= 1; simd++) {
-    rctd_cpu_simd(simd && had);
-    for (size_t a = 0; a < sizeof ks / sizeof ks[0]; a++) {
-      const int k = ks[a];
-      for (int rep = 0; rep < 12; rep++) {
-        const int n_mat = 1 + rep % NMAX;
-        const double *Hp[NMAX];
-        double *Dp[NMAX], norm1[NMAX], norm2[NMAX];
+  for (size_t a = 0; a < sizeof ks / sizeof ks[0]; a++) {
+    const int k = ks[a];
+    for (int rep = 0; rep < 12; rep++) {
+      const int n_mat = 1 + rep % NMAX;
+      const double *Hp[NMAX];
+      double *Dp[NMAX], norm[3][NMAX];
+      for (int t = 0; t < n_mat; t++) {
+        Hp[t] = H + (size_t)t * k * k;
+        pi_matrix(k, (rep + 3 * t) % 7, H + (size_t)t * k * k);
+      }
+      /* D + 0: plain single; D + set: SIMD single; D + 2 set: SIMD many */
+      for (int path = 0; path < 3; path++) {
+        rctd_cpu_simd(path > 0 && had);
+        for (int t = 0; t < n_mat; t++) Dp[t] = D + path * set + (size_t)t * k * k;
+        if (path < 2)
+          for (int t = 0; t < n_mat; t++) norm[path][t] = rctd_psd_scaled(k, Hp[t], Dp[t], ws[t]);
+        else
+          rctd_psd_scaled_many(k, n_mat, Hp, Dp, ws, norm[2]);
+      }
+      for (int path = 1; path < 3; path++)
         for (int t = 0; t < n_mat; t++) {
-          const int kind = (rep + 3 * t) % 7;
-          Hp[t] = H + (size_t)t * k * k;
-          Dp[t] = D2 + (size_t)t * k * k;
-          pi_matrix(k, kind, H + (size_t)t * k * k);
-          norm1[t] = rctd_psd_scaled(k, Hp[t], D1 + (size_t)t * k * k, ws[t]);
-        }
-        rctd_psd_scaled_many(k, n_mat, Hp, Dp, ws, norm2);
-        for (int t = 0; t < n_mat; t++) {
-          CHECK_MSG(memcmp(&norm1[t], &norm2[t], sizeof(double)) == 0,
-                    "k %d matrix %d: norm %.17g vs %.17g", k, t, norm1[t], norm2[t]);
-          if (norm1[t] < 0) continue; /* non-finite input: D undefined */
-          CHECK_MSG(memcmp(D1 + (size_t)t * k * k, Dp[t], sizeof(double) * k * k) == 0,
-                    "k %d matrix %d (simd %d): D differs", k, t, simd);
+          CHECK_MSG(memcmp(&norm[0][t], &norm[path][t], sizeof(double)) == 0,
+                    "k %d matrix %d path %d: norm %.17g vs %.17g", k, t, path, norm[0][t],
+                    norm[path][t]);
+          if (norm[0][t] < 0) continue; /* non-finite input: D undefined */
+          CHECK_MSG(memcmp(D + (size_t)t * k * k, D + path * set + (size_t)t * k * k,
+                           sizeof(double) * k * k) == 0,
+                    "k %d matrix %d path %d: D differs", k, t, path);
           n_checked++;
         }
-      }
     }
   }
   rctd_cpu_simd(had);
   CHECK(n_checked > 500);
   for (int t = 0; t < NMAX; t++) free(ws[t]);
   free(H);
-  free(D1);
-  free(D2);
+  free(D);
 }
 
 /* A small likelihood table (sigma 0.84, counts 0..n_k-1). */

@@ -10,7 +10,8 @@
  * that leaves the core mostly idle; rctd_psd_scaled_many runs the QLs of several matrices
  * (the IRWLS steps of several fits) interleaved, rotation by rotation, with each sweep's
  * rotations of the eigenvectors applied after the sweep.  Every matrix gets the same
- * operations in the same order as alone, so the results are the same bits. */
+ * operations in the same order as alone, so the results are the same bits (as are the AVX2
+ * and AVX-512 forms of the loops: same operations per element, no FMA). */
 #include "cpu/psd.h"
 
 #include <gsl/gsl_eigen.h>
@@ -175,6 +176,162 @@ __attribute__((target("avx2"))) static void psd_reconstruct_avx2(int k, const do
   }
 }
 #endif
+
+#ifdef PSD_HAVE_AVX2
+/* AVX-512 forms of the O(n^3) parts (psd_tridiagonalise, psd_build_qt, the reconstruction),
+ * eight columns to a register and the last ones under a mask: every element gets the same
+ * operations in the same order as in the code above, so the bits are the same. */
+static inline __mmask8 psd_mask8(int left) {
+  return (__mmask8)(left >= 8 ? 0xff : left > 0 ? (1u << left) - 1 : 0);
+}
+
+/* psd_tridiagonalise.  B v is formed by rows (B is exactly symmetric: the rank-two updates
+ * give a_ij and a_ji the same two products), even and odd terms apart as psd_dot's two lanes
+ * sum them, the odd last term added after. */
+__attribute__((target("avx512f"))) static void psd_tridiagonal_step_avx512(int n, int k, double *a,
+                                                                           double *e, double *v,
+                                                                           double *tau, double *p) {
+  {
+    const int m = n - k - 1;
+    double *vk = v + (size_t)k * n;
+    double tail = 0;
+    for (int i = 1; i < m; i++) tail += a[(k + 1 + i) * n + k] * a[(k + 1 + i) * n + k];
+    double x0 = a[(k + 1) * n + k];
+    if (tail == 0) {
+      tau[k] = 0;
+      e[k] = x0;
+      return;
+    }
+    double alpha = -copysign(sqrt(x0 * x0 + tail), x0);
+    vk[0] = x0 - alpha;
+    for (int i = 1; i < m; i++) vk[i] = a[(k + 1 + i) * n + k];
+    tau[k] = 2 / (vk[0] * vk[0] + tail);
+    e[k] = alpha;
+    const double *B = a + (size_t)(k + 1) * n + k + 1; /* row r at B + r n */
+    const __m512d tau_v = _mm512_set1_pd(tau[k]);
+    for (int c = 0; c < m; c += 8) {
+      const __mmask8 mk = psd_mask8(m - c);
+      __m512d even = _mm512_setzero_pd(), odd = _mm512_setzero_pd();
+      int j = 0;
+      for (; j + 2 <= m; j += 2) {
+        even = _mm512_add_pd(even, _mm512_mul_pd(_mm512_maskz_loadu_pd(mk, B + (size_t)j * n + c),
+                                                 _mm512_set1_pd(vk[j])));
+        odd =
+            _mm512_add_pd(odd, _mm512_mul_pd(_mm512_maskz_loadu_pd(mk, B + (size_t)(j + 1) * n + c),
+                                             _mm512_set1_pd(vk[j + 1])));
+      }
+      __m512d sum = _mm512_add_pd(even, odd);
+      if (j < m)
+        sum = _mm512_add_pd(sum, _mm512_mul_pd(_mm512_maskz_loadu_pd(mk, B + (size_t)j * n + c),
+                                               _mm512_set1_pd(vk[j])));
+      _mm512_mask_storeu_pd(p + c, mk, _mm512_mul_pd(tau_v, sum));
+    }
+    double vp = 0;
+    for (int i = 0; i < m; i++) vp += vk[i] * p[i];
+    const double half = 0.5 * tau[k] * vp;
+    for (int i = 0; i < m; i++) p[i] -= half * vk[i];
+    for (int i = 0; i < m; i++) {
+      double *row = a + (size_t)(k + 1 + i) * n + k + 1;
+      const __m512d vi = _mm512_set1_pd(vk[i]), pi = _mm512_set1_pd(p[i]);
+      for (int c = 0; c < m; c += 8) {
+        const __mmask8 mk = psd_mask8(m - c);
+        const __m512d t = _mm512_add_pd(_mm512_mul_pd(vi, _mm512_maskz_loadu_pd(mk, p + c)),
+                                        _mm512_mul_pd(pi, _mm512_maskz_loadu_pd(mk, vk + c)));
+        _mm512_mask_storeu_pd(row + c, mk, _mm512_sub_pd(_mm512_maskz_loadu_pd(mk, row + c), t));
+      }
+    }
+  }
+}
+
+__attribute__((target("avx512f"))) static void psd_tridiagonalise_avx512(int n, double *a,
+                                                                         double *d, double *e,
+                                                                         double *v, double *tau,
+                                                                         double *p) {
+  for (int k = 0; k < n - 2; k++) psd_tridiagonal_step_avx512(n, k, a, e, v, tau, p);
+  for (int i = 0; i < n; i++) d[i] = a[i * n + i];
+  e[n - 2] = a[(n - 1) * n + n - 2];
+  e[n - 1] = 0;
+}
+
+/* psd_build_qt. */
+__attribute__((target("avx512f"))) static void psd_qt_step_avx512(int n, int k, double *zt,
+                                                                  const double *v,
+                                                                  const double *tau, double *p) {
+  {
+    if (tau[k] == 0) return;
+    const int m = n - k - 1;
+    const double *vk = v + (size_t)k * n;
+    double *Z = zt + (size_t)(k + 1) * n + k + 1; /* row r at Z + r n */
+    for (int c = 0; c < m; c += 8) {
+      const __mmask8 mk = psd_mask8(m - c);
+      __m512d acc = _mm512_setzero_pd();
+      for (int i = 0; i < m; i++)
+        acc = _mm512_add_pd(acc, _mm512_mul_pd(_mm512_set1_pd(vk[i]),
+                                               _mm512_maskz_loadu_pd(mk, Z + (size_t)i * n + c)));
+      _mm512_mask_storeu_pd(p + c, mk, acc);
+    }
+    for (int i = 0; i < m; i++) {
+      const __m512d w = _mm512_set1_pd(-tau[k] * vk[i]);
+      double *row = Z + (size_t)i * n;
+      for (int c = 0; c < m; c += 8) {
+        const __mmask8 mk = psd_mask8(m - c);
+        _mm512_mask_storeu_pd(row + c, mk,
+                              _mm512_add_pd(_mm512_maskz_loadu_pd(mk, row + c),
+                                            _mm512_mul_pd(w, _mm512_maskz_loadu_pd(mk, p + c))));
+      }
+    }
+  }
+}
+
+static void psd_qt_transpose(int n, double *zt) {
+  for (int i = 0; i < n; i++)
+    for (int j = 0; j < i; j++) {
+      double t = zt[i * n + j];
+      zt[i * n + j] = zt[j * n + i];
+      zt[j * n + i] = t;
+    }
+}
+
+static void psd_build_qt_avx512(int n, double *zt, const double *v, const double *tau, double *p) {
+  for (int i = 0; i < n * n; i++) zt[i] = 0;
+  for (int i = 0; i < n; i++) zt[i * n + i] = 1;
+  for (int k = n - 3; k >= 0; k--) psd_qt_step_avx512(n, k, zt, v, tau, p);
+  psd_qt_transpose(n, zt);
+}
+
+/* psd_reconstruct_avx2, eight columns at a time. */
+__attribute__((target("avx512f"))) static void psd_reconstruct_avx512(int k, const double *zt,
+                                                                      const double *s_k,
+                                                                      double *D) {
+  for (int i = 0; i < k; i++) {
+    double *row = D + (size_t)i * k;
+    for (int j = 0; j <= i; j += 8) {
+      const __mmask8 mk = psd_mask8(i + 1 - j);
+      __m512d acc = _mm512_setzero_pd();
+      for (int m = 0; m < k; m++) {
+        const double *z = zt + (size_t)m * k;
+        const __m512d w = _mm512_set1_pd(s_k[m] * z[i]);
+        acc = _mm512_add_pd(acc, _mm512_mul_pd(w, _mm512_maskz_loadu_pd(mk, z + j)));
+      }
+      _mm512_mask_storeu_pd(row + j, mk, acc);
+    }
+  }
+}
+
+static int psd_avx512(void) {
+  return __builtin_cpu_supports("avx512f");
+}
+#endif
+
+/* 0: plain C, 1: AVX2, 2: AVX-512 (all the same bits). */
+static int psd_simd_level(void) {
+  const int simd = rctd_cpu_simd(-1);
+#ifdef PSD_HAVE_AVX2
+  return simd && psd_avx512() ? 2 : simd;
+#else
+  return simd;
+#endif
+}
 
 /* Dispatch on the caller's flag (rctd_cpu_simd, read once per decomposition). */
 static void psd_sub2_x(int simd, int m, double *restrict row, double a, const double *restrict x,
@@ -367,7 +524,7 @@ static psd_mat psd_carve(int k, void *workspace) {
 }
 
 /* Everything before the QL: the power-of-two scaling, the tridiagonal (d_k, e = work) and Q'. */
-static void psd_prepare(int simd, int k, const double *H, psd_mat *m) {
+static void psd_scale(int k, const double *H, psd_mat *m) {
   /* Scale by a power of two (exact) so that the reduction works on entries of order one. */
   double amax = 0;
   for (int i = 0; i < k; i++)
@@ -385,9 +542,48 @@ static void psd_prepare(int simd, int k, const double *H, psd_mat *m) {
       m->a_kk[i * k + j] = m->a_kk[j * k + i] =
           pow2_ok ? H[i * k + j] * down : ldexp(H[i * k + j], -expo);
   m->expo = expo, m->pow2_ok = pow2_ok;
+}
+
+static void psd_prepare(int simd, int k, const double *H, psd_mat *m) {
+  psd_scale(k, H, m);
   const size_t kk = (size_t)k;
+#ifdef PSD_HAVE_AVX2
+  if (simd == 2) {
+    psd_tridiagonalise_avx512(k, m->a_kk, m->d_k, m->work, m->v_kk, m->work + kk, m->work + 2 * kk);
+    psd_build_qt_avx512(k, m->zt_kk, m->v_kk, m->work + kk, m->work + 2 * kk);
+    return;
+  }
+#endif
   psd_tridiagonalise(simd, k, m->a_kk, m->d_k, m->work, m->v_kk, m->work + kk, m->work + 2 * kk);
   psd_build_qt(simd, k, m->zt_kk, m->v_kk, m->work + kk, m->work + 2 * kk);
+}
+
+/* psd_prepare on n_m matrices, their Householder steps interleaved. */
+static void psd_prepare_many(int simd, int k, int n_m, const double *const *H, psd_mat *m) {
+#ifdef PSD_HAVE_AVX2
+  if (simd == 2) {
+    const size_t kk = (size_t)k;
+    for (int t = 0; t < n_m; t++) psd_scale(k, H[t], &m[t]);
+    for (int s = 0; s < k - 2; s++)
+      for (int t = 0; t < n_m; t++)
+        psd_tridiagonal_step_avx512(k, s, m[t].a_kk, m[t].work, m[t].v_kk, m[t].work + kk,
+                                    m[t].work + 2 * kk);
+    for (int t = 0; t < n_m; t++) {
+      double *a = m[t].a_kk, *d = m[t].d_k, *e = m[t].work, *zt = m[t].zt_kk;
+      for (int i = 0; i < k; i++) d[i] = a[i * k + i];
+      e[k - 2] = a[(k - 1) * k + k - 2];
+      e[k - 1] = 0;
+      for (int i = 0; i < k * k; i++) zt[i] = 0;
+      for (int i = 0; i < k; i++) zt[i * k + i] = 1;
+    }
+    for (int s = k - 3; s >= 0; s--)
+      for (int t = 0; t < n_m; t++)
+        psd_qt_step_avx512(k, s, m[t].zt_kk, m[t].v_kk, m[t].work + kk, m[t].work + 2 * kk);
+    for (int t = 0; t < n_m; t++) psd_qt_transpose(k, m[t].zt_kk);
+    return;
+  }
+#endif
+  for (int t = 0; t < n_m; t++) psd_prepare(simd, k, H[t], &m[t]);
 }
 
 /* Everything after the QL (ql_failed: GSL's solver instead): the clamped eigenvalues, the norm,
@@ -413,7 +609,10 @@ static double psd_finish(int simd, int k, const double *H, double *D, psd_mat *m
   if (simd) {
     double *s_k = work; /* e, tau and the scratch are no longer needed */
     for (int i = 0; i < k; i++) s_k[i] = d_k[i] / norm;
-    psd_reconstruct_avx2(k, zt_kk, s_k, D);
+    if (simd == 2)
+      psd_reconstruct_avx512(k, zt_kk, s_k, D);
+    else
+      psd_reconstruct_avx2(k, zt_kk, s_k, D);
   } else
 #endif
   {
@@ -430,7 +629,7 @@ static double psd_finish(int simd, int k, const double *H, double *D, psd_mat *m
 }
 
 static double psd_general(int k, const double *H, double *D, void *workspace) {
-  const int simd = rctd_cpu_simd(-1);
+  const int simd = psd_simd_level();
   psd_mat m = psd_carve(k, workspace);
   psd_prepare(simd, k, H, &m);
   int failed = psd_tridiagonal_ql(simd, k, m.d_k, m.work, m.zt_kk) != 0;
@@ -532,9 +731,6 @@ __attribute__((target("avx512f"))) static void psd_sweep_rows_avx512(int n, doub
   }
 }
 
-static int psd_avx512(void) {
-  return __builtin_cpu_supports("avx512f");
-}
 #endif
 
 /* simd: 0 plain, 1 AVX2, 2 AVX-512 (the same bits). */
@@ -648,14 +844,10 @@ static void psd_ql_interleaved(int simd, int n, int n_q, psd_ql_state *q) {
 
 void rctd_psd_scaled_many(int k, int n_mat, const double *const *H, double *const *D,
                           void *const *workspace, double *norm) {
-  const int simd = rctd_cpu_simd(-1);
-#ifdef PSD_HAVE_AVX2
-  const int sweep_simd = simd && psd_avx512() ? 2 : simd;
-#else
-  const int sweep_simd = simd;
-#endif
+  const int simd = psd_simd_level();
   psd_ql_state q[RCTD_PSD_MANY_MAX];
   psd_mat mat[RCTD_PSD_MANY_MAX];
+  const double *Hq[RCTD_PSD_MANY_MAX];
   int idx[RCTD_PSD_MANY_MAX], n_q = 0;
   for (int t = 0; t < n_mat; t++) {
     if (k < 3) {
@@ -670,15 +862,17 @@ void rctd_psd_scaled_many(int k, int n_mat, const double *const *H, double *cons
       continue;
     }
     mat[n_q] = psd_carve(k, workspace[t]);
-    psd_prepare(simd, k, H[t], &mat[n_q]);
-    q[n_q] = (psd_ql_state){.d = mat[n_q].d_k,
-                            .e = mat[n_q].work,
-                            .zt = mat[n_q].zt_kk,
-                            .cs = mat[n_q].cos_k,
-                            .sn = mat[n_q].sin_k};
+    Hq[n_q] = H[t];
     idx[n_q++] = t;
   }
-  psd_ql_interleaved(sweep_simd, k, n_q, q);
+  psd_prepare_many(simd, k, n_q, Hq, mat);
+  for (int u = 0; u < n_q; u++)
+    q[u] = (psd_ql_state){.d = mat[u].d_k,
+                          .e = mat[u].work,
+                          .zt = mat[u].zt_kk,
+                          .cs = mat[u].cos_k,
+                          .sn = mat[u].sin_k};
+  psd_ql_interleaved(simd, k, n_q, q);
   for (int u = 0; u < n_q; u++) {
     const int t = idx[u];
     norm[t] = psd_finish(simd, k, H[t], D[t], &mat[u], q[u].status != 0);
