@@ -4,12 +4,14 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <inttypes.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "cli.h"
 #include "error.h"
 #include "strlist.h"
 
@@ -404,5 +406,176 @@ int rctd_reference_load(const char *path, rctd_reference_data *ref, char *err, s
     if (have[i]) rctd_record_free(&recs[i]);
   rctd_reader_close(r);
   if (rc < 0) rctd_reference_data_free(ref);
+  return rc;
+}
+
+/* ------------------------------------------------------------ streamed driver */
+
+static void ref_build_warn(void *ctx, const char *message) {
+  (void)ctx;
+  rctd_log_warn("%s", message);
+}
+
+/* Splits a comma-separated list in place into *items (blank names dropped).  Returns the
+ * number of names, or -1 when out of memory. */
+static int ref_split_list(char *text, char ***items) {
+  int n = 1;
+  for (char *p = text; *p; p++) n += *p == ',';
+  *items = calloc((size_t)n, sizeof **items);
+  if (!*items) return -1;
+  int k = 0;
+  char *save = NULL;
+  for (char *tok = strtok_r(text, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+    while (*tok == ' ') tok++;
+    char *end = tok + strlen(tok);
+    while (end > tok && end[-1] == ' ') *--end = '\0';
+    if (*tok) (*items)[k++] = tok;
+  }
+  return k;
+}
+
+/* The effective options, under R's names, as the reference.config record. */
+static int ref_set_config(rctd_reference_data *ref, const rctd_reference_opts *o) {
+  static const char *const keys[] = {"min_UMI", "n_max_cells", "CELL_MIN_INSTANCE",
+                                     "drop_small_types", "seed"};
+  enum { N_KEYS = sizeof keys / sizeof *keys };
+  char values[N_KEYS][40];
+  snprintf(values[0], sizeof values[0], "%.17g", o->min_umi);
+  snprintf(values[1], sizeof values[1], "%" PRId64, o->max_cells);
+  snprintf(values[2], sizeof values[2], "%" PRId64, o->cell_min);
+  snprintf(values[3], sizeof values[3], "%d", o->drop_small_types);
+  snprintf(values[4], sizeof values[4], "%" PRId32, o->seed);
+  ref->config_keys = calloc(N_KEYS, sizeof *ref->config_keys);
+  ref->config_values = calloc(N_KEYS, sizeof *ref->config_values);
+  if (!ref->config_keys || !ref->config_values) return -1;
+  ref->n_config = N_KEYS;
+  for (size_t i = 0; i < N_KEYS; i++) {
+    ref->config_keys[i] = strdup(keys[i]);
+    ref->config_values[i] = strdup(values[i]);
+    if (!ref->config_keys[i] || !ref->config_values[i]) return -1;
+  }
+  return 0;
+}
+
+/* Streams the counts once into the profile accumulator. */
+static int ref_accumulate(rctd_input *in, const rctd_ref_cells *cells, const int32_t *codes,
+                          const double *numi, rctd_profile_acc *acc, char *err, size_t err_len) {
+  rctd_csr_chunk chunk;
+  rctd_csr_chunk_init(&chunk);
+  rctd_input_rewind(in);
+  rctd_progress *progress =
+      rctd_progress_start("reference", (uint64_t)rctd_input_n_rows(in), "cells");
+  int got;
+  while ((got = rctd_input_next_chunk(in, 4096, &chunk, err, err_len)) > 0) {
+    for (int64_t r = 0; r < chunk.n_rows; r++) {
+      int64_t b = chunk.row_ptr[r];
+      rctd_profile_acc_add(acc, cells, codes, numi, chunk.row_begin + r, chunk.row_ptr[r + 1] - b,
+                           chunk.gene_idx + b, chunk.values + b);
+    }
+    rctd_progress_add(progress, (uint64_t)chunk.n_rows);
+  }
+  rctd_progress_finish(progress);
+  rctd_csr_chunk_free(&chunk);
+  return got < 0 ? -1 : 0;
+}
+
+/* Warns, as Reference() does, when a given nUMI differs from the count sums. */
+static int ref_check_numi(rctd_input *in, const rctd_ref_cells *cells, const double *numi,
+                          char *err, size_t err_len) {
+  const double *sums;
+  if (rctd_input_count_sums(in, &sums, err, err_len) < 0) return -1;
+  int64_t differ = 0;
+  for (int64_t i = 0; i < cells->n_ref; i++)
+    differ += numi[cells->ref_rows[i]] != sums[cells->ref_rows[i]];
+  if (differ)
+    rctd_log_warn("%s: nUMI does not match the count sums for %" PRId64 " cells (fine if intended)",
+                  rctd_input_path(in), differ);
+  return 0;
+}
+
+/* Names, cell counts, genes and profiles of the K profile types; then their classes. */
+static int ref_fill_types(rctd_input *in, const rctd_ref_cells *cells, const int32_t *types_k,
+                          rctd_profile_acc *acc, const char *class_table, rctd_reference_data *ref,
+                          char *err, size_t err_len) {
+  const char *const *code_names = rctd_input_cell_type_names(in);
+  int K = acc->n_types, G = acc->n_genes;
+  ref->n_types = K;
+  ref->n_genes = G;
+  ref->type_names = calloc((size_t)K, sizeof *ref->type_names);
+  ref->type_cells_k = malloc((size_t)K * sizeof *ref->type_cells_k);
+  ref->profiles_gk = malloc((size_t)G * (size_t)K * sizeof *ref->profiles_gk);
+  ref->gene_names = rctd_strlist_copy(rctd_input_gene_names(in), (size_t)G);
+  if (!ref->type_names || !ref->type_cells_k || !ref->gene_names || !ref->profiles_gk) return 1;
+  for (int k = 0; k < K; k++) {
+    ref->type_names[k] = strdup(code_names[cells->level_code_l[types_k[k]]]);
+    ref->type_cells_k[k] = acc->cells_k[k];
+    if (!ref->type_names[k]) return 1;
+  }
+  rctd_profile_acc_finish(acc, ref->profiles_gk);
+  if (class_table)
+    return rctd_class_table_read(class_table, (const char *const *)ref->type_names, K,
+                                 &ref->class_names, err, err_len);
+  ref->class_names = rctd_strlist_copy((const char *const *)ref->type_names, (size_t)K);
+  return ref->class_names ? 0 : 1;
+}
+
+int rctd_reference_build(rctd_input *in, const rctd_reference_build_opts *opts,
+                         rctd_reference_data *out, char *err, size_t err_len) {
+  memset(out, 0, sizeof *out);
+  const char *label = opts->label ? opts->label : rctd_input_path(in);
+  rctd_ref_cells cells = {0};
+  rctd_profile_acc acc = {0};
+  int32_t *types_k = NULL;
+  char **subset = NULL, *subset_text = NULL;
+  int n_subset = 0, rc = -1;
+  char sub[RCTD_ERR_LEN - 64];
+
+  const double *numi;
+  if (rctd_input_numi(in, &numi, err, err_len) < 0) goto done;
+  int n_codes = rctd_input_n_cell_types(in);
+  const char *const *code_names = rctd_input_cell_type_names(in);
+  const int32_t *codes = rctd_input_cell_type_codes(in);
+  out->rng_state = malloc(RCTD_REF_RNG_WORDS * sizeof *out->rng_state);
+  if (!out->rng_state) goto oom;
+  out->n_rng = RCTD_REF_RNG_WORDS;
+  if (rctd_reference_select(rctd_input_n_rows(in), n_codes, code_names, codes, numi, &opts->select,
+                            &cells, out->rng_state, ref_build_warn, NULL, sub, sizeof sub) < 0) {
+    rctd_fail(err, err_len, "%s: %s", label, sub);
+    goto done;
+  }
+  if (opts->check_numi && ref_check_numi(in, &cells, numi, err, err_len) < 0) goto done;
+  if (opts->cell_types) {
+    subset_text = strdup(opts->cell_types);
+    if (!subset_text || (n_subset = ref_split_list(subset_text, &subset)) < 0) goto oom;
+  }
+  types_k = malloc((size_t)cells.n_levels * sizeof *types_k);
+  if (!types_k) goto oom;
+  int K = rctd_reference_profile_types(&cells, code_names, (const char *const *)subset, n_subset,
+                                       types_k, sub, sizeof sub);
+  if (K < 0) {
+    rctd_fail(err, err_len, "%s: %s", label, sub);
+    goto done;
+  }
+  int G = (int)rctd_input_n_genes(in);
+  if (rctd_profile_acc_init(&acc, G, &cells, types_k, K, err, err_len) < 0 ||
+      ref_accumulate(in, &cells, codes, numi, &acc, err, err_len) < 0)
+    goto done;
+  int filled = ref_fill_types(in, &cells, types_k, &acc, opts->class_table, out, err, err_len);
+  if (filled < 0) goto done;
+  if (filled > 0 || ref_set_config(out, &opts->select) < 0) goto oom;
+  rctd_log_info("reference: %" PRId64 " cells, %d genes, %d cell types (%" PRId64 " of %" PRId64
+                " cells with nUMI >= %g%s)",
+                cells.n_ref, G, K, cells.n_umi_kept, rctd_input_n_rows(in), opts->select.min_umi,
+                cells.downsampled ? ", downsampled" : "");
+  rc = 0;
+  goto done;
+oom:
+  rctd_fail(err, err_len, "%s: out of memory", label);
+done:
+  rctd_profile_acc_free(&acc);
+  rctd_ref_cells_free(&cells);
+  free(types_k);
+  free(subset);
+  free(subset_text);
   return rc;
 }

@@ -1,6 +1,6 @@
 /* The reference stage: spacexr's Reference() and the reference half of create.RCTD()
  * (process_cell_type_info, get_cell_type_info, create_downsampled_data), as library functions
- * over in-memory arrays.  cmd/rctd-reference.c wires them to the readers and the stream.
+ * over in-memory arrays, and the streamed driver behind rctd-reference (rctd_reference_build).
  *
  * Order of operations, as R runs set.seed(seed); Reference(); create.RCTD():
  *   1. cells with a label and nUMI >= min_UMI are kept (R: Reference's min_UMI filter);
@@ -20,6 +20,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "input.h"
 #include "stream.h"
 
 /* Record names and format of a reference stream (written by rctd-reference). */
@@ -143,5 +144,25 @@ void rctd_reference_data_free(rctd_reference_data *ref);
 int rctd_reference_write(rctd_writer *w, const rctd_reference_data *ref);
 /* Loads a reference stream ("-" = stdin) and checks its format, version and sizes. */
 int rctd_reference_load(const char *path, rctd_reference_data *ref, char *err, size_t err_len);
+
+/* ---- streamed driver (rctd-reference) ---- */
+typedef struct {
+  rctd_reference_opts select; /* steps 1-5 */
+  const char *cell_types;     /* cell_type_names: comma-separated (blanks around names ignored),
+                                 or NULL: every level */
+  const char *class_table;    /* class_df file (rctd_class_table_read), or NULL: each type is
+                                 its own class */
+  int check_numi;             /* nUMI was given (not count sums): warn where it differs from
+                                 the count sums, as Reference() does */
+  const char *label;          /* name of the input in messages; NULL: rctd_input_path */
+} rctd_reference_build_opts;
+
+/* The whole stage over IN (opened with cell types required): steps 1-5, the nUMI check, the
+ * profile types, one streamed pass for step 6 (with progress), the classes, the effective
+ * configuration (R names) and the random state.  Warnings and a summary line go through
+ * rctd_log_warn / rctd_log_info.  OUT receives everything but extra records (free it with
+ * rctd_reference_data_free, also after an error).  0, or -1 with one line in err. */
+int rctd_reference_build(rctd_input *in, const rctd_reference_build_opts *opts,
+                         rctd_reference_data *out, char *err, size_t err_len);
 
 #endif
