@@ -1,8 +1,7 @@
 /* rctd-normalize: pixel filters, DE gene lists and platform-effect normalisation (spacexr
  * create.RCTD() and fitBulk()); writes the model and the pixels to fit. */
-#include <inttypes.h>
-#include <stdlib.h>
-#include <string.h>
+#include <stdint.h>
+#include <stdio.h>
 
 #include "cli.h"
 #include "input.h"
@@ -11,7 +10,6 @@
 #include "normalize.h"
 #include "reference.h"
 #include "stream.h"
-#include "strlist.h"
 
 static rctd_normalize_opts norm_o;
 static int64_t norm_min_genes, norm_bulk_iter;
@@ -52,24 +50,6 @@ static rctd_opt norm_opts[15 + RCTD_INPUT_CLI_MAX_OPTS] = {
 static void norm_note_cb(void *ctx, const char *message) {
   (void)ctx;
   rctd_log_info("%s", message);
-}
-
-/* Replaces the model's classes with a class table. */
-static int norm_apply_classes(rctd_model *m, const char *path, char *err, size_t err_len) {
-  char **classes;
-  if (rctd_class_table_read(path, (const char *const *)m->type_names, m->n_types, &classes, err,
-                            err_len) < 0)
-    return -1;
-  rctd_strlist_free(m->class_names, (size_t)m->n_types);
-  m->class_names = classes;
-  m->n_classes = 0;
-  for (int k = 0; k < m->n_types; k++) {
-    int id = -1;
-    for (int j = 0; j < k && id < 0; j++)
-      if (strcmp(classes[j], classes[k]) == 0) id = m->class_k[j];
-    m->class_k[k] = id >= 0 ? id : m->n_classes++;
-  }
-  return 0;
 }
 
 int main(int argc, char **argv) {
@@ -126,7 +106,7 @@ int main(int argc, char **argv) {
   if (rctd_normalize_prepare(in, &ref, &norm_o, &model, &plan, norm_note_cb, NULL, err,
                              sizeof err) < 0)
     goto fail;
-  if (norm_class_table && norm_apply_classes(&model, norm_class_table, err, sizeof err) < 0)
+  if (norm_class_table && rctd_normalize_class_table(&model, norm_class_table, err, sizeof err) < 0)
     goto fail;
   /* The reference's provenance travels with the model. */
   for (size_t i = 0; i < ref.n_extra; i++)

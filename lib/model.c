@@ -94,8 +94,7 @@ int rctd_model_type_index(const rctd_model *model, const char *name) {
   return -1;
 }
 
-/* Class ids in order of first appearance over the types. */
-static int model_build_class_ids(rctd_model *model) {
+int rctd_model_class_ids(rctd_model *model) {
   free(model->class_k);
   model->class_k = malloc((size_t)(model->n_types ? model->n_types : 1) * sizeof *model->class_k);
   if (!model->class_k) return -1;
@@ -422,7 +421,7 @@ static int model_from_records(rctd_model_reader *mr, rctd_record *recs, const in
     m->rng_state = rng->data;
     rng->data = NULL;
   }
-  if (model_build_class_ids(m) < 0) return reader_fail(mr, "out of memory");
+  if (rctd_model_class_ids(m) < 0) return reader_fail(mr, "out of memory");
   char err[RCTD_ERR_LEN - 64];
   if (rctd_model_check(m, err, sizeof err) < 0) return reader_fail(mr, "%s", err);
   return 0;

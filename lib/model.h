@@ -101,6 +101,9 @@ int rctd_model_config_set(rctd_model *model, const char *key, const char *value)
 const rctd_record *rctd_model_extra(const rctd_model *model, const char *name);
 /* Appends REC to the extra records (ownership moves; *rec is zeroed).  0 or -1. */
 int rctd_model_add_extra(rctd_model *model, rctd_record *rec);
+/* Sets class_k and n_classes from class_names: ids in order of first appearance over the
+ * types.  0 or -1 (out of memory). */
+int rctd_model_class_ids(rctd_model *model);
 /* Index of a type or gene by name, or -1. */
 int rctd_model_type_index(const rctd_model *model, const char *name);
 

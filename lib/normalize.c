@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cli.h"
 #include "error.h"
 #include "rctd_kernels.h"
 #include "strlist.h"
@@ -232,6 +233,17 @@ static int norm_config_double(rctd_model *m, const char *key, double v) {
   return rctd_model_config_set(m, key, text);
 }
 
+int rctd_normalize_class_table(rctd_model *model, const char *path, char *err, size_t err_len) {
+  char **classes;
+  if (rctd_class_table_read(path, (const char *const *)model->type_names, model->n_types, &classes,
+                            err, err_len) < 0)
+    return -1;
+  rctd_strlist_free(model->class_names, (size_t)model->n_types);
+  model->class_names = classes;
+  if (rctd_model_class_ids(model) < 0) return rctd_fail(err, err_len, "out of memory");
+  return 0;
+}
+
 int rctd_normalize_config(const rctd_normalize_opts *o, rctd_model *m) {
   int rc = 0;
   rc |= norm_config_double(m, "UMI_min", o->umi_min);
@@ -252,16 +264,21 @@ int rctd_normalize_config(const rctd_normalize_opts *o, rctd_model *m) {
 /* Reads every chunk of the input; calls ROW_FN for each row.  0 or -1. */
 typedef int (*norm_row_fn)(void *ctx, const rctd_csr_chunk *c, int64_t r, double numi);
 
-static int norm_each_row(rctd_input *in, const double *numi_n, norm_row_fn fn, void *ctx, char *err,
-                         size_t err_len) {
+static int norm_each_row(rctd_input *in, const double *numi_n, const char *pass_label,
+                         norm_row_fn fn, void *ctx, char *err, size_t err_len) {
   rctd_csr_chunk chunk;
   rctd_csr_chunk_init(&chunk);
   rctd_input_rewind(in);
+  rctd_progress *progress =
+      rctd_progress_start(pass_label, (uint64_t)rctd_input_n_rows(in), "pixels");
   int got, rc = 0;
-  while (rc == 0 && (got = rctd_input_next_chunk(in, NORM_READ_ROWS, &chunk, err, err_len)) > 0)
+  while (rc == 0 && (got = rctd_input_next_chunk(in, NORM_READ_ROWS, &chunk, err, err_len)) > 0) {
     for (int64_t r = 0; r < chunk.n_rows && rc == 0; r++)
       rc = fn(ctx, &chunk, r, numi_n[chunk.row_begin + r]);
+    rctd_progress_add(progress, (uint64_t)chunk.n_rows);
+  }
   if (rc == 0 && got < 0) rc = -1;
+  rctd_progress_finish(progress);
   rctd_csr_chunk_free(&chunk);
   return rc;
 }
@@ -349,7 +366,9 @@ int rctd_normalize_prepare(rctd_input *spatial, const rctd_reference_data *ref,
   }
 
   /* Pass 1: puck.original and its gene totals. */
-  if (norm_each_row(spatial, numi_n, norm_pass1_row, &ctx, err, err_len) < 0) goto done;
+  if (norm_each_row(spatial, numi_n, "normalize: pixel filters", norm_pass1_row, &ctx, err,
+                    err_len) < 0)
+    goto done;
   if (ctx.n_pass_umi == 0) {
     rctd_fail(err, err_len,
               "%s: every pixel is filtered out (none has UMI_min = %g <= nUMI <= UMI_max = %g "
@@ -405,7 +424,8 @@ int rctd_normalize_prepare(rctd_input *spatial, const rctd_reference_data *ref,
     rctd_fail(err, err_len, "%s: out of memory", label);
     goto done;
   }
-  if (norm_each_row(spatial, numi_n, norm_pass2_row, &ctx, err, err_len) < 0) {
+  if (norm_each_row(spatial, numi_n, "normalize: bulk genes", norm_pass2_row, &ctx, err, err_len) <
+      0) {
     if (ctx.oom) rctd_fail(err, err_len, "%s: out of memory", label);
     goto done;
   }
@@ -450,9 +470,8 @@ int rctd_normalize_prepare(rctd_input *spatial, const rctd_reference_data *ref,
   model->genes_reg = calloc((size_t)n_reg, sizeof *model->genes_reg);
   model->genes_bulk = calloc((size_t)n_bulk, sizeof *model->genes_bulk);
   model->profiles_gk = malloc((size_t)n_reg * (size_t)K * sizeof *model->profiles_gk);
-  model->class_k = malloc((size_t)K * sizeof *model->class_k);
   if (!model->type_names || !model->class_names || !model->genes_reg || !model->genes_bulk ||
-      !model->profiles_gk || !model->class_k) {
+      !model->profiles_gk || rctd_model_class_ids(model) < 0) {
     rctd_fail(err, err_len, "%s: out of memory", label);
     goto done;
   }
@@ -467,13 +486,6 @@ int rctd_normalize_prepare(rctd_input *spatial, const rctd_reference_data *ref,
   }
   model->profiles_bulk_gk = renorm_bk;
   renorm_bk = NULL;
-  model->n_classes = 0;
-  for (int k = 0; k < K; k++) {
-    int id = -1;
-    for (int j = 0; j < k && id < 0; j++)
-      if (strcmp(model->class_names[j], model->class_names[k]) == 0) id = model->class_k[j];
-    model->class_k[k] = id >= 0 ? id : model->n_classes++;
-  }
   model->n_pixels = ctx.n_pixels;
   model->pixel_numi_n = ctx.numi_p;
   ctx.numi_p = NULL;
@@ -642,7 +654,8 @@ int rctd_normalize_write_pixels(rctd_input *spatial, const rctd_model *model,
     goto done;
   }
   ctx.indptr[0] = 0;
-  if (norm_each_row(spatial, numi_n, norm_pass3_row, &ctx, err, err_len) < 0 ||
+  if (norm_each_row(spatial, numi_n, "normalize: writing pixels", norm_pass3_row, &ctx, err,
+                    err_len) < 0 ||
       norm_flush_block(&ctx) < 0) {
     if (ctx.failed_numi)
       rctd_fail(err, err_len, "%s: the input changed between passes (pixel %" PRId64 ")", label,

@@ -72,7 +72,8 @@ void rctd_norm_ref(const double *profiles_gk, int n_types, const int32_t *genes,
 /* ---- streamed driver (rctd-normalize) ----
  * rctd_normalize_prepare reads the spatial input twice (filters and totals; bulk restriction)
  * and fills MODEL (everything but extra records); rctd_normalize_write_pixels reads it a third
- * time and writes the pixel blocks.  Memory: O(genes x types) plus one nUMI per pixel. */
+ * time and writes the pixel blocks.  Memory: O(genes x types) plus one nUMI per pixel.
+ * Each pass reports its progress (rctd_progress: silent with --quiet). */
 typedef struct {
   int64_t n_rows;     /* spatial rows read */
   int64_t n_pass_umi; /* after UMI_min, UMI_max, counts_MIN over all genes (puck.original) */
@@ -93,6 +94,10 @@ int rctd_normalize_prepare(rctd_input *spatial, const rctd_reference_data *ref,
 int rctd_normalize_write_pixels(rctd_input *spatial, const rctd_model *model,
                                 const rctd_normalize_plan *plan, const rctd_normalize_opts *opts,
                                 rctd_writer *w, char *err, size_t err_len);
+
+/* Replaces the model's classes (from the reference) with those of a class table
+ * (rctd_class_table_read: every type needs a row) and renumbers class_k.  0 or -1. */
+int rctd_normalize_class_table(rctd_model *model, const char *path, char *err, size_t err_len);
 
 /* The effective configuration as the model's config (R names, %.17g values). */
 int rctd_normalize_config(const rctd_normalize_opts *opts, rctd_model *model);
