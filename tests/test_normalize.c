@@ -8,6 +8,7 @@
 #include "input.h"
 #include "model.h"
 #include "normalize.h"
+#include "strlist.h"
 #include "test.h"
 
 /* ---------------------------------------------------------------- unit tests */
@@ -108,6 +109,35 @@ TEST(normalize_fit_bulk_recovers_proportions) {
   o.bulk_min_obs = 1e12;
   CHECK(rctd_fit_bulk(prof, K, genes, G, totals, sum_numi, &o, w, &conv, &used, err, sizeof err) ==
         -1);
+}
+
+TEST(normalize_class_table_renumbers_classes) {
+  char path[512], err[512];
+  snprintf(path, sizeof path, "%s/normalize_classes.csv", test_tmp_dir());
+  FILE *f = fopen(path, "w");
+  CHECK(f != NULL);
+  fprintf(f, "type,class\nc,glia\na,neuron\nb,glia\n");
+  fclose(f);
+  const char *types[] = {"a", "b", "c"};
+  rctd_model m = {0};
+  m.n_types = 3;
+  m.type_names = rctd_strlist_copy(types, 3);
+  m.class_names = rctd_strlist_copy(types, 3);
+  CHECK(m.type_names && m.class_names && rctd_model_class_ids(&m) == 0);
+  CHECK(m.n_classes == 3 && m.class_k[2] == 2);
+  CHECK_MSG(rctd_normalize_class_table(&m, path, err, sizeof err) == 0, "%s", err);
+  /* Ids in order of first appearance over the types: neuron 0, glia 1. */
+  CHECK(m.n_classes == 2 && m.class_k[0] == 0 && m.class_k[1] == 1 && m.class_k[2] == 1);
+  CHECK(strcmp(m.class_names[0], "neuron") == 0 && strcmp(m.class_names[2], "glia") == 0);
+  /* A type without a row: an error naming it, the model unchanged. */
+  f = fopen(path, "w");
+  CHECK(f != NULL);
+  fprintf(f, "type,class\na,x\nb,y\n");
+  fclose(f);
+  CHECK(rctd_normalize_class_table(&m, path, err, sizeof err) == -1);
+  CHECK_MSG(strstr(err, "no class: c") != NULL, "%s", err);
+  CHECK(m.n_classes == 2 && strcmp(m.class_names[0], "neuron") == 0);
+  rctd_model_free(&m);
 }
 
 /* ---------------------------------------------------------------- vignette vs R */

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cli.h"
 #include "reference.h"
 #include "stream.h"
 #include "test.h"
@@ -257,6 +258,59 @@ TEST(reference_class_table) {
   const char *more[] = {"Astrocytes", "Purkinje"};
   CHECK(rctd_class_table_read(path, more, 2, &classes, err, sizeof err) == -1);
   CHECK_MSG(strstr(err, "Purkinje") != NULL, "%s", err);
+}
+
+/* The library driver behind the tool: the same profiles and random state as R, a subset in its
+ * order with its classes, the effective configuration, and errors named by the label. */
+TEST(reference_build_vignette) {
+  char path[512], classes[512], err[512];
+  snprintf(path, sizeof path, "%s/data/vignette/h5ad/reference.h5ad", test_shared_dir());
+  snprintf(classes, sizeof classes, "%s/build_classes.csv", test_tmp_dir());
+  FILE *f = fopen(classes, "w");
+  CHECK(f != NULL);
+  fprintf(f, "type,class\n3,glia\n1,glia\n5,neuron\n");
+  fclose(f);
+  rctd_input_options in_opts;
+  rctd_input_options_init(&in_opts);
+  in_opts.cell_types = RCTD_CELL_TYPES_REQUIRED;
+  in_opts.numi_col = "nUMI";
+  rctd_input *in = rctd_input_open(path, &in_opts, err, sizeof err);
+  CHECK_MSG(in != NULL, "%s", err);
+  if (!in) return;
+  rctd_reference_build_opts opts = {.cell_types = " 3, 1 ,5", .class_table = classes};
+  rctd_reference_opts_default(&opts.select);
+  rctd_reference_data ref;
+  rctd_set_quiet(1); /* the summary line */
+  int built = rctd_reference_build(in, &opts, &ref, err, sizeof err);
+  rctd_set_quiet(0);
+  CHECK_MSG(built == 0, "%s", err);
+  CHECK(ref.n_types == 3 && ref.n_genes == 384 && ref.n_extra == 0);
+  CHECK(strcmp(ref.type_names[0], "3") == 0 && strcmp(ref.type_names[1], "1") == 0 &&
+        strcmp(ref.class_names[1], "glia") == 0 && strcmp(ref.class_names[2], "neuron") == 0);
+  CHECK(ref.type_cells_k[0] == 25 && ref.type_cells_k[2] == 25);
+  static double want[384 * 19];
+  CHECK(ref_test_read_numbers("tests/data/reference/vignette_profiles.txt", want, 384 * 19) ==
+        384 * 19);
+  int cols[3] = {2, 0, 4}, differ = 0;
+  for (int g = 0; g < 384; g++)
+    for (int k = 0; k < 3; k++) differ += ref.profiles_gk[g * 3 + k] != want[cols[k] * 384 + g];
+  CHECK_MSG(differ == 0, "%d profile values differ from R's", differ);
+  static double want_state[RCTD_REF_RNG_WORDS];
+  CHECK(ref_test_read_numbers("tests/data/reference/vignette_rng_after_create.txt", want_state,
+                              RCTD_REF_RNG_WORDS) == RCTD_REF_RNG_WORDS);
+  CHECK(ref.n_rng == RCTD_REF_RNG_WORDS);
+  for (int i = 0; i < RCTD_REF_RNG_WORDS; i++) CHECK(ref.rng_state[i] == (int32_t)want_state[i]);
+  CHECK(ref.n_config == 5 && strcmp(ref.config_keys[0], "min_UMI") == 0 &&
+        strcmp(ref.config_values[0], "100") == 0 && strcmp(ref.config_values[1], "10000") == 0 &&
+        strcmp(ref.config_keys[4], "seed") == 0 && strcmp(ref.config_values[4], "1") == 0);
+  rctd_reference_data_free(&ref);
+
+  opts.cell_types = "3,nosuch";
+  opts.label = "REF";
+  CHECK(rctd_reference_build(in, &opts, &ref, err, sizeof err) == -1);
+  CHECK_MSG(strncmp(err, "REF: ", 5) == 0 && strstr(err, "'nosuch'") != NULL, "%s", err);
+  rctd_reference_data_free(&ref);
+  rctd_input_close(in);
 }
 
 /* ---------------------------------------------------------------- the tool */
