@@ -21,6 +21,7 @@
 
 #include "cli.h"
 #include "error.h"
+#include "input_internal.h"
 #include "output.h"
 #include "strlist.h"
 
@@ -293,40 +294,6 @@ static int h5o_read_strings(hid_t d, int64_t start, int64_t n, char **out) {
   return rc;
 }
 
-/* Reads a string attribute (scalar) into buf.  0 or -1. */
-static int h5o_read_attr_str(hid_t obj, const char *name, char *buf, size_t len) {
-  if (H5Aexists(obj, name) <= 0) return -1;
-  hid_t a = H5Aopen(obj, name, H5P_DEFAULT);
-  hid_t ftype = H5Aget_type(a);
-  int rc = -1;
-  if (H5Tget_class(ftype) == H5T_STRING) {
-    hid_t mtype = H5Tcopy(H5T_C_S1);
-    H5Tset_cset(mtype, H5Tget_cset(ftype)); /* HDF5 does not convert between character sets */
-    if (H5Tis_variable_str(ftype) > 0) {
-      H5Tset_size(mtype, H5T_VARIABLE);
-      char *s = NULL;
-      if (H5Aread(a, mtype, &s) >= 0 && s) {
-        snprintf(buf, len, "%s", s);
-        H5free_memory(s);
-        rc = 0;
-      }
-    } else {
-      size_t w = H5Tget_size(ftype);
-      char *s = calloc(w + 1, 1);
-      H5Tset_size(mtype, w + 1);
-      if (s && H5Aread(a, mtype, s) >= 0) {
-        snprintf(buf, len, "%s", s);
-        rc = 0;
-      }
-      free(s);
-    }
-    H5Tclose(mtype);
-  }
-  H5Tclose(ftype);
-  H5Aclose(a);
-  return rc;
-}
-
 /* The strings of a 1-D string attribute (column-order); an empty numeric array gives none. */
 static int h5o_read_attr_strings(hid_t obj, const char *name, char ***out, size_t *n_out) {
   *out = NULL;
@@ -577,7 +544,8 @@ static int h5o_create_columns(rctd_h5ad_writer *w) {
 /* The spatial input's obs names dataset (copy mode). */
 static int h5o_open_index(rctd_h5ad_writer *w, char *err, size_t err_len) {
   char index_name[256] = "_index";
-  h5o_read_attr_str(w->obs, "_index", index_name, sizeof index_name);
+  /* read as the h5ad reader reads it (padding stripped, one value only) */
+  input_h5_attr_string(w->obs, "_index", index_name, sizeof index_name);
   if (!h5o_exists(w->obs, index_name))
     return rctd_fail(err, err_len, "%s: obs has no index dataset '%s' (not an AnnData file?)",
                      w->path, index_name);
