@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "fit_modes.h"
+#include "fit_vignette.h"
 #include "synth.h"
 #include "test.h"
 
@@ -392,67 +393,23 @@ typedef struct {
   double *q_kx, *sq_kx;
   rctd_qtable table;
   rctd_backend *be;
-  rctd_synth_csv weights; /* gold full weights: pixel order and names */
 } fmv_data;
 
 static fmv_data fmv;
 
 static int fmv_load(void) {
   if (fmv.ok) return 0;
-  char path[1024];
-  const char *sh = test_shared_dir();
-  rctd_synth_csv prof, counts;
-  snprintf(path, sizeof path, "%s/gold/vignette/full/weights.csv", sh);
-  if (rctd_synth_csv_read(path, &fmv.weights, NULL, 0)) return -1;
-  snprintf(path, sizeof path, "%s/gold/vignette/doublet/norm_profiles.csv", sh);
-  if (rctd_synth_csv_read(path, &prof, NULL, 0)) return -1;
-  snprintf(path, sizeof path, "%s/data/vignette/csv/spatial/MappedDGEForR.csv", sh);
-  if (rctd_synth_csv_read(path, &counts, NULL, 0)) return -1;
-  snprintf(path, sizeof path, "%s/gold/vignette/doublet/gene_list_reg.txt", sh);
-  FILE *f = fopen(path, "r");
-  if (!f) return -1;
-  fmv.n_types = prof.n_cols - 1;
-  fmv.n_pix = fmv.weights.n_rows - 1;
-  int cap = 4096, n_genes = 0;
-  int *prof_row = malloc(cap * sizeof *prof_row), *count_row = malloc(cap * sizeof *count_row);
-  char gene[256];
-  while (n_genes < cap && fscanf(f, "%255s", gene) == 1) {
-    prof_row[n_genes] = rctd_synth_csv_row_of(&prof, gene);
-    count_row[n_genes] = rctd_synth_csv_row_of(&counts, gene);
-    if (prof_row[n_genes] < 0 || count_row[n_genes] < 0) return -1;
-    n_genes++;
-  }
-  fclose(f);
-  fmv.n_genes = n_genes;
-  const int K = fmv.n_types, N = fmv.n_pix;
-  fmv.profiles_gk = malloc((size_t)n_genes * K * sizeof(double));
-  fmv.y_ng = malloc((size_t)N * n_genes * sizeof(double));
-  fmv.numi_n = malloc((size_t)N * sizeof(double));
-  for (int g = 0; g < n_genes; g++)
-    for (int k = 0; k < K; k++)
-      fmv.profiles_gk[(size_t)g * K + k] =
-          strtod(rctd_synth_csv_at(&prof, prof_row[g], k + 1), NULL);
+  rctd_test_fit_vignette v;
+  if (rctd_test_fit_vignette_load(test_shared_dir(), &v)) return -1;
+  fmv.n_genes = v.n_genes;
+  fmv.n_types = v.n_types;
+  fmv.n_pix = v.n_pix;
+  fmv.barcodes = v.barcodes;
+  fmv.profiles_gk = v.profiles_gk;
+  fmv.y_ng = v.y_ng;
+  fmv.numi_n = v.numi_n;
   double max_y = 0;
-  for (int n = 0; n < N; n++) {
-    const char *bc = rctd_synth_csv_at(&fmv.weights, n + 1, 0);
-    int col = -1;
-    for (int c = 1; c < counts.n_cols; c++)
-      if (strcmp(rctd_synth_csv_at(&counts, 0, c), bc) == 0) col = c;
-    if (col < 0) return -1;
-    long double numi = 0;
-    for (int r = 1; r < counts.n_rows; r++)
-      numi += strtod(rctd_synth_csv_at(&counts, r, col), NULL);
-    fmv.numi_n[n] = (double)numi;
-    for (int g = 0; g < n_genes; g++) {
-      double y = strtod(rctd_synth_csv_at(&counts, count_row[g], col), NULL);
-      fmv.y_ng[(size_t)n * n_genes + g] = y;
-      if (y > max_y) max_y = y;
-    }
-  }
-  free(prof_row);
-  free(count_row);
-  rctd_synth_csv_free(&prof);
-  rctd_synth_csv_free(&counts);
+  for (size_t i = 0; i < (size_t)v.n_pix * v.n_genes; i++) max_y = fmax(max_y, v.y_ng[i]);
   int n_k = (int)fmin(max_y, RCTD_K_VAL) + 1;
   fmv.be = rctd_backend_cpu(2);
   rctd_x_grid(fmv.x_vals);
@@ -485,8 +442,7 @@ static double fmv_weights_diff(const char *file, const double *weights_nk) {
   if (rctd_synth_csv_read(path, &gold, NULL, 0) || gold.n_rows != fmv.n_pix + 1) return INFINITY;
   double max_diff = 0;
   for (int n = 0; n < fmv.n_pix; n++) {
-    if (strcmp(rctd_synth_csv_at(&gold, n + 1, 0), rctd_synth_csv_at(&fmv.weights, n + 1, 0)) != 0)
-      return INFINITY;
+    if (strcmp(rctd_synth_csv_at(&gold, n + 1, 0), fmv.barcodes[n]) != 0) return INFINITY;
     for (int k = 0; k < fmv.n_types; k++)
       max_diff = fmax(max_diff, fabs(weights_nk[(size_t)n * fmv.n_types + k] -
                                      strtod(rctd_synth_csv_at(&gold, n + 1, k + 1), NULL)));
@@ -536,7 +492,7 @@ TEST(fit_vignette_doublet_matches_r) {
   int n_class_mismatch = 0;
   for (int n = 0; n < N; n++) {
     const rctd_doublet_result *r = &res[n];
-    const char *bc = rctd_synth_csv_at(&fmv.weights, n + 1, 0);
+    const char *bc = fmv.barcodes[n];
     CHECK(strcmp(rctd_synth_csv_at(&df, n + 1, 0), bc) == 0 &&
           strcmp(rctd_synth_csv_at(&wd, n + 1, 0), bc) == 0);
     int same = strcmp(rctd_spot_class_name(r->spot_class), rctd_synth_csv_at(&df, n + 1, 1)) == 0 &&
@@ -605,7 +561,7 @@ TEST(fit_vignette_multi_matches_r) {
   int n_mismatch = 0;
   for (int n = 0; n < N; n++) {
     const rctd_multi_result *r = &res[n];
-    CHECK(strcmp(rctd_synth_csv_at(&mr, n + 1, 0), rctd_synth_csv_at(&fmv.weights, n + 1, 0)) == 0);
+    CHECK(strcmp(rctd_synth_csv_at(&mr, n + 1, 0), fmv.barcodes[n]) == 0);
     char *types[RCTD_MULTI_TYPES_CAP], *conf[RCTD_MULTI_TYPES_CAP], *sub[RCTD_MULTI_TYPES_CAP];
     int n_types = atoi(rctd_synth_csv_at(&mr, n + 1, 1));
     int same =

@@ -9,6 +9,7 @@
 
 #include "fit_modes.h"
 #include "fit_stage.h"
+#include "fit_vignette.h"
 #include "model.h"
 #include "synth.h"
 #include "test.h"
@@ -28,71 +29,33 @@ static fst_vignette fstv;
 
 static int fst_vignette_load(void) {
   if (fstv.ok) return 0;
-  char path[1024];
-  const char *sh = test_shared_dir();
-  rctd_synth_csv weights, prof, counts;
-  snprintf(path, sizeof path, "%s/gold/vignette/full/weights.csv", sh);
-  if (rctd_synth_csv_read(path, &weights, NULL, 0)) return -1;
-  snprintf(path, sizeof path, "%s/gold/vignette/doublet/norm_profiles.csv", sh);
-  if (rctd_synth_csv_read(path, &prof, NULL, 0)) return -1;
-  snprintf(path, sizeof path, "%s/data/vignette/csv/spatial/MappedDGEForR.csv", sh);
-  if (rctd_synth_csv_read(path, &counts, NULL, 0)) return -1;
-  snprintf(path, sizeof path, "%s/gold/vignette/doublet/gene_list_reg.txt", sh);
-  FILE *f = fopen(path, "r");
-  if (!f) return -1;
-  const int K = prof.n_cols - 1, N = weights.n_rows - 1, cap = 4096;
-  fstv.n_types = K;
-  fstv.n_pix = N;
-  fstv.genes = calloc(cap, sizeof *fstv.genes);
-  int *prof_row = malloc(cap * sizeof *prof_row), *count_row = malloc(cap * sizeof *count_row);
-  char gene[256];
-  int G = 0;
-  while (G < cap && fscanf(f, "%255s", gene) == 1) {
-    prof_row[G] = rctd_synth_csv_row_of(&prof, gene);
-    count_row[G] = rctd_synth_csv_row_of(&counts, gene);
-    if (prof_row[G] < 0 || count_row[G] < 0) return -1;
-    fstv.genes[G++] = strdup(gene);
-  }
-  fclose(f);
+  rctd_test_fit_vignette v;
+  if (rctd_test_fit_vignette_load(test_shared_dir(), &v)) return -1;
+  const int N = v.n_pix, G = v.n_genes;
   fstv.n_genes = G;
-  fstv.types = calloc(K, sizeof *fstv.types);
-  for (int k = 0; k < K; k++) fstv.types[k] = strdup(rctd_synth_csv_at(&prof, 0, k + 1));
-  fstv.profiles_gk = malloc((size_t)G * K * sizeof(double));
-  for (int g = 0; g < G; g++)
-    for (int k = 0; k < K; k++)
-      fstv.profiles_gk[(size_t)g * K + k] =
-          strtod(rctd_synth_csv_at(&prof, prof_row[g], k + 1), NULL);
-  fstv.barcodes = calloc(N, sizeof *fstv.barcodes);
-  fstv.numi_n = malloc(N * sizeof(double));
+  fstv.n_types = v.n_types;
+  fstv.n_pix = N;
+  fstv.genes = v.genes;
+  fstv.types = v.types;
+  fstv.barcodes = v.barcodes;
+  fstv.profiles_gk = v.profiles_gk;
+  fstv.numi_n = v.numi_n;
+  /* The counts as CSR (the stream's pixel blocks hold the non-zeros only). */
   fstv.indptr = malloc((N + 1) * sizeof(int64_t));
   fstv.indices = malloc((size_t)N * G * sizeof(int32_t));
   fstv.values = malloc((size_t)N * G * sizeof(double));
   int64_t nnz = 0;
   fstv.indptr[0] = 0;
   for (int n = 0; n < N; n++) {
-    const char *bc = rctd_synth_csv_at(&weights, n + 1, 0);
-    fstv.barcodes[n] = strdup(bc);
-    int col = -1;
-    for (int c = 1; c < counts.n_cols; c++)
-      if (strcmp(rctd_synth_csv_at(&counts, 0, c), bc) == 0) col = c;
-    if (col < 0) return -1;
-    long double numi = 0;
-    for (int r = 1; r < counts.n_rows; r++)
-      numi += strtod(rctd_synth_csv_at(&counts, r, col), NULL);
-    fstv.numi_n[n] = (double)numi;
     for (int g = 0; g < G; g++) {
-      double y = strtod(rctd_synth_csv_at(&counts, count_row[g], col), NULL);
+      double y = v.y_ng[(size_t)n * G + g];
       if (y == 0) continue;
       fstv.indices[nnz] = g;
       fstv.values[nnz++] = y;
     }
     fstv.indptr[n + 1] = nnz;
   }
-  free(prof_row);
-  free(count_row);
-  rctd_synth_csv_free(&weights);
-  rctd_synth_csv_free(&prof);
-  rctd_synth_csv_free(&counts);
+  free(v.y_ng);
   fstv.ok = 1;
   return 0;
 }
