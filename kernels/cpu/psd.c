@@ -177,6 +177,36 @@ __attribute__((target("avx2"))) static void psd_reconstruct_avx2(int k, const do
 }
 #endif
 
+/* The Householder reflector of step k of psd_tridiagonalise (shared by its AVX-512 form):
+ * v_k (row k of v_nn) and tau_k such that (I - tau v v') maps column k below the diagonal to
+ * (alpha, 0, ...); e_k = alpha.  Returns 0 when that column is already zero (tau_k = 0, no
+ * reflection needed). */
+static int psd_reflector(int n, int k, const double *a, double *e, double *v, double *tau) {
+  const int m = n - k - 1;
+  double *vk = v + (size_t)k * n;
+  double tail = 0;
+  for (int i = 1; i < m; i++) tail += a[(k + 1 + i) * n + k] * a[(k + 1 + i) * n + k];
+  double x0 = a[(k + 1) * n + k];
+  if (tail == 0) {
+    tau[k] = 0;
+    e[k] = x0;
+    return 0;
+  }
+  double alpha = -copysign(sqrt(x0 * x0 + tail), x0);
+  vk[0] = x0 - alpha;
+  for (int i = 1; i < m; i++) vk[i] = a[(k + 1 + i) * n + k];
+  tau[k] = 2 / (vk[0] * vk[0] + tail);
+  e[k] = alpha;
+  return 1;
+}
+
+/* d and e of the tridiagonal form left in a_nn after the last reflector. */
+static void psd_tridiagonal_diagonals(int n, const double *a, double *d, double *e) {
+  for (int i = 0; i < n; i++) d[i] = a[i * n + i];
+  e[n - 2] = a[(n - 1) * n + n - 2];
+  e[n - 1] = 0;
+}
+
 #ifdef PSD_HAVE_AVX2
 /* AVX-512 forms of the O(n^3) parts (psd_tridiagonalise, psd_build_qt, the reconstruction),
  * eight columns to a register and the last ones under a mask: every element gets the same
@@ -192,21 +222,9 @@ __attribute__((target("avx512f"))) static void psd_tridiagonal_step_avx512(int n
                                                                            double *e, double *v,
                                                                            double *tau, double *p) {
   {
+    if (!psd_reflector(n, k, a, e, v, tau)) return;
     const int m = n - k - 1;
-    double *vk = v + (size_t)k * n;
-    double tail = 0;
-    for (int i = 1; i < m; i++) tail += a[(k + 1 + i) * n + k] * a[(k + 1 + i) * n + k];
-    double x0 = a[(k + 1) * n + k];
-    if (tail == 0) {
-      tau[k] = 0;
-      e[k] = x0;
-      return;
-    }
-    double alpha = -copysign(sqrt(x0 * x0 + tail), x0);
-    vk[0] = x0 - alpha;
-    for (int i = 1; i < m; i++) vk[i] = a[(k + 1 + i) * n + k];
-    tau[k] = 2 / (vk[0] * vk[0] + tail);
-    e[k] = alpha;
+    const double *vk = v + (size_t)k * n;
     const double *B = a + (size_t)(k + 1) * n + k + 1; /* row r at B + r n */
     const __m512d tau_v = _mm512_set1_pd(tau[k]);
     for (int c = 0; c < m; c += 8) {
@@ -248,9 +266,7 @@ __attribute__((target("avx512f"))) static void psd_tridiagonalise_avx512(int n, 
                                                                          double *v, double *tau,
                                                                          double *p) {
   for (int k = 0; k < n - 2; k++) psd_tridiagonal_step_avx512(n, k, a, e, v, tau, p);
-  for (int i = 0; i < n; i++) d[i] = a[i * n + i];
-  e[n - 2] = a[(n - 1) * n + n - 2];
-  e[n - 1] = 0;
+  psd_tridiagonal_diagonals(n, a, d, e);
 }
 
 /* psd_build_qt. */
@@ -363,21 +379,9 @@ static void psd_axpy_x(int simd, int m, double *restrict row, double a, const do
 static void psd_tridiagonalise(int simd, int n, double *a, double *d, double *e, double *v,
                                double *tau, double *p) {
   for (int k = 0; k < n - 2; k++) {
+    if (!psd_reflector(n, k, a, e, v, tau)) continue;
     const int m = n - k - 1; /* the reflector acts on indices k+1 .. n-1 */
-    double *vk = v + (size_t)k * n;
-    double tail = 0;
-    for (int i = 1; i < m; i++) tail += a[(k + 1 + i) * n + k] * a[(k + 1 + i) * n + k];
-    double x0 = a[(k + 1) * n + k];
-    if (tail == 0) {
-      tau[k] = 0;
-      e[k] = x0;
-      continue;
-    }
-    double alpha = -copysign(sqrt(x0 * x0 + tail), x0);
-    vk[0] = x0 - alpha;
-    for (int i = 1; i < m; i++) vk[i] = a[(k + 1 + i) * n + k];
-    tau[k] = 2 / (vk[0] * vk[0] + tail);
-    e[k] = alpha;
+    const double *vk = v + (size_t)k * n;
     /* B <- H B H with H = I - tau v v': p = tau B v, w = p - (tau/2)(v'p) v, B -= v w' + w v'. */
     double vp = 0;
     for (int i = 0; i < m; i++) {
@@ -389,9 +393,7 @@ static void psd_tridiagonalise(int simd, int n, double *a, double *d, double *e,
     for (int i = 0; i < m; i++)
       psd_sub2_x(simd, m, a + (size_t)(k + 1 + i) * n + k + 1, vk[i], p, p[i], vk);
   }
-  for (int i = 0; i < n; i++) d[i] = a[i * n + i];
-  e[n - 2] = a[(n - 1) * n + n - 2];
-  e[n - 1] = 0;
+  psd_tridiagonal_diagonals(n, a, d, e);
 }
 
 /* zt_nn = Q' for the reflectors (v, tau) of psd_tridiagonalise; p_n is scratch. */
