@@ -94,8 +94,7 @@ static const rctd_record *view_names_for(const view_names *names, const char *re
   return rec;
 }
 
-static void view_header_row(FILE *out, const rctd_record_info *info, const rctd_record *rows,
-                            const rctd_record *cols) {
+static void view_header_row(FILE *out, const rctd_record_info *info, const rctd_record *cols) {
   if (!cols) return;
   if (info->row_names) view_put_cell(out, info->row_names);
   for (uint64_t j = 0; j < info->cols; j++) {
@@ -103,7 +102,6 @@ static void view_header_row(FILE *out, const rctd_record_info *info, const rctd_
     view_put_name(out, cols, j);
   }
   fputc('\n', out);
-  (void)rows;
 }
 
 /* Prints one row of a dense matrix given as an element array. */
@@ -173,9 +171,9 @@ static int view_print(rctd_reader *r, const rctd_record_info *info, const view_n
   const rctd_record *rows = view_names_for(names, info->row_names, label);
   const rctd_record *cols = view_names_for(names, info->col_names, label);
   double *row_buf = NULL;
-  if (info->kind == RCTD_DENSE) view_header_row(out, info, rows, cols);
+  if (info->kind == RCTD_DENSE) view_header_row(out, info, cols);
   if (info->kind == RCTD_CSR && view_dense_csr) {
-    view_header_row(out, info, rows, cols);
+    view_header_row(out, info, cols);
     row_buf = malloc((info->cols ? info->cols : 1) * sizeof *row_buf);
     if (!row_buf) {
       rctd_log_error("%s: out of memory", label);
@@ -249,9 +247,7 @@ static int view_list(rctd_reader *r, FILE *out) {
       fprintf(out, "\tcsr %s\t", rctd_dtype_name(info->dtype));
     else
       fprintf(out, "\t%s\t", rctd_kind_name(info->kind));
-    if (info->kind == RCTD_DENSE && info->ndim == 2)
-      fprintf(out, "%" PRIu64 "x%" PRIu64, rows, info->cols);
-    else if (info->kind == RCTD_CSR)
+    if ((info->kind == RCTD_DENSE && info->ndim == 2) || info->kind == RCTD_CSR)
       fprintf(out, "%" PRIu64 "x%" PRIu64, rows, info->cols);
     else
       fprintf(out, "%" PRIu64, rows);
