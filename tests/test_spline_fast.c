@@ -43,6 +43,35 @@ static void sft_pairs(int n, int n_k, double *y, double *lam) {
   lam[3] = 1e-6 * 2500; /* a node: l = 50 exactly */
 }
 
+/* One test's table and buffers: n pairs (y, lam), outputs a and b (3 n each: d0, d1, d2),
+ * room for the table's coefficients. */
+typedef struct {
+  sft_table t;
+  double *y, *lam, *a, *b, *coef;
+} sft_case;
+
+static int sft_case_init(sft_case *c, double sigma, int n, int n_k) {
+  c->y = malloc(n * sizeof(double));
+  c->lam = malloc(n * sizeof(double));
+  c->a = malloc(3 * n * sizeof(double));
+  c->b = malloc(3 * n * sizeof(double));
+  c->coef = malloc(rctd_spline_coef_doubles(n_k) * sizeof(double));
+  if (sft_table_init(&c->t, sigma, n_k) != 0 || !c->y || !c->lam || !c->a || !c->b || !c->coef)
+    return -1;
+  sft_pairs(n, n_k, c->y, c->lam);
+  return 0;
+}
+
+static void sft_case_free(sft_case *c) {
+  rctd_spline_coef_detach(&c->t.table);
+  free(c->coef);
+  free(c->y);
+  free(c->lam);
+  free(c->a);
+  free(c->b);
+  sft_table_free(&c->t);
+}
+
 /* Pairs whose values differ from the exact path's bits: only where glibc's pow(x, 3) is not
  * the correctly rounded cube, which random pairs essentially never meet. */
 static int sft_bits_differ(int n, const double *a, const double *b) {
@@ -54,23 +83,20 @@ static int sft_bits_differ(int n, const double *a, const double *b) {
 TEST(spline_fast_equals_exact_path) {
   enum { N = 20000 };
   const int n_k = 300;
-  sft_table t;
-  CHECK(sft_table_init(&t, 0.84, n_k) == 0);
-  double *y = malloc(N * sizeof(double)), *lam = malloc(N * sizeof(double));
-  double *a = malloc(3 * N * sizeof(double)), *b = malloc(3 * N * sizeof(double));
-  double *coef = malloc(rctd_spline_coef_doubles(n_k) * sizeof(double));
-  sft_pairs(N, n_k, y, lam);
+  sft_case c;
+  CHECK(sft_case_init(&c, 0.84, N, n_k) == 0);
+  double *y = c.y, *lam = c.lam, *a = c.a, *b = c.b, *coef = c.coef;
   for (int i = 0; i < N; i++)
     if (y[i] >= n_k) y[i] = n_k - 1; /* on the table */
-  rctd_spline_eval(&t.table, N, y, lam, a, a + N, a + 2 * N);
+  rctd_spline_eval(&c.t.table, N, y, lam, a, a + N, a + 2 * N);
   /* without coefficients (computed per pair), then with them attached */
   for (int attached = 0; attached < 2; attached++) {
     if (attached) {
-      rctd_spline_coef_build(&t.table, coef);
-      CHECK(rctd_spline_coef_attach(&t.table, coef) == 0);
+      rctd_spline_coef_build(&c.t.table, coef);
+      CHECK(rctd_spline_coef_attach(&c.t.table, coef) == 0);
     }
     memset(b, 0, 3 * N * sizeof(double));
-    rctd_spline_eval_fast(&t.table, N, y, lam, b, b + N, b + 2 * N);
+    rctd_spline_eval_fast(&c.t.table, N, y, lam, b, b + N, b + 2 * N);
     int n0 = sft_bits_differ(N, a, b), n1 = sft_bits_differ(N, a + N, b + N),
         n2 = sft_bits_differ(N, a + 2 * N, b + 2 * N);
     if (getenv("RCTD_TEST_VERBOSE"))
@@ -78,49 +104,34 @@ TEST(spline_fast_equals_exact_path) {
               attached ? "attached" : "no", n0, n1, n2, N);
     CHECK_MSG(n1 == 0 && n2 == 0 && n0 <= 2, "d0 %d, d1 %d, d2 %d values differ", n0, n1, n2);
   }
-  rctd_spline_coef_detach(&t.table);
-  free(coef);
-  free(y);
-  free(lam);
-  free(a);
-  free(b);
-  sft_table_free(&t);
+  sft_case_free(&c);
 }
 
 TEST(spline_fast_simd_equals_scalar_and_handles_odd_pairs) {
   enum { N = 4099 };
   const int n_k = 120;
-  sft_table t;
-  CHECK(sft_table_init(&t, 1.0, n_k) == 0);
-  double *y = malloc(N * sizeof(double)), *lam = malloc(N * sizeof(double));
-  double *a = malloc(3 * N * sizeof(double)), *b = malloc(3 * N * sizeof(double));
-  sft_pairs(N, n_k, y, lam);
+  sft_case c;
+  CHECK(sft_case_init(&c, 1.0, N, n_k) == 0);
+  double *y = c.y, *lam = c.lam, *a = c.a, *b = c.b, *coef = c.coef;
   /* pairs the fast path must hand over: NaN lambda, negative count, counts off the table */
   lam[17] = NAN;
   y[33] = -1;
   y[34] = n_k;
   y[35] = n_k - 0.5;
-  double *coef = malloc(rctd_spline_coef_doubles(n_k) * sizeof(double));
-  rctd_spline_coef_build(&t.table, coef);
-  CHECK(rctd_spline_coef_attach(&t.table, coef) == 0);
+  rctd_spline_coef_build(&c.t.table, coef);
+  CHECK(rctd_spline_coef_attach(&c.t.table, coef) == 0);
   int had_simd = rctd_cpu_simd(1);
-  rctd_spline_eval_fast(&t.table, N, y, lam, a, a + N, a + 2 * N);
+  rctd_spline_eval_fast(&c.t.table, N, y, lam, a, a + N, a + 2 * N);
   rctd_cpu_simd(0);
-  rctd_spline_eval_fast(&t.table, N, y, lam, b, b + N, b + 2 * N);
+  rctd_spline_eval_fast(&c.t.table, N, y, lam, b, b + N, b + 2 * N);
   rctd_cpu_simd(had_simd);
   CHECK(memcmp(a, b, 3 * N * sizeof(double)) == 0);
   CHECK(isnan(a[17]) && isnan(a[33]) && isnan(a[34]) && !isnan(a[35]));
   for (int i = 0; i < N; i++) CHECK(y[i] >= n_k || y[i] < 0 || i == 17 || isfinite(a[i]));
   /* NULL d1 / d2 give the same d0 */
-  rctd_spline_eval_fast(&t.table, N, y, lam, b, NULL, NULL);
+  rctd_spline_eval_fast(&c.t.table, N, y, lam, b, NULL, NULL);
   CHECK(memcmp(a, b, N * sizeof(double)) == 0);
-  rctd_spline_coef_detach(&t.table);
-  free(coef);
-  free(y);
-  free(lam);
-  free(a);
-  free(b);
-  sft_table_free(&t);
+  sft_case_free(&c);
 }
 
 /* Whole IRWLS fits (Hessian, prediction and spline on their AVX2 paths, or not): same bits. */
@@ -209,28 +220,19 @@ TEST(qp_warm_start_reaches_the_same_minimiser) {
 TEST(spline_fast_optional_outputs) {
   enum { N = 1001 };
   const int n_k = 60;
-  sft_table t;
-  CHECK(sft_table_init(&t, 0.84, n_k) == 0);
-  double *y = malloc(N * sizeof(double)), *lam = malloc(N * sizeof(double));
-  double *a = malloc(3 * N * sizeof(double)), *b = malloc(3 * N * sizeof(double));
-  double *coef = malloc(rctd_spline_coef_doubles(n_k) * sizeof(double));
-  sft_pairs(N, n_k, y, lam);
-  rctd_spline_coef_build(&t.table, coef);
+  sft_case c;
+  CHECK(sft_case_init(&c, 0.84, N, n_k) == 0);
+  double *y = c.y, *lam = c.lam, *a = c.a, *b = c.b, *coef = c.coef;
+  rctd_spline_coef_build(&c.t.table, coef);
   for (int attached = 0; attached < 2; attached++) {
-    if (attached) CHECK(rctd_spline_coef_attach(&t.table, coef) == 0);
-    rctd_spline_eval_fast(&t.table, N, y, lam, a, a + N, a + 2 * N);
+    if (attached) CHECK(rctd_spline_coef_attach(&c.t.table, coef) == 0);
+    rctd_spline_eval_fast(&c.t.table, N, y, lam, a, a + N, a + 2 * N);
     memset(b, 0, 3 * N * sizeof(double));
-    rctd_spline_eval_fast(&t.table, N, y, lam, NULL, b + N, b + 2 * N);
+    rctd_spline_eval_fast(&c.t.table, N, y, lam, NULL, b + N, b + 2 * N);
     CHECK(memcmp(a + N, b + N, 2 * N * sizeof(double)) == 0);
     for (int i = 0; i < N; i++) CHECK(b[i] == 0);
-    rctd_spline_eval_fast(&t.table, N, y, lam, b, NULL, NULL);
+    rctd_spline_eval_fast(&c.t.table, N, y, lam, b, NULL, NULL);
     CHECK(memcmp(a, b, N * sizeof(double)) == 0);
   }
-  rctd_spline_coef_detach(&t.table);
-  free(coef);
-  free(y);
-  free(lam);
-  free(a);
-  free(b);
-  sft_table_free(&t);
+  sft_case_free(&c);
 }
