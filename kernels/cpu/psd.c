@@ -703,10 +703,7 @@ __attribute__((target("avx512f"))) static void psd_sweep_rows_avx512(int n, doub
                                                                      const double *sn) {
   for (int j0 = 0; j0 < n; j0 += 24) {
     __mmask8 mask[3];
-    for (int b = 0; b < 3; b++) {
-      const int left = n - j0 - 8 * b;
-      mask[b] = (__mmask8)(left >= 8 ? 0xff : left > 0 ? (1u << left) - 1 : 0);
-    }
+    for (int b = 0; b < 3; b++) mask[b] = psd_mask8(n - j0 - 8 * b);
     const double *top = zt + (size_t)hi * n + j0;
     __m512d y0 = _mm512_maskz_loadu_pd(mask[0], top), y1 = _mm512_maskz_loadu_pd(mask[1], top + 8);
     __m512d y2 = _mm512_maskz_loadu_pd(mask[2], top + 16);
