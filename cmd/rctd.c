@@ -20,7 +20,6 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "cli.h"
@@ -226,12 +225,6 @@ static rctd_opt run_own[] = {
 
 /* ------------------------------------------------------------------ helpers */
 
-static double run_now(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
 /* A growable argv. */
 typedef struct {
   char **v;
@@ -394,7 +387,7 @@ static int run_build(run_stage *st, const rctd_cli *cli, const char *bin_dir, co
 /* Starts stage S with the given stdin/stdout (-1 = inherit); CLOSE_FDS are closed in the
  * child. */
 static int run_spawn(run_stage *s, int fd_in, int fd_out, const int *close_fds, int n_close) {
-  s->t_start = run_now();
+  s->t_start = rctd_now();
   pid_t pid = fork();
   if (pid < 0) {
     rctd_log_error("cannot start %s: %s", s->binary, strerror(errno));
@@ -460,7 +453,7 @@ static int run_wait(run_stage *st, int n) {
       if (st[i].pid != pid) continue;
       st[i].done = 1;
       st[i].status = status;
-      st[i].t_end = run_now();
+      st[i].t_end = rctd_now();
       running--;
       if (run_ok(&st[i])) {
         rctd_log_info("%s done (%.1f s)", st[i].name, st[i].t_end - st[i].t_start);
@@ -607,11 +600,11 @@ static int cmd_run(rctd_cli *cli) {
   sigemptyset(&sa.sa_mask);
   sigaction(SIGINT, &sa, &old_int);
   sigaction(SIGTERM, &sa, &old_term);
-  double t0 = run_now();
+  double t0 = rctd_now();
   rctd_log_info("%s mode: reference -> normalize -> sigma -> fit-%s -> merge%s%s", opt_mode,
                 opt_mode, opt_keep ? ", intermediates in " : " (pipes)", opt_keep ? opt_keep : "");
   rc = opt_keep ? run_sequential(st) : run_piped(st);
-  double t_total = run_now() - t0;
+  double t_total = rctd_now() - t0;
   sigaction(SIGINT, &old_int, NULL);
   sigaction(SIGTERM, &old_term, NULL);
   if (rc == 0) {

@@ -127,4 +127,7 @@ void rctd_progress_add(rctd_progress *p, uint64_t done); /* adds to the count */
 void rctd_progress_set(rctd_progress *p, uint64_t done); /* sets the count */
 void rctd_progress_finish(rctd_progress *p);             /* final line; frees P (NULL ok) */
 
+/* Seconds on the monotonic clock (for durations: stage and progress timings). */
+double rctd_now(void);
+
 #endif

@@ -10,7 +10,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <time.h>
 
 #include "cli.h"
 #include "error.h"
@@ -19,12 +18,6 @@
 #include "model.h"
 #include "output.h"
 #include "stream.h"
-
-static double mg_now(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
 
 /* ------------------------------------------------------------------ inputs */
 
@@ -561,10 +554,10 @@ static int mg_flush_block(mg_run *r, mg_block *b, const mg_input *in) {
                          "spatial input of this run",
                          in->path, c.barcode_n[i], c.row_n[i], r->o->spatial);
   }
-  double t0 = mg_now();
+  double t0 = rctd_now();
   if (r->h5ad && rctd_h5ad_write_chunk(r->h5ad, &c, r->err, r->err_len) < 0) return -1;
   if (r->csv && rctd_csv_write_chunk(r->csv, &c, r->err, r->err_len) < 0) return -1;
-  r->t_write += mg_now() - t0;
+  r->t_write += rctd_now() - t0;
   rctd_results_summary_add(&r->summary, info, &c);
   r->next_pixel += n;
   r->next_chunk++;
@@ -606,7 +599,7 @@ static int mg_read_input(mg_run *r, mg_input *in) {
     return rctd_fail(r->err, r->err_len, "%s: shard starts at pixel %" PRId64 ", expected %" PRId64,
                      in->path, in->first_pixel, r->next_pixel);
   while (rc == 0 && (got = rctd_reader_next(rd, &info)) > 0) {
-    double t0 = mg_now();
+    double t0 = rctd_now();
     int idx = mg_spec_index(info->name);
     int is_summary = strcmp(info->name, RCTD_RES_REC_SUMMARY) == 0;
     if (seen_summary) {
@@ -647,7 +640,7 @@ static int mg_read_input(mg_run *r, mg_input *in) {
     } else if (rctd_reader_skip(rd) < 0) {
       rc = rctd_fail(r->err, r->err_len, "%s", rctd_reader_error(rd));
     }
-    r->t_read += mg_now() - t0;
+    r->t_read += rctd_now() - t0;
   }
   if (rc == 0 && got < 0) rc = rctd_fail(r->err, r->err_len, "%s", rctd_reader_error(rd));
   if (rc == 0 && !seen_summary)
@@ -729,7 +722,7 @@ static void mg_write_json(mg_run *r, FILE *f) {
     mg_json_string(f, r->o->csv_dir);
   }
   fprintf(f, "},\n  \"timings\": {\"read_s\": %.3f, \"write_s\": %.3f, \"total_s\": %.3f}\n}\n",
-          r->t_read, r->t_write, mg_now() - r->t_start);
+          r->t_read, r->t_write, rctd_now() - r->t_start);
 }
 
 typedef struct {
@@ -828,7 +821,7 @@ int rctd_merge_run(const rctd_merge_opts *o, char *err, size_t err_len) {
   r.o = o;
   r.err = err;
   r.err_len = err_len;
-  r.t_start = mg_now();
+  r.t_start = rctd_now();
   if (o->n_inputs < 1) return rctd_fail(err, err_len, "no result streams to merge");
   if (!o->h5ad_path && !o->csv_dir && !o->json_path && !o->summary_path)
     return rctd_fail(err, err_len, "nothing to write: give -o (h5ad or CSV) or --json");

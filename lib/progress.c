@@ -19,7 +19,7 @@ struct rctd_progress {
   pthread_mutex_t lock;
 };
 
-static double progress_now(void) {
+double rctd_now(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
   return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
@@ -94,7 +94,7 @@ rctd_progress *rctd_progress_start(const char *label, uint64_t total, const char
   p->total = total;
   p->quiet = rctd_quiet();
   p->tty = isatty(STDERR_FILENO);
-  p->start = p->last_draw = progress_now();
+  p->start = p->last_draw = rctd_now();
   p->interval = p->tty ? 0.1 : 10.0;
   const char *env = getenv("RCTD_PROGRESS_INTERVAL");
   if (env && *env) p->interval = atof(env);
@@ -104,7 +104,7 @@ rctd_progress *rctd_progress_start(const char *label, uint64_t total, const char
 
 static void progress_maybe_draw(rctd_progress *p) {
   if (p->quiet) return;
-  double now = progress_now();
+  double now = rctd_now();
   if (now - p->last_draw < p->interval) return;
   if (pthread_mutex_trylock(&p->lock) != 0) return;
   if (now - p->last_draw >= p->interval) progress_draw(p, now, 0);
@@ -126,7 +126,7 @@ void rctd_progress_set(rctd_progress *p, uint64_t done) {
 void rctd_progress_finish(rctd_progress *p) {
   if (!p) return;
   /* A final line only where progress was shown (short tasks stay silent). */
-  if (!p->quiet && p->drawn) progress_draw(p, progress_now(), 1);
+  if (!p->quiet && p->drawn) progress_draw(p, rctd_now(), 1);
   pthread_mutex_destroy(&p->lock);
   free(p);
 }
