@@ -1,6 +1,7 @@
 /* Shared loader of the vignette's fitting inputs (fit_vignette.h). */
 #include "fit_vignette.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -69,4 +70,23 @@ int rctd_test_fit_vignette_load(const char *sh, rctd_test_fit_vignette *v) {
   rctd_synth_csv_free(&prof);
   rctd_synth_csv_free(&counts);
   return 0;
+}
+
+int rctd_test_fit_bool(const char *s) {
+  return strcmp(s, "TRUE") == 0;
+}
+
+double rctd_test_fit_rel(double a, double b) {
+  return fabs(a - b) / fmax(fabs(b), 1e-300);
+}
+
+int rctd_test_fit_verbose(void) {
+  return getenv("RCTD_TEST_VERBOSE") != NULL;
+}
+
+int rctd_test_fit_split(char *s, char **out, int max) {
+  int n = 0;
+  if (!*s) return 0;
+  for (char *tok = strtok(s, ";"); tok && n < max; tok = strtok(NULL, ";")) out[n++] = tok;
+  return n;
 }

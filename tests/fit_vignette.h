@@ -18,4 +18,12 @@ typedef struct {
 /* 0, or -1 when a file under SHARED_DIR is missing or a gene or barcode is not found. */
 int rctd_test_fit_vignette_load(const char *shared_dir, rctd_test_fit_vignette *v);
 
+/* Helpers for comparing with R's gold CSVs: R's logical "TRUE"; |a - b| / |b|; whether
+ * RCTD_TEST_VERBOSE asks for the measured differences; splits "a;b;c" (in place) into at most
+ * MAX fields and returns their number. */
+int rctd_test_fit_bool(const char *s);
+double rctd_test_fit_rel(double a, double b);
+int rctd_test_fit_verbose(void);
+int rctd_test_fit_split(char *s, char **out, int max);
+
 #endif

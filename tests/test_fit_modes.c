@@ -379,10 +379,6 @@ TEST(fit_multi_stops_at_max_types) {
 
 /* The gold CSVs are read with rctd_synth_csv_* (synth.h). */
 
-static int fmv_bool(const char *s) {
-  return strcmp(s, "TRUE") == 0;
-}
-
 /* Inputs of fitPixels for the vignette: the gold profiles restricted to gene_list_reg, counts
  * of the 71 gold pixels over those genes, nUMI = column sums over all genes, sigma 0.84. */
 typedef struct {
@@ -430,10 +426,6 @@ static void fmv_params(rctd_fit_params *p) {
   p->backend = fmv.be;
 }
 
-static double fmv_rel(double a, double b) {
-  return fabs(a - b) / fmax(fabs(b), 1e-300);
-}
-
 /* Largest |ours - gold| over a gold weights file (rows = pixels in fmv order). */
 static double fmv_weights_diff(const char *file, const double *weights_nk) {
   char path[1024];
@@ -451,10 +443,6 @@ static double fmv_weights_diff(const char *file, const double *weights_nk) {
   return max_diff;
 }
 
-static int fmv_verbose(void) {
-  return getenv("RCTD_TEST_VERBOSE") != NULL;
-}
-
 TEST(fit_vignette_full_matches_r) {
   CHECK_MSG(fmv_load() == 0, "cannot read the vignette data under %s", test_shared_dir());
   CHECK(fmv.n_genes == 313 && fmv.n_types == 19 && fmv.n_pix == 71);
@@ -466,7 +454,7 @@ TEST(fit_vignette_full_matches_r) {
   char err[256] = "";
   CHECK_MSG(rctd_fit_full(&p, &chunk, w, conv, err, sizeof err) == 0, "%s", err);
   double diff = fmv_weights_diff("full/weights.csv", w);
-  if (fmv_verbose()) fprintf(stderr, "  full: max |weight - R| = %.3g\n", diff);
+  if (rctd_test_fit_verbose()) fprintf(stderr, "  full: max |weight - R| = %.3g\n", diff);
   CHECK_MSG(diff < 1e-6, "max weight difference %g", diff);
   free(w);
 }
@@ -498,10 +486,10 @@ TEST(fit_vignette_doublet_matches_r) {
     int same = strcmp(rctd_spot_class_name(r->spot_class), rctd_synth_csv_at(&df, n + 1, 1)) == 0 &&
                r->first_type + 1 == atoi(rctd_synth_csv_at(&df, n + 1, 2)) &&
                r->second_type + 1 == atoi(rctd_synth_csv_at(&df, n + 1, 3)) &&
-               r->first_class == fmv_bool(rctd_synth_csv_at(&df, n + 1, 4)) &&
-               r->second_class == fmv_bool(rctd_synth_csv_at(&df, n + 1, 5)) &&
-               r->conv_all == fmv_bool(rctd_synth_csv_at(&df, n + 1, 8)) &&
-               r->conv_doublet == fmv_bool(rctd_synth_csv_at(&df, n + 1, 9));
+               r->first_class == rctd_test_fit_bool(rctd_synth_csv_at(&df, n + 1, 4)) &&
+               r->second_class == rctd_test_fit_bool(rctd_synth_csv_at(&df, n + 1, 5)) &&
+               r->conv_all == rctd_test_fit_bool(rctd_synth_csv_at(&df, n + 1, 8)) &&
+               r->conv_doublet == rctd_test_fit_bool(rctd_synth_csv_at(&df, n + 1, 9));
     if (!same) {
       n_class_mismatch++;
       fprintf(stderr, "  %s: ours %s %d %d %d %d %d %d, R %s %s %s %s %s %s %s\n", bc,
@@ -512,15 +500,15 @@ TEST(fit_vignette_doublet_matches_r) {
               rctd_synth_csv_at(&df, n + 1, 5), rctd_synth_csv_at(&df, n + 1, 8),
               rctd_synth_csv_at(&df, n + 1, 9));
     }
-    rel_score =
-        fmax(rel_score, fmv_rel(r->min_score, strtod(rctd_synth_csv_at(&df, n + 1, 6), NULL)));
-    rel_score =
-        fmax(rel_score, fmv_rel(r->singlet_score, strtod(rctd_synth_csv_at(&df, n + 1, 7), NULL)));
+    rel_score = fmax(
+        rel_score, rctd_test_fit_rel(r->min_score, strtod(rctd_synth_csv_at(&df, n + 1, 6), NULL)));
+    rel_score = fmax(rel_score, rctd_test_fit_rel(r->singlet_score,
+                                                  strtod(rctd_synth_csv_at(&df, n + 1, 7), NULL)));
     for (int i = 0; i < 2; i++)
       diff_dw = fmax(diff_dw, fabs(r->doublet_weights[i] -
                                    strtod(rctd_synth_csv_at(&wd, n + 1, i + 1), NULL)));
   }
-  if (fmv_verbose())
+  if (rctd_test_fit_verbose())
     fprintf(stderr,
             "  doublet: %d/%d pixels differ in a categorical; max |all_weights - R| = %.3g, "
             "max |doublet weights - R| = %.3g, max relative score difference %.3g\n",
@@ -532,14 +520,6 @@ TEST(fit_vignette_doublet_matches_r) {
   rctd_synth_csv_free(&wd);
   free(res);
   free(w);
-}
-
-/* Splits "a;b;c" (in place) into at most max fields; returns their number. */
-static int fmv_split(char *s, char **out, int max) {
-  int n = 0;
-  if (!*s) return 0;
-  for (char *tok = strtok(s, ";"); tok && n < max; tok = strtok(NULL, ";")) out[n++] = tok;
-  return n;
 }
 
 TEST(fit_vignette_multi_matches_r) {
@@ -564,15 +544,15 @@ TEST(fit_vignette_multi_matches_r) {
     CHECK(strcmp(rctd_synth_csv_at(&mr, n + 1, 0), fmv.barcodes[n]) == 0);
     char *types[RCTD_MULTI_TYPES_CAP], *conf[RCTD_MULTI_TYPES_CAP], *sub[RCTD_MULTI_TYPES_CAP];
     int n_types = atoi(rctd_synth_csv_at(&mr, n + 1, 1));
-    int same =
-        r->status == RCTD_MULTI_OK && r->n_types == n_types &&
-        fmv_split((char *)rctd_synth_csv_at(&mr, n + 1, 2), types, RCTD_MULTI_TYPES_CAP) ==
-            n_types &&
-        fmv_split((char *)rctd_synth_csv_at(&mr, n + 1, 3), conf, RCTD_MULTI_TYPES_CAP) ==
-            n_types &&
-        fmv_split((char *)rctd_synth_csv_at(&mr, n + 1, 4), sub, RCTD_MULTI_TYPES_CAP) == n_types;
+    int same = r->status == RCTD_MULTI_OK && r->n_types == n_types &&
+               rctd_test_fit_split((char *)rctd_synth_csv_at(&mr, n + 1, 2), types,
+                                   RCTD_MULTI_TYPES_CAP) == n_types &&
+               rctd_test_fit_split((char *)rctd_synth_csv_at(&mr, n + 1, 3), conf,
+                                   RCTD_MULTI_TYPES_CAP) == n_types &&
+               rctd_test_fit_split((char *)rctd_synth_csv_at(&mr, n + 1, 4), sub,
+                                   RCTD_MULTI_TYPES_CAP) == n_types;
     for (int t = 0; same && t < n_types; t++) {
-      same = r->types[t] + 1 == atoi(types[t]) && r->conf[t] == fmv_bool(conf[t]);
+      same = r->types[t] + 1 == atoi(types[t]) && r->conf[t] == rctd_test_fit_bool(conf[t]);
       diff_sub = fmax(diff_sub, fabs(r->sub_weights[t] - strtod(sub[t], NULL)));
     }
     if (!same) {
@@ -581,10 +561,10 @@ TEST(fit_vignette_multi_matches_r) {
               rctd_synth_csv_at(&mr, n + 1, 0), r->status, r->n_types,
               r->n_types ? r->types[0] + 1 : 0);
     }
-    rel_score =
-        fmax(rel_score, fmv_rel(r->min_score, strtod(rctd_synth_csv_at(&mr, n + 1, 5), NULL)));
+    rel_score = fmax(
+        rel_score, rctd_test_fit_rel(r->min_score, strtod(rctd_synth_csv_at(&mr, n + 1, 5), NULL)));
   }
-  if (fmv_verbose())
+  if (rctd_test_fit_verbose())
     fprintf(stderr,
             "  multi: %d/%d pixels differ in types or confidence; max |all_weights - R| = %.3g, "
             "max |sub_weights - R| = %.3g, max relative min_score difference %.3g\n",

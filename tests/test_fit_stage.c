@@ -265,18 +265,6 @@ static int fst_run(const char *mode, const char *args) {
                  test_tmp_dir(), args);
 }
 
-static int fst_bool(const char *s) {
-  return strcmp(s, "TRUE") == 0;
-}
-
-static double fst_rel(double a, double b) {
-  return fabs(a - b) / fmax(fabs(b), 1e-300);
-}
-
-static int fst_verbose(void) {
-  return getenv("RCTD_TEST_VERBOSE") != NULL;
-}
-
 /* Max |ours - gold| over a gold weights CSV (pixels x K). */
 static double fst_weights_diff(const char *file, const double *w_nk, const char *barcodes) {
   char path[1024];
@@ -314,7 +302,7 @@ TEST(fit_tool_vignette_full_matches_r) {
   fst_column *bc = fst_get(&res, RCTD_RES_REC_BARCODE);
   CHECK(w && conv && bc && bc->rows == (uint64_t)N);
   double diff = fst_weights_diff("full/weights.csv", w, (const char *)bc->data);
-  if (fst_verbose()) fprintf(stderr, "  full (tool): max |weight - R| = %.3g\n", diff);
+  if (rctd_test_fit_verbose()) fprintf(stderr, "  full (tool): max |weight - R| = %.3g\n", diff);
   CHECK_MSG(diff < 1e-6, "weights differ from R by %g", diff);
   CHECK(strcmp(fst_meta(&res, RCTD_RES_REC_META, "mode"), "full") == 0);
   CHECK(strcmp(fst_meta(&res, RCTD_RES_REC_META, "sigma"), "0.84") == 0);
@@ -364,19 +352,20 @@ static void fst_doublet_vs_r(const char *model, const char *extra, int *failed_)
     int same = strcmp(rctd_spot_class_name(spot[n]), rctd_synth_csv_at(&df, n + 1, 1)) == 0 &&
                strcmp(fstv.types[t1[n]], rctd_synth_csv_at(&df, n + 1, 2)) == 0 &&
                strcmp(fstv.types[t2[n]], rctd_synth_csv_at(&df, n + 1, 3)) == 0 &&
-               c1[n] == fst_bool(rctd_synth_csv_at(&df, n + 1, 4)) &&
-               c2[n] == fst_bool(rctd_synth_csv_at(&df, n + 1, 5)) &&
-               conv_all[n] == fst_bool(rctd_synth_csv_at(&df, n + 1, 8)) &&
-               conv_dbl[n] == fst_bool(rctd_synth_csv_at(&df, n + 1, 9));
+               c1[n] == rctd_test_fit_bool(rctd_synth_csv_at(&df, n + 1, 4)) &&
+               c2[n] == rctd_test_fit_bool(rctd_synth_csv_at(&df, n + 1, 5)) &&
+               conv_all[n] == rctd_test_fit_bool(rctd_synth_csv_at(&df, n + 1, 8)) &&
+               conv_dbl[n] == rctd_test_fit_bool(rctd_synth_csv_at(&df, n + 1, 9));
     if (!same) fprintf(stderr, "  %s differs from R\n", b);
     mismatch += !same;
-    rel = fmax(rel, fst_rel(min_score[n], strtod(rctd_synth_csv_at(&df, n + 1, 6), NULL)));
-    rel = fmax(rel, fst_rel(singlet[n], strtod(rctd_synth_csv_at(&df, n + 1, 7), NULL)));
+    rel =
+        fmax(rel, rctd_test_fit_rel(min_score[n], strtod(rctd_synth_csv_at(&df, n + 1, 6), NULL)));
+    rel = fmax(rel, rctd_test_fit_rel(singlet[n], strtod(rctd_synth_csv_at(&df, n + 1, 7), NULL)));
     for (int i = 0; i < 2; i++)
       diff_wd =
           fmax(diff_wd, fabs(wd[2 * n + i] - strtod(rctd_synth_csv_at(&gwd, n + 1, i + 1), NULL)));
   }
-  if (fst_verbose())
+  if (rctd_test_fit_verbose())
     fprintf(stderr,
             "  doublet (tool%s%s): %d/%d pixels differ in a categorical; max |all_weights - R| = "
             "%.3g, max |doublet weights - R| = %.3g, max relative score difference %.3g\n",
@@ -403,13 +392,6 @@ TEST(fit_tool_vignette_doublet_with_sigma_option) {
   fst_variant v = {.no_sigma = 1, .block = 7};
   CHECK(fst_write_model(path, &v) == 0);
   fst_doublet_vs_r(path, "--sigma 0.84", failed_);
-}
-
-static int fst_split(char *s, char **out, int max) {
-  int n = 0;
-  if (!*s) return 0;
-  for (char *tok = strtok(s, ";"); tok && n < max; tok = strtok(NULL, ";")) out[n++] = tok;
-  return n;
 }
 
 TEST(fit_tool_vignette_multi_matches_r) {
@@ -442,21 +424,23 @@ TEST(fit_tool_vignette_multi_matches_r) {
     char *gt[16], *gc[16], *gs[16];
     int nt = atoi(rctd_synth_csv_at(&mr, n + 1, 1));
     int same = status[n] == 0 && n_types[n] == nt &&
-               fst_split((char *)rctd_synth_csv_at(&mr, n + 1, 2), gt, 16) == nt &&
-               fst_split((char *)rctd_synth_csv_at(&mr, n + 1, 3), gc, 16) == nt &&
-               fst_split((char *)rctd_synth_csv_at(&mr, n + 1, 4), gs, 16) == nt;
+               rctd_test_fit_split((char *)rctd_synth_csv_at(&mr, n + 1, 2), gt, 16) == nt &&
+               rctd_test_fit_split((char *)rctd_synth_csv_at(&mr, n + 1, 3), gc, 16) == nt &&
+               rctd_test_fit_split((char *)rctd_synth_csv_at(&mr, n + 1, 4), gs, 16) == nt;
     for (int t = 0; same && t < M; t++) {
       if (t >= nt) {
         same = types[n * M + t] == -1 && conf[n * M + t] == 0 && sub[n * M + t] == 0;
         continue;
       }
-      same = strcmp(fstv.types[types[n * M + t]], gt[t]) == 0 && conf[n * M + t] == fst_bool(gc[t]);
+      same = strcmp(fstv.types[types[n * M + t]], gt[t]) == 0 &&
+             conf[n * M + t] == rctd_test_fit_bool(gc[t]);
       diff_sub = fmax(diff_sub, fabs(sub[n * M + t] - strtod(gs[t], NULL)));
     }
     mismatch += !same;
-    rel = fmax(rel, fst_rel(min_score[n], strtod(rctd_synth_csv_at(&mr, n + 1, 5), NULL)));
+    rel =
+        fmax(rel, rctd_test_fit_rel(min_score[n], strtod(rctd_synth_csv_at(&mr, n + 1, 5), NULL)));
   }
-  if (fst_verbose())
+  if (rctd_test_fit_verbose())
     fprintf(stderr,
             "  multi (tool): %d/%d pixels differ; max |all_weights - R| = %.3g, max |sub_weights "
             "- R| = %.3g, max relative min_score difference %.3g\n",
@@ -603,7 +587,7 @@ static void fst_bad(const char *mode, const fst_variant *v, const char *extra, i
   CHECK(fgets(line, sizeof line, f) != NULL);
   int more = fgets(second, sizeof second, f) != NULL;
   fclose(f);
-  if (fst_verbose()) fprintf(stderr, "  %s", line);
+  if (rctd_test_fit_verbose()) fprintf(stderr, "  %s", line);
   CHECK_MSG(strstr(line, "rctd-fit-") == line && strstr(line, what), "message: %s", line);
   CHECK_MSG(want_rc == 2 || !more, "more than one line: %s%s", line, second);
 }
@@ -676,7 +660,8 @@ TEST(fit_synth_stream_is_seeded_and_fits) {
     n_singlet += spot[n] == RCTD_SPOT_SINGLET;
     n_doublet += spot[n] == RCTD_SPOT_DOUBLET_CERTAIN;
   }
-  if (fst_verbose()) fprintf(stderr, "  synth: %d singlets, %d doublets\n", n_singlet, n_doublet);
+  if (rctd_test_fit_verbose())
+    fprintf(stderr, "  synth: %d singlets, %d doublets\n", n_singlet, n_doublet);
   CHECK(n_singlet > 20 && n_doublet > 20);
   fst_result_free(&res);
 }
