@@ -33,6 +33,7 @@ size_t rctd_psd_workspace_bytes(int k) {
          psd_align(4 * kk * sizeof(double)) + psd_align(2 * kk * sizeof(double));
 }
 
+/* psd_one and psd_two are mirrored by rcu_psd_one / rcu_psd_two (kernels/cuda/cuda_math.cuh). */
 static double psd_one(double h, double *D) {
   double p = fmax(h, RCTD_PSD_EIG_FLOOR);
   D[0] = p / p;

@@ -4,6 +4,7 @@
  * subproblem of its working set directly (Cholesky of the free block), so the returned point is
  * the exact KKT point of the final active set: the same unique minimiser quadprog's
  * Goldfarb-Idnani method reaches, up to rounding. */
+/* kernels/cuda/cuda_math.cuh mirrors this solver (rcu_qp_*) operation by operation: change both. */
 #include <math.h>
 #include <string.h>
 

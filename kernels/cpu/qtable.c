@@ -54,6 +54,9 @@ int rctd_sigma_index(int sigma_value) {
   return -1;
 }
 
+/* qt_interval, qt_log_ht_pdf, qt_spline_inverse, qt_quadrature_row, qt_spline_row and
+ * qt_spline_one have device mirrors (kernels/cuda/cuda_math.cuh, cuda_qtable.cu): change both. */
+
 /* calc_Q_all's interval: 1-based m such that lambda lies in [X_vals[m], X_vals[m+1]], computed
  * with R's operations (pow(., 1/2), not sqrt, as R's `^` calls pow). */
 static int qt_interval(double lambda) {

@@ -21,7 +21,8 @@ struct SplineCoef {
   double zdi, zdi1, diff3, diff4;
 };
 
-/* calc_Q_all's interval (1-based m in [1, RCTD_N_X - 1]).  The CPU computes pow(v, 0.5); glibc's
+/* Mirrors qt_interval (kernels/cpu/qtable.c): calc_Q_all's interval (1-based m in
+ * [1, RCTD_N_X - 1]).  The CPU computes pow(v, 0.5); glibc's
  * pow is correctly rounded there as sqrt is, so both give the same floor. */
 __device__ __forceinline__ int rcu_interval(double lambda) {
   double l = floor(sqrt(lambda / RCU_DELTA));
@@ -31,13 +32,14 @@ __device__ __forceinline__ int rcu_interval(double lambda) {
   return (int)m;
 }
 
-/* Clamps lambda as calc_Q_all does. */
+/* Clamps lambda as calc_Q_all does (mirrors the clamp in qt_spline_one, kernels/cpu/qtable.c). */
 __device__ __forceinline__ double rcu_clamp_lambda(double lambda, double x_max) {
   return fmin(fmax(RCU_EPSILON, lambda), x_max - RCU_EPSILON);
 }
 
-/* d1 and d2 of log P(y | lambda) (rctd_spline_eval): code = table row, or >= n_k / kBadCount
- * for NaN. */
+/* Mirrors d1 and d2 of qt_spline_one (kernels/cpu/qtable.c) and of the coefficient path in
+ * kernels/cpu/spline_fast.c: d1 and d2 of log P(y | lambda) (rctd_spline_eval): code = table row,
+ * or >= n_k / kBadCount for NaN. */
 __device__ __forceinline__ void rcu_spline_d12(const double *x_vals, const SplineCoef *coef,
                                                int n_k, int code, double lambda, double &d1,
                                                double &d2) {
@@ -63,7 +65,8 @@ __host__ __device__ __forceinline__ double rcu_cube(double x) {
   return h + fma(pe, x, he);
 }
 
-/* d0 = log P(y | lambda) as the spline gives it (score only). */
+/* Mirrors d0 of qt_spline_one (kernels/cpu/qtable.c): log P(y | lambda) as the spline gives it
+ * (score only). */
 __device__ __forceinline__ double rcu_spline_d0(const double *x_vals, const SplineCoef *coef,
                                                 int n_k, int code, double lambda) {
   if (isnan(lambda) || code >= n_k) return __longlong_as_double(0x7ff8000000000000LL);
@@ -132,6 +135,7 @@ struct QPWork {
   double *rhs, *x_sub;     /* k */
 };
 
+/* Mirrors qp_cholesky (kernels/cpu/qp.c), D with leading dimension ld. */
 __host__ __device__ inline int rcu_qp_cholesky(int ld, const double *D, const int *idx, int m,
                                                double *chol) {
   for (int i = 0; i < m; i++) {
@@ -149,6 +153,7 @@ __host__ __device__ inline int rcu_qp_cholesky(int ld, const double *D, const in
   return 0;
 }
 
+/* Mirrors qp_chol_solve (kernels/cpu/qp.c). */
 __host__ __device__ inline void rcu_qp_chol_solve(int m, const double *chol, double *v) {
   for (int i = 0; i < m; i++) {
     double sum = v[i];
@@ -162,6 +167,7 @@ __host__ __device__ inline void rcu_qp_chol_solve(int m, const double *chol, dou
   }
 }
 
+/* Mirrors qp_subspace_min (kernels/cpu/qp.c) without the sum constraint. */
 __host__ __device__ inline int rcu_qp_subspace_min(int k, int ld, const double *D, const double *d,
                                                    const double *lower, QPWork &w) {
   int m = 0;
@@ -185,8 +191,8 @@ __host__ __device__ inline int rcu_qp_subspace_min(int k, int ld, const double *
   return 0;
 }
 
-/* rctd_qp_solve_warm(k, D, d, lower, with_sum = 0, ..., warm): 0, or -1 when D_FF is not
- * positive definite.  D has leading dimension ld.  warm: start from the working set w.in_work
+/* Mirrors rctd_qp_solve_warm (kernels/cpu/qp.c) with with_sum = 0, ..., warm: 0, or -1 when D_FF is
+ * not positive definite.  D has leading dimension ld.  warm: start from the working set w.in_work
  * holds (the previous solve's final one) instead of the empty set. */
 __host__ __device__ inline int rcu_qp_solve(int k, int ld, const double *D, const double *d,
                                             const double *lower, double *x, QPWork &w, int warm) {
@@ -252,13 +258,15 @@ __host__ __device__ inline int rcu_qp_solve(int k, int ld, const double *D, cons
 
 #define RCU_EIG_FLOOR 1e-3
 
+/* Mirrors psd_one (kernels/cpu/psd.c). */
 __device__ __forceinline__ double rcu_psd_one(double h, double *D) {
   double p = fmax(h, RCU_EIG_FLOOR);
   D[0] = p / p;
   return p;
 }
 
-/* H = [a b; b c] (row-major H[0], H[2] = b, H[3]); D row-major 2 x 2. */
+/* Mirrors psd_two (kernels/cpu/psd.c): H = [a b; b c] (row-major H[0], H[2] = b, H[3]); D
+ * row-major 2 x 2. */
 __device__ __forceinline__ double rcu_psd_two(double a, double b, double c, double *D) {
   double cs = 1.0, sn = 0.0, lam1 = a, lam2 = c;
   if (b != 0.0) {

@@ -93,7 +93,8 @@ __device__ __forceinline__ void qtc_dd_add(double &hi, double &lo, double t) {
   hi = s2;
 }
 
-/* q[k][i] for rows k_begin + blockIdx.x, every lambda node i = threadIdx.x. */
+/* Mirrors qt_quadrature_row (kernels/cpu/qtable.c): q[k][i] for rows k_begin + blockIdx.x,
+ * every lambda node i = threadIdx.x. */
 __global__ void __launch_bounds__(448)
     qtc_quadrature(const double *y_j, const double *nexp_j, const double *lht_j,
                    const double *lgam_k, const double *x_vals, const double *log_x, int k_begin,
@@ -121,7 +122,8 @@ __global__ void __launch_bounds__(448)
   q_kx[(size_t)k * RCTD_N_X + i] = log(p > QTC_FLOOR ? p : QTC_FLOOR);
 }
 
-/* sq[k][i + 1] = sum_j fbd_k[j] MI[i][j] (j ascending) for QTC_SPLINE_ROWS rows per block. */
+/* Mirrors qt_spline_row (kernels/cpu/qtable.c): sq[k][i + 1] = sum_j fbd_k[j] MI[i][j]
+ * (j ascending) for QTC_SPLINE_ROWS rows per block. */
 __global__ void qtc_spline(const double *x_vals, const double *inv_t, const double *q_kx,
                            int k_begin, int k_end, double *sq_kx) {
   __shared__ double fbd[QTC_SPLINE_ROWS][QTC_N_INT];
