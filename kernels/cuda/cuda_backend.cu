@@ -349,7 +349,7 @@ static int rcb_run_range(Job &job) {
     p.types_fk = b->types_fk ? (const int32_t *)d.types.p : NULL;
     p.n_iter = job.opts->n_iter;
     p.min_change = job.opts->min_change;
-    p.qp_warm = !getenv("RCTD_CUDA_QP_COLD"); /* the CPU kernel warm-starts its QPs */
+    p.qp_warm = 1; /* the CPU kernel warm-starts its QPs */
     p.float32 = job.impl->opts.precision == RCTD_CUDA_FLOAT32;
     p.weights_fk = (double *)d.weights.p;
     p.conv_f = (int32_t *)d.conv.p;
