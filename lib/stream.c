@@ -9,6 +9,7 @@
 #include <zstd.h>
 
 #include "cli.h"
+#include "error.h"
 
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
 #error "rctd streams store array data little-endian; this build assumes a little-endian host"
@@ -57,16 +58,6 @@ static int stream_reserve(void *bufp, size_t *cap, size_t need) {
   *buf = p;
   *cap = n;
   return 0;
-}
-
-/* snprintf through a va_list: messages may be cut at the buffer size, which is fine. */
-static void stream_msg(char *dst, size_t cap, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void stream_msg(char *dst, size_t cap, const char *fmt, ...) {
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(dst, cap, fmt, ap);
-  va_end(ap);
 }
 
 /* a * b with overflow detection: 0 ok, -1 overflow. */
@@ -184,9 +175,8 @@ int rctd_record_check(const rctd_record_info *info, rctd_kind kind, int dtype, u
   char want[96], found[96];
   describe_type(want, sizeof want, kind, dtype, cols);
   describe_type(found, sizeof found, info->kind, (int)info->dtype, cols ? info->cols : 0);
-  stream_msg(err, err_len, "%s: record '%s': expected %s, found %s", label, info->name, want,
-             found);
-  return -1;
+  return rctd_fail(err, err_len, "%s: record '%s': expected %s, found %s", label, info->name, want,
+                   found);
 }
 
 void rctd_record_free(rctd_record *rec) {
@@ -265,9 +255,9 @@ static int writer_fail(rctd_writer *w, const char *fmt, ...) {
   vsnprintf(msg, sizeof msg, fmt, ap);
   va_end(ap);
   if (w->in_record)
-    stream_msg(w->err, sizeof w->err, "%s: record '%s': %s", w->label, w->name, msg);
+    rctd_fail(w->err, sizeof w->err, "%s: record '%s': %s", w->label, w->name, msg);
   else
-    stream_msg(w->err, sizeof w->err, "%s: %s", w->label, msg);
+    rctd_fail(w->err, sizeof w->err, "%s: %s", w->label, msg);
   w->failed = 1;
   return -1;
 }
@@ -775,9 +765,9 @@ static int reader_fail(rctd_reader *r, const char *fmt, ...) {
   vsnprintf(msg, sizeof msg, fmt, ap);
   va_end(ap);
   if (r->state == IN_RECORD && r->info.name)
-    stream_msg(r->err, sizeof r->err, "%s: record '%s': %s", r->label, r->info.name, msg);
+    rctd_fail(r->err, sizeof r->err, "%s: record '%s': %s", r->label, r->info.name, msg);
   else
-    stream_msg(r->err, sizeof r->err, "%s: %s", r->label, msg);
+    rctd_fail(r->err, sizeof r->err, "%s: %s", r->label, msg);
   r->state = BROKEN;
   return -1;
 }
@@ -1021,8 +1011,8 @@ int rctd_reader_next(rctd_reader *r, const rctd_record_info **info) {
     return reader_fail(r, "corrupted stream (expected a record header %s)", where);
   memcpy(r->hdr_block, block, BLOCK_BYTES);
   uint64_t raw_len = get_u64(block + 16), comp_len = get_u64(block + 24);
-  char what[MAX_NAME_BYTES + 64];
-  stream_msg(what, sizeof what, "record header %s", where);
+  char what[sizeof "record header " + sizeof where]; /* room for all of WHERE */
+  snprintf(what, sizeof what, "record header %s", where);
   if (reader_read_frame(r, &r->hdr_comp, &r->hdr_comp_cap, comp_len, raw_len, MAX_HEADER_RAW,
                         what) != 0)
     return -1;
