@@ -182,6 +182,19 @@ __attribute__((target("avx2"))) static double irwls_dot_avx2(int n, const double
   return (l[0] + l[1]) + (l[2] + l[3]);
 }
 
+/* One Hessian entry from its four lanes: the tail terms (c s b from g on) into lane 0 first,
+ * then (l0 + l1) + (l2 + l3), as in the SSE2 code. */
+__attribute__((target("avx2"))) static inline double irwls_lanes_tail_avx2(__m256d acc, int g,
+                                                                           int n, const double *c,
+                                                                           const double *s,
+                                                                           const double *b) {
+  double l[4];
+  _mm256_storeu_pd(l, acc);
+  double t = l[0];
+  for (int h = g; h < n; h++) t += (c[h] * s[h]) * b[h];
+  return (t + l[1]) + (l[2] + l[3]);
+}
+
 /* Two rows (i0, i1) by four columns of the Hessian, sharing the column loads. */
 __attribute__((target("avx2"))) static void irwls_hess_2x4_avx2(int n, const double *c,
                                                                 const double *s0, const double *s1,
@@ -208,33 +221,15 @@ __attribute__((target("avx2"))) static void irwls_hess_2x4_avx2(int n, const dou
     a03 = _mm256_add_pd(a03, _mm256_mul_pd(u0, v));
     a13 = _mm256_add_pd(a13, _mm256_mul_pd(u1, v));
   }
-  double t00 = 0, t01 = 0, t02 = 0, t03 = 0, t10 = 0, t11 = 0, t12 = 0, t13 = 0;
-  double l[4];
   /* the tail accumulates into lane 0 after the vector part, as in the SSE2 code */
-  _mm256_storeu_pd(l, a00), t00 = l[0];
-  for (int h = g; h < n; h++) t00 += (c[h] * s0[h]) * b0[h];
-  out0[0] = (t00 + l[1]) + (l[2] + l[3]);
-  _mm256_storeu_pd(l, a01), t01 = l[0];
-  for (int h = g; h < n; h++) t01 += (c[h] * s0[h]) * b1[h];
-  out0[1] = (t01 + l[1]) + (l[2] + l[3]);
-  _mm256_storeu_pd(l, a02), t02 = l[0];
-  for (int h = g; h < n; h++) t02 += (c[h] * s0[h]) * b2[h];
-  out0[2] = (t02 + l[1]) + (l[2] + l[3]);
-  _mm256_storeu_pd(l, a03), t03 = l[0];
-  for (int h = g; h < n; h++) t03 += (c[h] * s0[h]) * b3[h];
-  out0[3] = (t03 + l[1]) + (l[2] + l[3]);
-  _mm256_storeu_pd(l, a10), t10 = l[0];
-  for (int h = g; h < n; h++) t10 += (c[h] * s1[h]) * b0[h];
-  out1[0] = (t10 + l[1]) + (l[2] + l[3]);
-  _mm256_storeu_pd(l, a11), t11 = l[0];
-  for (int h = g; h < n; h++) t11 += (c[h] * s1[h]) * b1[h];
-  out1[1] = (t11 + l[1]) + (l[2] + l[3]);
-  _mm256_storeu_pd(l, a12), t12 = l[0];
-  for (int h = g; h < n; h++) t12 += (c[h] * s1[h]) * b2[h];
-  out1[2] = (t12 + l[1]) + (l[2] + l[3]);
-  _mm256_storeu_pd(l, a13), t13 = l[0];
-  for (int h = g; h < n; h++) t13 += (c[h] * s1[h]) * b3[h];
-  out1[3] = (t13 + l[1]) + (l[2] + l[3]);
+  out0[0] = irwls_lanes_tail_avx2(a00, g, n, c, s0, b0);
+  out0[1] = irwls_lanes_tail_avx2(a01, g, n, c, s0, b1);
+  out0[2] = irwls_lanes_tail_avx2(a02, g, n, c, s0, b2);
+  out0[3] = irwls_lanes_tail_avx2(a03, g, n, c, s0, b3);
+  out1[0] = irwls_lanes_tail_avx2(a10, g, n, c, s1, b0);
+  out1[1] = irwls_lanes_tail_avx2(a11, g, n, c, s1, b1);
+  out1[2] = irwls_lanes_tail_avx2(a12, g, n, c, s1, b2);
+  out1[3] = irwls_lanes_tail_avx2(a13, g, n, c, s1, b3);
 }
 
 static int irwls_avx512(void) {
