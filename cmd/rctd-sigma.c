@@ -64,13 +64,14 @@ int main(int argc, char **argv) {
     rctd_cli_free(&cli);
     return rc;
   }
-  double v;
-  if (sig_sigma_text && (sig_parse_number(sig_sigma_text, &v) < 0 || rctd_sigma_value_of(v) < 0))
+  double seed = 0;
+  if (sig_sigma_text && (sig_parse_number(sig_sigma_text, &sig_o.fixed_sigma) < 0 ||
+                         rctd_sigma_value_of(sig_o.fixed_sigma) < 0))
     rc = rctd_cli_usage_error(&cli,
                               "option --sigma: '%s' is not on the sigma grid (0.10..0.70 by "
                               "0.01, 0.72..2.00 by 0.02)",
                               sig_sigma_text);
-  else if (sig_seed_text && (sig_parse_number(sig_seed_text, &v) < 0 || v != (int32_t)v))
+  else if (sig_seed_text && (sig_parse_number(sig_seed_text, &seed) < 0 || seed != (int32_t)seed))
     rc = rctd_cli_usage_error(&cli, "option --seed: '%s' is not an integer", sig_seed_text);
   else if (sig_n_fit < 1 || sig_n_epoch < 1 || sig_n_epoch > 1000000)
     rc = rctd_cli_usage_error(&cli, "--n-fit and --n-epoch must be >= 1");
@@ -78,11 +79,9 @@ int main(int argc, char **argv) {
     rctd_cli_free(&cli);
     return rc;
   }
-  if (sig_sigma_text) sig_parse_number(sig_sigma_text, &sig_o.fixed_sigma);
   if (sig_seed_text) {
-    sig_parse_number(sig_seed_text, &v);
     sig_o.have_seed = 1;
-    sig_o.seed = (int32_t)v;
+    sig_o.seed = (int32_t)seed;
   }
   sig_o.sigma.n_fit = sig_n_fit;
   sig_o.sigma.n_epoch = (int)sig_n_epoch;
