@@ -13,6 +13,7 @@
 
 #include "cli.h"
 #include "error.h"
+#include "input_internal.h"
 #include "strlist.h"
 
 void rctd_reference_opts_default(rctd_reference_opts *opts) {
@@ -130,66 +131,37 @@ int rctd_reference_profiles_dense(const rctd_ref_cells *cells, const int32_t *co
   return 0;
 }
 
-/* Splits LINE in place into at most max_fields fields at SEP, removing surrounding quotes and
- * blanks.  Returns the number of fields. */
-static int ref_split_fields(char *line, char sep, char **fields, int max_fields) {
-  int n = 0;
-  char *p = line;
-  while (n < max_fields) {
-    while (*p == ' ') p++;
-    char *start = p, *out = p;
-    int quoted = *p == '"';
-    if (quoted) {
-      p++;
-      while (*p) {
-        if (*p == '"' && p[1] == '"') {
-          *out++ = '"';
-          p += 2;
-        } else if (*p == '"') {
-          p++;
-          break;
-        } else {
-          *out++ = *p++;
-        }
-      }
-      while (*p && *p != sep) p++;
-    } else {
-      while (*p && *p != sep) *out++ = *p++;
-    }
-    char end = *p;
-    *out = '\0';
-    while (out > start && (out[-1] == ' ' || out[-1] == '\r' || out[-1] == '\n')) *--out = '\0';
-    fields[n++] = start;
-    if (!end) break;
-    p++;
-  }
-  return n;
+/* Trims blanks around a field in place. */
+static char *ref_trim(char *field) {
+  while (*field == ' ') field++;
+  size_t n = strlen(field);
+  while (n > 0 && field[n - 1] == ' ') field[--n] = '\0';
+  return field;
 }
 
 int rctd_class_table_read(const char *path, const char *const *type_names, int n_types,
                           char ***class_names, char *err, size_t err_len) {
   *class_names = NULL;
-  FILE *f = fopen(path, "r");
-  if (!f)
-    return rctd_fail(err, err_len, "%s: cannot open the class table: %s", path, strerror(errno));
+  char open_err[512];
+  input_text *text = input_text_open(path, open_err, sizeof open_err);
+  if (!text) return rctd_fail(err, err_len, "%s (the class table)", open_err);
   char **classes = calloc((size_t)n_types, sizeof *classes);
-  char *line = NULL;
-  size_t cap = 0;
-  ssize_t len;
   int line_no = 0, rc = -1;
-  char sep = ',';
+  char sep = ',', *line;
   if (!classes) {
     rctd_fail(err, err_len, "out of memory");
     goto done;
   }
-  while ((len = getline(&line, &cap, f)) >= 0) {
+  while ((line = input_text_line(text, NULL, open_err, sizeof open_err))) {
     line_no++;
     if (line_no == 1) {
-      if (strchr(line, '\t')) sep = '\t';
+      sep = input_guess_delim(line);
       continue; /* header row */
     }
     char *fields[3];
-    int n = ref_split_fields(line, sep, fields, 3);
+    int n = (int)input_split(line, sep, fields, 3);
+    if (n > 3) n = 3;
+    for (int i = 0; i < n; i++) fields[i] = ref_trim(fields[i]);
     if (n == 1 && fields[0][0] == '\0') continue;
     if (n < 2 || fields[1][0] == '\0') {
       rctd_fail(err, err_len, "%s: line %d: expected 2 columns (cell type, class)", path, line_no);
@@ -208,8 +180,8 @@ int rctd_class_table_read(const char *path, const char *const *type_names, int n
       }
     }
   }
-  if (ferror(f)) {
-    rctd_fail(err, err_len, "%s: read error: %s", path, strerror(errno));
+  if (open_err[0]) {
+    rctd_fail(err, err_len, "%s", open_err);
     goto done;
   }
   char list[300] = "";
@@ -231,8 +203,7 @@ int rctd_class_table_read(const char *path, const char *const *type_names, int n
   rc = 0;
 done:
   rctd_strlist_free(classes, (size_t)n_types);
-  free(line);
-  fclose(f);
+  input_text_close(text);
   return rc;
 }
 

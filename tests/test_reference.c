@@ -258,6 +258,25 @@ TEST(reference_class_table) {
   const char *more[] = {"Astrocytes", "Purkinje"};
   CHECK(rctd_class_table_read(path, more, 2, &classes, err, sizeof err) == -1);
   CHECK_MSG(strstr(err, "Purkinje") != NULL, "%s", err);
+  /* Gzipped, tab-separated, blanks around fields, CRLF line ends: the same classes. */
+  snprintf(path, sizeof path, "%s/classes.tsv", test_tmp_dir());
+  f = fopen(path, "w");
+  CHECK(f != NULL);
+  fprintf(f,
+          "cell_type\tclass\r\n Bergmann \tAstrocytes\r\nAstrocytes\t Astrocytes\r\n"
+          "MLI1\tMLI \r\n");
+  fclose(f);
+  CHECK(test_sh("gzip -f '%s'", path) == 0);
+  strcat(path, ".gz");
+  CHECK_MSG(rctd_class_table_read(path, types, 3, &classes, err, sizeof err) == 0, "%s", err);
+  int same = strcmp(classes[0], "Astrocytes") == 0 && strcmp(classes[1], "Astrocytes") == 0 &&
+             strcmp(classes[2], "MLI") == 0;
+  for (int k = 0; k < 3; k++) free(classes[k]);
+  free(classes);
+  CHECK(same);
+  snprintf(path, sizeof path, "%s/no-such-classes.csv", test_tmp_dir());
+  CHECK(rctd_class_table_read(path, types, 3, &classes, err, sizeof err) == -1);
+  CHECK_MSG(strstr(err, "no-such-classes.csv") && strstr(err, "class table"), "%s", err);
 }
 
 /* The library driver behind the tool: the same profiles and random state as R, a subset in its
