@@ -25,6 +25,8 @@
 #include "cli.h"
 #include "input.h"
 #include "input_cli.h"
+#include "normalize.h"
+#include "sigma.h"
 
 enum { ST_REF = 1, ST_NORM = 2, ST_SIGMA = 4, ST_FIT = 8, ST_MERGE = 16 };
 enum { N_STAGES = 5 };
@@ -728,11 +730,18 @@ static rctd_input *val_spatial(val_report *r) {
   rctd_input *in = val_open(r, "spatial", opt_spatial, &v, RCTD_CELL_TYPES_IGNORE, "spatial-format",
                             &numi, &sums);
   if (!in) return NULL;
-  const double umi_min = val_double(15, 100), umi_max = val_double(16, 2e7);
-  const double counts_min = val_double(17, 10), umi_sigma = val_double(37, 300);
+  rctd_normalize_opts filter;
+  rctd_normalize_opts_default(&filter);
+  filter.umi_min = val_double(15, filter.umi_min);
+  filter.umi_max = val_double(16, filter.umi_max);
+  filter.counts_min = val_double(17, filter.counts_min);
+  const double umi_min = filter.umi_min, umi_max = filter.umi_max, counts_min = filter.counts_min;
+  rctd_sigma_opts sigma_defaults;
+  rctd_sigma_opts_default(&sigma_defaults);
+  const double umi_sigma = val_double(37, sigma_defaults.umi_min_sigma);
   int64_t pass = 0, for_sigma = 0;
   for (int64_t i = 0; i < rctd_input_n_rows(in); i++) {
-    if (numi[i] >= umi_min && numi[i] <= umi_max && sums[i] >= counts_min) {
+    if (rctd_normalize_keeps_pixel(&filter, numi[i], sums[i])) {
       pass++;
       for_sigma += numi[i] > umi_sigma;
     }

@@ -223,7 +223,7 @@ static double norm_bulk_sum(const rctd_csr_chunk *c, int64_t r, const int32_t *b
   return s;
 }
 
-static int norm_keep_umi(const rctd_normalize_opts *o, double numi, double count_sum) {
+int rctd_normalize_keeps_pixel(const rctd_normalize_opts *o, double numi, double count_sum) {
   return numi >= o->umi_min && numi <= o->umi_max && count_sum >= o->counts_min;
 }
 
@@ -298,7 +298,7 @@ typedef struct {
 
 static int norm_pass1_row(void *vctx, const rctd_csr_chunk *c, int64_t r, double numi) {
   norm_pass_ctx *ctx = vctx;
-  if (!norm_keep_umi(ctx->opts, numi, norm_row_sum(c, r))) return 0;
+  if (!rctd_normalize_keeps_pixel(ctx->opts, numi, norm_row_sum(c, r))) return 0;
   ctx->n_pass_umi++;
   for (int64_t i = c->row_ptr[r]; i < c->row_ptr[r + 1]; i++)
     ctx->totals_s[c->gene_idx[i]] += c->values[i];
@@ -307,7 +307,7 @@ static int norm_pass1_row(void *vctx, const rctd_csr_chunk *c, int64_t r, double
 
 static int norm_pass2_row(void *vctx, const rctd_csr_chunk *c, int64_t r, double numi) {
   norm_pass_ctx *ctx = vctx;
-  if (!norm_keep_umi(ctx->opts, numi, norm_row_sum(c, r))) return 0;
+  if (!rctd_normalize_keeps_pixel(ctx->opts, numi, norm_row_sum(c, r))) return 0;
   if (!(norm_bulk_sum(c, r, ctx->bulk_pos_s) >= ctx->opts->counts_min)) return 0;
   for (int64_t i = c->row_ptr[r]; i < c->row_ptr[r + 1]; i++) {
     int32_t b = ctx->bulk_pos_s[c->gene_idx[i]];
@@ -585,7 +585,7 @@ static int norm_flush_block(norm_pix_ctx *ctx) {
 
 static int norm_pass3_row(void *vctx, const rctd_csr_chunk *c, int64_t r, double numi) {
   norm_pix_ctx *ctx = vctx;
-  if (!norm_keep_umi(ctx->opts, numi, norm_row_sum(c, r))) return 0;
+  if (!rctd_normalize_keeps_pixel(ctx->opts, numi, norm_row_sum(c, r))) return 0;
   if (!(norm_bulk_sum(c, r, ctx->plan->bulk_pos_s) >= ctx->opts->counts_min)) return 0;
   int64_t p = ctx->first + ctx->n;
   if (p >= ctx->model->n_pixels || ctx->model->pixel_numi_n[p] != numi) {

@@ -35,6 +35,9 @@ typedef struct {
 } rctd_normalize_opts;
 
 void rctd_normalize_opts_default(rctd_normalize_opts *opts);
+/* puck.original's filter: UMI_min <= nUMI <= UMI_max and count_sum (over all genes) >= counts_MIN.
+ */
+int rctd_normalize_keeps_pixel(const rctd_normalize_opts *opts, double numi, double count_sum);
 
 /* Messages for the user (info lines); NULL to drop them. */
 typedef void (*rctd_note_fn)(void *ctx, const char *message);
