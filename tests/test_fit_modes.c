@@ -6,6 +6,7 @@
 
 #include "fit_modes.h"
 #include "fit_vignette.h"
+#include "strlist.h"
 #include "synth.h"
 #include "test.h"
 
@@ -404,6 +405,8 @@ static int fmv_load(void) {
   fmv.profiles_gk = v.profiles_gk;
   fmv.y_ng = v.y_ng;
   fmv.numi_n = v.numi_n;
+  rctd_strlist_free(v.genes, (size_t)v.n_genes); /* names are not needed here */
+  rctd_strlist_free(v.types, (size_t)v.n_types);
   double max_y = 0;
   for (size_t i = 0; i < (size_t)v.n_pix * v.n_genes; i++) max_y = fmax(max_y, v.y_ng[i]);
   int n_k = (int)fmin(max_y, RCTD_K_VAL) + 1;
