@@ -9,8 +9,10 @@
 #      fit_options does.  The slurm profile dry-runs without $USER and sets no account.
 #   3. Bad configs (missing spatial, a sample twice, a missing file, shards 0, ...) stop with
 #      one line naming the sample and the key, before any job.
-#   4. The Nextflow modules' script: blocks, run in main.nf's order without Nextflow
-#      (nf_scripts.py), give the same bytes as Snakemake; the stub: blocks run too.
+#   4. Nextflow (no runtime here): nf_scripts.py runs main.nf's statements in order with the
+#      modules' script: blocks; A, B and D give Snakemake's bytes; the stub: blocks run; the
+#      test profile (the bundled vignette) gives Snakemake's / rctd run's bytes; bad sample
+#      sheets stop with one line; broken modules, main.nf or config are refused.
 # Usage: test_workflows.sh BIN_DIR WORK_DIR   (WORK_DIR: a fresh directory)
 # Exit status 0 on success, 77 when snakemake is not installed, 1 on a failure.
 set -eu
@@ -216,7 +218,7 @@ changed=$(grep -c "out/B/shards/multi-[123]-of-3.rctd" "$work/params-changes.log
   fail "changing B's fit_options lists $changed of its 3 shards as changed"
 }
 
-# ---- bad configs: one line naming the sample and the field, exit 1, before any job
+# ---- 3. bad configs: one line naming the sample and the field, exit 1, before any job
 bad_config() { # NAME EXPECTED-TEXT SAMPLE-LINES...
   name=$1
   expect=$2
@@ -250,38 +252,112 @@ bad_config bad-mode "sample P: mode 'dublet' is not one of full, doublet, multi"
   "P: {spatial: inputs/A.h5ad, mode: dublet}"
 bad_config unknown-key "sample P: unknown key 'shard'" "P: {spatial: inputs/A.h5ad, shard: 2}"
 
-# ---- 3. Nextflow: the modules' scripts in main.nf's order, then their stubs
-nf() {
-  python3 "$repo/tests/workflows/nf_scripts.py" --pipeline "$repo/workflows/nextflow" \
-    --bin "$bin_dir" --reference "$vignette/reference.h5ad" --cache-dir "$work/cache" \
-    --formats h5ad,csv --cpus "$threads" \
-    --sample "A:$work/inputs/A.h5ad:doublet:3:25" --sample "B:$work/inputs/B.h5ad:multi:3:25" "$@"
+# ---- 4. Nextflow: main.nf run by nf_scripts.py (its statements in order, the modules' scripts),
+# then the stubs, then the test profile; bad sample sheets; the checker's teeth.
+nf() { # run in the launch directory $nf_launch
+  (cd "$nf_launch" && /usr/bin/python3 "$repo/tests/workflows/nf_scripts.py" \
+    --pipeline "$nf_pipeline" --bin "$bin_dir" --cpus "$threads" "$@")
 }
-nf --work "$work/nextflow" >"$work/nextflow.log" 2>&1 || {
+nf_pipeline=$repo/workflows/nextflow
+nf_launch=$work
+cat >"$work/samples.csv" <<EOF
+sample,spatial,mode,shards,chunk_pixels,coords_table
+A,inputs/A.h5ad,doublet,3,25,
+B,inputs/B.h5ad,multi,,,
+D,inputs/D/spatial_mtx,full,1,,inputs/D/coords.csv
+EOF
+nf_params() { # WORK_DIR
+  echo --work "$1" --param input="$work/samples.csv" --param reference="$vignette/reference.h5ad" \
+    --param cache_dir="$work/cache" --param formats=h5ad,csv --param outdir="$1/out" \
+    --param shards=3 --param chunk_pixels=25
+}
+# shellcheck disable=SC2046 # nf_params: words on purpose (no blanks in the paths)
+nf $(nf_params "$work/nextflow") >"$work/nextflow.log" 2>&1 || {
   cat "$work/nextflow.log" >&2
-  fail "the Nextflow scripts failed"
+  fail "the Nextflow pipeline failed"
 }
-for s in A B; do
+grep -q "RCTD_REFERENCEx1 RCTD_NORMALIZEx3 RCTD_SIGMAx3 RCTD_FIT_FULLx1 RCTD_FIT_DOUBLETx3 RCTD_FIT_MULTIx3 RCTD_MERGEx3" \
+  "$work/nextflow.log" || fail "unexpected tasks: $(cat "$work/nextflow.log")"
+for s in A B D; do
   cmp "$work/nextflow/results/$s/$s.h5ad" "$work/out/$s/$s.h5ad" ||
     fail "sample $s: Nextflow's h5ad differs from Snakemake's"
   diff -r -x .snakemake_timestamp "$work/nextflow/results/$s/${s}_csv" "$work/out/$s/${s}_csv" \
     >/dev/null || fail "sample $s: Nextflow's CSV files differ from Snakemake's"
 done
-nf --work "$work/nextflow-stub" --stub >"$work/nextflow-stub.log" 2>&1 || {
+grep -q '"RCTD:RCTD_MERGE":' "$work/nextflow/out/pipeline_info/software_versions.yml" ||
+  fail "no software_versions.yml"
+# shellcheck disable=SC2046
+nf $(nf_params "$work/nextflow-stub") --stub >"$work/nextflow-stub.log" 2>&1 || {
   cat "$work/nextflow-stub.log" >&2
   fail "the Nextflow stubs failed"
 }
 
-# The checker has teeth: a module without its tag, or a script with an unescaped bash $(...),
-# is refused before anything runs.
-for breakage in 's/^    tag .*$//' 's/\\\$(rctd-sigma --version/$(rctd-sigma --version/'; do
+# -profile test, from the repository root as its config says: the vignette h5ad (doublet) gives
+# A's bytes, the vignette CSV directory (multi) rctd run's.
+nf_launch=$repo
+nf --work "$work/nextflow-test" --profile test --param outdir="$work/nextflow-test/out" \
+  --param cache_dir="$work/cache" >"$work/nextflow-test.log" 2>&1 || {
+  cat "$work/nextflow-test.log" >&2
+  fail "-profile test failed"
+}
+cmp "$work/nextflow-test/results/vignette_h5ad/vignette_h5ad.h5ad" "$work/out/A/A.h5ad" ||
+  fail "-profile test: vignette_h5ad differs from Snakemake's sample A"
+"$bin_dir/rctd" run --quiet --threads "$threads" --cache-dir "$work/cache" \
+  --reference "$vignette/reference.h5ad" --spatial "$repo/data/vignette/csv/spatial" \
+  --mode multi --format csv -o "$work/run/vignette_csv_csv" >"$work/run/csv.log" 2>&1 ||
+  fail "rctd run on the CSV directory failed: $(cat "$work/run/csv.log")"
+diff -r "$work/nextflow-test/results/vignette_csv/vignette_csv_csv" "$work/run/vignette_csv_csv" \
+  >/dev/null || fail "-profile test: vignette_csv differs from rctd run's"
+nf_launch=$work
+
+# Bad sample sheets stop before any task, with one line naming the row, the sample and the
+# column.
+bad_sheet() { # NAME EXPECTED-TEXT CSV-LINES...
+  name=$1
+  expect=$2
+  shift 2
+  printf '%s\n' "$@" >"$work/bad/$name.csv"
+  if nf --work "$work/bad/nf-$name" --param input="$work/bad/$name.csv" \
+    --param reference="$vignette/reference.h5ad" >"$work/bad/nf-$name.out" 2>"$work/bad/nf-$name.err"; then
+    fail "bad sample sheet '$name' was accepted"
+  fi
+  [ "$(wc -l <"$work/bad/nf-$name.err")" = 1 ] && grep -qF "$expect" "$work/bad/nf-$name.err" || {
+    cat "$work/bad/nf-$name.err" >&2
+    fail "bad sample sheet '$name': not one line saying '$expect' (above)"
+  }
+  [ -z "$(ls "$work/bad/nf-$name" 2>/dev/null)" ] || fail "bad sample sheet '$name' ran a task"
+}
+bad_sheet missing-column "row 2 (sample P): spatial is missing" "sample,mode" "P,full"
+bad_sheet duplicate "row 3 (sample P): sample 'P' is given twice (also row 2)" \
+  "sample,spatial" "P,inputs/A.h5ad" "P,inputs/B.h5ad"
+bad_sheet no-such-input "row 2 (sample P): spatial: 'inputs/none.h5ad' does not exist" \
+  "sample,spatial" "P,inputs/none.h5ad"
+bad_sheet zero-shards "row 2 (sample P): shards: give an integer of at least 1" \
+  "sample,spatial,shards" "P,inputs/A.h5ad,0"
+bad_sheet no-such-table "row 2 (sample P): coords_table: 'none.csv' does not exist" \
+  "sample,spatial,coords_table" "P,inputs/A.h5ad,none.csv"
+
+# The checker has teeth: a module without its tag, a script with an unescaped bash $(...),
+# main.nf calling RCTD_SIGMA before RCTD_NORMALIZE (the order is read from main.nf),
+# Channel. or an implicit 'it', a function in the config: each is refused.
+for breakage in 'modules/local/rctd_sigma/main.nf:s/^    tag .*$//' \
+  'modules/local/rctd_sigma/main.nf:s/\\\$(rctd-sigma --version/$(rctd-sigma --version/' \
+  'main.nf:/^    RCTD_NORMALIZE(ch_samples/{h;d};/^    RCTD_SIGMA(/{G}' \
+  'main.nf:s/ch_versions = channel.empty()/ch_versions = Channel.empty()/' \
+  'main.nf:s/map { versions -> versions.text }/map { it.text }/' \
+  'nextflow.config:$a def cap(x) { x }'; do
+  file=${breakage%%:*}
   rm -rf "$work/nf-broken"
   cp -r "$repo/workflows/nextflow" "$work/nf-broken"
-  sed -i "$breakage" "$work/nf-broken/modules/rctd_sigma.nf"
-  if nf --pipeline "$work/nf-broken" --work "$work/nf-broken-run" --stub \
-    >"$work/nf-broken.log" 2>&1; then
-    fail "nf_scripts.py accepted a broken module (sed '$breakage')"
+  cp "$work/nf-broken/$file" "$work/nf-broken.orig"
+  sed -i "${breakage#*:}" "$work/nf-broken/$file"
+  ! cmp -s "$work/nf-broken/$file" "$work/nf-broken.orig" || fail "sed '$breakage' changed nothing"
+  nf_pipeline=$work/nf-broken
+  # shellcheck disable=SC2046
+  if nf $(nf_params "$work/nf-broken-run") --stub >"$work/nf-broken.log" 2>&1; then
+    fail "nf_scripts.py accepted a broken pipeline ($breakage)"
   fi
+  nf_pipeline=$repo/workflows/nextflow
   rm -rf "$work/nf-broken-run"
 done
 
