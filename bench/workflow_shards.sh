@@ -2,9 +2,10 @@
 # Measures what workflows/README.md's sharding guide says: the cost of each step of one sample
 # and of one fit shard (wall, CPU, peak memory) as the shard count and chunk_pixels change.
 # The sample: the vignette's 100 beads tiled to N pixels (same counts, new barcodes and
-# coordinates) against the vignette reference (K = 19 types), so that it runs anywhere; real
-# references (30-60 types, 1,500-5,000 genes) cost more per pixel, in proportion.
-# Usage: bench/workflow_shards.sh [N_PIXELS [OUT_DIR]]   (default 20000, out/bench/shards)
+# coordinates) against the vignette reference (K = 19 types, 384 genes); or, with K and G, a
+# synthetic reference and slide of K types and G genes (bench/synth_slide.py), closer to real
+# references (30-60 types, 1,500-5,000 regression genes), which cost more per pixel.
+# Usage: bench/workflow_shards.sh [N_PIXELS [OUT_DIR [K G]]]   (default 20000, out/bench/shards)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 n_pixels=${1:-20000}
@@ -13,7 +14,12 @@ bin=$(pwd)/bin
 mkdir -p "$out"
 out=$(cd "$out" && pwd)
 rm -rf "$out/cache"
-
+reference=data/vignette/h5ad/reference.h5ad
+if [ $# -ge 4 ]; then
+  /usr/bin/python3 bench/synth_slide.py "$n_pixels" "$3" "$4" "$out"
+  mv "$out/spatial.h5ad" "$out/tiled.h5ad"
+  reference=$out/reference.h5ad
+else
 # tiled.h5ad: the vignette's beads repeated to n_pixels.
 /usr/bin/python3 - "$n_pixels" "$out/tiled.h5ad" <<'PY'
 import sys
@@ -30,6 +36,7 @@ t.obs = t.obs[[]]
 t.obsm["spatial"] = coords
 t.write_h5ad(path)
 PY
+fi
 
 # measure LABEL CMD...: one line "LABEL wall_s cpu_s peak_rss_mb" into $out/measures.txt
 measure() {
@@ -48,7 +55,7 @@ measure() {
 : >"$out/measures.txt"
 echo "# $(date -u +%FT%TZ) $(nproc) CPUs, load $(cut -d' ' -f1-3 /proc/loadavg), N=$n_pixels" |
   tee -a "$out/measures.txt"
-measure "reference" "$bin/rctd-reference" --threads 1 -o "$out/ref.rctd" data/vignette/h5ad/reference.h5ad
+measure "reference" "$bin/rctd-reference" --threads 1 -o "$out/ref.rctd" "$reference"
 echo "# pixels kept by rctd-normalize: the vignette keeps 71 of its 100 beads" | tee -a "$out/measures.txt"
 measure "normalize N=$n_pixels" "$bin/rctd-normalize" --threads 1 -o "$out/model.rctd" \
   "$out/tiled.h5ad" "$out/ref.rctd"
