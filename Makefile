@@ -51,7 +51,7 @@ LIBKERN    := $(BUILD)/librctd-kernels.a
 ALL_LIBS   := $(LIBRCTD) $(LIBKERN) $(CUDA_LIB) $(if $(CUDA_LIB),$(LIBKERN))
 GPU_BINS   := $(BUILD)/rctd-gpu-tests $(BUILD)/rctd-gpu-bench
 
-.PHONY: all deps test test-run test-gpu bench bench-gpu install clean format demo demo-run
+.PHONY: all deps test test-run test-slurm test-gpu bench bench-gpu install clean format demo demo-run
 all: $(BINS) lib/librctd.a kernels/librctd-kernels.a $(if $(CUDA_LIB),kernels/librctd-cuda.a $(GPU_BINS))
 
 lib/librctd.a: $(LIBRCTD)
@@ -95,6 +95,12 @@ test: deps
 	@$(MAKE) --no-print-directory test-run
 test-run: $(BINS) $(BUILD)/rctd-tests
 	RCTD_BIN=$(abspath $(dir $(firstword $(BINS)))) RCTD_REPO=$(CURDIR) $(BUILD)/rctd-tests
+
+# The Snakemake workflow on a single-node SLURM cluster started for the test (as root; installs
+# slurmctld, slurmd, munge when missing; stops every daemon it started).  Not part of `test`.
+test-slurm: deps
+	@$(MAKE) --no-print-directory all
+	tests/slurm/run.sh $(abspath bin)
 
 # The demo: rctd run in doublet mode on the bundled spacexr vignette (data/vignette), writing
 # an h5ad (a copy of the spatial h5ad with the results) and printing the summary.
