@@ -17,7 +17,8 @@
 #include "raster.h"
 
 #define RP_CHUNK 65536
-#define RP_TYPE_MAP_SHARE 0.4 /* type maps: this share of the main maps' width */
+#define RP_HTML_MAIN_W 392 /* HTML: main maps' width in cells (three to a row at 1280 px) */
+#define RP_HTML_TYPE_W 220 /* HTML: per-type maps' width */
 #define RP_GREY 190
 #define RP_LEVELS 254 /* sequential scales: palette entries 2..255 */
 
@@ -624,9 +625,14 @@ static void rp_bars(FILE *f, const rp_result *r, const char *id, const double *v
   fputs("</svg>", f);
 }
 
-/* Doublet pairs: K x K counts of (first type, second type), symmetric, as a heat map. */
+/* Doublet pairs: K x K counts of (first type, second type), symmetric, as a heat map (counts
+ * written in the cells when they fit). */
 static void rp_pairs(FILE *f, const rp_result *r, const rp_stats *s) {
-  const int K = r->K, cell = K > 40 ? 9 : 14, label_w = 150;
+  const int K = r->K,
+            cell = K > 40   ? 11
+                   : K > 24 ? 16
+                            : 24,
+            label_w = 140, font = cell > 16 ? 11 : 9;
   int64_t max = 0;
   for (int a = 0; a < K; a++)
     for (int b = 0; b < K; b++) {
@@ -636,31 +642,40 @@ static void rp_pairs(FILE *f, const rp_result *r, const rp_stats *s) {
   fprintf(f,
           "<svg class=\"heatmap\" id=\"doublet-pairs\" width=\"%d\" height=\"%d\" "
           "xmlns=\"http://www.w3.org/2000/svg\">",
-          label_w + K * cell + 10, label_w + K * cell + 10);
+          label_w + K * cell + 120, label_w + K * cell + 10);
   for (int k = 0; k < K; k++) {
     fprintf(f, "<text x=\"%d\" y=\"%d\" text-anchor=\"end\" font-size=\"%d\">", label_w - 4,
-            label_w + k * cell + cell - 2, cell - 2);
+            label_w + k * cell + cell / 2 + font / 2 - 1, font);
     rp_esc(f, r->types.items[k]);
-    fprintf(f, "</text><text transform=\"translate(%d,%d) rotate(-60)\" font-size=\"%d\">",
-            label_w + k * cell + cell - 3, label_w - 4, cell - 2);
+    fprintf(f, "</text><text transform=\"translate(%d,%d) rotate(-45)\" font-size=\"%d\">",
+            label_w + k * cell + cell / 2 + font / 2 - 1, label_w - 4, font);
     rp_esc(f, r->types.items[k]);
     fputs("</text>", f);
   }
   for (int a = 0; a < K; a++)
     for (int b = 0; b < K; b++) {
       int64_t v = s->pairs_kk[a * K + b] + (a != b ? s->pairs_kk[b * K + a] : 0);
+      double t = max > 0 ? (double)v / (double)max : 0;
       fprintf(f, "<rect x=\"%d\" y=\"%d\" width=\"%d\" height=\"%d\" fill=\"", label_w + b * cell,
               label_w + a * cell, cell - 1, cell - 1);
       if (v == 0)
         fputs("#f2f2f2", f);
       else
-        rp_hex(f, rctd_raster_viridis(max > 0 ? (double)v / (double)max : 0));
+        rp_hex(f, rctd_raster_viridis(t));
       fprintf(f, "\"><title>");
       rp_esc(f, r->types.items[a]);
       fputs(" + ", f);
       rp_esc(f, r->types.items[b]);
       fprintf(f, ": %" PRId64 "</title></rect>", v);
+      if (v > 0 && cell >= 16)
+        fprintf(f,
+                "<text x=\"%d\" y=\"%d\" text-anchor=\"middle\" font-size=\"%d\" "
+                "style=\"fill:%s\">%" PRId64 "</text>",
+                label_w + b * cell + cell / 2, label_w + a * cell + cell / 2 + font / 2 - 1,
+                font - 1, t > 0.6 ? "#222" : "#fff", v);
     }
+  fprintf(f, "<text x=\"%d\" y=\"%d\">0 to %" PRId64 " pixels (viridis)</text>",
+          label_w + K * cell + 8, label_w + 12, max);
   fputs("</svg>", f);
 }
 
@@ -669,10 +684,10 @@ static const char rp_css[] =
     "h1{margin-bottom:0}h2{border-bottom:1px solid #ccc;padding-bottom:4px;margin-top:32px}"
     ".sub{color:#666;margin-top:4px}table.summary td{padding:2px 12px 2px 0;vertical-align:top}"
     "table.summary td:first-child{color:#555}"
-    ".row{display:flex;flex-wrap:wrap;gap:28px;align-items:flex-start}"
+    ".row{display:flex;flex-wrap:wrap;gap:20px;align-items:flex-start}"
     "figure{margin:0}figcaption{font-weight:bold;margin-bottom:6px}"
     "img.map{image-rendering:pixelated;border:1px solid #ddd;display:block}"
-    "ul.legend{list-style:none;padding:0;margin:8px 0;columns:2;font-size:13px;max-width:520px}"
+    "ul.legend{list-style:none;padding:0;margin:8px 0;columns:2;font-size:13px}"
     "ul.legend li{margin:1px 0;break-inside:avoid}"
     ".sw{display:inline-block;width:12px;height:12px;margin-right:6px;vertical-align:middle;"
     "border:1px solid #0003}"
@@ -763,7 +778,10 @@ static int rp_maps(FILE *f, const rp_result *r, const rp_stats *s, const rp_canv
     return 0;
   }
   int disp = cv->main.width;
-  fputs("<div class=\"row\"><figure><figcaption>Dominant cell type</figcaption>", f);
+  fprintf(f,
+          "<div class=\"row\"><figure style=\"width:%dpx\"><figcaption>Dominant cell "
+          "type</figcaption>",
+          disp + 2);
   if (rp_img(f, r, &cv->maps[RP_MAP_DOMINANT], &cv->main, RP_MAP_DOMINANT, "map-dominant",
              "map of the dominant cell type", disp))
     return -1;
@@ -791,7 +809,7 @@ static int rp_maps(FILE *f, const rp_result *r, const rp_stats *s, const rp_canv
     rp_legend_item(f, (rctd_rgb){RP_GREY, RP_GREY, RP_GREY}, "filtered", s->n_filtered);
     fputs("</ul></figure>\n", f);
   }
-  fputs("<figure><figcaption>nUMI</figcaption>", f);
+  fprintf(f, "<figure style=\"width:%dpx\"><figcaption>nUMI</figcaption>", disp + 2);
   if (rp_img(f, r, &cv->maps[RP_MAP_NUMI], &cv->main, RP_MAP_NUMI, "map-numi", "map of nUMI", disp))
     return -1;
   char lo[32] = "", hi[32] = "";
@@ -956,9 +974,9 @@ int rctd_report_write(const rctd_report_opts *o, char *err, size_t err_len) {
   int maps = r.spatial >= 0;
   if (rc == 0 && o->png_dir && !maps)
     rc = rp_fail(&r, "no coordinates (obsm/spatial): no maps to write with --png");
-  int main_w = o->html_width > 0 ? o->html_width : 560;
+  int main_w = o->html_width > 0 ? o->html_width : RP_HTML_MAIN_W;
   if (rc == 0 && maps && o->html &&
-      rp_canvas_init(&html_cv, &r, &s, main_w, (int)(main_w * RP_TYPE_MAP_SHARE)) < 0)
+      rp_canvas_init(&html_cv, &r, &s, main_w, main_w * RP_HTML_TYPE_W / RP_HTML_MAIN_W) < 0)
     rc = rp_fail(&r, "out of memory");
   int dpi = o->dpi > 0 ? o->dpi : RCTD_REPORT_DEFAULT_DPI;
   if (rc == 0 && o->png_dir && rp_canvas_init(&png_cv, &r, &s, 6 * dpi, 3 * dpi) < 0)
