@@ -146,6 +146,10 @@ static rctd_opt run_forward[] = {
      "sigma_seed", "N"},
     {"precision", 0, S, T(49), NULL, "CUDA pixel fits: float64 or float32 (rctd-fit-*; float64)",
      "precision", "P"},
+    {"multiqc", 0, S, T(50), NULL, "MultiQC general statistics (NAME_mqc.json or NAME_mqc.tsv)",
+     "multiqc", "FILE"},
+    {"multiqc-sample", 0, S, T(51), NULL, "MultiQC sample name (default: -o's base name)",
+     "multiqc_sample", "NAME"},
 };
 
 static const run_route run_routes[] = {
@@ -199,6 +203,8 @@ static const run_route run_routes[] = {
     {ST_SIGMA | ST_FIT, NULL, 's'},
     {ST_SIGMA, "seed", 'i'},
     {ST_FIT, NULL, 's'},
+    {ST_MERGE, NULL, 's'},
+    {ST_MERGE, NULL, 's'},
 };
 
 #define RUN_N_FORWARD ((int)(sizeof run_forward / sizeof *run_forward))

@@ -17,6 +17,11 @@
       5th spot in_tissue = 0 and one spot the matrix does not hold).
   report_check.py coords RESULT.h5ad OUTDIR
       the result's obs names and obsm/spatial are the in-tissue spots of that folder.
+  report_check.py multiqc DIR SAMPLE=RESULT.h5ad ...
+      runs MultiQC (Debian's multiqc) on the *_mqc.json / *_mqc.tsv files in DIR and checks that
+      its General Statistics table has one row per sample with the values computed here from
+      each result h5ad (pixels fitted, % filtered, % singlet / doublet / reject, sigma, top
+      types).
 Exit status 0 and "ok ..." when every check passes; otherwise 1 with the first failure."""
 import os
 import re
@@ -244,6 +249,55 @@ def check_coords(result, folder):
     print("ok coords: %d spots in tissue with their positions" % len(names))
 
 
+def expected_stats(h5ad):
+    import anndata
+    ad = anndata.read_h5ad(h5ad)
+    u = ad.uns["rctd"]
+    fitted = int(u["n_pixels_fitted"])
+    want = {"pixels_fitted": fitted, "sigma": float(u["sigma"]),
+            "pct_filtered": 100.0 * int(u["n_pixels_filtered"]) / int(u["n_pixels_input"])}
+    if "rctd_spot_class" in ad.obs:
+        cls = ad.obs["rctd_spot_class"].astype(str).value_counts()
+        want["pct_singlet"] = 100.0 * cls.get("singlet", 0) / fitted
+        want["pct_doublet"] = 100.0 * (cls.get("doublet_certain", 0) +
+                                       cls.get("doublet_uncertain", 0)) / fitted
+        want["pct_reject"] = 100.0 * cls.get("reject", 0) / fitted
+    dom = ad.obs["rctd_dominant_type"].astype(str)
+    counts = dom[dom != "filtered"].value_counts()
+    order = sorted(counts.items(), key=lambda kv: (-kv[1], list(u["cell_types"]).index(kv[0])))
+    want["top_types"] = ", ".join("%s %.0f%%" % (t, 100.0 * n / fitted) for t, n in order[:3])
+    return want
+
+
+def check_multiqc(d, pairs):
+    exe = shutil.which("multiqc")
+    if not exe:
+        fail("multiqc not found: run scripts/setup.sh (Debian package multiqc)")
+    out = os.path.join(d, "multiqc_out")
+    files = sorted(os.path.join(d, f) for f in os.listdir(d) if re.search(r"_mqc\.(json|tsv)$", f))
+    p = subprocess.run([exe, "-q", "-f", "--no-ansi", "-o", out] + files, stdout=subprocess.PIPE,
+                       stderr=subprocess.STDOUT, timeout=300)
+    if p.returncode != 0:
+        fail("multiqc exited %d: %s" % (p.returncode, p.stdout.decode()[-800:]))
+    with open(os.path.join(out, "multiqc_data", "multiqc_general_stats.txt")) as f:
+        rows = [line.rstrip("\n").split("\t") for line in f]
+    header = [h.split("-")[-1] for h in rows[0]]
+    table = {r[0]: dict(zip(header[1:], r[1:])) for r in rows[1:]}
+    for pair in pairs:
+        sample, h5ad = pair.split("=", 1)
+        if sample not in table:
+            fail("sample %s not in MultiQC's general statistics (%s)" % (sample, list(table)))
+        for key, value in expected_stats(h5ad).items():
+            got = table[sample].get(key)
+            if got is None or got == "":
+                fail("%s: no %s column in MultiQC's table" % (sample, key))
+            ok = got == value if isinstance(value, str) else \
+                abs(float(got) - value) <= 5e-4 * max(1.0, abs(value))
+            if not ok:
+                fail("%s: %s is %s in MultiQC's table, expected %s" % (sample, key, got, value))
+    print("ok multiqc: %d samples in one general statistics table" % len(pairs))
+
+
 def main():
     if len(sys.argv) < 3:
         fail(__doc__)
@@ -256,6 +310,8 @@ def main():
         make_spaceranger(args[0], args[1])
     elif cmd == "coords":
         check_coords(args[0], args[1])
+    elif cmd == "multiqc":
+        check_multiqc(args[0], args[1:])
     else:
         fail("unknown check " + cmd)
 
