@@ -4,6 +4,7 @@
  * differs, an unwritable output): one line, exit 1, no report.  Python checks:
  * tests/report_check.py. */
 #include <hdf5.h>
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -203,4 +204,23 @@ TEST(report_bad_input_one_line_exit_1_no_report) {
                       test_tmp_dir()) == 0,
               "case %zu: a report or temporary file was left", i);
   }
+}
+
+/* The Snakemake workflow's `reports` target: every sample's HTML report and MultiQC statistics. */
+TEST(report_snakemake_reports_target) {
+  char work[4096], bin[4096], repo[4096];
+  snprintf(work, sizeof work, "%s/smk_reports", test_tmp_dir());
+  CHECK(realpath(test_bin_dir(), bin) != NULL && getcwd(repo, sizeof repo) != NULL);
+  CHECK(test_sh("mkdir -p '%s' && printf 'bin_dir: %s\\noutdir: out\\nreference:\\n  input: "
+                "%s/data/vignette/h5ad/reference.h5ad\\n  options: \"--cell-type-col "
+                "cell_type_name --numi-col nUMI\"\\nformats: h5ad\\ndefaults:\\n  mode: doublet\\n"
+                "  shards: 2\\n  chunk_pixels: 32\\n  threads: 1\\nsamples:\\n  slideA:\\n    "
+                "spatial: %s/data/vignette/h5ad/spatial.h5ad\\n' >'%s/config.yaml'",
+                work, bin, repo, repo, work) == 0);
+  CHECK(test_sh("snakemake -q -j2 -s workflows/snakemake/Snakefile --directory '%s' "
+                "--configfile='%s/config.yaml' reports >'%s/log' 2>&1 || { cat '%s/log'; exit 1; }",
+                work, work, work, work) == 0);
+  CHECK(test_sh("grep -q 'id=\"maps\"' '%s/out/slideA/slideA.html' && grep -q '\"slideA\": "
+                "{\"pixels_fitted\": 71' '%s/out/slideA/slideA_mqc.json'",
+                work, work) == 0);
 }
