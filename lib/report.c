@@ -799,7 +799,10 @@ static int rp_maps(FILE *f, const rp_result *r, const rp_stats *s, const rp_canv
                multi ? "map of the number of cell types" : "map of the spot class", disp))
       return -1;
     fputs("<ul class=\"legend\" id=\"legend-class\">", f);
-    for (int c = 0; c < (multi ? 5 : (int)r->classes.n); c++) {
+    int n_legend = (int)r->classes.n;
+    if (multi) /* 0 .. MAX_MULTI_TYPES (4 by default), or more when the data has more */
+      for (n_legend = 5; n_legend < 13 && s->class_n[n_legend] > 0;) n_legend++;
+    for (int c = 0; c < n_legend; c++) {
       char name[64];
       if (!multi && strcmp(r->classes.items[c], "filtered") == 0) continue;
       snprintf(name, sizeof name, "%s", multi ? "" : r->classes.items[c]);
