@@ -103,7 +103,8 @@ test-slurm: deps
 	tests/slurm/run.sh $(abspath bin)
 
 # The demo: rctd run in doublet mode on the bundled spacexr vignette (data/vignette), writing
-# an h5ad (a copy of the spatial h5ad with the results) and printing the summary.
+# an h5ad (a copy of the spatial h5ad with the results) and its HTML report, and printing the
+# summary.
 DEMO_OUT := out/demo/vignette_rctd.h5ad
 demo: deps
 	@$(MAKE) --no-print-directory demo-run
@@ -111,7 +112,8 @@ demo-run: all
 	@mkdir -p $(dir $(DEMO_OUT))
 	bin/rctd run --reference data/vignette/h5ad/reference.h5ad --reference-numi-col nUMI \
 	  --cell-type-col cell_type_name \
-	  --spatial data/vignette/h5ad/spatial.h5ad --mode doublet -o $(DEMO_OUT)
+	  --spatial data/vignette/h5ad/spatial.h5ad --mode doublet -o $(DEMO_OUT) \
+	  --report $(DEMO_OUT:.h5ad=_report.html)
 
 # Benchmarks: every bench/NAME.c is a program; bench/run.sh runs them all.
 BENCH_BINS := $(patsubst bench/%.c,$(BUILD)/bench/%,$(BENCH_SRC))
