@@ -835,6 +835,7 @@ int rctd_merge_run(const rctd_merge_opts *o, char *err, size_t err_len) {
     mg_cleanup(&r, 1);
     return rctd_fail(err, err_len, "out of memory");
   }
+  rctd_out_defer(1);
   int rc = 0;
   for (int i = 0; i < r.n_ins && rc == 0; i++) {
     mg_input *in = &r.ins[i];
@@ -866,7 +867,12 @@ int rctd_merge_run(const rctd_merge_opts *o, char *err, size_t err_len) {
   if (rc == 0) rc = mg_write_report(&r, o->json_path, mg_write_json);
   if (rc == 0) rc = mg_write_report(&r, o->summary_path, mg_write_text);
   mg_cleanup(&r, rc != 0);
-  return rc;
+  /* The outputs appear together, and only when every one (a summary on stdout included) was
+   * written. */
+  if (rc == 0 && (fflush(stdout) != 0 || ferror(stdout)))
+    rc = rctd_fail(err, err_len, "stdout: write failed: %s", strerror(errno ? errno : EIO));
+  int finish_rc = rctd_out_finish(rc != 0, err, err_len);
+  return rc == 0 ? finish_rc : rc;
 }
 
 char *rctd_merge_csv_dir_for(const char *h5ad_path) {

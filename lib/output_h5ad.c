@@ -700,7 +700,7 @@ rctd_h5ad_writer *rctd_h5ad_open(const char *path, const rctd_h5ad_target *targe
   for (int k = 0; k < info->n_types; k++)
     if (strcmp(info->type_names[k], w->filtered_label) == 0)
       snprintf(w->filtered_label, sizeof w->filtered_label, "rctd_%s", RCTD_OUT_FILTERED);
-  w->out = rctd_out_open(path, err, err_len);
+  w->out = rctd_out_open_seekable(path, err, err_len);
   char link[64];
   ssize_t n = -1;
   if (w->out) {
