@@ -94,7 +94,7 @@ deps:
 test: deps
 	@$(MAKE) --no-print-directory test-run
 test-run: $(BINS) $(BUILD)/rctd-tests
-	RCTD_BIN=$(abspath $(dir $(firstword $(BINS)))) RCTD_SHARED=$(abspath ../shared) $(BUILD)/rctd-tests
+	RCTD_BIN=$(abspath $(dir $(firstword $(BINS)))) RCTD_REPO=$(CURDIR) $(BUILD)/rctd-tests
 
 # The demo: rctd run in doublet mode on the bundled spacexr vignette (data/vignette), writing
 # an h5ad (a copy of the spatial h5ad with the results) and printing the summary.
@@ -126,9 +126,9 @@ $(BUILD)/rctd-gpu-tests: $(GPU_TEST_OBJ) $(ALL_LIBS)
 $(BUILD)/rctd-gpu-bench: $(GPU_BENCH_OBJ) $(ALL_LIBS)
 	$(CC) $(LDFLAGS) -o $@ $(GPU_BENCH_OBJ) $(ALL_LIBS) $(LDLIBS)
 test-gpu: $(BUILD)/rctd-gpu-tests
-	RCTD_SHARED=$${RCTD_SHARED:-$(abspath ../shared)} $(BUILD)/rctd-gpu-tests $(FILTER)
+	RCTD_REPO=$(CURDIR) $(BUILD)/rctd-gpu-tests $(FILTER)
 bench-gpu: $(BUILD)/rctd-gpu-bench
-	RCTD_SHARED=$${RCTD_SHARED:-$(abspath ../shared)} $(BUILD)/rctd-gpu-bench $(BENCH_ARGS)
+	RCTD_REPO=$(CURDIR) $(BUILD)/rctd-gpu-bench $(BENCH_ARGS)
 
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/man/man1 $(DESTDIR)$(PREFIX)/share/man/man5
