@@ -831,6 +831,8 @@ static void usage(FILE *f) {
 }
 
 int main(int argc, char **argv) {
+  rctd_set_tool("rctd");
+  rctd_out_install_handlers(); /* also: a write error on stdout (rctd --help > /dev/full) fails */
   if (argc < 2) {
     usage(stderr);
     return RCTD_EXIT_USAGE;

@@ -648,6 +648,9 @@ int rctd_cli_parse(rctd_cli *cli, int argc, char **argv) {
     rc = rctd_cli_usage_error(cli, "unexpected argument '%s'", cli->args[cli->max_args]);
   if (rc == RCTD_CLI_CONTINUE && cli->threads < 0)
     rc = rctd_cli_usage_error(cli, "option --threads: must be 0 or more");
+  if (rc == RCTD_CLI_CONTINUE && cli->has_output && !*cli->output)
+    rc = rctd_cli_usage_error(cli, "option -o: the path is empty: give a file name, or - for "
+                                   "standard output");
   if (rc == RCTD_CLI_CONTINUE && cli->chunk_rows < 0)
     rc = rctd_cli_usage_error(cli, "option --chunk-rows: must be 0 or more");
   if (rc == RCTD_CLI_CONTINUE && cli->threads == 0) {

@@ -1,0 +1,112 @@
+/* Hostile use of the binaries (issue 15): outputs that are not regular files, write errors,
+ * damaged inputs, tampered streams, interrupted runs.  Each case checks the exit status, the
+ * exact message and that no output was left behind. */
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "test.h"
+
+static char hs_dir[PATH_MAX], hs_bin[PATH_MAX], hs_repo[PATH_MAX];
+static int hs_ready = -1;
+
+static int hs_setup(void) {
+  if (hs_ready >= 0) return hs_ready;
+  snprintf(hs_dir, sizeof hs_dir, "%s/hostile", test_tmp_dir());
+  hs_ready = realpath(test_bin_dir(), hs_bin) && realpath(".", hs_repo) &&
+             test_sh("mkdir -p '%s/cache'", hs_dir) == 0;
+  return hs_ready;
+}
+
+/* A command in hs_dir with the binaries on PATH, a private table cache, REF and SP naming the
+ * vignette's inputs and BAD the damaged fixtures; stderr to err.txt.  Returns the exit status
+ * (128 + N for signal N). */
+#define HS_SH(fmt, ...)                                                                           \
+  test_sh("cd '%s' && PATH='%s':$PATH && XDG_CACHE_HOME='%s/cache' && export XDG_CACHE_HOME && " \
+          "REF='%s/data/vignette/h5ad/reference.h5ad' SP='%s/data/vignette/h5ad/spatial.h5ad' "  \
+          "BAD='%s/tests/data/bad-inputs' && (" fmt ") 2> err.txt",                              \
+          hs_dir, hs_bin, hs_dir, hs_repo, hs_repo, hs_repo, ##__VA_ARGS__)
+
+/* The reference stream of the vignette (REF.rctd in hs_dir). */
+#define HS_REF_STREAM                                                                      \
+  "{ test -s REF.rctd || rctd-reference \"$REF\" --numi-col nUMI --cell-type-col "         \
+  "cell_type_name -q -o REF.rctd; }"
+#define HS_RUN "rctd run --reference \"$REF\" --reference-numi-col nUMI --cell-type-col " \
+  "cell_type_name --spatial \"$SP\" -q"
+
+/* err.txt is exactly TEXT. */
+static int hs_err_is(const char *text) {
+  char path[PATH_MAX + 16];
+  snprintf(path, sizeof path, "%s/err.txt", hs_dir);
+  FILE *f = fopen(path, "r");
+  if (!f) return 0;
+  static char got[8192];
+  size_t n = fread(got, 1, sizeof got - 1, f);
+  fclose(f);
+  got[n] = 0;
+  if (strcmp(got, text) == 0) return 1;
+  fprintf(stderr, "  stderr was:\n%s  expected:\n%s", got, text);
+  return 0;
+}
+
+/* ------------------------------------------------------------------ outputs */
+
+TEST(hostile_fifo_and_fd_outputs_written_in_place) {
+  CHECK(hs_setup());
+  CHECK(HS_SH(HS_REF_STREAM) == 0);
+  /* A FIFO stays a FIFO and its reader gets the bytes a regular file would hold. */
+  CHECK(HS_SH("rm -f fifo && mkfifo fifo && { cat fifo > from_fifo.tsv & } && "
+              "rctd-view REF.rctd -o fifo && wait && rctd-view REF.rctd -o regular.tsv && "
+              "test -p fifo && cmp from_fifo.tsv regular.tsv && test -s regular.tsv") == 0);
+  /* /proc/self/fd/1 and a link to it: written to the descriptor, the link kept. */
+  CHECK(HS_SH("rctd-view REF.rctd -o /proc/self/fd/1 > from_fd.tsv && cmp from_fd.tsv "
+              "regular.tsv && rm -f fdlink && ln -s /proc/self/fd/1 fdlink && rctd-view REF.rctd "
+              "-o fdlink > from_link.tsv && test -L fdlink && cmp from_link.tsv regular.tsv") == 0);
+  /* A link to a regular file: the file is replaced, the link kept. */
+  CHECK(HS_SH("echo old > target.tsv && rm -f link.tsv && ln -s target.tsv link.tsv && "
+              "rctd-view REF.rctd -o link.tsv && test -L link.tsv && cmp target.tsv "
+              "regular.tsv") == 0);
+  CHECK(hs_err_is(""));
+}
+
+TEST(hostile_h5ad_into_a_fifo) {
+  CHECK(hs_setup());
+  CHECK(HS_SH(HS_RUN " --no-summary -o run.h5ad") == 0);
+  CHECK(HS_SH("rm -f fifo5 && mkfifo fifo5 && { cat fifo5 > from_fifo.h5ad & } && " HS_RUN
+              " --no-summary -o fifo5 && wait && test -p fifo5 && cmp from_fifo.h5ad run.h5ad") ==
+        0);
+  CHECK(hs_err_is(""));
+}
+
+TEST(hostile_write_errors_fail_and_leave_nothing) {
+  CHECK(hs_setup());
+  CHECK(HS_SH("rctd-reference --help > /dev/full") == 1);
+  CHECK(hs_err_is("rctd-reference: stdout: write failed: No space left on device\n"));
+  CHECK(HS_SH("rctd-view --version > /dev/full") == 1);
+  CHECK(hs_err_is("rctd-view: stdout: write failed: No space left on device\n"));
+  CHECK(HS_SH("rctd --version > /dev/full") == 1);
+  CHECK(hs_err_is("rctd: stdout: write failed: No space left on device\n"));
+  /* The summary on a full stdout: the run fails and its h5ad does not appear. */
+  CHECK(HS_SH("rm -f full.h5ad; " HS_RUN " -o full.h5ad > /dev/full") == 1);
+  CHECK(hs_err_is("rctd-merge: stdout: write failed: No space left on device; the output is "
+                  "incomplete\n"
+                  "rctd run: merge failed (exit status 1); the pipeline stopped, no output was "
+                  "written\n"));
+  CHECK(HS_SH("test ! -e full.h5ad && test -z \"$(ls -A | grep tmp)\"") == 0);
+  CHECK(HS_SH(HS_REF_STREAM " && rctd-view REF.rctd -o /dev/full") == 1);
+  CHECK(hs_err_is("rctd-view: /dev/full: write failed: No space left on device; the output is "
+                  "incomplete\n"));
+}
+
+TEST(hostile_output_path_messages) {
+  CHECK(hs_setup());
+  CHECK(HS_SH(HS_RUN " -o ''") == 2);
+  CHECK(hs_err_is("rctd run: option -o: the path is empty: give a file name, or - for standard "
+                  "output\nTry 'rctd run --help' for more information.\n"));
+  CHECK(HS_SH("mkdir -p adir && " HS_REF_STREAM " && rctd-view REF.rctd -o adir/") == 1);
+  CHECK(hs_err_is("rctd-view: adir/: output is a directory: give a file name\n"));
+  CHECK(HS_SH("touch afile && " HS_RUN " --keep-intermediates afile -o x.h5ad") == 1);
+  CHECK(hs_err_is("rctd run: --keep-intermediates afile: exists and is not a directory: give a "
+                  "directory (it is created when missing)\n"));
+}
