@@ -110,3 +110,95 @@ TEST(hostile_output_path_messages) {
   CHECK(hs_err_is("rctd run: --keep-intermediates afile: exists and is not a directory: give a "
                   "directory (it is created when missing)\n"));
 }
+
+/* ------------------------------------------------------------------ damaged HDF5 */
+
+/* AddressSanitizer intercepts libhdf5's memcpy and free and reports the damage itself before
+ * the crash the guard turns into a line: these cases run in the plain build only. */
+#if defined(__SANITIZE_ADDRESS__)
+#define HS_UNDER_ASAN 1
+#else
+#define HS_UNDER_ASAN 0
+#endif
+
+/* glibc's own line before an abort ("free(): invalid pointer", "*** stack smashing detected
+ * ***: terminated") may precede ours: it is printed by the C library, not by rctd. */
+static int hs_glibc_line(const char *line) {
+  return strstr(line, "free()") || strstr(line, "stack smashing") || strstr(line, "malloc") ||
+         strstr(line, "corrupted");
+}
+
+/* Every damaged HDF5 file of tests/data/bad-inputs (../shared/bad-inputs when found: SIGSEGV,
+ * SIGABRT and minute-long hangs inside libhdf5) ends with exactly the line recorded in
+ * hdf5.expected, exit status 1, no output file, within the time limit. */
+TEST(hostile_damaged_hdf5_one_line_each) {
+  if (HS_UNDER_ASAN) return;
+  CHECK(hs_setup());
+  CHECK(HS_SH(HS_REF_STREAM " && rm -rf bad && mkdir bad && cd bad && tar xJf "
+                            "\"$BAD/hdf5.tar.xz\" && cp ../REF.rctd .") == 0);
+  char path[PATH_MAX + 64];
+  snprintf(path, sizeof path, "%s/tests/data/bad-inputs/hdf5.expected", hs_repo);
+  FILE *f = fopen(path, "r");
+  CHECK(f);
+  char line[2048];
+  int n = 0, bad = 0;
+  while (fgets(line, sizeof line, f)) {
+    line[strcspn(line, "\n")] = 0;
+    char *file = strtok(line, "\t"), *kind = strtok(NULL, "\t"), *status = strtok(NULL, "\t");
+    char *expect = strtok(NULL, "");
+    if (!file || !kind || !status || !expect) continue;
+    n++;
+    const char *cmd = strcmp(kind, "reference") == 0
+                          ? "rctd-reference %s --numi-col nUMI --cell-type-col cell_type_name "
+                            "-q -o out.rctd"
+                          : "rctd-normalize %s REF.rctd -q -o out.rctd";
+    char full[1024];
+    snprintf(full, sizeof full, cmd, file);
+    int rc = HS_SH("cd bad && RCTD_HDF5_TIMEOUT=1 timeout 20 %s 2> ../err.txt; s=$?; test ! -e "
+                   "out.rctd && test -z \"$(ls -A | grep tmp)\" && exit $s",
+                   full);
+    char err_path[PATH_MAX + 16], got[4096] = "", last[2048] = "";
+    snprintf(err_path, sizeof err_path, "%s/err.txt", hs_dir);
+    FILE *e = fopen(err_path, "r");
+    int lines = 0, foreign = 0;
+    while (e && fgets(got, sizeof got, e)) {
+      got[strcspn(got, "\n")] = 0;
+      if (lines++ > 0 || !hs_glibc_line(got)) snprintf(last, sizeof last, "%s", got);
+      if (lines > 1 && hs_glibc_line(last)) foreign = 1;
+    }
+    if (e) fclose(e);
+    if (rc != atoi(status) || strcmp(last, expect) != 0 || lines > 2 || foreign) {
+      fprintf(stderr, "  %s: exit %d (want %s), %d lines, last: %s\n  want: %s\n", file, rc,
+              status, lines, last, expect);
+      bad++;
+    }
+  }
+  fclose(f);
+  CHECK_MSG(bad == 0, "%d of %d damaged HDF5 files not handled as recorded", bad, n);
+  CHECK(n >= 60);
+}
+
+/* rctd validate and rctd-merge --spatial read the same files under the same guard. */
+TEST(hostile_damaged_hdf5_validate_and_merge) {
+  if (HS_UNDER_ASAN) return;
+  CHECK(hs_setup());
+  CHECK(HS_SH("test -e bad/segv_sp.h5ad || { mkdir -p bad && cd bad && tar xJf "
+              "\"$BAD/hdf5.tar.xz\"; }") == 0);
+  CHECK(HS_SH("RCTD_HDF5_TIMEOUT=1 rctd validate --reference \"$REF\" --reference-numi-col nUMI "
+              "--cell-type-col cell_type_name --spatial bad/hang_sp.h5ad > validate.out") == 1);
+  CHECK(hs_err_is("rctd validate: bad/hang_sp.h5ad: damaged HDF5 file: the HDF5 library made no "
+                  "progress reading it for 1 s; check it with h5dump, or copy or export it "
+                  "again\n"));
+  CHECK(HS_SH("rctd validate --reference bad/segv_ref.h5ad --reference-numi-col nUMI "
+              "--cell-type-col cell_type_name --spatial \"$SP\" > validate.out") == 1);
+  CHECK(hs_err_is("rctd validate: bad/segv_ref.h5ad: damaged HDF5 file: the HDF5 library crashed "
+                  "reading it (segmentation fault); check it with h5dump, or copy or export it "
+                  "again\n"));
+  CHECK(HS_SH("test -s kept/4-fit.rctd || " HS_RUN " --no-summary --keep-intermediates kept -o "
+              "kept.h5ad") == 0);
+  CHECK(HS_SH("rctd-merge --spatial bad/segv_sp.h5ad -q -o m.h5ad kept/4-fit.rctd") == 1);
+  CHECK(hs_err_is("rctd-merge: bad/segv_sp.h5ad: damaged HDF5 file: the HDF5 library crashed "
+                  "reading it (segmentation fault); check it with h5dump, or copy or export it "
+                  "again\n"));
+  CHECK(HS_SH("test ! -e m.h5ad && test -z \"$(ls -A | grep tmp)\"") == 0);
+}
