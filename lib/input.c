@@ -8,6 +8,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "strlist.h"
 #include "h5guard.h"
 #include "input_internal.h"
 
@@ -337,6 +338,13 @@ static int input_validate(rctd_input *input, char *err, size_t err_size) {
                         "coordinates of barcode '%s' are missing or not finite: give every "
                         "pixel x and y",
                         input->barcodes.items[r]);
+  dup = rctd_strlist_duplicate((const char *const *)input->type_names.items,
+                               (size_t)input->type_names.n);
+  if (dup)
+    return input_fail(err, err_size, path,
+                      "cell type '%s' appears twice among the categories: cell type names must "
+                      "be unique",
+                      dup);
   if (input->options.cell_types != RCTD_CELL_TYPES_REQUIRED) return 0;
   int64_t n_types = input->type_names.n;
   if (n_types < 2)

@@ -1,6 +1,7 @@
 /* Hostile use of the binaries (issue 15): outputs that are not regular files, write errors,
  * damaged inputs, tampered streams, interrupted runs.  Each case checks the exit status, the
  * exact message and that no output was left behind. */
+#include <hdf5.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -201,4 +202,94 @@ TEST(hostile_damaged_hdf5_validate_and_merge) {
                   "reading it (segmentation fault); check it with h5dump, or copy or export it "
                   "again\n"));
   CHECK(HS_SH("test ! -e m.h5ad && test -z \"$(ls -A | grep tmp)\"") == 0);
+}
+
+/* ------------------------------------------------------------------ integrity */
+
+/* Tampered streams of tests/data/bad-inputs: each refused with the line that names the damage,
+ * and no output. */
+TEST(hostile_tampered_streams_refused) {
+  CHECK(hs_setup());
+  CHECK(HS_SH("cp \"$BAD\"/*.rctd . && rctd-merge --spatial \"$SP\" -q -o t1.h5ad "
+              "fit_profiles_flipped.rctd") == 1);
+  CHECK(hs_err_is("rctd-merge: fit_profiles_flipped.rctd: record 'model.profiles': chunk 1: "
+                  "corrupted data (zstd: Restored data doesn't match checksum)\n"));
+  CHECK(HS_SH("rctd-merge --spatial \"$SP\" -q -o t2.h5ad fit_first_type_2e31.rctd") == 1);
+  CHECK(hs_err_is("rctd-merge: fit_first_type_2e31.rctd: pixel 0 (TTGGACGTTTCAAT): first type "
+                  "2147483647 is outside [0, 19): the stream is damaged or was altered\n"));
+  CHECK(HS_SH("rctd-fit-doublet sigma_qtable_scaled.rctd -q -o t3.rctd") == 1);
+  CHECK(hs_err_is("rctd-fit-doublet: sigma_qtable_scaled.rctd: likelihood table data fail their "
+                  "crc32 (the stream was altered): rerun rctd-sigma\n"));
+  CHECK(HS_SH("rctd-fit-doublet sigma_dup_typename.rctd -q -o t4.rctd") == 1);
+  CHECK(hs_err_is("rctd-fit-doublet: sigma_dup_typename.rctd: record 'model.type_names': cell "
+                  "type name 'Astrocytes' appears twice: cell type names must be unique\n"));
+  CHECK(HS_SH("test ! -e t1.h5ad && test ! -e t2.h5ad && test ! -e t3.rctd && test ! -e t4.rctd "
+              "&& test -z \"$(ls -A | grep tmp)\"") == 0);
+}
+
+/* Flips one bit of byte OFFSET after the first chunk block of FILE in hs_dir.  0 or -1. */
+static int hs_flip_after_first_chunk(const char *file, size_t offset) {
+  char path[PATH_MAX + 64];
+  snprintf(path, sizeof path, "%s/%s", hs_dir, file);
+  FILE *f = fopen(path, "r+b");
+  if (!f) return -1;
+  static unsigned char buf[1 << 20];
+  size_t n = fread(buf, 1, sizeof buf, f);
+  int rc = -1;
+  for (size_t i = 0; i + 4 + offset < n && rc != 0; i++)
+    if (memcmp(buf + i, "CHNK", 4) == 0) {
+      buf[i + offset] ^= 0x40;
+      rc = fseek(f, (long)(i + offset), SEEK_SET) == 0 && fputc(buf[i + offset], f) != EOF ? 0 : -1;
+    }
+  fclose(f);
+  return rc;
+}
+
+/* A flipped byte in a chunk a stage only skips is found there: rctd-view RECORD skips the
+ * records before RECORD, the first of which (reference.meta) is damaged inside its zstd frame
+ * (32-byte block header, then 20 bytes in). */
+TEST(hostile_skipped_chunks_are_verified) {
+  CHECK(hs_setup());
+  CHECK(HS_SH(HS_REF_STREAM " && cp REF.rctd flip.rctd") == 0);
+  CHECK(hs_flip_after_first_chunk("flip.rctd", 32 + 20) == 0);
+  CHECK(HS_SH("rctd-view flip.rctd reference.profiles > /dev/null") == 1);
+  CHECK(hs_err_is("rctd-view: flip.rctd: record 'reference.meta': chunk 1: corrupted data (zstd: "
+                  "Restored data doesn't match checksum)\n"));
+}
+
+/* An MTX entry line without its value is an error, not a dropped entry. */
+TEST(hostile_mtx_entry_without_value) {
+  CHECK(hs_setup());
+  CHECK(HS_SH(HS_REF_STREAM) == 0);
+  CHECK(HS_SH("rm -rf novalue && mkdir novalue && cp '%s/tests/data/input/mtx_v2/'*.tsv novalue/ "
+              "&& sed 's/^1 3 4$/1 3/' '%s/tests/data/input/mtx_v2/matrix.mtx' > "
+              "novalue/matrix.mtx && rctd-normalize novalue REF.rctd -q -o nv.rctd",
+              hs_repo, hs_repo) == 1);
+  CHECK(hs_err_is("rctd-normalize: novalue/matrix.mtx: line 4 is not 'row col value' within 5 x "
+                  "6: the file is corrupt\n"));
+}
+
+/* An h5ad whose categorical cell types list a name twice (anndata cannot read that back):
+ * categories of tests/data/input/csr.h5ad rewritten to gamma, beta, gamma. */
+TEST(hostile_h5ad_duplicate_categories) {
+  CHECK(hs_setup());
+  CHECK(HS_SH(HS_REF_STREAM " && cp '%s/tests/data/input/csr.h5ad' dupcat.h5ad", hs_repo) == 0);
+  char path[PATH_MAX + 32];
+  snprintf(path, sizeof path, "%s/dupcat.h5ad", hs_dir);
+  hid_t file = H5Fopen(path, H5F_ACC_RDWR, H5P_DEFAULT);
+  CHECK(file >= 0);
+  hid_t dset = H5Dopen2(file, "obs/cell_type/categories", H5P_DEFAULT);
+  hid_t type = H5Dget_type(dset);
+  const char *names[3] = {"gamma", "beta", "gamma"};
+  herr_t rc = H5Dwrite(dset, type, H5S_ALL, H5S_ALL, H5P_DEFAULT, names);
+  H5Tclose(type);
+  H5Dclose(dset);
+  H5Fclose(file);
+  CHECK(rc >= 0);
+  CHECK(HS_SH("rctd-reference dupcat.h5ad -q -o dup.rctd") == 1);
+  CHECK(hs_err_is("rctd-reference: dupcat.h5ad: cell type 'gamma' appears twice among the "
+                  "categories: cell type names must be unique\n"));
+  CHECK(HS_SH("rctd validate --reference dupcat.h5ad --spatial \"$SP\" > v.out") == 1);
+  CHECK(HS_SH("grep -qx \"PROBLEM: reference: dupcat.h5ad: cell type 'gamma' appears twice among "
+              "the categories: cell type names must be unique\" v.out") == 0);
 }
