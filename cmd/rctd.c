@@ -269,6 +269,18 @@ static int run_bin_dir(char *dir, size_t len) {
   return 0;
 }
 
+/* Reports an invalid value of forwarded option I: where it was given (the config file's line,
+ * or the command-line option) and what is wrong.  Returns 2. */
+static int run_bad_value(rctd_cli *cli, int i, const char *what) {
+  int line = rctd_cli_config_line(cli, run_forward[i].dest);
+  if (line <= 0)
+    return rctd_cli_usage_error(cli, "option --%s: invalid %s '%s'", run_forward[i].name, what,
+                                run_text[i]);
+  rctd_log_error("%s: line %d: key '%s': invalid %s '%s'", cli->config_path, line,
+                 run_forward[i].config_key, what, run_text[i]);
+  return RCTD_EXIT_USAGE;
+}
+
 /* Checks the forwarded values' syntax so that a typo fails before any stage starts. */
 static int run_check_values(rctd_cli *cli) {
   for (int i = 0; i < RUN_N_FORWARD; i++) {
@@ -278,14 +290,10 @@ static int run_check_values(rctd_cli *cli) {
     errno = 0;
     if (run_routes[i].kind == 'd') {
       double x = strtod(v, &end);
-      if (!*v || *end || errno || isnan(x))
-        return rctd_cli_usage_error(cli, "option --%s: invalid number '%s'", run_forward[i].name,
-                                    v);
+      if (!*v || *end || errno || isnan(x)) return run_bad_value(cli, i, "number");
     } else if (run_routes[i].kind == 'i') {
       strtoll(v, &end, 10);
-      if (!*v || *end || errno)
-        return rctd_cli_usage_error(cli, "option --%s: invalid integer '%s'", run_forward[i].name,
-                                    v);
+      if (!*v || *end || errno) return run_bad_value(cli, i, "integer");
     }
   }
   return 0;
@@ -404,6 +412,7 @@ static int run_spawn(run_stage *s, int fd_in, int fd_out, const int *close_fds, 
     /* The stage dies with rctd run, however rctd run ends (SIGKILL included): SIGTERM removes
      * its temporary output.  A parent gone before prctl took effect is seen by getppid. */
     if (prctl(PR_SET_PDEATHSIG, SIGTERM) != 0 || getppid() != parent) _exit(127);
+    setenv("RCTD_RUN_STAGE", "1", 1);
     if (fd_in >= 0 && dup2(fd_in, STDIN_FILENO) < 0) _exit(127);
     if (fd_out >= 0 && dup2(fd_out, STDOUT_FILENO) < 0) _exit(127);
     for (int i = 0; i < n_close; i++)
@@ -480,8 +489,13 @@ static int run_wait(run_stage *st, int n) {
   for (int i = 0; i < n; i++) {
     if (!st[i].done || run_ok(&st[i])) continue;
     char why[64];
-    rctd_log_error("%s failed (%s); the pipeline stopped, no output was written", st[i].name,
-                   run_describe_status(st[i].status, why, sizeof why));
+    if (WIFEXITED(st[i].status) && WEXITSTATUS(st[i].status) == RCTD_EXIT_CUT)
+      rctd_log_error("%s failed: its input stream from %s ended early or was damaged; the "
+                     "pipeline stopped, no output was written",
+                     st[i].name, i > 0 ? st[i - 1].name : "standard input");
+    else
+      rctd_log_error("%s failed (%s); the pipeline stopped, no output was written", st[i].name,
+                     run_describe_status(st[i].status, why, sizeof why));
     break;
   }
   return -1;

@@ -27,6 +27,7 @@
 #define RCTD_EXIT_OK 0
 #define RCTD_EXIT_RUNTIME 1
 #define RCTD_EXIT_USAGE 2
+#define RCTD_EXIT_CUT 3 /* a stage of rctd run whose input stream was cut (see rctd_log_error) */
 #define RCTD_CLI_CONTINUE (-1)
 
 typedef enum {
@@ -80,6 +81,9 @@ typedef struct {
  * rctd_log_* and rctd_progress_*, and installs the output-cleanup signal handlers.  On any return
  * but RCTD_CLI_CONTINUE the parser has already freed its state (rctd_cli_free is then a no-op). */
 int rctd_cli_parse(rctd_cli *cli, int argc, char **argv);
+/* The line of the --config file that set the option whose value is at DEST, or 0 when the
+ * value came from the command line or the default (for messages naming where a value was). */
+int rctd_cli_config_line(const rctd_cli *cli, const void *dest);
 /* Frees what parsing allocated (string option values point into it). */
 void rctd_cli_free(rctd_cli *cli);
 /* Prints --help text to F. */

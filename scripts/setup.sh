@@ -2,7 +2,7 @@
 # Installs the Debian packages rctd needs to build and test, only those that are missing.
 # As root it runs apt-get; otherwise it prints the exact command and exits non-zero.
 set -e
-PKGS="libhdf5-dev libzstd-dev libgsl-dev libyaml-dev zlib1g-dev pkg-config r-base-core r-cran-quadprog r-cran-matrix python3-anndata snakemake"
+PKGS="libhdf5-dev libzstd-dev libgsl-dev libyaml-dev zlib1g-dev pkg-config r-base-core r-cran-quadprog r-cran-matrix python3-anndata snakemake procps xz-utils clang libclang-rt-14-dev"
 
 if ! command -v dpkg-query >/dev/null 2>&1; then
   echo "rctd setup: dpkg-query not found; this script is for Debian/Ubuntu." >&2

@@ -293,3 +293,46 @@ TEST(hostile_h5ad_duplicate_categories) {
   CHECK(HS_SH("grep -qx \"PROBLEM: reference: dupcat.h5ad: cell type 'gamma' appears twice among "
               "the categories: cell type names must be unique\" v.out") == 0);
 }
+
+/* ------------------------------------------------------------------ processes */
+
+/* The spatial input is a FIFO nobody writes: rctd-normalize (and rctd-merge) wait on it, so the
+ * run is still going when it is killed. */
+#define HS_RUN_STUCK                                                                            \
+  "rm -f stuck.fifo && mkfifo stuck.fifo && rctd run --reference \"$REF\" --reference-numi-col " \
+  "nUMI --cell-type-col cell_type_name --spatial \"$PWD/stuck.fifo\" -q -o stuck.h5ad"
+
+TEST(hostile_stages_die_with_rctd_run) {
+  CHECK(hs_setup());
+  /* SIGKILL of the parent alone: the stages get SIGTERM from the kernel and leave nothing. */
+  CHECK(HS_SH("{ " HS_RUN_STUCK " 2> run.err & } ; p=$!; sleep 1; n=$(pgrep -f \"$PWD/stuck.fifo\" "
+              "| wc -l); kill -9 $p; sleep 1; test \"$n\" -ge 2 && test -z \"$(pgrep -f "
+              "\"$PWD/stuck.fifo\")\" && test ! -e stuck.h5ad && test -z \"$(ls -A | grep tmp)\"") ==
+        0);
+  /* SIGTERM (or Ctrl-C): one line saying so, the signal's exit status, no output. */
+  CHECK(HS_SH("{ " HS_RUN_STUCK " & } ; p=$!; sleep 1; kill -TERM $p; wait $p") == 128 + 15);
+  CHECK(hs_err_is("rctd run: interrupted (Terminated): the pipeline stopped, no output was "
+                  "written\n"));
+  CHECK(HS_SH("test -z \"$(pgrep -f \"$PWD/stuck.fifo\")\" && test ! -e stuck.h5ad") == 0);
+}
+
+/* A YAML null or a key given twice is refused alike by rctd run and by the stage; a bad value
+ * reaching rctd run from the file names the file and line, not a command-line option. */
+TEST(hostile_yaml_null_duplicate_and_bad_value) {
+  CHECK(hs_setup());
+  CHECK(HS_SH("printf 'UMI_min:\\n' > null.yaml && " HS_RUN " -o y.h5ad --config null.yaml") == 2);
+  CHECK(hs_err_is("rctd run: null.yaml: line 1: key 'UMI_min' has no value: give one, or remove "
+                  "the line to keep the default\n"));
+  CHECK(HS_SH(HS_REF_STREAM " && rctd-normalize --config null.yaml \"$SP\" REF.rctd -q -o "
+                            "y.rctd") == 2);
+  CHECK(hs_err_is("rctd-normalize: null.yaml: line 1: key 'UMI_min' has no value: give one, or "
+                  "remove the line to keep the default\n"));
+  CHECK(HS_SH("printf 'UMI_min: 10\\nUMI_min: 20\\n' > twice.yaml && " HS_RUN
+              " -o y.h5ad --config twice.yaml") == 2);
+  CHECK(hs_err_is("rctd run: twice.yaml: line 2: key 'UMI_min' is given twice (also on line 1): "
+                  "keep one\n"));
+  CHECK(HS_SH("printf 'doublet_mode: full\\nUMI_min: lots\\n' > bad.yaml && " HS_RUN
+              " -o y.h5ad --config bad.yaml") == 2);
+  CHECK(hs_err_is("rctd run: bad.yaml: line 2: key 'UMI_min': invalid number 'lots'\n"));
+  CHECK(HS_SH("test ! -e y.h5ad && test ! -e y.rctd") == 0);
+}
