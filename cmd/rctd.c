@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -278,6 +279,18 @@ static int run_bin_dir(char *dir, size_t len) {
   return 0;
 }
 
+/* Reports an invalid value of forwarded option I: where it was given (the config file's line,
+ * or the command-line option) and what is wrong.  Returns 2. */
+static int run_bad_value(rctd_cli *cli, int i, const char *what) {
+  int line = rctd_cli_config_line(cli, run_forward[i].dest);
+  if (line <= 0)
+    return rctd_cli_usage_error(cli, "option --%s: invalid %s '%s'", run_forward[i].name, what,
+                                run_text[i]);
+  rctd_log_error("%s: line %d: key '%s': invalid %s '%s'", cli->config_path, line,
+                 run_forward[i].config_key, what, run_text[i]);
+  return RCTD_EXIT_USAGE;
+}
+
 /* Checks the forwarded values' syntax so that a typo fails before any stage starts. */
 static int run_check_values(rctd_cli *cli) {
   for (int i = 0; i < RUN_N_FORWARD; i++) {
@@ -287,14 +300,10 @@ static int run_check_values(rctd_cli *cli) {
     errno = 0;
     if (run_routes[i].kind == 'd') {
       double x = strtod(v, &end);
-      if (!*v || *end || errno || isnan(x))
-        return rctd_cli_usage_error(cli, "option --%s: invalid number '%s'", run_forward[i].name,
-                                    v);
+      if (!*v || *end || errno || isnan(x)) return run_bad_value(cli, i, "number");
     } else if (run_routes[i].kind == 'i') {
       strtoll(v, &end, 10);
-      if (!*v || *end || errno)
-        return rctd_cli_usage_error(cli, "option --%s: invalid integer '%s'", run_forward[i].name,
-                                    v);
+      if (!*v || *end || errno) return run_bad_value(cli, i, "integer");
     }
   }
   return 0;
@@ -400,6 +409,7 @@ static int run_build(run_stage *st, const rctd_cli *cli, const char *bin_dir, co
  * child. */
 static int run_spawn(run_stage *s, int fd_in, int fd_out, const int *close_fds, int n_close) {
   s->t_start = rctd_now();
+  pid_t parent = getpid();
   pid_t pid = fork();
   if (pid < 0) {
     rctd_log_error("cannot start %s: %s", s->binary, strerror(errno));
@@ -409,6 +419,10 @@ static int run_spawn(run_stage *s, int fd_in, int fd_out, const int *close_fds, 
     signal(SIGINT, SIG_DFL);
     signal(SIGTERM, SIG_DFL);
     signal(SIGHUP, SIG_DFL);
+    /* The stage dies with rctd run, however rctd run ends (SIGKILL included): SIGTERM removes
+     * its temporary output.  A parent gone before prctl took effect is seen by getppid. */
+    if (prctl(PR_SET_PDEATHSIG, SIGTERM) != 0 || getppid() != parent) _exit(127);
+    setenv("RCTD_RUN_STAGE", "1", 1);
     if (fd_in >= 0 && dup2(fd_in, STDIN_FILENO) < 0) _exit(127);
     if (fd_out >= 0 && dup2(fd_out, STDOUT_FILENO) < 0) _exit(127);
     for (int i = 0; i < n_close; i++)
@@ -476,12 +490,22 @@ static int run_wait(run_stage *st, int n) {
     }
   }
   if (!failed && !run_interrupted) return 0;
+  if (run_interrupted) {
+    rctd_log_error("interrupted (%s): the pipeline stopped, no output was written",
+                   strsignal(run_interrupted));
+    return -1;
+  }
   /* The most upstream failure is the cause; later stages only saw a cut stream. */
   for (int i = 0; i < n; i++) {
     if (!st[i].done || run_ok(&st[i])) continue;
     char why[64];
-    rctd_log_error("%s failed (%s); the pipeline stopped, no output was written", st[i].name,
-                   run_describe_status(st[i].status, why, sizeof why));
+    if (WIFEXITED(st[i].status) && WEXITSTATUS(st[i].status) == RCTD_EXIT_CUT)
+      rctd_log_error("%s failed: its input stream from %s ended early or was damaged; the "
+                     "pipeline stopped, no output was written",
+                     st[i].name, i > 0 ? st[i - 1].name : "standard input");
+    else
+      rctd_log_error("%s failed (%s); the pipeline stopped, no output was written", st[i].name,
+                     run_describe_status(st[i].status, why, sizeof why));
     break;
   }
   return -1;
@@ -556,7 +580,11 @@ static int run_write_json(const char *tmp, const char *path, const run_stage *st
 
 static int run_mkdir(const char *dir) {
   struct stat sb;
-  if (stat(dir, &sb) == 0) return S_ISDIR(sb.st_mode) ? 0 : -1;
+  if (stat(dir, &sb) == 0) {
+    if (S_ISDIR(sb.st_mode)) return 0;
+    errno = ENOTDIR;
+    return -1;
+  }
   return mkdir(dir, 0777);
 }
 
@@ -607,8 +635,13 @@ static int cmd_run(rctd_cli *cli) {
   const char *out[N_STAGES] = {"-", "-", "-", "-", NULL};
   if (opt_keep) {
     if (run_mkdir(opt_keep) != 0) {
-      rctd_log_error("%s: cannot create the directory for intermediates: %s", opt_keep,
-                     strerror(errno));
+      if (errno == ENOTDIR)
+        rctd_log_error("--keep-intermediates %s: exists and is not a directory: give a "
+                       "directory (it is created when missing)",
+                       opt_keep);
+      else
+        rctd_log_error("%s: cannot create the directory for intermediates: %s", opt_keep,
+                       strerror(errno));
       return RCTD_EXIT_RUNTIME;
     }
     static const char *const names[N_STAGES - 1] = {"1-reference", "2-model", "3-sigma", "4-fit"};
@@ -631,12 +664,13 @@ static int cmd_run(rctd_cli *cli) {
     for (int i = 0; i < N_STAGES; i++) run_argv_free(&st[i].argv);
     return RCTD_EXIT_RUNTIME;
   }
-  struct sigaction sa, old_int, old_term;
+  struct sigaction sa, old_int, old_term, old_hup;
   memset(&sa, 0, sizeof sa);
   sa.sa_handler = run_on_signal;
   sigemptyset(&sa.sa_mask);
   sigaction(SIGINT, &sa, &old_int);
   sigaction(SIGTERM, &sa, &old_term);
+  sigaction(SIGHUP, &sa, &old_hup);
   double t0 = rctd_now();
   rctd_log_info("%s mode: reference -> normalize -> sigma -> fit-%s -> merge%s%s", opt_mode,
                 opt_mode, opt_keep ? ", intermediates in " : " (pipes)", opt_keep ? opt_keep : "");
@@ -644,6 +678,7 @@ static int cmd_run(rctd_cli *cli) {
   double t_total = rctd_now() - t0;
   sigaction(SIGINT, &old_int, NULL);
   sigaction(SIGTERM, &old_term, NULL);
+  sigaction(SIGHUP, &old_hup, NULL);
   if (rc == 0) {
     if (opt_json && run_write_json(json_tmp, opt_json, st, t_total) != 0) rc = -1;
     if (rc == 0 && opt_report) rc = run_report(cli, st, t_total);
@@ -848,6 +883,8 @@ static void usage(FILE *f) {
 }
 
 int main(int argc, char **argv) {
+  rctd_set_tool("rctd");
+  rctd_out_install_handlers(); /* also: a write error on stdout (rctd --help > /dev/full) fails */
   if (argc < 2) {
     usage(stderr);
     return RCTD_EXIT_USAGE;

@@ -1,5 +1,6 @@
 /* rctd-merge: result streams -> h5ad / CSV / JSON (see merge.h). */
 #define _GNU_SOURCE
+#include "strlist.h"
 #include "merge.h"
 
 #include <errno.h>
@@ -251,6 +252,10 @@ static int mg_header_finish(mg_header *h, const mg_input *in, char *err, size_t 
   if (!h->genes_reg.name || !h->genes_bulk.name || h->genes_reg.kind != RCTD_STRINGS ||
       h->genes_bulk.kind != RCTD_STRINGS)
     return rctd_fail(err, err_len, "%s: the result stream lacks its gene lists", in->path);
+  const char *dup = rctd_strlist_duplicate((const char *const *)h->types.strings, (size_t)K);
+  if (dup)
+    return rctd_fail(err, err_len, "%s: record '%s': cell type name '%s' appears twice: cell type names must be unique", in->path,
+                     RCTD_MODEL_REC_TYPES, dup);
   rctd_results_info *info = &h->info;
   memset(info, 0, sizeof *info);
   info->mode = strcmp(in->mode, "full") == 0      ? RCTD_OUT_FULL
@@ -554,6 +559,7 @@ static int mg_flush_block(mg_run *r, mg_block *b, const mg_input *in) {
                          "spatial input of this run",
                          in->path, c.barcode_n[i], c.row_n[i], r->o->spatial);
   }
+  if (rctd_results_chunk_check(info, &c, in->path, r->err, r->err_len) < 0) return -1;
   double t0 = rctd_now();
   if (r->h5ad && rctd_h5ad_write_chunk(r->h5ad, &c, r->err, r->err_len) < 0) return -1;
   if (r->csv && rctd_csv_write_chunk(r->csv, &c, r->err, r->err_len) < 0) return -1;
@@ -871,6 +877,7 @@ int rctd_merge_run(const rctd_merge_opts *o, char *err, size_t err_len) {
     mg_cleanup(&r, 1);
     return rctd_fail(err, err_len, "out of memory");
   }
+  rctd_out_defer(1);
   int rc = 0;
   for (int i = 0; i < r.n_ins && rc == 0; i++) {
     mg_input *in = &r.ins[i];
@@ -903,7 +910,12 @@ int rctd_merge_run(const rctd_merge_opts *o, char *err, size_t err_len) {
   if (rc == 0) rc = mg_write_report(&r, o->summary_path, mg_write_text);
   if (rc == 0 && o->multiqc_path) rc = mg_write_multiqc(&r);
   mg_cleanup(&r, rc != 0);
-  return rc;
+  /* The outputs appear together, and only when every one (a summary on stdout included) was
+   * written. */
+  if (rc == 0 && (fflush(stdout) != 0 || ferror(stdout)))
+    rc = rctd_fail(err, err_len, "stdout: write failed: %s", strerror(errno ? errno : EIO));
+  int finish_rc = rctd_out_finish(rc != 0, err, err_len);
+  return rc == 0 ? finish_rc : rc;
 }
 
 char *rctd_merge_csv_dir_for(const char *h5ad_path) {

@@ -108,6 +108,11 @@ typedef struct {
 } rctd_results_summary;
 
 int rctd_results_summary_init(rctd_results_summary *s, const rctd_results_info *info);
+/* Checks that every code of C is in range for INFO (spot classes, multi statuses, type indices
+ * in [0, K), slot counts, flags 0/1): a tampered stream must not give an h5ad that anndata
+ * cannot read or a silent 'filtered' label.  0, or -1 with "LABEL: pixel N: ..." in err. */
+int rctd_results_chunk_check(const rctd_results_info *info, const rctd_results_chunk *c,
+                             const char *label, char *err, size_t err_len);
 void rctd_results_summary_add(rctd_results_summary *s, const rctd_results_info *info,
                               const rctd_results_chunk *chunk);
 void rctd_results_summary_free(rctd_results_summary *s);

@@ -4,7 +4,7 @@
 #   scripts/setup.sh          what `make test` and `make demo` need
 #   scripts/setup.sh slurm    also a single-node SLURM cluster's daemons (`make test-slurm`)
 set -e
-PKGS="libhdf5-dev libzstd-dev libgsl-dev libyaml-dev zlib1g-dev pkg-config r-base-core r-cran-quadprog r-cran-matrix python3-anndata snakemake python3-pil chromium"
+PKGS="libhdf5-dev libzstd-dev libgsl-dev libyaml-dev zlib1g-dev pkg-config r-base-core r-cran-quadprog r-cran-matrix python3-anndata snakemake python3-pil chromium procps xz-utils clang libclang-rt-14-dev"
 # Installed without their recommended packages: multiqc recommends TeX Live; SLURM 22.05 and
 # munge recommend dozens of optional plugins the test does not use.
 PKGS_NO_RECOMMENDS="multiqc"
