@@ -94,7 +94,7 @@ deps:
 test: deps
 	@$(MAKE) --no-print-directory test-run
 test-run: $(BINS) $(BUILD)/rctd-tests
-	RCTD_BIN=$(abspath $(dir $(firstword $(BINS)))) RCTD_SHARED=$(abspath ../shared) $(BUILD)/rctd-tests
+	RCTD_BIN=$(abspath $(dir $(firstword $(BINS)))) RCTD_REPO=$(CURDIR) $(BUILD)/rctd-tests
 
 # The Snakemake workflow on a single-node SLURM cluster started for the test (as root; installs
 # slurmctld, slurmd, munge when missing; stops every daemon it started).  Not part of `test`.
@@ -103,7 +103,8 @@ test-slurm: deps
 	tests/slurm/run.sh $(abspath bin)
 
 # The demo: rctd run in doublet mode on the bundled spacexr vignette (data/vignette), writing
-# an h5ad (a copy of the spatial h5ad with the results) and printing the summary.
+# an h5ad (a copy of the spatial h5ad with the results) and its HTML report, and printing the
+# summary.
 DEMO_OUT := out/demo/vignette_rctd.h5ad
 demo: deps
 	@$(MAKE) --no-print-directory demo-run
@@ -111,7 +112,8 @@ demo-run: all
 	@mkdir -p $(dir $(DEMO_OUT))
 	bin/rctd run --reference data/vignette/h5ad/reference.h5ad --reference-numi-col nUMI \
 	  --cell-type-col cell_type_name \
-	  --spatial data/vignette/h5ad/spatial.h5ad --mode doublet -o $(DEMO_OUT)
+	  --spatial data/vignette/h5ad/spatial.h5ad --mode doublet -o $(DEMO_OUT) \
+	  --report $(DEMO_OUT:.h5ad=_report.html)
 
 # Benchmarks: every bench/NAME.c is a program; bench/run.sh runs them all.
 BENCH_BINS := $(patsubst bench/%.c,$(BUILD)/bench/%,$(BENCH_SRC))
@@ -132,9 +134,9 @@ $(BUILD)/rctd-gpu-tests: $(GPU_TEST_OBJ) $(ALL_LIBS)
 $(BUILD)/rctd-gpu-bench: $(GPU_BENCH_OBJ) $(ALL_LIBS)
 	$(CC) $(LDFLAGS) -o $@ $(GPU_BENCH_OBJ) $(ALL_LIBS) $(LDLIBS)
 test-gpu: $(BUILD)/rctd-gpu-tests
-	RCTD_SHARED=$${RCTD_SHARED:-$(abspath ../shared)} $(BUILD)/rctd-gpu-tests $(FILTER)
+	RCTD_REPO=$(CURDIR) $(BUILD)/rctd-gpu-tests $(FILTER)
 bench-gpu: $(BUILD)/rctd-gpu-bench
-	RCTD_SHARED=$${RCTD_SHARED:-$(abspath ../shared)} $(BUILD)/rctd-gpu-bench $(BENCH_ARGS)
+	RCTD_REPO=$(CURDIR) $(BUILD)/rctd-gpu-bench $(BENCH_ARGS)
 
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/man/man1 $(DESTDIR)$(PREFIX)/share/man/man5

@@ -396,6 +396,9 @@ static int model_from_records(rctd_model_reader *mr, rctd_record *recs, const in
       take_strings(&recs[M_REG], &m->genes_reg, &m->n_reg) < 0 ||
       take_strings(&recs[M_BULK], &m->genes_bulk, &m->n_bulk) < 0)
     return reader_fail(mr, "a model name record is not a strings record");
+  const char *dup = rctd_strlist_duplicate((const char *const *)m->type_names, (size_t)m->n_types);
+  if (dup)
+    return reader_fail(mr, "record '%s': cell type name '%s' appears twice: cell type names must be unique", RCTD_MODEL_REC_TYPES, dup);
   if (n_classes != m->n_types)
     return reader_fail(mr, "record '%s' has %d rows for %d types", RCTD_MODEL_REC_CLASSES,
                        n_classes, m->n_types);
