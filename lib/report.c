@@ -13,6 +13,7 @@
 
 #include "cli.h"
 #include "error.h"
+#include "h5guard.h"
 #include "input_internal.h"
 #include "raster.h"
 
@@ -82,6 +83,7 @@ static int rp_read_rows(hid_t dset, int64_t row0, int64_t n, int64_t cols, hid_t
   int nd = H5Sget_simple_extent_ndims(space);
   hsize_t start[2] = {(hsize_t)row0, 0}, count[2] = {(hsize_t)n, (hsize_t)cols};
   hid_t mem = H5Screate_simple(nd, count, NULL);
+  rctd_h5_guard_tick();
   herr_t rc = H5Sselect_hyperslab(space, H5S_SELECT_SET, start, NULL, count, NULL);
   if (rc >= 0) rc = H5Dread(dset, mem_type, mem, space, H5P_DEFAULT, out);
   H5Sclose(mem);
@@ -789,7 +791,13 @@ static int rp_maps(FILE *f, const rp_result *r, const rp_stats *s, const rp_canv
   for (int k = 0; k < r->K; k++)
     rp_legend_item(f, rctd_raster_qualitative(k), r->types.items[k], s->dominant_k[k]);
   rp_legend_item(f, (rctd_rgb){RP_GREY, RP_GREY, RP_GREY}, "filtered (not fitted)", s->n_filtered);
-  fputs("</ul></figure>\n", f);
+  fputs("</ul>", f);
+  if (r->K > RCTD_RASTER_MAX_QUALITATIVE)
+    fprintf(f,
+            "<p class=\"note\">%d types: colours repeat after the first %d; see the per-type "
+            "maps.</p>",
+            r->K, RCTD_RASTER_MAX_QUALITATIVE);
+  fputs("</figure>\n", f);
   if (cv->has_class) {
     int multi = strcmp(r->mode, "multi") == 0;
     fprintf(f, "<figure><figcaption>%s</figcaption>",
@@ -922,11 +930,13 @@ static int rp_write_png(rp_result *r, const rctd_raster *ras, const rp_frame *fr
   return 0;
 }
 
+/* The PNG files, each renamed into place as it is written (a slide may have more types than
+ * outputs can be held back); on a failure those written are removed. */
 static int rp_pngs(rp_result *r, const rp_canvas *cv, const rctd_report_opts *o) {
-  int n = cv->n_maps, rc = 0, written = 0;
-  char(*paths)[4200] = calloc((size_t)n, sizeof *paths);
+  int rc = 0, written = 0;
+  char(*paths)[4200] = calloc((size_t)cv->n_maps, sizeof *paths);
   if (!paths) return rp_fail(r, "out of memory");
-  for (int i = 0; rc == 0 && i < n; i++) {
+  for (int i = 0; rc == 0 && i < cv->n_maps; i++) {
     if (i == RP_MAP_CLASS && !cv->has_class) continue;
     char name[300];
     if (i == RP_MAP_DOMINANT) snprintf(name, sizeof name, "dominant_type");
@@ -966,6 +976,7 @@ int rctd_report_write(const rctd_report_opts *o, char *err, size_t err_len) {
     out = rctd_out_open(o->html, err, err_len);
     if (!out) return -1;
   }
+  rctd_h5_guard_enter(o->result);
   int rc = rp_open(&r);
   if (rc == 0) rc = rp_scan(&r, &s, NULL, 0);
   if (rc == 0) {
@@ -995,6 +1006,7 @@ int rctd_report_write(const rctd_report_opts *o, char *err, size_t err_len) {
                                                                 : rp_fail(&r, "out of memory");
     free(again.dominant_k), free(again.prop_sum_k), free(again.pairs_kk);
   }
+  rctd_h5_guard_leave();
   if (rc == 0 && out && rp_html(out, &r, &s, maps ? &html_cv : NULL, o) < 0)
     rc = rp_fail(&r, "cannot write the report (out of memory or disk full)");
   if (rc == 0 && o->png_dir) rc = rp_pngs(&r, &png_cv, o);
