@@ -16,6 +16,8 @@
 #include "h5guard.h"
 #include "input_internal.h"
 #include "raster.h"
+#include "sigma.h"
+#include "stream.h"
 
 #define RP_CHUNK 65536
 #define RP_HTML_MAIN_W 392 /* HTML: main maps' width in cells (three to a row at 1280 px) */
@@ -525,6 +527,103 @@ static int rp_scan(rp_result *r, rp_stats *s, rp_canvas *cv, int drawing) {
   return rc;
 }
 
+/* ------------------------------------------------------------------ sigma's trace */
+
+#define RP_MAX_EPOCHS 64
+
+/* rctd-sigma's epochs (record "sigma" of its output: epoch_sigma, epoch_log_l, epoch_chosen). */
+typedef struct {
+  int n;
+  int sigma_fit[RP_MAX_EPOCHS], chosen[RP_MAX_EPOCHS];
+  double log_l[RP_MAX_EPOCHS];
+  char source[32];
+} rp_trace;
+
+static int rp_parse_list(const char *text, double *out, int max) {
+  int n = 0;
+  for (const char *p = text; p && *p && n < max;) {
+    char *end;
+    out[n++] = strtod(p, &end);
+    if (end == p) return -1;
+    p = *end == ',' ? end + 1 : end;
+    if (*end && *end != ',') return -1;
+  }
+  return n;
+}
+
+static int rp_read_trace(const char *path, rp_trace *t, char *err, size_t err_len) {
+  memset(t, 0, sizeof *t);
+  rctd_reader *rd = rctd_reader_open(path, err, err_len);
+  if (!rd) return -1;
+  const rctd_record_info *info;
+  int got, rc = -1;
+  while ((got = rctd_reader_next(rd, &info)) == 1 && strcmp(info->name, RCTD_SIGMA_REC) != 0) {
+  }
+  if (got < 0) {
+    rctd_fail(err, err_len, "%s", rctd_reader_error(rd));
+  } else if (got == 0) {
+    rctd_fail(err, err_len, "%s: no '%s' record: give the stream rctd-sigma wrote", path,
+              RCTD_SIGMA_REC);
+  } else {
+    rctd_record rec = {0};
+    if (rctd_reader_load(rd, &rec) < 0) {
+      rctd_fail(err, err_len, "%s", rctd_reader_error(rd));
+    } else {
+      const char *src = rctd_record_meta_get(&rec, "source");
+      snprintf(t->source, sizeof t->source, "%s", src ? src : "");
+      double fit[RP_MAX_EPOCHS], log_l[RP_MAX_EPOCHS], chosen[RP_MAX_EPOCHS];
+      const char *a = rctd_record_meta_get(&rec, "epoch_sigma"),
+                 *b = rctd_record_meta_get(&rec, "epoch_log_l"),
+                 *c = rctd_record_meta_get(&rec, "epoch_chosen");
+      int n = a ? rp_parse_list(a, fit, RP_MAX_EPOCHS) : 0;
+      if (n > 0 && (!b || rp_parse_list(b, log_l, RP_MAX_EPOCHS) != n || !c ||
+                    rp_parse_list(c, chosen, RP_MAX_EPOCHS) != n)) {
+        rctd_fail(err, err_len, "%s: record '%s': damaged epoch lists", path, RCTD_SIGMA_REC);
+      } else {
+        t->n = n > 0 ? n : 0;
+        for (int e = 0; e < t->n; e++)
+          t->sigma_fit[e] = (int)fit[e], t->log_l[e] = log_l[e], t->chosen[e] = (int)chosen[e];
+        rc = 0;
+      }
+      rctd_record_free(&rec);
+    }
+  }
+  rctd_reader_close(rd);
+  return rc;
+}
+
+/* The trace as a table and a line of log-likelihood per epoch. */
+static void rp_trace_html(FILE *f, const rp_trace *t) {
+  fputs(
+      "<div class=\"row\" id=\"sigma-trace\"><table class=\"summary\"><tr><td>epoch</td>"
+      "<td>sigma of the fits</td><td>likelihood value (R's)</td><td>sigma chosen</td></tr>",
+      f);
+  for (int e = 0; e < t->n; e++)
+    fprintf(f, "<tr><td>%d</td><td>%.2f</td><td>%.10g</td><td>%.2f</td></tr>", e + 1,
+            t->sigma_fit[e] / 100.0, t->log_l[e], t->chosen[e] / 100.0);
+  fputs("</table>", f);
+  double lo = INFINITY, hi = -INFINITY;
+  for (int e = 0; e < t->n; e++) lo = fmin(lo, t->log_l[e]), hi = fmax(hi, t->log_l[e]);
+  if (!(hi > lo)) hi = lo + 1;
+  const int w = 300, h = 140, pad = 30;
+  fprintf(f,
+          "<svg width=\"%d\" height=\"%d\" xmlns=\"http://www.w3.org/2000/svg\"><polyline "
+          "fill=\"none\" stroke=\"#1f77b4\" stroke-width=\"2\" points=\"",
+          w, h);
+  for (int e = 0; e < t->n; e++)
+    fprintf(f, "%.1f,%.1f ", pad + (t->n > 1 ? (double)e / (t->n - 1) : 0.5) * (w - 2 * pad),
+            pad / 2 + (hi - t->log_l[e]) / (hi - lo) * (h - 2 * pad));
+  fputs("\"/>", f);
+  for (int e = 0; e < t->n; e++)
+    fprintf(f, "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"3.5\" fill=\"#1f77b4\"/>",
+            pad + (t->n > 1 ? (double)e / (t->n - 1) : 0.5) * (w - 2 * pad),
+            pad / 2 + (hi - t->log_l[e]) / (hi - lo) * (h - 2 * pad));
+  fprintf(f,
+          "<text x=\"%d\" y=\"%d\" text-anchor=\"middle\">epoch 1 to %d; "
+          "likelihood value %.6g to %.6g</text></svg></div>",
+          w / 2, h - 4, t->n, lo, hi);
+}
+
 /* ------------------------------------------------------------------ HTML */
 
 static void rp_esc(FILE *f, const char *s) {
@@ -705,15 +804,19 @@ static void rp_row(FILE *f, const char *key, const char *value) {
   fputs("</td></tr>\n", f);
 }
 
-static void rp_summary(FILE *f, const rp_result *r, const rp_stats *s, const rctd_report_opts *o) {
+static void rp_summary(FILE *f, const rp_result *r, const rp_stats *s, const rctd_report_opts *o,
+                       const rp_trace *trace) {
   char buf[512];
   fputs("<section id=\"summary\"><h2>Summary</h2><table class=\"summary\">\n", f);
   rp_row(f, "result", r->path);
   rp_row(f, "mode", r->mode[0] ? r->mode : "unknown");
   snprintf(buf, sizeof buf, "%.6g", r->sigma);
   rp_row(f, "sigma", isfinite(r->sigma) ? buf : "not recorded");
-  rp_row(f, "sigma likelihood per epoch",
-         "not recorded in the result (rctd-sigma prints it on stderr)");
+  if (!trace)
+    rp_row(f, "sigma likelihood per epoch",
+           "not in the result (give rctd report --sigma-stream, the output of rctd-sigma)");
+  else if (trace->n == 0)
+    rp_row(f, "sigma likelihood per epoch", "none: sigma was given, not estimated");
   snprintf(buf, sizeof buf, "%d", r->K);
   rp_row(f, "cell types", buf);
   snprintf(buf, sizeof buf, "%" PRId64 " regression (genes_reg), %" PRId64 " bulk (genes_bulk)",
@@ -765,6 +868,10 @@ static void rp_summary(FILE *f, const rp_result *r, const rp_stats *s, const rct
     for (int64_t i = 0; i < r->config_keys.n; i++)
       rp_row(f, r->config_keys.items[i], r->config_values.items[i]);
     fputs("</table></details>\n", f);
+  }
+  if (trace && trace->n > 0) {
+    fputs("<h3>Sigma: likelihood per epoch</h3>", f);
+    rp_trace_html(f, trace);
   }
   fputs("</section>\n", f);
 }
@@ -873,7 +980,7 @@ static void rp_types(FILE *f, const rp_result *r, const rp_stats *s) {
 }
 
 static int rp_html(FILE *f, const rp_result *r, const rp_stats *s, const rp_canvas *cv,
-                   const rctd_report_opts *o) {
+                   const rctd_report_opts *o, const rp_trace *trace) {
   const char *base = strrchr(r->path, '/');
   base = base ? base + 1 : r->path;
   fputs(
@@ -886,7 +993,7 @@ static int rp_html(FILE *f, const rp_result *r, const rp_stats *s, const rp_canv
   rp_esc(f, base);
   fprintf(f, " &middot; %s mode &middot; %d cell types &middot; %" PRId64 " pixels</p>\n",
           r->mode[0] ? r->mode : "unknown", r->K, r->n);
-  rp_summary(f, r, s, o);
+  rp_summary(f, r, s, o, trace);
   if (rp_maps(f, r, s, cv)) return -1;
   rp_types(f, r, s);
   fprintf(f,
@@ -1007,7 +1114,11 @@ int rctd_report_write(const rctd_report_opts *o, char *err, size_t err_len) {
     free(again.dominant_k), free(again.prop_sum_k), free(again.pairs_kk);
   }
   rctd_h5_guard_leave();
-  if (rc == 0 && out && rp_html(out, &r, &s, maps ? &html_cv : NULL, o) < 0)
+  rp_trace trace;
+  if (rc == 0 && o->sigma_stream && rp_read_trace(o->sigma_stream, &trace, err, err_len) < 0)
+    rc = -1;
+  if (rc == 0 && out &&
+      rp_html(out, &r, &s, maps ? &html_cv : NULL, o, o->sigma_stream ? &trace : NULL) < 0)
     rc = rp_fail(&r, "cannot write the report (out of memory or disk full)");
   if (rc == 0 && o->png_dir) rc = rp_pngs(&r, &png_cv, o);
   if (rc == 0 && out) { /* last: a failure before leaves no report */

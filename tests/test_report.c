@@ -227,3 +227,24 @@ TEST(report_snakemake_reports_target) {
                 "{\"pixels_fitted\": 71' '%s/out/slideA/slideA_mqc.json'",
                 work, work) == 0);
 }
+
+/* rctd run --keep-intermediates --report: the report shows rctd-sigma's per-epoch likelihood,
+ * the values rctd-sigma printed (10 significant digits); rctd report --sigma-stream refuses a
+ * stream without the sigma record. */
+TEST(report_sigma_trace_from_kept_intermediates) {
+  const char *keep = rep_path("trace_keep"), *h5ad = rep_path("trace.h5ad");
+  const char *html = rep_path("trace.html"), *log = rep_path("trace.log");
+  CHECK(REPO_SH("%s/rctd run --no-summary --reference data/vignette/h5ad/reference.h5ad "
+                "--reference-numi-col nUMI --cell-type-col cell_type_name --spatial "
+                "data/vignette/h5ad/spatial.h5ad -o '%s' --keep-intermediates '%s' --report '%s' "
+                "2>'%s'",
+                test_bin_dir(), h5ad, keep, html, log) == 0);
+  CHECK(REPO_SH("n=0; for v in $(sed -n 's/.*Likelihood value: //p' '%s'); do n=$((n+1)); "
+                "grep -q \"<td>$n</td><td>[0-9.]*</td><td>$(printf %%.10g $v)</td>\" '%s' || "
+                "exit 1; done; test $n -ge 1 && grep -q 'id=\"sigma-trace\"' '%s'",
+                log, html, html) == 0);
+  CHECK(REPO_SH("%s/rctd report --quiet '%s' -o '%s' --sigma-stream '%s/2-model.rctd' 2>'%s'",
+                test_bin_dir(), h5ad, rep_path("trace2.html"), keep, log) == 1);
+  CHECK(REPO_SH("grep -q \"no 'sigma' record\" '%s' && test ! -e '%s'", log,
+                rep_path("trace2.html")) == 0);
+}
