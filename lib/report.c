@@ -375,7 +375,12 @@ static void rp_frame_text(const rp_frame *fr, char *buf, size_t len) {
            fr->y0, fr->scale, fr->margin, fr->radius, fr->square ? "square" : "disc");
 }
 
-enum { RP_MAP_DOMINANT, RP_MAP_CLASS, RP_MAP_NUMI, RP_MAP_FIXED };
+/* The maps: dominant type, spot class / number of types, nUMI, where the filtered pixels are
+ * (on top of the fitted ones, which hide them on the other maps of a dense slide), then one per
+ * type. */
+enum { RP_MAP_DOMINANT, RP_MAP_CLASS, RP_MAP_NUMI, RP_MAP_FILTERED, RP_MAP_FIXED };
+#define RP_FILTERED_RGB ((rctd_rgb){82, 82, 82})  /* filtered map: filtered pixels */
+#define RP_FITTED_RGB ((rctd_rgb){190, 215, 238}) /* filtered map: fitted pixels */
 
 typedef struct {
   rp_frame main, small;
@@ -453,6 +458,7 @@ static void rp_draw_chunk(const rp_result *r, rp_canvas *cv, const rp_stats *s, 
                      : 0.5;
       int has_numi = !filtered && c->numi[i] > 0 && isfinite(c->numi[i]);
       rp_point(&cv->maps[RP_MAP_NUMI], fr, x, y, has_numi ? rp_level(t) : 1, !has_numi);
+      rp_point(&cv->maps[RP_MAP_FILTERED], fr, x, y, filtered ? 1 : 2, !filtered);
     }
   }
 }
@@ -472,6 +478,10 @@ static rctd_rgb rp_class_colour(const rp_result *r, int code) {
 static void rp_palette(const rp_result *r, int map, rctd_rgb *pal) {
   pal[0] = (rctd_rgb){255, 255, 255};
   pal[1] = (rctd_rgb){RP_GREY, RP_GREY, RP_GREY};
+  if (map == RP_MAP_FILTERED) {
+    for (int i = 1; i < 256; i++) pal[i] = i == 1 ? RP_FILTERED_RGB : RP_FITTED_RGB;
+    return;
+  }
   for (int i = 2; i < 256; i++) {
     if (map == RP_MAP_DOMINANT)
       pal[i] = rctd_raster_qualitative(i - 2);
@@ -936,7 +946,15 @@ static int rp_maps(FILE *f, const rp_result *r, const rp_stats *s, const rp_canv
     snprintf(hi, sizeof hi, "%.0f", pow(10, s->numi_hi));
   }
   rp_colour_bar(f, "colourbar-numi", lo, hi, "nUMI (log scale); grey: filtered");
-  fputs("</figure></div>\n</section>\n", f);
+  fprintf(f, "</figure><figure style=\"width:%dpx\"><figcaption>Filtered pixels</figcaption>",
+          disp + 2);
+  if (rp_img(f, r, &cv->maps[RP_MAP_FILTERED], &cv->main, RP_MAP_FILTERED, "map-filtered",
+             "map of the pixels the filters removed", disp))
+    return -1;
+  fputs("<ul class=\"legend\" id=\"legend-filtered\">", f);
+  rp_legend_item(f, RP_FITTED_RGB, "fitted", s->n_fitted);
+  rp_legend_item(f, RP_FILTERED_RGB, "filtered (not fitted)", s->n_filtered);
+  fputs("</ul></figure></div>\n</section>\n", f);
   fputs("<section id=\"type-maps\"><h2>Proportion of each cell type</h2>\n", f);
   rp_colour_bar(f, "colourbar-weights", "0", "1", "proportion (rctd_proportions); grey: filtered");
   fputs("<div class=\"grid\">\n", f);
@@ -1050,6 +1068,7 @@ static int rp_pngs(rp_result *r, const rp_canvas *cv, const rctd_report_opts *o)
     if (i == RP_MAP_CLASS)
       snprintf(name, sizeof name, strcmp(r->mode, "multi") == 0 ? "n_types" : "spot_class");
     if (i == RP_MAP_NUMI) snprintf(name, sizeof name, "numi");
+    if (i == RP_MAP_FILTERED) snprintf(name, sizeof name, "filtered");
     if (i >= RP_MAP_FIXED) snprintf(name, sizeof name, "type_%s", r->types.items[i - RP_MAP_FIXED]);
     rp_file_name(paths[i], sizeof paths[i], o->png_dir, name);
     rc = rp_write_png(r, &cv->maps[i], i < RP_MAP_FIXED ? &cv->main : &cv->small, i, o->dpi,

@@ -98,7 +98,7 @@ TEST(report_png_maps_show_each_type_at_its_coordinates) {
                 dir, K, colours) == 0);
   CHECK(REPO_SH("test -f '%s/spot_class.png' && test -f '%s/numi.png' && test $(ls '%s' | wc -l) "
                 "-eq %d",
-                dir, dir, dir, 3 + K) == 0);
+                dir, dir, dir, 4 + K) == 0);
 }
 
 TEST(report_html_renders_in_chromium_at_100000_pixels) {
@@ -111,7 +111,7 @@ TEST(report_html_renders_in_chromium_at_100000_pixels) {
   rep_colours(colours, sizeof colours, K);
   CHECK(REPO_SH("/usr/bin/python3 tests/report_check.py browser '%s' '%s' --sections "
                 "summary,maps,type-maps,types,doublets --images %d --colours %s --min-pixels 100",
-                html, rep_path("synth_100k.png"), 3 + K, colours) == 0);
+                html, rep_path("synth_100k.png"), 4 + K, colours) == 0);
 }
 
 /* The vignette through rctd run --report, its spatial input given as a Space Ranger folder
@@ -136,7 +136,7 @@ TEST(report_vignette_from_a_space_ranger_folder_renders_in_chromium) {
   CHECK(REPO_SH("/usr/bin/python3 tests/report_check.py browser '%s' '%s' --sections "
                 "summary,maps,type-maps,types,doublets --images %d --colours %s --min-pixels 30 "
                 "--min-colours 4",
-                html, rep_path("vignette_sr.png"), 3 + 19, colours) == 0);
+                html, rep_path("vignette_sr.png"), 4 + 19, colours) == 0);
 }
 
 TEST(report_without_coordinates_says_so_and_shows_the_rest) {
