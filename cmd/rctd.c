@@ -645,7 +645,13 @@ static int cmd_run(rctd_cli *cli) {
   sigaction(SIGTERM, &old_term, NULL);
   sigaction(SIGHUP, &old_hup, NULL);
   if (rc == 0) {
-    if (opt_json && run_write_json(json_tmp, opt_json, st, t_total) != 0) rc = -1;
+    if (opt_json && run_write_json(json_tmp, opt_json, st, t_total) != 0) {
+      /* The run failed after merge renamed its output: take it back (a regular file only). */
+      struct stat sb;
+      if (strcmp(opt_format, "h5ad") == 0 && lstat(cli->output, &sb) == 0 && S_ISREG(sb.st_mode))
+        unlink(cli->output);
+      rc = -1;
+    }
     if (rc == 0) rctd_log_info("finished in %.1f s", t_total);
   } else if (opt_json) {
     unlink(json_tmp);

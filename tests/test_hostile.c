@@ -95,6 +95,11 @@ TEST(hostile_write_errors_fail_and_leave_nothing) {
                   "rctd run: merge failed (exit status 1); the pipeline stopped, no output was "
                   "written\n"));
   CHECK(HS_SH("test ! -e full.h5ad && test -z \"$(ls -A | grep tmp)\"") == 0);
+  /* The JSON summary that rctd run itself writes last: the h5ad is taken back. */
+  CHECK(HS_SH("rm -f j.h5ad; " HS_RUN " --no-summary -o j.h5ad --json /dev/full") == 1);
+  CHECK(hs_err_is("rctd run: /dev/full: write failed: No space left on device; the output is "
+                  "incomplete\n"));
+  CHECK(HS_SH("test ! -e j.h5ad") == 0);
   CHECK(HS_SH(HS_REF_STREAM " && rctd-view REF.rctd -o /dev/full") == 1);
   CHECK(hs_err_is("rctd-view: /dev/full: write failed: No space left on device; the output is "
                   "incomplete\n"));
