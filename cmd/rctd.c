@@ -685,6 +685,12 @@ static int cmd_run(rctd_cli *cli) {
   if (rc == 0) {
     if (opt_json && run_write_json(json_tmp, opt_json, st, t_total) != 0) rc = -1;
     if (rc == 0 && opt_report) rc = run_report(cli, st, t_total);
+    if (rc != 0) {
+      /* The run failed after merge renamed its output: take it back (a regular file only). */
+      struct stat sb;
+      if (strcmp(opt_format, "h5ad") == 0 && lstat(cli->output, &sb) == 0 && S_ISREG(sb.st_mode))
+        unlink(cli->output);
+    }
     if (rc == 0) rctd_log_info("finished in %.1f s", t_total);
   } else if (opt_json) {
     unlink(json_tmp);
