@@ -61,7 +61,8 @@ LIBKERN    := $(BUILD)/librctd-kernels.a
 ALL_LIBS   := $(LIBRCTD) $(LIBKERN) $(CUDA_LIB) $(if $(CUDA_LIB),$(LIBKERN))
 GPU_BINS   := $(BUILD)/rctd-gpu-tests $(BUILD)/rctd-gpu-bench
 
-.PHONY: all deps test test-run test-gpu bench bench-gpu install clean format demo demo-run fuzz fuzz-run
+.PHONY: all deps test test-run test-slurm test-gpu bench bench-gpu install clean format demo \
+        demo-run fuzz fuzz-run
 all: $(BINS) lib/librctd.a kernels/librctd-kernels.a $(if $(CUDA_LIB),kernels/librctd-cuda.a $(GPU_BINS))
 
 lib/librctd.a: $(LIBRCTD)
@@ -106,8 +107,15 @@ test: deps
 test-run: $(BINS) $(BUILD)/rctd-tests
 	RCTD_BIN=$(abspath $(dir $(firstword $(BINS)))) RCTD_REPO=$(CURDIR) $(BUILD)/rctd-tests
 
+# The Snakemake workflow on a single-node SLURM cluster started for the test (as root; installs
+# slurmctld, slurmd, munge when missing; stops every daemon it started).  Not part of `test`.
+test-slurm: deps
+	@$(MAKE) --no-print-directory all
+	tests/slurm/run.sh $(abspath bin)
+
 # The demo: rctd run in doublet mode on the bundled spacexr vignette (data/vignette), writing
-# an h5ad (a copy of the spatial h5ad with the results) and printing the summary.
+# an h5ad (a copy of the spatial h5ad with the results) and its HTML report, and printing the
+# summary.
 DEMO_OUT := out/demo/vignette_rctd.h5ad
 demo: deps
 	@$(MAKE) --no-print-directory demo-run
@@ -115,7 +123,8 @@ demo-run: all
 	@mkdir -p $(dir $(DEMO_OUT))
 	bin/rctd run --reference data/vignette/h5ad/reference.h5ad --reference-numi-col nUMI \
 	  --cell-type-col cell_type_name \
-	  --spatial data/vignette/h5ad/spatial.h5ad --mode doublet -o $(DEMO_OUT)
+	  --spatial data/vignette/h5ad/spatial.h5ad --mode doublet -o $(DEMO_OUT) \
+	  --report $(DEMO_OUT:.h5ad=_report.html)
 
 # Benchmarks: every bench/NAME.c is a program; bench/run.sh runs them all.
 BENCH_BINS := $(patsubst bench/%.c,$(BUILD)/bench/%,$(BENCH_SRC))

@@ -27,6 +27,7 @@
 #include "input.h"
 #include "input_cli.h"
 #include "normalize.h"
+#include "report.h"
 #include "sigma.h"
 
 enum { ST_REF = 1, ST_NORM = 2, ST_SIGMA = 4, ST_FIT = 8, ST_MERGE = 16 };
@@ -45,7 +46,8 @@ static const char *run_text[RUN_MAX_OPTS];
 static int run_flag[RUN_MAX_OPTS];
 
 /* Options of rctd itself. */
-static const char *opt_reference, *opt_spatial, *opt_mode, *opt_format, *opt_keep, *opt_json;
+static const char *opt_reference, *opt_spatial, *opt_mode, *opt_format, *opt_keep, *opt_json,
+    *opt_report;
 static int opt_summary;
 
 #define T(i) &run_text[i]
@@ -145,6 +147,10 @@ static rctd_opt run_forward[] = {
      "sigma_seed", "N"},
     {"precision", 0, S, T(49), NULL, "CUDA pixel fits: float64 or float32 (rctd-fit-*; float64)",
      "precision", "P"},
+    {"multiqc", 0, S, T(50), NULL, "MultiQC general statistics (NAME_mqc.json or NAME_mqc.tsv)",
+     "multiqc", "FILE"},
+    {"multiqc-sample", 0, S, T(51), NULL, "MultiQC sample name (default: -o's base name)",
+     "multiqc_sample", "NAME"},
 };
 
 static const run_route run_routes[] = {
@@ -198,6 +204,8 @@ static const run_route run_routes[] = {
     {ST_SIGMA | ST_FIT, NULL, 's'},
     {ST_SIGMA, "seed", 'i'},
     {ST_FIT, NULL, 's'},
+    {ST_MERGE, NULL, 's'},
+    {ST_MERGE, NULL, 's'},
 };
 
 #define RUN_N_FORWARD ((int)(sizeof run_forward / sizeof *run_forward))
@@ -220,6 +228,8 @@ static rctd_opt run_own[] = {
      "FILE"},
     {"summary", 0, RCTD_OPT_FLAG, &opt_summary, "true", "print the summary on standard output",
      "summary", NULL},
+    {"report", 0, S, &opt_report, NULL, "also write the HTML report (rctd report) to FILE",
+     "report", "FILE"},
 };
 
 #undef T
@@ -578,6 +588,29 @@ static int run_mkdir(const char *dir) {
   return mkdir(dir, 0777);
 }
 
+/* --report FILE: the HTML report of the h5ad just written, with this command line and the
+ * stage timings (lib/report.h). */
+static int run_report(const rctd_cli *cli, const run_stage *st, double t_total) {
+  char command[8192] = "rctd";
+  size_t used = strlen(command);
+  for (int i = 0; i < cli->argc && used + 4 < sizeof command; i++)
+    used += (size_t)snprintf(command + used, sizeof command - used,
+                             strpbrk(cli->argv[i], " '\"$") ? " '%s'" : " %s", cli->argv[i]);
+  const char *names[N_STAGES + 1];
+  double secs[N_STAGES + 1];
+  for (int i = 0; i < N_STAGES; i++) names[i] = st[i].name, secs[i] = st[i].t_end - st[i].t_start;
+  names[N_STAGES] = "total", secs[N_STAGES] = t_total;
+  rctd_report_opts o = {.result = cli->output, .html = opt_report, .command = command,
+                        .n_timings = N_STAGES + 1, .timing_names = names, .timing_s = secs};
+  char err[RCTD_ERR_LEN];
+  if (rctd_report_write(&o, err, sizeof err) != 0) {
+    rctd_log_error("%s", err);
+    return -1;
+  }
+  rctd_log_info("wrote %s", opt_report);
+  return 0;
+}
+
 static int cmd_run(rctd_cli *cli) {
   if (!opt_reference || !opt_spatial)
     return rctd_cli_usage_error(cli, "give --reference FILE and --spatial FILE");
@@ -586,6 +619,8 @@ static int cmd_run(rctd_cli *cli) {
     return rctd_cli_usage_error(cli, "--mode %s: expected full, doublet or multi", opt_mode);
   if (strcmp(cli->output, "-") == 0)
     return rctd_cli_usage_error(cli, "give -o OUT.h5ad (or -o DIR with --format csv)");
+  if (opt_report && !strstr(opt_format, "h5ad"))
+    return rctd_cli_usage_error(cli, "--report needs the h5ad output (--format h5ad or h5ad,csv)");
   int rc = run_check_values(cli);
   if (!rc) rc = run_check_precision(cli);
   if (rc) return rc;
@@ -645,12 +680,13 @@ static int cmd_run(rctd_cli *cli) {
   sigaction(SIGTERM, &old_term, NULL);
   sigaction(SIGHUP, &old_hup, NULL);
   if (rc == 0) {
-    if (opt_json && run_write_json(json_tmp, opt_json, st, t_total) != 0) {
+    if (opt_json && run_write_json(json_tmp, opt_json, st, t_total) != 0) rc = -1;
+    if (rc == 0 && opt_report) rc = run_report(cli, st, t_total);
+    if (rc != 0) {
       /* The run failed after merge renamed its output: take it back (a regular file only). */
       struct stat sb;
       if (strcmp(opt_format, "h5ad") == 0 && lstat(cli->output, &sb) == 0 && S_ISREG(sb.st_mode))
         unlink(cli->output);
-      rc = -1;
     }
     if (rc == 0) rctd_log_info("finished in %.1f s", t_total);
   } else if (opt_json) {
@@ -844,6 +880,8 @@ static void usage(FILE *f) {
           "[--mode doublet] -o OUT.h5ad\n"
           "  validate  check the inputs quickly (readable, cell types, gene overlap, pixels "
           "that pass the filters)\n"
+          "  report    HTML report (maps, bars, summary) of a result: rctd report OUT.h5ad -o "
+          "REPORT.html\n"
           "  version   print the version\n\n"
           "'rctd COMMAND --help' lists a command's options.  The stages are separate tools: "
           "rctd-reference, rctd-normalize, rctd-sigma, rctd-fit-{full,doublet,multi}, "
@@ -866,9 +904,11 @@ int main(int argc, char **argv) {
     printf("rctd %s\n", RCTD_VERSION);
     return RCTD_EXIT_OK;
   }
+  if (strcmp(cmd, "report") == 0) return rctd_report_main(argc - 1, argv + 1);
   int is_run = strcmp(cmd, "run") == 0, is_validate = strcmp(cmd, "validate") == 0;
   if (!is_run && !is_validate) {
-    fprintf(stderr, "rctd: unknown command '%s' (run, validate, version; rctd --help)\n", cmd);
+    fprintf(stderr, "rctd: unknown command '%s' (run, validate, report, version; rctd --help)\n",
+            cmd);
     return RCTD_EXIT_USAGE;
   }
   /* One option table: rctd's own options, then the forwarded ones. */

@@ -233,9 +233,15 @@ static int input_detect(rctd_input *input, char *err, size_t err_size, char *mtx
       input->format = RCTD_INPUT_CSV;
       return 0;
     }
+    if (input_spaceranger_dir(input, path)) {
+      input->format = RCTD_INPUT_10X_H5;
+      return 0;
+    }
     return input_fail(err, err_size, path,
-                      "directory holds no matrix.mtx(.gz) (10x MTX) nor dge.csv or "
-                      "MappedDGEForR.csv (spacexr): give the matrix file or directory");
+                      "directory holds no matrix.mtx(.gz) (10x MTX), dge.csv or "
+                      "MappedDGEForR.csv (spacexr) nor filtered_feature_bc_matrix.h5 with "
+                      "spatial/tissue_positions(_list).csv (Space Ranger outs/): give the matrix "
+                      "file or directory");
   }
   if (input_ends_with(path, ".mtx") || input_ends_with(path, ".mtx.gz")) {
     snprintf(mtx_dir, mtx_dir_size, "%s", path);
@@ -494,6 +500,7 @@ static rctd_input *input_open_guarded(const char *path, const rctd_input_options
     }
   }
   if (rc == 0) rc = input_apply_tables(input, err, err_size);
+  if (rc == 0 && input->tissue_positions) rc = input_spaceranger_apply(input, err, err_size);
   if (rc == 0 && input->options.cell_types == RCTD_CELL_TYPES_REQUIRED && !input->type_codes)
     rc = input_fail(err, err_size, input->path,
                     "no cell type column '%s': name it with --cell-type-col or give a cell "
@@ -529,6 +536,7 @@ void rctd_input_close(rctd_input *input) {
   input_strings_free(&input->type_names);
   free(input->type_codes);
   free(input->coords);
+  free(input->tissue_positions);
   free(input->numi_given);
   free(input->count_sums);
   free(input->sort_buf);

@@ -800,6 +800,37 @@ static int mg_write_report(mg_run *r, const char *path, mg_writer_fn fn) {
   return rctd_out_commit(f, r->err, r->err_len);
 }
 
+/* --multiqc: the sample is named by --multiqc-sample, else by the output or spatial file. */
+static int mg_write_multiqc(mg_run *r) {
+  const rctd_merge_opts *o = r->o;
+  char sample[256] = "rctd";
+  const char *from = o->h5ad_path ? o->h5ad_path : o->csv_dir ? o->csv_dir : o->spatial;
+  if (o->multiqc_sample) {
+    snprintf(sample, sizeof sample, "%s", o->multiqc_sample);
+  } else if (from && strcmp(from, "-") != 0) {
+    const char *base = strrchr(from, '/');
+    snprintf(sample, sizeof sample, "%s", base && base[1] ? base + 1 : from);
+    size_t n = strlen(sample);
+    if (n > 5 && strcmp(sample + n - 5, ".h5ad") == 0) sample[n - 5] = 0;
+  }
+  for (char *p = sample; *p; p++)
+    if (*p == '\t' || *p == '\n' || *p == '\r') *p = ' ';
+  const rctd_results_info *info = &r->header.info;
+  rctd_multiqc_stats st = {.sample = sample,
+                           .mode = info->mode,
+                           .sigma = info->sigma,
+                           .n_input = r->n_input,
+                           .n_fitted = r->summary.n_fitted,
+                           .spot_class = r->summary.spot_class,
+                           .n_types = info->n_types,
+                           .type_names = info->type_names,
+                           .dominant_k = r->summary.dominant_k};
+  FILE *f = rctd_out_open(o->multiqc_path, r->err, r->err_len);
+  if (!f) return -1;
+  rctd_multiqc_write(f, &st, rctd_multiqc_format(o->multiqc_path) == 1);
+  return rctd_out_commit(f, r->err, r->err_len);
+}
+
 /* ------------------------------------------------------------------ driver */
 
 static void mg_cleanup(mg_run *r, int failed) {
@@ -828,8 +859,13 @@ int rctd_merge_run(const rctd_merge_opts *o, char *err, size_t err_len) {
   r.err = err;
   r.err_len = err_len;
   r.t_start = rctd_now();
+  if (o->multiqc_path && rctd_multiqc_format(o->multiqc_path) < 0)
+    return rctd_fail(err, err_len,
+                     "%s: --multiqc needs a NAME_mqc.json or NAME_mqc.tsv file name (MultiQC "
+                     "finds custom content by that suffix)",
+                     o->multiqc_path);
   if (o->n_inputs < 1) return rctd_fail(err, err_len, "no result streams to merge");
-  if (!o->h5ad_path && !o->csv_dir && !o->json_path && !o->summary_path)
+  if (!o->h5ad_path && !o->csv_dir && !o->json_path && !o->summary_path && !o->multiqc_path)
     return rctd_fail(err, err_len, "nothing to write: give -o (h5ad or CSV) or --json");
   int n_stdin = 0;
   for (int i = 0; i < o->n_inputs; i++) n_stdin += strcmp(o->inputs[i], "-") == 0;
@@ -872,6 +908,7 @@ int rctd_merge_run(const rctd_merge_opts *o, char *err, size_t err_len) {
   }
   if (rc == 0) rc = mg_write_report(&r, o->json_path, mg_write_json);
   if (rc == 0) rc = mg_write_report(&r, o->summary_path, mg_write_text);
+  if (rc == 0 && o->multiqc_path) rc = mg_write_multiqc(&r);
   mg_cleanup(&r, rc != 0);
   /* The outputs appear together, and only when every one (a summary on stdout included) was
    * written. */

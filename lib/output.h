@@ -32,7 +32,7 @@
  * doublet: weights_doublet.csv, results_df.csv (spacexr's columns); multi: multi_results.csv
  * (barcode, n_types, cell_types, conf, sub_weights, min_score; lists ';'-separated).  Numbers
  * are written as R's write.csv writes them (15 significant digits); multi_results.csv has the
- * layout of ../shared/gold (R's list results flattened), numbers as R's format(x, digits = 17)
+ * layout of tests/data/gold (R's list results flattened), numbers as R's format(x, digits = 17)
  * gives them (a pixel's weights formatted together).
  *
  * Errors: functions return 0 or -1 with one line "FILE: what is wrong" in err. */
