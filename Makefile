@@ -61,7 +61,8 @@ LIBKERN    := $(BUILD)/librctd-kernels.a
 ALL_LIBS   := $(LIBRCTD) $(LIBKERN) $(CUDA_LIB) $(if $(CUDA_LIB),$(LIBKERN))
 GPU_BINS   := $(BUILD)/rctd-gpu-tests $(BUILD)/rctd-gpu-bench
 
-.PHONY: all deps test test-run test-slurm test-gpu bench bench-gpu install clean format demo demo-run fuzz fuzz-run
+.PHONY: all deps test test-run test-slurm test-gpu bench bench-gpu install clean format demo \
+        demo-run fuzz fuzz-run
 all: $(BINS) lib/librctd.a kernels/librctd-kernels.a $(if $(CUDA_LIB),kernels/librctd-cuda.a $(GPU_BINS))
 
 lib/librctd.a: $(LIBRCTD)

@@ -502,7 +502,9 @@ static int rp_scan(rp_result *r, rp_stats *s, rp_canvas *cv, int drawing) {
   }
   for (int64_t row0 = 0; rc == 0 && row0 < r->n; row0 += RP_CHUNK) {
     int64_t n = r->n - row0 < RP_CHUNK ? r->n - row0 : RP_CHUNK;
+    rctd_h5_guard_enter(r->path); /* a damaged file may crash libhdf5 (h5guard.h) */
     rc = rp_chunk_read(r, &c, row0, n, !drawing);
+    rctd_h5_guard_leave();
     if (rc) break;
     if (!drawing) {
       for (int64_t i = 0; i < n; i++) {
@@ -1102,7 +1104,7 @@ int rctd_report_write(const rctd_report_opts *o, char *err, size_t err_len) {
     out = rctd_out_open(o->html, err, err_len);
     if (!out) return -1;
   }
-  rctd_h5_guard_enter(o->result);
+  rctd_h5_guard_enter(o->result); /* every read of the result, until the leave below */
   int rc = rp_open(&r);
   if (rc == 0) rc = rp_scan(&r, &s, NULL, 0);
   if (rc == 0) {

@@ -212,6 +212,11 @@ TEST(hostile_damaged_hdf5_validate_and_merge) {
                   "reading it (segmentation fault); check it with h5dump, or copy or export it "
                   "again\n"));
   CHECK(HS_SH("test ! -e m.h5ad && test -z \"$(ls -A | grep tmp)\"") == 0);
+  /* Without -o, merge only probes the spatial file's layout: under the guard too. */
+  CHECK(HS_SH("rctd-merge --spatial bad/segv_sp.h5ad -q --json - kept/4-fit.rctd > m.json") == 1);
+  CHECK(hs_err_is("rctd-merge: bad/segv_sp.h5ad: damaged HDF5 file: the HDF5 library crashed "
+                  "reading it (segmentation fault); check it with h5dump, or copy or export it "
+                  "again\n"));
 }
 
 /* ------------------------------------------------------------------ integrity */
