@@ -2,10 +2,10 @@
 # Measures what workflows/README.md's sharding guide says: the cost of each step of one sample
 # and of one fit shard (wall, CPU, peak memory) as the shard count and chunk_pixels change.
 # The sample: the vignette's 100 beads tiled to N pixels (same counts, new barcodes and
-# coordinates) against the vignette reference (K = 19 types, 384 genes); or, with K and G, a
-# synthetic reference and slide of K types and G genes (bench/synth_slide.py), closer to real
-# references (30-60 types, 1,500-5,000 regression genes), which cost more per pixel.
-# Usage: bench/workflow_shards.sh [N_PIXELS [OUT_DIR [K G]]]   (default 20000, out/bench/shards)
+# coordinates) against the vignette reference (K = 19 types, 384 genes); or, with RECIPE, a
+# synthetic slide of real-world shape from bench/slide (lib/synth_slide.h: realistic = K 30,
+# k50 = K 50; 20,000 genes), which costs more per pixel.
+# Usage: bench/workflow_shards.sh [N_PIXELS [OUT_DIR [RECIPE]]]  (default 20000, out/bench/shards)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 n_pixels=${1:-20000}
@@ -15,10 +15,12 @@ mkdir -p "$out"
 out=$(cd "$out" && pwd)
 rm -rf "$out/cache"
 reference=data/vignette/h5ad/reference.h5ad
-if [ $# -ge 4 ]; then
-  /usr/bin/python3 bench/synth_slide.py "$n_pixels" "$3" "$4" "$out"
-  mv "$out/spatial.h5ad" "$out/tiled.h5ad"
-  reference=$out/reference.h5ad
+spatial=$out/tiled.h5ad
+if [ $# -ge 3 ]; then
+  make --no-print-directory build/release/bench/slide >&2
+  build/release/bench/slide -g -r "$3" -n "$n_pixels" -d "$out/data" >&2
+  reference=$(ls "$out"/data/*/reference.h5ad)
+  spatial=$(ls "$out"/data/*/spatial-"$n_pixels".h5)
 else
 # tiled.h5ad: the vignette's beads repeated to n_pixels.
 /usr/bin/python3 - "$n_pixels" "$out/tiled.h5ad" <<'PY'
@@ -56,9 +58,9 @@ measure() {
 echo "# $(date -u +%FT%TZ) $(nproc) CPUs, load $(cut -d' ' -f1-3 /proc/loadavg), N=$n_pixels" |
   tee -a "$out/measures.txt"
 measure "reference" "$bin/rctd-reference" --threads 1 -o "$out/ref.rctd" "$reference"
-echo "# pixels kept by rctd-normalize: the vignette keeps 71 of its 100 beads" | tee -a "$out/measures.txt"
+[ $# -ge 3 ] || echo "# pixels kept: the vignette keeps 71 of its 100 beads" | tee -a "$out/measures.txt"
 measure "normalize N=$n_pixels" "$bin/rctd-normalize" --threads 1 -o "$out/model.rctd" \
-  "$out/tiled.h5ad" "$out/ref.rctd"
+  "$spatial" "$out/ref.rctd"
 measure "sigma (table built)" "$bin/rctd-sigma" --threads 1 --cache-dir "$out/cache" \
   -o "$out/sigma.rctd" "$out/model.rctd"
 measure "sigma (table cached)" "$bin/rctd-sigma" --threads 1 --cache-dir "$out/cache" \
@@ -67,7 +69,7 @@ for mode in doublet full multi; do
   measure "fit-$mode 1 shard, 1 thread" "$bin/rctd-fit-$mode" --threads 1 \
     --cache-dir "$out/cache" -o "$out/fit-$mode.rctd" "$out/sigma.rctd"
 done
-measure "merge (doublet, 1 shard)" "$bin/rctd-merge" --spatial "$out/tiled.h5ad" --threads 1 \
+measure "merge (doublet, 1 shard)" "$bin/rctd-merge" --spatial "$spatial" --threads 1 \
   -o "$out/merged.h5ad" "$out/fit-doublet.rctd"
 # One shard's memory as chunk_pixels and threads change (doublet, the default mode).
 for chunk in 256 1024 4096 16384; do
