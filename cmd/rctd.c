@@ -600,8 +600,11 @@ static int run_report(const rctd_cli *cli, const run_stage *st, double t_total) 
   double secs[N_STAGES + 1];
   for (int i = 0; i < N_STAGES; i++) names[i] = st[i].name, secs[i] = st[i].t_end - st[i].t_start;
   names[N_STAGES] = "total", secs[N_STAGES] = t_total;
+  char sigma_stream[PATH_MAX + 32]; /* kept intermediates: the sigma trace too */
+  snprintf(sigma_stream, sizeof sigma_stream, "%s/3-sigma.rctd", opt_keep ? opt_keep : "");
   rctd_report_opts o = {.result = cli->output, .html = opt_report, .command = command,
-                        .n_timings = N_STAGES + 1, .timing_names = names, .timing_s = secs};
+                        .n_timings = N_STAGES + 1, .timing_names = names, .timing_s = secs,
+                        .sigma_stream = opt_keep ? sigma_stream : NULL};
   char err[RCTD_ERR_LEN];
   if (rctd_report_write(&o, err, sizeof err) != 0) {
     rctd_log_error("%s", err);
@@ -682,6 +685,12 @@ static int cmd_run(rctd_cli *cli) {
   if (rc == 0) {
     if (opt_json && run_write_json(json_tmp, opt_json, st, t_total) != 0) rc = -1;
     if (rc == 0 && opt_report) rc = run_report(cli, st, t_total);
+    if (rc != 0) {
+      /* The run failed after merge renamed its output: take it back (a regular file only). */
+      struct stat sb;
+      if (strcmp(opt_format, "h5ad") == 0 && lstat(cli->output, &sb) == 0 && S_ISREG(sb.st_mode))
+        unlink(cli->output);
+    }
     if (rc == 0) rctd_log_info("finished in %.1f s", t_total);
   } else if (opt_json) {
     unlink(json_tmp);

@@ -43,21 +43,29 @@ static void cli_vlog(const char *prefix, const char *fmt, va_list ap) {
   fprintf(stderr, "%s: %s%s\n", cli_tool_name, prefix, msg);
 }
 
+/* Set when a stage of rctd run kept quiet about its cut input: the exit status becomes
+ * RCTD_EXIT_CUT (the tool still fails and cleans up as usual first). */
+static int cli_input_cut;
+static void cli_exit_cut(void) {
+  if (!cli_input_cut) return;
+  rctd_out_remove_all();
+  _exit(RCTD_EXIT_CUT);
+}
+
 void rctd_log_error(const char *fmt, ...) {
   va_list ap;
   va_start(ap, fmt);
   /* A stage of rctd run whose input pipe ends early or breaks only saw the stage before it
    * fail: that stage or rctd run says why, and a line about "stdin" would be a misleading
-   * follow-on.  Exit status RCTD_EXIT_CUT tells rctd run what happened; outputs are removed at
-   * exit as after any failure. */
+   * follow-on.  Exit status RCTD_EXIT_CUT tells rctd run what happened. */
   if (getenv("RCTD_RUN_STAGE")) {
     char msg[16];
     vsnprintf(msg, sizeof msg, fmt, ap);
-    if (strncmp(msg, "stdin: ", 7) == 0) {
-      va_end(ap);
-      exit(RCTD_EXIT_CUT);
-    }
     va_end(ap);
+    if (strncmp(msg, "stdin: ", 7) == 0) {
+      if (!cli_input_cut++) atexit(cli_exit_cut); /* runs first: before the other handlers */
+      return;
+    }
     va_start(ap, fmt);
   }
   cli_vlog("", fmt, ap);

@@ -8,9 +8,9 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "strlist.h"
 #include "h5guard.h"
 #include "input_internal.h"
+#include "strlist.h"
 
 int input_fail(char *err, size_t err_size, const char *path, const char *fmt, ...) {
   if (!err || err_size == 0) return -1;

@@ -1,6 +1,5 @@
 /* rctd-merge: result streams -> h5ad / CSV / JSON (see merge.h). */
 #define _GNU_SOURCE
-#include "strlist.h"
 #include "merge.h"
 
 #include <errno.h>
@@ -15,10 +14,12 @@
 #include "cli.h"
 #include "error.h"
 #include "fit_stage.h"
+#include "h5guard.h"
 #include "input.h"
 #include "model.h"
 #include "output.h"
 #include "stream.h"
+#include "strlist.h"
 
 /* ------------------------------------------------------------------ inputs */
 
@@ -432,10 +433,12 @@ static int mg_spatial_h5ad(const char *path, const char *format) {
   if (stat(path, &st) != 0 || !S_ISREG(st.st_mode)) return 0;
   H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
   if (H5Fis_hdf5(path) <= 0) return 0;
+  rctd_h5_guard_enter(path); /* a damaged file may crash libhdf5 (h5guard.h) */
   hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
-  if (f < 0) return 0;
-  int is = H5Lexists(f, "obs", H5P_DEFAULT) > 0 && H5Lexists(f, "matrix", H5P_DEFAULT) <= 0;
-  H5Fclose(f);
+  int is = f >= 0 && H5Lexists(f, "obs", H5P_DEFAULT) > 0 &&
+           H5Lexists(f, "matrix", H5P_DEFAULT) <= 0;
+  if (f >= 0) H5Fclose(f);
+  rctd_h5_guard_leave();
   return is;
 }
 

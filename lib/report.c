@@ -13,8 +13,11 @@
 
 #include "cli.h"
 #include "error.h"
+#include "h5guard.h"
 #include "input_internal.h"
 #include "raster.h"
+#include "sigma.h"
+#include "stream.h"
 
 #define RP_CHUNK 65536
 #define RP_HTML_MAIN_W 392 /* HTML: main maps' width in cells (three to a row at 1280 px) */
@@ -82,6 +85,7 @@ static int rp_read_rows(hid_t dset, int64_t row0, int64_t n, int64_t cols, hid_t
   int nd = H5Sget_simple_extent_ndims(space);
   hsize_t start[2] = {(hsize_t)row0, 0}, count[2] = {(hsize_t)n, (hsize_t)cols};
   hid_t mem = H5Screate_simple(nd, count, NULL);
+  rctd_h5_guard_tick();
   herr_t rc = H5Sselect_hyperslab(space, H5S_SELECT_SET, start, NULL, count, NULL);
   if (rc >= 0) rc = H5Dread(dset, mem_type, mem, space, H5P_DEFAULT, out);
   H5Sclose(mem);
@@ -371,7 +375,12 @@ static void rp_frame_text(const rp_frame *fr, char *buf, size_t len) {
            fr->y0, fr->scale, fr->margin, fr->radius, fr->square ? "square" : "disc");
 }
 
-enum { RP_MAP_DOMINANT, RP_MAP_CLASS, RP_MAP_NUMI, RP_MAP_FIXED };
+/* The maps: dominant type, spot class / number of types, nUMI, where the filtered pixels are
+ * (on top of the fitted ones, which hide them on the other maps of a dense slide), then one per
+ * type. */
+enum { RP_MAP_DOMINANT, RP_MAP_CLASS, RP_MAP_NUMI, RP_MAP_FILTERED, RP_MAP_FIXED };
+#define RP_FILTERED_RGB ((rctd_rgb){82, 82, 82})  /* filtered map: filtered pixels */
+#define RP_FITTED_RGB ((rctd_rgb){190, 215, 238}) /* filtered map: fitted pixels */
 
 typedef struct {
   rp_frame main, small;
@@ -449,6 +458,7 @@ static void rp_draw_chunk(const rp_result *r, rp_canvas *cv, const rp_stats *s, 
                      : 0.5;
       int has_numi = !filtered && c->numi[i] > 0 && isfinite(c->numi[i]);
       rp_point(&cv->maps[RP_MAP_NUMI], fr, x, y, has_numi ? rp_level(t) : 1, !has_numi);
+      rp_point(&cv->maps[RP_MAP_FILTERED], fr, x, y, filtered ? 1 : 2, !filtered);
     }
   }
 }
@@ -468,6 +478,10 @@ static rctd_rgb rp_class_colour(const rp_result *r, int code) {
 static void rp_palette(const rp_result *r, int map, rctd_rgb *pal) {
   pal[0] = (rctd_rgb){255, 255, 255};
   pal[1] = (rctd_rgb){RP_GREY, RP_GREY, RP_GREY};
+  if (map == RP_MAP_FILTERED) {
+    for (int i = 1; i < 256; i++) pal[i] = i == 1 ? RP_FILTERED_RGB : RP_FITTED_RGB;
+    return;
+  }
   for (int i = 2; i < 256; i++) {
     if (map == RP_MAP_DOMINANT)
       pal[i] = rctd_raster_qualitative(i - 2);
@@ -488,7 +502,9 @@ static int rp_scan(rp_result *r, rp_stats *s, rp_canvas *cv, int drawing) {
   }
   for (int64_t row0 = 0; rc == 0 && row0 < r->n; row0 += RP_CHUNK) {
     int64_t n = r->n - row0 < RP_CHUNK ? r->n - row0 : RP_CHUNK;
+    rctd_h5_guard_enter(r->path); /* a damaged file may crash libhdf5 (h5guard.h) */
     rc = rp_chunk_read(r, &c, row0, n, !drawing);
+    rctd_h5_guard_leave();
     if (rc) break;
     if (!drawing) {
       for (int64_t i = 0; i < n; i++) {
@@ -521,6 +537,103 @@ static int rp_scan(rp_result *r, rp_stats *s, rp_canvas *cv, int drawing) {
   }
   rp_chunk_free(&c);
   return rc;
+}
+
+/* ------------------------------------------------------------------ sigma's trace */
+
+#define RP_MAX_EPOCHS 64
+
+/* rctd-sigma's epochs (record "sigma" of its output: epoch_sigma, epoch_log_l, epoch_chosen). */
+typedef struct {
+  int n;
+  int sigma_fit[RP_MAX_EPOCHS], chosen[RP_MAX_EPOCHS];
+  double log_l[RP_MAX_EPOCHS];
+  char source[32];
+} rp_trace;
+
+static int rp_parse_list(const char *text, double *out, int max) {
+  int n = 0;
+  for (const char *p = text; p && *p && n < max;) {
+    char *end;
+    out[n++] = strtod(p, &end);
+    if (end == p) return -1;
+    p = *end == ',' ? end + 1 : end;
+    if (*end && *end != ',') return -1;
+  }
+  return n;
+}
+
+static int rp_read_trace(const char *path, rp_trace *t, char *err, size_t err_len) {
+  memset(t, 0, sizeof *t);
+  rctd_reader *rd = rctd_reader_open(path, err, err_len);
+  if (!rd) return -1;
+  const rctd_record_info *info;
+  int got, rc = -1;
+  while ((got = rctd_reader_next(rd, &info)) == 1 && strcmp(info->name, RCTD_SIGMA_REC) != 0) {
+  }
+  if (got < 0) {
+    rctd_fail(err, err_len, "%s", rctd_reader_error(rd));
+  } else if (got == 0) {
+    rctd_fail(err, err_len, "%s: no '%s' record: give the stream rctd-sigma wrote", path,
+              RCTD_SIGMA_REC);
+  } else {
+    rctd_record rec = {0};
+    if (rctd_reader_load(rd, &rec) < 0) {
+      rctd_fail(err, err_len, "%s", rctd_reader_error(rd));
+    } else {
+      const char *src = rctd_record_meta_get(&rec, "source");
+      snprintf(t->source, sizeof t->source, "%s", src ? src : "");
+      double fit[RP_MAX_EPOCHS], log_l[RP_MAX_EPOCHS], chosen[RP_MAX_EPOCHS];
+      const char *a = rctd_record_meta_get(&rec, "epoch_sigma"),
+                 *b = rctd_record_meta_get(&rec, "epoch_log_l"),
+                 *c = rctd_record_meta_get(&rec, "epoch_chosen");
+      int n = a ? rp_parse_list(a, fit, RP_MAX_EPOCHS) : 0;
+      if (n > 0 && (!b || rp_parse_list(b, log_l, RP_MAX_EPOCHS) != n || !c ||
+                    rp_parse_list(c, chosen, RP_MAX_EPOCHS) != n)) {
+        rctd_fail(err, err_len, "%s: record '%s': damaged epoch lists", path, RCTD_SIGMA_REC);
+      } else {
+        t->n = n > 0 ? n : 0;
+        for (int e = 0; e < t->n; e++)
+          t->sigma_fit[e] = (int)fit[e], t->log_l[e] = log_l[e], t->chosen[e] = (int)chosen[e];
+        rc = 0;
+      }
+      rctd_record_free(&rec);
+    }
+  }
+  rctd_reader_close(rd);
+  return rc;
+}
+
+/* The trace as a table and a line of log-likelihood per epoch. */
+static void rp_trace_html(FILE *f, const rp_trace *t) {
+  fputs(
+      "<div class=\"row\" id=\"sigma-trace\"><table class=\"summary\"><tr><td>epoch</td>"
+      "<td>sigma of the fits</td><td>likelihood value (R's)</td><td>sigma chosen</td></tr>",
+      f);
+  for (int e = 0; e < t->n; e++)
+    fprintf(f, "<tr><td>%d</td><td>%.2f</td><td>%.10g</td><td>%.2f</td></tr>", e + 1,
+            t->sigma_fit[e] / 100.0, t->log_l[e], t->chosen[e] / 100.0);
+  fputs("</table>", f);
+  double lo = INFINITY, hi = -INFINITY;
+  for (int e = 0; e < t->n; e++) lo = fmin(lo, t->log_l[e]), hi = fmax(hi, t->log_l[e]);
+  if (!(hi > lo)) hi = lo + 1;
+  const int w = 300, h = 140, pad = 30;
+  fprintf(f,
+          "<svg width=\"%d\" height=\"%d\" xmlns=\"http://www.w3.org/2000/svg\"><polyline "
+          "fill=\"none\" stroke=\"#1f77b4\" stroke-width=\"2\" points=\"",
+          w, h);
+  for (int e = 0; e < t->n; e++)
+    fprintf(f, "%.1f,%.1f ", pad + (t->n > 1 ? (double)e / (t->n - 1) : 0.5) * (w - 2 * pad),
+            pad / 2 + (hi - t->log_l[e]) / (hi - lo) * (h - 2 * pad));
+  fputs("\"/>", f);
+  for (int e = 0; e < t->n; e++)
+    fprintf(f, "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"3.5\" fill=\"#1f77b4\"/>",
+            pad + (t->n > 1 ? (double)e / (t->n - 1) : 0.5) * (w - 2 * pad),
+            pad / 2 + (hi - t->log_l[e]) / (hi - lo) * (h - 2 * pad));
+  fprintf(f,
+          "<text x=\"%d\" y=\"%d\" text-anchor=\"middle\">epoch 1 to %d; "
+          "likelihood value %.6g to %.6g</text></svg></div>",
+          w / 2, h - 4, t->n, lo, hi);
 }
 
 /* ------------------------------------------------------------------ HTML */
@@ -703,15 +816,19 @@ static void rp_row(FILE *f, const char *key, const char *value) {
   fputs("</td></tr>\n", f);
 }
 
-static void rp_summary(FILE *f, const rp_result *r, const rp_stats *s, const rctd_report_opts *o) {
+static void rp_summary(FILE *f, const rp_result *r, const rp_stats *s, const rctd_report_opts *o,
+                       const rp_trace *trace) {
   char buf[512];
   fputs("<section id=\"summary\"><h2>Summary</h2><table class=\"summary\">\n", f);
   rp_row(f, "result", r->path);
   rp_row(f, "mode", r->mode[0] ? r->mode : "unknown");
   snprintf(buf, sizeof buf, "%.6g", r->sigma);
   rp_row(f, "sigma", isfinite(r->sigma) ? buf : "not recorded");
-  rp_row(f, "sigma likelihood per epoch",
-         "not recorded in the result (rctd-sigma prints it on stderr)");
+  if (!trace)
+    rp_row(f, "sigma likelihood per epoch",
+           "not in the result (give rctd report --sigma-stream, the output of rctd-sigma)");
+  else if (trace->n == 0)
+    rp_row(f, "sigma likelihood per epoch", "none: sigma was given, not estimated");
   snprintf(buf, sizeof buf, "%d", r->K);
   rp_row(f, "cell types", buf);
   snprintf(buf, sizeof buf, "%" PRId64 " regression (genes_reg), %" PRId64 " bulk (genes_bulk)",
@@ -764,6 +881,10 @@ static void rp_summary(FILE *f, const rp_result *r, const rp_stats *s, const rct
       rp_row(f, r->config_keys.items[i], r->config_values.items[i]);
     fputs("</table></details>\n", f);
   }
+  if (trace && trace->n > 0) {
+    fputs("<h3>Sigma: likelihood per epoch</h3>", f);
+    rp_trace_html(f, trace);
+  }
   fputs("</section>\n", f);
 }
 
@@ -789,7 +910,13 @@ static int rp_maps(FILE *f, const rp_result *r, const rp_stats *s, const rp_canv
   for (int k = 0; k < r->K; k++)
     rp_legend_item(f, rctd_raster_qualitative(k), r->types.items[k], s->dominant_k[k]);
   rp_legend_item(f, (rctd_rgb){RP_GREY, RP_GREY, RP_GREY}, "filtered (not fitted)", s->n_filtered);
-  fputs("</ul></figure>\n", f);
+  fputs("</ul>", f);
+  if (r->K > RCTD_RASTER_MAX_QUALITATIVE)
+    fprintf(f,
+            "<p class=\"note\">%d types: colours repeat after the first %d; see the per-type "
+            "maps.</p>",
+            r->K, RCTD_RASTER_MAX_QUALITATIVE);
+  fputs("</figure>\n", f);
   if (cv->has_class) {
     int multi = strcmp(r->mode, "multi") == 0;
     fprintf(f, "<figure><figcaption>%s</figcaption>",
@@ -821,7 +948,15 @@ static int rp_maps(FILE *f, const rp_result *r, const rp_stats *s, const rp_canv
     snprintf(hi, sizeof hi, "%.0f", pow(10, s->numi_hi));
   }
   rp_colour_bar(f, "colourbar-numi", lo, hi, "nUMI (log scale); grey: filtered");
-  fputs("</figure></div>\n</section>\n", f);
+  fprintf(f, "</figure><figure style=\"width:%dpx\"><figcaption>Filtered pixels</figcaption>",
+          disp + 2);
+  if (rp_img(f, r, &cv->maps[RP_MAP_FILTERED], &cv->main, RP_MAP_FILTERED, "map-filtered",
+             "map of the pixels the filters removed", disp))
+    return -1;
+  fputs("<ul class=\"legend\" id=\"legend-filtered\">", f);
+  rp_legend_item(f, RP_FITTED_RGB, "fitted", s->n_fitted);
+  rp_legend_item(f, RP_FILTERED_RGB, "filtered (not fitted)", s->n_filtered);
+  fputs("</ul></figure></div>\n</section>\n", f);
   fputs("<section id=\"type-maps\"><h2>Proportion of each cell type</h2>\n", f);
   rp_colour_bar(f, "colourbar-weights", "0", "1", "proportion (rctd_proportions); grey: filtered");
   fputs("<div class=\"grid\">\n", f);
@@ -865,7 +1000,7 @@ static void rp_types(FILE *f, const rp_result *r, const rp_stats *s) {
 }
 
 static int rp_html(FILE *f, const rp_result *r, const rp_stats *s, const rp_canvas *cv,
-                   const rctd_report_opts *o) {
+                   const rctd_report_opts *o, const rp_trace *trace) {
   const char *base = strrchr(r->path, '/');
   base = base ? base + 1 : r->path;
   fputs(
@@ -878,7 +1013,7 @@ static int rp_html(FILE *f, const rp_result *r, const rp_stats *s, const rp_canv
   rp_esc(f, base);
   fprintf(f, " &middot; %s mode &middot; %d cell types &middot; %" PRId64 " pixels</p>\n",
           r->mode[0] ? r->mode : "unknown", r->K, r->n);
-  rp_summary(f, r, s, o);
+  rp_summary(f, r, s, o, trace);
   if (rp_maps(f, r, s, cv)) return -1;
   rp_types(f, r, s);
   fprintf(f,
@@ -922,17 +1057,20 @@ static int rp_write_png(rp_result *r, const rctd_raster *ras, const rp_frame *fr
   return 0;
 }
 
+/* The PNG files, each renamed into place as it is written (a slide may have more types than
+ * outputs can be held back); on a failure those written are removed. */
 static int rp_pngs(rp_result *r, const rp_canvas *cv, const rctd_report_opts *o) {
-  int n = cv->n_maps, rc = 0, written = 0;
-  char(*paths)[4200] = calloc((size_t)n, sizeof *paths);
+  int rc = 0, written = 0;
+  char(*paths)[4200] = calloc((size_t)cv->n_maps, sizeof *paths);
   if (!paths) return rp_fail(r, "out of memory");
-  for (int i = 0; rc == 0 && i < n; i++) {
+  for (int i = 0; rc == 0 && i < cv->n_maps; i++) {
     if (i == RP_MAP_CLASS && !cv->has_class) continue;
     char name[300];
     if (i == RP_MAP_DOMINANT) snprintf(name, sizeof name, "dominant_type");
     if (i == RP_MAP_CLASS)
       snprintf(name, sizeof name, strcmp(r->mode, "multi") == 0 ? "n_types" : "spot_class");
     if (i == RP_MAP_NUMI) snprintf(name, sizeof name, "numi");
+    if (i == RP_MAP_FILTERED) snprintf(name, sizeof name, "filtered");
     if (i >= RP_MAP_FIXED) snprintf(name, sizeof name, "type_%s", r->types.items[i - RP_MAP_FIXED]);
     rp_file_name(paths[i], sizeof paths[i], o->png_dir, name);
     rc = rp_write_png(r, &cv->maps[i], i < RP_MAP_FIXED ? &cv->main : &cv->small, i, o->dpi,
@@ -966,6 +1104,7 @@ int rctd_report_write(const rctd_report_opts *o, char *err, size_t err_len) {
     out = rctd_out_open(o->html, err, err_len);
     if (!out) return -1;
   }
+  rctd_h5_guard_enter(o->result); /* every read of the result, until the leave below */
   int rc = rp_open(&r);
   if (rc == 0) rc = rp_scan(&r, &s, NULL, 0);
   if (rc == 0) {
@@ -995,7 +1134,12 @@ int rctd_report_write(const rctd_report_opts *o, char *err, size_t err_len) {
                                                                 : rp_fail(&r, "out of memory");
     free(again.dominant_k), free(again.prop_sum_k), free(again.pairs_kk);
   }
-  if (rc == 0 && out && rp_html(out, &r, &s, maps ? &html_cv : NULL, o) < 0)
+  rctd_h5_guard_leave();
+  rp_trace trace;
+  if (rc == 0 && o->sigma_stream && rp_read_trace(o->sigma_stream, &trace, err, err_len) < 0)
+    rc = -1;
+  if (rc == 0 && out &&
+      rp_html(out, &r, &s, maps ? &html_cv : NULL, o, o->sigma_stream ? &trace : NULL) < 0)
     rc = rp_fail(&r, "cannot write the report (out of memory or disk full)");
   if (rc == 0 && o->png_dir) rc = rp_pngs(&r, &png_cv, o);
   if (rc == 0 && out) { /* last: a failure before leaves no report */

@@ -24,7 +24,8 @@ typedef struct {
   int n_timings;       /* stage timings, or 0 */
   const char *const *timing_names;
   const double *timing_s;
-  int html_width; /* HTML main maps' width in raster cells (0: 392) */
+  int html_width;           /* HTML main maps' width in raster cells (0: 392) */
+  const char *sigma_stream; /* rctd-sigma's output: its per-epoch likelihood trace, or NULL */
 } rctd_report_opts;
 
 #define RCTD_REPORT_DEFAULT_DPI 300

@@ -6,7 +6,7 @@
 #include "error.h"
 #include "report.h"
 
-static const char *report_png_dir;
+static const char *report_png_dir, *report_sigma_stream;
 static int report_dpi;
 
 static rctd_opt report_opts[] = {
@@ -14,6 +14,10 @@ static rctd_opt report_opts[] = {
      "also write the maps as PNG files into DIR (created if missing)", "png", "DIR"},
     {"dpi", 0, RCTD_OPT_INT, &report_dpi, "300",
      "PNG maps: resolution (main maps 6 in wide, type maps 3 in)", "dpi", "N"},
+    {"sigma-stream", 0, RCTD_OPT_STRING, &report_sigma_stream, NULL,
+     "rctd-sigma's output (e.g. rctd run --keep-intermediates DIR: DIR/3-sigma.rctd): show its "
+     "per-epoch likelihood",
+     "sigma_stream", "FILE"},
     {0}};
 
 int rctd_report_main(int argc, char **argv) {
@@ -26,7 +30,8 @@ int rctd_report_main(int argc, char **argv) {
           "opens offline (PNG maps embedded, SVG bars; no script): the run's summary, maps at "
           "obsm['spatial'] of the dominant type, spot class (doublet) or number of types "
           "(multi), nUMI and each type's proportion (filtered pixels grey), bars per type and "
-          "the doublet pairs.  --png DIR writes the maps as PNG files at --dpi.  See rctd(1).",
+          "the doublet pairs.  --png DIR writes the maps as PNG files at --dpi.  See "
+          "rctd-report(1).",
       .opts = report_opts,
       .min_args = 1,
       .max_args = 1,
@@ -42,7 +47,8 @@ int rctd_report_main(int argc, char **argv) {
   rctd_report_opts o = {.result = cli.args[0],
                         .html = html ? cli.output : NULL,
                         .png_dir = report_png_dir,
-                        .dpi = report_dpi};
+                        .dpi = report_dpi,
+                        .sigma_stream = report_sigma_stream};
   char err[RCTD_ERR_LEN];
   double t0 = rctd_now();
   rc = rctd_report_write(&o, err, sizeof err);

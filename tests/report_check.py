@@ -91,6 +91,12 @@ def check_png(d, args):
             if at(img, x, y) != want:
                 fail("type_type%02d.png at (%d, %d): %s, expected %s" % (j + 1, x, y,
                                                                          at(img, x, y), want))
+    filtered = Image.open(os.path.join(d, "filtered.png"))
+    for i in (7, 17, side * (side // 2) + 27):  # filtered pixels: drawn on top, dark grey
+        x, y = i % side, i // side
+        if at(filtered, x, y) != (82, 82, 82):
+            fail("filtered.png at (%d, %d): %s, expected the filtered grey" % (x, y,
+                                                                              at(filtered, x, y)))
     grey = at(dom, 0, 0)  # corner: drawn; the doublet rows are drawn too
     if grey == (255, 255, 255):
         fail("dominant_type.png: nothing drawn at (0, 0)")

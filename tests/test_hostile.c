@@ -36,10 +36,10 @@ static int hs_setup(void) {
 #define HS_RUN "rctd run --reference \"$REF\" --reference-numi-col nUMI --cell-type-col " \
   "cell_type_name --spatial \"$SP\" -q"
 
-/* err.txt is exactly TEXT. */
-static int hs_err_is(const char *text) {
-  char path[PATH_MAX + 16];
-  snprintf(path, sizeof path, "%s/err.txt", hs_dir);
+/* File NAME of hs_dir is exactly TEXT. */
+static int hs_file_is(const char *name, const char *text) {
+  char path[PATH_MAX + 64];
+  snprintf(path, sizeof path, "%s/%s", hs_dir, name);
   FILE *f = fopen(path, "r");
   if (!f) return 0;
   static char got[8192];
@@ -47,8 +47,13 @@ static int hs_err_is(const char *text) {
   fclose(f);
   got[n] = 0;
   if (strcmp(got, text) == 0) return 1;
-  fprintf(stderr, "  stderr was:\n%s  expected:\n%s", got, text);
+  fprintf(stderr, "  %s was:\n%s  expected:\n%s", name, got, text);
   return 0;
+}
+
+/* err.txt (the command's stderr) is exactly TEXT. */
+static int hs_err_is(const char *text) {
+  return hs_file_is("err.txt", text);
 }
 
 /* ------------------------------------------------------------------ outputs */
@@ -95,6 +100,11 @@ TEST(hostile_write_errors_fail_and_leave_nothing) {
                   "rctd run: merge failed (exit status 1); the pipeline stopped, no output was "
                   "written\n"));
   CHECK(HS_SH("test ! -e full.h5ad && test -z \"$(ls -A | grep tmp)\"") == 0);
+  /* The JSON summary that rctd run itself writes last: the h5ad is taken back. */
+  CHECK(HS_SH("rm -f j.h5ad; " HS_RUN " --no-summary -o j.h5ad --json /dev/full") == 1);
+  CHECK(hs_err_is("rctd run: /dev/full: write failed: No space left on device; the output is "
+                  "incomplete\n"));
+  CHECK(HS_SH("test ! -e j.h5ad") == 0);
   CHECK(HS_SH(HS_REF_STREAM " && rctd-view REF.rctd -o /dev/full") == 1);
   CHECK(hs_err_is("rctd-view: /dev/full: write failed: No space left on device; the output is "
                   "incomplete\n"));
@@ -202,6 +212,11 @@ TEST(hostile_damaged_hdf5_validate_and_merge) {
                   "reading it (segmentation fault); check it with h5dump, or copy or export it "
                   "again\n"));
   CHECK(HS_SH("test ! -e m.h5ad && test -z \"$(ls -A | grep tmp)\"") == 0);
+  /* Without -o, merge only probes the spatial file's layout: under the guard too. */
+  CHECK(HS_SH("rctd-merge --spatial bad/segv_sp.h5ad -q --json - kept/4-fit.rctd > m.json") == 1);
+  CHECK(hs_err_is("rctd-merge: bad/segv_sp.h5ad: damaged HDF5 file: the HDF5 library crashed "
+                  "reading it (segmentation fault); check it with h5dump, or copy or export it "
+                  "again\n"));
 }
 
 /* ------------------------------------------------------------------ integrity */
@@ -310,9 +325,11 @@ TEST(hostile_stages_die_with_rctd_run) {
               "\"$PWD/stuck.fifo\")\" && test ! -e stuck.h5ad && test -z \"$(ls -A | grep tmp)\"") ==
         0);
   /* SIGTERM (or Ctrl-C): one line saying so, the signal's exit status, no output. */
-  CHECK(HS_SH("{ " HS_RUN_STUCK " & } ; p=$!; sleep 1; kill -TERM $p; wait $p") == 128 + 15);
-  CHECK(hs_err_is("rctd run: interrupted (Terminated): the pipeline stopped, no output was "
-                  "written\n"));
+  /* (rctd run's stderr to its own file: the shell may report the signal on its own.) */
+  CHECK(HS_SH("{ " HS_RUN_STUCK " 2> stuck.err & } ; p=$!; sleep 1; kill -TERM $p; wait $p") ==
+        128 + 15);
+  CHECK(hs_file_is("stuck.err", "rctd run: interrupted (Terminated): the pipeline stopped, no "
+                                "output was written\n"));
   CHECK(HS_SH("test -z \"$(pgrep -f \"$PWD/stuck.fifo\")\" && test ! -e stuck.h5ad") == 0);
 }
 
@@ -335,4 +352,77 @@ TEST(hostile_yaml_null_duplicate_and_bad_value) {
               " -o y.h5ad --config bad.yaml") == 2);
   CHECK(hs_err_is("rctd run: bad.yaml: line 2: key 'UMI_min': invalid number 'lots'\n"));
   CHECK(HS_SH("test ! -e y.h5ad && test ! -e y.rctd") == 0);
+}
+
+/* ------------------------------------------------------------------ messages */
+
+#define HS_CSV "V=\"$(dirname \"$(dirname \"$REF\")\")/csv\"; "
+
+/* Each message names the real cause and the real file. */
+TEST(hostile_messages_name_the_cause) {
+  CHECK(hs_setup());
+  CHECK(HS_SH("test -s kept/4-fit.rctd || " HS_RUN " --no-summary --keep-intermediates kept -o "
+              "kept.h5ad") == 0);
+  /* A result stream given to rctd-sigma, as a file and through a pipe. */
+  CHECK(HS_SH("rctd-sigma kept/4-fit.rctd -q -o s.rctd") == 1);
+  CHECK(hs_err_is("rctd-sigma: kept/4-fit.rctd: a result stream of rctd-fit-*, not a model stream "
+                  "with pixels: give the stream written by rctd-normalize (or rctd-sigma)\n"));
+  CHECK(HS_SH("rctd-sigma - -q -o s.rctd < kept/4-fit.rctd") == 1);
+  CHECK(hs_err_is("rctd-sigma: stdin: a result stream of rctd-fit-*, not a model stream with "
+                  "pixels: give the stream written by rctd-normalize (or rctd-sigma)\n"));
+  /* A piped input and a temporary directory that does not exist. */
+  CHECK(HS_SH("rctd-sigma - --tmp-dir /nonexistent/dir -q -o s.rctd < kept/2-model.rctd") == 1);
+  CHECK(hs_err_is("rctd-sigma: /nonexistent/dir: cannot write the temporary copy of the piped "
+                  "input there (No such file or directory): give --tmp-dir a writable "
+                  "directory\n"));
+  CHECK(HS_SH("test ! -e s.rctd") == 0);
+  /* One pixel: every gene name matches, but few genes reach MIN_OBS. */
+  CHECK(HS_SH(HS_REF_STREAM " && " HS_CSV "cut -d, -f1-2 \"$V/spatial/MappedDGEForR.csv\" > "
+              "one.csv && rctd-normalize one.csv REF.rctd -q -o one.rctd") == 1);
+  CHECK(hs_err_is("rctd-normalize: one.csv: only 12 of the 378 genes shared with the reference "
+                  "are observed at least MIN_OBS = 3 times in the spatial data, fewer than 10% "
+                  "of 378: too few pixels or counts; give more pixels or lower --min-obs\n"));
+  /* A ';'-separated counts table, and a ';'-separated side table. */
+  CHECK(HS_SH(HS_CSV "sed 's/,/;/g' \"$V/spatial/MappedDGEForR.csv\" > semi.csv && "
+              "rctd-normalize semi.csv REF.rctd -q -o x.rctd") == 1);
+  CHECK(hs_err_is("rctd-normalize: semi.csv: the header has no comma or tab but has ';': the "
+                  "table seems separated by ';'; give a comma- or tab-separated table (R: "
+                  "write.csv)\n"));
+  CHECK(HS_SH(HS_CSV "sed 's/,/;/g' \"$V/spatial/BeadLocationsForR.csv\" > semi_xy.csv && "
+              "cp \"$V/spatial/MappedDGEForR.csv\" dge.csv && rctd-normalize dge.csv REF.rctd "
+              "--coords-table semi_xy.csv -q -o x.rctd") == 1);
+  CHECK(hs_err_is("rctd-normalize: semi_xy.csv: the header has no comma or tab but has ';': the "
+                  "table seems separated by ';'; give a comma- or tab-separated table (R: "
+                  "write.csv)\n"));
+  /* Coordinates for half the pixels: the coordinates table is named. */
+  CHECK(HS_SH(HS_CSV "head -n 51 \"$V/spatial/BeadLocationsForR.csv\" > half_xy.csv && "
+              "rctd-normalize dge.csv REF.rctd --coords-table half_xy.csv -q -o x.rctd") == 1);
+  CHECK(hs_err_is("rctd-normalize: half_xy.csv: barcode 'CTTGCACCTAGAAC' of dge.csv has no line "
+                  "in this table (50 of 100 have one): give every barcode its x and y\n"));
+  /* A cell missing from meta_data.csv used as the nUMI table. */
+  CHECK(HS_SH(HS_CSV "cp \"$V/reference/dge.csv\" ref_dge.csv && sed 2d "
+              "\"$V/reference/meta_data.csv\" > meta.csv && rctd-reference ref_dge.csv "
+              "--cell-type-table meta.csv --cell-type-col cluster --numi-table meta.csv "
+              "--numi-col nUMI -q -o r.rctd") == 1);
+  CHECK(hs_err_is("rctd-reference: meta.csv: barcode 'Ib_M001_ATGCATGGTATCGTAC' of ref_dge.csv "
+                  "has no line in this table (474 of 475 have one): give every barcode its "
+                  "nUMI\n"));
+  CHECK(HS_SH("test ! -e x.rctd && test ! -e r.rctd && test ! -e one.rctd") == 0);
+}
+
+/* A stage failing inside rctd run: its line, then rctd run's, and no follow-on line from the
+ * stages after it about their cut input. */
+TEST(hostile_run_reports_the_first_failure_only) {
+  if (HS_UNDER_ASAN) return;
+  CHECK(hs_setup());
+  CHECK(HS_SH("test -e bad/segv_sp.h5ad || { mkdir -p bad && cd bad && tar xJf "
+              "\"$BAD/hdf5.tar.xz\"; }") == 0);
+  CHECK(HS_SH("rctd run --reference \"$REF\" --reference-numi-col nUMI --cell-type-col "
+              "cell_type_name --spatial bad/segv_sp.h5ad -q -o f.h5ad") == 1);
+  CHECK(hs_err_is("rctd-normalize: bad/segv_sp.h5ad: damaged HDF5 file: the HDF5 library crashed "
+                  "reading it (segmentation fault); check it with h5dump, or copy or export it "
+                  "again\n"
+                  "rctd run: normalize failed (exit status 1); the pipeline stopped, no output "
+                  "was written\n"));
+  CHECK(HS_SH("test ! -e f.h5ad") == 0);
 }

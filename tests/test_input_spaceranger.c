@@ -19,8 +19,9 @@ static char sr_err[1024];
 static const char *sr_folder(const char *name, const char *file, const char *text) {
   static char dir[4096];
   snprintf(dir, sizeof dir, "%s/%s", test_tmp_dir(), name);
-  if (test_sh("mkdir -p '%s/spatial' && cp " FIX "tenx_v3.h5 '%s/filtered_feature_bc_matrix.h5'",
-              dir, dir) != 0)
+  if (test_sh("mkdir -p '%s/spatial' && cp '%s/" FIX "tenx_v3.h5' "
+              "'%s/filtered_feature_bc_matrix.h5'",
+              dir, test_repo_dir(), dir) != 0)
     return NULL;
   char path[4200];
   snprintf(path, sizeof path, "%s/spatial/%s", dir, file);

@@ -17,6 +17,9 @@
 #include "synth_result.h"
 #include "test.h"
 
+/* Commands run from the repository root (tests/report_check.py, data/vignette, workflows/). */
+#define REPO_SH(fmt, ...) test_sh("cd '%s' && " fmt, test_repo_dir(), __VA_ARGS__)
+
 static char rep_err[1024];
 
 /* Comma-separated hex colours of the first K qualitative colours. */
@@ -86,16 +89,16 @@ TEST(report_png_maps_show_each_type_at_its_coordinates) {
   const char *h5ad = rep_path("synth_small.h5ad"), *dir = rep_path("synth_png");
   const int K = 7, n = 2500; /* side 50 */
   CHECK_MSG(rctd_synth_result_write(h5ad, n, K, 1, rep_err, sizeof rep_err) == 0, "%s", rep_err);
-  CHECK(test_sh("%s/rctd report --quiet --png '%s' --dpi 150 '%s'", test_bin_dir(), dir, h5ad) ==
+  CHECK(REPO_SH("%s/rctd report --quiet --png '%s' --dpi 150 '%s'", test_bin_dir(), dir, h5ad) ==
         0);
   char colours[1024];
   rep_colours(colours, sizeof colours, K);
-  CHECK(test_sh("/usr/bin/python3 tests/report_check.py png '%s' --side 50 --types %d "
+  CHECK(REPO_SH("/usr/bin/python3 tests/report_check.py png '%s' --side 50 --types %d "
                 "--colours %s --dpi 150",
                 dir, K, colours) == 0);
-  CHECK(test_sh("test -f '%s/spot_class.png' && test -f '%s/numi.png' && test $(ls '%s' | wc -l) "
+  CHECK(REPO_SH("test -f '%s/spot_class.png' && test -f '%s/numi.png' && test $(ls '%s' | wc -l) "
                 "-eq %d",
-                dir, dir, dir, 3 + K) == 0);
+                dir, dir, dir, 4 + K) == 0);
 }
 
 TEST(report_html_renders_in_chromium_at_100000_pixels) {
@@ -103,12 +106,12 @@ TEST(report_html_renders_in_chromium_at_100000_pixels) {
   const int K = 19;
   CHECK_MSG(rctd_synth_result_write(h5ad, 100000, K, 1, rep_err, sizeof rep_err) == 0, "%s",
             rep_err);
-  CHECK(test_sh("%s/rctd report --quiet '%s' -o '%s'", test_bin_dir(), h5ad, html) == 0);
+  CHECK(REPO_SH("%s/rctd report --quiet '%s' -o '%s'", test_bin_dir(), h5ad, html) == 0);
   char colours[1024];
   rep_colours(colours, sizeof colours, K);
-  CHECK(test_sh("/usr/bin/python3 tests/report_check.py browser '%s' '%s' --sections "
+  CHECK(REPO_SH("/usr/bin/python3 tests/report_check.py browser '%s' '%s' --sections "
                 "summary,maps,type-maps,types,doublets --images %d --colours %s --min-pixels 100",
-                html, rep_path("synth_100k.png"), 3 + K, colours) == 0);
+                html, rep_path("synth_100k.png"), 4 + K, colours) == 0);
 }
 
 /* The vignette through rctd run --report, its spatial input given as a Space Ranger folder
@@ -117,33 +120,33 @@ TEST(report_html_renders_in_chromium_at_100000_pixels) {
 TEST(report_vignette_from_a_space_ranger_folder_renders_in_chromium) {
   const char *folder = rep_path("vignette_outs"), *h5ad = rep_path("vignette_sr.h5ad");
   const char *html = rep_path("vignette_sr.html");
-  CHECK(test_sh("/usr/bin/python3 tests/report_check.py spaceranger "
+  CHECK(REPO_SH("/usr/bin/python3 tests/report_check.py spaceranger "
                 "data/vignette/h5ad/spatial.h5ad '%s' >/dev/null",
                 folder) == 0);
-  CHECK(test_sh("%s/rctd run --quiet --no-summary --reference data/vignette/h5ad/reference.h5ad "
+  CHECK(REPO_SH("%s/rctd run --quiet --no-summary --reference data/vignette/h5ad/reference.h5ad "
                 "--reference-numi-col nUMI --cell-type-col cell_type_name --spatial '%s' --mode "
                 "doublet -o '%s' --report '%s'",
                 test_bin_dir(), folder, h5ad, html) == 0);
-  CHECK(test_sh("/usr/bin/python3 tests/report_check.py coords '%s' '%s'", h5ad, folder) == 0);
-  CHECK(test_sh("grep -q 'rctd run --quiet' '%s' && grep -q 'stage timings</td><td>reference' "
+  CHECK(REPO_SH("/usr/bin/python3 tests/report_check.py coords '%s' '%s'", h5ad, folder) == 0);
+  CHECK(REPO_SH("grep -q 'rctd run --quiet' '%s' && grep -q 'stage timings</td><td>reference' "
                 "'%s'",
                 html, html) == 0);
   char colours[1024];
   rep_colours(colours, sizeof colours, 19);
-  CHECK(test_sh("/usr/bin/python3 tests/report_check.py browser '%s' '%s' --sections "
+  CHECK(REPO_SH("/usr/bin/python3 tests/report_check.py browser '%s' '%s' --sections "
                 "summary,maps,type-maps,types,doublets --images %d --colours %s --min-pixels 30 "
                 "--min-colours 4",
-                html, rep_path("vignette_sr.png"), 3 + 19, colours) == 0);
+                html, rep_path("vignette_sr.png"), 4 + 19, colours) == 0);
 }
 
 TEST(report_without_coordinates_says_so_and_shows_the_rest) {
   const char *h5ad = rep_path("synth_nocoords.h5ad"), *html = rep_path("nocoords.html");
   CHECK_MSG(rctd_synth_result_write(h5ad, 400, 5, 0, rep_err, sizeof rep_err) == 0, "%s", rep_err);
-  CHECK(test_sh("%s/rctd report --quiet '%s' -o '%s'", test_bin_dir(), h5ad, html) == 0);
-  CHECK(test_sh("grep -q 'id=\"no-coordinates\"' '%s' && grep -q 'id=\"bars-dominant\"' '%s' && "
+  CHECK(REPO_SH("%s/rctd report --quiet '%s' -o '%s'", test_bin_dir(), h5ad, html) == 0);
+  CHECK(REPO_SH("grep -q 'id=\"no-coordinates\"' '%s' && grep -q 'id=\"bars-dominant\"' '%s' && "
                 "! grep -q '<img' '%s'",
                 html, html, html) == 0);
-  CHECK(test_sh("%s/rctd report --quiet --png '%s' '%s' 2>/dev/null", test_bin_dir(),
+  CHECK(REPO_SH("%s/rctd report --quiet --png '%s' '%s' 2>/dev/null", test_bin_dir(),
                 rep_path("nocoords_png"), h5ad) == 1);
 }
 
@@ -181,7 +184,7 @@ TEST(report_bad_input_one_line_exit_1_no_report) {
   const char *good = rep_path("bad_good.h5ad"), *nan = rep_path("bad_nan.h5ad");
   const char *rows = rep_path("bad_rows.h5ad"), *out = rep_path("bad.html");
   CHECK_MSG(rctd_synth_result_write(good, 300, 4, 1, rep_err, sizeof rep_err) == 0, "%s", rep_err);
-  CHECK(test_sh("cp '%s' '%s' && cp '%s' '%s'", good, nan, good, rows) == 0);
+  CHECK(REPO_SH("cp '%s' '%s' && cp '%s' '%s'", good, nan, good, rows) == 0);
   CHECK(rep_damage_coords(nan, 0) == 0 && rep_damage_coords(rows, 299) == 0);
   struct {
     const char *input, *output, *message;
@@ -194,13 +197,13 @@ TEST(report_bad_input_one_line_exit_1_no_report) {
   };
   const char *log = rep_path("bad.log");
   for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
-    int status = test_sh("%s/rctd report '%s' -o '%s' 2>'%s'", test_bin_dir(), cases[i].input,
+    int status = REPO_SH("%s/rctd report '%s' -o '%s' 2>'%s'", test_bin_dir(), cases[i].input,
                          cases[i].output, log);
     CHECK_MSG(status == 1, "case %zu: exit %d", i, status);
-    CHECK_MSG(test_sh("test $(wc -l <'%s') -eq 1 && grep -q '^rctd report: .*%s' '%s'", log,
+    CHECK_MSG(REPO_SH("test $(wc -l <'%s') -eq 1 && grep -q '^rctd report: .*%s' '%s'", log,
                       cases[i].message, log) == 0,
               "case %zu: message", i);
-    CHECK_MSG(test_sh("test ! -e '%s' && test -z \"$(ls -a '%s' | grep '\\.tmp\\.')\"", out,
+    CHECK_MSG(REPO_SH("test ! -e '%s' && test -z \"$(ls -a '%s' | grep '\\.tmp\\.')\"", out,
                       test_tmp_dir()) == 0,
               "case %zu: a report or temporary file was left", i);
   }
@@ -210,17 +213,38 @@ TEST(report_bad_input_one_line_exit_1_no_report) {
 TEST(report_snakemake_reports_target) {
   char work[4096], bin[4096], repo[4096];
   snprintf(work, sizeof work, "%s/smk_reports", test_tmp_dir());
-  CHECK(realpath(test_bin_dir(), bin) != NULL && getcwd(repo, sizeof repo) != NULL);
-  CHECK(test_sh("mkdir -p '%s' && printf 'bin_dir: %s\\noutdir: out\\nreference:\\n  input: "
+  CHECK(realpath(test_bin_dir(), bin) != NULL && realpath(test_repo_dir(), repo) != NULL);
+  CHECK(REPO_SH("mkdir -p '%s' && printf 'bin_dir: %s\\noutdir: out\\nreference:\\n  input: "
                 "%s/data/vignette/h5ad/reference.h5ad\\n  options: \"--cell-type-col "
                 "cell_type_name --numi-col nUMI\"\\nformats: h5ad\\ndefaults:\\n  mode: doublet\\n"
                 "  shards: 2\\n  chunk_pixels: 32\\n  threads: 1\\nsamples:\\n  slideA:\\n    "
                 "spatial: %s/data/vignette/h5ad/spatial.h5ad\\n' >'%s/config.yaml'",
                 work, bin, repo, repo, work) == 0);
-  CHECK(test_sh("snakemake -q -j2 -s workflows/snakemake/Snakefile --directory '%s' "
+  CHECK(REPO_SH("snakemake -q -j2 -s workflows/snakemake/Snakefile --directory '%s' "
                 "--configfile='%s/config.yaml' reports >'%s/log' 2>&1 || { cat '%s/log'; exit 1; }",
                 work, work, work, work) == 0);
-  CHECK(test_sh("grep -q 'id=\"maps\"' '%s/out/slideA/slideA.html' && grep -q '\"slideA\": "
+  CHECK(REPO_SH("grep -q 'id=\"maps\"' '%s/out/slideA/slideA.html' && grep -q '\"slideA\": "
                 "{\"pixels_fitted\": 71' '%s/out/slideA/slideA_mqc.json'",
                 work, work) == 0);
+}
+
+/* rctd run --keep-intermediates --report: the report shows rctd-sigma's per-epoch likelihood,
+ * the values rctd-sigma printed (10 significant digits); rctd report --sigma-stream refuses a
+ * stream without the sigma record. */
+TEST(report_sigma_trace_from_kept_intermediates) {
+  const char *keep = rep_path("trace_keep"), *h5ad = rep_path("trace.h5ad");
+  const char *html = rep_path("trace.html"), *log = rep_path("trace.log");
+  CHECK(REPO_SH("%s/rctd run --no-summary --reference data/vignette/h5ad/reference.h5ad "
+                "--reference-numi-col nUMI --cell-type-col cell_type_name --spatial "
+                "data/vignette/h5ad/spatial.h5ad -o '%s' --keep-intermediates '%s' --report '%s' "
+                "2>'%s'",
+                test_bin_dir(), h5ad, keep, html, log) == 0);
+  CHECK(REPO_SH("n=0; for v in $(sed -n 's/.*Likelihood value: //p' '%s'); do n=$((n+1)); "
+                "grep -q \"<td>$n</td><td>[0-9.]*</td><td>$(printf %%.10g $v)</td>\" '%s' || "
+                "exit 1; done; test $n -ge 1 && grep -q 'id=\"sigma-trace\"' '%s'",
+                log, html, html) == 0);
+  CHECK(REPO_SH("%s/rctd report --quiet '%s' -o '%s' --sigma-stream '%s/2-model.rctd' 2>'%s'",
+                test_bin_dir(), h5ad, rep_path("trace2.html"), keep, log) == 1);
+  CHECK(REPO_SH("grep -q \"no 'sigma' record\" '%s' && test ! -e '%s'", log,
+                rep_path("trace2.html")) == 0);
 }

@@ -601,7 +601,7 @@ TEST(sigma_stage_bad_input) {
   CHECK(test_sh("cd '%s' && cat noprof.rctd | '%s/rctd-sigma' --tmp-dir tmp -o out.rctd "
                 ">run.out 2>run.err; test $? -eq 1",
                 dir, test_bin_dir()) == 0);
-  CHECK(sig_t_failed_cleanly(dir, "(stdin)", "out.rctd"));
+  CHECK(sig_t_failed_cleanly(dir, "rctd-sigma: stdin: ", "out.rctd"));
   /* Not a stream; a stream cut short (in the pixels: found before any output). */
   CHECK(test_sh("cd '%s' && echo hello > text.rctd && head -c $(($(wc -c <model.rctd) - 3000)) "
                 "model.rctd > cut.rctd",
