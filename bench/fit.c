@@ -3,7 +3,7 @@
  * it runs the real binary on a generated model stream and reports wall time, pixels/s, pixels/s
  * per core (threads), pixels per CPU-second (robust to a busy machine) and the peak RSS.
  *   fit [-n 10000,100000] [-m full,doublet,multi] [-t THREADS] [-s SEED]
- * Needs $RCTD_BIN (the binaries) and $RCTD_SHARED (../shared: the vignette reference). */
+ * Needs $RCTD_BIN (the binaries) and the repository root ($RCTD_REPO, default ".": the vignette reference in data/vignette). */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -80,9 +80,9 @@ int main(int argc, char **argv) {
   }
   if (threads < 1) threads = 1;
   const char *bin = getenv("RCTD_BIN") ? getenv("RCTD_BIN") : "bin";
-  const char *shared = getenv("RCTD_SHARED") ? getenv("RCTD_SHARED") : "../shared";
+  const char *repo = getenv("RCTD_REPO") ? getenv("RCTD_REPO") : ".";
   char ref_dir[4096], dir[] = "/tmp/rctd-bench-fit.XXXXXX", err[512];
-  snprintf(ref_dir, sizeof ref_dir, "%s/data/vignette/csv/reference", shared);
+  snprintf(ref_dir, sizeof ref_dir, "%s/data/vignette/csv/reference", repo);
   rctd_synth_reference ref;
   if (rctd_synth_reference_load(ref_dir, &ref, err, sizeof err) < 0) {
     fprintf(stderr, "fit bench: %s\n", err);

@@ -6,7 +6,7 @@
 #include "merge.h"
 
 static const char *format, *spatial, *spatial_format, *coords_table, *csv_dir, *json_path,
-    *summary_path;
+    *summary_path, *multiqc_path, *multiqc_sample;
 
 static rctd_opt merge_opts[] = {
     {"spatial", 0, RCTD_OPT_STRING, &spatial, NULL,
@@ -30,6 +30,11 @@ static rctd_opt merge_opts[] = {
      .metavar = "FILE"},
     {"summary", 0, RCTD_OPT_STRING, &summary_path, NULL,
      "the same summary as text ('-' = standard output)", .metavar = "FILE"},
+    {"multiqc", 0, RCTD_OPT_STRING, &multiqc_path, NULL,
+     "MultiQC general statistics of this sample (NAME_mqc.json or NAME_mqc.tsv)",
+     .metavar = "FILE"},
+    {"multiqc-sample", 0, RCTD_OPT_STRING, &multiqc_sample, NULL,
+     "its sample name (default: -o's base name without .h5ad)", .metavar = "NAME"},
     {0}};
 
 int main(int argc, char **argv) {
@@ -62,6 +67,8 @@ int main(int argc, char **argv) {
                        .coords_table = coords_table,
                        .json_path = json_path,
                        .summary_path = summary_path,
+                       .multiqc_path = multiqc_path,
+                       .multiqc_sample = multiqc_sample,
                        .progress = !cli.quiet};
   const int have_output = strcmp(cli.output, "-") != 0;
   const char *fmt = format ? format : "h5ad";
@@ -77,9 +84,9 @@ int main(int argc, char **argv) {
     rctd_cli_free(&cli);
     return rc;
   }
-  if (!have_output && (format || !(json_path || summary_path))) {
+  if (!have_output && (format || !(json_path || summary_path || multiqc_path))) {
     rc = rctd_cli_usage_error(&cli, "give -o FILE.h5ad (or -o DIR with --format csv)%s",
-                              format ? "" : ", or --json/--summary alone");
+                              format ? "" : ", or --json/--summary/--multiqc alone");
     rctd_cli_free(&cli);
     return rc;
   }

@@ -14,10 +14,12 @@
 #include "cli.h"
 #include "error.h"
 #include "fit_stage.h"
+#include "h5guard.h"
 #include "input.h"
 #include "model.h"
 #include "output.h"
 #include "stream.h"
+#include "strlist.h"
 
 /* ------------------------------------------------------------------ inputs */
 
@@ -251,6 +253,10 @@ static int mg_header_finish(mg_header *h, const mg_input *in, char *err, size_t 
   if (!h->genes_reg.name || !h->genes_bulk.name || h->genes_reg.kind != RCTD_STRINGS ||
       h->genes_bulk.kind != RCTD_STRINGS)
     return rctd_fail(err, err_len, "%s: the result stream lacks its gene lists", in->path);
+  const char *dup = rctd_strlist_duplicate((const char *const *)h->types.strings, (size_t)K);
+  if (dup)
+    return rctd_fail(err, err_len, "%s: record '%s': cell type name '%s' appears twice: cell type names must be unique", in->path,
+                     RCTD_MODEL_REC_TYPES, dup);
   rctd_results_info *info = &h->info;
   memset(info, 0, sizeof *info);
   info->mode = strcmp(in->mode, "full") == 0      ? RCTD_OUT_FULL
@@ -427,10 +433,12 @@ static int mg_spatial_h5ad(const char *path, const char *format) {
   if (stat(path, &st) != 0 || !S_ISREG(st.st_mode)) return 0;
   H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
   if (H5Fis_hdf5(path) <= 0) return 0;
+  rctd_h5_guard_enter(path); /* a damaged file may crash libhdf5 (h5guard.h) */
   hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
-  if (f < 0) return 0;
-  int is = H5Lexists(f, "obs", H5P_DEFAULT) > 0 && H5Lexists(f, "matrix", H5P_DEFAULT) <= 0;
-  H5Fclose(f);
+  int is = f >= 0 && H5Lexists(f, "obs", H5P_DEFAULT) > 0 &&
+           H5Lexists(f, "matrix", H5P_DEFAULT) <= 0;
+  if (f >= 0) H5Fclose(f);
+  rctd_h5_guard_leave();
   return is;
 }
 
@@ -554,6 +562,7 @@ static int mg_flush_block(mg_run *r, mg_block *b, const mg_input *in) {
                          "spatial input of this run",
                          in->path, c.barcode_n[i], c.row_n[i], r->o->spatial);
   }
+  if (rctd_results_chunk_check(info, &c, in->path, r->err, r->err_len) < 0) return -1;
   double t0 = rctd_now();
   if (r->h5ad && rctd_h5ad_write_chunk(r->h5ad, &c, r->err, r->err_len) < 0) return -1;
   if (r->csv && rctd_csv_write_chunk(r->csv, &c, r->err, r->err_len) < 0) return -1;
@@ -794,6 +803,37 @@ static int mg_write_report(mg_run *r, const char *path, mg_writer_fn fn) {
   return rctd_out_commit(f, r->err, r->err_len);
 }
 
+/* --multiqc: the sample is named by --multiqc-sample, else by the output or spatial file. */
+static int mg_write_multiqc(mg_run *r) {
+  const rctd_merge_opts *o = r->o;
+  char sample[256] = "rctd";
+  const char *from = o->h5ad_path ? o->h5ad_path : o->csv_dir ? o->csv_dir : o->spatial;
+  if (o->multiqc_sample) {
+    snprintf(sample, sizeof sample, "%s", o->multiqc_sample);
+  } else if (from && strcmp(from, "-") != 0) {
+    const char *base = strrchr(from, '/');
+    snprintf(sample, sizeof sample, "%s", base && base[1] ? base + 1 : from);
+    size_t n = strlen(sample);
+    if (n > 5 && strcmp(sample + n - 5, ".h5ad") == 0) sample[n - 5] = 0;
+  }
+  for (char *p = sample; *p; p++)
+    if (*p == '\t' || *p == '\n' || *p == '\r') *p = ' ';
+  const rctd_results_info *info = &r->header.info;
+  rctd_multiqc_stats st = {.sample = sample,
+                           .mode = info->mode,
+                           .sigma = info->sigma,
+                           .n_input = r->n_input,
+                           .n_fitted = r->summary.n_fitted,
+                           .spot_class = r->summary.spot_class,
+                           .n_types = info->n_types,
+                           .type_names = info->type_names,
+                           .dominant_k = r->summary.dominant_k};
+  FILE *f = rctd_out_open(o->multiqc_path, r->err, r->err_len);
+  if (!f) return -1;
+  rctd_multiqc_write(f, &st, rctd_multiqc_format(o->multiqc_path) == 1);
+  return rctd_out_commit(f, r->err, r->err_len);
+}
+
 /* ------------------------------------------------------------------ driver */
 
 static void mg_cleanup(mg_run *r, int failed) {
@@ -822,8 +862,13 @@ int rctd_merge_run(const rctd_merge_opts *o, char *err, size_t err_len) {
   r.err = err;
   r.err_len = err_len;
   r.t_start = rctd_now();
+  if (o->multiqc_path && rctd_multiqc_format(o->multiqc_path) < 0)
+    return rctd_fail(err, err_len,
+                     "%s: --multiqc needs a NAME_mqc.json or NAME_mqc.tsv file name (MultiQC "
+                     "finds custom content by that suffix)",
+                     o->multiqc_path);
   if (o->n_inputs < 1) return rctd_fail(err, err_len, "no result streams to merge");
-  if (!o->h5ad_path && !o->csv_dir && !o->json_path && !o->summary_path)
+  if (!o->h5ad_path && !o->csv_dir && !o->json_path && !o->summary_path && !o->multiqc_path)
     return rctd_fail(err, err_len, "nothing to write: give -o (h5ad or CSV) or --json");
   int n_stdin = 0;
   for (int i = 0; i < o->n_inputs; i++) n_stdin += strcmp(o->inputs[i], "-") == 0;
@@ -835,6 +880,7 @@ int rctd_merge_run(const rctd_merge_opts *o, char *err, size_t err_len) {
     mg_cleanup(&r, 1);
     return rctd_fail(err, err_len, "out of memory");
   }
+  rctd_out_defer(1);
   int rc = 0;
   for (int i = 0; i < r.n_ins && rc == 0; i++) {
     mg_input *in = &r.ins[i];
@@ -865,8 +911,14 @@ int rctd_merge_run(const rctd_merge_opts *o, char *err, size_t err_len) {
   }
   if (rc == 0) rc = mg_write_report(&r, o->json_path, mg_write_json);
   if (rc == 0) rc = mg_write_report(&r, o->summary_path, mg_write_text);
+  if (rc == 0 && o->multiqc_path) rc = mg_write_multiqc(&r);
   mg_cleanup(&r, rc != 0);
-  return rc;
+  /* The outputs appear together, and only when every one (a summary on stdout included) was
+   * written. */
+  if (rc == 0 && (fflush(stdout) != 0 || ferror(stdout)))
+    rc = rctd_fail(err, err_len, "stdout: write failed: %s", strerror(errno ? errno : EIO));
+  int finish_rc = rctd_out_finish(rc != 0, err, err_len);
+  return rc == 0 ? finish_rc : rc;
 }
 
 char *rctd_merge_csv_dir_for(const char *h5ad_path) {

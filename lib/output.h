@@ -32,7 +32,7 @@
  * doublet: weights_doublet.csv, results_df.csv (spacexr's columns); multi: multi_results.csv
  * (barcode, n_types, cell_types, conf, sub_weights, min_score; lists ';'-separated).  Numbers
  * are written as R's write.csv writes them (15 significant digits); multi_results.csv has the
- * layout of ../shared/gold (R's list results flattened), numbers as R's format(x, digits = 17)
+ * layout of tests/data/gold (R's list results flattened), numbers as R's format(x, digits = 17)
  * gives them (a pixel's weights formatted together).
  *
  * Errors: functions return 0 or -1 with one line "FILE: what is wrong" in err. */
@@ -108,6 +108,11 @@ typedef struct {
 } rctd_results_summary;
 
 int rctd_results_summary_init(rctd_results_summary *s, const rctd_results_info *info);
+/* Checks that every code of C is in range for INFO (spot classes, multi statuses, type indices
+ * in [0, K), slot counts, flags 0/1): a tampered stream must not give an h5ad that anndata
+ * cannot read or a silent 'filtered' label.  0, or -1 with "LABEL: pixel N: ..." in err. */
+int rctd_results_chunk_check(const rctd_results_info *info, const rctd_results_chunk *c,
+                             const char *label, char *err, size_t err_len);
 void rctd_results_summary_add(rctd_results_summary *s, const rctd_results_info *info,
                               const rctd_results_chunk *chunk);
 void rctd_results_summary_free(rctd_results_summary *s);

@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "h5guard.h"
 #include "error.h"
 #include "input_internal.h"
 #include "output.h"
@@ -677,7 +678,7 @@ void rctd_h5ad_abort(rctd_h5ad_writer *w) {
   h5o_free(w);
 }
 
-rctd_h5ad_writer *rctd_h5ad_open(const char *path, const rctd_h5ad_target *target,
+static rctd_h5ad_writer *h5o_open(const char *path, const rctd_h5ad_target *target,
                                  const rctd_results_info *info, char *err, size_t err_len) {
   if (strcmp(path, "-") == 0) {
     rctd_fail(err, err_len, "-: an h5ad cannot be written to standard output; give -o FILE.h5ad");
@@ -700,7 +701,7 @@ rctd_h5ad_writer *rctd_h5ad_open(const char *path, const rctd_h5ad_target *targe
   for (int k = 0; k < info->n_types; k++)
     if (strcmp(info->type_names[k], w->filtered_label) == 0)
       snprintf(w->filtered_label, sizeof w->filtered_label, "rctd_%s", RCTD_OUT_FILTERED);
-  w->out = rctd_out_open(path, err, err_len);
+  w->out = rctd_out_open_seekable(path, err, err_len);
   char link[64];
   ssize_t n = -1;
   if (w->out) {
@@ -723,6 +724,16 @@ rctd_h5ad_writer *rctd_h5ad_open(const char *path, const rctd_h5ad_target *targe
     rctd_h5ad_abort(w);
     return NULL;
   }
+  return w;
+}
+
+/* The copy of the user's spatial h5ad is read and written under the HDF5 guard (h5guard.h):
+ * libhdf5 may crash on a damaged file. */
+rctd_h5ad_writer *rctd_h5ad_open(const char *path, const rctd_h5ad_target *target,
+                                 const rctd_results_info *info, char *err, size_t err_len) {
+  if (target->spatial_h5ad) rctd_h5_guard_enter(target->spatial_h5ad);
+  rctd_h5ad_writer *w = h5o_open(path, target, info, err, err_len);
+  if (target->spatial_h5ad) rctd_h5_guard_leave();
   return w;
 }
 
@@ -756,6 +767,7 @@ static void h5o_block_fill(h5col *c, int64_t rows) {
 }
 
 static int h5o_block_write(rctd_h5ad_writer *w, h5col *c, int64_t row0, int64_t rows) {
+  rctd_h5_guard_tick();
   hid_t fspace = H5Dget_space(c->dset);
   int rank = H5Sget_simple_extent_ndims(fspace);
   hsize_t start[2] = {(hsize_t)row0, 0}, count[2] = {(hsize_t)rows, (hsize_t)c->cols};
@@ -884,7 +896,7 @@ static int h5o_write_segment(rctd_h5ad_writer *w, const rctd_results_chunk *c, i
   return 0;
 }
 
-int rctd_h5ad_write_chunk(rctd_h5ad_writer *w, const rctd_results_chunk *c, char *err,
+static int h5o_write_chunk(rctd_h5ad_writer *w, const rctd_results_chunk *c, char *err,
                           size_t err_len) {
   if (!w->rows_from_pixels)
     for (int64_t i = 0; i < c->n; i++)
@@ -1002,17 +1014,19 @@ static int h5o_write_uns(rctd_h5ad_writer *w, const rctd_results_summary *s) {
   return rc ? -1 : 0;
 }
 
-int rctd_h5ad_close(rctd_h5ad_writer *w, const rctd_results_summary *summary, char *err,
+static int h5o_close(rctd_h5ad_writer *w, const rctd_results_summary *summary, char *err,
                     size_t err_len) {
   int rc = 0;
   if (w->rows_from_pixels) {
     for (int64_t i = 0; i < w->n_rows && rc == 0; i++)
       if (!w->names_n[i])
         rc = rctd_fail(err, err_len, "%s: no results for pixel %" PRId64, w->path, i);
+    rctd_h5_guard_tick();
     if (rc == 0 && w->n_rows > 0 &&
         H5Dwrite(w->index_dset, w->str_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, w->names_n) < 0)
       rc = rctd_fail(err, err_len, "%s: cannot write obs names", w->path);
   }
+  rctd_h5_guard_tick();
   if (rc == 0 && h5o_write_uns(w, summary) < 0)
     rc = rctd_fail(err, err_len, "%s: cannot write uns/rctd (HDF5 error)", w->path);
   for (int i = 0; w->cols && i < w->n_cols; i++) {
@@ -1023,6 +1037,7 @@ int rctd_h5ad_close(rctd_h5ad_writer *w, const rctd_results_summary *summary, ch
   if (w->obsm >= 0) H5Gclose(w->obsm);
   if (w->obs >= 0) H5Gclose(w->obs);
   w->index_dset = w->obsm = w->obs = -1;
+  rctd_h5_guard_tick();
   if (rc == 0 && H5Fclose(w->file) < 0)
     rc = rctd_fail(err, err_len, "%s: cannot finish the h5ad file (HDF5 error)", w->path);
   else if (rc != 0)
@@ -1035,5 +1050,22 @@ int rctd_h5ad_close(rctd_h5ad_writer *w, const rctd_results_summary *summary, ch
   else
     rctd_out_abort(out);
   h5o_free(w);
+  return rc;
+}
+
+int rctd_h5ad_write_chunk(rctd_h5ad_writer *w, const rctd_results_chunk *c, char *err,
+                          size_t err_len) {
+  if (w->copy) rctd_h5_guard_enter(w->spatial);
+  int rc = h5o_write_chunk(w, c, err, err_len);
+  if (w->copy) rctd_h5_guard_leave();
+  return rc;
+}
+
+int rctd_h5ad_close(rctd_h5ad_writer *w, const rctd_results_summary *summary, char *err,
+                    size_t err_len) {
+  int copy = w->copy;
+  if (copy) rctd_h5_guard_enter(w->spatial);
+  int rc = h5o_close(w, summary, err, err_len);
+  if (copy) rctd_h5_guard_leave();
   return rc;
 }

@@ -447,10 +447,13 @@ static void sig_input_close(sig_input *in) {
   memset(in, 0, sizeof *in);
 }
 
-static int sig_open_twice(sig_input *in, const char *path, char *err, size_t err_len) {
-  in->mr = rctd_model_open(path, err, err_len);
+/* LABEL names PATH in messages (NULL: PATH). */
+static int sig_open_twice(sig_input *in, const char *path, const char *label, char *err,
+                          size_t err_len) {
+  in->mr = rctd_model_open_as(path, label, err, err_len);
   if (!in->mr) return -1;
-  in->copy = rctd_reader_open(path, err, err_len);
+  in->copy = label ? rctd_reader_open_as(path, label, err, err_len)
+                   : rctd_reader_open(path, err, err_len);
   if (!in->copy) return sig_input_close(in), -1;
   return 0;
 }
@@ -475,10 +478,13 @@ static int sig_open_spooled(sig_input *in, const char *path, const char *tmp_dir
   rctd_writer *w = rctd_writer_open(spool, &wo, err, err_len);
   if (!w) {
     rctd_reader_close(r);
+    const char *why = strrchr(err, ':'); /* "SPOOL: cannot create output: REASON" */
+    char reason[256];
+    snprintf(reason, sizeof reason, "%s", why ? why + 2 : err);
     return rctd_fail(err, err_len,
-                     "%s: cannot write the temporary copy of the input (%s); set "
-                     "--tmp-dir",
-                     dir, err);
+                     "%s: cannot write the temporary copy of the piped input there (%s): give "
+                     "--tmp-dir a writable directory",
+                     dir, reason);
   }
   int rc = 0;
   const rctd_record_info *info;
@@ -503,18 +509,9 @@ static int sig_open_spooled(sig_input *in, const char *path, const char *tmp_dir
   char werr[RCTD_ERR_LEN];
   if (rctd_writer_close(w, werr, sizeof werr) < 0)
     return rctd_fail(err, err_len, "%s: temporary copy of the input: %s", dir, werr);
-  rc = sig_open_twice(in, spool, err, err_len);
+  /* Messages name the input, not the temporary copy. */
+  rc = sig_open_twice(in, spool, strcmp(path, "-") ? path : "stdin", err, err_len);
   unlink(spool);
-  /* Messages should name the input, not the temporary copy. */
-  if (rc < 0) {
-    char *at = strstr(err, spool);
-    if (at) {
-      char rest[RCTD_ERR_LEN];
-      snprintf(rest, sizeof rest, "%s", at + strlen(spool));
-      snprintf(at, err_len - (size_t)(at - err), "%s%s", strcmp(path, "-") ? path : "(stdin)",
-               rest);
-    }
-  }
   return rc;
 }
 
@@ -523,7 +520,7 @@ static int sig_open_input(sig_input *in, const char *path, const char *tmp_dir, 
   memset(in, 0, sizeof *in);
   struct stat st;
   if (strcmp(path, "-") != 0 && stat(path, &st) == 0 && S_ISREG(st.st_mode))
-    return sig_open_twice(in, path, err, err_len);
+    return sig_open_twice(in, path, NULL, err, err_len);
   if (strcmp(path, "-") != 0 && access(path, R_OK) != 0)
     return rctd_fail(err, err_len, "%s: %s", path, strerror(errno));
   return sig_open_spooled(in, path, tmp_dir, err, err_len);

@@ -1,6 +1,6 @@
 #!/usr/bin/python3
 """Compares a directory of rctd CSV results with spacexr's (the gold files of
-../shared/gold/vignette/MODE): same files, headers and row names; every categorical and logical
+tests/data/gold/vignette/MODE): same files, headers and row names; every categorical and logical
 field equal; every number within --tol (scores: relative).
 
 usage: csv_check.py DIR GOLD_DIR MODE [--tol X]"""

@@ -18,13 +18,13 @@ static int fit_vignette_column(const rctd_synth_csv *counts, const char *bc) {
 int rctd_test_fit_vignette_load(const char *sh, rctd_test_fit_vignette *v) {
   char path[1024];
   rctd_synth_csv weights, prof, counts;
-  snprintf(path, sizeof path, "%s/gold/vignette/full/weights.csv", sh);
+  snprintf(path, sizeof path, "%s/tests/data/gold/vignette/full/weights.csv", sh);
   if (rctd_synth_csv_read(path, &weights, NULL, 0)) return -1;
-  snprintf(path, sizeof path, "%s/gold/vignette/doublet/norm_profiles.csv", sh);
+  snprintf(path, sizeof path, "%s/tests/data/gold/vignette/doublet/norm_profiles.csv", sh);
   if (rctd_synth_csv_read(path, &prof, NULL, 0)) return -1;
   snprintf(path, sizeof path, "%s/data/vignette/csv/spatial/MappedDGEForR.csv", sh);
   if (rctd_synth_csv_read(path, &counts, NULL, 0)) return -1;
-  snprintf(path, sizeof path, "%s/gold/vignette/doublet/gene_list_reg.txt", sh);
+  snprintf(path, sizeof path, "%s/tests/data/gold/vignette/doublet/gene_list_reg.txt", sh);
   FILE *f = fopen(path, "r");
   if (!f) return -1;
   const int K = prof.n_cols - 1, N = weights.n_rows - 1, cap = 4096;

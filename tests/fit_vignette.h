@@ -16,7 +16,7 @@ typedef struct {
 } rctd_test_fit_vignette;
 
 /* 0, or -1 when a file under SHARED_DIR is missing or a gene or barcode is not found. */
-int rctd_test_fit_vignette_load(const char *shared_dir, rctd_test_fit_vignette *v);
+int rctd_test_fit_vignette_load(const char *repo_dir, rctd_test_fit_vignette *v);
 
 /* Helpers for comparing with R's gold CSVs: R's logical "TRUE"; |a - b| / |b|; whether
  * RCTD_TEST_VERBOSE asks for the measured differences; splits "a;b;c" (in place) into at most

@@ -1,6 +1,6 @@
 #!/usr/bin/python3
 """Opens an rctd result h5ad with anndata and checks its slots and values against spacexr's CSV
-results (the gold files of ../shared/gold/vignette, or files in that layout).
+results (the gold files of tests/data/gold/vignette, or files in that layout).
 
 usage: h5ad_check.py H5AD GOLD_DIR MODE [--tol X] [--spatial SPATIAL.h5ad] [--fitted-only]
 

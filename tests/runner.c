@@ -33,9 +33,9 @@ const char *test_bin_dir(void) {
   return d && *d ? d : "bin";
 }
 
-const char *test_shared_dir(void) {
-  const char *d = getenv("RCTD_SHARED");
-  return d && *d ? d : "../shared";
+const char *test_repo_dir(void) {
+  const char *d = getenv("RCTD_REPO");
+  return d && *d ? d : ".";
 }
 
 const char *test_tmp_dir(void) {

@@ -49,7 +49,7 @@ void test_register(const char *name, const char *file, test_fn fn);
 
 /* Paths for tests that run binaries or read shared data (set by `make test`). */
 const char *test_bin_dir(void);    /* $RCTD_BIN, default "bin" */
-const char *test_shared_dir(void); /* $RCTD_SHARED, default "../shared" */
+const char *test_repo_dir(void); /* the repository root: $RCTD_REPO, default "." */
 const char *test_tmp_dir(void);    /* a fresh directory removed after the run */
 /* Runs a shell command, returns its exit status (-1 when it could not run). */
 int test_sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

@@ -397,7 +397,7 @@ static fmv_data fmv;
 static int fmv_load(void) {
   if (fmv.ok) return 0;
   rctd_test_fit_vignette v;
-  if (rctd_test_fit_vignette_load(test_shared_dir(), &v)) return -1;
+  if (rctd_test_fit_vignette_load(test_repo_dir(), &v)) return -1;
   fmv.n_genes = v.n_genes;
   fmv.n_types = v.n_types;
   fmv.n_pix = v.n_pix;
@@ -432,7 +432,7 @@ static void fmv_params(rctd_fit_params *p) {
 /* Largest |ours - gold| over a gold weights file (rows = pixels in fmv order). */
 static double fmv_weights_diff(const char *file, const double *weights_nk) {
   char path[1024];
-  snprintf(path, sizeof path, "%s/gold/vignette/%s", test_shared_dir(), file);
+  snprintf(path, sizeof path, "%s/tests/data/gold/vignette/%s", test_repo_dir(), file);
   rctd_synth_csv gold;
   if (rctd_synth_csv_read(path, &gold, NULL, 0) || gold.n_rows != fmv.n_pix + 1) return INFINITY;
   double max_diff = 0;
@@ -447,7 +447,7 @@ static double fmv_weights_diff(const char *file, const double *weights_nk) {
 }
 
 TEST(fit_vignette_full_matches_r) {
-  CHECK_MSG(fmv_load() == 0, "cannot read the vignette data under %s", test_shared_dir());
+  CHECK_MSG(fmv_load() == 0, "cannot read the vignette data under %s", test_repo_dir());
   CHECK(fmv.n_genes == 313 && fmv.n_types == 19 && fmv.n_pix == 71);
   rctd_fit_params p;
   fmv_params(&p);
@@ -463,7 +463,7 @@ TEST(fit_vignette_full_matches_r) {
 }
 
 TEST(fit_vignette_doublet_matches_r) {
-  CHECK_MSG(fmv_load() == 0, "cannot read the vignette data under %s", test_shared_dir());
+  CHECK_MSG(fmv_load() == 0, "cannot read the vignette data under %s", test_repo_dir());
   rctd_fit_params p;
   fmv_params(&p);
   const int N = fmv.n_pix, K = fmv.n_types;
@@ -475,9 +475,9 @@ TEST(fit_vignette_doublet_matches_r) {
   double diff_all = fmv_weights_diff("doublet/weights.csv", w);
   CHECK_MSG(diff_all < 1e-6, "all_weights differ by %g", diff_all);
   rctd_synth_csv df, wd;
-  snprintf(path, sizeof path, "%s/gold/vignette/doublet/results_df.csv", test_shared_dir());
+  snprintf(path, sizeof path, "%s/tests/data/gold/vignette/doublet/results_df.csv", test_repo_dir());
   CHECK(rctd_synth_csv_read(path, &df, NULL, 0) == 0 && df.n_rows == N + 1 && df.n_cols == 10);
-  snprintf(path, sizeof path, "%s/gold/vignette/doublet/weights_doublet.csv", test_shared_dir());
+  snprintf(path, sizeof path, "%s/tests/data/gold/vignette/doublet/weights_doublet.csv", test_repo_dir());
   CHECK(rctd_synth_csv_read(path, &wd, NULL, 0) == 0 && wd.n_rows == N + 1);
   double diff_dw = 0, rel_score = 0;
   int n_class_mismatch = 0;
@@ -526,7 +526,7 @@ TEST(fit_vignette_doublet_matches_r) {
 }
 
 TEST(fit_vignette_multi_matches_r) {
-  CHECK_MSG(fmv_load() == 0, "cannot read the vignette data under %s", test_shared_dir());
+  CHECK_MSG(fmv_load() == 0, "cannot read the vignette data under %s", test_repo_dir());
   rctd_fit_params p;
   fmv_params(&p);
   const int N = fmv.n_pix, K = fmv.n_types;
@@ -538,7 +538,7 @@ TEST(fit_vignette_multi_matches_r) {
   double diff_all = fmv_weights_diff("multi/weights.csv", w);
   CHECK_MSG(diff_all < 1e-6, "all_weights differ by %g", diff_all);
   rctd_synth_csv mr;
-  snprintf(path, sizeof path, "%s/gold/vignette/multi/multi_results.csv", test_shared_dir());
+  snprintf(path, sizeof path, "%s/tests/data/gold/vignette/multi/multi_results.csv", test_repo_dir());
   CHECK(rctd_synth_csv_read(path, &mr, NULL, 0) == 0 && mr.n_rows == N + 1 && mr.n_cols == 6);
   double diff_sub = 0, rel_score = 0;
   int n_mismatch = 0;
@@ -582,7 +582,7 @@ TEST(fit_vignette_multi_matches_r) {
 
 /* Results do not depend on how pixels are chunked nor on the backend's thread count. */
 TEST(fit_vignette_chunking_and_threads_do_not_change_results) {
-  CHECK_MSG(fmv_load() == 0, "cannot read the vignette data under %s", test_shared_dir());
+  CHECK_MSG(fmv_load() == 0, "cannot read the vignette data under %s", test_repo_dir());
   rctd_fit_params p;
   fmv_params(&p);
   const int N = fmv.n_pix, K = fmv.n_types, G = fmv.n_genes;

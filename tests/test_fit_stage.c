@@ -30,7 +30,7 @@ static fst_vignette fstv;
 static int fst_vignette_load(void) {
   if (fstv.ok) return 0;
   rctd_test_fit_vignette v;
-  if (rctd_test_fit_vignette_load(test_shared_dir(), &v)) return -1;
+  if (rctd_test_fit_vignette_load(test_repo_dir(), &v)) return -1;
   const int N = v.n_pix, G = v.n_genes;
   fstv.n_genes = G;
   fstv.n_types = v.n_types;
@@ -268,7 +268,7 @@ static int fst_run(const char *mode, const char *args) {
 /* Max |ours - gold| over a gold weights CSV (pixels x K). */
 static double fst_weights_diff(const char *file, const double *w_nk, const char *barcodes) {
   char path[1024];
-  snprintf(path, sizeof path, "%s/gold/vignette/%s", test_shared_dir(), file);
+  snprintf(path, sizeof path, "%s/tests/data/gold/vignette/%s", test_repo_dir(), file);
   rctd_synth_csv gold;
   if (rctd_synth_csv_read(path, &gold, NULL, 0) || gold.n_rows != fstv.n_pix + 1) return INFINITY;
   double diff = 0;
@@ -287,7 +287,7 @@ static double fst_weights_diff(const char *file, const double *w_nk, const char 
 
 TEST(fit_tool_vignette_full_matches_r) {
   const char *model = fst_model();
-  CHECK_MSG(model, "cannot build the vignette model under %s", test_shared_dir());
+  CHECK_MSG(model, "cannot build the vignette model under %s", test_repo_dir());
   char args[4096];
   snprintf(args, sizeof args, "--chunk-pixels 16 --threads 2 '%s' -o '%s/full.rctd'", model,
            test_tmp_dir());
@@ -340,9 +340,9 @@ static void fst_doublet_vs_r(const char *model, const char *extra, int *failed_)
   double diff_all = fst_weights_diff("doublet/weights.csv", w, (const char *)bc->data);
   rctd_synth_csv df, gwd;
   char path[1024];
-  snprintf(path, sizeof path, "%s/gold/vignette/doublet/results_df.csv", test_shared_dir());
+  snprintf(path, sizeof path, "%s/tests/data/gold/vignette/doublet/results_df.csv", test_repo_dir());
   CHECK(rctd_synth_csv_read(path, &df, NULL, 0) == 0 && df.n_rows == N + 1);
-  snprintf(path, sizeof path, "%s/gold/vignette/doublet/weights_doublet.csv", test_shared_dir());
+  snprintf(path, sizeof path, "%s/tests/data/gold/vignette/doublet/weights_doublet.csv", test_repo_dir());
   CHECK(rctd_synth_csv_read(path, &gwd, NULL, 0) == 0 && gwd.n_rows == N + 1);
   int mismatch = 0;
   double diff_wd = 0, rel = 0;
@@ -381,7 +381,7 @@ static void fst_doublet_vs_r(const char *model, const char *extra, int *failed_)
 
 TEST(fit_tool_vignette_doublet_matches_r) {
   const char *model = fst_model();
-  CHECK_MSG(model, "cannot build the vignette model under %s", test_shared_dir());
+  CHECK_MSG(model, "cannot build the vignette model under %s", test_repo_dir());
   fst_doublet_vs_r(model, "", failed_);
 }
 
@@ -396,7 +396,7 @@ TEST(fit_tool_vignette_doublet_with_sigma_option) {
 
 TEST(fit_tool_vignette_multi_matches_r) {
   const char *model = fst_model();
-  CHECK_MSG(model, "cannot build the vignette model under %s", test_shared_dir());
+  CHECK_MSG(model, "cannot build the vignette model under %s", test_repo_dir());
   char args[4096], out[1024];
   snprintf(out, sizeof out, "%s/multi.rctd", test_tmp_dir());
   snprintf(args, sizeof args, "--chunk-pixels 30 --threads 2 '%s' -o '%s'", model, out);
@@ -416,7 +416,7 @@ TEST(fit_tool_vignette_multi_matches_r) {
   double diff_all = fst_weights_diff("multi/weights.csv", w, (const char *)bc->data);
   rctd_synth_csv mr;
   char path[1024];
-  snprintf(path, sizeof path, "%s/gold/vignette/multi/multi_results.csv", test_shared_dir());
+  snprintf(path, sizeof path, "%s/tests/data/gold/vignette/multi/multi_results.csv", test_repo_dir());
   CHECK(rctd_synth_csv_read(path, &mr, NULL, 0) == 0 && mr.n_rows == N + 1);
   int mismatch = 0;
   double diff_sub = 0, rel = 0;
@@ -620,7 +620,7 @@ TEST(fit_tool_bad_input) {
 
 TEST(fit_synth_stream_is_seeded_and_fits) {
   char ref_dir[1024], a[1024], b[1024], err[512];
-  snprintf(ref_dir, sizeof ref_dir, "%s/data/vignette/csv/reference", test_shared_dir());
+  snprintf(ref_dir, sizeof ref_dir, "%s/data/vignette/csv/reference", test_repo_dir());
   rctd_synth_reference ref;
   CHECK_MSG(rctd_synth_reference_load(ref_dir, &ref, err, sizeof err) == 0, "%s", err);
   CHECK(ref.n_types == 19 && ref.n_genes == 384);
@@ -672,7 +672,7 @@ TEST(fit_tool_pipeline_doublet_matches_r) {
   CHECK(fst_vignette_load() == 0);
   char model[1024];
   snprintf(model, sizeof model, "%s/pipeline-model.rctd", test_tmp_dir());
-  const char *sh = test_shared_dir(), *bin = test_bin_dir(), *tmp = test_tmp_dir();
+  const char *sh = test_repo_dir(), *bin = test_bin_dir(), *tmp = test_tmp_dir();
   CHECK_MSG(test_sh("'%s/rctd-reference' -q '%s/data/vignette/h5ad/reference.h5ad' --numi-col nUMI "
                     "| '%s/rctd-normalize' -q '%s/data/vignette/h5ad/spatial.h5ad' - | "
                     "'%s/rctd-sigma' -q --cache-dir '%s/cache' -o '%s'",

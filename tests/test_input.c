@@ -334,8 +334,8 @@ static const char *same_matrix(rctd_input *a, rctd_input *b) {
 
 TEST(input_vignette_h5ad_equals_csv_reference) {
   char h5ad[1024], csv_dir[1024];
-  snprintf(h5ad, sizeof h5ad, "%s/data/vignette/h5ad/reference.h5ad", test_shared_dir());
-  snprintf(csv_dir, sizeof csv_dir, "%s/data/vignette/csv/reference", test_shared_dir());
+  snprintf(h5ad, sizeof h5ad, "%s/data/vignette/h5ad/reference.h5ad", test_repo_dir());
+  snprintf(csv_dir, sizeof csv_dir, "%s/data/vignette/csv/reference", test_repo_dir());
   rctd_input_options options;
   rctd_input_options_init(&options);
   options.cell_types = RCTD_CELL_TYPES_REQUIRED;
@@ -376,8 +376,8 @@ TEST(input_vignette_h5ad_equals_csv_reference) {
 
 TEST(input_vignette_h5ad_equals_csv_spatial) {
   char h5ad[1024], csv_dir[1024];
-  snprintf(h5ad, sizeof h5ad, "%s/data/vignette/h5ad/spatial.h5ad", test_shared_dir());
-  snprintf(csv_dir, sizeof csv_dir, "%s/data/vignette/csv/spatial", test_shared_dir());
+  snprintf(h5ad, sizeof h5ad, "%s/data/vignette/h5ad/spatial.h5ad", test_repo_dir());
+  snprintf(csv_dir, sizeof csv_dir, "%s/data/vignette/csv/spatial", test_repo_dir());
   rctd_input *a = open_plain(h5ad);
   CHECK_MSG(a, "%s", err);
   rctd_input *b = open_plain(csv_dir); /* MappedDGEForR.csv + BeadLocationsForR.csv */

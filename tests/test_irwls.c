@@ -1,6 +1,6 @@
 /* IRWLS kernel (solveIRWLS.weights), its psd() projection and the CPU backend.
  * R fixtures in tests/data/irwls/ come from spacexr's own functions (IRWLS.R, prob_model.R) run
- * with quadprog; the vignette tests compare with R's full run in ../shared/gold/vignette. */
+ * with quadprog; the vignette tests compare with R's full run in tests/data/gold/vignette. */
 #include <gsl/gsl_eigen.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -555,16 +555,16 @@ static void irt_vignette_free(irt_vignette *vg) {
 static int irt_vignette_load(const char *mode, irt_vignette *vg) {
   memset(vg, 0, sizeof *vg);
   char path[4200], dir[4000];
-  const char *shared = test_shared_dir();
+  const char *repo = test_repo_dir();
   const int r17 = strcmp(mode, "r") == 0;
   irt_csv prof, counts;
   if (r17)
     snprintf(dir, sizeof dir, "tests/data/r/vignette");
   else
-    snprintf(dir, sizeof dir, "%s/gold/vignette/%s", shared, mode);
+    snprintf(dir, sizeof dir, "%s/tests/data/gold/vignette/%s", repo, mode);
   snprintf(path, sizeof path, "%s/norm_profiles.csv", dir);
   if (irt_csv_read(path, &prof) != 0) return -1;
-  snprintf(path, sizeof path, "%s/data/vignette/csv/spatial/MappedDGEForR.csv", shared);
+  snprintf(path, sizeof path, "%s/data/vignette/csv/spatial/MappedDGEForR.csv", repo);
   if (irt_csv_read(path, &counts) != 0) return -1;
   snprintf(path, sizeof path, "%s/%sweights.csv", dir, r17 ? "full/" : "");
   if (irt_csv_read(path, &vg->gold_weights) != 0) return -1;
@@ -663,7 +663,7 @@ TEST(irwls_vignette_doublet_scores_vs_r) {
   CHECK(irt_vignette_load("doublet", &vg) == 0);
   irt_csv res;
   char path[4096];
-  snprintf(path, sizeof path, "%s/gold/vignette/doublet/results_df.csv", test_shared_dir());
+  snprintf(path, sizeof path, "%s/tests/data/gold/vignette/doublet/results_df.csv", test_repo_dir());
   CHECK(irt_csv_read(path, &res) == 0);
   int c_first = irt_find(res.col_names, res.n_cols, "first_type");
   int c_second = irt_find(res.col_names, res.n_cols, "second_type");

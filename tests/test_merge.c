@@ -9,7 +9,7 @@
 
 #include "test.h"
 
-static char tm_dir[1024], tm_bin[PATH_MAX], tm_shared[PATH_MAX];
+static char tm_dir[1024], tm_bin[PATH_MAX], tm_repo[PATH_MAX];
 static int tm_ready = -1;
 
 /* Runs a shell command in tm_dir with the binaries on PATH; returns its exit status. */
@@ -20,9 +20,9 @@ static int tm_setup(void) {
   if (tm_ready >= 0) return tm_ready;
   snprintf(tm_dir, sizeof tm_dir, "%s/merge", test_tmp_dir());
   /* Absolute paths: the commands run in tm_dir. */
-  if (!realpath(test_bin_dir(), tm_bin) || !realpath(test_shared_dir(), tm_shared))
+  if (!realpath(test_bin_dir(), tm_bin) || !realpath(test_repo_dir(), tm_repo))
     return tm_ready = 0;
-  const char *sh = tm_shared, *bin = tm_bin;
+  const char *sh = tm_repo, *bin = tm_bin;
   tm_ready = test_sh("mkdir -p '%s/cache'", tm_dir) == 0 &&
              TM_SH(
                  "rctd-reference -q '%s/data/vignette/h5ad/reference.h5ad' --numi-col nUMI | "
@@ -45,7 +45,7 @@ static int tm_setup(void) {
 /* rctd-merge ARGS in tm_dir with the vignette's spatial h5ad; stderr to merge.err. */
 static int tm_merge(const char *args) {
   return TM_SH("rctd-merge -q --spatial '%s/data/vignette/h5ad/spatial.h5ad' %s 2> merge.err",
-               tm_dir, tm_bin, tm_shared, args);
+               tm_dir, tm_bin, tm_repo, args);
 }
 
 static int tm_err_has(const char *text) {
@@ -76,7 +76,7 @@ TEST(merge_shards_give_identical_bytes) {
   /* Standard input among files, and alone. */
   CHECK(TM_SH("cat s2.rctd | rctd-merge -q --spatial '%s/data/vignette/h5ad/spatial.h5ad' "
               "s3.rctd - s1.rctd -o stdin.h5ad",
-              tm_dir, tm_bin, tm_shared) == 0);
+              tm_dir, tm_bin, tm_repo) == 0);
   CHECK(tm_same("one.h5ad", "stdin.h5ad"));
   CHECK(TM_SH("rctd-merge -q --format csv -o piped < fit.rctd", tm_dir, tm_bin) == 0);
   CHECK(tm_same_dir("one", "piped"));
@@ -86,12 +86,12 @@ TEST(merge_values_match_r) {
   CHECK(tm_setup());
   CHECK(tm_merge("fit.rctd -o gold.h5ad --format h5ad,csv") == 0);
   CHECK(test_sh("/usr/bin/python3 tests/h5ad_check.py '%s/gold.h5ad' "
-                "'%s/gold/vignette/doublet' doublet --spatial "
+                "'%s/tests/data/gold/vignette/doublet' doublet --spatial "
                 "'%s/data/vignette/h5ad/spatial.h5ad' >&2",
-                tm_dir, test_shared_dir(), test_shared_dir()) == 0);
-  CHECK(test_sh("/usr/bin/python3 tests/csv_check.py '%s/gold' '%s/gold/vignette/doublet' "
+                tm_dir, test_repo_dir(), test_repo_dir()) == 0);
+  CHECK(test_sh("/usr/bin/python3 tests/csv_check.py '%s/gold' '%s/tests/data/gold/vignette/doublet' "
                 "doublet >&2",
-                tm_dir, test_shared_dir()) == 0);
+                tm_dir, test_repo_dir()) == 0);
 }
 
 TEST(merge_refuses_missing_shard) {
@@ -149,7 +149,7 @@ TEST(merge_refuses_other_spatial_input) {
   CHECK(tm_setup());
   CHECK(TM_SH("rctd-merge -q --spatial '%s/data/vignette/h5ad/reference.h5ad' fit.rctd "
               "-o wrong.h5ad 2> merge.err",
-              tm_dir, tm_bin, tm_shared) == 1);
+              tm_dir, tm_bin, tm_repo) == 1);
   CHECK(tm_err_has("give --spatial the spatial input"));
   CHECK(tm_absent("wrong.h5ad"));
   CHECK(TM_SH("rctd-merge -q fit.rctd -o - 2> merge.err", tm_dir, tm_bin) == 2);
@@ -176,13 +176,13 @@ TEST(merge_fresh_h5ad) {
   CHECK(tm_setup());
   CHECK(TM_SH("rctd-merge -q fit.rctd -o fresh.h5ad", tm_dir, tm_bin) == 0);
   CHECK(test_sh("/usr/bin/python3 tests/h5ad_check.py '%s/fresh.h5ad' "
-                "'%s/gold/vignette/doublet' doublet --fitted-only >&2",
-                tm_dir, test_shared_dir()) == 0);
+                "'%s/tests/data/gold/vignette/doublet' doublet --fitted-only >&2",
+                tm_dir, test_repo_dir()) == 0);
   CHECK(TM_SH("rctd-merge -q --spatial '%s/data/vignette/csv/spatial' fit.rctd -o beads.h5ad",
-              tm_dir, tm_bin, tm_shared) == 0);
+              tm_dir, tm_bin, tm_repo) == 0);
   CHECK(test_sh("/usr/bin/python3 tests/h5ad_check.py '%s/beads.h5ad' "
-                "'%s/gold/vignette/doublet' doublet >&2",
-                tm_dir, test_shared_dir()) == 0);
+                "'%s/tests/data/gold/vignette/doublet' doublet >&2",
+                tm_dir, test_repo_dir()) == 0);
   CHECK(test_sh("/usr/bin/python3 -c \"import anndata; a = anndata.read_h5ad('%s/beads.h5ad'); "
                 "assert a.n_obs == 100 and a.obsm['spatial'].shape == (100, 2); "
                 "assert abs(a.obsm['spatial'][0, 0] - 3411.272727) < 1e-9\"",

@@ -160,13 +160,13 @@ static int norm_test_make_reference(char *out, size_t len) {
   snprintf(out, len, "%s/norm_vignette_ref.rctd", test_tmp_dir());
   if (test_sh("test -e %s", out) == 0) return 0;
   return test_sh("%s/rctd-reference %s/data/vignette/h5ad/reference.h5ad --numi-col nUMI -q -o %s",
-                 test_bin_dir(), test_shared_dir(), out);
+                 test_bin_dir(), test_repo_dir(), out);
 }
 
 /* Checks a model stream against gold/vignette/full. */
 static void norm_test_check_gold(const char *path, int *failed_) {
   char err[RCTD_ERR_LEN], file[512], line[16384];
-  const char *gold = test_shared_dir();
+  const char *gold = test_repo_dir();
   rctd_model_reader *mr = rctd_model_open(path, err, sizeof err);
   CHECK_MSG(mr != NULL, "%s", err);
   rctd_model *m = rctd_model_reader_model(mr);
@@ -178,7 +178,7 @@ static void norm_test_check_gold(const char *path, int *failed_) {
   int sizes[2] = {m->n_reg, m->n_bulk};
   CHECK(m->n_reg == 313 && m->n_bulk == 340);
   for (int l = 0; l < 2; l++) {
-    snprintf(file, sizeof file, "%s/gold/vignette/full/%s", gold, lists[l]);
+    snprintf(file, sizeof file, "%s/tests/data/gold/vignette/full/%s", gold, lists[l]);
     FILE *f = fopen(file, "r");
     CHECK(f != NULL);
     int i = 0;
@@ -193,7 +193,7 @@ static void norm_test_check_gold(const char *path, int *failed_) {
 
   /* Bulk proportions: relative 1e-10 (R's 15 digits; the smallest weights, ~1e-7, carry the
    * rounding of the largest, so their tolerance is relative to the largest times 1e-6). */
-  snprintf(file, sizeof file, "%s/gold/vignette/full/bulk_proportions.csv", gold);
+  snprintf(file, sizeof file, "%s/tests/data/gold/vignette/full/bulk_proportions.csv", gold);
   FILE *f = fopen(file, "r");
   CHECK(f && fgets(line, sizeof line, f));
   double want_w[19], max_w = 0, worst = 0;
@@ -214,7 +214,7 @@ static void norm_test_check_gold(const char *path, int *failed_) {
   fprintf(stderr, "  bulk proportions: max relative difference to R %.3g\n", worst);
 
   /* Normalised profiles over the bulk genes, and the reg rows the fits use. */
-  snprintf(file, sizeof file, "%s/gold/vignette/full/norm_profiles.csv", gold);
+  snprintf(file, sizeof file, "%s/tests/data/gold/vignette/full/norm_profiles.csv", gold);
   f = fopen(file, "r");
   CHECK(f && fgets(line, sizeof line, f));
   worst = 0;
@@ -240,7 +240,7 @@ static void norm_test_check_gold(const char *path, int *failed_) {
 
   /* Pixels: R's 71 barcodes in order (weights.csv rows), counts = spatial counts at reg genes,
    * nUMI = count sums over all genes. */
-  snprintf(file, sizeof file, "%s/gold/vignette/full/weights.csv", gold);
+  snprintf(file, sizeof file, "%s/tests/data/gold/vignette/full/weights.csv", gold);
   f = fopen(file, "r");
   CHECK(f && fgets(line, sizeof line, f));
   rctd_input_options io;
@@ -307,7 +307,7 @@ TEST(normalize_vignette_h5ad_matches_r) {
   CHECK(norm_test_make_reference(ref, sizeof ref) == 0);
   snprintf(out, sizeof out, "%s/norm_vignette_h5ad.rctd", test_tmp_dir());
   CHECK(test_sh("%s/rctd-normalize %s/data/vignette/h5ad/spatial.h5ad %s -o %s 2> %s.log",
-                test_bin_dir(), test_shared_dir(), ref, out, out) == 0);
+                test_bin_dir(), test_repo_dir(), ref, out, out) == 0);
   CHECK(test_sh("grep -q '^rctd-normalize: gene lists: reg=313 bulk=340$' %s.log", out) == 0);
   norm_test_check_gold(out, failed_);
 }
@@ -316,7 +316,7 @@ TEST(normalize_vignette_csv_pipe_and_blocks) {
   /* rctd-reference | rctd-normalize with the CSV inputs and small blocks: same model and
    * pixels as from the h5ad files. */
   char out[512];
-  const char *bin = test_bin_dir(), *sh = test_shared_dir();
+  const char *bin = test_bin_dir(), *sh = test_repo_dir();
   snprintf(out, sizeof out, "%s/norm_vignette_csv.rctd", test_tmp_dir());
   CHECK(test_sh("%s/rctd-reference %s/data/vignette/csv/reference/dge.csv --cell-type-table "
                 "%s/data/vignette/csv/reference/meta_data.csv --cell-type-col cluster "
@@ -356,7 +356,7 @@ static void norm_test_fails(const char *args, const char *expect, int *failed_) 
 
 TEST(normalize_bad_input) {
   char ref[512], args[2048], path[512];
-  const char *tmp = test_tmp_dir(), *sh = test_shared_dir();
+  const char *tmp = test_tmp_dir(), *sh = test_repo_dir();
   CHECK(norm_test_make_reference(ref, sizeof ref) == 0);
   char spatial[512];
   snprintf(spatial, sizeof spatial, "%s/data/vignette/h5ad/spatial.h5ad", sh);

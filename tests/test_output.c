@@ -1,4 +1,4 @@
-/* Result writers (lib/output.h) fed with R's own results (../shared/gold/vignette): the CSV files
+/* Result writers (lib/output.h) fed with R's own results (tests/data/gold/vignette): the CSV files
  * must come out byte for byte as R wrote them, the h5ad must open in anndata with R's values in
  * the documented slots, and the bytes must not depend on time or on how the pixels are
  * chunked. */
@@ -214,7 +214,7 @@ int og_gold_load(og_gold *g, const char *mode) {
   g->mode = strcmp(mode, "full") == 0      ? RCTD_OUT_FULL
             : strcmp(mode, "doublet") == 0 ? RCTD_OUT_DOUBLET
                                            : RCTD_OUT_MULTI;
-  snprintf(g->dir, sizeof g->dir, "%s/gold/vignette/%s", test_shared_dir(), mode);
+  snprintf(g->dir, sizeof g->dir, "%s/tests/data/gold/vignette/%s", test_repo_dir(), mode);
   if (og_load_weights(g, g->dir) < 0) return -1;
   char path[1200];
   snprintf(path, sizeof path, "%s/gene_list_reg.txt", g->dir);
@@ -347,7 +347,7 @@ static int og_write_h5ad(const og_gold *g, const char *path, const rctd_h5ad_tar
 
 /* Rows of the gold pixels in the vignette's spatial h5ad (the file the h5ad is copied from). */
 static int og_spatial_rows(og_gold *g, char *spatial, size_t len) {
-  snprintf(spatial, len, "%s/data/vignette/h5ad/spatial.h5ad", test_shared_dir());
+  snprintf(spatial, len, "%s/data/vignette/h5ad/spatial.h5ad", test_repo_dir());
   rctd_input_options o;
   rctd_input_options_init(&o);
   o.cell_types = RCTD_CELL_TYPES_IGNORE;
@@ -378,7 +378,7 @@ TEST(output_format_double_matches_r_write_csv) {
   for (size_t fi = 0; fi < sizeof files / sizeof *files; fi++) {
     char path[1024], **lines, *f[64];
     int n;
-    snprintf(path, sizeof path, "%s/gold/vignette/%s", test_shared_dir(), files[fi]);
+    snprintf(path, sizeof path, "%s/tests/data/gold/vignette/%s", test_repo_dir(), files[fi]);
     CHECK_MSG(og_read_lines(path, &lines, &n) == 0, "%s", path);
     for (int i = 1; i < n; i++) {
       int nf = og_split(lines[i], f, 64);

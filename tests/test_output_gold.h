@@ -1,4 +1,4 @@
-/* R's vignette results (../shared/gold/vignette/MODE) as rctd_results_chunk arrays, for the
+/* R's vignette results (tests/data/gold/vignette/MODE) as rctd_results_chunk arrays, for the
  * writer tests (tests/test_output.c). */
 #ifndef RCTD_TEST_OUTPUT_GOLD_H
 #define RCTD_TEST_OUTPUT_GOLD_H

@@ -283,7 +283,7 @@ TEST(reference_class_table) {
  * order with its classes, the effective configuration, and errors named by the label. */
 TEST(reference_build_vignette) {
   char path[512], classes[512], err[512];
-  snprintf(path, sizeof path, "%s/data/vignette/h5ad/reference.h5ad", test_shared_dir());
+  snprintf(path, sizeof path, "%s/data/vignette/h5ad/reference.h5ad", test_repo_dir());
   snprintf(classes, sizeof classes, "%s/build_classes.csv", test_tmp_dir());
   FILE *f = fopen(classes, "w");
   CHECK(f != NULL);
@@ -335,11 +335,11 @@ TEST(reference_build_vignette) {
 /* ---------------------------------------------------------------- the tool */
 
 TEST(reference_tool_vignette_matches_r) {
-  const char *tmp = test_tmp_dir(), *bin = test_bin_dir(), *shared = test_shared_dir();
+  const char *tmp = test_tmp_dir(), *bin = test_bin_dir(), *repo = test_repo_dir();
   char out[512], err[512];
   snprintf(out, sizeof out, "%s/vignette_ref.rctd", tmp);
   CHECK(test_sh("%s/rctd-reference %s/data/vignette/h5ad/reference.h5ad --numi-col nUMI -q -o %s",
-                bin, shared, out) == 0);
+                bin, repo, out) == 0);
   rctd_reference_data ref;
   CHECK_MSG(rctd_reference_load(out, &ref, err, sizeof err) == 0, "%s", err);
   CHECK(ref.n_types == 19 && ref.n_genes == 384);
@@ -370,7 +370,7 @@ TEST(reference_tool_vignette_matches_r) {
                 "%s/data/vignette/csv/reference/meta_data.csv --cell-type-col cluster "
                 "--numi-table %s/data/vignette/csv/reference/meta_data.csv --numi-col nUMI -q "
                 "-o %s",
-                bin, shared, shared, shared, csv_out) == 0);
+                bin, repo, repo, repo, csv_out) == 0);
   rctd_reference_data ref_csv;
   CHECK_MSG(rctd_reference_load(csv_out, &ref_csv, err, sizeof err) == 0, "%s", err);
   CHECK(memcmp(ref_csv.profiles_gk, ref.profiles_gk, sizeof(double) * 384 * 19) == 0);
@@ -385,7 +385,7 @@ TEST(reference_tool_vignette_matches_r) {
   fclose(f);
   CHECK(test_sh("%s/rctd-reference %s/data/vignette/h5ad/reference.h5ad --numi-col nUMI -q "
                 "--cell-types 3,1,5 --class-table %s -o %s",
-                bin, shared, classes, sub_out) == 0);
+                bin, repo, classes, sub_out) == 0);
   rctd_reference_data sub;
   CHECK_MSG(rctd_reference_load(sub_out, &sub, err, sizeof err) == 0, "%s", err);
   CHECK(sub.n_types == 3 && strcmp(sub.type_names[0], "3") == 0 &&
@@ -403,7 +403,7 @@ TEST(reference_tool_vignette_matches_r) {
 }
 
 TEST(reference_tool_bad_input) {
-  const char *tmp = test_tmp_dir(), *bin = test_bin_dir(), *shared = test_shared_dir();
+  const char *tmp = test_tmp_dir(), *bin = test_bin_dir(), *repo = test_repo_dir();
   char out[512], log[512];
   snprintf(out, sizeof out, "%s/bad_ref.rctd", tmp);
   snprintf(log, sizeof log, "%s/bad_ref.log", tmp);
@@ -419,7 +419,7 @@ TEST(reference_tool_bad_input) {
     int rc = test_sh(
         "%s/rctd-reference %s/data/vignette/h5ad/reference.h5ad --numi-col nUMI %s "
         "-q -o %s 2> %s",
-        bin, shared, cases[i], out, log);
+        bin, repo, cases[i], out, log);
     CHECK_MSG(rc != 0, "case %zu exited 0", i);
     CHECK_MSG(test_sh("test \"$(wc -l < '%s')\" -eq 1", log) == 0, "case %zu: stderr lines", i);
     CHECK_MSG(test_sh("grep -q \"^rctd-reference: .*%s\" %s", expect[i], log) == 0,
@@ -434,7 +434,7 @@ TEST(reference_tool_bad_input) {
   fclose(f);
   CHECK(test_sh("%s/rctd-reference %s/data/vignette/h5ad/reference.h5ad --class-table %s -q -o %s "
                 "2> %s",
-                bin, shared, classes, out, log) != 0);
+                bin, repo, classes, out, log) != 0);
   CHECK(test_sh("test \"$(wc -l < '%s')\" -eq 1", log) == 0 &&
         test_sh("grep -q 'have no class' %s", log) == 0);
   CHECK(test_sh("test ! -e %s", out) == 0);

@@ -601,7 +601,7 @@ TEST(sigma_stage_bad_input) {
   CHECK(test_sh("cd '%s' && cat noprof.rctd | '%s/rctd-sigma' --tmp-dir tmp -o out.rctd "
                 ">run.out 2>run.err; test $? -eq 1",
                 dir, test_bin_dir()) == 0);
-  CHECK(sig_t_failed_cleanly(dir, "(stdin)", "out.rctd"));
+  CHECK(sig_t_failed_cleanly(dir, "rctd-sigma: stdin: ", "out.rctd"));
   /* Not a stream; a stream cut short (in the pixels: found before any output). */
   CHECK(test_sh("cd '%s' && echo hello > text.rctd && head -c $(($(wc -c <model.rctd) - 3000)) "
                 "model.rctd > cut.rctd",
@@ -661,7 +661,7 @@ TEST(sigma_pipeline_vignette_csv_matches_r) {
                 "'%s/rctd-normalize' -q \"$S/spatial/MappedDGEForR.csv\" "
                 "--coords-table \"$S/spatial/BeadLocationsForR.csv\" | "
                 "'%s/rctd-sigma' --cache-dir cache -o sigma.rctd 2>run.err",
-                dir, test_shared_dir(), csv, bin, bin, bin) == 0);
+                dir, test_repo_dir(), csv, bin, bin, bin) == 0);
   char path[600], err[RCTD_ERR_LEN];
   snprintf(path, sizeof path, "%s/sigma.rctd", dir);
   rctd_record rec;
@@ -669,7 +669,7 @@ TEST(sigma_pipeline_vignette_csv_matches_r) {
   const char *sigma_c = rctd_record_meta_get(&rec, "sigma_c");
   const char *lls = rctd_record_meta_get(&rec, "epoch_log_l");
   char gold_dir[600];
-  snprintf(gold_dir, sizeof gold_dir, "%s/gold/vignette/full", test_shared_dir());
+  snprintf(gold_dir, sizeof gold_dir, "%s/tests/data/gold/vignette/full", test_repo_dir());
   const double gold_sigma = sig_t_summary(gold_dir, "sigma"); /* R: 0.84 */
   double ll[2] = {0, 0};
   int ok = sigma_c && gold_sigma > 0 && strtod(sigma_c, NULL) == gold_sigma && lls &&

@@ -192,10 +192,10 @@ int main(int argc, char **argv) {
       return 2;
     }
   }
-  const char *shared = getenv("RCTD_SHARED") ? getenv("RCTD_SHARED") : "../shared";
+  const char *repo = getenv("RCTD_REPO") ? getenv("RCTD_REPO") : ".";
   char err[512] = "";
   gpu_ref ref;
-  if (gpu_ref_load(shared, &ref, err, sizeof err)) {
+  if (gpu_ref_load(repo, &ref, err, sizeof err)) {
     fprintf(stderr, "rctd-gpu-bench: %s\n", err);
     return 1;
   }

@@ -101,16 +101,16 @@ void gpu_ref_free(gpu_ref *ref) {
   memset(ref, 0, sizeof *ref);
 }
 
-int gpu_ref_load(const char *shared_dir, gpu_ref *ref, char *err, size_t err_len) {
+int gpu_ref_load(const char *repo_dir, gpu_ref *ref, char *err, size_t err_len) {
   memset(ref, 0, sizeof *ref);
   char path[1024];
   gpu_csv dge, meta;
-  snprintf(path, sizeof path, "%s/data/vignette/csv/reference/dge.csv", shared_dir);
+  snprintf(path, sizeof path, "%s/data/vignette/csv/reference/dge.csv", repo_dir);
   if (gpu_csv_read(path, &dge) != 0) {
     snprintf(err, err_len, "%s: cannot read", path);
     return -1;
   }
-  snprintf(path, sizeof path, "%s/data/vignette/csv/reference/meta_data.csv", shared_dir);
+  snprintf(path, sizeof path, "%s/data/vignette/csv/reference/meta_data.csv", repo_dir);
   if (gpu_csv_read(path, &meta) != 0) {
     gpu_csv_free(&dge);
     snprintf(err, err_len, "%s: cannot read", path);

@@ -14,7 +14,7 @@ typedef struct {
   double *profiles_gk; /* G x K */
 } gpu_ref;
 
-int gpu_ref_load(const char *shared_dir, gpu_ref *ref, char *err, size_t err_len);
+int gpu_ref_load(const char *repo_dir, gpu_ref *ref, char *err, size_t err_len);
 void gpu_ref_free(gpu_ref *ref);
 
 /* Synthetic pixels: each one type, or with probability 1/2 two types with proportion

@@ -39,7 +39,7 @@ static gt_fixture gt;
 
 static int gt_load(char *err, size_t err_len) {
   if (gt.ok) return 0;
-  if (gpu_ref_load(test_shared_dir(), &gt.ref, err, err_len) != 0) return -1;
+  if (gpu_ref_load(test_repo_dir(), &gt.ref, err, err_len) != 0) return -1;
   if (gpu_synth_make(&gt.ref, GT_N_PIX, 42, &gt.px) != 0) {
     snprintf(err, err_len, "synthetic pixels");
     return -1;

@@ -41,15 +41,15 @@ static void gm_data_free(gm_data *d) {
 static int gm_vignette(rctd_backend *cpu, gm_data *d) {
   memset(d, 0, sizeof *d);
   char path[1024];
-  const char *sh = test_shared_dir();
+  const char *sh = test_repo_dir();
   gpu_csv weights, prof, counts;
-  snprintf(path, sizeof path, "%s/gold/vignette/full/weights.csv", sh);
+  snprintf(path, sizeof path, "%s/tests/data/gold/vignette/full/weights.csv", sh);
   if (gpu_csv_read(path, &weights)) return -1;
-  snprintf(path, sizeof path, "%s/gold/vignette/doublet/norm_profiles.csv", sh);
+  snprintf(path, sizeof path, "%s/tests/data/gold/vignette/doublet/norm_profiles.csv", sh);
   if (gpu_csv_read(path, &prof)) return -1;
   snprintf(path, sizeof path, "%s/data/vignette/csv/spatial/MappedDGEForR.csv", sh);
   if (gpu_csv_read(path, &counts)) return -1;
-  snprintf(path, sizeof path, "%s/gold/vignette/doublet/gene_list_reg.txt", sh);
+  snprintf(path, sizeof path, "%s/tests/data/gold/vignette/doublet/gene_list_reg.txt", sh);
   FILE *f = fopen(path, "r");
   if (!f) return -1;
   d->n_types = prof.n_cols - 1;
@@ -102,7 +102,7 @@ static int gm_vignette(rctd_backend *cpu, gm_data *d) {
 static int gm_synthetic(rctd_backend *cpu, int n_pix, gm_data *d, char *err, size_t err_len) {
   memset(d, 0, sizeof *d);
   gpu_ref ref;
-  if (gpu_ref_load(test_shared_dir(), &ref, err, err_len) != 0) return -1;
+  if (gpu_ref_load(test_repo_dir(), &ref, err, err_len) != 0) return -1;
   gpu_synth px;
   if (gpu_synth_make(&ref, n_pix, 2024, &px) != 0) return -1;
   d->n_genes = ref.n_genes;
@@ -404,7 +404,7 @@ TEST(gpu_float32_vignette_agrees_with_float64) {
   rctd_backend *g32 = gm32_backend(err, sizeof err);
   CHECK_MSG(g32 != NULL, "%s", err);
   gm_data d;
-  CHECK_MSG(gm_vignette(cpu, &d) == 0, "cannot read the vignette under %s", test_shared_dir());
+  CHECK_MSG(gm_vignette(cpu, &d) == 0, "cannot read the vignette under %s", test_repo_dir());
   int failures = gm32_failures("vignette", &d, g64, g32);
   CHECK(failures >= 0);
   CHECK_MSG(failures == 0, "%d float32 bounds exceeded (agree >= %g, max |w| <= %g, mean <= %g)",
@@ -441,7 +441,7 @@ TEST(gpu_modes_vignette_match_cpu) {
   rctd_backend *gpu = rctd_backend_cuda(NULL, 0, err, sizeof err);
   CHECK_MSG(gpu != NULL, "%s", err);
   gm_data d;
-  CHECK_MSG(gm_vignette(cpu, &d) == 0, "cannot read the vignette under %s", test_shared_dir());
+  CHECK_MSG(gm_vignette(cpu, &d) == 0, "cannot read the vignette under %s", test_repo_dir());
   CHECK(d.n_pix == 71 && d.n_types == 19);
   int failures = gm_compare_modes("vignette", &d, cpu, gpu);
   CHECK_MSG(failures == 0, "%d comparisons failed", failures);
