@@ -600,11 +600,8 @@ static int run_report(const rctd_cli *cli, const run_stage *st, double t_total) 
   double secs[N_STAGES + 1];
   for (int i = 0; i < N_STAGES; i++) names[i] = st[i].name, secs[i] = st[i].t_end - st[i].t_start;
   names[N_STAGES] = "total", secs[N_STAGES] = t_total;
-  char sigma_stream[PATH_MAX + 32]; /* kept intermediates: the sigma trace too */
-  snprintf(sigma_stream, sizeof sigma_stream, "%s/3-sigma.rctd", opt_keep ? opt_keep : "");
   rctd_report_opts o = {.result = cli->output, .html = opt_report, .command = command,
-                        .n_timings = N_STAGES + 1, .timing_names = names, .timing_s = secs,
-                        .sigma_stream = opt_keep ? sigma_stream : NULL};
+                        .n_timings = N_STAGES + 1, .timing_names = names, .timing_s = secs};
   char err[RCTD_ERR_LEN];
   if (rctd_report_write(&o, err, sizeof err) != 0) {
     rctd_log_error("%s", err);

@@ -18,6 +18,7 @@
 #include "input.h"
 #include "model.h"
 #include "output.h"
+#include "sigma.h"
 #include "stream.h"
 #include "strlist.h"
 
@@ -188,7 +189,8 @@ static int mg_check_inputs(mg_input *ins, int n, mg_input **order, char *err, si
 /* ------------------------------------------------------------------ header */
 
 typedef struct {
-  rctd_record meta, config, types, classes, genes_reg, genes_bulk, bulk_weights;
+  rctd_record meta, config, types, classes, genes_reg, genes_bulk, bulk_weights, sigma;
+  rctd_sigma_trace sigma_trace; /* from the sigma record, when there is one */
   size_t n_tools;
   char **tool_names, **tool_versions;
   rctd_results_info info;
@@ -196,9 +198,10 @@ typedef struct {
 } mg_header;
 
 static void mg_header_free(mg_header *h) {
-  rctd_record *recs[] = {&h->meta,      &h->config,     &h->types,       &h->classes,
-                         &h->genes_reg, &h->genes_bulk, &h->bulk_weights};
+  rctd_record *recs[] = {&h->meta,      &h->config,     &h->types,        &h->classes,
+                         &h->genes_reg, &h->genes_bulk, &h->bulk_weights, &h->sigma};
   for (size_t i = 0; i < sizeof recs / sizeof *recs; i++) rctd_record_free(recs[i]);
+  rctd_sigma_trace_free(&h->sigma_trace);
   for (size_t i = 0; i < h->n_tools; i++) {
     free(h->tool_names[i]);
     free(h->tool_versions[i]);
@@ -218,7 +221,8 @@ static int mg_header_record(mg_header *h, rctd_reader *r, const rctd_record_info
                 {RCTD_MODEL_REC_CLASSES, &h->classes},
                 {RCTD_MODEL_REC_GENES_REG, &h->genes_reg},
                 {RCTD_MODEL_REC_GENES_BULK, &h->genes_bulk},
-                {RCTD_MODEL_REC_BULK_WEIGHTS, &h->bulk_weights}};
+                {RCTD_MODEL_REC_BULK_WEIGHTS, &h->bulk_weights},
+                {RCTD_SIGMA_REC, &h->sigma}};
   for (size_t i = 0; i < sizeof wanted / sizeof *wanted; i++)
     if (strcmp(info->name, wanted[i].name) == 0 && !wanted[i].rec->name)
       return rctd_reader_load(r, wanted[i].rec);
@@ -306,6 +310,13 @@ static int mg_header_finish(mg_header *h, const mg_input *in, char *err, size_t 
   info->n_tools = h->n_tools;
   info->tool_names = (const char *const *)h->tool_names;
   info->tool_versions = (const char *const *)h->tool_versions;
+  if (h->sigma.name) { /* rctd-sigma's record, passed on by the fit */
+    if (h->sigma.kind != RCTD_META)
+      return rctd_fail(err, err_len, "%s: record '%s' is not a table of keys and values",
+                       in->path, RCTD_SIGMA_REC);
+    if (rctd_sigma_trace_read(&h->sigma, in->path, &h->sigma_trace, err, err_len) < 0) return -1;
+    if (h->sigma_trace.source[0] || h->sigma_trace.n_epochs) info->sigma_trace = &h->sigma_trace;
+  }
   h->done = 1;
   return 0;
 }

@@ -1,7 +1,9 @@
 /* rctd-merge: gathers the result streams of one fit (rctd-fit-full, -doublet or -multi; one
  * stream, or the N shards of a run in any order, from files or standard input), checks that
  * they fit together and writes what users open (lib/output.h): an h5ad (into a copy of the
- * spatial h5ad, or a fresh file), spacexr's CSV layout, a JSON and a text summary.
+ * spatial h5ad, or a fresh file), spacexr's CSV layout, a JSON and a text summary.  The model
+ * records the fit passed on come along: rctd-sigma's record gives the h5ad its
+ * uns/rctd/sigma_epochs (the per-epoch trace; a damaged record is an error).
  *
  * Completeness: every input must carry the same fingerprint (model + settings, result.meta);
  * their chunk ranges must cover the run's chunks exactly once; every shard must end with its

@@ -24,6 +24,7 @@
 #include "error.h"
 #include "input_internal.h"
 #include "output.h"
+#include "sigma.h"
 #include "strlist.h"
 
 /* Rows between two fitted pixels that one block write may cover (gaps get the fill value). */
@@ -982,6 +983,28 @@ static int h5o_summary(rctd_h5ad_writer *w, hid_t rctd, const rctd_results_summa
   return rc;
 }
 
+/* uns/rctd/sigma_epochs: rctd-sigma's choice, epoch by epoch (sigmas as sigma_c). */
+static int h5o_sigma_epochs(hid_t rctd, const rctd_sigma_trace *t) {
+  hid_t g = h5o_group_new(rctd, "sigma_epochs", "dict", "0.1.0");
+  if (g < 0) return -1;
+  int rc = h5o_string_scalar(g, "source", t->source);
+  if (t->n_fit >= 0) rc |= h5o_i64_scalar(g, "n_fit", t->n_fit);
+  if (t->converged >= 0) rc |= h5o_i64_scalar(g, "converged", t->converged);
+  const size_t n = (size_t)t->n_epochs;
+  double *v = n ? malloc(n * sizeof *v) : NULL;
+  if (n && !v) rc = -1;
+  if (n && v) {
+    for (size_t e = 0; e < n; e++) v[e] = t->sigma_fit[e] / 100.0;
+    rc |= h5o_f64_array(g, "sigma", v, n);
+    rc |= h5o_f64_array(g, "likelihood", t->log_l, n);
+    for (size_t e = 0; e < n; e++) v[e] = t->sigma_chosen[e] / 100.0;
+    rc |= h5o_f64_array(g, "sigma_chosen", v, n);
+  }
+  free(v);
+  H5Gclose(g);
+  return rc ? -1 : 0;
+}
+
 static int h5o_write_uns(rctd_h5ad_writer *w, const rctd_results_summary *s) {
   const rctd_results_info *info = w->info;
   hid_t uns = h5o_group_open(w->file, "uns");
@@ -1010,6 +1033,7 @@ static int h5o_write_uns(rctd_h5ad_writer *w, const rctd_results_summary *s) {
   rc |= h5o_i64_scalar(g, "n_pixels_filtered", w->rows_from_pixels ? 0 : w->n_rows - fitted);
   rc |= h5o_string_scalar(g, "filtered_label", w->filtered_label);
   if (rc == 0 && s) rc = h5o_summary(w, g, s);
+  if (rc == 0 && info->sigma_trace) rc = h5o_sigma_epochs(g, info->sigma_trace);
   H5Gclose(g);
   return rc ? -1 : 0;
 }

@@ -37,6 +37,8 @@ typedef struct {
   double sigma;
   int64_t n_input, n_filtered, n_fitted, n_reg, n_bulk;
   input_strings tool_names, tool_versions, config_keys, config_values;
+  rctd_sigma_trace trace; /* uns/rctd/sigma_epochs (or --sigma-stream's record) */
+  int have_trace;
   hid_t weights;       /* obsm/rctd_proportions (or rctd_weights, normalised here) */
   int normalise;       /* weights are raw: divide by the row sum */
   hid_t spatial;       /* obsm/spatial or -1 */
@@ -171,7 +173,10 @@ static void rp_close(rp_result *r) {
   input_strings *lists[] = {&r->types,         &r->classes,     &r->tool_names,
                             &r->tool_versions, &r->config_keys, &r->config_values};
   for (size_t i = 0; i < sizeof lists / sizeof *lists; i++) input_strings_free(lists[i]);
+  rctd_sigma_trace_free(&r->trace);
 }
+
+static int rp_read_uns_trace(rp_result *r);
 
 static int rp_open(rp_result *r) {
   r->weights = r->spatial = r->dominant = r->numi = r->cls = r->first = r->second = -1;
@@ -248,7 +253,7 @@ static int rp_open(rp_result *r) {
   if (rp_dict(f, "uns/rctd/tools", &r->tool_names, &r->tool_versions) ||
       rp_dict(f, "uns/rctd/config", &r->config_keys, &r->config_values))
     return rp_fail(r, "out of memory");
-  return 0;
+  return rp_read_uns_trace(r);
 }
 
 /* One chunk of rows, every column the report uses. */
@@ -541,99 +546,104 @@ static int rp_scan(rp_result *r, rp_stats *s, rp_canvas *cv, int drawing) {
 
 /* ------------------------------------------------------------------ sigma's trace */
 
-#define RP_MAX_EPOCHS 64
+#define RP_EPOCHS "uns/rctd/sigma_epochs"
 
-/* rctd-sigma's epochs (record "sigma" of its output: epoch_sigma, epoch_log_l, epoch_chosen). */
-typedef struct {
-  int n;
-  int sigma_fit[RP_MAX_EPOCHS], chosen[RP_MAX_EPOCHS];
-  double log_l[RP_MAX_EPOCHS];
-  char source[32];
-} rp_trace;
-
-static int rp_parse_list(const char *text, double *out, int max) {
-  int n = 0;
-  for (const char *p = text; p && *p && n < max;) {
-    char *end;
-    out[n++] = strtod(p, &end);
-    if (end == p) return -1;
-    p = *end == ',' ? end + 1 : end;
-    if (*end && *end != ',') return -1;
+/* uns/rctd/sigma_epochs (rctd-merge's copy of rctd-sigma's record, sigmas as sigma_c). */
+static int rp_read_uns_trace(rp_result *r) {
+  if (!input_h5_exists(r->file, RP_EPOCHS)) return 0;
+  rctd_sigma_trace *t = &r->trace;
+  rp_scalar_string(r->file, RP_EPOCHS "/source", t->source, sizeof t->source);
+  t->n_fit = (int64_t)rp_scalar_f64(r->file, RP_EPOCHS "/n_fit", -1);
+  t->converged = (int)rp_scalar_f64(r->file, RP_EPOCHS "/converged", -1);
+  static const char *const names[3] = {RP_EPOCHS "/sigma", RP_EPOCHS "/likelihood",
+                                       RP_EPOCHS "/sigma_chosen"};
+  int64_t n = rp_length(r->file, names[1]);
+  r->have_trace = 1;
+  if (n < 0 && strcmp(t->source, "estimated") != 0) return 0; /* a given sigma */
+  if (n < 1 || n > 1000000 || rp_length(r->file, names[0]) != n ||
+      rp_length(r->file, names[2]) != n)
+    return rp_fail(r, "%s: sigma, likelihood and sigma_chosen are not lists of one length: the "
+                   "result is damaged", RP_EPOCHS);
+  double *v = malloc(3 * (size_t)n * sizeof *v);
+  t->sigma_fit = malloc((size_t)n * sizeof *t->sigma_fit);
+  t->sigma_chosen = malloc((size_t)n * sizeof *t->sigma_chosen);
+  t->log_l = malloc((size_t)n * sizeof *t->log_l);
+  int rc = v && t->sigma_fit && t->sigma_chosen && t->log_l ? 0 : rp_fail(r, "out of memory");
+  for (int i = 0; i < 3 && rc == 0; i++) {
+    hid_t dset = rp_open_dset(r->file, names[i]);
+    if (dset < 0 || rp_read_rows(dset, 0, n, 1, H5T_NATIVE_DOUBLE, v + i * n) < 0)
+      rc = rp_fail(r, "cannot read %s: the result is damaged", names[i]);
+    if (dset >= 0) H5Dclose(dset);
   }
-  return n;
+  for (int64_t e = 0; e < n && rc == 0; e++) {
+    t->sigma_fit[e] = (int)lround(fmin(fmax(v[e], 0), 100) * 100);
+    t->log_l[e] = v[n + e];
+    t->sigma_chosen[e] = (int)lround(fmin(fmax(v[2 * n + e], 0), 100) * 100);
+  }
+  free(v);
+  t->n_epochs = rc == 0 ? (int)n : 0;
+  return rc;
 }
 
-static int rp_read_trace(const char *path, rp_trace *t, char *err, size_t err_len) {
-  memset(t, 0, sizeof *t);
+/* --sigma-stream: the record "sigma" of rctd-sigma's output replaces what the result holds. */
+static int rp_read_stream_trace(rp_result *r, const char *path, char *err, size_t err_len) {
   rctd_reader *rd = rctd_reader_open(path, err, err_len);
   if (!rd) return -1;
   const rctd_record_info *info;
   int got, rc = -1;
   while ((got = rctd_reader_next(rd, &info)) == 1 && strcmp(info->name, RCTD_SIGMA_REC) != 0) {
   }
-  if (got < 0) {
+  rctd_record rec = {0};
+  if (got < 0)
     rctd_fail(err, err_len, "%s", rctd_reader_error(rd));
-  } else if (got == 0) {
+  else if (got == 0)
     rctd_fail(err, err_len, "%s: no '%s' record: give the stream rctd-sigma wrote", path,
               RCTD_SIGMA_REC);
-  } else {
-    rctd_record rec = {0};
-    if (rctd_reader_load(rd, &rec) < 0) {
-      rctd_fail(err, err_len, "%s", rctd_reader_error(rd));
-    } else {
-      const char *src = rctd_record_meta_get(&rec, "source");
-      snprintf(t->source, sizeof t->source, "%s", src ? src : "");
-      double fit[RP_MAX_EPOCHS], log_l[RP_MAX_EPOCHS], chosen[RP_MAX_EPOCHS];
-      const char *a = rctd_record_meta_get(&rec, "epoch_sigma"),
-                 *b = rctd_record_meta_get(&rec, "epoch_log_l"),
-                 *c = rctd_record_meta_get(&rec, "epoch_chosen");
-      int n = a ? rp_parse_list(a, fit, RP_MAX_EPOCHS) : 0;
-      if (n > 0 && (!b || rp_parse_list(b, log_l, RP_MAX_EPOCHS) != n || !c ||
-                    rp_parse_list(c, chosen, RP_MAX_EPOCHS) != n)) {
-        rctd_fail(err, err_len, "%s: record '%s': damaged epoch lists", path, RCTD_SIGMA_REC);
-      } else {
-        t->n = n > 0 ? n : 0;
-        for (int e = 0; e < t->n; e++)
-          t->sigma_fit[e] = (int)fit[e], t->log_l[e] = log_l[e], t->chosen[e] = (int)chosen[e];
-        rc = 0;
-      }
-      rctd_record_free(&rec);
-    }
+  else if (rctd_reader_load(rd, &rec) < 0)
+    rctd_fail(err, err_len, "%s", rctd_reader_error(rd));
+  else if (rec.kind != RCTD_META)
+    rctd_fail(err, err_len, "%s: record '%s' is not a table of keys and values", path,
+              RCTD_SIGMA_REC);
+  else {
+    rctd_sigma_trace_free(&r->trace);
+    rc = rctd_sigma_trace_read(&rec, path, &r->trace, err, err_len);
+    r->have_trace = rc == 0;
   }
+  rctd_record_free(&rec);
   rctd_reader_close(rd);
   return rc;
 }
 
 /* The trace as a table and a line of log-likelihood per epoch. */
-static void rp_trace_html(FILE *f, const rp_trace *t) {
+static void rp_trace_html(FILE *f, const rctd_sigma_trace *t) {
   fputs(
       "<div class=\"row\" id=\"sigma-trace\"><table class=\"summary\"><tr><td>epoch</td>"
       "<td>sigma of the fits</td><td>likelihood value (R's)</td><td>sigma chosen</td></tr>",
       f);
-  for (int e = 0; e < t->n; e++)
+  for (int e = 0; e < t->n_epochs; e++)
     fprintf(f, "<tr><td>%d</td><td>%.2f</td><td>%.10g</td><td>%.2f</td></tr>", e + 1,
-            t->sigma_fit[e] / 100.0, t->log_l[e], t->chosen[e] / 100.0);
+            t->sigma_fit[e] / 100.0, t->log_l[e], t->sigma_chosen[e] / 100.0);
   fputs("</table>", f);
   double lo = INFINITY, hi = -INFINITY;
-  for (int e = 0; e < t->n; e++) lo = fmin(lo, t->log_l[e]), hi = fmax(hi, t->log_l[e]);
+  for (int e = 0; e < t->n_epochs; e++) lo = fmin(lo, t->log_l[e]), hi = fmax(hi, t->log_l[e]);
   if (!(hi > lo)) hi = lo + 1;
   const int w = 300, h = 140, pad = 30;
   fprintf(f,
           "<svg width=\"%d\" height=\"%d\" xmlns=\"http://www.w3.org/2000/svg\"><polyline "
           "fill=\"none\" stroke=\"#1f77b4\" stroke-width=\"2\" points=\"",
           w, h);
-  for (int e = 0; e < t->n; e++)
-    fprintf(f, "%.1f,%.1f ", pad + (t->n > 1 ? (double)e / (t->n - 1) : 0.5) * (w - 2 * pad),
+  for (int e = 0; e < t->n_epochs; e++)
+    fprintf(f, "%.1f,%.1f ", pad + (t->n_epochs > 1 ? (double)e / (t->n_epochs - 1) : 0.5) * (w - 2 * pad),
             pad / 2 + (hi - t->log_l[e]) / (hi - lo) * (h - 2 * pad));
   fputs("\"/>", f);
-  for (int e = 0; e < t->n; e++)
+  for (int e = 0; e < t->n_epochs; e++)
     fprintf(f, "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"3.5\" fill=\"#1f77b4\"/>",
-            pad + (t->n > 1 ? (double)e / (t->n - 1) : 0.5) * (w - 2 * pad),
+            pad + (t->n_epochs > 1 ? (double)e / (t->n_epochs - 1) : 0.5) * (w - 2 * pad),
             pad / 2 + (hi - t->log_l[e]) / (hi - lo) * (h - 2 * pad));
   fprintf(f,
           "<text x=\"%d\" y=\"%d\" text-anchor=\"middle\">epoch 1 to %d; "
           "likelihood value %.6g to %.6g</text></svg></div>",
-          w / 2, h - 4, t->n, lo, hi);
+          w / 2, h - 4, t->n_epochs, lo, hi);
 }
 
 /* ------------------------------------------------------------------ HTML */
@@ -816,19 +826,32 @@ static void rp_row(FILE *f, const char *key, const char *value) {
   fputs("</td></tr>\n", f);
 }
 
-static void rp_summary(FILE *f, const rp_result *r, const rp_stats *s, const rctd_report_opts *o,
-                       const rp_trace *trace) {
+static void rp_summary(FILE *f, const rp_result *r, const rp_stats *s, const rctd_report_opts *o) {
+  const rctd_sigma_trace *trace = r->have_trace ? &r->trace : NULL;
   char buf[512];
   fputs("<section id=\"summary\"><h2>Summary</h2><table class=\"summary\">\n", f);
   rp_row(f, "result", r->path);
   rp_row(f, "mode", r->mode[0] ? r->mode : "unknown");
   snprintf(buf, sizeof buf, "%.6g", r->sigma);
   rp_row(f, "sigma", isfinite(r->sigma) ? buf : "not recorded");
-  if (!trace)
+  if (!trace) {
     rp_row(f, "sigma likelihood per epoch",
-           "not in the result (give rctd report --sigma-stream, the output of rctd-sigma)");
-  else if (trace->n == 0)
+           "not in the result (no uns/rctd/sigma_epochs; --sigma-stream gives rctd-sigma's "
+           "output)");
+  } else if (trace->n_epochs == 0) {
     rp_row(f, "sigma likelihood per epoch", "none: sigma was given, not estimated");
+  } else {
+    int used = snprintf(buf, sizeof buf, "%d epoch%s", trace->n_epochs,
+                        trace->n_epochs == 1 ? "" : "s");
+    if (trace->n_fit >= 0)
+      used += snprintf(buf + used, sizeof buf - (size_t)used, " on %" PRId64 " fit pixels",
+                       trace->n_fit);
+    if (trace->converged >= 0)
+      snprintf(buf + used, sizeof buf - (size_t)used, ", %s",
+               trace->converged ? "converged (the sigma stopped changing)"
+                                : "not converged (N_epoch reached)");
+    rp_row(f, "sigma estimate", buf);
+  }
   snprintf(buf, sizeof buf, "%d", r->K);
   rp_row(f, "cell types", buf);
   snprintf(buf, sizeof buf, "%" PRId64 " regression (genes_reg), %" PRId64 " bulk (genes_bulk)",
@@ -881,7 +904,7 @@ static void rp_summary(FILE *f, const rp_result *r, const rp_stats *s, const rct
       rp_row(f, r->config_keys.items[i], r->config_values.items[i]);
     fputs("</table></details>\n", f);
   }
-  if (trace && trace->n > 0) {
+  if (trace && trace->n_epochs > 0) {
     fputs("<h3>Sigma: likelihood per epoch</h3>", f);
     rp_trace_html(f, trace);
   }
@@ -1000,7 +1023,7 @@ static void rp_types(FILE *f, const rp_result *r, const rp_stats *s) {
 }
 
 static int rp_html(FILE *f, const rp_result *r, const rp_stats *s, const rp_canvas *cv,
-                   const rctd_report_opts *o, const rp_trace *trace) {
+                   const rctd_report_opts *o) {
   const char *base = strrchr(r->path, '/');
   base = base ? base + 1 : r->path;
   fputs(
@@ -1013,7 +1036,7 @@ static int rp_html(FILE *f, const rp_result *r, const rp_stats *s, const rp_canv
   rp_esc(f, base);
   fprintf(f, " &middot; %s mode &middot; %d cell types &middot; %" PRId64 " pixels</p>\n",
           r->mode[0] ? r->mode : "unknown", r->K, r->n);
-  rp_summary(f, r, s, o, trace);
+  rp_summary(f, r, s, o);
   if (rp_maps(f, r, s, cv)) return -1;
   rp_types(f, r, s);
   fprintf(f,
@@ -1135,11 +1158,9 @@ int rctd_report_write(const rctd_report_opts *o, char *err, size_t err_len) {
     free(again.dominant_k), free(again.prop_sum_k), free(again.pairs_kk);
   }
   rctd_h5_guard_leave();
-  rp_trace trace;
-  if (rc == 0 && o->sigma_stream && rp_read_trace(o->sigma_stream, &trace, err, err_len) < 0)
+  if (rc == 0 && o->sigma_stream && rp_read_stream_trace(&r, o->sigma_stream, err, err_len) < 0)
     rc = -1;
-  if (rc == 0 && out &&
-      rp_html(out, &r, &s, maps ? &html_cv : NULL, o, o->sigma_stream ? &trace : NULL) < 0)
+  if (rc == 0 && out && rp_html(out, &r, &s, maps ? &html_cv : NULL, o) < 0)
     rc = rp_fail(&r, "cannot write the report (out of memory or disk full)");
   if (rc == 0 && o->png_dir) rc = rp_pngs(&r, &png_cv, o);
   if (rc == 0 && out) { /* last: a failure before leaves no report */

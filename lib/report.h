@@ -2,8 +2,9 @@
  * and legends, no script, nothing fetched) and/or the maps as PNG files, from a result h5ad
  * (lib/output.h's layout: obsm/rctd_weights, obs/rctd_*, uns/rctd, obsm/spatial).
  *
- * The report holds: the run's summary (mode, sigma, gene lists, pixels in / filtered / fitted,
- * version, tools, configuration; command line and stage timings when the caller knows them),
+ * The report holds: the run's summary (mode, sigma and its per-epoch likelihood from
+ * uns/rctd/sigma_epochs, gene lists, pixels in / filtered / fitted, version, tools,
+ * configuration; command line and stage timings when the caller knows them),
  * maps at the pixels' coordinates (dominant type, spot class or number of types, nUMI, one
  * small map per type of its proportion; filtered pixels grey), bars per type (pixels by
  * dominant type, mean proportion) and, in doublet mode, the doublet pairs as a heat map.
@@ -25,7 +26,7 @@ typedef struct {
   const char *const *timing_names;
   const double *timing_s;
   int html_width;           /* HTML main maps' width in raster cells (0: 392) */
-  const char *sigma_stream; /* rctd-sigma's output: its per-epoch likelihood trace, or NULL */
+  const char *sigma_stream; /* rctd-sigma's output: its epochs instead of the result's, or NULL */
 } rctd_report_opts;
 
 #define RCTD_REPORT_DEFAULT_DPI 300

@@ -15,8 +15,8 @@ static rctd_opt report_opts[] = {
     {"dpi", 0, RCTD_OPT_INT, &report_dpi, "300",
      "PNG maps: resolution (main maps 6 in wide, type maps 3 in)", "dpi", "N"},
     {"sigma-stream", 0, RCTD_OPT_STRING, &report_sigma_stream, NULL,
-     "rctd-sigma's output (e.g. rctd run --keep-intermediates DIR: DIR/3-sigma.rctd): show its "
-     "per-epoch likelihood",
+     "take sigma's per-epoch likelihood from rctd-sigma's output instead of the result's "
+     "uns/rctd/sigma_epochs (for results written without them)",
      "sigma_stream", "FILE"},
     {0}};
 

@@ -626,13 +626,14 @@ static int sig_set_config_num(rctd_model *m, const char *key, double v) {
   return rctd_model_config_set(m, key, text);
 }
 
-/* The sigma record's keys and values (texts in buf). */
+/* The sigma record's keys and values (texts in text, epoch lists in lists). */
 #define SIG_META_MAX 16
 typedef struct {
   const char *keys[SIG_META_MAX];
   const char *values[SIG_META_MAX];
   char text[SIG_META_MAX][1024];
-  size_t n;
+  char *lists[3]; /* the epoch lists, as long as the epochs need */
+  size_t n, n_lists;
 } sig_meta;
 
 static void sig_meta_add(sig_meta *mm, const char *key, const char *fmt, ...)
@@ -648,22 +649,101 @@ static void sig_meta_add(sig_meta *mm, const char *key, const char *fmt, ...) {
   mm->n++;
 }
 
-/* Adds KEY = "v1,v2,..." over the epochs (WHAT: 0 sigma fitted, 1 likelihood, 2 chosen). */
-static void sig_meta_list(sig_meta *mm, const char *key, const rctd_sigma_result *res, int what) {
-  char t[sizeof mm->text[0]];
+/* Adds KEY = "v1,v2,..." over the epochs (WHAT: 0 sigma fitted, 1 likelihood, 2 chosen); every
+ * epoch, however many (a cut list would read as other values).  -1: out of memory. */
+static int sig_meta_list(sig_meta *mm, const char *key, const rctd_sigma_result *res, int what) {
+  const size_t cap = (size_t)res->n_epochs * 32 + 1;
+  char *t = malloc(cap);
+  if (!t || mm->n >= SIG_META_MAX || mm->n_lists >= 3) return free(t), -1;
   size_t len = 0;
   t[0] = 0;
-  for (int e = 0; e < res->n_epochs && len < sizeof t; e++) {
+  for (int e = 0; e < res->n_epochs; e++) {
     const rctd_sigma_epoch *ep = &res->epochs[e];
     const char *sep = e ? "," : "";
-    size_t cap = sizeof t - len;
-    int w = what == 0   ? snprintf(t + len, cap, "%s%d", sep, ep->sigma_fit)
-            : what == 1 ? snprintf(t + len, cap, "%s%.17g", sep, ep->log_l)
-                        : snprintf(t + len, cap, "%s%d", sep, ep->sigma_chosen);
-    if (w < 0) break;
-    len += (size_t)w;
+    int w = what == 0   ? snprintf(t + len, cap - len, "%s%d", sep, ep->sigma_fit)
+            : what == 1 ? snprintf(t + len, cap - len, "%s%.17g", sep, ep->log_l)
+                        : snprintf(t + len, cap - len, "%s%d", sep, ep->sigma_chosen);
+    len += (size_t)w; /* at most 26 characters an entry */
   }
-  sig_meta_add(mm, key, "%s", t);
+  mm->lists[mm->n_lists++] = t;
+  mm->keys[mm->n] = key;
+  mm->values[mm->n++] = t;
+  return 0;
+}
+
+static void sig_meta_free(sig_meta *mm) {
+  for (size_t i = 0; i < mm->n_lists; i++) free(mm->lists[i]);
+}
+
+/* A comma-separated list of N numbers into OUT (N entries); -1 when it is not that. */
+static int sig_parse_list(const char *text, int n, double *out) {
+  const char *p = text;
+  for (int i = 0; i < n; i++) {
+    char *end;
+    errno = 0;
+    out[i] = strtod(p, &end);
+    if (end == p || errno == ERANGE || *end != (i + 1 < n ? ',' : '\0')) return -1;
+    p = end + 1;
+  }
+  return 0;
+}
+
+/* A grid value written as a number, or -1. */
+static int sig_grid_value(double v) {
+  if (!(v >= 1 && v <= 1000) || v != floor(v)) return -1;
+  return rctd_sigma_index((int)v) >= 0 ? (int)v : -1;
+}
+
+void rctd_sigma_trace_free(rctd_sigma_trace *t) {
+  free(t->sigma_fit);
+  free(t->sigma_chosen);
+  free(t->log_l);
+  memset(t, 0, sizeof *t);
+}
+
+int rctd_sigma_trace_read(const rctd_record *rec, const char *label, rctd_sigma_trace *t,
+                          char *err, size_t err_len) {
+  memset(t, 0, sizeof *t);
+  t->n_fit = t->converged = -1;
+  const char *src = rctd_record_meta_get(rec, "source");
+  snprintf(t->source, sizeof t->source, "%s", src ? src : "");
+  const char *n_fit = rctd_record_meta_get(rec, "n_fit");
+  const char *conv = rctd_record_meta_get(rec, "converged");
+  if (n_fit) t->n_fit = strtoll(n_fit, NULL, 10);
+  if (conv) t->converged = atoi(conv) != 0;
+  const char *lists[3] = {rctd_record_meta_get(rec, "epoch_sigma"),
+                          rctd_record_meta_get(rec, "epoch_log_l"),
+                          rctd_record_meta_get(rec, "epoch_chosen")};
+  if (!lists[0] && !lists[1] && !lists[2]) return 0; /* a given sigma: no epochs */
+  int n = lists[0] && *lists[0] ? 1 : 0;
+  for (const char *p = lists[0]; p && *p; p++) n += *p == ',';
+  double *v = malloc(3 * (size_t)(n ? n : 1) * sizeof *v);
+  t->sigma_fit = malloc((size_t)(n ? n : 1) * sizeof *t->sigma_fit);
+  t->sigma_chosen = malloc((size_t)(n ? n : 1) * sizeof *t->sigma_chosen);
+  t->log_l = malloc((size_t)(n ? n : 1) * sizeof *t->log_l);
+  if (!v || !t->sigma_fit || !t->sigma_chosen || !t->log_l) {
+    free(v);
+    rctd_sigma_trace_free(t);
+    return rctd_fail(err, err_len, "out of memory");
+  }
+  int ok = n > 0;
+  for (int i = 0; i < 3 && ok; i++) ok = lists[i] && sig_parse_list(lists[i], n, v + i * n) == 0;
+  for (int e = 0; e < n && ok; e++) {
+    t->sigma_fit[e] = sig_grid_value(v[e]);
+    t->sigma_chosen[e] = sig_grid_value(v[2 * n + e]);
+    t->log_l[e] = v[n + e];
+    ok = t->sigma_fit[e] > 0 && t->sigma_chosen[e] > 0 && isfinite(t->log_l[e]);
+  }
+  free(v);
+  if (!ok) {
+    rctd_sigma_trace_free(t);
+    return rctd_fail(err, err_len,
+                     "%s: record '%s': damaged epoch lists (epoch_sigma, epoch_log_l, "
+                     "epoch_chosen): run rctd-sigma again",
+                     label, RCTD_SIGMA_REC);
+  }
+  t->n_epochs = n;
+  return 0;
 }
 
 static void sig_on_epoch(void *ctx, const rctd_sigma_epoch *ep) {
@@ -743,7 +823,7 @@ static int sig_update_model(sig_run *r, const rctd_sigma_stage_opts *o, int esti
 
 static int sig_write_sigma_record(sig_run *r, const rctd_sigma_stage_opts *o, int estimated) {
   sig_meta mm;
-  mm.n = 0;
+  mm.n = mm.n_lists = 0;
   sig_meta_add(&mm, "sigma_c", "%.2f", r->sigma_value / 100.0);
   sig_meta_add(&mm, "sigma_value", "%d", r->sigma_value);
   sig_meta_add(&mm, "source", "%s", estimated ? "estimated" : "given");
@@ -754,11 +834,14 @@ static int sig_write_sigma_record(sig_run *r, const rctd_sigma_stage_opts *o, in
     sig_meta_add(&mm, "converged", "%d", r->res.converged);
     sig_meta_add(&mm, "random_stream", "%s", r->rng_source);
     if (o->have_seed) sig_meta_add(&mm, "seed", "%d", (int)o->seed);
-    sig_meta_list(&mm, "epoch_sigma", &r->res, 0);
-    sig_meta_list(&mm, "epoch_log_l", &r->res, 1);
-    sig_meta_list(&mm, "epoch_chosen", &r->res, 2);
+    if (sig_meta_list(&mm, "epoch_sigma", &r->res, 0) < 0 ||
+        sig_meta_list(&mm, "epoch_log_l", &r->res, 1) < 0 ||
+        sig_meta_list(&mm, "epoch_chosen", &r->res, 2) < 0)
+      return sig_meta_free(&mm), -1;
   }
-  return rctd_write_meta(r->w, RCTD_SIGMA_REC, mm.keys, mm.values, mm.n);
+  int rc = rctd_write_meta(r->w, RCTD_SIGMA_REC, mm.keys, mm.values, mm.n);
+  sig_meta_free(&mm);
+  return rc;
 }
 
 static int sig_write_output(sig_run *r, const char *out_path, const rctd_sigma_stage_opts *o,
@@ -769,7 +852,8 @@ static int sig_write_output(sig_run *r, const char *out_path, const rctd_sigma_s
   if (rctd_model_write(r->w, r->model) < 0 ||
       (o->cli && rctd_cli_write_provenance(o->cli, r->w) < 0) ||
       sig_write_sigma_record(r, o, estimated) < 0 || rctd_qtable_write_records(r->w, &r->table) < 0)
-    return rctd_fail(err, err_len, "%s", rctd_writer_error(r->w));
+    return rctd_fail(err, err_len, "%s",
+                     rctd_writer_error(r->w)[0] ? rctd_writer_error(r->w) : "out of memory");
   if (sig_copy_pixels(r->in.copy, r->w, err, err_len) < 0) return -1;
   rctd_writer *w = r->w;
   r->w = NULL;

@@ -146,6 +146,10 @@ TEST(report_without_coordinates_says_so_and_shows_the_rest) {
   CHECK(REPO_SH("grep -q 'id=\"no-coordinates\"' '%s' && grep -q 'id=\"bars-dominant\"' '%s' && "
                 "! grep -q '<img' '%s'",
                 html, html, html) == 0);
+  /* nor has this result sigma's epochs */
+  CHECK(REPO_SH("grep -q '<td>sigma likelihood per epoch</td><td>not in the result (no "
+                "uns/rctd/sigma_epochs' '%s'",
+                html) == 0);
   CHECK(REPO_SH("%s/rctd report --quiet --png '%s' '%s' 2>/dev/null", test_bin_dir(),
                 rep_path("nocoords_png"), h5ad) == 1);
 }
@@ -180,18 +184,45 @@ static int rep_damage_coords(const char *h5ad, int rows) {
   return rc;
 }
 
+/* Adds uns/rctd/sigma_epochs to H5AD with lists of different lengths (2, 1, 2). */
+static int rep_damage_epochs(const char *h5ad) {
+  hid_t f = H5Fopen(h5ad, H5F_ACC_RDWR, H5P_DEFAULT);
+  if (f < 0) return -1;
+  hid_t g = H5Gcreate2(f, "uns/rctd/sigma_epochs", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+  int rc = g < 0 ? -1 : 0;
+  const char *names[3] = {"sigma", "likelihood", "sigma_chosen"};
+  const double v[2] = {1.0, 0.84};
+  for (int i = 0; i < 3 && rc == 0; i++) {
+    hsize_t n = i == 1 ? 1 : 2;
+    hid_t space = H5Screate_simple(1, &n, NULL);
+    hid_t d = H5Dcreate2(g, names[i], H5T_IEEE_F64LE, space, H5P_DEFAULT, H5P_DEFAULT,
+                         H5P_DEFAULT);
+    rc = d < 0 || H5Dwrite(d, H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT, v) < 0 ? -1 : 0;
+    if (d >= 0) H5Dclose(d);
+    H5Sclose(space);
+  }
+  if (g >= 0) H5Gclose(g);
+  H5Fclose(f);
+  return rc;
+}
+
 TEST(report_bad_input_one_line_exit_1_no_report) {
   const char *good = rep_path("bad_good.h5ad"), *nan = rep_path("bad_nan.h5ad");
   const char *rows = rep_path("bad_rows.h5ad"), *out = rep_path("bad.html");
   CHECK_MSG(rctd_synth_result_write(good, 300, 4, 1, rep_err, sizeof rep_err) == 0, "%s", rep_err);
-  CHECK(REPO_SH("cp '%s' '%s' && cp '%s' '%s'", good, nan, good, rows) == 0);
-  CHECK(rep_damage_coords(nan, 0) == 0 && rep_damage_coords(rows, 299) == 0);
+  const char *epochs = rep_path("bad_epochs.h5ad");
+  CHECK(REPO_SH("cp '%s' '%s' && cp '%s' '%s' && cp '%s' '%s'", good, nan, good, rows, good,
+                epochs) == 0);
+  CHECK(rep_damage_coords(nan, 0) == 0 && rep_damage_coords(rows, 299) == 0 &&
+        rep_damage_epochs(epochs) == 0);
   struct {
     const char *input, *output, *message;
   } cases[] = {
       {"data/vignette/h5ad/spatial.h5ad", out, "no obsm/rctd_weights: not an rctd result"},
       {nan, out, "coordinates of pixel 6 are not finite"},
       {rows, out, "obsm/spatial has 299 rows but the result has 300 pixels"},
+      {epochs, out, "uns/rctd/sigma_epochs: sigma, likelihood and sigma_chosen are not lists of "
+                    "one length: the result is damaged"},
       {good, "/nonexistent-dir/report.html", "/nonexistent-dir/report.html"},
       {rep_path("missing.h5ad"), out, "missing.h5ad"},
   };
@@ -228,23 +259,44 @@ TEST(report_snakemake_reports_target) {
                 work, work) == 0);
 }
 
-/* rctd run --keep-intermediates --report: the report shows rctd-sigma's per-epoch likelihood,
- * the values rctd-sigma printed (10 significant digits); rctd report --sigma-stream refuses a
- * stream without the sigma record. */
-TEST(report_sigma_trace_from_kept_intermediates) {
+/* The report shows rctd-sigma's per-epoch likelihood from the result itself
+ * (uns/rctd/sigma_epochs): rctd run --report and rctd report on the h5ad alone both give the
+ * values rctd-sigma printed (10 significant digits); a given sigma is said to be given;
+ * --sigma-stream still reads rctd-sigma's output and refuses a stream without its record. */
+TEST(report_sigma_trace_from_the_result) {
   const char *keep = rep_path("trace_keep"), *h5ad = rep_path("trace.h5ad");
   const char *html = rep_path("trace.html"), *log = rep_path("trace.log");
+  const char *again = rep_path("trace_again.html"), *given = rep_path("given.h5ad");
+  /* every epoch line of the log has its row in the report's table */
+#define REP_TRACE_ROWS(LOG, HTML)                                                                \
+  REPO_SH("n=0; for v in $(sed -n 's/.*Likelihood value: //p' '%s'); do n=$((n+1)); "             \
+          "grep -q \"<td>$n</td><td>[0-9.]*</td><td>$(printf %%.10g $v)</td>\" '%s' || "          \
+          "exit 1; done; test $n -ge 1 && grep -q 'id=\"sigma-trace\"' '%s'",                       \
+          LOG, HTML, HTML)
   CHECK(REPO_SH("%s/rctd run --no-summary --reference data/vignette/h5ad/reference.h5ad "
                 "--reference-numi-col nUMI --cell-type-col cell_type_name --spatial "
                 "data/vignette/h5ad/spatial.h5ad -o '%s' --keep-intermediates '%s' --report '%s' "
                 "2>'%s'",
                 test_bin_dir(), h5ad, keep, html, log) == 0);
-  CHECK(REPO_SH("n=0; for v in $(sed -n 's/.*Likelihood value: //p' '%s'); do n=$((n+1)); "
-                "grep -q \"<td>$n</td><td>[0-9.]*</td><td>$(printf %%.10g $v)</td>\" '%s' || "
-                "exit 1; done; test $n -ge 1 && grep -q 'id=\"sigma-trace\"' '%s'",
-                log, html, html) == 0);
+  CHECK(REP_TRACE_ROWS(log, html) == 0);
+  CHECK(REPO_SH("grep -q '<td>sigma estimate</td><td>2 epochs on 6 fit pixels, converged' '%s'",
+                html) == 0);
+  CHECK(REPO_SH("%s/rctd report --quiet '%s' -o '%s'", test_bin_dir(), h5ad, again) == 0);
+  CHECK(REP_TRACE_ROWS(log, again) == 0);
+  CHECK(REPO_SH("%s/rctd report --quiet '%s' -o '%s' --sigma-stream '%s/3-sigma.rctd'",
+                test_bin_dir(), h5ad, again, keep) == 0);
+  CHECK(REP_TRACE_ROWS(log, again) == 0);
+#undef REP_TRACE_ROWS
   CHECK(REPO_SH("%s/rctd report --quiet '%s' -o '%s' --sigma-stream '%s/2-model.rctd' 2>'%s'",
                 test_bin_dir(), h5ad, rep_path("trace2.html"), keep, log) == 1);
   CHECK(REPO_SH("grep -q \"no 'sigma' record\" '%s' && test ! -e '%s'", log,
                 rep_path("trace2.html")) == 0);
+  /* a given sigma */
+  CHECK(REPO_SH("%s/rctd run --no-summary --quiet --reference data/vignette/h5ad/reference.h5ad "
+                "--reference-numi-col nUMI --cell-type-col cell_type_name --spatial "
+                "data/vignette/h5ad/spatial.h5ad --sigma 0.84 -o '%s' --report '%s'",
+                test_bin_dir(), given, html) == 0);
+  CHECK(REPO_SH("grep -q '<td>sigma likelihood per epoch</td><td>none: sigma was given, not "
+                "estimated' '%s' && ! grep -q 'id=\"sigma-trace\"' '%s'",
+                html, html) == 0);
 }
