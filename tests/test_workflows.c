@@ -4,7 +4,8 @@
  * input, a file inside a directory input; never cache_dir, tmp_dir or threads), refuses bad
  * configs with one line, and runs the Nextflow pipeline without a Nextflow runtime
  * (tests/workflows/nf_scripts.py interprets main.nf in order and the modules' scripts) against
- * the same bytes, its test profile, its stubs and bad sample sheets.  make test-slurm runs the
+ * the same bytes (and RCTD_REPORT's HTML against rctd report's), its test profile, its stubs
+ * (with and without the report) and bad sample sheets.  make test-slurm runs the
  * Snakemake workflow on a real SLURM cluster (tests/slurm/run.sh). */
 #include <stdio.h>
 #include <stdlib.h>

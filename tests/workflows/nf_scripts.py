@@ -17,7 +17,8 @@ pipeline uses:
   then the GString with ${...} and $name interpolation, then stripIndent); its inputs are
   staged by symbolic links into a task directory and the script runs with process.shell.
 
-The merged results (RCTD.out h5ad, csv, json) are copied to WORK/results/SAMPLE/.
+The merged results (RCTD.out h5ad, csv, json) and reports (RCTD.out report) are copied to
+WORK/results/SAMPLE/.
 
 Usage: nf_scripts.py --pipeline DIR --bin DIR --work DIR [--profile test] [--param K=V ...]
                      [--cpus N] [--stub] [--lint-only]
@@ -1095,9 +1096,10 @@ def main():
 
 
 def publish(scope, work):
-    """RCTD.out's h5ad, csv and json to WORK/results/SAMPLE/ (RCTD_MERGE's publishDir)."""
+    """RCTD.out's h5ad, csv, json and report to WORK/results/SAMPLE/ (RCTD_MERGE's and
+    RCTD_REPORT's publishDir)."""
     outputs = scope["RCTD"]["out"]
-    for emit in ("h5ad", "csv", "json"):
+    for emit in ("h5ad", "csv", "json", "report"):
         for meta, path in outputs[emit].items:
             dest_dir = os.path.join(work, "results", meta["id"])
             os.makedirs(dest_dir, exist_ok=True)

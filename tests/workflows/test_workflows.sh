@@ -10,7 +10,9 @@
 #   3. Bad configs (missing spatial, a sample twice, a missing file, shards 0, ...) stop with
 #      one line naming the sample and the key, before any job.
 #   4. Nextflow (no runtime here): nf_scripts.py runs main.nf's statements in order with the
-#      modules' script: blocks; A, B and D give Snakemake's bytes; the stub: blocks run; the
+#      modules' script: blocks; A, B and D give Snakemake's bytes and RCTD_REPORT's HTML
+#      rctd report's (with maps and sigma's trace); the stub: blocks run (with --report false:
+#      no report task); the
 #      test profile (the bundled vignette) gives Snakemake's / rctd run's bytes; bad sample
 #      sheets stop with one line; broken modules, main.nf or config are refused.
 # Usage: test_workflows.sh BIN_DIR WORK_DIR   (WORK_DIR: a fresh directory)
@@ -276,13 +278,22 @@ nf $(nf_params "$work/nextflow") >"$work/nextflow.log" 2>&1 || {
   cat "$work/nextflow.log" >&2
   fail "the Nextflow pipeline failed"
 }
-grep -q "RCTD_REFERENCEx1 RCTD_NORMALIZEx3 RCTD_SIGMAx3 RCTD_FIT_FULLx1 RCTD_FIT_DOUBLETx3 RCTD_FIT_MULTIx3 RCTD_MERGEx3" \
+grep -q "RCTD_REFERENCEx1 RCTD_NORMALIZEx3 RCTD_SIGMAx3 RCTD_FIT_FULLx1 RCTD_FIT_DOUBLETx3 RCTD_FIT_MULTIx3 RCTD_MERGEx3 RCTD_REPORTx3" \
   "$work/nextflow.log" || fail "unexpected tasks: $(cat "$work/nextflow.log")"
 for s in A B D; do
   cmp "$work/nextflow/results/$s/$s.h5ad" "$work/out/$s/$s.h5ad" ||
     fail "sample $s: Nextflow's h5ad differs from Snakemake's"
   diff -r -x .snakemake_timestamp "$work/nextflow/results/$s/${s}_csv" "$work/out/$s/${s}_csv" \
     >/dev/null || fail "sample $s: Nextflow's CSV files differ from Snakemake's"
+  # RCTD_REPORT: the sample's report, with its maps and sigma's per-epoch likelihood, equal to
+  # rctd report's on the same h5ad (the result's path aside)
+  html=$work/nextflow/results/$s/$s.html
+  grep -q 'id="maps"' "$html" && grep -q '<img' "$html" && grep -q 'id="sigma-trace"' "$html" ||
+    fail "sample $s: Nextflow's report lacks its maps or sigma's trace"
+  "$bin_dir/rctd" report --quiet "$work/out/$s/$s.h5ad" -o "$work/run/$s.html" ||
+    fail "sample $s: rctd report failed"
+  [ "$(grep -v '<td>result</td>' "$html")" = "$(grep -v '<td>result</td>' "$work/run/$s.html")" ] ||
+    fail "sample $s: Nextflow's report differs from rctd report's"
 done
 grep -q '"RCTD:RCTD_MERGE":' "$work/nextflow/out/pipeline_info/software_versions.yml" ||
   fail "no software_versions.yml"
@@ -291,6 +302,17 @@ nf $(nf_params "$work/nextflow-stub") --stub >"$work/nextflow-stub.log" 2>&1 || 
   cat "$work/nextflow-stub.log" >&2
   fail "the Nextflow stubs failed"
 }
+grep -q "RCTD_MERGEx3 RCTD_REPORTx3" "$work/nextflow-stub.log" && [ -e "$work/nextflow-stub/results/A/A.html" ] ||
+  fail "stubs: no RCTD_REPORT tasks or no A.html: $(cat "$work/nextflow-stub.log")"
+# --report false: no report task
+# shellcheck disable=SC2046
+nf $(nf_params "$work/nextflow-noreport") --param report=false --stub \
+  >"$work/nextflow-noreport.log" 2>&1 || {
+  cat "$work/nextflow-noreport.log" >&2
+  fail "the Nextflow stubs with --report false failed"
+}
+grep -q "RCTD_MERGEx3\$" "$work/nextflow-noreport.log" && [ ! -e "$work/nextflow-noreport/results/A/A.html" ] ||
+  fail "--report false: a report was made: $(cat "$work/nextflow-noreport.log")"
 
 # -profile test, from the repository root as its config says: the vignette h5ad (doublet) gives
 # A's bytes, the vignette CSV directory (multi) rctd run's.

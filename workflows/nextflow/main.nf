@@ -3,6 +3,7 @@
  * rctd as a Nextflow (DSL2) pipeline in nf-core's shape: one reference, many spatial samples.
  *
  *   RCTD_REFERENCE (once) -> RCTD_NORMALIZE -> RCTD_SIGMA -> RCTD_FIT_<MODE> x shards -> RCTD_MERGE
+ *     -> RCTD_REPORT (the HTML report of each h5ad; --report false skips it)
  *
  * Each process runs one rctd binary (on PATH) with its public options; modules/local/<name>/.
  * Parameters: nextflow_schema.json; sample sheet: assets/schema_input.json; workflows/README.md.
@@ -20,6 +21,7 @@ include { RCTD_FIT_FULL    } from './modules/local/rctd_fit_full'
 include { RCTD_FIT_DOUBLET } from './modules/local/rctd_fit_doublet'
 include { RCTD_FIT_MULTI   } from './modules/local/rctd_fit_multi'
 include { RCTD_MERGE       } from './modules/local/rctd_merge'
+include { RCTD_REPORT      } from './modules/local/rctd_report'
 
 workflow RCTD {
     take:
@@ -74,10 +76,19 @@ workflow RCTD {
     RCTD_MERGE(ch_merge, params.formats)
     ch_versions = ch_versions.mix(RCTD_MERGE.out.versions)
 
+    // The HTML report of each sample's h5ad (none with --formats csv).
+    ch_report = channel.empty()
+    if (params.report) {
+        RCTD_REPORT(RCTD_MERGE.out.h5ad)
+        ch_report = RCTD_REPORT.out.html
+        ch_versions = ch_versions.mix(RCTD_REPORT.out.versions)
+    }
+
     emit:
     h5ad     = RCTD_MERGE.out.h5ad
     csv      = RCTD_MERGE.out.csv
     json     = RCTD_MERGE.out.json
+    report   = ch_report
     versions = ch_versions
 }
 
