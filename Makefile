@@ -66,7 +66,7 @@ $(BUILD)/%.o: %.c
 	$(CC) $(CFLAGS) -MMD -MP -c $< -o $@
 $(BUILD)/%.o: %.cu
 	@mkdir -p $(dir $@)
-	$(NVCC) $(NVCCFLAGS) -c $< -o $@
+	$(NVCC) $(NVCCFLAGS) -MMD -MP -c $< -o $@
 
 $(LIBRCTD): $(LIB_OBJ)
 	@mkdir -p $(dir $@)
@@ -137,7 +137,7 @@ install: all
 	install -m 644 man/man5/*.5 $(DESTDIR)$(PREFIX)/share/man/man5
 
 format:
-	clang-format -i $(LIB_SRC) $(KERNEL_SRC) $(CMD_SRC) $(TEST_SRC) lib/*.h kernels/*.h
+	clang-format -i $(LIB_SRC) $(KERNEL_SRC) $(CMD_SRC) $(TEST_SRC) lib/*.h kernels/*.h kernels/common/*.h
 
 clean:
 	rm -rf build bin lib/librctd.a kernels/librctd-kernels.a kernels/librctd-cuda.a
