@@ -6,6 +6,7 @@
 #include "cli.h"
 #include "cuda_select.h"
 #include "fit_stage.h"
+#include "sigma.h"
 
 typedef struct {
   double sigma, confidence, doublet;
@@ -109,7 +110,7 @@ int rctd_fit_main(rctd_fit_mode mode, int argc, char **argv) {
     rctd_cli_free(&cli);
     return rc;
   }
-  if (v.sigma != 0 && rctd_fit_sigma_value(v.sigma) < 0) {
+  if (v.sigma != 0 && rctd_sigma_value_of(v.sigma) < 0) {
     rc = rctd_cli_usage_error(&cli,
                               "option --sigma: %g is not on the sigma grid (0.10..0.70 by "
                               "0.01, 0.72..2.00 by 0.02)",

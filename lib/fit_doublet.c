@@ -228,31 +228,31 @@ int rctd_fit_doublet(const rctd_fit_params *params, const rctd_pixel_chunk *chun
   if (rctd_fm_check(params, chunk, err, err_len)) return -1;
   const int n_types = params->n_types, n_pix = chunk->n_pix;
   if (n_types < 2) {
-    rctd_fm_error(err, err_len, "fit: doublet mode needs at least 2 cell types, got %d", n_types);
+    rctd_fail(err, err_len, "fit: doublet mode needs at least 2 cell types, got %d", n_types);
     return -1;
   }
   dbl_work w;
   int rc = dbl_work_alloc(&w, n_pix, n_types);
-  if (rc) rctd_fm_error(err, err_len, "fit: out of memory for %d pixels", n_pix);
+  if (rc) rctd_fail(err, err_len, "fit: out of memory for %d pixels", n_pix);
   if (rc == 0) rc = rctd_fm_full_batch(params, chunk, all_weights_nk, w.conv_n, err, err_len);
   if (rc == 0) {
     for (int n = 0; n < n_pix; n++)
       w.px_n[n].n_cand = dbl_candidates(n_types, all_weights_nk + (size_t)n * n_types,
                                         w.cand_nk + (size_t)n * n_types);
     rc = dbl_add_pairs(&w, n_pix, n_types);
-    if (rc) rctd_fm_error(err, err_len, "fit: out of memory");
+    if (rc) rctd_fail(err, err_len, "fit: out of memory");
   }
   if (rc == 0)
     rc = rctd_fm_batch_run(params, chunk, &w.pairs, RCTD_FM_N_ITER_SCORE, 0, 1, err, err_len);
   if (rc == 0) {
     rc = dbl_rank_pairs(params, &w, n_pix);
-    if (rc) rctd_fm_error(err, err_len, "fit: out of memory");
+    if (rc) rctd_fail(err, err_len, "fit: out of memory");
   }
   if (rc == 0)
     rc = rctd_fm_batch_run(params, chunk, &w.singlets, RCTD_FM_N_ITER_SCORE, 0, 1, err, err_len);
   double *singlet_k = rc == 0 ? malloc((size_t)n_types * sizeof *singlet_k) : NULL;
   if (rc == 0 && !singlet_k) {
-    rctd_fm_error(err, err_len, "fit: out of memory");
+    rctd_fail(err, err_len, "fit: out of memory");
     rc = -1;
   }
   for (int n = 0; rc == 0 && n < n_pix; n++) {
@@ -275,7 +275,7 @@ int rctd_fit_doublet(const rctd_fit_params *params, const rctd_pixel_chunk *chun
       continue;
     int32_t types[2] = {res->first_type, res->second_type};
     if ((px->final_fit = rctd_fm_batch_add(&w.final, n, types)) < 0) {
-      rctd_fm_error(err, err_len, "fit: out of memory");
+      rctd_fail(err, err_len, "fit: out of memory");
       rc = -1;
     }
   }

@@ -9,14 +9,6 @@
 
 #include "fit_modes_internal.h"
 
-void rctd_fm_error(char *err, size_t err_len, const char *fmt, ...) {
-  if (!err || !err_len) return;
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(err, err_len, fmt, ap);
-  va_end(ap);
-}
-
 void rctd_fit_params_default(rctd_fit_params *params) {
   memset(params, 0, sizeof *params);
   params->min_change = 1e-3;
@@ -34,28 +26,28 @@ const char *rctd_spot_class_name(int spot_class) {
 int rctd_fm_check(const rctd_fit_params *params, const rctd_pixel_chunk *chunk, char *err,
                   size_t err_len) {
   if (!params || !chunk) {
-    rctd_fm_error(err, err_len, "fit: missing parameters or pixels");
+    rctd_fail(err, err_len, "fit: missing parameters or pixels");
     return -1;
   }
   if (params->n_genes < 1 || params->n_types < 1 || !params->profiles_gk) {
-    rctd_fm_error(err, err_len, "fit: the model has no genes, types or profiles");
+    rctd_fail(err, err_len, "fit: the model has no genes, types or profiles");
     return -1;
   }
   if (!params->table || !params->backend || !params->backend->irwls_batch) {
-    rctd_fm_error(err, err_len, "fit: no likelihood table or backend");
+    rctd_fail(err, err_len, "fit: no likelihood table or backend");
     return -1;
   }
   if (!(params->min_change > 0)) {
-    rctd_fm_error(err, err_len, "fit: min_change must be positive");
+    rctd_fail(err, err_len, "fit: min_change must be positive");
     return -1;
   }
   if (chunk->n_pix < 0 || (chunk->n_pix > 0 && (!chunk->y_ng || !chunk->numi_n))) {
-    rctd_fm_error(err, err_len, "fit: chunk without counts or nUMI");
+    rctd_fail(err, err_len, "fit: chunk without counts or nUMI");
     return -1;
   }
   for (int n = 0; n < chunk->n_pix; n++) {
     if (!isfinite(chunk->numi_n[n]) || chunk->numi_n[n] <= 0) {
-      rctd_fm_error(err, err_len, "fit: pixel %d of the chunk has nUMI %g; it must be positive", n,
+      rctd_fail(err, err_len, "fit: pixel %d of the chunk has nUMI %g; it must be positive", n,
                     chunk->numi_n[n]);
       return -1;
     }
@@ -63,7 +55,7 @@ int rctd_fm_check(const rctd_fit_params *params, const rctd_pixel_chunk *chunk, 
   const size_t n_vals = (size_t)chunk->n_pix * (size_t)params->n_genes;
   for (size_t i = 0; i < n_vals; i++) {
     if (!isfinite(chunk->y_ng[i]) || chunk->y_ng[i] < 0) {
-      rctd_fm_error(err, err_len, "fit: pixel %zu of the chunk has count %g; counts must be >= 0",
+      rctd_fail(err, err_len, "fit: pixel %zu of the chunk has count %g; counts must be >= 0",
                     i / (size_t)params->n_genes, chunk->y_ng[i]);
       return -1;
     }
@@ -115,7 +107,7 @@ int rctd_fm_batch_run(const rctd_fit_params *params, const rctd_pixel_chunk *chu
   batch->score_f = malloc(n * sizeof *batch->score_f);
   batch->conv_f = malloc(n * sizeof *batch->conv_f);
   if (!batch->weights_fk || !batch->score_f || !batch->conv_f) {
-    rctd_fm_error(err, err_len, "fit: out of memory for a batch of %zu fits", n);
+    rctd_fail(err, err_len, "fit: out of memory for a batch of %zu fits", n);
     return -1;
   }
   rctd_fit_batch fb = {
@@ -135,7 +127,7 @@ int rctd_fm_batch_run(const rctd_fit_params *params, const rctd_pixel_chunk *chu
   rctd_backend *be = params->backend;
   if (be->irwls_batch(be, params->table, &fb, &opts, batch->weights_fk, batch->conv_f,
                       want_score ? batch->score_f : NULL) != 0) {
-    rctd_fm_error(err, err_len, "fit: backend %s failed on a batch of %d fits of %d types",
+    rctd_fail(err, err_len, "fit: backend %s failed on a batch of %d fits of %d types",
                   be->name ? be->name : "?", batch->n_fits, batch->k_sub);
     return -1;
   }
@@ -145,7 +137,7 @@ int rctd_fm_batch_run(const rctd_fit_params *params, const rctd_pixel_chunk *chu
     for (int k = 0; k < batch->k_sub; k++)
       finite &= isfinite(batch->weights_fk[f * batch->k_sub + k]) != 0;
     if (!finite) {
-      rctd_fm_error(err, err_len,
+      rctd_fail(err, err_len,
                     "fit: pixel %d of the chunk: a fit gave a non-finite weight or score (are "
                     "its counts covered by the likelihood table?)",
                     batch->pix_f[f]);
@@ -162,7 +154,7 @@ int rctd_fm_full_batch(const rctd_fit_params *params, const rctd_pixel_chunk *ch
   int rc = 0;
   for (int n = 0; n < chunk->n_pix && rc == 0; n++)
     if (rctd_fm_batch_add(&batch, n, NULL) < 0) rc = -1;
-  if (rc) rctd_fm_error(err, err_len, "fit: out of memory");
+  if (rc) rctd_fail(err, err_len, "fit: out of memory");
   if (rc == 0) rc = rctd_fm_batch_run(params, chunk, &batch, RCTD_FM_N_ITER, 1, 0, err, err_len);
   if (rc == 0 && chunk->n_pix > 0) {
     memcpy(all_weights_nk, batch.weights_fk,

@@ -1,6 +1,7 @@
 /* Shared pieces of lib/fit_*.c: a growable batch of fits and its run through the backend. */
 #ifndef RCTD_FIT_MODES_INTERNAL_H
 #define RCTD_FIT_MODES_INTERNAL_H
+#include "error.h"
 #include "fit_modes.h"
 
 #define RCTD_FM_N_ITER 50          /* decompose_full / decompose_sparse */
@@ -26,9 +27,6 @@ int rctd_fm_batch_run(const rctd_fit_params *params, const rctd_pixel_chunk *chu
                       rctd_fm_batch *batch, int n_iter, int types_all, int want_score, char *err,
                       size_t err_len);
 
-/* printf-style message into err (when err_len > 0). */
-void rctd_fm_error(char *err, size_t err_len, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
 /* Checks params and chunk; 0, or -1 with a message. */
 int rctd_fm_check(const rctd_fit_params *params, const rctd_pixel_chunk *chunk, char *err,
                   size_t err_len);

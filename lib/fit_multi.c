@@ -68,7 +68,7 @@ static int mul_greedy_step(const rctd_fit_params *params, const rctd_pixel_chunk
     for (int c = 0; c < px->n_cand; c++) {
       types[step - 1] = cand[c];
       if (rctd_fm_batch_add(&w->step, n, types) < 0) {
-        rctd_fm_error(err, err_len, "fit: out of memory");
+        rctd_fail(err, err_len, "fit: out of memory");
         return -1;
       }
     }
@@ -127,7 +127,7 @@ static int mul_confidence(const rctd_fit_params *params, const rctd_pixel_chunk 
       for (int c = 0; c < px->n_cand; c++) {
         types[s - 1] = cand[c];
         if (rctd_fm_batch_add(&w->by_size[s], n, types) < 0) {
-          rctd_fm_error(err, err_len, "fit: out of memory");
+          rctd_fail(err, err_len, "fit: out of memory");
           return -1;
         }
       }
@@ -168,7 +168,7 @@ static int mul_final(const rctd_fit_params *params, const rctd_pixel_chunk *chun
     if (res->n_types == 0 || w->px_n[n].last_conv) continue;
     w->px_n[n].fit_off = rctd_fm_batch_add(&w->by_size[res->n_types], n, res->types);
     if (w->px_n[n].fit_off < 0) {
-      rctd_fm_error(err, err_len, "fit: out of memory");
+      rctd_fail(err, err_len, "fit: out of memory");
       return -1;
     }
   }
@@ -195,7 +195,7 @@ int rctd_fit_multi(const rctd_fit_params *params, const rctd_pixel_chunk *chunk,
                    rctd_multi_result *result_n, double *all_weights_nk, char *err, size_t err_len) {
   if (rctd_fm_check(params, chunk, err, err_len)) return -1;
   if (params->max_multi_types < 1 || params->max_multi_types > RCTD_MULTI_TYPES_CAP) {
-    rctd_fm_error(err, err_len, "fit: MAX_MULTI_TYPES must be 1..%d, got %d", RCTD_MULTI_TYPES_CAP,
+    rctd_fail(err, err_len, "fit: MAX_MULTI_TYPES must be 1..%d, got %d", RCTD_MULTI_TYPES_CAP,
                   params->max_multi_types);
     return -1;
   }
@@ -206,7 +206,7 @@ int rctd_fit_multi(const rctd_fit_params *params, const rctd_pixel_chunk *chunk,
   w.cand_nk = malloc(((size_t)n_pix * n_types + 1) * sizeof *w.cand_nk);
   w.conv_n = malloc(((size_t)n_pix + 1) * sizeof *w.conv_n);
   int rc = (w.px_n && w.cand_nk && w.conv_n) ? 0 : -1;
-  if (rc) rctd_fm_error(err, err_len, "fit: out of memory for %d pixels", n_pix);
+  if (rc) rctd_fail(err, err_len, "fit: out of memory for %d pixels", n_pix);
   if (rc == 0) rc = rctd_fm_full_batch(params, chunk, all_weights_nk, w.conv_n, err, err_len);
   if (rc == 0) {
     for (int n = 0; n < n_pix; n++) {

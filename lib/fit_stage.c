@@ -14,6 +14,7 @@
 #include "fit_modes.h"
 #include "model.h"
 #include "qtable_cache.h"
+#include "sigma.h"
 
 #define FS_DEFAULT_CHUNK 1024
 #define FS_MAX_CHUNK (1 << 22)
@@ -76,14 +77,6 @@ void rctd_fit_shard_chunks(int64_t n_chunks, int shard_index, int shard_count, i
   *end = n_chunks * shard_index / shard_count;
 }
 
-int rctd_fit_sigma_value(double sigma) {
-  if (!isfinite(sigma) || sigma <= 0) return -1;
-  double v = sigma >= 10 ? sigma : sigma * 100;
-  double r = nearbyint(v);
-  if (fabs(v - r) > 1e-6 * r || r > 1000) return -1;
-  return rctd_sigma_index((int)r) >= 0 ? (int)r : -1;
-}
-
 /* ------------------------------------------------------------------ sigma and the table */
 
 /* A value of a record: a meta key, or the single element of a numeric vector. */
@@ -125,7 +118,7 @@ static int fs_stream_sigma(const rctd_model *m, const char *label, int *sigma_va
     const rctd_record *rec = rctd_model_extra(m, *name);
     if (!rec) continue;
     double v;
-    if (fs_record_number(rec, keys, &v) < 0 || (*sigma_value = rctd_fit_sigma_value(v)) < 0)
+    if (fs_record_number(rec, keys, &v) < 0 || (*sigma_value = rctd_sigma_value_of(v)) < 0)
       return rctd_fail(err, err_len, "%s: record '%s' does not hold a sigma on the grid", label,
                        *name);
     return 1;
@@ -134,10 +127,10 @@ static int fs_stream_sigma(const rctd_model *m, const char *label, int *sigma_va
   static const char *const qkeys[] = {"sigma", NULL};
   double v;
   if (qmeta && fs_record_number(qmeta, qkeys, &v) == 0 &&
-      (*sigma_value = rctd_fit_sigma_value(v)) > 0)
+      (*sigma_value = rctd_sigma_value_of(v)) > 0)
     return 1;
   if (rctd_model_config_double(m, "sigma_c", &v) == 0) {
-    if ((*sigma_value = rctd_fit_sigma_value(v)) < 0)
+    if ((*sigma_value = rctd_sigma_value_of(v)) < 0)
       return rctd_fail(err, err_len, "%s: configuration sigma_c = %g is not on the sigma grid",
                        label, v);
     return 1;
@@ -179,7 +172,7 @@ static int fs_table_from_stream(fs_table *t, const rctd_model *m) {
   static const char *const keys[] = {"sigma", NULL};
   double v;
   if (!meta || !x || !q || !sq || fs_record_number(meta, keys, &v) < 0 ||
-      rctd_fit_sigma_value(v) != t->sigma_value)
+      rctd_sigma_value_of(v) != t->sigma_value)
     return 0;
   if (x->kind != RCTD_DENSE || x->dtype != RCTD_F64 || x->rows * x->cols != RCTD_N_X ||
       memcmp(x->data, t->x_vals, sizeof t->x_vals) != 0)
@@ -692,7 +685,7 @@ static int fs_check_opts(const rctd_fit_stage_opts *o, char *err, size_t err_len
       (o->max_multi_types < 1 || o->max_multi_types > RCTD_MULTI_TYPES_CAP))
     return rctd_fail(err, err_len, "MAX_MULTI_TYPES must be 1..%d, got %d", RCTD_MULTI_TYPES_CAP,
                      o->max_multi_types);
-  if (o->sigma != 0 && rctd_fit_sigma_value(o->sigma) < 0)
+  if (o->sigma != 0 && rctd_sigma_value_of(o->sigma) < 0)
     return rctd_fail(err, err_len,
                      "sigma %g is not on the grid (0.10..0.70 by 0.01, 0.72..2.00 by 0.02)",
                      o->sigma);
@@ -713,7 +706,7 @@ static int fs_setup(fs_run *r, const char *in_path) {
   r->table.cache_dir = o->cache_dir;
   r->table.n_threads = o->n_threads;
   if (o->sigma != 0) {
-    r->table.sigma_value = rctd_fit_sigma_value(o->sigma);
+    r->table.sigma_value = rctd_sigma_value_of(o->sigma);
   } else {
     int found = fs_stream_sigma(m, r->in_label, &r->table.sigma_value, r->err, r->err_len);
     if (found < 0) return -1;

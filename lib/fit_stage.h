@@ -95,10 +95,6 @@ int rctd_fit_parse_shard(const char *text, int *index, int *count, char *err, si
 void rctd_fit_shard_chunks(int64_t n_chunks, int shard_index, int shard_count, int64_t *first,
                            int64_t *end);
 
-/* Sigma as a grid value (84 for sigma_c 0.84) from a user value: sigma_c (0.10..2.00) or a grid
- * value (10..200).  -1 when it is not on the grid. */
-int rctd_fit_sigma_value(double sigma);
-
 /* Runs the stage: IN_PATH ("-" = stdin) to OUT_PATH ("-" = stdout; a file appears only when the
  * run succeeds).  Nothing is written before the model, the sigma and the first chunk of this
  * shard have been checked.  0 or -1 (message in err). */

@@ -172,6 +172,60 @@ static int64_t csv_split_all(char *line, char delim, csv_fields *f) {
   return input_split(line, delim, f->fields, f->cap);
 }
 
+/* At the first data line: whether the header names the gene column (read.csv / write.csv) or
+ * not (R's write.table with row names), the barcodes, and the transposing backend. */
+static int csv_start_table(rctd_input *input, const input_strings *header, int64_t n_header,
+                           int64_t n_fields, int64_t *n_cells, char *err, size_t err_size) {
+  const char *path = input->path;
+  int rc = 0;
+  int64_t skip = n_fields == n_header ? 1 : n_fields == n_header + 1 ? 0 : -1;
+  if (skip < 0)
+    return input_fail(err, err_size, path,
+                      "line 2 has %lld fields but the header has %lld: give a genes x cells "
+                      "table with gene names in the first column",
+                      (long long)n_fields, (long long)n_header);
+  *n_cells = n_header - skip;
+  for (int64_t i = skip; i < n_header && rc == 0; i++)
+    if (input_strings_push(&input->barcodes, header->items[i], strlen(header->items[i])) != 0)
+      rc = input_fail(err, err_size, path, "out of memory");
+  if (rc == 0 && input_strings_seal(&input->barcodes) != 0)
+    rc = input_fail(err, err_size, path, "out of memory");
+  input->n_rows = *n_cells;
+  if (rc == 0) {
+    input_tx *tx = input_tx_create(path, *n_cells, input->options.tmp_dir, err, err_size);
+    if (!tx) rc = -1;
+    input->backend_state = tx;
+    input->backend.read_rows = input_tx_read_rows;
+    input->backend.close = input_tx_free;
+  }
+  return rc;
+}
+
+/* One data line (split into f): the gene's name and its counts, cell by cell. */
+static int csv_add_row(rctd_input *input, const input_text *text, const csv_fields *f,
+                       int64_t n_fields, int64_t n_cells, int64_t gene, char *err,
+                       size_t err_size) {
+  const char *path = input->path;
+  if (n_fields != n_cells + 1)
+    return input_fail(err, err_size, path,
+                      "line %lld has %lld fields, expected %lld: the table "
+                      "is ragged or truncated",
+                      (long long)input_text_line_no(text), (long long)n_fields,
+                      (long long)n_cells + 1);
+  if (input_strings_push(&input->gene_names, f->fields[0], strlen(f->fields[0])) != 0)
+    return input_fail(err, err_size, path, "out of memory");
+  int rc = 0;
+  for (int64_t c = 0; c < n_cells && rc == 0; c++) {
+    double value;
+    if (csv_parse_value(f->fields[c + 1], &value) != 0)
+      return input_fail(err, err_size, path,
+                        "line %lld, column %lld: '%s' is not a number: give numeric counts",
+                        (long long)input_text_line_no(text), (long long)c + 2, f->fields[c + 1]);
+    if (value != 0) rc = input_tx_add(input->backend_state, c, (int32_t)gene, value, err, err_size);
+  }
+  return rc;
+}
+
 int input_csv_open(rctd_input *input, char *err, size_t err_size) {
   const char *path = input->path;
   input_text *text = input_text_open(path, err, err_size);
@@ -214,56 +268,10 @@ int input_csv_open(rctd_input *input, char *err, size_t err_size) {
       rc = input_fail(err, err_size, path, "out of memory");
       break;
     }
-    if (n_cells < 0) {
-      /* Header with a name for the gene column (read.csv / write.csv) or without (R's
-       * write.table with row names). */
-      int64_t skip = n_fields == n_header ? 1 : n_fields == n_header + 1 ? 0 : -1;
-      if (skip < 0) {
-        rc = input_fail(err, err_size, path,
-                        "line 2 has %lld fields but the header has %lld: give a genes x cells "
-                        "table with gene names in the first column",
-                        (long long)n_fields, (long long)n_header);
-        break;
-      }
-      n_cells = n_header - skip;
-      for (int64_t i = skip; i < n_header && rc == 0; i++)
-        if (input_strings_push(&input->barcodes, header.items[i], strlen(header.items[i])) != 0)
-          rc = input_fail(err, err_size, path, "out of memory");
-      if (rc == 0 && input_strings_seal(&input->barcodes) != 0)
-        rc = input_fail(err, err_size, path, "out of memory");
-      input->n_rows = n_cells;
-      if (rc == 0) {
-        input_tx *tx = input_tx_create(path, n_cells, input->options.tmp_dir, err, err_size);
-        if (!tx) rc = -1;
-        input->backend_state = tx;
-        input->backend.read_rows = input_tx_read_rows;
-        input->backend.close = input_tx_free;
-      }
-      if (rc) break;
-    }
-    if (n_fields != n_cells + 1) {
-      rc = input_fail(err, err_size, path,
-                      "line %lld has %lld fields, expected %lld: the table "
-                      "is ragged or truncated",
-                      (long long)input_text_line_no(text), (long long)n_fields,
-                      (long long)n_cells + 1);
+    if (n_cells < 0 &&
+        (rc = csv_start_table(input, &header, n_header, n_fields, &n_cells, err, err_size)) != 0)
       break;
-    }
-    if (input_strings_push(&input->gene_names, f.fields[0], strlen(f.fields[0])) != 0) {
-      rc = input_fail(err, err_size, path, "out of memory");
-      break;
-    }
-    for (int64_t c = 0; c < n_cells && rc == 0; c++) {
-      double value;
-      if (csv_parse_value(f.fields[c + 1], &value) != 0) {
-        rc = input_fail(err, err_size, path,
-                        "line %lld, column %lld: '%s' is not a number: give numeric counts",
-                        (long long)input_text_line_no(text), (long long)c + 2, f.fields[c + 1]);
-        break;
-      }
-      if (value != 0)
-        rc = input_tx_add(input->backend_state, c, (int32_t)gene, value, err, err_size);
-    }
+    rc = csv_add_row(input, text, &f, n_fields, n_cells, gene, err, err_size);
   }
   input_strings_free(&header);
   if (rc == 0 && n_cells < 0) {

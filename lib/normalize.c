@@ -338,199 +338,221 @@ static int norm_positions(const int32_t *sp_of_ref, const int32_t *list, int n, 
   return 0;
 }
 
-int rctd_normalize_prepare(rctd_input *spatial, const rctd_reference_data *ref,
-                           const rctd_normalize_opts *opts, rctd_model *model,
-                           rctd_normalize_plan *plan, rctd_note_fn note, void *note_ctx, char *err,
-                           size_t err_len) {
-  memset(model, 0, sizeof *model);
-  memset(plan, 0, sizeof *plan);
-  const char *label = rctd_input_path(spatial);
-  int K = ref->n_types, G = ref->n_genes;
-  int64_t n_sp = rctd_input_n_genes(spatial);
-  plan->n_rows = rctd_input_n_rows(spatial);
-  plan->n_sp_genes = n_sp;
+/* The state of rctd_normalize_prepare, shared by its steps. */
+typedef struct {
+  rctd_input *spatial;
+  const rctd_reference_data *ref;
+  const rctd_normalize_opts *opts;
+  rctd_model *model;
+  rctd_normalize_plan *plan;
+  rctd_note_fn note;
+  void *note_ctx;
+  char *err;
+  size_t err_len;
+  const char *label;
+  int K, G;
+  int64_t n_sp;
   const double *numi_n;
+  norm_pass_ctx ctx;
+  int32_t *sp_of_ref, *reg_g, *bulk_g;
+  int n_reg, n_bulk;
+  double *renorm_bk;
   char sub[RCTD_ERR_LEN];
-  if (rctd_input_numi(spatial, &numi_n, err, err_len) < 0) return -1;
+} norm_prep;
 
-  norm_pass_ctx ctx = {.opts = opts};
-  int32_t *sp_of_ref = malloc((size_t)G * sizeof *sp_of_ref);
-  int32_t *reg_g = malloc((size_t)G * sizeof *reg_g);
-  int32_t *bulk_g = malloc((size_t)G * sizeof *bulk_g);
-  ctx.totals_s = calloc((size_t)(n_sp ? n_sp : 1), sizeof *ctx.totals_s);
-  double *renorm_bk = NULL;
-  int rc = -1, n_reg = 0, n_bulk = 0;
-  if (!sp_of_ref || !reg_g || !bulk_g || !ctx.totals_s) {
-    rctd_fail(err, err_len, "%s: out of memory", label);
-    goto done;
-  }
+/* Pass 1: puck.original and its gene totals. */
+static int norm_prep_pass1(norm_prep *p) {
+  const rctd_normalize_opts *opts = p->opts;
+  if (norm_each_row(p->spatial, p->numi_n, "normalize: pixel filters", norm_pass1_row, &p->ctx,
+                    p->err, p->err_len) < 0)
+    return -1;
+  if (p->ctx.n_pass_umi == 0)
+    return rctd_fail(p->err, p->err_len,
+                     "%s: every pixel is filtered out (none has UMI_min = %g <= nUMI <= UMI_max = "
+                     "%g and counts_MIN = %g or more counts); lower --umi-min or --counts-min",
+                     p->label, opts->umi_min, opts->umi_max, opts->counts_min);
+  return 0;
+}
 
-  /* Pass 1: puck.original and its gene totals. */
-  if (norm_each_row(spatial, numi_n, "normalize: pixel filters", norm_pass1_row, &ctx, err,
-                    err_len) < 0)
-    goto done;
-  if (ctx.n_pass_umi == 0) {
-    rctd_fail(err, err_len,
-              "%s: every pixel is filtered out (none has UMI_min = %g <= nUMI <= UMI_max = %g "
-              "and counts_MIN = %g or more counts); lower --umi-min or --counts-min",
-              label, opts->umi_min, opts->umi_max, opts->counts_min);
-    goto done;
-  }
-
-  /* Gene lists. */
-  if (rctd_gene_match((const char *const *)ref->gene_names, G, rctd_input_gene_names(spatial), n_sp,
-                      sp_of_ref) < 0) {
-    rctd_fail(err, err_len, "%s: out of memory", label);
-    goto done;
-  }
-  if (rctd_de_genes(ref->profiles_gk, G, K, (const char *const *)ref->gene_names, sp_of_ref,
-                    ctx.totals_s, n_sp, opts->fc_cutoff_reg, opts->gene_cutoff_reg, opts->min_obs,
-                    reg_g, &n_reg, sub, sizeof sub) < 0 ||
-      rctd_de_genes(ref->profiles_gk, G, K, (const char *const *)ref->gene_names, sp_of_ref,
-                    ctx.totals_s, n_sp, opts->fc_cutoff, opts->gene_cutoff, opts->min_obs, bulk_g,
-                    &n_bulk, sub, sizeof sub) < 0) {
-    rctd_fail(err, err_len, "%s: %s", label, sub);
-    goto done;
-  }
-  norm_note(note, note_ctx, "gene lists: reg=%d bulk=%d", n_reg, n_bulk);
+/* Gene lists. */
+static int norm_prep_gene_lists(norm_prep *p) {
+  const rctd_normalize_opts *opts = p->opts;
+  const rctd_reference_data *ref = p->ref;
+  const char *label = p->label;
+  int K = p->K, G = p->G;
+  int64_t n_sp = p->n_sp;
+  if (rctd_gene_match((const char *const *)ref->gene_names, G, rctd_input_gene_names(p->spatial),
+                      n_sp, p->sp_of_ref) < 0)
+    return rctd_fail(p->err, p->err_len, "%s: out of memory", label);
+  if (rctd_de_genes(ref->profiles_gk, G, K, (const char *const *)ref->gene_names, p->sp_of_ref,
+                    p->ctx.totals_s, n_sp, opts->fc_cutoff_reg, opts->gene_cutoff_reg,
+                    opts->min_obs, p->reg_g, &p->n_reg, p->sub, sizeof p->sub) < 0 ||
+      rctd_de_genes(ref->profiles_gk, G, K, (const char *const *)ref->gene_names, p->sp_of_ref,
+                    p->ctx.totals_s, n_sp, opts->fc_cutoff, opts->gene_cutoff, opts->min_obs,
+                    p->bulk_g, &p->n_bulk, p->sub, sizeof p->sub) < 0)
+    return rctd_fail(p->err, p->err_len, "%s: %s", label, p->sub);
+  int n_reg = p->n_reg, n_bulk = p->n_bulk;
+  norm_note(p->note, p->note_ctx, "gene lists: reg=%d bulk=%d", n_reg, n_bulk);
   if (n_reg < opts->min_genes || n_bulk < opts->min_genes) {
     int few_reg = n_reg < opts->min_genes;
-    rctd_fail(err, err_len,
-              "%s: fewer than %d %s differentially expressed genes found (%d); lower "
-              "--%s or --%s",
-              label, opts->min_genes, few_reg ? "regression" : "bulk", few_reg ? n_reg : n_bulk,
-              few_reg ? "gene-cutoff-reg" : "gene-cutoff", few_reg ? "fc-cutoff-reg" : "fc-cutoff");
-    goto done;
+    return rctd_fail(p->err, p->err_len,
+                     "%s: fewer than %d %s differentially expressed genes found (%d); lower "
+                     "--%s or --%s",
+                     label, opts->min_genes, few_reg ? "regression" : "bulk",
+                     few_reg ? n_reg : n_bulk, few_reg ? "gene-cutoff-reg" : "gene-cutoff",
+                     few_reg ? "fc-cutoff-reg" : "fc-cutoff");
   }
-  if (norm_positions(sp_of_ref, bulk_g, n_bulk, n_sp, &plan->bulk_pos_s) < 0 ||
-      norm_positions(sp_of_ref, reg_g, n_reg, n_sp, &plan->reg_pos_s) < 0) {
-    rctd_fail(err, err_len, "%s: out of memory", label);
-    goto done;
-  }
+  if (norm_positions(p->sp_of_ref, p->bulk_g, n_bulk, n_sp, &p->plan->bulk_pos_s) < 0 ||
+      norm_positions(p->sp_of_ref, p->reg_g, n_reg, n_sp, &p->plan->reg_pos_s) < 0)
+    return rctd_fail(p->err, p->err_len, "%s: out of memory", label);
   /* The fits use renorm[gene_list_reg, ], and renorm only covers gene_list_bulk. */
   for (int i = 0; i < n_reg; i++) {
-    if (plan->bulk_pos_s[sp_of_ref[reg_g[i]]] >= 0) continue;
-    rctd_fail(err, err_len,
-              "%s: regression gene '%s' is not in the bulk gene list; use cutoffs with "
-              "gene_cutoff_reg >= gene_cutoff and fc_cutoff_reg >= fc_cutoff",
-              label, ref->gene_names[reg_g[i]]);
-    goto done;
+    if (p->plan->bulk_pos_s[p->sp_of_ref[p->reg_g[i]]] >= 0) continue;
+    return rctd_fail(p->err, p->err_len,
+                     "%s: regression gene '%s' is not in the bulk gene list; use cutoffs with "
+                     "gene_cutoff_reg >= gene_cutoff and fc_cutoff_reg >= fc_cutoff",
+                     label, ref->gene_names[p->reg_g[i]]);
   }
+  return 0;
+}
 
-  /* Pass 2: puck (pixels re-filtered on their bulk-gene counts), its totals and nUMI. */
-  ctx.bulk_pos_s = plan->bulk_pos_s;
-  ctx.totals_b = calloc((size_t)n_bulk, sizeof *ctx.totals_b);
-  if (!ctx.totals_b) {
-    rctd_fail(err, err_len, "%s: out of memory", label);
-    goto done;
+/* Pass 2: puck (pixels re-filtered on their bulk-gene counts), its totals and nUMI. */
+static int norm_prep_pass2(norm_prep *p) {
+  rctd_normalize_plan *plan = p->plan;
+  p->ctx.bulk_pos_s = plan->bulk_pos_s;
+  p->ctx.totals_b = calloc((size_t)p->n_bulk, sizeof *p->ctx.totals_b);
+  if (!p->ctx.totals_b) return rctd_fail(p->err, p->err_len, "%s: out of memory", p->label);
+  if (norm_each_row(p->spatial, p->numi_n, "normalize: bulk genes", norm_pass2_row, &p->ctx, p->err,
+                    p->err_len) < 0) {
+    if (p->ctx.oom) rctd_fail(p->err, p->err_len, "%s: out of memory", p->label);
+    return -1;
   }
-  if (norm_each_row(spatial, numi_n, "normalize: bulk genes", norm_pass2_row, &ctx, err, err_len) <
-      0) {
-    if (ctx.oom) rctd_fail(err, err_len, "%s: out of memory", label);
-    goto done;
-  }
-  plan->n_pass_umi = ctx.n_pass_umi;
-  plan->n_pixels = ctx.n_pixels;
-  norm_note(note, note_ctx,
+  plan->n_pass_umi = p->ctx.n_pass_umi;
+  plan->n_pixels = p->ctx.n_pixels;
+  norm_note(p->note, p->note_ctx,
             "pixels: %" PRId64 " read, %" PRId64
             " pass the UMI and counts "
             "filters, %" PRId64 " with counts_MIN over the bulk genes",
             plan->n_rows, plan->n_pass_umi, plan->n_pixels);
-  if (ctx.n_pixels == 0) {
-    rctd_fail(err, err_len,
-              "%s: every pixel is filtered out (none has counts_MIN = %g counts over the %d "
-              "bulk genes); lower --counts-min",
-              label, opts->counts_min, n_bulk);
-    goto done;
-  }
+  if (p->ctx.n_pixels == 0)
+    return rctd_fail(p->err, p->err_len,
+                     "%s: every pixel is filtered out (none has counts_MIN = %g counts over the "
+                     "%d bulk genes); lower --counts-min",
+                     p->label, p->opts->counts_min, p->n_bulk);
+  return 0;
+}
 
-  /* fitBulk and get_norm_ref. */
+/* fitBulk and get_norm_ref. */
+static int norm_prep_fit_bulk(norm_prep *p) {
+  rctd_model *model = p->model;
+  int K = p->K, n_bulk = p->n_bulk;
   model->n_types = K;
-  model->sum_numi = (double)ctx.sum_numi;
+  model->sum_numi = (double)p->ctx.sum_numi;
   model->bulk_weights_k = malloc((size_t)K * sizeof *model->bulk_weights_k);
-  renorm_bk = malloc((size_t)n_bulk * (size_t)K * sizeof *renorm_bk);
-  if (!model->bulk_weights_k || !renorm_bk) {
-    rctd_fail(err, err_len, "%s: out of memory", label);
-    goto done;
-  }
-  if (rctd_fit_bulk(ref->profiles_gk, K, bulk_g, n_bulk, ctx.totals_b, model->sum_numi, opts,
-                    model->bulk_weights_k, &model->bulk_converged, &plan->n_bulk_fit, sub,
-                    sizeof sub) < 0) {
-    rctd_fail(err, err_len, "%s: %s", label, sub);
-    goto done;
-  }
-  norm_note(note, note_ctx, "fitBulk: %d types over %d genes, %s", K, plan->n_bulk_fit,
+  p->renorm_bk = malloc((size_t)n_bulk * (size_t)K * sizeof *p->renorm_bk);
+  if (!model->bulk_weights_k || !p->renorm_bk)
+    return rctd_fail(p->err, p->err_len, "%s: out of memory", p->label);
+  if (rctd_fit_bulk(p->ref->profiles_gk, K, p->bulk_g, n_bulk, p->ctx.totals_b, model->sum_numi,
+                    p->opts, model->bulk_weights_k, &model->bulk_converged, &p->plan->n_bulk_fit,
+                    p->sub, sizeof p->sub) < 0)
+    return rctd_fail(p->err, p->err_len, "%s: %s", p->label, p->sub);
+  norm_note(p->note, p->note_ctx, "fitBulk: %d types over %d genes, %s", K, p->plan->n_bulk_fit,
             model->bulk_converged ? "converged" : "not converged");
-  rctd_norm_ref(ref->profiles_gk, K, bulk_g, n_bulk, ctx.totals_b, model->sum_numi,
-                model->bulk_weights_k, renorm_bk);
+  rctd_norm_ref(p->ref->profiles_gk, K, p->bulk_g, n_bulk, p->ctx.totals_b, model->sum_numi,
+                model->bulk_weights_k, p->renorm_bk);
+  return 0;
+}
 
-  /* The model. */
+/* The model. */
+static int norm_prep_model(norm_prep *p) {
+  rctd_model *model = p->model;
+  const rctd_reference_data *ref = p->ref;
+  const char *label = p->label;
+  int K = p->K, n_reg = p->n_reg, n_bulk = p->n_bulk;
   model->type_names = rctd_strlist_copy((const char *const *)ref->type_names, (size_t)K);
   model->class_names = rctd_strlist_copy((const char *const *)ref->class_names, (size_t)K);
   model->genes_reg = calloc((size_t)n_reg, sizeof *model->genes_reg);
   model->genes_bulk = calloc((size_t)n_bulk, sizeof *model->genes_bulk);
   model->profiles_gk = malloc((size_t)n_reg * (size_t)K * sizeof *model->profiles_gk);
   if (!model->type_names || !model->class_names || !model->genes_reg || !model->genes_bulk ||
-      !model->profiles_gk || rctd_model_class_ids(model) < 0) {
-    rctd_fail(err, err_len, "%s: out of memory", label);
-    goto done;
-  }
+      !model->profiles_gk || rctd_model_class_ids(model) < 0)
+    return rctd_fail(p->err, p->err_len, "%s: out of memory", label);
   model->n_reg = n_reg;
   model->n_bulk = n_bulk;
-  for (int i = 0; i < n_bulk; i++) model->genes_bulk[i] = strdup(ref->gene_names[bulk_g[i]]);
+  for (int i = 0; i < n_bulk; i++) model->genes_bulk[i] = strdup(ref->gene_names[p->bulk_g[i]]);
   for (int i = 0; i < n_reg; i++) {
-    model->genes_reg[i] = strdup(ref->gene_names[reg_g[i]]);
-    int b = plan->bulk_pos_s[sp_of_ref[reg_g[i]]];
-    memcpy(model->profiles_gk + (size_t)i * K, renorm_bk + (size_t)b * K,
+    model->genes_reg[i] = strdup(ref->gene_names[p->reg_g[i]]);
+    int b = p->plan->bulk_pos_s[p->sp_of_ref[p->reg_g[i]]];
+    memcpy(model->profiles_gk + (size_t)i * K, p->renorm_bk + (size_t)b * K,
            (size_t)K * sizeof(double));
   }
-  model->profiles_bulk_gk = renorm_bk;
-  renorm_bk = NULL;
-  model->n_pixels = ctx.n_pixels;
-  model->pixel_numi_n = ctx.numi_p;
-  ctx.numi_p = NULL;
-  model->has_coords = rctd_input_coords(spatial) != NULL;
+  model->profiles_bulk_gk = p->renorm_bk;
+  p->renorm_bk = NULL;
+  model->n_pixels = p->ctx.n_pixels;
+  model->pixel_numi_n = p->ctx.numi_p;
+  p->ctx.numi_p = NULL;
+  model->has_coords = rctd_input_coords(p->spatial) != NULL;
   if (ref->n_rng > 0) {
     model->rng_state = malloc((size_t)ref->n_rng * sizeof *model->rng_state);
-    if (!model->rng_state) {
-      rctd_fail(err, err_len, "%s: out of memory", label);
-      goto done;
-    }
+    if (!model->rng_state) return rctd_fail(p->err, p->err_len, "%s: out of memory", label);
     memcpy(model->rng_state, ref->rng_state, (size_t)ref->n_rng * sizeof *model->rng_state);
     model->n_rng = ref->n_rng;
   }
   for (size_t i = 0; i < ref->n_config; i++)
-    if (rctd_model_config_set(model, ref->config_keys[i], ref->config_values[i]) < 0) {
-      rctd_fail(err, err_len, "out of memory");
-      goto done;
-    }
-  if (rctd_normalize_config(opts, model) < 0) {
-    rctd_fail(err, err_len, "out of memory");
-    goto done;
-  }
+    if (rctd_model_config_set(model, ref->config_keys[i], ref->config_values[i]) < 0)
+      return rctd_fail(p->err, p->err_len, "out of memory");
+  if (rctd_normalize_config(p->opts, model) < 0)
+    return rctd_fail(p->err, p->err_len, "out of memory");
   for (int i = 0; i < n_reg; i++)
-    if (!model->genes_reg[i]) {
-      rctd_fail(err, err_len, "out of memory");
-      goto done;
-    }
+    if (!model->genes_reg[i]) return rctd_fail(p->err, p->err_len, "out of memory");
   for (int i = 0; i < n_bulk; i++)
-    if (!model->genes_bulk[i]) {
-      rctd_fail(err, err_len, "out of memory");
-      goto done;
-    }
-  if (rctd_model_check(model, sub, sizeof sub) < 0) {
-    rctd_fail(err, err_len, "%s: %s", label, sub);
-    goto done;
-  }
-  rc = 0;
-done:
-  free(sp_of_ref);
-  free(reg_g);
-  free(bulk_g);
-  free(ctx.totals_s);
-  free(ctx.totals_b);
-  free(ctx.numi_p);
-  free(renorm_bk);
+    if (!model->genes_bulk[i]) return rctd_fail(p->err, p->err_len, "out of memory");
+  if (rctd_model_check(model, p->sub, sizeof p->sub) < 0)
+    return rctd_fail(p->err, p->err_len, "%s: %s", label, p->sub);
+  return 0;
+}
+
+int rctd_normalize_prepare(rctd_input *spatial, const rctd_reference_data *ref,
+                           const rctd_normalize_opts *opts, rctd_model *model,
+                           rctd_normalize_plan *plan, rctd_note_fn note, void *note_ctx, char *err,
+                           size_t err_len) {
+  memset(model, 0, sizeof *model);
+  memset(plan, 0, sizeof *plan);
+  norm_prep p = {.spatial = spatial,
+                 .ref = ref,
+                 .opts = opts,
+                 .model = model,
+                 .plan = plan,
+                 .note = note,
+                 .note_ctx = note_ctx,
+                 .err = err,
+                 .err_len = err_len,
+                 .label = rctd_input_path(spatial),
+                 .K = ref->n_types,
+                 .G = ref->n_genes,
+                 .n_sp = rctd_input_n_genes(spatial),
+                 .ctx = {.opts = opts}};
+  plan->n_rows = rctd_input_n_rows(spatial);
+  plan->n_sp_genes = p.n_sp;
+  if (rctd_input_numi(spatial, &p.numi_n, err, err_len) < 0) return -1;
+
+  p.sp_of_ref = malloc((size_t)p.G * sizeof *p.sp_of_ref);
+  p.reg_g = malloc((size_t)p.G * sizeof *p.reg_g);
+  p.bulk_g = malloc((size_t)p.G * sizeof *p.bulk_g);
+  p.ctx.totals_s = calloc((size_t)(p.n_sp ? p.n_sp : 1), sizeof *p.ctx.totals_s);
+  int rc = -1;
+  if (!p.sp_of_ref || !p.reg_g || !p.bulk_g || !p.ctx.totals_s)
+    rctd_fail(err, err_len, "%s: out of memory", p.label);
+  else if (norm_prep_pass1(&p) == 0 && norm_prep_gene_lists(&p) == 0 && norm_prep_pass2(&p) == 0 &&
+           norm_prep_fit_bulk(&p) == 0 && norm_prep_model(&p) == 0)
+    rc = 0;
+  free(p.sp_of_ref);
+  free(p.reg_g);
+  free(p.bulk_g);
+  free(p.ctx.totals_s);
+  free(p.ctx.totals_b);
+  free(p.ctx.numi_p);
+  free(p.renorm_bk);
   if (rc < 0) {
     rctd_model_free(model);
     rctd_normalize_plan_free(plan);

@@ -12,6 +12,7 @@
 
 #include "error.h"
 #include "model.h"
+#include "text.h"
 
 void rctd_synth_opts_default(rctd_synth_opts *opts) {
   memset(opts, 0, sizeof *opts);
@@ -63,20 +64,8 @@ static int synth_csv_parse(const char *path, rctd_synth_csv *c, char *err, size_
     char *end = strchr(p, '\n');
     if (end) *end = 0;
     if (end && end > p && end[-1] == '\r') end[-1] = 0;
-    int cols = 0;
-    for (char *field = p;;) {
-      char *comma = strchr(field, ',');
-      if (comma) *comma = 0;
-      size_t fl = strlen(field);
-      if (fl >= 2 && field[0] == '"' && field[fl - 1] == '"') {
-        field[fl - 1] = 0;
-        field++;
-      }
-      c->cell[n++] = field;
-      cols++;
-      if (!comma) break;
-      field = comma + 1;
-    }
+    int cols = (int)input_split(p, ',', c->cell + n, (int64_t)(n_fields - n));
+    n += (size_t)cols;
     if (c->n_rows == 0) c->n_cols = cols;
     if (cols != c->n_cols)
       return rctd_fail(err, err_len, "%s: line %d has %d fields, expected %d", path, c->n_rows + 1,

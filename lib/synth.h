@@ -46,9 +46,9 @@ int rctd_synth_reference_load(const char *ref_dir, rctd_synth_reference *ref, ch
                               size_t err_len);
 void rctd_synth_reference_free(rctd_synth_reference *ref);
 
-/* A small CSV file (the vignette's and R's gold outputs) as rows of fields: comma-separated,
- * quotes around a field stripped (quoted commas are not supported), CRLF or LF.  Held in memory
- * whole. */
+/* A small CSV file (the vignette's and R's gold outputs) as rows of fields: comma-separated and
+ * split by the readers' splitter (input_split: quotes around a field stripped), CRLF or LF.  Held
+ * in memory whole. */
 typedef struct {
   char *text;
   char **cell; /* n_rows x n_cols, into text */
