@@ -237,6 +237,10 @@ static int cli_set(const rctd_opt *o, const char *text, char *err, size_t err_le
   return -1;
 }
 
+int rctd_opt_set(const rctd_opt *o, const char *text, char *err, size_t err_len) {
+  return cli_set(o, text, err, err_len);
+}
+
 /* ------------------------------------------------------------------ usage */
 
 void rctd_cli_usage(const rctd_cli *cli, FILE *f) {

@@ -87,6 +87,9 @@ void rctd_cli_usage(const rctd_cli *cli, FILE *f);
 /* Reports a usage problem found after parsing ("rctd-TOOL: message" + hint); returns 2. */
 int rctd_cli_usage_error(const rctd_cli *cli, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
+/* Parses TEXT into O's dest as the command line would (rctd run checks the values it forwards
+ * with the stages' own entries).  0, or -1 with "invalid number 'x'" (or the like) in err. */
+int rctd_opt_set(const rctd_opt *o, const char *text, char *err, size_t err_len);
 /* Writer options from the parsed command line (--chunk-rows). */
 rctd_writer_opts rctd_cli_writer_opts(const rctd_cli *cli);
 /* Writes a meta record "provenance.TOOL" with keys tool, version, command_line (shell-quoted

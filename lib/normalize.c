@@ -30,7 +30,7 @@ void rctd_normalize_opts_default(rctd_normalize_opts *opts) {
   opts->bulk_min_obs = 10;
   opts->bulk_max_iter = 100;
   opts->min_change_bulk = 1e-4;
-  opts->block_pixels = 0;
+  opts->block_pixels = NORM_BLOCK_PIXELS;
 }
 
 static void norm_note(rctd_note_fn note, void *ctx, const char *fmt, ...)

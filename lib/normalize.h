@@ -31,7 +31,7 @@ typedef struct {
   double bulk_min_obs;    /* 10: spatial total a bulk gene needs in fitBulk (prepareBulkData) */
   int bulk_max_iter;      /* 100: fitBulk's n.iter */
   double min_change_bulk; /* MIN_CHANGE_BULK 1e-4 */
-  int64_t block_pixels;   /* pixels per output block (0: 4096) */
+  int64_t block_pixels;   /* pixels per output block: 4096 (0 also means 4096) */
 } rctd_normalize_opts;
 
 void rctd_normalize_opts_default(rctd_normalize_opts *opts);
