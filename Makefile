@@ -51,7 +51,7 @@ LIBKERN    := $(BUILD)/librctd-kernels.a
 ALL_LIBS   := $(LIBRCTD) $(LIBKERN) $(CUDA_LIB) $(if $(CUDA_LIB),$(LIBKERN))
 GPU_BINS   := $(BUILD)/rctd-gpu-tests $(BUILD)/rctd-gpu-bench
 
-.PHONY: all deps test test-run test-gpu bench bench-gpu install clean format demo demo-run
+.PHONY: all deps test test-run test-unit test-e2e test-gpu bench bench-gpu install clean format demo demo-run
 all: $(BINS) lib/librctd.a kernels/librctd-kernels.a $(if $(CUDA_LIB),kernels/librctd-cuda.a $(GPU_BINS))
 
 lib/librctd.a: $(LIBRCTD)
@@ -90,11 +90,19 @@ deps:
 	@./scripts/setup.sh
 
 # test and demo install what is missing first, then run in a fresh make (so that pkg-config
-# sees the new packages).  The suite runs the C unit tests and the tests of the binaries.
+# sees the new packages).  The suite has two tiers (tests/test.h): the unit tests of lib/ and
+# kernels/ (TEST; no binary needed: test-unit) and the end-to-end tests of the tools (TEST_E2E:
+# test-e2e); test-run runs both.  FILTER=WORD runs the tests whose name or file contains WORD.
 test: deps
 	@$(MAKE) --no-print-directory test-run
+TEST_ENV := RCTD_BIN=$(abspath $(dir $(firstword $(BINS)))) RCTD_REPO=$(CURDIR)
 test-run: $(BINS) $(BUILD)/rctd-tests
-	RCTD_BIN=$(abspath $(dir $(firstword $(BINS)))) RCTD_REPO=$(CURDIR) $(BUILD)/rctd-tests
+	$(TEST_ENV) $(BUILD)/rctd-tests --unit $(FILTER); unit=$$?; \
+	  $(TEST_ENV) $(BUILD)/rctd-tests --e2e $(FILTER) && exit $$unit
+test-unit: $(BUILD)/rctd-tests
+	RCTD_REPO=$(CURDIR) $(BUILD)/rctd-tests --unit $(FILTER)
+test-e2e: $(BINS) $(BUILD)/rctd-tests
+	$(TEST_ENV) $(BUILD)/rctd-tests --e2e $(FILTER)
 
 # The demo: rctd run in doublet mode on the bundled spacexr vignette (data/vignette), writing
 # an h5ad (a copy of the spatial h5ad with the results) and printing the summary.
