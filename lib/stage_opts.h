@@ -8,8 +8,9 @@
  *     --spatial-format), each stage's command line built by walking its own table;
  *   - rctd validate: the given values parsed into the real option structs.
  * Adding an option to a stage: its field and default in the stage (*_opts_default), then one
- * line in the stage's rctd_<stage>_add_opts; the tool, rctd run, rctd validate, --help, the
- * config file and the man page check (tests/test_stage_opts.c) all follow. */
+ * OPT_ADD line in the stage's rctd_<stage>_add_opts (stage_opts.c; the reference's and
+ * normalize's in stage_opts_input.c); the tool, rctd run, rctd validate, --help, the config file
+ * and the man page check (tests/test_stage_opts.c) all follow. */
 #ifndef RCTD_STAGE_OPTS_H
 #define RCTD_STAGE_OPTS_H
 #include <stddef.h>
@@ -48,6 +49,13 @@ void rctd_opt_table_init(rctd_opt_table *t, const char *run_prefix);
 /* Appends O (dest already holding the default) with rctd run's FWD.  O's default_value, when
  * NULL, is made from the value at dest (numbers, flags, strings set).  0, or -1 when full. */
 int rctd_opt_table_add(rctd_opt_table *t, rctd_opt o, rctd_fwd fwd);
+/* One line of a stage's table (in rctd_<stage>_add_opts): appends the rctd_opt of the other
+ * arguments with rctd run's FWD, or returns -1 from the caller when the table is full. */
+#define RCTD_OPT_ADD(t, fwd, ...)                                               \
+  do {                                                                          \
+    if (rctd_opt_table_add((t), (rctd_opt){__VA_ARGS__}, (fwd)) < 0) return -1; \
+  } while (0)
+
 /* The entry named NAME, or NULL. */
 const rctd_opt *rctd_opt_table_find(const rctd_opt_table *t, const char *name);
 

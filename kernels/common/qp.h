@@ -10,6 +10,8 @@
  * on the thread's stack). */
 #ifndef RCTD_KERNELS_COMMON_QP_H
 #define RCTD_KERNELS_COMMON_QP_H
+#include <string.h>
+
 #include "common/hd.h"
 
 /* Multipliers above -RK_QP_MULT_TOL * scale count as non-negative (rounding noise on weakly
@@ -105,8 +107,7 @@ RK_HD int rk_qp_subspace_min(int k, int ld, const double *D, const double *d, co
 RK_HD int rk_qp_start(int k, int ld, const double *D, const double *d, const double *lower,
                       int with_sum, double sum_target, double *x, rk_qp_work *w, int warm) {
   double nu;
-  if (!warm || with_sum)
-    for (int i = 0; i < k; i++) w->in_work[i] = 0;
+  if (!warm || with_sum) memset(w->in_work, 0, (size_t)k * sizeof *w->in_work);
   /* The minimiser with the starting bounds held (unconstrained, or sum-constrained): often
    * already feasible; free variables below their bounds join the working set. */
   if (rk_qp_subspace_min(k, ld, D, d, lower, with_sum, sum_target, w, &nu) != 0) return -1;
@@ -146,8 +147,11 @@ RK_HD int rk_qp_solve(int k, int ld, const double *D, const double *d, const dou
   if (rk_qp_start(k, ld, D, d, lower, with_sum, sum_target, x, w, warm) != 0) return -1;
   double scale = 0;
   for (int i = 0; i < k; i++) scale = rk_max(scale, fabs(d[i]));
-  for (int i = 0; i < k; i++)
-    for (int j = 0; j < k; j++) scale = rk_max(scale, fabs(D[i * ld + j]));
+  if (ld == k) /* one pass over the packed matrix (the CPU's case) */
+    for (int i = 0; i < k * k; i++) scale = rk_max(scale, fabs(D[i]));
+  else
+    for (int i = 0; i < k; i++)
+      for (int j = 0; j < k; j++) scale = rk_max(scale, fabs(D[i * ld + j]));
 
   int last_dropped = -1;
   for (int iter = 0; iter < 10 * k + 50; iter++) {
@@ -175,7 +179,7 @@ RK_HD int rk_qp_solve(int k, int ld, const double *D, const double *d, const dou
       last_dropped = -1;
       continue;
     }
-    for (int i = 0; i < k; i++) x[i] = w->x_sub[i];
+    memcpy(x, w->x_sub, (size_t)k * sizeof *x);
     /* KKT: D x - d + nu 1 = mu with mu >= 0 on the working set (nu from the subspace solve). */
     double xmax = 0;
     for (int i = 0; i < k; i++) xmax = rk_max(xmax, fabs(x[i]));
