@@ -14,9 +14,12 @@
 #ifdef __CUDACC__
 #define RK_HD __host__ __device__ inline
 #define RK_HD_SMALL __host__ __device__ __forceinline__
+#define RK_HD_ONCE __host__ __device__ inline
 #else
 #define RK_HD static inline
 #define RK_HD_SMALL static inline
+/* A function with one caller per backend, inlined into it (as when it was the caller's body). */
+#define RK_HD_ONCE static inline __attribute__((always_inline))
 #endif
 #define RK_HOST static inline
 
