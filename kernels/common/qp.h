@@ -105,7 +105,7 @@ RK_HD int rk_qp_subspace_min(int k, int ld, const double *D, const double *d, co
 /* Feasible starting point and working set.  warm: start from the working set w->in_work holds
  * (the previous solve's final one) instead of the empty set (no warm start in sum mode). */
 RK_HD_ONCE int rk_qp_start(int k, int ld, const double *D, const double *d, const double *lower,
-                      int with_sum, double sum_target, double *x, rk_qp_work *w, int warm) {
+                           int with_sum, double sum_target, double *x, rk_qp_work *w, int warm) {
   double nu;
   if (!warm || with_sum) memset(w->in_work, 0, (size_t)k * sizeof *w->in_work);
   /* The minimiser with the starting bounds held (unconstrained, or sum-constrained): often
@@ -137,7 +137,7 @@ RK_HD_ONCE int rk_qp_start(int k, int ld, const double *D, const double *d, cons
 /* The QP for k variables, D k x k with leading dimension ld: 0, or -1 when D_FF is not positive
  * definite or (sum mode) the bounds exceed the target.  warm as rk_qp_start. */
 RK_HD_ONCE int rk_qp_solve(int k, int ld, const double *D, const double *d, const double *lower,
-                      int with_sum, double sum_target, double *x, rk_qp_work *w, int warm) {
+                           int with_sum, double sum_target, double *x, rk_qp_work *w, int warm) {
   if (k < 1) return -1;
   if (with_sum) {
     double lower_sum = 0;
