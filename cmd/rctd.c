@@ -106,9 +106,10 @@ static int run_bin_dir(char *dir, size_t len) {
 /* Parses the forwarded values into the stages' options (their own syntax checks), so that a typo
  * fails before any stage starts. */
 static int run_check_values(rctd_cli *cli) {
-  char err[RCTD_ERR_LEN];
-  if (rctd_run_opts_apply(&run_o, err, sizeof err) < 0) return rctd_cli_usage_error(cli, "%s", err);
-  return 0;
+  char why[RCTD_ERR_LEN];
+  int bad;
+  if (rctd_run_opts_apply(&run_o, &bad, why, sizeof why) == 0) return 0;
+  return rctd_cli_usage_error(cli, "option --%s: %s", run_o.run.opts[bad].name, why);
 }
 
 /* The value given for forwarded option NAME, or NULL. */

@@ -130,9 +130,10 @@ int rctd_run_opts_init(rctd_run_opts *r);
 /* Appends rctd run's forwarded options to OPTS (NULL-terminated, CAPACITY entries). */
 int rctd_run_opts_append(const rctd_run_opts *r, rctd_opt *opts, size_t capacity);
 /* After parsing: every given value parsed into the stages' values (the stages' own syntax
- * checks, so that a typo fails before any stage starts).  0, or -1 with "option --NAME: what"
- * in err. */
-int rctd_run_opts_apply(rctd_run_opts *r, char *err, size_t err_len);
+ * checks, so that a typo fails before any stage starts).  0, or -1 with the run option's index
+ * in *BAD (r->run.opts[*bad]: its name, config key, dest) and what is wrong in WHY ("invalid
+ * number 'abc'"). */
+int rctd_run_opts_apply(rctd_run_opts *r, int *bad, char *why, size_t why_len);
 /* The value given for the forwarded option NAME, or NULL. */
 const char *rctd_run_opts_given(const rctd_run_opts *r, const char *name);
 /* Calls ADD(ctx, arg) for the command-line arguments of STAGE that carry the given options, in

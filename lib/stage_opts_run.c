@@ -3,7 +3,6 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "error.h"
 #include "stage_opts.h"
 
 /* ------------------------------------------------------------------ rctd run */
@@ -108,7 +107,7 @@ int rctd_run_opts_append(const rctd_run_opts *r, rctd_opt *opts, size_t capacity
   return 0;
 }
 
-int rctd_run_opts_apply(rctd_run_opts *r, char *err, size_t err_len) {
+int rctd_run_opts_apply(rctd_run_opts *r, int *bad, char *why, size_t why_len) {
   for (int s = 0; s < RCTD_RUN_N_STAGES; s++) {
     for (int i = 0; i < r->stage[s].n; i++) {
       int j = r->run_of[s][i];
@@ -118,10 +117,10 @@ int rctd_run_opts_apply(rctd_run_opts *r, char *err, size_t err_len) {
         if (r->flag[j] >= 0) *(int *)o->dest = r->flag[j];
         continue;
       }
-      if (!r->text[j]) continue;
-      char why[200];
-      if (rctd_opt_set(o, r->text[j], why, sizeof why) != 0)
-        return rctd_fail(err, err_len, "option --%s: %s", r->run.opts[j].name, why);
+      if (r->text[j] && rctd_opt_set(o, r->text[j], why, why_len) != 0) {
+        *bad = j;
+        return -1;
+      }
     }
   }
   return 0;

@@ -297,8 +297,9 @@ TEST(stage_opts_run_forwards_by_walking_the_stages) {
   const rctd_opt *drop = rctd_opt_table_find(&so_run.run, "drop-small-types");
   CHECK(drop && drop->type == RCTD_OPT_FLAG);
   *(int *)drop->dest = 0;
-  char err[256];
-  CHECK(rctd_run_opts_apply(&so_run, err, sizeof err) == 0);
+  char why[256];
+  int bad = -1;
+  CHECK(rctd_run_opts_apply(&so_run, &bad, why, sizeof why) == 0);
   CHECK(so_run.norm.o.umi_min == 50 && so_run.ref.select.min_umi == 100);
   CHECK(!strcmp(so_run.ref.in.numi_col, "nUMI") && !so_run.norm.in.numi_col);
   CHECK(so_run.fit.o.max_multi_types == 3 && !strcmp(so_run.sigma.o.cache_dir, "/c"));
@@ -316,8 +317,9 @@ TEST(stage_opts_run_forwards_by_walking_the_stages) {
   CHECK(!strcmp(so_stage_args(RCTD_RUN_MERGE, RCTD_FIT_DOUBLET),
                 "--spatial-format csv --coords-table xy.csv --csv-dir out"));
   /* a value the stage's parser refuses fails here, under rctd run's name */
-  const rctd_opt *bad = rctd_opt_table_find(&so_run.run, "min-umi");
-  *(const char **)bad->dest = "abc";
-  CHECK(rctd_run_opts_apply(&so_run, err, sizeof err) < 0);
-  CHECK_MSG(!strcmp(err, "option --min-umi: invalid number 'abc'"), "%s", err);
+  const rctd_opt *min_umi = rctd_opt_table_find(&so_run.run, "min-umi");
+  *(const char **)min_umi->dest = "abc";
+  CHECK(rctd_run_opts_apply(&so_run, &bad, why, sizeof why) < 0);
+  CHECK(bad >= 0 && !strcmp(so_run.run.opts[bad].name, "min-umi"));
+  CHECK_MSG(!strcmp(why, "invalid number 'abc'"), "%s", why);
 }
