@@ -13,6 +13,16 @@ BUILD       := build/asan
 else
 BUILD       := build/release
 endif
+# FUZZ=1: the libFuzzer build (clang, AddressSanitizer, UndefinedBehaviorSanitizer, no CUDA);
+# see `make fuzz` below.
+ifeq ($(FUZZ),1)
+CC          := clang
+NO_CUDA     := 1
+CFLAGS_BASE += -O1 -fsanitize=fuzzer-no-link,address,undefined -fno-omit-frame-pointer \
+               -fno-sanitize-recover=all
+LDFLAGS     += -fsanitize=address,undefined
+BUILD       := build/fuzz
+endif
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 CFLAGS  += $(CFLAGS_BASE) $(PKG_CFLAGS)
@@ -51,7 +61,8 @@ LIBKERN    := $(BUILD)/librctd-kernels.a
 ALL_LIBS   := $(LIBRCTD) $(LIBKERN) $(CUDA_LIB) $(if $(CUDA_LIB),$(LIBKERN))
 GPU_BINS   := $(BUILD)/rctd-gpu-tests $(BUILD)/rctd-gpu-bench
 
-.PHONY: all deps test test-run test-unit test-e2e test-gpu bench bench-gpu install clean format demo demo-run
+.PHONY: all deps test test-run test-unit test-e2e test-gpu bench bench-gpu install clean format \
+        demo demo-run test-slurm fuzz fuzz-run
 all: $(BINS) lib/librctd.a kernels/librctd-kernels.a $(if $(CUDA_LIB),kernels/librctd-cuda.a $(GPU_BINS))
 
 lib/librctd.a: $(LIBRCTD)
@@ -104,8 +115,15 @@ test-unit: $(BUILD)/rctd-tests
 test-e2e: $(BINS) $(BUILD)/rctd-tests
 	$(TEST_ENV) $(BUILD)/rctd-tests --e2e $(FILTER)
 
+# The Snakemake workflow on a single-node SLURM cluster started for the test (as root; installs
+# slurmctld, slurmd, munge when missing; stops every daemon it started).  Not part of `test`.
+test-slurm: deps
+	@$(MAKE) --no-print-directory all
+	tests/slurm/run.sh $(abspath bin)
+
 # The demo: rctd run in doublet mode on the bundled spacexr vignette (data/vignette), writing
-# an h5ad (a copy of the spatial h5ad with the results) and printing the summary.
+# an h5ad (a copy of the spatial h5ad with the results) and its HTML report, and printing the
+# summary.
 DEMO_OUT := out/demo/vignette_rctd.h5ad
 demo: deps
 	@$(MAKE) --no-print-directory demo-run
@@ -113,7 +131,8 @@ demo-run: all
 	@mkdir -p $(dir $(DEMO_OUT))
 	bin/rctd run --reference data/vignette/h5ad/reference.h5ad --reference-numi-col nUMI \
 	  --cell-type-col cell_type_name \
-	  --spatial data/vignette/h5ad/spatial.h5ad --mode doublet -o $(DEMO_OUT)
+	  --spatial data/vignette/h5ad/spatial.h5ad --mode doublet -o $(DEMO_OUT) \
+	  --report $(DEMO_OUT:.h5ad=_report.html)
 
 # Benchmarks: every bench/NAME.c is a program; bench/run.sh runs them all.
 BENCH_BINS := $(patsubst bench/%.c,$(BUILD)/bench/%,$(BENCH_SRC))
@@ -137,6 +156,24 @@ test-gpu: $(BUILD)/rctd-gpu-tests
 	RCTD_REPO=$(CURDIR) $(BUILD)/rctd-gpu-tests $(FILTER)
 bench-gpu: $(BUILD)/rctd-gpu-bench
 	RCTD_REPO=$(CURDIR) $(BUILD)/rctd-gpu-bench $(BENCH_ARGS)
+
+# Fuzzing (tests/fuzz/README.md): each tests/fuzz/fuzz_NAME.c is a libFuzzer harness, built in
+# build/fuzz with FUZZ=1 and run for FUZZ_SECONDS seconds from a seed corpus of the test fixtures.
+# The HDF5 harnesses run build/release/rctd-fuzz-read (a plain build) per input.
+FUZZ_SECONDS ?= 10
+FUZZ_TARGETS := $(patsubst tests/fuzz/fuzz_%.c,%,$(wildcard tests/fuzz/fuzz_*.c))
+FUZZ_COMMON  := $(BUILD)/tests/fuzz/common.o
+$(BUILD)/fuzz/%: $(BUILD)/tests/fuzz/fuzz_%.o $(FUZZ_COMMON) $(ALL_LIBS)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -fsanitize=fuzzer -o $@ $< $(FUZZ_COMMON) $(ALL_LIBS) $(LDLIBS)
+$(BUILD)/rctd-fuzz-read: $(BUILD)/tests/fuzz/read_input.o $(FUZZ_COMMON) $(ALL_LIBS)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+fuzz: deps
+	@$(MAKE) --no-print-directory build/release/rctd-fuzz-read
+	@$(MAKE) --no-print-directory FUZZ=1 fuzz-run
+fuzz-run: $(FUZZ_TARGETS:%=$(BUILD)/fuzz/%)
+	RCTD_FUZZ_READER=$(abspath build/release/rctd-fuzz-read) \
+	  tests/fuzz/run.sh $(BUILD)/fuzz $(FUZZ_SECONDS) $(FUZZ_TARGETS)
 
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/man/man1 $(DESTDIR)$(PREFIX)/share/man/man5

@@ -45,6 +45,8 @@ int main(int argc, char **argv) {
                        .coords_table = mc.coords_table,
                        .json_path = mc.json_path,
                        .summary_path = mc.summary_path,
+                       .multiqc_path = mc.multiqc_path,
+                       .multiqc_sample = mc.multiqc_sample,
                        .progress = !cli.quiet};
   const int have_output = strcmp(cli.output, "-") != 0;
   const char *fmt = mc.format ? mc.format : "h5ad";
@@ -60,9 +62,9 @@ int main(int argc, char **argv) {
     rctd_cli_free(&cli);
     return rc;
   }
-  if (!have_output && (mc.format || !(mc.json_path || mc.summary_path))) {
+  if (!have_output && (mc.format || !(mc.json_path || mc.summary_path || mc.multiqc_path))) {
     rc = rctd_cli_usage_error(&cli, "give -o FILE.h5ad (or -o DIR with --format csv)%s",
-                              mc.format ? "" : ", or --json/--summary alone");
+                              mc.format ? "" : ", or --json/--summary/--multiqc alone");
     rctd_cli_free(&cli);
     return rc;
   }

@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -26,6 +27,7 @@
 #include "input.h"
 #include "input_cli.h"
 #include "normalize.h"
+#include "report.h"
 #include "sigma.h"
 #include "stage_opts.h"
 
@@ -36,7 +38,8 @@ enum { N_STAGES = RCTD_RUN_N_STAGES };
 static rctd_run_opts run_o;
 
 /* Options of rctd itself. */
-static const char *opt_reference, *opt_spatial, *opt_mode, *opt_format, *opt_keep, *opt_json;
+static const char *opt_reference, *opt_spatial, *opt_mode, *opt_format, *opt_keep, *opt_json,
+    *opt_report;
 static int opt_summary;
 
 #define S RCTD_OPT_STRING
@@ -56,6 +59,8 @@ static rctd_opt run_own[] = {
      "FILE"},
     {"summary", 0, RCTD_OPT_FLAG, &opt_summary, "true", "print the summary on standard output",
      "summary", NULL},
+    {"report", 0, S, &opt_report, NULL, "also write the HTML report (rctd report) to FILE",
+     "report", "FILE"},
 };
 
 #undef S
@@ -104,12 +109,21 @@ static int run_bin_dir(char *dir, size_t len) {
 }
 
 /* Parses the forwarded values into the stages' options (their own syntax checks), so that a typo
- * fails before any stage starts. */
+ * fails before any stage starts; a bad value is reported where it was given (the config file's
+ * line, or the command-line option).  0, or 2. */
 static int run_check_values(rctd_cli *cli) {
   char why[RCTD_ERR_LEN];
   int bad;
   if (rctd_run_opts_apply(&run_o, &bad, why, sizeof why) == 0) return 0;
-  return rctd_cli_usage_error(cli, "option --%s: %s", run_o.run.opts[bad].name, why);
+  const rctd_opt *o = &run_o.run.opts[bad];
+  int line = rctd_cli_config_line(cli, o->dest);
+  if (line <= 0) return rctd_cli_usage_error(cli, "option --%s: %s", o->name, why);
+  char key[96];
+  snprintf(key, sizeof key, "%s", o->config_key ? o->config_key : o->name);
+  for (char *c = key; *c; c++)
+    if (*c == '-') *c = '_';
+  rctd_log_error("%s: line %d: key '%s': %s", cli->config_path, line, key, why);
+  return RCTD_EXIT_USAGE;
 }
 
 /* The value given for forwarded option NAME, or NULL. */
@@ -200,6 +214,7 @@ static int run_build(run_stage *st, const rctd_cli *cli, const char *bin_dir, co
  * child. */
 static int run_spawn(run_stage *s, int fd_in, int fd_out, const int *close_fds, int n_close) {
   s->t_start = rctd_now();
+  pid_t parent = getpid();
   pid_t pid = fork();
   if (pid < 0) {
     rctd_log_error("cannot start %s: %s", s->binary, strerror(errno));
@@ -209,6 +224,10 @@ static int run_spawn(run_stage *s, int fd_in, int fd_out, const int *close_fds, 
     signal(SIGINT, SIG_DFL);
     signal(SIGTERM, SIG_DFL);
     signal(SIGHUP, SIG_DFL);
+    /* The stage dies with rctd run, however rctd run ends (SIGKILL included): SIGTERM removes
+     * its temporary output.  A parent gone before prctl took effect is seen by getppid. */
+    if (prctl(PR_SET_PDEATHSIG, SIGTERM) != 0 || getppid() != parent) _exit(127);
+    setenv("RCTD_RUN_STAGE", "1", 1);
     if (fd_in >= 0 && dup2(fd_in, STDIN_FILENO) < 0) _exit(127);
     if (fd_out >= 0 && dup2(fd_out, STDOUT_FILENO) < 0) _exit(127);
     for (int i = 0; i < n_close; i++)
@@ -276,12 +295,23 @@ static int run_wait(run_stage *st, int n) {
     }
   }
   if (!failed && !run_interrupted) return 0;
+  if (run_interrupted) {
+    rctd_log_error("interrupted (%s): the pipeline stopped, no output was written",
+                   strsignal(run_interrupted));
+    return -1;
+  }
   /* The most upstream failure is the cause; later stages only saw a cut stream. */
   for (int i = 0; i < n; i++) {
     if (!st[i].done || run_ok(&st[i])) continue;
     char why[64];
-    rctd_log_error("%s failed (%s); the pipeline stopped, no output was written", st[i].name,
-                   run_describe_status(st[i].status, why, sizeof why));
+    if (WIFEXITED(st[i].status) && WEXITSTATUS(st[i].status) == RCTD_EXIT_CUT)
+      rctd_log_error(
+          "%s failed: its input stream from %s ended early or was damaged; the "
+          "pipeline stopped, no output was written",
+          st[i].name, i > 0 ? st[i - 1].name : "standard input");
+    else
+      rctd_log_error("%s failed (%s); the pipeline stopped, no output was written", st[i].name,
+                     run_describe_status(st[i].status, why, sizeof why));
     break;
   }
   return -1;
@@ -356,8 +386,39 @@ static int run_write_json(const char *tmp, const char *path, const run_stage *st
 
 static int run_mkdir(const char *dir) {
   struct stat sb;
-  if (stat(dir, &sb) == 0) return S_ISDIR(sb.st_mode) ? 0 : -1;
+  if (stat(dir, &sb) == 0) {
+    if (S_ISDIR(sb.st_mode)) return 0;
+    errno = ENOTDIR;
+    return -1;
+  }
   return mkdir(dir, 0777);
+}
+
+/* --report FILE: the HTML report of the h5ad just written, with this command line and the
+ * stage timings (lib/report.h). */
+static int run_report(const rctd_cli *cli, const run_stage *st, double t_total) {
+  char command[8192] = "rctd";
+  size_t used = strlen(command);
+  for (int i = 0; i < cli->argc && used + 4 < sizeof command; i++)
+    used += (size_t)snprintf(command + used, sizeof command - used,
+                             strpbrk(cli->argv[i], " '\"$") ? " '%s'" : " %s", cli->argv[i]);
+  const char *names[N_STAGES + 1];
+  double secs[N_STAGES + 1];
+  for (int i = 0; i < N_STAGES; i++) names[i] = st[i].name, secs[i] = st[i].t_end - st[i].t_start;
+  names[N_STAGES] = "total", secs[N_STAGES] = t_total;
+  rctd_report_opts o = {.result = cli->output,
+                        .html = opt_report,
+                        .command = command,
+                        .n_timings = N_STAGES + 1,
+                        .timing_names = names,
+                        .timing_s = secs};
+  char err[RCTD_ERR_LEN];
+  if (rctd_report_write(&o, err, sizeof err) != 0) {
+    rctd_log_error("%s", err);
+    return -1;
+  }
+  rctd_log_info("wrote %s", opt_report);
+  return 0;
 }
 
 static int cmd_run(rctd_cli *cli) {
@@ -368,6 +429,8 @@ static int cmd_run(rctd_cli *cli) {
     return rctd_cli_usage_error(cli, "--mode %s: expected full, doublet or multi", opt_mode);
   if (strcmp(cli->output, "-") == 0)
     return rctd_cli_usage_error(cli, "give -o OUT.h5ad (or -o DIR with --format csv)");
+  if (opt_report && !strstr(opt_format, "h5ad"))
+    return rctd_cli_usage_error(cli, "--report needs the h5ad output (--format h5ad or h5ad,csv)");
   int rc = run_check_values(cli);
   if (!rc) rc = run_check_precision(cli);
   if (rc) return rc;
@@ -382,8 +445,14 @@ static int cmd_run(rctd_cli *cli) {
   const char *out[N_STAGES] = {"-", "-", "-", "-", NULL};
   if (opt_keep) {
     if (run_mkdir(opt_keep) != 0) {
-      rctd_log_error("%s: cannot create the directory for intermediates: %s", opt_keep,
-                     strerror(errno));
+      if (errno == ENOTDIR)
+        rctd_log_error(
+            "--keep-intermediates %s: exists and is not a directory: give a "
+            "directory (it is created when missing)",
+            opt_keep);
+      else
+        rctd_log_error("%s: cannot create the directory for intermediates: %s", opt_keep,
+                       strerror(errno));
       return RCTD_EXIT_RUNTIME;
     }
     static const char *const names[N_STAGES - 1] = {"1-reference", "2-model", "3-sigma", "4-fit"};
@@ -406,12 +475,13 @@ static int cmd_run(rctd_cli *cli) {
     for (int i = 0; i < N_STAGES; i++) run_argv_free(&st[i].argv);
     return RCTD_EXIT_RUNTIME;
   }
-  struct sigaction sa, old_int, old_term;
+  struct sigaction sa, old_int, old_term, old_hup;
   memset(&sa, 0, sizeof sa);
   sa.sa_handler = run_on_signal;
   sigemptyset(&sa.sa_mask);
   sigaction(SIGINT, &sa, &old_int);
   sigaction(SIGTERM, &sa, &old_term);
+  sigaction(SIGHUP, &sa, &old_hup);
   double t0 = rctd_now();
   rctd_log_info("%s mode: reference -> normalize -> sigma -> fit-%s -> merge%s%s", opt_mode,
                 opt_mode, opt_keep ? ", intermediates in " : " (pipes)", opt_keep ? opt_keep : "");
@@ -419,8 +489,16 @@ static int cmd_run(rctd_cli *cli) {
   double t_total = rctd_now() - t0;
   sigaction(SIGINT, &old_int, NULL);
   sigaction(SIGTERM, &old_term, NULL);
+  sigaction(SIGHUP, &old_hup, NULL);
   if (rc == 0) {
     if (opt_json && run_write_json(json_tmp, opt_json, st, t_total) != 0) rc = -1;
+    if (rc == 0 && opt_report) rc = run_report(cli, st, t_total);
+    if (rc != 0) {
+      /* The run failed after merge renamed its output: take it back (a regular file only). */
+      struct stat sb;
+      if (strcmp(opt_format, "h5ad") == 0 && lstat(cli->output, &sb) == 0 && S_ISREG(sb.st_mode))
+        unlink(cli->output);
+    }
     if (rc == 0) rctd_log_info("finished in %.1f s", t_total);
   } else if (opt_json) {
     unlink(json_tmp);
@@ -588,6 +666,8 @@ static void usage(FILE *f) {
           "[--mode doublet] -o OUT.h5ad\n"
           "  validate  check the inputs quickly (readable, cell types, gene overlap, pixels "
           "that pass the filters)\n"
+          "  report    HTML report (maps, bars, summary) of a result: rctd report OUT.h5ad -o "
+          "REPORT.html\n"
           "  version   print the version\n\n"
           "'rctd COMMAND --help' lists a command's options.  The stages are separate tools: "
           "rctd-reference, rctd-normalize, rctd-sigma, rctd-fit-{full,doublet,multi}, "
@@ -595,6 +675,8 @@ static void usage(FILE *f) {
 }
 
 int main(int argc, char **argv) {
+  rctd_set_tool("rctd");
+  rctd_out_install_handlers(); /* also: a write error on stdout (rctd --help > /dev/full) fails */
   if (argc < 2) {
     usage(stderr);
     return RCTD_EXIT_USAGE;
@@ -608,9 +690,11 @@ int main(int argc, char **argv) {
     printf("rctd %s\n", RCTD_VERSION);
     return RCTD_EXIT_OK;
   }
+  if (strcmp(cmd, "report") == 0) return rctd_report_main(argc - 1, argv + 1);
   int is_run = strcmp(cmd, "run") == 0, is_validate = strcmp(cmd, "validate") == 0;
   if (!is_run && !is_validate) {
-    fprintf(stderr, "rctd: unknown command '%s' (run, validate, version; rctd --help)\n", cmd);
+    fprintf(stderr, "rctd: unknown command '%s' (run, validate, report, version; rctd --help)\n",
+            cmd);
     return RCTD_EXIT_USAGE;
   }
   /* One option table: rctd's own options, then the forwarded ones. */

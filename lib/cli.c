@@ -43,9 +43,31 @@ static void cli_vlog(const char *prefix, const char *fmt, va_list ap) {
   fprintf(stderr, "%s: %s%s\n", cli_tool_name, prefix, msg);
 }
 
+/* Set when a stage of rctd run kept quiet about its cut input: the exit status becomes
+ * RCTD_EXIT_CUT (the tool still fails and cleans up as usual first). */
+static int cli_input_cut;
+static void cli_exit_cut(void) {
+  if (!cli_input_cut) return;
+  rctd_out_remove_all();
+  _exit(RCTD_EXIT_CUT);
+}
+
 void rctd_log_error(const char *fmt, ...) {
   va_list ap;
   va_start(ap, fmt);
+  /* A stage of rctd run whose input pipe ends early or breaks only saw the stage before it
+   * fail: that stage or rctd run says why, and a line about "stdin" would be a misleading
+   * follow-on.  Exit status RCTD_EXIT_CUT tells rctd run what happened. */
+  if (getenv("RCTD_RUN_STAGE")) {
+    char msg[16];
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    if (strncmp(msg, "stdin: ", 7) == 0) {
+      if (!cli_input_cut++) atexit(cli_exit_cut); /* runs first: before the other handlers */
+      return;
+    }
+    va_start(ap, fmt);
+  }
   cli_vlog("", fmt, ap);
   va_end(ap);
 }
@@ -80,6 +102,7 @@ typedef struct {
   char **owned; /* strings to free */
   int n_owned, cap_owned;
   char **args;
+  int *config_line; /* per option of all[]: the config file line that set it, 0 = not the file */
 } cli_priv;
 
 static char *cli_keep(cli_priv *priv, char *s) {
@@ -105,6 +128,7 @@ void rctd_cli_free(rctd_cli *cli) {
   free(priv->owned);
   free(priv->all);
   free(priv->args);
+  free(priv->config_line);
   free(priv);
   cli->priv_ = NULL;
   cli->args = NULL;
@@ -116,7 +140,8 @@ static int cli_build_table(rctd_cli *cli, cli_priv *priv) {
   int n_tool = 0;
   while (cli->opts && cli->opts[n_tool].name) n_tool++;
   priv->all = calloc((size_t)n_tool + 8, sizeof *priv->all);
-  if (!priv->all) return -1;
+  priv->config_line = calloc((size_t)n_tool + 8, sizeof *priv->config_line);
+  if (!priv->all || !priv->config_line) return -1;
   for (int i = 0; i < n_tool; i++) priv->all[i] = cli->opts[i];
   int n = n_tool;
   if (cli->has_output)
@@ -556,15 +581,24 @@ static int cli_apply_config(rctd_cli *cli, cli_priv *priv) {
       break;
     }
     const rctd_opt *o = &priv->all[k];
-    if (!e->value) {
-      if (o->type == RCTD_OPT_STRING) {
-        *(const char **)o->dest = NULL;
-        continue;
+    for (int j = 0; j < i; j++)
+      if (strcmp(cfg.items[j].key, e->key) == 0) {
+        rctd_log_error("%s: line %d: key '%s' is given twice (also on line %d): keep one",
+                       path, e->line, e->key, cfg.items[j].line);
+        rc = -1;
+        break;
       }
-      rctd_log_error("%s: line %d: key '%s' has no value", path, e->line, e->key);
+    if (rc != 0) break;
+    /* A null (`key:` or `key: ~`) is refused for every option alike: leave the line out to
+     * keep the default. */
+    if (!e->value) {
+      rctd_log_error("%s: line %d: key '%s' has no value: give one, or remove the line to keep "
+                     "the default",
+                     path, e->line, e->key);
       rc = -1;
       break;
     }
+    if (priv->config_line) priv->config_line[k] = e->line;
     char *value = cli_keep(priv, strdup(e->value));
     if (!value) {
       rctd_log_error("%s: out of memory", path);
@@ -640,6 +674,7 @@ int rctd_cli_parse(rctd_cli *cli, int argc, char **argv) {
     const rctd_opt *o = &priv->all[s->opt];
     if ((int)o->type == CLI_OPT_CONFIG) continue;
     const char *value = s->value ? s->value : s->negated ? "false" : "true";
+    priv->config_line[s->opt] = 0; /* the command line wins */
     if (cli_set(o, value, err, sizeof err) != 0)
       rc = rctd_cli_usage_error(cli, "option --%s: %s", o->name, err);
   }
@@ -652,6 +687,9 @@ int rctd_cli_parse(rctd_cli *cli, int argc, char **argv) {
     rc = rctd_cli_usage_error(cli, "unexpected argument '%s'", cli->args[cli->max_args]);
   if (rc == RCTD_CLI_CONTINUE && cli->threads < 0)
     rc = rctd_cli_usage_error(cli, "option --threads: must be 0 or more");
+  if (rc == RCTD_CLI_CONTINUE && cli->has_output && !*cli->output)
+    rc = rctd_cli_usage_error(cli, "option -o: the path is empty: give a file name, or - for "
+                                   "standard output");
   if (rc == RCTD_CLI_CONTINUE && cli->chunk_rows < 0)
     rc = rctd_cli_usage_error(cli, "option --chunk-rows: must be 0 or more");
   if (rc == RCTD_CLI_CONTINUE && cli->threads == 0) {
@@ -733,4 +771,12 @@ int rctd_cli_write_provenance(const rctd_cli *cli, rctd_writer *w) {
   int rc = rctd_write_meta(w, name, keys, values, cli->config_path ? 4 : 3);
   free(line);
   return rc;
+}
+
+int rctd_cli_config_line(const rctd_cli *cli, const void *dest) {
+  const cli_priv *priv = cli->priv_;
+  if (!priv || !priv->config_line) return 0;
+  for (int i = 0; i < priv->n_all; i++)
+    if (priv->all[i].dest == dest) return priv->config_line[i];
+  return 0;
 }

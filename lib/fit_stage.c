@@ -163,8 +163,10 @@ static void fs_table_coef(fs_table *t) {
   t->attached = rctd_spline_coef_attach(&t->table, t->coef) == 0;
 }
 
-/* The likelihood table records of the stream, when they are for sigma_value. */
-static int fs_table_from_stream(fs_table *t, const rctd_model *m) {
+/* The likelihood table records of the stream, when they are for sigma_value: 1 used, 0 none
+ * (or another sigma's), -1 a table that fails its checks (message in err). */
+static int fs_table_from_stream(fs_table *t, const rctd_model *m, const char *label, char *err,
+                                size_t err_len) {
   const rctd_record *meta = rctd_model_extra(m, RCTD_QTABLE_REC_META);
   const rctd_record *x = rctd_model_extra(m, RCTD_QTABLE_REC_X);
   const rctd_record *q = rctd_model_extra(m, RCTD_QTABLE_REC_Q);
@@ -181,6 +183,7 @@ static int fs_table_from_stream(fs_table *t, const rctd_model *m) {
       sq->dtype != RCTD_F64 || q->cols != RCTD_N_X || sq->cols != RCTD_N_X || q->rows != sq->rows ||
       q->rows < 1 || q->rows > RCTD_N_K_FULL)
     return 0;
+  if (rctd_qtable_check_loaded(meta, q, sq, t->sigma_value, label, err, err_len) != 0) return -1;
   t->table = (rctd_qtable){(int)q->rows, t->x_vals, q->data, sq->data};
   fs_table_coef(t);
   return 1;
@@ -717,7 +720,7 @@ static int fs_setup(fs_run *r, const char *in_path) {
           "--sigma (e.g. --sigma 0.84)",
           r->in_label);
   }
-  fs_table_from_stream(&r->table, m);
+  if (fs_table_from_stream(&r->table, m, r->in_label, r->err, r->err_len) < 0) return -1;
 
   r->backend = o->backend;
   if (!r->backend) {

@@ -8,7 +8,9 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "h5guard.h"
 #include "input_internal.h"
+#include "strlist.h"
 
 int input_fail(char *err, size_t err_size, const char *path, const char *fmt, ...) {
   if (!err || err_size == 0) return -1;
@@ -231,9 +233,15 @@ static int input_detect(rctd_input *input, char *err, size_t err_size, char *mtx
       input->format = RCTD_INPUT_CSV;
       return 0;
     }
+    if (input_spaceranger_dir(input, path)) {
+      input->format = RCTD_INPUT_10X_H5;
+      return 0;
+    }
     return input_fail(err, err_size, path,
-                      "directory holds no matrix.mtx(.gz) (10x MTX) nor dge.csv or "
-                      "MappedDGEForR.csv (spacexr): give the matrix file or directory");
+                      "directory holds no matrix.mtx(.gz) (10x MTX), dge.csv or "
+                      "MappedDGEForR.csv (spacexr) nor filtered_feature_bc_matrix.h5 with "
+                      "spatial/tissue_positions(_list).csv (Space Ranger outs/): give the matrix "
+                      "file or directory");
   }
   if (input_ends_with(path, ".mtx") || input_ends_with(path, ".mtx.gz")) {
     snprintf(mtx_dir, mtx_dir_size, "%s", path);
@@ -336,6 +344,13 @@ static int input_validate(rctd_input *input, char *err, size_t err_size) {
                         "coordinates of barcode '%s' are missing or not finite: give every "
                         "pixel x and y",
                         input->barcodes.items[r]);
+  dup = rctd_strlist_duplicate((const char *const *)input->type_names.items,
+                               (size_t)input->type_names.n);
+  if (dup)
+    return input_fail(err, err_size, path,
+                      "cell type '%s' appears twice among the categories: cell type names must "
+                      "be unique",
+                      dup);
   if (input->options.cell_types != RCTD_CELL_TYPES_REQUIRED) return 0;
   int64_t n_types = input->type_names.n;
   if (n_types < 2)
@@ -430,10 +445,23 @@ int input_labels_to_factor(rctd_input *input, const char *const *labels_n, int64
 
 /* ---- open / close ---- */
 
+static rctd_input *input_open_guarded(const char *path, const rctd_input_options *options,
+                                      char *err, size_t err_size);
+
 rctd_input *rctd_input_open(const char *path, const rctd_input_options *options, char *err,
                             size_t err_size) {
   input_h5_silence();
   if (err && err_size) err[0] = '\0';
+  /* An HDF5 file is read under the guard: a crash or hang in libhdf5 becomes one line. */
+  int guarded = path && input_is_hdf5(path) == 1;
+  if (guarded) rctd_h5_guard_enter(path);
+  rctd_input *input = input_open_guarded(path, options, err, err_size);
+  if (guarded) rctd_h5_guard_leave();
+  return input;
+}
+
+static rctd_input *input_open_guarded(const char *path, const rctd_input_options *options,
+                                      char *err, size_t err_size) {
   rctd_input *input = calloc(1, sizeof *input);
   if (!input) {
     input_fail(err, err_size, path, "out of memory");
@@ -472,6 +500,7 @@ rctd_input *rctd_input_open(const char *path, const rctd_input_options *options,
     }
   }
   if (rc == 0) rc = input_apply_tables(input, err, err_size);
+  if (rc == 0 && input->tissue_positions) rc = input_spaceranger_apply(input, err, err_size);
   if (rc == 0 && input->options.cell_types == RCTD_CELL_TYPES_REQUIRED && !input->type_codes)
     rc = input_fail(err, err_size, input->path,
                     "no cell type column '%s': name it with --cell-type-col or give a cell "
@@ -490,9 +519,15 @@ rctd_input *rctd_input_open(const char *path, const rctd_input_options *options,
   return input;
 }
 
+static int input_is_h5(const rctd_input *input) {
+  return input->format == RCTD_INPUT_H5AD || input->format == RCTD_INPUT_10X_H5;
+}
+
 void rctd_input_close(rctd_input *input) {
   if (!input) return;
+  if (input_is_h5(input)) rctd_h5_guard_enter(input->path);
   if (input->backend.close && input->backend_state) input->backend.close(input->backend_state);
+  if (input_is_h5(input)) rctd_h5_guard_leave();
   free(input->path);
   for (size_t i = 0; i < sizeof input->option_strings / sizeof input->option_strings[0]; i++)
     free(input->option_strings[i]);
@@ -501,6 +536,7 @@ void rctd_input_close(rctd_input *input) {
   input_strings_free(&input->type_names);
   free(input->type_codes);
   free(input->coords);
+  free(input->tissue_positions);
   free(input->numi_given);
   free(input->count_sums);
   free(input->sort_buf);
@@ -664,8 +700,10 @@ static int input_read_chunk(rctd_input *input, int64_t row_begin, int64_t row_en
                             rctd_csr_chunk *chunk, char *err, size_t err_size) {
   chunk->row_begin = row_begin;
   chunk->n_rows = row_end - row_begin;
-  if (input->backend.read_rows(input->backend_state, row_begin, row_end, chunk, err, err_size))
-    return -1;
+  if (input_is_h5(input)) rctd_h5_guard_enter(input->path);
+  int rc = input->backend.read_rows(input->backend_state, row_begin, row_end, chunk, err, err_size);
+  if (input_is_h5(input)) rctd_h5_guard_leave();
+  if (rc) return -1;
   return input_normalize_chunk(input, chunk, err, err_size);
 }
 

@@ -131,6 +131,15 @@ char input_guess_delim(const char *line) {
   return strchr(line, '\t') && !strchr(line, ',') ? '\t' : ',';
 }
 
+/* A header line with no comma or tab but semicolons: a table written with ';' (write.csv2,
+ * European spreadsheets), which would otherwise read as one column. */
+static int csv_semicolon_header(const char *path, const char *line, char *err, size_t err_size) {
+  if (strchr(line, ',') || strchr(line, '\t') || !strchr(line, ';')) return 0;
+  return input_fail(err, err_size, path,
+                    "the header has no comma or tab but has ';': the table seems separated by "
+                    "';'; give a comma- or tab-separated table (R: write.csv)");
+}
+
 /* Parses a count field: "" and NA are NaN (refused later with the barcode and gene). */
 static int csv_parse_value(const char *field, double *value) {
   if (field[0] == '0' && field[1] == '\0') {
@@ -240,6 +249,10 @@ int input_csv_open(rctd_input *input, char *err, size_t err_size) {
                              "the file is empty: give a genes x cells counts table");
     goto done;
   }
+  if (csv_semicolon_header(path, line, err, err_size)) {
+    rc = -1;
+    goto done;
+  }
   char delim = input_guess_delim(line);
   int64_t n_header = csv_split_all(line, delim, &f);
   if (n_header < 0) {
@@ -337,6 +350,7 @@ static int csv_table_open(csv_table *t, const char *path, char *err, size_t err_
   char *line = input_text_line(t->text, &len, err, err_size);
   if (!line)
     return err[0] ? -1 : input_fail(err, err_size, path, "the table is empty: it needs a header");
+  if (csv_semicolon_header(path, line, err, err_size)) return -1;
   t->delim = input_guess_delim(line);
   t->header_copy = strdup(line);
   if (!t->header_copy) return input_fail(err, err_size, path, "out of memory");
@@ -430,6 +444,7 @@ typedef struct {
   int64_t columns[2];
   const char **labels;
   double *values;
+  unsigned char *seen; /* rows the table has a line for */
 } csv_visit_data;
 
 static int csv_visit_label(rctd_input *input, int64_t row, char **fields, void *data, char *err,
@@ -450,6 +465,7 @@ static int csv_visit_numbers(rctd_input *input, int64_t row, char **fields, void
   (void)input;
   csv_visit_data *d = data;
   int n = d->columns[1] >= 0 ? 2 : 1;
+  if (d->seen) d->seen[row] = 1;
   for (int i = 0; i < n; i++) {
     const char *field = fields[csv_field_of(d->table, d->columns[i])];
     char *end;
@@ -490,7 +506,7 @@ static int csv_apply_labels(rctd_input *input, const csv_key *keys, char *err, s
     if (labels) csv_table_close(&t);
     return -1;
   }
-  csv_visit_data d = {&t, {-1, -1}, labels, NULL};
+  csv_visit_data d = {&t, {-1, -1}, labels, NULL, NULL};
   d.columns[0] = csv_pick_column(&t, input->options.cell_type_col, "cell_type", "--cell-type-col",
                                  err, err_size);
   int64_t matched = 0;
@@ -522,9 +538,10 @@ static int csv_apply_numbers(rctd_input *input, const csv_key *keys, const char 
   }
   int n = coords ? 2 : 1;
   double *values = malloc((size_t)(n * input->n_rows) * sizeof *values);
-  int rc = values ? 0 : input_fail(err, err_size, path, "out of memory");
+  unsigned char *seen = calloc((size_t)input->n_rows + 1, 1);
+  int rc = values && seen ? 0 : input_fail(err, err_size, path, "out of memory");
   for (int64_t i = 0; rc == 0 && i < n * input->n_rows; i++) values[i] = NAN;
-  csv_visit_data d = {&t, {-1, -1}, NULL, values};
+  csv_visit_data d = {&t, {-1, -1}, NULL, values, seen};
   if (rc == 0 && coords) {
     /* spacexr takes columns 2 and 3 (renamed x and y), whatever their names */
     static const char *const names[3][2] = {
@@ -550,6 +567,15 @@ static int csv_apply_numbers(rctd_input *input, const csv_key *keys, const char 
     rc = input_fail(err, err_size, path,
                     "no barcode of the table is in the matrix: check that both name the same "
                     "cells");
+  /* A barcode of the matrix without a line here: this table's gap, named as such. */
+  for (int64_t r = 0; rc == 0 && r < input->n_rows; r++)
+    if (!seen[r])
+      rc = input_fail(err, err_size, path,
+                      "barcode '%s' of %s has no line in this table (%lld of %lld have one): "
+                      "give every barcode its %s",
+                      input->barcodes.items[r], input->path, (long long)matched,
+                      (long long)input->n_rows, coords ? "x and y" : "nUMI");
+  free(seen);
   if (rc == 0 && coords) {
     free(input->coords);
     input->coords = values;

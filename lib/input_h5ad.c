@@ -488,6 +488,11 @@ static int h5ad_open_matrix(rctd_input *input, hid_t file, const char *matrix, c
     int ndims = H5Sget_simple_extent_ndims(space);
     if (ndims == 2) H5Sget_simple_extent_dims(space, dims, NULL);
     H5Sclose(space);
+    if (s->dense < 0 || ndims < 0)
+      return input_fail(err, err_size, path,
+                        "cannot open %s or read its shape: the file is corrupt; copy or export it "
+                        "again",
+                        matrix);
     if (ndims != 2 || (int64_t)dims[0] != input->n_rows || (int64_t)dims[1] != input->n_genes)
       return input_fail(err, err_size, path,
                         "%s is %dD (%lld x %lld) but obs x var is %lld x %lld: the file is "

@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "h5guard.h"
 #include "input_internal.h"
 
 void input_h5_silence(void) {
@@ -136,6 +137,7 @@ int64_t input_h5_length(hid_t loc, const char *name) {
 static herr_t input_h5_read_range(hid_t dset, hid_t mem_type, int64_t start, int64_t count,
                                   void *out) {
   if (count == 0) return 0;
+  rctd_h5_guard_tick();
   hid_t file_space = H5Dget_space(dset);
   if (file_space < 0) return -1;
   hsize_t offset = (hsize_t)start, n = (hsize_t)count;

@@ -51,6 +51,7 @@ struct rctd_input {
   input_strings type_names;
   int32_t *type_codes;
   double *coords;     /* n_rows x 2 */
+  char *tissue_positions; /* Space Ranger folder: its positions file (input_spaceranger.c) */
   double *numi_given; /* from a column or table */
   double *count_sums;
   int64_t next_row;
@@ -71,6 +72,11 @@ int input_h5ad_open(rctd_input *input, char *err, size_t err_size);
 int input_10x_open(rctd_input *input, char *err, size_t err_size);
 int input_mtx_open(rctd_input *input, const char *dir, char *err, size_t err_size);
 int input_csv_open(rctd_input *input, char *err, size_t err_size);
+/* Space Ranger outs/ folder (input_spaceranger.c): 1 when DIR is one (path and
+ * tissue_positions set, read as 10x h5); apply reads the positions after the tables (coordinates
+ * unless a table gave them; spots with in_tissue = 0 dropped). */
+int input_spaceranger_dir(rctd_input *input, const char *dir);
+int input_spaceranger_apply(rctd_input *input, char *err, size_t err_size);
 
 /* ---- chunk storage ---- */
 int input_chunk_reserve(rctd_csr_chunk *chunk, int64_t n_rows, int64_t nnz);

@@ -167,12 +167,16 @@ int input_mtx_open(rctd_input *input, const char *dir, char *err, size_t err_siz
   long long seen = 0;
   while (rc == 0 && (line = input_text_line(text, &len, err, err_size))) {
     if (len == 0 || line[0] == '%') continue;
-    char *end;
-    long long i = strtoll(line, &end, 10);
-    long long j = strtoll(end, &end, 10);
-    double value = strtod(end, &end);
+    /* Three numbers, each present: "1 1" (no value) is an error, not a zero. */
+    char *end, *start = line;
+    long long i = strtoll(start, &end, 10);
+    int complete = end != start;
+    long long j = strtoll(start = end, &end, 10);
+    complete &= end != start;
+    double value = strtod(start = end, &end);
+    complete &= end != start;
     while (*end == ' ' || *end == '\t') end++;
-    if (*end != '\0' || i < 1 || i > n_r || j < 1 || j > n_c) {
+    if (!complete || *end != '\0' || i < 1 || i > n_r || j < 1 || j > n_c) {
       rc = input_fail(err, err_size, matrix,
                       "line %lld is not 'row col value' within %lld x %lld: the file is corrupt",
                       (long long)input_text_line_no(text), n_r, n_c);

@@ -14,10 +14,13 @@
 #include "cli.h"
 #include "error.h"
 #include "fit_stage.h"
+#include "h5guard.h"
 #include "input.h"
 #include "model.h"
 #include "output.h"
+#include "sigma.h"
 #include "stream.h"
+#include "strlist.h"
 
 /* ------------------------------------------------------------------ inputs */
 
@@ -186,7 +189,8 @@ static int mg_check_inputs(mg_input *ins, int n, mg_input **order, char *err, si
 /* ------------------------------------------------------------------ header */
 
 typedef struct {
-  rctd_record meta, config, types, classes, genes_reg, genes_bulk, bulk_weights;
+  rctd_record meta, config, types, classes, genes_reg, genes_bulk, bulk_weights, sigma;
+  rctd_sigma_trace sigma_trace; /* from the sigma record, when there is one */
   size_t n_tools;
   char **tool_names, **tool_versions;
   rctd_results_info info;
@@ -194,9 +198,10 @@ typedef struct {
 } mg_header;
 
 static void mg_header_free(mg_header *h) {
-  rctd_record *recs[] = {&h->meta,      &h->config,     &h->types,       &h->classes,
-                         &h->genes_reg, &h->genes_bulk, &h->bulk_weights};
+  rctd_record *recs[] = {&h->meta,      &h->config,     &h->types,        &h->classes,
+                         &h->genes_reg, &h->genes_bulk, &h->bulk_weights, &h->sigma};
   for (size_t i = 0; i < sizeof recs / sizeof *recs; i++) rctd_record_free(recs[i]);
+  rctd_sigma_trace_free(&h->sigma_trace);
   for (size_t i = 0; i < h->n_tools; i++) {
     free(h->tool_names[i]);
     free(h->tool_versions[i]);
@@ -216,7 +221,8 @@ static int mg_header_record(mg_header *h, rctd_reader *r, const rctd_record_info
                 {RCTD_MODEL_REC_CLASSES, &h->classes},
                 {RCTD_MODEL_REC_GENES_REG, &h->genes_reg},
                 {RCTD_MODEL_REC_GENES_BULK, &h->genes_bulk},
-                {RCTD_MODEL_REC_BULK_WEIGHTS, &h->bulk_weights}};
+                {RCTD_MODEL_REC_BULK_WEIGHTS, &h->bulk_weights},
+                {RCTD_SIGMA_REC, &h->sigma}};
   for (size_t i = 0; i < sizeof wanted / sizeof *wanted; i++)
     if (strcmp(info->name, wanted[i].name) == 0 && !wanted[i].rec->name)
       return rctd_reader_load(r, wanted[i].rec);
@@ -251,6 +257,10 @@ static int mg_header_finish(mg_header *h, const mg_input *in, char *err, size_t 
   if (!h->genes_reg.name || !h->genes_bulk.name || h->genes_reg.kind != RCTD_STRINGS ||
       h->genes_bulk.kind != RCTD_STRINGS)
     return rctd_fail(err, err_len, "%s: the result stream lacks its gene lists", in->path);
+  const char *dup = rctd_strlist_duplicate((const char *const *)h->types.strings, (size_t)K);
+  if (dup)
+    return rctd_fail(err, err_len, "%s: record '%s': cell type name '%s' appears twice: cell type names must be unique", in->path,
+                     RCTD_MODEL_REC_TYPES, dup);
   rctd_results_info *info = &h->info;
   memset(info, 0, sizeof *info);
   info->mode = strcmp(in->mode, "full") == 0      ? RCTD_OUT_FULL
@@ -300,6 +310,13 @@ static int mg_header_finish(mg_header *h, const mg_input *in, char *err, size_t 
   info->n_tools = h->n_tools;
   info->tool_names = (const char *const *)h->tool_names;
   info->tool_versions = (const char *const *)h->tool_versions;
+  if (h->sigma.name) { /* rctd-sigma's record, passed on by the fit */
+    if (h->sigma.kind != RCTD_META)
+      return rctd_fail(err, err_len, "%s: record '%s' is not a table of keys and values",
+                       in->path, RCTD_SIGMA_REC);
+    if (rctd_sigma_trace_read(&h->sigma, in->path, &h->sigma_trace, err, err_len) < 0) return -1;
+    if (h->sigma_trace.source[0] || h->sigma_trace.n_epochs) info->sigma_trace = &h->sigma_trace;
+  }
   h->done = 1;
   return 0;
 }
@@ -427,10 +444,12 @@ static int mg_spatial_h5ad(const char *path, const char *format) {
   if (stat(path, &st) != 0 || !S_ISREG(st.st_mode)) return 0;
   H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
   if (H5Fis_hdf5(path) <= 0) return 0;
+  rctd_h5_guard_enter(path); /* a damaged file may crash libhdf5 (h5guard.h) */
   hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
-  if (f < 0) return 0;
-  int is = H5Lexists(f, "obs", H5P_DEFAULT) > 0 && H5Lexists(f, "matrix", H5P_DEFAULT) <= 0;
-  H5Fclose(f);
+  int is = f >= 0 && H5Lexists(f, "obs", H5P_DEFAULT) > 0 &&
+           H5Lexists(f, "matrix", H5P_DEFAULT) <= 0;
+  if (f >= 0) H5Fclose(f);
+  rctd_h5_guard_leave();
   return is;
 }
 
@@ -554,6 +573,7 @@ static int mg_flush_block(mg_run *r, mg_block *b, const mg_input *in) {
                          "spatial input of this run",
                          in->path, c.barcode_n[i], c.row_n[i], r->o->spatial);
   }
+  if (rctd_results_chunk_check(info, &c, in->path, r->err, r->err_len) < 0) return -1;
   double t0 = rctd_now();
   if (r->h5ad && rctd_h5ad_write_chunk(r->h5ad, &c, r->err, r->err_len) < 0) return -1;
   if (r->csv && rctd_csv_write_chunk(r->csv, &c, r->err, r->err_len) < 0) return -1;
@@ -794,6 +814,37 @@ static int mg_write_report(mg_run *r, const char *path, mg_writer_fn fn) {
   return rctd_out_commit(f, r->err, r->err_len);
 }
 
+/* --multiqc: the sample is named by --multiqc-sample, else by the output or spatial file. */
+static int mg_write_multiqc(mg_run *r) {
+  const rctd_merge_opts *o = r->o;
+  char sample[256] = "rctd";
+  const char *from = o->h5ad_path ? o->h5ad_path : o->csv_dir ? o->csv_dir : o->spatial;
+  if (o->multiqc_sample) {
+    snprintf(sample, sizeof sample, "%s", o->multiqc_sample);
+  } else if (from && strcmp(from, "-") != 0) {
+    const char *base = strrchr(from, '/');
+    snprintf(sample, sizeof sample, "%s", base && base[1] ? base + 1 : from);
+    size_t n = strlen(sample);
+    if (n > 5 && strcmp(sample + n - 5, ".h5ad") == 0) sample[n - 5] = 0;
+  }
+  for (char *p = sample; *p; p++)
+    if (*p == '\t' || *p == '\n' || *p == '\r') *p = ' ';
+  const rctd_results_info *info = &r->header.info;
+  rctd_multiqc_stats st = {.sample = sample,
+                           .mode = info->mode,
+                           .sigma = info->sigma,
+                           .n_input = r->n_input,
+                           .n_fitted = r->summary.n_fitted,
+                           .spot_class = r->summary.spot_class,
+                           .n_types = info->n_types,
+                           .type_names = info->type_names,
+                           .dominant_k = r->summary.dominant_k};
+  FILE *f = rctd_out_open(o->multiqc_path, r->err, r->err_len);
+  if (!f) return -1;
+  rctd_multiqc_write(f, &st, rctd_multiqc_format(o->multiqc_path) == 1);
+  return rctd_out_commit(f, r->err, r->err_len);
+}
+
 /* ------------------------------------------------------------------ driver */
 
 static void mg_cleanup(mg_run *r, int failed) {
@@ -822,8 +873,13 @@ int rctd_merge_run(const rctd_merge_opts *o, char *err, size_t err_len) {
   r.err = err;
   r.err_len = err_len;
   r.t_start = rctd_now();
+  if (o->multiqc_path && rctd_multiqc_format(o->multiqc_path) < 0)
+    return rctd_fail(err, err_len,
+                     "%s: --multiqc needs a NAME_mqc.json or NAME_mqc.tsv file name (MultiQC "
+                     "finds custom content by that suffix)",
+                     o->multiqc_path);
   if (o->n_inputs < 1) return rctd_fail(err, err_len, "no result streams to merge");
-  if (!o->h5ad_path && !o->csv_dir && !o->json_path && !o->summary_path)
+  if (!o->h5ad_path && !o->csv_dir && !o->json_path && !o->summary_path && !o->multiqc_path)
     return rctd_fail(err, err_len, "nothing to write: give -o (h5ad or CSV) or --json");
   int n_stdin = 0;
   for (int i = 0; i < o->n_inputs; i++) n_stdin += strcmp(o->inputs[i], "-") == 0;
@@ -835,6 +891,7 @@ int rctd_merge_run(const rctd_merge_opts *o, char *err, size_t err_len) {
     mg_cleanup(&r, 1);
     return rctd_fail(err, err_len, "out of memory");
   }
+  rctd_out_defer(1);
   int rc = 0;
   for (int i = 0; i < r.n_ins && rc == 0; i++) {
     mg_input *in = &r.ins[i];
@@ -865,8 +922,14 @@ int rctd_merge_run(const rctd_merge_opts *o, char *err, size_t err_len) {
   }
   if (rc == 0) rc = mg_write_report(&r, o->json_path, mg_write_json);
   if (rc == 0) rc = mg_write_report(&r, o->summary_path, mg_write_text);
+  if (rc == 0 && o->multiqc_path) rc = mg_write_multiqc(&r);
   mg_cleanup(&r, rc != 0);
-  return rc;
+  /* The outputs appear together, and only when every one (a summary on stdout included) was
+   * written. */
+  if (rc == 0 && (fflush(stdout) != 0 || ferror(stdout)))
+    rc = rctd_fail(err, err_len, "stdout: write failed: %s", strerror(errno ? errno : EIO));
+  int finish_rc = rctd_out_finish(rc != 0, err, err_len);
+  return rc == 0 ? finish_rc : rc;
 }
 
 char *rctd_merge_csv_dir_for(const char *h5ad_path) {

@@ -283,6 +283,7 @@ struct rctd_model_reader {
   int pending; /* the current record header (a pixel record) is not consumed yet */
   int at_end;
   int64_t next_first; /* first pixel expected in the next block */
+  int saw_results;    /* a result.* record went by: a fit's output, not a model stream */
   char err[RCTD_ERR_LEN];
 };
 
@@ -396,6 +397,9 @@ static int model_from_records(rctd_model_reader *mr, rctd_record *recs, const in
       take_strings(&recs[M_REG], &m->genes_reg, &m->n_reg) < 0 ||
       take_strings(&recs[M_BULK], &m->genes_bulk, &m->n_bulk) < 0)
     return reader_fail(mr, "a model name record is not a strings record");
+  const char *dup = rctd_strlist_duplicate((const char *const *)m->type_names, (size_t)m->n_types);
+  if (dup)
+    return reader_fail(mr, "record '%s': cell type name '%s' appears twice: cell type names must be unique", RCTD_MODEL_REC_TYPES, dup);
   if (n_classes != m->n_types)
     return reader_fail(mr, "record '%s' has %d rows for %d types", RCTD_MODEL_REC_CLASSES,
                        n_classes, m->n_types);
@@ -428,12 +432,18 @@ static int model_from_records(rctd_model_reader *mr, rctd_record *recs, const in
 }
 
 rctd_model_reader *rctd_model_open(const char *path, char *err, size_t err_len) {
+  return rctd_model_open_as(path, NULL, err, err_len);
+}
+
+rctd_model_reader *rctd_model_open_as(const char *path, const char *label, char *err,
+                                      size_t err_len) {
   rctd_model_reader *mr = calloc(1, sizeof *mr);
   if (!mr) {
     rctd_fail(err, err_len, "%s: out of memory", path);
     return NULL;
   }
-  mr->r = rctd_reader_open(path, err, err_len);
+  mr->r = label ? rctd_reader_open_as(path, label, err, err_len)
+                : rctd_reader_open(path, err, err_len);
   if (!mr->r) {
     free(mr);
     return NULL;
@@ -457,6 +467,7 @@ rctd_model_reader *rctd_model_open(const char *path, char *err, size_t err_len) 
       mr->pending = 1;
       break;
     }
+    mr->saw_results |= strncmp(info->name, "result.", 7) == 0;
     int which = -1;
     for (int i = 0; i < M_COUNT && which < 0; i++)
       if (strcmp(info->name, model_rec_names[i]) == 0) which = i;
@@ -614,6 +625,10 @@ int rctd_model_next_block(rctd_model_reader *mr, rctd_pixel_block *block) {
   mr->next_first = first + n;
   return 1;
 end:
+  if (mr->next_first == 0 && mr->saw_results)
+    return reader_fail(mr,
+                       "a result stream of rctd-fit-*, not a model stream with pixels: give the "
+                       "stream written by rctd-normalize (or rctd-sigma)");
   if (mr->next_first != m->n_pixels)
     return reader_fail(mr, "stream ends after %" PRId64 " of %" PRId64 " pixels", mr->next_first,
                        m->n_pixels);

@@ -154,6 +154,9 @@ typedef struct rctd_model_reader rctd_model_reader;
  * pixel block.  NULL with err set on failure (not a model stream, another format version,
  * inconsistent records). */
 rctd_model_reader *rctd_model_open(const char *path, char *err, size_t err_len);
+/* The same, naming the stream LABEL in messages (a temporary copy of an input). */
+rctd_model_reader *rctd_model_open_as(const char *path, const char *label, char *err,
+                                      size_t err_len);
 /* The model read (owned by the reader). */
 rctd_model *rctd_model_reader_model(rctd_model_reader *mr);
 /* Copies every record the block reader does not know (records after the model that are not

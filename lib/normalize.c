@@ -105,6 +105,13 @@ int rctd_de_genes(const double *profiles_gk, int n_genes, int n_types, const cha
     rc = rctd_fail(err, err_len,
                    "no gene in common between the reference and the spatial data (genes "
                    "containing 'mt-' excluded); check that both use the same gene names");
+  } else if (n_list < 0.1 * (double)prev && n_common >= 0.1 * (double)prev) {
+    /* The names match; the spatial data are too small to observe the genes (a few pixels). */
+    rc = rctd_fail(err, err_len,
+                   "only %d of the %d genes shared with the reference are observed at least "
+                   "MIN_OBS = %g times in the spatial data, fewer than 10%% of %" PRId64
+                   ": too few pixels or counts; give more pixels or lower --min-obs",
+                   n_list, n_common, min_obs, prev);
   } else if (n_list < 0.1 * (double)prev) {
     rc = rctd_fail(err, err_len,
                    "only %d genes are shared with the reference and observed at least MIN_OBS "

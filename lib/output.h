@@ -24,7 +24,11 @@
  *            sub-weights spread over all types)
  *   uns/rctd: mode, sigma, cell_types, cell_type_classes, genes_reg, genes_bulk,
  *            bulk_proportions, config (dict of strings: the effective configuration), version,
- *            tools (dict tool -> version), n_pixels_{input,filtered,fitted}, summary counts.
+ *            tools (dict tool -> version), n_pixels_{input,filtered,fitted}, summary counts,
+ *            sigma_epochs (when rctd-sigma's record came with the results: dict of source
+ *            "estimated"/"given" and, for an estimate, n_fit, converged (0/1) and per epoch
+ *            sigma (f64 sigma_c the pixels were fitted with), likelihood (R's "Likelihood
+ *            value") and sigma_chosen (chooseSigma's choice)).
  * Objects are written without time stamps and datasets are allocated at creation, so the bytes
  * depend only on the inputs.
  *
@@ -51,6 +55,8 @@ enum { RCTD_OUT_FULL = 0, RCTD_OUT_DOUBLET = 1, RCTD_OUT_MULTI = 2 }; /* = rctd_
 const char *rctd_out_spot_class_name(int spot_class);
 const char *rctd_out_multi_status_name(int status);
 
+typedef struct rctd_sigma_trace rctd_sigma_trace; /* lib/sigma.h */
+
 /* What is known before the first pixel (the result stream's header records). */
 typedef struct {
   int mode;     /* RCTD_OUT_FULL, _DOUBLET or _MULTI */
@@ -67,6 +73,7 @@ typedef struct {
   const char *const *config_keys, *const *config_values;
   size_t n_tools; /* the tools that made the results, with their versions */
   const char *const *tool_names, *const *tool_versions;
+  const rctd_sigma_trace *sigma_trace; /* rctd-sigma's epochs, or NULL */
 } rctd_results_info;
 
 /* The results of n consecutive fitted pixels (first .. first + n - 1 in fit order).  Arrays not
@@ -108,6 +115,11 @@ typedef struct {
 } rctd_results_summary;
 
 int rctd_results_summary_init(rctd_results_summary *s, const rctd_results_info *info);
+/* Checks that every code of C is in range for INFO (spot classes, multi statuses, type indices
+ * in [0, K), slot counts, flags 0/1): a tampered stream must not give an h5ad that anndata
+ * cannot read or a silent 'filtered' label.  0, or -1 with "LABEL: pixel N: ..." in err. */
+int rctd_results_chunk_check(const rctd_results_info *info, const rctd_results_chunk *c,
+                             const char *label, char *err, size_t err_len);
 void rctd_results_summary_add(rctd_results_summary *s, const rctd_results_info *info,
                               const rctd_results_chunk *chunk);
 void rctd_results_summary_free(rctd_results_summary *s);

@@ -1,4 +1,5 @@
 /* Shared pieces of the result writers: names, summary counts, R's number formatting. */
+#include <inttypes.h>
 #include <limits.h>
 #include <math.h>
 #include <stdio.h>
@@ -125,4 +126,52 @@ void rctd_out_format_double(double x, int digits, char *buf, size_t len) {
   char one[1][40];
   rctd_out_format_doubles(&x, 1, digits, one);
   snprintf(buf, len, "%s", one[0]);
+}
+
+/* A code outside [lo, hi) at pixel I of record WHAT. */
+static int out_bad_code(const rctd_results_chunk *c, int64_t i, const char *what, int64_t value,
+                        int64_t lo, int64_t hi, const char *label, char *err, size_t err_len) {
+  snprintf(err, err_len,
+           "%s: pixel %" PRId64 " (%s): %s %" PRId64 " is outside [%" PRId64 ", %" PRId64
+           "): the stream is damaged or was altered",
+           label, c->first + i, c->barcode_n ? c->barcode_n[i] : "?", what, value, lo, hi);
+  return -1;
+}
+
+#define OUT_CHECK(arr, what, lo, hi)                                                     \
+  do {                                                                                   \
+    if ((arr) && ((int64_t)(arr)[i] < (lo) || (int64_t)(arr)[i] >= (hi)))                \
+      return out_bad_code(c, i, what, (int64_t)(arr)[i], lo, hi, label, err, err_len);   \
+  } while (0)
+
+int rctd_results_chunk_check(const rctd_results_info *info, const rctd_results_chunk *c,
+                             const char *label, char *err, size_t err_len) {
+  const int64_t K = info->n_types, M = info->multi_slots;
+  for (int64_t i = 0; i < c->n; i++) {
+    if (info->mode == RCTD_OUT_FULL) OUT_CHECK(c->conv_n, "converged flag", 0, 2);
+    if (info->mode == RCTD_OUT_DOUBLET) {
+      OUT_CHECK(c->spot_class_n, "spot class", 0, RCTD_OUT_N_SPOT_CLASSES);
+      OUT_CHECK(c->first_type_n, "first type", 0, K);
+      OUT_CHECK(c->second_type_n, "second type", 0, K);
+      OUT_CHECK(c->first_class_n, "first class flag", 0, 2);
+      OUT_CHECK(c->second_class_n, "second class flag", 0, 2);
+      OUT_CHECK(c->conv_all_n, "converged flag", 0, 2);
+      OUT_CHECK(c->conv_doublet_n, "converged flag", 0, 2);
+      OUT_CHECK(c->n_candidates_n, "candidate count", 0, K + 1);
+    }
+    if (info->mode == RCTD_OUT_MULTI) {
+      OUT_CHECK(c->multi_status_n, "multi status", 0, RCTD_OUT_N_MULTI_STATUS);
+      OUT_CHECK(c->n_types_n, "type count", 0, M + 1);
+      OUT_CHECK(c->conv_all_n, "converged flag", 0, 2);
+      OUT_CHECK(c->conv_sub_n, "converged flag", 0, 2);
+      for (int64_t j = 0; j < M; j++) {
+        const int64_t at = i * M + j;
+        if (c->types_nm && (c->types_nm[at] < -1 || c->types_nm[at] >= K))
+          return out_bad_code(c, i, "type", c->types_nm[at], -1, K, label, err, err_len);
+        if (c->conf_nm && c->conf_nm[at] > 1)
+          return out_bad_code(c, i, "confidence flag", c->conf_nm[at], 0, 2, label, err, err_len);
+      }
+    }
+  }
+  return 0;
 }

@@ -20,9 +20,11 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "h5guard.h"
 #include "error.h"
 #include "input_internal.h"
 #include "output.h"
+#include "sigma.h"
 #include "strlist.h"
 
 /* Rows between two fitted pixels that one block write may cover (gaps get the fill value). */
@@ -677,7 +679,7 @@ void rctd_h5ad_abort(rctd_h5ad_writer *w) {
   h5o_free(w);
 }
 
-rctd_h5ad_writer *rctd_h5ad_open(const char *path, const rctd_h5ad_target *target,
+static rctd_h5ad_writer *h5o_open(const char *path, const rctd_h5ad_target *target,
                                  const rctd_results_info *info, char *err, size_t err_len) {
   if (strcmp(path, "-") == 0) {
     rctd_fail(err, err_len, "-: an h5ad cannot be written to standard output; give -o FILE.h5ad");
@@ -700,7 +702,7 @@ rctd_h5ad_writer *rctd_h5ad_open(const char *path, const rctd_h5ad_target *targe
   for (int k = 0; k < info->n_types; k++)
     if (strcmp(info->type_names[k], w->filtered_label) == 0)
       snprintf(w->filtered_label, sizeof w->filtered_label, "rctd_%s", RCTD_OUT_FILTERED);
-  w->out = rctd_out_open(path, err, err_len);
+  w->out = rctd_out_open_seekable(path, err, err_len);
   char link[64];
   ssize_t n = -1;
   if (w->out) {
@@ -723,6 +725,16 @@ rctd_h5ad_writer *rctd_h5ad_open(const char *path, const rctd_h5ad_target *targe
     rctd_h5ad_abort(w);
     return NULL;
   }
+  return w;
+}
+
+/* The copy of the user's spatial h5ad is read and written under the HDF5 guard (h5guard.h):
+ * libhdf5 may crash on a damaged file. */
+rctd_h5ad_writer *rctd_h5ad_open(const char *path, const rctd_h5ad_target *target,
+                                 const rctd_results_info *info, char *err, size_t err_len) {
+  if (target->spatial_h5ad) rctd_h5_guard_enter(target->spatial_h5ad);
+  rctd_h5ad_writer *w = h5o_open(path, target, info, err, err_len);
+  if (target->spatial_h5ad) rctd_h5_guard_leave();
   return w;
 }
 
@@ -756,6 +768,7 @@ static void h5o_block_fill(h5col *c, int64_t rows) {
 }
 
 static int h5o_block_write(rctd_h5ad_writer *w, h5col *c, int64_t row0, int64_t rows) {
+  rctd_h5_guard_tick();
   hid_t fspace = H5Dget_space(c->dset);
   int rank = H5Sget_simple_extent_ndims(fspace);
   hsize_t start[2] = {(hsize_t)row0, 0}, count[2] = {(hsize_t)rows, (hsize_t)c->cols};
@@ -884,7 +897,7 @@ static int h5o_write_segment(rctd_h5ad_writer *w, const rctd_results_chunk *c, i
   return 0;
 }
 
-int rctd_h5ad_write_chunk(rctd_h5ad_writer *w, const rctd_results_chunk *c, char *err,
+static int h5o_write_chunk(rctd_h5ad_writer *w, const rctd_results_chunk *c, char *err,
                           size_t err_len) {
   if (!w->rows_from_pixels)
     for (int64_t i = 0; i < c->n; i++)
@@ -970,6 +983,28 @@ static int h5o_summary(rctd_h5ad_writer *w, hid_t rctd, const rctd_results_summa
   return rc;
 }
 
+/* uns/rctd/sigma_epochs: rctd-sigma's choice, epoch by epoch (sigmas as sigma_c). */
+static int h5o_sigma_epochs(hid_t rctd, const rctd_sigma_trace *t) {
+  hid_t g = h5o_group_new(rctd, "sigma_epochs", "dict", "0.1.0");
+  if (g < 0) return -1;
+  int rc = h5o_string_scalar(g, "source", t->source);
+  if (t->n_fit >= 0) rc |= h5o_i64_scalar(g, "n_fit", t->n_fit);
+  if (t->converged >= 0) rc |= h5o_i64_scalar(g, "converged", t->converged);
+  const size_t n = (size_t)t->n_epochs;
+  double *v = n ? malloc(n * sizeof *v) : NULL;
+  if (n && !v) rc = -1;
+  if (n && v) {
+    for (size_t e = 0; e < n; e++) v[e] = t->sigma_fit[e] / 100.0;
+    rc |= h5o_f64_array(g, "sigma", v, n);
+    rc |= h5o_f64_array(g, "likelihood", t->log_l, n);
+    for (size_t e = 0; e < n; e++) v[e] = t->sigma_chosen[e] / 100.0;
+    rc |= h5o_f64_array(g, "sigma_chosen", v, n);
+  }
+  free(v);
+  H5Gclose(g);
+  return rc ? -1 : 0;
+}
+
 static int h5o_write_uns(rctd_h5ad_writer *w, const rctd_results_summary *s) {
   const rctd_results_info *info = w->info;
   hid_t uns = h5o_group_open(w->file, "uns");
@@ -998,21 +1033,24 @@ static int h5o_write_uns(rctd_h5ad_writer *w, const rctd_results_summary *s) {
   rc |= h5o_i64_scalar(g, "n_pixels_filtered", w->rows_from_pixels ? 0 : w->n_rows - fitted);
   rc |= h5o_string_scalar(g, "filtered_label", w->filtered_label);
   if (rc == 0 && s) rc = h5o_summary(w, g, s);
+  if (rc == 0 && info->sigma_trace) rc = h5o_sigma_epochs(g, info->sigma_trace);
   H5Gclose(g);
   return rc ? -1 : 0;
 }
 
-int rctd_h5ad_close(rctd_h5ad_writer *w, const rctd_results_summary *summary, char *err,
+static int h5o_close(rctd_h5ad_writer *w, const rctd_results_summary *summary, char *err,
                     size_t err_len) {
   int rc = 0;
   if (w->rows_from_pixels) {
     for (int64_t i = 0; i < w->n_rows && rc == 0; i++)
       if (!w->names_n[i])
         rc = rctd_fail(err, err_len, "%s: no results for pixel %" PRId64, w->path, i);
+    rctd_h5_guard_tick();
     if (rc == 0 && w->n_rows > 0 &&
         H5Dwrite(w->index_dset, w->str_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, w->names_n) < 0)
       rc = rctd_fail(err, err_len, "%s: cannot write obs names", w->path);
   }
+  rctd_h5_guard_tick();
   if (rc == 0 && h5o_write_uns(w, summary) < 0)
     rc = rctd_fail(err, err_len, "%s: cannot write uns/rctd (HDF5 error)", w->path);
   for (int i = 0; w->cols && i < w->n_cols; i++) {
@@ -1023,6 +1061,7 @@ int rctd_h5ad_close(rctd_h5ad_writer *w, const rctd_results_summary *summary, ch
   if (w->obsm >= 0) H5Gclose(w->obsm);
   if (w->obs >= 0) H5Gclose(w->obs);
   w->index_dset = w->obsm = w->obs = -1;
+  rctd_h5_guard_tick();
   if (rc == 0 && H5Fclose(w->file) < 0)
     rc = rctd_fail(err, err_len, "%s: cannot finish the h5ad file (HDF5 error)", w->path);
   else if (rc != 0)
@@ -1035,5 +1074,22 @@ int rctd_h5ad_close(rctd_h5ad_writer *w, const rctd_results_summary *summary, ch
   else
     rctd_out_abort(out);
   h5o_free(w);
+  return rc;
+}
+
+int rctd_h5ad_write_chunk(rctd_h5ad_writer *w, const rctd_results_chunk *c, char *err,
+                          size_t err_len) {
+  if (w->copy) rctd_h5_guard_enter(w->spatial);
+  int rc = h5o_write_chunk(w, c, err, err_len);
+  if (w->copy) rctd_h5_guard_leave();
+  return rc;
+}
+
+int rctd_h5ad_close(rctd_h5ad_writer *w, const rctd_results_summary *summary, char *err,
+                    size_t err_len) {
+  int copy = w->copy;
+  if (copy) rctd_h5_guard_enter(w->spatial);
+  int rc = h5o_close(w, summary, err, err_len);
+  if (copy) rctd_h5_guard_leave();
   return rc;
 }

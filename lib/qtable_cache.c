@@ -246,6 +246,29 @@ static int qc_check_meta(const rctd_record *meta, int sigma_value, const char *l
   return 0;
 }
 
+int rctd_qtable_check_loaded(const rctd_record *meta, const rctd_record *q, const rctd_record *sq,
+                             int sigma_value, const char *label, char *err, size_t err_len) {
+  long long n_k;
+  unsigned long want_crc;
+  if (qc_check_meta(meta, sigma_value, label, &n_k, &want_crc, err, err_len) != 0) return -1;
+  if ((long long)q->rows != n_k || (long long)sq->rows != n_k || q->cols != RCTD_N_X ||
+      sq->cols != RCTD_N_X) {
+    qc_msg(err, err_len, "%s: likelihood table: shape differs from its header", label);
+    return -1;
+  }
+  uLong crc = crc32(0L, Z_NULL, 0);
+  crc = qc_crc(crc, q->data, QC_ROW_BYTES * (size_t)n_k);
+  crc = qc_crc(crc, sq->data, QC_ROW_BYTES * (size_t)n_k);
+  if (crc != want_crc) {
+    qc_msg(err, err_len,
+           "%s: likelihood table data fail their crc32 (the stream was altered): rerun "
+           "rctd-sigma",
+           label);
+    return -1;
+  }
+  return 0;
+}
+
 int rctd_qtable_read_records(rctd_reader *r, const rctd_record_info *info, int sigma_value,
                              int n_k_min, int n_k_max, rctd_qtable_owned *out, char *err,
                              size_t err_len) {

@@ -76,6 +76,11 @@ int rctd_qtable_write_records(rctd_writer *w, const rctd_qtable_owned *t);
  * record's header has already been read by rctd_reader_next and *INFO describes it).  Checks
  * them as the cache does; sigma_value and n_k_min (0 = any) are further requirements.  Keeps
  * at most n_k_max rows (0 = all).  0 ok; -1 with a message in err. */
+/* Checks loaded qtable.meta, qtable.q and qtable.sq records as rctd_qtable_read_records does
+ * (header, shape, crc32 of the data).  0, or -1 with "LABEL: ..." in err. */
+int rctd_qtable_check_loaded(const rctd_record *meta, const rctd_record *q, const rctd_record *sq,
+                             int sigma_value, const char *label, char *err, size_t err_len);
+
 int rctd_qtable_read_records(rctd_reader *r, const rctd_record_info *info, int sigma_value,
                              int n_k_min, int n_k_max, rctd_qtable_owned *out, char *err,
                              size_t err_len);

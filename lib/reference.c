@@ -295,6 +295,10 @@ static int ref_from_records(const char *label, rctd_record *recs, const int *hav
                      K, G);
   if (K < 2 || G < 1)
     return rctd_fail(err, err_len, "%s: reference has %d types and %d genes", label, K, G);
+  const char *dup = rctd_strlist_duplicate((const char *const *)recs[R_TYPES].strings, (size_t)K);
+  if (dup)
+    return rctd_fail(err, err_len, "%s: record '%s': cell type name '%s' appears twice: cell type names must be unique", label,
+                     ref_rec_names[R_TYPES], dup);
   ref->n_types = K;
   ref->n_genes = G;
   ref->type_names = recs[R_TYPES].strings, recs[R_TYPES].strings = NULL;

@@ -14,6 +14,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "cpu/spline_fast.h"
 #include "error.h"
 #include "model.h"
 
@@ -116,12 +117,15 @@ static double sig_log_l_scaled(const rctd_qtable *table, int64_t n, const double
 /* The tables of the grid values in use, loaded on demand and dropped when out of the window. */
 typedef struct {
   rctd_qtable_owned *by_index[RCTD_N_SIGMA];
+  double *coef_by_index[RCTD_N_SIGMA]; /* rctd_spline_coef_build's terms, or NULL */
   int n_k;
   const rctd_qtable_opts *qopts;
 } sig_tables;
 
 static void sig_tables_drop(sig_tables *ts, int i) {
   if (!ts->by_index[i]) return;
+  free(ts->coef_by_index[i]);
+  ts->coef_by_index[i] = NULL;
   rctd_qtable_owned_free(ts->by_index[i]);
   free(ts->by_index[i]);
   ts->by_index[i] = NULL;
@@ -146,6 +150,10 @@ static int sig_tables_load(sig_tables *ts, int index, char *err, size_t err_len)
   /* Only a cache that cannot be written deserves a word; hits and rebuilds are routine. */
   if (strstr(note, "not cached")) rctd_log_warn("%s", note);
   ts->by_index[index] = t;
+  /* the spline terms per (row, interval), for the one-pass scores and the fits' fast path
+   * (same bits); without them (out of memory) both take the slower exact paths */
+  ts->coef_by_index[index] = malloc(rctd_spline_coef_doubles(t->table.n_k) * sizeof(double));
+  if (ts->coef_by_index[index]) rctd_spline_coef_build(&t->table, ts->coef_by_index[index]);
   return 0;
 }
 
@@ -184,22 +192,40 @@ static double sig_max(const double *v, int64_t n) {
 
 typedef struct {
   const sig_tables *ts;
-  int lo, n_cand, stride, first;
+  int lo, first, end; /* this job scores candidates [first, end) of the window from lo */
   int64_t n;
   const double *x, *y;
-  double *score; /* n_cand */
+  double *score; /* the window's candidates */
 } sig_score_job;
+
+/* R's best over the multipliers: min(best_val, v) in multiplier order. */
+static double sig_best(const double *v_m) {
+  double best = v_m[0];
+  for (int m = 1; m < SIG_N_MULT; m++)
+    if (v_m[m] < best) best = v_m[m];
+  return best;
+}
 
 static void *sig_score_run(void *arg) {
   sig_score_job *job = arg;
-  for (int c = job->first; c < job->n_cand; c += job->stride) {
-    const rctd_qtable *table = &job->ts->by_index[job->lo + c]->table;
-    double best = sig_log_l_scaled(table, job->n, job->y, job->x, sig_mult[0]);
-    for (int m = 1; m < SIG_N_MULT; m++) {
-      double v = sig_log_l_scaled(table, job->n, job->y, job->x, sig_mult[m]);
-      if (v < best) best = v; /* R's min(best_val, v) */
-    }
-    job->score[c] = best;
+  const rctd_qtable *tables[RCTD_SIGMA_MAX_CAND];
+  const double *coefs[RCTD_SIGMA_MAX_CAND];
+  double v_cm[RCTD_SIGMA_MAX_CAND * SIG_N_MULT];
+  int n_tab = job->end - job->first;
+  for (int c = job->first; c < job->end; c++) {
+    tables[c - job->first] = &job->ts->by_index[job->lo + c]->table;
+    coefs[c - job->first] = job->ts->coef_by_index[job->lo + c];
+  }
+  /* one pass over the values for all the job's tables and multipliers (same sums) */
+  if (n_tab > 0 && rctd_spline_score_many(tables, coefs, n_tab, sig_mult, SIG_N_MULT, job->n,
+                                          job->y, job->x, v_cm) == 0) {
+    for (int c = 0; c < n_tab; c++) job->score[job->first + c] = sig_best(v_cm + c * SIG_N_MULT);
+    return NULL;
+  }
+  for (int c = 0; c < n_tab; c++) {
+    for (int m = 0; m < SIG_N_MULT; m++)
+      v_cm[m] = sig_log_l_scaled(tables[c], job->n, job->y, job->x, sig_mult[m]);
+    job->score[job->first + c] = sig_best(v_cm);
   }
   return NULL;
 }
@@ -216,7 +242,8 @@ static void sig_score_window(const sig_tables *ts, int si, int64_t n, const doub
   pthread_t threads[RCTD_SIGMA_MAX_CAND];
   int started[RCTD_SIGMA_MAX_CAND];
   for (int t = 0; t < n_jobs; t++)
-    jobs[t] = (sig_score_job){ts, lo, n_cand, n_jobs, t, n, x, y, out->cand_score};
+    jobs[t] = (sig_score_job){ts,           lo, n_cand * t / n_jobs, n_cand * (t + 1) / n_jobs,
+                              n,            x,  y,                   out->cand_score};
   for (int t = 1; t < n_jobs; t++)
     started[t] = pthread_create(&threads[t], NULL, sig_score_run, &jobs[t]) == 0;
   sig_score_run(&jobs[0]);
@@ -356,7 +383,11 @@ int rctd_sigma_estimate(const rctd_sigma_problem *prob, rctd_rrng *rng, rctd_bac
     ep->sigma_fit = sigma;
     if (sig_tables_window(&ts, rctd_sigma_index(sigma), err, err_len) < 0) goto done;
     const rctd_qtable *table = &ts.by_index[rctd_sigma_index(sigma)]->table;
-    if (backend->irwls_batch(backend, table, &batch, &iopts, weights_nk, conv_n, NULL) < 0) {
+    const double *coef = ts.coef_by_index[rctd_sigma_index(sigma)];
+    int attached = coef && rctd_spline_coef_attach(table, coef) == 0;
+    int fit_rc = backend->irwls_batch(backend, table, &batch, &iopts, weights_nk, conv_n, NULL);
+    if (attached) rctd_spline_coef_detach(table);
+    if (fit_rc < 0) {
       rctd_fail(err, err_len, "fitting the %" PRId64 " sigma pixels failed (%s backend)", N,
                 backend->name);
       goto done;
@@ -368,7 +399,10 @@ int rctd_sigma_estimate(const rctd_sigma_problem *prob, rctd_rrng *rng, rctd_bac
         goto done;
       }
     sig_predict(prob, weights_nk, pred_ng);
-    ep->log_l = rctd_sigma_log_l(table, n_obs, prob->y_ng, pred_ng);
+    const double one = 1.0; /* x * 1.0 is x: calc_log_l_vec(prediction, counts) */
+    if (!coef ||
+        rctd_spline_score_many(&table, &coef, 1, &one, 1, n_obs, prob->y_ng, pred_ng, &ep->log_l))
+      ep->log_l = rctd_sigma_log_l(table, n_obs, prob->y_ng, pred_ng);
     if (sig_choose(rng, &ts, n_obs, pred_ng, prob->y_ng, sigma, opts->n_threads, ep, err, err_len) <
         0)
       goto done;
@@ -413,10 +447,13 @@ static void sig_input_close(sig_input *in) {
   memset(in, 0, sizeof *in);
 }
 
-static int sig_open_twice(sig_input *in, const char *path, char *err, size_t err_len) {
-  in->mr = rctd_model_open(path, err, err_len);
+/* LABEL names PATH in messages (NULL: PATH). */
+static int sig_open_twice(sig_input *in, const char *path, const char *label, char *err,
+                          size_t err_len) {
+  in->mr = rctd_model_open_as(path, label, err, err_len);
   if (!in->mr) return -1;
-  in->copy = rctd_reader_open(path, err, err_len);
+  in->copy = label ? rctd_reader_open_as(path, label, err, err_len)
+                   : rctd_reader_open(path, err, err_len);
   if (!in->copy) return sig_input_close(in), -1;
   return 0;
 }
@@ -441,10 +478,13 @@ static int sig_open_spooled(sig_input *in, const char *path, const char *tmp_dir
   rctd_writer *w = rctd_writer_open(spool, &wo, err, err_len);
   if (!w) {
     rctd_reader_close(r);
+    const char *why = strrchr(err, ':'); /* "SPOOL: cannot create output: REASON" */
+    char reason[256];
+    snprintf(reason, sizeof reason, "%s", why ? why + 2 : err);
     return rctd_fail(err, err_len,
-                     "%s: cannot write the temporary copy of the input (%s); set "
-                     "--tmp-dir",
-                     dir, err);
+                     "%s: cannot write the temporary copy of the piped input there (%s): give "
+                     "--tmp-dir a writable directory",
+                     dir, reason);
   }
   int rc = 0;
   const rctd_record_info *info;
@@ -469,18 +509,9 @@ static int sig_open_spooled(sig_input *in, const char *path, const char *tmp_dir
   char werr[RCTD_ERR_LEN];
   if (rctd_writer_close(w, werr, sizeof werr) < 0)
     return rctd_fail(err, err_len, "%s: temporary copy of the input: %s", dir, werr);
-  rc = sig_open_twice(in, spool, err, err_len);
+  /* Messages name the input, not the temporary copy. */
+  rc = sig_open_twice(in, spool, strcmp(path, "-") ? path : "stdin", err, err_len);
   unlink(spool);
-  /* Messages should name the input, not the temporary copy. */
-  if (rc < 0) {
-    char *at = strstr(err, spool);
-    if (at) {
-      char rest[RCTD_ERR_LEN];
-      snprintf(rest, sizeof rest, "%s", at + strlen(spool));
-      snprintf(at, err_len - (size_t)(at - err), "%s%s", strcmp(path, "-") ? path : "(stdin)",
-               rest);
-    }
-  }
   return rc;
 }
 
@@ -489,7 +520,7 @@ static int sig_open_input(sig_input *in, const char *path, const char *tmp_dir, 
   memset(in, 0, sizeof *in);
   struct stat st;
   if (strcmp(path, "-") != 0 && stat(path, &st) == 0 && S_ISREG(st.st_mode))
-    return sig_open_twice(in, path, err, err_len);
+    return sig_open_twice(in, path, NULL, err, err_len);
   if (strcmp(path, "-") != 0 && access(path, R_OK) != 0)
     return rctd_fail(err, err_len, "%s: %s", path, strerror(errno));
   return sig_open_spooled(in, path, tmp_dir, err, err_len);
@@ -595,13 +626,14 @@ static int sig_set_config_num(rctd_model *m, const char *key, double v) {
   return rctd_model_config_set(m, key, text);
 }
 
-/* The sigma record's keys and values (texts in buf). */
+/* The sigma record's keys and values (texts in text, epoch lists in lists). */
 #define SIG_META_MAX 16
 typedef struct {
   const char *keys[SIG_META_MAX];
   const char *values[SIG_META_MAX];
   char text[SIG_META_MAX][1024];
-  size_t n;
+  char *lists[3]; /* the epoch lists, as long as the epochs need */
+  size_t n, n_lists;
 } sig_meta;
 
 static void sig_meta_add(sig_meta *mm, const char *key, const char *fmt, ...)
@@ -617,22 +649,101 @@ static void sig_meta_add(sig_meta *mm, const char *key, const char *fmt, ...) {
   mm->n++;
 }
 
-/* Adds KEY = "v1,v2,..." over the epochs (WHAT: 0 sigma fitted, 1 likelihood, 2 chosen). */
-static void sig_meta_list(sig_meta *mm, const char *key, const rctd_sigma_result *res, int what) {
-  char t[sizeof mm->text[0]];
+/* Adds KEY = "v1,v2,..." over the epochs (WHAT: 0 sigma fitted, 1 likelihood, 2 chosen); every
+ * epoch, however many (a cut list would read as other values).  -1: out of memory. */
+static int sig_meta_list(sig_meta *mm, const char *key, const rctd_sigma_result *res, int what) {
+  const size_t cap = (size_t)res->n_epochs * 32 + 1;
+  char *t = malloc(cap);
+  if (!t || mm->n >= SIG_META_MAX || mm->n_lists >= 3) return free(t), -1;
   size_t len = 0;
   t[0] = 0;
-  for (int e = 0; e < res->n_epochs && len < sizeof t; e++) {
+  for (int e = 0; e < res->n_epochs; e++) {
     const rctd_sigma_epoch *ep = &res->epochs[e];
     const char *sep = e ? "," : "";
-    size_t cap = sizeof t - len;
-    int w = what == 0   ? snprintf(t + len, cap, "%s%d", sep, ep->sigma_fit)
-            : what == 1 ? snprintf(t + len, cap, "%s%.17g", sep, ep->log_l)
-                        : snprintf(t + len, cap, "%s%d", sep, ep->sigma_chosen);
-    if (w < 0) break;
-    len += (size_t)w;
+    int w = what == 0   ? snprintf(t + len, cap - len, "%s%d", sep, ep->sigma_fit)
+            : what == 1 ? snprintf(t + len, cap - len, "%s%.17g", sep, ep->log_l)
+                        : snprintf(t + len, cap - len, "%s%d", sep, ep->sigma_chosen);
+    len += (size_t)w; /* at most 26 characters an entry */
   }
-  sig_meta_add(mm, key, "%s", t);
+  mm->lists[mm->n_lists++] = t;
+  mm->keys[mm->n] = key;
+  mm->values[mm->n++] = t;
+  return 0;
+}
+
+static void sig_meta_free(sig_meta *mm) {
+  for (size_t i = 0; i < mm->n_lists; i++) free(mm->lists[i]);
+}
+
+/* A comma-separated list of N numbers into OUT (N entries); -1 when it is not that. */
+static int sig_parse_list(const char *text, int n, double *out) {
+  const char *p = text;
+  for (int i = 0; i < n; i++) {
+    char *end;
+    errno = 0;
+    out[i] = strtod(p, &end);
+    if (end == p || errno == ERANGE || *end != (i + 1 < n ? ',' : '\0')) return -1;
+    p = end + 1;
+  }
+  return 0;
+}
+
+/* A grid value written as a number, or -1. */
+static int sig_grid_value(double v) {
+  if (!(v >= 1 && v <= 1000) || v != floor(v)) return -1;
+  return rctd_sigma_index((int)v) >= 0 ? (int)v : -1;
+}
+
+void rctd_sigma_trace_free(rctd_sigma_trace *t) {
+  free(t->sigma_fit);
+  free(t->sigma_chosen);
+  free(t->log_l);
+  memset(t, 0, sizeof *t);
+}
+
+int rctd_sigma_trace_read(const rctd_record *rec, const char *label, rctd_sigma_trace *t,
+                          char *err, size_t err_len) {
+  memset(t, 0, sizeof *t);
+  t->n_fit = t->converged = -1;
+  const char *src = rctd_record_meta_get(rec, "source");
+  snprintf(t->source, sizeof t->source, "%s", src ? src : "");
+  const char *n_fit = rctd_record_meta_get(rec, "n_fit");
+  const char *conv = rctd_record_meta_get(rec, "converged");
+  if (n_fit) t->n_fit = strtoll(n_fit, NULL, 10);
+  if (conv) t->converged = atoi(conv) != 0;
+  const char *lists[3] = {rctd_record_meta_get(rec, "epoch_sigma"),
+                          rctd_record_meta_get(rec, "epoch_log_l"),
+                          rctd_record_meta_get(rec, "epoch_chosen")};
+  if (!lists[0] && !lists[1] && !lists[2]) return 0; /* a given sigma: no epochs */
+  int n = lists[0] && *lists[0] ? 1 : 0;
+  for (const char *p = lists[0]; p && *p; p++) n += *p == ',';
+  double *v = malloc(3 * (size_t)(n ? n : 1) * sizeof *v);
+  t->sigma_fit = malloc((size_t)(n ? n : 1) * sizeof *t->sigma_fit);
+  t->sigma_chosen = malloc((size_t)(n ? n : 1) * sizeof *t->sigma_chosen);
+  t->log_l = malloc((size_t)(n ? n : 1) * sizeof *t->log_l);
+  if (!v || !t->sigma_fit || !t->sigma_chosen || !t->log_l) {
+    free(v);
+    rctd_sigma_trace_free(t);
+    return rctd_fail(err, err_len, "out of memory");
+  }
+  int ok = n > 0;
+  for (int i = 0; i < 3 && ok; i++) ok = lists[i] && sig_parse_list(lists[i], n, v + i * n) == 0;
+  for (int e = 0; e < n && ok; e++) {
+    t->sigma_fit[e] = sig_grid_value(v[e]);
+    t->sigma_chosen[e] = sig_grid_value(v[2 * n + e]);
+    t->log_l[e] = v[n + e];
+    ok = t->sigma_fit[e] > 0 && t->sigma_chosen[e] > 0 && isfinite(t->log_l[e]);
+  }
+  free(v);
+  if (!ok) {
+    rctd_sigma_trace_free(t);
+    return rctd_fail(err, err_len,
+                     "%s: record '%s': damaged epoch lists (epoch_sigma, epoch_log_l, "
+                     "epoch_chosen): run rctd-sigma again",
+                     label, RCTD_SIGMA_REC);
+  }
+  t->n_epochs = n;
+  return 0;
 }
 
 static void sig_on_epoch(void *ctx, const rctd_sigma_epoch *ep) {
@@ -712,7 +823,7 @@ static int sig_update_model(sig_run *r, const rctd_sigma_stage_opts *o, int esti
 
 static int sig_write_sigma_record(sig_run *r, const rctd_sigma_stage_opts *o, int estimated) {
   sig_meta mm;
-  mm.n = 0;
+  mm.n = mm.n_lists = 0;
   sig_meta_add(&mm, "sigma_c", "%.2f", r->sigma_value / 100.0);
   sig_meta_add(&mm, "sigma_value", "%d", r->sigma_value);
   sig_meta_add(&mm, "source", "%s", estimated ? "estimated" : "given");
@@ -723,11 +834,14 @@ static int sig_write_sigma_record(sig_run *r, const rctd_sigma_stage_opts *o, in
     sig_meta_add(&mm, "converged", "%d", r->res.converged);
     sig_meta_add(&mm, "random_stream", "%s", r->rng_source);
     if (o->have_seed) sig_meta_add(&mm, "seed", "%d", (int)o->seed);
-    sig_meta_list(&mm, "epoch_sigma", &r->res, 0);
-    sig_meta_list(&mm, "epoch_log_l", &r->res, 1);
-    sig_meta_list(&mm, "epoch_chosen", &r->res, 2);
+    if (sig_meta_list(&mm, "epoch_sigma", &r->res, 0) < 0 ||
+        sig_meta_list(&mm, "epoch_log_l", &r->res, 1) < 0 ||
+        sig_meta_list(&mm, "epoch_chosen", &r->res, 2) < 0)
+      return sig_meta_free(&mm), -1;
   }
-  return rctd_write_meta(r->w, RCTD_SIGMA_REC, mm.keys, mm.values, mm.n);
+  int rc = rctd_write_meta(r->w, RCTD_SIGMA_REC, mm.keys, mm.values, mm.n);
+  sig_meta_free(&mm);
+  return rc;
 }
 
 static int sig_write_output(sig_run *r, const char *out_path, const rctd_sigma_stage_opts *o,
@@ -738,7 +852,8 @@ static int sig_write_output(sig_run *r, const char *out_path, const rctd_sigma_s
   if (rctd_model_write(r->w, r->model) < 0 ||
       (o->cli && rctd_cli_write_provenance(o->cli, r->w) < 0) ||
       sig_write_sigma_record(r, o, estimated) < 0 || rctd_qtable_write_records(r->w, &r->table) < 0)
-    return rctd_fail(err, err_len, "%s", rctd_writer_error(r->w));
+    return rctd_fail(err, err_len, "%s",
+                     rctd_writer_error(r->w)[0] ? rctd_writer_error(r->w) : "out of memory");
   if (sig_copy_pixels(r->in.copy, r->w, err, err_len) < 0) return -1;
   rctd_writer *w = r->w;
   r->w = NULL;

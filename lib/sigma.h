@@ -109,6 +109,24 @@ int rctd_sigma_estimate(const rctd_sigma_problem *prob, rctd_rrng *rng, rctd_bac
                         rctd_sigma_epoch_fn on_epoch, void *ctx, rctd_sigma_result *res, char *err,
                         size_t err_len);
 
+/* The epochs of a sigma record, as rctd-merge carries them into uns/rctd/sigma_epochs and rctd
+ * report shows them. */
+struct rctd_sigma_trace {
+  char source[16]; /* "estimated", "given", or "" when the record does not say */
+  int64_t n_fit;   /* fit pixels, -1 when not recorded */
+  int converged;   /* 1 / 0, -1 when not recorded */
+  int n_epochs;    /* 0 when sigma was given */
+  int *sigma_fit, *sigma_chosen; /* n_epochs grid values: fitted with, chosen */
+  double *log_l;                 /* n_epochs: R's "Likelihood value" */
+};
+typedef struct rctd_sigma_trace rctd_sigma_trace;
+
+/* REC (RCTD_SIGMA_REC) into T (arrays malloc'd).  0, or -1 with "LABEL: record 'sigma': ..."
+ * in err when its epoch lists are damaged. */
+int rctd_sigma_trace_read(const rctd_record *rec, const char *label, rctd_sigma_trace *t,
+                          char *err, size_t err_len);
+void rctd_sigma_trace_free(rctd_sigma_trace *t);
+
 /* Grid value of a user's sigma: sigma_c (0.10 .. 2.00, e.g. 0.84) or a grid value (10 .. 200).
  * -1 when it is not on the grid. */
 int rctd_sigma_value_of(double sigma);

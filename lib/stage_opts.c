@@ -167,6 +167,11 @@ int rctd_merge_add_opts(rctd_opt_table *t, rctd_merge_cli *c) {
   OPT_ADD(t, SAME, "csv-dir", 0, RCTD_OPT_STRING, &c->csv_dir, NULL,
           "with --format h5ad,csv: directory of the CSV files (default: -o without .h5ad)",
           .metavar = "DIR");
+  OPT_ADD(t, SAME, "multiqc", 0, RCTD_OPT_STRING, &c->multiqc_path, NULL,
+          "MultiQC general statistics of this sample (NAME_mqc.json or NAME_mqc.tsv)",
+          .metavar = "FILE");
+  OPT_ADD(t, SAME, "multiqc-sample", 0, RCTD_OPT_STRING, &c->multiqc_sample, NULL,
+          "its sample name (default: -o's base name without .h5ad)", .metavar = "NAME");
   OPT_ADD(t, NONE, "json", 0, RCTD_OPT_STRING, &c->json_path, NULL,
           "JSON summary: mode, sigma, pixel counts, spot classes, dominant types, timings ('-' = "
           "standard output)",

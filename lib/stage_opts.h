@@ -99,7 +99,8 @@ int rctd_fit_add_opts(rctd_opt_table *t, rctd_fit_cli *c, rctd_fit_mode mode);
 
 /* ---- rctd-merge ---- */
 typedef struct {
-  const char *spatial, *format, *spatial_format, *coords_table, *csv_dir, *json_path, *summary_path;
+  const char *spatial, *format, *spatial_format, *coords_table, *csv_dir, *json_path, *summary_path,
+      *multiqc_path, *multiqc_sample;
 } rctd_merge_cli;
 void rctd_merge_cli_default(rctd_merge_cli *c);
 int rctd_merge_add_opts(rctd_opt_table *t, rctd_merge_cli *c);

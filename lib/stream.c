@@ -848,6 +848,16 @@ rctd_reader *rctd_reader_open(const char *path, char *err, size_t err_len) {
   return reader_new(file, 1, path, err, err_len);
 }
 
+rctd_reader *rctd_reader_open_as(const char *path, const char *label, char *err,
+                                 size_t err_len) {
+  FILE *file = fopen(path, "rb");
+  if (!file) {
+    snprintf(err, err_len, "%s: cannot open: %s", label, strerror(errno));
+    return NULL;
+  }
+  return reader_new(file, 1, label, err, err_len);
+}
+
 rctd_reader *rctd_reader_fopen(FILE *file, const char *label, char *err, size_t err_len) {
   return reader_new(file, 0, label, err, err_len);
 }
@@ -1082,16 +1092,13 @@ static int reader_finish_record(rctd_reader *r, rctd_writer *copy_to) {
     uint64_t comp_len = get_u64(block + 24), raw_len = get_u64(block + 16);
     if (raw_len > MAX_CHUNK_RAW || comp_len > ZSTD_compressBound((size_t)raw_len) + 64)
       return reader_fail(r, "%s: corrupted block header (implausible sizes)", what);
-    if (copy_to && writer_put(copy_to, block, BLOCK_BYTES) != 0) return -1;
-    /* Move the frame through a bounded buffer. */
-    while (comp_len > 0) {
-      size_t piece = comp_len > (1u << 20) ? (1u << 20) : (size_t)comp_len;
-      if (stream_reserve(&r->comp, &r->comp_cap, piece) != 0)
-        return reader_fail(r, "out of memory");
-      if (reader_need(r, r->comp, piece, what) != 0) return -1;
-      if (copy_to && writer_put(copy_to, r->comp, piece) != 0) return -1;
-      comp_len -= piece;
-    }
+    /* Skipped and passed-through chunks are decompressed too, for their checksum: a damaged
+     * chunk is an error wherever it goes, not only where it is used. */
+    if (reader_read_frame(r, &r->comp, &r->comp_cap, comp_len, raw_len, MAX_CHUNK_RAW, what) != 0)
+      return -1;
+    if (copy_to && (writer_put(copy_to, block, BLOCK_BYTES) != 0 ||
+                    writer_put(copy_to, r->comp, (size_t)comp_len) != 0))
+      return -1;
     r->rows_read += get_u64(block + 8);
     r->chunks_read++;
     r->chunk_touched = 1;

@@ -118,6 +118,9 @@ typedef struct rctd_writer rctd_writer;
 
 /* Opens PATH ("-" = stdin) and checks the stream header.  NULL on error (message in err). */
 rctd_reader *rctd_reader_open(const char *path, char *err, size_t err_len);
+/* Opens PATH (a file) but names it LABEL in messages (a temporary copy of an input). */
+rctd_reader *rctd_reader_open_as(const char *path, const char *label, char *err,
+                                 size_t err_len);
 /* Reads from an open FILE (not closed by rctd_reader_close); LABEL names it in messages. */
 rctd_reader *rctd_reader_fopen(FILE *file, const char *label, char *err, size_t err_len);
 void rctd_reader_close(rctd_reader *r);

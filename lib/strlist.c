@@ -21,3 +21,10 @@ char **rctd_strlist_copy(const char *const *src, size_t n) {
   }
   return dst;
 }
+
+const char *rctd_strlist_duplicate(const char *const *names, size_t n) {
+  for (size_t i = 1; i < n; i++)
+    for (size_t j = 0; j < i; j++)
+      if (strcmp(names[i], names[j]) == 0) return names[i];
+  return NULL;
+}

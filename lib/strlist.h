@@ -9,5 +9,7 @@ void rctd_strlist_free(char **strings, size_t n);
 /* A copy of the N strings of SRC (an array of at least one entry when N is 0), or NULL when out
  * of memory (nothing left allocated). */
 char **rctd_strlist_copy(const char *const *src, size_t n);
+/* The first name of the N that appears twice, or NULL (quadratic: for cell type lists). */
+const char *rctd_strlist_duplicate(const char *const *names, size_t n);
 
 #endif

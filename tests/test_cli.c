@@ -200,7 +200,6 @@ TEST(cli_config_precedence) {
                  "fit:\n"
                  "  alpha: 2.5\n"
                  "strict: yes\n"
-                 "label: ~\n"
                  "threads: 2\n"
                  "chunk_rows: 4096\n");
   rctd_cli cli;
@@ -215,6 +214,27 @@ TEST(cli_config_precedence) {
   CHECK(cli.threads == 2 && cli.chunk_rows == 4096 && opt_big == 5000000000LL);
   CHECK(strcmp(cli.config_path, path) == 0);
   rctd_cli_free(&cli);
+
+  /* A null value and a key given twice are refused, whatever the option's type. */
+  char expect[1024];
+  const char *nulls[] = {"label: ~\n", "max_iter:\n"};
+  const char *keys[] = {"label", "max_iter"};
+  for (int i = 0; i < 2; i++) {
+    cli_write_text(path, nulls[i]);
+    CHECK(cli_test_parse(&cli, &err, (const char *[]){"--config", path, "x", NULL}) ==
+          RCTD_EXIT_USAGE);
+    snprintf(expect, sizeof expect,
+             "rctd-test: %s: line 1: key '%s' has no value: give one, or remove the line to keep "
+             "the default\n",
+             path, keys[i]);
+    CHECK_MSG(strcmp(err, expect) == 0, "%s", err);
+  }
+  cli_write_text(path, "tol: 0.5\nmax_iter: 3\ntol: 0.25\n");
+  CHECK(cli_test_parse(&cli, &err, (const char *[]){"--config", path, "x", NULL}) ==
+        RCTD_EXIT_USAGE);
+  snprintf(expect, sizeof expect,
+           "rctd-test: %s: line 3: key 'tol' is given twice (also on line 1): keep one\n", path);
+  CHECK_MSG(strcmp(err, expect) == 0, "%s", err);
 
   /* An empty file changes nothing. */
   cli_write_text(path, "");

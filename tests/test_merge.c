@@ -7,6 +7,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "error.h"
+#include "sigma.h"
+#include "stream.h"
 #include "test.h"
 
 static char tm_dir[1024], tm_bin[PATH_MAX], tm_repo[PATH_MAX];
@@ -187,4 +190,77 @@ TEST_E2E(merge_fresh_h5ad) {
                 "assert a.n_obs == 100 and a.obsm['spatial'].shape == (100, 2); "
                 "assert abs(a.obsm['spatial'][0, 0] - 3411.272727) < 1e-9\"",
                 tm_dir) == 0);
+}
+
+/* Copies tm_dir/IN to tm_dir/OUT with the sigma record's keys replaced by KV (N pairs).  0 or -1. */
+static int tm_rewrite_sigma(const char *in, const char *out, const char *const *kv, size_t n) {
+  char a[PATH_MAX + 64], b[PATH_MAX + 64], err[RCTD_ERR_LEN];
+  snprintf(a, sizeof a, "%s/%s", tm_dir, in);
+  snprintf(b, sizeof b, "%s/%s", tm_dir, out);
+  rctd_reader *r = rctd_reader_open(a, err, sizeof err);
+  rctd_writer *w = r ? rctd_writer_open(b, NULL, err, sizeof err) : NULL;
+  const rctd_record_info *info;
+  int got, rc = w ? 0 : -1, seen = 0;
+  while (rc == 0 && (got = rctd_reader_next(r, &info)) == 1) {
+    if (strcmp(info->name, RCTD_SIGMA_REC) != 0) {
+      rc = rctd_reader_copy(r, w);
+      continue;
+    }
+    const char *keys[8], *values[8];
+    for (size_t i = 0; i < n && i < 8; i++) keys[i] = kv[2 * i], values[i] = kv[2 * i + 1];
+    rc = rctd_reader_skip(r) | rctd_write_meta(w, RCTD_SIGMA_REC, keys, values, n);
+    seen = 1;
+  }
+  if (rc == 0 && got == 0 && seen) return rctd_reader_close(r), rctd_writer_close(w, err, sizeof err);
+  if (w) rctd_writer_abort(w);
+  if (r) rctd_reader_close(r);
+  return -1;
+}
+
+/* The result h5ad carries rctd-sigma's epochs (the fit passes its record on) in
+ * uns/rctd/sigma_epochs, as anndata reads them: each epoch's sigma, likelihood and choice equal
+ * to the record's; a given sigma gives its source only; a damaged record is refused in one
+ * line, no output. */
+TEST_E2E(merge_carries_the_sigma_epochs_into_uns) {
+  CHECK(tm_setup());
+  char path[PATH_MAX + 64], err[RCTD_ERR_LEN];
+  snprintf(path, sizeof path, "%s/model.rctd", tm_dir);
+  rctd_record rec;
+  CHECK_MSG(rctd_load_record(path, RCTD_SIGMA_REC, &rec, err, sizeof err) == 0, "%s", err);
+  char lists[3][512];
+  const char *keys[3] = {"epoch_sigma", "epoch_log_l", "epoch_chosen"};
+  int have = 1;
+  for (int i = 0; i < 3; i++) {
+    const char *v = rctd_record_meta_get(&rec, keys[i]);
+    have &= v != NULL;
+    snprintf(lists[i], sizeof lists[i], "%s", v ? v : "");
+  }
+  const char *n_fit = rctd_record_meta_get(&rec, "n_fit");
+  char n_fit_s[32];
+  snprintf(n_fit_s, sizeof n_fit_s, "%s", n_fit ? n_fit : "-1");
+  rctd_record_free(&rec);
+  CHECK_MSG(have && strchr(lists[1], ','), "model.rctd's sigma record lacks its epochs");
+  CHECK(tm_merge("s2.rctd s1.rctd s3.rctd -o epochs.h5ad") == 0);
+  CHECK(test_sh("/usr/bin/python3 -c \"import anndata; e = anndata.read_h5ad('%s/epochs.h5ad')"
+                ".uns['rctd']['sigma_epochs']; f = lambda s: [float(x) for x in s.split(',')]; "
+                "assert e['source'] == 'estimated' and e['n_fit'] == %s and e['converged'] == 1, e; "
+                "assert list(e['sigma']) == [x / 100 for x in f('%s')], e; "
+                "assert list(e['likelihood']) == f('%s'), e; "
+                "assert list(e['sigma_chosen']) == [x / 100 for x in f('%s')], e\"",
+                tm_dir, n_fit_s, lists[0], lists[1], lists[2]) == 0);
+  const char *given[] = {"sigma_c", "0.84", "sigma_value", "84", "source", "given"};
+  CHECK(tm_rewrite_sigma("fit.rctd", "given.rctd", given, 3) == 0);
+  CHECK(tm_merge("given.rctd -o given.h5ad") == 0);
+  CHECK(test_sh("/usr/bin/python3 -c \"import anndata; e = anndata.read_h5ad('%s/given.h5ad')"
+                ".uns['rctd']['sigma_epochs']; assert e == {'source': 'given'}, e\"",
+                tm_dir) == 0);
+  const char *cut[] = {"sigma_c",     "0.84",   "source",      "estimated",
+                       "epoch_sigma", "100,84", "epoch_log_l", "1970.4",
+                       "epoch_chosen", "84,84"};
+  CHECK(tm_rewrite_sigma("fit.rctd", "cut.rctd", cut, 5) == 0);
+  CHECK(tm_merge("cut.rctd -o cut.h5ad --format h5ad,csv") == 1);
+  CHECK(test_sh("test \"$(cat '%s/merge.err')\" = \"rctd-merge: cut.rctd: record 'sigma': damaged "
+                "epoch lists (epoch_sigma, epoch_log_l, epoch_chosen): run rctd-sigma again\"",
+                tm_dir) == 0);
+  CHECK(tm_absent("cut.h5ad") && tm_absent("cut"));
 }

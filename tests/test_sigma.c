@@ -601,7 +601,7 @@ TEST_E2E(sigma_stage_bad_input) {
   CHECK(test_sh("cd '%s' && cat noprof.rctd | '%s/rctd-sigma' --tmp-dir tmp -o out.rctd "
                 ">run.out 2>run.err; test $? -eq 1",
                 dir, test_bin_dir()) == 0);
-  CHECK(sig_t_failed_cleanly(dir, "(stdin)", "out.rctd"));
+  CHECK(sig_t_failed_cleanly(dir, "rctd-sigma: stdin: ", "out.rctd"));
   /* Not a stream; a stream cut short (in the pixels: found before any output). */
   CHECK(test_sh("cd '%s' && echo hello > text.rctd && head -c $(($(wc -c <model.rctd) - 3000)) "
                 "model.rctd > cut.rctd",
@@ -679,4 +679,53 @@ TEST_E2E(sigma_pipeline_vignette_csv_matches_r) {
   /* R: tests/data/sigma/vignette/default/epochs.csv. */
   CHECK(sig_t_rel(ll[0], 1970.4184674985856) <= 1e-9);
   CHECK(sig_t_rel(ll[1], 1964.4988387470125) <= 1e-9);
+}
+
+/* A sigma record as rctd-sigma writes it (keys and values in pairs). */
+static rctd_record sig_t_meta(const char *const *kv, size_t n_pairs) {
+  rctd_record rec;
+  memset(&rec, 0, sizeof rec);
+  rec.name = (char *)RCTD_SIGMA_REC;
+  rec.kind = RCTD_META;
+  rec.rows = n_pairs;
+  rec.strings = (char **)kv;
+  return rec;
+}
+
+/* The record's epoch lists read back (what rctd-merge puts into uns/rctd/sigma_epochs); a cut
+ * list, a sigma off the grid or trailing text is a damaged record, named in one line. */
+TEST(sigma_trace_reads_the_record_and_refuses_damaged_lists) {
+  const char *kv[] = {"sigma_c",     "0.84", "source",      "estimated",
+                      "n_fit",       "6",    "converged",   "1",
+                      "epoch_sigma", "100,84", "epoch_log_l", "1970.4184674985856,1964.4988387470125",
+                      "epoch_chosen", "84,84"};
+  rctd_record rec = sig_t_meta(kv, 7);
+  rctd_sigma_trace t;
+  char err[RCTD_ERR_LEN];
+  CHECK_MSG(rctd_sigma_trace_read(&rec, "m.rctd", &t, err, sizeof err) == 0, "%s", err);
+  CHECK(t.n_epochs == 2 && t.n_fit == 6 && t.converged == 1 && !strcmp(t.source, "estimated"));
+  CHECK(t.sigma_fit[0] == 100 && t.sigma_fit[1] == 84 && t.sigma_chosen[0] == 84 &&
+        t.sigma_chosen[1] == 84);
+  CHECK(t.log_l[0] == 1970.4184674985856 && t.log_l[1] == 1964.4988387470125);
+  rctd_sigma_trace_free(&t);
+  /* a given sigma: no epochs */
+  const char *given[] = {"sigma_c", "0.84", "sigma_value", "84", "source", "given"};
+  rec = sig_t_meta(given, 3);
+  CHECK(rctd_sigma_trace_read(&rec, "m.rctd", &t, err, sizeof err) == 0);
+  CHECK(t.n_epochs == 0 && t.n_fit == -1 && t.converged == -1 && !strcmp(t.source, "given"));
+  rctd_sigma_trace_free(&t);
+  const char *bad[][3] = {{"100,84", "1970.4", "84,84"},          /* a likelihood missing */
+                          {"100,85", "1970.4,1964.5", "84,84"},   /* 85 is not on the grid */
+                          {"100,84", "1970.4,1964.5x", "84,84"},  /* trailing text */
+                          {"100,84", "1970.4,1964.5", "84,84,"}}; /* an empty entry */
+  for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+    const char *kvb[] = {"source", "estimated", "epoch_sigma", bad[i][0],
+                         "epoch_log_l", bad[i][1], "epoch_chosen", bad[i][2]};
+    rec = sig_t_meta(kvb, 4);
+    CHECK_MSG(rctd_sigma_trace_read(&rec, "m.rctd", &t, err, sizeof err) == -1, "case %zu", i);
+    CHECK_MSG(!strcmp(err, "m.rctd: record 'sigma': damaged epoch lists (epoch_sigma, "
+                           "epoch_log_l, epoch_chosen): run rctd-sigma again"),
+              "case %zu: %s", i, err);
+    CHECK(t.sigma_fit == NULL && t.log_l == NULL);
+  }
 }

@@ -239,6 +239,8 @@ TEST(stage_opts_run_interface) {
       {"device", "device"},
       {"sigma-seed", "sigma_seed"},
       {"precision", "precision"},
+      {"multiqc", "multiqc"},
+      {"multiqc-sample", "multiqc_sample"},
   };
   const int n_expect = (int)(sizeof expect / sizeof *expect);
   CHECK(rctd_run_opts_init(&so_run) == 0);

@@ -1,7 +1,11 @@
 /* Workflows (workflows/snakemake, workflows/nextflow): tests/workflows/test_workflows.sh runs
- * the Snakemake workflow on the vignette as two samples of 3 shards, compares it with `rctd run`
- * byte for byte, checks that a rerun after touching one sample's input redoes only that sample,
- * and runs the Nextflow modules' scripts (no Nextflow runtime here) against the same bytes. */
+ * the Snakemake workflow on the vignette as four samples (h5ad x2 with 3 shards, a CSV and an
+ * MTX directory), compares it with `rctd run` byte for byte, checks what reruns (one sample's
+ * input, a file inside a directory input; never cache_dir, tmp_dir or threads), refuses bad
+ * configs with one line, and runs the Nextflow pipeline without a Nextflow runtime
+ * (tests/workflows/nf_scripts.py interprets main.nf in order and the modules' scripts) against
+ * the same bytes, its test profile, its stubs and bad sample sheets.  make test-slurm runs the
+ * Snakemake workflow on a real SLURM cluster (tests/slurm/run.sh). */
 #include <stdio.h>
 #include <stdlib.h>
 

@@ -11,6 +11,7 @@
 
 #include <math.h>
 #include <pthread.h>
+#include <stdlib.h>
 #include <stdatomic.h>
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <immintrin.h>
@@ -254,4 +255,136 @@ void rctd_spline_eval_fast(const rctd_qtable *table, int n, const double *y, con
       sf_pair(table, coef, y[i], lambda[i], d0 ? d0 + i : NULL, d1 ? d1 + i : NULL,
               d2 ? d2 + i : NULL);
   }
+}
+
+/* ------------------------------------------------------------------ chooseSigma's scores */
+
+#define SF_SCORE_BLOCK 256
+#define SF_SCORE_MAX 128
+
+/* What a block of values shares across tables for one multiplier: the (row, interval) record,
+ * the distances to the interval's ends and their cubes. */
+typedef struct {
+  int rec[SF_SCORE_BLOCK];
+  double diff1[SF_SCORE_BLOCK], diff2[SF_SCORE_BLOCK];
+  double cube1[SF_SCORE_BLOCK], cube2[SF_SCORE_BLOCK];
+} sf_score_block;
+
+/* sf_pair's lambda clamp, interval and cubes, for N values of x times MULT. */
+#define SF_SCORE_PREPARE_BODY                                                    \
+  const double lo = SF_EPSILON, hi = xg[RCTD_N_X - 1] - SF_EPSILON;              \
+  for (int j = 0; j < n; j++) {                                                  \
+    double lam = x[j] * mult;                                                    \
+    lam = lam < lo ? lo : lam > hi ? hi : lam;                                   \
+    const int m = sf_tab.m_of_l[(int)sqrt(lam / SF_DELTA)];                      \
+    const int row = y[j] > RCTD_K_VAL ? RCTD_K_VAL : (int)y[j];                  \
+    b->rec[j] = row * SF_N_INT + (m - 1);                                        \
+    const double diff1 = lam - xg[m - 1], diff2 = xg[m] - lam;                   \
+    b->diff1[j] = diff1;                                                         \
+    b->diff2[j] = diff2;                                                         \
+    b->cube1[j] = rk_cube(diff1);                                                \
+    b->cube2[j] = rk_cube(diff2);                                                \
+  }
+
+static void sf_score_prepare(const double *xg, int n, const double *y, const double *x,
+                             double mult, sf_score_block *b) {
+  SF_SCORE_PREPARE_BODY
+}
+
+/* d0 of one table for values [j0, n) of the block: sf_pair's d0 with the block's shared terms. */
+static void sf_score_d0(const double *coef, int j0, int n, const sf_score_block *b, double *d0) {
+  for (int j = j0; j < n; j++) {
+    const double *c = coef + (size_t)b->rec[j] * 4;
+    d0[j] = c[0] * b->cube1[j] / 6 + c[1] * b->cube2[j] / 6 + c[2] * b->diff1[j] +
+            c[3] * b->diff2[j];
+  }
+}
+
+#ifdef SF_X86
+SF_AVX static void sf_score_prepare_avx2(const double *xg, int n, const double *y,
+                                         const double *x, double mult, sf_score_block *b) {
+  SF_SCORE_PREPARE_BODY /* compiled with FMA: sf_cube's fma() is one instruction */
+}
+
+/* sf_score_d0 four values at a time, lane by lane sf_simd's d0 operations. */
+SF_AVX static void sf_score_d0_avx2(const double *coef, int n, const sf_score_block *b,
+                                    double *d0) {
+  const __m256d six = _mm256_set1_pd(6);
+  int j = 0;
+  for (; j + 4 <= n; j += 4) {
+    __m256d c0 = _mm256_loadu_pd(coef + (size_t)b->rec[j] * 4),
+            c1 = _mm256_loadu_pd(coef + (size_t)b->rec[j + 1] * 4);
+    __m256d c2 = _mm256_loadu_pd(coef + (size_t)b->rec[j + 2] * 4),
+            c3 = _mm256_loadu_pd(coef + (size_t)b->rec[j + 3] * 4);
+    __m256d t0 = _mm256_unpacklo_pd(c0, c1), t1 = _mm256_unpackhi_pd(c0, c1);
+    __m256d t2 = _mm256_unpacklo_pd(c2, c3), t3 = _mm256_unpackhi_pd(c2, c3);
+    __m256d zdi = _mm256_permute2f128_pd(t0, t2, 0x20), zdi1 = _mm256_permute2f128_pd(t1, t3, 0x20);
+    __m256d diff3 = _mm256_permute2f128_pd(t0, t2, 0x31),
+            diff4 = _mm256_permute2f128_pd(t1, t3, 0x31);
+    __m256d diff1 = _mm256_loadu_pd(b->diff1 + j), diff2 = _mm256_loadu_pd(b->diff2 + j);
+    __m256d v0 =
+        _mm256_add_pd(_mm256_div_pd(_mm256_mul_pd(zdi, _mm256_loadu_pd(b->cube1 + j)), six),
+                      _mm256_div_pd(_mm256_mul_pd(zdi1, _mm256_loadu_pd(b->cube2 + j)), six));
+    v0 = _mm256_add_pd(_mm256_add_pd(v0, _mm256_mul_pd(diff3, diff1)), _mm256_mul_pd(diff4, diff2));
+    _mm256_storeu_pd(d0 + j, v0);
+  }
+  /* clean upper halves before scalar code (GCC leaves them dirty on a tail call, and libm's
+   * SSE code then runs several times slower) */
+  _mm256_zeroupper();
+  sf_score_d0(coef, j, n, b, d0); /* the last few: same operations, scalar */
+}
+#endif
+
+int rctd_spline_score_many(const rctd_qtable *const *tables, const double *const *coefs,
+                           int n_tables, const double *mult, int n_mult, int64_t n,
+                           const double *y, const double *x, double *out_tm) {
+  pthread_once(&sf_once, sf_init);
+  const int n_scores = n_tables * n_mult;
+  if (n_tables < 1 || n_mult < 1 || n_scores > SF_SCORE_MAX) return -1;
+  const double *xg = tables[0]->x_vals;
+  for (int t = 0; t < n_tables; t++)
+    if (!coefs[t] || !sf_standard_grid(tables[t]->x_vals)) return -1; /* then all equal xg */
+  for (int64_t i = 0; i < n; i++)
+    for (int t = 0; t < n_tables; t++)
+      if (!sf_ok(tables[t], y[i], x[i])) return -1;
+  sf_score_block *b = malloc(sizeof *b);
+  double *d0_tj = malloc(sizeof(double) * SF_SCORE_BLOCK * (size_t)n_tables);
+  if (!b || !d0_tj) {
+    free(b);
+    free(d0_tj);
+    return -1;
+  }
+  int simd = 0;
+#ifdef SF_X86
+  simd = sf_tab.simd && sf_simd_on;
+#endif
+  long double sum[SF_SCORE_MAX] = {0};
+  for (int64_t i0 = 0; i0 < n; i0 += SF_SCORE_BLOCK) {
+    const int nb = (int)(n - i0 < SF_SCORE_BLOCK ? n - i0 : SF_SCORE_BLOCK);
+    for (int m = 0; m < n_mult; m++) {
+#ifdef SF_X86
+      if (simd)
+        sf_score_prepare_avx2(xg, nb, y + i0, x + i0, mult[m], b);
+      else
+#endif
+        sf_score_prepare(xg, nb, y + i0, x + i0, mult[m], b);
+      for (int t = 0; t < n_tables; t++) {
+#ifdef SF_X86
+        if (simd) {
+          sf_score_d0_avx2(coefs[t], nb, b, d0_tj + (size_t)t * SF_SCORE_BLOCK);
+          continue;
+        }
+#endif
+        sf_score_d0(coefs[t], 0, nb, b, d0_tj + (size_t)t * SF_SCORE_BLOCK);
+      }
+      /* each score's sum runs over i in order; the tables' sums interleave */
+      long double *s = sum + m;
+      for (int j = 0; j < nb; j++)
+        for (int t = 0; t < n_tables; t++) s[t * n_mult] += -d0_tj[(size_t)t * SF_SCORE_BLOCK + j];
+    }
+  }
+  for (int k = 0; k < n_scores; k++) out_tm[k] = (double)sum[k];
+  free(b);
+  free(d0_tj);
+  return 0;
 }

@@ -1,62 +1,38 @@
 #!/usr/bin/env nextflow
 /*
- * rctd as a Nextflow (DSL2) pipeline: one reference, many spatial samples.
+ * rctd as a Nextflow (DSL2) pipeline in nf-core's shape: one reference, many spatial samples.
  *
  *   RCTD_REFERENCE (once) -> RCTD_NORMALIZE -> RCTD_SIGMA -> RCTD_FIT_<MODE> x shards -> RCTD_MERGE
  *
- * Each process runs one rctd binary (on PATH, or in the container/module the profile gives)
- * with its public options.  Parameters: nextflow_schema.json and workflows/README.md.
+ * Each process runs one rctd binary (on PATH) with its public options; modules/local/<name>/.
+ * Parameters: nextflow_schema.json; sample sheet: assets/schema_input.json; workflows/README.md.
  *
  *   nextflow run workflows/nextflow -profile local --input samples.csv --reference ref.h5ad
+ *   nextflow run workflows/nextflow -profile test,local          (the bundled vignette)
  */
-nextflow.enable.dsl = 2
 
-include { RCTD_REFERENCE   } from './modules/rctd_reference'
-include { RCTD_NORMALIZE   } from './modules/rctd_normalize'
-include { RCTD_SIGMA       } from './modules/rctd_sigma'
-include { RCTD_FIT_FULL    } from './modules/rctd_fit_full'
-include { RCTD_FIT_DOUBLET } from './modules/rctd_fit_doublet'
-include { RCTD_FIT_MULTI   } from './modules/rctd_fit_multi'
-include { RCTD_MERGE       } from './modules/rctd_merge'
+include { validateParameters; samplesheetToList } from 'plugin/nf-schema'
 
-/*
- * Sample sheet (CSV with a header): sample,spatial[,mode][,shards][,chunk_pixels].  Empty or
- * missing columns take --mode, --shards and --chunk_pixels.
- */
-def sampleFromRow(row) {
-    if (!row.sample) {
-        error "rctd: ${params.input}: a row has no 'sample'; give sample,spatial[,mode,shards,chunk_pixels]"
-    }
-    if (!row.spatial) {
-        error "rctd: ${params.input}: sample ${row.sample} has no 'spatial' file"
-    }
-    def modes = ['full', 'doublet', 'multi']
-    def meta = [
-        id          : row.sample,
-        mode        : row.mode ?: params.mode,
-        shards      : (row.shards ?: params.shards) as int,
-        chunk_pixels: (row.chunk_pixels ?: params.chunk_pixels) as int,
-    ]
-    if (!(meta.mode in modes)) {
-        error "rctd: ${params.input}: sample ${meta.id}: mode '${meta.mode}' is not one of ${modes.join(', ')}"
-    }
-    if (meta.shards < 1) {
-        error "rctd: ${params.input}: sample ${meta.id}: shards must be at least 1"
-    }
-    return [ meta, file(row.spatial, checkIfExists: true) ]
-}
+include { RCTD_REFERENCE   } from './modules/local/rctd_reference'
+include { RCTD_NORMALIZE   } from './modules/local/rctd_normalize'
+include { RCTD_SIGMA       } from './modules/local/rctd_sigma'
+include { RCTD_FIT_FULL    } from './modules/local/rctd_fit_full'
+include { RCTD_FIT_DOUBLET } from './modules/local/rctd_fit_doublet'
+include { RCTD_FIT_MULTI   } from './modules/local/rctd_fit_multi'
+include { RCTD_MERGE       } from './modules/local/rctd_merge'
 
 workflow RCTD {
     take:
-    ch_samples    // [ meta, spatial ]
+    ch_samples    // [ meta, spatial, coords_table, numi_table, class_table ]
     ch_reference  // [ meta, single-cell reference ]; empty when params.reference_stream is given
+    cache_dir     // likelihood-table cache: an absolute path every task reaches, or ''
 
     main:
-    ch_versions = Channel.empty()
+    ch_versions = channel.empty()
 
     // The reference stream: built once (or taken from a shared location) and read by every sample.
     if (params.reference_stream) {
-        ch_ref_stream = Channel.value(file(params.reference_stream, checkIfExists: true))
+        ch_ref_stream = channel.value(file(params.reference_stream, checkIfExists: true))
     } else {
         RCTD_REFERENCE(ch_reference)
         ch_ref_stream = RCTD_REFERENCE.out.stream.map { meta, stream -> stream }.first()
@@ -66,7 +42,7 @@ workflow RCTD {
     RCTD_NORMALIZE(ch_samples, ch_ref_stream)
     ch_versions = ch_versions.mix(RCTD_NORMALIZE.out.versions)
 
-    RCTD_SIGMA(RCTD_NORMALIZE.out.model, params.cache_dir ?: '')
+    RCTD_SIGMA(RCTD_NORMALIZE.out.model, cache_dir)
     ch_versions = ch_versions.mix(RCTD_SIGMA.out.versions)
 
     // One task per shard: shard I of N fits whole chunks of chunk_pixels pixels (see --shard in
@@ -79,20 +55,21 @@ workflow RCTD {
             multi:   meta.mode == 'multi'
         }
 
-    RCTD_FIT_FULL(ch_fit.full, params.cache_dir ?: '')
-    RCTD_FIT_DOUBLET(ch_fit.doublet, params.cache_dir ?: '')
-    RCTD_FIT_MULTI(ch_fit.multi, params.cache_dir ?: '')
+    RCTD_FIT_FULL(ch_fit.full, cache_dir)
+    RCTD_FIT_DOUBLET(ch_fit.doublet, cache_dir)
+    RCTD_FIT_MULTI(ch_fit.multi, cache_dir)
     ch_versions = ch_versions.mix(
         RCTD_FIT_FULL.out.versions, RCTD_FIT_DOUBLET.out.versions, RCTD_FIT_MULTI.out.versions)
 
-    // Gather the N shards of each sample as soon as its last shard is done (groupKey knows N).
+    // Gather the N shards of each sample as soon as its last shard is done (groupKey knows N),
+    // then add the sample's spatial input and coordinates table.
     ch_merge = RCTD_FIT_FULL.out.shard
         .mix(RCTD_FIT_DOUBLET.out.shard, RCTD_FIT_MULTI.out.shard)
         .map { meta, shard -> [ groupKey(meta.id, meta.shards), shard ] }
         .groupTuple()
         .map { key, shards -> [ key.getGroupTarget(), shards ] }
-        .join(ch_samples.map { meta, spatial -> [ meta.id, meta, spatial ] })
-        .map { id, shards, meta, spatial -> [ meta, shards, spatial ] }
+        .join(ch_samples.map { meta, spatial, coords_table, numi_table, class_table -> [ meta.id, meta, spatial, coords_table ] })
+        .map { id, shards, meta, spatial, coords_table -> [ meta, shards, spatial, coords_table ] }
 
     RCTD_MERGE(ch_merge, params.formats)
     ch_versions = ch_versions.mix(RCTD_MERGE.out.versions)
@@ -105,29 +82,43 @@ workflow RCTD {
 }
 
 workflow {
-    if (!params.input) {
-        error "rctd: give --input SAMPLES.csv (sample,spatial[,mode,shards,chunk_pixels])"
-    }
+    main:
+    // Parameters against nextflow_schema.json, the sample sheet against assets/schema_input.json:
+    // a missing column, a sample given twice, a file that does not exist or shards 0 stop the
+    // run before any task, naming the row and the column.
+    validateParameters()
     if (!params.reference && !params.reference_stream) {
         error "rctd: give --reference (single-cell reference) or --reference_stream (built by rctd-reference)"
     }
-    if (!(params.formats in ['h5ad', 'csv', 'h5ad,csv'])) {
-        error "rctd: --formats must be h5ad, csv or h5ad,csv (not '${params.formats}')"
-    }
 
-    ch_samples = Channel.fromPath(params.input, checkIfExists: true)
-        .splitCsv(header: true, strip: true)
-        .map { row -> sampleFromRow(row) }
+    // [ meta, spatial, coords_table, numi_table, class_table ]: meta holds id, mode, shards and
+    // chunk_pixels; an empty table is [].
+    ch_samples = channel
+        .fromList(samplesheetToList(params.input, "${projectDir}/assets/schema_input.json"))
+        // Empty mode, shards and chunk_pixels take --mode, --shards and --chunk_pixels.
+        .map { meta, spatial, coords_table, numi_table, class_table ->
+            [
+                meta + [
+                    mode        : meta.mode ?: params.mode,
+                    shards      : meta.shards ?: params.shards,
+                    chunk_pixels: meta.chunk_pixels ?: params.chunk_pixels,
+                ],
+                spatial, coords_table, numi_table, class_table,
+            ]
+        }
 
     ch_reference = params.reference_stream
-        ? Channel.empty()
-        : Channel.of([ [id: file(params.reference).baseName], file(params.reference, checkIfExists: true) ])
+        ? channel.empty()
+        : channel.of([ [id: file(params.reference).baseName], file(params.reference, checkIfExists: true) ])
 
-    RCTD(ch_samples, ch_reference)
+    // Not staged: the tables are added to the cache, so every task must reach the same directory.
+    def cache_dir = params.cache_dir ? file(params.cache_dir).toAbsolutePath().toString() : ''
+
+    RCTD(ch_samples, ch_reference, cache_dir)
 
     // One file with the version of every tool that ran (nf-core's software_versions.yml).
     RCTD.out.versions
-        .map { it.text }
+        .map { versions -> versions.text }
         .unique()
         .collectFile(name: 'software_versions.yml', storeDir: "${params.outdir}/pipeline_info", sort: true)
 }

@@ -1,6 +1,6 @@
-// rctd-sigma: model stream -> model stream with sigma and its likelihood table.  The tables are
-// cached in cache_dir ('' = the tool's default, $XDG_CACHE_HOME/rctd); a cache on a shared
-// file system is computed once for every sample and run.
+// rctd-sigma: model stream -> model stream with sigma and its likelihood table.  cache_dir is a
+// directory every task can read and write (an absolute path on a shared file system, not
+// staged: tables are added to it); '' = the tool's default, $XDG_CACHE_HOME/rctd.
 process RCTD_SIGMA {
     tag "$meta.id"
     label 'process_medium'

@@ -1,11 +1,12 @@
 // rctd-normalize: spatial counts + reference stream -> model stream (gene lists, platform
-// normalisation, filtered pixels).
+// normalisation, filtered pixels).  coords_table, numi_table and class_table are optional
+// ([] when the sample sheet leaves them empty).
 process RCTD_NORMALIZE {
     tag "$meta.id"
     label 'process_medium'
 
     input:
-    tuple val(meta), path(spatial)
+    tuple val(meta), path(spatial), path(coords_table), path(numi_table), path(class_table)
     path reference
 
     output:
@@ -18,8 +19,14 @@ process RCTD_NORMALIZE {
     script:
     def args = task.ext.args ?: ''
     def prefix = task.ext.prefix ?: "${meta.id}"
+    def coords = coords_table ? "--coords-table ${coords_table}" : ''
+    def numi = numi_table ? "--numi-table ${numi_table}" : ''
+    def classes = class_table ? "--class-table ${class_table}" : ''
     """
     rctd-normalize \\
+        $coords \\
+        $numi \\
+        $classes \\
         $args \\
         --threads $task.cpus \\
         -o ${prefix}.model.rctd \\

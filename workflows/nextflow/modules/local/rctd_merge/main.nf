@@ -1,12 +1,13 @@
 // rctd-merge: the result shards of one sample (any order) -> h5ad (a copy of the spatial h5ad
-// with the results), spacexr's CSV layout, or both, and a JSON summary.  Refuses a missing,
-// duplicated or foreign shard.  formats: 'h5ad', 'csv' or 'h5ad,csv'.
+// with the results, or a fresh one with coords_table's coordinates), spacexr's CSV layout, or
+// both, and a JSON summary.  Refuses a missing, duplicated or foreign shard.  formats: 'h5ad',
+// 'csv' or 'h5ad,csv'.
 process RCTD_MERGE {
     tag "$meta.id"
     label 'process_single'
 
     input:
-    tuple val(meta), path(shards, stageAs: 'shards/*'), path(spatial, stageAs: 'spatial/*')
+    tuple val(meta), path(shards, stageAs: 'shards/*'), path(spatial, stageAs: 'spatial/*'), path(coords_table)
     val formats
 
     output:
@@ -21,10 +22,12 @@ process RCTD_MERGE {
     script:
     def args = task.ext.args ?: ''
     def prefix = task.ext.prefix ?: "${meta.id}"
+    def coords = coords_table ? "--coords-table ${coords_table}" : ''
     def target = formats.startsWith('h5ad') ? "${prefix}.h5ad" : "${prefix}_csv"
     def csv_dir = formats == 'h5ad,csv' ? "--csv-dir ${prefix}_csv" : ''
     """
     rctd-merge \\
+        $coords \\
         $args \\
         --spatial $spatial \\
         --format $formats \\

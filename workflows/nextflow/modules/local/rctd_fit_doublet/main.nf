@@ -1,7 +1,7 @@
-// rctd-fit-full: unconstrained fit over all types (full mode), one shard.  meta.shard of
-// meta.shards takes whole chunks of meta.chunk_pixels pixels; every shard of a sample must use the
-// same chunk_pixels.
-process RCTD_FIT_FULL {
+// rctd-fit-doublet: singlet/doublet calls (doublet mode), one shard.  meta.shard of meta.shards takes whole
+// chunks of meta.chunk_pixels pixels; every shard of a sample uses the same chunk_pixels.
+// cache_dir: as in RCTD_SIGMA (a shared directory, not staged).
+process RCTD_FIT_DOUBLET {
     tag "${meta.id}:${meta.shard}/${meta.shards}"
     label 'process_high'
 
@@ -18,10 +18,10 @@ process RCTD_FIT_FULL {
 
     script:
     def args = task.ext.args ?: ''
-    def prefix = task.ext.prefix ?: "${meta.id}.full.${meta.shard}-of-${meta.shards}"
+    def prefix = task.ext.prefix ?: "${meta.id}.doublet.${meta.shard}-of-${meta.shards}"
     def cache = cache_dir ? "--cache-dir '${cache_dir}'" : ''
     """
-    rctd-fit-full \\
+    rctd-fit-doublet \\
         $cache \\
         $args \\
         --shard ${meta.shard}/${meta.shards} \\
@@ -32,18 +32,18 @@ process RCTD_FIT_FULL {
 
     cat <<-END_VERSIONS > versions.yml
     "${task.process}":
-        rctd-fit-full: \$(rctd-fit-full --version | sed 's/^rctd-fit-full //')
+        rctd-fit-doublet: \$(rctd-fit-doublet --version | sed 's/^rctd-fit-doublet //')
     END_VERSIONS
     """
 
     stub:
-    def prefix = task.ext.prefix ?: "${meta.id}.full.${meta.shard}-of-${meta.shards}"
+    def prefix = task.ext.prefix ?: "${meta.id}.doublet.${meta.shard}-of-${meta.shards}"
     """
     touch ${prefix}.rctd
 
     cat <<-END_VERSIONS > versions.yml
     "${task.process}":
-        rctd-fit-full: \$(rctd-fit-full --version | sed 's/^rctd-fit-full //')
+        rctd-fit-doublet: \$(rctd-fit-doublet --version | sed 's/^rctd-fit-doublet //')
     END_VERSIONS
     """
 }

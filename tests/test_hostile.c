@@ -1,0 +1,428 @@
+/* Hostile use of the binaries (issue 15): outputs that are not regular files, write errors,
+ * damaged inputs, tampered streams, interrupted runs.  Each case checks the exit status, the
+ * exact message and that no output was left behind. */
+#include <hdf5.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "test.h"
+
+static char hs_dir[PATH_MAX], hs_bin[PATH_MAX], hs_repo[PATH_MAX];
+static int hs_ready = -1;
+
+static int hs_setup(void) {
+  if (hs_ready >= 0) return hs_ready;
+  snprintf(hs_dir, sizeof hs_dir, "%s/hostile", test_tmp_dir());
+  hs_ready = realpath(test_bin_dir(), hs_bin) && realpath(".", hs_repo) &&
+             test_sh("mkdir -p '%s/cache'", hs_dir) == 0;
+  return hs_ready;
+}
+
+/* A command in hs_dir with the binaries on PATH, a private table cache, REF and SP naming the
+ * vignette's inputs and BAD the damaged fixtures; stderr to err.txt.  Returns the exit status
+ * (128 + N for signal N). */
+#define HS_SH(fmt, ...)                                                                           \
+  test_sh("cd '%s' && PATH='%s':$PATH && XDG_CACHE_HOME='%s/cache' && export XDG_CACHE_HOME && " \
+          "REF='%s/data/vignette/h5ad/reference.h5ad' SP='%s/data/vignette/h5ad/spatial.h5ad' "  \
+          "BAD='%s/tests/data/bad-inputs' && (" fmt ") 2> err.txt",                              \
+          hs_dir, hs_bin, hs_dir, hs_repo, hs_repo, hs_repo, ##__VA_ARGS__)
+
+/* The reference stream of the vignette (REF.rctd in hs_dir). */
+#define HS_REF_STREAM                                                                      \
+  "{ test -s REF.rctd || rctd-reference \"$REF\" --numi-col nUMI --cell-type-col "         \
+  "cell_type_name -q -o REF.rctd; }"
+#define HS_RUN "rctd run --reference \"$REF\" --reference-numi-col nUMI --cell-type-col " \
+  "cell_type_name --spatial \"$SP\" -q"
+
+/* File NAME of hs_dir is exactly TEXT. */
+static int hs_file_is(const char *name, const char *text) {
+  char path[PATH_MAX + 64];
+  snprintf(path, sizeof path, "%s/%s", hs_dir, name);
+  FILE *f = fopen(path, "r");
+  if (!f) return 0;
+  static char got[8192];
+  size_t n = fread(got, 1, sizeof got - 1, f);
+  fclose(f);
+  got[n] = 0;
+  if (strcmp(got, text) == 0) return 1;
+  fprintf(stderr, "  %s was:\n%s  expected:\n%s", name, got, text);
+  return 0;
+}
+
+/* err.txt (the command's stderr) is exactly TEXT. */
+static int hs_err_is(const char *text) {
+  return hs_file_is("err.txt", text);
+}
+
+/* ------------------------------------------------------------------ outputs */
+
+TEST_E2E(hostile_fifo_and_fd_outputs_written_in_place) {
+  CHECK(hs_setup());
+  CHECK(HS_SH(HS_REF_STREAM) == 0);
+  /* A FIFO stays a FIFO and its reader gets the bytes a regular file would hold. */
+  CHECK(HS_SH("rm -f fifo && mkfifo fifo && { cat fifo > from_fifo.tsv & } && "
+              "rctd-view REF.rctd -o fifo && wait && rctd-view REF.rctd -o regular.tsv && "
+              "test -p fifo && cmp from_fifo.tsv regular.tsv && test -s regular.tsv") == 0);
+  /* /proc/self/fd/1 and a link to it: written to the descriptor, the link kept. */
+  CHECK(HS_SH("rctd-view REF.rctd -o /proc/self/fd/1 > from_fd.tsv && cmp from_fd.tsv "
+              "regular.tsv && rm -f fdlink && ln -s /proc/self/fd/1 fdlink && rctd-view REF.rctd "
+              "-o fdlink > from_link.tsv && test -L fdlink && cmp from_link.tsv regular.tsv") == 0);
+  /* A link to a regular file: the file is replaced, the link kept. */
+  CHECK(HS_SH("echo old > target.tsv && rm -f link.tsv && ln -s target.tsv link.tsv && "
+              "rctd-view REF.rctd -o link.tsv && test -L link.tsv && cmp target.tsv "
+              "regular.tsv") == 0);
+  CHECK(hs_err_is(""));
+}
+
+TEST_E2E(hostile_h5ad_into_a_fifo) {
+  CHECK(hs_setup());
+  CHECK(HS_SH(HS_RUN " --no-summary -o run.h5ad") == 0);
+  CHECK(HS_SH("rm -f fifo5 && mkfifo fifo5 && { cat fifo5 > from_fifo.h5ad & } && " HS_RUN
+              " --no-summary -o fifo5 && wait && test -p fifo5 && cmp from_fifo.h5ad run.h5ad") ==
+        0);
+  CHECK(hs_err_is(""));
+}
+
+TEST_E2E(hostile_write_errors_fail_and_leave_nothing) {
+  CHECK(hs_setup());
+  CHECK(HS_SH("rctd-reference --help > /dev/full") == 1);
+  CHECK(hs_err_is("rctd-reference: stdout: write failed: No space left on device\n"));
+  CHECK(HS_SH("rctd-view --version > /dev/full") == 1);
+  CHECK(hs_err_is("rctd-view: stdout: write failed: No space left on device\n"));
+  CHECK(HS_SH("rctd --version > /dev/full") == 1);
+  CHECK(hs_err_is("rctd: stdout: write failed: No space left on device\n"));
+  /* The summary on a full stdout: the run fails and its h5ad does not appear. */
+  CHECK(HS_SH("rm -f full.h5ad; " HS_RUN " -o full.h5ad > /dev/full") == 1);
+  CHECK(hs_err_is("rctd-merge: stdout: write failed: No space left on device; the output is "
+                  "incomplete\n"
+                  "rctd run: merge failed (exit status 1); the pipeline stopped, no output was "
+                  "written\n"));
+  CHECK(HS_SH("test ! -e full.h5ad && test -z \"$(ls -A | grep tmp)\"") == 0);
+  /* The JSON summary that rctd run itself writes last: the h5ad is taken back. */
+  CHECK(HS_SH("rm -f j.h5ad; " HS_RUN " --no-summary -o j.h5ad --json /dev/full") == 1);
+  CHECK(hs_err_is("rctd run: /dev/full: write failed: No space left on device; the output is "
+                  "incomplete\n"));
+  CHECK(HS_SH("test ! -e j.h5ad") == 0);
+  CHECK(HS_SH(HS_REF_STREAM " && rctd-view REF.rctd -o /dev/full") == 1);
+  CHECK(hs_err_is("rctd-view: /dev/full: write failed: No space left on device; the output is "
+                  "incomplete\n"));
+}
+
+TEST_E2E(hostile_output_path_messages) {
+  CHECK(hs_setup());
+  CHECK(HS_SH(HS_RUN " -o ''") == 2);
+  CHECK(hs_err_is("rctd run: option -o: the path is empty: give a file name, or - for standard "
+                  "output\nTry 'rctd run --help' for more information.\n"));
+  CHECK(HS_SH("mkdir -p adir && " HS_REF_STREAM " && rctd-view REF.rctd -o adir/") == 1);
+  CHECK(hs_err_is("rctd-view: adir/: output is a directory: give a file name\n"));
+  CHECK(HS_SH("touch afile && " HS_RUN " --keep-intermediates afile -o x.h5ad") == 1);
+  CHECK(hs_err_is("rctd run: --keep-intermediates afile: exists and is not a directory: give a "
+                  "directory (it is created when missing)\n"));
+}
+
+/* ------------------------------------------------------------------ damaged HDF5 */
+
+/* AddressSanitizer intercepts libhdf5's memcpy and free and reports the damage itself before
+ * the crash the guard turns into a line: these cases run in the plain build only. */
+#if defined(__SANITIZE_ADDRESS__)
+#define HS_UNDER_ASAN 1
+#else
+#define HS_UNDER_ASAN 0
+#endif
+
+/* glibc's own line before an abort ("free(): invalid pointer", "*** stack smashing detected
+ * ***: terminated") may precede ours: it is printed by the C library, not by rctd. */
+static int hs_glibc_line(const char *line) {
+  return strstr(line, "free()") || strstr(line, "stack smashing") || strstr(line, "malloc") ||
+         strstr(line, "corrupted");
+}
+
+/* Every damaged HDF5 file of tests/data/bad-inputs (../shared/bad-inputs when found: SIGSEGV,
+ * SIGABRT and minute-long hangs inside libhdf5) ends with exactly the line recorded in
+ * hdf5.expected, exit status 1, no output file, within the time limit. */
+TEST_E2E(hostile_damaged_hdf5_one_line_each) {
+  if (HS_UNDER_ASAN) return;
+  CHECK(hs_setup());
+  CHECK(HS_SH(HS_REF_STREAM " && rm -rf bad && mkdir bad && cd bad && tar xJf "
+                            "\"$BAD/hdf5.tar.xz\" && cp ../REF.rctd .") == 0);
+  char path[PATH_MAX + 64];
+  snprintf(path, sizeof path, "%s/tests/data/bad-inputs/hdf5.expected", hs_repo);
+  FILE *f = fopen(path, "r");
+  CHECK(f);
+  char line[2048];
+  int n = 0, bad = 0;
+  while (fgets(line, sizeof line, f)) {
+    line[strcspn(line, "\n")] = 0;
+    char *file = strtok(line, "\t"), *kind = strtok(NULL, "\t"), *status = strtok(NULL, "\t");
+    char *expect = strtok(NULL, "");
+    if (!file || !kind || !status || !expect) continue;
+    n++;
+    const char *cmd = strcmp(kind, "reference") == 0
+                          ? "rctd-reference %s --numi-col nUMI --cell-type-col cell_type_name "
+                            "-q -o out.rctd"
+                          : "rctd-normalize %s REF.rctd -q -o out.rctd";
+    char full[1024];
+    snprintf(full, sizeof full, cmd, file);
+    int rc = HS_SH("cd bad && RCTD_HDF5_TIMEOUT=1 timeout 20 %s 2> ../err.txt; s=$?; test ! -e "
+                   "out.rctd && test -z \"$(ls -A | grep tmp)\" && exit $s",
+                   full);
+    char err_path[PATH_MAX + 16], got[4096] = "", last[2048] = "";
+    snprintf(err_path, sizeof err_path, "%s/err.txt", hs_dir);
+    FILE *e = fopen(err_path, "r");
+    int lines = 0, foreign = 0;
+    while (e && fgets(got, sizeof got, e)) {
+      got[strcspn(got, "\n")] = 0;
+      if (lines++ > 0 || !hs_glibc_line(got)) snprintf(last, sizeof last, "%s", got);
+      if (lines > 1 && hs_glibc_line(last)) foreign = 1;
+    }
+    if (e) fclose(e);
+    if (rc != atoi(status) || strcmp(last, expect) != 0 || lines > 2 || foreign) {
+      fprintf(stderr, "  %s: exit %d (want %s), %d lines, last: %s\n  want: %s\n", file, rc,
+              status, lines, last, expect);
+      bad++;
+    }
+  }
+  fclose(f);
+  CHECK_MSG(bad == 0, "%d of %d damaged HDF5 files not handled as recorded", bad, n);
+  CHECK(n >= 60);
+}
+
+/* rctd validate and rctd-merge --spatial read the same files under the same guard. */
+TEST_E2E(hostile_damaged_hdf5_validate_and_merge) {
+  if (HS_UNDER_ASAN) return;
+  CHECK(hs_setup());
+  CHECK(HS_SH("test -e bad/segv_sp.h5ad || { mkdir -p bad && cd bad && tar xJf "
+              "\"$BAD/hdf5.tar.xz\"; }") == 0);
+  CHECK(HS_SH("RCTD_HDF5_TIMEOUT=1 rctd validate --reference \"$REF\" --reference-numi-col nUMI "
+              "--cell-type-col cell_type_name --spatial bad/hang_sp.h5ad > validate.out") == 1);
+  CHECK(hs_err_is("rctd validate: bad/hang_sp.h5ad: damaged HDF5 file: the HDF5 library made no "
+                  "progress reading it for 1 s; check it with h5dump, or copy or export it "
+                  "again\n"));
+  CHECK(HS_SH("rctd validate --reference bad/segv_ref.h5ad --reference-numi-col nUMI "
+              "--cell-type-col cell_type_name --spatial \"$SP\" > validate.out") == 1);
+  CHECK(hs_err_is("rctd validate: bad/segv_ref.h5ad: damaged HDF5 file: the HDF5 library crashed "
+                  "reading it (segmentation fault); check it with h5dump, or copy or export it "
+                  "again\n"));
+  CHECK(HS_SH("test -s kept/4-fit.rctd || " HS_RUN " --no-summary --keep-intermediates kept -o "
+              "kept.h5ad") == 0);
+  CHECK(HS_SH("rctd-merge --spatial bad/segv_sp.h5ad -q -o m.h5ad kept/4-fit.rctd") == 1);
+  CHECK(hs_err_is("rctd-merge: bad/segv_sp.h5ad: damaged HDF5 file: the HDF5 library crashed "
+                  "reading it (segmentation fault); check it with h5dump, or copy or export it "
+                  "again\n"));
+  CHECK(HS_SH("test ! -e m.h5ad && test -z \"$(ls -A | grep tmp)\"") == 0);
+  /* Without -o, merge only probes the spatial file's layout: under the guard too. */
+  CHECK(HS_SH("rctd-merge --spatial bad/segv_sp.h5ad -q --json - kept/4-fit.rctd > m.json") == 1);
+  CHECK(hs_err_is("rctd-merge: bad/segv_sp.h5ad: damaged HDF5 file: the HDF5 library crashed "
+                  "reading it (segmentation fault); check it with h5dump, or copy or export it "
+                  "again\n"));
+}
+
+/* ------------------------------------------------------------------ integrity */
+
+/* Tampered streams of tests/data/bad-inputs: each refused with the line that names the damage,
+ * and no output. */
+TEST_E2E(hostile_tampered_streams_refused) {
+  CHECK(hs_setup());
+  CHECK(HS_SH("cp \"$BAD\"/*.rctd . && rctd-merge --spatial \"$SP\" -q -o t1.h5ad "
+              "fit_profiles_flipped.rctd") == 1);
+  CHECK(hs_err_is("rctd-merge: fit_profiles_flipped.rctd: record 'model.profiles': chunk 1: "
+                  "corrupted data (zstd: Restored data doesn't match checksum)\n"));
+  CHECK(HS_SH("rctd-merge --spatial \"$SP\" -q -o t2.h5ad fit_first_type_2e31.rctd") == 1);
+  CHECK(hs_err_is("rctd-merge: fit_first_type_2e31.rctd: pixel 0 (TTGGACGTTTCAAT): first type "
+                  "2147483647 is outside [0, 19): the stream is damaged or was altered\n"));
+  CHECK(HS_SH("rctd-fit-doublet sigma_qtable_scaled.rctd -q -o t3.rctd") == 1);
+  CHECK(hs_err_is("rctd-fit-doublet: sigma_qtable_scaled.rctd: likelihood table data fail their "
+                  "crc32 (the stream was altered): rerun rctd-sigma\n"));
+  CHECK(HS_SH("rctd-fit-doublet sigma_dup_typename.rctd -q -o t4.rctd") == 1);
+  CHECK(hs_err_is("rctd-fit-doublet: sigma_dup_typename.rctd: record 'model.type_names': cell "
+                  "type name 'Astrocytes' appears twice: cell type names must be unique\n"));
+  CHECK(HS_SH("test ! -e t1.h5ad && test ! -e t2.h5ad && test ! -e t3.rctd && test ! -e t4.rctd "
+              "&& test -z \"$(ls -A | grep tmp)\"") == 0);
+}
+
+/* Flips one bit of byte OFFSET after the first chunk block of FILE in hs_dir.  0 or -1. */
+static int hs_flip_after_first_chunk(const char *file, size_t offset) {
+  char path[PATH_MAX + 64];
+  snprintf(path, sizeof path, "%s/%s", hs_dir, file);
+  FILE *f = fopen(path, "r+b");
+  if (!f) return -1;
+  static unsigned char buf[1 << 20];
+  size_t n = fread(buf, 1, sizeof buf, f);
+  int rc = -1;
+  for (size_t i = 0; i + 4 + offset < n && rc != 0; i++)
+    if (memcmp(buf + i, "CHNK", 4) == 0) {
+      buf[i + offset] ^= 0x40;
+      rc = fseek(f, (long)(i + offset), SEEK_SET) == 0 && fputc(buf[i + offset], f) != EOF ? 0 : -1;
+    }
+  fclose(f);
+  return rc;
+}
+
+/* A flipped byte in a chunk a stage only skips is found there: rctd-view RECORD skips the
+ * records before RECORD, the first of which (reference.meta) is damaged inside its zstd frame
+ * (32-byte block header, then 20 bytes in). */
+TEST_E2E(hostile_skipped_chunks_are_verified) {
+  CHECK(hs_setup());
+  CHECK(HS_SH(HS_REF_STREAM " && cp REF.rctd flip.rctd") == 0);
+  CHECK(hs_flip_after_first_chunk("flip.rctd", 32 + 20) == 0);
+  CHECK(HS_SH("rctd-view flip.rctd reference.profiles > /dev/null") == 1);
+  CHECK(hs_err_is("rctd-view: flip.rctd: record 'reference.meta': chunk 1: corrupted data (zstd: "
+                  "Restored data doesn't match checksum)\n"));
+}
+
+/* An MTX entry line without its value is an error, not a dropped entry. */
+TEST_E2E(hostile_mtx_entry_without_value) {
+  CHECK(hs_setup());
+  CHECK(HS_SH(HS_REF_STREAM) == 0);
+  CHECK(HS_SH("rm -rf novalue && mkdir novalue && cp '%s/tests/data/input/mtx_v2/'*.tsv novalue/ "
+              "&& sed 's/^1 3 4$/1 3/' '%s/tests/data/input/mtx_v2/matrix.mtx' > "
+              "novalue/matrix.mtx && rctd-normalize novalue REF.rctd -q -o nv.rctd",
+              hs_repo, hs_repo) == 1);
+  CHECK(hs_err_is("rctd-normalize: novalue/matrix.mtx: line 4 is not 'row col value' within 5 x "
+                  "6: the file is corrupt\n"));
+}
+
+/* An h5ad whose categorical cell types list a name twice (anndata cannot read that back):
+ * categories of tests/data/input/csr.h5ad rewritten to gamma, beta, gamma. */
+TEST_E2E(hostile_h5ad_duplicate_categories) {
+  CHECK(hs_setup());
+  CHECK(HS_SH(HS_REF_STREAM " && cp '%s/tests/data/input/csr.h5ad' dupcat.h5ad", hs_repo) == 0);
+  char path[PATH_MAX + 32];
+  snprintf(path, sizeof path, "%s/dupcat.h5ad", hs_dir);
+  hid_t file = H5Fopen(path, H5F_ACC_RDWR, H5P_DEFAULT);
+  CHECK(file >= 0);
+  hid_t dset = H5Dopen2(file, "obs/cell_type/categories", H5P_DEFAULT);
+  hid_t type = H5Dget_type(dset);
+  const char *names[3] = {"gamma", "beta", "gamma"};
+  herr_t rc = H5Dwrite(dset, type, H5S_ALL, H5S_ALL, H5P_DEFAULT, names);
+  H5Tclose(type);
+  H5Dclose(dset);
+  H5Fclose(file);
+  CHECK(rc >= 0);
+  CHECK(HS_SH("rctd-reference dupcat.h5ad -q -o dup.rctd") == 1);
+  CHECK(hs_err_is("rctd-reference: dupcat.h5ad: cell type 'gamma' appears twice among the "
+                  "categories: cell type names must be unique\n"));
+  CHECK(HS_SH("rctd validate --reference dupcat.h5ad --spatial \"$SP\" > v.out") == 1);
+  CHECK(HS_SH("grep -qx \"PROBLEM: reference: dupcat.h5ad: cell type 'gamma' appears twice among "
+              "the categories: cell type names must be unique\" v.out") == 0);
+}
+
+/* ------------------------------------------------------------------ processes */
+
+/* The spatial input is a FIFO nobody writes: rctd-normalize (and rctd-merge) wait on it, so the
+ * run is still going when it is killed. */
+#define HS_RUN_STUCK                                                                            \
+  "rm -f stuck.fifo && mkfifo stuck.fifo && rctd run --reference \"$REF\" --reference-numi-col " \
+  "nUMI --cell-type-col cell_type_name --spatial \"$PWD/stuck.fifo\" -q -o stuck.h5ad"
+
+TEST_E2E(hostile_stages_die_with_rctd_run) {
+  CHECK(hs_setup());
+  /* SIGKILL of the parent alone: the stages get SIGTERM from the kernel and leave nothing. */
+  CHECK(HS_SH("{ " HS_RUN_STUCK " 2> run.err & } ; p=$!; sleep 1; n=$(pgrep -f \"$PWD/stuck.fifo\" "
+              "| wc -l); kill -9 $p; sleep 1; test \"$n\" -ge 2 && test -z \"$(pgrep -f "
+              "\"$PWD/stuck.fifo\")\" && test ! -e stuck.h5ad && test -z \"$(ls -A | grep tmp)\"") ==
+        0);
+  /* SIGTERM (or Ctrl-C): one line saying so, the signal's exit status, no output. */
+  /* (rctd run's stderr to its own file: the shell may report the signal on its own.) */
+  CHECK(HS_SH("{ " HS_RUN_STUCK " 2> stuck.err & } ; p=$!; sleep 1; kill -TERM $p; wait $p") ==
+        128 + 15);
+  CHECK(hs_file_is("stuck.err", "rctd run: interrupted (Terminated): the pipeline stopped, no "
+                                "output was written\n"));
+  CHECK(HS_SH("test -z \"$(pgrep -f \"$PWD/stuck.fifo\")\" && test ! -e stuck.h5ad") == 0);
+}
+
+/* A YAML null or a key given twice is refused alike by rctd run and by the stage; a bad value
+ * reaching rctd run from the file names the file and line, not a command-line option. */
+TEST_E2E(hostile_yaml_null_duplicate_and_bad_value) {
+  CHECK(hs_setup());
+  CHECK(HS_SH("printf 'UMI_min:\\n' > null.yaml && " HS_RUN " -o y.h5ad --config null.yaml") == 2);
+  CHECK(hs_err_is("rctd run: null.yaml: line 1: key 'UMI_min' has no value: give one, or remove "
+                  "the line to keep the default\n"));
+  CHECK(HS_SH(HS_REF_STREAM " && rctd-normalize --config null.yaml \"$SP\" REF.rctd -q -o "
+                            "y.rctd") == 2);
+  CHECK(hs_err_is("rctd-normalize: null.yaml: line 1: key 'UMI_min' has no value: give one, or "
+                  "remove the line to keep the default\n"));
+  CHECK(HS_SH("printf 'UMI_min: 10\\nUMI_min: 20\\n' > twice.yaml && " HS_RUN
+              " -o y.h5ad --config twice.yaml") == 2);
+  CHECK(hs_err_is("rctd run: twice.yaml: line 2: key 'UMI_min' is given twice (also on line 1): "
+                  "keep one\n"));
+  CHECK(HS_SH("printf 'doublet_mode: full\\nUMI_min: lots\\n' > bad.yaml && " HS_RUN
+              " -o y.h5ad --config bad.yaml") == 2);
+  CHECK(hs_err_is("rctd run: bad.yaml: line 2: key 'UMI_min': invalid number 'lots'\n"));
+  CHECK(HS_SH("test ! -e y.h5ad && test ! -e y.rctd") == 0);
+}
+
+/* ------------------------------------------------------------------ messages */
+
+#define HS_CSV "V=\"$(dirname \"$(dirname \"$REF\")\")/csv\"; "
+
+/* Each message names the real cause and the real file. */
+TEST_E2E(hostile_messages_name_the_cause) {
+  CHECK(hs_setup());
+  CHECK(HS_SH("test -s kept/4-fit.rctd || " HS_RUN " --no-summary --keep-intermediates kept -o "
+              "kept.h5ad") == 0);
+  /* A result stream given to rctd-sigma, as a file and through a pipe. */
+  CHECK(HS_SH("rctd-sigma kept/4-fit.rctd -q -o s.rctd") == 1);
+  CHECK(hs_err_is("rctd-sigma: kept/4-fit.rctd: a result stream of rctd-fit-*, not a model stream "
+                  "with pixels: give the stream written by rctd-normalize (or rctd-sigma)\n"));
+  CHECK(HS_SH("rctd-sigma - -q -o s.rctd < kept/4-fit.rctd") == 1);
+  CHECK(hs_err_is("rctd-sigma: stdin: a result stream of rctd-fit-*, not a model stream with "
+                  "pixels: give the stream written by rctd-normalize (or rctd-sigma)\n"));
+  /* A piped input and a temporary directory that does not exist. */
+  CHECK(HS_SH("rctd-sigma - --tmp-dir /nonexistent/dir -q -o s.rctd < kept/2-model.rctd") == 1);
+  CHECK(hs_err_is("rctd-sigma: /nonexistent/dir: cannot write the temporary copy of the piped "
+                  "input there (No such file or directory): give --tmp-dir a writable "
+                  "directory\n"));
+  CHECK(HS_SH("test ! -e s.rctd") == 0);
+  /* One pixel: every gene name matches, but few genes reach MIN_OBS. */
+  CHECK(HS_SH(HS_REF_STREAM " && " HS_CSV "cut -d, -f1-2 \"$V/spatial/MappedDGEForR.csv\" > "
+              "one.csv && rctd-normalize one.csv REF.rctd -q -o one.rctd") == 1);
+  CHECK(hs_err_is("rctd-normalize: one.csv: only 12 of the 378 genes shared with the reference "
+                  "are observed at least MIN_OBS = 3 times in the spatial data, fewer than 10% "
+                  "of 378: too few pixels or counts; give more pixels or lower --min-obs\n"));
+  /* A ';'-separated counts table, and a ';'-separated side table. */
+  CHECK(HS_SH(HS_CSV "sed 's/,/;/g' \"$V/spatial/MappedDGEForR.csv\" > semi.csv && "
+              "rctd-normalize semi.csv REF.rctd -q -o x.rctd") == 1);
+  CHECK(hs_err_is("rctd-normalize: semi.csv: the header has no comma or tab but has ';': the "
+                  "table seems separated by ';'; give a comma- or tab-separated table (R: "
+                  "write.csv)\n"));
+  CHECK(HS_SH(HS_CSV "sed 's/,/;/g' \"$V/spatial/BeadLocationsForR.csv\" > semi_xy.csv && "
+              "cp \"$V/spatial/MappedDGEForR.csv\" dge.csv && rctd-normalize dge.csv REF.rctd "
+              "--coords-table semi_xy.csv -q -o x.rctd") == 1);
+  CHECK(hs_err_is("rctd-normalize: semi_xy.csv: the header has no comma or tab but has ';': the "
+                  "table seems separated by ';'; give a comma- or tab-separated table (R: "
+                  "write.csv)\n"));
+  /* Coordinates for half the pixels: the coordinates table is named. */
+  CHECK(HS_SH(HS_CSV "head -n 51 \"$V/spatial/BeadLocationsForR.csv\" > half_xy.csv && "
+              "rctd-normalize dge.csv REF.rctd --coords-table half_xy.csv -q -o x.rctd") == 1);
+  CHECK(hs_err_is("rctd-normalize: half_xy.csv: barcode 'CTTGCACCTAGAAC' of dge.csv has no line "
+                  "in this table (50 of 100 have one): give every barcode its x and y\n"));
+  /* A cell missing from meta_data.csv used as the nUMI table. */
+  CHECK(HS_SH(HS_CSV "cp \"$V/reference/dge.csv\" ref_dge.csv && sed 2d "
+              "\"$V/reference/meta_data.csv\" > meta.csv && rctd-reference ref_dge.csv "
+              "--cell-type-table meta.csv --cell-type-col cluster --numi-table meta.csv "
+              "--numi-col nUMI -q -o r.rctd") == 1);
+  CHECK(hs_err_is("rctd-reference: meta.csv: barcode 'Ib_M001_ATGCATGGTATCGTAC' of ref_dge.csv "
+                  "has no line in this table (474 of 475 have one): give every barcode its "
+                  "nUMI\n"));
+  CHECK(HS_SH("test ! -e x.rctd && test ! -e r.rctd && test ! -e one.rctd") == 0);
+}
+
+/* A stage failing inside rctd run: its line, then rctd run's, and no follow-on line from the
+ * stages after it about their cut input. */
+TEST_E2E(hostile_run_reports_the_first_failure_only) {
+  if (HS_UNDER_ASAN) return;
+  CHECK(hs_setup());
+  CHECK(HS_SH("test -e bad/segv_sp.h5ad || { mkdir -p bad && cd bad && tar xJf "
+              "\"$BAD/hdf5.tar.xz\"; }") == 0);
+  CHECK(HS_SH("rctd run --reference \"$REF\" --reference-numi-col nUMI --cell-type-col "
+              "cell_type_name --spatial bad/segv_sp.h5ad -q -o f.h5ad") == 1);
+  CHECK(hs_err_is("rctd-normalize: bad/segv_sp.h5ad: damaged HDF5 file: the HDF5 library crashed "
+                  "reading it (segmentation fault); check it with h5dump, or copy or export it "
+                  "again\n"
+                  "rctd run: normalize failed (exit status 1); the pipeline stopped, no output "
+                  "was written\n"));
+  CHECK(HS_SH("test ! -e f.h5ad") == 0);
+}
