@@ -5,7 +5,7 @@ PKGS    := hdf5 libzstd gsl yaml-0.1 zlib
 VERSION := $(shell cat VERSION 2>/dev/null || echo 0.0.0)
 
 CFLAGS_BASE := -std=c11 -D_GNU_SOURCE= -O2 -g -Wall -Wextra -Werror -pthread \
-               -DRCTD_VERSION='"$(VERSION)"' -Ilib -Ikernels
+               -DRCTD_VERSION='"$(VERSION)"' -Ikernels
 ifeq ($(SANITIZE),1)
 CFLAGS_BASE += -O1 -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
 LDFLAGS     += -fsanitize=address,undefined
@@ -37,10 +37,14 @@ CUDA_LIB  := $(BUILD)/librctd-cuda.a
 CFLAGS    += -DRCTD_HAVE_CUDA=1
 LDLIBS    += -L$(CUDA_HOME)/lib64 -lcudart_static -ldl -lrt -lstdc++
 # -fmad=false: no a*b+c contraction, so device arithmetic rounds as the CPU kernels' C does.
-NVCCFLAGS ?= -O3 -std=c++17 -arch=sm_90 -fmad=false -Ilib -Ikernels -Xcompiler -Wall,-fPIC
+NVCCFLAGS ?= -O3 -std=c++17 -arch=sm_90 -fmad=false -Ikernels -Xcompiler -Wall,-fPIC
 endif
 
-LIB_SRC    := $(wildcard lib/*.c)
+# lib/ by layer, bottom up (lib/README.md): each folder may include its own headers and those
+# of the layers below it.
+LIB_LAYERS := common format io stage cli
+LIB_SRC    := $(wildcard $(LIB_LAYERS:%=lib/%/*.c))
+LIB_INC    := $(LIB_LAYERS:%=-Ilib/%)
 KERNEL_SRC := $(wildcard kernels/*.c kernels/cpu/*.c)
 CMD_SRC    := $(wildcard cmd/*.c)
 TEST_SRC   := $(wildcard tests/*.c)
@@ -74,7 +78,7 @@ kernels/librctd-cuda.a: $(CUDA_LIB)
 
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -MMD -MP -c $< -o $@
+	$(CC) $(CFLAGS) $(LIB_INC) -MMD -MP -c $< -o $@
 $(BUILD)/%.o: %.cu
 	@mkdir -p $(dir $@)
 	$(NVCC) $(NVCCFLAGS) -MMD -MP -c $< -o $@
@@ -182,7 +186,7 @@ install: all
 	install -m 644 man/man5/*.5 $(DESTDIR)$(PREFIX)/share/man/man5
 
 format:
-	clang-format -i $(LIB_SRC) $(KERNEL_SRC) $(CMD_SRC) $(TEST_SRC) lib/*.h kernels/*.h kernels/common/*.h
+	clang-format -i $(LIB_SRC) $(KERNEL_SRC) $(CMD_SRC) $(TEST_SRC) lib/*/*.h kernels/*.h kernels/common/*.h
 
 clean:
 	rm -rf build bin lib/librctd.a kernels/librctd-kernels.a kernels/librctd-cuda.a
