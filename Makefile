@@ -45,6 +45,12 @@ endif
 LIB_LAYERS := common format io stage cli
 LIB_SRC    := $(wildcard $(LIB_LAYERS:%=lib/%/*.c))
 LIB_INC    := $(LIB_LAYERS:%=-Ilib/%)
+INC_common := -Ilib/common
+INC_format := $(INC_common) -Ilib/format
+INC_io     := $(INC_format) -Ilib/io
+INC_stage  := $(INC_io) -Ilib/stage
+INC_cli    := $(INC_stage) -Ilib/cli
+$(foreach l,$(LIB_LAYERS),$(eval $(BUILD)/lib/$(l)/%.o: LIB_INC = $(INC_$(l))))
 KERNEL_SRC := $(wildcard kernels/*.c kernels/cpu/*.c)
 CMD_SRC    := $(wildcard cmd/*.c)
 TEST_SRC   := $(wildcard tests/*.c)

@@ -69,7 +69,8 @@ int main(int argc, char **argv) {
   }
   sig_o->sigma.n_epoch = (int)sig_c.n_epoch;
   sig_o->sigma.n_threads = cli.threads;
-  sig_o->cli = &cli;
+  rctd_provenance prov = rctd_cli_provenance(&cli);
+  sig_o->provenance = &prov;
   sig_o->writer = rctd_cli_writer_opts(&cli);
 
   char err[RCTD_ERR_LEN], note[512] = "";

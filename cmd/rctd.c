@@ -33,7 +33,7 @@
 
 enum { N_STAGES = RCTD_RUN_N_STAGES };
 
-/* The forwarded options: assembled from the stages' tables (lib/stage_opts.h), with the stages'
+/* The forwarded options: assembled from the stages' tables (lib/cli/stage_opts.h), with the stages'
  * values that rctd validate reads. */
 static rctd_run_opts run_o;
 
@@ -395,7 +395,7 @@ static int run_mkdir(const char *dir) {
 }
 
 /* --report FILE: the HTML report of the h5ad just written, with this command line and the
- * stage timings (lib/report.h). */
+ * stage timings (lib/stage/report.h). */
 static int run_report(const rctd_cli *cli, const run_stage *st, double t_total) {
   char command[8192] = "rctd";
   size_t used = strlen(command);

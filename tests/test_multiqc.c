@@ -1,4 +1,4 @@
-/* rctd-merge --multiqc (lib/merge_multiqc.c), through rctd run: two samples of the vignette, one
+/* rctd-merge --multiqc (lib/stage/merge_multiqc.c), through rctd run: two samples of the vignette, one
  * as MultiQC JSON (doublet mode) and one as TSV (full mode), read by Debian's MultiQC into one
  * General Statistics table whose values match the result h5ads (tests/report_check.py). */
 #include <stdio.h>

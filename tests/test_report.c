@@ -1,4 +1,4 @@
-/* rctd report (lib/report.c, lib/raster.c): the PNG maps of a synthetic layout at known
+/* rctd report (lib/stage/report.c, lib/io/raster.c): the PNG maps of a synthetic layout at known
  * coordinates, the HTML rendered by headless chromium (the vignette's report and a 100,000-pixel
  * synthetic one), the PNG encoder, and bad input (no weights, NaN coordinates, a row count that
  * differs, an unwritable output): one line, exit 1, no report.  Python checks:

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "log.h"
 #include "model.h"
 #include "qtable_cache.h"
 #include "rctd_kernels.h"

@@ -1,4 +1,4 @@
-/* The stages' option tables (lib/stage_opts.h): defaults from the stages' *_opts_default, the
+/* The stages' option tables (lib/cli/stage_opts.h): defaults from the stages' *_opts_default, the
  * man pages' stated defaults against the tables, rctd run's options (the names and config keys
  * users rely on) and what it forwards to each stage. */
 #include <ctype.h>

@@ -19,75 +19,6 @@
 
 enum { CLI_OPT_HELP = 100, CLI_OPT_VERSION, CLI_OPT_CONFIG };
 
-/* ------------------------------------------------------------------ messages */
-
-static const char *cli_tool_name = "rctd";
-static int cli_quiet_flag;
-
-void rctd_set_tool(const char *tool) {
-  cli_tool_name = tool ? tool : "rctd";
-}
-const char *rctd_tool(void) {
-  return cli_tool_name;
-}
-void rctd_set_quiet(int quiet) {
-  cli_quiet_flag = quiet;
-}
-int rctd_quiet(void) {
-  return cli_quiet_flag;
-}
-
-static void cli_vlog(const char *prefix, const char *fmt, va_list ap) {
-  char msg[4096];
-  vsnprintf(msg, sizeof msg, fmt, ap);
-  fprintf(stderr, "%s: %s%s\n", cli_tool_name, prefix, msg);
-}
-
-/* Set when a stage of rctd run kept quiet about its cut input: the exit status becomes
- * RCTD_EXIT_CUT (the tool still fails and cleans up as usual first). */
-static int cli_input_cut;
-static void cli_exit_cut(void) {
-  if (!cli_input_cut) return;
-  rctd_out_remove_all();
-  _exit(RCTD_EXIT_CUT);
-}
-
-void rctd_log_error(const char *fmt, ...) {
-  va_list ap;
-  va_start(ap, fmt);
-  /* A stage of rctd run whose input pipe ends early or breaks only saw the stage before it
-   * fail: that stage or rctd run says why, and a line about "stdin" would be a misleading
-   * follow-on.  Exit status RCTD_EXIT_CUT tells rctd run what happened. */
-  if (getenv("RCTD_RUN_STAGE")) {
-    char msg[16];
-    vsnprintf(msg, sizeof msg, fmt, ap);
-    va_end(ap);
-    if (strncmp(msg, "stdin: ", 7) == 0) {
-      if (!cli_input_cut++) atexit(cli_exit_cut); /* runs first: before the other handlers */
-      return;
-    }
-    va_start(ap, fmt);
-  }
-  cli_vlog("", fmt, ap);
-  va_end(ap);
-}
-
-void rctd_log_warn(const char *fmt, ...) {
-  if (cli_quiet_flag) return;
-  va_list ap;
-  va_start(ap, fmt);
-  cli_vlog("warning: ", fmt, ap);
-  va_end(ap);
-}
-
-void rctd_log_info(const char *fmt, ...) {
-  if (cli_quiet_flag) return;
-  va_list ap;
-  va_start(ap, fmt);
-  cli_vlog("", fmt, ap);
-  va_end(ap);
-}
-
 /* ------------------------------------------------------------------ parser state */
 
 typedef struct {
@@ -583,8 +514,8 @@ static int cli_apply_config(rctd_cli *cli, cli_priv *priv) {
     const rctd_opt *o = &priv->all[k];
     for (int j = 0; j < i; j++)
       if (strcmp(cfg.items[j].key, e->key) == 0) {
-        rctd_log_error("%s: line %d: key '%s' is given twice (also on line %d): keep one",
-                       path, e->line, e->key, cfg.items[j].line);
+        rctd_log_error("%s: line %d: key '%s' is given twice (also on line %d): keep one", path,
+                       e->line, e->key, cfg.items[j].line);
         rc = -1;
         break;
       }
@@ -592,9 +523,10 @@ static int cli_apply_config(rctd_cli *cli, cli_priv *priv) {
     /* A null (`key:` or `key: ~`) is refused for every option alike: leave the line out to
      * keep the default. */
     if (!e->value) {
-      rctd_log_error("%s: line %d: key '%s' has no value: give one, or remove the line to keep "
-                     "the default",
-                     path, e->line, e->key);
+      rctd_log_error(
+          "%s: line %d: key '%s' has no value: give one, or remove the line to keep "
+          "the default",
+          path, e->line, e->key);
       rc = -1;
       break;
     }
@@ -688,8 +620,9 @@ int rctd_cli_parse(rctd_cli *cli, int argc, char **argv) {
   if (rc == RCTD_CLI_CONTINUE && cli->threads < 0)
     rc = rctd_cli_usage_error(cli, "option --threads: must be 0 or more");
   if (rc == RCTD_CLI_CONTINUE && cli->has_output && !*cli->output)
-    rc = rctd_cli_usage_error(cli, "option -o: the path is empty: give a file name, or - for "
-                                   "standard output");
+    rc = rctd_cli_usage_error(cli,
+                              "option -o: the path is empty: give a file name, or - for "
+                              "standard output");
   if (rc == RCTD_CLI_CONTINUE && cli->chunk_rows < 0)
     rc = rctd_cli_usage_error(cli, "option --chunk-rows: must be 0 or more");
   if (rc == RCTD_CLI_CONTINUE && cli->threads == 0) {
@@ -779,4 +712,12 @@ int rctd_cli_config_line(const rctd_cli *cli, const void *dest) {
   for (int i = 0; i < priv->n_all; i++)
     if (priv->all[i].dest == dest) return priv->config_line[i];
   return 0;
+}
+
+static int cli_provenance_write(const rctd_provenance *p, rctd_writer *w) {
+  return rctd_cli_write_provenance(p->ctx, w);
+}
+
+rctd_provenance rctd_cli_provenance(const rctd_cli *cli) {
+  return (rctd_provenance){cli->tool, cli_provenance_write, cli};
 }

@@ -22,12 +22,12 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "atomic_out.h"
+#include "log.h"
+#include "progress.h"
+#include "provenance.h"
 #include "stream.h"
 
-#define RCTD_EXIT_OK 0
-#define RCTD_EXIT_RUNTIME 1
-#define RCTD_EXIT_USAGE 2
-#define RCTD_EXIT_CUT 3 /* a stage of rctd run whose input stream was cut (see rctd_log_error) */
 #define RCTD_CLI_CONTINUE (-1)
 
 typedef enum {
@@ -100,56 +100,7 @@ rctd_writer_opts rctd_cli_writer_opts(const rctd_cli *cli);
  * argv less --threads and --quiet, which cannot change results), config (the YAML file, if
  * any).  Nothing time-, host- or thread-count-dependent, so output bytes are reproducible. */
 int rctd_cli_write_provenance(const rctd_cli *cli, rctd_writer *w);
-
-/* ---- messages (stderr; the tool name comes from rctd_cli_parse or rctd_set_tool) ---- */
-void rctd_set_tool(const char *tool);
-const char *rctd_tool(void);
-void rctd_set_quiet(int quiet);
-int rctd_quiet(void);
-/* "rctd-TOOL: " + message + newline.  Always printed.  Message convention: "FILE: what". */
-void rctd_log_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-/* Same, with "warning: " after the tool name; suppressed by --quiet. */
-void rctd_log_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-/* Informational; suppressed by --quiet. */
-void rctd_log_info(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-
-/* ---- output files ----
- * rctd_out_open("-") returns stdout.  For a new path or a regular file it creates PATH's
- * temporary sibling ".NAME.tmp.XXXXXX" and registers it: rctd_out_commit flushes, closes and
- * renames it to PATH; rctd_out_abort closes and removes it.  Registered temporaries still
- * present at exit() or on SIGINT/SIGTERM/SIGHUP are removed, so a failed or interrupted run
- * leaves no output file.  A target that is not a regular file (device, FIFO, /proc/self/fd/N,
- * "-") is never replaced: it is written in place, and rctd_out_abort then says that the output
- * is incomplete.  A symbolic link to a regular file is kept; the file it names is replaced.
- * A write error on stdout, seen at exit, makes the exit status 1 and removes the outputs. */
-FILE *rctd_out_open(const char *path, char *err, size_t err_len); /* main thread */
-/* For writers that need to seek (HDF5): a regular file; a non-regular target gets a temporary
- * in $TMPDIR that rctd_out_commit copies into it. */
-FILE *rctd_out_open_seekable(const char *path, char *err, size_t err_len);
-/* With ON, rctd_out_commit keeps finished temporaries and rctd_out_finish renames them all
- * (or, with DISCARD, removes them): a tool with several outputs then leaves none when a later
- * one fails (call rctd_out_finish last, after every other output, stdout included, was
- * written).  Returns 0 or -1 with ERR set. */
-void rctd_out_defer(int on);
-int rctd_out_finish(int discard, char *err, size_t err_len);
-/* Removes every registered temporary (async-signal-safe: for crash and signal handlers). */
-void rctd_out_remove_all(void);
-int rctd_out_commit(FILE *f, char *err, size_t err_len);          /* 0 or -1; closes F either way */
-void rctd_out_abort(FILE *f);
-/* Installs the cleanup handlers (done by rctd_cli_parse and rctd_out_open; idempotent). */
-void rctd_out_install_handlers(void);
-
-/* ---- progress ----
- * On a terminal: a bar "LABEL [=====>    ] 42% 1.2M/2.9M rows 350k/s ETA 0:05" redrawn at most
- * ~10 times a second; otherwise a plain line about every 10 s; nothing when quiet.  TOTAL 0 =
- * unknown (no bar or ETA).  rctd_progress_add is thread-safe. */
-typedef struct rctd_progress rctd_progress;
-rctd_progress *rctd_progress_start(const char *label, uint64_t total, const char *unit);
-void rctd_progress_add(rctd_progress *p, uint64_t done); /* adds to the count */
-void rctd_progress_set(rctd_progress *p, uint64_t done); /* sets the count */
-void rctd_progress_finish(rctd_progress *p);             /* final line; frees P (NULL ok) */
-
-/* Seconds on the monotonic clock (for durations: stage and progress timings). */
-double rctd_now(void);
+/* The same for a stage (rctd_provenance: the tool's name and rctd_cli_write_provenance). */
+rctd_provenance rctd_cli_provenance(const rctd_cli *cli);
 
 #endif

@@ -91,7 +91,8 @@ int rctd_fit_main(rctd_fit_mode mode, int argc, char **argv) {
   if (rc != RCTD_CLI_CONTINUE) return rc;
   c.o.n_threads = cli.threads;
   c.o.progress = !cli.quiet;
-  c.o.cli = &cli;
+  rctd_provenance prov = rctd_cli_provenance(&cli);
+  c.o.provenance = &prov;
   rc = fit_cli_check(&cli, &c);
   if (rc == 0) rc = fit_cli_run(&cli, &c);
   rctd_cli_free(&cli);

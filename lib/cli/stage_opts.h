@@ -1,4 +1,4 @@
-/* The option tables of the stages, declared once (lib/stage_opts.c), and what is built from them:
+/* The option tables of the stages, declared once (lib/cli/stage_opts.c), and what is built from them:
  *   - each stage tool's command line: rctd_<stage>_cli_default fills the values from the stage's
  *     *_opts_default (the one place a default is written), rctd_<stage>_add_opts appends the
  *     stage's options to a table (the help's "[default: X]" is the value the option points to);

@@ -15,7 +15,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "cli.h"
+#include "atomic_out.h"
+#include "log.h"
 
 #define ATOMIC_MAX_OUTPUTS 64
 

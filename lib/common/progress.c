@@ -7,7 +7,10 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "cli.h"
+#include "progress.h"
+
+#include <stdio.h>
+#include "log.h"
 
 struct rctd_progress {
   char label[128];

@@ -11,7 +11,8 @@
 #include <sys/time.h>
 #include <unistd.h>
 
-#include "cli.h"
+#include "atomic_out.h"
+#include "log.h"
 
 static const int guard_signals[] = {SIGSEGV, SIGBUS, SIGABRT, SIGFPE, SIGILL};
 #define GUARD_N_SIGNALS ((int)(sizeof guard_signals / sizeof guard_signals[0]))

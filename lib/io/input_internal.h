@@ -87,8 +87,7 @@ void input_h5_silence(void);
 int input_is_hdf5(const char *path);
 hid_t input_h5_open_file(const char *path, char *err, size_t err_size);
 int input_h5_exists(hid_t loc, const char *name); /* link exists (no intermediate check) */
-/* Reads a string attribute (fixed or variable length) into buf; -1 when absent or not text. */
-int input_h5_attr_string(hid_t obj, const char *name, char *buf, size_t buf_size);
+#include "h5_attr.h"
 /* Reads a 1-D string dataset (fixed or variable length) in blocks, appending to out. */
 int input_h5_read_strings(const char *path, hid_t loc, const char *name, input_strings *out,
                           char *err, size_t err_size);

@@ -1,6 +1,6 @@
 /* Writers of the files users open: AnnData h5ad (for scanpy/squidpy) and CSV in spacexr's layout
  * (for R users), fed chunk by chunk with the per-pixel results of a fit, so that memory does not
- * grow with the number of pixels.  rctd-merge (lib/merge.h) reads result streams into these
+ * grow with the number of pixels.  rctd-merge (lib/stage/merge.h) reads result streams into these
  * structures; the writers know nothing of streams.
  *
  * h5ad layout (written into a copy of the spatial h5ad, or into a fresh file whose obs names are
@@ -45,17 +45,17 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "sigma_trace.h"
+
 enum { RCTD_OUT_FULL = 0, RCTD_OUT_DOUBLET = 1, RCTD_OUT_MULTI = 2 }; /* = rctd_fit_mode */
 
 #define RCTD_OUT_N_SPOT_CLASSES 4    /* reject, singlet, doublet_certain, doublet_uncertain */
 #define RCTD_OUT_N_MULTI_STATUS 3    /* ok, no_candidate, no_type */
 #define RCTD_OUT_FILTERED "filtered" /* label of rows the filters removed */
 
-/* spacexr's names: spot classes (R's factor levels) and the multi status of lib/fit_stage.h. */
+/* spacexr's names: spot classes (R's factor levels) and the multi status of lib/stage/fit_stage.h. */
 const char *rctd_out_spot_class_name(int spot_class);
 const char *rctd_out_multi_status_name(int status);
-
-typedef struct rctd_sigma_trace rctd_sigma_trace; /* lib/sigma.h */
 
 /* What is known before the first pixel (the result stream's header records). */
 typedef struct {

@@ -6,7 +6,9 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "cli.h"
+#include "atomic_out.h"
+#include "log.h"
+#include "progress.h"
 #include "error.h"
 #include "output.h"
 

@@ -19,12 +19,13 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "cli.h"
+#include "atomic_out.h"
+#include "log.h"
+#include "progress.h"
 #include "h5guard.h"
 #include "error.h"
-#include "input_internal.h"
+#include "h5_attr.h"
 #include "output.h"
-#include "sigma.h"
 #include "strlist.h"
 
 /* Rows between two fitted pixels that one block write may cover (gaps get the fill value). */

@@ -1,4 +1,4 @@
-/* Indexed-colour rasters for the report's maps (lib/report.c): points drawn as discs into a
+/* Indexed-colour rasters for the report's maps (lib/stage/report.c): points drawn as discs into a
  * byte per cell, a 256-entry palette, and a PNG encoder (zlib; colour type 3, pHYs for the dpi).
  *
  * Palettes: rctd_raster_qualitative gives up to 60 well separated colours (greedy farthest point

@@ -9,8 +9,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cpu/spline_fast.h"
 #include "error.h"
+#include "log.h"
+#include "progress.h"
 #include "fit_modes.h"
 #include "model.h"
 #include "qtable_cache.h"
@@ -536,7 +537,7 @@ static int fs_write_header(fs_run *r) {
   int rc = rctd_model_write(r->w, &copy);
   free(kept);
   if (rc < 0) return fs_write_fail(r);
-  if (o->cli && rctd_cli_write_provenance(o->cli, r->w) < 0) return fs_write_fail(r);
+  if (o->provenance && o->provenance->write(o->provenance, r->w) < 0) return fs_write_fail(r);
   return 0;
 }
 

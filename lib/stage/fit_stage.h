@@ -1,5 +1,5 @@
 /* The fitting stage behind rctd-fit-full, rctd-fit-doublet and rctd-fit-multi: reads a model
- * stream (rctd-normalize | rctd-sigma), fits its pixels chunk by chunk with lib/fit_modes.h and
+ * stream (rctd-normalize | rctd-sigma), fits its pixels chunk by chunk with lib/stage/fit_modes.h and
  * writes a result stream chunk by chunk, so memory does not grow with the number of pixels.
  *
  * Chunks and shards: the pixels (in model order) are cut into fit chunks of chunk_pixels pixels
@@ -24,7 +24,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "cli.h"
+#include "provenance.h"
 #include "rctd_kernels.h"
 #include "stream.h"
 
@@ -81,7 +81,7 @@ typedef struct {
   rctd_backend *backend;   /* NULL: a CPU backend with n_threads */
   const char *cache_dir;   /* likelihood-table cache (NULL default, "" none) */
   int progress;            /* report progress on stderr (lib/cli's reporter) */
-  const rctd_cli *cli;     /* for provenance.TOOL, or NULL */
+  const rctd_provenance *provenance; /* provenance.TOOL to write, or NULL */
   rctd_writer_opts writer; /* compression level (chunk rows are set per chunk) */
 } rctd_fit_stage_opts;
 

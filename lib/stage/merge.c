@@ -11,7 +11,9 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "cli.h"
+#include "atomic_out.h"
+#include "log.h"
+#include "progress.h"
 #include "error.h"
 #include "fit_stage.h"
 #include "h5guard.h"

@@ -1,6 +1,6 @@
 /* rctd-merge: gathers the result streams of one fit (rctd-fit-full, -doublet or -multi; one
  * stream, or the N shards of a run in any order, from files or standard input), checks that
- * they fit together and writes what users open (lib/output.h): an h5ad (into a copy of the
+ * they fit together and writes what users open (lib/io/output.h): an h5ad (into a copy of the
  * spatial h5ad, or a fresh file), spacexr's CSV layout, a JSON and a text summary.  The model
  * records the fit passed on come along: rctd-sigma's record gives the h5ad its
  * uns/rctd/sigma_epochs (the per-epoch trace; a damaged record is an error).
@@ -42,7 +42,7 @@ typedef struct {
  * behind on failure. */
 int rctd_merge_run(const rctd_merge_opts *opts, char *err, size_t err_len);
 
-/* MultiQC custom content (lib/merge_multiqc.c): one sample's row of the General Statistics
+/* MultiQC custom content (lib/stage/merge_multiqc.c): one sample's row of the General Statistics
  * table (pixels fitted, % filtered, % singlet / doublet / reject in doublet mode, sigma, the
  * three most frequent dominant types), as MultiQC's JSON or TSV (plot_type generalstats), so
  * that a pipeline's MultiQC report shows every sample in one table. */

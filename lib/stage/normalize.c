@@ -9,7 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cli.h"
+#include "log.h"
+#include "progress.h"
 #include "error.h"
 #include "rctd_kernels.h"
 #include "strlist.h"

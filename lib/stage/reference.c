@@ -11,18 +11,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cli.h"
+#include "log.h"
+#include "progress.h"
 #include "error.h"
-#include "input_internal.h"
+#include "text.h"
 #include "strlist.h"
-
-void rctd_reference_opts_default(rctd_reference_opts *opts) {
-  opts->min_umi = 100;
-  opts->max_cells = 10000;
-  opts->cell_min = 25;
-  opts->drop_small_types = 0;
-  opts->seed = 1;
-}
 
 int rctd_reference_profile_types(const rctd_ref_cells *cells, const char *const *code_names,
                                  const char *const *subset, int n_subset, int32_t *types_k,

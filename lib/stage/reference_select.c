@@ -9,8 +9,16 @@
 
 #include "error.h"
 #include "model.h"
-#include "reference.h"
+#include "reference_select.h"
 #include "rrng.h"
+
+void rctd_reference_opts_default(rctd_reference_opts *opts) {
+  opts->min_umi = 100;
+  opts->max_cells = 10000;
+  opts->cell_min = 25;
+  opts->drop_small_types = 0;
+  opts->seed = 1;
+}
 
 void rctd_ref_cells_free(rctd_ref_cells *cells) {
   if (!cells) return;

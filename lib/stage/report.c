@@ -11,7 +11,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "cli.h"
+#include "atomic_out.h"
+#include "log.h"
+#include "progress.h"
 #include "error.h"
 #include "h5guard.h"
 #include "input_internal.h"

@@ -1,6 +1,6 @@
 /* `rctd report`: one self-contained HTML file (embedded PNG maps as data URIs, inline SVG bars
  * and legends, no script, nothing fetched) and/or the maps as PNG files, from a result h5ad
- * (lib/output.h's layout: obsm/rctd_weights, obs/rctd_*, uns/rctd, obsm/spatial).
+ * (lib/io/output.h's layout: obsm/rctd_weights, obs/rctd_*, uns/rctd, obsm/spatial).
  *
  * The report holds: the run's summary (mode, sigma and its per-epoch likelihood from
  * uns/rctd/sigma_epochs, gene lists, pixels in / filtered / fitted, version, tools,

@@ -16,6 +16,8 @@
 
 #include "cpu/spline_fast.h"
 #include "error.h"
+#include "log.h"
+#include "progress.h"
 #include "model.h"
 
 #define SIG_PRED_FLOOR 1e-4 /* chooseSigma's pmax(prediction, 1e-4) */
@@ -805,7 +807,7 @@ static int sig_estimate_stage(sig_run *r, const rctd_sigma_stage_opts *o,
 /* The model as it goes out: old sigma records dropped, config and random state updated. */
 static int sig_update_model(sig_run *r, const rctd_sigma_stage_opts *o, int estimated) {
   rctd_model *m = r->model;
-  sig_drop_old_records(m, o->cli ? o->cli->tool : NULL);
+  sig_drop_old_records(m, o->provenance ? o->provenance->tool : NULL);
   if (!estimated) return 0;
   if (sig_set_config_num(m, "UMI_min_sigma", o->sigma.umi_min_sigma) < 0 ||
       sig_set_config_num(m, "N_fit", (double)o->sigma.n_fit) < 0 ||
@@ -850,7 +852,7 @@ static int sig_write_output(sig_run *r, const char *out_path, const rctd_sigma_s
   r->w = rctd_writer_open(out_path, &o->writer, err, err_len);
   if (!r->w) return -1;
   if (rctd_model_write(r->w, r->model) < 0 ||
-      (o->cli && rctd_cli_write_provenance(o->cli, r->w) < 0) ||
+      (o->provenance && o->provenance->write(o->provenance, r->w) < 0) ||
       sig_write_sigma_record(r, o, estimated) < 0 || rctd_qtable_write_records(r->w, &r->table) < 0)
     return rctd_fail(err, err_len, "%s",
                      rctd_writer_error(r->w)[0] ? rctd_writer_error(r->w) : "out of memory");

@@ -20,10 +20,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "cli.h"
+#include "provenance.h"
 #include "qtable_cache.h"
 #include "rctd_kernels.h"
 #include "rrng.h"
+#include "sigma_trace.h"
 #include "stream.h"
 
 /* The record rctd-sigma adds to the model (meta): sigma_c ("0.84"), sigma_value (84), source
@@ -109,17 +110,6 @@ int rctd_sigma_estimate(const rctd_sigma_problem *prob, rctd_rrng *rng, rctd_bac
                         rctd_sigma_epoch_fn on_epoch, void *ctx, rctd_sigma_result *res, char *err,
                         size_t err_len);
 
-/* The epochs of a sigma record, as rctd-merge carries them into uns/rctd/sigma_epochs and rctd
- * report shows them. */
-struct rctd_sigma_trace {
-  char source[16]; /* "estimated", "given", or "" when the record does not say */
-  int64_t n_fit;   /* fit pixels, -1 when not recorded */
-  int converged;   /* 1 / 0, -1 when not recorded */
-  int n_epochs;    /* 0 when sigma was given */
-  int *sigma_fit, *sigma_chosen; /* n_epochs grid values: fitted with, chosen */
-  double *log_l;                 /* n_epochs: R's "Likelihood value" */
-};
-typedef struct rctd_sigma_trace rctd_sigma_trace;
 
 /* REC (RCTD_SIGMA_REC) into T (arrays malloc'd).  0, or -1 with "LABEL: record 'sigma': ..."
  * in err when its epoch lists are damaged. */
@@ -147,7 +137,7 @@ typedef struct {
   const char *cache_dir;   /* likelihood-table cache (NULL default, "" none) */
   const char *tmp_dir;     /* for the copy of a piped input (NULL: $TMPDIR, else /tmp) */
   rctd_backend *backend;   /* NULL: a CPU backend with sigma.n_threads threads */
-  const rctd_cli *cli;     /* for provenance.TOOL, or NULL */
+  const rctd_provenance *provenance; /* provenance.TOOL to write, or NULL */
   rctd_writer_opts writer; /* output stream options */
 } rctd_sigma_stage_opts;
 

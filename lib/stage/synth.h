@@ -9,7 +9,7 @@
  *   - a per-gene platform factor exp(N(0, 0.3)) (one per dataset) and per-pixel per-gene noise
  *     exp(N(0, 0.5));
  *   - counts ~ Poisson(nUMI * factor * noise * (p profile_1 + (1 - p) profile_2)).
- * The stream is a model stream (lib/model.h) with a "sigma" meta record (sigma_c) and the pixel
+ * The stream is a model stream (lib/format/model.h) with a "sigma" meta record (sigma_c) and the pixel
  * blocks; rctd-fit-* read it directly. */
 #ifndef RCTD_SYNTH_H
 #define RCTD_SYNTH_H

@@ -1,5 +1,5 @@
 /* A synthetic doublet-mode result h5ad with a known layout, written through the h5ad writer
- * (lib/output.h), for the report's tests and benchmark (bench/report.c).
+ * (lib/io/output.h), for the report's tests and benchmark (bench/report.c).
  *
  * Layout: S = ceil(sqrt(n_pixels)); pixel i sits at x = i mod S, y = i div S (obsm/spatial) and
  * its type is k = x K / S (vertical bands, types "type01".."typeKK").  Pixels with
