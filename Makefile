@@ -5,7 +5,7 @@ PKGS    := hdf5 libzstd gsl yaml-0.1 zlib
 VERSION := $(shell cat VERSION 2>/dev/null || echo 0.0.0)
 
 CFLAGS_BASE := -std=c11 -D_GNU_SOURCE= -O2 -g -Wall -Wextra -Werror -pthread \
-               -DRCTD_VERSION='"$(VERSION)"' -Ilib -Ikernels
+               -DRCTD_VERSION='"$(VERSION)"' -Ikernels
 ifeq ($(SANITIZE),1)
 CFLAGS_BASE += -O1 -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
 LDFLAGS     += -fsanitize=address,undefined
@@ -37,10 +37,20 @@ CUDA_LIB  := $(BUILD)/librctd-cuda.a
 CFLAGS    += -DRCTD_HAVE_CUDA=1
 LDLIBS    += -L$(CUDA_HOME)/lib64 -lcudart_static -ldl -lrt -lstdc++
 # -fmad=false: no a*b+c contraction, so device arithmetic rounds as the CPU kernels' C does.
-NVCCFLAGS ?= -O3 -std=c++17 -arch=sm_90 -fmad=false -Ilib -Ikernels -Xcompiler -Wall,-fPIC
+NVCCFLAGS ?= -O3 -std=c++17 -arch=sm_90 -fmad=false -Ikernels -Xcompiler -Wall,-fPIC
 endif
 
-LIB_SRC    := $(wildcard lib/*.c)
+# lib/ by layer, bottom up (lib/README.md): each folder may include its own headers and those
+# of the layers below it.
+LIB_LAYERS := common format io stage cli
+LIB_SRC    := $(wildcard $(LIB_LAYERS:%=lib/%/*.c))
+LIB_INC    := $(LIB_LAYERS:%=-Ilib/%)
+INC_common := -Ilib/common
+INC_format := $(INC_common) -Ilib/format
+INC_io     := $(INC_format) -Ilib/io
+INC_stage  := $(INC_io) -Ilib/stage
+INC_cli    := $(INC_stage) -Ilib/cli
+$(foreach l,$(LIB_LAYERS),$(eval $(BUILD)/lib/$(l)/%.o: LIB_INC = $(INC_$(l))))
 KERNEL_SRC := $(wildcard kernels/*.c kernels/cpu/*.c)
 CMD_SRC    := $(wildcard cmd/*.c)
 TEST_SRC   := $(wildcard tests/*.c)
@@ -61,8 +71,8 @@ LIBKERN    := $(BUILD)/librctd-kernels.a
 ALL_LIBS   := $(LIBRCTD) $(LIBKERN) $(CUDA_LIB) $(if $(CUDA_LIB),$(LIBKERN))
 GPU_BINS   := $(BUILD)/rctd-gpu-tests $(BUILD)/rctd-gpu-bench
 
-.PHONY: all deps test test-run test-slurm test-gpu bench bench-gpu install clean format demo \
-        demo-run fuzz fuzz-run
+.PHONY: all deps test test-run test-unit test-e2e test-gpu bench bench-gpu install clean format \
+        demo demo-run test-slurm fuzz fuzz-run
 all: $(BINS) lib/librctd.a kernels/librctd-kernels.a $(if $(CUDA_LIB),kernels/librctd-cuda.a $(GPU_BINS))
 
 lib/librctd.a: $(LIBRCTD)
@@ -74,10 +84,10 @@ kernels/librctd-cuda.a: $(CUDA_LIB)
 
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -MMD -MP -c $< -o $@
+	$(CC) $(CFLAGS) $(LIB_INC) -MMD -MP -c $< -o $@
 $(BUILD)/%.o: %.cu
 	@mkdir -p $(dir $@)
-	$(NVCC) $(NVCCFLAGS) -c $< -o $@
+	$(NVCC) $(NVCCFLAGS) -MMD -MP -c $< -o $@
 
 $(LIBRCTD): $(LIB_OBJ)
 	@mkdir -p $(dir $@)
@@ -101,11 +111,19 @@ deps:
 	@./scripts/setup.sh
 
 # test and demo install what is missing first, then run in a fresh make (so that pkg-config
-# sees the new packages).  The suite runs the C unit tests and the tests of the binaries.
+# sees the new packages).  The suite has two tiers (tests/test.h): the unit tests of lib/ and
+# kernels/ (TEST; no binary needed: test-unit) and the end-to-end tests of the tools (TEST_E2E:
+# test-e2e); test-run runs both.  FILTER=WORD runs the tests whose name or file contains WORD.
 test: deps
 	@$(MAKE) --no-print-directory test-run
+TEST_ENV := RCTD_BIN=$(abspath $(dir $(firstword $(BINS)))) RCTD_REPO=$(CURDIR)
 test-run: $(BINS) $(BUILD)/rctd-tests
-	RCTD_BIN=$(abspath $(dir $(firstword $(BINS)))) RCTD_REPO=$(CURDIR) $(BUILD)/rctd-tests
+	$(TEST_ENV) $(BUILD)/rctd-tests --unit $(FILTER); unit=$$?; \
+	  $(TEST_ENV) $(BUILD)/rctd-tests --e2e $(FILTER) && exit $$unit
+test-unit: $(BUILD)/rctd-tests
+	RCTD_REPO=$(CURDIR) $(BUILD)/rctd-tests --unit $(FILTER)
+test-e2e: $(BINS) $(BUILD)/rctd-tests
+	$(TEST_ENV) $(BUILD)/rctd-tests --e2e $(FILTER)
 
 # The Snakemake workflow on a single-node SLURM cluster started for the test (as root; installs
 # slurmctld, slurmd, munge when missing; stops every daemon it started).  Not part of `test`.
@@ -174,7 +192,7 @@ install: all
 	install -m 644 man/man5/*.5 $(DESTDIR)$(PREFIX)/share/man/man5
 
 format:
-	clang-format -i $(LIB_SRC) $(KERNEL_SRC) $(CMD_SRC) $(TEST_SRC) lib/*.h kernels/*.h
+	clang-format -i $(LIB_SRC) $(KERNEL_SRC) $(CMD_SRC) $(TEST_SRC) lib/*/*.h kernels/*.h kernels/common/*.h
 
 clean:
 	rm -rf build bin lib/librctd.a kernels/librctd-kernels.a kernels/librctd-cuda.a

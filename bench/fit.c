@@ -1,4 +1,4 @@
-/* Benchmark of rctd-fit-{full,doublet,multi} on synthetic pixels (recipe in lib/synth.h: the
+/* Benchmark of rctd-fit-{full,doublet,multi} on synthetic pixels (recipe in lib/stage/synth.h: the
  * vignette reference, K = 19, G = 384, sigma 1.00, half doublets).  For each pixel count and mode
  * it runs the real binary on a generated model stream and reports wall time, pixels/s, pixels/s
  * per core (threads), pixels per CPU-second (robust to a busy machine) and the peak RSS.

@@ -1,4 +1,4 @@
-/* Benchmark: rctd report on a synthetic doublet result (lib/synth_result.h's layout).
+/* Benchmark: rctd report on a synthetic doublet result (lib/stage/synth_result.h's layout).
  *   report [-n PIXELS] [-k TYPES] [-d DIR] [--png]
  * Prints "report pixels=... types=... write_s=... report_s=... html_bytes=... max_rss_kb=...". */
 #include "report.h"

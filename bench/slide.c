@@ -1,4 +1,4 @@
-/* Benchmark of every stage on a synthetic slide of real-world shape (lib/synth_slide.h): the
+/* Benchmark of every stage on a synthetic slide of real-world shape (lib/stage/synth_slide.h): the
  * reference h5ad and the spatial 10x HDF5 are generated (kept in the data directory, reused when
  * present), then rctd-reference, rctd-normalize, rctd-sigma and rctd-fit-MODE run one after the
  * other through files, each timed: wall, CPU seconds (user + system), peak RSS, and for sigma and

@@ -3,7 +3,7 @@
 # and of one fit shard (wall, CPU, peak memory) as the shard count and chunk_pixels change.
 # The sample: the vignette's 100 beads tiled to N pixels (same counts, new barcodes and
 # coordinates) against the vignette reference (K = 19 types, 384 genes); or, with RECIPE, a
-# synthetic slide of real-world shape from bench/slide (lib/synth_slide.h: realistic = K 30,
+# synthetic slide of real-world shape from bench/slide (lib/stage/synth_slide.h: realistic = K 30,
 # k50 = K 50; 20,000 genes), which costs more per pixel.
 # Usage: bench/workflow_shards.sh [N_PIXELS [OUT_DIR [RECIPE]]]  (default 20000, out/bench/shards)
 set -euo pipefail

@@ -1,5 +1,5 @@
-/* rctd-fit-full: RCTD full mode over a model stream (options and stage in lib/fit_cli.c and
- * lib/fit_stage.c, shared by the three fit tools). */
+/* rctd-fit-full: RCTD full mode over a model stream (options and stage in lib/cli/fit_cli.c and
+ * lib/stage/fit_stage.c, shared by the three fit tools). */
 #include "fit_stage.h"
 
 int main(int argc, char **argv) {

@@ -1,41 +1,14 @@
 /* rctd-merge: result streams (one, or the shards of a run in any order) -> h5ad, CSV, JSON. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "cli.h"
 #include "merge.h"
+#include "stage_opts.h"
 
-static const char *format, *spatial, *spatial_format, *coords_table, *csv_dir, *json_path,
-    *summary_path, *multiqc_path, *multiqc_sample;
-
-static rctd_opt merge_opts[] = {
-    {"spatial", 0, RCTD_OPT_STRING, &spatial, NULL,
-     "the run's spatial input: an h5ad is copied and the results added; another format gives "
-     "the obs names of a fresh h5ad",
-     .metavar = "FILE"},
-    {"format", 'f', RCTD_OPT_STRING, &format, NULL,
-     "what -o is: h5ad (a file), csv (a directory in spacexr's layout) or h5ad,csv (default "
-     "h5ad)",
-     .metavar = "FMT"},
-    {"csv-dir", 0, RCTD_OPT_STRING, &csv_dir, NULL,
-     "with --format h5ad,csv: directory of the CSV files (default: -o without .h5ad)",
-     .metavar = "DIR"},
-    {"spatial-format", 0, RCTD_OPT_STRING, &spatial_format, "auto",
-     "format of --spatial: auto, h5ad, 10x-h5, mtx, csv", .metavar = "FMT"},
-    {"coords-table", 0, RCTD_OPT_STRING, &coords_table, NULL,
-     "CSV table barcode, x, y: obsm['spatial'] of a fresh h5ad", .metavar = "FILE"},
-    {"json", 0, RCTD_OPT_STRING, &json_path, NULL,
-     "JSON summary: mode, sigma, pixel counts, spot classes, dominant types, timings ('-' = "
-     "standard output)",
-     .metavar = "FILE"},
-    {"summary", 0, RCTD_OPT_STRING, &summary_path, NULL,
-     "the same summary as text ('-' = standard output)", .metavar = "FILE"},
-    {"multiqc", 0, RCTD_OPT_STRING, &multiqc_path, NULL,
-     "MultiQC general statistics of this sample (NAME_mqc.json or NAME_mqc.tsv)",
-     .metavar = "FILE"},
-    {"multiqc-sample", 0, RCTD_OPT_STRING, &multiqc_sample, NULL,
-     "its sample name (default: -o's base name without .h5ad)", .metavar = "NAME"},
-    {0}};
+static rctd_merge_cli mc;
+static rctd_opt_table merge_t;
 
 int main(int argc, char **argv) {
   rctd_cli cli = {
@@ -53,25 +26,30 @@ int main(int argc, char **argv) {
           "layout (weights.csv, weights_doublet.csv, results_df.csv, multi_results.csv), or "
           "both.  The output bytes do not depend on the number or order of the shards.  See "
           "rctd-merge(1).",
-      .opts = merge_opts,
+      .opts = merge_t.opts,
       .min_args = 0,
       .max_args = -1,
       .has_output = 1};
+  rctd_merge_cli_default(&mc);
+  if (rctd_merge_add_opts(&merge_t, &mc) < 0) {
+    fprintf(stderr, "%s: option table too small\n", cli.tool);
+    return RCTD_EXIT_RUNTIME;
+  }
   int rc = rctd_cli_parse(&cli, argc, argv);
   if (rc != RCTD_CLI_CONTINUE) return rc;
   const char *stdin_only[] = {"-"};
   rctd_merge_opts o = {.inputs = cli.n_args ? (const char *const *)cli.args : stdin_only,
                        .n_inputs = cli.n_args ? cli.n_args : 1,
-                       .spatial = spatial,
-                       .spatial_format = spatial_format,
-                       .coords_table = coords_table,
-                       .json_path = json_path,
-                       .summary_path = summary_path,
-                       .multiqc_path = multiqc_path,
-                       .multiqc_sample = multiqc_sample,
+                       .spatial = mc.spatial,
+                       .spatial_format = mc.spatial_format,
+                       .coords_table = mc.coords_table,
+                       .json_path = mc.json_path,
+                       .summary_path = mc.summary_path,
+                       .multiqc_path = mc.multiqc_path,
+                       .multiqc_sample = mc.multiqc_sample,
                        .progress = !cli.quiet};
   const int have_output = strcmp(cli.output, "-") != 0;
-  const char *fmt = format ? format : "h5ad";
+  const char *fmt = mc.format ? mc.format : "h5ad";
   int want_h5ad = 0, want_csv = 0;
   if (strcmp(fmt, "h5ad") == 0)
     want_h5ad = 1;
@@ -84,9 +62,9 @@ int main(int argc, char **argv) {
     rctd_cli_free(&cli);
     return rc;
   }
-  if (!have_output && (format || !(json_path || summary_path || multiqc_path))) {
+  if (!have_output && (mc.format || !(mc.json_path || mc.summary_path || mc.multiqc_path))) {
     rc = rctd_cli_usage_error(&cli, "give -o FILE.h5ad (or -o DIR with --format csv)%s",
-                              format ? "" : ", or --json/--summary/--multiqc alone");
+                              mc.format ? "" : ", or --json/--summary/--multiqc alone");
     rctd_cli_free(&cli);
     return rc;
   }
@@ -95,8 +73,8 @@ int main(int argc, char **argv) {
     if (want_h5ad) o.h5ad_path = cli.output;
     if (want_csv && !want_h5ad) o.csv_dir = cli.output;
     if (want_csv && want_h5ad) {
-      derived_csv = csv_dir ? NULL : rctd_merge_csv_dir_for(cli.output);
-      o.csv_dir = csv_dir ? csv_dir : derived_csv;
+      derived_csv = mc.csv_dir ? NULL : rctd_merge_csv_dir_for(cli.output);
+      o.csv_dir = mc.csv_dir ? mc.csv_dir : derived_csv;
     }
   }
   char err[RCTD_ERR_LEN * 2];

@@ -7,35 +7,11 @@
 #include "input.h"
 #include "input_cli.h"
 #include "reference.h"
+#include "stage_opts.h"
 #include "stream.h"
 
-static double ref_min_umi;
-static int64_t ref_max_cells, ref_cell_min, ref_seed;
-static int ref_drop_small;
-static const char *ref_cell_types, *ref_class_table;
-static rctd_input_cli ref_in;
-
-/* The reader options (rctd_input_cli) are appended at the end. */
-static rctd_opt ref_opts[8 + RCTD_INPUT_CLI_MAX_OPTS] = {
-    {"min-umi", 0, RCTD_OPT_DOUBLE, &ref_min_umi, "100",
-     "keep cells with nUMI >= X (Reference's min_UMI)", "min_UMI", "X"},
-    {"max-cells", 0, RCTD_OPT_I64, &ref_max_cells, "10000",
-     "cells per type; above it every type is downsampled with R's sample() (n_max_cells)",
-     "n_max_cells", "N"},
-    {"cell-min", 0, RCTD_OPT_I64, &ref_cell_min, "25",
-     "cells a type needs (CELL_MIN_INSTANCE); fewer is an error", "CELL_MIN_INSTANCE", "N"},
-    {"drop-small-types", 0, RCTD_OPT_FLAG, &ref_drop_small, "false",
-     "drop types with fewer than --cell-min cells (warning) instead of failing", "drop_small_types",
-     NULL},
-    {"cell-types", 0, RCTD_OPT_STRING, &ref_cell_types, NULL,
-     "profile only these types, comma-separated, in this order (cell_type_names)",
-     "cell_type_names", "LIST"},
-    {"class-table", 0, RCTD_OPT_STRING, &ref_class_table, NULL,
-     "CSV/TSV (header; cell type, class) mapping types to classes (class_df)", "class_table",
-     "FILE"},
-    {"seed", 0, RCTD_OPT_I64, &ref_seed, "1", "R's set.seed() value for the random draws", "seed",
-     "N"},
-    {0}};
+static rctd_reference_cli ref_c;
+static rctd_opt_table ref_t;
 
 int main(int argc, char **argv) {
   rctd_cli cli = {
@@ -47,13 +23,13 @@ int main(int argc, char **argv) {
           "directory or spacexr CSV) and writes a reference stream: cell types in "
           "the categorical's order, cells per type, gene names and per-type mean "
           "normalised expression (mean over cells of counts / nUMI).",
-      .opts = ref_opts,
+      .opts = ref_t.opts,
       .min_args = 1,
       .max_args = 1,
       .has_output = 1,
       .stream_output = 1};
-  if (rctd_input_cli_add_opts(&ref_in, "reference_", "input format", RCTD_INPUT_CLI_CELL_TYPES,
-                              ref_opts, sizeof ref_opts / sizeof *ref_opts) < 0) {
+  rctd_reference_cli_default(&ref_c);
+  if (rctd_reference_add_opts(&ref_t, &ref_c) < 0) {
     fprintf(stderr, "%s: option table too small\n", cli.tool);
     return RCTD_EXIT_RUNTIME;
   }
@@ -63,12 +39,13 @@ int main(int argc, char **argv) {
     return rc;
   }
   rctd_input_options in_opts;
-  if (rctd_input_cli_options(&ref_in, RCTD_CELL_TYPES_REQUIRED, &in_opts) < 0) {
-    rc = rctd_cli_usage_error(&cli, "option --format: unknown format '%s'", ref_in.format);
+  if (rctd_input_cli_options(&ref_c.in, RCTD_CELL_TYPES_REQUIRED, &in_opts) < 0) {
+    rc = rctd_cli_usage_error(&cli, "option --format: unknown format '%s'", ref_c.in.format);
     rctd_cli_free(&cli);
     return rc;
   }
-  if (ref_max_cells < 1 || ref_cell_min < 0 || ref_seed < INT32_MIN || ref_seed > INT32_MAX) {
+  if (ref_c.select.max_cells < 1 || ref_c.select.cell_min < 0 || ref_c.seed < INT32_MIN ||
+      ref_c.seed > INT32_MAX) {
     rc = rctd_cli_usage_error(&cli,
                               "--max-cells must be >= 1, --cell-min >= 0 and --seed a "
                               "32-bit integer");
@@ -82,14 +59,11 @@ int main(int argc, char **argv) {
   rc = RCTD_EXIT_RUNTIME;
   rctd_input *in = rctd_input_open(cli.args[0], &in_opts, err, sizeof err);
   if (!in) goto fail;
-  rctd_reference_build_opts opts = {.select = {.min_umi = ref_min_umi,
-                                               .max_cells = ref_max_cells,
-                                               .cell_min = ref_cell_min,
-                                               .drop_small_types = ref_drop_small,
-                                               .seed = (int32_t)ref_seed},
-                                    .cell_types = ref_cell_types,
-                                    .class_table = ref_class_table,
-                                    .check_numi = ref_in.numi_col || ref_in.numi_table,
+  ref_c.select.seed = (int32_t)ref_c.seed;
+  rctd_reference_build_opts opts = {.select = ref_c.select,
+                                    .cell_types = ref_c.cell_types,
+                                    .class_table = ref_c.class_table,
+                                    .check_numi = ref_c.in.numi_col || ref_c.in.numi_table,
                                     .label = cli.args[0]};
   if (rctd_reference_build(in, &opts, &ref, err, sizeof err) < 0) goto fail;
 

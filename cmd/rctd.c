@@ -29,189 +29,20 @@
 #include "normalize.h"
 #include "report.h"
 #include "sigma.h"
+#include "stage_opts.h"
 
-enum { ST_REF = 1, ST_NORM = 2, ST_SIGMA = 4, ST_FIT = 8, ST_MERGE = 16 };
-enum { N_STAGES = 5 };
+enum { N_STAGES = RCTD_RUN_N_STAGES };
 
-/* How a run option reaches the stages: STAGES (bit mask) receive --STAGE_NAME VALUE. */
-typedef struct {
-  unsigned stages;
-  const char *stage_name; /* NULL: the run option's own name */
-  char kind;              /* 'd' number, 'i' integer, 's' text, 'f' flag: checked before running */
-} run_route;
-
-/* Values: text options as given (NULL = not given), flags -1 (not given), 0 or 1. */
-#define RUN_MAX_OPTS 64
-static const char *run_text[RUN_MAX_OPTS];
-static int run_flag[RUN_MAX_OPTS];
+/* The forwarded options: assembled from the stages' tables (lib/cli/stage_opts.h), with the stages'
+ * values that rctd validate reads. */
+static rctd_run_opts run_o;
 
 /* Options of rctd itself. */
 static const char *opt_reference, *opt_spatial, *opt_mode, *opt_format, *opt_keep, *opt_json,
     *opt_report;
 static int opt_summary;
 
-#define T(i) &run_text[i]
-#define F(i) &run_flag[i]
 #define S RCTD_OPT_STRING
-
-/* The forwarded options (index = position in run_forward and in run_routes). */
-static rctd_opt run_forward[] = {
-    /* reference */
-    {"min-umi", 0, S, T(0), NULL, "reference cells kept: nUMI >= X (rctd-reference; 100)",
-     "min_UMI", "X"},
-    {"max-cells", 0, S, T(1), NULL, "cells per type before downsampling (10000)", "n_max_cells",
-     "N"},
-    {"cell-min", 0, S, T(2), NULL, "cells a type needs (CELL_MIN_INSTANCE; 25)",
-     "CELL_MIN_INSTANCE", "N"},
-    {"drop-small-types", 0, RCTD_OPT_FLAG, F(3), NULL,
-     "drop types below --cell-min instead of failing", "drop_small_types", NULL},
-    {"cell-types", 0, S, T(4), NULL, "profile only these types, comma-separated", "cell_type_names",
-     "LIST"},
-    {"class-table", 0, S, T(5), NULL, "CSV/TSV cell type -> class table (class_df)", "class_table",
-     "FILE"},
-    {"seed", 0, S, T(6), NULL, "R's set.seed() value (1)", "seed", "N"},
-    {"reference-format", 0, S, T(7), NULL, "reference format: auto, h5ad, 10x-h5, mtx, csv",
-     "reference_format", "FMT"},
-    {"cell-type-col", 0, S, T(8), NULL, "obs/table column with the cell types (cell_type)",
-     "cell_type_col", "NAME"},
-    {"reference-numi-col", 0, S, T(9), NULL, "reference column with nUMI (default: count sums)",
-     "reference_numi_col", "NAME"},
-    {"cell-type-table", 0, S, T(10), NULL, "CSV table barcode, cell type", "cell_type_table",
-     "FILE"},
-    {"reference-numi-table", 0, S, T(11), NULL, "CSV table barcode, nUMI for the reference",
-     "reference_numi_table", "FILE"},
-    {"reference-layer", 0, S, T(12), NULL, "reference h5ad: layers/NAME instead of X",
-     "reference_layer", "NAME"},
-    {"reference-gene-names", 0, S, T(13), NULL, "reference 10x: gene 'name' or 'id'",
-     "reference_gene_names", "KIND"},
-    {"reference-allow-noninteger", 0, RCTD_OPT_FLAG, F(14), NULL,
-     "accept non-integer reference counts", "reference_allow_noninteger", NULL},
-    /* normalize */
-    {"umi-min", 0, S, T(15), NULL, "pixels kept: nUMI >= X (UMI_min; 100)", "UMI_min", "X"},
-    {"umi-max", 0, S, T(16), NULL, "and nUMI <= X (UMI_max; 2e7)", "UMI_max", "X"},
-    {"counts-min", 0, S, T(17), NULL, "and at least X counts (counts_MIN; 10)", "counts_MIN", "X"},
-    {"gene-cutoff", 0, S, T(18), NULL, "bulk genes: minimum expression (0.000125)", "gene_cutoff",
-     "X"},
-    {"fc-cutoff", 0, S, T(19), NULL, "bulk genes: minimum log fold change (0.5)", "fc_cutoff", "X"},
-    {"gene-cutoff-reg", 0, S, T(20), NULL, "regression genes: minimum expression (0.0002)",
-     "gene_cutoff_reg", "X"},
-    {"fc-cutoff-reg", 0, S, T(21), NULL, "regression genes: minimum log fold change (0.75)",
-     "fc_cutoff_reg", "X"},
-    {"min-obs", 0, S, T(22), NULL, "gene lists: minimum spatial total (MIN_OBS; 3)", "MIN_OBS",
-     "X"},
-    {"min-genes", 0, S, T(23), NULL, "fewer genes in a list is an error (10)", "min_genes", "N"},
-    {"bulk-min-obs", 0, S, T(24), NULL, "fitBulk: minimum spatial total of a gene (10)",
-     "bulk_MIN_OBS", "X"},
-    {"bulk-max-iter", 0, S, T(25), NULL, "fitBulk: IRWLS iterations (100)", "bulk_n_iter", "N"},
-    {"min-change-bulk", 0, S, T(26), NULL, "fitBulk: convergence threshold (1e-4)",
-     "MIN_CHANGE_BULK", "X"},
-    {"block-pixels", 0, S, T(27), NULL, "pixels per block of the model stream (4096)",
-     "block_pixels", "N"},
-    {"spatial-format", 0, S, T(28), NULL, "spatial format: auto, h5ad, 10x-h5, mtx, csv",
-     "spatial_format", "FMT"},
-    {"spatial-numi-col", 0, S, T(29), NULL, "spatial column with nUMI (default: count sums)",
-     "spatial_numi_col", "NAME"},
-    {"spatial-numi-table", 0, S, T(30), NULL, "CSV table barcode, nUMI for the pixels",
-     "spatial_numi_table", "FILE"},
-    {"coords-table", 0, S, T(31), NULL, "CSV table barcode, x, y", "coords_table", "FILE"},
-    {"spatial-layer", 0, S, T(32), NULL, "spatial h5ad: layers/NAME instead of X", "spatial_layer",
-     "NAME"},
-    {"spatial-gene-names", 0, S, T(33), NULL, "spatial 10x: gene 'name' or 'id'",
-     "spatial_gene_names", "KIND"},
-    {"spatial-allow-noninteger", 0, RCTD_OPT_FLAG, F(34), NULL, "accept non-integer spatial counts",
-     "spatial_allow_noninteger", NULL},
-    /* sigma */
-    {"sigma", 0, S, T(35), NULL, "use this sigma (0.84) instead of estimating it", "sigma_c", "X"},
-    {"n-fit", 0, S, T(36), NULL, "pixels fitted to estimate sigma (N_fit; 1000)", "N_fit", "N"},
-    {"umi-min-sigma", 0, S, T(37), NULL, "sigma uses pixels with nUMI > X (300)", "UMI_min_sigma",
-     "X"},
-    {"n-epoch", 0, S, T(38), NULL, "sigma: at most N rounds (N_epoch; 8)", "N_epoch", "N"},
-    {"sigma-min-change", 0, S, T(39), NULL, "sigma fits: IRWLS convergence threshold (0.001)",
-     "sigma_min_change", "X"},
-    /* fit */
-    {"confidence-threshold", 0, S, T(40), NULL, "CONFIDENCE_THRESHOLD (5)", "CONFIDENCE_THRESHOLD",
-     "X"},
-    {"doublet-threshold", 0, S, T(41), NULL, "DOUBLET_THRESHOLD (20)", "DOUBLET_THRESHOLD", "X"},
-    {"max-multi-types", 0, S, T(42), NULL, "multi mode: most types per pixel (4)",
-     "MAX_MULTI_TYPES", "N"},
-    {"chunk-pixels", 0, S, T(43), NULL, "pixels per fit chunk (1024)", "chunk_pixels", "N"},
-    /* shared */
-    {"cache-dir", 0, S, T(44), NULL, "likelihood-table cache ('' = none)", "cache_dir", "DIR"},
-    {"tmp-dir", 0, S, T(45), NULL, "directory for temporary files", "tmp_dir", "DIR"},
-    {"csv-dir", 0, S, T(46), NULL, "with --format h5ad,csv: the CSV directory", "csv_dir", "DIR"},
-    {"device", 0, S, T(47), NULL,
-     "backend of the sigma and pixel fits: cpu, auto, cuda, cuda:N[,M] (cpu)", "device", "DEV"},
-    {"sigma-seed", 0, S, T(48), NULL,
-     "rctd-sigma's set.seed() (default: continue the reference's "
-     "random stream, as R)",
-     "sigma_seed", "N"},
-    {"precision", 0, S, T(49), NULL, "CUDA pixel fits: float64 or float32 (rctd-fit-*; float64)",
-     "precision", "P"},
-    {"multiqc", 0, S, T(50), NULL, "MultiQC general statistics (NAME_mqc.json or NAME_mqc.tsv)",
-     "multiqc", "FILE"},
-    {"multiqc-sample", 0, S, T(51), NULL, "MultiQC sample name (default: -o's base name)",
-     "multiqc_sample", "NAME"},
-};
-
-static const run_route run_routes[] = {
-    {ST_REF, NULL, 'd'},
-    {ST_REF, NULL, 'i'},
-    {ST_REF, NULL, 'i'},
-    {ST_REF, NULL, 'f'},
-    {ST_REF, NULL, 's'},
-    {ST_REF, NULL, 's'},
-    {ST_REF, NULL, 'i'},
-    {ST_REF, "format", 's'},
-    {ST_REF, NULL, 's'},
-    {ST_REF, "numi-col", 's'},
-    {ST_REF, NULL, 's'},
-    {ST_REF, "numi-table", 's'},
-    {ST_REF, "layer", 's'},
-    {ST_REF, "gene-names", 's'},
-    {ST_REF, "allow-noninteger", 'f'},
-    {ST_NORM, NULL, 'd'},
-    {ST_NORM, NULL, 'd'},
-    {ST_NORM, NULL, 'd'},
-    {ST_NORM, NULL, 'd'},
-    {ST_NORM, NULL, 'd'},
-    {ST_NORM, NULL, 'd'},
-    {ST_NORM, NULL, 'd'},
-    {ST_NORM, NULL, 'd'},
-    {ST_NORM, NULL, 'i'},
-    {ST_NORM, NULL, 'd'},
-    {ST_NORM, NULL, 'i'},
-    {ST_NORM, NULL, 'd'},
-    {ST_NORM, NULL, 'i'},
-    {ST_NORM | ST_MERGE, "format", 's'}, /* merge: --spatial-format (renamed below) */
-    {ST_NORM, "numi-col", 's'},
-    {ST_NORM, "numi-table", 's'},
-    {ST_NORM | ST_MERGE, NULL, 's'},
-    {ST_NORM, "layer", 's'},
-    {ST_NORM, "gene-names", 's'},
-    {ST_NORM, "allow-noninteger", 'f'},
-    {ST_SIGMA, NULL, 'd'},
-    {ST_SIGMA, NULL, 'i'},
-    {ST_SIGMA, NULL, 'd'},
-    {ST_SIGMA, NULL, 'i'},
-    {ST_SIGMA, "min-change", 'd'},
-    {ST_FIT, NULL, 'd'},
-    {ST_FIT, NULL, 'd'},
-    {ST_FIT, NULL, 'i'},
-    {ST_FIT, NULL, 'i'},
-    {ST_SIGMA | ST_FIT, NULL, 's'},
-    {ST_REF | ST_NORM | ST_SIGMA, NULL, 's'},
-    {ST_MERGE, NULL, 's'},
-    {ST_SIGMA | ST_FIT, NULL, 's'},
-    {ST_SIGMA, "seed", 'i'},
-    {ST_FIT, NULL, 's'},
-    {ST_MERGE, NULL, 's'},
-    {ST_MERGE, NULL, 's'},
-};
-
-#define RUN_N_FORWARD ((int)(sizeof run_forward / sizeof *run_forward))
-_Static_assert(sizeof run_forward / sizeof *run_forward == sizeof run_routes / sizeof *run_routes,
-               "every forwarded option needs a route");
-_Static_assert(sizeof run_forward / sizeof *run_forward <= RUN_MAX_OPTS, "RUN_MAX_OPTS");
 
 static rctd_opt run_own[] = {
     {"reference", 'r', S, &opt_reference, NULL,
@@ -232,8 +63,6 @@ static rctd_opt run_own[] = {
      "report", "FILE"},
 };
 
-#undef T
-#undef F
 #undef S
 
 /* ------------------------------------------------------------------ helpers */
@@ -279,41 +108,27 @@ static int run_bin_dir(char *dir, size_t len) {
   return 0;
 }
 
-/* Reports an invalid value of forwarded option I: where it was given (the config file's line,
- * or the command-line option) and what is wrong.  Returns 2. */
-static int run_bad_value(rctd_cli *cli, int i, const char *what) {
-  int line = rctd_cli_config_line(cli, run_forward[i].dest);
-  if (line <= 0)
-    return rctd_cli_usage_error(cli, "option --%s: invalid %s '%s'", run_forward[i].name, what,
-                                run_text[i]);
-  rctd_log_error("%s: line %d: key '%s': invalid %s '%s'", cli->config_path, line,
-                 run_forward[i].config_key, what, run_text[i]);
-  return RCTD_EXIT_USAGE;
-}
-
-/* Checks the forwarded values' syntax so that a typo fails before any stage starts. */
+/* Parses the forwarded values into the stages' options (their own syntax checks), so that a typo
+ * fails before any stage starts; a bad value is reported where it was given (the config file's
+ * line, or the command-line option).  0, or 2. */
 static int run_check_values(rctd_cli *cli) {
-  for (int i = 0; i < RUN_N_FORWARD; i++) {
-    const char *v = run_text[i];
-    if (run_routes[i].kind == 'f' || !v) continue;
-    char *end = NULL;
-    errno = 0;
-    if (run_routes[i].kind == 'd') {
-      double x = strtod(v, &end);
-      if (!*v || *end || errno || isnan(x)) return run_bad_value(cli, i, "number");
-    } else if (run_routes[i].kind == 'i') {
-      strtoll(v, &end, 10);
-      if (!*v || *end || errno) return run_bad_value(cli, i, "integer");
-    }
-  }
-  return 0;
+  char why[RCTD_ERR_LEN];
+  int bad;
+  if (rctd_run_opts_apply(&run_o, &bad, why, sizeof why) == 0) return 0;
+  const rctd_opt *o = &run_o.run.opts[bad];
+  int line = rctd_cli_config_line(cli, o->dest);
+  if (line <= 0) return rctd_cli_usage_error(cli, "option --%s: %s", o->name, why);
+  char key[96];
+  snprintf(key, sizeof key, "%s", o->config_key ? o->config_key : o->name);
+  for (char *c = key; *c; c++)
+    if (*c == '-') *c = '_';
+  rctd_log_error("%s: line %d: key '%s': %s", cli->config_path, line, key, why);
+  return RCTD_EXIT_USAGE;
 }
 
 /* The value given for forwarded option NAME, or NULL. */
 static const char *run_given(const char *name) {
-  for (int i = 0; i < RUN_N_FORWARD; i++)
-    if (strcmp(run_forward[i].name, name) == 0) return run_text[i];
-  return NULL;
+  return rctd_run_opts_given(&run_o, name);
 }
 
 /* --precision float32 is for CUDA fits only: the fit tools refuse it on the CPU (their default
@@ -330,25 +145,16 @@ static int run_check_precision(rctd_cli *cli) {
   return 0;
 }
 
-/* The options of STAGE: every forwarded option routed to it, as given. */
-static void run_stage_options(run_argv *a, unsigned stage) {
-  for (int i = 0; i < RUN_N_FORWARD; i++) {
-    if (!(run_routes[i].stages & stage)) continue;
-    /* Only rctd-fit-multi has --max-multi-types (a config file may set it for every mode). */
-    if (strcmp(run_forward[i].name, "max-multi-types") == 0 && strcmp(opt_mode, "multi") != 0)
-      continue;
-    const char *name = run_routes[i].stage_name ? run_routes[i].stage_name : run_forward[i].name;
-    if (stage == ST_MERGE) name = run_forward[i].name; /* merge takes the prefixed names */
-    char opt[96];
-    if (run_routes[i].kind == 'f') {
-      if (run_flag[i] < 0) continue;
-      snprintf(opt, sizeof opt, "--%s%s", run_flag[i] ? "" : "no-", name);
-      run_argv_add(a, opt);
-    } else if (run_text[i]) {
-      snprintf(opt, sizeof opt, "--%s", name);
-      run_argv_add2(a, opt, run_text[i]);
-    }
-  }
+static void run_argv_add_cb(void *a, const char *arg) {
+  run_argv_add(a, arg);
+}
+
+/* The options of STAGE (RCTD_RUN_*): its own table walked, every option given passed on. */
+static void run_stage_options(run_argv *a, int stage, const char *mode) {
+  rctd_fit_mode fit_mode = strcmp(mode, "full") == 0    ? RCTD_FIT_FULL
+                           : strcmp(mode, "multi") == 0 ? RCTD_FIT_MULTI
+                                                        : RCTD_FIT_DOUBLET;
+  rctd_run_opts_stage_args(&run_o, stage, fit_mode, run_argv_add_cb, a);
 }
 
 /* ------------------------------------------------------------------ run */
@@ -370,7 +176,6 @@ static int run_build(run_stage *st, const rctd_cli *cli, const char *bin_dir, co
                      const char *const *in, const char *const *out, const char *json_tmp) {
   static const char *const bins[N_STAGES] = {"rctd-reference", "rctd-normalize", "rctd-sigma", NULL,
                                              "rctd-merge"};
-  static const unsigned bits[N_STAGES] = {ST_REF, ST_NORM, ST_SIGMA, ST_FIT, ST_MERGE};
   char threads[32];
   snprintf(threads, sizeof threads, "%d", cli->threads);
   for (int i = 0; i < N_STAGES; i++) {
@@ -389,7 +194,7 @@ static int run_build(run_stage *st, const rctd_cli *cli, const char *bin_dir, co
     if (i == 0) run_argv_add(a, opt_reference);
     if (i == 1) run_argv_add(a, opt_spatial);
     if (i > 0) run_argv_add(a, in[i]);
-    run_stage_options(a, bits[i]);
+    run_stage_options(a, i, mode);
     if (i < N_STAGES - 1) {
       run_argv_add2(a, "--threads", threads);
       run_argv_add2(a, "-o", out[i]);
@@ -500,9 +305,10 @@ static int run_wait(run_stage *st, int n) {
     if (!st[i].done || run_ok(&st[i])) continue;
     char why[64];
     if (WIFEXITED(st[i].status) && WEXITSTATUS(st[i].status) == RCTD_EXIT_CUT)
-      rctd_log_error("%s failed: its input stream from %s ended early or was damaged; the "
-                     "pipeline stopped, no output was written",
-                     st[i].name, i > 0 ? st[i - 1].name : "standard input");
+      rctd_log_error(
+          "%s failed: its input stream from %s ended early or was damaged; the "
+          "pipeline stopped, no output was written",
+          st[i].name, i > 0 ? st[i - 1].name : "standard input");
     else
       rctd_log_error("%s failed (%s); the pipeline stopped, no output was written", st[i].name,
                      run_describe_status(st[i].status, why, sizeof why));
@@ -589,7 +395,7 @@ static int run_mkdir(const char *dir) {
 }
 
 /* --report FILE: the HTML report of the h5ad just written, with this command line and the
- * stage timings (lib/report.h). */
+ * stage timings (lib/stage/report.h). */
 static int run_report(const rctd_cli *cli, const run_stage *st, double t_total) {
   char command[8192] = "rctd";
   size_t used = strlen(command);
@@ -600,8 +406,12 @@ static int run_report(const rctd_cli *cli, const run_stage *st, double t_total) 
   double secs[N_STAGES + 1];
   for (int i = 0; i < N_STAGES; i++) names[i] = st[i].name, secs[i] = st[i].t_end - st[i].t_start;
   names[N_STAGES] = "total", secs[N_STAGES] = t_total;
-  rctd_report_opts o = {.result = cli->output, .html = opt_report, .command = command,
-                        .n_timings = N_STAGES + 1, .timing_names = names, .timing_s = secs};
+  rctd_report_opts o = {.result = cli->output,
+                        .html = opt_report,
+                        .command = command,
+                        .n_timings = N_STAGES + 1,
+                        .timing_names = names,
+                        .timing_s = secs};
   char err[RCTD_ERR_LEN];
   if (rctd_report_write(&o, err, sizeof err) != 0) {
     rctd_log_error("%s", err);
@@ -636,9 +446,10 @@ static int cmd_run(rctd_cli *cli) {
   if (opt_keep) {
     if (run_mkdir(opt_keep) != 0) {
       if (errno == ENOTDIR)
-        rctd_log_error("--keep-intermediates %s: exists and is not a directory: give a "
-                       "directory (it is created when missing)",
-                       opt_keep);
+        rctd_log_error(
+            "--keep-intermediates %s: exists and is not a directory: give a "
+            "directory (it is created when missing)",
+            opt_keep);
       else
         rctd_log_error("%s: cannot create the directory for intermediates: %s", opt_keep,
                        strerror(errno));
@@ -717,10 +528,6 @@ static void val_problem(val_report *r, const char *fmt, ...) {
   r->problems++;
 }
 
-static double val_double(int i, double fallback) {
-  return run_text[i] ? strtod(run_text[i], NULL) : fallback;
-}
-
 /* Opens WHAT ("reference" or "spatial") at PATH with the reader options V, as rctd run's stage
  * would, and reads its count sums and nUMI; NULL after reporting a problem.  FORMAT_OPT names
  * the run option that gave V's format. */
@@ -749,24 +556,16 @@ static rctd_input *val_open(val_report *r, const char *what, const char *path,
 
 /* The reference: readable, cell types, cells per type after the nUMI filter. */
 static rctd_input *val_reference(val_report *r) {
-  const rctd_input_cli v = {.format = run_text[7],
-                            .cell_type_col = run_text[8],
-                            .numi_col = run_text[9],
-                            .cell_type_table = run_text[10],
-                            .numi_table = run_text[11],
-                            .layer = run_text[12],
-                            .gene_names = run_text[13],
-                            .allow_noninteger = run_flag[14] == 1,
-                            .tmp_dir = run_text[45]};
+  const rctd_reference_opts *o = &run_o.ref.select;
   const double *numi = NULL, *sums = NULL;
-  rctd_input *in = val_open(r, "reference", opt_reference, &v, RCTD_CELL_TYPES_REQUIRED,
+  rctd_input *in = val_open(r, "reference", opt_reference, &run_o.ref.in, RCTD_CELL_TYPES_REQUIRED,
                             "reference-format", &numi, &sums);
   if (!in) return NULL;
   const int K = rctd_input_n_cell_types(in);
   const char *const *names = rctd_input_cell_type_names(in);
   const int32_t *codes = rctd_input_cell_type_codes(in);
-  const double min_umi = val_double(0, 100);
-  const int64_t cell_min = run_text[2] ? strtoll(run_text[2], NULL, 10) : 25;
+  const double min_umi = o->min_umi;
+  const int64_t cell_min = o->cell_min;
   int64_t *cells = calloc((size_t)K, sizeof *cells), kept = 0;
   for (int64_t i = 0; cells && i < rctd_input_n_rows(in); i++)
     if (codes[i] >= 0 && numi[i] >= min_umi) cells[codes[i]]++, kept++;
@@ -778,7 +577,7 @@ static rctd_input *val_reference(val_report *r) {
   for (int k = 0; cells && k < K; k++)
     if (cells[k] < cell_min) {
       small++;
-      if (run_flag[3] == 1)
+      if (o->drop_small_types)
         printf("note: cell type %s has %" PRId64 " cells (< %" PRId64 "): it will be dropped\n",
                names[k], cells[k], cell_min);
       else
@@ -787,7 +586,7 @@ static rctd_input *val_reference(val_report *r) {
                     " (CELL_MIN_INSTANCE): drop it (--drop-small-types) or lower --cell-min",
                     names[k], cells[k], min_umi, cell_min);
     }
-  if (K - (run_flag[3] == 1 ? small : 0) < 2)
+  if (K - (o->drop_small_types ? small : 0) < 2)
     val_problem(r, "fewer than 2 cell types remain in the reference");
   free(cells);
   return in;
@@ -795,30 +594,17 @@ static rctd_input *val_reference(val_report *r) {
 
 /* The spatial data: readable, pixels passing the filters, pixels for sigma. */
 static rctd_input *val_spatial(val_report *r) {
-  const rctd_input_cli v = {.format = run_text[28],
-                            .numi_col = run_text[29],
-                            .numi_table = run_text[30],
-                            .coords_table = run_text[31],
-                            .layer = run_text[32],
-                            .gene_names = run_text[33],
-                            .allow_noninteger = run_flag[34] == 1,
-                            .tmp_dir = run_text[45]};
   const double *numi = NULL, *sums = NULL;
-  rctd_input *in = val_open(r, "spatial", opt_spatial, &v, RCTD_CELL_TYPES_IGNORE, "spatial-format",
-                            &numi, &sums);
+  rctd_input *in = val_open(r, "spatial", opt_spatial, &run_o.norm.in, RCTD_CELL_TYPES_IGNORE,
+                            "spatial-format", &numi, &sums);
   if (!in) return NULL;
-  rctd_normalize_opts filter;
-  rctd_normalize_opts_default(&filter);
-  filter.umi_min = val_double(15, filter.umi_min);
-  filter.umi_max = val_double(16, filter.umi_max);
-  filter.counts_min = val_double(17, filter.counts_min);
-  const double umi_min = filter.umi_min, umi_max = filter.umi_max, counts_min = filter.counts_min;
-  rctd_sigma_opts sigma_defaults;
-  rctd_sigma_opts_default(&sigma_defaults);
-  const double umi_sigma = val_double(37, sigma_defaults.umi_min_sigma);
+  const rctd_normalize_opts *filter = &run_o.norm.o;
+  const double umi_min = filter->umi_min, umi_max = filter->umi_max,
+               counts_min = filter->counts_min;
+  const double umi_sigma = run_o.sigma.o.sigma.umi_min_sigma;
   int64_t pass = 0, for_sigma = 0;
   for (int64_t i = 0; i < rctd_input_n_rows(in); i++) {
-    if (rctd_normalize_keeps_pixel(&filter, numi[i], sums[i])) {
+    if (rctd_normalize_keeps_pixel(filter, numi[i], sums[i])) {
       pass++;
       for_sigma += numi[i] > umi_sigma;
     }
@@ -831,7 +617,7 @@ static rctd_input *val_spatial(val_report *r) {
          umi_max, counts_min, for_sigma, umi_sigma);
   if (pass == 0)
     val_problem(r, "no pixel passes the filters: lower --umi-min or --counts-min");
-  else if (for_sigma == 0 && !run_text[35])
+  else if (for_sigma == 0 && !run_given("sigma"))
     val_problem(r,
                 "no pixel has nUMI > %g to estimate sigma: lower --umi-min-sigma or give --sigma",
                 umi_sigma);
@@ -913,11 +699,15 @@ int main(int argc, char **argv) {
   }
   /* One option table: rctd's own options, then the forwarded ones. */
   const int n_own = (int)(sizeof run_own / sizeof *run_own);
-  rctd_opt *opts = calloc((size_t)(n_own + RUN_N_FORWARD + 1), sizeof *opts);
+  const size_t n_opts = (size_t)n_own + RCTD_OPT_TABLE_MAX + 1;
+  rctd_opt *opts = calloc(n_opts, sizeof *opts);
   if (!opts) return RCTD_EXIT_RUNTIME;
   memcpy(opts, run_own, sizeof run_own);
-  memcpy(opts + n_own, run_forward, sizeof run_forward);
-  for (int i = 0; i < RUN_MAX_OPTS; i++) run_flag[i] = -1;
+  if (rctd_run_opts_init(&run_o) < 0 || rctd_run_opts_append(&run_o, opts, n_opts) < 0) {
+    fprintf(stderr, "rctd: option table too small\n");
+    free(opts);
+    return RCTD_EXIT_RUNTIME;
+  }
   rctd_cli cli = {
       .tool = is_run ? "rctd run" : "rctd validate",
       .args_usage = "",
@@ -929,7 +719,8 @@ int main(int argc, char **argv) {
                    "after the other through files with --keep-intermediates DIR, and writes an "
                    "h5ad (a copy of the spatial h5ad with the results added; a fresh one for "
                    "other formats) or spacexr's CSV layout (--format csv, -o DIR).  Stage "
-                   "options are forwarded as given (defaults in parentheses are the stages'); "
+                   "options are forwarded as given (in parentheses: the stage and its "
+                   "default); "
                    "options two stages share are prefixed by their input.  --config FILE.yaml "
                    "takes the same names with '_' (or the R names shown as config keys).  See "
                    "rctd(1)."

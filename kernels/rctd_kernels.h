@@ -18,9 +18,9 @@ extern "C" {
 #endif
 
 /* ---- Likelihood tables (spacexr get_Q / solve_sq / calc_Q_all) ---- */
-#define RCTD_N_SIGMA 126  /* sigma grid: 10..70 by 1, 72..200 by 2 (sigma_c = value / 100) */
-#define RCTD_N_X 439      /* lambda grid X_vals */
-#define RCTD_K_VAL 1000   /* counts are clipped at K_val */
+#define RCTD_N_SIGMA 126   /* sigma grid: 10..70 by 1, 72..200 by 2 (sigma_c = value / 100) */
+#define RCTD_N_X 439       /* lambda grid X_vals */
+#define RCTD_K_VAL 1000    /* counts are clipped at K_val */
 #define RCTD_N_K_FULL 1003 /* rows k = 0..1002 of a full table */
 
 /* Fills the sigma grid (integers 10..200). */
@@ -79,22 +79,22 @@ int rctd_irwls_fit(const rctd_qtable *table, int n_genes, int n_types, const dou
  * set; bounds active at the solution are returned exactly).  workspace:
  * rctd_qp_workspace_bytes(k). */
 size_t rctd_qp_workspace_bytes(int k);
-int rctd_qp_solve(int k, const double *D_kk, const double *d_k, const double *lower_k,
-                  int with_sum, double sum_target, double *x_k, void *workspace);
+int rctd_qp_solve(int k, const double *D_kk, const double *d_k, const double *lower_k, int with_sum,
+                  double sum_target, double *x_k, void *workspace);
 
 /* ---- Backend table: batched operations the stages call ---- */
 
 /* A batch of fits of the same size k_sub, each over a subset of types of one pixel.
  * y_ng is dense counts for the n_pix pixels of the batch; fits refer to them by index. */
 typedef struct {
-  int n_genes, n_types;       /* G and total K */
-  const double *profiles_gk;  /* G x K normalised profiles (not multiplied by nUMI) */
+  int n_genes, n_types;      /* G and total K */
+  const double *profiles_gk; /* G x K normalised profiles (not multiplied by nUMI) */
   int n_pix;
-  const double *y_ng;         /* n_pix x G counts */
-  const double *numi_n;       /* n_pix */
-  int n_fits, k_sub;          /* number of fits; types per fit */
-  const int32_t *pix_f;       /* n_fits: pixel index of each fit */
-  const int32_t *types_fk;    /* n_fits x k_sub: type indices, or NULL = all K types (k_sub == K) */
+  const double *y_ng;      /* n_pix x G counts */
+  const double *numi_n;    /* n_pix */
+  int n_fits, k_sub;       /* number of fits; types per fit */
+  const int32_t *pix_f;    /* n_fits: pixel index of each fit */
+  const int32_t *types_fk; /* n_fits x k_sub: type indices, or NULL = all K types (k_sub == K) */
 } rctd_fit_batch;
 
 typedef struct rctd_backend rctd_backend;
@@ -123,5 +123,30 @@ rctd_backend *rctd_backend_cuda(const int *devices, int n_devices, char *err, si
 #ifdef __cplusplus
 }
 #endif
+
+/* ---- the spline coefficient tables of the fast CPU evaluation (kernels/cpu/spline_fast.c) ---- */
+/* Per (row, interval) spline coefficients {zi / h, z(i-1) / h, f(i) / h - zi h / 6,
+ * f(i-1) / h - z(i-1) h / 6} computed with calc_Q_all's operations: n_k x (RCTD_N_X - 1) x 4
+ * doubles (rctd_spline_coef_doubles). */
+size_t rctd_spline_coef_doubles(int n_k);
+void rctd_spline_coef_build(const rctd_qtable *table, double *coef);
+
+/* Registers COEF (built for TABLE) so that rctd_spline_eval_fast uses it for every table whose
+ * q_kx and sq_kx are TABLE's.  Detach before the table's arrays are freed or changed.  At most
+ * 16 tables at once: 0, or -1 when full (evaluation then stays exact, only slower). */
+int rctd_spline_coef_attach(const rctd_qtable *table, const double *coef);
+void rctd_spline_coef_detach(const rctd_qtable *table);
+
+/* spacexr calc_log_l_vec(X * mult[m], Y) for several tables at once (chooseSigma's scores):
+ * out_tm[t * n_mult + m] = -sum over i of d0(tables[t], y[i], x[i] * mult[m]), summed in i order
+ * in long double and rounded to double, as rctd_sigma_log_l on each (same bits: the same
+ * operations as rctd_spline_eval_fast, which equals rctd_spline_eval).  coefs[t] is
+ * rctd_spline_coef_build's table for tables[t]; the tables share the X grid.  The interval
+ * search and cubes are done once per value and multiplier for all tables.  Returns 0, or -1
+ * (nothing written) when a pair is off the fast path (NaN x, negative or off-table y, another
+ * grid, more than 128 scores): the caller then scores table by table.  Thread-safe. */
+int rctd_spline_score_many(const rctd_qtable *const *tables, const double *const *coefs,
+                           int n_tables, const double *mult, int n_mult, int64_t n, const double *y,
+                           const double *x, double *out_tm);
 
 #endif

@@ -2,7 +2,7 @@
 """Checks rctd report's output as a person would see it (used by tests/test_report.c).
 
   report_check.py png DIR --side S --types K --colours HEX,... [--dpi N]
-      the PNG maps of a synthetic result (lib/synth_result.h's layout: pixel i at
+      the PNG maps of a synthetic result (lib/stage/synth_result.h's layout: pixel i at
       (i mod S, i div S), type k = x K / S, doublets in rows y < S / 10, i mod 10 = 7 filtered):
       at the centre of each type's band, in a singlet row, dominant_type.png shows that type's
       colour and type_<name>.png shows viridis' top colour, the other types' maps its bottom one.

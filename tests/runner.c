@@ -1,4 +1,6 @@
-/* Test runner: runs every registered test (or those whose name contains argv[1]). */
+/* Test runner: runs every registered test, or one tier (--unit: tests of lib/ and kernels/, no
+ * binary; --e2e: tests of the tools), or those whose name or file contains FILTER:
+ *   rctd-tests [--unit | --e2e] [FILTER] */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
@@ -13,22 +15,38 @@ typedef struct {
   const char *name;
   const char *file;
   test_fn fn;
+  int e2e; /* 1: end-to-end (runs the binaries) */
 } test_case;
 
 static test_case *tests;
 static int n_tests, cap_tests;
 static char tmp_dir[256];
+static int running_unit;    /* the running test is a unit test */
+static int unit_asked_bins; /* ... and it asked for the binaries */
 
-void test_register(const char *name, const char *file, test_fn fn) {
+static void test_add(const char *name, const char *file, test_fn fn, int e2e) {
   if (n_tests == cap_tests) {
     cap_tests = cap_tests ? 2 * cap_tests : 64;
     tests = realloc(tests, (size_t)cap_tests * sizeof *tests);
     if (!tests) abort();
   }
-  tests[n_tests++] = (test_case){name, file, fn};
+  tests[n_tests++] = (test_case){name, file, fn, e2e};
+}
+
+void test_register(const char *name, const char *file, test_fn fn) {
+  test_add(name, file, fn, 0);
+}
+
+void test_register_e2e(const char *name, const char *file, test_fn fn) {
+  test_add(name, file, fn, 1);
 }
 
 const char *test_bin_dir(void) {
+  if (running_unit) {
+    /* the tiers stay apart: a unit test must not need the binaries */
+    unit_asked_bins = 1;
+    return "/nonexistent/unit-tests-run-no-binary";
+  }
   const char *d = getenv("RCTD_BIN");
   return d && *d ? d : "bin";
 }
@@ -60,7 +78,11 @@ static int by_file_then_name(const void *a, const void *b) {
 }
 
 int main(int argc, char **argv) {
-  const char *filter = argc > 1 ? argv[1] : NULL;
+  int tier = -1; /* -1 all, 0 unit, 1 e2e */
+  int a = 1;
+  if (a < argc && strcmp(argv[a], "--unit") == 0) tier = 0, a++;
+  else if (a < argc && strcmp(argv[a], "--e2e") == 0) tier = 1, a++;
+  const char *filter = a < argc ? argv[a] : NULL;
   snprintf(tmp_dir, sizeof tmp_dir, "/tmp/rctd-tests.XXXXXX");
   if (!mkdtemp(tmp_dir)) {
     perror("mkdtemp");
@@ -70,8 +92,17 @@ int main(int argc, char **argv) {
   int passed = 0, failed = 0;
   for (int i = 0; i < n_tests; i++) {
     if (filter && !strstr(tests[i].name, filter) && !strstr(tests[i].file, filter)) continue;
+    if (tier >= 0 && tests[i].e2e != tier) continue;
     int f = 0;
+    running_unit = !tests[i].e2e;
+    unit_asked_bins = 0;
     tests[i].fn(&f);
+    running_unit = 0;
+    if (unit_asked_bins) {
+      fprintf(stderr, "  %s is a unit test but runs the binaries: make it TEST_E2E\n",
+              tests[i].name);
+      f = 1;
+    }
     if (f) {
       fprintf(stderr, "FAIL %s (%s)\n", tests[i].name, tests[i].file);
       failed++;
@@ -82,6 +113,7 @@ int main(int argc, char **argv) {
   char rm[300];
   snprintf(rm, sizeof rm, "rm -rf '%s'", tmp_dir);
   if (system(rm) != 0) fprintf(stderr, "could not remove %s\n", tmp_dir);
-  printf("%d passed, %d failed\n", passed, failed);
+  printf("%s%d passed, %d failed\n", tier == 0 ? "unit tests: " : tier == 1 ? "end-to-end tests: " : "",
+         passed, failed);
   return failed ? 1 : 0;
 }

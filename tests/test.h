@@ -1,5 +1,9 @@
 /* Minimal test framework: every tests/test_*.c registers TEST()s; tests/runner.c runs them
- * and prints "N passed, N failed".  A test fails on the first failed CHECK. */
+ * and prints "N passed, N failed".  A test fails on the first failed CHECK.
+ *
+ * Two tiers: TEST is a unit test of lib/ and kernels/ (in-process, no binary: `make
+ * test-unit`, `rctd-tests --unit`); TEST_E2E is an end-to-end test of the tools (runs the binaries in bin:
+ * `make test-e2e`, `rctd-tests --e2e`).  A unit test that asks for the binaries fails. */
 #ifndef RCTD_TEST_H
 #define RCTD_TEST_H
 #include <math.h>
@@ -8,11 +12,19 @@
 
 typedef void (*test_fn)(int *failed);
 void test_register(const char *name, const char *file, test_fn fn);
+void test_register_e2e(const char *name, const char *file, test_fn fn);
 
 #define TEST(name)                                                      \
   static void test_##name(int *failed_);                                \
   __attribute__((constructor)) static void test_register_##name(void) { \
     test_register(#name, __FILE__, test_##name);                        \
+  }                                                                     \
+  static void test_##name(int *failed_)
+
+#define TEST_E2E(name)                                                  \
+  static void test_##name(int *failed_);                                \
+  __attribute__((constructor)) static void test_register_##name(void) { \
+    test_register_e2e(#name, __FILE__, test_##name);                    \
   }                                                                     \
   static void test_##name(int *failed_)
 

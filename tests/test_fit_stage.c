@@ -285,7 +285,7 @@ static double fst_weights_diff(const char *file, const double *w_nk, const char 
 
 /* ------------------------------------------------------------------ vignette vs R */
 
-TEST(fit_tool_vignette_full_matches_r) {
+TEST_E2E(fit_tool_vignette_full_matches_r) {
   const char *model = fst_model();
   CHECK_MSG(model, "cannot build the vignette model under %s", test_repo_dir());
   char args[4096];
@@ -379,13 +379,13 @@ static void fst_doublet_vs_r(const char *model, const char *extra, int *failed_)
   fst_result_free(&res);
 }
 
-TEST(fit_tool_vignette_doublet_matches_r) {
+TEST_E2E(fit_tool_vignette_doublet_matches_r) {
   const char *model = fst_model();
   CHECK_MSG(model, "cannot build the vignette model under %s", test_repo_dir());
   fst_doublet_vs_r(model, "", failed_);
 }
 
-TEST(fit_tool_vignette_doublet_with_sigma_option) {
+TEST_E2E(fit_tool_vignette_doublet_with_sigma_option) {
   /* a model stream without sigma, and --sigma 0.84 given directly */
   char path[1024];
   snprintf(path, sizeof path, "%s/nosigma.rctd", test_tmp_dir());
@@ -394,7 +394,7 @@ TEST(fit_tool_vignette_doublet_with_sigma_option) {
   fst_doublet_vs_r(path, "--sigma 0.84", failed_);
 }
 
-TEST(fit_tool_vignette_multi_matches_r) {
+TEST_E2E(fit_tool_vignette_multi_matches_r) {
   const char *model = fst_model();
   CHECK_MSG(model, "cannot build the vignette model under %s", test_repo_dir());
   char args[4096], out[1024];
@@ -459,7 +459,7 @@ static int fst_files_equal(const char *a, const char *b) {
   return test_sh("cmp -s '%s' '%s'", a, b) == 0;
 }
 
-TEST(fit_tool_outputs_do_not_depend_on_threads) {
+TEST_E2E(fit_tool_outputs_do_not_depend_on_threads) {
   const char *model = fst_model();
   CHECK(model);
   const char *modes[] = {"full", "doublet", "multi"};
@@ -476,7 +476,7 @@ TEST(fit_tool_outputs_do_not_depend_on_threads) {
 }
 
 /* Result records (not meta) of shards 1..n, concatenated, against the unsharded run. */
-TEST(fit_tool_shards_concatenate_to_the_whole) {
+TEST_E2E(fit_tool_shards_concatenate_to_the_whole) {
   const char *model = fst_model();
   CHECK(model);
   char whole[1024], args[4096];
@@ -532,7 +532,7 @@ TEST(fit_tool_shards_concatenate_to_the_whole) {
   fst_result_free(&all);
 }
 
-TEST(fit_tool_empty_shard_and_chunk_size_invariance) {
+TEST_E2E(fit_tool_empty_shard_and_chunk_size_invariance) {
   const char *model = fst_model();
   CHECK(model);
   /* 71 pixels in one chunk: shard 1/2 has no chunk but is a valid, empty shard */
@@ -592,7 +592,7 @@ static void fst_bad(const char *mode, const fst_variant *v, const char *extra, i
   CHECK_MSG(want_rc == 2 || !more, "more than one line: %s%s", line, second);
 }
 
-TEST(fit_tool_bad_input) {
+TEST_E2E(fit_tool_bad_input) {
   CHECK(fst_model());
   fst_variant no_sigma = {.no_sigma = 1};
   fst_bad("doublet", &no_sigma, "", 1, "no sigma", failed_);
@@ -618,7 +618,7 @@ TEST(fit_tool_bad_input) {
 
 /* ------------------------------------------------------------------ synthetic data */
 
-TEST(fit_synth_stream_is_seeded_and_fits) {
+TEST_E2E(fit_synth_stream_is_seeded_and_fits) {
   char ref_dir[1024], a[1024], b[1024], err[512];
   snprintf(ref_dir, sizeof ref_dir, "%s/data/vignette/csv/reference", test_repo_dir());
   rctd_synth_reference ref;
@@ -668,7 +668,7 @@ TEST(fit_synth_stream_is_seeded_and_fits) {
 
 /* The real pipeline: rctd-reference | rctd-normalize | rctd-sigma, whose stream carries sigma
  * (estimated, 0.84) and its likelihood table, which the fit takes from the stream. */
-TEST(fit_tool_pipeline_doublet_matches_r) {
+TEST_E2E(fit_tool_pipeline_doublet_matches_r) {
   CHECK(fst_vignette_load() == 0);
   char model[1024];
   snprintf(model, sizeof model, "%s/pipeline-model.rctd", test_tmp_dir());

@@ -58,7 +58,7 @@ static int hs_err_is(const char *text) {
 
 /* ------------------------------------------------------------------ outputs */
 
-TEST(hostile_fifo_and_fd_outputs_written_in_place) {
+TEST_E2E(hostile_fifo_and_fd_outputs_written_in_place) {
   CHECK(hs_setup());
   CHECK(HS_SH(HS_REF_STREAM) == 0);
   /* A FIFO stays a FIFO and its reader gets the bytes a regular file would hold. */
@@ -76,7 +76,7 @@ TEST(hostile_fifo_and_fd_outputs_written_in_place) {
   CHECK(hs_err_is(""));
 }
 
-TEST(hostile_h5ad_into_a_fifo) {
+TEST_E2E(hostile_h5ad_into_a_fifo) {
   CHECK(hs_setup());
   CHECK(HS_SH(HS_RUN " --no-summary -o run.h5ad") == 0);
   CHECK(HS_SH("rm -f fifo5 && mkfifo fifo5 && { cat fifo5 > from_fifo.h5ad & } && " HS_RUN
@@ -85,7 +85,7 @@ TEST(hostile_h5ad_into_a_fifo) {
   CHECK(hs_err_is(""));
 }
 
-TEST(hostile_write_errors_fail_and_leave_nothing) {
+TEST_E2E(hostile_write_errors_fail_and_leave_nothing) {
   CHECK(hs_setup());
   CHECK(HS_SH("rctd-reference --help > /dev/full") == 1);
   CHECK(hs_err_is("rctd-reference: stdout: write failed: No space left on device\n"));
@@ -110,7 +110,7 @@ TEST(hostile_write_errors_fail_and_leave_nothing) {
                   "incomplete\n"));
 }
 
-TEST(hostile_output_path_messages) {
+TEST_E2E(hostile_output_path_messages) {
   CHECK(hs_setup());
   CHECK(HS_SH(HS_RUN " -o ''") == 2);
   CHECK(hs_err_is("rctd run: option -o: the path is empty: give a file name, or - for standard "
@@ -142,7 +142,7 @@ static int hs_glibc_line(const char *line) {
 /* Every damaged HDF5 file of tests/data/bad-inputs (../shared/bad-inputs when found: SIGSEGV,
  * SIGABRT and minute-long hangs inside libhdf5) ends with exactly the line recorded in
  * hdf5.expected, exit status 1, no output file, within the time limit. */
-TEST(hostile_damaged_hdf5_one_line_each) {
+TEST_E2E(hostile_damaged_hdf5_one_line_each) {
   if (HS_UNDER_ASAN) return;
   CHECK(hs_setup());
   CHECK(HS_SH(HS_REF_STREAM " && rm -rf bad && mkdir bad && cd bad && tar xJf "
@@ -190,7 +190,7 @@ TEST(hostile_damaged_hdf5_one_line_each) {
 }
 
 /* rctd validate and rctd-merge --spatial read the same files under the same guard. */
-TEST(hostile_damaged_hdf5_validate_and_merge) {
+TEST_E2E(hostile_damaged_hdf5_validate_and_merge) {
   if (HS_UNDER_ASAN) return;
   CHECK(hs_setup());
   CHECK(HS_SH("test -e bad/segv_sp.h5ad || { mkdir -p bad && cd bad && tar xJf "
@@ -223,7 +223,7 @@ TEST(hostile_damaged_hdf5_validate_and_merge) {
 
 /* Tampered streams of tests/data/bad-inputs: each refused with the line that names the damage,
  * and no output. */
-TEST(hostile_tampered_streams_refused) {
+TEST_E2E(hostile_tampered_streams_refused) {
   CHECK(hs_setup());
   CHECK(HS_SH("cp \"$BAD\"/*.rctd . && rctd-merge --spatial \"$SP\" -q -o t1.h5ad "
               "fit_profiles_flipped.rctd") == 1);
@@ -263,7 +263,7 @@ static int hs_flip_after_first_chunk(const char *file, size_t offset) {
 /* A flipped byte in a chunk a stage only skips is found there: rctd-view RECORD skips the
  * records before RECORD, the first of which (reference.meta) is damaged inside its zstd frame
  * (32-byte block header, then 20 bytes in). */
-TEST(hostile_skipped_chunks_are_verified) {
+TEST_E2E(hostile_skipped_chunks_are_verified) {
   CHECK(hs_setup());
   CHECK(HS_SH(HS_REF_STREAM " && cp REF.rctd flip.rctd") == 0);
   CHECK(hs_flip_after_first_chunk("flip.rctd", 32 + 20) == 0);
@@ -273,7 +273,7 @@ TEST(hostile_skipped_chunks_are_verified) {
 }
 
 /* An MTX entry line without its value is an error, not a dropped entry. */
-TEST(hostile_mtx_entry_without_value) {
+TEST_E2E(hostile_mtx_entry_without_value) {
   CHECK(hs_setup());
   CHECK(HS_SH(HS_REF_STREAM) == 0);
   CHECK(HS_SH("rm -rf novalue && mkdir novalue && cp '%s/tests/data/input/mtx_v2/'*.tsv novalue/ "
@@ -286,7 +286,7 @@ TEST(hostile_mtx_entry_without_value) {
 
 /* An h5ad whose categorical cell types list a name twice (anndata cannot read that back):
  * categories of tests/data/input/csr.h5ad rewritten to gamma, beta, gamma. */
-TEST(hostile_h5ad_duplicate_categories) {
+TEST_E2E(hostile_h5ad_duplicate_categories) {
   CHECK(hs_setup());
   CHECK(HS_SH(HS_REF_STREAM " && cp '%s/tests/data/input/csr.h5ad' dupcat.h5ad", hs_repo) == 0);
   char path[PATH_MAX + 32];
@@ -317,7 +317,7 @@ TEST(hostile_h5ad_duplicate_categories) {
   "rm -f stuck.fifo && mkfifo stuck.fifo && rctd run --reference \"$REF\" --reference-numi-col " \
   "nUMI --cell-type-col cell_type_name --spatial \"$PWD/stuck.fifo\" -q -o stuck.h5ad"
 
-TEST(hostile_stages_die_with_rctd_run) {
+TEST_E2E(hostile_stages_die_with_rctd_run) {
   CHECK(hs_setup());
   /* SIGKILL of the parent alone: the stages get SIGTERM from the kernel and leave nothing. */
   CHECK(HS_SH("{ " HS_RUN_STUCK " 2> run.err & } ; p=$!; sleep 1; n=$(pgrep -f \"$PWD/stuck.fifo\" "
@@ -335,7 +335,7 @@ TEST(hostile_stages_die_with_rctd_run) {
 
 /* A YAML null or a key given twice is refused alike by rctd run and by the stage; a bad value
  * reaching rctd run from the file names the file and line, not a command-line option. */
-TEST(hostile_yaml_null_duplicate_and_bad_value) {
+TEST_E2E(hostile_yaml_null_duplicate_and_bad_value) {
   CHECK(hs_setup());
   CHECK(HS_SH("printf 'UMI_min:\\n' > null.yaml && " HS_RUN " -o y.h5ad --config null.yaml") == 2);
   CHECK(hs_err_is("rctd run: null.yaml: line 1: key 'UMI_min' has no value: give one, or remove "
@@ -359,7 +359,7 @@ TEST(hostile_yaml_null_duplicate_and_bad_value) {
 #define HS_CSV "V=\"$(dirname \"$(dirname \"$REF\")\")/csv\"; "
 
 /* Each message names the real cause and the real file. */
-TEST(hostile_messages_name_the_cause) {
+TEST_E2E(hostile_messages_name_the_cause) {
   CHECK(hs_setup());
   CHECK(HS_SH("test -s kept/4-fit.rctd || " HS_RUN " --no-summary --keep-intermediates kept -o "
               "kept.h5ad") == 0);
@@ -412,7 +412,7 @@ TEST(hostile_messages_name_the_cause) {
 
 /* A stage failing inside rctd run: its line, then rctd run's, and no follow-on line from the
  * stages after it about their cut input. */
-TEST(hostile_run_reports_the_first_failure_only) {
+TEST_E2E(hostile_run_reports_the_first_failure_only) {
   if (HS_UNDER_ASAN) return;
   CHECK(hs_setup());
   CHECK(HS_SH("test -e bad/segv_sp.h5ad || { mkdir -p bad && cd bad && tar xJf "

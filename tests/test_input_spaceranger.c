@@ -1,4 +1,4 @@
-/* Space Ranger outs/ folders as input (lib/input_spaceranger.c): built here from the 10x
+/* Space Ranger outs/ folders as input (lib/io/input_spaceranger.c): built here from the 10x
  * fixture (scripts/make_input_fixtures.py's 6 x 5 matrix) and positions files written by the
  * test, with and without a header, spots off the tissue dropped, bad positions refused. */
 #include <stdio.h>

@@ -67,7 +67,7 @@ static int tm_absent(const char *path) {
   return test_sh("cd '%s' && test ! -e %s && ! ls -A | grep -q '\\.tmp\\.'", tm_dir, path) == 0;
 }
 
-TEST(merge_shards_give_identical_bytes) {
+TEST_E2E(merge_shards_give_identical_bytes) {
   CHECK_MSG(tm_setup(), "the vignette pipeline did not run (binaries in %s)", test_bin_dir());
   CHECK(tm_merge("fit.rctd -o one.h5ad --format h5ad,csv") == 0);
   CHECK(tm_merge("s3.rctd s1.rctd s2.rctd -o three.h5ad --format h5ad,csv") == 0);
@@ -85,7 +85,7 @@ TEST(merge_shards_give_identical_bytes) {
   CHECK(tm_same_dir("one", "piped"));
 }
 
-TEST(merge_values_match_r) {
+TEST_E2E(merge_values_match_r) {
   CHECK(tm_setup());
   CHECK(tm_merge("fit.rctd -o gold.h5ad --format h5ad,csv") == 0);
   CHECK(test_sh("/usr/bin/python3 tests/h5ad_check.py '%s/gold.h5ad' "
@@ -97,7 +97,7 @@ TEST(merge_values_match_r) {
                 tm_dir, test_repo_dir()) == 0);
 }
 
-TEST(merge_refuses_missing_shard) {
+TEST_E2E(merge_refuses_missing_shard) {
   CHECK(tm_setup());
   CHECK(tm_merge("s1.rctd s3.rctd -o missing.h5ad") == 1);
   CHECK(tm_err_has("missing shard") && tm_err_has("shard 2/3"));
@@ -109,7 +109,7 @@ TEST(merge_refuses_missing_shard) {
   CHECK(tm_absent("missing.h5ad") && tm_absent("missing"));
 }
 
-TEST(merge_refuses_duplicated_shard) {
+TEST_E2E(merge_refuses_duplicated_shard) {
   CHECK(tm_setup());
   CHECK(tm_merge("s1.rctd s2.rctd s3.rctd s2.rctd -o dup.h5ad") == 1);
   CHECK(tm_err_has("duplicated shard") && tm_err_has("s2.rctd"));
@@ -123,7 +123,7 @@ TEST(merge_refuses_duplicated_shard) {
   CHECK(tm_absent("dup.h5ad"));
 }
 
-TEST(merge_refuses_foreign_and_truncated_shards) {
+TEST_E2E(merge_refuses_foreign_and_truncated_shards) {
   CHECK(tm_setup());
   CHECK(TM_SH("rctd-fit-doublet -q --cache-dir cache --chunk-pixels 8 --shard 2/3 "
               "--doublet-threshold 25 model.rctd -o other2.rctd",
@@ -148,7 +148,7 @@ TEST(merge_refuses_foreign_and_truncated_shards) {
   CHECK(tm_err_has("not a result stream"));
 }
 
-TEST(merge_refuses_other_spatial_input) {
+TEST_E2E(merge_refuses_other_spatial_input) {
   CHECK(tm_setup());
   CHECK(TM_SH("rctd-merge -q --spatial '%s/data/vignette/h5ad/reference.h5ad' fit.rctd "
               "-o wrong.h5ad 2> merge.err",
@@ -158,7 +158,7 @@ TEST(merge_refuses_other_spatial_input) {
   CHECK(TM_SH("rctd-merge -q fit.rctd -o - 2> merge.err", tm_dir, tm_bin) == 2);
 }
 
-TEST(merge_json_and_text_summary) {
+TEST_E2E(merge_json_and_text_summary) {
   CHECK(tm_setup());
   CHECK(tm_merge("s1.rctd s2.rctd s3.rctd --json summary.json --summary summary.txt") == 0);
   CHECK(test_sh("/usr/bin/python3 -c \"import json; d = json.load(open('%s/summary.json')); "
@@ -175,7 +175,7 @@ TEST(merge_json_and_text_summary) {
 
 /* Without --spatial the h5ad holds the fitted pixels only; with a spacexr CSV directory the
  * rows are its beads, with their coordinates. */
-TEST(merge_fresh_h5ad) {
+TEST_E2E(merge_fresh_h5ad) {
   CHECK(tm_setup());
   CHECK(TM_SH("rctd-merge -q fit.rctd -o fresh.h5ad", tm_dir, tm_bin) == 0);
   CHECK(test_sh("/usr/bin/python3 tests/h5ad_check.py '%s/fresh.h5ad' "
@@ -221,7 +221,7 @@ static int tm_rewrite_sigma(const char *in, const char *out, const char *const *
  * uns/rctd/sigma_epochs, as anndata reads them: each epoch's sigma, likelihood and choice equal
  * to the record's; a given sigma gives its source only; a damaged record is refused in one
  * line, no output. */
-TEST(merge_carries_the_sigma_epochs_into_uns) {
+TEST_E2E(merge_carries_the_sigma_epochs_into_uns) {
   CHECK(tm_setup());
   char path[PATH_MAX + 64], err[RCTD_ERR_LEN];
   snprintf(path, sizeof path, "%s/model.rctd", tm_dir);

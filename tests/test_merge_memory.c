@@ -1,4 +1,4 @@
-/* rctd-merge on result streams written here by hand (the layout of lib/fit_stage.h): memory
+/* rctd-merge on result streams written here by hand (the layout of lib/stage/fit_stage.h): memory
  * stays bounded by the chunk, not by the pixels, and damaged streams are refused. */
 #define _GNU_SOURCE
 #include <inttypes.h>

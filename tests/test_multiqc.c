@@ -1,4 +1,4 @@
-/* rctd-merge --multiqc (lib/merge_multiqc.c), through rctd run: two samples of the vignette, one
+/* rctd-merge --multiqc (lib/stage/merge_multiqc.c), through rctd run: two samples of the vignette, one
  * as MultiQC JSON (doublet mode) and one as TSV (full mode), read by Debian's MultiQC into one
  * General Statistics table whose values match the result h5ads (tests/report_check.py). */
 #include <stdio.h>
@@ -15,7 +15,7 @@
   "--reference-numi-col nUMI --cell-type-col cell_type_name --spatial "             \
   "data/vignette/h5ad/spatial.h5ad"
 
-TEST(multiqc_general_stats_of_two_samples_in_one_table) {
+TEST_E2E(multiqc_general_stats_of_two_samples_in_one_table) {
   char dir[4096];
   snprintf(dir, sizeof dir, "%s/multiqc", test_tmp_dir());
   CHECK(REPO_SH("mkdir -p '%s'", dir) == 0);
@@ -29,7 +29,7 @@ TEST(multiqc_general_stats_of_two_samples_in_one_table) {
                 dir, dir, dir) == 0);
 }
 
-TEST(multiqc_file_name_must_say_json_or_tsv) {
+TEST_E2E(multiqc_file_name_must_say_json_or_tsv) {
   CHECK(rctd_multiqc_format("a_mqc.json") == 0 && rctd_multiqc_format("a_mqc.tsv") == 1);
   CHECK(rctd_multiqc_format("a_mqc.txt") == -1 && rctd_multiqc_format("json") == -1);
   char log[4200];

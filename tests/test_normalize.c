@@ -302,7 +302,7 @@ static void norm_test_check_gold(const char *path, int *failed_) {
   rctd_model_reader_close(mr);
 }
 
-TEST(normalize_vignette_h5ad_matches_r) {
+TEST_E2E(normalize_vignette_h5ad_matches_r) {
   char ref[512], out[512];
   CHECK(norm_test_make_reference(ref, sizeof ref) == 0);
   snprintf(out, sizeof out, "%s/norm_vignette_h5ad.rctd", test_tmp_dir());
@@ -312,7 +312,7 @@ TEST(normalize_vignette_h5ad_matches_r) {
   norm_test_check_gold(out, failed_);
 }
 
-TEST(normalize_vignette_csv_pipe_and_blocks) {
+TEST_E2E(normalize_vignette_csv_pipe_and_blocks) {
   /* rctd-reference | rctd-normalize with the CSV inputs and small blocks: same model and
    * pixels as from the h5ad files. */
   char out[512];
@@ -354,7 +354,7 @@ static void norm_test_fails(const char *args, const char *expect, int *failed_) 
   CHECK_MSG(test_sh("test ! -e %s", out) == 0, "%s left an output", args);
 }
 
-TEST(normalize_bad_input) {
+TEST_E2E(normalize_bad_input) {
   char ref[512], args[2048], path[512];
   const char *tmp = test_tmp_dir(), *sh = test_repo_dir();
   CHECK(norm_test_make_reference(ref, sizeof ref) == 0);

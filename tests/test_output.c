@@ -1,4 +1,4 @@
-/* Result writers (lib/output.h) fed with R's own results (tests/data/gold/vignette): the CSV files
+/* Result writers (lib/io/output.h) fed with R's own results (tests/data/gold/vignette): the CSV files
  * must come out byte for byte as R wrote them, the h5ad must open in anndata with R's values in
  * the documented slots, and the bytes must not depend on time or on how the pixels are
  * chunked. */

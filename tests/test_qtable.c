@@ -9,7 +9,7 @@
  *   spline_sigma084.txt      lines "y lambda d0 d1 d2" of calc_Q_all at sigma 0.84 */
 #include <stdlib.h>
 
-#include "cpu/qtable_lgamma.h"
+#include "common/qtable_lgamma.h"
 #include "rctd_kernels.h"
 #include "test.h"
 

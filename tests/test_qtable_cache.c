@@ -1,4 +1,4 @@
-/* Likelihood tables on demand with the on-disk cache (lib/qtable_cache.c). */
+/* Likelihood tables on demand with the on-disk cache (lib/format/qtable_cache.c). */
 #include <stdlib.h>
 #include <sys/stat.h>
 #include <unistd.h>

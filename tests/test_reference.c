@@ -334,7 +334,7 @@ TEST(reference_build_vignette) {
 
 /* ---------------------------------------------------------------- the tool */
 
-TEST(reference_tool_vignette_matches_r) {
+TEST_E2E(reference_tool_vignette_matches_r) {
   const char *tmp = test_tmp_dir(), *bin = test_bin_dir(), *repo = test_repo_dir();
   char out[512], err[512];
   snprintf(out, sizeof out, "%s/vignette_ref.rctd", tmp);
@@ -402,7 +402,7 @@ TEST(reference_tool_vignette_matches_r) {
   rctd_reference_data_free(&ref);
 }
 
-TEST(reference_tool_bad_input) {
+TEST_E2E(reference_tool_bad_input) {
   const char *tmp = test_tmp_dir(), *bin = test_bin_dir(), *repo = test_repo_dir();
   char out[512], log[512];
   snprintf(out, sizeof out, "%s/bad_ref.rctd", tmp);

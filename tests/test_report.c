@@ -1,4 +1,4 @@
-/* rctd report (lib/report.c, lib/raster.c): the PNG maps of a synthetic layout at known
+/* rctd report (lib/stage/report.c, lib/io/raster.c): the PNG maps of a synthetic layout at known
  * coordinates, the HTML rendered by headless chromium (the vignette's report and a 100,000-pixel
  * synthetic one), the PNG encoder, and bad input (no weights, NaN coordinates, a row count that
  * differs, an unwritable output): one line, exit 1, no report.  Python checks:
@@ -85,7 +85,7 @@ TEST(report_png_encoder_round_trips_through_zlib) {
   free(b);
 }
 
-TEST(report_png_maps_show_each_type_at_its_coordinates) {
+TEST_E2E(report_png_maps_show_each_type_at_its_coordinates) {
   const char *h5ad = rep_path("synth_small.h5ad"), *dir = rep_path("synth_png");
   const int K = 7, n = 2500; /* side 50 */
   CHECK_MSG(rctd_synth_result_write(h5ad, n, K, 1, rep_err, sizeof rep_err) == 0, "%s", rep_err);
@@ -101,7 +101,7 @@ TEST(report_png_maps_show_each_type_at_its_coordinates) {
                 dir, dir, dir, 4 + K) == 0);
 }
 
-TEST(report_html_renders_in_chromium_at_100000_pixels) {
+TEST_E2E(report_html_renders_in_chromium_at_100000_pixels) {
   const char *h5ad = rep_path("synth_100k.h5ad"), *html = rep_path("synth_100k.html");
   const int K = 19;
   CHECK_MSG(rctd_synth_result_write(h5ad, 100000, K, 1, rep_err, sizeof rep_err) == 0, "%s",
@@ -117,7 +117,7 @@ TEST(report_html_renders_in_chromium_at_100000_pixels) {
 /* The vignette through rctd run --report, its spatial input given as a Space Ranger folder
  * (made from the vignette h5ad; every 5th spot off the tissue): the result's obsm/spatial holds
  * the in-tissue spots' positions, and the report renders. */
-TEST(report_vignette_from_a_space_ranger_folder_renders_in_chromium) {
+TEST_E2E(report_vignette_from_a_space_ranger_folder_renders_in_chromium) {
   const char *folder = rep_path("vignette_outs"), *h5ad = rep_path("vignette_sr.h5ad");
   const char *html = rep_path("vignette_sr.html");
   CHECK(REPO_SH("/usr/bin/python3 tests/report_check.py spaceranger "
@@ -139,7 +139,7 @@ TEST(report_vignette_from_a_space_ranger_folder_renders_in_chromium) {
                 html, rep_path("vignette_sr.png"), 4 + 19, colours) == 0);
 }
 
-TEST(report_without_coordinates_says_so_and_shows_the_rest) {
+TEST_E2E(report_without_coordinates_says_so_and_shows_the_rest) {
   const char *h5ad = rep_path("synth_nocoords.h5ad"), *html = rep_path("nocoords.html");
   CHECK_MSG(rctd_synth_result_write(h5ad, 400, 5, 0, rep_err, sizeof rep_err) == 0, "%s", rep_err);
   CHECK(REPO_SH("%s/rctd report --quiet '%s' -o '%s'", test_bin_dir(), h5ad, html) == 0);
@@ -206,7 +206,7 @@ static int rep_damage_epochs(const char *h5ad) {
   return rc;
 }
 
-TEST(report_bad_input_one_line_exit_1_no_report) {
+TEST_E2E(report_bad_input_one_line_exit_1_no_report) {
   const char *good = rep_path("bad_good.h5ad"), *nan = rep_path("bad_nan.h5ad");
   const char *rows = rep_path("bad_rows.h5ad"), *out = rep_path("bad.html");
   CHECK_MSG(rctd_synth_result_write(good, 300, 4, 1, rep_err, sizeof rep_err) == 0, "%s", rep_err);
@@ -241,7 +241,7 @@ TEST(report_bad_input_one_line_exit_1_no_report) {
 }
 
 /* The Snakemake workflow's `reports` target: every sample's HTML report and MultiQC statistics. */
-TEST(report_snakemake_reports_target) {
+TEST_E2E(report_snakemake_reports_target) {
   char work[4096], bin[4096], repo[4096];
   snprintf(work, sizeof work, "%s/smk_reports", test_tmp_dir());
   CHECK(realpath(test_bin_dir(), bin) != NULL && realpath(test_repo_dir(), repo) != NULL);
@@ -263,7 +263,7 @@ TEST(report_snakemake_reports_target) {
  * (uns/rctd/sigma_epochs): rctd run --report and rctd report on the h5ad alone both give the
  * values rctd-sigma printed (10 significant digits); a given sigma is said to be given;
  * --sigma-stream still reads rctd-sigma's output and refuses a stream without its record. */
-TEST(report_sigma_trace_from_the_result) {
+TEST_E2E(report_sigma_trace_from_the_result) {
   const char *keep = rep_path("trace_keep"), *h5ad = rep_path("trace.h5ad");
   const char *html = rep_path("trace.html"), *log = rep_path("trace.log");
   const char *again = rep_path("trace_again.html"), *given = rep_path("given.h5ad");

@@ -54,20 +54,20 @@ static void tr_mode_matches_r(int *failed_, const char *mode) {
   CHECK(test_sh("grep -q '^RCTD %s mode: sigma 0.84' '%s/%s.summary'", mode, tr_dir, mode) == 0);
 }
 
-TEST(run_vignette_doublet_matches_r) {
+TEST_E2E(run_vignette_doublet_matches_r) {
   tr_mode_matches_r(failed_, "doublet");
 }
 
-TEST(run_vignette_full_matches_r) {
+TEST_E2E(run_vignette_full_matches_r) {
   tr_mode_matches_r(failed_, "full");
 }
 
-TEST(run_vignette_multi_matches_r) {
+TEST_E2E(run_vignette_multi_matches_r) {
   tr_mode_matches_r(failed_, "multi");
 }
 
 /* The stages by hand through pipes, through files, and rctd run: the same bytes. */
-TEST(run_pipe_form_equals_file_form) {
+TEST_E2E(run_pipe_form_equals_file_form) {
   CHECK(tr_setup());
   CHECK(TR_SH("rctd-reference -q " TR_REF " --numi-col nUMI | rctd-normalize -q " TR_SPATIAL
               " - | rctd-sigma -q | rctd-fit-doublet -q | rctd-merge -q --spatial " TR_SPATIAL
@@ -100,7 +100,7 @@ TEST(run_pipe_form_equals_file_form) {
 }
 
 /* Options from a YAML file (R's names work), the command line winning. */
-TEST(run_config_file) {
+TEST_E2E(run_config_file) {
   CHECK(tr_setup());
   CHECK(test_sh("printf 'reference_numi_col: nUMI\\ndoublet_mode: multi\\nMAX_MULTI_TYPES: 3\\n"
                 "format: csv\\n' > '%s/run.yaml'",
@@ -119,7 +119,7 @@ TEST(run_config_file) {
   CHECK(tr_err_has("--umi-min: invalid number"));
 }
 
-TEST(run_failure_leaves_no_output) {
+TEST_E2E(run_failure_leaves_no_output) {
   CHECK(tr_setup());
   CHECK(TR_SH("rctd run -q --reference missing.h5ad --spatial " TR_SPATIAL " -o fail.h5ad",
               tr_data) == 1);
@@ -156,7 +156,7 @@ TEST(run_failure_leaves_no_output) {
   CHECK(TR_SH("rctd version | grep -q '^rctd '") == 0);
 }
 
-TEST(run_validate) {
+TEST_E2E(run_validate) {
   CHECK(tr_setup());
   CHECK(TR_SH("rctd validate --reference " TR_REF " --reference-numi-col nUMI --spatial " TR_SPATIAL
               " > validate.txt",

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "log.h"
 #include "model.h"
 #include "qtable_cache.h"
 #include "rctd_kernels.h"
@@ -445,7 +446,7 @@ static int sig_t_failed_cleanly(const char *dir, const char *what, const char *o
              dir, what, out) == 0;
 }
 
-TEST(sigma_stage_reproduces_r_through_the_stream) {
+TEST_E2E(sigma_stage_reproduces_r_through_the_stream) {
   char dir[512];
   snprintf(dir, sizeof dir, "%s/sigma-stage", test_tmp_dir());
   CHECK(test_sh("mkdir -p '%s/tmp'", dir) == 0);
@@ -528,7 +529,7 @@ TEST(sigma_stage_reproduces_r_through_the_stream) {
                 dir) == 0);
 }
 
-TEST(sigma_stage_given_sigma) {
+TEST_E2E(sigma_stage_given_sigma) {
   char dir[512];
   snprintf(dir, sizeof dir, "%s/sigma-given", test_tmp_dir());
   CHECK(test_sh("mkdir -p '%s'", dir) == 0);
@@ -566,7 +567,7 @@ TEST(sigma_stage_given_sigma) {
                 dir, test_bin_dir()) == 0);
 }
 
-TEST(sigma_stage_bad_input) {
+TEST_E2E(sigma_stage_bad_input) {
   char dir[512];
   snprintf(dir, sizeof dir, "%s/sigma-bad", test_tmp_dir());
   CHECK(test_sh("mkdir -p '%s/tmp'", dir) == 0);
@@ -621,7 +622,7 @@ TEST(sigma_stage_bad_input) {
   CHECK(sig_t_failed_cleanly(dir, "UMI_min_sigma", "out.rctd"));
 }
 
-TEST(sigma_stage_bad_cache_is_rebuilt) {
+TEST_E2E(sigma_stage_bad_cache_is_rebuilt) {
   char dir[512];
   snprintf(dir, sizeof dir, "%s/sigma-cache-bad", test_tmp_dir());
   CHECK(test_sh("mkdir -p '%s'", dir) == 0);
@@ -649,7 +650,7 @@ TEST(sigma_stage_bad_cache_is_rebuilt) {
 
 /* The whole chain from the vignette's CSV files (rctd-reference, rctd-normalize, rctd-sigma,
  * through pipes) gives R's sigma and per-epoch likelihoods. */
-TEST(sigma_pipeline_vignette_csv_matches_r) {
+TEST_E2E(sigma_pipeline_vignette_csv_matches_r) {
   char dir[512];
   snprintf(dir, sizeof dir, "%s/sigma-pipeline", test_tmp_dir());
   CHECK(test_sh("mkdir -p '%s'", dir) == 0);

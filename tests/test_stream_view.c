@@ -36,7 +36,7 @@ static int view_sample(void) {
   return rctd_test_sample_write_path(path, 2);
 }
 
-TEST(view_lists_records) {
+TEST_E2E(view_lists_records) {
   CHECK(view_sample() == 0);
   const char *out, *err;
   CHECK(view_run("view.rctd", &out, &err) == 0);
@@ -62,7 +62,7 @@ TEST(view_lists_records) {
                 test_bin_dir()) == 0);
 }
 
-TEST(view_prints_every_record_type) {
+TEST_E2E(view_prints_every_record_type) {
   CHECK(view_sample() == 0);
   struct {
     const char *args, *expect;
@@ -105,7 +105,7 @@ TEST(view_prints_every_record_type) {
   }
 }
 
-TEST(view_errors_and_exit_status) {
+TEST_E2E(view_errors_and_exit_status) {
   CHECK(view_sample() == 0);
   const char *out, *err;
   CHECK(view_run("view.rctd nope", &out, &err) == 1);
@@ -136,7 +136,7 @@ TEST(view_errors_and_exit_status) {
             "%s", err);
 }
 
-TEST(view_output_is_atomic) {
+TEST_E2E(view_output_is_atomic) {
   CHECK(view_sample() == 0);
   const char *out, *err;
   const char *dir = test_tmp_dir();

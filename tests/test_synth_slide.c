@@ -1,4 +1,4 @@
-/* The synthetic slide generator (lib/synth_slide.c) writes files the real readers take: the
+/* The synthetic slide generator (lib/stage/synth_slide.c) writes files the real readers take: the
  * reference h5ad with its cell types, the spatial 10x HDF5 with shared gene names; sizes,
  * count totals and determinism as the recipe says. */
 #include <stdlib.h>

@@ -12,7 +12,7 @@
 
 #include "test.h"
 
-TEST(workflows_snakemake_nextflow_vignette) {
+TEST_E2E(workflows_snakemake_nextflow_vignette) {
   if (test_sh("command -v snakemake >/dev/null 2>&1") != 0) {
     printf(
         "  note: snakemake is not installed (scripts/setup.sh installs it); workflow test "

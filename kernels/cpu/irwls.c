@@ -10,13 +10,12 @@
 #include <math.h>
 #include <string.h>
 
+#include "common/irwls_step.h"
 #include "cpu/psd.h"
 #include "cpu/spline_fast.h"
 
-#define IRWLS_ALPHA 0.3     /* solveWLS's damping */
-#define IRWLS_RIDGE 1e-7    /* added to the scaled Hessian's diagonal */
-#define IRWLS_PRED_MIN 1e-4 /* prediction floor: max(1e-4, nUMI * 1e-7) */
-#define IRWLS_PRED_NUMI 1e-7
+#define IRWLS_ALPHA RK_IRWLS_ALPHA /* kernels/common/irwls_step.h (shared with CUDA) */
+#define IRWLS_RIDGE RK_IRWLS_RIDGE
 
 typedef struct {
   double *y_g, *pred_g, *d0_g, *d1_g, *d2_g;
@@ -392,7 +391,7 @@ static void irwls_step_begin(const rctd_qtable *table, int n_genes, int n_types,
   else
 #endif
     irwls_predict(n_genes, K, S_kg, ws->s_k, ws->pred_g);
-  const double floor_pred = fmax(IRWLS_PRED_MIN, numi * IRWLS_PRED_NUMI);
+  const double floor_pred = rk_irwls_pred_floor(numi);
   for (int g = 0; g < n_genes; g++) {
     double p = fabs(ws->pred_g[g]);
     ws->pred_g[g] = p < floor_pred ? floor_pred : p;

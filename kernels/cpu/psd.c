@@ -19,6 +19,7 @@
 #include <gsl/gsl_vector.h>
 #include <math.h>
 
+#include "common/psd2.h"
 #include "cpu/spline_fast.h"
 
 static size_t psd_align(size_t bytes) {
@@ -33,32 +34,13 @@ size_t rctd_psd_workspace_bytes(int k) {
          psd_align(4 * kk * sizeof(double)) + psd_align(2 * kk * sizeof(double));
 }
 
-/* psd_one and psd_two are mirrored by rcu_psd_one / rcu_psd_two (kernels/cuda/cuda_math.cuh). */
+/* k = 1 and 2: the closed forms of kernels/common/psd2.h (shared with the CUDA fits). */
 static double psd_one(double h, double *D) {
-  double p = fmax(h, RCTD_PSD_EIG_FLOOR);
-  D[0] = p / p;
-  return p;
+  return rk_psd_one(h, D);
 }
 
 static double psd_two(const double *H, double *D) {
-  double a = H[0], b = H[2], c = H[3];
-  double cs = 1.0, sn = 0.0, lam1 = a, lam2 = c;
-  if (b != 0.0) {
-    double theta = (c - a) / (2.0 * b);
-    double t = fabs(theta) > 1e150 ? 0.5 / theta
-                                   : copysign(1.0, theta) / (fabs(theta) + sqrt(theta * theta + 1));
-    cs = 1.0 / sqrt(t * t + 1.0);
-    sn = t * cs;
-    lam1 = a - t * b; /* eigenvector (cs, -sn) */
-    lam2 = c + t * b; /* eigenvector (sn, cs) */
-  }
-  double mu1 = fmax(lam1, RCTD_PSD_EIG_FLOOR), mu2 = fmax(lam2, RCTD_PSD_EIG_FLOOR);
-  double norm = fmax(mu1, mu2);
-  double s1 = mu1 / norm, s2 = mu2 / norm;
-  D[0] = cs * cs * s1 + sn * sn * s2;
-  D[1] = D[2] = cs * sn * (s2 - s1);
-  D[3] = sn * sn * s1 + cs * cs * s2;
-  return norm;
+  return rk_psd_two(H[0], H[2], H[3], D);
 }
 
 /* sqrt(a^2 + b^2) without overflow or underflow. */

@@ -4,7 +4,9 @@
 #define RCTD_CPU_PSD_H
 #include <stddef.h>
 
-#define RCTD_PSD_EIG_FLOOR 1e-3 /* psd(): eigenvalues clamped from below at 1e-3 */
+#include "common/psd2.h"
+
+#define RCTD_PSD_EIG_FLOOR RK_EIG_FLOOR /* psd(): eigenvalues clamped from below at 1e-3 */
 
 /* Bytes of workspace rctd_psd_scaled needs for k x k. */
 size_t rctd_psd_workspace_bytes(int k);

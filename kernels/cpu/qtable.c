@@ -18,7 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "qtable_lgamma.h"
+#include "common/qtable_math.h"
 #include "rctd_kernels.h"
 
 /* Bit-for-bit agreement needs a * b + c rounded twice, as R does: no fused multiply-add.  GCC
@@ -27,19 +27,16 @@
 #pragma STDC FP_CONTRACT OFF
 #endif
 
-#define QT_N_Y 5000 /* Y = (-N_Y..N_Y) * QT_GAMMA, as get_Q */
-#define QT_N_POINTS (2 * QT_N_Y + 1)
-#define QT_GAMMA 4e-3
+/* The constants, the density, the interval and the spline system are kernels/common/qtable_math.h
+ * (shared with the CUDA backend). */
+#define QT_N_Y RK_QT_N_Y
+#define QT_N_POINTS RK_QT_N_POINTS
+#define QT_GAMMA RK_QT_GAMMA
 #define QT_BLOCK 16
 #define QT_N_BLOCKS ((QT_N_POINTS + QT_BLOCK - 1) / QT_BLOCK)
-#define QT_SKIP 80.0            /* terms below max * e^-80 are dropped */
-#define QT_FLOOR 1e-300         /* probabilities are floored before the log */
-#define QT_DELTA 1e-6           /* calc_Q_all's lambda scale */
-#define QT_EPSILON 1e-4         /* calc_Q_all's lambda clamp */
-#define QT_N_INT (RCTD_N_X - 2) /* interior spline nodes */
-
-/* R's pnorm(-3) (Cody's algorithm); 0.5 * erfc(3 / sqrt(2)) differs from it by 5 ulps. */
-static const double qt_pnorm_minus3 = 0x1.61de1f985b5d7p-10;
+#define QT_SKIP RK_QT_SKIP
+#define QT_FLOOR RK_QT_FLOOR
+#define QT_N_INT RK_QT_N_INT
 
 void rctd_sigma_grid(int sigma_vals[RCTD_N_SIGMA]) {
   int n = 0;
@@ -54,48 +51,17 @@ int rctd_sigma_index(int sigma_value) {
   return -1;
 }
 
-/* qt_interval, qt_log_ht_pdf, qt_spline_inverse, qt_quadrature_row, qt_spline_row and
- * qt_spline_one have device mirrors (kernels/cuda/cuda_math.cuh, cuda_qtable.cu): change both. */
-
-/* calc_Q_all's interval: 1-based m such that lambda lies in [X_vals[m], X_vals[m+1]], computed
- * with R's operations (pow(., 1/2), not sqrt, as R's `^` calls pow). */
-static int qt_interval(double lambda) {
-  double l = floor(pow(lambda / QT_DELTA, 0.5));
-  double m = fmin(l - 9, 40) + fmax(ceil(sqrt(fmax(l - 48.7499, 0) * 4)) - 2, 0);
-  if (m < 1) return 1;
-  if (m > RCTD_N_X - 1) return RCTD_N_X - 1;
-  return (int)m;
-}
-
 /* X_vals[m] = (first l with interval m)^2 * 1e-6; the last node is 1600. */
 void rctd_x_grid(double x_vals[RCTD_N_X]) {
   int m_prev = 0;
   for (long l = 10; m_prev < RCTD_N_X - 1; l++) {
     double ld = (double)l;
-    double m = fmin(ld - 9, 40) + fmax(ceil(sqrt(fmax(ld - 48.7499, 0) * 4)) - 2, 0);
+    double m = rk_qt_m_of_l(ld);
     if ((int)m == m_prev) continue;
     m_prev = (int)m;
     x_vals[m_prev - 1] = ld * ld * 1e-6;
   }
   x_vals[RCTD_N_X - 1] = 1600;
-}
-
-/* log of spacexr's heavy-tailed density ht_pdf(y, sigma): a normal core for |y/sigma| < 3 and a
- * c / (|z| - 7/3)^2 tail, continuous with its derivative at 3.  R's operation order. */
-static double qt_log_ht_pdf(double y, double sigma) {
-  const double sqrt_2pi = sqrt(2 * M_PI);
-  const double a = 4.0 / 9 * exp(-9.0 / 2) / sqrt_2pi;
-  const double c = 7.0 / 3;
-  const double norm_c = 1 / ((a / (3 - c) - qt_pnorm_minus3) * 2 + 1);
-  double z = y / sigma;
-  double p;
-  if (fabs(z) < 3) {
-    p = norm_c / sqrt_2pi * exp(-(z * z) / 2);
-  } else {
-    double t = fabs(z) - c;
-    p = norm_c * a / (t * t);
-  }
-  return log(p / sigma);
 }
 
 /* Per-sigma and per-row data of the quadrature; allocated once per rctd_qtable_rows call. */
@@ -143,52 +109,18 @@ static int qt_work_alloc(qt_work *w) {
 /* Natural cubic spline second derivatives (solve_sq).  For interior nodes 1..n-2 (0-based),
  *   del[j-1] z[j-1] + 2 (del[j-1] + del[j]) z[j] + del[j] z[j+1] = 6 (fB[j] - fB[j-1]),
  * z = 0 at both ends.  R solves this as solve(M) %*% fBD: LAPACK dgesv on the identity, then a
- * dgemm.  We do the same arithmetic in the same order (reference LAPACK/BLAS on a tridiagonal
- * matrix: no row swaps, l = a * (1 / u), u = b - c l; triangular solves column by column; the
- * product summed over l ascending), so z agrees with R's to rounding; a plain tridiagonal
- * solve differs from it by up to ~1e-8 relative where z is tiny. */
+ * dgemm.  We do the same arithmetic in the same order (rk_qt_spline_inverse: reference
+ * LAPACK/BLAS on a tridiagonal matrix; qt_spline_row: the product summed over l ascending), so z
+ * agrees with R's to rounding; a plain tridiagonal solve differs from it by up to ~1e-8 relative
+ * where z is tiny. */
 static void qt_spline_inverse(const double *x, qt_work *w) {
-  const int n = QT_N_INT;
-  double *u = w->lu_u, *l = w->lu_l, *c = w->lu_c;
-  for (int i = 0; i < n; i++) {
-    double b = 2 * ((x[i + 1] - x[i]) + (x[i + 2] - x[i + 1]));
-    if (i + 1 < n) c[i] = x[i + 2] - x[i + 1]; /* M[i][i+1] = M[i+1][i] */
-    if (i == 0) {
-      u[i] = b;
-      continue;
-    }
-    l[i] = c[i - 1] * (1 / u[i - 1]);
-    u[i] = b - c[i - 1] * l[i];
-  }
-  /* Inverse = dgetrs on the identity: per column j, a forward solve with the unit lower factor
-   * and a back solve with the upper one (reference dtrsm order).  All columns advance together
-   * (inv_ij[i * n + j] = MI[i][j]): entries above a column's start are exact zeros, which leave
-   * every update unchanged, so the values are those of the column-by-column solve. */
-  double *inv = w->inv_ij;
-  for (size_t e = 0; e < (size_t)n * n; e++) inv[e] = 0;
-  for (int i = 0; i < n; i++) inv[(size_t)i * n + i] = 1;
-  for (int k = 0; k + 1 < n; k++) {
-    const double *row = inv + (size_t)k * n;
-    double *next = inv + (size_t)(k + 1) * n;
-    for (int j = 0; j < n; j++) next[j] = next[j] - row[j] * l[k + 1];
-  }
-  for (int k = n - 1; k >= 0; k--) {
-    double *row = inv + (size_t)k * n;
-    for (int j = 0; j < n; j++) row[j] = row[j] / u[k];
-    if (k == 0) break;
-    double *prev = row - n;
-    for (int j = 0; j < n; j++) prev[j] = prev[j] - row[j] * c[k - 1];
-  }
+  rk_qt_spline_inverse(x, w->lu_u, w->lu_l, w->lu_c, w->inv_ij);
 }
 
 static void qt_spline_row(const double *x, const double *q_x, const qt_work *w, double *sq_x) {
   const int n = QT_N_INT;
   double *fbd = w->rhs;
-  for (int i = 0; i < n; i++) {
-    double fb_lo = (q_x[i + 1] - q_x[i]) / (x[i + 1] - x[i]);
-    double fb_hi = (q_x[i + 2] - q_x[i + 1]) / (x[i + 2] - x[i + 1]);
-    fbd[i] = 6 * (fb_hi - fb_lo);
-  }
+  for (int i = 0; i < n; i++) fbd[i] = rk_qt_spline_rhs(x, q_x, i);
   /* Four independent dot products at a time for instruction-level parallelism; each keeps
    * R's summation order. */
   int i = 0;
@@ -219,8 +151,7 @@ static void qt_spline_row(const double *x, const double *q_x, const qt_work *w, 
 /* P(Y = k | x) for every x of the grid: get_Q's sum, term by term in R's order. */
 static void qt_quadrature_row(int k, const double *x_vals, qt_work *w, double *q_x) {
   const double kd = (double)k;
-  int sign;
-  const double lg = k < QT_N_LGAMMA ? qt_r_lgamma[k] : lgamma_r(kd + 1, &sign);
+  const double lg = rk_qt_lgamma_k1(k);
   for (int j = 0; j < QT_N_POINTS; j++) w->kyl_j[j] = kd * w->y_j[j] + w->log_ht_j[j];
   for (int b = 0; b < QT_N_BLOCKS; b++) {
     int j_end = (b + 1) * QT_BLOCK < QT_N_POINTS ? (b + 1) * QT_BLOCK : QT_N_POINTS;
@@ -269,7 +200,7 @@ int rctd_qtable_rows(double sigma_c, const double x_vals[RCTD_N_X], int k_begin,
   for (int j = 0; j < QT_N_POINTS; j++) {
     w.y_j[j] = (double)(j - QT_N_Y) * QT_GAMMA;
     w.neg_exp_y_j[j] = -exp(w.y_j[j]);
-    w.log_ht_j[j] = qt_log_ht_pdf(w.y_j[j], sigma_c);
+    w.log_ht_j[j] = rk_qt_log_ht_pdf(w.y_j[j], sigma_c);
   }
   for (int i = 0; i < RCTD_N_X; i++) w.log_x[i] = log(x_vals[i]);
   qt_spline_inverse(x_vals, &w);
@@ -296,20 +227,16 @@ static void qt_spline_one(const rctd_qtable *t, double y, double lambda, double 
     *d0 = *d1 = *d2 = NAN;
     return;
   }
-  double x_max = x[RCTD_N_X - 1];
-  lambda = fmin(fmax(QT_EPSILON, lambda), x_max - QT_EPSILON);
-  int m = qt_interval(lambda);
-  double ti1 = x[m - 1], ti = x[m], hi = ti - ti1;
-  const double *q = t->q_kx + (size_t)row * RCTD_N_X;
-  const double *sq = t->sq_kx + (size_t)row * RCTD_N_X;
-  double fti1 = q[m - 1], fti = q[m], zi1 = sq[m - 1], zi = sq[m];
-  double diff1 = lambda - ti1, diff2 = ti - lambda;
-  double diff3 = fti / hi - zi * hi / 6, diff4 = fti1 / hi - zi1 * hi / 6;
-  double zdi = zi / hi, zdi1 = zi1 / hi;
+  lambda = rk_qt_clamp_lambda(lambda, x[RCTD_N_X - 1]);
+  int m = rk_qt_interval(lambda);
+  double c[4];
+  rk_qt_spline_coef(x, t->q_kx + (size_t)row * RCTD_N_X, t->sq_kx + (size_t)row * RCTD_N_X, m, c);
+  double zdi = c[0], zdi1 = c[1], diff3 = c[2], diff4 = c[3];
+  double diff1 = lambda - x[m - 1], diff2 = x[m] - lambda;
   /* R's x^3 is pow(x, 3) and x^2 is x * x. */
   *d0 = zdi * pow(diff1, 3) / 6 + zdi1 * pow(diff2, 3) / 6 + diff3 * diff1 + diff4 * diff2;
-  *d1 = zdi * (diff1 * diff1) / 2 - zdi1 * (diff2 * diff2) / 2 + diff3 - diff4;
-  *d2 = zdi * diff1 + zdi1 * diff2;
+  *d1 = rk_qt_spline_d1(zdi, zdi1, diff3, diff4, diff1, diff2);
+  *d2 = rk_qt_spline_d2(zdi, zdi1, diff1, diff2);
 }
 
 void rctd_spline_eval(const rctd_qtable *table, int n, const double *y, const double *lambda,

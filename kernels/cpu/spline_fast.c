@@ -18,9 +18,11 @@
 #define SF_X86 1
 #endif
 
-#define SF_EPSILON 1e-4 /* calc_Q_all's lambda clamp */
-#define SF_DELTA 1e-6   /* calc_Q_all's lambda scale */
-#define SF_N_L 40000    /* l = floor(sqrt(lambda / 1e-6)) < 40000 for lambda < 1600 */
+#include "common/qtable_math.h"
+
+#define SF_EPSILON RK_QT_EPSILON /* calc_Q_all's lambda clamp */
+#define SF_DELTA RK_QT_DELTA     /* calc_Q_all's lambda scale */
+#define SF_N_L 40000             /* l = floor(sqrt(lambda / 1e-6)) < 40000 for lambda < 1600 */
 #define SF_N_INT (RCTD_N_X - 1)
 #define SF_MAX_ATTACHED 16
 
@@ -48,7 +50,7 @@ static void sf_init(void) {
   rctd_x_grid(sf_tab.x);
   for (int l = 0; l < SF_N_L; l++) {
     double ld = l;
-    double m = fmin(ld - 9, 40) + fmax(ceil(sqrt(fmax(ld - 48.7499, 0) * 4)) - 2, 0);
+    double m = rk_qt_m_of_l(ld);
     sf_tab.m_of_l[l] = (unsigned short)(m < 1 ? 1 : m > RCTD_N_X - 1 ? RCTD_N_X - 1 : m);
   }
 #ifdef SF_X86
@@ -68,14 +70,9 @@ size_t rctd_spline_coef_doubles(int n_k) {
   return (size_t)(n_k > 0 ? n_k : 0) * SF_N_INT * 4;
 }
 
-/* The terms of calc_Q_all that do not depend on lambda, with qtable.c's operations. */
+/* The terms of calc_Q_all that do not depend on lambda (kernels/common/qtable_math.h). */
 static void sf_coef_one(const double *x, const double *q, const double *sq, int m, double *c) {
-  double ti1 = x[m - 1], ti = x[m], hi = ti - ti1;
-  double fti1 = q[m - 1], fti = q[m], zi1 = sq[m - 1], zi = sq[m];
-  c[0] = zi / hi;
-  c[1] = zi1 / hi;
-  c[2] = fti / hi - zi * hi / 6;
-  c[3] = fti1 / hi - zi1 * hi / 6;
+  rk_qt_spline_coef(x, q, sq, m, c);
 }
 
 void rctd_spline_coef_build(const rctd_qtable *t, double *coef) {
@@ -124,13 +121,6 @@ static int sf_standard_grid(const double *x) {
          x[RCTD_N_X - 1] == sf_tab.x[RCTD_N_X - 1];
 }
 
-/* x^3 rounded to nearest: x^2 = p + pe and p x = h + he exactly (FMA), then h + (pe x + he). */
-static inline double sf_cube(double x) {
-  double p = x * x, pe = fma(x, x, -p);
-  double h = p * x, he = fma(p, x, -h);
-  return h + fma(pe, x, he);
-}
-
 /* Whether (y, lambda) can take the fast path: lambda not NaN, y >= 0 with a table row. */
 static inline int sf_ok(const rctd_qtable *table, double yi, double lam) {
   const double max_row = table->n_k - 1 < RCTD_K_VAL ? table->n_k - 1 : RCTD_K_VAL;
@@ -156,8 +146,7 @@ static void sf_pair(const rctd_qtable *table, const double *coef, double yi, dou
   }
   const double *x = table->x_vals;
   const int row = yi > RCTD_K_VAL ? RCTD_K_VAL : (int)yi;
-  const double lo = SF_EPSILON, hi = x[RCTD_N_X - 1] - SF_EPSILON;
-  lam = lam < lo ? lo : lam > hi ? hi : lam;
+  lam = rk_qt_clamp_lambda(lam, x[RCTD_N_X - 1]);
   const int m = sf_tab.m_of_l[(int)sqrt(lam / SF_DELTA)];
   double c_own[4];
   const double *c;
@@ -170,10 +159,9 @@ static void sf_pair(const rctd_qtable *table, const double *coef, double yi, dou
   }
   const double zdi = c[0], zdi1 = c[1], diff3 = c[2], diff4 = c[3];
   const double diff1 = lam - x[m - 1], diff2 = x[m] - lam;
-  if (d0)
-    *d0 = zdi * sf_cube(diff1) / 6 + zdi1 * sf_cube(diff2) / 6 + diff3 * diff1 + diff4 * diff2;
-  if (d1) *d1 = zdi * (diff1 * diff1) / 2 - zdi1 * (diff2 * diff2) / 2 + diff3 - diff4;
-  if (d2) *d2 = zdi * diff1 + zdi1 * diff2;
+  if (d0) *d0 = rk_qt_spline_d0(zdi, zdi1, diff3, diff4, diff1, diff2);
+  if (d1) *d1 = rk_qt_spline_d1(zdi, zdi1, diff3, diff4, diff1, diff2);
+  if (d2) *d2 = rk_qt_spline_d2(zdi, zdi1, diff1, diff2);
 }
 
 #ifdef SF_X86
@@ -294,8 +282,8 @@ typedef struct {
     const double diff1 = lam - xg[m - 1], diff2 = xg[m] - lam;                   \
     b->diff1[j] = diff1;                                                         \
     b->diff2[j] = diff2;                                                         \
-    b->cube1[j] = sf_cube(diff1);                                                \
-    b->cube2[j] = sf_cube(diff2);                                                \
+    b->cube1[j] = rk_cube(diff1);                                                \
+    b->cube2[j] = rk_cube(diff2);                                                \
   }
 
 static void sf_score_prepare(const double *xg, int n, const double *y, const double *x,

@@ -28,14 +28,13 @@
 #include <stdlib.h>
 
 #include "cuda/cuda_internal.h"
+#include "common/irwls_step.h"
 #include "cuda/cuda_math.cuh"
 
 namespace rctd_cuda {
 
-#define RCU_ALPHA 0.3
-#define RCU_RIDGE 1e-7
-#define RCU_PRED_MIN 1e-4
-#define RCU_PRED_NUMI 1e-7
+#define RCU_ALPHA RK_IRWLS_ALPHA /* kernels/common/irwls_step.h (shared with the CPU) */
+#define RCU_RIDGE RK_IRWLS_RIDGE
 #define RCU_FULL_MASK 0xffffffffu
 
 __device__ __forceinline__ double rcu_nan() {
@@ -66,7 +65,7 @@ __device__ double rcu_small_step(const FitLaunch &p, const double *prof, const d
   const int G = p.n_genes, ld = p.gene_stride;
   double s[KS];
   for (int k = 0; k < KS; k++) s[k] = st.w[k] > 0 ? st.w[k] : 0;
-  const double floor_pred = fmax(RCU_PRED_MIN, st.numi * RCU_PRED_NUMI);
+  const double floor_pred = rk_irwls_pred_floor(st.numi);
   const double *row0 = prof + (size_t)st.t[0] * ld;
   const double *row1 = prof + (size_t)st.t[KS - 1] * ld;
   /* irwls_dot's four partial sums for d_k = d1 . S_k and H_ij = c_i . S_j (c_i = -d2 S_i) */
@@ -110,13 +109,13 @@ __device__ double rcu_small_step(const FitLaunch &p, const double *prof, const d
   double norm;
   if (KS == 1) {
     if (!isfinite(H00)) return rcu_nan();
-    norm = rcu_psd_one(H00, D);
+    norm = rk_psd_one(H00, D);
   } else {
     dvec[KS - 1] = (dv1[0] + dv1[1]) + (dv1[2] + dv1[3]);
     double H10 = (h10[0] + h10[1]) + (h10[2] + h10[3]);
     double H11 = (h11[0] + h11[1]) + (h11[2] + h11[3]);
     if (!isfinite(H00) || !isfinite(H10) || !isfinite(H11)) return rcu_nan();
-    norm = rcu_psd_two(H00, H10, H11, D);
+    norm = rk_psd_two(H00, H10, H11, D);
   }
   if (!(norm > 0)) return rcu_nan();
   double lower[KS], x[KS];
@@ -128,8 +127,9 @@ __device__ double rcu_small_step(const FitLaunch &p, const double *prof, const d
   }
   int free_idx[KS];
   double chol[KS * KS], rhs[KS], x_sub[KS];
-  QPWork w = {st.in_work, free_idx, chol, rhs, x_sub};
-  if (rcu_qp_solve(KS, KS, D, dvec, lower, x, w, p.qp_warm && st.iter > 0) != 0) return rcu_nan();
+  rk_qp_work w = {st.in_work, free_idx, chol, rhs, NULL, x_sub};
+  if (rk_qp_solve(KS, KS, D, dvec, lower, 0, 0.0, x, &w, p.qp_warm && st.iter > 0) != 0)
+    return rcu_nan();
   double change = 0;
   for (int k = 0; k < KS; k++) {
     double w_new = s[k] + RCU_ALPHA * x[k];
@@ -307,13 +307,13 @@ template <typename T>
 struct Prec;
 template <>
 struct Prec<double> {
-  static constexpr double eps = 0x1p-53, theta_big = 1e150, mult_tol = RCU_QP_MULT_TOL,
+  static constexpr double eps = 0x1p-53, theta_big = 1e150, mult_tol = RK_QP_MULT_TOL,
                           tiny = 1e-300;
 };
 template <>
 struct Prec<float> {
   static constexpr float eps = 0x1p-24f, theta_big = 1e18f,
-                         mult_tol = (float)(RCU_QP_MULT_TOL * 0x1p29), tiny = 1e-30f;
+                         mult_tol = (float)(RK_QP_MULT_TOL * 0x1p29), tiny = 1e-30f;
 };
 
 __device__ __forceinline__ double rcu_rsqrt(double v) {
@@ -597,7 +597,7 @@ __device__ double rcu_warp_step(const FitLaunch &p, const double *prof, const do
   long long c0 = timing ? clock64() : 0, c1;
   if (lane < k) m.s[lane] = m.w[lane] > 0 ? m.w[lane] : 0;
   __syncwarp();
-  const double floor_pred = fmax(RCU_PRED_MIN, numi * RCU_PRED_NUMI);
+  const double floor_pred = rk_irwls_pred_floor(numi);
 
   constexpr int NP = NTA * NTB - NTA * (NTA - 1) / 2; /* tile pairs TI <= TJ */
   double acc[NP][2];
@@ -735,7 +735,7 @@ __device__ double rcu_warp_step(const FitLaunch &p, const double *prof, const do
     c0 = c1;
   }
   /* eigenvalues clamped at 1e-3; norm = the largest (rctd_psd_scaled) */
-  const T e_l = lane < k ? fmax(m.H[lane * ld + lane], T(RCU_EIG_FLOOR)) : T(RCU_EIG_FLOOR);
+  const T e_l = lane < k ? fmax(m.H[lane * ld + lane], T(RK_EIG_FLOOR)) : T(RK_EIG_FLOOR);
   const T norm = rcu_warp_max(e_l);
   if (lane < k) m.eval[lane] = e_l / norm;
   __syncwarp();
@@ -978,13 +978,13 @@ __global__ void rcu_spline_coef(const double *x_vals, const double *q_kx, const 
     const size_t row = e / (RCTD_N_X - 1);
     const int m1 = (int)(e - row * (RCTD_N_X - 1)); /* m - 1 */
     const double *q = q_kx + row * RCTD_N_X, *sq = sq_kx + row * RCTD_N_X;
-    double ti1 = x_vals[m1], ti = x_vals[m1 + 1], hi = ti - ti1;
-    double fti1 = q[m1], fti = q[m1 + 1], zi1 = sq[m1], zi = sq[m1 + 1];
+    double c4[4];
+    rk_qt_spline_coef(x_vals, q, sq, m1 + 1, c4);
     SplineCoef c;
-    c.diff3 = fti / hi - zi * hi / 6;
-    c.diff4 = fti1 / hi - zi1 * hi / 6;
-    c.zdi = zi / hi;
-    c.zdi1 = zi1 / hi;
+    c.zdi = c4[0];
+    c.zdi1 = c4[1];
+    c.diff3 = c4[2];
+    c.diff4 = c4[3];
     coef[e] = c;
   }
 }

@@ -16,68 +16,29 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cpu/qtable_lgamma.h"
+#include "common/qtable_math.h"
 #include "cuda/cuda_internal.h"
 
 namespace rctd_cuda {
 
-#define QTC_N_Y 5000
-#define QTC_N_POINTS (2 * QTC_N_Y + 1)
-#define QTC_GAMMA 4e-3
-#define QTC_SKIP 80.0
-#define QTC_FLOOR 1e-300
-#define QTC_N_INT (RCTD_N_X - 2)
+/* The constants, the density and the spline system: kernels/common/qtable_math.h (shared with
+ * kernels/cpu/qtable.c). */
+#define QTC_N_Y RK_QT_N_Y
+#define QTC_N_POINTS RK_QT_N_POINTS
+#define QTC_GAMMA RK_QT_GAMMA
+#define QTC_SKIP RK_QT_SKIP
+#define QTC_FLOOR RK_QT_FLOOR
+#define QTC_N_INT RK_QT_N_INT
 #define QTC_SPLINE_ROWS 8
 
-static const double qtc_pnorm_minus3 = 0x1.61de1f985b5d7p-10;
-
-/* log ht_pdf(y, sigma) with the CPU kernel's operations (qt_log_ht_pdf). */
-static double qtc_log_ht_pdf(double y, double sigma) {
-  const double sqrt_2pi = sqrt(2 * M_PI);
-  const double a = 4.0 / 9 * exp(-9.0 / 2) / sqrt_2pi;
-  const double c = 7.0 / 3;
-  const double norm_c = 1 / ((a / (3 - c) - qtc_pnorm_minus3) * 2 + 1);
-  double z = y / sigma;
-  double p;
-  if (fabs(z) < 3) {
-    p = norm_c / sqrt_2pi * exp(-(z * z) / 2);
-  } else {
-    double t = fabs(z) - c;
-    p = norm_c * a / (t * t);
-  }
-  return log(p / sigma);
-}
-
-/* The inverse of the spline system as the CPU kernel builds it (qt_spline_inverse), stored
+/* The inverse of the spline system as the CPU kernel builds it (rk_qt_spline_inverse), stored
  * transposed: inv_t[j * n + i] = MI[i][j]. */
 static void qtc_spline_inverse_t(const double *x, double *inv_t) {
   const int n = QTC_N_INT;
   double u[QTC_N_INT], l[QTC_N_INT], c[QTC_N_INT];
-  for (int i = 0; i < n; i++) {
-    double b = 2 * ((x[i + 1] - x[i]) + (x[i + 2] - x[i + 1]));
-    if (i + 1 < n) c[i] = x[i + 2] - x[i + 1];
-    if (i == 0) {
-      u[i] = b;
-      continue;
-    }
-    l[i] = c[i - 1] * (1 / u[i - 1]);
-    u[i] = b - c[i - 1] * l[i];
-  }
-  double *inv = (double *)calloc((size_t)n * n, sizeof(double));
+  double *inv = (double *)malloc((size_t)n * n * sizeof(double));
   if (!inv) return;
-  for (int i = 0; i < n; i++) inv[(size_t)i * n + i] = 1;
-  for (int k = 0; k + 1 < n; k++) {
-    const double *row = inv + (size_t)k * n;
-    double *next = inv + (size_t)(k + 1) * n;
-    for (int j = 0; j < n; j++) next[j] = next[j] - row[j] * l[k + 1];
-  }
-  for (int k = n - 1; k >= 0; k--) {
-    double *row = inv + (size_t)k * n;
-    for (int j = 0; j < n; j++) row[j] = row[j] / u[k];
-    if (k == 0) break;
-    double *prev = row - n;
-    for (int j = 0; j < n; j++) prev[j] = prev[j] - row[j] * c[k - 1];
-  }
+  rk_qt_spline_inverse(x, u, l, c, inv);
   for (int i = 0; i < n; i++)
     for (int j = 0; j < n; j++) inv_t[(size_t)j * n + i] = inv[(size_t)i * n + j];
   free(inv);
@@ -93,7 +54,7 @@ __device__ __forceinline__ void qtc_dd_add(double &hi, double &lo, double t) {
   hi = s2;
 }
 
-/* Mirrors qt_quadrature_row (kernels/cpu/qtable.c): q[k][i] for rows k_begin + blockIdx.x,
+/* qt_quadrature_row of kernels/cpu/qtable.c in parallel: q[k][i] for rows k_begin + blockIdx.x,
  * every lambda node i = threadIdx.x. */
 __global__ void __launch_bounds__(448)
     qtc_quadrature(const double *y_j, const double *nexp_j, const double *lht_j,
@@ -122,7 +83,7 @@ __global__ void __launch_bounds__(448)
   q_kx[(size_t)k * RCTD_N_X + i] = log(p > QTC_FLOOR ? p : QTC_FLOOR);
 }
 
-/* Mirrors qt_spline_row (kernels/cpu/qtable.c): sq[k][i + 1] = sum_j fbd_k[j] MI[i][j]
+/* qt_spline_row of kernels/cpu/qtable.c in parallel: sq[k][i + 1] = sum_j fbd_k[j] MI[i][j]
  * (j ascending) for QTC_SPLINE_ROWS rows per block. */
 __global__ void qtc_spline(const double *x_vals, const double *inv_t, const double *q_kx,
                            int k_begin, int k_end, double *sq_kx) {
@@ -131,11 +92,7 @@ __global__ void qtc_spline(const double *x_vals, const double *inv_t, const doub
   const int n_rows = min(QTC_SPLINE_ROWS, k_end - k0);
   for (int e = threadIdx.x; e < n_rows * QTC_N_INT; e += blockDim.x) {
     const int r = e / QTC_N_INT, i = e % QTC_N_INT;
-    const double *q = q_kx + (size_t)(k0 + r) * RCTD_N_X;
-    const double *x = x_vals;
-    double fb_lo = (q[i + 1] - q[i]) / (x[i + 1] - x[i]);
-    double fb_hi = (q[i + 2] - q[i + 1]) / (x[i + 2] - x[i + 1]);
-    fbd[r][i] = 6 * (fb_hi - fb_lo);
+    fbd[r][i] = rk_qt_spline_rhs(x_vals, q_kx + (size_t)(k0 + r) * RCTD_N_X, i);
   }
   __syncthreads();
   for (int i = threadIdx.x; i < QTC_N_INT; i += blockDim.x) {
@@ -177,12 +134,9 @@ int qtable_rows_device(double sigma_c, const double *x_vals, int k_begin, int k_
   for (int j = 0; j < QTC_N_POINTS; j++) {
     h_y[j] = (double)(j - QTC_N_Y) * QTC_GAMMA;
     h_nexp[j] = -exp(h_y[j]);
-    h_lht[j] = qtc_log_ht_pdf(h_y[j], sigma_c);
+    h_lht[j] = rk_qt_log_ht_pdf(h_y[j], sigma_c);
   }
-  for (int k = 0; k < k_end; k++) {
-    int sign;
-    h_lgam[k] = k < QT_N_LGAMMA ? qt_r_lgamma[k] : lgamma_r((double)k + 1, &sign);
-  }
+  for (int k = 0; k < k_end; k++) h_lgam[k] = rk_qt_lgamma_k1(k);
   for (int i = 0; i < RCTD_N_X; i++) {
     h_x[i] = x_vals[i];
     h_logx[i] = log(x_vals[i]);

@@ -11,6 +11,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "synth.h"
+
 double gpu_now(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -22,80 +24,6 @@ int gpu_n_cpus(void) {
   return n > 0 ? (int)n : 1;
 }
 
-void gpu_csv_free(gpu_csv *c) {
-  free(c->cell);
-  free(c->text);
-  memset(c, 0, sizeof *c);
-}
-
-int gpu_csv_read(const char *path, gpu_csv *c) {
-  memset(c, 0, sizeof *c);
-  FILE *f = fopen(path, "rb");
-  if (!f) return -1;
-  if (fseek(f, 0, SEEK_END) != 0) {
-    fclose(f);
-    return -1;
-  }
-  long len = ftell(f);
-  fseek(f, 0, SEEK_SET);
-  c->text = malloc((size_t)len + 1);
-  if (!c->text || fread(c->text, 1, (size_t)len, f) != (size_t)len) {
-    fclose(f);
-    gpu_csv_free(c);
-    return -1;
-  }
-  fclose(f);
-  c->text[len] = 0;
-  size_t n_fields = 1;
-  for (char *p = c->text; *p; p++)
-    if (*p == ',' || *p == '\n') n_fields++;
-  c->cell = malloc(n_fields * sizeof *c->cell);
-  if (!c->cell) {
-    gpu_csv_free(c);
-    return -1;
-  }
-  size_t n = 0;
-  char *p = c->text;
-  while (*p) {
-    char *end = strchr(p, '\n');
-    if (end) *end = 0;
-    if (end && end > p && end[-1] == '\r') end[-1] = 0;
-    int cols = 0;
-    for (char *field = p;;) {
-      char *comma = strchr(field, ',');
-      if (comma) *comma = 0;
-      size_t fl = strlen(field);
-      if (fl >= 2 && field[0] == '"' && field[fl - 1] == '"') {
-        field[fl - 1] = 0;
-        field++;
-      }
-      c->cell[n++] = field;
-      cols++;
-      if (!comma) break;
-      field = comma + 1;
-    }
-    if (c->n_rows == 0) c->n_cols = cols;
-    if (cols != c->n_cols) {
-      gpu_csv_free(c);
-      return -1;
-    }
-    c->n_rows++;
-    if (!end) break;
-    p = end + 1;
-  }
-  return 0;
-}
-
-const char *gpu_csv_at(const gpu_csv *c, int row, int col) {
-  return c->cell[(size_t)row * c->n_cols + col];
-}
-
-int gpu_csv_row_of(const gpu_csv *c, const char *name) {
-  for (int r = 1; r < c->n_rows; r++)
-    if (strcmp(gpu_csv_at(c, r, 0), name) == 0) return r;
-  return -1;
-}
-
 void gpu_ref_free(gpu_ref *ref) {
   free(ref->profiles_gk);
   memset(ref, 0, sizeof *ref);
@@ -104,22 +32,22 @@ void gpu_ref_free(gpu_ref *ref) {
 int gpu_ref_load(const char *repo_dir, gpu_ref *ref, char *err, size_t err_len) {
   memset(ref, 0, sizeof *ref);
   char path[1024];
-  gpu_csv dge, meta;
+  rctd_synth_csv dge, meta;
   snprintf(path, sizeof path, "%s/data/vignette/csv/reference/dge.csv", repo_dir);
-  if (gpu_csv_read(path, &dge) != 0) {
+  if (rctd_synth_csv_read(path, &dge, NULL, 0) != 0) {
     snprintf(err, err_len, "%s: cannot read", path);
     return -1;
   }
   snprintf(path, sizeof path, "%s/data/vignette/csv/reference/meta_data.csv", repo_dir);
-  if (gpu_csv_read(path, &meta) != 0) {
-    gpu_csv_free(&dge);
+  if (rctd_synth_csv_read(path, &meta, NULL, 0) != 0) {
+    rctd_synth_csv_free(&dge);
     snprintf(err, err_len, "%s: cannot read", path);
     return -1;
   }
   const int G = dge.n_rows - 1, n_cells = dge.n_cols - 1;
   int K = 0;
   for (int r = 1; r < meta.n_rows; r++) {
-    int t = atoi(gpu_csv_at(&meta, r, 1));
+    int t = atoi(rctd_synth_csv_at(&meta, r, 1));
     K = t > K ? t : K;
   }
   ref->n_genes = G;
@@ -128,27 +56,27 @@ int gpu_ref_load(const char *repo_dir, gpu_ref *ref, char *err, size_t err_len) 
   int *cells_k = calloc((size_t)K, sizeof(int));
   if (!ref->profiles_gk || !cells_k || G < 1 || K < 1) {
     free(cells_k);
-    gpu_csv_free(&dge);
-    gpu_csv_free(&meta);
+    rctd_synth_csv_free(&dge);
+    rctd_synth_csv_free(&meta);
     snprintf(err, err_len, "vignette reference: empty or out of memory");
     return -1;
   }
   for (int c = 1; c <= n_cells; c++) {
-    int r = gpu_csv_row_of(&meta, gpu_csv_at(&dge, 0, c));
+    int r = rctd_synth_csv_row_of(&meta, rctd_synth_csv_at(&dge, 0, c));
     if (r < 0) continue;
-    int t = atoi(gpu_csv_at(&meta, r, 1)) - 1;
-    double numi = strtod(gpu_csv_at(&meta, r, 2), NULL);
+    int t = atoi(rctd_synth_csv_at(&meta, r, 1)) - 1;
+    double numi = strtod(rctd_synth_csv_at(&meta, r, 2), NULL);
     if (t < 0 || numi < 100) continue;
     cells_k[t]++;
     for (int g = 0; g < G; g++)
-      ref->profiles_gk[(size_t)g * K + t] += strtod(gpu_csv_at(&dge, g + 1, c), NULL) / numi;
+      ref->profiles_gk[(size_t)g * K + t] += strtod(rctd_synth_csv_at(&dge, g + 1, c), NULL) / numi;
   }
   for (int g = 0; g < G; g++)
     for (int t = 0; t < K; t++)
       if (cells_k[t]) ref->profiles_gk[(size_t)g * K + t] /= cells_k[t];
   free(cells_k);
-  gpu_csv_free(&dge);
-  gpu_csv_free(&meta);
+  rctd_synth_csv_free(&dge);
+  rctd_synth_csv_free(&meta);
   return 0;
 }
 

@@ -47,18 +47,6 @@ void gpu_table_free(gpu_table *t);
 /* Rows of table rows needed for counts up to max_count (clipped at K_VAL). */
 int gpu_table_rows_for(double max_count);
 
-/* Comma-separated file as a grid of fields (quotes stripped). */
-typedef struct {
-  int n_rows, n_cols;
-  char **cell; /* n_rows x n_cols */
-  char *text;
-} gpu_csv;
-
-int gpu_csv_read(const char *path, gpu_csv *c);
-void gpu_csv_free(gpu_csv *c);
-const char *gpu_csv_at(const gpu_csv *c, int row, int col);
-int gpu_csv_row_of(const gpu_csv *c, const char *name); /* by the first column; -1 if absent */
-
 /* Monotonic seconds. */
 double gpu_now(void);
 /* Online CPUs. */

@@ -10,6 +10,7 @@
 #include "../test.h"
 #include "fit_modes.h"
 #include "gpu_synth.h"
+#include "synth.h"
 #include "rctd_kernels.h"
 #ifdef RCTD_HAVE_CUDA
 #include "cuda/rctd_cuda.h"
@@ -42,13 +43,13 @@ static int gm_vignette(rctd_backend *cpu, gm_data *d) {
   memset(d, 0, sizeof *d);
   char path[1024];
   const char *sh = test_repo_dir();
-  gpu_csv weights, prof, counts;
+  rctd_synth_csv weights, prof, counts;
   snprintf(path, sizeof path, "%s/tests/data/gold/vignette/full/weights.csv", sh);
-  if (gpu_csv_read(path, &weights)) return -1;
+  if (rctd_synth_csv_read(path, &weights, NULL, 0)) return -1;
   snprintf(path, sizeof path, "%s/tests/data/gold/vignette/doublet/norm_profiles.csv", sh);
-  if (gpu_csv_read(path, &prof)) return -1;
+  if (rctd_synth_csv_read(path, &prof, NULL, 0)) return -1;
   snprintf(path, sizeof path, "%s/data/vignette/csv/spatial/MappedDGEForR.csv", sh);
-  if (gpu_csv_read(path, &counts)) return -1;
+  if (rctd_synth_csv_read(path, &counts, NULL, 0)) return -1;
   snprintf(path, sizeof path, "%s/tests/data/gold/vignette/doublet/gene_list_reg.txt", sh);
   FILE *f = fopen(path, "r");
   if (!f) return -1;
@@ -58,8 +59,8 @@ static int gm_vignette(rctd_backend *cpu, gm_data *d) {
   int *prof_row = malloc(cap * sizeof *prof_row), *count_row = malloc(cap * sizeof *count_row);
   char gene[256];
   while (G < cap && fscanf(f, "%255s", gene) == 1) {
-    prof_row[G] = gpu_csv_row_of(&prof, gene);
-    count_row[G] = gpu_csv_row_of(&counts, gene);
+    prof_row[G] = rctd_synth_csv_row_of(&prof, gene);
+    count_row[G] = rctd_synth_csv_row_of(&counts, gene);
     if (prof_row[G] < 0 || count_row[G] < 0) {
       fclose(f);
       return -1;
@@ -74,28 +75,28 @@ static int gm_vignette(rctd_backend *cpu, gm_data *d) {
   d->numi_n = malloc((size_t)N * sizeof(double));
   for (int g = 0; g < G; g++)
     for (int k = 0; k < K; k++)
-      d->profiles_gk[(size_t)g * K + k] = strtod(gpu_csv_at(&prof, prof_row[g], k + 1), NULL);
+      d->profiles_gk[(size_t)g * K + k] = strtod(rctd_synth_csv_at(&prof, prof_row[g], k + 1), NULL);
   double max_y = 0;
   for (int n = 0; n < N; n++) {
-    const char *bc = gpu_csv_at(&weights, n + 1, 0);
+    const char *bc = rctd_synth_csv_at(&weights, n + 1, 0);
     int col = -1;
     for (int c = 1; c < counts.n_cols; c++)
-      if (strcmp(gpu_csv_at(&counts, 0, c), bc) == 0) col = c;
+      if (strcmp(rctd_synth_csv_at(&counts, 0, c), bc) == 0) col = c;
     if (col < 0) return -1;
     long double numi = 0;
-    for (int r = 1; r < counts.n_rows; r++) numi += strtod(gpu_csv_at(&counts, r, col), NULL);
+    for (int r = 1; r < counts.n_rows; r++) numi += strtod(rctd_synth_csv_at(&counts, r, col), NULL);
     d->numi_n[n] = (double)numi;
     for (int g = 0; g < G; g++) {
-      double y = strtod(gpu_csv_at(&counts, count_row[g], col), NULL);
+      double y = strtod(rctd_synth_csv_at(&counts, count_row[g], col), NULL);
       d->y_ng[(size_t)n * G + g] = y;
       if (y > max_y) max_y = y;
     }
   }
   free(prof_row);
   free(count_row);
-  gpu_csv_free(&prof);
-  gpu_csv_free(&counts);
-  gpu_csv_free(&weights);
+  rctd_synth_csv_free(&prof);
+  rctd_synth_csv_free(&counts);
+  rctd_synth_csv_free(&weights);
   return gpu_table_make(cpu, 0.84, gpu_table_rows_for(max_y), &d->table);
 }
 

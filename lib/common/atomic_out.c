@@ -1,0 +1,365 @@
+/* Output files.  A regular file (or a new path) is written under a temporary sibling name and
+ * renamed on success; the temporary is removed on failure, at exit() without commit, on
+ * SIGINT/SIGTERM/SIGHUP and on a crash.  Anything else (character or block device, FIFO,
+ * /proc/self/fd/N, "-") is never replaced: it is opened and written in place, and a run that
+ * fails says that the output is incomplete.  Outputs that need a seekable file (HDF5) are
+ * spooled to a temporary file and copied into a non-regular target at commit.
+ * With rctd_out_defer(1), commits close and keep the temporaries, and rctd_out_finish() renames
+ * them all at the end: a tool writing several outputs leaves none when a later one fails. */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "atomic_out.h"
+#include "log.h"
+
+#define ATOMIC_MAX_OUTPUTS 64
+
+typedef enum {
+  OUT_RENAME,  /* temporary sibling, renamed into place */
+  OUT_INPLACE, /* written in place (a device, FIFO, /proc/self/fd/N or stdout) */
+  OUT_SPOOL    /* temporary in $TMPDIR, copied into the in-place target at commit */
+} out_kind;
+
+typedef struct {
+  volatile sig_atomic_t active;
+  volatile sig_atomic_t finished; /* closed, rename deferred to rctd_out_finish */
+  pid_t owner; /* a forked child that exits must not remove its parent's output */
+  out_kind kind;
+  FILE *file;
+  int target_fd; /* OUT_SPOOL: the in-place target */
+  char tmp_path[PATH_MAX];
+  char final_path[PATH_MAX];
+} atomic_slot;
+
+static atomic_slot atomic_slots[ATOMIC_MAX_OUTPUTS];
+static int atomic_handlers_installed, atomic_deferred;
+static int atomic_stdout_failed; /* a failure on stdout was already reported */
+
+/* Async-signal-safe: only unlink(). */
+void rctd_out_remove_all(void) {
+  for (int i = 0; i < ATOMIC_MAX_OUTPUTS; i++)
+    if (atomic_slots[i].active && atomic_slots[i].owner == getpid()) {
+      if (atomic_slots[i].kind != OUT_INPLACE) unlink(atomic_slots[i].tmp_path);
+      atomic_slots[i].active = 0;
+    }
+}
+
+static void atomic_on_signal(int sig) {
+  rctd_out_remove_all();
+  signal(sig, SIG_DFL);
+  raise(sig);
+}
+
+static void atomic_at_exit(void) {
+  rctd_out_remove_all();
+}
+
+/* A write error on standard output (e.g. > /dev/full) is a failure of the run, whatever wrote
+ * there (--help, --version, a summary). */
+static void atomic_close_stdout(void) {
+  if (atomic_stdout_failed || (fflush(stdout) == 0 && !ferror(stdout))) return;
+  int e = errno ? errno : EIO;
+  rctd_out_remove_all();
+  fprintf(stderr, "%s: stdout: write failed: %s\n", rctd_tool(), strerror(e));
+  _exit(RCTD_EXIT_RUNTIME);
+}
+
+void rctd_out_install_handlers(void) {
+  if (atomic_handlers_installed) return;
+  atomic_handlers_installed = 1;
+  atexit(atomic_at_exit);
+  atexit(atomic_close_stdout); /* runs first: a failed stdout removes the outputs */
+  static const int sigs[] = {SIGINT, SIGTERM, SIGHUP};
+  for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++) {
+    struct sigaction old;
+    if (sigaction(sigs[i], NULL, &old) == 0 && old.sa_handler == SIG_IGN) continue;
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = atomic_on_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(sigs[i], &sa, NULL);
+  }
+}
+
+void rctd_out_defer(int on) {
+  atomic_deferred = on;
+}
+
+static atomic_slot *atomic_find(FILE *f) {
+  for (int i = 0; i < ATOMIC_MAX_OUTPUTS; i++)
+    if (atomic_slots[i].active && !atomic_slots[i].finished && atomic_slots[i].file == f)
+      return &atomic_slots[i];
+  return NULL;
+}
+
+static atomic_slot *atomic_new_slot(const char *path, char *err, size_t err_len) {
+  for (int i = 0; i < ATOMIC_MAX_OUTPUTS; i++)
+    if (!atomic_slots[i].active) {
+      atomic_slot *slot = &atomic_slots[i];
+      memset(slot->tmp_path, 0, sizeof slot->tmp_path);
+      slot->finished = 0;
+      slot->file = NULL;
+      slot->target_fd = -1;
+      slot->owner = getpid();
+      snprintf(slot->final_path, sizeof slot->final_path, "%s", path);
+      return slot;
+    }
+  snprintf(err, err_len, "%s: too many open outputs", path);
+  return NULL;
+}
+
+/* How PATH is written: OUT_RENAME for a new path or a regular file (RESOLVED: the file a
+ * symbolic link names), OUT_INPLACE for anything else; -1 with ERR set for what cannot be an
+ * output. */
+static int atomic_target_kind(const char *path, char *resolved, size_t resolved_len, char *err,
+                              size_t err_len) {
+  snprintf(resolved, resolved_len, "%s", path);
+  if (!*path) {
+    snprintf(err, err_len, "output path is empty: give -o FILE (or -o - for standard output)");
+    return -1;
+  }
+  struct stat lsb, sb;
+  if (lstat(path, &lsb) != 0) return OUT_RENAME;
+  if (S_ISREG(lsb.st_mode)) return OUT_RENAME;
+  if (S_ISDIR(lsb.st_mode)) {
+    snprintf(err, err_len, "%s: output is a directory: give a file name", path);
+    return -1;
+  }
+  if (!S_ISLNK(lsb.st_mode)) return S_ISSOCK(lsb.st_mode) ? -2 : OUT_INPLACE;
+  if (stat(path, &sb) != 0) return OUT_RENAME; /* dangling link: replaced like a new file */
+  if (S_ISDIR(sb.st_mode)) {
+    snprintf(err, err_len, "%s: output is a directory: give a file name", path);
+    return -1;
+  }
+  if (S_ISSOCK(sb.st_mode)) return -2;
+  /* /proc/self/fd/N and /dev/stdout are descriptors of this process: written in place. */
+  if (!S_ISREG(sb.st_mode) || strncmp(path, "/proc/", 6) == 0 || strncmp(path, "/dev/", 5) == 0)
+    return OUT_INPLACE;
+  /* A link to a regular file: the file is replaced, the link kept. */
+  char *real = realpath(path, NULL);
+  if (real) snprintf(resolved, resolved_len, "%s", real);
+  free(real);
+  return OUT_RENAME;
+}
+
+/* Opens PATH in place (it exists and is not a regular file, or is a descriptor link). */
+static int atomic_open_inplace(const char *path, char *err, size_t err_len) {
+  int fd = open(path, O_WRONLY | O_NOCTTY | O_CLOEXEC);
+  if (fd < 0) {
+    snprintf(err, err_len, "%s: cannot open output: %s", path, strerror(errno));
+    return -1;
+  }
+  struct stat sb;
+  if (fstat(fd, &sb) == 0 && S_ISREG(sb.st_mode)) (void)ftruncate(fd, 0);
+  return fd;
+}
+
+static FILE *atomic_open(const char *path, int need_seek, char *err, size_t err_len) {
+  rctd_out_install_handlers();
+  char resolved[PATH_MAX];
+  int kind = strcmp(path, "-") == 0
+                 ? OUT_INPLACE
+                 : atomic_target_kind(path, resolved, sizeof resolved, err, err_len);
+  if (kind == -2)
+    snprintf(err, err_len, "%s: output is a socket: give a file, a FIFO or '-'", path);
+  if (kind < 0) return NULL;
+  if (kind == OUT_INPLACE && !need_seek && strcmp(path, "-") == 0) {
+    atomic_slot *slot = atomic_new_slot("stdout", err, err_len);
+    if (!slot) return NULL;
+    slot->kind = OUT_INPLACE;
+    slot->file = stdout;
+    slot->active = 1;
+    return stdout;
+  }
+  atomic_slot *slot = atomic_new_slot(path, err, err_len);
+  if (!slot) return NULL;
+  if (kind == OUT_INPLACE && !need_seek) {
+    int fd = atomic_open_inplace(path, err, err_len);
+    FILE *f = fd >= 0 ? fdopen(fd, "wb") : NULL;
+    if (!f) {
+      if (fd >= 0) close(fd);
+      return NULL;
+    }
+    slot->kind = OUT_INPLACE;
+    slot->file = f;
+    slot->active = 1;
+    return f;
+  }
+  if (kind == OUT_INPLACE) { /* spool: a seekable temporary, copied at commit */
+    slot->target_fd = strcmp(path, "-") == 0 ? dup(STDOUT_FILENO)
+                                             : atomic_open_inplace(path, err, err_len);
+    if (slot->target_fd < 0) {
+      if (strcmp(path, "-") == 0) snprintf(err, err_len, "stdout: %s", strerror(errno));
+      return NULL;
+    }
+    const char *tmp = getenv("TMPDIR");
+    snprintf(slot->tmp_path, sizeof slot->tmp_path, "%s/rctd-out.XXXXXX", tmp && *tmp ? tmp : "/tmp");
+    if (strcmp(path, "-") == 0) snprintf(slot->final_path, sizeof slot->final_path, "stdout");
+  } else {
+    const char *slash = strrchr(resolved, '/');
+    int dir_len = slash ? (int)(slash - resolved) + 1 : 0;
+    const char *base = slash ? slash + 1 : resolved;
+    if (strlen(resolved) + 20 >= sizeof slot->tmp_path) {
+      snprintf(err, err_len, "%s: path too long", path);
+      return NULL;
+    }
+    int n = snprintf(slot->tmp_path, sizeof slot->tmp_path, "%.*s.%s.tmp.XXXXXX", dir_len,
+                     resolved, base);
+    if (n < 0 || (size_t)n >= sizeof slot->tmp_path) return NULL;
+    snprintf(slot->final_path, sizeof slot->final_path, "%s", resolved);
+  }
+  slot->kind = kind == OUT_INPLACE ? OUT_SPOOL : OUT_RENAME;
+  int fd = mkostemp(slot->tmp_path, O_CLOEXEC);
+  if (fd < 0) {
+    snprintf(err, err_len, "%s: cannot create output: %s", path, strerror(errno));
+    if (slot->target_fd >= 0) close(slot->target_fd);
+    return NULL;
+  }
+  slot->active = 1; /* from here a signal removes the temporary */
+  /* mkstemp makes 0600; give the file the mode a plain fopen would. */
+  mode_t mask = umask(0);
+  umask(mask);
+  if (slot->kind == OUT_RENAME) fchmod(fd, 0666 & ~mask);
+  FILE *f = fdopen(fd, slot->kind == OUT_SPOOL ? "w+b" : "wb");
+  if (!f) {
+    snprintf(err, err_len, "%s: cannot open output: %s", path, strerror(errno));
+    close(fd);
+    unlink(slot->tmp_path);
+    if (slot->target_fd >= 0) close(slot->target_fd);
+    slot->active = 0;
+    return NULL;
+  }
+  slot->file = f;
+  return f;
+}
+
+FILE *rctd_out_open(const char *path, char *err, size_t err_len) {
+  return atomic_open(path, 0, err, err_len);
+}
+
+FILE *rctd_out_open_seekable(const char *path, char *err, size_t err_len) {
+  return atomic_open(path, 1, err, err_len);
+}
+
+static void atomic_release(atomic_slot *slot) {
+  if (slot->kind != OUT_INPLACE) unlink(slot->tmp_path);
+  if (slot->target_fd >= 0) close(slot->target_fd);
+  slot->target_fd = -1;
+  slot->active = 0;
+}
+
+/* Copies the spooled temporary into the in-place target. */
+static int atomic_copy_spool(atomic_slot *slot) {
+  int in = open(slot->tmp_path, O_RDONLY | O_CLOEXEC);
+  if (in < 0) return -1;
+  char buf[1 << 16];
+  ssize_t got;
+  int rc = 0;
+  while (rc == 0 && (got = read(in, buf, sizeof buf)) != 0) {
+    if (got < 0) {
+      if (errno == EINTR) continue;
+      rc = -1;
+      break;
+    }
+    for (ssize_t off = 0; off < got && rc == 0;) {
+      ssize_t put = write(slot->target_fd, buf + off, (size_t)(got - off));
+      if (put < 0 && errno == EINTR) continue;
+      if (put <= 0) rc = -1;
+      off += put > 0 ? put : 0;
+    }
+  }
+  int e = errno;
+  close(in);
+  errno = e;
+  return rc;
+}
+
+static int atomic_rename(atomic_slot *slot, char *err, size_t err_len) {
+  if (rename(slot->tmp_path, slot->final_path) != 0) {
+    snprintf(err, err_len, "%s: cannot rename the finished output into place: %s",
+             slot->final_path, strerror(errno));
+    atomic_release(slot);
+    return -1;
+  }
+  slot->active = 0;
+  return 0;
+}
+
+int rctd_out_commit(FILE *f, char *err, size_t err_len) {
+  atomic_slot *slot = atomic_find(f);
+  if (!slot && f == stdout) { /* stdout written without rctd_out_open */
+    if (fflush(stdout) == 0 && !ferror(stdout)) return 0;
+    snprintf(err, err_len, "stdout: write failed: %s", strerror(errno ? errno : EIO));
+    return -1;
+  }
+  if (!slot) {
+    snprintf(err, err_len, "rctd_out_commit: not an rctd_out_open file");
+    fclose(f);
+    return -1;
+  }
+  errno = 0;
+  int failed = fflush(f) != 0 || ferror(f) != 0;
+  int e = errno;
+  if (f != stdout && fclose(f) != 0 && !failed) failed = 1, e = errno;
+  if (!failed && slot->kind == OUT_SPOOL && atomic_copy_spool(slot) != 0) failed = 1, e = errno;
+  if (failed) {
+    atomic_stdout_failed |= f == stdout;
+    snprintf(err, err_len, "%s: write failed: %s%s", slot->final_path, strerror(e ? e : EIO),
+             slot->kind == OUT_RENAME ? "" : "; the output is incomplete");
+    atomic_release(slot);
+    return -1;
+  }
+  if (slot->kind != OUT_RENAME) {
+    atomic_release(slot);
+    return 0;
+  }
+  if (atomic_deferred) {
+    slot->finished = 1;
+    return 0;
+  }
+  return atomic_rename(slot, err, err_len);
+}
+
+int rctd_out_finish(int discard, char *err, size_t err_len) {
+  int rc = discard ? -1 : 0;
+  for (int i = 0; i < ATOMIC_MAX_OUTPUTS; i++) {
+    atomic_slot *slot = &atomic_slots[i];
+    if (!slot->active || !slot->finished || slot->owner != getpid()) continue;
+    slot->finished = 0;
+    if (rc != 0)
+      atomic_release(slot);
+    else if (atomic_rename(slot, err, err_len) != 0)
+      rc = -1;
+  }
+  atomic_deferred = 0;
+  return discard ? 0 : rc;
+}
+
+/* Whether anything was written to F (stdout: its buffer exists once something was). */
+static int atomic_started(atomic_slot *slot) {
+  if (slot->file == stdout) return stdout->_IO_write_base != NULL;
+  return ftello(slot->file) != 0; /* -1 (a FIFO, a device): assume so */
+}
+
+void rctd_out_abort(FILE *f) {
+  if (!f) return;
+  atomic_slot *slot = atomic_find(f);
+  if (!slot) {
+    if (f != stdout) fclose(f);
+    return;
+  }
+  /* A spooled output never reached its target; one written in place did, in part. */
+  if (slot->kind == OUT_INPLACE && atomic_started(slot))
+    rctd_log_error("%s: the output is incomplete (the run failed)", slot->final_path);
+  if (f == stdout)
+    atomic_stdout_failed = 1; /* the run failed and says so: no second line at exit */
+  else
+    fclose(f);
+  atomic_release(slot);
+}

@@ -1,0 +1,924 @@
+/* The sigma stage (spacexr choose_sigma_c / chooseSigma).  See sigma.h. */
+#include "sigma.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cpu/spline_fast.h"
+#include "error.h"
+#include "log.h"
+#include "progress.h"
+#include "model.h"
+
+#define SIG_PRED_FLOOR 1e-4 /* chooseSigma's pmax(prediction, 1e-4) */
+#define SIG_EVAL_CHUNK 1024 /* spline evaluations per call (stack buffers) */
+#define SIG_N_MULT 5
+
+/* chooseSigma's multipliers (8:12)/10: each quotient rounds to the same double as the literal. */
+static const double sig_mult[SIG_N_MULT] = {0.8, 0.9, 1.0, 1.1, 1.2};
+
+void rctd_sigma_opts_default(rctd_sigma_opts *opts) {
+  memset(opts, 0, sizeof *opts);
+  opts->n_fit = 1000;
+  opts->umi_min_sigma = 300;
+  opts->n_epoch = 8;
+  opts->min_change = 0.001;
+  opts->n_iter = 50;
+  opts->start_value = RCTD_SIGMA_START;
+  opts->n_threads = 1;
+}
+
+int rctd_sigma_value_of(double sigma) {
+  if (!isfinite(sigma) || sigma <= 0) return -1;
+  double v = sigma >= 10 ? sigma : sigma * 100;
+  double r = nearbyint(v);
+  if (fabs(v - r) > 1e-6 * r || r < 10 || r > 200) return -1;
+  return rctd_sigma_index((int)r) >= 0 ? (int)r : -1;
+}
+
+/* ------------------------------------------------------------------ fit_ind */
+
+int rctd_sigma_pick_pixels(rctd_rrng *rng, const double *numi_n, int64_t n_pixels,
+                           const rctd_sigma_opts *opts, int64_t **fit_n, int64_t *n_fit, char *err,
+                           size_t err_len) {
+  *fit_n = NULL;
+  *n_fit = 0;
+  int64_t n_cand = 0;
+  for (int64_t p = 0; p < n_pixels; p++) n_cand += numi_n[p] > opts->umi_min_sigma;
+  int64_t n = opts->n_fit < n_cand ? opts->n_fit : n_cand;
+  if (n <= 0)
+    return rctd_fail(err, err_len,
+                     "choose_sigma_c determined a N_fit of 0: no pixel has nUMI above "
+                     "UMI_min_sigma = %g (of %" PRId64
+                     " pixels); lower it with --umi-min-sigma (or give --sigma)",
+                     opts->umi_min_sigma, n_pixels);
+  if (n_cand > INT32_MAX) return rctd_fail(err, err_len, "too many pixels for R's sample()");
+  int64_t *cand = malloc((size_t)n_cand * sizeof *cand);
+  int *drawn = malloc((size_t)n * sizeof *drawn);
+  int64_t *out = malloc((size_t)n * sizeof *out);
+  if (!cand || !drawn || !out) {
+    free(cand), free(drawn), free(out);
+    return rctd_fail(err, err_len, "out of memory choosing %" PRId64 " fit pixels", n);
+  }
+  int64_t c = 0;
+  for (int64_t p = 0; p < n_pixels; p++)
+    if (numi_n[p] > opts->umi_min_sigma) cand[c++] = p;
+  /* sample(names(nUMI[nUMI > UMI_min_sigma]), N_fit) = candidates[sample.int(n_cand, N_fit)]. */
+  if (rctd_rrng_sample(rng, (int)n_cand, (int)n, drawn) < 0) {
+    free(cand), free(drawn), free(out);
+    return rctd_fail(err, err_len, "out of memory drawing %" PRId64 " fit pixels", n);
+  }
+  for (int64_t i = 0; i < n; i++) out[i] = cand[drawn[i] - 1];
+  free(cand);
+  free(drawn);
+  *fit_n = out;
+  *n_fit = n;
+  return 0;
+}
+
+/* ------------------------------------------------------------------ scores */
+
+double rctd_sigma_log_l(const rctd_qtable *table, int64_t n, const double *y,
+                        const double *lambda) {
+  double d0[SIG_EVAL_CHUNK];
+  long double sum = 0;
+  for (int64_t i = 0; i < n; i += SIG_EVAL_CHUNK) {
+    int m = (int)(n - i < SIG_EVAL_CHUNK ? n - i : SIG_EVAL_CHUNK);
+    rctd_spline_eval(table, m, y + i, lambda + i, d0, NULL, NULL);
+    for (int j = 0; j < m; j++) sum += -d0[j];
+  }
+  return (double)sum;
+}
+
+/* calc_log_l_vec(X * mult, Y) without materialising X * mult. */
+static double sig_log_l_scaled(const rctd_qtable *table, int64_t n, const double *y,
+                               const double *x, double mult) {
+  double lambda[SIG_EVAL_CHUNK], d0[SIG_EVAL_CHUNK];
+  long double sum = 0;
+  for (int64_t i = 0; i < n; i += SIG_EVAL_CHUNK) {
+    int m = (int)(n - i < SIG_EVAL_CHUNK ? n - i : SIG_EVAL_CHUNK);
+    for (int j = 0; j < m; j++) lambda[j] = x[i + j] * mult;
+    rctd_spline_eval(table, m, y + i, lambda, d0, NULL, NULL);
+    for (int j = 0; j < m; j++) sum += -d0[j];
+  }
+  return (double)sum;
+}
+
+/* ------------------------------------------------------------------ tables */
+
+/* The tables of the grid values in use, loaded on demand and dropped when out of the window. */
+typedef struct {
+  rctd_qtable_owned *by_index[RCTD_N_SIGMA];
+  double *coef_by_index[RCTD_N_SIGMA]; /* rctd_spline_coef_build's terms, or NULL */
+  int n_k;
+  const rctd_qtable_opts *qopts;
+} sig_tables;
+
+static void sig_tables_drop(sig_tables *ts, int i) {
+  if (!ts->by_index[i]) return;
+  free(ts->coef_by_index[i]);
+  ts->coef_by_index[i] = NULL;
+  rctd_qtable_owned_free(ts->by_index[i]);
+  free(ts->by_index[i]);
+  ts->by_index[i] = NULL;
+}
+
+static void sig_tables_free(sig_tables *ts) {
+  for (int i = 0; i < RCTD_N_SIGMA; i++) sig_tables_drop(ts, i);
+}
+
+static int sig_tables_load(sig_tables *ts, int index, char *err, size_t err_len) {
+  if (ts->by_index[index]) return 0;
+  int grid[RCTD_N_SIGMA];
+  rctd_sigma_grid(grid);
+  rctd_qtable_owned *t = calloc(1, sizeof *t);
+  if (!t) return rctd_fail(err, err_len, "out of memory");
+  char note[512] = "", msg[RCTD_ERR_LEN] = "";
+  if (rctd_qtable_get(grid[index], ts->n_k, ts->qopts, t, note, sizeof note, msg, sizeof msg) !=
+      0) {
+    free(t);
+    return rctd_fail(err, err_len, "likelihood table for sigma %d: %s", grid[index], msg);
+  }
+  /* Only a cache that cannot be written deserves a word; hits and rebuilds are routine. */
+  if (strstr(note, "not cached")) rctd_log_warn("%s", note);
+  ts->by_index[index] = t;
+  /* the spline terms per (row, interval), for the one-pass scores and the fits' fast path
+   * (same bits); without them (out of memory) both take the slower exact paths */
+  ts->coef_by_index[index] = malloc(rctd_spline_coef_doubles(t->table.n_k) * sizeof(double));
+  if (ts->coef_by_index[index]) rctd_spline_coef_build(&t->table, ts->coef_by_index[index]);
+  return 0;
+}
+
+/* Candidate window around grid place si (0-based): [*lo, *hi). */
+static void sig_window(int si, int *lo, int *hi) {
+  *lo = si - RCTD_SIGMA_WINDOW < 0 ? 0 : si - RCTD_SIGMA_WINDOW;
+  *hi = si + RCTD_SIGMA_WINDOW + 1 > RCTD_N_SIGMA ? RCTD_N_SIGMA : si + RCTD_SIGMA_WINDOW + 1;
+}
+
+/* Loads the window's tables and drops the others. */
+static int sig_tables_window(sig_tables *ts, int si, char *err, size_t err_len) {
+  int lo, hi;
+  sig_window(si, &lo, &hi);
+  for (int i = 0; i < RCTD_N_SIGMA; i++)
+    if (i < lo || i >= hi) sig_tables_drop(ts, i);
+  for (int i = lo; i < hi; i++)
+    if (sig_tables_load(ts, i, err, err_len) < 0) return -1;
+  return 0;
+}
+
+/* Rows a table needs for counts up to max_y (R indexes row Y + 1 after clipping at K_val). */
+static int sig_n_k(double max_y) {
+  if (!(max_y > 0)) return 1;
+  double y = max_y > RCTD_K_VAL ? RCTD_K_VAL : max_y;
+  return (int)y + 1;
+}
+
+static double sig_max(const double *v, int64_t n) {
+  double m = 0;
+  for (int64_t i = 0; i < n; i++)
+    if (v[i] > m) m = v[i];
+  return m;
+}
+
+/* ------------------------------------------------------------------ chooseSigma */
+
+typedef struct {
+  const sig_tables *ts;
+  int lo, first, end; /* this job scores candidates [first, end) of the window from lo */
+  int64_t n;
+  const double *x, *y;
+  double *score; /* the window's candidates */
+} sig_score_job;
+
+/* R's best over the multipliers: min(best_val, v) in multiplier order. */
+static double sig_best(const double *v_m) {
+  double best = v_m[0];
+  for (int m = 1; m < SIG_N_MULT; m++)
+    if (v_m[m] < best) best = v_m[m];
+  return best;
+}
+
+static void *sig_score_run(void *arg) {
+  sig_score_job *job = arg;
+  const rctd_qtable *tables[RCTD_SIGMA_MAX_CAND];
+  const double *coefs[RCTD_SIGMA_MAX_CAND];
+  double v_cm[RCTD_SIGMA_MAX_CAND * SIG_N_MULT];
+  int n_tab = job->end - job->first;
+  for (int c = job->first; c < job->end; c++) {
+    tables[c - job->first] = &job->ts->by_index[job->lo + c]->table;
+    coefs[c - job->first] = job->ts->coef_by_index[job->lo + c];
+  }
+  /* one pass over the values for all the job's tables and multipliers (same sums) */
+  if (n_tab > 0 && rctd_spline_score_many(tables, coefs, n_tab, sig_mult, SIG_N_MULT, job->n,
+                                          job->y, job->x, v_cm) == 0) {
+    for (int c = 0; c < n_tab; c++) job->score[job->first + c] = sig_best(v_cm + c * SIG_N_MULT);
+    return NULL;
+  }
+  for (int c = 0; c < n_tab; c++) {
+    for (int m = 0; m < SIG_N_MULT; m++)
+      v_cm[m] = sig_log_l_scaled(tables[c], job->n, job->y, job->x, sig_mult[m]);
+    job->score[job->first + c] = sig_best(v_cm);
+  }
+  return NULL;
+}
+
+/* Scores the window around grid place si on the (already permuted) x, y; fills out. */
+static void sig_score_window(const sig_tables *ts, int si, int64_t n, const double *x,
+                             const double *y, int n_threads, rctd_sigma_epoch *out) {
+  int lo, hi, grid[RCTD_N_SIGMA];
+  rctd_sigma_grid(grid);
+  sig_window(si, &lo, &hi);
+  int n_cand = hi - lo;
+  int n_jobs = n_threads < 1 ? 1 : n_threads > n_cand ? n_cand : n_threads;
+  sig_score_job jobs[RCTD_SIGMA_MAX_CAND];
+  pthread_t threads[RCTD_SIGMA_MAX_CAND];
+  int started[RCTD_SIGMA_MAX_CAND];
+  for (int t = 0; t < n_jobs; t++)
+    jobs[t] = (sig_score_job){ts,           lo, n_cand * t / n_jobs, n_cand * (t + 1) / n_jobs,
+                              n,            x,  y,                   out->cand_score};
+  for (int t = 1; t < n_jobs; t++)
+    started[t] = pthread_create(&threads[t], NULL, sig_score_run, &jobs[t]) == 0;
+  sig_score_run(&jobs[0]);
+  for (int t = 1; t < n_jobs; t++) {
+    if (started[t])
+      pthread_join(threads[t], NULL);
+    else
+      sig_score_run(&jobs[t]);
+  }
+  out->n_cand = n_cand;
+  int best = 0;
+  for (int c = 0; c < n_cand; c++) {
+    out->cand_value[c] = grid[lo + c];
+    if (out->cand_score[c] < out->cand_score[best]) best = c; /* which.min: first minimum */
+  }
+  out->sigma_chosen = grid[lo + best];
+}
+
+/* X = pmax(pred, 1e-4) and Y, reordered by sample(1:n_obs, min(1e6, n_obs)).  *x_s and *y_s
+ * (malloc'd, *n_s values) receive them. */
+static int sig_sample_obs(rctd_rrng *rng, int64_t n_obs, const double *pred, const double *y,
+                          double **x_s, double **y_s, int64_t *n_s, char *err, size_t err_len) {
+  if (n_obs < 1 || n_obs > INT32_MAX)
+    return rctd_fail(err, err_len, "chooseSigma: %" PRId64 " values cannot be sampled", n_obs);
+  int64_t n = n_obs < RCTD_SIGMA_MAX_SAMPLE ? n_obs : RCTD_SIGMA_MAX_SAMPLE;
+  int *idx = malloc((size_t)n * sizeof *idx);
+  double *xs = malloc((size_t)n * sizeof *xs), *ys = malloc((size_t)n * sizeof *ys);
+  if (!idx || !xs || !ys || rctd_rrng_sample(rng, (int)n_obs, (int)n, idx) < 0) {
+    free(idx), free(xs), free(ys);
+    return rctd_fail(err, err_len, "out of memory sampling %" PRId64 " values", n);
+  }
+  for (int64_t i = 0; i < n; i++) {
+    int64_t j = idx[i] - 1;
+    xs[i] = pred[j] > SIG_PRED_FLOOR ? pred[j] : SIG_PRED_FLOOR;
+    if (isnan(pred[j])) xs[i] = pred[j];
+    ys[i] = y[j];
+  }
+  free(idx);
+  *x_s = xs, *y_s = ys, *n_s = n;
+  return 0;
+}
+
+static int sig_choose(rctd_rrng *rng, sig_tables *ts, int64_t n_obs, const double *pred,
+                      const double *y, int sigma_value, int n_threads, rctd_sigma_epoch *out,
+                      char *err, size_t err_len) {
+  int si = rctd_sigma_index(sigma_value);
+  if (si < 0) return rctd_fail(err, err_len, "sigma %d is not on the grid", sigma_value);
+  double *xs = NULL, *ys = NULL;
+  int64_t n_s = 0;
+  if (sig_sample_obs(rng, n_obs, pred, y, &xs, &ys, &n_s, err, err_len) < 0) return -1;
+  int rc = sig_tables_window(ts, si, err, err_len);
+  if (rc == 0) {
+    out->n_obs = n_obs;
+    out->n_scored = n_s;
+    sig_score_window(ts, si, n_s, xs, ys, n_threads, out);
+  }
+  free(xs);
+  free(ys);
+  return rc;
+}
+
+int rctd_sigma_choose(rctd_rrng *rng, int64_t n_obs, const double *pred, const double *y,
+                      int sigma_value, const rctd_qtable_opts *qopts, const rctd_sigma_opts *opts,
+                      rctd_sigma_epoch *out, char *err, size_t err_len) {
+  sig_tables ts = {.n_k = sig_n_k(sig_max(y, n_obs)), .qopts = qopts};
+  int rc = sig_choose(rng, &ts, n_obs, pred, y, sigma_value, opts->n_threads, out, err, err_len);
+  sig_tables_free(&ts);
+  return rc;
+}
+
+/* ------------------------------------------------------------------ choose_sigma_c */
+
+void rctd_sigma_result_free(rctd_sigma_result *res) {
+  free(res->epochs);
+  memset(res, 0, sizeof *res);
+}
+
+/* prediction (genes fastest) = profiles %*% t(weights), each column times its pixel's nUMI.
+ * The type sum runs in type order from 0, as the reference BLAS dgemm R calls. */
+static void sig_predict(const rctd_sigma_problem *p, const double *weights_nk, double *pred_ng) {
+  const int G = p->n_genes, K = p->n_types;
+  for (int64_t n = 0; n < p->n_fit; n++) {
+    const double *w = weights_nk + (size_t)n * K;
+    double *out = pred_ng + (size_t)n * G;
+    for (int g = 0; g < G; g++) {
+      const double *prof = p->profiles_gk + (size_t)g * K;
+      double s = 0;
+      for (int k = 0; k < K; k++) s += w[k] * prof[k];
+      out[g] = s * p->numi_n[n];
+    }
+  }
+}
+
+int rctd_sigma_estimate(const rctd_sigma_problem *prob, rctd_rrng *rng, rctd_backend *backend,
+                        const rctd_qtable_opts *qopts, const rctd_sigma_opts *opts,
+                        rctd_sigma_epoch_fn on_epoch, void *ctx, rctd_sigma_result *res, char *err,
+                        size_t err_len) {
+  memset(res, 0, sizeof *res);
+  const int G = prob->n_genes, K = prob->n_types;
+  const int64_t N = prob->n_fit;
+  if (N < 1 || G < 1 || K < 1) return rctd_fail(err, err_len, "nothing to fit for sigma");
+  if (N > INT32_MAX / 2 || (uint64_t)N * (uint64_t)G > INT32_MAX)
+    return rctd_fail(err, err_len, "%" PRId64 " fit pixels x %d genes is too many", N, G);
+  if (opts->n_epoch < 1) return rctd_fail(err, err_len, "N_epoch must be at least 1");
+  int si = rctd_sigma_index(opts->start_value);
+  if (si < 0)
+    return rctd_fail(err, err_len, "start sigma %d is not on the grid", opts->start_value);
+
+  const int64_t n_obs = N * G;
+  sig_tables ts = {.n_k = sig_n_k(sig_max(prob->y_ng, n_obs)), .qopts = qopts};
+  double *weights_nk = malloc((size_t)N * K * sizeof *weights_nk);
+  int32_t *conv_n = malloc((size_t)N * sizeof *conv_n);
+  int32_t *pix_n = malloc((size_t)N * sizeof *pix_n);
+  double *pred_ng = malloc((size_t)n_obs * sizeof *pred_ng);
+  res->epochs = calloc((size_t)opts->n_epoch, sizeof *res->epochs);
+  int rc = -1;
+  if (!weights_nk || !conv_n || !pix_n || !pred_ng || !res->epochs) {
+    rctd_fail(err, err_len, "out of memory for %" PRId64 " fit pixels", N);
+    goto done;
+  }
+  for (int64_t n = 0; n < N; n++) pix_n[n] = (int32_t)n;
+  rctd_fit_batch batch = {.n_genes = G,
+                          .n_types = K,
+                          .profiles_gk = prob->profiles_gk,
+                          .n_pix = (int)N,
+                          .y_ng = prob->y_ng,
+                          .numi_n = prob->numi_n,
+                          .n_fits = (int)N,
+                          .k_sub = K,
+                          .pix_f = pix_n,
+                          .types_fk = NULL};
+  rctd_irwls_opts iopts = {.n_iter = opts->n_iter, .min_change = opts->min_change};
+  int sigma = opts->start_value;
+  for (int e = 0; e < opts->n_epoch; e++) {
+    rctd_sigma_epoch *ep = &res->epochs[e];
+    ep->epoch = e + 1;
+    ep->sigma_fit = sigma;
+    if (sig_tables_window(&ts, rctd_sigma_index(sigma), err, err_len) < 0) goto done;
+    const rctd_qtable *table = &ts.by_index[rctd_sigma_index(sigma)]->table;
+    const double *coef = ts.coef_by_index[rctd_sigma_index(sigma)];
+    int attached = coef && rctd_spline_coef_attach(table, coef) == 0;
+    int fit_rc = backend->irwls_batch(backend, table, &batch, &iopts, weights_nk, conv_n, NULL);
+    if (attached) rctd_spline_coef_detach(table);
+    if (fit_rc < 0) {
+      rctd_fail(err, err_len, "fitting the %" PRId64 " sigma pixels failed (%s backend)", N,
+                backend->name);
+      goto done;
+    }
+    for (int64_t n = 0; n < N; n++) ep->n_converged += conv_n[n] != 0;
+    for (int64_t i = 0; i < N * K; i++)
+      if (!isfinite(weights_nk[i])) {
+        rctd_fail(err, err_len, "fit pixel %" PRId64 " has non-finite weights", i / K);
+        goto done;
+      }
+    sig_predict(prob, weights_nk, pred_ng);
+    const double one = 1.0; /* x * 1.0 is x: calc_log_l_vec(prediction, counts) */
+    if (!coef ||
+        rctd_spline_score_many(&table, &coef, 1, &one, 1, n_obs, prob->y_ng, pred_ng, &ep->log_l))
+      ep->log_l = rctd_sigma_log_l(table, n_obs, prob->y_ng, pred_ng);
+    if (sig_choose(rng, &ts, n_obs, pred_ng, prob->y_ng, sigma, opts->n_threads, ep, err, err_len) <
+        0)
+      goto done;
+    res->n_epochs = e + 1;
+    if (on_epoch) on_epoch(ctx, ep);
+    int prev = sigma;
+    sigma = ep->sigma_chosen;
+    if (sigma == prev) {
+      res->converged = 1;
+      break;
+    }
+  }
+  res->sigma_value = sigma;
+  rc = 0;
+done:
+  sig_tables_free(&ts);
+  free(weights_nk);
+  free(conv_n);
+  free(pix_n);
+  free(pred_ng);
+  if (rc < 0) rctd_sigma_result_free(res);
+  return rc;
+}
+
+/* ------------------------------------------------------------------ the stage */
+
+void rctd_sigma_stage_opts_default(rctd_sigma_stage_opts *opts) {
+  memset(opts, 0, sizeof *opts);
+  rctd_sigma_opts_default(&opts->sigma);
+  opts->seed = 1;
+}
+
+/* Where the input comes from: PATH1 for the model and the fit pixels, PATH2 for the copy. */
+typedef struct {
+  rctd_model_reader *mr;
+  rctd_reader *copy;
+} sig_input;
+
+static void sig_input_close(sig_input *in) {
+  if (in->mr) rctd_model_reader_close(in->mr);
+  if (in->copy) rctd_reader_close(in->copy);
+  memset(in, 0, sizeof *in);
+}
+
+/* LABEL names PATH in messages (NULL: PATH). */
+static int sig_open_twice(sig_input *in, const char *path, const char *label, char *err,
+                          size_t err_len) {
+  in->mr = rctd_model_open_as(path, label, err, err_len);
+  if (!in->mr) return -1;
+  in->copy = label ? rctd_reader_open_as(path, label, err, err_len)
+                   : rctd_reader_open(path, err, err_len);
+  if (!in->copy) return sig_input_close(in), -1;
+  return 0;
+}
+
+/* A piped input is copied (record frames, undecoded) to a file in tmp_dir, which both readers
+ * open and which is then unlinked: nothing is left behind once the readers are open, and the
+ * atomic writer removes its temporary on errors and signals before that. */
+static int sig_open_spooled(sig_input *in, const char *path, const char *tmp_dir, char *err,
+                            size_t err_len) {
+  const char *dir = tmp_dir && *tmp_dir ? tmp_dir : getenv("TMPDIR");
+  if (!dir || !*dir) dir = "/tmp";
+  /* Unique among processes sharing the directory (even across PID namespaces). */
+  struct timespec now;
+  clock_gettime(CLOCK_REALTIME, &now);
+  char spool[4096];
+  if (snprintf(spool, sizeof spool, "%s/rctd-sigma-spool-%ld-%lld%09ld.rctd", dir, (long)getpid(),
+               (long long)now.tv_sec, (long)now.tv_nsec) >= (int)sizeof spool)
+    return rctd_fail(err, err_len, "%s: temporary directory name too long", dir);
+  rctd_reader *r = rctd_reader_open(path, err, err_len);
+  if (!r) return -1;
+  rctd_writer_opts wo = {0};
+  rctd_writer *w = rctd_writer_open(spool, &wo, err, err_len);
+  if (!w) {
+    rctd_reader_close(r);
+    const char *why = strrchr(err, ':'); /* "SPOOL: cannot create output: REASON" */
+    char reason[256];
+    snprintf(reason, sizeof reason, "%s", why ? why + 2 : err);
+    return rctd_fail(err, err_len,
+                     "%s: cannot write the temporary copy of the piped input there (%s): give "
+                     "--tmp-dir a writable directory",
+                     dir, reason);
+  }
+  int rc = 0;
+  const rctd_record_info *info;
+  for (;;) {
+    int got = rctd_reader_next(r, &info);
+    if (got == 0) break;
+    if (got < 0) {
+      rc = rctd_fail(err, err_len, "%s", rctd_reader_error(r));
+      break;
+    }
+    if (rctd_reader_copy(r, w) < 0) {
+      rc = rctd_fail(err, err_len, "%s",
+                     rctd_reader_error(r)[0] ? rctd_reader_error(r) : rctd_writer_error(w));
+      break;
+    }
+  }
+  rctd_reader_close(r);
+  if (rc < 0) {
+    rctd_writer_abort(w);
+    return -1;
+  }
+  char werr[RCTD_ERR_LEN];
+  if (rctd_writer_close(w, werr, sizeof werr) < 0)
+    return rctd_fail(err, err_len, "%s: temporary copy of the input: %s", dir, werr);
+  /* Messages name the input, not the temporary copy. */
+  rc = sig_open_twice(in, spool, strcmp(path, "-") ? path : "stdin", err, err_len);
+  unlink(spool);
+  return rc;
+}
+
+static int sig_open_input(sig_input *in, const char *path, const char *tmp_dir, char *err,
+                          size_t err_len) {
+  memset(in, 0, sizeof *in);
+  struct stat st;
+  if (strcmp(path, "-") != 0 && stat(path, &st) == 0 && S_ISREG(st.st_mode))
+    return sig_open_twice(in, path, NULL, err, err_len);
+  if (strcmp(path, "-") != 0 && access(path, R_OK) != 0)
+    return rctd_fail(err, err_len, "%s: %s", path, strerror(errno));
+  return sig_open_spooled(in, path, tmp_dir, err, err_len);
+}
+
+/* Fit pixels sorted by pixel index, to find them as the blocks go by. */
+typedef struct {
+  int64_t pixel, row;
+} sig_fit_ref;
+
+static int sig_fit_ref_cmp(const void *a, const void *b) {
+  int64_t x = ((const sig_fit_ref *)a)->pixel, y = ((const sig_fit_ref *)b)->pixel;
+  return (x > y) - (x < y);
+}
+
+/* Pass 1: every pixel block is read (and checked); the fit pixels' counts land in y_ng (rows in
+ * fit order) and *max_count receives the largest count of all pixels. */
+static int sig_gather(rctd_model_reader *mr, const int64_t *fit_n, int64_t n_fit, double *y_ng,
+                      double *max_count, char *err, size_t err_len) {
+  const rctd_model *m = rctd_model_reader_model(mr);
+  const int G = m->n_reg;
+  sig_fit_ref *refs = malloc((size_t)(n_fit > 0 ? n_fit : 1) * sizeof *refs);
+  if (!refs) return rctd_fail(err, err_len, "out of memory");
+  for (int64_t i = 0; i < n_fit; i++) refs[i] = (sig_fit_ref){fit_n[i], i};
+  qsort(refs, (size_t)n_fit, sizeof *refs, sig_fit_ref_cmp);
+  rctd_progress *prog =
+      rctd_progress_start("sigma: reading pixels", (uint64_t)m->n_pixels, "pixels");
+  rctd_pixel_block block;
+  rctd_pixel_block_init(&block);
+  double mx = 0;
+  int64_t at = 0; /* next fit ref to find */
+  int rc;
+  while ((rc = rctd_model_next_block(mr, &block)) == 1) {
+    for (int64_t i = 0; i < block.nnz; i++) {
+      double v = block.values[i];
+      if (!(v >= 0) || !isfinite(v)) {
+        rc = rctd_fail(err, err_len, "%s: pixel counts must be finite and non-negative",
+                       rctd_reader_label(rctd_model_reader_stream(mr)));
+        goto done;
+      }
+      if (v > mx) mx = v;
+    }
+    for (; at < n_fit && refs[at].pixel < block.first + block.n; at++) {
+      int64_t p = refs[at].pixel - block.first;
+      double *row = y_ng + (size_t)refs[at].row * G;
+      for (int64_t j = block.indptr[p]; j < block.indptr[p + 1]; j++) {
+        if (block.indices[j] < 0 || block.indices[j] >= G) {
+          rc = rctd_fail(err, err_len, "%s: pixel %" PRId64 ": gene index %d out of range",
+                         rctd_reader_label(rctd_model_reader_stream(mr)), refs[at].pixel,
+                         (int)block.indices[j]);
+          goto done;
+        }
+        row[block.indices[j]] += block.values[j];
+      }
+    }
+    rctd_progress_add(prog, (uint64_t)block.n);
+  }
+  if (rc < 0) rctd_fail(err, err_len, "%s", rctd_model_reader_error(mr));
+done:
+  rctd_progress_finish(prog);
+  rctd_pixel_block_free(&block);
+  free(refs);
+  *max_count = mx;
+  return rc < 0 ? -1 : 0;
+}
+
+/* Pass 2: from the first pixel record on, every record is copied as it is. */
+static int sig_copy_pixels(rctd_reader *r, rctd_writer *w, char *err, size_t err_len) {
+  int copying = 0;
+  const rctd_record_info *info;
+  for (;;) {
+    int got = rctd_reader_next(r, &info);
+    if (got == 0) return 0;
+    if (got < 0) return rctd_fail(err, err_len, "%s", rctd_reader_error(r));
+    if (!copying && strncmp(info->name, "pixels.", 7) == 0) copying = 1;
+    int rc = copying ? rctd_reader_copy(r, w) : rctd_reader_skip(r);
+    if (rc < 0)
+      return rctd_fail(err, err_len, "%s",
+                       rctd_reader_error(r)[0] ? rctd_reader_error(r) : rctd_writer_error(w));
+  }
+}
+
+/* Removes earlier sigma stages' records (sigma, its table, this tool's provenance). */
+static void sig_drop_old_records(rctd_model *m, const char *tool) {
+  char prov[256];
+  snprintf(prov, sizeof prov, "provenance.%s", tool ? tool : "rctd-sigma");
+  size_t kept = 0;
+  for (size_t i = 0; i < m->n_extra; i++) {
+    const char *name = m->extra[i].name;
+    if (strcmp(name, RCTD_SIGMA_REC) == 0 || strncmp(name, "qtable.", 7) == 0 ||
+        strcmp(name, prov) == 0) {
+      rctd_record_free(&m->extra[i]);
+      continue;
+    }
+    m->extra[kept++] = m->extra[i];
+  }
+  m->n_extra = kept;
+}
+
+static int sig_set_config_num(rctd_model *m, const char *key, double v) {
+  char text[64];
+  snprintf(text, sizeof text, "%.17g", v);
+  return rctd_model_config_set(m, key, text);
+}
+
+/* The sigma record's keys and values (texts in text, epoch lists in lists). */
+#define SIG_META_MAX 16
+typedef struct {
+  const char *keys[SIG_META_MAX];
+  const char *values[SIG_META_MAX];
+  char text[SIG_META_MAX][1024];
+  char *lists[3]; /* the epoch lists, as long as the epochs need */
+  size_t n, n_lists;
+} sig_meta;
+
+static void sig_meta_add(sig_meta *mm, const char *key, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void sig_meta_add(sig_meta *mm, const char *key, const char *fmt, ...) {
+  if (mm->n >= SIG_META_MAX) return;
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(mm->text[mm->n], sizeof mm->text[mm->n], fmt, ap);
+  va_end(ap);
+  mm->keys[mm->n] = key;
+  mm->values[mm->n] = mm->text[mm->n];
+  mm->n++;
+}
+
+/* Adds KEY = "v1,v2,..." over the epochs (WHAT: 0 sigma fitted, 1 likelihood, 2 chosen); every
+ * epoch, however many (a cut list would read as other values).  -1: out of memory. */
+static int sig_meta_list(sig_meta *mm, const char *key, const rctd_sigma_result *res, int what) {
+  const size_t cap = (size_t)res->n_epochs * 32 + 1;
+  char *t = malloc(cap);
+  if (!t || mm->n >= SIG_META_MAX || mm->n_lists >= 3) return free(t), -1;
+  size_t len = 0;
+  t[0] = 0;
+  for (int e = 0; e < res->n_epochs; e++) {
+    const rctd_sigma_epoch *ep = &res->epochs[e];
+    const char *sep = e ? "," : "";
+    int w = what == 0   ? snprintf(t + len, cap - len, "%s%d", sep, ep->sigma_fit)
+            : what == 1 ? snprintf(t + len, cap - len, "%s%.17g", sep, ep->log_l)
+                        : snprintf(t + len, cap - len, "%s%d", sep, ep->sigma_chosen);
+    len += (size_t)w; /* at most 26 characters an entry */
+  }
+  mm->lists[mm->n_lists++] = t;
+  mm->keys[mm->n] = key;
+  mm->values[mm->n++] = t;
+  return 0;
+}
+
+static void sig_meta_free(sig_meta *mm) {
+  for (size_t i = 0; i < mm->n_lists; i++) free(mm->lists[i]);
+}
+
+/* A comma-separated list of N numbers into OUT (N entries); -1 when it is not that. */
+static int sig_parse_list(const char *text, int n, double *out) {
+  const char *p = text;
+  for (int i = 0; i < n; i++) {
+    char *end;
+    errno = 0;
+    out[i] = strtod(p, &end);
+    if (end == p || errno == ERANGE || *end != (i + 1 < n ? ',' : '\0')) return -1;
+    p = end + 1;
+  }
+  return 0;
+}
+
+/* A grid value written as a number, or -1. */
+static int sig_grid_value(double v) {
+  if (!(v >= 1 && v <= 1000) || v != floor(v)) return -1;
+  return rctd_sigma_index((int)v) >= 0 ? (int)v : -1;
+}
+
+void rctd_sigma_trace_free(rctd_sigma_trace *t) {
+  free(t->sigma_fit);
+  free(t->sigma_chosen);
+  free(t->log_l);
+  memset(t, 0, sizeof *t);
+}
+
+int rctd_sigma_trace_read(const rctd_record *rec, const char *label, rctd_sigma_trace *t,
+                          char *err, size_t err_len) {
+  memset(t, 0, sizeof *t);
+  t->n_fit = t->converged = -1;
+  const char *src = rctd_record_meta_get(rec, "source");
+  snprintf(t->source, sizeof t->source, "%s", src ? src : "");
+  const char *n_fit = rctd_record_meta_get(rec, "n_fit");
+  const char *conv = rctd_record_meta_get(rec, "converged");
+  if (n_fit) t->n_fit = strtoll(n_fit, NULL, 10);
+  if (conv) t->converged = atoi(conv) != 0;
+  const char *lists[3] = {rctd_record_meta_get(rec, "epoch_sigma"),
+                          rctd_record_meta_get(rec, "epoch_log_l"),
+                          rctd_record_meta_get(rec, "epoch_chosen")};
+  if (!lists[0] && !lists[1] && !lists[2]) return 0; /* a given sigma: no epochs */
+  int n = lists[0] && *lists[0] ? 1 : 0;
+  for (const char *p = lists[0]; p && *p; p++) n += *p == ',';
+  double *v = malloc(3 * (size_t)(n ? n : 1) * sizeof *v);
+  t->sigma_fit = malloc((size_t)(n ? n : 1) * sizeof *t->sigma_fit);
+  t->sigma_chosen = malloc((size_t)(n ? n : 1) * sizeof *t->sigma_chosen);
+  t->log_l = malloc((size_t)(n ? n : 1) * sizeof *t->log_l);
+  if (!v || !t->sigma_fit || !t->sigma_chosen || !t->log_l) {
+    free(v);
+    rctd_sigma_trace_free(t);
+    return rctd_fail(err, err_len, "out of memory");
+  }
+  int ok = n > 0;
+  for (int i = 0; i < 3 && ok; i++) ok = lists[i] && sig_parse_list(lists[i], n, v + i * n) == 0;
+  for (int e = 0; e < n && ok; e++) {
+    t->sigma_fit[e] = sig_grid_value(v[e]);
+    t->sigma_chosen[e] = sig_grid_value(v[2 * n + e]);
+    t->log_l[e] = v[n + e];
+    ok = t->sigma_fit[e] > 0 && t->sigma_chosen[e] > 0 && isfinite(t->log_l[e]);
+  }
+  free(v);
+  if (!ok) {
+    rctd_sigma_trace_free(t);
+    return rctd_fail(err, err_len,
+                     "%s: record '%s': damaged epoch lists (epoch_sigma, epoch_log_l, "
+                     "epoch_chosen): run rctd-sigma again",
+                     label, RCTD_SIGMA_REC);
+  }
+  t->n_epochs = n;
+  return 0;
+}
+
+static void sig_on_epoch(void *ctx, const rctd_sigma_epoch *ep) {
+  (void)ctx;
+  rctd_log_info("epoch %d: Likelihood value: %.15g", ep->epoch, ep->log_l);
+  rctd_log_info("epoch %d: Sigma value: %g", ep->epoch, ep->sigma_chosen / 100.0);
+}
+
+typedef struct {
+  sig_input in;
+  rctd_model *model;
+  rctd_rrng rng;
+  const char *rng_source;
+  int64_t *fit_n, n_fit;
+  double *y_ng, *numi_n;
+  double max_count;
+  rctd_sigma_result res;
+  int sigma_value;
+  rctd_qtable_owned table;
+  int have_table;
+  rctd_backend *own_backend;
+  rctd_writer *w;
+} sig_run;
+
+/* R's random stream: set.seed(--seed) when asked, else the model's recorded state. */
+static void sig_rng_init(sig_run *r, const rctd_sigma_stage_opts *o) {
+  if (o->have_seed) {
+    rctd_rrng_seed(&r->rng, o->seed);
+    r->rng_source = "seed";
+  } else if (rctd_model_rng(r->model, &r->rng) == 0) {
+    r->rng_source = "model";
+  } else {
+    rctd_rrng_seed(&r->rng, o->seed);
+    r->rng_source = "seed (the model has no random state)";
+  }
+}
+
+static int sig_estimate_stage(sig_run *r, const rctd_sigma_stage_opts *o,
+                              const rctd_qtable_opts *qo, char *err, size_t err_len) {
+  const rctd_model *m = r->model;
+  rctd_backend *be = o->backend;
+  if (!be) be = r->own_backend = rctd_backend_cpu(o->sigma.n_threads < 1 ? 1 : o->sigma.n_threads);
+  if (!be) return rctd_fail(err, err_len, "cannot start the CPU backend");
+  r->numi_n = malloc((size_t)r->n_fit * sizeof *r->numi_n);
+  if (!r->numi_n) return rctd_fail(err, err_len, "out of memory");
+  for (int64_t i = 0; i < r->n_fit; i++) r->numi_n[i] = m->pixel_numi_n[r->fit_n[i]];
+  rctd_log_info("chooseSigma: %" PRId64
+                " fit pixels (nUMI > %g), random stream from the %s; "
+                "using initial Q_mat with sigma = %g",
+                r->n_fit, o->sigma.umi_min_sigma, r->rng_source, o->sigma.start_value / 100.0);
+  rctd_sigma_problem prob = {m->n_reg, m->n_types, m->profiles_gk, r->n_fit, r->y_ng, r->numi_n};
+  if (rctd_sigma_estimate(&prob, &r->rng, be, qo, &o->sigma, sig_on_epoch, NULL, &r->res, err,
+                          err_len) < 0)
+    return -1;
+  r->sigma_value = r->res.sigma_value;
+  return 0;
+}
+
+/* The model as it goes out: old sigma records dropped, config and random state updated. */
+static int sig_update_model(sig_run *r, const rctd_sigma_stage_opts *o, int estimated) {
+  rctd_model *m = r->model;
+  sig_drop_old_records(m, o->provenance ? o->provenance->tool : NULL);
+  if (!estimated) return 0;
+  if (sig_set_config_num(m, "UMI_min_sigma", o->sigma.umi_min_sigma) < 0 ||
+      sig_set_config_num(m, "N_fit", (double)o->sigma.n_fit) < 0 ||
+      sig_set_config_num(m, "N_epoch", o->sigma.n_epoch) < 0)
+    return -1;
+  if (m->n_rng != RCTD_R_SEED_WORDS) {
+    int32_t *s = realloc(m->rng_state, RCTD_R_SEED_WORDS * sizeof *s);
+    if (!s) return -1;
+    m->rng_state = s;
+    m->n_rng = RCTD_R_SEED_WORDS;
+  }
+  rctd_rng_state_save(&r->rng, m->rng_state);
+  return 0;
+}
+
+static int sig_write_sigma_record(sig_run *r, const rctd_sigma_stage_opts *o, int estimated) {
+  sig_meta mm;
+  mm.n = mm.n_lists = 0;
+  sig_meta_add(&mm, "sigma_c", "%.2f", r->sigma_value / 100.0);
+  sig_meta_add(&mm, "sigma_value", "%d", r->sigma_value);
+  sig_meta_add(&mm, "source", "%s", estimated ? "estimated" : "given");
+  if (estimated) {
+    sig_meta_add(&mm, "n_fit", "%" PRId64, r->n_fit);
+    sig_meta_add(&mm, "umi_min_sigma", "%.17g", o->sigma.umi_min_sigma);
+    sig_meta_add(&mm, "n_epochs", "%d", r->res.n_epochs);
+    sig_meta_add(&mm, "converged", "%d", r->res.converged);
+    sig_meta_add(&mm, "random_stream", "%s", r->rng_source);
+    if (o->have_seed) sig_meta_add(&mm, "seed", "%d", (int)o->seed);
+    if (sig_meta_list(&mm, "epoch_sigma", &r->res, 0) < 0 ||
+        sig_meta_list(&mm, "epoch_log_l", &r->res, 1) < 0 ||
+        sig_meta_list(&mm, "epoch_chosen", &r->res, 2) < 0)
+      return sig_meta_free(&mm), -1;
+  }
+  int rc = rctd_write_meta(r->w, RCTD_SIGMA_REC, mm.keys, mm.values, mm.n);
+  sig_meta_free(&mm);
+  return rc;
+}
+
+static int sig_write_output(sig_run *r, const char *out_path, const rctd_sigma_stage_opts *o,
+                            int estimated, char *err, size_t err_len) {
+  if (sig_update_model(r, o, estimated) < 0) return rctd_fail(err, err_len, "out of memory");
+  r->w = rctd_writer_open(out_path, &o->writer, err, err_len);
+  if (!r->w) return -1;
+  if (rctd_model_write(r->w, r->model) < 0 ||
+      (o->provenance && o->provenance->write(o->provenance, r->w) < 0) ||
+      sig_write_sigma_record(r, o, estimated) < 0 || rctd_qtable_write_records(r->w, &r->table) < 0)
+    return rctd_fail(err, err_len, "%s",
+                     rctd_writer_error(r->w)[0] ? rctd_writer_error(r->w) : "out of memory");
+  if (sig_copy_pixels(r->in.copy, r->w, err, err_len) < 0) return -1;
+  rctd_writer *w = r->w;
+  r->w = NULL;
+  return rctd_writer_close(w, err, err_len);
+}
+
+int rctd_sigma_stage_run(const char *in_path, const char *out_path, const rctd_sigma_stage_opts *o,
+                         char *err, size_t err_len) {
+  sig_run r;
+  memset(&r, 0, sizeof r);
+  int estimated = !(o->fixed_sigma > 0);
+  if (!estimated && (r.sigma_value = rctd_sigma_value_of(o->fixed_sigma)) < 0)
+    return rctd_fail(err, err_len,
+                     "sigma %g is not on the grid (0.10..0.70 by 0.01, 0.72..2.00 by 0.02, or the "
+                     "same times 100)",
+                     o->fixed_sigma);
+  if (estimated &&
+      (o->sigma.n_fit < 1 || o->sigma.n_epoch < 1 || rctd_sigma_index(o->sigma.start_value) < 0))
+    return rctd_fail(err, err_len, "N_fit and N_epoch must be at least 1");
+  rctd_qtable_opts qo = {.cache_dir = o->cache_dir,
+                         .n_threads = o->sigma.n_threads < 1 ? 1 : o->sigma.n_threads,
+                         .backend = NULL};
+  int rc = -1;
+  if (sig_open_input(&r.in, in_path, o->tmp_dir, err, err_len) < 0) goto done;
+  r.model = rctd_model_reader_model(r.in.mr);
+  const char *label = rctd_reader_label(rctd_model_reader_stream(r.in.mr));
+  if (estimated) {
+    sig_rng_init(&r, o);
+    if (rctd_sigma_pick_pixels(&r.rng, r.model->pixel_numi_n, r.model->n_pixels, &o->sigma,
+                               &r.fit_n, &r.n_fit, err, err_len) < 0) {
+      char msg[RCTD_ERR_LEN];
+      snprintf(msg, sizeof msg, "%s", err);
+      rctd_fail(err, err_len, "%s: %s", label, msg);
+      goto done;
+    }
+    size_t cells = (size_t)r.n_fit * (size_t)r.model->n_reg;
+    r.y_ng = calloc(cells ? cells : 1, sizeof *r.y_ng);
+    if (!r.y_ng) {
+      rctd_fail(err, err_len, "out of memory for %" PRId64 " fit pixels", r.n_fit);
+      goto done;
+    }
+  }
+  if (sig_gather(r.in.mr, r.fit_n, r.n_fit, r.y_ng, &r.max_count, err, err_len) < 0) goto done;
+  if (estimated && sig_estimate_stage(&r, o, &qo, err, err_len) < 0) goto done;
+  if (!estimated) rctd_log_info("sigma = %g (given; no estimate)", r.sigma_value / 100.0);
+  char msg[RCTD_ERR_LEN], note[512];
+  if (rctd_qtable_get(r.sigma_value, sig_n_k(r.max_count), &qo, &r.table, note, sizeof note, msg,
+                      sizeof msg) < 0) {
+    rctd_fail(err, err_len, "likelihood table for sigma %d: %s", r.sigma_value, msg);
+    goto done;
+  }
+  r.have_table = 1;
+  if (strstr(note, "not cached")) rctd_log_warn("%s", note);
+  if (sig_write_output(&r, out_path, o, estimated, err, err_len) < 0) goto done;
+  rc = 0;
+done:
+  if (r.w) rctd_writer_abort(r.w);
+  if (r.have_table) rctd_qtable_owned_free(&r.table);
+  if (r.own_backend) r.own_backend->destroy(r.own_backend);
+  rctd_sigma_result_free(&r.res);
+  free(r.fit_n);
+  free(r.y_ng);
+  free(r.numi_n);
+  sig_input_close(&r.in);
+  return rc;
+}
