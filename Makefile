@@ -118,8 +118,7 @@ test: deps
 	@$(MAKE) --no-print-directory test-run
 TEST_ENV := RCTD_BIN=$(abspath $(dir $(firstword $(BINS)))) RCTD_REPO=$(CURDIR)
 test-run: $(BINS) $(BUILD)/rctd-tests
-	$(TEST_ENV) $(BUILD)/rctd-tests --unit $(FILTER); unit=$$?; \
-	  $(TEST_ENV) $(BUILD)/rctd-tests --e2e $(FILTER) && exit $$unit
+	$(TEST_ENV) $(BUILD)/rctd-tests $(FILTER)
 test-unit: $(BUILD)/rctd-tests
 	RCTD_REPO=$(CURDIR) $(BUILD)/rctd-tests --unit $(FILTER)
 test-e2e: $(BINS) $(BUILD)/rctd-tests

@@ -71,8 +71,10 @@ int test_sh(const char *fmt, ...) {
   return WEXITSTATUS(status);
 }
 
-static int by_file_then_name(const void *a, const void *b) {
+/* Unit tests first, then end to end; by file and name within each tier. */
+static int by_tier_file_name(const void *a, const void *b) {
   const test_case *x = a, *y = b;
+  if (x->e2e != y->e2e) return x->e2e - y->e2e;
   int c = strcmp(x->file, y->file);
   return c ? c : strcmp(x->name, y->name);
 }
@@ -80,16 +82,18 @@ static int by_file_then_name(const void *a, const void *b) {
 int main(int argc, char **argv) {
   int tier = -1; /* -1 all, 0 unit, 1 e2e */
   int a = 1;
-  if (a < argc && strcmp(argv[a], "--unit") == 0) tier = 0, a++;
-  else if (a < argc && strcmp(argv[a], "--e2e") == 0) tier = 1, a++;
+  if (a < argc && strcmp(argv[a], "--unit") == 0)
+    tier = 0, a++;
+  else if (a < argc && strcmp(argv[a], "--e2e") == 0)
+    tier = 1, a++;
   const char *filter = a < argc ? argv[a] : NULL;
   snprintf(tmp_dir, sizeof tmp_dir, "/tmp/rctd-tests.XXXXXX");
   if (!mkdtemp(tmp_dir)) {
     perror("mkdtemp");
     return 1;
   }
-  qsort(tests, (size_t)n_tests, sizeof *tests, by_file_then_name);
-  int passed = 0, failed = 0;
+  qsort(tests, (size_t)n_tests, sizeof *tests, by_tier_file_name);
+  int passed[2] = {0, 0}, failed[2] = {0, 0};
   for (int i = 0; i < n_tests; i++) {
     if (filter && !strstr(tests[i].name, filter) && !strstr(tests[i].file, filter)) continue;
     if (tier >= 0 && tests[i].e2e != tier) continue;
@@ -103,17 +107,17 @@ int main(int argc, char **argv) {
               tests[i].name);
       f = 1;
     }
-    if (f) {
-      fprintf(stderr, "FAIL %s (%s)\n", tests[i].name, tests[i].file);
-      failed++;
-    } else {
-      passed++;
-    }
+    if (f) fprintf(stderr, "FAIL %s (%s)\n", tests[i].name, tests[i].file);
+    (f ? failed : passed)[tests[i].e2e]++;
   }
   char rm[300];
   snprintf(rm, sizeof rm, "rm -rf '%s'", tmp_dir);
   if (system(rm) != 0) fprintf(stderr, "could not remove %s\n", tmp_dir);
-  printf("%s%d passed, %d failed\n", tier == 0 ? "unit tests: " : tier == 1 ? "end-to-end tests: " : "",
-         passed, failed);
-  return failed ? 1 : 0;
+  /* One line per tier run ("unit:", "e2e:"), then the plain total when both ran. */
+  static const char *const tier_label[2] = {"unit", "e2e"};
+  for (int t = 0; t < 2; t++)
+    if (tier < 0 || tier == t)
+      printf("%s: %d passed, %d failed\n", tier_label[t], passed[t], failed[t]);
+  if (tier < 0) printf("%d passed, %d failed\n", passed[0] + passed[1], failed[0] + failed[1]);
+  return failed[0] + failed[1] ? 1 : 0;
 }
