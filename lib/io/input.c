@@ -12,74 +12,6 @@
 #include "input_internal.h"
 #include "strlist.h"
 
-int input_fail(char *err, size_t err_size, const char *path, const char *fmt, ...) {
-  if (!err || err_size == 0) return -1;
-  int used = snprintf(err, err_size, "%s: ", path ? path : "input");
-  if (used < 0 || (size_t)used >= err_size) return -1;
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(err + used, err_size - (size_t)used, fmt, ap);
-  va_end(ap);
-  return -1;
-}
-
-/* ---- string arrays ---- */
-
-struct input_arena_block {
-  input_arena_block *next;
-  size_t used, cap;
-  char data[];
-};
-
-#define INPUT_ARENA_BLOCK (1 << 20)
-
-void input_strings_init(input_strings *s) {
-  memset(s, 0, sizeof *s);
-}
-
-int input_strings_reserve(input_strings *s, int64_t n) {
-  if (n <= s->cap) return 0;
-  char **items = realloc(s->items, (size_t)n * sizeof *items);
-  if (!items) return -1;
-  s->items = items;
-  s->cap = n;
-  return 0;
-}
-
-int input_strings_push(input_strings *s, const char *str, size_t len) {
-  if (s->n == s->cap && input_strings_reserve(s, s->cap ? 2 * s->cap : 64) != 0) return -1;
-  input_arena_block *block = s->blocks;
-  if (!block || block->used + len + 1 > block->cap) {
-    size_t cap = len + 1 > INPUT_ARENA_BLOCK ? len + 1 : INPUT_ARENA_BLOCK;
-    block = malloc(sizeof *block + cap);
-    if (!block) return -1;
-    block->next = s->blocks;
-    block->used = 0;
-    block->cap = cap;
-    s->blocks = block;
-  }
-  char *copy = block->data + block->used;
-  memcpy(copy, str, len);
-  copy[len] = '\0';
-  block->used += len + 1;
-  s->items[s->n++] = copy;
-  return 0;
-}
-
-int input_strings_seal(input_strings *s) {
-  return input_strings_reserve(s, 1);
-}
-
-void input_strings_free(input_strings *s) {
-  free(s->items);
-  while (s->blocks) {
-    input_arena_block *next = s->blocks->next;
-    free(s->blocks);
-    s->blocks = next;
-  }
-  memset(s, 0, sizeof *s);
-}
-
 /* ---- options ---- */
 
 void rctd_input_options_init(rctd_input_options *options) {
@@ -370,79 +302,6 @@ static int input_validate(rctd_input *input, char *err, size_t err_size) {
   return 0;
 }
 
-/* ---- factor levels ---- */
-
-static int input_parse_number(const char *s, double *value) {
-  if (!*s) return 0;
-  char *end;
-  errno = 0;
-  *value = strtod(s, &end);
-  while (*end == ' ') end++;
-  return *end == '\0' && errno == 0 && isfinite(*value);
-}
-
-typedef struct {
-  const char *label;
-  double number;
-} input_level;
-
-static int input_cmp_level_number(const void *a, const void *b) {
-  const input_level *x = a, *y = b;
-  if (x->number != y->number) return x->number < y->number ? -1 : 1;
-  return strcmp(x->label, y->label);
-}
-
-static int input_cmp_level_label(const void *a, const void *b) {
-  const input_level *x = a, *y = b;
-  return strcmp(x->label, y->label);
-}
-
-static int64_t input_find_level(const input_level *levels, int64_t n, const char *label,
-                                int numeric) {
-  input_level key = {label, 0};
-  if (numeric) input_parse_number(label, &key.number);
-  const input_level *hit = bsearch(&key, levels, (size_t)n, sizeof *levels,
-                                   numeric ? input_cmp_level_number : input_cmp_level_label);
-  return hit ? hit - levels : -1;
-}
-
-int input_labels_to_factor(rctd_input *input, const char *const *labels_n, int64_t n, char *err,
-                           size_t err_size) {
-  input_level *levels = malloc((size_t)(n ? n : 1) * sizeof *levels);
-  input->type_codes = malloc((size_t)(n ? n : 1) * sizeof *input->type_codes);
-  if (!levels || !input->type_codes) {
-    free(levels);
-    return input_fail(err, err_size, input->path, "out of memory");
-  }
-  int64_t n_levels = 0;
-  int numeric = 1;
-  for (int64_t i = 0; i < n; i++) {
-    if (!labels_n[i]) continue;
-    levels[n_levels].label = labels_n[i];
-    if (!input_parse_number(labels_n[i], &levels[n_levels].number)) numeric = 0;
-    n_levels++;
-  }
-  int (*cmp)(const void *, const void *) = numeric ? input_cmp_level_number : input_cmp_level_label;
-  qsort(levels, (size_t)n_levels, sizeof *levels, cmp);
-  int64_t unique = 0;
-  for (int64_t i = 0; i < n_levels; i++)
-    if (unique == 0 || strcmp(levels[unique - 1].label, levels[i].label) != 0)
-      levels[unique++] = levels[i];
-  input_strings_init(&input->type_names);
-  for (int64_t k = 0; k < unique; k++)
-    if (input_strings_push(&input->type_names, levels[k].label, strlen(levels[k].label)) != 0) {
-      free(levels);
-      return input_fail(err, err_size, input->path, "out of memory");
-    }
-  for (int64_t i = 0; i < n; i++)
-    input->type_codes[i] =
-        labels_n[i] ? (int32_t)input_find_level(levels, unique, labels_n[i], numeric) : -1;
-  free(levels);
-  if (input_strings_seal(&input->type_names) != 0)
-    return input_fail(err, err_size, input->path, "out of memory");
-  return 0;
-}
-
 /* ---- open / close ---- */
 
 static rctd_input *input_open_guarded(const char *path, const rctd_input_options *options,
@@ -587,26 +446,6 @@ void rctd_csr_chunk_free(rctd_csr_chunk *chunk) {
   free(chunk->gene_idx);
   free(chunk->values);
   memset(chunk, 0, sizeof *chunk);
-}
-
-int input_chunk_reserve(rctd_csr_chunk *chunk, int64_t n_rows, int64_t nnz) {
-  if (n_rows + 1 > chunk->cap_rows) {
-    int64_t *row_ptr = realloc(chunk->row_ptr, (size_t)(n_rows + 1) * sizeof *row_ptr);
-    if (!row_ptr) return -1;
-    chunk->row_ptr = row_ptr;
-    chunk->cap_rows = n_rows + 1;
-  }
-  if (nnz > chunk->cap_nnz) {
-    int64_t cap = nnz < 1024 ? 1024 : nnz;
-    int32_t *gene_idx = realloc(chunk->gene_idx, (size_t)cap * sizeof *gene_idx);
-    if (!gene_idx) return -1;
-    chunk->gene_idx = gene_idx;
-    double *values = realloc(chunk->values, (size_t)cap * sizeof *values);
-    if (!values) return -1;
-    chunk->values = values;
-    chunk->cap_nnz = cap;
-  }
-  return 0;
 }
 
 void rctd_input_rewind(rctd_input *input) {

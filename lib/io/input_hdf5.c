@@ -4,7 +4,7 @@
 #include <string.h>
 
 #include "h5guard.h"
-#include "input_internal.h"
+#include "h5_read.h"
 
 void input_h5_silence(void) {
   H5Eset_auto2(H5E_DEFAULT, NULL, NULL);

@@ -16,7 +16,7 @@
 #include "progress.h"
 #include "error.h"
 #include "h5guard.h"
-#include "input_internal.h"
+#include "h5_read.h"
 #include "raster.h"
 #include "sigma.h"
 #include "stream.h"
