@@ -139,7 +139,7 @@ static int hs_glibc_line(const char *line) {
          strstr(line, "corrupted");
 }
 
-/* Every damaged HDF5 file of tests/data/bad-inputs (../shared/bad-inputs when found: SIGSEGV,
+/* Every damaged HDF5 file of tests/data/bad-inputs (hdf5.tar.xz: files that caused SIGSEGV,
  * SIGABRT and minute-long hangs inside libhdf5) ends with exactly the line recorded in
  * hdf5.expected, exit status 1, no output file, within the time limit. */
 TEST_E2E(hostile_damaged_hdf5_one_line_each) {
