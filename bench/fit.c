@@ -15,33 +15,8 @@
 #include <unistd.h>
 
 #include "qtable_cache.h"
+#include "bench_run.h"
 #include "synth.h"
-
-static double bf_now(void) {
-  struct timespec t;
-  clock_gettime(CLOCK_MONOTONIC, &t);
-  return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
-
-static double bf_tv(struct timeval tv) {
-  return (double)tv.tv_sec + 1e-6 * (double)tv.tv_usec;
-}
-
-/* Runs argv with stdout and stderr to /dev/null; fills its rusage.  Exit status or -1. */
-static int bf_run(char *const argv[], struct rusage *ru) {
-  fflush(NULL);
-  pid_t pid = fork();
-  if (pid < 0) return -1;
-  if (pid == 0) {
-    if (!freopen("/dev/null", "w", stdout)) _exit(127);
-    execv(argv[0], argv);
-    _exit(127);
-  }
-  int status;
-  while (wait4(pid, &status, 0, ru) < 0)
-    if (errno != EINTR) return -1;
-  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-}
 
 static int bf_generate(const rctd_synth_reference *ref, int64_t n_pixels, unsigned long seed,
                        const char *path) {
@@ -97,13 +72,13 @@ int main(int argc, char **argv) {
   snprintf(cache, sizeof cache, "%s/cache", dir);
   rctd_qtable_opts qo = {.cache_dir = cache, .n_threads = threads};
   rctd_qtable_owned table;
-  double t0 = bf_now();
+  double t0 = rctd_now();
   if (rctd_qtable_get(100, RCTD_N_K_FULL, &qo, &table, NULL, 0, err, sizeof err) < 0) {
     fprintf(stderr, "fit bench: %s\n", err);
     return 1;
   }
   rctd_qtable_owned_free(&table);
-  printf("fit: table sigma 1.00 (1003 rows) %.2f s, threads %d, K %d, G %d\n", bf_now() - t0,
+  printf("fit: table sigma 1.00 (1003 rows) %.2f s, threads %d, K %d, G %d\n", rctd_now() - t0,
          threads, ref.n_types, ref.n_genes);
   char sizes_buf[256];
   snprintf(sizes_buf, sizeof sizes_buf, "%s", sizes);
@@ -112,12 +87,12 @@ int main(int argc, char **argv) {
     int64_t n = atoll(sz);
     char stream[4300];
     snprintf(stream, sizeof stream, "%s/synth-%lld.rctd", dir, (long long)n);
-    t0 = bf_now();
+    t0 = rctd_now();
     if (bf_generate(&ref, n, seed, stream) != 0) {
       rc = 1;
       break;
     }
-    printf("fit: %lld synthetic pixels generated in %.2f s\n", (long long)n, bf_now() - t0);
+    printf("fit: %lld synthetic pixels generated in %.2f s\n", (long long)n, rctd_now() - t0);
     char modes_buf[256];
     snprintf(modes_buf, sizeof modes_buf, "%s", modes);
     char *save = NULL;
@@ -128,9 +103,9 @@ int main(int argc, char **argv) {
       char *args[] = {tool, "-q", "--threads", threads_s, "--cache-dir", cache, stream, NULL};
       struct rusage ru;
       memset(&ru, 0, sizeof ru);
-      t0 = bf_now();
-      int status = bf_run(args, &ru);
-      double wall = bf_now() - t0, cpu = bf_tv(ru.ru_utime) + bf_tv(ru.ru_stime);
+      t0 = rctd_now();
+      int status = bench_run(args, NULL, &ru);
+      double wall = rctd_now() - t0, cpu = bench_cpu_s(&ru);
       if (status != 0) {
         fprintf(stderr, "fit bench: %s exited with %d\n", tool, status);
         rc = 1;

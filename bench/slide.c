@@ -19,33 +19,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bench_run.h"
 #include "synth_slide.h"
-
-static double sb_now(void) {
-  struct timespec t;
-  clock_gettime(CLOCK_MONOTONIC, &t);
-  return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
-
-static double sb_tv(struct timeval tv) {
-  return (double)tv.tv_sec + 1e-6 * (double)tv.tv_usec;
-}
-
-/* Runs argv with stderr to LOG (appended); fills its rusage.  Exit status or -1. */
-static int sb_run(char *const argv[], const char *log, struct rusage *ru) {
-  fflush(NULL);
-  pid_t pid = fork();
-  if (pid < 0) return -1;
-  if (pid == 0) {
-    if (!freopen("/dev/null", "w", stdout) || !freopen(log, "a", stderr)) _exit(127);
-    execv(argv[0], argv);
-    _exit(127);
-  }
-  int status;
-  while (wait4(pid, &status, 0, ru) < 0)
-    if (errno != EINTR) return -1;
-  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-}
 
 static int sb_exists(const char *path) {
   struct stat st;
@@ -63,9 +38,9 @@ typedef struct {
 static int sb_stage(const sb_ctx *c, const char *label, char *const argv[], int64_t pixels) {
   struct rusage ru;
   memset(&ru, 0, sizeof ru);
-  double t0 = sb_now();
-  int status = sb_run(argv, c->log, &ru);
-  double wall = sb_now() - t0, cpu = sb_tv(ru.ru_utime) + sb_tv(ru.ru_stime);
+  double t0 = rctd_now();
+  int status = bench_run(argv, c->log, &ru);
+  double wall = rctd_now() - t0, cpu = bench_cpu_s(&ru);
   if (status != 0) {
     fprintf(stderr, "slide bench: %s exited with %d (see %s)\n", argv[0], status, c->log);
     return -1;
@@ -81,7 +56,7 @@ static int sb_stage(const sb_ctx *c, const char *label, char *const argv[], int6
 
 static int sb_generate(const rctd_slide_opts *o, const char *ref, const char *spatial) {
   char err[512];
-  double t0 = sb_now();
+  double t0 = rctd_now();
   int rc = rctd_slide_write(o, sb_exists(ref) ? NULL : ref, sb_exists(spatial) ? NULL : spatial,
                             err, sizeof err);
   if (rc) {
@@ -90,7 +65,7 @@ static int sb_generate(const rctd_slide_opts *o, const char *ref, const char *sp
     remove(spatial);
     return -1;
   }
-  printf("slide: data in %.1f s (reused when present)\n", sb_now() - t0);
+  printf("slide: data in %.1f s (reused when present)\n", rctd_now() - t0);
   return 0;
 }
 
