@@ -11,6 +11,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "json.h"
 #include "atomic_out.h"
 #include "log.h"
 #include "progress.h"
@@ -679,27 +680,14 @@ static int mg_read_input(mg_run *r, mg_input *in) {
 
 /* ------------------------------------------------------------------ summaries */
 
-static void mg_json_string(FILE *f, const char *s) {
-  fputc('"', f);
-  for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-    if (*p == '"' || *p == '\\')
-      fprintf(f, "\\%c", *p);
-    else if (*p < 0x20)
-      fprintf(f, "\\u%04x", *p);
-    else
-      fputc(*p, f);
-  }
-  fputc('"', f);
-}
-
 static void mg_json_counts(FILE *f, const char *name, const char *const *labels,
                            const int64_t *counts, int n) {
   fprintf(f, ",\n  ");
-  mg_json_string(f, name);
+  rctd_json_string(f, name);
   fprintf(f, ": {");
   for (int i = 0; i < n; i++) {
     fprintf(f, "%s", i ? ", " : "");
-    mg_json_string(f, labels[i]);
+    rctd_json_string(f, labels[i]);
     fprintf(f, ": %" PRId64, counts[i]);
   }
   fprintf(f, "}");
@@ -736,12 +724,12 @@ static void mg_write_json(mg_run *r, FILE *f) {
   int first = 1;
   if (r->o->h5ad_path) {
     fprintf(f, "\"h5ad\": ");
-    mg_json_string(f, r->o->h5ad_path);
+    rctd_json_string(f, r->o->h5ad_path);
     first = 0;
   }
   if (r->o->csv_dir) {
     fprintf(f, "%s\"csv\": ", first ? "" : ", ");
-    mg_json_string(f, r->o->csv_dir);
+    rctd_json_string(f, r->o->csv_dir);
   }
   fprintf(f, "},\n  \"timings\": {\"read_s\": %.3f, \"write_s\": %.3f, \"total_s\": %.3f}\n}\n",
           r->t_read, r->t_write, rctd_now() - r->t_start);

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "json.h"
 #include "merge.h"
 #include "output.h"
 
@@ -79,19 +80,6 @@ static double mq_value(const rctd_multiqc_stats *s, int c) {
   }
 }
 
-static void mq_json_string(FILE *f, const char *s) {
-  fputc('"', f);
-  for (; *s; s++) {
-    if (*s == '"' || *s == '\\')
-      fprintf(f, "\\%c", *s);
-    else if ((unsigned char)*s < 0x20)
-      fprintf(f, "\\u%04x", (unsigned char)*s);
-    else
-      fputc(*s, f);
-  }
-  fputc('"', f);
-}
-
 static void mq_write_json(FILE *f, const rctd_multiqc_stats *s, const char *top) {
   fputs(
       "{\n  \"id\": \"rctd\",\n  \"section_name\": \"RCTD\",\n  \"description\": \"Cell type "
@@ -103,9 +91,9 @@ static void mq_write_json(FILE *f, const rctd_multiqc_stats *s, const char *top)
     if (!mq_has(s, c)) continue;
     const mq_column *m = &mq_columns[c];
     fprintf(f, "%s\n    {\"%s\": {\"title\": ", first ? "" : ",", m->key);
-    mq_json_string(f, m->title);
+    rctd_json_string(f, m->title);
     fputs(", \"description\": ", f);
-    mq_json_string(f, m->description);
+    rctd_json_string(f, m->description);
     if (m->format) fprintf(f, ", \"format\": \"%s\"", m->format);
     if (m->suffix[0]) fprintf(f, ", \"suffix\": \"%s\"", m->suffix);
     if (m->max >= 0) fprintf(f, ", \"min\": 0, \"max\": %g", m->max);
@@ -113,14 +101,14 @@ static void mq_write_json(FILE *f, const rctd_multiqc_stats *s, const char *top)
     first = 0;
   }
   fputs("\n  ],\n  \"data\": {\n    ", f);
-  mq_json_string(f, s->sample);
+  rctd_json_string(f, s->sample);
   fputs(": {", f);
   first = 1;
   for (int c = 0; c < MQ_N; c++) {
     if (!mq_has(s, c)) continue;
     fprintf(f, "%s\"%s\": ", first ? "" : ", ", mq_columns[c].key);
     if (c == MQ_TOP)
-      mq_json_string(f, top);
+      rctd_json_string(f, top);
     else if (c == MQ_FITTED)
       fprintf(f, "%" PRId64, s->n_fitted);
     else
