@@ -17,12 +17,16 @@
 #define IRWLS_ALPHA RK_IRWLS_ALPHA /* kernels/common/irwls_step.h (shared with CUDA) */
 #define IRWLS_RIDGE RK_IRWLS_RIDGE
 
-/* The AVX-512 gradient and Hessian work on S in row pairs (built once per fit).  A Hessian tile
- * is up to three row pairs by eight columns: 24 accumulators of eight lanes (two rows x the four
- * lanes g mod 4 of irwls_dot), the three pairs' weighted values, c and one column fill 30 of the
- * 32 zmm registers; per block of four genes, 12 loads (from L2: S is 415 KB at G = 1,731,
- * K = 30) for 51 arithmetic instructions, which keeps the two vector ports busy.  (Blocking over
- * genes to keep S in L1 was measured slower: the loads are not the limit.) */
+/* The AVX-512 gradient and Hessian (fits of three or more types) work on S in row pairs (built
+ * once per fit).  A Hessian tile is up to three row pairs by eight columns: 24 accumulators of
+ * eight lanes (two rows x the four lanes g mod 4 of irwls_dot), the three pairs' weighted values,
+ * c and one column fill 30 of the 32 zmm registers; per block of four genes, 12 loads (from L2:
+ * S is 415 KB at G = 1,731, K = 30) for 27 arithmetic instructions.  (Blocking over genes to
+ * keep S in L1 was measured slower: the loads are not the limit.)  Their lanes accumulate with
+ * fused multiply-adds, 1.5x faster than a multiply and an add: each lane's sum differs from the
+ * portable path's at rounding level (about 1e-16 relative per term), so the results of fits of
+ * three or more types depend, at that level, on whether the CPU has AVX-512.  The prediction
+ * and fits of one or two types (whose CUDA kernels must agree bit for bit) are unchanged. */
 #define IRWLS_TILE_PAIRS 3
 #define IRWLS_TILE_COLS 8
 #define IRWLS_GRAD_PAIRS 8 /* row pairs per pass of the gradient */
@@ -298,6 +302,10 @@ static int irwls_avx512(void) {
   return __builtin_cpu_supports("avx512f");
 }
 
+static int irwls_avx512_fma(void) {
+  return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("fma");
+}
+
 /* S_kg in row pairs (2p, 2p + 1; an odd last row with itself), the four genes of a block of
  * each row side by side: sp[(p * n_blocks + b) * 8 + 4 r + l] = S_{2p+r, 4b+l}; the genes past
  * the last full block of four in stail[i * IRWLS_TAIL + h].  Built once per fit: S does not
@@ -324,8 +332,8 @@ __attribute__((target("avx512f"))) static void irwls_pairs_avx512(int n_genes, i
 /* n_pairs row pairs (rows[p]: pairs of sp) by n_cols columns (cols[t]: a row within a pair of
  * sp) over the n_blocks blocks of four genes: acc lane 4 r + l of entry (p, t) (to
  * acc_out + (p n_cols + t) 8) sums (c_g S_ig) S_jg of row i = 2p + r over the genes g = 4b + l
- * in order, products and sums separate instructions, as irwls_hess_2x4_avx2 does. */
-__attribute__((target("avx512f"), always_inline)) static inline void irwls_hess_tile_avx512(
+ * in order, each term fused into the sum: fma(c_g S_ig, S_jg, sum). */
+__attribute__((target("avx512f,fma"), always_inline)) static inline void irwls_hess_tile_avx512(
     const int n_pairs, const int n_cols, int n_blocks, const double *c, const double *const *rows,
     const double *const *cols, double *acc_out) {
   __m512d acc[IRWLS_TILE_PAIRS][IRWLS_TILE_COLS];
@@ -342,8 +350,7 @@ __attribute__((target("avx512f"), always_inline)) static inline void irwls_hess_
     for (int t = 0; t < n_cols; t++) {
       const __m512d v = _mm512_broadcast_f64x4(_mm256_loadu_pd(cols[t] + 8 * b));
 #pragma GCC unroll 8
-      for (int p = 0; p < n_pairs; p++)
-        acc[p][t] = _mm512_add_pd(acc[p][t], _mm512_mul_pd(u[p], v));
+      for (int p = 0; p < n_pairs; p++) acc[p][t] = _mm512_fmadd_pd(u[p], v, acc[p][t]);
     }
   }
 #pragma GCC unroll 8
@@ -355,7 +362,7 @@ __attribute__((target("avx512f"), always_inline)) static inline void irwls_hess_
 typedef void (*irwls_hess_tile_fn)(int n_blocks, const double *c, const double *const *rows,
                                    const double *const *cols, double *acc_out);
 #define IRWLS_TILE_FN(P, C)                                                                \
-  __attribute__((target("avx512f"))) static void irwls_hess_tile_##P##x##C(                \
+  __attribute__((target("avx512f,fma"))) static void irwls_hess_tile_##P##x##C(            \
       int n_blocks, const double *c, const double *const *rows, const double *const *cols, \
       double *acc_out) {                                                                   \
     irwls_hess_tile_avx512(P, C, n_blocks, c, rows, cols, acc_out);                        \
@@ -383,9 +390,9 @@ static const irwls_hess_tile_fn irwls_hess_tile_fns[IRWLS_TILE_PAIRS][IRWLS_TILE
     IRWLS_TILE_ROW(1), IRWLS_TILE_ROW(2), IRWLS_TILE_ROW(3)};
 
 /* The gradient's lanes of n_pairs row pairs of sp (from sp0, pair_stride apart): lane 4 r + l
- * of acc_out[8 p ..] sums d1_g S_{2p+r,g} over g = 4b + l in order (irwls_dot_avx2's lanes);
- * one accumulator per pair, so the pairs' sums run side by side. */
-__attribute__((target("avx512f"), always_inline)) static inline void irwls_grad_tile_avx512(
+ * of acc_out[8 p ..] sums d1_g S_{2p+r,g} over g = 4b + l in order (irwls_dot_avx2's lanes),
+ * fma(d1_g, S_ig, sum); one accumulator per pair, so the pairs' sums run side by side. */
+__attribute__((target("avx512f,fma"), always_inline)) static inline void irwls_grad_tile_avx512(
     const int n_pairs, int n_blocks, const double *d1, const double *sp0, size_t pair_stride,
     double *acc_out) {
   __m512d acc[IRWLS_GRAD_PAIRS];
@@ -395,8 +402,7 @@ __attribute__((target("avx512f"), always_inline)) static inline void irwls_grad_
     const __m512d dg = _mm512_broadcast_f64x4(_mm256_loadu_pd(d1 + 4 * b));
 #pragma GCC unroll 8
     for (int p = 0; p < n_pairs; p++)
-      acc[p] =
-          _mm512_add_pd(acc[p], _mm512_mul_pd(dg, _mm512_loadu_pd(sp0 + p * pair_stride + 8 * b)));
+      acc[p] = _mm512_fmadd_pd(dg, _mm512_loadu_pd(sp0 + p * pair_stride + 8 * b), acc[p]);
   }
 #pragma GCC unroll 8
   for (int p = 0; p < n_pairs; p++) _mm512_storeu_pd(acc_out + 8 * p, acc[p]);
@@ -405,7 +411,7 @@ __attribute__((target("avx512f"), always_inline)) static inline void irwls_grad_
 typedef void (*irwls_grad_tile_fn)(int n_blocks, const double *d1, const double *sp0,
                                    size_t pair_stride, double *acc_out);
 #define IRWLS_GRAD_FN(P)                                                                        \
-  __attribute__((target("avx512f"))) static void irwls_grad_tile_##P(                           \
+  __attribute__((target("avx512f,fma"))) static void irwls_grad_tile_##P(                       \
       int n_blocks, const double *d1, const double *sp0, size_t pair_stride, double *acc_out) { \
     irwls_grad_tile_avx512(P, n_blocks, d1, sp0, pair_stride, acc_out);                         \
   }
@@ -422,8 +428,9 @@ static const irwls_grad_tile_fn irwls_grad_tile_fns[IRWLS_GRAD_PAIRS] = {
     irwls_grad_tile_5, irwls_grad_tile_6, irwls_grad_tile_7, irwls_grad_tile_8};
 
 /* The gradient and the Hessian (lower triangle) from S in row pairs (ws->spair, ws->stail),
- * each entry as irwls_dot_avx2 / irwls_hess_2x4_avx2 compute it: the genes past the last block
- * of four added to lane 0 after the vector part, then (l0 + l1) + (l2 + l3).  Entries above the
+ * each entry in the lanes of irwls_dot_avx2 / irwls_hess_2x4_avx2 (but fused multiply-adds):
+ * the genes past the last block of four added to lane 0 after the vector part (a product and
+ * a sum), then (l0 + l1) + (l2 + l3).  Entries above the
  * diagonal (and of the copy of an odd last row) are computed and dropped. */
 __attribute__((target("avx512f"))) static void irwls_grad_hess_avx512(int n_genes, int n_types,
                                                                       const double *c,
@@ -483,7 +490,7 @@ __attribute__((target("avx2"))) static void irwls_grad_hess_avx2(int n_genes, in
   const int K = n_types;
   double *c = ws->d2_g;
   for (size_t g = 0; g < G; g++) c[g] = -c[g];
-  if (irwls_avx512()) {
+  if (K >= 3 && irwls_avx512_fma()) {
     if (!*ws->spair_ready) irwls_pairs_avx512(n_genes, K, S_kg, ws->spair, ws->stail);
     *ws->spair_ready = 1;
     irwls_grad_hess_avx512(n_genes, K, c, ws->d1_g, ws);
@@ -622,10 +629,20 @@ static void irwls_step_begin(const rctd_qtable *table, int n_genes, int n_types,
     irwls_grad_hess(n_genes, K, S_kg, ws);
 }
 
-void rctd_irwls_step_parts(int n_genes, int n_types, const double *S_kg, const double *w_k,
-                           const double *d1_g, const double *d2_g, double *pred_g, double *dvec_k,
-                           double *hess_kk, void *workspace) {
+int rctd_irwls_fused(int n_types) {
+#ifdef IRWLS_HAVE_AVX2
+  return n_types >= 3 && irwls_avx512_fma();
+#else
+  (void)n_types;
+  return 0;
+#endif
+}
+
+int rctd_irwls_step_parts(int n_genes, int n_types, const double *S_kg, const double *w_k,
+                          const double *d1_g, const double *d2_g, double *pred_g, double *dvec_k,
+                          double *hess_kk, void *workspace) {
   irwls_ws ws = irwls_ws_carve(n_genes, n_types, workspace);
+  int fused = 0;
   *ws.spair_ready = 0;
   memcpy(ws.d1_g, d1_g, (size_t)n_genes * sizeof(double));
   memcpy(ws.d2_g, d2_g, (size_t)n_genes * sizeof(double));
@@ -634,6 +651,7 @@ void rctd_irwls_step_parts(int n_genes, int n_types, const double *S_kg, const d
     irwls_predict_simd(n_genes, n_types, S_kg, w_k, &ws);
     memcpy(pred_g, ws.pred_g, (size_t)n_genes * sizeof(double));
     irwls_grad_hess_avx2(n_genes, n_types, S_kg, &ws);
+    fused = rctd_irwls_fused(n_types);
   } else
 #endif
   {
@@ -644,6 +662,7 @@ void rctd_irwls_step_parts(int n_genes, int n_types, const double *S_kg, const d
   for (int i = 0; i < n_types; i++)
     memcpy(hess_kk + (size_t)i * n_types, ws.hess_kk + (size_t)i * n_types,
            (size_t)(i + 1) * sizeof(double));
+  return fused;
 }
 
 /* The rest of the step, given norm = rctd_psd_scaled(hess -> D): the QP and the update of w_k
