@@ -127,6 +127,13 @@ static inline int sf_ok(const rctd_qtable *table, double yi, double lam) {
   return !isnan(lam) && yi >= 0 && (yi < max_row + 1 || max_row >= RCTD_K_VAL);
 }
 
+const double *rctd_spline_fast_coef(const rctd_qtable *table, const unsigned short **m_of_l_out) {
+  pthread_once(&sf_once, sf_init);
+  if (!(sf_tab.simd && sf_simd_on) || !sf_standard_grid(table->x_vals)) return NULL;
+  *m_of_l_out = sf_tab.m_of_l;
+  return sf_find_coef(table);
+}
+
 /* One pair through the exact path (rctd_spline_eval), any of d0, d1, d2 NULL. */
 static void sf_pair_exact(const rctd_qtable *table, double yi, double lam, double *d0, double *d1,
                           double *d2) {

@@ -1,0 +1,317 @@
+/* The IRWLS step and score of fits of one or two types in one pass over the genes (AVX-512,
+ * eight genes at a time): the prediction, |.| and the floor, the spline's derivatives, the
+ * gradient and the three Hessian entries, with no array written and read back.  Doublet mode
+ * runs ~25 two-type fits and a few one-type fits per pixel, ~13 steps each, where the generic
+ * path (irwls.c) makes five passes and computes a 4 x 4 Hessian tile for three entries.
+ *
+ * Same bits as the generic path:
+ *   - the prediction is (0 + S_0g s_0) + S_1g s_1, R's S %*% w in k order;
+ *   - each lane computes spline_fast.c's sf_simd operations (the pairs off its fast path go
+ *     through rctd_spline_eval_fast, as there); x / 2 is computed as x * 0.5, the same number;
+ *   - sums are kept in irwls.c's four lanes (gene g in lane g mod 4): the two four-gene halves of
+ *     an eight-gene vector are added one after the other, the genes past the last block of four
+ *     go into lane 0 after the vector part, and the reduction is (l0 + l1) + (l2 + l3);
+ *   - products and sums are separate roundings: explicit intrinsics, and the scalar tail is
+ *     compiled without contraction (-std=c11 gives GCC -ffp-contract=off; clang gets the pragma).
+ */
+#include "cpu/irwls_small.h"
+
+#include <math.h>
+
+#include "cpu/spline_fast.h"
+
+#ifdef __clang__
+#pragma STDC FP_CONTRACT OFF
+#endif
+
+static int sm_on = 1;
+
+int rctd_irwls_small_enable(int enable) {
+  int was = sm_on;
+  if (enable >= 0) sm_on = enable;
+  return was;
+}
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+
+#define SM_N_INT (RCTD_N_X - 1)
+#define SM_TARGET __attribute__((target("avx512f,avx2,fma")))
+#define SM_INLINE __attribute__((always_inline)) inline
+
+/* What the lanes need of the table. */
+typedef struct {
+  const rctd_qtable *table;
+  const double *coef, *x;
+  const unsigned short *m_of_l;
+  double row_end; /* y at or past it has no table row */
+} sm_ctx;
+
+static int sm_ctx_init(const rctd_qtable *table, int n_types, sm_ctx *c) {
+  if (!sm_on || !table || n_types < 1 || n_types > 2 || !__builtin_cpu_supports("avx512f"))
+    return 0;
+  c->coef = rctd_spline_fast_coef(table, &c->m_of_l);
+  if (!c->coef) return 0;
+  c->table = table;
+  c->x = table->x_vals;
+  const double max_row = table->n_k - 1 < RCTD_K_VAL ? table->n_k - 1 : RCTD_K_VAL;
+  c->row_end = max_row >= RCTD_K_VAL ? INFINITY : max_row + 1;
+  return 1;
+}
+
+/* The spline's terms at eight pairs (y, lambda), lane by lane sf_simd's operations: the
+ * interval's coefficients zdi, zdi1, diff3, diff4 and the distances diff1, diff2.  Returns 0
+ * (nothing computed) when a pair is off the fast path. */
+typedef struct {
+  __m512d zdi, zdi1, diff3, diff4, diff1, diff2;
+} sm_terms;
+
+SM_TARGET static SM_INLINE int sm_terms8(const sm_ctx *c, __m512d y, __m512d lam, sm_terms *t) {
+  const __m512d zero = _mm512_setzero_pd();
+  const __mmask8 ok = _mm512_cmp_pd_mask(lam, lam, _CMP_EQ_OQ) &
+                      _mm512_cmp_pd_mask(y, zero, _CMP_GE_OQ) &
+                      _mm512_cmp_pd_mask(y, _mm512_set1_pd(c->row_end), _CMP_LT_OQ);
+  if (ok != 0xff) return 0;
+  const __m256i row = _mm512_cvttpd_epi32(_mm512_min_pd(y, _mm512_set1_pd(RCTD_K_VAL)));
+  lam = _mm512_min_pd(_mm512_max_pd(lam, _mm512_set1_pd(1e-4)),
+                      _mm512_set1_pd(c->x[RCTD_N_X - 1] - 1e-4));
+  const __m256i l = _mm512_cvttpd_epi32(_mm512_sqrt_pd(_mm512_div_pd(lam, _mm512_set1_pd(1e-6))));
+  const __m256i m = _mm256_and_si256(_mm256_i32gather_epi32((const int *)c->m_of_l, l, 2),
+                                     _mm256_set1_epi32(0xffff));
+  const __m256i m1 = _mm256_sub_epi32(m, _mm256_set1_epi32(1));
+  const __m256i rec = _mm256_add_epi32(_mm256_mullo_epi32(row, _mm256_set1_epi32(SM_N_INT)), m1);
+  int r[8];
+  _mm256_storeu_si256((__m256i *)r, rec);
+  const double *cf = c->coef;
+#define SM_REC2(a, b)                                                                     \
+  _mm512_insertf64x4(_mm512_castpd256_pd512(_mm256_loadu_pd(cf + (size_t)r[a] * 4)), \
+                     _mm256_loadu_pd(cf + (size_t)r[b] * 4), 1)
+  const __m512d A = SM_REC2(0, 4), B = SM_REC2(1, 5), C = SM_REC2(2, 6), D = SM_REC2(3, 7);
+#undef SM_REC2
+  /* t0 = (r0[0] r1[0] r0[2] r1[2] | r4[0] r5[0] r4[2] r5[2]), t2 the same of r2 r3 r6 r7, ... */
+  const __m512d t0 = _mm512_unpacklo_pd(A, B), t1 = _mm512_unpackhi_pd(A, B);
+  const __m512d t2 = _mm512_unpacklo_pd(C, D), t3 = _mm512_unpackhi_pd(C, D);
+  const __m512i even = _mm512_setr_epi64(0, 1, 8, 9, 4, 5, 12, 13);
+  const __m512i odd = _mm512_setr_epi64(2, 3, 10, 11, 6, 7, 14, 15);
+  t->zdi = _mm512_permutex2var_pd(t0, even, t2);
+  t->diff3 = _mm512_permutex2var_pd(t0, odd, t2);
+  t->zdi1 = _mm512_permutex2var_pd(t1, even, t3);
+  t->diff4 = _mm512_permutex2var_pd(t1, odd, t3);
+  t->diff1 = _mm512_sub_pd(lam, _mm512_i32gather_pd(m1, c->x, 8));
+  t->diff2 = _mm512_sub_pd(_mm512_i32gather_pd(m, c->x, 8), lam);
+  return 1;
+}
+
+/* d1 and d2 of eight pairs (sf_simd's formulas); the pairs off the fast path through
+ * rctd_spline_eval_fast. */
+SM_TARGET static SM_INLINE void sm_d1d2_8(const sm_ctx *c, const double *y, __m512d lam,
+                                          __m512d *d1, __m512d *d2) {
+  sm_terms t;
+  if (!sm_terms8(c, _mm512_loadu_pd(y), lam, &t)) {
+    double lam8[8], d1_8[8], d2_8[8];
+    _mm512_storeu_pd(lam8, lam);
+    rctd_spline_eval_fast(c->table, 8, y, lam8, NULL, d1_8, d2_8);
+    *d1 = _mm512_loadu_pd(d1_8);
+    *d2 = _mm512_loadu_pd(d2_8);
+    return;
+  }
+  const __m512d half = _mm512_set1_pd(0.5);
+  const __m512d a = _mm512_mul_pd(_mm512_mul_pd(t.zdi, _mm512_mul_pd(t.diff1, t.diff1)), half);
+  const __m512d b = _mm512_mul_pd(_mm512_mul_pd(t.zdi1, _mm512_mul_pd(t.diff2, t.diff2)), half);
+  *d1 = _mm512_sub_pd(_mm512_add_pd(_mm512_sub_pd(a, b), t.diff3), t.diff4);
+  *d2 = _mm512_add_pd(_mm512_mul_pd(t.zdi, t.diff1), _mm512_mul_pd(t.zdi1, t.diff2));
+}
+
+/* x^3 rounded to nearest, as sf_cube4 */
+SM_TARGET static SM_INLINE __m512d sm_cube8(__m512d x) {
+  const __m512d p = _mm512_mul_pd(x, x), pe = _mm512_fmsub_pd(x, x, p);
+  const __m512d h = _mm512_mul_pd(p, x), he = _mm512_fmsub_pd(p, x, h);
+  return _mm512_add_pd(h, _mm512_fmadd_pd(pe, x, he));
+}
+
+/* d0 of eight pairs into d0 (sf_simd's formula, or rctd_spline_eval_fast). */
+SM_TARGET static SM_INLINE void sm_d0_8(const sm_ctx *c, const double *y, __m512d lam, double *d0) {
+  sm_terms t;
+  if (!sm_terms8(c, _mm512_loadu_pd(y), lam, &t)) {
+    double lam8[8];
+    _mm512_storeu_pd(lam8, lam);
+    rctd_spline_eval_fast(c->table, 8, y, lam8, d0, NULL, NULL);
+    return;
+  }
+  const __m512d six = _mm512_set1_pd(6);
+  __m512d v = _mm512_add_pd(_mm512_div_pd(_mm512_mul_pd(t.zdi, sm_cube8(t.diff1)), six),
+                            _mm512_div_pd(_mm512_mul_pd(t.zdi1, sm_cube8(t.diff2)), six));
+  v = _mm512_add_pd(_mm512_add_pd(v, _mm512_mul_pd(t.diff3, t.diff1)),
+                    _mm512_mul_pd(t.diff4, t.diff2));
+  _mm512_storeu_pd(d0, v);
+}
+
+/* acc += the low four lanes of v, then the high four (genes g..g+3, then g+4..g+7). */
+SM_TARGET static SM_INLINE __m256d sm_add_halves(__m256d acc, __m512d v) {
+  acc = _mm256_add_pd(acc, _mm512_castpd512_pd256(v));
+  return _mm256_add_pd(acc, _mm512_extractf64x4_pd(v, 1));
+}
+
+/* irwls.c's reduction of four lanes (lane 0 already holding the tail). */
+static double sm_reduce(const double l[4]) {
+  return (l[0] + l[1]) + (l[2] + l[3]);
+}
+
+/* The step of K (1 or 2) types: K is a constant in each instance. */
+SM_TARGET static SM_INLINE void sm_grad_hess_k(const sm_ctx *c, const int K, int G, const double *s0,
+                                               const double *s1, const double *y, double w0,
+                                               double w1, double floor_pred, double *dvec_k,
+                                               double *hess_kk) {
+  const __m512d vw0 = _mm512_set1_pd(w0), vw1 = _mm512_set1_pd(w1);
+  const __m512d vfloor = _mm512_set1_pd(floor_pred), zero = _mm512_setzero_pd();
+  const __m512i sign = _mm512_set1_epi64((long long)0x8000000000000000ULL);
+  __m256d g0 = _mm256_setzero_pd(), g1 = g0, h00 = g0, h10 = g0, h11 = g0;
+  int g = 0;
+  for (; g + 8 <= G; g += 8) {
+    const __m512d a0 = _mm512_loadu_pd(s0 + g), a1 = K == 2 ? _mm512_loadu_pd(s1 + g) : zero;
+    __m512d pred = _mm512_add_pd(zero, _mm512_mul_pd(a0, vw0));
+    if (K == 2) pred = _mm512_add_pd(pred, _mm512_mul_pd(a1, vw1));
+    pred = _mm512_abs_pd(pred);
+    pred = _mm512_mask_blend_pd(_mm512_cmp_pd_mask(pred, vfloor, _CMP_LT_OQ), pred, vfloor);
+    __m512d d1, d2;
+    sm_d1d2_8(c, y + g, pred, &d1, &d2);
+    const __m512d cg = _mm512_castsi512_pd(_mm512_xor_si512(_mm512_castpd_si512(d2), sign));
+    const __m512d u0 = _mm512_mul_pd(cg, a0);
+    g0 = sm_add_halves(g0, _mm512_mul_pd(d1, a0));
+    h00 = sm_add_halves(h00, _mm512_mul_pd(u0, a0));
+    if (K == 2) {
+      const __m512d u1 = _mm512_mul_pd(cg, a1);
+      g1 = sm_add_halves(g1, _mm512_mul_pd(d1, a1));
+      h10 = sm_add_halves(h10, _mm512_mul_pd(u1, a0));
+      h11 = sm_add_halves(h11, _mm512_mul_pd(u1, a1));
+    }
+  }
+  /* the rest (G mod 8 genes): prediction and derivatives one by one, a last block of four in
+   * the lanes, then the genes past it into lane 0 */
+  double d1_r[8], c_r[8];
+  const int n_rest = G - g;
+  if (n_rest > 0) {
+    double pred_r[8];
+    for (int h = 0; h < n_rest; h++) {
+      double p = 0 + s0[g + h] * w0;
+      if (K == 2) p = p + s1[g + h] * w1;
+      p = fabs(p);
+      pred_r[h] = p < floor_pred ? floor_pred : p;
+    }
+    rctd_spline_eval_fast(c->table, n_rest, y + g, pred_r, NULL, d1_r, c_r);
+    for (int h = 0; h < n_rest; h++) c_r[h] = -c_r[h];
+  }
+  if (n_rest >= 4) {
+    const __m256d d1v = _mm256_loadu_pd(d1_r), cv = _mm256_loadu_pd(c_r);
+    const __m256d a0 = _mm256_loadu_pd(s0 + g), u0 = _mm256_mul_pd(cv, a0);
+    g0 = _mm256_add_pd(g0, _mm256_mul_pd(d1v, a0));
+    h00 = _mm256_add_pd(h00, _mm256_mul_pd(u0, a0));
+    if (K == 2) {
+      const __m256d a1 = _mm256_loadu_pd(s1 + g), u1 = _mm256_mul_pd(cv, a1);
+      g1 = _mm256_add_pd(g1, _mm256_mul_pd(d1v, a1));
+      h10 = _mm256_add_pd(h10, _mm256_mul_pd(u1, a0));
+      h11 = _mm256_add_pd(h11, _mm256_mul_pd(u1, a1));
+    }
+  }
+  double l_g0[4], l_g1[4], l_00[4], l_10[4], l_11[4];
+  _mm256_storeu_pd(l_g0, g0);
+  _mm256_storeu_pd(l_g1, g1);
+  _mm256_storeu_pd(l_00, h00);
+  _mm256_storeu_pd(l_10, h10);
+  _mm256_storeu_pd(l_11, h11);
+  for (int h = n_rest >= 4 ? 4 : 0; h < n_rest; h++) {
+    const double a0 = s0[g + h];
+    l_g0[0] += d1_r[h] * a0;
+    l_00[0] += (c_r[h] * a0) * a0;
+    if (K == 2) {
+      const double a1 = s1[g + h];
+      l_g1[0] += d1_r[h] * a1;
+      l_10[0] += (c_r[h] * a1) * a0;
+      l_11[0] += (c_r[h] * a1) * a1;
+    }
+  }
+  dvec_k[0] = sm_reduce(l_g0);
+  hess_kk[0] = sm_reduce(l_00);
+  if (K == 2) {
+    dvec_k[1] = sm_reduce(l_g1);
+    hess_kk[2] = sm_reduce(l_10);
+    hess_kk[3] = sm_reduce(l_11);
+  }
+}
+
+SM_TARGET static void sm_grad_hess_1(const sm_ctx *c, int G, const double *S_kg, const double *y,
+                                     const double *s_k, double floor_pred, double *dvec_k,
+                                     double *hess_kk) {
+  sm_grad_hess_k(c, 1, G, S_kg, S_kg, y, s_k[0], 0, floor_pred, dvec_k, hess_kk);
+}
+
+SM_TARGET static void sm_grad_hess_2(const sm_ctx *c, int G, const double *S_kg, const double *y,
+                                     const double *s_k, double floor_pred, double *dvec_k,
+                                     double *hess_kk) {
+  sm_grad_hess_k(c, 2, G, S_kg, S_kg + G, y, s_k[0], s_k[1], floor_pred, dvec_k, hess_kk);
+}
+
+/* d0 at the prediction (0 + S_0g w_0) + S_1g w_1 into d0_g (pred_g: scratch for the rest). */
+SM_TARGET static void sm_score_d0(const sm_ctx *c, int K, int G, const double *S_kg,
+                                  const double *y, const double *w_k, double *pred_g,
+                                  double *d0_g) {
+  const double *s0 = S_kg, *s1 = S_kg + (K == 2 ? G : 0);
+  const double w0 = w_k[0], w1 = K == 2 ? w_k[1] : 0;
+  const __m512d vw0 = _mm512_set1_pd(w0), vw1 = _mm512_set1_pd(w1), zero = _mm512_setzero_pd();
+  int g = 0;
+  for (; g + 8 <= G; g += 8) {
+    __m512d pred = _mm512_add_pd(zero, _mm512_mul_pd(_mm512_loadu_pd(s0 + g), vw0));
+    if (K == 2) pred = _mm512_add_pd(pred, _mm512_mul_pd(_mm512_loadu_pd(s1 + g), vw1));
+    sm_d0_8(c, y + g, pred, d0_g + g);
+  }
+  for (int h = g; h < G; h++) {
+    double p = 0 + s0[h] * w0;
+    if (K == 2) p = p + s1[h] * w1;
+    pred_g[h] = p;
+  }
+  if (g < G) rctd_spline_eval_fast(c->table, G - g, y + g, pred_g + g, d0_g + g, NULL, NULL);
+}
+
+int rctd_irwls_small_grad_hess(const rctd_qtable *table, int n_genes, int n_types,
+                               const double *S_kg, const double *y_g, const double *s_k,
+                               double floor_pred, double *dvec_k, double *hess_kk) {
+  sm_ctx c;
+  if (n_genes < 1 || !sm_ctx_init(table, n_types, &c)) return 0;
+  if (n_types == 1)
+    sm_grad_hess_1(&c, n_genes, S_kg, y_g, s_k, floor_pred, dvec_k, hess_kk);
+  else
+    sm_grad_hess_2(&c, n_genes, S_kg, y_g, s_k, floor_pred, dvec_k, hess_kk);
+  return 1;
+}
+
+int rctd_irwls_small_score(const rctd_qtable *table, int n_genes, int n_types, const double *S_kg,
+                           const double *y_g, const double *weights_k, double *pred_g,
+                           double *d0_g, double *score) {
+  sm_ctx c;
+  if (n_genes < 1 || !sm_ctx_init(table, n_types, &c)) return 0;
+  sm_score_d0(&c, n_types, n_genes, S_kg, y_g, weights_k, pred_g, d0_g);
+  long double sum = 0; /* R's sum(): long double, in gene order */
+  for (int g = 0; g < n_genes; g++) sum += d0_g[g];
+  *score = -(double)sum;
+  return 1;
+}
+
+#else /* no x86 intrinsics: the generic path always */
+
+int rctd_irwls_small_grad_hess(const rctd_qtable *table, int n_genes, int n_types,
+                               const double *S_kg, const double *y_g, const double *s_k,
+                               double floor_pred, double *dvec_k, double *hess_kk) {
+  (void)table, (void)n_genes, (void)n_types, (void)S_kg, (void)y_g, (void)s_k;
+  (void)floor_pred, (void)dvec_k, (void)hess_kk;
+  return 0;
+}
+
+int rctd_irwls_small_score(const rctd_qtable *table, int n_genes, int n_types, const double *S_kg,
+                           const double *y_g, const double *weights_k, double *pred_g,
+                           double *d0_g, double *score) {
+  (void)table, (void)n_genes, (void)n_types, (void)S_kg, (void)y_g, (void)weights_k;
+  (void)pred_g, (void)d0_g, (void)score;
+  return 0;
+}
+
+#endif
