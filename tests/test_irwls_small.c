@@ -242,3 +242,39 @@ TEST(irwls_small_declines_without_fast_path) {
   CHECK(dv[0] == 7 && dv[1] == 7 && hs[0] == 7 && hs[3] == 7);
   is_table_free(&t);
 }
+
+/* The intervals from the buckets equal sf_simd's m_of_l[(int)sqrt(lambda / 1e-6)] at every l's
+ * first lambda and its neighbours, at every bucket's ends, at the clamps and at random
+ * lambdas. */
+TEST(irwls_small_intervals_equal_exact) {
+  if (!__builtin_cpu_supports("avx512f")) return;
+  const unsigned short *m_of_l = rctd_spline_fast_m_of_l();
+  const double lo = 1e-4, hi = 1600 - 1e-4;
+  const int n_max = 40000 * 6 + 2 * 26 * 256 * 2 + 20000;
+  double *lam = malloc(sizeof(double) * n_max);
+  int *m = malloc(sizeof(int) * n_max), n = 0;
+  CHECK(lam && m);
+  for (int l = 1; l < 40000; l++) {
+    double v = (double)l * l * 1e-6;
+    const double around[6] = {v, nextafter(v, 0), nextafter(v, 2e3), nextafter(nextafter(v, 0), 0),
+                              nextafter(nextafter(v, 2e3), 2e3), v * (1 + 1e-12)};
+    for (int a = 0; a < 6; a++)
+      if (around[a] >= lo && around[a] <= hi) lam[n++] = around[a];
+  }
+  for (int e = -14; e <= 11; e++)
+    for (int f = 0; f < 256; f++) { /* bucket ends: 8 mantissa bits */
+      const double start = ldexp(1 + f / 256.0, e);
+      const double end = nextafter(start, 0);
+      if (start >= lo && start <= hi) lam[n++] = start;
+      if (end >= lo && end <= hi) lam[n++] = end;
+    }
+  lam[n++] = lo;
+  lam[n++] = hi;
+  while (n < n_max) lam[n++] = exp(log(lo) + is_uniform() * (log(hi) - log(lo)));
+  CHECK(rctd_irwls_small_intervals(n, lam, m) == 0);
+  for (int i = 0; i < n; i++)
+    CHECK_MSG(m[i] == m_of_l[(int)sqrt(lam[i] / 1e-6)], "lambda %a: m %d vs %d", lam[i], m[i],
+              m_of_l[(int)sqrt(lam[i] / 1e-6)]);
+  free(lam);
+  free(m);
+}

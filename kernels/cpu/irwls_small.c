@@ -17,6 +17,10 @@
 #include "cpu/irwls_small.h"
 
 #include <math.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <stdint.h>
+#include <string.h>
 
 #include "cpu/spline_fast.h"
 
@@ -39,6 +43,79 @@ int rctd_irwls_small_enable(int enable) {
 #define SM_TARGET __attribute__((target("avx512f,avx2,fma")))
 #define SM_INLINE __attribute__((always_inline)) inline
 
+/* The interval m of a clamped lambda without the division and square root of
+ * m = m_of_l[(int)sqrt(lambda / 1e-6)] (sf_simd): m is a non-decreasing step function of lambda
+ * (each operation is monotonic), so it is read from buckets of lambda's bit pattern (exponent
+ * and SM_BUCKET_BITS mantissa bits): a bucket's m at its first value and the first value of the
+ * bucket where m steps up (+inf when none), found by bisection over the bucket's bit patterns
+ * with that exact formula.  Valid when no bucket holds two steps (checked when built; otherwise
+ * the lanes divide and take the root). */
+#define SM_BUCKET_BITS 8
+#define SM_BUCKET_SHIFT (52 - SM_BUCKET_BITS)
+#define SM_LAM_LO 1e-4 /* calc_Q_all's clamp: [1e-4, x_max - 1e-4] (x_max = 1600, the standard grid) */
+
+static struct {
+  int ok;
+  double lam_hi;
+  int64_t first;     /* bucket index of lam_lo */
+  int32_t *m_b;      /* m at the bucket's first (clamped) value */
+  double *step_b;    /* the first value of the bucket where m is m_b + 1, or +inf */
+} sm_iv;
+static pthread_once_t sm_iv_once = PTHREAD_ONCE_INIT;
+
+static int64_t sm_bits(double v) {
+  int64_t b;
+  memcpy(&b, &v, sizeof b);
+  return b;
+}
+
+static double sm_double(int64_t b) {
+  double v;
+  memcpy(&v, &b, sizeof v);
+  return v;
+}
+
+static int sm_m_exact(const unsigned short *m_of_l, double lam) { /* lam clamped */
+  return m_of_l[(int)sqrt(lam / 1e-6)];
+}
+
+static void sm_iv_build(void) {
+  const unsigned short *m_of_l = rctd_spline_fast_m_of_l();
+  for (int l = 1; l < 40000; l++)
+    if (m_of_l[l] < m_of_l[l - 1]) return; /* not monotonic: not usable */
+  double x[RCTD_N_X];
+  rctd_x_grid(x);
+  sm_iv.lam_hi = x[RCTD_N_X - 1] - SM_LAM_LO;
+  sm_iv.first = sm_bits(SM_LAM_LO) >> SM_BUCKET_SHIFT;
+  const int64_t last = sm_bits(sm_iv.lam_hi) >> SM_BUCKET_SHIFT, n = last - sm_iv.first + 1;
+  sm_iv.m_b = malloc(sizeof(int32_t) * n);
+  sm_iv.step_b = malloc(sizeof(double) * n);
+  if (!sm_iv.m_b || !sm_iv.step_b) return;
+  for (int64_t b = 0; b < n; b++) {
+    const int64_t lo_bits = (sm_iv.first + b) << SM_BUCKET_SHIFT;
+    const int64_t hi_bits = lo_bits + ((int64_t)1 << SM_BUCKET_SHIFT) - 1;
+    const int64_t lo = lo_bits > sm_bits(SM_LAM_LO) ? lo_bits : sm_bits(SM_LAM_LO);
+    const int64_t hi = hi_bits < sm_bits(sm_iv.lam_hi) ? hi_bits : sm_bits(sm_iv.lam_hi);
+    const int m_lo = sm_m_exact(m_of_l, sm_double(lo)), m_hi = sm_m_exact(m_of_l, sm_double(hi));
+    sm_iv.m_b[b] = m_lo;
+    if (m_hi - m_lo > 1 || m_hi < m_lo) return; /* two steps in a bucket: not usable */
+    if (m_hi == m_lo) {
+      sm_iv.step_b[b] = INFINITY;
+      continue;
+    }
+    int64_t a = lo, c = hi; /* m(a) = m_lo, m(c) = m_lo + 1 */
+    while (c - a > 1) {
+      const int64_t mid = a + (c - a) / 2;
+      if (sm_m_exact(m_of_l, sm_double(mid)) > m_lo)
+        c = mid;
+      else
+        a = mid;
+    }
+    sm_iv.step_b[b] = sm_double(c);
+  }
+  sm_iv.ok = 1;
+}
+
 /* What the lanes need of the table. */
 typedef struct {
   const rctd_qtable *table;
@@ -50,13 +127,30 @@ typedef struct {
 static int sm_ctx_init(const rctd_qtable *table, int n_types, sm_ctx *c) {
   if (!sm_on || !table || n_types < 1 || n_types > 2 || !__builtin_cpu_supports("avx512f"))
     return 0;
-  c->coef = rctd_spline_fast_coef(table, &c->m_of_l);
+  c->coef = rctd_spline_fast_coef(table);
   if (!c->coef) return 0;
+  c->m_of_l = rctd_spline_fast_m_of_l();
+  pthread_once(&sm_iv_once, sm_iv_build);
   c->table = table;
   c->x = table->x_vals;
   const double max_row = table->n_k - 1 < RCTD_K_VAL ? table->n_k - 1 : RCTD_K_VAL;
   c->row_end = max_row >= RCTD_K_VAL ? INFINITY : max_row + 1;
   return 1;
+}
+
+/* The interval m of eight clamped lambdas: from the buckets, or sf_simd's way. */
+SM_TARGET static SM_INLINE __m256i sm_interval8(const unsigned short *m_of_l, __m512d lam) {
+  if (sm_iv.ok) { /* the bucket's m, plus one at or past its step */
+    const __m256i b = _mm512_cvtepi64_epi32(_mm512_sub_epi64(
+        _mm512_srli_epi64(_mm512_castpd_si512(lam), SM_BUCKET_SHIFT), _mm512_set1_epi64(sm_iv.first)));
+    const __m512i m_b = _mm512_castsi256_si512(_mm256_i32gather_epi32(sm_iv.m_b, b, 4));
+    const __mmask8 up =
+        _mm512_cmp_pd_mask(lam, _mm512_i32gather_pd(b, sm_iv.step_b, 8), _CMP_GE_OQ);
+    return _mm512_castsi512_si256(_mm512_mask_add_epi32(m_b, up, m_b, _mm512_set1_epi32(1)));
+  }
+  const __m256i l = _mm512_cvttpd_epi32(_mm512_sqrt_pd(_mm512_div_pd(lam, _mm512_set1_pd(1e-6))));
+  return _mm256_and_si256(_mm256_i32gather_epi32((const int *)m_of_l, l, 2),
+                          _mm256_set1_epi32(0xffff));
 }
 
 /* The spline's terms at eight pairs (y, lambda), lane by lane sf_simd's operations: the
@@ -75,9 +169,7 @@ SM_TARGET static SM_INLINE int sm_terms8(const sm_ctx *c, __m512d y, __m512d lam
   const __m256i row = _mm512_cvttpd_epi32(_mm512_min_pd(y, _mm512_set1_pd(RCTD_K_VAL)));
   lam = _mm512_min_pd(_mm512_max_pd(lam, _mm512_set1_pd(1e-4)),
                       _mm512_set1_pd(c->x[RCTD_N_X - 1] - 1e-4));
-  const __m256i l = _mm512_cvttpd_epi32(_mm512_sqrt_pd(_mm512_div_pd(lam, _mm512_set1_pd(1e-6))));
-  const __m256i m = _mm256_and_si256(_mm256_i32gather_epi32((const int *)c->m_of_l, l, 2),
-                                     _mm256_set1_epi32(0xffff));
+  const __m256i m = sm_interval8(c->m_of_l, lam);
   const __m256i m1 = _mm256_sub_epi32(m, _mm256_set1_epi32(1));
   const __m256i rec = _mm256_add_epi32(_mm256_mullo_epi32(row, _mm256_set1_epi32(SM_N_INT)), m1);
   int r[8];
@@ -272,6 +364,22 @@ SM_TARGET static void sm_score_d0(const sm_ctx *c, int K, int G, const double *S
   if (g < G) rctd_spline_eval_fast(c->table, G - g, y + g, pred_g + g, d0_g + g, NULL, NULL);
 }
 
+SM_TARGET static void sm_intervals(int n, const double *lam, int *m) {
+  const unsigned short *m_of_l = rctd_spline_fast_m_of_l();
+  int i = 0;
+  for (; i + 8 <= n; i += 8)
+    _mm256_storeu_si256((__m256i *)(m + i), sm_interval8(m_of_l, _mm512_loadu_pd(lam + i)));
+  for (; i < n; i++) m[i] = m_of_l[(int)sqrt(lam[i] / 1e-6)];
+}
+
+int rctd_irwls_small_intervals(int n, const double *lam, int *m) {
+  if (!__builtin_cpu_supports("avx512f")) return -1;
+  pthread_once(&sm_iv_once, sm_iv_build);
+  if (!sm_iv.ok) return -1;
+  sm_intervals(n, lam, m);
+  return 0;
+}
+
 int rctd_irwls_small_grad_hess(const rctd_qtable *table, int n_genes, int n_types,
                                const double *S_kg, const double *y_g, const double *s_k,
                                double floor_pred, double *dvec_k, double *hess_kk) {
@@ -297,6 +405,27 @@ int rctd_irwls_small_score(const rctd_qtable *table, int n_genes, int n_types, c
 }
 
 #else /* no x86 intrinsics: the generic path always */
+
+int rctd_irwls_small_intervals(int n, const double *lam, int *m) {
+  (void)n, (void)lam, (void)m;
+  return -1;
+}
+
+SM_TARGET static void sm_intervals(int n, const double *lam, int *m) {
+  const unsigned short *m_of_l = rctd_spline_fast_m_of_l();
+  int i = 0;
+  for (; i + 8 <= n; i += 8)
+    _mm256_storeu_si256((__m256i *)(m + i), sm_interval8(m_of_l, _mm512_loadu_pd(lam + i)));
+  for (; i < n; i++) m[i] = m_of_l[(int)sqrt(lam[i] / 1e-6)];
+}
+
+int rctd_irwls_small_intervals(int n, const double *lam, int *m) {
+  if (!__builtin_cpu_supports("avx512f")) return -1;
+  pthread_once(&sm_iv_once, sm_iv_build);
+  if (!sm_iv.ok) return -1;
+  sm_intervals(n, lam, m);
+  return 0;
+}
 
 int rctd_irwls_small_grad_hess(const rctd_qtable *table, int n_genes, int n_types,
                                const double *S_kg, const double *y_g, const double *s_k,

@@ -127,11 +127,15 @@ static inline int sf_ok(const rctd_qtable *table, double yi, double lam) {
   return !isnan(lam) && yi >= 0 && (yi < max_row + 1 || max_row >= RCTD_K_VAL);
 }
 
-const double *rctd_spline_fast_coef(const rctd_qtable *table, const unsigned short **m_of_l_out) {
+const double *rctd_spline_fast_coef(const rctd_qtable *table) {
   pthread_once(&sf_once, sf_init);
   if (!(sf_tab.simd && sf_simd_on) || !sf_standard_grid(table->x_vals)) return NULL;
-  *m_of_l_out = sf_tab.m_of_l;
   return sf_find_coef(table);
+}
+
+const unsigned short *rctd_spline_fast_m_of_l(void) {
+  pthread_once(&sf_once, sf_init);
+  return sf_tab.m_of_l;
 }
 
 /* One pair through the exact path (rctd_spline_eval), any of d0, d1, d2 NULL. */

@@ -22,11 +22,13 @@ void rctd_spline_eval_fast(const rctd_qtable *table, int n, const double *y, con
 int rctd_cpu_simd(int enable);
 
 /* For kernels that inline the fast path lane by lane (irwls_small.c): the attached coefficients
- * of table when its grid is the standard one and the AVX2 path is on, else NULL; then
- * *m_of_l_out is the interval table (m of l = floor(sqrt(lambda / 1e-6)), l < 40000, readable
- * one entry past l by 32-bit gathers) and coefficient record (row, m) starts at
- * coef + (row * (RCTD_N_X - 1) + m - 1) * 4.  A pair off the fast path (NaN lambda, y < 0 or
- * without a table row) must go through rctd_spline_eval_fast. */
-const double *rctd_spline_fast_coef(const rctd_qtable *table, const unsigned short **m_of_l_out);
+ * of table when its grid is the standard one and the AVX2 path is on, else NULL.  Coefficient
+ * record (row, m) starts at coef + (row * (RCTD_N_X - 1) + m - 1) * 4.  A pair off the fast path
+ * (NaN lambda, y < 0 or without a table row) must go through rctd_spline_eval_fast. */
+const double *rctd_spline_fast_coef(const rctd_qtable *table);
+
+/* The interval table: m = m_of_l[l] for l = floor(sqrt(lambda / 1e-6)) < 40000 (lambda clamped),
+ * readable one entry past l by 32-bit gathers. */
+const unsigned short *rctd_spline_fast_m_of_l(void);
 
 #endif
