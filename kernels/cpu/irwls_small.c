@@ -172,23 +172,11 @@ SM_TARGET static SM_INLINE int sm_terms8(const sm_ctx *c, __m512d y, __m512d lam
   const __m256i m = sm_interval8(c->m_of_l, lam);
   const __m256i m1 = _mm256_sub_epi32(m, _mm256_set1_epi32(1));
   const __m256i rec = _mm256_add_epi32(_mm256_mullo_epi32(row, _mm256_set1_epi32(SM_N_INT)), m1);
-  int r[8];
-  _mm256_storeu_si256((__m256i *)r, rec);
-  const double *cf = c->coef;
-#define SM_REC2(a, b)                                                                     \
-  _mm512_insertf64x4(_mm512_castpd256_pd512(_mm256_loadu_pd(cf + (size_t)r[a] * 4)), \
-                     _mm256_loadu_pd(cf + (size_t)r[b] * 4), 1)
-  const __m512d A = SM_REC2(0, 4), B = SM_REC2(1, 5), C = SM_REC2(2, 6), D = SM_REC2(3, 7);
-#undef SM_REC2
-  /* t0 = (r0[0] r1[0] r0[2] r1[2] | r4[0] r5[0] r4[2] r5[2]), t2 the same of r2 r3 r6 r7, ... */
-  const __m512d t0 = _mm512_unpacklo_pd(A, B), t1 = _mm512_unpackhi_pd(A, B);
-  const __m512d t2 = _mm512_unpacklo_pd(C, D), t3 = _mm512_unpackhi_pd(C, D);
-  const __m512i even = _mm512_setr_epi64(0, 1, 8, 9, 4, 5, 12, 13);
-  const __m512i odd = _mm512_setr_epi64(2, 3, 10, 11, 6, 7, 14, 15);
-  t->zdi = _mm512_permutex2var_pd(t0, even, t2);
-  t->diff3 = _mm512_permutex2var_pd(t0, odd, t2);
-  t->zdi1 = _mm512_permutex2var_pd(t1, even, t3);
-  t->diff4 = _mm512_permutex2var_pd(t1, odd, t3);
+  const __m256i rec4 = _mm256_slli_epi32(rec, 2); /* records of four doubles */
+  t->zdi = _mm512_i32gather_pd(rec4, c->coef, 8);
+  t->zdi1 = _mm512_i32gather_pd(rec4, c->coef + 1, 8);
+  t->diff3 = _mm512_i32gather_pd(rec4, c->coef + 2, 8);
+  t->diff4 = _mm512_i32gather_pd(rec4, c->coef + 3, 8);
   t->diff1 = _mm512_sub_pd(lam, _mm512_i32gather_pd(m1, c->x, 8));
   t->diff2 = _mm512_sub_pd(_mm512_i32gather_pd(m, c->x, 8), lam);
   return 1;
