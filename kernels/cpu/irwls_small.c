@@ -47,19 +47,22 @@ int rctd_irwls_small_enable(int enable) {
  * m = m_of_l[(int)sqrt(lambda / 1e-6)] (sf_simd): m is a non-decreasing step function of lambda
  * (each operation is monotonic), so it is read from buckets of lambda's bit pattern (exponent
  * and SM_BUCKET_BITS mantissa bits): a bucket's m at its first value and the first value of the
- * bucket where m steps up (+inf when none), found by bisection over the bucket's bit patterns
- * with that exact formula.  Valid when no bucket holds two steps (checked when built; otherwise
- * the lanes divide and take the root). */
+ * bucket where m steps up, found by bisection over the bucket's bit patterns with that exact
+ * formula.  Both in one 64-bit record (one gather): m << 45 | the step's low 44 bits (its high
+ * bits are the bucket's), or 1 << 44 when m does not step in the bucket.  Valid when no bucket
+ * holds two steps (checked when built; otherwise the lanes divide and take the root). */
 #define SM_BUCKET_BITS 8
 #define SM_BUCKET_SHIFT (52 - SM_BUCKET_BITS)
 #define SM_LAM_LO 1e-4 /* calc_Q_all's clamp: [1e-4, x_max - 1e-4] (x_max = 1600, the standard grid) */
+
+#define SM_LOW_BITS (((int64_t)1 << SM_BUCKET_SHIFT) - 1)
+#define SM_LOW_BITS_NO_STEP ((int64_t)1 << SM_BUCKET_SHIFT)
 
 static struct {
   int ok;
   double lam_hi;
   int64_t first;     /* bucket index of lam_lo */
-  int32_t *m_b;      /* m at the bucket's first (clamped) value */
-  double *step_b;    /* the first value of the bucket where m is m_b + 1, or +inf */
+  int64_t *rec_b;    /* m at the bucket's first (clamped) value << 45 | where it steps */
 } sm_iv;
 static pthread_once_t sm_iv_once = PTHREAD_ONCE_INIT;
 
@@ -88,21 +91,17 @@ static void sm_iv_build(void) {
   sm_iv.lam_hi = x[RCTD_N_X - 1] - SM_LAM_LO;
   sm_iv.first = sm_bits(SM_LAM_LO) >> SM_BUCKET_SHIFT;
   const int64_t last = sm_bits(sm_iv.lam_hi) >> SM_BUCKET_SHIFT, n = last - sm_iv.first + 1;
-  sm_iv.m_b = malloc(sizeof(int32_t) * n);
-  sm_iv.step_b = malloc(sizeof(double) * n);
-  if (!sm_iv.m_b || !sm_iv.step_b) return;
+  sm_iv.rec_b = malloc(sizeof(int64_t) * n);
+  if (!sm_iv.rec_b) return;
   for (int64_t b = 0; b < n; b++) {
     const int64_t lo_bits = (sm_iv.first + b) << SM_BUCKET_SHIFT;
     const int64_t hi_bits = lo_bits + ((int64_t)1 << SM_BUCKET_SHIFT) - 1;
     const int64_t lo = lo_bits > sm_bits(SM_LAM_LO) ? lo_bits : sm_bits(SM_LAM_LO);
     const int64_t hi = hi_bits < sm_bits(sm_iv.lam_hi) ? hi_bits : sm_bits(sm_iv.lam_hi);
     const int m_lo = sm_m_exact(m_of_l, sm_double(lo)), m_hi = sm_m_exact(m_of_l, sm_double(hi));
-    sm_iv.m_b[b] = m_lo;
     if (m_hi - m_lo > 1 || m_hi < m_lo) return; /* two steps in a bucket: not usable */
-    if (m_hi == m_lo) {
-      sm_iv.step_b[b] = INFINITY;
-      continue;
-    }
+    sm_iv.rec_b[b] = (int64_t)m_lo << 45 | SM_LOW_BITS_NO_STEP;
+    if (m_hi == m_lo) continue;
     int64_t a = lo, c = hi; /* m(a) = m_lo, m(c) = m_lo + 1 */
     while (c - a > 1) {
       const int64_t mid = a + (c - a) / 2;
@@ -111,7 +110,7 @@ static void sm_iv_build(void) {
       else
         a = mid;
     }
-    sm_iv.step_b[b] = sm_double(c);
+    sm_iv.rec_b[b] = (int64_t)m_lo << 45 | (c & SM_LOW_BITS);
   }
   sm_iv.ok = 1;
 }
@@ -143,10 +142,13 @@ SM_TARGET static SM_INLINE __m256i sm_interval8(const unsigned short *m_of_l, __
   if (sm_iv.ok) { /* the bucket's m, plus one at or past its step */
     const __m256i b = _mm512_cvtepi64_epi32(_mm512_sub_epi64(
         _mm512_srli_epi64(_mm512_castpd_si512(lam), SM_BUCKET_SHIFT), _mm512_set1_epi64(sm_iv.first)));
-    const __m512i m_b = _mm512_castsi256_si512(_mm256_i32gather_epi32(sm_iv.m_b, b, 4));
-    const __mmask8 up =
-        _mm512_cmp_pd_mask(lam, _mm512_i32gather_pd(b, sm_iv.step_b, 8), _CMP_GE_OQ);
-    return _mm512_castsi512_si256(_mm512_mask_add_epi32(m_b, up, m_b, _mm512_set1_epi32(1)));
+    const __m512i rec = _mm512_i32gather_epi64(b, sm_iv.rec_b, 8);
+    const __m512i low = _mm512_set1_epi64(SM_LOW_BITS);
+    const __mmask8 up = _mm512_cmp_epu64_mask(_mm512_and_si512(_mm512_castpd_si512(lam), low),
+                                              _mm512_and_si512(rec, _mm512_set1_epi64(2 * SM_LOW_BITS + 1)),
+                                              _MM_CMPINT_NLT);
+    const __m512i m = _mm512_srli_epi64(rec, 45);
+    return _mm512_cvtepi64_epi32(_mm512_mask_add_epi64(m, up, m, _mm512_set1_epi64(1)));
   }
   const __m256i l = _mm512_cvttpd_epi32(_mm512_sqrt_pd(_mm512_div_pd(lam, _mm512_set1_pd(1e-6))));
   return _mm256_and_si256(_mm256_i32gather_epi32((const int *)m_of_l, l, 2),
