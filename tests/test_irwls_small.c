@@ -1,4 +1,4 @@
-/* kernels/cpu/irwls_small: the fused step and score of one- and two-type fits against the
+/* kernels/cpu/irwls_small: the fused step and score of fits of one to four types against the
  * generic path bit for bit: the gradient and Hessian against irwls.c's definition (four lanes,
  * gene g in lane g mod 4, the tail in lane 0, (l0 + l1) + (l2 + l3)), whole fits step by step
  * and scores with the fused path on and off (SIMD on and off), over gene counts that are not
@@ -24,6 +24,7 @@ static double is_uniform(void) { /* xorshift64: [0, 1) */
 }
 
 enum { IS_N_K = 40 }; /* table rows: counts 40 and up take the exact path */
+enum { KM = RCTD_IRWLS_SMALL_K_MAX };
 
 typedef struct {
   rctd_qtable table;
@@ -59,7 +60,10 @@ static void is_data(int G, int K, int kind, double *S_kg, double *y_g) {
     S_kg[i] = is_uniform() < 0.15 ? 0 : numi * 0.003 * is_uniform() * is_uniform();
   for (int g = 0; g < G; g++) {
     const double u = is_uniform();
-    y_g[g] = u < 0.6 ? 0 : u < 0.8 ? 1 : u < 0.97 ? (int)(30 * is_uniform()) : (int)(1500 * is_uniform());
+    y_g[g] = u < 0.6    ? 0
+             : u < 0.8  ? 1
+             : u < 0.97 ? (int)(30 * is_uniform())
+                        : (int)(1500 * is_uniform());
   }
   if (kind == 1) y_g[G / 2] = NAN;
   if (kind == 2)
@@ -101,7 +105,8 @@ static int is_same(double a, double b) {
   return memcmp(&a, &b, sizeof a) == 0 || (isnan(a) && isnan(b));
 }
 
-static const int is_genes[] = {1, 2, 3, 4, 5, 7, 8, 9, 11, 12, 13, 15, 16, 17, 23, 31, 64, 101, 1731};
+static const int is_genes[] = {1,  2,  3,  4,  5,  7,  8,  9,   11,  12,
+                               13, 15, 16, 17, 23, 31, 64, 101, 1731};
 #define IS_N_GENES (int)(sizeof is_genes / sizeof is_genes[0])
 
 /* The fused gradient and Hessian equal the definition, whatever G and the weights. */
@@ -110,23 +115,26 @@ TEST(irwls_small_grad_hess_equals_definition) {
   CHECK(is_table_build(&t) == 0);
   const int fused = __builtin_cpu_supports("avx512f") && rctd_cpu_simd(-1);
   const int Gmax = 1731;
-  double *S = malloc(sizeof(double) * 2 * Gmax), *y = malloc(sizeof(double) * Gmax);
+  double *S = malloc(sizeof(double) * KM * Gmax), *y = malloc(sizeof(double) * Gmax);
   CHECK(S && y);
   int n_checked = 0;
   for (int a = 0; a < IS_N_GENES; a++)
-    for (int K = 1; K <= 2; K++)
+    for (int K = 1; K <= KM; K++)
       for (int rep = 0; rep < 12; rep++) {
         const int G = is_genes[a];
         is_data(G, K, rep % 3, S, y);
         for (int g = 0; g < G; g++)
           if (y[g] > RCTD_K_VAL) y[g] = RCTD_K_VAL; /* as rctd_irwls_run_start clips */
         /* weights: ordinary, zero (all under the floor), tiny, large, one negative */
-        double s_k[2] = {is_uniform(), is_uniform()};
-        if (rep % 6 == 3) s_k[0] = s_k[1] = 0;
-        if (rep % 6 == 4) s_k[0] *= 1e-9, s_k[1] *= 1e-9;
+        double s_k[KM];
+        for (int k = 0; k < KM; k++) {
+          s_k[k] = is_uniform();
+          if (rep % 6 == 3) s_k[k] = 0;
+          if (rep % 6 == 4) s_k[k] *= 1e-9;
+        }
         if (rep % 6 == 5) s_k[0] *= 1e4;
         const double floor_pred = rep % 2 ? 1e-4 : 3e-4;
-        double dv[2], hs[4], dv_ref[2], hs_ref[4];
+        double dv[KM], hs[KM * KM], dv_ref[KM], hs_ref[KM * KM];
         const int done = rctd_irwls_small_grad_hess(&t.table, G, K, S, y, s_k, floor_pred, dv, hs);
         CHECK_MSG(done == fused, "G %d K %d: fused path %s", G, K, done ? "taken" : "not taken");
         if (!done) continue;
@@ -141,7 +149,7 @@ TEST(irwls_small_grad_hess_equals_definition) {
         }
         n_checked++;
       }
-  CHECK(!fused || n_checked == IS_N_GENES * 2 * 12);
+  CHECK(!fused || n_checked == IS_N_GENES * KM * 12);
   free(S);
   free(y);
   is_table_free(&t);
@@ -149,10 +157,10 @@ TEST(irwls_small_grad_hess_equals_definition) {
 
 /* Runs one fit step by step with the current paths; weights after each step in w_sk. */
 static int is_fit_steps(const rctd_qtable *table, int G, int K, const double *S, const double *y,
-                        double numi, const rctd_irwls_opts *opts, const double *init_k,
-                        void *ws, double *w_sk, int *n_steps) {
+                        double numi, const rctd_irwls_opts *opts, const double *init_k, void *ws,
+                        double *w_sk, int *n_steps) {
   rctd_irwls_run run;
-  double w[2];
+  double w[KM];
   rctd_irwls_run_start(&run, table, G, K, S, y, numi, opts, init_k, w, ws);
   rctd_irwls_run *one = &run;
   *n_steps = 0;
@@ -169,21 +177,21 @@ TEST(irwls_small_fits_and_scores_equal_generic) {
   is_table t;
   CHECK(is_table_build(&t) == 0);
   const int Gmax = 1731, n_iter = 50;
-  double *S = malloc(sizeof(double) * 2 * Gmax), *y = malloc(sizeof(double) * Gmax);
+  double *S = malloc(sizeof(double) * KM * Gmax), *y = malloc(sizeof(double) * Gmax);
   double *pred = malloc(sizeof(double) * Gmax), *d0 = malloc(sizeof(double) * Gmax);
-  double *w_psk = malloc(sizeof(double) * 3 * n_iter * 2);
-  void *ws = malloc(rctd_irwls_kg_workspace_bytes(Gmax, 2));
+  double *w_psk = malloc(sizeof(double) * 3 * n_iter * KM);
+  void *ws = malloc(rctd_irwls_kg_workspace_bytes(Gmax, KM));
   CHECK(S && y && pred && d0 && w_psk && ws);
   const int had_simd = rctd_cpu_simd(-1), had_small = rctd_irwls_small_enable(-1);
   int n_fits = 0, n_steps_total = 0;
   for (int a = 0; a < IS_N_GENES; a++)
-    for (int K = 1; K <= 2; K++)
+    for (int K = 1; K <= KM; K++)
       for (int rep = 0; rep < 4; rep++) {
         const int G = is_genes[a];
         is_data(G, K, rep == 3 ? 2 : 0, S, y);
         const double numi = rep == 1 ? 5e3 : 300;
         const rctd_irwls_opts opts = {n_iter, 1e-3, rep == 2, 0};
-        double init[2] = {0.7, 0.3};
+        double init[KM] = {0.55, 0.3, 0.1, 0.05};
         int conv[3], steps[3];
         double score[3][4];
         /* weights for the scores: the fit's, one negative (lambda under the clamp), a NaN */
@@ -191,9 +199,10 @@ TEST(irwls_small_fits_and_scores_equal_generic) {
           rctd_irwls_small_enable(path == 0);
           rctd_cpu_simd(path < 2 && had_simd);
           conv[path] = is_fit_steps(&t.table, G, K, S, y, numi, &opts, rep ? init : NULL, ws,
-                                    w_psk + (size_t)path * n_iter * 2, &steps[path]);
-          const double *w_end = w_psk + (size_t)path * n_iter * 2 + (size_t)(steps[path] - 1) * K;
-          const double w_neg[2] = {-0.5, 0.25}, w_nan[2] = {NAN, 1}, w_big[2] = {3e4, 2e4};
+                                    w_psk + (size_t)path * n_iter * KM, &steps[path]);
+          const double *w_end = w_psk + (size_t)path * n_iter * KM + (size_t)(steps[path] - 1) * K;
+          const double w_neg[KM] = {-0.5, 0.25, 0.1, -0.1}, w_nan[KM] = {NAN, 1, 1, 1},
+                       w_big[KM] = {3e4, 2e4, 1e4, 5e3};
           const double *wsc[4] = {steps[path] ? w_end : init, w_neg, w_nan, w_big};
           for (int s = 0; s < 4; s++)
             score[path][s] = rctd_irwls_score_kg(&t.table, G, K, S, y, wsc[s], pred, d0);
@@ -205,9 +214,9 @@ TEST(irwls_small_fits_and_scores_equal_generic) {
                     "G %d K %d rep %d path %d: %d steps (conv %d) vs %d (%d)", G, K, rep, path,
                     steps[path], conv[path], steps[0], conv[0]);
           for (int e = 0; e < steps[0] * K; e++)
-            CHECK_MSG(is_same(w_psk[e], w_psk[(size_t)path * n_iter * 2 + e]),
-                      "G %d K %d rep %d path %d: step %d weight %d differs", G, K, rep, path,
-                      e / K, e % K);
+            CHECK_MSG(is_same(w_psk[e], w_psk[(size_t)path * n_iter * KM + e]),
+                      "G %d K %d rep %d path %d: step %d weight %d differs", G, K, rep, path, e / K,
+                      e % K);
           for (int s = 0; s < 4; s++)
             CHECK_MSG(is_same(score[0][s], score[path][s]),
                       "G %d K %d rep %d path %d: score %d %.17g vs %.17g", G, K, rep, path, s,
@@ -216,7 +225,7 @@ TEST(irwls_small_fits_and_scores_equal_generic) {
         n_fits++;
         n_steps_total += steps[0];
       }
-  CHECK(n_fits == IS_N_GENES * 2 * 4 && n_steps_total > 5 * n_fits);
+  CHECK(n_fits == IS_N_GENES * KM * 4 && n_steps_total > 5 * n_fits);
   free(S);
   free(y);
   free(pred);
@@ -236,7 +245,8 @@ TEST(irwls_small_declines_without_fast_path) {
   rctd_cpu_simd(0);
   CHECK(rctd_irwls_small_grad_hess(&t.table, 9, 2, S, y, s_k, 1e-4, dv, hs) == 0);
   rctd_cpu_simd(had);
-  CHECK(rctd_irwls_small_grad_hess(&t.table, 9, 3, S, y, s_k, 1e-4, dv, hs) == 0);
+  CHECK(rctd_irwls_small_grad_hess(&t.table, 9, RCTD_IRWLS_SMALL_K_MAX + 1, S, y, s_k, 1e-4, dv,
+                                   hs) == 0);
   rctd_spline_coef_detach(&t.table);
   CHECK(rctd_irwls_small_grad_hess(&t.table, 9, 2, S, y, s_k, 1e-4, dv, hs) == 0);
   CHECK(dv[0] == 7 && dv[1] == 7 && hs[0] == 7 && hs[3] == 7);
@@ -256,8 +266,12 @@ TEST(irwls_small_intervals_equal_exact) {
   CHECK(lam && m);
   for (int l = 1; l < 40000; l++) {
     double v = (double)l * l * 1e-6;
-    const double around[6] = {v, nextafter(v, 0), nextafter(v, 2e3), nextafter(nextafter(v, 0), 0),
-                              nextafter(nextafter(v, 2e3), 2e3), v * (1 + 1e-12)};
+    const double around[6] = {v,
+                              nextafter(v, 0),
+                              nextafter(v, 2e3),
+                              nextafter(nextafter(v, 0), 0),
+                              nextafter(nextafter(v, 2e3), 2e3),
+                              v * (1 + 1e-12)};
     for (int a = 0; a < 6; a++)
       if (around[a] >= lo && around[a] <= hi) lam[n++] = around[a];
   }

@@ -386,8 +386,8 @@ static void irwls_step_begin(const rctd_qtable *table, int n_genes, int n_types,
     s_sum += ws->s_k[k];
   }
   *s_sum_out = s_sum;
-  /* one or two types: one fused pass (irwls_small.c), where the CPU has AVX-512 */
-  if (K <= 2 && !opts->bulk_mode &&
+  /* up to four types: one fused pass (irwls_small.c), where the CPU has AVX-512 */
+  if (K <= RCTD_IRWLS_SMALL_K_MAX && !opts->bulk_mode &&
       rctd_irwls_small_grad_hess(table, n_genes, K, S_kg, ws->y_g, ws->s_k,
                                  rk_irwls_pred_floor(numi), ws->dvec_k, ws->hess_kk))
     return;
@@ -528,7 +528,7 @@ double rctd_irwls_score_kg(const rctd_qtable *table, int n_genes, int n_types, c
                            const double *y_g, const double *weights_k, double *pred_g,
                            double *d0_g) {
   double score;
-  if (n_types <= 2 && rctd_irwls_small_score(table, n_genes, n_types, S_kg, y_g, weights_k, pred_g,
+  if (n_types <= RCTD_IRWLS_SMALL_K_MAX && rctd_irwls_small_score(table, n_genes, n_types, S_kg, y_g, weights_k, pred_g,
                                              d0_g, &score))
     return score;
   irwls_predict(n_genes, n_types, S_kg, weights_k, pred_g);

@@ -1,11 +1,13 @@
-/* The IRWLS step and score of fits of one or two types in one pass over the genes (AVX-512,
+/* The IRWLS step and score of fits of one to four types in one pass over the genes (AVX-512,
  * eight genes at a time): the prediction, |.| and the floor, the spline's derivatives, the
- * gradient and the three Hessian entries, with no array written and read back.  Doublet mode
- * runs ~25 two-type fits and a few one-type fits per pixel, ~13 steps each, where the generic
- * path (irwls.c) makes five passes and computes a 4 x 4 Hessian tile for three entries.
+ * gradient and the Hessian's lower triangle, with no array written and read back.  Doublet mode
+ * runs ~25 two-type fits and a few one-type fits per pixel, ~13 steps each, multi mode fits of
+ * one to four types, where the generic path (irwls.c) makes five passes and computes 4 x 4
+ * Hessian tiles for three entries.  The spline's interval comes from a table of lambda's bits
+ * instead of a division and a square root (sm_interval8), its coefficients by gathers.
  *
  * Same bits as the generic path:
- *   - the prediction is (0 + S_0g s_0) + S_1g s_1, R's S %*% w in k order;
+ *   - the prediction is ((0 + S_0g s_0) + S_1g s_1) + ..., R's S %*% w in k order;
  *   - each lane computes spline_fast.c's sf_simd operations (the pairs off its fast path go
  *     through rctd_spline_eval_fast, as there); x / 2 is computed as x * 0.5, the same number;
  *   - sums are kept in irwls.c's four lanes (gene g in lane g mod 4): the two four-gene halves of
@@ -18,8 +20,8 @@
 
 #include <math.h>
 #include <pthread.h>
-#include <stdlib.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "cpu/spline_fast.h"
@@ -53,7 +55,8 @@ int rctd_irwls_small_enable(int enable) {
  * holds two steps (checked when built; otherwise the lanes divide and take the root). */
 #define SM_BUCKET_BITS 8
 #define SM_BUCKET_SHIFT (52 - SM_BUCKET_BITS)
-#define SM_LAM_LO 1e-4 /* calc_Q_all's clamp: [1e-4, x_max - 1e-4] (x_max = 1600, the standard grid) */
+#define SM_LAM_LO \
+  1e-4 /* calc_Q_all's clamp: [1e-4, x_max - 1e-4] (x_max = 1600, the standard grid) */
 
 #define SM_LOW_BITS (((int64_t)1 << SM_BUCKET_SHIFT) - 1)
 #define SM_LOW_BITS_NO_STEP ((int64_t)1 << SM_BUCKET_SHIFT)
@@ -61,8 +64,8 @@ int rctd_irwls_small_enable(int enable) {
 static struct {
   int ok;
   double lam_hi;
-  int64_t first;     /* bucket index of lam_lo */
-  int64_t *rec_b;    /* m at the bucket's first (clamped) value << 45 | where it steps */
+  int64_t first;  /* bucket index of lam_lo */
+  int64_t *rec_b; /* m at the bucket's first (clamped) value << 45 | where it steps */
 } sm_iv;
 static pthread_once_t sm_iv_once = PTHREAD_ONCE_INIT;
 
@@ -124,7 +127,8 @@ typedef struct {
 } sm_ctx;
 
 static int sm_ctx_init(const rctd_qtable *table, int n_types, sm_ctx *c) {
-  if (!sm_on || !table || n_types < 1 || n_types > 2 || !__builtin_cpu_supports("avx512f"))
+  if (!sm_on || !table || n_types < 1 || n_types > RCTD_IRWLS_SMALL_K_MAX ||
+      !__builtin_cpu_supports("avx512f"))
     return 0;
   c->coef = rctd_spline_fast_coef(table);
   if (!c->coef) return 0;
@@ -140,13 +144,14 @@ static int sm_ctx_init(const rctd_qtable *table, int n_types, sm_ctx *c) {
 /* The interval m of eight clamped lambdas: from the buckets, or sf_simd's way. */
 SM_TARGET static SM_INLINE __m256i sm_interval8(const unsigned short *m_of_l, __m512d lam) {
   if (sm_iv.ok) { /* the bucket's m, plus one at or past its step */
-    const __m256i b = _mm512_cvtepi64_epi32(_mm512_sub_epi64(
-        _mm512_srli_epi64(_mm512_castpd_si512(lam), SM_BUCKET_SHIFT), _mm512_set1_epi64(sm_iv.first)));
+    const __m256i b = _mm512_cvtepi64_epi32(
+        _mm512_sub_epi64(_mm512_srli_epi64(_mm512_castpd_si512(lam), SM_BUCKET_SHIFT),
+                         _mm512_set1_epi64(sm_iv.first)));
     const __m512i rec = _mm512_i32gather_epi64(b, sm_iv.rec_b, 8);
     const __m512i low = _mm512_set1_epi64(SM_LOW_BITS);
-    const __mmask8 up = _mm512_cmp_epu64_mask(_mm512_and_si512(_mm512_castpd_si512(lam), low),
-                                              _mm512_and_si512(rec, _mm512_set1_epi64(2 * SM_LOW_BITS + 1)),
-                                              _MM_CMPINT_NLT);
+    const __mmask8 up = _mm512_cmp_epu64_mask(
+        _mm512_and_si512(_mm512_castpd_si512(lam), low),
+        _mm512_and_si512(rec, _mm512_set1_epi64(2 * SM_LOW_BITS + 1)), _MM_CMPINT_NLT);
     const __m512i m = _mm512_srli_epi64(rec, 45);
     return _mm512_cvtepi64_epi32(_mm512_mask_add_epi64(m, up, m, _mm512_set1_epi64(1)));
   }
@@ -239,33 +244,50 @@ static double sm_reduce(const double l[4]) {
   return (l[0] + l[1]) + (l[2] + l[3]);
 }
 
-/* The step of K (1 or 2) types: K is a constant in each instance. */
-SM_TARGET static SM_INLINE void sm_grad_hess_k(const sm_ctx *c, const int K, int G, const double *s0,
-                                               const double *s1, const double *y, double w0,
-                                               double w1, double floor_pred, double *dvec_k,
+/* Entry (i, j), j <= i, of the Hessian's lower triangle in the accumulators. */
+#define SM_TRI(i, j) ((i) * ((i) + 1) / 2 + (j))
+#define SM_N_TRI (RCTD_IRWLS_SMALL_K_MAX * (RCTD_IRWLS_SMALL_K_MAX + 1) / 2)
+
+/* The step of K (1 to RCTD_IRWLS_SMALL_K_MAX) types: K is a constant in each instance, so the
+ * loops over types unroll and the accumulators stay in registers. */
+SM_TARGET static SM_INLINE void sm_grad_hess_k(const sm_ctx *c, const int K, int G,
+                                               const double *S_kg, const double *y,
+                                               const double *s_k, double floor_pred, double *dvec_k,
                                                double *hess_kk) {
-  const __m512d vw0 = _mm512_set1_pd(w0), vw1 = _mm512_set1_pd(w1);
+  enum { KM = RCTD_IRWLS_SMALL_K_MAX };
+  const double *s[KM];
+  __m512d vw[KM];
+  __m256d gk[KM], hk[SM_N_TRI];
   const __m512d vfloor = _mm512_set1_pd(floor_pred), zero = _mm512_setzero_pd();
   const __m512i sign = _mm512_set1_epi64((long long)0x8000000000000000ULL);
-  __m256d g0 = _mm256_setzero_pd(), g1 = g0, h00 = g0, h10 = g0, h11 = g0;
+#pragma GCC unroll 4
+  for (int k = 0; k < K; k++) {
+    s[k] = S_kg + (size_t)k * G;
+    vw[k] = _mm512_set1_pd(s_k[k]);
+    gk[k] = _mm256_setzero_pd();
+  }
+#pragma GCC unroll 10
+  for (int e = 0; e < K * (K + 1) / 2; e++) hk[e] = _mm256_setzero_pd();
   int g = 0;
   for (; g + 8 <= G; g += 8) {
-    const __m512d a0 = _mm512_loadu_pd(s0 + g), a1 = K == 2 ? _mm512_loadu_pd(s1 + g) : zero;
-    __m512d pred = _mm512_add_pd(zero, _mm512_mul_pd(a0, vw0));
-    if (K == 2) pred = _mm512_add_pd(pred, _mm512_mul_pd(a1, vw1));
+    __m512d a[KM], pred = zero;
+#pragma GCC unroll 4
+    for (int k = 0; k < K; k++) {
+      a[k] = _mm512_loadu_pd(s[k] + g);
+      pred = _mm512_add_pd(pred, _mm512_mul_pd(a[k], vw[k])); /* R's S %*% w: k in order */
+    }
     pred = _mm512_abs_pd(pred);
     pred = _mm512_mask_blend_pd(_mm512_cmp_pd_mask(pred, vfloor, _CMP_LT_OQ), pred, vfloor);
     __m512d d1, d2;
     sm_d1d2_8(c, y + g, pred, &d1, &d2);
     const __m512d cg = _mm512_castsi512_pd(_mm512_xor_si512(_mm512_castpd_si512(d2), sign));
-    const __m512d u0 = _mm512_mul_pd(cg, a0);
-    g0 = sm_add_halves(g0, _mm512_mul_pd(d1, a0));
-    h00 = sm_add_halves(h00, _mm512_mul_pd(u0, a0));
-    if (K == 2) {
-      const __m512d u1 = _mm512_mul_pd(cg, a1);
-      g1 = sm_add_halves(g1, _mm512_mul_pd(d1, a1));
-      h10 = sm_add_halves(h10, _mm512_mul_pd(u1, a0));
-      h11 = sm_add_halves(h11, _mm512_mul_pd(u1, a1));
+#pragma GCC unroll 4
+    for (int i = 0; i < K; i++) {
+      gk[i] = sm_add_halves(gk[i], _mm512_mul_pd(d1, a[i]));
+      const __m512d u = _mm512_mul_pd(cg, a[i]); /* (c S_i) S_j, as irwls.c's row weights */
+#pragma GCC unroll 4
+      for (int j = 0; j <= i; j++)
+        hk[SM_TRI(i, j)] = sm_add_halves(hk[SM_TRI(i, j)], _mm512_mul_pd(u, a[j]));
     }
   }
   /* the rest (G mod 8 genes): prediction and derivatives one by one, a last block of four in
@@ -275,8 +297,8 @@ SM_TARGET static SM_INLINE void sm_grad_hess_k(const sm_ctx *c, const int K, int
   if (n_rest > 0) {
     double pred_r[8];
     for (int h = 0; h < n_rest; h++) {
-      double p = 0 + s0[g + h] * w0;
-      if (K == 2) p = p + s1[g + h] * w1;
+      double p = 0;
+      for (int k = 0; k < K; k++) p = p + s[k][g + h] * s_k[k];
       p = fabs(p);
       pred_r[h] = p < floor_pred ? floor_pred : p;
     }
@@ -285,70 +307,58 @@ SM_TARGET static SM_INLINE void sm_grad_hess_k(const sm_ctx *c, const int K, int
   }
   if (n_rest >= 4) {
     const __m256d d1v = _mm256_loadu_pd(d1_r), cv = _mm256_loadu_pd(c_r);
-    const __m256d a0 = _mm256_loadu_pd(s0 + g), u0 = _mm256_mul_pd(cv, a0);
-    g0 = _mm256_add_pd(g0, _mm256_mul_pd(d1v, a0));
-    h00 = _mm256_add_pd(h00, _mm256_mul_pd(u0, a0));
-    if (K == 2) {
-      const __m256d a1 = _mm256_loadu_pd(s1 + g), u1 = _mm256_mul_pd(cv, a1);
-      g1 = _mm256_add_pd(g1, _mm256_mul_pd(d1v, a1));
-      h10 = _mm256_add_pd(h10, _mm256_mul_pd(u1, a0));
-      h11 = _mm256_add_pd(h11, _mm256_mul_pd(u1, a1));
+#pragma GCC unroll 4
+    for (int i = 0; i < K; i++) {
+      const __m256d ai = _mm256_loadu_pd(s[i] + g), u = _mm256_mul_pd(cv, ai);
+      gk[i] = _mm256_add_pd(gk[i], _mm256_mul_pd(d1v, ai));
+#pragma GCC unroll 4
+      for (int j = 0; j <= i; j++)
+        hk[SM_TRI(i, j)] =
+            _mm256_add_pd(hk[SM_TRI(i, j)], _mm256_mul_pd(u, _mm256_loadu_pd(s[j] + g)));
     }
   }
-  double l_g0[4], l_g1[4], l_00[4], l_10[4], l_11[4];
-  _mm256_storeu_pd(l_g0, g0);
-  _mm256_storeu_pd(l_g1, g1);
-  _mm256_storeu_pd(l_00, h00);
-  _mm256_storeu_pd(l_10, h10);
-  _mm256_storeu_pd(l_11, h11);
-  for (int h = n_rest >= 4 ? 4 : 0; h < n_rest; h++) {
-    const double a0 = s0[g + h];
-    l_g0[0] += d1_r[h] * a0;
-    l_00[0] += (c_r[h] * a0) * a0;
-    if (K == 2) {
-      const double a1 = s1[g + h];
-      l_g1[0] += d1_r[h] * a1;
-      l_10[0] += (c_r[h] * a1) * a0;
-      l_11[0] += (c_r[h] * a1) * a1;
+  double l_g[KM][4], l_h[SM_N_TRI][4];
+  for (int k = 0; k < K; k++) _mm256_storeu_pd(l_g[k], gk[k]);
+  for (int e = 0; e < K * (K + 1) / 2; e++) _mm256_storeu_pd(l_h[e], hk[e]);
+  for (int h = n_rest >= 4 ? 4 : 0; h < n_rest; h++)
+    for (int i = 0; i < K; i++) {
+      const double ai = s[i][g + h], u = c_r[h] * ai;
+      l_g[i][0] += d1_r[h] * ai;
+      for (int j = 0; j <= i; j++) l_h[SM_TRI(i, j)][0] += u * s[j][g + h];
     }
-  }
-  dvec_k[0] = sm_reduce(l_g0);
-  hess_kk[0] = sm_reduce(l_00);
-  if (K == 2) {
-    dvec_k[1] = sm_reduce(l_g1);
-    hess_kk[2] = sm_reduce(l_10);
-    hess_kk[3] = sm_reduce(l_11);
+  for (int i = 0; i < K; i++) {
+    dvec_k[i] = sm_reduce(l_g[i]);
+    for (int j = 0; j <= i; j++) hess_kk[i * K + j] = sm_reduce(l_h[SM_TRI(i, j)]);
   }
 }
 
-SM_TARGET static void sm_grad_hess_1(const sm_ctx *c, int G, const double *S_kg, const double *y,
-                                     const double *s_k, double floor_pred, double *dvec_k,
-                                     double *hess_kk) {
-  sm_grad_hess_k(c, 1, G, S_kg, S_kg, y, s_k[0], 0, floor_pred, dvec_k, hess_kk);
-}
+#define SM_GRAD_HESS(K)                                                                         \
+  SM_TARGET static void sm_grad_hess_##K(const sm_ctx *c, int G, const double *S_kg,            \
+                                         const double *y, const double *s_k, double floor_pred, \
+                                         double *dvec_k, double *hess_kk) {                     \
+    sm_grad_hess_k(c, K, G, S_kg, y, s_k, floor_pred, dvec_k, hess_kk);                         \
+  }
+SM_GRAD_HESS(1)
+SM_GRAD_HESS(2)
+SM_GRAD_HESS(3)
+SM_GRAD_HESS(4)
+#undef SM_GRAD_HESS
 
-SM_TARGET static void sm_grad_hess_2(const sm_ctx *c, int G, const double *S_kg, const double *y,
-                                     const double *s_k, double floor_pred, double *dvec_k,
-                                     double *hess_kk) {
-  sm_grad_hess_k(c, 2, G, S_kg, S_kg + G, y, s_k[0], s_k[1], floor_pred, dvec_k, hess_kk);
-}
-
-/* d0 at the prediction (0 + S_0g w_0) + S_1g w_1 into d0_g (pred_g: scratch for the rest). */
+/* d0 at the prediction sum_k S_kg w_k (k in order) into d0_g (pred_g: scratch for the rest). */
 SM_TARGET static void sm_score_d0(const sm_ctx *c, int K, int G, const double *S_kg,
                                   const double *y, const double *w_k, double *pred_g,
                                   double *d0_g) {
-  const double *s0 = S_kg, *s1 = S_kg + (K == 2 ? G : 0);
-  const double w0 = w_k[0], w1 = K == 2 ? w_k[1] : 0;
-  const __m512d vw0 = _mm512_set1_pd(w0), vw1 = _mm512_set1_pd(w1), zero = _mm512_setzero_pd();
   int g = 0;
   for (; g + 8 <= G; g += 8) {
-    __m512d pred = _mm512_add_pd(zero, _mm512_mul_pd(_mm512_loadu_pd(s0 + g), vw0));
-    if (K == 2) pred = _mm512_add_pd(pred, _mm512_mul_pd(_mm512_loadu_pd(s1 + g), vw1));
+    __m512d pred = _mm512_setzero_pd();
+    for (int k = 0; k < K; k++)
+      pred = _mm512_add_pd(
+          pred, _mm512_mul_pd(_mm512_loadu_pd(S_kg + (size_t)k * G + g), _mm512_set1_pd(w_k[k])));
     sm_d0_8(c, y + g, pred, d0_g + g);
   }
   for (int h = g; h < G; h++) {
-    double p = 0 + s0[h] * w0;
-    if (K == 2) p = p + s1[h] * w1;
+    double p = 0;
+    for (int k = 0; k < K; k++) p = p + S_kg[(size_t)k * G + h] * w_k[k];
     pred_g[h] = p;
   }
   if (g < G) rctd_spline_eval_fast(c->table, G - g, y + g, pred_g + g, d0_g + g, NULL, NULL);
@@ -375,16 +385,16 @@ int rctd_irwls_small_grad_hess(const rctd_qtable *table, int n_genes, int n_type
                                double floor_pred, double *dvec_k, double *hess_kk) {
   sm_ctx c;
   if (n_genes < 1 || !sm_ctx_init(table, n_types, &c)) return 0;
-  if (n_types == 1)
-    sm_grad_hess_1(&c, n_genes, S_kg, y_g, s_k, floor_pred, dvec_k, hess_kk);
-  else
-    sm_grad_hess_2(&c, n_genes, S_kg, y_g, s_k, floor_pred, dvec_k, hess_kk);
+  static void (*const by_k[])(const sm_ctx *, int, const double *, const double *, const double *,
+                              double, double *, double *) = {sm_grad_hess_1, sm_grad_hess_2,
+                                                             sm_grad_hess_3, sm_grad_hess_4};
+  by_k[n_types - 1](&c, n_genes, S_kg, y_g, s_k, floor_pred, dvec_k, hess_kk);
   return 1;
 }
 
 int rctd_irwls_small_score(const rctd_qtable *table, int n_genes, int n_types, const double *S_kg,
-                           const double *y_g, const double *weights_k, double *pred_g,
-                           double *d0_g, double *score) {
+                           const double *y_g, const double *weights_k, double *pred_g, double *d0_g,
+                           double *score) {
   sm_ctx c;
   if (n_genes < 1 || !sm_ctx_init(table, n_types, &c)) return 0;
   sm_score_d0(&c, n_types, n_genes, S_kg, y_g, weights_k, pred_g, d0_g);
@@ -426,8 +436,8 @@ int rctd_irwls_small_grad_hess(const rctd_qtable *table, int n_genes, int n_type
 }
 
 int rctd_irwls_small_score(const rctd_qtable *table, int n_genes, int n_types, const double *S_kg,
-                           const double *y_g, const double *weights_k, double *pred_g,
-                           double *d0_g, double *score) {
+                           const double *y_g, const double *weights_k, double *pred_g, double *d0_g,
+                           double *score) {
   (void)table, (void)n_genes, (void)n_types, (void)S_kg, (void)y_g, (void)weights_k;
   (void)pred_g, (void)d0_g, (void)score;
   return 0;
