@@ -127,6 +127,17 @@ static inline int sf_ok(const rctd_qtable *table, double yi, double lam) {
   return !isnan(lam) && yi >= 0 && (yi < max_row + 1 || max_row >= RCTD_K_VAL);
 }
 
+const double *rctd_spline_fast_coef(const rctd_qtable *table) {
+  pthread_once(&sf_once, sf_init);
+  if (!(sf_tab.simd && sf_simd_on) || !sf_standard_grid(table->x_vals)) return NULL;
+  return sf_find_coef(table);
+}
+
+const unsigned short *rctd_spline_fast_m_of_l(void) {
+  pthread_once(&sf_once, sf_init);
+  return sf_tab.m_of_l;
+}
+
 /* One pair through the exact path (rctd_spline_eval), any of d0, d1, d2 NULL. */
 static void sf_pair_exact(const rctd_qtable *table, double yi, double lam, double *d0, double *d1,
                           double *d2) {
