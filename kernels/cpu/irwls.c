@@ -18,10 +18,59 @@
 #define IRWLS_ALPHA RK_IRWLS_ALPHA /* kernels/common/irwls_step.h (shared with CUDA) */
 #define IRWLS_RIDGE RK_IRWLS_RIDGE
 
+/* The AVX-512 gradient and Hessian work on S in row pairs (built once per fit).  A Hessian tile
+ * is up to three row pairs by eight columns: 24 accumulators of eight lanes (two rows x the four
+ * lanes g mod 4 of irwls_dot), the three pairs' weighted values, c and one column fill 30 of the
+ * 32 zmm registers; per block of four genes, 12 loads (from L2: S is 415 KB at G = 1,731,
+ * K = 30) for 51 arithmetic instructions, which keeps the two vector ports busy.  (Blocking over
+ * genes to keep S in L1 was measured slower: the loads are not the limit.) */
+#define IRWLS_TILE_PAIRS 3
+#define IRWLS_TILE_COLS 8
+#define IRWLS_GRAD_PAIRS 8 /* row pairs per pass of the gradient */
+#define IRWLS_TAIL 4       /* room for the genes past the last block of four */
+
+/* Row pairs [p, p + n_pairs) by columns [j0, j0 + n_cols). */
+typedef struct {
+  int p, n_pairs, j0, n_cols;
+} irwls_tile;
+
+/* The tiles of the lower triangle of a K x K Hessian (into list unless NULL); their count, and
+ * their accumulator doubles in *acc_doubles.  Row blocks of up to IRWLS_TILE_PAIRS row pairs:
+ * all of a block's pairs by the columns left of its second pair (so the first pair's 2 x 2
+ * diagonal block too), then the block's other pairs by the columns from there to the block's
+ * end.  Wasted: the upper entries of the diagonal, those of the second pair by the third's
+ * columns, and the copy of an odd last row.  (Tiles of fewer than eight accumulators wait on
+ * their adds' latency: finer tiles of the diagonal blocks were measured slower.) */
+static size_t irwls_hess_tiles_of(int n_types, irwls_tile *list, size_t *acc_doubles) {
+  const int K = n_types, n_pairs = (K + 1) / 2;
+  size_t n = 0, acc = 0;
+  for (int p0 = 0; p0 < n_pairs; p0 += IRWLS_TILE_PAIRS) {
+    const int np = n_pairs - p0 < IRWLS_TILE_PAIRS ? n_pairs - p0 : IRWLS_TILE_PAIRS;
+    const int j_mid = 2 * p0 + 2 < K ? 2 * p0 + 2 : K,
+              j_end = 2 * (p0 + np) < K ? 2 * (p0 + np) : K;
+    for (int s = 0; s < 2; s++) {
+      const int j_begin = s == 0 ? 0 : j_mid, j_stop = s == 0 ? j_mid : j_end;
+      for (int j0 = j_begin; j0 < j_stop; j0 += IRWLS_TILE_COLS, n++) {
+        const int nc = j_stop - j0 < IRWLS_TILE_COLS ? j_stop - j0 : IRWLS_TILE_COLS;
+        if (list) list[n] = (irwls_tile){p0 + s, np - s, j0, nc};
+        acc += (size_t)(np - s) * nc * 8;
+      }
+    }
+  }
+  if (acc_doubles) *acc_doubles = acc + (size_t)n_pairs * 8; /* + the gradient's */
+  return n;
+}
+
 typedef struct {
   double *y_g, *pred_g, *d0_g, *d1_g, *d2_g;
   double *hess_kk, *D_kk, *dvec_k, *lower_k, *x_k, *s_k;
-  double *upair; /* (K + 1) / 2 x 8 (G / 4): the weighted row pairs of the AVX-512 Hessian */
+  /* the AVX-512 gradient and Hessian: S_kg in row pairs and its genes past the last block of
+   * four (K x IRWLS_TAIL), built by the first step of a fit (spair_ready), the tiles and their
+   * accumulators (irwls_hess_tiles_of) */
+  double *spair, *stail;
+  int *spair_ready;
+  irwls_tile *hess_tiles;
+  double *hess_acc;
   void *psd_ws, *qp_ws;
 } irwls_ws;
 
@@ -29,11 +78,20 @@ static size_t irwls_align(size_t bytes) {
   return (bytes + 63) & ~(size_t)63;
 }
 
+/* Bytes of the AVX-512 Hessian's workspace after spair. */
+static size_t irwls_hess_bytes(int n_types) {
+  size_t k = (size_t)(n_types > 0 ? n_types : 1), acc_doubles;
+  size_t n_tiles = irwls_hess_tiles_of(n_types, NULL, &acc_doubles);
+  return irwls_align(k * IRWLS_TAIL * sizeof(double)) + irwls_align(sizeof(int)) +
+         irwls_align(n_tiles * sizeof(irwls_tile)) + irwls_align(acc_doubles * sizeof(double));
+}
+
 size_t rctd_irwls_kg_workspace_bytes(int n_genes, int n_types) {
   size_t g = (size_t)(n_genes > 0 ? n_genes : 1), k = (size_t)(n_types > 0 ? n_types : 1);
   return 5 * irwls_align(g * sizeof(double)) + 2 * irwls_align(k * k * sizeof(double)) +
          4 * irwls_align(k * sizeof(double)) + irwls_align((k + 1) / 2 * 2 * g * sizeof(double)) +
-         irwls_align(rctd_psd_workspace_bytes(n_types)) + rctd_qp_workspace_bytes(n_types);
+         irwls_hess_bytes(n_types) + irwls_align(rctd_psd_workspace_bytes(n_types)) +
+         rctd_qp_workspace_bytes(n_types);
 }
 
 size_t rctd_irwls_workspace_bytes(int n_genes, int n_types) {
@@ -56,7 +114,12 @@ static irwls_ws irwls_ws_carve(int n_genes, int n_types, void *workspace) {
   ws.lower_k = (double *)p, p += irwls_align(k * sizeof(double));
   ws.x_k = (double *)p, p += irwls_align(k * sizeof(double));
   ws.s_k = (double *)p, p += irwls_align(k * sizeof(double));
-  ws.upair = (double *)p, p += irwls_align((k + 1) / 2 * 2 * g * sizeof(double));
+  ws.spair = (double *)p, p += irwls_align((k + 1) / 2 * 2 * g * sizeof(double));
+  size_t acc_doubles, n_tiles = irwls_hess_tiles_of(n_types, NULL, &acc_doubles);
+  ws.stail = (double *)p, p += irwls_align(k * IRWLS_TAIL * sizeof(double));
+  ws.spair_ready = (int *)p, p += irwls_align(sizeof(int));
+  ws.hess_tiles = (irwls_tile *)p, p += irwls_align(n_tiles * sizeof(irwls_tile));
+  ws.hess_acc = (double *)p, p += irwls_align(acc_doubles * sizeof(double));
   ws.psd_ws = p, p += irwls_align(rctd_psd_workspace_bytes(n_types));
   ws.qp_ws = p;
   return ws;
@@ -236,94 +299,181 @@ static int irwls_avx512(void) {
   return __builtin_cpu_supports("avx512f");
 }
 
-/* u_ig = c_g S_ig for the rows in pairs (2p, 2p + 1; an odd last row with itself), the four
- * genes of a block of each row side by side: w[(p * n_blocks + b) * 8 + 4 r + l] holds
- * u_{2p+r, 4b+l} (genes past the last full block of four are left out). */
-__attribute__((target("avx512f"))) static void irwls_weight_pairs_avx512(int n_genes, int n_types,
-                                                                         const double *c,
-                                                                         const double *S_kg,
-                                                                         double *w) {
+/* S_kg in row pairs (2p, 2p + 1; an odd last row with itself), the four genes of a block of
+ * each row side by side: sp[(p * n_blocks + b) * 8 + 4 r + l] = S_{2p+r, 4b+l}; the genes past
+ * the last full block of four in stail[i * IRWLS_TAIL + h].  Built once per fit: S does not
+ * change between steps. */
+__attribute__((target("avx512f"))) static void irwls_pairs_avx512(int n_genes, int n_types,
+                                                                  const double *S_kg, double *sp,
+                                                                  double *stail) {
   const size_t G = (size_t)n_genes;
   const int n_blocks = n_genes / 4;
   for (int p = 0; 2 * p < n_types; p++) {
-    const double *s0 = S_kg + (size_t)(2 * p) * G;
-    const double *s1 = S_kg + (size_t)(2 * p + 1 < n_types ? 2 * p + 1 : 2 * p) * G;
-    double *wp = w + (size_t)p * n_blocks * 8;
+    const int i0 = 2 * p, i1 = i0 + 1 < n_types ? i0 + 1 : i0;
+    const double *s0 = S_kg + (size_t)i0 * G, *s1 = S_kg + (size_t)i1 * G;
+    double *spp = sp + (size_t)p * n_blocks * 8;
     for (int b = 0; b < n_blocks; b++) {
-      const __m256d cg = _mm256_loadu_pd(c + 4 * b);
-      _mm256_storeu_pd(wp + 8 * b, _mm256_mul_pd(cg, _mm256_loadu_pd(s0 + 4 * b)));
-      _mm256_storeu_pd(wp + 8 * b + 4, _mm256_mul_pd(cg, _mm256_loadu_pd(s1 + 4 * b)));
+      _mm256_storeu_pd(spp + 8 * b, _mm256_loadu_pd(s0 + 4 * b));
+      _mm256_storeu_pd(spp + 8 * b + 4, _mm256_loadu_pd(s1 + 4 * b));
     }
   }
+  for (int i = 0; i < n_types; i++)
+    for (size_t g = 4 * (size_t)n_blocks; g < G; g++)
+      stail[i * IRWLS_TAIL + (g - 4 * (size_t)n_blocks)] = S_kg[(size_t)i * G + g];
 }
 
-/* Four rows (two pairs of irwls_weight_pairs_avx512: wa, wb) by four columns of the Hessian,
- * each entry in irwls_dot's four lanes and order (the genes past the last block of four added
- * to lane 0 after the vector part, from c, the rows s_r and the columns), as
- * irwls_hess_2x4_avx2 computes it; two rows share an 8-lane register. */
-__attribute__((target("avx512f"))) static void irwls_hess_4x4_avx512(
-    int n, const double *wa, const double *wb, const double *c, const double *const s[4],
-    const double *const b[4], double out[4][4]) {
-  __m512d a0 = _mm512_setzero_pd(), a1 = a0, a2 = a0, a3 = a0;
-  __m512d e0 = a0, e1 = a0, e2 = a0, e3 = a0;
-  const int n_blocks = n / 4;
-  for (int k = 0; k < n_blocks; k++) {
-    const __m512d ua = _mm512_loadu_pd(wa + 8 * k), ub = _mm512_loadu_pd(wb + 8 * k);
-    __m512d v = _mm512_broadcast_f64x4(_mm256_loadu_pd(b[0] + 4 * k));
-    a0 = _mm512_add_pd(a0, _mm512_mul_pd(ua, v));
-    e0 = _mm512_add_pd(e0, _mm512_mul_pd(ub, v));
-    v = _mm512_broadcast_f64x4(_mm256_loadu_pd(b[1] + 4 * k));
-    a1 = _mm512_add_pd(a1, _mm512_mul_pd(ua, v));
-    e1 = _mm512_add_pd(e1, _mm512_mul_pd(ub, v));
-    v = _mm512_broadcast_f64x4(_mm256_loadu_pd(b[2] + 4 * k));
-    a2 = _mm512_add_pd(a2, _mm512_mul_pd(ua, v));
-    e2 = _mm512_add_pd(e2, _mm512_mul_pd(ub, v));
-    v = _mm512_broadcast_f64x4(_mm256_loadu_pd(b[3] + 4 * k));
-    a3 = _mm512_add_pd(a3, _mm512_mul_pd(ua, v));
-    e3 = _mm512_add_pd(e3, _mm512_mul_pd(ub, v));
+/* n_pairs row pairs (rows[p]: pairs of sp) by n_cols columns (cols[t]: a row within a pair of
+ * sp) over the n_blocks blocks of four genes: acc lane 4 r + l of entry (p, t) (to
+ * acc_out + (p n_cols + t) 8) sums (c_g S_ig) S_jg of row i = 2p + r over the genes g = 4b + l
+ * in order, products and sums separate instructions, as irwls_hess_2x4_avx2 does. */
+__attribute__((target("avx512f"), always_inline)) static inline void irwls_hess_tile_avx512(
+    const int n_pairs, const int n_cols, int n_blocks, const double *c, const double *const *rows,
+    const double *const *cols, double *acc_out) {
+  __m512d acc[IRWLS_TILE_PAIRS][IRWLS_TILE_COLS];
+#pragma GCC unroll 8
+  for (int p = 0; p < n_pairs; p++)
+#pragma GCC unroll 8
+    for (int t = 0; t < n_cols; t++) acc[p][t] = _mm512_setzero_pd();
+  for (int b = 0; b < n_blocks; b++) {
+    const __m512d cg = _mm512_broadcast_f64x4(_mm256_loadu_pd(c + 4 * b));
+    __m512d u[IRWLS_TILE_PAIRS];
+#pragma GCC unroll 8
+    for (int p = 0; p < n_pairs; p++) u[p] = _mm512_mul_pd(cg, _mm512_loadu_pd(rows[p] + 8 * b));
+#pragma GCC unroll 8
+    for (int t = 0; t < n_cols; t++) {
+      const __m512d v = _mm512_broadcast_f64x4(_mm256_loadu_pd(cols[t] + 8 * b));
+#pragma GCC unroll 8
+      for (int p = 0; p < n_pairs; p++)
+        acc[p][t] = _mm512_add_pd(acc[p][t], _mm512_mul_pd(u[p], v));
+    }
   }
-  const __m512d acc[2][4] = {{a0, a1, a2, a3}, {e0, e1, e2, e3}};
-  const int g = 4 * n_blocks;
-  for (int pr = 0; pr < 2; pr++)
-    for (int t = 0; t < 4; t++) {
-      double l[8];
-      _mm512_storeu_pd(l, acc[pr][t]);
-      double t0 = l[0], t1 = l[4];
-      for (int h = g; h < n; h++) {
-        t0 += (c[h] * s[2 * pr][h]) * b[t][h];
-        t1 += (c[h] * s[2 * pr + 1][h]) * b[t][h];
+#pragma GCC unroll 8
+  for (int p = 0; p < n_pairs; p++)
+#pragma GCC unroll 8
+    for (int t = 0; t < n_cols; t++) _mm512_storeu_pd(acc_out + (p * n_cols + t) * 8, acc[p][t]);
+}
+
+typedef void (*irwls_hess_tile_fn)(int n_blocks, const double *c, const double *const *rows,
+                                   const double *const *cols, double *acc_out);
+#define IRWLS_TILE_FN(P, C)                                                                \
+  __attribute__((target("avx512f"))) static void irwls_hess_tile_##P##x##C(                \
+      int n_blocks, const double *c, const double *const *rows, const double *const *cols, \
+      double *acc_out) {                                                                   \
+    irwls_hess_tile_avx512(P, C, n_blocks, c, rows, cols, acc_out);                        \
+  }
+#define IRWLS_TILE_FNS(P) \
+  IRWLS_TILE_FN(P, 1)     \
+  IRWLS_TILE_FN(P, 2)     \
+  IRWLS_TILE_FN(P, 3)     \
+  IRWLS_TILE_FN(P, 4)     \
+  IRWLS_TILE_FN(P, 5)     \
+  IRWLS_TILE_FN(P, 6)     \
+  IRWLS_TILE_FN(P, 7)     \
+  IRWLS_TILE_FN(P, 8)
+IRWLS_TILE_FNS(1)
+IRWLS_TILE_FNS(2)
+IRWLS_TILE_FNS(3)
+#define IRWLS_TILE_ROW(P)                                                          \
+  {                                                                                \
+    irwls_hess_tile_##P##x1, irwls_hess_tile_##P##x2, irwls_hess_tile_##P##x3,     \
+        irwls_hess_tile_##P##x4, irwls_hess_tile_##P##x5, irwls_hess_tile_##P##x6, \
+        irwls_hess_tile_##P##x7, irwls_hess_tile_##P##x8                           \
+  }
+/* [n_pairs - 1][n_cols - 1] */
+static const irwls_hess_tile_fn irwls_hess_tile_fns[IRWLS_TILE_PAIRS][IRWLS_TILE_COLS] = {
+    IRWLS_TILE_ROW(1), IRWLS_TILE_ROW(2), IRWLS_TILE_ROW(3)};
+
+/* The gradient's lanes of n_pairs row pairs of sp (from sp0, pair_stride apart): lane 4 r + l
+ * of acc_out[8 p ..] sums d1_g S_{2p+r,g} over g = 4b + l in order (irwls_dot_avx2's lanes);
+ * one accumulator per pair, so the pairs' sums run side by side. */
+__attribute__((target("avx512f"), always_inline)) static inline void irwls_grad_tile_avx512(
+    const int n_pairs, int n_blocks, const double *d1, const double *sp0, size_t pair_stride,
+    double *acc_out) {
+  __m512d acc[IRWLS_GRAD_PAIRS];
+#pragma GCC unroll 8
+  for (int p = 0; p < n_pairs; p++) acc[p] = _mm512_setzero_pd();
+  for (int b = 0; b < n_blocks; b++) {
+    const __m512d dg = _mm512_broadcast_f64x4(_mm256_loadu_pd(d1 + 4 * b));
+#pragma GCC unroll 8
+    for (int p = 0; p < n_pairs; p++)
+      acc[p] =
+          _mm512_add_pd(acc[p], _mm512_mul_pd(dg, _mm512_loadu_pd(sp0 + p * pair_stride + 8 * b)));
+  }
+#pragma GCC unroll 8
+  for (int p = 0; p < n_pairs; p++) _mm512_storeu_pd(acc_out + 8 * p, acc[p]);
+}
+
+typedef void (*irwls_grad_tile_fn)(int n_blocks, const double *d1, const double *sp0,
+                                   size_t pair_stride, double *acc_out);
+#define IRWLS_GRAD_FN(P)                                                                        \
+  __attribute__((target("avx512f"))) static void irwls_grad_tile_##P(                           \
+      int n_blocks, const double *d1, const double *sp0, size_t pair_stride, double *acc_out) { \
+    irwls_grad_tile_avx512(P, n_blocks, d1, sp0, pair_stride, acc_out);                         \
+  }
+IRWLS_GRAD_FN(1)
+IRWLS_GRAD_FN(2)
+IRWLS_GRAD_FN(3)
+IRWLS_GRAD_FN(4)
+IRWLS_GRAD_FN(5)
+IRWLS_GRAD_FN(6)
+IRWLS_GRAD_FN(7)
+IRWLS_GRAD_FN(8)
+static const irwls_grad_tile_fn irwls_grad_tile_fns[IRWLS_GRAD_PAIRS] = {
+    irwls_grad_tile_1, irwls_grad_tile_2, irwls_grad_tile_3, irwls_grad_tile_4,
+    irwls_grad_tile_5, irwls_grad_tile_6, irwls_grad_tile_7, irwls_grad_tile_8};
+
+/* The gradient and the Hessian (lower triangle) from S in row pairs (ws->spair, ws->stail),
+ * each entry as irwls_dot_avx2 / irwls_hess_2x4_avx2 compute it: the genes past the last block
+ * of four added to lane 0 after the vector part, then (l0 + l1) + (l2 + l3).  Entries above the
+ * diagonal (and of the copy of an odd last row) are computed and dropped. */
+__attribute__((target("avx512f"))) static void irwls_grad_hess_avx512(int n_genes, int n_types,
+                                                                      const double *c,
+                                                                      const double *d1,
+                                                                      const irwls_ws *ws) {
+  const int K = n_types, n_pairs = (K + 1) / 2, n_blocks = n_genes / 4;
+  const int n_tail = n_genes - 4 * n_blocks;
+  const size_t pair_stride = (size_t)n_blocks * 8;
+  const double *sp = ws->spair, *st = ws->stail;
+  const irwls_tile *tiles = ws->hess_tiles;
+  const size_t n_tiles = irwls_hess_tiles_of(K, ws->hess_tiles, NULL);
+  double *grad_acc = ws->hess_acc;
+  for (int p0 = 0; p0 < n_pairs; p0 += IRWLS_GRAD_PAIRS) {
+    const int np = n_pairs - p0 < IRWLS_GRAD_PAIRS ? n_pairs - p0 : IRWLS_GRAD_PAIRS;
+    irwls_grad_tile_fns[np - 1](n_blocks, d1, sp + p0 * pair_stride, pair_stride,
+                                grad_acc + 8 * p0);
+  }
+  double *tile_acc = ws->hess_acc + 8 * n_pairs;
+  for (size_t k = 0; k < n_tiles; k++) {
+    const irwls_tile tl = tiles[k];
+    const double *rows[IRWLS_TILE_PAIRS], *cols[IRWLS_TILE_COLS];
+    for (int p = 0; p < tl.n_pairs; p++) rows[p] = sp + (tl.p + p) * pair_stride;
+    for (int t = 0; t < tl.n_cols; t++)
+      cols[t] = sp + (tl.j0 + t) / 2 * pair_stride + 4 * ((tl.j0 + t) % 2);
+    irwls_hess_tile_fns[tl.n_pairs - 1][tl.n_cols - 1](n_blocks, c, rows, cols, tile_acc);
+    tile_acc += tl.n_pairs * tl.n_cols * 8;
+  }
+  const double *ct = c + 4 * n_blocks, *dt = d1 + 4 * n_blocks;
+  for (int i = 0; i < K; i++) {
+    const double *l = grad_acc + 8 * (i / 2) + 4 * (i % 2);
+    double t0 = l[0];
+    for (int h = 0; h < n_tail; h++) t0 += dt[h] * st[i * IRWLS_TAIL + h];
+    ws->dvec_k[i] = (t0 + l[1]) + (l[2] + l[3]);
+  }
+  const double *acc = ws->hess_acc + 8 * n_pairs;
+  for (size_t k = 0; k < n_tiles; k++) {
+    const irwls_tile tl = tiles[k];
+    for (int q = 0; q < 2 * tl.n_pairs; q++) {
+      const int i = 2 * tl.p + q;
+      for (int t = 0; t < tl.n_cols && i < K && tl.j0 + t <= i; t++) {
+        const int j = tl.j0 + t;
+        const double *l = acc + ((q / 2) * tl.n_cols + t) * 8 + 4 * (q % 2);
+        double t0 = l[0];
+        for (int h = 0; h < n_tail; h++)
+          t0 += (ct[h] * st[i * IRWLS_TAIL + h]) * st[j * IRWLS_TAIL + h];
+        ws->hess_kk[(size_t)i * K + j] = (t0 + l[1]) + (l[2] + l[3]);
       }
-      out[2 * pr][t] = (t0 + l[1]) + (l[2] + l[3]);
-      out[2 * pr + 1][t] = (t1 + l[5]) + (l[6] + l[7]);
     }
-}
-
-/* The Hessian (lower triangle) by tiles of four rows and four columns over the weighted row
- * pairs w (irwls_weight_pairs_avx512): each row's weighted values are formed once, not once
- * per block of columns.  Rows past K - 1 repeat the last row and columns past K - 1 point at
- * row 0; such entries, and those above the diagonal, are discarded. */
-__attribute__((target("avx512f"))) static void irwls_hess_tiles_avx512(int n_genes, int n_types,
-                                                                       const double *c,
-                                                                       const double *S_kg,
-                                                                       double *w, double *hess_kk) {
-  const size_t G = (size_t)n_genes;
-  const int K = n_types, n_pairs = (K + 1) / 2;
-  const size_t pair_stride = (size_t)(n_genes / 4) * 8;
-  irwls_weight_pairs_avx512(n_genes, K, c, S_kg, w);
-  double out[4][4];
-  for (int i0 = 0; i0 < K; i0 += 4) {
-    const int pa = i0 / 2, pb = pa + 1 < n_pairs ? pa + 1 : pa;
-    const double *s[4];
-    for (int r = 0; r < 4; r++) s[r] = S_kg + (size_t)(i0 + r < K ? i0 + r : K - 1) * G;
-    const int i_last = i0 + 3 < K ? i0 + 3 : K - 1;
-    for (int j = 0; j <= i_last; j += 4) {
-      const double *b[4];
-      for (int t = 0; t < 4; t++) b[t] = S_kg + (size_t)(j + t < K ? j + t : 0) * G;
-      irwls_hess_4x4_avx512(n_genes, w + pa * pair_stride, w + pb * pair_stride, c, s, b, out);
-      for (int r = 0; r < 4 && i0 + r < K; r++)
-        for (int t = 0; t < 4 && j + t <= i0 + r; t++)
-          hess_kk[(size_t)(i0 + r) * K + j + t] = out[r][t];
-    }
+    acc += tl.n_pairs * tl.n_cols * 8;
   }
 }
 
@@ -334,14 +484,16 @@ __attribute__((target("avx2"))) static void irwls_grad_hess_avx2(int n_genes, in
   const int K = n_types;
   double *c = ws->d2_g;
   for (size_t g = 0; g < G; g++) c[g] = -c[g];
+  if (irwls_avx512()) {
+    if (!*ws->spair_ready) irwls_pairs_avx512(n_genes, K, S_kg, ws->spair, ws->stail);
+    *ws->spair_ready = 1;
+    irwls_grad_hess_avx512(n_genes, K, c, ws->d1_g, ws);
+    return;
+  }
   for (int i = 0; i < K; i++) ws->dvec_k[i] = irwls_dot_avx2(n_genes, ws->d1_g, S_kg + i * G);
   /* Rows in pairs (a last odd row is paired with itself), columns in fours up to the diagonal;
    * the last block of a pair may reach past the diagonal or past K - 1 (such columns point at
    * row 0 and are discarded). */
-  if (irwls_avx512()) {
-    irwls_hess_tiles_avx512(n_genes, K, c, S_kg, ws->upair, ws->hess_kk);
-    return;
-  }
   double tmp0[4], tmp1[4];
   for (int i = 0; i < K; i += 2) {
     const int i1 = i + 1 < K ? i + 1 : i;
@@ -354,6 +506,54 @@ __attribute__((target("avx2"))) static void irwls_grad_hess_avx2(int n_genes, in
       for (int t = 0; t < 4 && j + t <= i; t++) row0[j + t] = tmp0[t];
       for (int t = 0; t < 4 && j + t <= i1; t++) row1[j + t] = tmp1[t];
     }
+  }
+}
+
+/* irwls_predict from S in row pairs (irwls_pairs_avx512), so that steps after the first read
+ * only the pairs, not S_kg too (several fits step together: their S and pairs would not fit in
+ * L2 together).  Four genes per register, each gene's sum over k in order. */
+__attribute__((target("avx512f"))) static void irwls_predict_pairs_avx512(int n_genes, int n_types,
+                                                                          const double *sp,
+                                                                          const double *stail,
+                                                                          const double *w_k,
+                                                                          double *pred_g) {
+  const int n_blocks = n_genes / 4, n_full = n_types / 2;
+  const size_t pair_stride = (size_t)n_blocks * 8;
+  int b = 0;
+  for (; b + 8 <= n_blocks; b += 8) {
+    __m256d a[8];
+#pragma GCC unroll 8
+    for (int i = 0; i < 8; i++) a[i] = _mm256_setzero_pd();
+    const double *row = sp + 8 * (size_t)b;
+    for (int p = 0; p < n_full; p++, row += pair_stride) {
+      const __m256d w0 = _mm256_set1_pd(w_k[2 * p]), w1 = _mm256_set1_pd(w_k[2 * p + 1]);
+#pragma GCC unroll 8
+      for (int i = 0; i < 8; i++) {
+        a[i] = _mm256_add_pd(a[i], _mm256_mul_pd(_mm256_loadu_pd(row + 8 * i), w0));
+        a[i] = _mm256_add_pd(a[i], _mm256_mul_pd(_mm256_loadu_pd(row + 8 * i + 4), w1));
+      }
+    }
+    if (n_types % 2) {
+      const __m256d w0 = _mm256_set1_pd(w_k[n_types - 1]);
+#pragma GCC unroll 8
+      for (int i = 0; i < 8; i++)
+        a[i] = _mm256_add_pd(a[i], _mm256_mul_pd(_mm256_loadu_pd(row + 8 * i), w0));
+    }
+#pragma GCC unroll 8
+    for (int i = 0; i < 8; i++) _mm256_storeu_pd(pred_g + 4 * (b + i), a[i]);
+  }
+  for (; b < n_blocks; b++) {
+    __m256d a = _mm256_setzero_pd();
+    for (int k = 0; k < n_types; k++)
+      a = _mm256_add_pd(
+          a, _mm256_mul_pd(_mm256_loadu_pd(sp + (k / 2) * pair_stride + 8 * b + 4 * (k % 2)),
+                           _mm256_set1_pd(w_k[k])));
+    _mm256_storeu_pd(pred_g + 4 * b, a);
+  }
+  for (int g = 4 * n_blocks; g < n_genes; g++) {
+    double p = 0;
+    for (int k = 0; k < n_types; k++) p += stail[k * IRWLS_TAIL + g - 4 * n_blocks] * w_k[k];
+    pred_g[g] = p;
   }
 }
 
@@ -370,6 +570,20 @@ __attribute__((target("avx2"))) static void irwls_predict_avx2(int n_genes, int 
                                                  _mm256_mul_pd(_mm256_loadu_pd(row + g), wk)));
     for (; g < n_genes; g++) pred_g[g] += row[g] * w_k[k];
   }
+}
+
+/* The prediction of a step by the fastest kernel: from the row pairs of the AVX-512 Hessian,
+ * built here for the fit's first step. */
+__attribute__((target("avx2"))) static void irwls_predict_simd(int n_genes, int n_types,
+                                                               const double *S_kg,
+                                                               const double *w_k, irwls_ws *ws) {
+  if (irwls_avx512()) {
+    if (!*ws->spair_ready) irwls_pairs_avx512(n_genes, n_types, S_kg, ws->spair, ws->stail);
+    *ws->spair_ready = 1;
+    irwls_predict_pairs_avx512(n_genes, n_types, ws->spair, ws->stail, w_k, ws->pred_g);
+    return;
+  }
+  irwls_predict_avx2(n_genes, n_types, S_kg, w_k, ws->pred_g);
 }
 
 #endif
@@ -393,7 +607,7 @@ static void irwls_step_begin(const rctd_qtable *table, int n_genes, int n_types,
     return;
 #ifdef IRWLS_HAVE_AVX2
   if (rctd_cpu_simd(-1))
-    irwls_predict_avx2(n_genes, K, S_kg, ws->s_k, ws->pred_g);
+    irwls_predict_simd(n_genes, K, S_kg, ws->s_k, ws);
   else
 #endif
     irwls_predict(n_genes, K, S_kg, ws->s_k, ws->pred_g);
@@ -412,6 +626,30 @@ static void irwls_step_begin(const rctd_qtable *table, int n_genes, int n_types,
   else
 #endif
     irwls_grad_hess(n_genes, K, S_kg, ws);
+}
+
+void rctd_irwls_step_parts(int n_genes, int n_types, const double *S_kg, const double *w_k,
+                           const double *d1_g, const double *d2_g, double *pred_g, double *dvec_k,
+                           double *hess_kk, void *workspace) {
+  irwls_ws ws = irwls_ws_carve(n_genes, n_types, workspace);
+  *ws.spair_ready = 0;
+  memcpy(ws.d1_g, d1_g, (size_t)n_genes * sizeof(double));
+  memcpy(ws.d2_g, d2_g, (size_t)n_genes * sizeof(double));
+#ifdef IRWLS_HAVE_AVX2
+  if (rctd_cpu_simd(-1)) {
+    irwls_predict_simd(n_genes, n_types, S_kg, w_k, &ws);
+    memcpy(pred_g, ws.pred_g, (size_t)n_genes * sizeof(double));
+    irwls_grad_hess_avx2(n_genes, n_types, S_kg, &ws);
+  } else
+#endif
+  {
+    irwls_predict(n_genes, n_types, S_kg, w_k, pred_g);
+    irwls_grad_hess(n_genes, n_types, S_kg, &ws);
+  }
+  memcpy(dvec_k, ws.dvec_k, (size_t)n_types * sizeof(double));
+  for (int i = 0; i < n_types; i++)
+    memcpy(hess_kk + (size_t)i * n_types, ws.hess_kk + (size_t)i * n_types,
+           (size_t)(i + 1) * sizeof(double));
 }
 
 /* The rest of the step, given norm = rctd_psd_scaled(hess -> D): the QP and the update of w_k
@@ -450,6 +688,7 @@ void rctd_irwls_run_start(rctd_irwls_run *run, const rctd_qtable *table, int n_g
   for (int g = 0; g < n_genes; g++)
     ws.y_g[g] = (!opts->bulk_mode && y_g[g] > RCTD_K_VAL) ? RCTD_K_VAL : y_g[g];
   for (int k = 0; k < n_types; k++) weights_k[k] = init_k ? init_k[k] : 1.0 / n_types;
+  *ws.spair_ready = 0;
   *run = (rctd_irwls_run){table,     n_genes,   n_types, S_kg, numi, opts,
                           weights_k, workspace, 1.0,     0,    0,    0};
   run->running = run->change > opts->min_change && run->iter < opts->n_iter;

@@ -50,6 +50,14 @@ double rctd_irwls_score_kg(const rctd_qtable *table, int n_genes, int n_types, c
                            const double *y_g, const double *weights_k, double *pred_g,
                            double *d0_g);
 
+/* For the tests: one step's prediction pred_g = S' w_k, gradient dvec_k and Hessian (lower
+ * triangle of hess_kk, K x K) from given derivatives d1_g and d2_g, by the kernels a fit runs
+ * (the SIMD ones unless rctd_cpu_simd(0)), so that each path can be checked against the
+ * portable one bit for bit.  workspace: rctd_irwls_kg_workspace_bytes. */
+void rctd_irwls_step_parts(int n_genes, int n_types, const double *S_kg, const double *w_k,
+                           const double *d1_g, const double *d2_g, double *pred_g, double *dvec_k,
+                           double *hess_kk, void *workspace);
+
 /* rctd_qp_solve, unconstrained mode, starting from the working set the workspace kept from the
  * previous solve with the same k and workspace (warm = 1) instead of the empty one (0; the first
  * solve on a workspace must be cold).  The minimiser is the same; only the number of active-set
