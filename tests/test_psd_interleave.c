@@ -45,8 +45,9 @@ static void pi_matrix(int k, int kind, double *H) {
 /* rctd_psd_scaled_many equals rctd_psd_scaled on every matrix, whatever the mix of kinds in
  * one call, and both equal the plain-C path (SIMD off: AVX2/AVX-512 off). */
 TEST(psd_many_equals_single) {
-  static const int ks[] = {1, 2, 3, 4, 5, 8, 9, 17, 19, 24, 25, 33};
-  enum { KMAX = 33, NMAX = RCTD_PSD_MANY_MAX };
+  /* 30: the realistic recipe; 31, 32, 33, 40: one and two 32-column groups of the AVX-512 loops */
+  static const int ks[] = {1, 2, 3, 4, 5, 8, 9, 17, 19, 24, 25, 30, 31, 32, 33, 40};
+  enum { KMAX = 40, NMAX = RCTD_PSD_MANY_MAX };
   const size_t set = (size_t)NMAX * KMAX * KMAX;
   double *H = malloc(sizeof(double) * set), *D = malloc(sizeof(double) * 3 * set);
   void *ws[NMAX];
