@@ -626,29 +626,89 @@ static psd_mat psd_carve(int k, void *workspace) {
 }
 
 /* Everything before the QL: the power-of-two scaling, the tridiagonal (d_k, e = work) and Q'. */
-static void psd_scale(int k, const double *H, psd_mat *m) {
+#ifdef PSD_HAVE_AVX2
+/* The lower triangle of H row by row: whether every entry is finite (all < inf in magnitude),
+ * and the largest magnitude (exact whatever the order). */
+__attribute__((target("avx512f"))) static int psd_lower_scan_avx512(int k, const double *H,
+                                                                    double *amax) {
+  const __m512d inf = _mm512_set1_pd(INFINITY);
+  __m512d mx = _mm512_setzero_pd();
+  __mmask8 finite = 0xff;
+  for (int i = 0; i < k; i++)
+    for (int j = 0; j <= i; j += 8) {
+      const __mmask8 mk = psd_mask8(i + 1 - j);
+      const __m512d v = _mm512_abs_pd(_mm512_maskz_loadu_pd(mk, H + (size_t)i * k + j));
+      finite &= _mm512_cmp_pd_mask(v, inf, _CMP_LT_OQ) | (__mmask8)~mk;
+      mx = _mm512_max_pd(mx, v);
+    }
+  *amax = _mm512_reduce_max_pd(mx);
+  return finite == 0xff;
+}
+
+/* a_kk's lower triangle = H's times down (a power of two), row by row; the caller mirrors. */
+__attribute__((target("avx512f"))) static void psd_scale_rows_avx512(int k, int ld, const double *H,
+                                                                     double down, double *a) {
+  const __m512d dv = _mm512_set1_pd(down);
+  for (int i = 0; i < k; i++)
+    for (int j = 0; j <= i; j += 8) {
+      const __mmask8 mk = psd_mask8(i + 1 - j);
+      _mm512_mask_storeu_pd(a + (size_t)i * ld + j, mk,
+                            _mm512_mul_pd(_mm512_maskz_loadu_pd(mk, H + (size_t)i * k + j), dv));
+    }
+}
+#endif
+
+/* Whether H's lower triangle is finite. */
+static int psd_finite(int simd, int k, const double *H) {
+#ifdef PSD_HAVE_AVX2
+  if (simd == 2) {
+    double amax;
+    return psd_lower_scan_avx512(k, H, &amax);
+  }
+#endif
+  (void)simd;
+  for (int i = 0; i < k; i++)
+    for (int j = 0; j <= i; j++)
+      if (!isfinite(H[i * k + j])) return 0;
+  return 1;
+}
+
+static void psd_scale(int simd, int k, const double *H, psd_mat *m) {
   const int ld = psd_ld(k);
   /* Scale by a power of two (exact) so that the reduction works on entries of order one. */
   double amax = 0;
-  for (int i = 0; i < k; i++)
-    for (int j = 0; j <= i; j++) {
-      double v = fabs(H[i * k + j]); /* finite (checked by the caller) */
-      if (v > amax) amax = v;
-    }
+#ifdef PSD_HAVE_AVX2
+  if (simd == 2)
+    psd_lower_scan_avx512(k, H, &amax);
+  else
+#endif
+    for (int i = 0; i < k; i++)
+      for (int j = 0; j <= i; j++) {
+        double v = fabs(H[i * k + j]); /* finite (checked by the caller) */
+        if (v > amax) amax = v;
+      }
   int expo = 0;
   if (amax > 0) frexp(amax, &expo);
   /* x * 2^-expo is ldexp(x, -expo) (both the correctly rounded product) when 2^-expo is normal */
   const int pow2_ok = expo > -1000 && expo < 1000;
   const double down = pow2_ok ? ldexp(1.0, -expo) : 0;
+  m->expo = expo, m->pow2_ok = pow2_ok;
+#ifdef PSD_HAVE_AVX2
+  if (simd == 2 && pow2_ok) {
+    psd_scale_rows_avx512(k, ld, H, down, m->a_kk);
+    for (int i = 0; i < k; i++)
+      for (int j = 0; j < i; j++) m->a_kk[j * ld + i] = m->a_kk[i * ld + j];
+    return;
+  }
+#endif
   for (int i = 0; i < k; i++)
     for (int j = 0; j <= i; j++)
       m->a_kk[i * ld + j] = m->a_kk[j * ld + i] =
           pow2_ok ? H[i * k + j] * down : ldexp(H[i * k + j], -expo);
-  m->expo = expo, m->pow2_ok = pow2_ok;
 }
 
 static void psd_prepare(int simd, int k, const double *H, psd_mat *m) {
-  psd_scale(k, H, m);
+  psd_scale(simd, k, H, m);
   const size_t kk = (size_t)k;
 #ifdef PSD_HAVE_AVX2
   if (simd == 2) {
@@ -667,7 +727,7 @@ static void psd_prepare_many(int simd, int k, int n_m, const double *const *H, p
 #ifdef PSD_HAVE_AVX2
   if (simd == 2) {
     const size_t kk = (size_t)k;
-    for (int t = 0; t < n_m; t++) psd_scale(k, H[t], &m[t]);
+    for (int t = 0; t < n_m; t++) psd_scale(simd, k, H[t], &m[t]);
     for (int s = 0; s < k - 2; s++)
       for (int t = 0; t < n_m; t++)
         psd_tridiagonal_step_avx512(k, s, m[t].a_kk, m[t].work, m[t].v_kk, m[t].work + kk,
@@ -974,10 +1034,7 @@ void rctd_psd_scaled_many(int k, int n_mat, const double *const *H, double *cons
       norm[t] = rctd_psd_scaled(k, H[t], D[t], workspace[t]);
       continue;
     }
-    int finite = 1;
-    for (int i = 0; i < k && finite; i++)
-      for (int j = 0; j <= i; j++) finite &= isfinite(H[t][i * k + j]) != 0;
-    if (!finite) {
+    if (!psd_finite(simd, k, H[t])) {
       norm[t] = -1.0;
       continue;
     }
