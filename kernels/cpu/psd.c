@@ -210,23 +210,30 @@ static inline __mmask8 psd_mask8(int left) {
 
 /* Calls BLOCK(..., c0, nb) for the column groups c0 = 0, 32, ... of m columns, nb (1 to 4) the
  * group's 8-lane registers as a constant, so that each group's accumulators stay registers. */
-#define PSD_GROUPS(m, BLOCK, ...)                                                               \
-  for (int c0_ = 0; c0_ < (m); c0_ += 32) {                                                    \
-    switch (((m) - c0_ + 7) / 8) {                                                             \
-    case 1: BLOCK(__VA_ARGS__, c0_, 1); break;                                                 \
-    case 2: BLOCK(__VA_ARGS__, c0_, 2); break;                                                 \
-    case 3: BLOCK(__VA_ARGS__, c0_, 3); break;                                                 \
-    default: BLOCK(__VA_ARGS__, c0_, 4); break;                                                \
-    }                                                                                          \
+#define PSD_GROUPS(m, BLOCK, ...)           \
+  for (int c0_ = 0; c0_ < (m); c0_ += 32) { \
+    switch (((m)-c0_ + 7) / 8) {            \
+      case 1:                               \
+        BLOCK(__VA_ARGS__, c0_, 1);         \
+        break;                              \
+      case 2:                               \
+        BLOCK(__VA_ARGS__, c0_, 2);         \
+        break;                              \
+      case 3:                               \
+        BLOCK(__VA_ARGS__, c0_, 3);         \
+        break;                              \
+      default:                              \
+        BLOCK(__VA_ARGS__, c0_, 4);         \
+        break;                              \
+    }                                       \
   }
 
 /* p[c] = tau (B v)[c] for the columns c0 .. c0 + 8 nb of one group: B by rows (B is exactly
  * symmetric: the rank-two updates give a_ij and a_ji the same two products), even and odd
  * terms apart as psd_dot's two lanes sum them, the odd last term added after.  The rows are
  * the outer loop, so the group's 2 nb sums are independent chains. */
-__attribute__((target("avx512f"), always_inline)) static inline void
-psd_bv_group_avx512(int m, int ld, const double *B, const double *vk, double tau, double *p,
-                    int c0, const int nb) {
+__attribute__((target("avx512f"), always_inline)) static inline void psd_bv_group_avx512(
+    int m, int ld, const double *B, const double *vk, double tau, double *p, int c0, const int nb) {
   __mmask8 mk[4];
   __m512d even[4], odd[4];
 #pragma GCC unroll 4
@@ -249,17 +256,16 @@ psd_bv_group_avx512(int m, int ld, const double *B, const double *vk, double tau
   for (int b = 0; b < nb; b++) {
     __m512d sum = _mm512_add_pd(even[b], odd[b]);
     if (j < m)
-      sum = _mm512_add_pd(sum, _mm512_mul_pd(_mm512_maskz_loadu_pd(
-                                                 mk[b], B + (size_t)j * ld + c0 + 8 * b),
-                                             _mm512_set1_pd(vk[j])));
+      sum = _mm512_add_pd(
+          sum, _mm512_mul_pd(_mm512_maskz_loadu_pd(mk[b], B + (size_t)j * ld + c0 + 8 * b),
+                             _mm512_set1_pd(vk[j])));
     _mm512_mask_storeu_pd(p + c0 + 8 * b, mk[b], _mm512_mul_pd(tau_v, sum));
   }
 }
 
 /* B -= v p' + p v' on the columns of one group (p and v of the group held in registers). */
-__attribute__((target("avx512f"), always_inline)) static inline void
-psd_rank2_group_avx512(int m, int ld, double *B, const double *vk, const double *p, int c0,
-                       const int nb) {
+__attribute__((target("avx512f"), always_inline)) static inline void psd_rank2_group_avx512(
+    int m, int ld, double *B, const double *vk, const double *p, int c0, const int nb) {
   __mmask8 mk[4];
   __m512d pc[4], vc[4];
 #pragma GCC unroll 4
@@ -307,9 +313,8 @@ __attribute__((target("avx512f"))) static void psd_tridiagonalise_avx512(int n, 
 
 /* psd_build_qt's step on the columns of one group: p = v' Z with the rows as the outer loop
  * (the group's nb sums are independent chains), then Z -= tau v p' with p held in registers. */
-__attribute__((target("avx512f"), always_inline)) static inline void
-psd_qt_group_avx512(int m, int ld, double *Z, const double *vk, double tau, int c0,
-                    const int nb) {
+__attribute__((target("avx512f"), always_inline)) static inline void psd_qt_group_avx512(
+    int m, int ld, double *Z, const double *vk, double tau, int c0, const int nb) {
   __mmask8 mk[4];
   __m512d acc[4];
 #pragma GCC unroll 4
@@ -329,9 +334,9 @@ psd_qt_group_avx512(int m, int ld, double *Z, const double *vk, double tau, int 
     double *row = Z + (size_t)i * ld + c0;
 #pragma GCC unroll 4
     for (int b = 0; b < nb; b++)
-      _mm512_mask_storeu_pd(row + 8 * b, mk[b],
-                            _mm512_add_pd(_mm512_maskz_loadu_pd(mk[b], row + 8 * b),
-                                          _mm512_mul_pd(w, acc[b])));
+      _mm512_mask_storeu_pd(
+          row + 8 * b, mk[b],
+          _mm512_add_pd(_mm512_maskz_loadu_pd(mk[b], row + 8 * b), _mm512_mul_pd(w, acc[b])));
   }
 }
 
@@ -370,9 +375,8 @@ static void psd_build_qt_avx512(int n, double *zt, const double *v, const double
  * beyond a row's diagonal are computed too and left for the mirror to overwrite): each
  * element accumulated over m in order from zero as psd_reconstruct_avx2 does, four rows at a
  * time so that each z_m block loaded serves four rows. */
-__attribute__((target("avx512f"), always_inline)) static inline void
-psd_reconstruct_rows4_avx512(int k, int ld, const double *zt, const double *s_k, double *D,
-                             int i0, const int nb) {
+__attribute__((target("avx512f"), always_inline)) static inline void psd_reconstruct_rows4_avx512(
+    int k, int ld, const double *zt, const double *s_k, double *D, int i0, const int nb) {
   __mmask8 mk[4];
   __m512d acc[4][4];
 #pragma GCC unroll 4
@@ -409,10 +413,18 @@ __attribute__((target("avx512f"))) static void psd_reconstruct_avx512(int k, con
   int i = 0;
   for (; i + 4 <= k && i + 4 <= 32; i += 4) {
     switch ((i + 4 + 7) / 8) {
-    case 1: psd_reconstruct_rows4_avx512(k, ld, zt, s_k, D, i, 1); break;
-    case 2: psd_reconstruct_rows4_avx512(k, ld, zt, s_k, D, i, 2); break;
-    case 3: psd_reconstruct_rows4_avx512(k, ld, zt, s_k, D, i, 3); break;
-    default: psd_reconstruct_rows4_avx512(k, ld, zt, s_k, D, i, 4); break;
+      case 1:
+        psd_reconstruct_rows4_avx512(k, ld, zt, s_k, D, i, 1);
+        break;
+      case 2:
+        psd_reconstruct_rows4_avx512(k, ld, zt, s_k, D, i, 2);
+        break;
+      case 3:
+        psd_reconstruct_rows4_avx512(k, ld, zt, s_k, D, i, 3);
+        break;
+      default:
+        psd_reconstruct_rows4_avx512(k, ld, zt, s_k, D, i, 4);
+        break;
     }
   }
   for (; i < k; i++) {
@@ -507,7 +519,8 @@ static void psd_build_qt(int simd, int n, double *zt, const double *v, const dou
     const double *vk = v + (size_t)k * ld;
     /* rows k+1.. of Q <- H_k Q: Q -= tau v (v' Q), columns k+1.. only (the rest is identity). */
     for (int j = 0; j < m; j++) p[j] = 0;
-    for (int i = 0; i < m; i++) psd_axpy_x(simd, m, p, vk[i], zt + (size_t)(k + 1 + i) * ld + k + 1);
+    for (int i = 0; i < m; i++)
+      psd_axpy_x(simd, m, p, vk[i], zt + (size_t)(k + 1 + i) * ld + k + 1);
     for (int i = 0; i < m; i++)
       psd_axpy_x(simd, m, zt + (size_t)(k + 1 + i) * ld + k + 1, -tau[k] * vk[i], p);
   }
@@ -866,9 +879,8 @@ __attribute__((target("avx2"))) static void psd_sweep_rows_avx2(int n, double *z
  * stay registers), the last register under a mask: nreg independent chains.  Every load of
  * row i comes before the stores to row i + 1: the last register's masked load reaches into row
  * i + 1, and a load that overlaps a pending store waits for it. */
-__attribute__((target("avx512f"), always_inline)) static inline void
-psd_sweep_block_avx512(int n, double *zt, int lo, int hi, const double *cs, const double *sn,
-                       int j0, const int nreg) {
+__attribute__((target("avx512f"), always_inline)) static inline void psd_sweep_block_avx512(
+    int n, double *zt, int lo, int hi, const double *cs, const double *sn, int j0, const int nreg) {
   const int ld = psd_ld(n);
   __mmask8 mask[4];
   __m512d x[4], y[4];
@@ -903,11 +915,20 @@ __attribute__((target("avx512f"))) static void psd_sweep_rows_avx512(int n, doub
   int j0 = 0;
   for (; j0 + 32 <= n; j0 += 32) psd_sweep_block_avx512(n, zt, lo, hi, cs, sn, j0, 4);
   switch ((n - j0 + 7) / 8) {
-  case 4: psd_sweep_block_avx512(n, zt, lo, hi, cs, sn, j0, 4); break;
-  case 3: psd_sweep_block_avx512(n, zt, lo, hi, cs, sn, j0, 3); break;
-  case 2: psd_sweep_block_avx512(n, zt, lo, hi, cs, sn, j0, 2); break;
-  case 1: psd_sweep_block_avx512(n, zt, lo, hi, cs, sn, j0, 1); break;
-  default: break;
+    case 4:
+      psd_sweep_block_avx512(n, zt, lo, hi, cs, sn, j0, 4);
+      break;
+    case 3:
+      psd_sweep_block_avx512(n, zt, lo, hi, cs, sn, j0, 3);
+      break;
+    case 2:
+      psd_sweep_block_avx512(n, zt, lo, hi, cs, sn, j0, 2);
+      break;
+    case 1:
+      psd_sweep_block_avx512(n, zt, lo, hi, cs, sn, j0, 1);
+      break;
+    default:
+      break;
   }
 }
 
