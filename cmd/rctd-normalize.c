@@ -49,7 +49,8 @@ static int norm_write(const rctd_cli *cli, rctd_input *in, rctd_model *model,
   if (rctd_model_write(w, model) < 0 || rctd_cli_write_provenance(cli, w) < 0) {
     const char *why = rctd_writer_error(w);
     /* the writer had no error: reading the pixel nUMI back from their temporary file failed */
-    snprintf(err, err_len, "%s", why[0] ? why : "cannot read the temporary file of pixel nUMI back");
+    snprintf(err, err_len, "%s",
+             why[0] ? why : "cannot read the temporary file of pixel nUMI back");
     rctd_writer_abort(w);
     return -1;
   }

@@ -25,8 +25,8 @@
 #ifndef RCTD_MODEL_H
 #define RCTD_MODEL_H
 #include <stddef.h>
-#include <stdio.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "rrng.h"
 #include "stream.h"
@@ -74,12 +74,12 @@ typedef struct {
   /* Pixels (R's puck after every filter). */
   int64_t n_pixels;
   double *pixel_numi_n; /* n_pixels, in stream order */
+  double sum_numi;      /* sum(puck@nUMI), long double accumulation as R's sum() */
+  int has_coords;
   /* Or, when pixel_numi_n is NULL, the same n_pixels values as raw doubles from the start of
    * this (anonymous temporary) file: rctd-normalize spills them there so that its memory does
    * not grow with the pixel count.  Owned: closed by rctd_model_free. */
   FILE *pixel_numi_spill;
-  double sum_numi;      /* sum(puck@nUMI), long double accumulation as R's sum() */
-  int has_coords;
 
   /* Effective configuration: R's config names (UMI_min, counts_MIN, ...), values as text. */
   size_t n_config;

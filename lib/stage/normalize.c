@@ -426,12 +426,13 @@ static int norm_prep_pass2(norm_prep *p) {
   p->ctx.totals_b = calloc((size_t)p->n_bulk, sizeof *p->ctx.totals_b);
   if (!p->ctx.totals_b) return rctd_fail(p->err, p->err_len, "%s: out of memory", p->label);
   p->ctx.numi_spill = rctd_temp_file(tmp_dir, "rctd-normalize");
-  if (!p->ctx.numi_spill)
+  if (!p->ctx.numi_spill) {
+    if (!tmp_dir || !*tmp_dir) tmp_dir = getenv("TMPDIR");
     return rctd_fail(p->err, p->err_len,
-                     "cannot create a temporary file in %s (%s): give a writable directory with "
-                     "--tmp-dir",
-                     tmp_dir && *tmp_dir ? tmp_dir : getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp",
-                     strerror(errno));
+                     "%s: cannot create a temporary file there (%s): give a writable directory "
+                     "with --tmp-dir",
+                     tmp_dir && *tmp_dir ? tmp_dir : "/tmp", strerror(errno));
+  }
   if (norm_each_row(p->spatial, "normalize: bulk genes", norm_pass2_row, &p->ctx, p->err,
                     p->err_len) < 0 ||
       fflush(p->ctx.numi_spill) != 0) {
