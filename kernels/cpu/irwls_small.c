@@ -55,9 +55,9 @@ int rctd_irwls_small_enable(int enable) {
  * holds two steps (checked when built; otherwise the lanes divide and take the root). */
 #define SM_BUCKET_BITS 8
 #define SM_BUCKET_SHIFT (52 - SM_BUCKET_BITS)
-#define SM_LAM_LO \
-  1e-4 /* calc_Q_all's clamp: [1e-4, x_max - 1e-4] (x_max = 1600, the standard grid) */
-
+/* calc_Q_all's clamp of lambda: [1e-4, x_max - 1e-4] (RK_QT_EPSILON; x_max = 1600 on the
+ * standard grid); its scale 1e-6 is RK_QT_DELTA */
+#define SM_LAM_LO 1e-4
 #define SM_LOW_BITS (((int64_t)1 << SM_BUCKET_SHIFT) - 1)
 #define SM_LOW_BITS_NO_STEP ((int64_t)1 << SM_BUCKET_SHIFT)
 
@@ -174,8 +174,8 @@ SM_TARGET static SM_INLINE int sm_terms8(const sm_ctx *c, __m512d y, __m512d lam
                       _mm512_cmp_pd_mask(y, _mm512_set1_pd(c->row_end), _CMP_LT_OQ);
   if (ok != 0xff) return 0;
   const __m256i row = _mm512_cvttpd_epi32(_mm512_min_pd(y, _mm512_set1_pd(RCTD_K_VAL)));
-  lam = _mm512_min_pd(_mm512_max_pd(lam, _mm512_set1_pd(1e-4)),
-                      _mm512_set1_pd(c->x[RCTD_N_X - 1] - 1e-4));
+  lam = _mm512_min_pd(_mm512_max_pd(lam, _mm512_set1_pd(SM_LAM_LO)),
+                      _mm512_set1_pd(c->x[RCTD_N_X - 1] - SM_LAM_LO));
   const __m256i m = sm_interval8(c->m_of_l, lam);
   const __m256i m1 = _mm256_sub_epi32(m, _mm256_set1_epi32(1));
   const __m256i rec = _mm256_add_epi32(_mm256_mullo_epi32(row, _mm256_set1_epi32(SM_N_INT)), m1);
