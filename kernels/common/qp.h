@@ -156,9 +156,16 @@ RK_HD_ONCE int rk_qp_solve(int k, int ld, const double *D, const double *d, cons
   if (rk_qp_start(k, ld, D, d, lower, with_sum, sum_target, x, w, warm, &settled) != 0) return -1;
   double scale = 0;
   for (int i = 0; i < k; i++) scale = rk_max(scale, fabs(d[i]));
-  if (ld == k) /* one pass over the packed matrix (the CPU's case) */
-    for (int i = 0; i < k * k; i++) scale = rk_max(scale, fabs(D[i]));
-  else
+  if (ld == k) { /* one pass over the packed matrix (the CPU's case), eight running maxima
+                  * (the same maximum in any order: rk_max skips NaN) */
+    double run[8] = {scale, 0, 0, 0, 0, 0, 0, 0};
+    int i = 0;
+    for (; i + 8 <= k * k; i += 8)
+      for (int j = 0; j < 8; j++) run[j] = rk_max(run[j], fabs(D[i + j]));
+    for (; i < k * k; i++) run[0] = rk_max(run[0], fabs(D[i]));
+    for (int j = 1; j < 8; j++) run[0] = rk_max(run[0], run[j]);
+    scale = run[0];
+  } else
     for (int i = 0; i < k; i++)
       for (int j = 0; j < k; j++) scale = rk_max(scale, fabs(D[i * ld + j]));
 
