@@ -47,7 +47,10 @@ static int norm_write(const rctd_cli *cli, rctd_input *in, rctd_model *model,
   rctd_writer *w = rctd_writer_open(cli->output, &wopts, err, err_len);
   if (!w) return -1;
   if (rctd_model_write(w, model) < 0 || rctd_cli_write_provenance(cli, w) < 0) {
-    snprintf(err, err_len, "%s", rctd_writer_error(w));
+    const char *why = rctd_writer_error(w);
+    /* the writer had no error: reading the pixel nUMI back from their temporary file failed */
+    snprintf(err, err_len, "%s",
+             why[0] ? why : "cannot read the temporary file of pixel nUMI back");
     rctd_writer_abort(w);
     return -1;
   }

@@ -164,32 +164,47 @@ static void view_csr_triplets(FILE *out, const rctd_record *rows, const rctd_rec
   }
 }
 
+/* Across the records of one name (a pixel block's records repeat per block): the header is
+ * printed once, rows are numbered on from the earlier records, --head counts them all. */
+typedef struct {
+  int n_printed;     /* records printed so far */
+  uint64_t row_base; /* rows of those records */
+} view_state;
+
 /* Prints the current record of R chunk by chunk. */
 static int view_print(rctd_reader *r, const rctd_record_info *info, const view_names *names,
-                      FILE *out) {
+                      view_state *st, FILE *out) {
   const char *label = rctd_reader_label(r);
   const rctd_record *rows = view_names_for(names, info->row_names, label);
   const rctd_record *cols = view_names_for(names, info->col_names, label);
   double *row_buf = NULL;
-  if (info->kind == RCTD_DENSE) view_header_row(out, info, cols);
+  const int header = st->n_printed++ == 0;
+  if (info->kind == RCTD_DENSE && header) view_header_row(out, info, cols);
   if (info->kind == RCTD_CSR && view_dense_csr) {
-    view_header_row(out, info, cols);
+    if (header) view_header_row(out, info, cols);
     row_buf = malloc((info->cols ? info->cols : 1) * sizeof *row_buf);
     if (!row_buf) {
       rctd_log_error("%s: out of memory", label);
       return -1;
     }
   }
-  if (info->kind == RCTD_CSR && !view_dense_csr)
+  if (info->kind == RCTD_CSR && !view_dense_csr && header)
     fprintf(out, "%s\t%s\tvalue\n", info->row_names ? info->row_names : "row",
             info->col_names ? info->col_names : "col");
-  uint64_t limit = view_head > 0 ? (uint64_t)view_head : UINT64_MAX;
+  const uint64_t limit = view_head > 0 ? (uint64_t)view_head : UINT64_MAX;
+  const uint64_t base = st->row_base;
+  if (base >= limit) {
+    free(row_buf);
+    return 0;
+  }
   rctd_chunk c;
   int rc;
   while ((rc = rctd_reader_chunk(r, &c)) == 1) {
+    st->row_base = base + c.first_row + c.rows;
     for (uint64_t i = 0; i < c.rows; i++) {
       uint64_t row = c.first_row + i;
-      if (row >= limit) break;
+      if (base + row >= limit) break;
+      if (!rows) row += base; /* printed as an index: numbered on across the records */
       switch (info->kind) {
         case RCTD_DENSE:
           view_dense_row(out, info, rows, row, c.data, i * info->cols);
@@ -212,7 +227,7 @@ static int view_print(rctd_reader *r, const rctd_record_info *info, const view_n
           break;
       }
     }
-    if (c.first_row + c.rows >= limit) {
+    if (base + c.first_row + c.rows >= limit) {
       rc = 0;
       break;
     }
@@ -271,34 +286,49 @@ static int view_list(rctd_reader *r, FILE *out) {
   return 0;
 }
 
-/* Finds RECORD, keeping the strings records before it for names; prints it. */
+/* Keeps the strings record just read for names, replacing an earlier one of the same name (a
+ * pixel block's barcodes replace the previous block's), so memory stays one block's worth. */
+static int view_names_keep(rctd_reader *r, view_names *names, const char *name) {
+  rctd_record *slot = (rctd_record *)view_names_find(names, name);
+  if (!slot && names->n == names->cap) {
+    size_t cap = names->cap ? 2 * names->cap : 8;
+    rctd_record *p = realloc(names->items, cap * sizeof *p);
+    if (!p) {
+      rctd_log_error("%s: out of memory", rctd_reader_label(r));
+      return -2;
+    }
+    names->items = p;
+    names->cap = cap;
+  }
+  rctd_record rec;
+  if (rctd_reader_load(r, &rec) != 0) return -1;
+  if (slot)
+    rctd_record_free(slot);
+  else
+    slot = &names->items[names->n++];
+  *slot = rec;
+  return 0;
+}
+
+/* Prints every record named NAME (one per pixel block for the blocks' records), keeping the
+ * strings records before each for its names. */
 static int view_record(rctd_reader *r, const char *name, FILE *out) {
   view_names names = {0};
+  view_state st = {0};
   const rctd_record_info *info;
   int rc;
   while ((rc = rctd_reader_next(r, &info)) == 1) {
-    if (strcmp(info->name, name) == 0) break;
-    if (info->kind != RCTD_STRINGS) continue;
-    if (names.n == names.cap) {
-      size_t cap = names.cap ? 2 * names.cap : 8;
-      rctd_record *p = realloc(names.items, cap * sizeof *p);
-      if (!p) {
-        rctd_log_error("%s: out of memory", rctd_reader_label(r));
-        rc = -2;
+    if (strcmp(info->name, name) == 0) {
+      if (view_print(r, info, &names, &st, out) != 0) {
+        rc = -3;
         break;
       }
-      names.items = p;
-      names.cap = cap;
+      continue; /* its chunks are read */
     }
-    if (rctd_reader_load(r, &names.items[names.n]) != 0) {
-      rc = -1;
-      break;
-    }
-    names.n++;
+    if (info->kind != RCTD_STRINGS) continue;
+    if ((rc = view_names_keep(r, &names, info->name)) != 0) break;
   }
-  if (rc == 1)
-    rc = view_print(r, info, &names, out);
-  else if (rc == 0) {
+  if (rc == 0 && st.n_printed == 0) {
     rctd_log_error("%s: no record named '%s' (run 'rctd-view %s' to list the records)",
                    rctd_reader_label(r), name, rctd_reader_label(r));
     rc = -1;

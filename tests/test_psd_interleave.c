@@ -22,7 +22,8 @@ static double pi_uniform(void) { /* xorshift64: [0, 1) */
 }
 
 /* A symmetric k x k matrix of one of several kinds: indefinite, positive definite, of low rank
- * (many eigenvalues under the floor), tiny, huge, zero, or with a non-finite entry. */
+ * (many eigenvalues under the floor), tiny, huge, zero, with a non-finite entry, or near the
+ * ends of the exponent range. */
 static void pi_matrix(int k, int kind, double *H) {
   for (int i = 0; i < k; i++)
     for (int j = 0; j <= i; j++) H[i * k + j] = H[j * k + i] = 2 * pi_uniform() - 1;
@@ -37,7 +38,12 @@ static void pi_matrix(int k, int kind, double *H) {
         H[i * k + j] = H[j * k + i] = sum + (i == j && kind == 1 ? 0.5 : 0);
       }
   }
-  const double scale = kind == 3 ? 1e-9 : kind == 4 ? 3e7 : kind == 5 ? 0 : 1;
+  const double scale = kind == 3   ? 1e-9
+                       : kind == 4 ? 3e7
+                       : kind == 5 ? 0
+                       : kind == 7 ? 1e-305 /* 2^-expo not normal: the ldexp path */
+                       : kind == 8 ? 1e305
+                                   : 1;
   for (int i = 0; i < k * k; i++) H[i] *= scale;
   if (kind == 6) H[(k - 1) * k] = NAN; /* lower triangle: read */
 }
@@ -45,8 +51,9 @@ static void pi_matrix(int k, int kind, double *H) {
 /* rctd_psd_scaled_many equals rctd_psd_scaled on every matrix, whatever the mix of kinds in
  * one call, and both equal the plain-C path (SIMD off: AVX2/AVX-512 off). */
 TEST(psd_many_equals_single) {
-  static const int ks[] = {1, 2, 3, 4, 5, 8, 9, 17, 19, 24, 25, 33};
-  enum { KMAX = 33, NMAX = RCTD_PSD_MANY_MAX };
+  /* 30: the realistic recipe; 31, 32, 33, 40: one and two 32-column groups of the AVX-512 loops */
+  static const int ks[] = {1, 2, 3, 4, 5, 8, 9, 17, 19, 24, 25, 30, 31, 32, 33, 40};
+  enum { KMAX = 40, NMAX = RCTD_PSD_MANY_MAX };
   const size_t set = (size_t)NMAX * KMAX * KMAX;
   double *H = malloc(sizeof(double) * set), *D = malloc(sizeof(double) * 3 * set);
   void *ws[NMAX];
@@ -56,13 +63,13 @@ TEST(psd_many_equals_single) {
   int n_checked = 0;
   for (size_t a = 0; a < sizeof ks / sizeof ks[0]; a++) {
     const int k = ks[a];
-    for (int rep = 0; rep < 12; rep++) {
+    for (int rep = 0; rep < 18; rep++) {
       const int n_mat = 1 + rep % NMAX;
       const double *Hp[NMAX];
       double *Dp[NMAX], norm[3][NMAX];
       for (int t = 0; t < n_mat; t++) {
         Hp[t] = H + (size_t)t * k * k;
-        pi_matrix(k, (rep + 3 * t) % 7, H + (size_t)t * k * k);
+        pi_matrix(k, (rep + 3 * t) % 9, H + (size_t)t * k * k);
       }
       /* D + 0: plain single; D + set: SIMD single; D + 2 set: SIMD many */
       for (int path = 0; path < 3; path++) {

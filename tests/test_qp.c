@@ -3,6 +3,7 @@
 #include <gsl/gsl_eigen.h>
 #include <stdlib.h>
 
+#include "cpu/irwls.h"
 #include "rctd_kernels.h"
 #include "test.h"
 
@@ -210,6 +211,41 @@ TEST(qp_vs_brute_force) {
   }
   CHECK(n_checked == 3000);
   fprintf(stderr, "  qp_vs_brute_force: worst relative difference %.3g\n", worst);
+}
+
+/* Warm starts as the IRWLS steps make them (without the sum constraint): the second solve of
+ * a problem starts from the first's final working set, which then usually needs no bound to
+ * join (rk_qp_start's settled case: the first iteration reuses the start's solve), and a
+ * third solve follows a small change of d.  Each answer agrees with the brute force. */
+TEST(qp_warm_start_vs_brute_force) {
+  unsigned long long st = 0x2545f4914f6cdd1dULL;
+  int n_checked = 0;
+  for (int rep = 0; rep < 1500; rep++) {
+    const int k = 1 + rep % 7;
+    double D[QPT_MAX_K * QPT_MAX_K], d[QPT_MAX_K], lower[QPT_MAX_K], x[QPT_MAX_K], xb[QPT_MAX_K];
+    qpt_rand_spd(k, (rep % 3 == 0) ? 1e-3 : 0.2, &st, D);
+    for (int i = 0; i < k; i++) {
+      d[i] = 4 * qpt_unif(&st) - 2;
+      lower[i] = qpt_unif(&st) < 0.4 ? 0 : -qpt_unif(&st);
+    }
+    CHECK(rctd_qp_workspace_bytes(k) <= sizeof qpt_ws);
+    CHECK(rctd_qp_solve_warm(k, D, d, lower, 0, 0, x, qpt_ws, 0) == 0);
+    for (int pass = 0; pass < 2; pass++) {
+      if (pass == 1)
+        for (int i = 0; i < k; i++) d[i] += 0.01 * (qpt_unif(&st) - 0.5);
+      CHECK(rctd_qp_solve_warm(k, D, d, lower, 0, 0, x, qpt_ws, 1) == 0);
+      CHECK(qpt_brute(k, D, d, lower, 0, 0, xb) == 0);
+      double scale = 1;
+      for (int i = 0; i < k; i++) scale = fmax(scale, fabs(xb[i]));
+      for (int i = 0; i < k; i++) {
+        CHECK_MSG(x[i] >= lower[i], "rep %d pass %d: x[%d] below its bound", rep, pass, i);
+        CHECK_MSG(fabs(x[i] - xb[i]) <= 1e-10 * scale, "rep %d pass %d k %d: x[%d] %.17g vs %.17g",
+                  rep, pass, k, i, x[i], xb[i]);
+      }
+      n_checked++;
+    }
+  }
+  CHECK(n_checked == 3000);
 }
 
 /* Condition number of the SPD matrix D (GSL's symmetric eigenvalues). */

@@ -104,6 +104,37 @@ TEST(rrng_sample_without_replacement_is_a_permutation) {
   CHECK(rctd_rrng_sample(&rng, 5, 0, out) == 0);
 }
 
+/* R's do_sample as R writes it (a working array of n ints), against rctd_rrng_sample's map of
+ * the entries it changes: the same draws for small and large n, k up to n. */
+static void rrng_test_do_sample(rctd_rrng *rng, int n, int k, int *out_k) {
+  int *x = malloc((size_t)n * sizeof *x);
+  for (int i = 0; i < n; i++) x[i] = i;
+  for (int i = 0; i < k; i++) {
+    int j = (int)rctd_rrng_index(rng, (double)n);
+    out_k[i] = x[j] + 1;
+    x[j] = x[--n];
+  }
+  free(x);
+}
+
+TEST(rrng_sample_matches_r_working_array) {
+  static const int cases[][2] = {{2, 2},         {10, 3},    {10, 10},        {1000, 999},
+                                 {1000, 1000},   {5000, 17}, {1000000, 1000}, {9999999, 1000},
+                                 {10000000, 64}, {300000, 2}};
+  enum { KMAX = 1000 };
+  static int got[KMAX], want[KMAX];
+  for (size_t c = 0; c < sizeof cases / sizeof *cases; c++) {
+    int n = cases[c][0], k = cases[c][1];
+    rctd_rrng a, b;
+    rctd_rrng_seed(&a, 7 + (uint32_t)c);
+    rctd_rrng_seed(&b, 7 + (uint32_t)c);
+    CHECK(rctd_rrng_sample(&a, n, k, got) == 0);
+    rrng_test_do_sample(&b, n, k, want);
+    CHECK_MSG(memcmp(got, want, (size_t)k * sizeof *got) == 0, "n %d k %d", n, k);
+    CHECK(rctd_rrng_unif(&a) == rctd_rrng_unif(&b)); /* the same draws consumed */
+  }
+}
+
 TEST(rrng_streams_are_independent_structs) {
   rctd_rrng a, b;
   rctd_rrng_seed(&a, 1);

@@ -248,12 +248,14 @@ TEST(spline_fast_optional_outputs) {
  * of the blocks; an off-table count sends the caller back to the table-by-table path. */
 TEST(spline_score_many_equals_log_l) {
   enum { N = 1037, N_K = 60 };
-  const double sigmas[3] = {0.5, 0.84, 1.3}, mult[3] = {0.8, 1.0, 1.2};
-  sft_table t[3];
-  double *coef[3], *y = malloc(N * sizeof(double)), *x = malloc(N * sizeof(double));
+  /* five tables: the sums go four tables at a time, then one by one */
+  enum { N_TAB = 5 };
+  const double sigmas[N_TAB] = {0.5, 0.84, 1.3, 0.3, 1.8}, mult[3] = {0.8, 1.0, 1.2};
+  sft_table t[N_TAB];
+  double *coef[N_TAB], *y = malloc(N * sizeof(double)), *x = malloc(N * sizeof(double));
   double *lam = malloc(N * sizeof(double));
   CHECK(y && x && lam);
-  for (int k = 0; k < 3; k++) {
+  for (int k = 0; k < N_TAB; k++) {
     CHECK(sft_table_init(&t[k], sigmas[k], N_K) == 0);
     coef[k] = malloc(rctd_spline_coef_doubles(N_K) * sizeof(double));
     CHECK(coef[k]);
@@ -262,14 +264,15 @@ TEST(spline_score_many_equals_log_l) {
   sft_pairs(N, N_K, y, x);
   for (int i = 0; i < N; i++)
     if (y[i] >= N_K) y[i] = N_K - 1;
-  const rctd_qtable *tabs[3] = {&t[0].table, &t[1].table, &t[2].table};
-  const double *coefs[3] = {coef[0], coef[1], coef[2]};
+  const rctd_qtable *tabs[N_TAB];
+  const double *coefs[N_TAB];
+  for (int k = 0; k < N_TAB; k++) tabs[k] = &t[k].table, coefs[k] = coef[k];
   int was = rctd_cpu_simd(-1);
   for (int simd = 0; simd < 2; simd++) {
     rctd_cpu_simd(simd);
-    double out[9];
-    CHECK(rctd_spline_score_many(tabs, coefs, 3, mult, 3, N, y, x, out) == 0);
-    for (int k = 0; k < 3; k++)
+    double out[N_TAB * 3];
+    CHECK(rctd_spline_score_many(tabs, coefs, N_TAB, mult, 3, N, y, x, out) == 0);
+    for (int k = 0; k < N_TAB; k++)
       for (int m = 0; m < 3; m++) {
         long double sum = 0;
         for (int i = 0; i < N; i++) {
@@ -284,9 +287,9 @@ TEST(spline_score_many_equals_log_l) {
   }
   rctd_cpu_simd(was);
   y[N / 2] = N_K; /* no row for it */
-  double out[9] = {0};
-  CHECK(rctd_spline_score_many(tabs, coefs, 3, mult, 3, N, y, x, out) == -1 && out[0] == 0);
-  for (int k = 0; k < 3; k++) {
+  double out[N_TAB * 3] = {0};
+  CHECK(rctd_spline_score_many(tabs, coefs, N_TAB, mult, 3, N, y, x, out) == -1 && out[0] == 0);
+  for (int k = 0; k < N_TAB; k++) {
     sft_table_free(&t[k]);
     free(coef[k]);
   }

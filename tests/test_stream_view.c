@@ -152,3 +152,39 @@ TEST_E2E(view_output_is_atomic) {
   CHECK_MSG(strstr(err, "truncated"), "%s", err);
   CHECK(test_sh("cd '%s' && test ! -e table.tsv && ! ls -A | grep -q '\\.tmp\\.'", dir) == 0);
 }
+
+/* A stream of two pixel blocks whose records repeat per block (as the fit and sigma streams'
+ * are): RECORD prints every block's, each with its own block's names, the header once, --head
+ * counting across blocks, unnamed rows numbered on. */
+TEST_E2E(view_prints_every_block_of_a_record) {
+  char path[600], err[512];
+  snprintf(path, sizeof path, "%s/blocks.rctd", test_tmp_dir());
+  rctd_writer *w = rctd_writer_open(path, NULL, err, sizeof err);
+  CHECK(w);
+  const char *types[] = {"A", "B"}, *bc1[] = {"p1", "p2"}, *bc2[] = {"p3"};
+  const double wt1[] = {1, 2, 3, 4}, wt2[] = {5, 6}, n1[] = {10, 20}, n2[] = {30};
+  CHECK(rctd_write_string_list(w, "types", types, 2) == 0);
+  CHECK(rctd_write_string_list(w, "barcode", bc1, 2) == 0);
+  CHECK(rctd_write_dense(w, "weights", RCTD_F64, 2, 2, wt1, "barcode", "types") == 0);
+  CHECK(rctd_write_vector(w, "numi", RCTD_F64, 2, n1, NULL) == 0);
+  CHECK(rctd_write_string_list(w, "barcode", bc2, 1) == 0);
+  CHECK(rctd_write_dense(w, "weights", RCTD_F64, 1, 2, wt2, "barcode", "types") == 0);
+  CHECK(rctd_write_vector(w, "numi", RCTD_F64, 1, n2, NULL) == 0);
+  CHECK(rctd_writer_close(w, err, sizeof err) == 0);
+  struct {
+    const char *args, *expect;
+  } cases[] = {
+      {"blocks.rctd weights", "barcode\tA\tB\np1\t1\t2\np2\t3\t4\np3\t5\t6\n"},
+      {"blocks.rctd barcode", "p1\np2\np3\n"},
+      {"-n 1 blocks.rctd weights", "barcode\tA\tB\np1\t1\t2\n"},
+      {"-n 3 blocks.rctd weights", "barcode\tA\tB\np1\t1\t2\np2\t3\t4\np3\t5\t6\n"},
+      {"-n 2 blocks.rctd numi", "10\n20\n"},
+      {"blocks.rctd numi", "10\n20\n30\n"},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    const char *out, *err_text;
+    int rc = view_run(cases[i].args, &out, &err_text);
+    CHECK_MSG(rc == 0, "%s: exit %d: %s", cases[i].args, rc, err_text);
+    CHECK_MSG(strcmp(out, cases[i].expect) == 0, "%s: got:\n%s", cases[i].args, out);
+  }
+}

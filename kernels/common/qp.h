@@ -103,19 +103,27 @@ RK_HD int rk_qp_subspace_min(int k, int ld, const double *D, const double *d, co
 }
 
 /* Feasible starting point and working set.  warm: start from the working set w->in_work holds
- * (the previous solve's final one) instead of the empty set (no warm start in sum mode). */
+ * (the previous solve's final one) instead of the empty set (no warm start in sum mode).
+ * *settled: 1 when no bound joined, so that w->x_sub is still the minimiser of the working set
+ * (nu = 0 without the sum constraint) and the first iteration need not solve for it again. */
 RK_HD_ONCE int rk_qp_start(int k, int ld, const double *D, const double *d, const double *lower,
-                           int with_sum, double sum_target, double *x, rk_qp_work *w, int warm) {
+                           int with_sum, double sum_target, double *x, rk_qp_work *w, int warm,
+                           int *settled) {
   double nu;
+  *settled = 0;
   if (!warm || with_sum) memset(w->in_work, 0, (size_t)k * sizeof *w->in_work);
   /* The minimiser with the starting bounds held (unconstrained, or sum-constrained): often
    * already feasible; free variables below their bounds join the working set. */
   if (rk_qp_subspace_min(k, ld, D, d, lower, with_sum, sum_target, w, &nu) != 0) return -1;
   if (!with_sum) {
+    int joined = 0;
     for (int i = 0; i < k; i++) {
-      w->in_work[i] = w->in_work[i] || w->x_sub[i] < lower[i];
+      const int join = !w->in_work[i] && w->x_sub[i] < lower[i];
+      joined |= join;
+      w->in_work[i] = w->in_work[i] || join;
       x[i] = w->in_work[i] ? lower[i] : w->x_sub[i];
     }
+    *settled = !joined;
     return 0;
   }
   /* Sum mode: every bound active but the one the minimiser pushes furthest from its bound,
@@ -144,19 +152,29 @@ RK_HD_ONCE int rk_qp_solve(int k, int ld, const double *D, const double *d, cons
     for (int i = 0; i < k; i++) lower_sum += lower[i];
     if (lower_sum > sum_target + 1e-12 * (fabs(sum_target) + fabs(lower_sum))) return -1;
   }
-  if (rk_qp_start(k, ld, D, d, lower, with_sum, sum_target, x, w, warm) != 0) return -1;
+  int settled;
+  if (rk_qp_start(k, ld, D, d, lower, with_sum, sum_target, x, w, warm, &settled) != 0) return -1;
   double scale = 0;
   for (int i = 0; i < k; i++) scale = rk_max(scale, fabs(d[i]));
-  if (ld == k) /* one pass over the packed matrix (the CPU's case) */
-    for (int i = 0; i < k * k; i++) scale = rk_max(scale, fabs(D[i]));
-  else
+  if (ld == k) { /* one pass over the packed matrix (the CPU's case), eight running maxima
+                  * (the same maximum in any order: rk_max skips NaN) */
+    double run[8] = {scale, 0, 0, 0, 0, 0, 0, 0};
+    int i = 0;
+    for (; i + 8 <= k * k; i += 8)
+      for (int j = 0; j < 8; j++) run[j] = rk_max(run[j], fabs(D[i + j]));
+    for (; i < k * k; i++) run[0] = rk_max(run[0], fabs(D[i]));
+    for (int j = 1; j < 8; j++) run[0] = rk_max(run[0], run[j]);
+    scale = run[0];
+  } else
     for (int i = 0; i < k; i++)
       for (int j = 0; j < k; j++) scale = rk_max(scale, fabs(D[i * ld + j]));
 
   int last_dropped = -1;
   for (int iter = 0; iter < 10 * k + 50; iter++) {
-    double nu;
-    if (rk_qp_subspace_min(k, ld, D, d, lower, with_sum, sum_target, w, &nu) != 0) return -1;
+    double nu = 0;
+    if (!settled && rk_qp_subspace_min(k, ld, D, d, lower, with_sum, sum_target, w, &nu) != 0)
+      return -1;
+    settled = 0;
     /* Walk towards the subspace minimiser until the first free variable hits its bound. */
     double step = 1.0;
     int blocking = -1;

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "common/irwls_step.h"
+#include "cpu/irwls_small.h"
 #include "cpu/psd.h"
 #include "cpu/spline_fast.h"
 
@@ -606,6 +607,11 @@ static void irwls_step_begin(const rctd_qtable *table, int n_genes, int n_types,
     s_sum += ws->s_k[k];
   }
   *s_sum_out = s_sum;
+  /* up to four types: one fused pass (irwls_small.c), where the CPU has AVX-512 */
+  if (K <= RCTD_IRWLS_SMALL_K_MAX && !opts->bulk_mode &&
+      rctd_irwls_small_grad_hess(table, n_genes, K, S_kg, ws->y_g, ws->s_k,
+                                 rk_irwls_pred_floor(numi), ws->dvec_k, ws->hess_kk))
+    return;
 #ifdef IRWLS_HAVE_AVX2
   if (rctd_cpu_simd(-1))
     irwls_predict_simd(n_genes, K, S_kg, ws->s_k, ws);
@@ -779,6 +785,10 @@ int rctd_irwls_fit(const rctd_qtable *table, int n_genes, int n_types, const dou
 double rctd_irwls_score_kg(const rctd_qtable *table, int n_genes, int n_types, const double *S_kg,
                            const double *y_g, const double *weights_k, double *pred_g,
                            double *d0_g) {
+  double score;
+  if (n_types <= RCTD_IRWLS_SMALL_K_MAX && rctd_irwls_small_score(table, n_genes, n_types, S_kg, y_g, weights_k, pred_g,
+                                             d0_g, &score))
+    return score;
   irwls_predict(n_genes, n_types, S_kg, weights_k, pred_g);
   rctd_spline_eval_fast(table, n_genes, y_g, pred_g, d0_g, NULL, NULL);
   long double sum = 0;

@@ -26,11 +26,18 @@ static size_t psd_align(size_t bytes) {
   return (bytes + 63) & ~(size_t)63;
 }
 
+/* The row stride of the k x k work matrices (reduced matrix, reflectors, eigenvectors): k + 7 or
+ * more, rounded up to 8.  A row block's 8-lane accesses (masked past the row's end) then never
+ * reach the next row, so no load waits on a store to a neighbouring row. */
+static int psd_ld(int k) {
+  return (k + 14) & ~7;
+}
+
 size_t rctd_psd_workspace_bytes(int k) {
   size_t kk = (size_t)(k > 0 ? k : 1);
   /* matrix copy, reflectors, eigenvectors, eigenvalues, four work vectors, and a sweep's
    * rotations (cosines, sines) for the interleaved QL */
-  return 3 * psd_align(kk * kk * sizeof(double)) + psd_align(kk * sizeof(double)) +
+  return 3 * psd_align(kk * (size_t)psd_ld(k) * sizeof(double)) + psd_align(kk * sizeof(double)) +
          psd_align(4 * kk * sizeof(double)) + psd_align(2 * kk * sizeof(double));
 }
 
@@ -139,13 +146,14 @@ __attribute__((target("avx2"))) static void psd_rotate_rows_avx2(int n, double *
  * zero, as the axpy loop of psd_general does, but in registers four columns at a time. */
 __attribute__((target("avx2"))) static void psd_reconstruct_avx2(int k, const double *zt,
                                                                  const double *s_k, double *D) {
+  const int ld = psd_ld(k);
   for (int i = 0; i < k; i++) {
     double *row = D + (size_t)i * k;
     int j = 0;
     for (; j + 4 <= i + 1; j += 4) {
       __m256d acc = _mm256_setzero_pd();
       for (int m = 0; m < k; m++) {
-        const double *z = zt + (size_t)m * k;
+        const double *z = zt + (size_t)m * ld;
         const __m256d w = _mm256_set1_pd(s_k[m] * z[i]);
         acc = _mm256_add_pd(acc, _mm256_mul_pd(w, _mm256_loadu_pd(z + j)));
       }
@@ -153,7 +161,7 @@ __attribute__((target("avx2"))) static void psd_reconstruct_avx2(int k, const do
     }
     for (; j <= i; j++) {
       double acc = 0;
-      for (int m = 0; m < k; m++) acc += (s_k[m] * zt[(size_t)m * k + i]) * zt[(size_t)m * k + j];
+      for (int m = 0; m < k; m++) acc += (s_k[m] * zt[(size_t)m * ld + i]) * zt[(size_t)m * ld + j];
       row[j] = acc;
     }
   }
@@ -165,11 +173,12 @@ __attribute__((target("avx2"))) static void psd_reconstruct_avx2(int k, const do
  * (alpha, 0, ...); e_k = alpha.  Returns 0 when that column is already zero (tau_k = 0, no
  * reflection needed). */
 static int psd_reflector(int n, int k, const double *a, double *e, double *v, double *tau) {
+  const int ld = psd_ld(n);
   const int m = n - k - 1;
-  double *vk = v + (size_t)k * n;
+  double *vk = v + (size_t)k * ld;
   double tail = 0;
-  for (int i = 1; i < m; i++) tail += a[(k + 1 + i) * n + k] * a[(k + 1 + i) * n + k];
-  double x0 = a[(k + 1) * n + k];
+  for (int i = 1; i < m; i++) tail += a[(k + 1 + i) * ld + k] * a[(k + 1 + i) * ld + k];
+  double x0 = a[(k + 1) * ld + k];
   if (tail == 0) {
     tau[k] = 0;
     e[k] = x0;
@@ -177,7 +186,7 @@ static int psd_reflector(int n, int k, const double *a, double *e, double *v, do
   }
   double alpha = -copysign(sqrt(x0 * x0 + tail), x0);
   vk[0] = x0 - alpha;
-  for (int i = 1; i < m; i++) vk[i] = a[(k + 1 + i) * n + k];
+  for (int i = 1; i < m; i++) vk[i] = a[(k + 1 + i) * ld + k];
   tau[k] = 2 / (vk[0] * vk[0] + tail);
   e[k] = alpha;
   return 1;
@@ -185,8 +194,9 @@ static int psd_reflector(int n, int k, const double *a, double *e, double *v, do
 
 /* d and e of the tridiagonal form left in a_nn after the last reflector. */
 static void psd_tridiagonal_diagonals(int n, const double *a, double *d, double *e) {
-  for (int i = 0; i < n; i++) d[i] = a[i * n + i];
-  e[n - 2] = a[(n - 1) * n + n - 2];
+  const int ld = psd_ld(n);
+  for (int i = 0; i < n; i++) d[i] = a[i * ld + i];
+  e[n - 2] = a[(n - 1) * ld + n - 2];
   e[n - 1] = 0;
 }
 
@@ -198,50 +208,99 @@ static inline __mmask8 psd_mask8(int left) {
   return (__mmask8)(left >= 8 ? 0xff : left > 0 ? (1u << left) - 1 : 0);
 }
 
-/* psd_tridiagonalise.  B v is formed by rows (B is exactly symmetric: the rank-two updates
- * give a_ij and a_ji the same two products), even and odd terms apart as psd_dot's two lanes
- * sum them, the odd last term added after. */
+/* Calls BLOCK(..., c0, nb) for the column groups c0 = 0, 32, ... of m columns, nb (1 to 4) the
+ * group's 8-lane registers as a constant, so that each group's accumulators stay registers. */
+#define PSD_GROUPS(m, BLOCK, ...)           \
+  for (int c0_ = 0; c0_ < (m); c0_ += 32) { \
+    switch (((m)-c0_ + 7) / 8) {            \
+      case 1:                               \
+        BLOCK(__VA_ARGS__, c0_, 1);         \
+        break;                              \
+      case 2:                               \
+        BLOCK(__VA_ARGS__, c0_, 2);         \
+        break;                              \
+      case 3:                               \
+        BLOCK(__VA_ARGS__, c0_, 3);         \
+        break;                              \
+      default:                              \
+        BLOCK(__VA_ARGS__, c0_, 4);         \
+        break;                              \
+    }                                       \
+  }
+
+/* p[c] = tau (B v)[c] for the columns c0 .. c0 + 8 nb of one group: B by rows (B is exactly
+ * symmetric: the rank-two updates give a_ij and a_ji the same two products), even and odd
+ * terms apart as psd_dot's two lanes sum them, the odd last term added after.  The rows are
+ * the outer loop, so the group's 2 nb sums are independent chains. */
+__attribute__((target("avx512f"), always_inline)) static inline void psd_bv_group_avx512(
+    int m, int ld, const double *B, const double *vk, double tau, double *p, int c0, const int nb) {
+  __mmask8 mk[4];
+  __m512d even[4], odd[4];
+#pragma GCC unroll 4
+  for (int b = 0; b < nb; b++) {
+    mk[b] = psd_mask8(m - c0 - 8 * b);
+    even[b] = odd[b] = _mm512_setzero_pd();
+  }
+  int j = 0;
+  for (; j + 2 <= m; j += 2) {
+    const __m512d v0 = _mm512_set1_pd(vk[j]), v1 = _mm512_set1_pd(vk[j + 1]);
+    const double *r0 = B + (size_t)j * ld + c0, *r1 = r0 + ld;
+#pragma GCC unroll 4
+    for (int b = 0; b < nb; b++) {
+      even[b] = _mm512_add_pd(even[b], _mm512_mul_pd(_mm512_maskz_loadu_pd(mk[b], r0 + 8 * b), v0));
+      odd[b] = _mm512_add_pd(odd[b], _mm512_mul_pd(_mm512_maskz_loadu_pd(mk[b], r1 + 8 * b), v1));
+    }
+  }
+  const __m512d tau_v = _mm512_set1_pd(tau);
+#pragma GCC unroll 4
+  for (int b = 0; b < nb; b++) {
+    __m512d sum = _mm512_add_pd(even[b], odd[b]);
+    if (j < m)
+      sum = _mm512_add_pd(
+          sum, _mm512_mul_pd(_mm512_maskz_loadu_pd(mk[b], B + (size_t)j * ld + c0 + 8 * b),
+                             _mm512_set1_pd(vk[j])));
+    _mm512_mask_storeu_pd(p + c0 + 8 * b, mk[b], _mm512_mul_pd(tau_v, sum));
+  }
+}
+
+/* B -= v p' + p v' on the columns of one group (p and v of the group held in registers). */
+__attribute__((target("avx512f"), always_inline)) static inline void psd_rank2_group_avx512(
+    int m, int ld, double *B, const double *vk, const double *p, int c0, const int nb) {
+  __mmask8 mk[4];
+  __m512d pc[4], vc[4];
+#pragma GCC unroll 4
+  for (int b = 0; b < nb; b++) {
+    mk[b] = psd_mask8(m - c0 - 8 * b);
+    pc[b] = _mm512_maskz_loadu_pd(mk[b], p + c0 + 8 * b);
+    vc[b] = _mm512_maskz_loadu_pd(mk[b], vk + c0 + 8 * b);
+  }
+  for (int i = 0; i < m; i++) {
+    double *row = B + (size_t)i * ld + c0;
+    const __m512d vi = _mm512_set1_pd(vk[i]), pi = _mm512_set1_pd(p[i]);
+#pragma GCC unroll 4
+    for (int b = 0; b < nb; b++) {
+      const __m512d t = _mm512_add_pd(_mm512_mul_pd(vi, pc[b]), _mm512_mul_pd(pi, vc[b]));
+      _mm512_mask_storeu_pd(row + 8 * b, mk[b],
+                            _mm512_sub_pd(_mm512_maskz_loadu_pd(mk[b], row + 8 * b), t));
+    }
+  }
+}
+
+/* psd_tridiagonalise's step k. */
 __attribute__((target("avx512f"))) static void psd_tridiagonal_step_avx512(int n, int k, double *a,
                                                                            double *e, double *v,
                                                                            double *tau, double *p) {
-  {
-    if (!psd_reflector(n, k, a, e, v, tau)) return;
-    const int m = n - k - 1;
-    const double *vk = v + (size_t)k * n;
-    const double *B = a + (size_t)(k + 1) * n + k + 1; /* row r at B + r n */
-    const __m512d tau_v = _mm512_set1_pd(tau[k]);
-    for (int c = 0; c < m; c += 8) {
-      const __mmask8 mk = psd_mask8(m - c);
-      __m512d even = _mm512_setzero_pd(), odd = _mm512_setzero_pd();
-      int j = 0;
-      for (; j + 2 <= m; j += 2) {
-        even = _mm512_add_pd(even, _mm512_mul_pd(_mm512_maskz_loadu_pd(mk, B + (size_t)j * n + c),
-                                                 _mm512_set1_pd(vk[j])));
-        odd =
-            _mm512_add_pd(odd, _mm512_mul_pd(_mm512_maskz_loadu_pd(mk, B + (size_t)(j + 1) * n + c),
-                                             _mm512_set1_pd(vk[j + 1])));
-      }
-      __m512d sum = _mm512_add_pd(even, odd);
-      if (j < m)
-        sum = _mm512_add_pd(sum, _mm512_mul_pd(_mm512_maskz_loadu_pd(mk, B + (size_t)j * n + c),
-                                               _mm512_set1_pd(vk[j])));
-      _mm512_mask_storeu_pd(p + c, mk, _mm512_mul_pd(tau_v, sum));
-    }
-    double vp = 0;
-    for (int i = 0; i < m; i++) vp += vk[i] * p[i];
-    const double half = 0.5 * tau[k] * vp;
-    for (int i = 0; i < m; i++) p[i] -= half * vk[i];
-    for (int i = 0; i < m; i++) {
-      double *row = a + (size_t)(k + 1 + i) * n + k + 1;
-      const __m512d vi = _mm512_set1_pd(vk[i]), pi = _mm512_set1_pd(p[i]);
-      for (int c = 0; c < m; c += 8) {
-        const __mmask8 mk = psd_mask8(m - c);
-        const __m512d t = _mm512_add_pd(_mm512_mul_pd(vi, _mm512_maskz_loadu_pd(mk, p + c)),
-                                        _mm512_mul_pd(pi, _mm512_maskz_loadu_pd(mk, vk + c)));
-        _mm512_mask_storeu_pd(row + c, mk, _mm512_sub_pd(_mm512_maskz_loadu_pd(mk, row + c), t));
-      }
-    }
-  }
+  const int ld = psd_ld(n);
+  if (!psd_reflector(n, k, a, e, v, tau)) return;
+  const int m = n - k - 1;
+  const double *vk = v + (size_t)k * ld;
+  double *B = a + (size_t)(k + 1) * ld + k + 1; /* row r at B + r ld */
+  PSD_GROUPS(m, psd_bv_group_avx512, m, ld, B, vk, tau[k], p)
+  double vp = 0;
+  for (int i = 0; i < m; i++) vp += vk[i] * p[i];
+  const double half = 0.5 * tau[k] * vp;
+  for (int i = 0; i < m; i++) p[i] -= half * vk[i];
+  PSD_GROUPS(m, psd_rank2_group_avx512, m, ld, B, vk, p)
 }
 
 __attribute__((target("avx512f"))) static void psd_tridiagonalise_avx512(int n, double *a,
@@ -252,63 +311,129 @@ __attribute__((target("avx512f"))) static void psd_tridiagonalise_avx512(int n, 
   psd_tridiagonal_diagonals(n, a, d, e);
 }
 
-/* psd_build_qt. */
-__attribute__((target("avx512f"))) static void psd_qt_step_avx512(int n, int k, double *zt,
-                                                                  const double *v,
-                                                                  const double *tau, double *p) {
-  {
-    if (tau[k] == 0) return;
-    const int m = n - k - 1;
-    const double *vk = v + (size_t)k * n;
-    double *Z = zt + (size_t)(k + 1) * n + k + 1; /* row r at Z + r n */
-    for (int c = 0; c < m; c += 8) {
-      const __mmask8 mk = psd_mask8(m - c);
-      __m512d acc = _mm512_setzero_pd();
-      for (int i = 0; i < m; i++)
-        acc = _mm512_add_pd(acc, _mm512_mul_pd(_mm512_set1_pd(vk[i]),
-                                               _mm512_maskz_loadu_pd(mk, Z + (size_t)i * n + c)));
-      _mm512_mask_storeu_pd(p + c, mk, acc);
-    }
-    for (int i = 0; i < m; i++) {
-      const __m512d w = _mm512_set1_pd(-tau[k] * vk[i]);
-      double *row = Z + (size_t)i * n;
-      for (int c = 0; c < m; c += 8) {
-        const __mmask8 mk = psd_mask8(m - c);
-        _mm512_mask_storeu_pd(row + c, mk,
-                              _mm512_add_pd(_mm512_maskz_loadu_pd(mk, row + c),
-                                            _mm512_mul_pd(w, _mm512_maskz_loadu_pd(mk, p + c))));
-      }
-    }
+/* psd_build_qt's step on the columns of one group: p = v' Z with the rows as the outer loop
+ * (the group's nb sums are independent chains), then Z -= tau v p' with p held in registers. */
+__attribute__((target("avx512f"), always_inline)) static inline void psd_qt_group_avx512(
+    int m, int ld, double *Z, const double *vk, double tau, int c0, const int nb) {
+  __mmask8 mk[4];
+  __m512d acc[4];
+#pragma GCC unroll 4
+  for (int b = 0; b < nb; b++) {
+    mk[b] = psd_mask8(m - c0 - 8 * b);
+    acc[b] = _mm512_setzero_pd();
+  }
+  for (int i = 0; i < m; i++) {
+    const __m512d vi = _mm512_set1_pd(vk[i]);
+    const double *row = Z + (size_t)i * ld + c0;
+#pragma GCC unroll 4
+    for (int b = 0; b < nb; b++)
+      acc[b] = _mm512_add_pd(acc[b], _mm512_mul_pd(vi, _mm512_maskz_loadu_pd(mk[b], row + 8 * b)));
+  }
+  for (int i = 0; i < m; i++) {
+    const __m512d w = _mm512_set1_pd(-tau * vk[i]);
+    double *row = Z + (size_t)i * ld + c0;
+#pragma GCC unroll 4
+    for (int b = 0; b < nb; b++)
+      _mm512_mask_storeu_pd(
+          row + 8 * b, mk[b],
+          _mm512_add_pd(_mm512_maskz_loadu_pd(mk[b], row + 8 * b), _mm512_mul_pd(w, acc[b])));
   }
 }
 
+/* psd_build_qt's step k (p unused: the products stay in registers). */
+__attribute__((target("avx512f"))) static void psd_qt_step_avx512(int n, int k, double *zt,
+                                                                  const double *v,
+                                                                  const double *tau, double *p) {
+  (void)p;
+  if (tau[k] == 0) return;
+  const int ld = psd_ld(n);
+  const int m = n - k - 1;
+  const double *vk = v + (size_t)k * ld;
+  double *Z = zt + (size_t)(k + 1) * ld + k + 1; /* row r at Z + r ld */
+  PSD_GROUPS(m, psd_qt_group_avx512, m, ld, Z, vk, tau[k])
+}
+
 static void psd_qt_transpose(int n, double *zt) {
+  const int ld = psd_ld(n);
   for (int i = 0; i < n; i++)
     for (int j = 0; j < i; j++) {
-      double t = zt[i * n + j];
-      zt[i * n + j] = zt[j * n + i];
-      zt[j * n + i] = t;
+      double t = zt[i * ld + j];
+      zt[i * ld + j] = zt[j * ld + i];
+      zt[j * ld + i] = t;
     }
 }
 
 static void psd_build_qt_avx512(int n, double *zt, const double *v, const double *tau, double *p) {
-  for (int i = 0; i < n * n; i++) zt[i] = 0;
-  for (int i = 0; i < n; i++) zt[i * n + i] = 1;
+  const int ld = psd_ld(n);
+  for (int i = 0; i < n * ld; i++) zt[i] = 0;
+  for (int i = 0; i < n; i++) zt[i * ld + i] = 1;
   for (int k = n - 3; k >= 0; k--) psd_qt_step_avx512(n, k, zt, v, tau, p);
   psd_qt_transpose(n, zt);
 }
 
-/* psd_reconstruct_avx2, eight columns at a time. */
+/* Rows i0 .. i0 + 3 of D's lower triangle, columns 0 .. 8 nb - 1 (8 nb >= i0 + 4; columns
+ * beyond a row's diagonal are computed too and left for the mirror to overwrite): each
+ * element accumulated over m in order from zero as psd_reconstruct_avx2 does, four rows at a
+ * time so that each z_m block loaded serves four rows. */
+__attribute__((target("avx512f"), always_inline)) static inline void psd_reconstruct_rows4_avx512(
+    int k, int ld, const double *zt, const double *s_k, double *D, int i0, const int nb) {
+  __mmask8 mk[4];
+  __m512d acc[4][4];
+#pragma GCC unroll 4
+  for (int b = 0; b < nb; b++) {
+    mk[b] = psd_mask8(k - 8 * b);
+#pragma GCC unroll 4
+    for (int r = 0; r < 4; r++) acc[r][b] = _mm512_setzero_pd();
+  }
+  for (int m = 0; m < k; m++) {
+    const double *z = zt + (size_t)m * ld;
+    __m512d zb[4];
+#pragma GCC unroll 4
+    for (int b = 0; b < nb; b++) zb[b] = _mm512_maskz_loadu_pd(mk[b], z + 8 * b);
+#pragma GCC unroll 4
+    for (int r = 0; r < 4; r++) {
+      const __m512d w = _mm512_set1_pd(s_k[m] * z[i0 + r]);
+#pragma GCC unroll 4
+      for (int b = 0; b < nb; b++) acc[r][b] = _mm512_add_pd(acc[r][b], _mm512_mul_pd(w, zb[b]));
+    }
+  }
+#pragma GCC unroll 4
+  for (int r = 0; r < 4; r++)
+#pragma GCC unroll 4
+    for (int b = 0; b < nb; b++)
+      _mm512_mask_storeu_pd(D + (size_t)(i0 + r) * k + 8 * b, mk[b], acc[r][b]);
+}
+
+/* psd_reconstruct_avx2, eight columns at a time: four rows at a time while a row's columns fit
+ * four registers (k <= 32), the rest row by row. */
 __attribute__((target("avx512f"))) static void psd_reconstruct_avx512(int k, const double *zt,
                                                                       const double *s_k,
                                                                       double *D) {
-  for (int i = 0; i < k; i++) {
+  const int ld = psd_ld(k);
+  int i = 0;
+  for (; i + 4 <= k && i + 4 <= 32; i += 4) {
+    switch ((i + 4 + 7) / 8) {
+      case 1:
+        psd_reconstruct_rows4_avx512(k, ld, zt, s_k, D, i, 1);
+        break;
+      case 2:
+        psd_reconstruct_rows4_avx512(k, ld, zt, s_k, D, i, 2);
+        break;
+      case 3:
+        psd_reconstruct_rows4_avx512(k, ld, zt, s_k, D, i, 3);
+        break;
+      default:
+        psd_reconstruct_rows4_avx512(k, ld, zt, s_k, D, i, 4);
+        break;
+    }
+  }
+  for (; i < k; i++) {
     double *row = D + (size_t)i * k;
     for (int j = 0; j <= i; j += 8) {
       const __mmask8 mk = psd_mask8(i + 1 - j);
       __m512d acc = _mm512_setzero_pd();
       for (int m = 0; m < k; m++) {
-        const double *z = zt + (size_t)m * k;
+        const double *z = zt + (size_t)m * ld;
         const __m512d w = _mm512_set1_pd(s_k[m] * z[i]);
         acc = _mm512_add_pd(acc, _mm512_mul_pd(w, _mm512_maskz_loadu_pd(mk, z + j)));
       }
@@ -361,20 +486,21 @@ static void psd_axpy_x(int simd, int m, double *restrict row, double a, const do
  * in the rows of v_nn and in tau_n (psd_build_qt makes Q' of them).  p_n is scratch. */
 static void psd_tridiagonalise(int simd, int n, double *a, double *d, double *e, double *v,
                                double *tau, double *p) {
+  const int ld = psd_ld(n);
   for (int k = 0; k < n - 2; k++) {
     if (!psd_reflector(n, k, a, e, v, tau)) continue;
     const int m = n - k - 1; /* the reflector acts on indices k+1 .. n-1 */
-    const double *vk = v + (size_t)k * n;
+    const double *vk = v + (size_t)k * ld;
     /* B <- H B H with H = I - tau v v': p = tau B v, w = p - (tau/2)(v'p) v, B -= v w' + w v'. */
     double vp = 0;
     for (int i = 0; i < m; i++) {
-      p[i] = tau[k] * psd_dot(m, a + (size_t)(k + 1 + i) * n + k + 1, vk);
+      p[i] = tau[k] * psd_dot(m, a + (size_t)(k + 1 + i) * ld + k + 1, vk);
       vp += vk[i] * p[i];
     }
     const double half = 0.5 * tau[k] * vp;
     for (int i = 0; i < m; i++) p[i] -= half * vk[i];
     for (int i = 0; i < m; i++)
-      psd_sub2_x(simd, m, a + (size_t)(k + 1 + i) * n + k + 1, vk[i], p, p[i], vk);
+      psd_sub2_x(simd, m, a + (size_t)(k + 1 + i) * ld + k + 1, vk[i], p, p[i], vk);
   }
   psd_tridiagonal_diagonals(n, a, d, e);
 }
@@ -382,25 +508,27 @@ static void psd_tridiagonalise(int simd, int n, double *a, double *d, double *e,
 /* zt_nn = Q' for the reflectors (v, tau) of psd_tridiagonalise; p_n is scratch. */
 static void psd_build_qt(int simd, int n, double *zt, const double *v, const double *tau,
                          double *p) {
+  const int ld = psd_ld(n);
   /* Q = H_0 H_1 ... H_{n-3}, built from the right end; Q is symmetric in no way, so transpose
    * once at the end (the QL sweeps rotate rows of Q'). */
-  for (int i = 0; i < n * n; i++) zt[i] = 0;
-  for (int i = 0; i < n; i++) zt[i * n + i] = 1;
+  for (int i = 0; i < n * ld; i++) zt[i] = 0;
+  for (int i = 0; i < n; i++) zt[i * ld + i] = 1;
   for (int k = n - 3; k >= 0; k--) {
     if (tau[k] == 0) continue;
     const int m = n - k - 1;
-    const double *vk = v + (size_t)k * n;
+    const double *vk = v + (size_t)k * ld;
     /* rows k+1.. of Q <- H_k Q: Q -= tau v (v' Q), columns k+1.. only (the rest is identity). */
     for (int j = 0; j < m; j++) p[j] = 0;
-    for (int i = 0; i < m; i++) psd_axpy_x(simd, m, p, vk[i], zt + (size_t)(k + 1 + i) * n + k + 1);
     for (int i = 0; i < m; i++)
-      psd_axpy_x(simd, m, zt + (size_t)(k + 1 + i) * n + k + 1, -tau[k] * vk[i], p);
+      psd_axpy_x(simd, m, p, vk[i], zt + (size_t)(k + 1 + i) * ld + k + 1);
+    for (int i = 0; i < m; i++)
+      psd_axpy_x(simd, m, zt + (size_t)(k + 1 + i) * ld + k + 1, -tau[k] * vk[i], p);
   }
   for (int i = 0; i < n; i++)
     for (int j = 0; j < i; j++) {
-      double t = zt[i * n + j];
-      zt[i * n + j] = zt[j * n + i];
-      zt[j * n + i] = t;
+      double t = zt[i * ld + j];
+      zt[i * ld + j] = zt[j * ld + i];
+      zt[j * ld + i] = t;
     }
 }
 
@@ -436,6 +564,7 @@ static void psd_rotate_rows_x(int simd, int n, double *restrict x, double *restr
  * on return d holds the eigenvalues and row m of zt the eigenvector of d[m].  -1 when an
  * eigenvalue needs more than 60 sweeps. */
 static int psd_tridiagonal_ql(int simd, int n, double *d, double *e, double *zt) {
+  const int ld = psd_ld(n);
   for (int l = 0; l < n; l++) {
     for (int iter = 0;; iter++) {
       int m = l;
@@ -465,7 +594,7 @@ static int psd_tridiagonal_ql(int simd, int n, double *d, double *e, double *zt)
         p = s * r;
         d[i + 1] = g + p;
         g = c * r - b;
-        psd_rotate_rows_x(simd, n, zt + (size_t)i * n, zt + (size_t)(i + 1) * n, c, s);
+        psd_rotate_rows_x(simd, n, zt + (size_t)i * ld, zt + (size_t)(i + 1) * ld, c, s);
       }
       if (r == 0 && i >= l) continue;
       d[l] -= p;
@@ -478,13 +607,14 @@ static int psd_tridiagonal_ql(int simd, int n, double *d, double *e, double *zt)
 
 /* GSL's symmetric QR: a fallback for the (never yet seen) case of the QL not converging. */
 static void psd_eigen_gsl(int n, double *a, double *d, double *zt, double *v, double *work4) {
+  const int ld = psd_ld(n);
   gsl_eigen_symmv_workspace gws = {(size_t)n, work4, work4 + n, work4 + 2 * n, work4 + 3 * n};
-  gsl_matrix_view av = gsl_matrix_view_array(a, (size_t)n, (size_t)n);
-  gsl_matrix_view vv = gsl_matrix_view_array(v, (size_t)n, (size_t)n);
+  gsl_matrix_view av = gsl_matrix_view_array_with_tda(a, (size_t)n, (size_t)n, (size_t)ld);
+  gsl_matrix_view vv = gsl_matrix_view_array_with_tda(v, (size_t)n, (size_t)n, (size_t)ld);
   gsl_vector_view dv = gsl_vector_view_array(d, (size_t)n);
   gsl_eigen_symmv(&av.matrix, &dv.vector, &vv.matrix, &gws);
   for (int i = 0; i < n; i++)
-    for (int j = 0; j < n; j++) zt[j * n + i] = v[i * n + j];
+    for (int j = 0; j < n; j++) zt[j * ld + i] = v[i * ld + j];
 }
 
 /* One matrix's arrays in its workspace. */
@@ -498,9 +628,9 @@ static psd_mat psd_carve(int k, void *workspace) {
   const size_t kk = (size_t)k;
   char *p = workspace;
   psd_mat m;
-  m.a_kk = (double *)p, p += psd_align(kk * kk * sizeof(double));
-  m.v_kk = (double *)p, p += psd_align(kk * kk * sizeof(double));
-  m.zt_kk = (double *)p, p += psd_align(kk * kk * sizeof(double));
+  m.a_kk = (double *)p, p += psd_align(kk * (size_t)psd_ld(k) * sizeof(double));
+  m.v_kk = (double *)p, p += psd_align(kk * (size_t)psd_ld(k) * sizeof(double));
+  m.zt_kk = (double *)p, p += psd_align(kk * (size_t)psd_ld(k) * sizeof(double));
   m.d_k = (double *)p, p += psd_align(kk * sizeof(double));
   m.work = (double *)p, p += psd_align(4 * kk * sizeof(double));
   m.cos_k = (double *)p, m.sin_k = m.cos_k + kk;
@@ -509,28 +639,89 @@ static psd_mat psd_carve(int k, void *workspace) {
 }
 
 /* Everything before the QL: the power-of-two scaling, the tridiagonal (d_k, e = work) and Q'. */
-static void psd_scale(int k, const double *H, psd_mat *m) {
+#ifdef PSD_HAVE_AVX2
+/* The lower triangle of H row by row: whether every entry is finite (all < inf in magnitude),
+ * and the largest magnitude (exact whatever the order). */
+__attribute__((target("avx512f"))) static int psd_lower_scan_avx512(int k, const double *H,
+                                                                    double *amax) {
+  const __m512d inf = _mm512_set1_pd(INFINITY);
+  __m512d mx = _mm512_setzero_pd();
+  __mmask8 finite = 0xff;
+  for (int i = 0; i < k; i++)
+    for (int j = 0; j <= i; j += 8) {
+      const __mmask8 mk = psd_mask8(i + 1 - j);
+      const __m512d v = _mm512_abs_pd(_mm512_maskz_loadu_pd(mk, H + (size_t)i * k + j));
+      finite &= _mm512_cmp_pd_mask(v, inf, _CMP_LT_OQ) | (__mmask8)~mk;
+      mx = _mm512_max_pd(mx, v);
+    }
+  *amax = _mm512_reduce_max_pd(mx);
+  return finite == 0xff;
+}
+
+/* a_kk's lower triangle = H's times down (a power of two), row by row; the caller mirrors. */
+__attribute__((target("avx512f"))) static void psd_scale_rows_avx512(int k, int ld, const double *H,
+                                                                     double down, double *a) {
+  const __m512d dv = _mm512_set1_pd(down);
+  for (int i = 0; i < k; i++)
+    for (int j = 0; j <= i; j += 8) {
+      const __mmask8 mk = psd_mask8(i + 1 - j);
+      _mm512_mask_storeu_pd(a + (size_t)i * ld + j, mk,
+                            _mm512_mul_pd(_mm512_maskz_loadu_pd(mk, H + (size_t)i * k + j), dv));
+    }
+}
+#endif
+
+/* Whether H's lower triangle is finite. */
+static int psd_finite(int simd, int k, const double *H) {
+#ifdef PSD_HAVE_AVX2
+  if (simd == 2) {
+    double amax;
+    return psd_lower_scan_avx512(k, H, &amax);
+  }
+#endif
+  (void)simd;
+  for (int i = 0; i < k; i++)
+    for (int j = 0; j <= i; j++)
+      if (!isfinite(H[i * k + j])) return 0;
+  return 1;
+}
+
+static void psd_scale(int simd, int k, const double *H, psd_mat *m) {
+  const int ld = psd_ld(k);
   /* Scale by a power of two (exact) so that the reduction works on entries of order one. */
   double amax = 0;
-  for (int i = 0; i < k; i++)
-    for (int j = 0; j <= i; j++) {
-      double v = fabs(H[i * k + j]); /* finite (checked by the caller) */
-      if (v > amax) amax = v;
-    }
+#ifdef PSD_HAVE_AVX2
+  if (simd == 2)
+    psd_lower_scan_avx512(k, H, &amax);
+  else
+#endif
+    for (int i = 0; i < k; i++)
+      for (int j = 0; j <= i; j++) {
+        double v = fabs(H[i * k + j]); /* finite (checked by the caller) */
+        if (v > amax) amax = v;
+      }
   int expo = 0;
   if (amax > 0) frexp(amax, &expo);
   /* x * 2^-expo is ldexp(x, -expo) (both the correctly rounded product) when 2^-expo is normal */
   const int pow2_ok = expo > -1000 && expo < 1000;
   const double down = pow2_ok ? ldexp(1.0, -expo) : 0;
+  m->expo = expo, m->pow2_ok = pow2_ok;
+#ifdef PSD_HAVE_AVX2
+  if (simd == 2 && pow2_ok) {
+    psd_scale_rows_avx512(k, ld, H, down, m->a_kk);
+    for (int i = 0; i < k; i++)
+      for (int j = 0; j < i; j++) m->a_kk[j * ld + i] = m->a_kk[i * ld + j];
+    return;
+  }
+#endif
   for (int i = 0; i < k; i++)
     for (int j = 0; j <= i; j++)
-      m->a_kk[i * k + j] = m->a_kk[j * k + i] =
+      m->a_kk[i * ld + j] = m->a_kk[j * ld + i] =
           pow2_ok ? H[i * k + j] * down : ldexp(H[i * k + j], -expo);
-  m->expo = expo, m->pow2_ok = pow2_ok;
 }
 
 static void psd_prepare(int simd, int k, const double *H, psd_mat *m) {
-  psd_scale(k, H, m);
+  psd_scale(simd, k, H, m);
   const size_t kk = (size_t)k;
 #ifdef PSD_HAVE_AVX2
   if (simd == 2) {
@@ -545,21 +736,22 @@ static void psd_prepare(int simd, int k, const double *H, psd_mat *m) {
 
 /* psd_prepare on n_m matrices, their Householder steps interleaved. */
 static void psd_prepare_many(int simd, int k, int n_m, const double *const *H, psd_mat *m) {
+  const int ld = psd_ld(k);
 #ifdef PSD_HAVE_AVX2
   if (simd == 2) {
     const size_t kk = (size_t)k;
-    for (int t = 0; t < n_m; t++) psd_scale(k, H[t], &m[t]);
+    for (int t = 0; t < n_m; t++) psd_scale(simd, k, H[t], &m[t]);
     for (int s = 0; s < k - 2; s++)
       for (int t = 0; t < n_m; t++)
         psd_tridiagonal_step_avx512(k, s, m[t].a_kk, m[t].work, m[t].v_kk, m[t].work + kk,
                                     m[t].work + 2 * kk);
     for (int t = 0; t < n_m; t++) {
       double *a = m[t].a_kk, *d = m[t].d_k, *e = m[t].work, *zt = m[t].zt_kk;
-      for (int i = 0; i < k; i++) d[i] = a[i * k + i];
-      e[k - 2] = a[(k - 1) * k + k - 2];
+      for (int i = 0; i < k; i++) d[i] = a[i * ld + i];
+      e[k - 2] = a[(k - 1) * ld + k - 2];
       e[k - 1] = 0;
-      for (int i = 0; i < k * k; i++) zt[i] = 0;
-      for (int i = 0; i < k; i++) zt[i * k + i] = 1;
+      for (int i = 0; i < k * ld; i++) zt[i] = 0;
+      for (int i = 0; i < k; i++) zt[i * ld + i] = 1;
     }
     for (int s = k - 3; s >= 0; s--)
       for (int t = 0; t < n_m; t++)
@@ -574,12 +766,13 @@ static void psd_prepare_many(int simd, int k, int n_m, const double *const *H, p
 /* Everything after the QL (ql_failed: GSL's solver instead): the clamped eigenvalues, the norm,
  * and D = sum_m (mu_m / norm) z_m z_m'. */
 static double psd_finish(int simd, int k, const double *H, double *D, psd_mat *m, int ql_failed) {
+  const int ld = psd_ld(k);
   double *d_k = m->d_k, *zt_kk = m->zt_kk, *work = m->work;
   const int expo = m->expo, pow2_ok = m->pow2_ok;
   if (ql_failed) {
     for (int i = 0; i < k; i++)
       for (int j = 0; j <= i; j++)
-        m->a_kk[i * k + j] = m->a_kk[j * k + i] = ldexp(H[i * k + j], -expo);
+        m->a_kk[i * ld + j] = m->a_kk[j * ld + i] = ldexp(H[i * k + j], -expo);
     psd_eigen_gsl(k, m->a_kk, d_k, zt_kk, m->v_kk, work);
   }
   const double up = pow2_ok ? ldexp(1.0, expo) : 0;
@@ -603,7 +796,7 @@ static double psd_finish(int simd, int k, const double *H, double *D, psd_mat *m
   {
     for (int i = 0; i < k * k; i++) D[i] = 0;
     for (int r = 0; r < k; r++) {
-      const double *z = zt_kk + (size_t)r * k;
+      const double *z = zt_kk + (size_t)r * ld;
       const double s = d_k[r] / norm;
       for (int i = 0; i < k; i++) psd_axpy_x(simd, i + 1, D + (size_t)i * k, s * z[i], z);
     }
@@ -628,14 +821,15 @@ static double psd_general(int k, const double *H, double *D, void *workspace) {
  * the same operations in the same order, but a column block at a time with the lower row
  * carried in a register. */
 static void psd_sweep_rows(int n, double *zt, int lo, int hi, const double *cs, const double *sn) {
+  const int ld = psd_ld(n);
   for (int j = 0; j < n; j++) {
-    double y = zt[(size_t)hi * n + j];
+    double y = zt[(size_t)hi * ld + j];
     for (int i = hi - 1; i >= lo; i--) {
-      double x = zt[(size_t)i * n + j];
-      zt[(size_t)(i + 1) * n + j] = sn[i] * x + cs[i] * y;
+      double x = zt[(size_t)i * ld + j];
+      zt[(size_t)(i + 1) * ld + j] = sn[i] * x + cs[i] * y;
       y = cs[i] * x - sn[i] * y;
     }
-    zt[(size_t)lo * n + j] = y;
+    zt[(size_t)lo * ld + j] = y;
   }
 }
 
@@ -645,18 +839,19 @@ static void psd_sweep_rows(int n, double *zt, int lo, int hi, const double *cs, 
 __attribute__((target("avx2"))) static void psd_sweep_rows_avx2(int n, double *zt, int lo, int hi,
                                                                 const double *cs,
                                                                 const double *sn) {
+  const int ld = psd_ld(n);
   const __m256i lane = _mm256_setr_epi64x(0, 1, 2, 3);
   for (int j0 = 0; j0 < n; j0 += 16) {
     __m256i mask[4];
     for (int b = 0; b < 4; b++)
       mask[b] = _mm256_cmpgt_epi64(_mm256_set1_epi64x(n - j0 - 4 * b), lane);
-    const double *top = zt + (size_t)hi * n + j0;
+    const double *top = zt + (size_t)hi * ld + j0;
     __m256d y0 = _mm256_maskload_pd(top, mask[0]), y1 = _mm256_maskload_pd(top + 4, mask[1]);
     __m256d y2 = _mm256_maskload_pd(top + 8, mask[2]), y3 = _mm256_maskload_pd(top + 12, mask[3]);
     for (int i = hi - 1; i >= lo; i--) {
       const __m256d c = _mm256_set1_pd(cs[i]), s = _mm256_set1_pd(sn[i]);
-      const double *xi = zt + (size_t)i * n + j0;
-      double *yi = zt + (size_t)(i + 1) * n + j0;
+      const double *xi = zt + (size_t)i * ld + j0;
+      double *yi = zt + (size_t)(i + 1) * ld + j0;
       const __m256d x0 = _mm256_maskload_pd(xi, mask[0]), x1 = _mm256_maskload_pd(xi + 4, mask[1]);
       const __m256d x2 = _mm256_maskload_pd(xi + 8, mask[2]);
       const __m256d x3 = _mm256_maskload_pd(xi + 12, mask[3]);
@@ -672,7 +867,7 @@ __attribute__((target("avx2"))) static void psd_sweep_rows_avx2(int n, double *z
       y2 = _mm256_sub_pd(_mm256_mul_pd(c, x2), _mm256_mul_pd(s, y2));
       y3 = _mm256_sub_pd(_mm256_mul_pd(c, x3), _mm256_mul_pd(s, y3));
     }
-    double *bottom = zt + (size_t)lo * n + j0;
+    double *bottom = zt + (size_t)lo * ld + j0;
     _mm256_maskstore_pd(bottom, mask[0], y0);
     _mm256_maskstore_pd(bottom + 4, mask[1], y1);
     _mm256_maskstore_pd(bottom + 8, mask[2], y2);
@@ -680,36 +875,60 @@ __attribute__((target("avx2"))) static void psd_sweep_rows_avx2(int n, double *z
   }
 }
 
-/* Blocks of 24 columns in three 8-lane registers (AVX-512 masks for the partial one). */
+/* One block of 8 nreg columns from column j0 (nreg a constant where inlined: the registers
+ * stay registers), the last register under a mask: nreg independent chains.  Every load of
+ * row i comes before the stores to row i + 1: the last register's masked load reaches into row
+ * i + 1, and a load that overlaps a pending store waits for it. */
+__attribute__((target("avx512f"), always_inline)) static inline void psd_sweep_block_avx512(
+    int n, double *zt, int lo, int hi, const double *cs, const double *sn, int j0, const int nreg) {
+  const int ld = psd_ld(n);
+  __mmask8 mask[4];
+  __m512d x[4], y[4];
+#pragma GCC unroll 4
+  for (int b = 0; b < nreg; b++) {
+    mask[b] = psd_mask8(n - j0 - 8 * b);
+    y[b] = _mm512_maskz_loadu_pd(mask[b], zt + (size_t)hi * ld + j0 + 8 * b);
+  }
+  for (int i = hi - 1; i >= lo; i--) {
+    const __m512d c = _mm512_set1_pd(cs[i]), s = _mm512_set1_pd(sn[i]);
+    const double *xi = zt + (size_t)i * ld + j0;
+    double *yi = zt + (size_t)(i + 1) * ld + j0;
+#pragma GCC unroll 4
+    for (int b = 0; b < nreg; b++) x[b] = _mm512_maskz_loadu_pd(mask[b], xi + 8 * b);
+#pragma GCC unroll 4
+    for (int b = 0; b < nreg; b++) {
+      _mm512_mask_storeu_pd(yi + 8 * b, mask[b],
+                            _mm512_add_pd(_mm512_mul_pd(s, x[b]), _mm512_mul_pd(c, y[b])));
+      y[b] = _mm512_sub_pd(_mm512_mul_pd(c, x[b]), _mm512_mul_pd(s, y[b]));
+    }
+  }
+#pragma GCC unroll 4
+  for (int b = 0; b < nreg; b++)
+    _mm512_mask_storeu_pd(zt + (size_t)lo * ld + j0 + 8 * b, mask[b], y[b]);
+}
+
+/* Blocks of 32 columns in four 8-lane registers (four independent chains per rotation), the
+ * last block only as many registers as it has columns (k = 30: one block, 30 of 32 lanes). */
 __attribute__((target("avx512f"))) static void psd_sweep_rows_avx512(int n, double *zt, int lo,
                                                                      int hi, const double *cs,
                                                                      const double *sn) {
-  for (int j0 = 0; j0 < n; j0 += 24) {
-    __mmask8 mask[3];
-    for (int b = 0; b < 3; b++) mask[b] = psd_mask8(n - j0 - 8 * b);
-    const double *top = zt + (size_t)hi * n + j0;
-    __m512d y0 = _mm512_maskz_loadu_pd(mask[0], top), y1 = _mm512_maskz_loadu_pd(mask[1], top + 8);
-    __m512d y2 = _mm512_maskz_loadu_pd(mask[2], top + 16);
-    for (int i = hi - 1; i >= lo; i--) {
-      const __m512d c = _mm512_set1_pd(cs[i]), s = _mm512_set1_pd(sn[i]);
-      const double *xi = zt + (size_t)i * n + j0;
-      double *yi = zt + (size_t)(i + 1) * n + j0;
-      const __m512d x0 = _mm512_maskz_loadu_pd(mask[0], xi);
-      const __m512d x1 = _mm512_maskz_loadu_pd(mask[1], xi + 8);
-      const __m512d x2 = _mm512_maskz_loadu_pd(mask[2], xi + 16);
-      _mm512_mask_storeu_pd(yi, mask[0], _mm512_add_pd(_mm512_mul_pd(s, x0), _mm512_mul_pd(c, y0)));
-      _mm512_mask_storeu_pd(yi + 8, mask[1],
-                            _mm512_add_pd(_mm512_mul_pd(s, x1), _mm512_mul_pd(c, y1)));
-      _mm512_mask_storeu_pd(yi + 16, mask[2],
-                            _mm512_add_pd(_mm512_mul_pd(s, x2), _mm512_mul_pd(c, y2)));
-      y0 = _mm512_sub_pd(_mm512_mul_pd(c, x0), _mm512_mul_pd(s, y0));
-      y1 = _mm512_sub_pd(_mm512_mul_pd(c, x1), _mm512_mul_pd(s, y1));
-      y2 = _mm512_sub_pd(_mm512_mul_pd(c, x2), _mm512_mul_pd(s, y2));
-    }
-    double *bottom = zt + (size_t)lo * n + j0;
-    _mm512_mask_storeu_pd(bottom, mask[0], y0);
-    _mm512_mask_storeu_pd(bottom + 8, mask[1], y1);
-    _mm512_mask_storeu_pd(bottom + 16, mask[2], y2);
+  int j0 = 0;
+  for (; j0 + 32 <= n; j0 += 32) psd_sweep_block_avx512(n, zt, lo, hi, cs, sn, j0, 4);
+  switch ((n - j0 + 7) / 8) {
+    case 4:
+      psd_sweep_block_avx512(n, zt, lo, hi, cs, sn, j0, 4);
+      break;
+    case 3:
+      psd_sweep_block_avx512(n, zt, lo, hi, cs, sn, j0, 3);
+      break;
+    case 2:
+      psd_sweep_block_avx512(n, zt, lo, hi, cs, sn, j0, 2);
+      break;
+    case 1:
+      psd_sweep_block_avx512(n, zt, lo, hi, cs, sn, j0, 1);
+      break;
+    default:
+      break;
   }
 }
 
@@ -836,10 +1055,7 @@ void rctd_psd_scaled_many(int k, int n_mat, const double *const *H, double *cons
       norm[t] = rctd_psd_scaled(k, H[t], D[t], workspace[t]);
       continue;
     }
-    int finite = 1;
-    for (int i = 0; i < k && finite; i++)
-      for (int j = 0; j <= i; j++) finite &= isfinite(H[t][i * k + j]) != 0;
-    if (!finite) {
+    if (!psd_finite(simd, k, H[t])) {
       norm[t] = -1.0;
       continue;
     }

@@ -127,6 +127,17 @@ static inline int sf_ok(const rctd_qtable *table, double yi, double lam) {
   return !isnan(lam) && yi >= 0 && (yi < max_row + 1 || max_row >= RCTD_K_VAL);
 }
 
+const double *rctd_spline_fast_coef(const rctd_qtable *table) {
+  pthread_once(&sf_once, sf_init);
+  if (!(sf_tab.simd && sf_simd_on) || !sf_standard_grid(table->x_vals)) return NULL;
+  return sf_find_coef(table);
+}
+
+const unsigned short *rctd_spline_fast_m_of_l(void) {
+  pthread_once(&sf_once, sf_init);
+  return sf_tab.m_of_l;
+}
+
 /* One pair through the exact path (rctd_spline_eval), any of d0, d1, d2 NULL. */
 static void sf_pair_exact(const rctd_qtable *table, double yi, double lam, double *d0, double *d1,
                           double *d2) {
@@ -335,6 +346,33 @@ SF_AVX static void sf_score_d0_avx2(const double *coef, int n, const sf_score_bl
 }
 #endif
 
+/* sum[t * stride] -= d0_tj[t * SF_SCORE_BLOCK + j] for j = 0..n-1 in order: each score's long
+ * double sum runs over the values in order, as R's sum() does.  Four tables at a time keep
+ * their sums in x87 registers (independent chains); summing table by table instead of value by
+ * value changes no sum's order, only the interleaving, and spares an 80-bit store per term. */
+static void sf_score_sums(int n_tables, int n, const double *d0_tj, long double *sum, int stride) {
+  int t = 0;
+  for (; t + 4 <= n_tables; t += 4) {
+    const double *a = d0_tj + (size_t)t * SF_SCORE_BLOCK;
+    long double s0 = sum[t * stride], s1 = sum[(t + 1) * stride];
+    long double s2 = sum[(t + 2) * stride], s3 = sum[(t + 3) * stride];
+    for (int j = 0; j < n; j++) {
+      s0 += -a[j];
+      s1 += -a[SF_SCORE_BLOCK + j];
+      s2 += -a[2 * SF_SCORE_BLOCK + j];
+      s3 += -a[3 * SF_SCORE_BLOCK + j];
+    }
+    sum[t * stride] = s0, sum[(t + 1) * stride] = s1;
+    sum[(t + 2) * stride] = s2, sum[(t + 3) * stride] = s3;
+  }
+  for (; t < n_tables; t++) {
+    const double *a = d0_tj + (size_t)t * SF_SCORE_BLOCK;
+    long double s = sum[t * stride];
+    for (int j = 0; j < n; j++) s += -a[j];
+    sum[t * stride] = s;
+  }
+}
+
 int rctd_spline_score_many(const rctd_qtable *const *tables, const double *const *coefs,
                            int n_tables, const double *mult, int n_mult, int64_t n,
                            const double *y, const double *x, double *out_tm) {
@@ -377,10 +415,7 @@ int rctd_spline_score_many(const rctd_qtable *const *tables, const double *const
 #endif
         sf_score_d0(coefs[t], 0, nb, b, d0_tj + (size_t)t * SF_SCORE_BLOCK);
       }
-      /* each score's sum runs over i in order; the tables' sums interleave */
-      long double *s = sum + m;
-      for (int j = 0; j < nb; j++)
-        for (int t = 0; t < n_tables; t++) s[t * n_mult] += -d0_tj[(size_t)t * SF_SCORE_BLOCK + j];
+      sf_score_sums(n_tables, nb, d0_tj, sum + m, n_mult);
     }
   }
   for (int k = 0; k < n_scores; k++) out_tm[k] = (double)sum[k];

@@ -21,4 +21,14 @@ void rctd_spline_eval_fast(const rctd_qtable *table, int n, const double *y, con
  * they were in use.  Both paths give the same bits (tests switch them to check). */
 int rctd_cpu_simd(int enable);
 
+/* For kernels that inline the fast path lane by lane (irwls_small.c): the attached coefficients
+ * of table when its grid is the standard one and the AVX2 path is on, else NULL.  Coefficient
+ * record (row, m) starts at coef + (row * (RCTD_N_X - 1) + m - 1) * 4.  A pair off the fast path
+ * (NaN lambda, y < 0 or without a table row) must go through rctd_spline_eval_fast. */
+const double *rctd_spline_fast_coef(const rctd_qtable *table);
+
+/* The interval table: m = m_of_l[l] for l = floor(sqrt(lambda / 1e-6)) < 40000 (lambda clamped),
+ * readable one entry past l by 32-bit gathers. */
+const unsigned short *rctd_spline_fast_m_of_l(void);
+
 #endif

@@ -363,3 +363,31 @@ void rctd_out_abort(FILE *f) {
     fclose(f);
   atomic_release(slot);
 }
+
+/* ---- anonymous temporary files ---- */
+
+int rctd_temp_fd(const char *tmp_dir, const char *prefix) {
+  if (!tmp_dir || !*tmp_dir) tmp_dir = getenv("TMPDIR");
+  if (!tmp_dir || !*tmp_dir) tmp_dir = "/tmp";
+  char name[PATH_MAX];
+  int len = snprintf(name, sizeof name, "%s/%s-XXXXXX", tmp_dir, prefix);
+  if (len < 0 || (size_t)len >= sizeof name) {
+    errno = ENAMETOOLONG;
+    return -1;
+  }
+  int fd = mkstemp(name);
+  if (fd >= 0) unlink(name);
+  return fd;
+}
+
+FILE *rctd_temp_file(const char *tmp_dir, const char *prefix) {
+  int fd = rctd_temp_fd(tmp_dir, prefix);
+  if (fd < 0) return NULL;
+  FILE *f = fdopen(fd, "w+b");
+  if (!f) {
+    int saved = errno;
+    close(fd);
+    errno = saved;
+  }
+  return f;
+}

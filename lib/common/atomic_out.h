@@ -27,6 +27,14 @@ int rctd_out_finish(int discard, char *err, size_t err_len);
 void rctd_out_remove_all(void);
 int rctd_out_commit(FILE *f, char *err, size_t err_len); /* 0 or -1; closes F either way */
 void rctd_out_abort(FILE *f);
+/* ---- anonymous temporary files ----
+ * A scratch file in TMP_DIR (NULL or empty: $TMPDIR, else /tmp) named PREFIX-XXXXXX and
+ * unlinked at once, so that it vanishes with the process however it ends (crash or SIGKILL
+ * included).  Returns the descriptor, or -1 with errno set. */
+int rctd_temp_fd(const char *tmp_dir, const char *prefix);
+/* The same as a stdio stream opened "w+b"; NULL with errno set. */
+FILE *rctd_temp_file(const char *tmp_dir, const char *prefix);
+
 /* Installs the cleanup handlers (done by rctd_cli_parse and rctd_out_open; idempotent). */
 void rctd_out_install_handlers(void);
 

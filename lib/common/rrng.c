@@ -106,6 +106,32 @@ static int rrng_sample_hashed(rctd_rrng *rng, int n, int k, int *out_k) {
   return 0;
 }
 
+/* R's do_sample works on a pool 0..n-1: draw j among the `left` first entries, take pool[j],
+ * move the last entry into j.  Only the k entries it writes differ from pool[i] = i, so a map of
+ * those (open addressing, keys 1-based: 0 = empty) gives the same draws in O(k) memory, however
+ * large n is (sigma draws N_fit = 1000 of up to 10^6 pixels). */
+typedef struct {
+  int *key, *value;
+  size_t mask;
+} rrng_pool;
+
+static int *rrng_pool_slot(rrng_pool *p, int i) {
+  size_t h = ((uint32_t)(i + 1) * 2654435761U) & p->mask;
+  while (p->key[h] != 0 && p->key[h] != i + 1) h = (h + 1) & p->mask;
+  return &p->key[h];
+}
+
+static int rrng_pool_get(rrng_pool *p, int i) {
+  int *slot = rrng_pool_slot(p, i);
+  return *slot ? p->value[slot - p->key] : i;
+}
+
+static void rrng_pool_set(rrng_pool *p, int i, int v) {
+  int *slot = rrng_pool_slot(p, i);
+  *slot = i + 1;
+  p->value[slot - p->key] = v;
+}
+
 int rctd_rrng_sample(rctd_rrng *rng, int n, int k, int *out_k) {
   if (n < 0 || k < 0 || k > n) return -1;
   if (n > 10000000 && k <= n / 2) return rrng_sample_hashed(rng, n, k, out_k);
@@ -113,15 +139,21 @@ int rctd_rrng_sample(rctd_rrng *rng, int n, int k, int *out_k) {
     rctd_rrng_sample_replace(rng, n, k, out_k);
     return 0;
   }
-  int *pool_n = malloc((size_t)n * sizeof *pool_n);
-  if (!pool_n) return -1;
-  for (int i = 0; i < n; i++) pool_n[i] = i;
+  size_t cap = 16;
+  while (cap < 2 * (size_t)k) cap <<= 1;
+  rrng_pool pool = {calloc(cap, sizeof(int)), malloc(cap * sizeof(int)), cap - 1};
+  if (!pool.key || !pool.value) {
+    free(pool.key), free(pool.value);
+    return -1;
+  }
   int left = n;
   for (int i = 0; i < k; i++) {
     int j = (int)rctd_rrng_index(rng, (double)left);
-    out_k[i] = pool_n[j] + 1;
-    pool_n[j] = pool_n[--left];
+    out_k[i] = rrng_pool_get(&pool, j) + 1;
+    left--;
+    rrng_pool_set(&pool, j, rrng_pool_get(&pool, left));
   }
-  free(pool_n);
+  free(pool.key);
+  free(pool.value);
   return 0;
 }

@@ -26,7 +26,8 @@ double rctd_rrng_unif(rctd_rrng *rng);
 double rctd_rrng_index(rctd_rrng *rng, double n);
 
 /* sample.int(n, k) without replacement, 1-based results like R, written to out_k[0..k).
- * Needs k <= n.  For n <= 1e7 (or k > n/2) this is R's do_sample (a working array of n ints);
+ * Needs k <= n.  For n <= 1e7 (or k > n/2) this is R's do_sample (its working array of n ints
+ * kept as a map of the k entries it changes: memory O(k));
  * for n > 1e7 and k <= n/2 it is R's hashed sample2 (redraw on duplicate), which R uses there.
  * Returns 0, or -1 when k > n, n < 0, or memory runs out. */
 int rctd_rrng_sample(rctd_rrng *rng, int n, int k, int *out_k);

@@ -23,6 +23,7 @@ void rctd_model_free(rctd_model *model) {
   free(model->profiles_bulk_gk);
   free(model->bulk_weights_k);
   free(model->pixel_numi_n);
+  if (model->pixel_numi_spill) fclose(model->pixel_numi_spill);
   rctd_strlist_free(model->config_keys, model->n_config);
   rctd_strlist_free(model->config_values, model->n_config);
   free(model->rng_state);
@@ -123,7 +124,8 @@ int rctd_model_check(const rctd_model *model, char *err, size_t err_len) {
     if (!isfinite(model->profiles_gk[i]) || model->profiles_gk[i] < 0)
       return rctd_fail(err, err_len, "profile of gene '%s' is not a finite non-negative number",
                        model->genes_reg[i / (size_t)model->n_types]);
-  if (model->n_pixels < 0 || (model->n_pixels > 0 && !model->pixel_numi_n))
+  if (model->n_pixels < 0 ||
+      (model->n_pixels > 0 && !model->pixel_numi_n && !model->pixel_numi_spill))
     return rctd_fail(err, err_len, "the model has no pixel nUMI record");
   return 0;
 }
@@ -152,6 +154,31 @@ int rctd_model_rng(const rctd_model *model, rctd_rrng *rng) {
 
 static int model_write_strings(rctd_writer *w, const char *name, char *const *strings, int n) {
   return rctd_write_string_list(w, name, (const char *const *)strings, (uint64_t)n);
+}
+
+/* The pixel nUMI record, from memory or (pixel_numi_spill) read back piece by piece: the same
+ * bytes either way, as the writer cuts chunks by its own chunk size. */
+static int model_write_numi(rctd_writer *w, const rctd_model *model) {
+  if (!model->pixel_numi_spill)
+    return rctd_write_vector(w, RCTD_MODEL_REC_PIXEL_NUMI, RCTD_F64, (uint64_t)model->n_pixels,
+                             model->pixel_numi_n, NULL);
+  rctd_record_spec spec = {.name = RCTD_MODEL_REC_PIXEL_NUMI,
+                           .kind = RCTD_DENSE,
+                           .dtype = RCTD_F64,
+                           .ndim = 1,
+                           .cols = 1,
+                           .rows = (uint64_t)model->n_pixels};
+  if (rctd_write_begin(w, &spec) < 0) return -1;
+  FILE *f = model->pixel_numi_spill;
+  if (fflush(f) != 0 || fseeko(f, 0, SEEK_SET) != 0) return -1;
+  double buf[4096];
+  for (int64_t done = 0; done < model->n_pixels;) {
+    int64_t want = model->n_pixels - done < 4096 ? model->n_pixels - done : 4096;
+    if (fread(buf, sizeof *buf, (size_t)want, f) != (size_t)want) return -1;
+    if (rctd_write_rows(w, buf, (uint64_t)want) < 0) return -1;
+    done += want;
+  }
+  return rctd_write_end(w);
 }
 
 int rctd_model_write(rctd_writer *w, const rctd_model *model) {
@@ -194,8 +221,7 @@ int rctd_model_write(rctd_writer *w, const rctd_model *model) {
                        RCTD_MODEL_REC_TYPES) < 0 ||
       rctd_write_vector(w, RCTD_MODEL_REC_BULK_WEIGHTS, RCTD_F64, (uint64_t)model->n_types,
                         model->bulk_weights_k, RCTD_MODEL_REC_TYPES) < 0 ||
-      rctd_write_vector(w, RCTD_MODEL_REC_PIXEL_NUMI, RCTD_F64, (uint64_t)model->n_pixels,
-                        model->pixel_numi_n, NULL) < 0)
+      model_write_numi(w, model) < 0)
     return -1;
   if (model->n_rng > 0 && rctd_write_vector(w, RCTD_MODEL_REC_RNG, RCTD_I32, (uint64_t)model->n_rng,
                                             model->rng_state, NULL) < 0)

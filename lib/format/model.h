@@ -26,6 +26,7 @@
 #define RCTD_MODEL_H
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "rrng.h"
 #include "stream.h"
@@ -75,6 +76,10 @@ typedef struct {
   double *pixel_numi_n; /* n_pixels, in stream order */
   double sum_numi;      /* sum(puck@nUMI), long double accumulation as R's sum() */
   int has_coords;
+  /* Or, when pixel_numi_n is NULL, the same n_pixels values as raw doubles from the start of
+   * this (anonymous temporary) file: rctd-normalize spills them there so that its memory does
+   * not grow with the pixel count.  Owned: closed by rctd_model_free. */
+  FILE *pixel_numi_spill;
 
   /* Effective configuration: R's config names (UMI_min, counts_MIN, ...), values as text. */
   size_t n_config;

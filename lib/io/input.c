@@ -576,16 +576,26 @@ int rctd_input_count_sums(rctd_input *input, const double **sums_n, char *err, s
       free(sums);
       return -1;
     }
-    for (int64_t r = 0; r < chunk.n_rows; r++) {
-      long double total = 0; /* R's colSums accumulates in long double */
-      for (int64_t p = chunk.row_ptr[r]; p < chunk.row_ptr[r + 1]; p++) total += chunk.values[p];
-      sums[row + r] = (double)total;
-    }
+    for (int64_t r = 0; r < chunk.n_rows; r++) sums[row + r] = rctd_csr_row_count_sum(&chunk, r);
   }
   rctd_csr_chunk_free(&chunk);
   input->count_sums = sums;
   *sums_n = sums;
   return 0;
+}
+
+double rctd_csr_row_count_sum(const rctd_csr_chunk *chunk, int64_t r) {
+  long double total = 0; /* R's colSums accumulates in long double */
+  for (int64_t p = chunk->row_ptr[r]; p < chunk->row_ptr[r + 1]; p++) total += chunk->values[p];
+  return (double)total;
+}
+
+const double *rctd_input_numi_given(const rctd_input *input) {
+  return input->numi_given;
+}
+
+const char *rctd_input_tmp_dir(const rctd_input *input) {
+  return input->options.tmp_dir;
 }
 
 int rctd_input_numi(rctd_input *input, const double **numi_n, char *err, size_t err_size) {

@@ -99,6 +99,12 @@ const double *rctd_input_coords(const rctd_input *input);
 int rctd_input_numi(rctd_input *input, const double **numi_n, char *err, size_t err_size);
 /* Count sums per row (one pass, cached), whatever numi_col says. */
 int rctd_input_count_sums(rctd_input *input, const double **sums_n, char *err, size_t err_size);
+/* The nUMI of --numi-col or a nUMI table (n_rows, owned by input), or NULL when nUMI are the
+ * count sums: a caller that streams the counts anyway then sums each row itself
+ * (rctd_csr_row_count_sum) and holds nothing per row. */
+const double *rctd_input_numi_given(const rctd_input *input);
+/* The directory for temporary files (options.tmp_dir; NULL: $TMPDIR or /tmp). */
+const char *rctd_input_tmp_dir(const rctd_input *input);
 
 /* A chunk of rows [row_begin, row_begin + n_rows) in CSR form, zero-based.  row_ptr has
  * n_rows + 1 entries starting at 0; within a row gene_idx is strictly increasing (duplicate
@@ -116,6 +122,8 @@ typedef struct {
 } rctd_csr_chunk;
 
 void rctd_csr_chunk_init(rctd_csr_chunk *chunk);
+/* Row R's count sum, accumulated in long double as R's colSums: the nUMI when none is given. */
+double rctd_csr_row_count_sum(const rctd_csr_chunk *chunk, int64_t r);
 void rctd_csr_chunk_free(rctd_csr_chunk *chunk);
 
 /* Restarts streaming at row 0. */

@@ -11,6 +11,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "atomic_out.h"
 #include "input_internal.h"
 
 typedef struct {
@@ -34,16 +35,6 @@ struct input_tx {
   input_tx_rec *read_buf;
   size_t read_cap;
 };
-
-static int input_tx_temp(const char *tmp_dir) {
-  if (!tmp_dir || !*tmp_dir) tmp_dir = getenv("TMPDIR");
-  if (!tmp_dir || !*tmp_dir) tmp_dir = "/tmp";
-  char name[4096];
-  snprintf(name, sizeof name, "%s/rctd-input-XXXXXX", tmp_dir);
-  int fd = mkstemp(name);
-  if (fd >= 0) unlink(name);
-  return fd;
-}
 
 static int input_tx_write_all(int fd, const void *buf, size_t bytes, off_t offset) {
   const char *p = buf;
@@ -93,8 +84,8 @@ input_tx *input_tx_create(const char *path, int64_t n_rows, const char *tmp_dir,
     input_tx_free(tx);
     return NULL;
   }
-  tx->spill_fd = input_tx_temp(tmp_dir);
-  tx->csr_fd = input_tx_temp(tmp_dir);
+  tx->spill_fd = rctd_temp_fd(tmp_dir, "rctd-input");
+  tx->csr_fd = rctd_temp_fd(tmp_dir, "rctd-input");
   if (tx->spill_fd < 0 || tx->csr_fd < 0) {
     input_fail(err, err_size, path,
                "cannot create a temporary file in %s: %s: set TMPDIR to a writable directory",

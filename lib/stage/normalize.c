@@ -2,6 +2,7 @@
  * streamed driver of rctd-normalize.  See normalize.h. */
 #include "normalize.h"
 
+#include <errno.h>
 #include <inttypes.h>
 #include <math.h>
 #include <stdarg.h>
@@ -9,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "atomic_out.h"
 #include "log.h"
 #include "progress.h"
 #include "error.h"
@@ -269,11 +271,13 @@ int rctd_normalize_config(const rctd_normalize_opts *o, rctd_model *m) {
   return rc ? -1 : 0;
 }
 
-/* Reads every chunk of the input; calls ROW_FN for each row.  0 or -1. */
+/* Reads every chunk of the input; calls ROW_FN for each row with its nUMI: the given ones, or
+ * the row's count sum (the same value rctd_input_numi would hold for every row).  0 or -1. */
 typedef int (*norm_row_fn)(void *ctx, const rctd_csr_chunk *c, int64_t r, double numi);
 
-static int norm_each_row(rctd_input *in, const double *numi_n, const char *pass_label,
-                         norm_row_fn fn, void *ctx, char *err, size_t err_len) {
+static int norm_each_row(rctd_input *in, const char *pass_label, norm_row_fn fn, void *ctx,
+                         char *err, size_t err_len) {
+  const double *given_n = rctd_input_numi_given(in);
   rctd_csr_chunk chunk;
   rctd_csr_chunk_init(&chunk);
   rctd_input_rewind(in);
@@ -282,7 +286,8 @@ static int norm_each_row(rctd_input *in, const double *numi_n, const char *pass_
   int got, rc = 0;
   while (rc == 0 && (got = rctd_input_next_chunk(in, NORM_READ_ROWS, &chunk, err, err_len)) > 0) {
     for (int64_t r = 0; r < chunk.n_rows && rc == 0; r++)
-      rc = fn(ctx, &chunk, r, numi_n[chunk.row_begin + r]);
+      rc = fn(ctx, &chunk, r,
+              given_n ? given_n[chunk.row_begin + r] : rctd_csr_row_count_sum(&chunk, r));
     rctd_progress_add(progress, (uint64_t)chunk.n_rows);
   }
   if (rc == 0 && got < 0) rc = -1;
@@ -299,9 +304,8 @@ typedef struct {
   const int32_t *bulk_pos_s;
   double *totals_b; /* bulk totals over puck */
   long double sum_numi;
-  double *numi_p;
-  int64_t n_pixels, cap_pixels;
-  int oom;
+  FILE *numi_spill; /* the kept pixels' nUMI (the model's pixel_numi), raw doubles */
+  int64_t n_pixels;
 } norm_pass_ctx;
 
 static int norm_pass1_row(void *vctx, const rctd_csr_chunk *c, int64_t r, double numi) {
@@ -322,18 +326,8 @@ static int norm_pass2_row(void *vctx, const rctd_csr_chunk *c, int64_t r, double
     if (b >= 0) ctx->totals_b[b] += c->values[i];
   }
   ctx->sum_numi += numi;
-  if (ctx->n_pixels == ctx->cap_pixels) {
-    int64_t cap = ctx->cap_pixels ? 2 * ctx->cap_pixels : 1024;
-    double *grown = realloc(ctx->numi_p, (size_t)cap * sizeof *grown);
-    if (!grown) {
-      ctx->oom = 1;
-      return -1;
-    }
-    ctx->numi_p = grown;
-    ctx->cap_pixels = cap;
-  }
-  ctx->numi_p[ctx->n_pixels++] = numi;
-  return 0;
+  ctx->n_pixels++;
+  return fwrite(&numi, sizeof numi, 1, ctx->numi_spill) == 1 ? 0 : -1;
 }
 
 /* Builds gene -> list position maps over the spatial genes. */
@@ -360,7 +354,6 @@ typedef struct {
   const char *label;
   int K, G;
   int64_t n_sp;
-  const double *numi_n;
   norm_pass_ctx ctx;
   int32_t *sp_of_ref, *reg_g, *bulk_g;
   int n_reg, n_bulk;
@@ -371,8 +364,8 @@ typedef struct {
 /* Pass 1: puck.original and its gene totals. */
 static int norm_prep_pass1(norm_prep *p) {
   const rctd_normalize_opts *opts = p->opts;
-  if (norm_each_row(p->spatial, p->numi_n, "normalize: pixel filters", norm_pass1_row, &p->ctx,
-                    p->err, p->err_len) < 0)
+  if (norm_each_row(p->spatial, "normalize: pixel filters", norm_pass1_row, &p->ctx, p->err,
+                    p->err_len) < 0)
     return -1;
   if (p->ctx.n_pass_umi == 0)
     return rctd_fail(p->err, p->err_len,
@@ -424,15 +417,30 @@ static int norm_prep_gene_lists(norm_prep *p) {
   return 0;
 }
 
-/* Pass 2: puck (pixels re-filtered on their bulk-gene counts), its totals and nUMI. */
+/* Pass 2: puck (pixels re-filtered on their bulk-gene counts), its totals and nUMI (spilled to
+ * an anonymous temporary file: one value per pixel is all normalize would otherwise hold). */
 static int norm_prep_pass2(norm_prep *p) {
   rctd_normalize_plan *plan = p->plan;
+  const char *tmp_dir = rctd_input_tmp_dir(p->spatial);
   p->ctx.bulk_pos_s = plan->bulk_pos_s;
   p->ctx.totals_b = calloc((size_t)p->n_bulk, sizeof *p->ctx.totals_b);
   if (!p->ctx.totals_b) return rctd_fail(p->err, p->err_len, "%s: out of memory", p->label);
-  if (norm_each_row(p->spatial, p->numi_n, "normalize: bulk genes", norm_pass2_row, &p->ctx, p->err,
-                    p->err_len) < 0) {
-    if (p->ctx.oom) rctd_fail(p->err, p->err_len, "%s: out of memory", p->label);
+  p->ctx.numi_spill = rctd_temp_file(tmp_dir, "rctd-normalize");
+  if (!p->ctx.numi_spill) {
+    if (!tmp_dir || !*tmp_dir) tmp_dir = getenv("TMPDIR");
+    return rctd_fail(p->err, p->err_len,
+                     "%s: cannot create a temporary file there (%s): give a writable directory "
+                     "with --tmp-dir",
+                     tmp_dir && *tmp_dir ? tmp_dir : "/tmp", strerror(errno));
+  }
+  if (norm_each_row(p->spatial, "normalize: bulk genes", norm_pass2_row, &p->ctx, p->err,
+                    p->err_len) < 0 ||
+      fflush(p->ctx.numi_spill) != 0) {
+    if (ferror(p->ctx.numi_spill))
+      rctd_fail(p->err, p->err_len,
+                "cannot write the temporary file of pixel nUMI (%s): free some space or give "
+                "another directory with --tmp-dir",
+                strerror(errno));
     return -1;
   }
   plan->n_pass_umi = p->ctx.n_pass_umi;
@@ -497,8 +505,8 @@ static int norm_prep_model(norm_prep *p) {
   model->profiles_bulk_gk = p->renorm_bk;
   p->renorm_bk = NULL;
   model->n_pixels = p->ctx.n_pixels;
-  model->pixel_numi_n = p->ctx.numi_p;
-  p->ctx.numi_p = NULL;
+  model->pixel_numi_spill = p->ctx.numi_spill;
+  p->ctx.numi_spill = NULL;
   model->has_coords = rctd_input_coords(p->spatial) != NULL;
   if (ref->n_rng > 0) {
     model->rng_state = malloc((size_t)ref->n_rng * sizeof *model->rng_state);
@@ -542,8 +550,6 @@ int rctd_normalize_prepare(rctd_input *spatial, const rctd_reference_data *ref,
                  .ctx = {.opts = opts}};
   plan->n_rows = rctd_input_n_rows(spatial);
   plan->n_sp_genes = p.n_sp;
-  if (rctd_input_numi(spatial, &p.numi_n, err, err_len) < 0) return -1;
-
   p.sp_of_ref = malloc((size_t)p.G * sizeof *p.sp_of_ref);
   p.reg_g = malloc((size_t)p.G * sizeof *p.reg_g);
   p.bulk_g = malloc((size_t)p.G * sizeof *p.bulk_g);
@@ -559,7 +565,7 @@ int rctd_normalize_prepare(rctd_input *spatial, const rctd_reference_data *ref,
   free(p.bulk_g);
   free(p.ctx.totals_s);
   free(p.ctx.totals_b);
-  free(p.ctx.numi_p);
+  if (p.ctx.numi_spill) fclose(p.ctx.numi_spill);
   free(p.renorm_bk);
   if (rc < 0) {
     rctd_model_free(model);
@@ -591,6 +597,16 @@ typedef struct {
   int failed_numi; /* a pixel's nUMI disagreed with pass 2 */
 } norm_pix_ctx;
 
+/* Pass 2's nUMI of pixel P (pixels come in order), from the model or its spill file. */
+static int norm_pass2_numi(const norm_pix_ctx *ctx, int64_t p, double *numi) {
+  if (p >= ctx->model->n_pixels) return -1;
+  if (ctx->model->pixel_numi_n) {
+    *numi = ctx->model->pixel_numi_n[p];
+    return 0;
+  }
+  return fread(numi, sizeof *numi, 1, ctx->model->pixel_numi_spill) == 1 ? 0 : -1;
+}
+
 static int norm_flush_block(norm_pix_ctx *ctx) {
   if (ctx->n == 0) return 0;
   rctd_pixel_block b;
@@ -617,8 +633,8 @@ static int norm_pass3_row(void *vctx, const rctd_csr_chunk *c, int64_t r, double
   norm_pix_ctx *ctx = vctx;
   if (!rctd_normalize_keeps_pixel(ctx->opts, numi, norm_row_sum(c, r))) return 0;
   if (!(norm_bulk_sum(c, r, ctx->plan->bulk_pos_s) >= ctx->opts->counts_min)) return 0;
-  int64_t p = ctx->first + ctx->n;
-  if (p >= ctx->model->n_pixels || ctx->model->pixel_numi_n[p] != numi) {
+  double numi_before;
+  if (norm_pass2_numi(ctx, ctx->first + ctx->n, &numi_before) < 0 || numi_before != numi) {
     ctx->failed_numi = 1;
     return -1;
   }
@@ -665,9 +681,11 @@ int rctd_normalize_write_pixels(rctd_input *spatial, const rctd_model *model,
                                 const rctd_normalize_plan *plan, const rctd_normalize_opts *opts,
                                 rctd_writer *w, char *err, size_t err_len) {
   const char *label = rctd_input_path(spatial);
-  const double *numi_n;
   if (err_len) err[0] = '\0';
-  if (rctd_input_numi(spatial, &numi_n, err, err_len) < 0) return -1;
+  FILE *spill = model->pixel_numi_n ? NULL : model->pixel_numi_spill;
+  if (spill && (fflush(spill) != 0 || fseeko(spill, 0, SEEK_SET) != 0))
+    return rctd_fail(err, err_len, "cannot read the temporary file of pixel nUMI back (%s)",
+                     strerror(errno));
   norm_pix_ctx ctx = {.opts = opts, .plan = plan, .model = model, .w = w};
   ctx.cap = opts->block_pixels > 0 ? opts->block_pixels : NORM_BLOCK_PIXELS;
   ctx.barcodes_all = rctd_input_barcodes(spatial);
@@ -684,8 +702,7 @@ int rctd_normalize_write_pixels(rctd_input *spatial, const rctd_model *model,
     goto done;
   }
   ctx.indptr[0] = 0;
-  if (norm_each_row(spatial, numi_n, "normalize: writing pixels", norm_pass3_row, &ctx, err,
-                    err_len) < 0 ||
+  if (norm_each_row(spatial, "normalize: writing pixels", norm_pass3_row, &ctx, err, err_len) < 0 ||
       norm_flush_block(&ctx) < 0) {
     if (ctx.failed_numi)
       rctd_fail(err, err_len, "%s: the input changed between passes (pixel %" PRId64 ")", label,

@@ -75,7 +75,11 @@ void rctd_norm_ref(const double *profiles_gk, int n_types, const int32_t *genes,
 /* ---- streamed driver (rctd-normalize) ----
  * rctd_normalize_prepare reads the spatial input twice (filters and totals; bulk restriction)
  * and fills MODEL (everything but extra records); rctd_normalize_write_pixels reads it a third
- * time and writes the pixel blocks.  Memory: O(genes x types) plus one nUMI per pixel.
+ * time and writes the pixel blocks.  Memory: O(genes x types) and a block of pixels; the kept
+ * pixels' nUMI (the model's pixel_numi) go to an anonymous temporary file in the input's
+ * tmp_dir (model->pixel_numi_spill), nUMI that are count sums are summed per row as the counts
+ * stream by; only what the input itself holds per row (rctd_input_*: names, given nUMI,
+ * coordinates) grows with the pixel count.
  * Each pass reports its progress (rctd_progress: silent with --quiet). */
 typedef struct {
   int64_t n_rows;     /* spatial rows read */

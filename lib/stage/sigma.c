@@ -48,6 +48,16 @@ int rctd_sigma_value_of(double sigma) {
 
 /* ------------------------------------------------------------------ fit_ind */
 
+typedef struct {
+  int rank;  /* 1-based rank among the candidates, as sample.int drew it */
+  int64_t i; /* position of the draw */
+} sig_draw;
+
+static int sig_cmp_rank(const void *a, const void *b) {
+  int ra = ((const sig_draw *)a)->rank, rb = ((const sig_draw *)b)->rank;
+  return (ra > rb) - (ra < rb);
+}
+
 int rctd_sigma_pick_pixels(rctd_rrng *rng, const double *numi_n, int64_t n_pixels,
                            const rctd_sigma_opts *opts, int64_t **fit_n, int64_t *n_fit, char *err,
                            size_t err_len) {
@@ -63,24 +73,30 @@ int rctd_sigma_pick_pixels(rctd_rrng *rng, const double *numi_n, int64_t n_pixel
                      " pixels); lower it with --umi-min-sigma (or give --sigma)",
                      opts->umi_min_sigma, n_pixels);
   if (n_cand > INT32_MAX) return rctd_fail(err, err_len, "too many pixels for R's sample()");
-  int64_t *cand = malloc((size_t)n_cand * sizeof *cand);
   int *drawn = malloc((size_t)n * sizeof *drawn);
   int64_t *out = malloc((size_t)n * sizeof *out);
-  if (!cand || !drawn || !out) {
-    free(cand), free(drawn), free(out);
+  sig_draw *order = malloc((size_t)n * sizeof *order);
+  if (!drawn || !out || !order) {
+    free(drawn), free(out), free(order);
     return rctd_fail(err, err_len, "out of memory choosing %" PRId64 " fit pixels", n);
   }
-  int64_t c = 0;
-  for (int64_t p = 0; p < n_pixels; p++)
-    if (numi_n[p] > opts->umi_min_sigma) cand[c++] = p;
   /* sample(names(nUMI[nUMI > UMI_min_sigma]), N_fit) = candidates[sample.int(n_cand, N_fit)]. */
   if (rctd_rrng_sample(rng, (int)n_cand, (int)n, drawn) < 0) {
-    free(cand), free(drawn), free(out);
+    free(drawn), free(out), free(order);
     return rctd_fail(err, err_len, "out of memory drawing %" PRId64 " fit pixels", n);
   }
-  for (int64_t i = 0; i < n; i++) out[i] = cand[drawn[i] - 1];
-  free(cand);
+  /* The candidates of the drawn ranks, found in one pass in rank order (no list of every
+   * candidate: memory O(N_fit)). */
+  for (int64_t i = 0; i < n; i++) order[i] = (sig_draw){drawn[i], i};
+  qsort(order, (size_t)n, sizeof *order, sig_cmp_rank);
+  int64_t rank = 0, next = 0;
+  for (int64_t p = 0; p < n_pixels && next < n; p++) {
+    if (!(numi_n[p] > opts->umi_min_sigma)) continue;
+    rank++;
+    while (next < n && order[next].rank == rank) out[order[next++].i] = p;
+  }
   free(drawn);
+  free(order);
   *fit_n = out;
   *n_fit = n;
   return 0;
