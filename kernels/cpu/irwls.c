@@ -24,10 +24,8 @@
  * c and one column fill 30 of the 32 zmm registers; per block of four genes, 12 loads (from L2:
  * S is 415 KB at G = 1,731, K = 30) for 27 arithmetic instructions.  (Blocking over genes to
  * keep S in L1 was measured slower: the loads are not the limit.)  Their lanes accumulate with
- * fused multiply-adds, 1.5x faster than a multiply and an add: each lane's sum differs from the
- * portable path's at rounding level (about 1e-16 relative per term), so the results of fits of
- * three or more types depend, at that level, on whether the CPU has AVX-512.  The prediction
- * and fits of one or two types (whose CUDA kernels must agree bit for bit) are unchanged. */
+ * fused multiply-adds (1.5x faster than a multiply and an add), as every path does for fits of
+ * IRWLS_FUSED_K_MIN or more types: same bits on every CPU. */
 #define IRWLS_TILE_PAIRS 3
 #define IRWLS_TILE_COLS 8
 #define IRWLS_GRAD_PAIRS 8 /* row pairs per pass of the gradient */
@@ -191,6 +189,45 @@ static double irwls_hess1(int n, const double *c, const double *si, const double
   return (lo[0] + lo[1]) + (hi[0] + hi[1]);
 }
 
+/* Fits of at least IRWLS_FUSED_K_MIN types form their gradient and Hessian with fused
+ * multiply-adds: each lane of irwls_dot / irwls_hess4 (same lanes, same order, same tails and
+ * reduction) accumulates fma(a_g, b_g, lane), resp. fma(c_g S_ig, S_jg, lane), one rounding
+ * per term instead of two; the genes past the last block of four still go into lane 0 as a
+ * product and a sum.  Every path (this portable one with C99's fma(), correctly rounded on any
+ * machine; AVX2 + FMA; AVX-512) does exactly these operations, so the bits do not depend on the
+ * CPU.  Fits of up to RCTD_IRWLS_SMALL_K_MAX types keep separate products and sums: irwls_small.c
+ * computes those bit for bit as the generic path, and those of one or two types equal the CUDA
+ * kernels.  fma() is one instruction on x86-64 CPUs since 2013 (Haswell, Piledriver); on older
+ * ones without FMA hardware the C library emulates it (correct but slow), which only the
+ * portable path (no AVX2 + FMA) of such fits pays. */
+#define IRWLS_FUSED_K_MIN (RCTD_IRWLS_SMALL_K_MAX + 1)
+
+static double irwls_dot_fma(int n, const double *a, const double *b) {
+  double l[4] = {0, 0, 0, 0};
+  int g = 0;
+  for (; g + 4 <= n; g += 4)
+    for (int h = 0; h < 4; h++) l[h] = fma(a[g + h], b[g + h], l[h]);
+  for (; g < n; g++) l[0] += a[g] * b[g];
+  return (l[0] + l[1]) + (l[2] + l[3]);
+}
+
+/* Four Hessian columns of row si, fused (irwls_hess4's lanes). */
+static void irwls_hess4_fma(int n, const double *c, const double *si, const double *const b[4],
+                            double out[4]) {
+  double l[4][4] = {{0}};
+  int g = 0;
+  for (; g + 4 <= n; g += 4)
+    for (int h = 0; h < 4; h++) {
+      const double u = c[g + h] * si[g + h];
+      for (int t = 0; t < 4; t++) l[t][h] = fma(u, b[t][g + h], l[t][h]);
+    }
+  for (int t = 0; t < 4; t++) {
+    double t0 = l[t][0];
+    for (int h = g; h < n; h++) t0 += (c[h] * si[h]) * b[t][h];
+    out[t] = (t0 + l[t][1]) + (l[t][2] + l[t][3]);
+  }
+}
+
 /* pred_g = sum_k S_kg w_k (R's S %*% w: k in order). */
 static void irwls_predict(int n_genes, int n_types, const double *S_kg, const double *w_k,
                           double *pred_g) {
@@ -212,11 +249,26 @@ static void irwls_bulk_derivatives(int n_genes, const double *y_g, const double 
   }
 }
 
-/* d_k = sum_g d1_g S_kg; hess (lower triangle) = sum_g (-d2_g) S_ig S_jg.  Negates d2 in place. */
+/* d_k = sum_g d1_g S_kg; hess (lower triangle) = sum_g (-d2_g) S_ig S_jg, fused from
+ * IRWLS_FUSED_K_MIN types on.  Negates d2 in place. */
 static void irwls_grad_hess(int n_genes, int n_types, const double *S_kg, irwls_ws *ws) {
   size_t G = (size_t)n_genes;
   double *c = ws->d2_g;
   for (size_t g = 0; g < G; g++) c[g] = -c[g];
+  if (n_types >= IRWLS_FUSED_K_MIN) {
+    for (int i = 0; i < n_types; i++) {
+      const double *si = S_kg + i * G;
+      ws->dvec_k[i] = irwls_dot_fma(n_genes, ws->d1_g, si);
+      double *hess_row = ws->hess_kk + (size_t)i * n_types, tmp[4];
+      for (int j = 0; j <= i; j += 4) {
+        const double *b[4];
+        for (int t = 0; t < 4; t++) b[t] = S_kg + (j + t <= i ? j + t : j) * G;
+        irwls_hess4_fma(n_genes, c, si, b, tmp);
+        for (int t = 0; t < 4 && j + t <= i; t++) hess_row[j + t] = tmp[t];
+      }
+    }
+    return;
+  }
   for (int i = 0; i < n_types; i++) {
     const double *si = S_kg + i * G;
     ws->dvec_k[i] = irwls_dot(n_genes, ws->d1_g, si);
@@ -299,12 +351,62 @@ __attribute__((target("avx2"))) static void irwls_hess_2x4_avx2(int n, const dou
   out1[3] = irwls_lanes_tail_avx2(a13, g, n, c, s1, b3);
 }
 
-static int irwls_avx512(void) {
-  return __builtin_cpu_supports("avx512f");
+/* irwls_dot_avx2 with fused multiply-adds: irwls_dot_fma's lanes. */
+__attribute__((target("avx2,fma"))) static double irwls_dot_fma_avx2(int n, const double *a,
+                                                                     const double *b) {
+  __m256d acc = _mm256_setzero_pd();
+  int g = 0;
+  for (; g + 4 <= n; g += 4)
+    acc = _mm256_fmadd_pd(_mm256_loadu_pd(a + g), _mm256_loadu_pd(b + g), acc);
+  double l[4];
+  _mm256_storeu_pd(l, acc);
+  for (; g < n; g++) l[0] += a[g] * b[g];
+  return (l[0] + l[1]) + (l[2] + l[3]);
 }
 
-static int irwls_avx512_fma(void) {
-  return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("fma");
+/* irwls_hess_2x4_avx2 with fused multiply-adds (IRWLS_FUSED_K_MIN): irwls_hess4_fma's lanes. */
+__attribute__((target("avx2,fma"))) static void irwls_hess_2x4_fma(
+    int n, const double *c, const double *s0, const double *s1, const double *b0, const double *b1,
+    const double *b2, const double *b3, double out0[4], double out1[4]) {
+  __m256d a00 = _mm256_setzero_pd(), a01 = a00, a02 = a00, a03 = a00;
+  __m256d a10 = a00, a11 = a00, a12 = a00, a13 = a00;
+  int g = 0;
+  for (; g + 4 <= n; g += 4) {
+    __m256d cg = _mm256_loadu_pd(c + g);
+    __m256d u0 = _mm256_mul_pd(cg, _mm256_loadu_pd(s0 + g));
+    __m256d u1 = _mm256_mul_pd(cg, _mm256_loadu_pd(s1 + g));
+    __m256d v = _mm256_loadu_pd(b0 + g);
+    a00 = _mm256_fmadd_pd(u0, v, a00);
+    a10 = _mm256_fmadd_pd(u1, v, a10);
+    v = _mm256_loadu_pd(b1 + g);
+    a01 = _mm256_fmadd_pd(u0, v, a01);
+    a11 = _mm256_fmadd_pd(u1, v, a11);
+    v = _mm256_loadu_pd(b2 + g);
+    a02 = _mm256_fmadd_pd(u0, v, a02);
+    a12 = _mm256_fmadd_pd(u1, v, a12);
+    v = _mm256_loadu_pd(b3 + g);
+    a03 = _mm256_fmadd_pd(u0, v, a03);
+    a13 = _mm256_fmadd_pd(u1, v, a13);
+  }
+  /* the tail accumulates into lane 0 after the vector part, as in the SSE2 code */
+  out0[0] = irwls_lanes_tail_avx2(a00, g, n, c, s0, b0);
+  out0[1] = irwls_lanes_tail_avx2(a01, g, n, c, s0, b1);
+  out0[2] = irwls_lanes_tail_avx2(a02, g, n, c, s0, b2);
+  out0[3] = irwls_lanes_tail_avx2(a03, g, n, c, s0, b3);
+  out1[0] = irwls_lanes_tail_avx2(a10, g, n, c, s1, b0);
+  out1[1] = irwls_lanes_tail_avx2(a11, g, n, c, s1, b1);
+  out1[2] = irwls_lanes_tail_avx2(a12, g, n, c, s1, b2);
+  out1[3] = irwls_lanes_tail_avx2(a13, g, n, c, s1, b3);
+}
+
+static int irwls_avx512_on = 1; /* rctd_irwls_avx512: the tests turn AVX-512 off */
+
+static int irwls_avx512(void) {
+  return irwls_avx512_on && __builtin_cpu_supports("avx512f");
+}
+
+static int irwls_fma(void) {
+  return __builtin_cpu_supports("fma");
 }
 
 /* S_kg in row pairs (2p, 2p + 1; an odd last row with itself), the four genes of a block of
@@ -488,16 +590,23 @@ __attribute__((target("avx512f"))) static void irwls_grad_hess_avx512(int n_gene
 __attribute__((target("avx2"))) static void irwls_grad_hess_avx2(int n_genes, int n_types,
                                                                  const double *S_kg, irwls_ws *ws) {
   const size_t G = (size_t)n_genes;
-  const int K = n_types;
+  const int K = n_types, fused = K >= IRWLS_FUSED_K_MIN;
+  /* a CPU with AVX2 but without FMA: the portable path's fma() */
+  if (fused && !irwls_fma()) {
+    irwls_grad_hess(n_genes, K, S_kg, ws);
+    return;
+  }
   double *c = ws->d2_g;
   for (size_t g = 0; g < G; g++) c[g] = -c[g];
-  if (K >= 3 && irwls_avx512_fma()) {
+  if (fused && irwls_avx512()) {
     if (!*ws->spair_ready) irwls_pairs_avx512(n_genes, K, S_kg, ws->spair, ws->stail);
     *ws->spair_ready = 1;
     irwls_grad_hess_avx512(n_genes, K, c, ws->d1_g, ws);
     return;
   }
-  for (int i = 0; i < K; i++) ws->dvec_k[i] = irwls_dot_avx2(n_genes, ws->d1_g, S_kg + i * G);
+  for (int i = 0; i < K; i++)
+    ws->dvec_k[i] = fused ? irwls_dot_fma_avx2(n_genes, ws->d1_g, S_kg + i * G)
+                          : irwls_dot_avx2(n_genes, ws->d1_g, S_kg + i * G);
   /* Rows in pairs (a last odd row is paired with itself), columns in fours up to the diagonal;
    * the last block of a pair may reach past the diagonal or past K - 1 (such columns point at
    * row 0 and are discarded). */
@@ -509,7 +618,10 @@ __attribute__((target("avx2"))) static void irwls_grad_hess_avx2(int n_genes, in
     for (int j = 0; j <= i1; j += 4) {
       const double *b[4];
       for (int t = 0; t < 4; t++) b[t] = S_kg + (j + t < K ? j + t : 0) * G;
-      irwls_hess_2x4_avx2(n_genes, c, s0, s1, b[0], b[1], b[2], b[3], tmp0, tmp1);
+      if (fused)
+        irwls_hess_2x4_fma(n_genes, c, s0, s1, b[0], b[1], b[2], b[3], tmp0, tmp1);
+      else
+        irwls_hess_2x4_avx2(n_genes, c, s0, s1, b[0], b[1], b[2], b[3], tmp0, tmp1);
       for (int t = 0; t < 4 && j + t <= i; t++) row0[j + t] = tmp0[t];
       for (int t = 0; t < 4 && j + t <= i1; t++) row1[j + t] = tmp1[t];
     }
@@ -636,10 +748,16 @@ static void irwls_step_begin(const rctd_qtable *table, int n_genes, int n_types,
 }
 
 int rctd_irwls_fused(int n_types) {
+  return n_types >= IRWLS_FUSED_K_MIN;
+}
+
+int rctd_irwls_avx512(int enable) {
 #ifdef IRWLS_HAVE_AVX2
-  return n_types >= 3 && irwls_avx512_fma();
+  int was = irwls_avx512();
+  if (enable >= 0) irwls_avx512_on = enable;
+  return was;
 #else
-  (void)n_types;
+  (void)enable;
   return 0;
 #endif
 }
@@ -648,7 +766,6 @@ int rctd_irwls_step_parts(int n_genes, int n_types, const double *S_kg, const do
                           const double *d1_g, const double *d2_g, double *pred_g, double *dvec_k,
                           double *hess_kk, void *workspace) {
   irwls_ws ws = irwls_ws_carve(n_genes, n_types, workspace);
-  int fused = 0;
   *ws.spair_ready = 0;
   memcpy(ws.d1_g, d1_g, (size_t)n_genes * sizeof(double));
   memcpy(ws.d2_g, d2_g, (size_t)n_genes * sizeof(double));
@@ -657,7 +774,6 @@ int rctd_irwls_step_parts(int n_genes, int n_types, const double *S_kg, const do
     irwls_predict_simd(n_genes, n_types, S_kg, w_k, &ws);
     memcpy(pred_g, ws.pred_g, (size_t)n_genes * sizeof(double));
     irwls_grad_hess_avx2(n_genes, n_types, S_kg, &ws);
-    fused = rctd_irwls_fused(n_types);
   } else
 #endif
   {
@@ -668,7 +784,7 @@ int rctd_irwls_step_parts(int n_genes, int n_types, const double *S_kg, const do
   for (int i = 0; i < n_types; i++)
     memcpy(hess_kk + (size_t)i * n_types, ws.hess_kk + (size_t)i * n_types,
            (size_t)(i + 1) * sizeof(double));
-  return fused;
+  return rctd_irwls_fused(n_types);
 }
 
 /* The rest of the step, given norm = rctd_psd_scaled(hess -> D): the QP and the update of w_k
@@ -786,8 +902,8 @@ double rctd_irwls_score_kg(const rctd_qtable *table, int n_genes, int n_types, c
                            const double *y_g, const double *weights_k, double *pred_g,
                            double *d0_g) {
   double score;
-  if (n_types <= RCTD_IRWLS_SMALL_K_MAX && rctd_irwls_small_score(table, n_genes, n_types, S_kg, y_g, weights_k, pred_g,
-                                             d0_g, &score))
+  if (n_types <= RCTD_IRWLS_SMALL_K_MAX &&
+      rctd_irwls_small_score(table, n_genes, n_types, S_kg, y_g, weights_k, pred_g, d0_g, &score))
     return score;
   irwls_predict(n_genes, n_types, S_kg, weights_k, pred_g);
   rctd_spline_eval_fast(table, n_genes, y_g, pred_g, d0_g, NULL, NULL);

@@ -50,17 +50,20 @@ double rctd_irwls_score_kg(const rctd_qtable *table, int n_genes, int n_types, c
                            const double *y_g, const double *weights_k, double *pred_g,
                            double *d0_g);
 
-/* Whether the SIMD path (rctd_cpu_simd on) of a fit of n_types types forms its gradient and
- * Hessian with fused multiply-adds (K >= 3 on a CPU with AVX-512): such fits equal the portable
- * path's only to rounding. */
+/* Whether a fit of n_types types forms its gradient and Hessian with fused multiply-adds (from
+ * five types on: fits of up to four keep separate products and sums, those of one or two equal
+ * the CUDA kernels).  The same on every path and CPU (portable fma(), AVX2 + FMA, AVX-512). */
 int rctd_irwls_fused(int n_types);
+
+/* For the tests: turns the AVX-512 kernels of irwls.c off (0; the AVX2 ones run instead) or on
+ * (1), or only asks (-1); returns whether they were in use. */
+int rctd_irwls_avx512(int enable);
 
 /* For the tests: one step's prediction pred_g = S' w_k, gradient dvec_k and Hessian (lower
  * triangle of hess_kk, K x K) from given derivatives d1_g and d2_g, by the kernels a fit runs
  * (the SIMD ones unless rctd_cpu_simd(0)), so that each path can be checked against the
- * portable one.  Returns 1 when the gradient and Hessian came from the AVX-512 kernels' fused
- * multiply-adds (K >= 3 on a CPU with AVX-512), which round differently; 0 when they are the
- * portable path's bits.  workspace: rctd_irwls_kg_workspace_bytes. */
+ * portable one bit for bit.  Returns rctd_irwls_fused(n_types).  workspace:
+ * rctd_irwls_kg_workspace_bytes. */
 int rctd_irwls_step_parts(int n_genes, int n_types, const double *S_kg, const double *w_k,
                           const double *d1_g, const double *d2_g, double *pred_g, double *dvec_k,
                           double *hess_kk, void *workspace);
