@@ -4,6 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cpu/irwls.h"
+#include "cpu/spline_fast.h"
 #include "fit_modes.h"
 #include "fit_vignette.h"
 #include "strlist.h"
@@ -475,9 +477,11 @@ TEST(fit_vignette_doublet_matches_r) {
   double diff_all = fmv_weights_diff("doublet/weights.csv", w);
   CHECK_MSG(diff_all < 1e-6, "all_weights differ by %g", diff_all);
   rctd_synth_csv df, wd;
-  snprintf(path, sizeof path, "%s/tests/data/gold/vignette/doublet/results_df.csv", test_repo_dir());
+  snprintf(path, sizeof path, "%s/tests/data/gold/vignette/doublet/results_df.csv",
+           test_repo_dir());
   CHECK(rctd_synth_csv_read(path, &df, NULL, 0) == 0 && df.n_rows == N + 1 && df.n_cols == 10);
-  snprintf(path, sizeof path, "%s/tests/data/gold/vignette/doublet/weights_doublet.csv", test_repo_dir());
+  snprintf(path, sizeof path, "%s/tests/data/gold/vignette/doublet/weights_doublet.csv",
+           test_repo_dir());
   CHECK(rctd_synth_csv_read(path, &wd, NULL, 0) == 0 && wd.n_rows == N + 1);
   double diff_dw = 0, rel_score = 0;
   int n_class_mismatch = 0;
@@ -538,7 +542,8 @@ TEST(fit_vignette_multi_matches_r) {
   double diff_all = fmv_weights_diff("multi/weights.csv", w);
   CHECK_MSG(diff_all < 1e-6, "all_weights differ by %g", diff_all);
   rctd_synth_csv mr;
-  snprintf(path, sizeof path, "%s/tests/data/gold/vignette/multi/multi_results.csv", test_repo_dir());
+  snprintf(path, sizeof path, "%s/tests/data/gold/vignette/multi/multi_results.csv",
+           test_repo_dir());
   CHECK(rctd_synth_csv_read(path, &mr, NULL, 0) == 0 && mr.n_rows == N + 1 && mr.n_cols == 6);
   double diff_sub = 0, rel_score = 0;
   int n_mismatch = 0;
@@ -609,6 +614,60 @@ TEST(fit_vignette_chunking_and_threads_do_not_change_results) {
   free(mwhole);
   free(mparts);
   free(w);
+}
+
+/* The vignette's full, doublet and multi fits by the portable C kernels, the AVX2 ones and the
+ * default ones (AVX-512 where the CPU has it): the same bits (the fused multiply-adds of fits of
+ * five or more types included), so the output does not depend on the CPU. */
+TEST(fit_vignette_simd_paths_equal) {
+  CHECK_MSG(fmv_load() == 0, "cannot read the vignette data under %s", test_repo_dir());
+  rctd_fit_params p;
+  fmv_params(&p);
+  const int N = fmv.n_pix, K = fmv.n_types;
+  enum { NV = 3 };
+  rctd_pixel_chunk chunk = {N, fmv.y_ng, fmv.numi_n};
+  double *w[NV], *wd[NV], *wm[NV];
+  int32_t *conv[NV];
+  rctd_doublet_result *d[NV];
+  rctd_multi_result *m[NV];
+  const int had = rctd_cpu_simd(-1), had512 = rctd_irwls_avx512(-1);
+  char err[256] = "";
+  for (int v = 0; v < NV; v++) {
+    w[v] = calloc((size_t)N * K, sizeof(double));
+    wd[v] = calloc((size_t)N * K, sizeof(double));
+    wm[v] = calloc((size_t)N * K, sizeof(double));
+    conv[v] = calloc(N, sizeof(int32_t));
+    d[v] = calloc(N, sizeof(rctd_doublet_result));
+    m[v] = calloc(N, sizeof(rctd_multi_result));
+    CHECK(w[v] && wd[v] && wm[v] && conv[v] && d[v] && m[v]);
+    /* v = 0: the default; 1: AVX2 (AVX-512 off); 2: portable C */
+    rctd_cpu_simd(v < 2 && had);
+    rctd_irwls_avx512(v == 0 && had512);
+    CHECK(rctd_fit_full(&p, &chunk, w[v], conv[v], err, sizeof err) == 0);
+    CHECK(rctd_fit_doublet(&p, &chunk, d[v], wd[v], err, sizeof err) == 0);
+    CHECK(rctd_fit_multi(&p, &chunk, m[v], wm[v], err, sizeof err) == 0);
+  }
+  rctd_cpu_simd(had);
+  rctd_irwls_avx512(had512);
+  for (int v = 1; v < NV; v++) {
+    CHECK_MSG(memcmp(w[0], w[v], (size_t)N * K * sizeof(double)) == 0 &&
+                  memcmp(conv[0], conv[v], N * sizeof(int32_t)) == 0,
+              "full: path %d differs", v);
+    CHECK_MSG(memcmp(wd[0], wd[v], (size_t)N * K * sizeof(double)) == 0 &&
+                  memcmp(d[0], d[v], N * sizeof(rctd_doublet_result)) == 0,
+              "doublet: path %d differs", v);
+    CHECK_MSG(memcmp(wm[0], wm[v], (size_t)N * K * sizeof(double)) == 0 &&
+                  memcmp(m[0], m[v], N * sizeof(rctd_multi_result)) == 0,
+              "multi: path %d differs", v);
+  }
+  for (int v = 0; v < NV; v++) {
+    free(w[v]);
+    free(wd[v]);
+    free(wm[v]);
+    free(conv[v]);
+    free(d[v]);
+    free(m[v]);
+  }
 }
 
 TEST(fit_modes_empty_chunk) {
