@@ -18,7 +18,7 @@
 #define IRWLS_ALPHA RK_IRWLS_ALPHA /* kernels/common/irwls_step.h (shared with CUDA) */
 #define IRWLS_RIDGE RK_IRWLS_RIDGE
 
-/* The AVX-512 gradient and Hessian (fits of three or more types) work on S in row pairs (built
+/* The AVX-512 gradient and Hessian (fits of five or more types) work on S in row pairs (built
  * once per fit).  A Hessian tile is up to three row pairs by eight columns: 24 accumulators of
  * eight lanes (two rows x the four lanes g mod 4 of irwls_dot), the three pairs' weighted values,
  * c and one column fill 30 of the 32 zmm registers; per block of four genes, 12 loads (from L2:
@@ -286,7 +286,9 @@ static void irwls_grad_hess(int n_genes, int n_types, const double *S_kg, irwls_
 /* AVX2 forms of irwls_dot / irwls_hess4 / irwls_hess1 / irwls_predict with the same lanes:
  * one four-lane register holds the two-lane pair (lo, hi) of the SSE2 code (lane j = genes
  * g = j mod 4, the tail in lane 0), products and sums are separate instructions (no FMA), and
- * the reduction is (l0 + l1) + (l2 + l3), so every result equals the SSE2 one bit for bit. */
+ * the reduction is (l0 + l1) + (l2 + l3), so every result equals the SSE2 one bit for bit.  Their
+ * fused forms (irwls_dot_fma_avx2, irwls_hess_2x4_fma: target avx2,fma) equal irwls_dot_fma /
+ * irwls_hess4_fma in the same way. */
 #define IRWLS_HAVE_AVX2 1
 /* sum over lanes with the tail added to lane 0 first, as the SSE2 code's lo[0] += ... does */
 __attribute__((target("avx2"))) static double irwls_dot_avx2(int n, const double *a,
