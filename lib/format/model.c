@@ -328,10 +328,10 @@ struct rctd_model_reader {
   rctd_writer *pass;
   int pending; /* the current record header (a pixel record) is not consumed yet */
   int at_end;
-  int64_t next_first; /* first pixel expected in the next block */
-  int saw_results;    /* a result.* record went by: a fit's output, not a model stream */
-  int spill_numi;     /* the pixel nUMI record goes to model.pixel_numi_spill */
-  uint64_t numi_rows; /* rows of the spilled record */
+  int64_t next_first;  /* first pixel expected in the next block */
+  int saw_results;     /* a result.* record went by: a fit's output, not a model stream */
+  int spill_numi;      /* the pixel nUMI record goes to model.pixel_numi_spill */
+  uint64_t numi_rows;  /* rows of the spilled record */
   const char *tmp_dir; /* for the spill (NULL: $TMPDIR or /tmp) */
   char err[RCTD_ERR_LEN];
 };
@@ -489,15 +489,14 @@ static int reader_spill_numi(rctd_model_reader *mr, const rctd_record_info *info
   FILE *f = mr->model.pixel_numi_spill = rctd_temp_file(mr->tmp_dir, "rctd-model");
   if (!f)
     return reader_fail(mr,
-                       "cannot create a temporary file for the pixel nUMI (%s): give a writable "
-                       "directory with --tmp-dir or TMPDIR",
+                       "cannot create a temporary file for the pixel nUMI (%s): set TMPDIR (or "
+                       "--tmp-dir where the tool has it) to a writable directory",
                        strerror(errno));
   rctd_chunk c;
   int got;
   while ((got = rctd_reader_chunk(mr->r, &c)) > 0) {
     if (fwrite(c.data, sizeof(double), c.rows, f) != c.rows)
-      return reader_fail(mr, "cannot write the temporary file of pixel nUMI (%s)",
-                         strerror(errno));
+      return reader_fail(mr, "cannot write the temporary file of pixel nUMI (%s)", strerror(errno));
     mr->numi_rows += c.rows;
   }
   if (got < 0) return reader_stream_fail(mr);
