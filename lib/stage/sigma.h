@@ -50,7 +50,8 @@ typedef struct {
 
 void rctd_sigma_opts_default(rctd_sigma_opts *opts);
 
-/* fit_ind: N_fit pixels among those with numi_n > umi_min_sigma, drawn with R's sample() from
+/* fit_ind: N_fit of MODEL's pixels with nUMI > umi_min_sigma (read a block at a time, from
+ * memory or the model's spill file: memory O(N_fit)), drawn with R's sample() from
  * RNG (which advances as R's stream).  *fit_n (malloc'd, *n_fit entries) receives 0-based pixel
  * indices in R's order (the order of the fit pixels' rows from then on).  No candidate is an
  * error whose message suggests lowering UMI_min_sigma, as R's. */
