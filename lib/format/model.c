@@ -482,16 +482,11 @@ static int model_from_records(rctd_model_reader *mr, rctd_record *recs, const in
   return 0;
 }
 
-/* The pixel nUMI record, chunk by chunk, into an anonymous temporary file. */
+/* The pixel nUMI record, chunk by chunk, into the anonymous temporary file opened for it. */
 static int reader_spill_numi(rctd_model_reader *mr, const rctd_record_info *info) {
   if (info->kind != RCTD_DENSE || info->dtype != RCTD_F64 || info->cols != 1)
     return reader_fail(mr, "record '%s' is not an f64 vector", RCTD_MODEL_REC_PIXEL_NUMI);
-  FILE *f = mr->model.pixel_numi_spill = rctd_temp_file(mr->tmp_dir, "rctd-model");
-  if (!f)
-    return reader_fail(mr,
-                       "cannot create a temporary file for the pixel nUMI (%s): set TMPDIR (or "
-                       "--tmp-dir where the tool has it) to a writable directory",
-                       strerror(errno));
+  FILE *f = mr->model.pixel_numi_spill;
   rctd_chunk c;
   int got;
   while ((got = rctd_reader_chunk(mr->r, &c)) > 0) {
@@ -556,6 +551,11 @@ rctd_model_reader *rctd_model_open_spilled(const char *path, const char *label, 
       rc = reader_fail(mr, "model record '%s' appears twice", info->name);
       break;
     }
+    /* Where no temporary file can be made the record is held (8 bytes a pixel, as before the
+     * spill existed): an unwritable TMPDIR costs memory, not the run. */
+    if (which == M_NUMI && mr->spill_numi &&
+        !(mr->model.pixel_numi_spill = rctd_temp_file(mr->tmp_dir, "rctd-model")))
+      mr->spill_numi = 0;
     if (which == M_NUMI && mr->spill_numi) {
       have[which] = 1;
       if ((rc = reader_spill_numi(mr, info)) < 0) break;
