@@ -77,7 +77,7 @@ static int model_test_write_blocks(rctd_writer *w, const rctd_model *m, int bloc
       int64_t p = first + i;
       snprintf(bc_buf[i], sizeof bc_buf[i], "bc%lld", (long long)p);
       bc[i] = bc_buf[i];
-      numi[i] = m->pixel_numi_n[p];
+      if (rctd_model_pixel_numi(m, p, 1, &numi[i]) < 0) return -1;
       rows[i] = 2 * p + 1;
       coords[2 * i] = p, coords[2 * i + 1] = -p;
       int64_t k = indptr[i];
@@ -169,6 +169,61 @@ TEST(model_round_trip) {
   CHECK_MSG(got == 0, "%s", rctd_model_reader_error(mr));
   CHECK(seen == 11 && n_blocks == 3);
   CHECK(rctd_model_next_block(mr, &blk) == 0);
+  rctd_pixel_block_free(&blk);
+  rctd_model_reader_close(mr);
+  rctd_model_free(&m);
+}
+
+/* A model read with its pixel nUMI spilled to a temporary file: the same values through
+ * rctd_model_pixel_numi, the same blocks, and written back the same bytes as from memory; a
+ * block whose nUMI disagree with the spilled ones is refused. */
+TEST(model_spilled_pixel_numi) {
+  rctd_model m;
+  model_test_build(&m, 1);
+  char path[512], again[512], held[512], err[RCTD_ERR_LEN];
+  snprintf(path, sizeof path, "%s/model_spill.rctd", test_tmp_dir());
+  snprintf(again, sizeof again, "%s/model_spill_again.rctd", test_tmp_dir());
+  snprintf(held, sizeof held, "%s/model_spill_held.rctd", test_tmp_dir());
+  CHECK(model_test_write(path, &m, 4, 0) == 0);
+  rctd_model_reader *mr = rctd_model_open_spilled(path, NULL, 1, test_tmp_dir(), err, sizeof err);
+  CHECK_MSG(mr != NULL, "%s", err);
+  rctd_model *r = rctd_model_reader_model(mr);
+  CHECK(r->pixel_numi_n == NULL && r->pixel_numi_spill != NULL && r->n_pixels == 11);
+  double numi[11];
+  CHECK(rctd_model_pixel_numi(r, 0, 11, numi) == 0);
+  CHECK(memcmp(numi, m.pixel_numi_n, sizeof numi) == 0);
+  CHECK(rctd_model_pixel_numi(r, 7, 2, numi) == 0 && numi[0] == 100 + 7 * 7 && numi[1] == 156);
+  CHECK(rctd_model_pixel_numi(r, 10, 2, numi) == -1); /* past the last pixel */
+  rctd_pixel_block blk;
+  rctd_pixel_block_init(&blk);
+  int64_t seen = 0;
+  int got;
+  while ((got = rctd_model_next_block(mr, &blk)) > 0) seen += blk.n;
+  CHECK_MSG(got == 0 && seen == 11, "%s", rctd_model_reader_error(mr));
+  rctd_pixel_block_free(&blk);
+  /* Written back from the spill and from memory: the same bytes. */
+  CHECK(model_test_write(again, r, 4, 0) == 0);
+  FILE *spill = r->pixel_numi_spill;
+  double all[11];
+  CHECK(rctd_model_pixel_numi(r, 0, 11, all) == 0);
+  r->pixel_numi_spill = NULL, r->pixel_numi_n = all;
+  int wrote = model_test_write(held, r, 4, 0);
+  r->pixel_numi_spill = spill, r->pixel_numi_n = NULL;
+  CHECK(wrote == 0);
+  CHECK(test_sh("cmp -s %s %s", again, held) == 0);
+  rctd_model_reader_close(mr);
+
+  /* A block's nUMI that differ from the (spilled) model record. */
+  m.pixel_numi_n[9] += 1;
+  rctd_writer *w = rctd_writer_open(path, NULL, err, sizeof err);
+  CHECK(w != NULL && rctd_model_write(w, &m) == 0);
+  m.pixel_numi_n[9] -= 1;
+  CHECK(model_test_write_blocks(w, &m, 4) == 0 && rctd_writer_close(w, err, sizeof err) == 0);
+  mr = rctd_model_open_spilled(path, NULL, 1, NULL, err, sizeof err);
+  CHECK_MSG(mr != NULL, "%s", err);
+  while ((got = rctd_model_next_block(mr, &blk)) > 0) {
+  }
+  CHECK(got < 0 && strstr(rctd_model_reader_error(mr), "pixel 9: nUMI differs") != NULL);
   rctd_pixel_block_free(&blk);
   rctd_model_reader_close(mr);
   rctd_model_free(&m);

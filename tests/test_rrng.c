@@ -104,8 +104,8 @@ TEST(rrng_sample_without_replacement_is_a_permutation) {
   CHECK(rctd_rrng_sample(&rng, 5, 0, out) == 0);
 }
 
-/* R's do_sample as R writes it (a working array of n ints), against rctd_rrng_sample's map of
- * the entries it changes: the same draws for small and large n, k up to n. */
+/* R's do_sample as R writes it (a working array of n ints), against rctd_rrng_sample (a map of
+ * the entries it changes when k is small against n, else the array): the same draws. */
 static void rrng_test_do_sample(rctd_rrng *rng, int n, int k, int *out_k) {
   int *x = malloc((size_t)n * sizeof *x);
   for (int i = 0; i < n; i++) x[i] = i;

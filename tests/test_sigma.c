@@ -159,9 +159,9 @@ static void sig_t_case(int *failed_, const char *name, int n_threads) {
   /* fit_ind */
   int64_t *fit_n, n_fit;
   char err[RCTD_ERR_LEN];
-  CHECK_MSG(
-      rctd_sigma_pick_pixels(&rng, d.numi_n, SIG_T_PIX, &o, &fit_n, &n_fit, err, sizeof err) == 0,
-      "%s", err);
+  rctd_model pixels = {.n_pixels = SIG_T_PIX, .pixel_numi_n = d.numi_n};
+  CHECK_MSG(rctd_sigma_pick_pixels(&rng, &pixels, &o, &fit_n, &n_fit, err, sizeof err) == 0, "%s",
+            err);
   char path[512];
   snprintf(path, sizeof path, "%s/fit_ind.txt", dir);
   int32_t r_fit[SIG_T_PIX];

@@ -96,7 +96,9 @@ int rctd_sigma_add_opts(rctd_opt_table *t, rctd_sigma_cli *c) {
   OPT_ADD(t, SAME, "cache-dir", 0, RCTD_OPT_STRING, &c->o.cache_dir, NULL,
           "likelihood-table cache (default $XDG_CACHE_HOME/rctd; '' = none)", "cache_dir", "DIR");
   OPT_ADD(t, SAME, "tmp-dir", 0, RCTD_OPT_STRING, &c->o.tmp_dir, NULL,
-          "directory for the copy of a piped input (default $TMPDIR or /tmp)", NULL, "DIR");
+          "directory for temporary files: the copy of a piped input, the pixels' nUMI "
+          "(default $TMPDIR or /tmp)",
+          NULL, "DIR");
   OPT_ADD(t, SAME, "device", 0, RCTD_OPT_STRING, &c->device, NULL,
           "backend of the sigma fits: cpu, auto, cuda, cuda:N", "device", "DEV");
   OPT_ADD(t, PREFIX, "seed", 0, RCTD_OPT_STRING, &c->seed_text, NULL,

@@ -109,7 +109,8 @@ static int rrng_sample_hashed(rctd_rrng *rng, int n, int k, int *out_k) {
 /* R's do_sample works on a pool 0..n-1: draw j among the `left` first entries, take pool[j],
  * move the last entry into j.  Only the k entries it writes differ from pool[i] = i, so a map of
  * those (open addressing, keys 1-based: 0 = empty) gives the same draws in O(k) memory, however
- * large n is (sigma draws N_fit = 1000 of up to 10^6 pixels). */
+ * large n is (sigma draws N_fit = 1000 of up to 10^6 pixels); the array itself serves when it is
+ * no larger (k close to n). */
 typedef struct {
   int *key, *value;
   size_t mask;
@@ -132,6 +133,21 @@ static void rrng_pool_set(rrng_pool *p, int i, int v) {
   p->value[slot - p->key] = v;
 }
 
+/* The same with the working array itself (when it is no larger than the map). */
+static int rrng_sample_array(rctd_rrng *rng, int n, int k, int *out_k) {
+  int *pool_n = malloc((size_t)n * sizeof *pool_n);
+  if (!pool_n) return -1;
+  for (int i = 0; i < n; i++) pool_n[i] = i;
+  int left = n;
+  for (int i = 0; i < k; i++) {
+    int j = (int)rctd_rrng_index(rng, (double)left);
+    out_k[i] = pool_n[j] + 1;
+    pool_n[j] = pool_n[--left];
+  }
+  free(pool_n);
+  return 0;
+}
+
 int rctd_rrng_sample(rctd_rrng *rng, int n, int k, int *out_k) {
   if (n < 0 || k < 0 || k > n) return -1;
   if (n > 10000000 && k <= n / 2) return rrng_sample_hashed(rng, n, k, out_k);
@@ -141,6 +157,7 @@ int rctd_rrng_sample(rctd_rrng *rng, int n, int k, int *out_k) {
   }
   size_t cap = 16;
   while (cap < 2 * (size_t)k) cap <<= 1;
+  if ((size_t)n <= 2 * cap) return rrng_sample_array(rng, n, k, out_k); /* no larger than the map */
   rrng_pool pool = {calloc(cap, sizeof(int)), malloc(cap * sizeof(int)), cap - 1};
   if (!pool.key || !pool.value) {
     free(pool.key), free(pool.value);

@@ -8,7 +8,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
+#include "atomic_out.h"
 #include "error.h"
 #include "strlist.h"
 
@@ -181,6 +183,24 @@ static int model_write_numi(rctd_writer *w, const rctd_model *model) {
   return rctd_write_end(w);
 }
 
+int rctd_model_pixel_numi(const rctd_model *model, int64_t first, int64_t n, double *out) {
+  if (first < 0 || n < 0 || first + n > model->n_pixels) return -1;
+  if (model->pixel_numi_n) {
+    memcpy(out, model->pixel_numi_n + first, (size_t)n * sizeof *out);
+    return 0;
+  }
+  if (!model->pixel_numi_spill) return -1;
+  int fd = fileno(model->pixel_numi_spill);
+  size_t want = (size_t)n * sizeof *out, done = 0;
+  off_t at = (off_t)first * (off_t)sizeof *out;
+  while (done < want) {
+    ssize_t got = pread(fd, (char *)out + done, want - done, at + (off_t)done);
+    if (got <= 0) return -1;
+    done += (size_t)got;
+  }
+  return 0;
+}
+
 int rctd_model_write(rctd_writer *w, const rctd_model *model) {
   char n_types[32], n_reg[32], n_bulk[32], n_pix[32], sum_numi[40], n_classes[32];
   snprintf(n_types, sizeof n_types, "%d", model->n_types);
@@ -308,8 +328,11 @@ struct rctd_model_reader {
   rctd_writer *pass;
   int pending; /* the current record header (a pixel record) is not consumed yet */
   int at_end;
-  int64_t next_first; /* first pixel expected in the next block */
-  int saw_results;    /* a result.* record went by: a fit's output, not a model stream */
+  int64_t next_first;  /* first pixel expected in the next block */
+  int saw_results;     /* a result.* record went by: a fit's output, not a model stream */
+  int spill_numi;      /* the pixel nUMI record goes to model.pixel_numi_spill */
+  uint64_t numi_rows;  /* rows of the spilled record */
+  const char *tmp_dir; /* for the spill (NULL: $TMPDIR or /tmp) */
   char err[RCTD_ERR_LEN];
 };
 
@@ -440,7 +463,9 @@ static int model_from_records(rctd_model_reader *mr, rctd_record *recs, const in
   if (take_dense(&recs[M_W], RCTD_F64, K, 1, (void **)&m->bulk_weights_k) < 0)
     return reader_fail(mr, "record '%s' is not an f64 vector of %d", RCTD_MODEL_REC_BULK_WEIGHTS,
                        m->n_types);
-  if (take_dense(&recs[M_NUMI], RCTD_F64, (uint64_t)n_pixels, 1, (void **)&m->pixel_numi_n) < 0)
+  if (mr->spill_numi ? mr->numi_rows != (uint64_t)n_pixels
+                     : take_dense(&recs[M_NUMI], RCTD_F64, (uint64_t)n_pixels, 1,
+                                  (void **)&m->pixel_numi_n) < 0)
     return reader_fail(mr, "record '%s' is not an f64 vector of %" PRId64,
                        RCTD_MODEL_REC_PIXEL_NUMI, n_pixels);
   if (have[M_RNG]) {
@@ -457,12 +482,35 @@ static int model_from_records(rctd_model_reader *mr, rctd_record *recs, const in
   return 0;
 }
 
+/* The pixel nUMI record, chunk by chunk, into the anonymous temporary file opened for it. */
+static int reader_spill_numi(rctd_model_reader *mr, const rctd_record_info *info) {
+  if (info->kind != RCTD_DENSE || info->dtype != RCTD_F64 || info->cols != 1)
+    return reader_fail(mr, "record '%s' is not an f64 vector", RCTD_MODEL_REC_PIXEL_NUMI);
+  FILE *f = mr->model.pixel_numi_spill;
+  rctd_chunk c;
+  int got;
+  while ((got = rctd_reader_chunk(mr->r, &c)) > 0) {
+    if (fwrite(c.data, sizeof(double), c.rows, f) != c.rows)
+      return reader_fail(mr, "cannot write the temporary file of pixel nUMI (%s)", strerror(errno));
+    mr->numi_rows += c.rows;
+  }
+  if (got < 0) return reader_stream_fail(mr);
+  if (fflush(f) != 0)
+    return reader_fail(mr, "cannot write the temporary file of pixel nUMI (%s)", strerror(errno));
+  return 0;
+}
+
 rctd_model_reader *rctd_model_open(const char *path, char *err, size_t err_len) {
   return rctd_model_open_as(path, NULL, err, err_len);
 }
 
 rctd_model_reader *rctd_model_open_as(const char *path, const char *label, char *err,
                                       size_t err_len) {
+  return rctd_model_open_spilled(path, label, 0, NULL, err, err_len);
+}
+
+rctd_model_reader *rctd_model_open_spilled(const char *path, const char *label, int spill_numi,
+                                           const char *tmp_dir, char *err, size_t err_len) {
   rctd_model_reader *mr = calloc(1, sizeof *mr);
   if (!mr) {
     rctd_fail(err, err_len, "%s: out of memory", path);
@@ -474,6 +522,8 @@ rctd_model_reader *rctd_model_open_as(const char *path, const char *label, char 
     free(mr);
     return NULL;
   }
+  mr->spill_numi = spill_numi;
+  mr->tmp_dir = tmp_dir;
   rctd_record recs[M_COUNT];
   int have[M_COUNT] = {0};
   memset(recs, 0, sizeof recs);
@@ -500,6 +550,16 @@ rctd_model_reader *rctd_model_open_as(const char *path, const char *label, char 
     if (which >= 0 && have[which]) {
       rc = reader_fail(mr, "model record '%s' appears twice", info->name);
       break;
+    }
+    /* Where no temporary file can be made the record is held (8 bytes a pixel, as before the
+     * spill existed): an unwritable TMPDIR costs memory, not the run. */
+    if (which == M_NUMI && mr->spill_numi &&
+        !(mr->model.pixel_numi_spill = rctd_temp_file(mr->tmp_dir, "rctd-model")))
+      mr->spill_numi = 0;
+    if (which == M_NUMI && mr->spill_numi) {
+      have[which] = 1;
+      if ((rc = reader_spill_numi(mr, info)) < 0) break;
+      continue;
     }
     rctd_record rec;
     if (rctd_reader_load(mr->r, &rec) < 0) {
@@ -645,9 +705,15 @@ int rctd_model_next_block(rctd_model_reader *mr, rctd_pixel_block *block) {
   block->indices = counts->indices;
   block->values = counts->values;
   block->nnz = (int64_t)counts->nnz;
-  for (int64_t p = 0; p < n; p++)
-    if (block->numi_n[p] != m->pixel_numi_n[first + p])
-      return reader_fail(mr, "pixel %" PRId64 ": nUMI differs from the model's", first + p);
+  double model_numi[512];
+  for (int64_t p0 = 0; p0 < n; p0 += 512) {
+    int64_t len = n - p0 < 512 ? n - p0 : 512;
+    if (rctd_model_pixel_numi(m, first + p0, len, model_numi) < 0)
+      return reader_fail(mr, "cannot read the temporary file of pixel nUMI back");
+    for (int64_t p = p0; p < p0 + len; p++)
+      if (block->numi_n[p] != model_numi[p - p0])
+        return reader_fail(mr, "pixel %" PRId64 ": nUMI differs from the model's", first + p);
+  }
   mr->next_first = first + n;
   return 1;
 end:

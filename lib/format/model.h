@@ -112,6 +112,10 @@ int rctd_model_class_ids(rctd_model *model);
 /* Index of a type or gene by name, or -1. */
 int rctd_model_type_index(const rctd_model *model, const char *name);
 
+/* Pixel nUMI [FIRST, FIRST + N) into OUT, from pixel_numi_n or the spill file.  0, or -1 (out
+ * of range, or a read error). */
+int rctd_model_pixel_numi(const rctd_model *model, int64_t first, int64_t n, double *out);
+
 /* Checks sizes and consistency (K >= 2, reg genes present, finite profiles, ...).  0 or -1. */
 int rctd_model_check(const rctd_model *model, char *err, size_t err_len);
 
@@ -162,6 +166,11 @@ rctd_model_reader *rctd_model_open(const char *path, char *err, size_t err_len);
 /* The same, naming the stream LABEL in messages (a temporary copy of an input). */
 rctd_model_reader *rctd_model_open_as(const char *path, const char *label, char *err,
                                       size_t err_len);
+/* The same; with SPILL_NUMI the pixel nUMI record goes to an anonymous temporary file in
+ * TMP_DIR (NULL: $TMPDIR or /tmp) (model->pixel_numi_spill, pixel_numi_n NULL; read it with rctd_model_pixel_numi)
+ * instead of memory, so that a stage's memory does not grow with the pixel count. */
+rctd_model_reader *rctd_model_open_spilled(const char *path, const char *label, int spill_numi,
+                                           const char *tmp_dir, char *err, size_t err_len);
 /* The model read (owned by the reader). */
 rctd_model *rctd_model_reader_model(rctd_model_reader *mr);
 /* Copies every record the block reader does not know (records after the model that are not

@@ -84,8 +84,11 @@ struct rctd_h5ad_writer {
   const char *spatial;  /* that h5ad (messages) */
   hid_t index_dset;     /* obs names: checked (copy) or written (rows = fitted pixels) */
   int rows_from_pixels; /* fresh file without barcodes: row = fit index */
-  char **names_n;       /* rows_from_pixels: obs names, written at close in one piece (the string
-                           heap then does not depend on the chunking) */
+  /* rows_from_pixels: the obs names so far, each ended by '\0', in an anonymous temporary file
+   * (memory independent of the pixel count), written at close in order (the string heap then
+   * does not depend on the chunking); the row of the next name. */
+  FILE *names_spill;
+  int64_t names_next;
   const char *const *barcodes; /* fresh file: the spatial input's names, for the check */
   char filtered_label[64];
   int n_cols;
@@ -605,8 +608,11 @@ static int h5o_open_fresh(rctd_h5ad_writer *w, const rctd_h5ad_target *t, char *
   w->n_rows = t->barcodes ? t->n_rows : w->info->n_fitted;
   w->rows_from_pixels = t->barcodes == NULL;
   w->barcodes = t->barcodes;
-  if (w->rows_from_pixels && !(w->names_n = calloc((size_t)w->n_rows + 1, sizeof *w->names_n)))
-    return rctd_fail(err, err_len, "%s: out of memory", w->path);
+  if (w->rows_from_pixels && !(w->names_spill = rctd_temp_file(NULL, "rctd-merge")))
+    return rctd_fail(err, err_len,
+                     "%s: cannot create a temporary file for the obs names (%s): set TMPDIR to a "
+                     "writable directory",
+                     w->path, strerror(errno));
   hid_t fcpl = H5Pcreate(H5P_FILE_CREATE);
   H5Pset_obj_track_times(fcpl, 0);
   w->file = H5Fcreate(w->tmp_path, H5F_ACC_TRUNC, fcpl, H5P_DEFAULT);
@@ -664,8 +670,7 @@ static void h5o_close_handles(rctd_h5ad_writer *w) {
 
 static void h5o_free(rctd_h5ad_writer *w) {
   h5o_close_handles(w);
-  for (int64_t i = 0; w->names_n && i < w->n_rows; i++) free(w->names_n[i]);
-  free(w->names_n);
+  if (w->names_spill) fclose(w->names_spill);
   if (w->str_type >= 0) H5Tclose(w->str_type);
   if (w->bool_type >= 0) H5Tclose(w->bool_type);
   free(w->cols);
@@ -841,10 +846,14 @@ static int h5o_names(rctd_h5ad_writer *w, const rctd_results_chunk *c, int64_t i
                      int64_t row0, int64_t rows, char *err, size_t err_len) {
   if (w->rows_from_pixels) {
     for (int64_t i = i0; i < i1; i++) {
-      char *copy = strdup(c->barcode_n[i]);
-      if (!copy) return rctd_fail(err, err_len, "%s: out of memory", w->path);
-      free(w->names_n[c->first + i]);
-      w->names_n[c->first + i] = copy;
+      if (c->first + i != w->names_next)
+        return rctd_fail(err, err_len, "%s: pixel %" PRId64 " comes after pixel %" PRId64, w->path,
+                         c->first + i, w->names_next - 1);
+      const char *name = c->barcode_n[i];
+      if (fwrite(name, 1, strlen(name) + 1, w->names_spill) != strlen(name) + 1)
+        return rctd_fail(err, err_len, "%s: cannot write the temporary file of obs names (%s)",
+                         w->path, strerror(errno));
+      w->names_next++;
     }
     return 0;
   }
@@ -1039,17 +1048,70 @@ static int h5o_write_uns(rctd_h5ad_writer *w, const rctd_results_summary *s) {
   return rc ? -1 : 0;
 }
 
+/* obs/_index from the names' temporary file, in order, H5O_NAMES_PIECE names per write.  HDF5
+ * converts variable-length strings in strips of its type-conversion buffer (1 MiB by default:
+ * 65,536 16-byte references) and the string heap follows the strips, so pieces of exactly that
+ * many names write the same bytes as one call with every name (checked: smaller pieces do not). */
+#define H5O_NAMES_PIECE 65536
+static int h5o_write_names(rctd_h5ad_writer *w, char *err, size_t err_len) {
+  FILE *f = w->names_spill;
+  char **names = malloc(H5O_NAMES_PIECE * sizeof *names);
+  size_t *at = malloc(H5O_NAMES_PIECE * sizeof *at);
+  char *arena = NULL, *line = NULL;
+  size_t arena_len = 0, arena_cap = 0, line_cap = 0;
+  int rc = names && at ? 0 : rctd_fail(err, err_len, "%s: out of memory", w->path);
+  if (rc == 0 && (fflush(f) != 0 || fseeko(f, 0, SEEK_SET) != 0))
+    rc = rctd_fail(err, err_len, "%s: cannot read the temporary file of obs names back", w->path);
+  hid_t fspace = rc == 0 ? H5Dget_space(w->index_dset) : -1;
+  for (int64_t first = 0; rc == 0 && first < w->n_rows; first += H5O_NAMES_PIECE) {
+    hsize_t start = (hsize_t)first,
+            count = (hsize_t)(w->n_rows - first < H5O_NAMES_PIECE ? w->n_rows - first
+                                                                  : H5O_NAMES_PIECE);
+    arena_len = 0;
+    for (hsize_t i = 0; rc == 0 && i < count; i++) {
+      ssize_t len = getdelim(&line, &line_cap, '\0', f);
+      if (len <= 0 || line[len - 1] != '\0') {
+        rc = rctd_fail(err, err_len, "%s: cannot read the temporary file of obs names back",
+                       w->path);
+        break;
+      }
+      if (arena_len + (size_t)len > arena_cap) {
+        size_t cap = arena_cap ? 2 * arena_cap : 1 << 20;
+        while (cap < arena_len + (size_t)len) cap *= 2;
+        char *grown = realloc(arena, cap);
+        if (!grown) {
+          rc = rctd_fail(err, err_len, "%s: out of memory", w->path);
+          break;
+        }
+        arena = grown, arena_cap = cap;
+      }
+      memcpy(arena + arena_len, line, (size_t)len);
+      at[i] = arena_len;
+      arena_len += (size_t)len;
+    }
+    for (hsize_t i = 0; rc == 0 && i < count; i++) names[i] = arena + at[i];
+    hid_t mspace = H5Screate_simple(1, &count, NULL);
+    if (rc == 0 && (H5Sselect_hyperslab(fspace, H5S_SELECT_SET, &start, NULL, &count, NULL) < 0 ||
+                    H5Dwrite(w->index_dset, w->str_type, mspace, fspace, H5P_DEFAULT, names) < 0))
+      rc = rctd_fail(err, err_len, "%s: cannot write obs names", w->path);
+    H5Sclose(mspace);
+  }
+  if (fspace >= 0) H5Sclose(fspace);
+  free(names);
+  free(at);
+  free(arena);
+  free(line);
+  return rc;
+}
+
 static int h5o_close(rctd_h5ad_writer *w, const rctd_results_summary *summary, char *err,
                     size_t err_len) {
   int rc = 0;
   if (w->rows_from_pixels) {
-    for (int64_t i = 0; i < w->n_rows && rc == 0; i++)
-      if (!w->names_n[i])
-        rc = rctd_fail(err, err_len, "%s: no results for pixel %" PRId64, w->path, i);
+    if (w->names_next < w->n_rows)
+      rc = rctd_fail(err, err_len, "%s: no results for pixel %" PRId64, w->path, w->names_next);
     rctd_h5_guard_tick();
-    if (rc == 0 && w->n_rows > 0 &&
-        H5Dwrite(w->index_dset, w->str_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, w->names_n) < 0)
-      rc = rctd_fail(err, err_len, "%s: cannot write obs names", w->path);
+    if (rc == 0 && w->n_rows > 0) rc = h5o_write_names(w, err, err_len);
   }
   rctd_h5_guard_tick();
   if (rc == 0 && h5o_write_uns(w, summary) < 0)

@@ -243,9 +243,10 @@ static void fs_hash_i64(fs_hash *h, int64_t v) {
   fs_hash_bytes(h, &v, sizeof v);
 }
 
-/* FNV-1a over what makes results of one run: the model, the sigma and the settings. */
-static uint64_t fs_fingerprint(const rctd_model *m, const rctd_fit_stage_opts *o, int sigma_value,
-                               int64_t n_chunks) {
+/* FNV-1a over what makes results of one run: the model, the sigma and the settings, into *OUT.
+ * 0, or -1 when the model's pixel nUMI cannot be read back from their temporary file. */
+static int fs_fingerprint(const rctd_model *m, const rctd_fit_stage_opts *o, int sigma_value,
+                          int64_t n_chunks, uint64_t *out) {
   fs_hash h = {0xcbf29ce484222325ULL};
   fs_hash_str(&h, RCTD_RESULT_FORMAT);
   fs_hash_i64(&h, RCTD_RESULT_VERSION);
@@ -265,12 +266,18 @@ static uint64_t fs_fingerprint(const rctd_model *m, const rctd_fit_stage_opts *o
   for (int g = 0; g < m->n_reg; g++) fs_hash_str(&h, m->genes_reg[g]);
   fs_hash_bytes(&h, m->profiles_gk, (size_t)m->n_reg * m->n_types * sizeof(double));
   fs_hash_i64(&h, m->n_pixels);
-  fs_hash_bytes(&h, m->pixel_numi_n, (size_t)m->n_pixels * sizeof(double));
+  double numi[4096]; /* the same bytes in order, from memory or the model's spill file */
+  for (int64_t p = 0; p < m->n_pixels; p += 4096) {
+    int64_t n = m->n_pixels - p < 4096 ? m->n_pixels - p : 4096;
+    if (rctd_model_pixel_numi(m, p, n, numi) < 0) return -1;
+    fs_hash_bytes(&h, numi, (size_t)n * sizeof(double));
+  }
   for (size_t i = 0; i < m->n_config; i++) {
     fs_hash_str(&h, m->config_keys[i]);
     fs_hash_str(&h, m->config_values[i]);
   }
-  return h.h;
+  *out = h.h;
+  return 0;
 }
 
 /* ------------------------------------------------------------------ a chunk of pixels */
@@ -699,7 +706,7 @@ static int fs_check_opts(const rctd_fit_stage_opts *o, char *err, size_t err_len
 /* Opens the model, resolves sigma, the table, the shard's range and the fit parameters. */
 static int fs_setup(fs_run *r, const char *in_path) {
   const rctd_fit_stage_opts *o = r->o;
-  r->mr = rctd_model_open(in_path, r->err, r->err_len);
+  r->mr = rctd_model_open_spilled(in_path, NULL, 1, NULL, r->err, r->err_len);
   if (!r->mr) return -1;
   r->model = rctd_model_reader_model(r->mr);
   rctd_model *m = r->model;
@@ -747,7 +754,9 @@ static int fs_setup(fs_run *r, const char *in_path) {
   r->pix_first = r->chunk_first * C;
   r->pix_end = r->chunk_end * C < m->n_pixels ? r->chunk_end * C : m->n_pixels;
   if (fs_record_config(r) < 0) return -1;
-  r->fingerprint = fs_fingerprint(m, o, r->table.sigma_value, r->n_chunks);
+  if (fs_fingerprint(m, o, r->table.sigma_value, r->n_chunks, &r->fingerprint) < 0)
+    return rctd_fail(r->err, r->err_len, "%s: cannot read the temporary file of pixel nUMI back",
+                     in_path);
   int64_t cap = r->pix_end - r->pix_first < C ? r->pix_end - r->pix_first : C;
   if (fs_chunk_alloc(&r->chunk, cap > 0 ? (int)cap : 1, m->n_reg, m->n_types,
                      o->max_multi_types > 0 ? o->max_multi_types : 1) < 0)

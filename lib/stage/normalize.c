@@ -594,7 +594,8 @@ typedef struct {
   int32_t *indices;
   double *values;
   int64_t nnz, cap_nnz;
-  int failed_numi; /* a pixel's nUMI disagreed with pass 2 */
+  int failed_numi;  /* a pixel's nUMI disagreed with pass 2 */
+  int failed_spill; /* pass 2's nUMI could not be read back from the temporary file */
 } norm_pix_ctx;
 
 /* Pass 2's nUMI of pixel P (pixels come in order), from the model or its spill file. */
@@ -634,7 +635,12 @@ static int norm_pass3_row(void *vctx, const rctd_csr_chunk *c, int64_t r, double
   if (!rctd_normalize_keeps_pixel(ctx->opts, numi, norm_row_sum(c, r))) return 0;
   if (!(norm_bulk_sum(c, r, ctx->plan->bulk_pos_s) >= ctx->opts->counts_min)) return 0;
   double numi_before;
-  if (norm_pass2_numi(ctx, ctx->first + ctx->n, &numi_before) < 0 || numi_before != numi) {
+  const int64_t p = ctx->first + ctx->n;
+  if (p < ctx->model->n_pixels && norm_pass2_numi(ctx, p, &numi_before) < 0) {
+    ctx->failed_spill = 1;
+    return -1;
+  }
+  if (p >= ctx->model->n_pixels || numi_before != numi) {
     ctx->failed_numi = 1;
     return -1;
   }
@@ -704,7 +710,10 @@ int rctd_normalize_write_pixels(rctd_input *spatial, const rctd_model *model,
   ctx.indptr[0] = 0;
   if (norm_each_row(spatial, "normalize: writing pixels", norm_pass3_row, &ctx, err, err_len) < 0 ||
       norm_flush_block(&ctx) < 0) {
-    if (ctx.failed_numi)
+    if (ctx.failed_spill)
+      rctd_fail(err, err_len, "%s: cannot read the temporary file of pixel nUMI back (%s)", label,
+                errno ? strerror(errno) : "it is shorter than written");
+    else if (ctx.failed_numi)
       rctd_fail(err, err_len, "%s: the input changed between passes (pixel %" PRId64 ")", label,
                 ctx.first + ctx.n);
     else if (rctd_writer_error(w)[0])

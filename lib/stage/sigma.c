@@ -58,13 +58,22 @@ static int sig_cmp_rank(const void *a, const void *b) {
   return (ra > rb) - (ra < rb);
 }
 
-int rctd_sigma_pick_pixels(rctd_rrng *rng, const double *numi_n, int64_t n_pixels,
-                           const rctd_sigma_opts *opts, int64_t **fit_n, int64_t *n_fit, char *err,
-                           size_t err_len) {
+/* The model's pixel nUMI, a block at a time from memory or its spill file, for the scans. */
+#define SIG_NUMI_BLOCK 4096
+
+int rctd_sigma_pick_pixels(rctd_rrng *rng, const rctd_model *model, const rctd_sigma_opts *opts,
+                           int64_t **fit_n, int64_t *n_fit, char *err, size_t err_len) {
   *fit_n = NULL;
   *n_fit = 0;
+  const int64_t n_pixels = model->n_pixels;
+  double numi[SIG_NUMI_BLOCK];
   int64_t n_cand = 0;
-  for (int64_t p = 0; p < n_pixels; p++) n_cand += numi_n[p] > opts->umi_min_sigma;
+  for (int64_t b = 0; b < n_pixels; b += SIG_NUMI_BLOCK) {
+    int64_t len = n_pixels - b < SIG_NUMI_BLOCK ? n_pixels - b : SIG_NUMI_BLOCK;
+    if (rctd_model_pixel_numi(model, b, len, numi) < 0)
+      return rctd_fail(err, err_len, "cannot read the pixel nUMI back from their temporary file");
+    for (int64_t p = 0; p < len; p++) n_cand += numi[p] > opts->umi_min_sigma;
+  }
   int64_t n = opts->n_fit < n_cand ? opts->n_fit : n_cand;
   if (n <= 0)
     return rctd_fail(err, err_len,
@@ -90,10 +99,17 @@ int rctd_sigma_pick_pixels(rctd_rrng *rng, const double *numi_n, int64_t n_pixel
   for (int64_t i = 0; i < n; i++) order[i] = (sig_draw){drawn[i], i};
   qsort(order, (size_t)n, sizeof *order, sig_cmp_rank);
   int64_t rank = 0, next = 0;
-  for (int64_t p = 0; p < n_pixels && next < n; p++) {
-    if (!(numi_n[p] > opts->umi_min_sigma)) continue;
-    rank++;
-    while (next < n && order[next].rank == rank) out[order[next++].i] = p;
+  for (int64_t b = 0; b < n_pixels && next < n; b += SIG_NUMI_BLOCK) {
+    int64_t len = n_pixels - b < SIG_NUMI_BLOCK ? n_pixels - b : SIG_NUMI_BLOCK;
+    if (rctd_model_pixel_numi(model, b, len, numi) < 0) {
+      free(drawn), free(out), free(order);
+      return rctd_fail(err, err_len, "cannot read the pixel nUMI back from their temporary file");
+    }
+    for (int64_t p = 0; p < len && next < n; p++) {
+      if (!(numi[p] > opts->umi_min_sigma)) continue;
+      rank++;
+      while (next < n && order[next].rank == rank) out[order[next++].i] = b + p;
+    }
   }
   free(drawn);
   free(order);
@@ -465,10 +481,11 @@ static void sig_input_close(sig_input *in) {
   memset(in, 0, sizeof *in);
 }
 
-/* LABEL names PATH in messages (NULL: PATH). */
-static int sig_open_twice(sig_input *in, const char *path, const char *label, char *err,
-                          size_t err_len) {
-  in->mr = rctd_model_open_as(path, label, err, err_len);
+/* LABEL names PATH in messages (NULL: PATH).  The model's pixel nUMI go to a temporary file in
+ * TMP_DIR (memory independent of the pixel count). */
+static int sig_open_twice(sig_input *in, const char *path, const char *label, const char *tmp_dir,
+                          char *err, size_t err_len) {
+  in->mr = rctd_model_open_spilled(path, label, 1, tmp_dir, err, err_len);
   if (!in->mr) return -1;
   in->copy = label ? rctd_reader_open_as(path, label, err, err_len)
                    : rctd_reader_open(path, err, err_len);
@@ -528,7 +545,7 @@ static int sig_open_spooled(sig_input *in, const char *path, const char *tmp_dir
   if (rctd_writer_close(w, werr, sizeof werr) < 0)
     return rctd_fail(err, err_len, "%s: temporary copy of the input: %s", dir, werr);
   /* Messages name the input, not the temporary copy. */
-  rc = sig_open_twice(in, spool, strcmp(path, "-") ? path : "stdin", err, err_len);
+  rc = sig_open_twice(in, spool, strcmp(path, "-") ? path : "stdin", tmp_dir, err, err_len);
   unlink(spool);
   return rc;
 }
@@ -538,7 +555,7 @@ static int sig_open_input(sig_input *in, const char *path, const char *tmp_dir, 
   memset(in, 0, sizeof *in);
   struct stat st;
   if (strcmp(path, "-") != 0 && stat(path, &st) == 0 && S_ISREG(st.st_mode))
-    return sig_open_twice(in, path, NULL, err, err_len);
+    return sig_open_twice(in, path, NULL, tmp_dir, err, err_len);
   if (strcmp(path, "-") != 0 && access(path, R_OK) != 0)
     return rctd_fail(err, err_len, "%s: %s", path, strerror(errno));
   return sig_open_spooled(in, path, tmp_dir, err, err_len);
@@ -807,7 +824,9 @@ static int sig_estimate_stage(sig_run *r, const rctd_sigma_stage_opts *o,
   if (!be) return rctd_fail(err, err_len, "cannot start the CPU backend");
   r->numi_n = malloc((size_t)r->n_fit * sizeof *r->numi_n);
   if (!r->numi_n) return rctd_fail(err, err_len, "out of memory");
-  for (int64_t i = 0; i < r->n_fit; i++) r->numi_n[i] = m->pixel_numi_n[r->fit_n[i]];
+  for (int64_t i = 0; i < r->n_fit; i++)
+    if (rctd_model_pixel_numi(m, r->fit_n[i], 1, &r->numi_n[i]) < 0)
+      return rctd_fail(err, err_len, "cannot read the pixel nUMI back from their temporary file");
   rctd_log_info("chooseSigma: %" PRId64
                 " fit pixels (nUMI > %g), random stream from the %s; "
                 "using initial Q_mat with sigma = %g",
@@ -900,8 +919,8 @@ int rctd_sigma_stage_run(const char *in_path, const char *out_path, const rctd_s
   const char *label = rctd_reader_label(rctd_model_reader_stream(r.in.mr));
   if (estimated) {
     sig_rng_init(&r, o);
-    if (rctd_sigma_pick_pixels(&r.rng, r.model->pixel_numi_n, r.model->n_pixels, &o->sigma,
-                               &r.fit_n, &r.n_fit, err, err_len) < 0) {
+    if (rctd_sigma_pick_pixels(&r.rng, r.model, &o->sigma, &r.fit_n, &r.n_fit, err, err_len) <
+        0) {
       char msg[RCTD_ERR_LEN];
       snprintf(msg, sizeof msg, "%s", err);
       rctd_fail(err, err_len, "%s: %s", label, msg);

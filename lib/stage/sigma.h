@@ -20,6 +20,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "model.h"
 #include "provenance.h"
 #include "qtable_cache.h"
 #include "rctd_kernels.h"
@@ -49,13 +50,13 @@ typedef struct {
 
 void rctd_sigma_opts_default(rctd_sigma_opts *opts);
 
-/* fit_ind: N_fit pixels among those with numi_n > umi_min_sigma, drawn with R's sample() from
+/* fit_ind: N_fit of MODEL's pixels with nUMI > umi_min_sigma (read a block at a time, from
+ * memory or the model's spill file: memory O(N_fit)), drawn with R's sample() from
  * RNG (which advances as R's stream).  *fit_n (malloc'd, *n_fit entries) receives 0-based pixel
  * indices in R's order (the order of the fit pixels' rows from then on).  No candidate is an
  * error whose message suggests lowering UMI_min_sigma, as R's. */
-int rctd_sigma_pick_pixels(rctd_rrng *rng, const double *numi_n, int64_t n_pixels,
-                           const rctd_sigma_opts *opts, int64_t **fit_n, int64_t *n_fit, char *err,
-                           size_t err_len);
+int rctd_sigma_pick_pixels(rctd_rrng *rng, const rctd_model *model, const rctd_sigma_opts *opts,
+                           int64_t **fit_n, int64_t *n_fit, char *err, size_t err_len);
 
 /* spacexr calc_log_l_vec(lambda, Y): -sum(d0(Y, lambda)), summed in order in long double and
  * rounded to double, as R's sum().  Every y must have a row in the table. */
