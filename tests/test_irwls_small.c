@@ -285,7 +285,7 @@ TEST(irwls_small_intervals_equal_exact) {
   lam[n++] = lo;
   lam[n++] = hi;
   while (n < n_max) lam[n++] = exp(log(lo) + is_uniform() * (log(hi) - log(lo)));
-  CHECK(rctd_irwls_small_intervals(n, lam, m) == 0);
+  CHECK(rctd_spline_fast_intervals(n, lam, m) == 0);
   for (int i = 0; i < n; i++)
     CHECK_MSG(m[i] == m_of_l[(int)sqrt(lam[i] / 1e-6)], "lambda %a: m %d vs %d", lam[i], m[i],
               m_of_l[(int)sqrt(lam[i] / 1e-6)]);
