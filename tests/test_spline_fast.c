@@ -1,10 +1,13 @@
 /* kernels/cpu/spline_fast: the IRWLS loop's calc_Q_all against the exact path (rctd_spline_eval,
  * R's bits), SIMD against scalar bit for bit, and the pairs it hands to the exact path. */
+#include <math.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "cpu/irwls.h"
 #include "cpu/spline_fast.h"
+#include "cpu/spline_fast_avx512.h"
 #include "rctd_kernels.h"
 #include "test.h"
 
@@ -181,6 +184,61 @@ TEST(spline_fast_avx512_equals_avx2_and_scalar) {
     fprintf(stderr, "  AVX-512 lanes %s\n", had_512 ? "compared" : "absent (AVX2 twice)");
   for (int mode = 0; mode < 3; mode++) free(out[mode]);
   sft_case_free(&c);
+}
+
+#if defined(__x86_64__) && defined(__GNUC__)
+/* rctd_sf8_div6 against the division, eight values per call: counts the lanes that differ. */
+RCTD_SF8_TARGET static int sft_div6_differ(int n, const double *p) {
+  int bad = 0;
+  for (int i = 0; i + 8 <= n; i += 8) {
+    double a[8], b[8];
+    const __m512d v = _mm512_loadu_pd(p + i);
+    _mm512_storeu_pd(a, rctd_sf8_div6(v));
+    _mm512_storeu_pd(b, _mm512_div_pd(v, _mm512_set1_pd(6)));
+    for (int l = 0; l < 8; l++) bad += memcmp(&a[l], &b[l], sizeof(double)) != 0;
+  }
+  return bad;
+}
+#endif
+
+/* The lanes' p / 6 without a division (the proof is at rctd_sf8_div6): its constants, and the
+ * division's bits on edge values (zeros, subnormals, the 2^-900 threshold, DBL_MAX, inf, NaN,
+ * exact quotients, their neighbours) and on random bit patterns of every exponent. */
+TEST(spline_fast_div6_equals_division) {
+#if defined(__x86_64__) && defined(__GNUC__)
+  if (!__builtin_cpu_supports("avx512f")) return;
+  const double hi = 1.0 / 6;
+  CHECK(RCTD_SF8_SIXTH_HI == hi && RCTD_SF8_SIXTH_LO == fma(-hi, 6, 1) / 6);
+  enum { N = 1 << 21 };
+  double *p = malloc(sizeof(double) * N);
+  CHECK(p);
+  int n = 0;
+  const double edge[] = {0, 0x1p-1074, 0x1p-1022, 0x1p-900, 0x1.0000000000001p-900,
+                         0x1.fffffffffffffp-901, 1, 3, 6, 0x1.fffffffffffffp+1023, INFINITY, NAN};
+  for (size_t e = 0; e < sizeof edge / sizeof edge[0]; e++) {
+    p[n++] = edge[e];
+    p[n++] = -edge[e];
+  }
+  for (int k = -1074; k <= 1020; k++) /* exact quotients 6 2^k, 3 2^k and their neighbours */
+    for (int f = 3; f <= 6; f += 3) {
+      const double v = ldexp(f, k);
+      p[n++] = v;
+      p[n++] = nextafter(v, 0);
+      p[n++] = -nextafter(v, INFINITY);
+    }
+  uint64_t st = 0x2545f4914f6cdd1dULL;
+  while (n < N) {
+    st ^= st << 13, st ^= st >> 7, st ^= st << 17;
+    double v;
+    uint64_t bits = st;
+    if (n % 2) /* exponents in the threshold's and the results' working range */
+      bits = (bits & 0x800fffffffffffffULL) | (uint64_t)(100 + (st >> 52) % 1900) << 52;
+    memcpy(&v, &bits, sizeof v);
+    p[n++] = v;
+  }
+  CHECK_MSG(sft_div6_differ(n - n % 8, p) == 0, "p / 6 differs from the division");
+  free(p);
+#endif
 }
 
 /* Whole IRWLS fits (Hessian, prediction and spline on their AVX2 paths, or not): same bits. */

@@ -6,7 +6,10 @@
  * 6 come from an attached coefficient table (computed with the same operations) instead of four
  * divisions per pair;
  *   - x^3 is the correctly rounded cube (two FMA error terms) instead of a pow call;
- *   - with AVX2 + FMA, four pairs at a time (gathers), lane by lane the scalar operations. */
+ *   - with AVX2 + FMA, four pairs at a time (gathers), lane by lane the scalar operations;
+ *   - with AVX-512, eight at a time (spline_fast_avx512.h, shared with irwls_small.c), the
+ *     interval from buckets of lambda's bits instead of the division and the square root; the
+ *     same for chooseSigma's scores.  The AVX2 lanes remain for CPUs without AVX-512. */
 #include "cpu/spline_fast.h"
 
 #include <math.h>
@@ -516,7 +519,6 @@ RCTD_SF8_TARGET static void sf_score_prepare_avx512(const double *xg, int n, con
  * operations. */
 RCTD_SF8_TARGET static void sf_score_d0_avx512(const double *coef, int n, const sf_score_block *b,
                                                double *d0) {
-  const __m512d six = _mm512_set1_pd(6);
   int j = 0;
   for (; j + 8 <= n; j += 8) {
     const __m256i rec4 = _mm256_slli_epi32(_mm256_loadu_si256((const __m256i *)(b->rec + j)), 2);
@@ -525,8 +527,8 @@ RCTD_SF8_TARGET static void sf_score_d0_avx512(const double *coef, int n, const 
     const __m512d diff3 = _mm512_i32gather_pd(rec4, coef + 2, 8);
     const __m512d diff4 = _mm512_i32gather_pd(rec4, coef + 3, 8);
     const __m512d v =
-        _mm512_add_pd(_mm512_div_pd(_mm512_mul_pd(zdi, _mm512_loadu_pd(b->cube1 + j)), six),
-                      _mm512_div_pd(_mm512_mul_pd(zdi1, _mm512_loadu_pd(b->cube2 + j)), six));
+        _mm512_add_pd(rctd_sf8_div6(_mm512_mul_pd(zdi, _mm512_loadu_pd(b->cube1 + j))),
+                      rctd_sf8_div6(_mm512_mul_pd(zdi1, _mm512_loadu_pd(b->cube2 + j))));
     _mm512_storeu_pd(d0 + j, _mm512_add_pd(
                                  _mm512_add_pd(v, _mm512_mul_pd(diff3, _mm512_loadu_pd(b->diff1 + j))),
                                  _mm512_mul_pd(diff4, _mm512_loadu_pd(b->diff2 + j))));

@@ -113,11 +113,34 @@ RCTD_SF8_TARGET static RCTD_SF8_INLINE __m512d rctd_sf8_cube(__m512d x) {
   return _mm512_add_pd(h, _mm512_fmadd_pd(pe, x, he));
 }
 
+/* p / 6 correctly rounded (the division's bits), without a division when every lane has
+ * 2^-900 <= |p| < inf (else the lanes divide):  q = RN(p r_h + RN(p r_l)), r_h = RN(1/6) =
+ * 0x1.5555555555555p-3, r_l = RN(1/6 - r_h) = 0x1.5555555555555p-57.  Why it is the same number:
+ *   - p = M 2^e with M an integer (p normal), so p / 6 = M 2^(e-1) / 3; with p / 6 in
+ *     [2^k, 2^(k+1)), k <= e + 50, p / 6 is (M 2^(e-k+51) / 3) ulps of 2^(k-52): an integer
+ *     over 3, whose fraction is 0, 1/3 or 2/3, so p / 6 is at least ulp / 6 > 2^(k-55) from every
+ *     rounding boundary (midpoints in the binade; the one below 2^k is 2^(k-54) away);
+ *   - the FMA rounds once the exact p r_h + RN(p r_l), which is within
+ *     |p| |1/6 - r_h - r_l| + |RN(p r_l) - p r_l| <= |p| (2^-109 + 2^-53 2^-56) = |p| 2^-108
+ *     < 12 2^k 2^-108 < 2^(k-104) of p / 6 (|r_l| < 2^-56, and p r_l is normal: |p r_l| >=
+ *     2^-900 2^-57), far inside that margin, so it rounds to RN(p / 6);
+ *   - p / 6 >= 2^-903 is normal, and |p| < inf neither overflows.
+ * tests/test_spline_fast.c checks the constants and compares edge and random values. */
+#define RCTD_SF8_SIXTH_HI 0x1.5555555555555p-3
+#define RCTD_SF8_SIXTH_LO 0x1.5555555555555p-57
+RCTD_SF8_TARGET static RCTD_SF8_INLINE __m512d rctd_sf8_div6(__m512d p) {
+  const __m512d a = _mm512_abs_pd(p);
+  const __mmask8 ok = _mm512_cmp_pd_mask(a, _mm512_set1_pd(0x1p-900), _CMP_GE_OQ) &
+                      _mm512_cmp_pd_mask(a, _mm512_set1_pd(__builtin_inf()), _CMP_LT_OQ);
+  if (__builtin_expect(ok != 0xff, 0)) return _mm512_div_pd(p, _mm512_set1_pd(6));
+  return _mm512_fmadd_pd(p, _mm512_set1_pd(RCTD_SF8_SIXTH_HI),
+                         _mm512_mul_pd(p, _mm512_set1_pd(RCTD_SF8_SIXTH_LO)));
+}
+
 /* calc_Q_all's d0, d1, d2 from the terms (rk_qt_spline_d0/d1/d2's operations). */
 RCTD_SF8_TARGET static RCTD_SF8_INLINE __m512d rctd_sf8_d0(const rctd_sf8_terms *t) {
-  const __m512d six = _mm512_set1_pd(6);
-  const __m512d v = _mm512_add_pd(_mm512_div_pd(_mm512_mul_pd(t->zdi, rctd_sf8_cube(t->diff1)), six),
-                                  _mm512_div_pd(_mm512_mul_pd(t->zdi1, rctd_sf8_cube(t->diff2)), six));
+  const __m512d v = _mm512_add_pd(rctd_sf8_div6(_mm512_mul_pd(t->zdi, rctd_sf8_cube(t->diff1))),
+                                  rctd_sf8_div6(_mm512_mul_pd(t->zdi1, rctd_sf8_cube(t->diff2))));
   return _mm512_add_pd(_mm512_add_pd(v, _mm512_mul_pd(t->diff3, t->diff1)),
                        _mm512_mul_pd(t->diff4, t->diff2));
 }
