@@ -503,7 +503,8 @@ RCTD_SF8_TARGET static void sf_score_prepare_avx512(const double *xg, int n, con
     const __m256i m = rctd_sf8_interval(&sf_bk, sf_tab.m_of_l, lam);
     const __m256i m1 = _mm256_sub_epi32(m, one);
     const __m256i row = _mm512_cvttpd_epi32(_mm512_min_pd(_mm512_loadu_pd(y + j0), kval));
-    _mm256_storeu_si256((__m256i *)(b->rec + j0), _mm256_add_epi32(_mm256_mullo_epi32(row, n_int), m1));
+    const __m256i rec = _mm256_add_epi32(_mm256_mullo_epi32(row, n_int), m1);
+    _mm256_storeu_si256((__m256i *)(b->rec + j0), rec);
     const __m512d diff1 = _mm512_sub_pd(lam, _mm512_i32gather_pd(m1, xg, 8));
     const __m512d diff2 = _mm512_sub_pd(_mm512_i32gather_pd(m, xg, 8), lam);
     _mm512_storeu_pd(b->diff1 + j0, diff1);
@@ -529,9 +530,8 @@ RCTD_SF8_TARGET static void sf_score_d0_avx512(const double *coef, int n, const 
     const __m512d v =
         _mm512_add_pd(rctd_sf8_div6(_mm512_mul_pd(zdi, _mm512_loadu_pd(b->cube1 + j))),
                       rctd_sf8_div6(_mm512_mul_pd(zdi1, _mm512_loadu_pd(b->cube2 + j))));
-    _mm512_storeu_pd(d0 + j, _mm512_add_pd(
-                                 _mm512_add_pd(v, _mm512_mul_pd(diff3, _mm512_loadu_pd(b->diff1 + j))),
-                                 _mm512_mul_pd(diff4, _mm512_loadu_pd(b->diff2 + j))));
+    const __m512d w = _mm512_add_pd(v, _mm512_mul_pd(diff3, _mm512_loadu_pd(b->diff1 + j)));
+    _mm512_storeu_pd(d0 + j, _mm512_add_pd(w, _mm512_mul_pd(diff4, _mm512_loadu_pd(b->diff2 + j))));
   }
   _mm256_zeroupper();
   sf_score_d0(coef, j, n, b, d0); /* the last few: same operations, scalar */

@@ -55,8 +55,8 @@ const rctd_sf8_buckets *rctd_sf8_buckets_get(void);
 
 /* The interval m of eight clamped lambdas: from the buckets, or sf_simd's way. */
 RCTD_SF8_TARGET static RCTD_SF8_INLINE __m256i rctd_sf8_interval(const rctd_sf8_buckets *bk,
-                                                                const unsigned short *m_of_l,
-                                                                __m512d lam) {
+                                                                 const unsigned short *m_of_l,
+                                                                 __m512d lam) {
   if (bk->ok) { /* the bucket's m, plus one at or past its step */
     const __m256i b = _mm512_cvtepi64_epi32(
         _mm512_sub_epi64(_mm512_srli_epi64(_mm512_castpd_si512(lam), RCTD_SF8_BUCKET_SHIFT),
