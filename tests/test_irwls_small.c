@@ -253,10 +253,12 @@ TEST(irwls_small_declines_without_fast_path) {
   is_table_free(&t);
 }
 
-/* The intervals from the buckets equal sf_simd's m_of_l[(int)sqrt(lambda / 1e-6)] at every l's
+/* The intervals from spline_fast_avx512.h's buckets (the lanes of this path, of
+ * rctd_spline_eval_fast and of chooseSigma's scores) equal sf_pair's
+ * m_of_l[(int)sqrt(lambda / 1e-6)] at every l's
  * first lambda and its neighbours, at every bucket's ends, at the clamps and at random
  * lambdas. */
-TEST(irwls_small_intervals_equal_exact) {
+TEST(spline_fast_intervals_equal_exact) {
   if (!__builtin_cpu_supports("avx512f")) return;
   const unsigned short *m_of_l = rctd_spline_fast_m_of_l();
   const double lo = 1e-4, hi = 1600 - 1e-4;
@@ -285,7 +287,7 @@ TEST(irwls_small_intervals_equal_exact) {
   lam[n++] = lo;
   lam[n++] = hi;
   while (n < n_max) lam[n++] = exp(log(lo) + is_uniform() * (log(hi) - log(lo)));
-  CHECK(rctd_irwls_small_intervals(n, lam, m) == 0);
+  CHECK(rctd_spline_fast_intervals(n, lam, m) == 0);
   for (int i = 0; i < n; i++)
     CHECK_MSG(m[i] == m_of_l[(int)sqrt(lam[i] / 1e-6)], "lambda %a: m %d vs %d", lam[i], m[i],
               m_of_l[(int)sqrt(lam[i] / 1e-6)]);

@@ -1,10 +1,13 @@
 /* kernels/cpu/spline_fast: the IRWLS loop's calc_Q_all against the exact path (rctd_spline_eval,
  * R's bits), SIMD against scalar bit for bit, and the pairs it hands to the exact path. */
+#include <math.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "cpu/irwls.h"
 #include "cpu/spline_fast.h"
+#include "cpu/spline_fast_avx512.h"
 #include "rctd_kernels.h"
 #include "test.h"
 
@@ -132,6 +135,110 @@ TEST(spline_fast_simd_equals_scalar_and_handles_odd_pairs) {
   rctd_spline_eval_fast(&c.t.table, N, y, lam, b, NULL, NULL);
   CHECK(memcmp(a, b, N * sizeof(double)) == 0);
   sft_case_free(&c);
+}
+
+/* The eight-wide AVX-512 lanes against the AVX2 lanes and the scalar path, bit for bit: every
+ * length from 1 to 40 at every offset mod 8 (the tails after the groups of eight and four), the
+ * clamps and the interval ends, and the pairs handed to the exact path (NaN lambda, negative
+ * count, count without a row) in every position of a group of eight. */
+TEST(spline_fast_avx512_equals_avx2_and_scalar) {
+  enum { N = 600 };
+  const int n_k = 50;
+  sft_case c;
+  CHECK(sft_case_init(&c, 0.84, N, n_k) == 0);
+  double *y = c.y, *lam = c.lam, *coef = c.coef;
+  for (int i = 4; i < N; i += 7) { /* nodes, their neighbours, the clamps */
+    const double v = (double)(i * 13) * (i * 13) * 1e-6;
+    lam[i] = i % 3 == 0 ? v : i % 3 == 1 ? nextafter(v, 0) : nextafter(v, 2e3);
+  }
+  lam[5] = -3, lam[6] = 1e-300, lam[7] = 1e9, lam[8] = INFINITY, lam[9] = 1600 - 1e-4;
+  for (int p = 0; p < 8; p++) { /* off the fast path, lane p of groups at 200 + 8 (3 p + r) */
+    lam[200 + 8 * (3 * p) + p] = NAN;
+    y[200 + 8 * (3 * p + 1) + p] = -1;
+    y[200 + 8 * (3 * p + 2) + p] = n_k;
+  }
+  rctd_spline_coef_build(&c.t.table, coef);
+  CHECK(rctd_spline_coef_attach(&c.t.table, coef) == 0);
+  const int had_simd = rctd_cpu_simd(1), had_512 = rctd_cpu_avx512(1);
+  double *out[3];
+  for (int mode = 0; mode < 3; mode++) { /* scalar, AVX2, AVX-512 */
+    out[mode] = malloc(3 * N * sizeof(double));
+    CHECK(out[mode]);
+    rctd_cpu_simd(mode > 0);
+    rctd_cpu_avx512(mode > 1);
+    double *o = out[mode];
+    for (int i = 0; i < 3 * N; i++) o[i] = -7;
+    for (int len = 1; len <= 40; len++) /* pieces of every length, ends unaligned */
+      for (int at = 0; at + len <= 120; at += 40)
+        rctd_spline_eval_fast(&c.t.table, len, y + at + len % 8, lam + at + len % 8,
+                              o + at + len % 8, o + N + at + len % 8, o + 2 * N + at + len % 8);
+    rctd_spline_eval_fast(&c.t.table, N - 128, y + 128, lam + 128, o + 128, o + N + 128,
+                          o + 2 * N + 128);
+  }
+  rctd_cpu_simd(had_simd);
+  rctd_cpu_avx512(had_512);
+  CHECK(memcmp(out[0], out[1], 3 * N * sizeof(double)) == 0);
+  CHECK(memcmp(out[0], out[2], 3 * N * sizeof(double)) == 0);
+  CHECK(isnan(out[2][200]) && isnan(out[2][200 + 8 + 0]) && isnan(out[2][200 + 16 + 0]));
+  if (getenv("RCTD_TEST_VERBOSE"))
+    fprintf(stderr, "  AVX-512 lanes %s\n", had_512 ? "compared" : "absent (AVX2 twice)");
+  for (int mode = 0; mode < 3; mode++) free(out[mode]);
+  sft_case_free(&c);
+}
+
+#if defined(__x86_64__) && defined(__GNUC__)
+/* rctd_sf8_div6 against the division, eight values per call: counts the lanes that differ. */
+RCTD_SF8_TARGET static int sft_div6_differ(int n, const double *p) {
+  int bad = 0;
+  for (int i = 0; i + 8 <= n; i += 8) {
+    double a[8], b[8];
+    const __m512d v = _mm512_loadu_pd(p + i);
+    _mm512_storeu_pd(a, rctd_sf8_div6(v));
+    _mm512_storeu_pd(b, _mm512_div_pd(v, _mm512_set1_pd(6)));
+    for (int l = 0; l < 8; l++) bad += memcmp(&a[l], &b[l], sizeof(double)) != 0;
+  }
+  return bad;
+}
+#endif
+
+/* The lanes' p / 6 without a division (the proof is at rctd_sf8_div6): its constants, and the
+ * division's bits on edge values (zeros, subnormals, the 2^-900 threshold, DBL_MAX, inf, NaN,
+ * exact quotients, their neighbours) and on random bit patterns of every exponent. */
+TEST(spline_fast_div6_equals_division) {
+#if defined(__x86_64__) && defined(__GNUC__)
+  if (!__builtin_cpu_supports("avx512f")) return;
+  const double hi = 1.0 / 6;
+  CHECK(RCTD_SF8_SIXTH_HI == hi && RCTD_SF8_SIXTH_LO == fma(-hi, 6, 1) / 6);
+  enum { N = 1 << 21 };
+  double *p = malloc(sizeof(double) * N);
+  CHECK(p);
+  int n = 0;
+  const double edge[] = {0, 0x1p-1074, 0x1p-1022, 0x1p-900, 0x1.0000000000001p-900,
+                         0x1.fffffffffffffp-901, 1, 3, 6, 0x1.fffffffffffffp+1023, INFINITY, NAN};
+  for (size_t e = 0; e < sizeof edge / sizeof edge[0]; e++) {
+    p[n++] = edge[e];
+    p[n++] = -edge[e];
+  }
+  for (int k = -1074; k <= 1020; k++) /* exact quotients 6 2^k, 3 2^k and their neighbours */
+    for (int f = 3; f <= 6; f += 3) {
+      const double v = ldexp(f, k);
+      p[n++] = v;
+      p[n++] = nextafter(v, 0);
+      p[n++] = -nextafter(v, INFINITY);
+    }
+  uint64_t st = 0x2545f4914f6cdd1dULL;
+  while (n < N) {
+    st ^= st << 13, st ^= st >> 7, st ^= st << 17;
+    double v;
+    uint64_t bits = st;
+    if (n % 2) /* exponents in the threshold's and the results' working range */
+      bits = (bits & 0x800fffffffffffffULL) | (uint64_t)(100 + (st >> 52) % 1900) << 52;
+    memcpy(&v, &bits, sizeof v);
+    p[n++] = v;
+  }
+  CHECK_MSG(sft_div6_differ(n - n % 8, p) == 0, "p / 6 differs from the division");
+  free(p);
+#endif
 }
 
 /* Whole IRWLS fits (Hessian, prediction and spline on their SIMD paths, or not): same bits. */
@@ -266,9 +373,10 @@ TEST(spline_score_many_equals_log_l) {
   const rctd_qtable *tabs[N_TAB];
   const double *coefs[N_TAB];
   for (int k = 0; k < N_TAB; k++) tabs[k] = &t[k].table, coefs[k] = coef[k];
-  int was = rctd_cpu_simd(-1);
-  for (int simd = 0; simd < 2; simd++) {
-    rctd_cpu_simd(simd);
+  const int was = rctd_cpu_simd(-1), was_512 = rctd_cpu_avx512(1);
+  for (int simd = 0; simd < 3; simd++) { /* scalar, AVX2, AVX-512 (where the CPU has it) */
+    rctd_cpu_simd(simd > 0);
+    rctd_cpu_avx512(simd > 1);
     double out[N_TAB * 3];
     CHECK(rctd_spline_score_many(tabs, coefs, N_TAB, mult, 3, N, y, x, out) == 0);
     for (int k = 0; k < N_TAB; k++)
@@ -285,6 +393,7 @@ TEST(spline_score_many_equals_log_l) {
       }
   }
   rctd_cpu_simd(was);
+  rctd_cpu_avx512(was_512);
   y[N / 2] = N_K; /* no row for it */
   double out[N_TAB * 3] = {0};
   CHECK(rctd_spline_score_many(tabs, coefs, N_TAB, mult, 3, N, y, x, out) == -1 && out[0] == 0);

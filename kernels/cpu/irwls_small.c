@@ -3,13 +3,14 @@
  * gradient and the Hessian's lower triangle, with no array written and read back.  Doublet mode
  * runs ~25 two-type fits and a few one-type fits per pixel, ~13 steps each, multi mode fits of
  * one to four types, where the generic path (irwls.c) makes five passes and computes 4 x 4
- * Hessian tiles for three entries.  The spline's interval comes from a table of lambda's bits
- * instead of a division and a square root (sm_interval8), its coefficients by gathers.
+ * Hessian tiles for three entries.  The spline comes from spline_fast_avx512.h's eight-wide
+ * lanes (the interval from a table of lambda's bits instead of a division and a square root, the
+ * coefficients by gathers).
  *
  * Same bits as the generic path:
  *   - the prediction is ((0 + S_0g s_0) + S_1g s_1) + ..., R's S %*% w in k order;
- *   - each lane computes spline_fast.c's sf_simd operations (the pairs off its fast path go
- *     through rctd_spline_eval_fast, as there); x / 2 is computed as x * 0.5, the same number;
+ *   - each lane computes spline_fast.c's sf_pair operations (the pairs off its fast path go
+ *     through rctd_spline_eval_fast, as there);
  *   - sums are kept in irwls.c's four lanes (gene g in lane g mod 4): the two four-gene halves of
  *     an eight-gene vector are added one after the other, the genes past the last block of four
  *     go into lane 0 after the vector part, and the reduction is (l0 + l1) + (l2 + l3);
@@ -19,10 +20,7 @@
 #include "cpu/irwls_small.h"
 
 #include <math.h>
-#include <pthread.h>
 #include <stdint.h>
-#include <stdlib.h>
-#include <string.h>
 
 #include "cpu/spline_fast.h"
 
@@ -39,162 +37,24 @@ int rctd_irwls_small_enable(int enable) {
 }
 
 #if defined(__x86_64__) && defined(__GNUC__)
-#include <immintrin.h>
+#include "cpu/spline_fast_avx512.h"
 
-#define SM_N_INT (RCTD_N_X - 1)
-#define SM_TARGET __attribute__((target("avx512f,avx2,fma")))
-#define SM_INLINE __attribute__((always_inline)) inline
+#define SM_TARGET RCTD_SF8_TARGET
+#define SM_INLINE RCTD_SF8_INLINE
 
-/* The interval m of a clamped lambda without the division and square root of
- * m = m_of_l[(int)sqrt(lambda / 1e-6)] (sf_simd): m is a non-decreasing step function of lambda
- * (each operation is monotonic), so it is read from buckets of lambda's bit pattern (exponent
- * and SM_BUCKET_BITS mantissa bits): a bucket's m at its first value and the first value of the
- * bucket where m steps up, found by bisection over the bucket's bit patterns with that exact
- * formula.  Both in one 64-bit record (one gather): m << 45 | the step's low 44 bits (its high
- * bits are the bucket's), or 1 << 44 when m does not step in the bucket.  Valid when no bucket
- * holds two steps (checked when built; otherwise the lanes divide and take the root). */
-#define SM_BUCKET_BITS 8
-#define SM_BUCKET_SHIFT (52 - SM_BUCKET_BITS)
-/* calc_Q_all's clamp of lambda: [1e-4, x_max - 1e-4] (RK_QT_EPSILON; x_max = 1600 on the
- * standard grid); its scale 1e-6 is RK_QT_DELTA */
-#define SM_LAM_LO 1e-4
-#define SM_LOW_BITS (((int64_t)1 << SM_BUCKET_SHIFT) - 1)
-#define SM_LOW_BITS_NO_STEP ((int64_t)1 << SM_BUCKET_SHIFT)
-
-static struct {
-  int ok;
-  double lam_hi;
-  int64_t first;  /* bucket index of lam_lo */
-  int64_t *rec_b; /* m at the bucket's first (clamped) value << 45 | where it steps */
-} sm_iv;
-static pthread_once_t sm_iv_once = PTHREAD_ONCE_INIT;
-
-static int64_t sm_bits(double v) {
-  int64_t b;
-  memcpy(&b, &v, sizeof b);
-  return b;
-}
-
-static double sm_double(int64_t b) {
-  double v;
-  memcpy(&v, &b, sizeof v);
-  return v;
-}
-
-static int sm_m_exact(const unsigned short *m_of_l, double lam) { /* lam clamped */
-  return m_of_l[(int)sqrt(lam / 1e-6)];
-}
-
-static void sm_iv_build(void) {
-  const unsigned short *m_of_l = rctd_spline_fast_m_of_l();
-  for (int l = 1; l < 40000; l++)
-    if (m_of_l[l] < m_of_l[l - 1]) return; /* not monotonic: not usable */
-  double x[RCTD_N_X];
-  rctd_x_grid(x);
-  sm_iv.lam_hi = x[RCTD_N_X - 1] - SM_LAM_LO;
-  sm_iv.first = sm_bits(SM_LAM_LO) >> SM_BUCKET_SHIFT;
-  const int64_t last = sm_bits(sm_iv.lam_hi) >> SM_BUCKET_SHIFT, n = last - sm_iv.first + 1;
-  sm_iv.rec_b = malloc(sizeof(int64_t) * n);
-  if (!sm_iv.rec_b) return;
-  for (int64_t b = 0; b < n; b++) {
-    const int64_t lo_bits = (sm_iv.first + b) << SM_BUCKET_SHIFT;
-    const int64_t hi_bits = lo_bits + ((int64_t)1 << SM_BUCKET_SHIFT) - 1;
-    const int64_t lo = lo_bits > sm_bits(SM_LAM_LO) ? lo_bits : sm_bits(SM_LAM_LO);
-    const int64_t hi = hi_bits < sm_bits(sm_iv.lam_hi) ? hi_bits : sm_bits(sm_iv.lam_hi);
-    const int m_lo = sm_m_exact(m_of_l, sm_double(lo)), m_hi = sm_m_exact(m_of_l, sm_double(hi));
-    if (m_hi - m_lo > 1 || m_hi < m_lo) return; /* two steps in a bucket: not usable */
-    sm_iv.rec_b[b] = (int64_t)m_lo << 45 | SM_LOW_BITS_NO_STEP;
-    if (m_hi == m_lo) continue;
-    int64_t a = lo, c = hi; /* m(a) = m_lo, m(c) = m_lo + 1 */
-    while (c - a > 1) {
-      const int64_t mid = a + (c - a) / 2;
-      if (sm_m_exact(m_of_l, sm_double(mid)) > m_lo)
-        c = mid;
-      else
-        a = mid;
-    }
-    sm_iv.rec_b[b] = (int64_t)m_lo << 45 | (c & SM_LOW_BITS);
-  }
-  sm_iv.ok = 1;
-}
-
-/* What the lanes need of the table. */
-typedef struct {
-  const rctd_qtable *table;
-  const double *coef, *x;
-  const unsigned short *m_of_l;
-  double row_end; /* y at or past it has no table row */
-} sm_ctx;
+typedef rctd_sf8_ctx sm_ctx;
 
 static int sm_ctx_init(const rctd_qtable *table, int n_types, sm_ctx *c) {
-  if (!sm_on || !table || n_types < 1 || n_types > RCTD_IRWLS_SMALL_K_MAX ||
-      !__builtin_cpu_supports("avx512f"))
-    return 0;
-  c->coef = rctd_spline_fast_coef(table);
-  if (!c->coef) return 0;
-  c->m_of_l = rctd_spline_fast_m_of_l();
-  pthread_once(&sm_iv_once, sm_iv_build);
-  c->table = table;
-  c->x = table->x_vals;
-  const double max_row = table->n_k - 1 < RCTD_K_VAL ? table->n_k - 1 : RCTD_K_VAL;
-  c->row_end = max_row >= RCTD_K_VAL ? INFINITY : max_row + 1;
-  return 1;
+  if (!sm_on || !table || n_types < 1 || n_types > RCTD_IRWLS_SMALL_K_MAX) return 0;
+  return rctd_sf8_ctx_init(table, c);
 }
 
-/* The interval m of eight clamped lambdas: from the buckets, or sf_simd's way. */
-SM_TARGET static SM_INLINE __m256i sm_interval8(const unsigned short *m_of_l, __m512d lam) {
-  if (sm_iv.ok) { /* the bucket's m, plus one at or past its step */
-    const __m256i b = _mm512_cvtepi64_epi32(
-        _mm512_sub_epi64(_mm512_srli_epi64(_mm512_castpd_si512(lam), SM_BUCKET_SHIFT),
-                         _mm512_set1_epi64(sm_iv.first)));
-    const __m512i rec = _mm512_i32gather_epi64(b, sm_iv.rec_b, 8);
-    const __m512i low = _mm512_set1_epi64(SM_LOW_BITS);
-    const __mmask8 up = _mm512_cmp_epu64_mask(
-        _mm512_and_si512(_mm512_castpd_si512(lam), low),
-        _mm512_and_si512(rec, _mm512_set1_epi64(2 * SM_LOW_BITS + 1)), _MM_CMPINT_NLT);
-    const __m512i m = _mm512_srli_epi64(rec, 45);
-    return _mm512_cvtepi64_epi32(_mm512_mask_add_epi64(m, up, m, _mm512_set1_epi64(1)));
-  }
-  const __m256i l = _mm512_cvttpd_epi32(_mm512_sqrt_pd(_mm512_div_pd(lam, _mm512_set1_pd(1e-6))));
-  return _mm256_and_si256(_mm256_i32gather_epi32((const int *)m_of_l, l, 2),
-                          _mm256_set1_epi32(0xffff));
-}
-
-/* The spline's terms at eight pairs (y, lambda), lane by lane sf_simd's operations: the
- * interval's coefficients zdi, zdi1, diff3, diff4 and the distances diff1, diff2.  Returns 0
- * (nothing computed) when a pair is off the fast path. */
-typedef struct {
-  __m512d zdi, zdi1, diff3, diff4, diff1, diff2;
-} sm_terms;
-
-SM_TARGET static SM_INLINE int sm_terms8(const sm_ctx *c, __m512d y, __m512d lam, sm_terms *t) {
-  const __m512d zero = _mm512_setzero_pd();
-  const __mmask8 ok = _mm512_cmp_pd_mask(lam, lam, _CMP_EQ_OQ) &
-                      _mm512_cmp_pd_mask(y, zero, _CMP_GE_OQ) &
-                      _mm512_cmp_pd_mask(y, _mm512_set1_pd(c->row_end), _CMP_LT_OQ);
-  if (ok != 0xff) return 0;
-  const __m256i row = _mm512_cvttpd_epi32(_mm512_min_pd(y, _mm512_set1_pd(RCTD_K_VAL)));
-  lam = _mm512_min_pd(_mm512_max_pd(lam, _mm512_set1_pd(SM_LAM_LO)),
-                      _mm512_set1_pd(c->x[RCTD_N_X - 1] - SM_LAM_LO));
-  const __m256i m = sm_interval8(c->m_of_l, lam);
-  const __m256i m1 = _mm256_sub_epi32(m, _mm256_set1_epi32(1));
-  const __m256i rec = _mm256_add_epi32(_mm256_mullo_epi32(row, _mm256_set1_epi32(SM_N_INT)), m1);
-  const __m256i rec4 = _mm256_slli_epi32(rec, 2); /* records of four doubles */
-  t->zdi = _mm512_i32gather_pd(rec4, c->coef, 8);
-  t->zdi1 = _mm512_i32gather_pd(rec4, c->coef + 1, 8);
-  t->diff3 = _mm512_i32gather_pd(rec4, c->coef + 2, 8);
-  t->diff4 = _mm512_i32gather_pd(rec4, c->coef + 3, 8);
-  t->diff1 = _mm512_sub_pd(lam, _mm512_i32gather_pd(m1, c->x, 8));
-  t->diff2 = _mm512_sub_pd(_mm512_i32gather_pd(m, c->x, 8), lam);
-  return 1;
-}
-
-/* d1 and d2 of eight pairs (sf_simd's formulas); the pairs off the fast path through
+/* d1 and d2 of eight pairs (spline_fast_avx512.h's lanes); the pairs off the fast path through
  * rctd_spline_eval_fast. */
 SM_TARGET static SM_INLINE void sm_d1d2_8(const sm_ctx *c, const double *y, __m512d lam,
                                           __m512d *d1, __m512d *d2) {
-  sm_terms t;
-  if (!sm_terms8(c, _mm512_loadu_pd(y), lam, &t)) {
+  rctd_sf8_terms t;
+  if (!rctd_sf8_terms_of(c, _mm512_loadu_pd(y), lam, &t)) {
     double lam8[8], d1_8[8], d2_8[8];
     _mm512_storeu_pd(lam8, lam);
     rctd_spline_eval_fast(c->table, 8, y, lam8, NULL, d1_8, d2_8);
@@ -202,35 +62,20 @@ SM_TARGET static SM_INLINE void sm_d1d2_8(const sm_ctx *c, const double *y, __m5
     *d2 = _mm512_loadu_pd(d2_8);
     return;
   }
-  const __m512d half = _mm512_set1_pd(0.5);
-  const __m512d a = _mm512_mul_pd(_mm512_mul_pd(t.zdi, _mm512_mul_pd(t.diff1, t.diff1)), half);
-  const __m512d b = _mm512_mul_pd(_mm512_mul_pd(t.zdi1, _mm512_mul_pd(t.diff2, t.diff2)), half);
-  *d1 = _mm512_sub_pd(_mm512_add_pd(_mm512_sub_pd(a, b), t.diff3), t.diff4);
-  *d2 = _mm512_add_pd(_mm512_mul_pd(t.zdi, t.diff1), _mm512_mul_pd(t.zdi1, t.diff2));
+  *d1 = rctd_sf8_d1(&t);
+  *d2 = rctd_sf8_d2(&t);
 }
 
-/* x^3 rounded to nearest, as sf_cube4 */
-SM_TARGET static SM_INLINE __m512d sm_cube8(__m512d x) {
-  const __m512d p = _mm512_mul_pd(x, x), pe = _mm512_fmsub_pd(x, x, p);
-  const __m512d h = _mm512_mul_pd(p, x), he = _mm512_fmsub_pd(p, x, h);
-  return _mm512_add_pd(h, _mm512_fmadd_pd(pe, x, he));
-}
-
-/* d0 of eight pairs into d0 (sf_simd's formula, or rctd_spline_eval_fast). */
+/* d0 of eight pairs into d0 (the lanes, or rctd_spline_eval_fast). */
 SM_TARGET static SM_INLINE void sm_d0_8(const sm_ctx *c, const double *y, __m512d lam, double *d0) {
-  sm_terms t;
-  if (!sm_terms8(c, _mm512_loadu_pd(y), lam, &t)) {
+  rctd_sf8_terms t;
+  if (!rctd_sf8_terms_of(c, _mm512_loadu_pd(y), lam, &t)) {
     double lam8[8];
     _mm512_storeu_pd(lam8, lam);
     rctd_spline_eval_fast(c->table, 8, y, lam8, d0, NULL, NULL);
     return;
   }
-  const __m512d six = _mm512_set1_pd(6);
-  __m512d v = _mm512_add_pd(_mm512_div_pd(_mm512_mul_pd(t.zdi, sm_cube8(t.diff1)), six),
-                            _mm512_div_pd(_mm512_mul_pd(t.zdi1, sm_cube8(t.diff2)), six));
-  v = _mm512_add_pd(_mm512_add_pd(v, _mm512_mul_pd(t.diff3, t.diff1)),
-                    _mm512_mul_pd(t.diff4, t.diff2));
-  _mm512_storeu_pd(d0, v);
+  _mm512_storeu_pd(d0, rctd_sf8_d0(&t));
 }
 
 /* acc += the low four lanes of v, then the high four (genes g..g+3, then g+4..g+7). */
@@ -364,22 +209,6 @@ SM_TARGET static void sm_score_d0(const sm_ctx *c, int K, int G, const double *S
   if (g < G) rctd_spline_eval_fast(c->table, G - g, y + g, pred_g + g, d0_g + g, NULL, NULL);
 }
 
-SM_TARGET static void sm_intervals(int n, const double *lam, int *m) {
-  const unsigned short *m_of_l = rctd_spline_fast_m_of_l();
-  int i = 0;
-  for (; i + 8 <= n; i += 8)
-    _mm256_storeu_si256((__m256i *)(m + i), sm_interval8(m_of_l, _mm512_loadu_pd(lam + i)));
-  for (; i < n; i++) m[i] = m_of_l[(int)sqrt(lam[i] / 1e-6)];
-}
-
-int rctd_irwls_small_intervals(int n, const double *lam, int *m) {
-  if (!__builtin_cpu_supports("avx512f")) return -1;
-  pthread_once(&sm_iv_once, sm_iv_build);
-  if (!sm_iv.ok) return -1;
-  sm_intervals(n, lam, m);
-  return 0;
-}
-
 int rctd_irwls_small_grad_hess(const rctd_qtable *table, int n_genes, int n_types,
                                const double *S_kg, const double *y_g, const double *s_k,
                                double floor_pred, double *dvec_k, double *hess_kk) {
@@ -405,27 +234,6 @@ int rctd_irwls_small_score(const rctd_qtable *table, int n_genes, int n_types, c
 }
 
 #else /* no x86 intrinsics: the generic path always */
-
-int rctd_irwls_small_intervals(int n, const double *lam, int *m) {
-  (void)n, (void)lam, (void)m;
-  return -1;
-}
-
-SM_TARGET static void sm_intervals(int n, const double *lam, int *m) {
-  const unsigned short *m_of_l = rctd_spline_fast_m_of_l();
-  int i = 0;
-  for (; i + 8 <= n; i += 8)
-    _mm256_storeu_si256((__m256i *)(m + i), sm_interval8(m_of_l, _mm512_loadu_pd(lam + i)));
-  for (; i < n; i++) m[i] = m_of_l[(int)sqrt(lam[i] / 1e-6)];
-}
-
-int rctd_irwls_small_intervals(int n, const double *lam, int *m) {
-  if (!__builtin_cpu_supports("avx512f")) return -1;
-  pthread_once(&sm_iv_once, sm_iv_build);
-  if (!sm_iv.ok) return -1;
-  sm_intervals(n, lam, m);
-  return 0;
-}
 
 int rctd_irwls_small_grad_hess(const rctd_qtable *table, int n_genes, int n_types,
                                const double *S_kg, const double *y_g, const double *s_k,

@@ -25,11 +25,6 @@ int rctd_irwls_small_score(const rctd_qtable *table, int n_genes, int n_types, c
                            const double *y_g, const double *weights_k, double *pred_g, double *d0_g,
                            double *score);
 
-/* For the tests: the spline intervals m (1-based) of n lambdas already clamped to
- * [1e-4, 1600 - 1e-4] by this path's lookup (no division or square root), eight at a time as
- * the lanes do; -1 when the lookup is not in use (no AVX-512, or its tables could not be built). */
-int rctd_irwls_small_intervals(int n, const double *lam, int *m);
-
 /* Turns this path on (1) or off (0), or only asks (-1); returns whether it was on.  For the
  * tests, which compare it with the generic path. */
 int rctd_irwls_small_enable(int enable);

@@ -6,19 +6,24 @@
  * 6 come from an attached coefficient table (computed with the same operations) instead of four
  * divisions per pair;
  *   - x^3 is the correctly rounded cube (two FMA error terms) instead of a pow call;
- *   - with AVX2 + FMA, four pairs at a time (gathers), lane by lane the scalar operations. */
+ *   - with AVX2 + FMA, four pairs at a time (gathers), lane by lane the scalar operations;
+ *   - with AVX-512, eight at a time (spline_fast_avx512.h, shared with irwls_small.c), the
+ *     interval from buckets of lambda's bits instead of the division and the square root; the
+ *     same for chooseSigma's scores.  The AVX2 lanes remain for CPUs without AVX-512. */
 #include "cpu/spline_fast.h"
 
 #include <math.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <stdatomic.h>
+#include <string.h>
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <immintrin.h>
 #define SF_X86 1
 #endif
 
 #include "common/qtable_math.h"
+#include "cpu/spline_fast_avx512.h"
 
 #define SF_EPSILON RK_QT_EPSILON /* calc_Q_all's lambda clamp */
 #define SF_DELTA RK_QT_DELTA     /* calc_Q_all's lambda scale */
@@ -30,11 +35,13 @@ typedef struct {
   double x[RCTD_N_X];
   unsigned short m_of_l[SF_N_L + 2]; /* +2: 32-bit gathers read one entry past l */
   int simd;                          /* AVX2 and FMA */
+  int avx512;                        /* and AVX-512 (F) */
 } sf_tables;
 
 static sf_tables sf_tab;
 static pthread_once_t sf_once = PTHREAD_ONCE_INIT;
 static int sf_simd_on = 1;
+static int sf_avx512_on = 1;
 
 /* Attached coefficient tables, looked up by the table's q_kx and sq_kx. */
 typedef struct {
@@ -46,6 +53,65 @@ typedef struct {
 static sf_attached sf_att[SF_MAX_ATTACHED];
 static pthread_mutex_t sf_att_lock = PTHREAD_MUTEX_INITIALIZER;
 
+#ifdef SF_X86
+/* The interval buckets of spline_fast_avx512.h. */
+static rctd_sf8_buckets sf_bk;
+
+static int64_t sf_bits(double v) {
+  int64_t b;
+  memcpy(&b, &v, sizeof b);
+  return b;
+}
+
+static double sf_double(int64_t b) {
+  double v;
+  memcpy(&v, &b, sizeof v);
+  return v;
+}
+
+static int sf_m_exact(double lam) { /* lam clamped: sf_pair's interval */
+  return sf_tab.m_of_l[(int)sqrt(lam / SF_DELTA)];
+}
+
+/* Each bucket's m at its first value and the first value where m steps up (bisection with the
+ * exact formula); leaves sf_bk.ok = 0 when m is not monotonic or a bucket holds two steps. */
+static void sf_buckets_build(void) {
+  for (int l = 1; l < SF_N_L; l++)
+    if (sf_tab.m_of_l[l] < sf_tab.m_of_l[l - 1]) return;
+  const double lam_hi = sf_tab.x[RCTD_N_X - 1] - RCTD_SF8_LAM_LO;
+  const int64_t bits_lo = sf_bits(RCTD_SF8_LAM_LO), bits_hi = sf_bits(lam_hi);
+  const int64_t first = bits_lo >> RCTD_SF8_BUCKET_SHIFT;
+  const int64_t n = (bits_hi >> RCTD_SF8_BUCKET_SHIFT) - first + 1;
+  int64_t *rec_b = malloc(sizeof(int64_t) * n);
+  if (!rec_b) return;
+  for (int64_t b = 0; b < n; b++) {
+    const int64_t lo_bits = (first + b) << RCTD_SF8_BUCKET_SHIFT;
+    const int64_t hi_bits = lo_bits + RCTD_SF8_LOW_BITS;
+    const int64_t lo = lo_bits > bits_lo ? lo_bits : bits_lo;
+    const int64_t hi = hi_bits < bits_hi ? hi_bits : bits_hi;
+    const int m_lo = sf_m_exact(sf_double(lo)), m_hi = sf_m_exact(sf_double(hi));
+    if (m_hi - m_lo > 1 || m_hi < m_lo) { /* two steps in a bucket: not usable */
+      free(rec_b);
+      return;
+    }
+    rec_b[b] = (int64_t)m_lo << 45 | (RCTD_SF8_LOW_BITS + 1); /* no step */
+    if (m_hi == m_lo) continue;
+    int64_t a = lo, c = hi; /* m(a) = m_lo, m(c) = m_lo + 1 */
+    while (c - a > 1) {
+      const int64_t mid = a + (c - a) / 2;
+      if (sf_m_exact(sf_double(mid)) > m_lo)
+        c = mid;
+      else
+        a = mid;
+    }
+    rec_b[b] = (int64_t)m_lo << 45 | (c & RCTD_SF8_LOW_BITS);
+  }
+  sf_bk.first = first;
+  sf_bk.rec_b = rec_b;
+  sf_bk.ok = 1;
+}
+#endif
+
 static void sf_init(void) {
   rctd_x_grid(sf_tab.x);
   for (int l = 0; l < SF_N_L; l++) {
@@ -56,6 +122,8 @@ static void sf_init(void) {
 #ifdef SF_X86
   __builtin_cpu_init();
   sf_tab.simd = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  sf_tab.avx512 = sf_tab.simd && __builtin_cpu_supports("avx512f");
+  if (sf_tab.avx512) sf_buckets_build();
 #endif
 }
 
@@ -63,6 +131,13 @@ int rctd_cpu_simd(int enable) {
   pthread_once(&sf_once, sf_init);
   int was = sf_simd_on && sf_tab.simd;
   if (enable >= 0) sf_simd_on = enable;
+  return was;
+}
+
+int rctd_cpu_avx512(int enable) {
+  pthread_once(&sf_once, sf_init);
+  int was = sf_simd_on && sf_tab.avx512 && sf_avx512_on;
+  if (enable >= 0) sf_avx512_on = enable;
   return was;
 }
 
@@ -136,6 +211,50 @@ const double *rctd_spline_fast_coef(const rctd_qtable *table) {
 const unsigned short *rctd_spline_fast_m_of_l(void) {
   pthread_once(&sf_once, sf_init);
   return sf_tab.m_of_l;
+}
+
+#ifdef SF_X86
+const rctd_sf8_buckets *rctd_sf8_buckets_get(void) {
+  pthread_once(&sf_once, sf_init);
+  return sf_tab.avx512 ? &sf_bk : NULL;
+}
+
+/* The lanes' context with the coefficients already found (coef non-NULL). */
+static int sf8_ctx_fill(const rctd_qtable *table, const double *coef, rctd_sf8_ctx *c) {
+  if (!(sf_tab.avx512 && sf_simd_on && sf_avx512_on) || !coef) return 0;
+  const double max_row = table->n_k - 1 < RCTD_K_VAL ? table->n_k - 1 : RCTD_K_VAL;
+  *c = (rctd_sf8_ctx){.table = table,
+                      .coef = coef,
+                      .x = table->x_vals,
+                      .m_of_l = sf_tab.m_of_l,
+                      .bk = &sf_bk,
+                      .row_end = max_row >= RCTD_K_VAL ? INFINITY : max_row + 1};
+  return 1;
+}
+
+int rctd_sf8_ctx_init(const rctd_qtable *table, rctd_sf8_ctx *c) {
+  return sf8_ctx_fill(table, rctd_spline_fast_coef(table), c);
+}
+
+RCTD_SF8_TARGET static void sf_intervals8(int n, const double *lam, int *m) {
+  int i = 0;
+  for (; i + 8 <= n; i += 8)
+    _mm256_storeu_si256((__m256i *)(m + i),
+                        rctd_sf8_interval(&sf_bk, sf_tab.m_of_l, _mm512_loadu_pd(lam + i)));
+  for (; i < n; i++) m[i] = sf_m_exact(lam[i]);
+}
+#endif
+
+int rctd_spline_fast_intervals(int n, const double *lam, int *m) {
+  pthread_once(&sf_once, sf_init);
+#ifdef SF_X86
+  if (!sf_tab.avx512 || !sf_bk.ok) return -1;
+  sf_intervals8(n, lam, m);
+  return 0;
+#else
+  (void)n, (void)lam, (void)m;
+  return -1;
+#endif
 }
 
 /* One pair through the exact path (rctd_spline_eval), any of d0, d1, d2 NULL. */
@@ -241,6 +360,21 @@ SF_AVX static int sf_simd(const rctd_qtable *table, const double *coef, int n, c
   }
   return i;
 }
+
+/* Eight pairs at a time (spline_fast_avx512.h's lanes); as sf_simd, returns the number of pairs
+ * done, stopping at a group of eight with a pair off the fast path. */
+RCTD_SF8_TARGET static int sf_simd8(const rctd_sf8_ctx *c, int n, const double *y,
+                                    const double *lambda, double *d0, double *d1, double *d2) {
+  int i = 0;
+  for (; i + 8 <= n; i += 8) {
+    rctd_sf8_terms t;
+    if (!rctd_sf8_terms_of(c, _mm512_loadu_pd(y + i), _mm512_loadu_pd(lambda + i), &t)) break;
+    if (d0) _mm512_storeu_pd(d0 + i, rctd_sf8_d0(&t));
+    if (d1) _mm512_storeu_pd(d1 + i, rctd_sf8_d1(&t));
+    if (d2) _mm512_storeu_pd(d2 + i, rctd_sf8_d2(&t));
+  }
+  return i;
+}
 #endif
 
 void rctd_spline_eval_fast(const rctd_qtable *table, int n, const double *y, const double *lambda,
@@ -253,9 +387,16 @@ void rctd_spline_eval_fast(const rctd_qtable *table, int n, const double *y, con
     return;
   }
   const double *coef = sf_find_coef(table);
+#ifdef SF_X86
+  rctd_sf8_ctx c8;
+  const int wide = sf8_ctx_fill(table, coef, &c8);
+#endif
   int i = 0;
   while (i < n) {
 #ifdef SF_X86
+    if (wide)
+      i += sf_simd8(&c8, n - i, y + i, lambda + i, d0 ? d0 + i : NULL, d1 ? d1 + i : NULL,
+                    d2 ? d2 + i : NULL);
     if (coef && sf_tab.simd && sf_simd_on)
       i += sf_simd(table, coef, n - i, y + i, lambda + i, d0 ? d0 + i : NULL, d1 ? d1 + i : NULL,
                    d2 ? d2 + i : NULL);
@@ -281,10 +422,10 @@ typedef struct {
   double cube1[SF_SCORE_BLOCK], cube2[SF_SCORE_BLOCK];
 } sf_score_block;
 
-/* sf_pair's lambda clamp, interval and cubes, for N values of x times MULT. */
+/* sf_pair's lambda clamp, interval and cubes, for values [j0, n) of x times MULT. */
 #define SF_SCORE_PREPARE_BODY                                                    \
   const double lo = SF_EPSILON, hi = xg[RCTD_N_X - 1] - SF_EPSILON;              \
-  for (int j = 0; j < n; j++) {                                                  \
+  for (int j = j0; j < n; j++) {                                                 \
     double lam = x[j] * mult;                                                    \
     lam = lam < lo ? lo : lam > hi ? hi : lam;                                   \
     const int m = sf_tab.m_of_l[(int)sqrt(lam / SF_DELTA)];                      \
@@ -297,7 +438,7 @@ typedef struct {
     b->cube2[j] = rk_cube(diff2);                                                \
   }
 
-static void sf_score_prepare(const double *xg, int n, const double *y, const double *x,
+static void sf_score_prepare(const double *xg, int j0, int n, const double *y, const double *x,
                              double mult, sf_score_block *b) {
   SF_SCORE_PREPARE_BODY
 }
@@ -312,7 +453,7 @@ static void sf_score_d0(const double *coef, int j0, int n, const sf_score_block 
 }
 
 #ifdef SF_X86
-SF_AVX static void sf_score_prepare_avx2(const double *xg, int n, const double *y,
+SF_AVX static void sf_score_prepare_avx2(const double *xg, int j0, int n, const double *y,
                                          const double *x, double mult, sf_score_block *b) {
   SF_SCORE_PREPARE_BODY /* compiled with FMA: sf_cube's fma() is one instruction */
 }
@@ -341,6 +482,57 @@ SF_AVX static void sf_score_d0_avx2(const double *coef, int n, const sf_score_bl
   }
   /* clean upper halves before scalar code (GCC leaves them dirty on a tail call, and libm's
    * SSE code then runs several times slower) */
+  _mm256_zeroupper();
+  sf_score_d0(coef, j, n, b, d0); /* the last few: same operations, scalar */
+}
+
+/* sf_score_prepare eight values at a time, the interval from the buckets (no division or square
+ * root); a group of eight with a NaN product (0 x inf), which the lanes' clamp would not keep,
+ * and the last few values go through the scalar body. */
+RCTD_SF8_TARGET static void sf_score_prepare_avx512(const double *xg, int n, const double *y,
+                                                    const double *x, double mult,
+                                                    sf_score_block *b) {
+  const __m512d vmult = _mm512_set1_pd(mult), kval = _mm512_set1_pd(RCTD_K_VAL);
+  const __m512d lo = _mm512_set1_pd(SF_EPSILON), hi = _mm512_set1_pd(xg[RCTD_N_X - 1] - SF_EPSILON);
+  const __m256i n_int = _mm256_set1_epi32(SF_N_INT), one = _mm256_set1_epi32(1);
+  int j0 = 0;
+  for (; j0 + 8 <= n; j0 += 8) {
+    __m512d lam = _mm512_mul_pd(_mm512_loadu_pd(x + j0), vmult);
+    if (_mm512_cmp_pd_mask(lam, lam, _CMP_EQ_OQ) != 0xff) break;
+    lam = _mm512_min_pd(_mm512_max_pd(lam, lo), hi);
+    const __m256i m = rctd_sf8_interval(&sf_bk, sf_tab.m_of_l, lam);
+    const __m256i m1 = _mm256_sub_epi32(m, one);
+    const __m256i row = _mm512_cvttpd_epi32(_mm512_min_pd(_mm512_loadu_pd(y + j0), kval));
+    const __m256i rec = _mm256_add_epi32(_mm256_mullo_epi32(row, n_int), m1);
+    _mm256_storeu_si256((__m256i *)(b->rec + j0), rec);
+    const __m512d diff1 = _mm512_sub_pd(lam, _mm512_i32gather_pd(m1, xg, 8));
+    const __m512d diff2 = _mm512_sub_pd(_mm512_i32gather_pd(m, xg, 8), lam);
+    _mm512_storeu_pd(b->diff1 + j0, diff1);
+    _mm512_storeu_pd(b->diff2 + j0, diff2);
+    _mm512_storeu_pd(b->cube1 + j0, rctd_sf8_cube(diff1));
+    _mm512_storeu_pd(b->cube2 + j0, rctd_sf8_cube(diff2));
+  }
+  _mm256_zeroupper();
+  sf_score_prepare_avx2(xg, j0, n, y, x, mult, b); /* the rest: same operations, scalar */
+}
+
+/* sf_score_d0 eight values at a time (the coefficients by gathers), lane by lane its
+ * operations. */
+RCTD_SF8_TARGET static void sf_score_d0_avx512(const double *coef, int n, const sf_score_block *b,
+                                               double *d0) {
+  int j = 0;
+  for (; j + 8 <= n; j += 8) {
+    const __m256i rec4 = _mm256_slli_epi32(_mm256_loadu_si256((const __m256i *)(b->rec + j)), 2);
+    const __m512d zdi = _mm512_i32gather_pd(rec4, coef, 8);
+    const __m512d zdi1 = _mm512_i32gather_pd(rec4, coef + 1, 8);
+    const __m512d diff3 = _mm512_i32gather_pd(rec4, coef + 2, 8);
+    const __m512d diff4 = _mm512_i32gather_pd(rec4, coef + 3, 8);
+    const __m512d v =
+        _mm512_add_pd(rctd_sf8_div6(_mm512_mul_pd(zdi, _mm512_loadu_pd(b->cube1 + j))),
+                      rctd_sf8_div6(_mm512_mul_pd(zdi1, _mm512_loadu_pd(b->cube2 + j))));
+    const __m512d w = _mm512_add_pd(v, _mm512_mul_pd(diff3, _mm512_loadu_pd(b->diff1 + j)));
+    _mm512_storeu_pd(d0 + j, _mm512_add_pd(w, _mm512_mul_pd(diff4, _mm512_loadu_pd(b->diff2 + j))));
+  }
   _mm256_zeroupper();
   sf_score_d0(coef, j, n, b, d0); /* the last few: same operations, scalar */
 }
@@ -392,22 +584,29 @@ int rctd_spline_score_many(const rctd_qtable *const *tables, const double *const
     free(d0_tj);
     return -1;
   }
-  int simd = 0;
+  int simd = 0, wide = 0;
 #ifdef SF_X86
   simd = sf_tab.simd && sf_simd_on;
+  wide = simd && sf_tab.avx512 && sf_avx512_on && sf_bk.ok;
 #endif
   long double sum[SF_SCORE_MAX] = {0};
   for (int64_t i0 = 0; i0 < n; i0 += SF_SCORE_BLOCK) {
     const int nb = (int)(n - i0 < SF_SCORE_BLOCK ? n - i0 : SF_SCORE_BLOCK);
     for (int m = 0; m < n_mult; m++) {
 #ifdef SF_X86
-      if (simd)
-        sf_score_prepare_avx2(xg, nb, y + i0, x + i0, mult[m], b);
+      if (wide)
+        sf_score_prepare_avx512(xg, nb, y + i0, x + i0, mult[m], b);
+      else if (simd)
+        sf_score_prepare_avx2(xg, 0, nb, y + i0, x + i0, mult[m], b);
       else
 #endif
-        sf_score_prepare(xg, nb, y + i0, x + i0, mult[m], b);
+        sf_score_prepare(xg, 0, nb, y + i0, x + i0, mult[m], b);
       for (int t = 0; t < n_tables; t++) {
 #ifdef SF_X86
+        if (wide) {
+          sf_score_d0_avx512(coefs[t], nb, b, d0_tj + (size_t)t * SF_SCORE_BLOCK);
+          continue;
+        }
         if (simd) {
           sf_score_d0_avx2(coefs[t], nb, b, d0_tj + (size_t)t * SF_SCORE_BLOCK);
           continue;

@@ -21,6 +21,18 @@ void rctd_spline_eval_fast(const rctd_qtable *table, int n, const double *y, con
  * they were in use.  Both paths give the same bits (tests switch them to check). */
 int rctd_cpu_simd(int enable);
 
+/* The eight-wide AVX-512 lanes (spline_fast_avx512.h: rctd_spline_eval_fast, chooseSigma's
+ * scores, irwls_small.c), used when the CPU has AVX-512 and the AVX2 paths are on: turns them on
+ * (1) or off (0; then the AVX2 paths run), or only asks (-1); returns whether they were in use.
+ * Same bits either way. */
+int rctd_cpu_avx512(int enable);
+
+/* For the tests: the spline intervals m (1-based) of n lambdas already clamped to
+ * [1e-4, 1600 - 1e-4] by the lanes' lookup (no division or square root), eight at a time as the
+ * lanes do, the last few as sf_pair; -1 when the lookup is not in use (no AVX-512, or its tables
+ * could not be built). */
+int rctd_spline_fast_intervals(int n, const double *lam, int *m);
+
 /* For kernels that inline the fast path lane by lane (irwls_small.c): the attached coefficients
  * of table when its grid is the standard one and the AVX2 path is on, else NULL.  Coefficient
  * record (row, m) starts at coef + (row * (RCTD_N_X - 1) + m - 1) * 4.  A pair off the fast path

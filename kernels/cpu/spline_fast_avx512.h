@@ -1,0 +1,160 @@
+/* The spline's AVX-512 lanes, eight pairs (y, lambda) at a time, shared by spline_fast.c
+ * (rctd_spline_eval_fast, chooseSigma's scores) and irwls_small.c (the fused small fits).  Lane by
+ * lane they compute spline_fast.c's sf_pair operations, so every lane equals the scalar result
+ * bit for bit; x / 2 is computed as x * 0.5, the same number.
+ *
+ * The interval m = m_of_l[(int)sqrt(lambda / 1e-6)] of a clamped lambda comes without the
+ * division and the square root: m is a non-decreasing step function of lambda (each operation is
+ * monotonic), so it is read from buckets of lambda's bit pattern (exponent and
+ * RCTD_SF8_BUCKET_BITS mantissa bits): a bucket's m at its first value and the first value of
+ * the bucket where m steps up, found by bisection over the bucket's bit patterns with that exact
+ * formula (spline_fast.c builds them).  Both in one 64-bit record (one gather): m << 45 | the
+ * step's low 44 bits (its high bits are the bucket's), or 1 << 44 when m does not step in the
+ * bucket.  Valid when no bucket holds two steps (checked when built; otherwise the lanes divide
+ * and take the root). */
+#ifndef RCTD_CPU_SPLINE_FAST_AVX512_H
+#define RCTD_CPU_SPLINE_FAST_AVX512_H
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+#include <stdint.h>
+
+#include "cpu/spline_fast.h"
+
+#define RCTD_SF8_TARGET __attribute__((target("avx512f,avx2,fma")))
+#define RCTD_SF8_INLINE __attribute__((always_inline)) inline
+
+#define RCTD_SF8_BUCKET_BITS 8
+#define RCTD_SF8_BUCKET_SHIFT (52 - RCTD_SF8_BUCKET_BITS)
+#define RCTD_SF8_LOW_BITS (((int64_t)1 << RCTD_SF8_BUCKET_SHIFT) - 1)
+/* calc_Q_all's clamp of lambda: [1e-4, x_max - 1e-4] (RK_QT_EPSILON; x_max = 1600 on the
+ * standard grid); its scale 1e-6 is RK_QT_DELTA */
+#define RCTD_SF8_LAM_LO 1e-4
+
+/* The interval buckets (ok = 0: not usable, the lanes divide and take the root). */
+typedef struct {
+  int ok;
+  int64_t first;        /* bucket index of RCTD_SF8_LAM_LO */
+  const int64_t *rec_b; /* m at the bucket's first (clamped) value << 45 | where it steps */
+} rctd_sf8_buckets;
+
+/* What the lanes need of a table. */
+typedef struct {
+  const rctd_qtable *table;
+  const double *coef, *x;
+  const unsigned short *m_of_l;
+  const rctd_sf8_buckets *bk;
+  double row_end; /* y at or past it has no table row */
+} rctd_sf8_ctx;
+
+/* Fills c for table: 1 when the eight-wide lanes apply (the CPU has AVX-512, the SIMD paths are
+ * on, the grid is the standard one, the table's coefficients are attached), else 0. */
+int rctd_sf8_ctx_init(const rctd_qtable *table, rctd_sf8_ctx *c);
+
+/* The buckets (NULL without AVX-512). */
+const rctd_sf8_buckets *rctd_sf8_buckets_get(void);
+
+/* The interval m of eight clamped lambdas: from the buckets, or sf_simd's way. */
+RCTD_SF8_TARGET static RCTD_SF8_INLINE __m256i rctd_sf8_interval(const rctd_sf8_buckets *bk,
+                                                                 const unsigned short *m_of_l,
+                                                                 __m512d lam) {
+  if (bk->ok) { /* the bucket's m, plus one at or past its step */
+    const __m256i b = _mm512_cvtepi64_epi32(
+        _mm512_sub_epi64(_mm512_srli_epi64(_mm512_castpd_si512(lam), RCTD_SF8_BUCKET_SHIFT),
+                         _mm512_set1_epi64(bk->first)));
+    const __m512i rec = _mm512_i32gather_epi64(b, bk->rec_b, 8);
+    const __m512i low = _mm512_set1_epi64(RCTD_SF8_LOW_BITS);
+    const __mmask8 up = _mm512_cmp_epu64_mask(
+        _mm512_and_si512(_mm512_castpd_si512(lam), low),
+        _mm512_and_si512(rec, _mm512_set1_epi64(2 * RCTD_SF8_LOW_BITS + 1)), _MM_CMPINT_NLT);
+    const __m512i m = _mm512_srli_epi64(rec, 45);
+    return _mm512_cvtepi64_epi32(_mm512_mask_add_epi64(m, up, m, _mm512_set1_epi64(1)));
+  }
+  const __m256i l = _mm512_cvttpd_epi32(_mm512_sqrt_pd(_mm512_div_pd(lam, _mm512_set1_pd(1e-6))));
+  return _mm256_and_si256(_mm256_i32gather_epi32((const int *)m_of_l, l, 2),
+                          _mm256_set1_epi32(0xffff));
+}
+
+/* The spline's terms at eight pairs: the interval's coefficients zdi, zdi1, diff3, diff4 and the
+ * distances diff1, diff2 to its ends. */
+typedef struct {
+  __m512d zdi, zdi1, diff3, diff4, diff1, diff2;
+} rctd_sf8_terms;
+
+/* The terms of eight pairs (y, lambda), lambda not yet clamped.  Returns 0 (nothing computed)
+ * when a pair is off the fast path (NaN lambda, y < 0 or without a table row). */
+RCTD_SF8_TARGET static RCTD_SF8_INLINE int rctd_sf8_terms_of(const rctd_sf8_ctx *c, __m512d y,
+                                                             __m512d lam, rctd_sf8_terms *t) {
+  const __m512d zero = _mm512_setzero_pd();
+  const __mmask8 ok = _mm512_cmp_pd_mask(lam, lam, _CMP_EQ_OQ) &
+                      _mm512_cmp_pd_mask(y, zero, _CMP_GE_OQ) &
+                      _mm512_cmp_pd_mask(y, _mm512_set1_pd(c->row_end), _CMP_LT_OQ);
+  if (ok != 0xff) return 0;
+  const __m256i row = _mm512_cvttpd_epi32(_mm512_min_pd(y, _mm512_set1_pd(RCTD_K_VAL)));
+  lam = _mm512_min_pd(_mm512_max_pd(lam, _mm512_set1_pd(RCTD_SF8_LAM_LO)),
+                      _mm512_set1_pd(c->x[RCTD_N_X - 1] - RCTD_SF8_LAM_LO));
+  const __m256i m = rctd_sf8_interval(c->bk, c->m_of_l, lam);
+  const __m256i m1 = _mm256_sub_epi32(m, _mm256_set1_epi32(1));
+  const __m256i rec =
+      _mm256_add_epi32(_mm256_mullo_epi32(row, _mm256_set1_epi32(RCTD_N_X - 1)), m1);
+  const __m256i rec4 = _mm256_slli_epi32(rec, 2); /* records of four doubles */
+  t->zdi = _mm512_i32gather_pd(rec4, c->coef, 8);
+  t->zdi1 = _mm512_i32gather_pd(rec4, c->coef + 1, 8);
+  t->diff3 = _mm512_i32gather_pd(rec4, c->coef + 2, 8);
+  t->diff4 = _mm512_i32gather_pd(rec4, c->coef + 3, 8);
+  t->diff1 = _mm512_sub_pd(lam, _mm512_i32gather_pd(m1, c->x, 8));
+  t->diff2 = _mm512_sub_pd(_mm512_i32gather_pd(m, c->x, 8), lam);
+  return 1;
+}
+
+/* x^3 rounded to nearest, as rk_cube (two FMA error terms) */
+RCTD_SF8_TARGET static RCTD_SF8_INLINE __m512d rctd_sf8_cube(__m512d x) {
+  const __m512d p = _mm512_mul_pd(x, x), pe = _mm512_fmsub_pd(x, x, p);
+  const __m512d h = _mm512_mul_pd(p, x), he = _mm512_fmsub_pd(p, x, h);
+  return _mm512_add_pd(h, _mm512_fmadd_pd(pe, x, he));
+}
+
+/* p / 6 correctly rounded (the division's bits), without a division when every lane has
+ * 2^-900 <= |p| < inf (else the lanes divide):  q = RN(p r_h + RN(p r_l)), r_h = RN(1/6) =
+ * 0x1.5555555555555p-3, r_l = RN(1/6 - r_h) = 0x1.5555555555555p-57.  Why it is the same number:
+ *   - p = M 2^e with M an integer (p normal), so p / 6 = M 2^(e-1) / 3; with p / 6 in
+ *     [2^k, 2^(k+1)), k <= e + 50, p / 6 is (M 2^(e-k+51) / 3) ulps of 2^(k-52): an integer
+ *     over 3, whose fraction is 0, 1/3 or 2/3, so p / 6 is at least ulp / 6 > 2^(k-55) from every
+ *     rounding boundary (midpoints in the binade; the one below 2^k is 2^(k-54) away);
+ *   - the FMA rounds once the exact p r_h + RN(p r_l), which is within
+ *     |p| |1/6 - r_h - r_l| + |RN(p r_l) - p r_l| <= |p| (2^-109 + 2^-53 2^-56) = |p| 2^-108
+ *     < 12 2^k 2^-108 < 2^(k-104) of p / 6 (|r_l| < 2^-56, and p r_l is normal: |p r_l| >=
+ *     2^-900 2^-57), far inside that margin, so it rounds to RN(p / 6);
+ *   - p / 6 >= 2^-903 is normal, and |p| < inf neither overflows.
+ * tests/test_spline_fast.c checks the constants and compares edge and random values. */
+#define RCTD_SF8_SIXTH_HI 0x1.5555555555555p-3
+#define RCTD_SF8_SIXTH_LO 0x1.5555555555555p-57
+RCTD_SF8_TARGET static RCTD_SF8_INLINE __m512d rctd_sf8_div6(__m512d p) {
+  const __m512d a = _mm512_abs_pd(p);
+  const __mmask8 ok = _mm512_cmp_pd_mask(a, _mm512_set1_pd(0x1p-900), _CMP_GE_OQ) &
+                      _mm512_cmp_pd_mask(a, _mm512_set1_pd(__builtin_inf()), _CMP_LT_OQ);
+  if (__builtin_expect(ok != 0xff, 0)) return _mm512_div_pd(p, _mm512_set1_pd(6));
+  return _mm512_fmadd_pd(p, _mm512_set1_pd(RCTD_SF8_SIXTH_HI),
+                         _mm512_mul_pd(p, _mm512_set1_pd(RCTD_SF8_SIXTH_LO)));
+}
+
+/* calc_Q_all's d0, d1, d2 from the terms (rk_qt_spline_d0/d1/d2's operations). */
+RCTD_SF8_TARGET static RCTD_SF8_INLINE __m512d rctd_sf8_d0(const rctd_sf8_terms *t) {
+  const __m512d v = _mm512_add_pd(rctd_sf8_div6(_mm512_mul_pd(t->zdi, rctd_sf8_cube(t->diff1))),
+                                  rctd_sf8_div6(_mm512_mul_pd(t->zdi1, rctd_sf8_cube(t->diff2))));
+  return _mm512_add_pd(_mm512_add_pd(v, _mm512_mul_pd(t->diff3, t->diff1)),
+                       _mm512_mul_pd(t->diff4, t->diff2));
+}
+
+RCTD_SF8_TARGET static RCTD_SF8_INLINE __m512d rctd_sf8_d1(const rctd_sf8_terms *t) {
+  const __m512d half = _mm512_set1_pd(0.5);
+  const __m512d a = _mm512_mul_pd(_mm512_mul_pd(t->zdi, _mm512_mul_pd(t->diff1, t->diff1)), half);
+  const __m512d b = _mm512_mul_pd(_mm512_mul_pd(t->zdi1, _mm512_mul_pd(t->diff2, t->diff2)), half);
+  return _mm512_sub_pd(_mm512_add_pd(_mm512_sub_pd(a, b), t->diff3), t->diff4);
+}
+
+RCTD_SF8_TARGET static RCTD_SF8_INLINE __m512d rctd_sf8_d2(const rctd_sf8_terms *t) {
+  return _mm512_add_pd(_mm512_mul_pd(t->zdi, t->diff1), _mm512_mul_pd(t->zdi1, t->diff2));
+}
+
+#endif
+#endif
