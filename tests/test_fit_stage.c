@@ -340,9 +340,11 @@ static void fst_doublet_vs_r(const char *model, const char *extra, int *failed_)
   double diff_all = fst_weights_diff("doublet/weights.csv", w, (const char *)bc->data);
   rctd_synth_csv df, gwd;
   char path[1024];
-  snprintf(path, sizeof path, "%s/tests/data/gold/vignette/doublet/results_df.csv", test_repo_dir());
+  snprintf(path, sizeof path, "%s/tests/data/gold/vignette/doublet/results_df.csv",
+           test_repo_dir());
   CHECK(rctd_synth_csv_read(path, &df, NULL, 0) == 0 && df.n_rows == N + 1);
-  snprintf(path, sizeof path, "%s/tests/data/gold/vignette/doublet/weights_doublet.csv", test_repo_dir());
+  snprintf(path, sizeof path, "%s/tests/data/gold/vignette/doublet/weights_doublet.csv",
+           test_repo_dir());
   CHECK(rctd_synth_csv_read(path, &gwd, NULL, 0) == 0 && gwd.n_rows == N + 1);
   int mismatch = 0;
   double diff_wd = 0, rel = 0;
@@ -416,7 +418,8 @@ TEST_E2E(fit_tool_vignette_multi_matches_r) {
   double diff_all = fst_weights_diff("multi/weights.csv", w, (const char *)bc->data);
   rctd_synth_csv mr;
   char path[1024];
-  snprintf(path, sizeof path, "%s/tests/data/gold/vignette/multi/multi_results.csv", test_repo_dir());
+  snprintf(path, sizeof path, "%s/tests/data/gold/vignette/multi/multi_results.csv",
+           test_repo_dir());
   CHECK(rctd_synth_csv_read(path, &mr, NULL, 0) == 0 && mr.n_rows == N + 1);
   int mismatch = 0;
   double diff_sub = 0, rel = 0;

@@ -696,9 +696,10 @@ static rctd_record sig_t_meta(const char *const *kv, size_t n_pairs) {
 /* The record's epoch lists read back (what rctd-merge puts into uns/rctd/sigma_epochs); a cut
  * list, a sigma off the grid or trailing text is a damaged record, named in one line. */
 TEST(sigma_trace_reads_the_record_and_refuses_damaged_lists) {
-  const char *kv[] = {"sigma_c",     "0.84", "source",      "estimated",
-                      "n_fit",       "6",    "converged",   "1",
-                      "epoch_sigma", "100,84", "epoch_log_l", "1970.4184674985856,1964.4988387470125",
+  const char *kv[] = {"sigma_c",      "0.84",        "source",
+                      "estimated",    "n_fit",       "6",
+                      "converged",    "1",           "epoch_sigma",
+                      "100,84",       "epoch_log_l", "1970.4184674985856,1964.4988387470125",
                       "epoch_chosen", "84,84"};
   rctd_record rec = sig_t_meta(kv, 7);
   rctd_sigma_trace t;
@@ -720,12 +721,13 @@ TEST(sigma_trace_reads_the_record_and_refuses_damaged_lists) {
                           {"100,84", "1970.4,1964.5x", "84,84"},  /* trailing text */
                           {"100,84", "1970.4,1964.5", "84,84,"}}; /* an empty entry */
   for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
-    const char *kvb[] = {"source", "estimated", "epoch_sigma", bad[i][0],
-                         "epoch_log_l", bad[i][1], "epoch_chosen", bad[i][2]};
+    const char *kvb[] = {"source",      "estimated", "epoch_sigma",  bad[i][0],
+                         "epoch_log_l", bad[i][1],   "epoch_chosen", bad[i][2]};
     rec = sig_t_meta(kvb, 4);
     CHECK_MSG(rctd_sigma_trace_read(&rec, "m.rctd", &t, err, sizeof err) == -1, "case %zu", i);
-    CHECK_MSG(!strcmp(err, "m.rctd: record 'sigma': damaged epoch lists (epoch_sigma, "
-                           "epoch_log_l, epoch_chosen): run rctd-sigma again"),
+    CHECK_MSG(!strcmp(err,
+                      "m.rctd: record 'sigma': damaged epoch lists (epoch_sigma, "
+                      "epoch_log_l, epoch_chosen): run rctd-sigma again"),
               "case %zu: %s", i, err);
     CHECK(t.sigma_fit == NULL && t.log_l == NULL);
   }

@@ -213,8 +213,18 @@ TEST(spline_fast_div6_equals_division) {
   double *p = malloc(sizeof(double) * N);
   CHECK(p);
   int n = 0;
-  const double edge[] = {0, 0x1p-1074, 0x1p-1022, 0x1p-900, 0x1.0000000000001p-900,
-                         0x1.fffffffffffffp-901, 1, 3, 6, 0x1.fffffffffffffp+1023, INFINITY, NAN};
+  const double edge[] = {0,
+                         0x1p-1074,
+                         0x1p-1022,
+                         0x1p-900,
+                         0x1.0000000000001p-900,
+                         0x1.fffffffffffffp-901,
+                         1,
+                         3,
+                         6,
+                         0x1.fffffffffffffp+1023,
+                         INFINITY,
+                         NAN};
   for (size_t e = 0; e < sizeof edge / sizeof edge[0]; e++) {
     p[n++] = edge[e];
     p[n++] = -edge[e];

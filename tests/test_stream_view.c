@@ -131,8 +131,8 @@ TEST_E2E(view_errors_and_exit_status) {
   /* The cause, then what it means for what stdout already received. */
   const char *incomplete = "rctd-view: stdout: the output is incomplete (the run failed)\n";
   const char *second = strchr(err, '\n');
-  CHECK_MSG(strncmp(err, "rctd-view: cut.rctd: ", 21) == 0 && strstr(err, "truncated") &&
-                second && strcmp(second + 1, incomplete) == 0,
+  CHECK_MSG(strncmp(err, "rctd-view: cut.rctd: ", 21) == 0 && strstr(err, "truncated") && second &&
+                strcmp(second + 1, incomplete) == 0,
             "%s", err);
 }
 

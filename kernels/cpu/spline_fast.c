@@ -14,8 +14,8 @@
 
 #include <math.h>
 #include <pthread.h>
-#include <stdlib.h>
 #include <stdatomic.h>
+#include <stdlib.h>
 #include <string.h>
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <immintrin.h>
@@ -423,19 +423,19 @@ typedef struct {
 } sf_score_block;
 
 /* sf_pair's lambda clamp, interval and cubes, for values [j0, n) of x times MULT. */
-#define SF_SCORE_PREPARE_BODY                                                    \
-  const double lo = SF_EPSILON, hi = xg[RCTD_N_X - 1] - SF_EPSILON;              \
-  for (int j = j0; j < n; j++) {                                                 \
-    double lam = x[j] * mult;                                                    \
-    lam = lam < lo ? lo : lam > hi ? hi : lam;                                   \
-    const int m = sf_tab.m_of_l[(int)sqrt(lam / SF_DELTA)];                      \
-    const int row = y[j] > RCTD_K_VAL ? RCTD_K_VAL : (int)y[j];                  \
-    b->rec[j] = row * SF_N_INT + (m - 1);                                        \
-    const double diff1 = lam - xg[m - 1], diff2 = xg[m] - lam;                   \
-    b->diff1[j] = diff1;                                                         \
-    b->diff2[j] = diff2;                                                         \
-    b->cube1[j] = rk_cube(diff1);                                                \
-    b->cube2[j] = rk_cube(diff2);                                                \
+#define SF_SCORE_PREPARE_BODY                                       \
+  const double lo = SF_EPSILON, hi = xg[RCTD_N_X - 1] - SF_EPSILON; \
+  for (int j = j0; j < n; j++) {                                    \
+    double lam = x[j] * mult;                                       \
+    lam = lam < lo ? lo : lam > hi ? hi : lam;                      \
+    const int m = sf_tab.m_of_l[(int)sqrt(lam / SF_DELTA)];         \
+    const int row = y[j] > RCTD_K_VAL ? RCTD_K_VAL : (int)y[j];     \
+    b->rec[j] = row * SF_N_INT + (m - 1);                           \
+    const double diff1 = lam - xg[m - 1], diff2 = xg[m] - lam;      \
+    b->diff1[j] = diff1;                                            \
+    b->diff2[j] = diff2;                                            \
+    b->cube1[j] = rk_cube(diff1);                                   \
+    b->cube2[j] = rk_cube(diff2);                                   \
   }
 
 static void sf_score_prepare(const double *xg, int j0, int n, const double *y, const double *x,
@@ -447,20 +447,20 @@ static void sf_score_prepare(const double *xg, int j0, int n, const double *y, c
 static void sf_score_d0(const double *coef, int j0, int n, const sf_score_block *b, double *d0) {
   for (int j = j0; j < n; j++) {
     const double *c = coef + (size_t)b->rec[j] * 4;
-    d0[j] = c[0] * b->cube1[j] / 6 + c[1] * b->cube2[j] / 6 + c[2] * b->diff1[j] +
-            c[3] * b->diff2[j];
+    d0[j] =
+        c[0] * b->cube1[j] / 6 + c[1] * b->cube2[j] / 6 + c[2] * b->diff1[j] + c[3] * b->diff2[j];
   }
 }
 
 #ifdef SF_X86
 SF_AVX static void sf_score_prepare_avx2(const double *xg, int j0, int n, const double *y,
-                                         const double *x, double mult, sf_score_block *b) {
-  SF_SCORE_PREPARE_BODY /* compiled with FMA: sf_cube's fma() is one instruction */
+                                         const double *x, double mult, sf_score_block *b){
+    SF_SCORE_PREPARE_BODY /* compiled with FMA: sf_cube's fma() is one instruction */
 }
 
 /* sf_score_d0 four values at a time, lane by lane sf_simd's d0 operations. */
-SF_AVX static void sf_score_d0_avx2(const double *coef, int n, const sf_score_block *b,
-                                    double *d0) {
+SF_AVX
+    static void sf_score_d0_avx2(const double *coef, int n, const sf_score_block *b, double *d0) {
   const __m256d six = _mm256_set1_pd(6);
   int j = 0;
   for (; j + 4 <= n; j += 4) {
@@ -566,8 +566,8 @@ static void sf_score_sums(int n_tables, int n, const double *d0_tj, long double 
 }
 
 int rctd_spline_score_many(const rctd_qtable *const *tables, const double *const *coefs,
-                           int n_tables, const double *mult, int n_mult, int64_t n,
-                           const double *y, const double *x, double *out_tm) {
+                           int n_tables, const double *mult, int n_mult, int64_t n, const double *y,
+                           const double *x, double *out_tm) {
   pthread_once(&sf_once, sf_init);
   const int n_scores = n_tables * n_mult;
   if (n_tables < 1 || n_mult < 1 || n_scores > SF_SCORE_MAX) return -1;
@@ -584,10 +584,9 @@ int rctd_spline_score_many(const rctd_qtable *const *tables, const double *const
     free(d0_tj);
     return -1;
   }
-  int simd = 0, wide = 0;
 #ifdef SF_X86
-  simd = sf_tab.simd && sf_simd_on;
-  wide = simd && sf_tab.avx512 && sf_avx512_on && sf_bk.ok;
+  const int simd = sf_tab.simd && sf_simd_on;
+  const int wide = simd && sf_tab.avx512 && sf_avx512_on && sf_bk.ok;
 #endif
   long double sum[SF_SCORE_MAX] = {0};
   for (int64_t i0 = 0; i0 < n; i0 += SF_SCORE_BLOCK) {

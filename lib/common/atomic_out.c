@@ -6,6 +6,8 @@
  * spooled to a temporary file and copied into a non-regular target at commit.
  * With rctd_out_defer(1), commits close and keep the temporaries, and rctd_out_finish() renames
  * them all at the end: a tool writing several outputs leaves none when a later one fails. */
+#include "atomic_out.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -15,7 +17,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "atomic_out.h"
 #include "log.h"
 
 #define ATOMIC_MAX_OUTPUTS 64
@@ -192,14 +193,15 @@ static FILE *atomic_open(const char *path, int need_seek, char *err, size_t err_
     return f;
   }
   if (kind == OUT_INPLACE) { /* spool: a seekable temporary, copied at commit */
-    slot->target_fd = strcmp(path, "-") == 0 ? dup(STDOUT_FILENO)
-                                             : atomic_open_inplace(path, err, err_len);
+    slot->target_fd =
+        strcmp(path, "-") == 0 ? dup(STDOUT_FILENO) : atomic_open_inplace(path, err, err_len);
     if (slot->target_fd < 0) {
       if (strcmp(path, "-") == 0) snprintf(err, err_len, "stdout: %s", strerror(errno));
       return NULL;
     }
     const char *tmp = getenv("TMPDIR");
-    snprintf(slot->tmp_path, sizeof slot->tmp_path, "%s/rctd-out.XXXXXX", tmp && *tmp ? tmp : "/tmp");
+    snprintf(slot->tmp_path, sizeof slot->tmp_path, "%s/rctd-out.XXXXXX",
+             tmp && *tmp ? tmp : "/tmp");
     if (strcmp(path, "-") == 0) snprintf(slot->final_path, sizeof slot->final_path, "stdout");
   } else {
     const char *slash = strrchr(resolved, '/');
@@ -209,8 +211,8 @@ static FILE *atomic_open(const char *path, int need_seek, char *err, size_t err_
       snprintf(err, err_len, "%s: path too long", path);
       return NULL;
     }
-    int n = snprintf(slot->tmp_path, sizeof slot->tmp_path, "%.*s.%s.tmp.XXXXXX", dir_len,
-                     resolved, base);
+    int n = snprintf(slot->tmp_path, sizeof slot->tmp_path, "%.*s.%s.tmp.XXXXXX", dir_len, resolved,
+                     base);
     if (n < 0 || (size_t)n >= sizeof slot->tmp_path) return NULL;
     snprintf(slot->final_path, sizeof slot->final_path, "%s", resolved);
   }
@@ -282,8 +284,8 @@ static int atomic_copy_spool(atomic_slot *slot) {
 
 static int atomic_rename(atomic_slot *slot, char *err, size_t err_len) {
   if (rename(slot->tmp_path, slot->final_path) != 0) {
-    snprintf(err, err_len, "%s: cannot rename the finished output into place: %s",
-             slot->final_path, strerror(errno));
+    snprintf(err, err_len, "%s: cannot rename the finished output into place: %s", slot->final_path,
+             strerror(errno));
     atomic_release(slot);
     return -1;
   }

@@ -448,7 +448,9 @@ static int model_from_records(rctd_model_reader *mr, rctd_record *recs, const in
     return reader_fail(mr, "a model name record is not a strings record");
   const char *dup = rctd_strlist_duplicate((const char *const *)m->type_names, (size_t)m->n_types);
   if (dup)
-    return reader_fail(mr, "record '%s': cell type name '%s' appears twice: cell type names must be unique", RCTD_MODEL_REC_TYPES, dup);
+    return reader_fail(
+        mr, "record '%s': cell type name '%s' appears twice: cell type names must be unique",
+        RCTD_MODEL_REC_TYPES, dup);
   if (n_classes != m->n_types)
     return reader_fail(mr, "record '%s' has %d rows for %d types", RCTD_MODEL_REC_CLASSES,
                        n_classes, m->n_types);
@@ -516,8 +518,8 @@ rctd_model_reader *rctd_model_open_spilled(const char *path, const char *label, 
     rctd_fail(err, err_len, "%s: out of memory", path);
     return NULL;
   }
-  mr->r = label ? rctd_reader_open_as(path, label, err, err_len)
-                : rctd_reader_open(path, err, err_len);
+  mr->r =
+      label ? rctd_reader_open_as(path, label, err, err_len) : rctd_reader_open(path, err, err_len);
   if (!mr->r) {
     free(mr);
     return NULL;

@@ -167,8 +167,9 @@ rctd_model_reader *rctd_model_open(const char *path, char *err, size_t err_len);
 rctd_model_reader *rctd_model_open_as(const char *path, const char *label, char *err,
                                       size_t err_len);
 /* The same; with SPILL_NUMI the pixel nUMI record goes to an anonymous temporary file in
- * TMP_DIR (NULL: $TMPDIR or /tmp) (model->pixel_numi_spill, pixel_numi_n NULL; read it with rctd_model_pixel_numi)
- * instead of memory, so that a stage's memory does not grow with the pixel count. */
+ * TMP_DIR (NULL: $TMPDIR or /tmp) (model->pixel_numi_spill, pixel_numi_n NULL; read it with
+ * rctd_model_pixel_numi) instead of memory, so that a stage's memory does not grow with the pixel
+ * count. */
 rctd_model_reader *rctd_model_open_spilled(const char *path, const char *label, int spill_numi,
                                            const char *tmp_dir, char *err, size_t err_len);
 /* The model read (owned by the reader). */

@@ -20,12 +20,12 @@
 #include <unistd.h>
 
 #include "atomic_out.h"
-#include "log.h"
-#include "progress.h"
-#include "h5guard.h"
 #include "error.h"
 #include "h5_attr.h"
+#include "h5guard.h"
+#include "log.h"
 #include "output.h"
+#include "progress.h"
 #include "strlist.h"
 
 /* Rows between two fitted pixels that one block write may cover (gaps get the fill value). */
@@ -686,7 +686,7 @@ void rctd_h5ad_abort(rctd_h5ad_writer *w) {
 }
 
 static rctd_h5ad_writer *h5o_open(const char *path, const rctd_h5ad_target *target,
-                                 const rctd_results_info *info, char *err, size_t err_len) {
+                                  const rctd_results_info *info, char *err, size_t err_len) {
   if (strcmp(path, "-") == 0) {
     rctd_fail(err, err_len, "-: an h5ad cannot be written to standard output; give -o FILE.h5ad");
     return NULL;
@@ -908,7 +908,7 @@ static int h5o_write_segment(rctd_h5ad_writer *w, const rctd_results_chunk *c, i
 }
 
 static int h5o_write_chunk(rctd_h5ad_writer *w, const rctd_results_chunk *c, char *err,
-                          size_t err_len) {
+                           size_t err_len) {
   if (!w->rows_from_pixels)
     for (int64_t i = 0; i < c->n; i++)
       if (c->row_n[i] < 0 || c->row_n[i] >= w->n_rows)
@@ -1105,7 +1105,7 @@ static int h5o_write_names(rctd_h5ad_writer *w, char *err, size_t err_len) {
 }
 
 static int h5o_close(rctd_h5ad_writer *w, const rctd_results_summary *summary, char *err,
-                    size_t err_len) {
+                     size_t err_len) {
   int rc = 0;
   if (w->rows_from_pixels) {
     if (w->names_next < w->n_rows)

@@ -10,10 +10,10 @@
 #include <string.h>
 
 #include "error.h"
-#include "log.h"
-#include "progress.h"
 #include "fit_modes.h"
+#include "log.h"
 #include "model.h"
+#include "progress.h"
 #include "qtable_cache.h"
 #include "sigma.h"
 

@@ -11,9 +11,9 @@
 #include <string.h>
 
 #include "atomic_out.h"
+#include "error.h"
 #include "log.h"
 #include "progress.h"
-#include "error.h"
 #include "rctd_kernels.h"
 #include "strlist.h"
 

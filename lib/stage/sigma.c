@@ -17,8 +17,8 @@
 #include "cpu/spline_fast.h"
 #include "error.h"
 #include "log.h"
-#include "progress.h"
 #include "model.h"
+#include "progress.h"
 
 #define SIG_PRED_FLOOR 1e-4 /* chooseSigma's pmax(prediction, 1e-4) */
 #define SIG_EVAL_CHUNK 1024 /* spline evaluations per call (stack buffers) */
@@ -276,8 +276,8 @@ static void sig_score_window(const sig_tables *ts, int si, int64_t n, const doub
   pthread_t threads[RCTD_SIGMA_MAX_CAND];
   int started[RCTD_SIGMA_MAX_CAND];
   for (int t = 0; t < n_jobs; t++)
-    jobs[t] = (sig_score_job){ts,           lo, n_cand * t / n_jobs, n_cand * (t + 1) / n_jobs,
-                              n,            x,  y,                   out->cand_score};
+    jobs[t] = (sig_score_job){ts, lo, n_cand * t / n_jobs, n_cand * (t + 1) / n_jobs, n,
+                              x,  y,  out->cand_score};
   for (int t = 1; t < n_jobs; t++)
     started[t] = pthread_create(&threads[t], NULL, sig_score_run, &jobs[t]) == 0;
   sig_score_run(&jobs[0]);
@@ -487,8 +487,8 @@ static int sig_open_twice(sig_input *in, const char *path, const char *label, co
                           char *err, size_t err_len) {
   in->mr = rctd_model_open_spilled(path, label, 1, tmp_dir, err, err_len);
   if (!in->mr) return -1;
-  in->copy = label ? rctd_reader_open_as(path, label, err, err_len)
-                   : rctd_reader_open(path, err, err_len);
+  in->copy =
+      label ? rctd_reader_open_as(path, label, err, err_len) : rctd_reader_open(path, err, err_len);
   if (!in->copy) return sig_input_close(in), -1;
   return 0;
 }
@@ -736,8 +736,8 @@ void rctd_sigma_trace_free(rctd_sigma_trace *t) {
   memset(t, 0, sizeof *t);
 }
 
-int rctd_sigma_trace_read(const rctd_record *rec, const char *label, rctd_sigma_trace *t,
-                          char *err, size_t err_len) {
+int rctd_sigma_trace_read(const rctd_record *rec, const char *label, rctd_sigma_trace *t, char *err,
+                          size_t err_len) {
   memset(t, 0, sizeof *t);
   t->n_fit = t->converged = -1;
   const char *src = rctd_record_meta_get(rec, "source");
@@ -919,8 +919,7 @@ int rctd_sigma_stage_run(const char *in_path, const char *out_path, const rctd_s
   const char *label = rctd_reader_label(rctd_model_reader_stream(r.in.mr));
   if (estimated) {
     sig_rng_init(&r, o);
-    if (rctd_sigma_pick_pixels(&r.rng, r.model, &o->sigma, &r.fit_n, &r.n_fit, err, err_len) <
-        0) {
+    if (rctd_sigma_pick_pixels(&r.rng, r.model, &o->sigma, &r.fit_n, &r.n_fit, err, err_len) < 0) {
       char msg[RCTD_ERR_LEN];
       snprintf(msg, sizeof msg, "%s", err);
       rctd_fail(err, err_len, "%s: %s", label, msg);

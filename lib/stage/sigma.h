@@ -111,11 +111,10 @@ int rctd_sigma_estimate(const rctd_sigma_problem *prob, rctd_rrng *rng, rctd_bac
                         rctd_sigma_epoch_fn on_epoch, void *ctx, rctd_sigma_result *res, char *err,
                         size_t err_len);
 
-
 /* REC (RCTD_SIGMA_REC) into T (arrays malloc'd).  0, or -1 with "LABEL: record 'sigma': ..."
  * in err when its epoch lists are damaged. */
-int rctd_sigma_trace_read(const rctd_record *rec, const char *label, rctd_sigma_trace *t,
-                          char *err, size_t err_len);
+int rctd_sigma_trace_read(const rctd_record *rec, const char *label, rctd_sigma_trace *t, char *err,
+                          size_t err_len);
 void rctd_sigma_trace_free(rctd_sigma_trace *t);
 
 /* Grid value of a user's sigma: sigma_c (0.10 .. 2.00, e.g. 0.84) or a grid value (10 .. 200).
@@ -132,14 +131,14 @@ int rctd_sigma_value_of(double sigma);
  * (N_fit x genes) and one pixel block. */
 typedef struct {
   rctd_sigma_opts sigma;
-  double fixed_sigma;      /* > 0: use this sigma (sigma_c or grid value); no estimate */
-  int have_seed;           /* 1: set.seed(seed) before the draws instead of the model's state */
-  int32_t seed;            /* used also when the model has no random state */
-  const char *cache_dir;   /* likelihood-table cache (NULL default, "" none) */
-  const char *tmp_dir;     /* for the copy of a piped input (NULL: $TMPDIR, else /tmp) */
-  rctd_backend *backend;   /* NULL: a CPU backend with sigma.n_threads threads */
+  double fixed_sigma;    /* > 0: use this sigma (sigma_c or grid value); no estimate */
+  int have_seed;         /* 1: set.seed(seed) before the draws instead of the model's state */
+  int32_t seed;          /* used also when the model has no random state */
+  const char *cache_dir; /* likelihood-table cache (NULL default, "" none) */
+  const char *tmp_dir;   /* for the copy of a piped input (NULL: $TMPDIR, else /tmp) */
+  rctd_backend *backend; /* NULL: a CPU backend with sigma.n_threads threads */
   const rctd_provenance *provenance; /* provenance.TOOL to write, or NULL */
-  rctd_writer_opts writer; /* output stream options */
+  rctd_writer_opts writer;           /* output stream options */
 } rctd_sigma_stage_opts;
 
 void rctd_sigma_stage_opts_default(rctd_sigma_stage_opts *opts);
