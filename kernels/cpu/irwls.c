@@ -325,43 +325,6 @@ __attribute__((target("avx2"))) static inline double irwls_lanes_tail_avx2(__m25
   return (t + l[1]) + (l[2] + l[3]);
 }
 
-/* Two rows (i0, i1) by four columns of the Hessian, sharing the column loads. */
-__attribute__((target("avx2"))) static void irwls_hess_2x4_avx2(int n, const double *c,
-                                                                const double *s0, const double *s1,
-                                                                const double *b0, const double *b1,
-                                                                const double *b2, const double *b3,
-                                                                double out0[4], double out1[4]) {
-  __m256d a00 = _mm256_setzero_pd(), a01 = a00, a02 = a00, a03 = a00;
-  __m256d a10 = a00, a11 = a00, a12 = a00, a13 = a00;
-  int g = 0;
-  for (; g + 4 <= n; g += 4) {
-    __m256d cg = _mm256_loadu_pd(c + g);
-    __m256d u0 = _mm256_mul_pd(cg, _mm256_loadu_pd(s0 + g));
-    __m256d u1 = _mm256_mul_pd(cg, _mm256_loadu_pd(s1 + g));
-    __m256d v = _mm256_loadu_pd(b0 + g);
-    a00 = _mm256_add_pd(a00, _mm256_mul_pd(u0, v));
-    a10 = _mm256_add_pd(a10, _mm256_mul_pd(u1, v));
-    v = _mm256_loadu_pd(b1 + g);
-    a01 = _mm256_add_pd(a01, _mm256_mul_pd(u0, v));
-    a11 = _mm256_add_pd(a11, _mm256_mul_pd(u1, v));
-    v = _mm256_loadu_pd(b2 + g);
-    a02 = _mm256_add_pd(a02, _mm256_mul_pd(u0, v));
-    a12 = _mm256_add_pd(a12, _mm256_mul_pd(u1, v));
-    v = _mm256_loadu_pd(b3 + g);
-    a03 = _mm256_add_pd(a03, _mm256_mul_pd(u0, v));
-    a13 = _mm256_add_pd(a13, _mm256_mul_pd(u1, v));
-  }
-  /* the tail accumulates into lane 0 after the vector part, as in the SSE2 code */
-  out0[0] = irwls_lanes_tail_avx2(a00, g, n, c, s0, b0);
-  out0[1] = irwls_lanes_tail_avx2(a01, g, n, c, s0, b1);
-  out0[2] = irwls_lanes_tail_avx2(a02, g, n, c, s0, b2);
-  out0[3] = irwls_lanes_tail_avx2(a03, g, n, c, s0, b3);
-  out1[0] = irwls_lanes_tail_avx2(a10, g, n, c, s1, b0);
-  out1[1] = irwls_lanes_tail_avx2(a11, g, n, c, s1, b1);
-  out1[2] = irwls_lanes_tail_avx2(a12, g, n, c, s1, b2);
-  out1[3] = irwls_lanes_tail_avx2(a13, g, n, c, s1, b3);
-}
-
 /* irwls_dot_avx2 with fused multiply-adds: irwls_dot_fma's lanes. */
 __attribute__((target("avx2,fma"))) static double irwls_dot_fma_avx2(int n, const double *a,
                                                                      const double *b) {
@@ -375,39 +338,50 @@ __attribute__((target("avx2,fma"))) static double irwls_dot_fma_avx2(int n, cons
   return (l[0] + l[1]) + (l[2] + l[3]);
 }
 
-/* irwls_hess_2x4_avx2 with fused multiply-adds (IRWLS_FUSED_K_MIN): irwls_hess4_fma's lanes. */
+/* Two rows (i0, i1) by four columns of the Hessian, sharing the column loads; ACC(acc, u, v)
+ * is the lane update: acc + u v rounded twice (IRWLS_ADD_MUL) or once (IRWLS_FMADD, fits of
+ * IRWLS_FUSED_K_MIN types or more: irwls_hess4_fma's lanes).  The tail accumulates into lane 0
+ * after the vector part, as in the SSE2 code. */
+#define IRWLS_ADD_MUL(acc, u, v) _mm256_add_pd(acc, _mm256_mul_pd(u, v))
+#define IRWLS_FMADD(acc, u, v) _mm256_fmadd_pd(u, v, acc)
+#define IRWLS_HESS_2X4_BODY(ACC)                                      \
+  __m256d a00 = _mm256_setzero_pd(), a01 = a00, a02 = a00, a03 = a00; \
+  __m256d a10 = a00, a11 = a00, a12 = a00, a13 = a00;                 \
+  int g = 0;                                                          \
+  for (; g + 4 <= n; g += 4) {                                        \
+    __m256d cg = _mm256_loadu_pd(c + g);                              \
+    __m256d u0 = _mm256_mul_pd(cg, _mm256_loadu_pd(s0 + g));          \
+    __m256d u1 = _mm256_mul_pd(cg, _mm256_loadu_pd(s1 + g));          \
+    __m256d v = _mm256_loadu_pd(b0 + g);                              \
+    a00 = ACC(a00, u0, v), a10 = ACC(a10, u1, v);                     \
+    v = _mm256_loadu_pd(b1 + g);                                      \
+    a01 = ACC(a01, u0, v), a11 = ACC(a11, u1, v);                     \
+    v = _mm256_loadu_pd(b2 + g);                                      \
+    a02 = ACC(a02, u0, v), a12 = ACC(a12, u1, v);                     \
+    v = _mm256_loadu_pd(b3 + g);                                      \
+    a03 = ACC(a03, u0, v), a13 = ACC(a13, u1, v);                     \
+  }                                                                   \
+  out0[0] = irwls_lanes_tail_avx2(a00, g, n, c, s0, b0);              \
+  out0[1] = irwls_lanes_tail_avx2(a01, g, n, c, s0, b1);              \
+  out0[2] = irwls_lanes_tail_avx2(a02, g, n, c, s0, b2);              \
+  out0[3] = irwls_lanes_tail_avx2(a03, g, n, c, s0, b3);              \
+  out1[0] = irwls_lanes_tail_avx2(a10, g, n, c, s1, b0);              \
+  out1[1] = irwls_lanes_tail_avx2(a11, g, n, c, s1, b1);              \
+  out1[2] = irwls_lanes_tail_avx2(a12, g, n, c, s1, b2);              \
+  out1[3] = irwls_lanes_tail_avx2(a13, g, n, c, s1, b3);
+
+__attribute__((target("avx2"))) static void irwls_hess_2x4_avx2(int n, const double *c,
+                                                                const double *s0, const double *s1,
+                                                                const double *b0, const double *b1,
+                                                                const double *b2, const double *b3,
+                                                                double out0[4], double out1[4]) {
+  IRWLS_HESS_2X4_BODY(IRWLS_ADD_MUL)
+}
+
 __attribute__((target("avx2,fma"))) static void irwls_hess_2x4_fma(
     int n, const double *c, const double *s0, const double *s1, const double *b0, const double *b1,
     const double *b2, const double *b3, double out0[4], double out1[4]) {
-  __m256d a00 = _mm256_setzero_pd(), a01 = a00, a02 = a00, a03 = a00;
-  __m256d a10 = a00, a11 = a00, a12 = a00, a13 = a00;
-  int g = 0;
-  for (; g + 4 <= n; g += 4) {
-    __m256d cg = _mm256_loadu_pd(c + g);
-    __m256d u0 = _mm256_mul_pd(cg, _mm256_loadu_pd(s0 + g));
-    __m256d u1 = _mm256_mul_pd(cg, _mm256_loadu_pd(s1 + g));
-    __m256d v = _mm256_loadu_pd(b0 + g);
-    a00 = _mm256_fmadd_pd(u0, v, a00);
-    a10 = _mm256_fmadd_pd(u1, v, a10);
-    v = _mm256_loadu_pd(b1 + g);
-    a01 = _mm256_fmadd_pd(u0, v, a01);
-    a11 = _mm256_fmadd_pd(u1, v, a11);
-    v = _mm256_loadu_pd(b2 + g);
-    a02 = _mm256_fmadd_pd(u0, v, a02);
-    a12 = _mm256_fmadd_pd(u1, v, a12);
-    v = _mm256_loadu_pd(b3 + g);
-    a03 = _mm256_fmadd_pd(u0, v, a03);
-    a13 = _mm256_fmadd_pd(u1, v, a13);
-  }
-  /* the tail accumulates into lane 0 after the vector part, as in the SSE2 code */
-  out0[0] = irwls_lanes_tail_avx2(a00, g, n, c, s0, b0);
-  out0[1] = irwls_lanes_tail_avx2(a01, g, n, c, s0, b1);
-  out0[2] = irwls_lanes_tail_avx2(a02, g, n, c, s0, b2);
-  out0[3] = irwls_lanes_tail_avx2(a03, g, n, c, s0, b3);
-  out1[0] = irwls_lanes_tail_avx2(a10, g, n, c, s1, b0);
-  out1[1] = irwls_lanes_tail_avx2(a11, g, n, c, s1, b1);
-  out1[2] = irwls_lanes_tail_avx2(a12, g, n, c, s1, b2);
-  out1[3] = irwls_lanes_tail_avx2(a13, g, n, c, s1, b3);
+  IRWLS_HESS_2X4_BODY(IRWLS_FMADD)
 }
 
 static int irwls_avx512_on = 1; /* rctd_irwls_avx512: the tests turn AVX-512 off */
