@@ -158,6 +158,11 @@ static int model_write_strings(rctd_writer *w, const char *name, char *const *st
   return rctd_write_string_list(w, name, (const char *const *)strings, (uint64_t)n);
 }
 
+static int model_write_numi_block(void *w, int64_t first, const double *numi, int64_t n) {
+  (void)first;
+  return rctd_write_rows(w, numi, (uint64_t)n) < 0 ? -1 : 0;
+}
+
 /* The pixel nUMI record, from memory or (pixel_numi_spill) read back piece by piece: the same
  * bytes either way, as the writer cuts chunks by its own chunk size. */
 static int model_write_numi(rctd_writer *w, const rctd_model *model) {
@@ -171,15 +176,7 @@ static int model_write_numi(rctd_writer *w, const rctd_model *model) {
                            .cols = 1,
                            .rows = (uint64_t)model->n_pixels};
   if (rctd_write_begin(w, &spec) < 0) return -1;
-  FILE *f = model->pixel_numi_spill;
-  if (fflush(f) != 0 || fseeko(f, 0, SEEK_SET) != 0) return -1;
-  double buf[4096];
-  for (int64_t done = 0; done < model->n_pixels;) {
-    int64_t want = model->n_pixels - done < 4096 ? model->n_pixels - done : 4096;
-    if (fread(buf, sizeof *buf, (size_t)want, f) != (size_t)want) return -1;
-    if (rctd_write_rows(w, buf, (uint64_t)want) < 0) return -1;
-    done += want;
-  }
+  if (rctd_model_numi_blocks(model, model_write_numi_block, w) < 0) return -1;
   return rctd_write_end(w);
 }
 
@@ -197,6 +194,20 @@ int rctd_model_pixel_numi(const rctd_model *model, int64_t first, int64_t n, dou
     ssize_t got = pread(fd, (char *)out + done, want - done, at + (off_t)done);
     if (got <= 0) return -1;
     done += (size_t)got;
+  }
+  return 0;
+}
+
+int rctd_model_numi_blocks(const rctd_model *model,
+                           int (*each)(void *ctx, int64_t first, const double *numi, int64_t n),
+                           void *ctx) {
+  double numi[RCTD_MODEL_NUMI_BLOCK];
+  for (int64_t b = 0; b < model->n_pixels; b += RCTD_MODEL_NUMI_BLOCK) {
+    int64_t n =
+        model->n_pixels - b < RCTD_MODEL_NUMI_BLOCK ? model->n_pixels - b : RCTD_MODEL_NUMI_BLOCK;
+    if (rctd_model_pixel_numi(model, b, n, numi) < 0) return -1;
+    int rc = each(ctx, b, numi, n);
+    if (rc != 0) return rc < 0 ? -1 : 0;
   }
   return 0;
 }

@@ -116,6 +116,14 @@ int rctd_model_type_index(const rctd_model *model, const char *name);
  * of range, or a read error). */
 int rctd_model_pixel_numi(const rctd_model *model, int64_t first, int64_t n, double *out);
 
+/* Every pixel's nUMI in order, RCTD_MODEL_NUMI_BLOCK at a time (from memory or the spill file):
+ * each(ctx, first, numi, n) per block; it returns 0 to go on, 1 to stop.  0 (all read, or
+ * stopped), or -1 (a read error, or each returned -1). */
+#define RCTD_MODEL_NUMI_BLOCK 4096
+int rctd_model_numi_blocks(const rctd_model *model,
+                           int (*each)(void *ctx, int64_t first, const double *numi, int64_t n),
+                           void *ctx);
+
 /* Checks sizes and consistency (K >= 2, reg genes present, finite profiles, ...).  0 or -1. */
 int rctd_model_check(const rctd_model *model, char *err, size_t err_len);
 

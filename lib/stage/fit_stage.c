@@ -243,6 +243,12 @@ static void fs_hash_i64(fs_hash *h, int64_t v) {
   fs_hash_bytes(h, &v, sizeof v);
 }
 
+static int fs_hash_numi_block(void *h, int64_t first, const double *numi, int64_t n) {
+  (void)first;
+  fs_hash_bytes(h, numi, (size_t)n * sizeof *numi);
+  return 0;
+}
+
 /* FNV-1a over what makes results of one run: the model, the sigma and the settings, into *OUT.
  * 0, or -1 when the model's pixel nUMI cannot be read back from their temporary file. */
 static int fs_fingerprint(const rctd_model *m, const rctd_fit_stage_opts *o, int sigma_value,
@@ -266,12 +272,8 @@ static int fs_fingerprint(const rctd_model *m, const rctd_fit_stage_opts *o, int
   for (int g = 0; g < m->n_reg; g++) fs_hash_str(&h, m->genes_reg[g]);
   fs_hash_bytes(&h, m->profiles_gk, (size_t)m->n_reg * m->n_types * sizeof(double));
   fs_hash_i64(&h, m->n_pixels);
-  double numi[4096]; /* the same bytes in order, from memory or the model's spill file */
-  for (int64_t p = 0; p < m->n_pixels; p += 4096) {
-    int64_t n = m->n_pixels - p < 4096 ? m->n_pixels - p : 4096;
-    if (rctd_model_pixel_numi(m, p, n, numi) < 0) return -1;
-    fs_hash_bytes(&h, numi, (size_t)n * sizeof(double));
-  }
+  /* the same bytes in order, from memory or the model's spill file */
+  if (rctd_model_numi_blocks(m, fs_hash_numi_block, &h) < 0) return -1;
   for (size_t i = 0; i < m->n_config; i++) {
     fs_hash_str(&h, m->config_keys[i]);
     fs_hash_str(&h, m->config_values[i]);

@@ -58,22 +58,42 @@ static int sig_cmp_rank(const void *a, const void *b) {
   return (ra > rb) - (ra < rb);
 }
 
-/* The model's pixel nUMI, a block at a time from memory or its spill file, for the scans. */
-#define SIG_NUMI_BLOCK 4096
+/* The scans of the model's pixel nUMI (rctd_model_numi_blocks): the candidates' count, then
+ * the pixels of the drawn ranks (ORDER sorted by rank) into OUT. */
+typedef struct {
+  double umi_min;
+  int64_t n_cand, rank, next, n;
+  const sig_draw *order;
+  int64_t *out;
+} sig_scan;
+
+static int sig_count_block(void *ctx, int64_t first, const double *numi, int64_t len) {
+  sig_scan *sc = ctx;
+  (void)first;
+  for (int64_t p = 0; p < len; p++) sc->n_cand += numi[p] > sc->umi_min;
+  return 0;
+}
+
+static int sig_rank_block(void *ctx, int64_t first, const double *numi, int64_t len) {
+  sig_scan *sc = ctx;
+  for (int64_t p = 0; p < len && sc->next < sc->n; p++) {
+    if (!(numi[p] > sc->umi_min)) continue;
+    sc->rank++;
+    while (sc->next < sc->n && sc->order[sc->next].rank == sc->rank)
+      sc->out[sc->order[sc->next++].i] = first + p;
+  }
+  return sc->next < sc->n ? 0 : 1;
+}
 
 int rctd_sigma_pick_pixels(rctd_rrng *rng, const rctd_model *model, const rctd_sigma_opts *opts,
                            int64_t **fit_n, int64_t *n_fit, char *err, size_t err_len) {
   *fit_n = NULL;
   *n_fit = 0;
   const int64_t n_pixels = model->n_pixels;
-  double numi[SIG_NUMI_BLOCK];
-  int64_t n_cand = 0;
-  for (int64_t b = 0; b < n_pixels; b += SIG_NUMI_BLOCK) {
-    int64_t len = n_pixels - b < SIG_NUMI_BLOCK ? n_pixels - b : SIG_NUMI_BLOCK;
-    if (rctd_model_pixel_numi(model, b, len, numi) < 0)
-      return rctd_fail(err, err_len, "cannot read the pixel nUMI back from their temporary file");
-    for (int64_t p = 0; p < len; p++) n_cand += numi[p] > opts->umi_min_sigma;
-  }
+  sig_scan sc = {.umi_min = opts->umi_min_sigma};
+  if (rctd_model_numi_blocks(model, sig_count_block, &sc) < 0)
+    return rctd_fail(err, err_len, "cannot read the pixel nUMI back from their temporary file");
+  const int64_t n_cand = sc.n_cand;
   int64_t n = opts->n_fit < n_cand ? opts->n_fit : n_cand;
   if (n <= 0)
     return rctd_fail(err, err_len,
@@ -98,18 +118,10 @@ int rctd_sigma_pick_pixels(rctd_rrng *rng, const rctd_model *model, const rctd_s
    * candidate: memory O(N_fit)). */
   for (int64_t i = 0; i < n; i++) order[i] = (sig_draw){drawn[i], i};
   qsort(order, (size_t)n, sizeof *order, sig_cmp_rank);
-  int64_t rank = 0, next = 0;
-  for (int64_t b = 0; b < n_pixels && next < n; b += SIG_NUMI_BLOCK) {
-    int64_t len = n_pixels - b < SIG_NUMI_BLOCK ? n_pixels - b : SIG_NUMI_BLOCK;
-    if (rctd_model_pixel_numi(model, b, len, numi) < 0) {
-      free(drawn), free(out), free(order);
-      return rctd_fail(err, err_len, "cannot read the pixel nUMI back from their temporary file");
-    }
-    for (int64_t p = 0; p < len && next < n; p++) {
-      if (!(numi[p] > opts->umi_min_sigma)) continue;
-      rank++;
-      while (next < n && order[next].rank == rank) out[order[next++].i] = b + p;
-    }
+  sc.n = n, sc.order = order, sc.out = out;
+  if (rctd_model_numi_blocks(model, sig_rank_block, &sc) < 0) {
+    free(drawn), free(out), free(order);
+    return rctd_fail(err, err_len, "cannot read the pixel nUMI back from their temporary file");
   }
   free(drawn);
   free(order);
