@@ -5,11 +5,19 @@
 # worktree, run the same stage with both on the same input, then compare the outputs.
 set -eo pipefail
 view=${3:-$(dirname "$0")/../bin/rctd-view}
+[ -x "$view" ] || { echo "compare_streams.sh: $view: no viewer; build it (make bin/rctd-view)" >&2; exit 2; }
+for f in "$1" "$2"; do
+  "$view" "$f" > /dev/null || { echo "compare_streams.sh: $f: rctd-view cannot read it" >&2; exit 2; }
+done
 records() { "$view" "$1" | tail -n +2 | cut -f1 | grep -v '^provenance\.' || true; }
 [ "$(records "$1")" == "$(records "$2")" ] || { echo "record lists differ"; exit 1; }
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
 bad=0
 for r in $(records "$1"); do
-  cmp -s <("$view" "$1" "$r") <("$view" "$2" "$r") || { echo "record $r differs"; bad=1; }
+  "$view" "$1" "$r" > "$tmp/a" && "$view" "$2" "$r" > "$tmp/b" ||
+    { echo "record $r: rctd-view failed"; exit 2; }
+  cmp -s "$tmp/a" "$tmp/b" || { echo "record $r differs"; bad=1; }
 done
 [ $bad = 0 ] && echo "same records (provenance aside)"
 exit $bad
