@@ -256,6 +256,29 @@ static void atomic_release(atomic_slot *slot) {
   slot->active = 0;
 }
 
+int rctd_pread_all(int fd, void *buf, size_t n, off_t offset) {
+  for (char *p = buf; n > 0;) {
+    ssize_t got = pread(fd, p, n, offset);
+    if (got < 0 && errno == EINTR) continue;
+    if (got <= 0) {
+      if (got == 0) errno = 0;
+      return -1;
+    }
+    p += got, n -= (size_t)got, offset += got;
+  }
+  return 0;
+}
+
+int rctd_pwrite_all(int fd, const void *buf, size_t n, off_t offset) {
+  for (const char *p = buf; n > 0;) {
+    ssize_t put = pwrite(fd, p, n, offset);
+    if (put < 0 && errno == EINTR) continue;
+    if (put <= 0) return -1;
+    p += put, n -= (size_t)put, offset += put;
+  }
+  return 0;
+}
+
 /* Copies the spooled temporary into the in-place target. */
 static int atomic_copy_spool(atomic_slot *slot) {
   int in = open(slot->tmp_path, O_RDONLY | O_CLOEXEC);

@@ -3,6 +3,7 @@
 #define RCTD_ATOMIC_OUT_H
 #include <stddef.h>
 #include <stdio.h>
+#include <sys/types.h>
 
 /* ---- output files ----
  * rctd_out_open("-") returns stdout.  For a new path or a regular file it creates PATH's
@@ -34,6 +35,12 @@ void rctd_out_abort(FILE *f);
 int rctd_temp_fd(const char *tmp_dir, const char *prefix);
 /* The same as a stdio stream opened "w+b"; NULL with errno set. */
 FILE *rctd_temp_file(const char *tmp_dir, const char *prefix);
+
+/* ---- whole reads and writes at an offset ----
+ * pread / pwrite of all N bytes at OFFSET, retried after EINTR and short transfers.  0, or -1
+ * (an error with errno set, or a read past the file's end with errno 0). */
+int rctd_pread_all(int fd, void *buf, size_t n, off_t offset);
+int rctd_pwrite_all(int fd, const void *buf, size_t n, off_t offset);
 
 /* Installs the cleanup handlers (done by rctd_cli_parse and rctd_out_open; idempotent). */
 void rctd_out_install_handlers(void);

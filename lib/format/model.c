@@ -187,15 +187,8 @@ int rctd_model_pixel_numi(const rctd_model *model, int64_t first, int64_t n, dou
     return 0;
   }
   if (!model->pixel_numi_spill) return -1;
-  int fd = fileno(model->pixel_numi_spill);
-  size_t want = (size_t)n * sizeof *out, done = 0;
-  off_t at = (off_t)first * (off_t)sizeof *out;
-  while (done < want) {
-    ssize_t got = pread(fd, (char *)out + done, want - done, at + (off_t)done);
-    if (got <= 0) return -1;
-    done += (size_t)got;
-  }
-  return 0;
+  return rctd_pread_all(fileno(model->pixel_numi_spill), out, (size_t)n * sizeof *out,
+                        (off_t)first * (off_t)sizeof *out);
 }
 
 int rctd_model_numi_blocks(const rctd_model *model,

@@ -36,32 +36,6 @@ struct input_tx {
   size_t read_cap;
 };
 
-static int input_tx_write_all(int fd, const void *buf, size_t bytes, off_t offset) {
-  const char *p = buf;
-  while (bytes > 0) {
-    ssize_t done = pwrite(fd, p, bytes, offset);
-    if (done < 0 && errno == EINTR) continue;
-    if (done <= 0) return -1;
-    p += done;
-    bytes -= (size_t)done;
-    offset += done;
-  }
-  return 0;
-}
-
-static int input_tx_read_all(int fd, void *buf, size_t bytes, off_t offset) {
-  char *p = buf;
-  while (bytes > 0) {
-    ssize_t done = pread(fd, p, bytes, offset);
-    if (done < 0 && errno == EINTR) continue;
-    if (done <= 0) return -1;
-    p += done;
-    bytes -= (size_t)done;
-    offset += done;
-  }
-  return 0;
-}
-
 input_tx *input_tx_create(const char *path, int64_t n_rows, const char *tmp_dir, char *err,
                           size_t err_size) {
   if (n_rows > (int64_t)UINT32_MAX) {
@@ -102,7 +76,7 @@ input_tx *input_tx_create(const char *path, int64_t n_rows, const char *tmp_dir,
 static int input_tx_flush_spill(input_tx *tx, char *err, size_t err_size) {
   if (tx->spill_len == 0) return 0;
   off_t offset = (off_t)(tx->nnz - (int64_t)tx->spill_len) * (off_t)sizeof(input_tx_rec);
-  if (input_tx_write_all(tx->spill_fd, tx->spill_buf, tx->spill_len * sizeof(input_tx_rec), offset))
+  if (rctd_pwrite_all(tx->spill_fd, tx->spill_buf, tx->spill_len * sizeof(input_tx_rec), offset))
     return input_fail(err, err_size, tx->path,
                       "cannot write the temporary transpose file: %s: free disk space or set "
                       "TMPDIR",
@@ -152,8 +126,8 @@ static int input_tx_distribute(input_tx *tx, const int64_t *block_rows, int64_t 
   for (int64_t b = 0; rc == 0 && b < n_blocks; b++) cursor[b] = tx->row_ptr[block_rows[b]];
   for (int64_t done = 0; rc == 0 && done < tx->nnz;) {
     int64_t count = tx->nnz - done < INPUT_TX_SPILL_RECS ? tx->nnz - done : INPUT_TX_SPILL_RECS;
-    if (input_tx_read_all(tx->spill_fd, tx->spill_buf, (size_t)count * sizeof(input_tx_rec),
-                          (off_t)done * (off_t)sizeof(input_tx_rec))) {
+    if (rctd_pread_all(tx->spill_fd, tx->spill_buf, (size_t)count * sizeof(input_tx_rec),
+                       (off_t)done * (off_t)sizeof(input_tx_rec))) {
       rc = input_fail(err, err_size, tx->path, "cannot read the temporary transpose file");
       break;
     }
@@ -161,9 +135,9 @@ static int input_tx_distribute(input_tx *tx, const int64_t *block_rows, int64_t 
       int64_t b = input_tx_block_of(block_rows, n_blocks, tx->spill_buf[i].row);
       buffers[b * per_block + fill[b]++] = tx->spill_buf[i];
       if (fill[b] < per_block) continue;
-      if (input_tx_write_all(tx->csr_fd, buffers + b * per_block,
-                             (size_t)fill[b] * sizeof(input_tx_rec),
-                             (off_t)cursor[b] * (off_t)sizeof(input_tx_rec)))
+      if (rctd_pwrite_all(tx->csr_fd, buffers + b * per_block,
+                          (size_t)fill[b] * sizeof(input_tx_rec),
+                          (off_t)cursor[b] * (off_t)sizeof(input_tx_rec)))
         rc = input_fail(err, err_size, tx->path,
                         "cannot write the temporary transpose file: %s: free disk space or set "
                         "TMPDIR",
@@ -175,9 +149,8 @@ static int input_tx_distribute(input_tx *tx, const int64_t *block_rows, int64_t 
   }
   for (int64_t b = 0; rc == 0 && b < n_blocks; b++) {
     if (fill[b] == 0) continue;
-    if (input_tx_write_all(tx->csr_fd, buffers + b * per_block,
-                           (size_t)fill[b] * sizeof(input_tx_rec),
-                           (off_t)cursor[b] * (off_t)sizeof(input_tx_rec)))
+    if (rctd_pwrite_all(tx->csr_fd, buffers + b * per_block, (size_t)fill[b] * sizeof(input_tx_rec),
+                        (off_t)cursor[b] * (off_t)sizeof(input_tx_rec)))
       rc = input_fail(err, err_size, tx->path, "cannot write the temporary transpose file: %s",
                       strerror(errno));
   }
@@ -206,13 +179,13 @@ static int input_tx_sort_blocks(input_tx *tx, const int64_t *block_rows, int64_t
     int64_t nnz = tx->row_ptr[block_rows[b + 1]] - base;
     if (nnz == 0) continue;
     off_t offset = (off_t)base * (off_t)sizeof(input_tx_rec);
-    if (input_tx_read_all(tx->csr_fd, in, (size_t)nnz * sizeof *in, offset)) {
+    if (rctd_pread_all(tx->csr_fd, in, (size_t)nnz * sizeof *in, offset)) {
       rc = input_fail(err, err_size, tx->path, "cannot read the temporary transpose file");
       break;
     }
     for (int64_t r = row0; r < block_rows[b + 1]; r++) next[r - row0] = tx->row_ptr[r] - base;
     for (int64_t i = 0; i < nnz; i++) out[next[in[i].row - row0]++] = in[i];
-    if (input_tx_write_all(tx->csr_fd, out, (size_t)nnz * sizeof *out, offset))
+    if (rctd_pwrite_all(tx->csr_fd, out, (size_t)nnz * sizeof *out, offset))
       rc = input_fail(err, err_size, tx->path, "cannot write the temporary transpose file: %s",
                       strerror(errno));
   }
@@ -271,8 +244,8 @@ int input_tx_read_rows(void *state, int64_t row_begin, int64_t row_end, rctd_csr
     tx->read_buf = buf;
     tx->read_cap = (size_t)nnz;
   }
-  if (nnz > 0 && input_tx_read_all(tx->csr_fd, tx->read_buf, (size_t)nnz * sizeof(input_tx_rec),
-                                   (off_t)base * (off_t)sizeof(input_tx_rec)))
+  if (nnz > 0 && rctd_pread_all(tx->csr_fd, tx->read_buf, (size_t)nnz * sizeof(input_tx_rec),
+                                (off_t)base * (off_t)sizeof(input_tx_rec)))
     return input_fail(err, err_size, tx->path, "cannot read the temporary transpose file");
   for (int64_t r = row_begin; r <= row_end; r++)
     chunk->row_ptr[r - row_begin] = tx->row_ptr[r] - base;
