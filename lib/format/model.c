@@ -715,7 +715,7 @@ int rctd_model_next_block(rctd_model_reader *mr, rctd_pixel_block *block) {
   for (int64_t p0 = 0; p0 < n; p0 += 512) {
     int64_t len = n - p0 < 512 ? n - p0 : 512;
     if (rctd_model_pixel_numi(m, first + p0, len, model_numi) < 0)
-      return reader_fail(mr, "cannot read the temporary file of pixel nUMI back");
+      return reader_fail(mr, RCTD_MODEL_NUMI_READ_FAILED);
     for (int64_t p = p0; p < p0 + len; p++)
       if (block->numi_n[p] != model_numi[p - p0])
         return reader_fail(mr, "pixel %" PRId64 ": nUMI differs from the model's", first + p);

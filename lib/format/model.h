@@ -115,6 +115,8 @@ int rctd_model_type_index(const rctd_model *model, const char *name);
 /* Pixel nUMI [FIRST, FIRST + N) into OUT, from pixel_numi_n or the spill file.  0, or -1 (out
  * of range, or a read error). */
 int rctd_model_pixel_numi(const rctd_model *model, int64_t first, int64_t n, double *out);
+/* What a stage says when that read (or rctd_model_numi_blocks') fails. */
+#define RCTD_MODEL_NUMI_READ_FAILED "cannot read the pixel nUMI back from their temporary file"
 
 /* Every pixel's nUMI in order, RCTD_MODEL_NUMI_BLOCK at a time (from memory or the spill file):
  * each(ctx, first, numi, n) per block; it returns 0 to go on, 1 to stop.  0 (all read, or

@@ -757,8 +757,7 @@ static int fs_setup(fs_run *r, const char *in_path) {
   r->pix_end = r->chunk_end * C < m->n_pixels ? r->chunk_end * C : m->n_pixels;
   if (fs_record_config(r) < 0) return -1;
   if (fs_fingerprint(m, o, r->table.sigma_value, r->n_chunks, &r->fingerprint) < 0)
-    return rctd_fail(r->err, r->err_len, "%s: cannot read the temporary file of pixel nUMI back",
-                     in_path);
+    return rctd_fail(r->err, r->err_len, "%s: " RCTD_MODEL_NUMI_READ_FAILED, in_path);
   int64_t cap = r->pix_end - r->pix_first < C ? r->pix_end - r->pix_first : C;
   if (fs_chunk_alloc(&r->chunk, cap > 0 ? (int)cap : 1, m->n_reg, m->n_types,
                      o->max_multi_types > 0 ? o->max_multi_types : 1) < 0)

@@ -92,7 +92,7 @@ int rctd_sigma_pick_pixels(rctd_rrng *rng, const rctd_model *model, const rctd_s
   const int64_t n_pixels = model->n_pixels;
   sig_scan sc = {.umi_min = opts->umi_min_sigma};
   if (rctd_model_numi_blocks(model, sig_count_block, &sc) < 0)
-    return rctd_fail(err, err_len, "cannot read the pixel nUMI back from their temporary file");
+    return rctd_fail(err, err_len, RCTD_MODEL_NUMI_READ_FAILED);
   const int64_t n_cand = sc.n_cand;
   int64_t n = opts->n_fit < n_cand ? opts->n_fit : n_cand;
   if (n <= 0)
@@ -121,7 +121,7 @@ int rctd_sigma_pick_pixels(rctd_rrng *rng, const rctd_model *model, const rctd_s
   sc.n = n, sc.order = order, sc.out = out;
   if (rctd_model_numi_blocks(model, sig_rank_block, &sc) < 0) {
     free(drawn), free(out), free(order);
-    return rctd_fail(err, err_len, "cannot read the pixel nUMI back from their temporary file");
+    return rctd_fail(err, err_len, RCTD_MODEL_NUMI_READ_FAILED);
   }
   free(drawn);
   free(order);
@@ -838,7 +838,7 @@ static int sig_estimate_stage(sig_run *r, const rctd_sigma_stage_opts *o,
   if (!r->numi_n) return rctd_fail(err, err_len, "out of memory");
   for (int64_t i = 0; i < r->n_fit; i++)
     if (rctd_model_pixel_numi(m, r->fit_n[i], 1, &r->numi_n[i]) < 0)
-      return rctd_fail(err, err_len, "cannot read the pixel nUMI back from their temporary file");
+      return rctd_fail(err, err_len, RCTD_MODEL_NUMI_READ_FAILED);
   rctd_log_info("chooseSigma: %" PRId64
                 " fit pixels (nUMI > %g), random stream from the %s; "
                 "using initial Q_mat with sigma = %g",
