@@ -73,6 +73,11 @@ static int sf_m_exact(double lam) { /* lam clamped: sf_pair's interval */
   return sf_tab.m_of_l[(int)sqrt(lam / SF_DELTA)];
 }
 
+/* A bucket's record (spline_fast_avx512.h): step' << RCTD_SF8_STEP_SHIFT | 4m. */
+static int64_t sf_record(int64_t step_less_one, int m) {
+  return (int64_t)((uint64_t)step_less_one << RCTD_SF8_STEP_SHIFT | (uint64_t)(4 * m));
+}
+
 /* Each bucket's m at its first value and the first value where m steps up (bisection with the
  * exact formula); leaves sf_bk.ok = 0 when m is not monotonic or a bucket holds two steps. */
 static void sf_buckets_build(void) {
@@ -94,7 +99,7 @@ static void sf_buckets_build(void) {
       free(rec_b);
       return;
     }
-    rec_b[b] = (int64_t)m_lo << 45 | (RCTD_SF8_LOW_BITS + 1); /* no step */
+    rec_b[b] = sf_record(RCTD_SF8_LOW_BITS, m_lo); /* no step */
     if (m_hi == m_lo) continue;
     int64_t a = lo, c = hi; /* m(a) = m_lo, m(c) = m_lo + 1 */
     while (c - a > 1) {
@@ -104,10 +109,11 @@ static void sf_buckets_build(void) {
       else
         a = mid;
     }
-    rec_b[b] = (int64_t)m_lo << 45 | (c & RCTD_SF8_LOW_BITS);
+    rec_b[b] = sf_record((c & RCTD_SF8_LOW_BITS) - 1, m_lo);
   }
   sf_bk.first = first;
   sf_bk.rec_b = rec_b;
+  sf_bk.rec_of_bits = (const int64_t *)((uintptr_t)rec_b - (uintptr_t)first * sizeof *rec_b);
   sf_bk.ok = 1;
 }
 #endif
@@ -200,6 +206,15 @@ static int sf_standard_grid(const double *x) {
 static inline int sf_ok(const rctd_qtable *table, double yi, double lam) {
   const double max_row = table->n_k - 1 < RCTD_K_VAL ? table->n_k - 1 : RCTD_K_VAL;
   return !isnan(lam) && yi >= 0 && (yi < max_row + 1 || max_row >= RCTD_K_VAL);
+}
+
+int rctd_spline_fast_rows(const rctd_qtable *table, int n, const double *y, int64_t *rows) {
+  for (int i = 0; i < n; i++) {
+    if (!sf_ok(table, y[i], 0)) return 0;
+    const int row = y[i] > RCTD_K_VAL ? RCTD_K_VAL : (int)y[i];
+    rows[i] = ((int64_t)row * SF_N_INT - 1) * 4; /* sf_pair's record (row, m) less 4m */
+  }
+  return 1;
 }
 
 const double *rctd_spline_fast_coef(const rctd_qtable *table) {

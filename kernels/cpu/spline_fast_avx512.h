@@ -8,10 +8,12 @@
  * monotonic), so it is read from buckets of lambda's bit pattern (exponent and
  * RCTD_SF8_BUCKET_BITS mantissa bits): a bucket's m at its first value and the first value of
  * the bucket where m steps up, found by bisection over the bucket's bit patterns with that exact
- * formula (spline_fast.c builds them).  Both in one 64-bit record (one gather): m << 45 | the
- * step's low 44 bits (its high bits are the bucket's), or 1 << 44 when m does not step in the
- * bucket.  Valid when no bucket holds two steps (checked when built; otherwise the lanes divide
- * and take the root). */
+ * formula (spline_fast.c builds them).  Both in one 64-bit record (one gather): (s - 1) << 20 |
+ * 4m, where s is the step's low 44 bits (its high bits are the bucket's; s >= 1), or
+ * (2^44 - 1) << 20 | 4m when m does not step in the bucket.  With L lambda's low 44 bits,
+ * L << 20 > record exactly when L >= s (4m < 2^20), so one shift and one compare decide the step,
+ * and one mask gives 4m: the offset of interval m's record of four coefficients.  Valid when no
+ * bucket holds two steps (checked when built; otherwise the lanes divide and take the root). */
 #ifndef RCTD_CPU_SPLINE_FAST_AVX512_H
 #define RCTD_CPU_SPLINE_FAST_AVX512_H
 #if defined(__x86_64__) && defined(__GNUC__)
@@ -26,6 +28,8 @@
 #define RCTD_SF8_BUCKET_BITS 8
 #define RCTD_SF8_BUCKET_SHIFT (52 - RCTD_SF8_BUCKET_BITS)
 #define RCTD_SF8_LOW_BITS (((int64_t)1 << RCTD_SF8_BUCKET_SHIFT) - 1)
+#define RCTD_SF8_STEP_SHIFT 20 /* a record's step above 4m */
+#define RCTD_SF8_M4_MASK (((int64_t)1 << RCTD_SF8_STEP_SHIFT) - 1)
 /* calc_Q_all's clamp of lambda: [1e-4, x_max - 1e-4] (RK_QT_EPSILON; x_max = 1600 on the
  * standard grid); its scale 1e-6 is RK_QT_DELTA */
 #define RCTD_SF8_LAM_LO 1e-4
@@ -34,7 +38,10 @@
 typedef struct {
   int ok;
   int64_t first;        /* bucket index of RCTD_SF8_LAM_LO */
-  const int64_t *rec_b; /* m at the bucket's first (clamped) value << 45 | where it steps */
+  const int64_t *rec_b; /* the records of buckets first, first + 1, ... */
+  /* rec_b less first, indexed by lambda's bits >> RCTD_SF8_BUCKET_SHIFT (an address computed
+   * as an integer: the gathers only read it at lambdas in [RCTD_SF8_LAM_LO, x_max]) */
+  const int64_t *rec_of_bits;
 } rctd_sf8_buckets;
 
 /* What the lanes need of a table. */
@@ -53,22 +60,24 @@ int rctd_sf8_ctx_init(const rctd_qtable *table, rctd_sf8_ctx *c);
 /* The buckets (NULL without AVX-512). */
 const rctd_sf8_buckets *rctd_sf8_buckets_get(void);
 
+/* 4m for eight clamped lambdas from the buckets (bk->ok): the bucket's, plus 4 at or past its
+ * step. */
+RCTD_SF8_TARGET static RCTD_SF8_INLINE __m512i rctd_sf8_m4(const rctd_sf8_buckets *bk,
+                                                           __m512d lam) {
+  const __m512i bits = _mm512_castpd_si512(lam);
+  const __m512i rec =
+      _mm512_i64gather_epi64(_mm512_srli_epi64(bits, RCTD_SF8_BUCKET_SHIFT), bk->rec_of_bits, 8);
+  const __mmask8 up =
+      _mm512_cmp_epu64_mask(_mm512_slli_epi64(bits, RCTD_SF8_STEP_SHIFT), rec, _MM_CMPINT_NLE);
+  const __m512i m4 = _mm512_and_si512(rec, _mm512_set1_epi64(RCTD_SF8_M4_MASK));
+  return _mm512_mask_add_epi64(m4, up, m4, _mm512_set1_epi64(4));
+}
+
 /* The interval m of eight clamped lambdas: from the buckets, or sf_simd's way. */
 RCTD_SF8_TARGET static RCTD_SF8_INLINE __m256i rctd_sf8_interval(const rctd_sf8_buckets *bk,
                                                                  const unsigned short *m_of_l,
                                                                  __m512d lam) {
-  if (bk->ok) { /* the bucket's m, plus one at or past its step */
-    const __m256i b = _mm512_cvtepi64_epi32(
-        _mm512_sub_epi64(_mm512_srli_epi64(_mm512_castpd_si512(lam), RCTD_SF8_BUCKET_SHIFT),
-                         _mm512_set1_epi64(bk->first)));
-    const __m512i rec = _mm512_i32gather_epi64(b, bk->rec_b, 8);
-    const __m512i low = _mm512_set1_epi64(RCTD_SF8_LOW_BITS);
-    const __mmask8 up = _mm512_cmp_epu64_mask(
-        _mm512_and_si512(_mm512_castpd_si512(lam), low),
-        _mm512_and_si512(rec, _mm512_set1_epi64(2 * RCTD_SF8_LOW_BITS + 1)), _MM_CMPINT_NLT);
-    const __m512i m = _mm512_srli_epi64(rec, 45);
-    return _mm512_cvtepi64_epi32(_mm512_mask_add_epi64(m, up, m, _mm512_set1_epi64(1)));
-  }
+  if (bk->ok) return _mm512_cvtepi64_epi32(_mm512_srli_epi64(rctd_sf8_m4(bk, lam), 2));
   const __m256i l = _mm512_cvttpd_epi32(_mm512_sqrt_pd(_mm512_div_pd(lam, _mm512_set1_pd(1e-6))));
   return _mm256_and_si256(_mm256_i32gather_epi32((const int *)m_of_l, l, 2),
                           _mm256_set1_epi32(0xffff));
