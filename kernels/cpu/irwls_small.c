@@ -6,7 +6,8 @@
  * Hessian tiles for three entries.  The spline comes from spline_fast_avx512.h's eight-wide
  * lanes (the interval from a table of lambda's bits instead of a division and a square root);
  * the counts' coefficient rows are found once per fit (rctd_spline_fast_rows), the step's
- * coefficients are loaded and transposed, and the loop is software-pipelined (sm_blocks).
+ * coefficients are loaded and transposed, and the loop is software-pipelined (sm_blocks, as
+ * spline_fast_avx512.h describes).
  *
  * Same bits as the generic path:
  *   - the prediction is ((0 + S_0g s_0) + S_1g s_1) + ..., R's S %*% w in k order;
@@ -65,15 +66,6 @@ static double sm_reduce(const double l[4]) {
 #define SM_TRI(i, j) ((i) * ((i) + 1) / 2 + (j))
 #define SM_N_TRI (RCTD_IRWLS_SMALL_K_MAX * (RCTD_IRWLS_SMALL_K_MAX + 1) / 2)
 
-/* The step is software-pipelined: the front of block b + SM_AHEAD (prediction, floor, clamp,
- * interval, record offsets) is issued before the back of block b (coefficients, derivatives,
- * sums), so that the back's loads find their offsets ready: one block's chain of dependent
- * gathers and arithmetic (~150 cycles) is several times a block's throughput, and the core's
- * scheduler cannot hold enough blocks to hide it (replaying a realistic chunk's two-type steps:
- * the plain loop 0.93x the time of the previous kernel, 2 ahead 0.73x, 4 ahead with sm_coefs
- * 0.62x; 5 and more no better). */
-#define SM_AHEAD 4
-
 /* A front's lambdas (clamped) and intervals (4m). */
 typedef struct {
   __m512d lam;
@@ -105,25 +97,6 @@ SM_TARGET static SM_INLINE int sm_front_of(const sm_ctx *c, const sm_step *st, c
   return 1;
 }
 
-/* The four coefficients of eight records (zdi, zdi1, diff3, diff4 each): eight 32-byte loads
- * and a 4 x 8 transpose, faster than four gathers. */
-SM_TARGET static SM_INLINE void sm_coefs(const double *coef, const int64_t *rec8,
-                                         rctd_sf8_terms *t) {
-  __m512d r[4];
-#pragma GCC unroll 4
-  for (int i = 0; i < 4; i++) /* records i and i + 4 */
-    r[i] = _mm512_insertf64x4(_mm512_castpd256_pd512(_mm256_loadu_pd(coef + rec8[i])),
-                              _mm256_loadu_pd(coef + rec8[i + 4]), 1);
-  const __m512d lo01 = _mm512_unpacklo_pd(r[0], r[1]), hi01 = _mm512_unpackhi_pd(r[0], r[1]);
-  const __m512d lo23 = _mm512_unpacklo_pd(r[2], r[3]), hi23 = _mm512_unpackhi_pd(r[2], r[3]);
-  const __m512i even = _mm512_set_epi64(13, 12, 5, 4, 9, 8, 1, 0);
-  const __m512i odd = _mm512_set_epi64(15, 14, 7, 6, 11, 10, 3, 2);
-  t->zdi = _mm512_permutex2var_pd(lo01, even, lo23);
-  t->diff3 = _mm512_permutex2var_pd(lo01, odd, lo23);
-  t->zdi1 = _mm512_permutex2var_pd(hi01, even, hi23);
-  t->diff4 = _mm512_permutex2var_pd(hi01, odd, hi23);
-}
-
 /* The back of the eight genes from g: d1 and c = -d2, the gradient and the Hessian's sums.  The
  * terms hold -diff1 (x[m - 1] - lambda, the same number negated): d1 uses diff1 only squared,
  * and c = zdi (-diff1) - zdi1 diff2 is -d2 but for the sign of a zero c, which changes no sum
@@ -132,11 +105,11 @@ SM_TARGET static SM_INLINE void sm_back(const sm_ctx *c, const sm_step *st, cons
                                         const sm_front *f, const int64_t *rec8, __m256d *gk,
                                         __m256d *hk) {
   rctd_sf8_terms t;
-  sm_coefs(c->coef, rec8, &t);
-  /* x[m - 1] and x[m]: 4m scaled by 2 is m doubles (the base is an integer: x - 1 is no array) */
-  const double *x_less_one = (const double *)((uintptr_t)c->x - sizeof(double));
-  t.diff1 = _mm512_sub_pd(_mm512_i64gather_pd(f->m4, x_less_one, 2), f->lam);
-  t.diff2 = _mm512_sub_pd(_mm512_i64gather_pd(f->m4, c->x, 2), f->lam);
+  rctd_sf8_coefs(c->coef, rec8, &t);
+  __m512d x_lo, x_hi;
+  rctd_sf8_ends(c->x, f->m4, &x_lo, &x_hi);
+  t.diff1 = _mm512_sub_pd(x_lo, f->lam);
+  t.diff2 = _mm512_sub_pd(x_hi, f->lam);
   const __m512d d1 = rctd_sf8_d1(&t);
   const __m512d cg = _mm512_sub_pd(_mm512_mul_pd(t.zdi, t.diff1), _mm512_mul_pd(t.zdi1, t.diff2));
   __m512d a[RCTD_IRWLS_SMALL_K_MAX];
@@ -152,22 +125,22 @@ SM_TARGET static SM_INLINE void sm_back(const sm_ctx *c, const sm_step *st, cons
   }
 }
 
-/* The blocks of eight genes, fronts SM_AHEAD blocks ahead of the backs; 0 when a prediction is
- * NaN. */
+/* The blocks of eight genes, fronts RCTD_SF8_AHEAD blocks ahead of the backs; 0 when a prediction
+ * is NaN. */
 SM_TARGET static SM_INLINE int sm_blocks(const sm_ctx *c, const sm_step *st, const int K,
                                          int n_blocks, __m256d *gk, __m256d *hk) {
-  enum { RING = SM_AHEAD + 1 };
+  enum { RING = RCTD_SF8_AHEAD + 1 };
   sm_front fr[RING];
   int64_t rec8[RING][8] __attribute__((aligned(64)));
-  for (int b = 0; b < SM_AHEAD && b < n_blocks; b++)
+  for (int b = 0; b < RCTD_SF8_AHEAD && b < n_blocks; b++)
     if (!sm_front_of(c, st, K, 8 * b, &fr[b], rec8[b])) return 0;
   for (int b0 = 0; b0 < n_blocks; b0 += RING) {
 #pragma GCC unroll 8
     for (int r = 0; r < RING; r++) { /* ring slots are constants: the fronts stay in registers */
-      const int b = b0 + r, ahead = (r + SM_AHEAD) % RING;
+      const int b = b0 + r, ahead = (r + RCTD_SF8_AHEAD) % RING;
       if (b >= n_blocks) break;
-      if (b + SM_AHEAD < n_blocks &&
-          !sm_front_of(c, st, K, 8 * (b + SM_AHEAD), &fr[ahead], rec8[ahead]))
+      if (b + RCTD_SF8_AHEAD < n_blocks &&
+          !sm_front_of(c, st, K, 8 * (b + RCTD_SF8_AHEAD), &fr[ahead], rec8[ahead]))
         return 0;
       sm_back(c, st, K, 8 * b, &fr[r], rec8[r], gk, hk);
     }
@@ -262,36 +235,22 @@ SM_GRAD_HESS(3)
 SM_GRAD_HESS(4)
 #undef SM_GRAD_HESS
 
-/* d0 of eight pairs into d0 (the lanes, or rctd_spline_eval_fast). */
-SM_TARGET static SM_INLINE void sm_d0_8(const sm_ctx *c, const double *y, __m512d lam, double *d0) {
-  rctd_sf8_terms t;
-  if (!rctd_sf8_terms_of(c, _mm512_loadu_pd(y), lam, &t)) {
-    double lam8[8];
-    _mm512_storeu_pd(lam8, lam);
-    rctd_spline_eval_fast(c->table, 8, y, lam8, d0, NULL, NULL);
-    return;
-  }
-  _mm512_storeu_pd(d0, rctd_sf8_d0(&t));
-}
-
-/* d0 at the prediction sum_k S_kg w_k (k in order) into d0_g (pred_g: scratch for the rest). */
-SM_TARGET static void sm_score_d0(const sm_ctx *c, int K, int G, const double *S_kg,
-                                  const double *y, const double *w_k, double *pred_g,
-                                  double *d0_g) {
+/* The prediction sum_k S_kg w_k (k in order, no floor: calc_Q_all clamps lambda) into pred_g. */
+SM_TARGET static void sm_predict(int K, int G, const double *S_kg, const double *w_k,
+                                 double *pred_g) {
   int g = 0;
   for (; g + 8 <= G; g += 8) {
     __m512d pred = _mm512_setzero_pd();
     for (int k = 0; k < K; k++)
       pred = _mm512_add_pd(
           pred, _mm512_mul_pd(_mm512_loadu_pd(S_kg + (size_t)k * G + g), _mm512_set1_pd(w_k[k])));
-    sm_d0_8(c, y + g, pred, d0_g + g);
+    _mm512_storeu_pd(pred_g + g, pred);
   }
-  for (int h = g; h < G; h++) {
+  for (; g < G; g++) {
     double p = 0;
-    for (int k = 0; k < K; k++) p = p + S_kg[(size_t)k * G + h] * w_k[k];
-    pred_g[h] = p;
+    for (int k = 0; k < K; k++) p = p + S_kg[(size_t)k * G + g] * w_k[k];
+    pred_g[g] = p;
   }
-  if (g < G) rctd_spline_eval_fast(c->table, G - g, y + g, pred_g + g, d0_g + g, NULL, NULL);
 }
 
 int rctd_irwls_small_grad_hess(const rctd_qtable *table, int n_genes, int n_types,
@@ -311,7 +270,8 @@ int rctd_irwls_small_score(const rctd_qtable *table, int n_genes, int n_types, c
                            double *score) {
   sm_ctx c;
   if (n_genes < 1 || !sm_ctx_init(table, n_types, &c)) return 0;
-  sm_score_d0(&c, n_types, n_genes, S_kg, y_g, weights_k, pred_g, d0_g);
+  sm_predict(n_types, n_genes, S_kg, weights_k, pred_g);
+  rctd_spline_eval_fast(table, n_genes, y_g, pred_g, d0_g, NULL, NULL);
   long double sum = 0; /* R's sum(): long double, in gene order */
   for (int g = 0; g < n_genes; g++) sum += d0_g[g];
   *score = -(double)sum;

@@ -268,7 +268,7 @@ const rctd_sf8_buckets *rctd_sf8_buckets_get(void) {
 
 /* The lanes' context with the coefficients already found (coef non-NULL). */
 static int sf8_ctx_fill(const rctd_qtable *table, const double *coef, rctd_sf8_ctx *c) {
-  if (!(sf_tab.avx512 && sf_simd_on && sf_avx512_on) || !coef) return 0;
+  if (!(sf_tab.avx512 && sf_simd_on && sf_avx512_on && sf_bk.ok) || !coef) return 0;
   const double max_row = table->n_k - 1 < RCTD_K_VAL ? table->n_k - 1 : RCTD_K_VAL;
   *c = (rctd_sf8_ctx){.table = table,
                       .coef = coef,
@@ -408,19 +408,69 @@ SF_AVX static int sf_simd(const rctd_qtable *table, const double *coef, int n, c
   return i;
 }
 
-/* Eight pairs at a time (spline_fast_avx512.h's lanes); as sf_simd, returns the number of pairs
- * done, stopping at a group of eight with a pair off the fast path. */
+/* A front of sf_simd8 (spline_fast_avx512.h's pipelining): the clamped lambdas, their intervals
+ * (4m) and the records' offsets (rec8); 0 when a pair is off the fast path (NaN lambda, y < 0 or
+ * without a table row). */
+RCTD_SF8_TARGET static RCTD_SF8_INLINE int sf8_front(const rctd_sf8_ctx *c, const double *y,
+                                                     const double *lambda, __m512d *lam,
+                                                     __m512i *m4, int64_t *rec8) {
+  const __m512d yv = _mm512_loadu_pd(y), lv = _mm512_loadu_pd(lambda);
+  const __mmask8 ok = _mm512_cmp_pd_mask(lv, lv, _CMP_EQ_OQ) &
+                      _mm512_cmp_pd_mask(yv, _mm512_setzero_pd(), _CMP_GE_OQ) &
+                      _mm512_cmp_pd_mask(yv, _mm512_set1_pd(c->row_end), _CMP_LT_OQ);
+  if (ok != 0xff) return 0;
+  const __m256i row = _mm512_cvttpd_epi32(_mm512_min_pd(yv, _mm512_set1_pd(RCTD_K_VAL)));
+  const __m256i row_off =
+      _mm256_slli_epi32(/* (row * (RCTD_N_X - 1) - 1) * 4 */
+                        _mm256_sub_epi32(_mm256_mullo_epi32(row, _mm256_set1_epi32(SF_N_INT)),
+                                         _mm256_set1_epi32(1)),
+                        2);
+  *lam = _mm512_min_pd(_mm512_max_pd(lv, _mm512_set1_pd(RCTD_SF8_LAM_LO)),
+                       _mm512_set1_pd(c->x[RCTD_N_X - 1] - RCTD_SF8_LAM_LO));
+  *m4 = rctd_sf8_m4(c->bk, *lam);
+  _mm512_store_si512(rec8, _mm512_add_epi64(*m4, _mm512_cvtepi32_epi64(row_off)));
+  return 1;
+}
+
+/* The back of sf_simd8: d0, d1, d2 (those not NULL) of eight pairs. */
+RCTD_SF8_TARGET static RCTD_SF8_INLINE void sf8_back(const rctd_sf8_ctx *c, __m512d lam, __m512i m4,
+                                                     const int64_t *rec8, double *d0, double *d1,
+                                                     double *d2) {
+  rctd_sf8_terms t;
+  rctd_sf8_coefs(c->coef, rec8, &t);
+  __m512d x_lo, x_hi;
+  rctd_sf8_ends(c->x, m4, &x_lo, &x_hi);
+  t.diff1 = _mm512_sub_pd(lam, x_lo);
+  t.diff2 = _mm512_sub_pd(x_hi, lam);
+  if (d0) _mm512_storeu_pd(d0, rctd_sf8_d0(&t));
+  if (d1) _mm512_storeu_pd(d1, rctd_sf8_d1(&t));
+  if (d2) _mm512_storeu_pd(d2, rctd_sf8_d2(&t));
+}
+
+/* Eight pairs at a time up to the first block of eight with a pair off the fast path: the
+ * number of pairs done. */
 RCTD_SF8_TARGET static int sf_simd8(const rctd_sf8_ctx *c, int n, const double *y,
                                     const double *lambda, double *d0, double *d1, double *d2) {
-  int i = 0;
-  for (; i + 8 <= n; i += 8) {
-    rctd_sf8_terms t;
-    if (!rctd_sf8_terms_of(c, _mm512_loadu_pd(y + i), _mm512_loadu_pd(lambda + i), &t)) break;
-    if (d0) _mm512_storeu_pd(d0 + i, rctd_sf8_d0(&t));
-    if (d1) _mm512_storeu_pd(d1 + i, rctd_sf8_d1(&t));
-    if (d2) _mm512_storeu_pd(d2 + i, rctd_sf8_d2(&t));
+  enum { AHEAD = RCTD_SF8_AHEAD, RING = RCTD_SF8_AHEAD + 1 };
+  __m512d lam[RING];
+  __m512i m4[RING];
+  int64_t rec8[RING][8] __attribute__((aligned(64)));
+  int stop = n / 8; /* blocks to do: up to the first off the fast path */
+  for (int b = 0; b < AHEAD && b < stop; b++)
+    if (!sf8_front(c, y + 8 * b, lambda + 8 * b, &lam[b], &m4[b], rec8[b])) stop = b;
+  for (int b0 = 0; b0 < stop; b0 += RING) {
+#pragma GCC unroll 8
+    for (int r = 0; r < RING; r++) { /* ring slots are constants */
+      const int b = b0 + r, i = 8 * b, ahead = (r + AHEAD) % RING, ia = 8 * (b + AHEAD);
+      if (b >= stop) break;
+      if (b + AHEAD < stop &&
+          !sf8_front(c, y + ia, lambda + ia, &lam[ahead], &m4[ahead], rec8[ahead]))
+        stop = b + AHEAD;
+      sf8_back(c, lam[r], m4[r], rec8[r], d0 ? d0 + i : NULL, d1 ? d1 + i : NULL,
+               d2 ? d2 + i : NULL);
+    }
   }
-  return i;
+  return 8 * stop;
 }
 #endif
 
