@@ -4,6 +4,7 @@
  * and scores with the fused path on and off (SIMD on and off), over gene counts that are not
  * multiples of 8 or 4, predictions under the floor and past the table's end, negative and NaN
  * weights, and counts without a table row (the exact path). */
+#include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -70,6 +71,12 @@ static void is_data(int G, int K, int kind, double *S_kg, double *y_g) {
     for (int g = 0; g < G; g += 3) S_kg[g] = 1e5 * (1 + is_uniform());
 }
 
+/* Counts of the table's rows only (the fused path's precondition, rctd_spline_fast_rows): the
+ * NaN and those past the last row become 0 and IS_N_K - 1. */
+static void is_clip_to_table(int G, double *y_g) {
+  for (int g = 0; g < G; g++) y_g[g] = isnan(y_g[g]) ? 0 : y_g[g] >= IS_N_K ? IS_N_K - 1 : y_g[g];
+}
+
 /* irwls.c's gradient and Hessian (lower triangle) by its definition, scalar. */
 static void is_reference(const rctd_qtable *table, int G, int K, const double *S_kg,
                          const double *y_g, const double *s_k, double floor_pred, double *dvec_k,
@@ -116,15 +123,19 @@ TEST(irwls_small_grad_hess_equals_definition) {
   const int fused = __builtin_cpu_supports("avx512f") && rctd_cpu_simd(-1);
   const int Gmax = 1731;
   double *S = malloc(sizeof(double) * KM * Gmax), *y = malloc(sizeof(double) * Gmax);
-  CHECK(S && y);
+  int64_t *rows = malloc(sizeof(int64_t) * Gmax);
+  CHECK(S && y && rows);
   int n_checked = 0;
   for (int a = 0; a < IS_N_GENES; a++)
     for (int K = 1; K <= KM; K++)
       for (int rep = 0; rep < 12; rep++) {
-        const int G = is_genes[a];
+        const int G = is_genes[a], in_table = rep % 2 == 0;
         is_data(G, K, rep % 3, S, y);
         for (int g = 0; g < G; g++)
           if (y[g] > RCTD_K_VAL) y[g] = RCTD_K_VAL; /* as rctd_irwls_run_start clips */
+        if (in_table) is_clip_to_table(G, y);
+        const int rows_ok = rctd_spline_fast_rows(&t.table, G, y, rows);
+        CHECK(rows_ok || !in_table);
         /* weights: ordinary, zero (all under the floor), tiny, large, one negative */
         double s_k[KM];
         for (int k = 0; k < KM; k++) {
@@ -135,8 +146,10 @@ TEST(irwls_small_grad_hess_equals_definition) {
         if (rep % 6 == 5) s_k[0] *= 1e4;
         const double floor_pred = rep % 2 ? 1e-4 : 3e-4;
         double dv[KM], hs[KM * KM], dv_ref[KM], hs_ref[KM * KM];
-        const int done = rctd_irwls_small_grad_hess(&t.table, G, K, S, y, s_k, floor_pred, dv, hs);
-        CHECK_MSG(done == fused, "G %d K %d: fused path %s", G, K, done ? "taken" : "not taken");
+        const int done = rctd_irwls_small_grad_hess(&t.table, G, K, S, y, rows_ok ? rows : NULL,
+                                                    s_k, floor_pred, dv, hs);
+        CHECK_MSG(done == (fused && rows_ok), "G %d K %d: fused path %s", G, K,
+                  done ? "taken" : "not taken");
         if (!done) continue;
         is_reference(&t.table, G, K, S, y, s_k, floor_pred, dv_ref, hs_ref);
         for (int i = 0; i < K; i++) {
@@ -149,9 +162,10 @@ TEST(irwls_small_grad_hess_equals_definition) {
         }
         n_checked++;
       }
-  CHECK(!fused || n_checked == IS_N_GENES * KM * 12);
+  CHECK(!fused || n_checked >= IS_N_GENES * KM * 6);
   free(S);
   free(y);
+  free(rows);
   is_table_free(&t);
 }
 
@@ -189,6 +203,7 @@ TEST(irwls_small_fits_and_scores_equal_generic) {
       for (int rep = 0; rep < 4; rep++) {
         const int G = is_genes[a];
         is_data(G, K, rep == 3 ? 2 : 0, S, y);
+        if (rep % 2 == 0) is_clip_to_table(G, y); /* the fused path applies */
         const double numi = rep == 1 ? 5e3 : 300;
         const rctd_irwls_opts opts = {n_iter, 1e-3, rep == 2, 0};
         double init[KM] = {0.55, 0.3, 0.1, 0.05};
@@ -235,20 +250,38 @@ TEST(irwls_small_fits_and_scores_equal_generic) {
   is_table_free(&t);
 }
 
-/* Without attached coefficients (or with SIMD off) the fused path declines and writes nothing. */
+/* Without attached coefficients, with SIMD off, without rows or with a NaN prediction, the fused
+ * path declines and writes nothing; counts without a table row have no rows. */
 TEST(irwls_small_declines_without_fast_path) {
   is_table t;
   CHECK(is_table_build(&t) == 0);
-  double S[2 * 9], y[9], s_k[2] = {0.5, 0.5}, dv[2] = {7, 7}, hs[4] = {7, 7, 7, 7};
-  is_data(9, 2, 0, S, y);
+  enum { G = 41 };
+  double S[2 * G], y[G], s_k[2] = {0.5, 0.5}, dv[2] = {7, 7}, hs[4] = {7, 7, 7, 7};
+  int64_t rows[G];
+  is_data(G, 2, 0, S, y);
+  is_clip_to_table(G, y);
+  CHECK(rctd_spline_fast_rows(&t.table, G, y, rows) == 1);
   const int had = rctd_cpu_simd(-1);
   rctd_cpu_simd(0);
-  CHECK(rctd_irwls_small_grad_hess(&t.table, 9, 2, S, y, s_k, 1e-4, dv, hs) == 0);
+  CHECK(rctd_irwls_small_grad_hess(&t.table, G, 2, S, y, rows, s_k, 1e-4, dv, hs) == 0);
   rctd_cpu_simd(had);
-  CHECK(rctd_irwls_small_grad_hess(&t.table, 9, RCTD_IRWLS_SMALL_K_MAX + 1, S, y, s_k, 1e-4, dv,
-                                   hs) == 0);
+  CHECK(rctd_irwls_small_grad_hess(&t.table, G, RCTD_IRWLS_SMALL_K_MAX + 1, S, y, rows, s_k, 1e-4,
+                                   dv, hs) == 0);
+  CHECK(rctd_irwls_small_grad_hess(&t.table, G, 2, S, y, NULL, s_k, 1e-4, dv, hs) == 0);
+  /* a NaN prediction (in the first, a middle and the last block of eight) */
+  const int nan_at[3] = {0, 17, 39};
+  for (int i = 0; i < 3; i++) {
+    const double keep = S[nan_at[i]];
+    S[nan_at[i]] = NAN;
+    CHECK(rctd_irwls_small_grad_hess(&t.table, G, 2, S, y, rows, s_k, 1e-4, dv, hs) == 0);
+    S[nan_at[i]] = keep;
+  }
+  y[5] = IS_N_K; /* a count without a table row */
+  CHECK(rctd_spline_fast_rows(&t.table, G, y, rows) == 0);
+  y[5] = -1;
+  CHECK(rctd_spline_fast_rows(&t.table, G, y, rows) == 0);
   rctd_spline_coef_detach(&t.table);
-  CHECK(rctd_irwls_small_grad_hess(&t.table, 9, 2, S, y, s_k, 1e-4, dv, hs) == 0);
+  CHECK(rctd_irwls_small_grad_hess(&t.table, G, 2, S, y, rows, s_k, 1e-4, dv, hs) == 0);
   CHECK(dv[0] == 7 && dv[1] == 7 && hs[0] == 7 && hs[3] == 7);
   is_table_free(&t);
 }
@@ -293,4 +326,25 @@ TEST(spline_fast_intervals_equal_exact) {
               m_of_l[(int)sqrt(lam[i] / 1e-6)]);
   free(lam);
   free(m);
+}
+
+/* rctd_spline_fast_rows (eight at a time where the CPU has AVX-512, the rest one by one): each
+ * count's row offset, and whether every count has a row, at lengths around multiples of 8. */
+TEST(spline_fast_rows_equal_definition) {
+  is_table t;
+  CHECK(is_table_build(&t) == 0);
+  enum { N = 37 };
+  double y[N];
+  int64_t rows[N];
+  for (int n = 0; n <= N; n++)
+    for (int bad = -1; bad < n; bad++) { /* bad: the count made off the table, or none */
+      for (int i = 0; i < n; i++) y[i] = (double)(int)(IS_N_K * is_uniform());
+      if (bad >= 0) y[bad] = bad % 3 == 0 ? IS_N_K : bad % 3 == 1 ? -1 : NAN;
+      const int ok = rctd_spline_fast_rows(&t.table, n, y, rows);
+      CHECK_MSG(ok == (bad < 0), "n %d bad %d: ok %d", n, bad, ok);
+      for (int i = 0; ok && i < n; i++)
+        CHECK_MSG(rows[i] == ((int64_t)y[i] * (RCTD_N_X - 1) - 1) * 4, "n %d: row %d of %g", n, i,
+                  y[i]);
+    }
+  is_table_free(&t);
 }

@@ -74,6 +74,10 @@ typedef struct {
   irwls_tile *hess_tiles;
   double *hess_acc;
   void *psd_ws, *qp_ws;
+  /* fits of up to RCTD_IRWLS_SMALL_K_MAX types: the counts' coefficient rows, set by
+   * rctd_irwls_run_start (rows_ok: rctd_spline_fast_rows returned 1) */
+  int64_t *rows_g;
+  int *rows_ok;
 } irwls_ws;
 
 static size_t irwls_align(size_t bytes) {
@@ -90,7 +94,8 @@ static size_t irwls_hess_bytes(int n_types) {
 
 size_t rctd_irwls_kg_workspace_bytes(int n_genes, int n_types) {
   size_t g = (size_t)(n_genes > 0 ? n_genes : 1), k = (size_t)(n_types > 0 ? n_types : 1);
-  return 5 * irwls_align(g * sizeof(double)) + 2 * irwls_align(k * k * sizeof(double)) +
+  return 5 * irwls_align(g * sizeof(double)) + irwls_align(g * sizeof(int64_t)) +
+         irwls_align(sizeof(int)) + 2 * irwls_align(k * k * sizeof(double)) +
          4 * irwls_align(k * sizeof(double)) + irwls_align((k + 1) / 2 * 2 * g * sizeof(double)) +
          irwls_hess_bytes(n_types) + irwls_align(rctd_psd_workspace_bytes(n_types)) +
          rctd_qp_workspace_bytes(n_types);
@@ -110,6 +115,8 @@ static irwls_ws irwls_ws_carve(int n_genes, int n_types, void *workspace) {
   ws.d0_g = (double *)p, p += irwls_align(g * sizeof(double));
   ws.d1_g = (double *)p, p += irwls_align(g * sizeof(double));
   ws.d2_g = (double *)p, p += irwls_align(g * sizeof(double));
+  ws.rows_g = (int64_t *)p, p += irwls_align(g * sizeof(int64_t));
+  ws.rows_ok = (int *)p, p += irwls_align(sizeof(int));
   ws.hess_kk = (double *)p, p += irwls_align(k * k * sizeof(double));
   ws.D_kk = (double *)p, p += irwls_align(k * k * sizeof(double));
   ws.dvec_k = (double *)p, p += irwls_align(k * sizeof(double));
@@ -705,8 +712,8 @@ static void irwls_step_begin(const rctd_qtable *table, int n_genes, int n_types,
   }
   *s_sum_out = s_sum;
   /* up to four types: one fused pass (irwls_small.c), where the CPU has AVX-512 */
-  if (K <= RCTD_IRWLS_SMALL_K_MAX && !opts->bulk_mode &&
-      rctd_irwls_small_grad_hess(table, n_genes, K, S_kg, ws->y_g, ws->s_k,
+  if (K <= RCTD_IRWLS_SMALL_K_MAX && *ws->rows_ok &&
+      rctd_irwls_small_grad_hess(table, n_genes, K, S_kg, ws->y_g, ws->rows_g, ws->s_k,
                                  rk_irwls_pred_floor(numi), ws->dvec_k, ws->hess_kk))
     return;
 #ifdef IRWLS_HAVE_AVX2
@@ -809,6 +816,8 @@ void rctd_irwls_run_start(rctd_irwls_run *run, const rctd_qtable *table, int n_g
     ws.y_g[g] = (!opts->bulk_mode && y_g[g] > RCTD_K_VAL) ? RCTD_K_VAL : y_g[g];
   for (int k = 0; k < n_types; k++) weights_k[k] = init_k ? init_k[k] : 1.0 / n_types;
   *ws.spair_ready = 0;
+  *ws.rows_ok = n_types <= RCTD_IRWLS_SMALL_K_MAX && !opts->bulk_mode &&
+                rctd_spline_fast_rows(table, n_genes, ws.y_g, ws.rows_g);
   *run = (rctd_irwls_run){table,     n_genes,   n_types, S_kg, numi, opts,
                           weights_k, workspace, 1.0,     0,    0,    0};
   run->running = run->change > opts->min_change && run->iter < opts->n_iter;

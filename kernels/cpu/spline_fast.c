@@ -73,6 +73,11 @@ static int sf_m_exact(double lam) { /* lam clamped: sf_pair's interval */
   return sf_tab.m_of_l[(int)sqrt(lam / SF_DELTA)];
 }
 
+/* A bucket's record (spline_fast_avx512.h): step' << RCTD_SF8_STEP_SHIFT | 4m. */
+static int64_t sf_record(int64_t step_less_one, int m) {
+  return (int64_t)((uint64_t)step_less_one << RCTD_SF8_STEP_SHIFT | (uint64_t)(4 * m));
+}
+
 /* Each bucket's m at its first value and the first value where m steps up (bisection with the
  * exact formula); leaves sf_bk.ok = 0 when m is not monotonic or a bucket holds two steps. */
 static void sf_buckets_build(void) {
@@ -94,7 +99,7 @@ static void sf_buckets_build(void) {
       free(rec_b);
       return;
     }
-    rec_b[b] = (int64_t)m_lo << 45 | (RCTD_SF8_LOW_BITS + 1); /* no step */
+    rec_b[b] = sf_record(RCTD_SF8_LOW_BITS, m_lo); /* no step */
     if (m_hi == m_lo) continue;
     int64_t a = lo, c = hi; /* m(a) = m_lo, m(c) = m_lo + 1 */
     while (c - a > 1) {
@@ -104,10 +109,11 @@ static void sf_buckets_build(void) {
       else
         a = mid;
     }
-    rec_b[b] = (int64_t)m_lo << 45 | (c & RCTD_SF8_LOW_BITS);
+    rec_b[b] = sf_record((c & RCTD_SF8_LOW_BITS) - 1, m_lo);
   }
   sf_bk.first = first;
   sf_bk.rec_b = rec_b;
+  sf_bk.rec_of_bits = (const int64_t *)((uintptr_t)rec_b - (uintptr_t)first * sizeof *rec_b);
   sf_bk.ok = 1;
 }
 #endif
@@ -202,6 +208,47 @@ static inline int sf_ok(const rctd_qtable *table, double yi, double lam) {
   return !isnan(lam) && yi >= 0 && (yi < max_row + 1 || max_row >= RCTD_K_VAL);
 }
 
+#ifdef SF_X86
+/* rctd_spline_fast_rows eight counts at a time (AVX-512): the genes done; *ok cleared when a
+ * count has no row. */
+RCTD_SF8_TARGET static int sf_rows8(int n, const double *y, double row_end, int64_t *rows,
+                                    int *ok) {
+  const __m512d zero = _mm512_setzero_pd(), end = _mm512_set1_pd(row_end);
+  const __m512d kval = _mm512_set1_pd(RCTD_K_VAL);
+  const __m256i n_int = _mm256_set1_epi32(SF_N_INT), one = _mm256_set1_epi32(1);
+  __mmask8 all = 0xff;
+  int i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m512d v = _mm512_loadu_pd(y + i);
+    const __mmask8 ok8 =
+        _mm512_cmp_pd_mask(v, zero, _CMP_GE_OQ) & _mm512_cmp_pd_mask(v, end, _CMP_LT_OQ);
+    all &= ok8;
+    const __m256i row = _mm512_cvttpd_epi32(_mm512_maskz_min_pd(ok8, v, kval)); /* 0 if not ok */
+    const __m256i rec = _mm256_slli_epi32(_mm256_sub_epi32(_mm256_mullo_epi32(row, n_int), one), 2);
+    _mm512_storeu_si512(rows + i, _mm512_cvtepi32_epi64(rec));
+  }
+  *ok &= all == 0xff;
+  return i;
+}
+#endif
+
+int rctd_spline_fast_rows(const rctd_qtable *table, int n, const double *y, int64_t *rows) {
+  const double max_row = table->n_k - 1 < RCTD_K_VAL ? table->n_k - 1 : RCTD_K_VAL;
+  const double row_end = max_row >= RCTD_K_VAL ? INFINITY : max_row + 1; /* as the lanes' */
+  int ok = 1, i = 0;
+#ifdef SF_X86
+  pthread_once(&sf_once, sf_init);
+  if (sf_tab.avx512) i = sf_rows8(n, y, row_end, rows, &ok);
+#endif
+  for (; i < n; i++) {
+    const int ok_i = y[i] >= 0 && y[i] < row_end;
+    ok &= ok_i;
+    const int row = !ok_i ? 0 : y[i] > RCTD_K_VAL ? RCTD_K_VAL : (int)y[i];
+    rows[i] = ((int64_t)row * SF_N_INT - 1) * 4; /* sf_pair's record (row, m) less 4m */
+  }
+  return ok;
+}
+
 const double *rctd_spline_fast_coef(const rctd_qtable *table) {
   pthread_once(&sf_once, sf_init);
   if (!(sf_tab.simd && sf_simd_on) || !sf_standard_grid(table->x_vals)) return NULL;
@@ -221,7 +268,7 @@ const rctd_sf8_buckets *rctd_sf8_buckets_get(void) {
 
 /* The lanes' context with the coefficients already found (coef non-NULL). */
 static int sf8_ctx_fill(const rctd_qtable *table, const double *coef, rctd_sf8_ctx *c) {
-  if (!(sf_tab.avx512 && sf_simd_on && sf_avx512_on) || !coef) return 0;
+  if (!(sf_tab.avx512 && sf_simd_on && sf_avx512_on && sf_bk.ok) || !coef) return 0;
   const double max_row = table->n_k - 1 < RCTD_K_VAL ? table->n_k - 1 : RCTD_K_VAL;
   *c = (rctd_sf8_ctx){.table = table,
                       .coef = coef,
@@ -361,19 +408,69 @@ SF_AVX static int sf_simd(const rctd_qtable *table, const double *coef, int n, c
   return i;
 }
 
-/* Eight pairs at a time (spline_fast_avx512.h's lanes); as sf_simd, returns the number of pairs
- * done, stopping at a group of eight with a pair off the fast path. */
+/* A front of sf_simd8 (spline_fast_avx512.h's pipelining): the clamped lambdas, their intervals
+ * (4m) and the records' offsets (rec8); 0 when a pair is off the fast path (NaN lambda, y < 0 or
+ * without a table row). */
+RCTD_SF8_TARGET static RCTD_SF8_INLINE int sf8_front(const rctd_sf8_ctx *c, const double *y,
+                                                     const double *lambda, __m512d *lam,
+                                                     __m512i *m4, int64_t *rec8) {
+  const __m512d yv = _mm512_loadu_pd(y), lv = _mm512_loadu_pd(lambda);
+  const __mmask8 ok = _mm512_cmp_pd_mask(lv, lv, _CMP_EQ_OQ) &
+                      _mm512_cmp_pd_mask(yv, _mm512_setzero_pd(), _CMP_GE_OQ) &
+                      _mm512_cmp_pd_mask(yv, _mm512_set1_pd(c->row_end), _CMP_LT_OQ);
+  if (ok != 0xff) return 0;
+  const __m256i row = _mm512_cvttpd_epi32(_mm512_min_pd(yv, _mm512_set1_pd(RCTD_K_VAL)));
+  const __m256i row_off =
+      _mm256_slli_epi32(/* (row * (RCTD_N_X - 1) - 1) * 4 */
+                        _mm256_sub_epi32(_mm256_mullo_epi32(row, _mm256_set1_epi32(SF_N_INT)),
+                                         _mm256_set1_epi32(1)),
+                        2);
+  *lam = _mm512_min_pd(_mm512_max_pd(lv, _mm512_set1_pd(RCTD_SF8_LAM_LO)),
+                       _mm512_set1_pd(c->x[RCTD_N_X - 1] - RCTD_SF8_LAM_LO));
+  *m4 = rctd_sf8_m4(c->bk, *lam);
+  _mm512_store_si512(rec8, _mm512_add_epi64(*m4, _mm512_cvtepi32_epi64(row_off)));
+  return 1;
+}
+
+/* The back of sf_simd8: d0, d1, d2 (those not NULL) of eight pairs. */
+RCTD_SF8_TARGET static RCTD_SF8_INLINE void sf8_back(const rctd_sf8_ctx *c, __m512d lam, __m512i m4,
+                                                     const int64_t *rec8, double *d0, double *d1,
+                                                     double *d2) {
+  rctd_sf8_terms t;
+  rctd_sf8_coefs(c->coef, rec8, &t);
+  __m512d x_lo, x_hi;
+  rctd_sf8_ends(c->x, m4, &x_lo, &x_hi);
+  t.diff1 = _mm512_sub_pd(lam, x_lo);
+  t.diff2 = _mm512_sub_pd(x_hi, lam);
+  if (d0) _mm512_storeu_pd(d0, rctd_sf8_d0(&t));
+  if (d1) _mm512_storeu_pd(d1, rctd_sf8_d1(&t));
+  if (d2) _mm512_storeu_pd(d2, rctd_sf8_d2(&t));
+}
+
+/* Eight pairs at a time up to the first block of eight with a pair off the fast path: the
+ * number of pairs done. */
 RCTD_SF8_TARGET static int sf_simd8(const rctd_sf8_ctx *c, int n, const double *y,
                                     const double *lambda, double *d0, double *d1, double *d2) {
-  int i = 0;
-  for (; i + 8 <= n; i += 8) {
-    rctd_sf8_terms t;
-    if (!rctd_sf8_terms_of(c, _mm512_loadu_pd(y + i), _mm512_loadu_pd(lambda + i), &t)) break;
-    if (d0) _mm512_storeu_pd(d0 + i, rctd_sf8_d0(&t));
-    if (d1) _mm512_storeu_pd(d1 + i, rctd_sf8_d1(&t));
-    if (d2) _mm512_storeu_pd(d2 + i, rctd_sf8_d2(&t));
+  enum { AHEAD = RCTD_SF8_AHEAD, RING = RCTD_SF8_AHEAD + 1 };
+  __m512d lam[RING];
+  __m512i m4[RING];
+  int64_t rec8[RING][8] __attribute__((aligned(64)));
+  int stop = n / 8; /* blocks to do: up to the first off the fast path */
+  for (int b = 0; b < AHEAD && b < stop; b++)
+    if (!sf8_front(c, y + 8 * b, lambda + 8 * b, &lam[b], &m4[b], rec8[b])) stop = b;
+  for (int b0 = 0; b0 < stop; b0 += RING) {
+#pragma GCC unroll 8
+    for (int r = 0; r < RING; r++) { /* ring slots are constants */
+      const int b = b0 + r, i = 8 * b, ahead = (r + AHEAD) % RING, ia = 8 * (b + AHEAD);
+      if (b >= stop) break;
+      if (b + AHEAD < stop &&
+          !sf8_front(c, y + ia, lambda + ia, &lam[ahead], &m4[ahead], rec8[ahead]))
+        stop = b + AHEAD;
+      sf8_back(c, lam[r], m4[r], rec8[r], d0 ? d0 + i : NULL, d1 ? d1 + i : NULL,
+               d2 ? d2 + i : NULL);
+    }
   }
-  return i;
+  return 8 * stop;
 }
 #endif
 

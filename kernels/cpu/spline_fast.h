@@ -39,6 +39,12 @@ int rctd_spline_fast_intervals(int n, const double *lam, int *m);
  * (NaN lambda, y < 0 or without a table row) must go through rctd_spline_eval_fast. */
 const double *rctd_spline_fast_coef(const rctd_qtable *table);
 
+/* For the same kernels: rows[i] = the offset of count y[i]'s coefficient row less 4, so that
+ * record (row, m) starts at coef + rows[i] + 4m (y clipped at RCTD_K_VAL, as the fast path does).
+ * Returns 1 when every count takes the fast path (y >= 0 with a table row), else 0 (rows then
+ * unusable). */
+int rctd_spline_fast_rows(const rctd_qtable *table, int n, const double *y, int64_t *rows);
+
 /* The interval table: m = m_of_l[l] for l = floor(sqrt(lambda / 1e-6)) < 40000 (lambda clamped),
  * readable one entry past l by 32-bit gathers. */
 const unsigned short *rctd_spline_fast_m_of_l(void);

@@ -8,10 +8,12 @@
  * monotonic), so it is read from buckets of lambda's bit pattern (exponent and
  * RCTD_SF8_BUCKET_BITS mantissa bits): a bucket's m at its first value and the first value of
  * the bucket where m steps up, found by bisection over the bucket's bit patterns with that exact
- * formula (spline_fast.c builds them).  Both in one 64-bit record (one gather): m << 45 | the
- * step's low 44 bits (its high bits are the bucket's), or 1 << 44 when m does not step in the
- * bucket.  Valid when no bucket holds two steps (checked when built; otherwise the lanes divide
- * and take the root). */
+ * formula (spline_fast.c builds them).  Both in one 64-bit record (one gather): (s - 1) << 20 |
+ * 4m, where s is the step's low 44 bits (its high bits are the bucket's; s >= 1), or
+ * (2^44 - 1) << 20 | 4m when m does not step in the bucket.  With L lambda's low 44 bits,
+ * L << 20 > record exactly when L >= s (4m < 2^20), so one shift and one compare decide the step,
+ * and one mask gives 4m: the offset of interval m's record of four coefficients.  Valid when no
+ * bucket holds two steps (checked when built; otherwise the lanes divide and take the root). */
 #ifndef RCTD_CPU_SPLINE_FAST_AVX512_H
 #define RCTD_CPU_SPLINE_FAST_AVX512_H
 #if defined(__x86_64__) && defined(__GNUC__)
@@ -26,6 +28,8 @@
 #define RCTD_SF8_BUCKET_BITS 8
 #define RCTD_SF8_BUCKET_SHIFT (52 - RCTD_SF8_BUCKET_BITS)
 #define RCTD_SF8_LOW_BITS (((int64_t)1 << RCTD_SF8_BUCKET_SHIFT) - 1)
+#define RCTD_SF8_STEP_SHIFT 20 /* a record's step above 4m */
+#define RCTD_SF8_M4_MASK (((int64_t)1 << RCTD_SF8_STEP_SHIFT) - 1)
 /* calc_Q_all's clamp of lambda: [1e-4, x_max - 1e-4] (RK_QT_EPSILON; x_max = 1600 on the
  * standard grid); its scale 1e-6 is RK_QT_DELTA */
 #define RCTD_SF8_LAM_LO 1e-4
@@ -34,7 +38,10 @@
 typedef struct {
   int ok;
   int64_t first;        /* bucket index of RCTD_SF8_LAM_LO */
-  const int64_t *rec_b; /* m at the bucket's first (clamped) value << 45 | where it steps */
+  const int64_t *rec_b; /* the records of buckets first, first + 1, ... */
+  /* rec_b less first, indexed by lambda's bits >> RCTD_SF8_BUCKET_SHIFT (an address computed
+   * as an integer: the gathers only read it at lambdas in [RCTD_SF8_LAM_LO, x_max]) */
+  const int64_t *rec_of_bits;
 } rctd_sf8_buckets;
 
 /* What the lanes need of a table. */
@@ -47,28 +54,31 @@ typedef struct {
 } rctd_sf8_ctx;
 
 /* Fills c for table: 1 when the eight-wide lanes apply (the CPU has AVX-512, the SIMD paths are
- * on, the grid is the standard one, the table's coefficients are attached), else 0. */
+ * on, the grid is the standard one, the table's coefficients are attached, the interval buckets
+ * were built), else 0. */
 int rctd_sf8_ctx_init(const rctd_qtable *table, rctd_sf8_ctx *c);
 
 /* The buckets (NULL without AVX-512). */
 const rctd_sf8_buckets *rctd_sf8_buckets_get(void);
 
+/* 4m for eight clamped lambdas from the buckets (bk->ok): the bucket's, plus 4 at or past its
+ * step. */
+RCTD_SF8_TARGET static RCTD_SF8_INLINE __m512i rctd_sf8_m4(const rctd_sf8_buckets *bk,
+                                                           __m512d lam) {
+  const __m512i bits = _mm512_castpd_si512(lam);
+  const __m512i rec =
+      _mm512_i64gather_epi64(_mm512_srli_epi64(bits, RCTD_SF8_BUCKET_SHIFT), bk->rec_of_bits, 8);
+  const __mmask8 up =
+      _mm512_cmp_epu64_mask(_mm512_slli_epi64(bits, RCTD_SF8_STEP_SHIFT), rec, _MM_CMPINT_NLE);
+  const __m512i m4 = _mm512_and_si512(rec, _mm512_set1_epi64(RCTD_SF8_M4_MASK));
+  return _mm512_mask_add_epi64(m4, up, m4, _mm512_set1_epi64(4));
+}
+
 /* The interval m of eight clamped lambdas: from the buckets, or sf_simd's way. */
 RCTD_SF8_TARGET static RCTD_SF8_INLINE __m256i rctd_sf8_interval(const rctd_sf8_buckets *bk,
                                                                  const unsigned short *m_of_l,
                                                                  __m512d lam) {
-  if (bk->ok) { /* the bucket's m, plus one at or past its step */
-    const __m256i b = _mm512_cvtepi64_epi32(
-        _mm512_sub_epi64(_mm512_srli_epi64(_mm512_castpd_si512(lam), RCTD_SF8_BUCKET_SHIFT),
-                         _mm512_set1_epi64(bk->first)));
-    const __m512i rec = _mm512_i32gather_epi64(b, bk->rec_b, 8);
-    const __m512i low = _mm512_set1_epi64(RCTD_SF8_LOW_BITS);
-    const __mmask8 up = _mm512_cmp_epu64_mask(
-        _mm512_and_si512(_mm512_castpd_si512(lam), low),
-        _mm512_and_si512(rec, _mm512_set1_epi64(2 * RCTD_SF8_LOW_BITS + 1)), _MM_CMPINT_NLT);
-    const __m512i m = _mm512_srli_epi64(rec, 45);
-    return _mm512_cvtepi64_epi32(_mm512_mask_add_epi64(m, up, m, _mm512_set1_epi64(1)));
-  }
+  if (bk->ok) return _mm512_cvtepi64_epi32(_mm512_srli_epi64(rctd_sf8_m4(bk, lam), 2));
   const __m256i l = _mm512_cvttpd_epi32(_mm512_sqrt_pd(_mm512_div_pd(lam, _mm512_set1_pd(1e-6))));
   return _mm256_and_si256(_mm256_i32gather_epi32((const int *)m_of_l, l, 2),
                           _mm256_set1_epi32(0xffff));
@@ -80,30 +90,40 @@ typedef struct {
   __m512d zdi, zdi1, diff3, diff4, diff1, diff2;
 } rctd_sf8_terms;
 
-/* The terms of eight pairs (y, lambda), lambda not yet clamped.  Returns 0 (nothing computed)
- * when a pair is off the fast path (NaN lambda, y < 0 or without a table row). */
-RCTD_SF8_TARGET static RCTD_SF8_INLINE int rctd_sf8_terms_of(const rctd_sf8_ctx *c, __m512d y,
-                                                             __m512d lam, rctd_sf8_terms *t) {
-  const __m512d zero = _mm512_setzero_pd();
-  const __mmask8 ok = _mm512_cmp_pd_mask(lam, lam, _CMP_EQ_OQ) &
-                      _mm512_cmp_pd_mask(y, zero, _CMP_GE_OQ) &
-                      _mm512_cmp_pd_mask(y, _mm512_set1_pd(c->row_end), _CMP_LT_OQ);
-  if (ok != 0xff) return 0;
-  const __m256i row = _mm512_cvttpd_epi32(_mm512_min_pd(y, _mm512_set1_pd(RCTD_K_VAL)));
-  lam = _mm512_min_pd(_mm512_max_pd(lam, _mm512_set1_pd(RCTD_SF8_LAM_LO)),
-                      _mm512_set1_pd(c->x[RCTD_N_X - 1] - RCTD_SF8_LAM_LO));
-  const __m256i m = rctd_sf8_interval(c->bk, c->m_of_l, lam);
-  const __m256i m1 = _mm256_sub_epi32(m, _mm256_set1_epi32(1));
-  const __m256i rec =
-      _mm256_add_epi32(_mm256_mullo_epi32(row, _mm256_set1_epi32(RCTD_N_X - 1)), m1);
-  const __m256i rec4 = _mm256_slli_epi32(rec, 2); /* records of four doubles */
-  t->zdi = _mm512_i32gather_pd(rec4, c->coef, 8);
-  t->zdi1 = _mm512_i32gather_pd(rec4, c->coef + 1, 8);
-  t->diff3 = _mm512_i32gather_pd(rec4, c->coef + 2, 8);
-  t->diff4 = _mm512_i32gather_pd(rec4, c->coef + 3, 8);
-  t->diff1 = _mm512_sub_pd(lam, _mm512_i32gather_pd(m1, c->x, 8));
-  t->diff2 = _mm512_sub_pd(_mm512_i32gather_pd(m, c->x, 8), lam);
-  return 1;
+/* Loops over blocks of eight pairs are software-pipelined: the front of block b + RCTD_SF8_AHEAD
+ * (lambda, interval, the records' offsets) is issued before the back of block b (coefficients,
+ * derivatives), so that the back's loads find their offsets ready: a block's chain of dependent
+ * loads and arithmetic (~150 cycles) is several times a block's throughput, and the core's
+ * scheduler cannot hold enough blocks to hide it.  Replaying a realistic chunk's two-type IRWLS
+ * steps (irwls_small.c): the plain loop 0.93x the time of the previous gathered kernel, 2 ahead
+ * 0.73x, 4 ahead with rctd_sf8_coefs 0.62x; 5 and more no better. */
+#define RCTD_SF8_AHEAD 4
+
+/* The coefficients zdi, zdi1, diff3, diff4 of eight records (coef + rec8[i]: four doubles each),
+ * by eight 32-byte loads and a 4 x 8 transpose (faster than four gathers). */
+RCTD_SF8_TARGET static RCTD_SF8_INLINE void rctd_sf8_coefs(const double *coef, const int64_t *rec8,
+                                                           rctd_sf8_terms *t) {
+  __m512d r[4];
+#pragma GCC unroll 4
+  for (int i = 0; i < 4; i++) /* records i and i + 4 */
+    r[i] = _mm512_insertf64x4(_mm512_castpd256_pd512(_mm256_loadu_pd(coef + rec8[i])),
+                              _mm256_loadu_pd(coef + rec8[i + 4]), 1);
+  const __m512d lo01 = _mm512_unpacklo_pd(r[0], r[1]), hi01 = _mm512_unpackhi_pd(r[0], r[1]);
+  const __m512d lo23 = _mm512_unpacklo_pd(r[2], r[3]), hi23 = _mm512_unpackhi_pd(r[2], r[3]);
+  const __m512i even = _mm512_set_epi64(13, 12, 5, 4, 9, 8, 1, 0);
+  const __m512i odd = _mm512_set_epi64(15, 14, 7, 6, 11, 10, 3, 2);
+  t->zdi = _mm512_permutex2var_pd(lo01, even, lo23);
+  t->diff3 = _mm512_permutex2var_pd(lo01, odd, lo23);
+  t->zdi1 = _mm512_permutex2var_pd(hi01, even, hi23);
+  t->diff4 = _mm512_permutex2var_pd(hi01, odd, hi23);
+}
+
+/* The interval ends x[m - 1] and x[m] of eight intervals given as 4m (4m scaled by 2 bytes is m
+ * doubles; x[m - 1]'s base is computed as an integer: x - 1 is no array). */
+RCTD_SF8_TARGET static RCTD_SF8_INLINE void rctd_sf8_ends(const double *x, __m512i m4,
+                                                          __m512d *x_lo, __m512d *x_hi) {
+  *x_lo = _mm512_i64gather_pd(m4, (const double *)((uintptr_t)x - sizeof(double)), 2);
+  *x_hi = _mm512_i64gather_pd(m4, x, 2);
 }
 
 /* x^3 rounded to nearest, as rk_cube (two FMA error terms) */
