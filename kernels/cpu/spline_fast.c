@@ -151,7 +151,13 @@ static void sf_coef_one(const double *x, const double *q, const double *sq, int 
 }
 
 void rctd_spline_coef_build(const rctd_qtable *t, double *coef) {
+  rctd_spline_coef_build_rows(t, NULL, coef);
+}
+
+void rctd_spline_coef_build_rows(const rctd_qtable *t, const unsigned char *row_used,
+                                 double *coef) {
   for (int k = 0; k < t->n_k; k++) {
+    if (row_used && !row_used[k]) continue;
     const double *q = t->q_kx + (size_t)k * RCTD_N_X, *sq = t->sq_kx + (size_t)k * RCTD_N_X;
     for (int m = 1; m < RCTD_N_X; m++)
       sf_coef_one(t->x_vals, q, sq, m, coef + ((size_t)k * SF_N_INT + (m - 1)) * 4);

@@ -165,6 +165,10 @@ typedef struct {
   rctd_qtable_owned *by_index[RCTD_N_SIGMA];
   double *coef_by_index[RCTD_N_SIGMA]; /* rctd_spline_coef_build's terms, or NULL */
   int n_k;
+  /* the rows the counts use (n_k flags): the fits and the scores read only their
+   * coefficients, so only theirs are built (a few hundred of the 901 rows of a table with
+   * counts up to 900; the others' pages are never touched) */
+  unsigned char *row_used;
   const rctd_qtable_opts *qopts;
 } sig_tables;
 
@@ -179,6 +183,8 @@ static void sig_tables_drop(sig_tables *ts, int i) {
 
 static void sig_tables_free(sig_tables *ts) {
   for (int i = 0; i < RCTD_N_SIGMA; i++) sig_tables_drop(ts, i);
+  free(ts->row_used);
+  ts->row_used = NULL;
 }
 
 static int sig_tables_load(sig_tables *ts, int index, char *err, size_t err_len) {
@@ -199,7 +205,8 @@ static int sig_tables_load(sig_tables *ts, int index, char *err, size_t err_len)
   /* the spline terms per (row, interval), for the one-pass scores and the fits' fast path
    * (same bits); without them (out of memory) both take the slower exact paths */
   ts->coef_by_index[index] = malloc(rctd_spline_coef_doubles(t->table.n_k) * sizeof(double));
-  if (ts->coef_by_index[index]) rctd_spline_coef_build(&t->table, ts->coef_by_index[index]);
+  if (ts->coef_by_index[index])
+    rctd_spline_coef_build_rows(&t->table, ts->row_used, ts->coef_by_index[index]);
   return 0;
 }
 
@@ -232,6 +239,22 @@ static double sig_max(const double *v, int64_t n) {
   for (int64_t i = 0; i < n; i++)
     if (v[i] > m) m = v[i];
   return m;
+}
+
+/* The tables (ts->n_k rows) and the flags of the rows that the N counts Y use (the spline's row
+ * of a count: min(y, K_val), truncated).  0, or -1 out of memory. */
+static int sig_tables_init(sig_tables *ts, const double *y, int64_t n,
+                           const rctd_qtable_opts *qopts) {
+  memset(ts, 0, sizeof *ts);
+  ts->n_k = sig_n_k(sig_max(y, n));
+  ts->qopts = qopts;
+  ts->row_used = calloc((size_t)ts->n_k, 1);
+  if (!ts->row_used) return -1;
+  for (int64_t i = 0; i < n; i++) {
+    const double v = y[i] > RCTD_K_VAL ? RCTD_K_VAL : y[i];
+    if (v >= 0 && v < ts->n_k) ts->row_used[(int)v] = 1; /* others take the exact path */
+  }
+  return 0;
 }
 
 /* ------------------------------------------------------------------ chooseSigma */
@@ -354,7 +377,11 @@ static int sig_choose(rctd_rrng *rng, sig_tables *ts, int64_t n_obs, const doubl
 int rctd_sigma_choose(rctd_rrng *rng, int64_t n_obs, const double *pred, const double *y,
                       int sigma_value, const rctd_qtable_opts *qopts, const rctd_sigma_opts *opts,
                       rctd_sigma_epoch *out, char *err, size_t err_len) {
-  sig_tables ts = {.n_k = sig_n_k(sig_max(y, n_obs)), .qopts = qopts};
+  sig_tables ts;
+  if (sig_tables_init(&ts, y, n_obs, qopts) < 0) {
+    sig_tables_free(&ts);
+    return rctd_fail(err, err_len, "out of memory");
+  }
   int rc = sig_choose(rng, &ts, n_obs, pred, y, sigma_value, opts->n_threads, out, err, err_len);
   sig_tables_free(&ts);
   return rc;
@@ -399,14 +426,15 @@ int rctd_sigma_estimate(const rctd_sigma_problem *prob, rctd_rrng *rng, rctd_bac
     return rctd_fail(err, err_len, "start sigma %d is not on the grid", opts->start_value);
 
   const int64_t n_obs = N * G;
-  sig_tables ts = {.n_k = sig_n_k(sig_max(prob->y_ng, n_obs)), .qopts = qopts};
+  sig_tables ts;
+  const int ts_rc = sig_tables_init(&ts, prob->y_ng, n_obs, qopts);
   double *weights_nk = malloc((size_t)N * K * sizeof *weights_nk);
   int32_t *conv_n = malloc((size_t)N * sizeof *conv_n);
   int32_t *pix_n = malloc((size_t)N * sizeof *pix_n);
   double *pred_ng = malloc((size_t)n_obs * sizeof *pred_ng);
   res->epochs = calloc((size_t)opts->n_epoch, sizeof *res->epochs);
   int rc = -1;
-  if (!weights_nk || !conv_n || !pix_n || !pred_ng || !res->epochs) {
+  if (ts_rc < 0 || !weights_nk || !conv_n || !pix_n || !pred_ng || !res->epochs) {
     rctd_fail(err, err_len, "out of memory for %" PRId64 " fit pixels", N);
     goto done;
   }
