@@ -7,6 +7,7 @@
 #include <math.h>
 #include <pthread.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -187,20 +188,23 @@ static void sig_tables_free(sig_tables *ts) {
   ts->row_used = NULL;
 }
 
-static int sig_tables_load(sig_tables *ts, int index, char *err, size_t err_len) {
-  if (ts->by_index[index]) return 0;
+/* One table of the window (grid place INDEX) and its coefficients, computed with N_THREADS
+ * when not cached; NOTE receives the cache's line.  Touches only ts's entries of INDEX, so
+ * several run at once. */
+static int sig_tables_load(sig_tables *ts, int index, int n_threads, char *note, size_t note_len,
+                           char *err, size_t err_len) {
   int grid[RCTD_N_SIGMA];
   rctd_sigma_grid(grid);
   rctd_qtable_owned *t = calloc(1, sizeof *t);
   if (!t) return rctd_fail(err, err_len, "out of memory");
-  char note[512] = "", msg[RCTD_ERR_LEN] = "";
-  if (rctd_qtable_get(grid[index], ts->n_k, ts->qopts, t, note, sizeof note, msg, sizeof msg) !=
-      0) {
+  rctd_qtable_opts qo = {0};
+  if (ts->qopts) qo = *ts->qopts;
+  qo.n_threads = n_threads;
+  char msg[RCTD_ERR_LEN] = "";
+  if (rctd_qtable_get(grid[index], ts->n_k, &qo, t, note, note_len, msg, sizeof msg) != 0) {
     free(t);
     return rctd_fail(err, err_len, "likelihood table for sigma %d: %s", grid[index], msg);
   }
-  /* Only a cache that cannot be written deserves a word; hits and rebuilds are routine. */
-  if (strstr(note, "not cached")) rctd_log_warn("%s", note);
   ts->by_index[index] = t;
   /* the spline terms per (row, interval), for the one-pass scores and the fits' fast path
    * (same bits); without them (out of memory) both take the slower exact paths */
@@ -208,6 +212,55 @@ static int sig_tables_load(sig_tables *ts, int index, char *err, size_t err_len)
   if (ts->coef_by_index[index])
     rctd_spline_coef_build_rows(&t->table, ts->row_used, ts->coef_by_index[index]);
   return 0;
+}
+
+/* The window's missing tables, loaded by up to qopts->n_threads threads, each taking the next
+ * table not yet taken (a table's bits do not depend on who loads it or with how many
+ * threads). */
+typedef struct {
+  sig_tables *ts;
+  const int *index; /* the grid places to load */
+  int n, n_threads_each;
+  atomic_int next;
+  int rc[RCTD_SIGMA_MAX_CAND];
+  char note[RCTD_SIGMA_MAX_CAND][512];
+  char err[RCTD_SIGMA_MAX_CAND][RCTD_ERR_LEN];
+} sig_load_job;
+
+static void *sig_load_run(void *arg) {
+  sig_load_job *job = arg;
+  for (int i; (i = atomic_fetch_add(&job->next, 1)) < job->n;)
+    job->rc[i] = sig_tables_load(job->ts, job->index[i], job->n_threads_each, job->note[i],
+                                 sizeof job->note[i], job->err[i], sizeof job->err[i]);
+  return NULL;
+}
+
+static int sig_tables_load_many(sig_tables *ts, const int *index, int n, char *err,
+                                size_t err_len) {
+  if (n == 0) return 0;
+  sig_load_job *job = calloc(1, sizeof *job);
+  if (!job) return rctd_fail(err, err_len, "out of memory");
+  const int n_threads = ts->qopts && ts->qopts->n_threads > 1 ? ts->qopts->n_threads : 1;
+  /* a backend's table builds (a GPU) stay one at a time */
+  const int n_workers = ts->qopts && ts->qopts->backend ? 1 : n_threads < n ? n_threads : n;
+  job->ts = ts, job->index = index, job->n = n;
+  job->n_threads_each = n_threads / n_workers; /* a cold build's rows split the rest */
+  atomic_init(&job->next, 0);
+  pthread_t threads[RCTD_SIGMA_MAX_CAND];
+  int started[RCTD_SIGMA_MAX_CAND] = {0};
+  for (int w = 1; w < n_workers; w++)
+    started[w] = pthread_create(&threads[w], NULL, sig_load_run, job) == 0;
+  sig_load_run(job); /* takes whatever a thread that did not start leaves */
+  for (int w = 1; w < n_workers; w++)
+    if (started[w]) pthread_join(threads[w], NULL);
+  int rc = 0;
+  for (int i = 0; i < n; i++) { /* messages in grid order, whatever thread loaded what */
+    /* Only a cache that cannot be written deserves a word; hits and rebuilds are routine. */
+    if (job->rc[i] == 0 && strstr(job->note[i], "not cached")) rctd_log_warn("%s", job->note[i]);
+    if (job->rc[i] != 0 && rc == 0) rc = rctd_fail(err, err_len, "%s", job->err[i]);
+  }
+  free(job);
+  return rc;
 }
 
 /* Candidate window around grid place si (0-based): [*lo, *hi). */
@@ -222,9 +275,10 @@ static int sig_tables_window(sig_tables *ts, int si, char *err, size_t err_len) 
   sig_window(si, &lo, &hi);
   for (int i = 0; i < RCTD_N_SIGMA; i++)
     if (i < lo || i >= hi) sig_tables_drop(ts, i);
+  int missing[RCTD_SIGMA_MAX_CAND], n_missing = 0;
   for (int i = lo; i < hi; i++)
-    if (sig_tables_load(ts, i, err, err_len) < 0) return -1;
-  return 0;
+    if (!ts->by_index[i]) missing[n_missing++] = i;
+  return sig_tables_load_many(ts, missing, n_missing, err, err_len);
 }
 
 /* Rows a table needs for counts up to max_y (R indexes row Y + 1 after clipping at K_val). */
