@@ -166,9 +166,9 @@ typedef struct {
   rctd_qtable_owned *by_index[RCTD_N_SIGMA];
   double *coef_by_index[RCTD_N_SIGMA]; /* rctd_spline_coef_build's terms, or NULL */
   int n_k;
-  /* the rows the counts use (n_k flags): the fits and the scores read only their
-   * coefficients, so only theirs are built (a few hundred of the 901 rows of a table with
-   * counts up to 900; the others' pages are never touched) */
+  /* the rows the counts use (n_k flags): the fits and the scores read only their values and
+   * coefficients, so only theirs are copied from the cache and built (132 of the 901 rows of
+   * the vignette recipe's tables; the others' pages are never touched) */
   unsigned char *row_used;
   const rctd_qtable_opts *qopts;
 } sig_tables;
@@ -200,6 +200,8 @@ static int sig_tables_load(sig_tables *ts, int index, int n_threads, char *note,
   rctd_qtable_opts qo = {0};
   if (ts->qopts) qo = *ts->qopts;
   qo.n_threads = n_threads;
+  qo.keep_rows = ts->row_used; /* the fits and scores read no other row (a backend that copies
+                                  the whole table copies the others unread) */
   char msg[RCTD_ERR_LEN] = "";
   if (rctd_qtable_get(grid[index], ts->n_k, &qo, t, note, note_len, msg, sizeof msg) != 0) {
     free(t);
