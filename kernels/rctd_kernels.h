@@ -130,6 +130,12 @@ rctd_backend *rctd_backend_cuda(const int *devices, int n_devices, char *err, si
  * doubles (rctd_spline_coef_doubles). */
 size_t rctd_spline_coef_doubles(int n_k);
 void rctd_spline_coef_build(const rctd_qtable *table, double *coef);
+/* The same for the rows k with row_used[k] != 0 only (row_used: table->n_k flags; NULL = every
+ * row): the other rows' records are left untouched, so a caller whose values use few rows
+ * (chooseSigma's sample) fills only their pages.  Only pairs whose row is flagged may then be
+ * evaluated with COEF. */
+void rctd_spline_coef_build_rows(const rctd_qtable *table, const unsigned char *row_used,
+                                 double *coef);
 
 /* Registers COEF (built for TABLE) so that rctd_spline_eval_fast uses it for every table whose
  * q_kx and sq_kx are TABLE's.  Detach before the table's arrays are freed or changed.  At most

@@ -1,6 +1,7 @@
 /* CLI conventions: option table parsing, --help/--version, YAML config precedence and errors,
  * provenance, atomic outputs (failure, exit and signals), progress reporting. */
 #include <fcntl.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <sys/wait.h>
@@ -359,6 +360,48 @@ TEST(cli_atomic_output_commit_and_abort) {
   CHECK(rctd_out_open("-", err, sizeof err) == stdout);
   CHECK(rctd_out_open("/nonexistent-dir/x", err, sizeof err) == NULL);
   CHECK_MSG(strstr(err, "/nonexistent-dir/x: cannot create output"), "%s", err);
+}
+
+/* Threads opening and committing outputs at once (sigma's cache entries): each file lands
+ * under its name with its own content, no temporary is left. */
+enum { CLI_AT_THREADS = 6, CLI_AT_FILES = 40 };
+typedef struct {
+  int id, failed;
+} cli_at_job;
+
+static void *cli_at_run(void *arg) {
+  cli_at_job *job = arg;
+  for (int i = 0; i < CLI_AT_FILES; i++) {
+    char path[512], err[RCTD_ERR_LEN];
+    snprintf(path, sizeof path, "%s/at-%d-%d.txt", test_tmp_dir(), job->id, i);
+    FILE *f = rctd_out_open(path, err, sizeof err);
+    if (!f) {
+      job->failed++;
+      continue;
+    }
+    fprintf(f, "%d %d\n", job->id, i);
+    job->failed += rctd_out_commit(f, err, sizeof err) != 0;
+  }
+  return NULL;
+}
+
+TEST(cli_atomic_output_from_threads) {
+  cli_at_job jobs[CLI_AT_THREADS];
+  pthread_t threads[CLI_AT_THREADS];
+  for (int t = 0; t < CLI_AT_THREADS; t++) {
+    jobs[t] = (cli_at_job){t, 0};
+    CHECK(pthread_create(&threads[t], NULL, cli_at_run, &jobs[t]) == 0);
+  }
+  int failed = 0, wrong = 0;
+  for (int t = 0; t < CLI_AT_THREADS; t++) {
+    pthread_join(threads[t], NULL);
+    failed += jobs[t].failed;
+  }
+  for (int t = 0; t < CLI_AT_THREADS; t++)
+    for (int i = 0; i < CLI_AT_FILES; i++)
+      wrong += test_sh("grep -qx '%d %d' '%s/at-%d-%d.txt'", t, i, test_tmp_dir(), t, i) != 0;
+  CHECK_MSG(failed == 0 && wrong == 0, "%d failed, %d files wrong or missing", failed, wrong);
+  CHECK(!cli_dir_has_temporaries());
 }
 
 /* Child: opens an output, writes, then ends as HOW says without committing. */

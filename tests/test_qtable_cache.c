@@ -102,6 +102,45 @@ TEST(qtable_cache_compute_store_reuse_extend) {
   free(sq);
 }
 
+/* keep_rows: a whole entry read back keeps only the flagged rows (the same bits there, the
+ * others not written); an entry that must grow is read whole and stored whole. */
+TEST(qtable_cache_keep_rows) {
+  char dir[512], note[1024], err[RCTD_ERR_LEN];
+  snprintf(dir, sizeof dir, "%s/qcache-keep", test_tmp_dir());
+  enum { N_K = 20 };
+  unsigned char keep[N_K] = {0};
+  keep[0] = keep[3] = keep[N_K - 1] = 1;
+  rctd_qtable_opts opts = {.cache_dir = dir, .n_threads = 1, .keep_rows = keep};
+  double *sq, *q = qct_direct(62, N_K, &sq);
+  CHECK(q);
+  rctd_qtable_owned t;
+  /* computed (an entry of 12 rows first, then grown with keep_rows set): whole */
+  CHECK(rctd_qtable_get(62, 12, &opts, &t, note, sizeof note, err, sizeof err) == 0);
+  CHECK(qct_same(&t, q, sq, 12));
+  rctd_qtable_owned_free(&t);
+  CHECK(rctd_qtable_get(62, N_K, &opts, &t, note, sizeof note, err, sizeof err) == 0);
+  CHECK_MSG(qct_same(&t, q, sq, N_K) && strstr(note, "rows 12..19 computed"), "%s", note);
+  rctd_qtable_owned_free(&t);
+  /* read from the cache: the flagged rows equal, the others left as they were */
+  CHECK(rctd_qtable_get(62, N_K, &opts, &t, note, sizeof note, err, sizeof err) == 0);
+  CHECK_MSG(strstr(note, "from cache"), "%s", note);
+  int wrong = 0;
+  for (int k = 0; k < N_K; k++) {
+    if (!keep[k]) continue;
+    size_t at = (size_t)k * RCTD_N_X, bytes = sizeof(double) * RCTD_N_X;
+    wrong += memcmp(t.q_kx + at, q + at, bytes) != 0 || memcmp(t.sq_kx + at, sq + at, bytes) != 0;
+  }
+  CHECK(t.table.n_k == N_K && wrong == 0);
+  rctd_qtable_owned_free(&t);
+  /* the entry itself is whole */
+  opts.keep_rows = NULL;
+  CHECK(rctd_qtable_get(62, N_K, &opts, &t, note, sizeof note, err, sizeof err) == 0);
+  CHECK(qct_same(&t, q, sq, N_K) && strstr(note, "from cache"));
+  rctd_qtable_owned_free(&t);
+  free(q);
+  free(sq);
+}
+
 /* Writes BYTES at OFFSET of PATH (or truncates there when bytes is NULL). */
 static int qct_damage(const char *path, long offset, const char *bytes) {
   if (!bytes) return truncate(path, offset);

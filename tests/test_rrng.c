@@ -1,6 +1,8 @@
 /* rrng: R's random stream, checked against R 4.2 itself.
  * tests/data/rrng/r_stream.txt is a script of set.seed / runif / sample.int calls with R's
  * answers (doubles as hex, so equality is to the bit). */
+#include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -87,6 +89,35 @@ TEST(rrng_unif_never_hits_bounds_and_index_stays_below_n) {
     CHECK(j >= 0 && j < n && j == (double)(int)j);
   }
   CHECK(rctd_rrng_index(&rng, 0) == 0.0);
+}
+
+/* R's R_unif_index written as R writes it (ceil(log2(n)) bits, floor of each 16-bit chunk):
+ * the library's integer bit count and truncation must draw the same values from the same
+ * stream, at and around powers of two and at sizes sigma samples. */
+static double rrng_test_index_r(rctd_rrng *rng, double n) {
+  if (n <= 0) return 0.0;
+  int bits = (int)ceil(log2(n));
+  double dv;
+  do {
+    int64_t v = 0;
+    for (int k = 0; k <= bits; k += 16) v = 65536 * v + (int)floor(rctd_rrng_unif(rng) * 65536);
+    dv = (double)(v & (((int64_t)1 << bits) - 1));
+  } while (n <= dv);
+  return dv;
+}
+
+TEST(rrng_index_equals_r_formula) {
+  const double sizes[] = {1,       2,       3,     4,       5,           7,       8,
+                          9,       65535,   65536, 65537,   384000,      1731000, 2147483647,
+                          1 << 20, 1 << 30, 2.5,   1000.75, 4294967296.0};
+  rctd_rrng a, b;
+  rctd_rrng_seed(&a, 99);
+  rctd_rrng_seed(&b, 99);
+  int differ = 0;
+  for (size_t s = 0; s < sizeof sizes / sizeof sizes[0]; s++)
+    for (int i = 0; i < 200; i++)
+      differ += rctd_rrng_index(&a, sizes[s]) != rrng_test_index_r(&b, sizes[s]);
+  CHECK_MSG(differ == 0, "%d draws differ", differ);
 }
 
 TEST(rrng_sample_without_replacement_is_a_permutation) {

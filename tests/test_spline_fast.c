@@ -359,6 +359,34 @@ TEST(spline_fast_optional_outputs) {
   sft_case_free(&c);
 }
 
+/* Coefficients built for some rows only (chooseSigma's sample) equal the full build on those
+ * rows, and leave the other rows' records untouched. */
+TEST(spline_coef_build_rows_builds_only_flagged_rows) {
+  const int n_k = 40;
+  const size_t per_row = (RCTD_N_X - 1) * 4, n = rctd_spline_coef_doubles(n_k);
+  sft_table t;
+  double *all = malloc(n * sizeof(double)), *some = malloc(n * sizeof(double));
+  unsigned char used[40] = {0};
+  CHECK(all && some && sft_table_init(&t, 0.62, n_k) == 0);
+  used[0] = used[1] = used[7] = used[n_k - 1] = 1;
+  rctd_spline_coef_build(&t.table, all);
+  for (size_t i = 0; i < n; i++) some[i] = -12345.0;
+  rctd_spline_coef_build_rows(&t.table, used, some);
+  int wrong = 0, touched = 0;
+  for (int k = 0; k < n_k; k++)
+    for (size_t i = k * per_row; i < (k + 1) * per_row; i++) {
+      if (used[k])
+        wrong += memcmp(&all[i], &some[i], sizeof(double)) != 0;
+      else
+        touched += some[i] != -12345.0;
+    }
+  CHECK_MSG(wrong == 0 && touched == 0, "%d flagged values differ, %d others written", wrong,
+            touched);
+  sft_table_free(&t);
+  free(all);
+  free(some);
+}
+
 /* chooseSigma's one-pass scores equal calc_log_l_vec(X * m, Y) table by table (rctd_sigma_log_l
  * over the exact path), bit for bit, with or without SIMD, for a length that is not a multiple
  * of the blocks; an off-table count sends the caller back to the table-by-table path. */

@@ -157,7 +157,13 @@ static void sf_coef_one(const double *x, const double *q, const double *sq, int 
 }
 
 void rctd_spline_coef_build(const rctd_qtable *t, double *coef) {
+  rctd_spline_coef_build_rows(t, NULL, coef);
+}
+
+void rctd_spline_coef_build_rows(const rctd_qtable *t, const unsigned char *row_used,
+                                 double *coef) {
   for (int k = 0; k < t->n_k; k++) {
+    if (row_used && !row_used[k]) continue;
     const double *q = t->q_kx + (size_t)k * RCTD_N_X, *sq = t->sq_kx + (size_t)k * RCTD_N_X;
     for (int m = 1; m < RCTD_N_X; m++)
       sf_coef_one(t->x_vals, q, sq, m, coef + ((size_t)k * SF_N_INT + (m - 1)) * 4);
@@ -617,13 +623,32 @@ RCTD_SF8_TARGET static void sf_score_prepare_avx512(const double *xg, int n, con
  * operations. */
 RCTD_SF8_TARGET static void sf_score_d0_avx512(const double *coef, int n, const sf_score_block *b,
                                                double *d0) {
+  /* the eight records (four terms each) loaded whole and transposed: fewer loads than four
+   * gathers; lanes hold the same values */
+  const __m512i pick_lo = _mm512_setr_epi64(0, 1, 8, 9, 4, 5, 12, 13);
+  const __m512i pick_hi = _mm512_setr_epi64(2, 3, 10, 11, 6, 7, 14, 15);
   int j = 0;
   for (; j + 8 <= n; j += 8) {
-    const __m256i rec4 = _mm256_slli_epi32(_mm256_loadu_si256((const __m256i *)(b->rec + j)), 2);
-    const __m512d zdi = _mm512_i32gather_pd(rec4, coef, 8);
-    const __m512d zdi1 = _mm512_i32gather_pd(rec4, coef + 1, 8);
-    const __m512d diff3 = _mm512_i32gather_pd(rec4, coef + 2, 8);
-    const __m512d diff4 = _mm512_i32gather_pd(rec4, coef + 3, 8);
+    const int *r = b->rec + j;
+    const __m512d a =
+        _mm512_insertf64x4(_mm512_castpd256_pd512(_mm256_loadu_pd(coef + (size_t)r[0] * 4)),
+                           _mm256_loadu_pd(coef + (size_t)r[4] * 4), 1);
+    const __m512d bb =
+        _mm512_insertf64x4(_mm512_castpd256_pd512(_mm256_loadu_pd(coef + (size_t)r[1] * 4)),
+                           _mm256_loadu_pd(coef + (size_t)r[5] * 4), 1);
+    const __m512d c =
+        _mm512_insertf64x4(_mm512_castpd256_pd512(_mm256_loadu_pd(coef + (size_t)r[2] * 4)),
+                           _mm256_loadu_pd(coef + (size_t)r[6] * 4), 1);
+    const __m512d d =
+        _mm512_insertf64x4(_mm512_castpd256_pd512(_mm256_loadu_pd(coef + (size_t)r[3] * 4)),
+                           _mm256_loadu_pd(coef + (size_t)r[7] * 4), 1);
+    /* per 128-bit lane: (a, b) terms 0 | 2 of records 0, 1 and 4, 5; likewise (c, d) */
+    const __m512d ab_lo = _mm512_unpacklo_pd(a, bb), ab_hi = _mm512_unpackhi_pd(a, bb);
+    const __m512d cd_lo = _mm512_unpacklo_pd(c, d), cd_hi = _mm512_unpackhi_pd(c, d);
+    const __m512d zdi = _mm512_permutex2var_pd(ab_lo, pick_lo, cd_lo);
+    const __m512d diff3 = _mm512_permutex2var_pd(ab_lo, pick_hi, cd_lo);
+    const __m512d zdi1 = _mm512_permutex2var_pd(ab_hi, pick_lo, cd_hi);
+    const __m512d diff4 = _mm512_permutex2var_pd(ab_hi, pick_hi, cd_hi);
     const __m512d v =
         _mm512_add_pd(rctd_sf8_div6(_mm512_mul_pd(zdi, _mm512_loadu_pd(b->cube1 + j))),
                       rctd_sf8_div6(_mm512_mul_pd(zdi1, _mm512_loadu_pd(b->cube2 + j))));
@@ -638,7 +663,10 @@ RCTD_SF8_TARGET static void sf_score_d0_avx512(const double *coef, int n, const 
 /* sum[t * stride] -= d0_tj[t * SF_SCORE_BLOCK + j] for j = 0..n-1 in order: each score's long
  * double sum runs over the values in order, as R's sum() does.  Four tables at a time keep
  * their sums in x87 registers (independent chains); summing table by table instead of value by
- * value changes no sum's order, only the interleaving, and spares an 80-bit store per term. */
+ * value changes no sum's order, only the interleaving, and spares an 80-bit store per term.
+ * s - a is s + (-a) exactly (IEEE subtraction is the addition of the negation; the values are
+ * finite), and lets the subtraction read a straight from memory instead of negating it in an
+ * SSE register and passing it through the stack. */
 static void sf_score_sums(int n_tables, int n, const double *d0_tj, long double *sum, int stride) {
   int t = 0;
   for (; t + 4 <= n_tables; t += 4) {
@@ -646,10 +674,10 @@ static void sf_score_sums(int n_tables, int n, const double *d0_tj, long double 
     long double s0 = sum[t * stride], s1 = sum[(t + 1) * stride];
     long double s2 = sum[(t + 2) * stride], s3 = sum[(t + 3) * stride];
     for (int j = 0; j < n; j++) {
-      s0 += -a[j];
-      s1 += -a[SF_SCORE_BLOCK + j];
-      s2 += -a[2 * SF_SCORE_BLOCK + j];
-      s3 += -a[3 * SF_SCORE_BLOCK + j];
+      s0 -= a[j];
+      s1 -= a[SF_SCORE_BLOCK + j];
+      s2 -= a[2 * SF_SCORE_BLOCK + j];
+      s3 -= a[3 * SF_SCORE_BLOCK + j];
     }
     sum[t * stride] = s0, sum[(t + 1) * stride] = s1;
     sum[(t + 2) * stride] = s2, sum[(t + 3) * stride] = s3;
@@ -657,7 +685,7 @@ static void sf_score_sums(int n_tables, int n, const double *d0_tj, long double 
   for (; t < n_tables; t++) {
     const double *a = d0_tj + (size_t)t * SF_SCORE_BLOCK;
     long double s = sum[t * stride];
-    for (int j = 0; j < n; j++) s += -a[j];
+    for (int j = 0; j < n; j++) s -= a[j];
     sum[t * stride] = s;
   }
 }

@@ -11,6 +11,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,6 +40,10 @@ typedef struct {
 } atomic_slot;
 
 static atomic_slot atomic_slots[ATOMIC_MAX_OUTPUTS];
+/* Threads open and commit outputs (sigma's likelihood-table cache entries are written by the
+ * threads that build them): a slot is chosen and filled, and found and released, under this
+ * lock.  The signal and exit paths do not take it (they only unlink what is active). */
+static pthread_mutex_t atomic_lock = PTHREAD_MUTEX_INITIALIZER;
 static int atomic_handlers_installed, atomic_deferred;
 static int atomic_stdout_failed; /* a failure on stdout was already reported */
 
@@ -241,12 +246,19 @@ static FILE *atomic_open(const char *path, int need_seek, char *err, size_t err_
   return f;
 }
 
+static FILE *atomic_open_locked(const char *path, int need_seek, char *err, size_t err_len) {
+  pthread_mutex_lock(&atomic_lock);
+  FILE *f = atomic_open(path, need_seek, err, err_len);
+  pthread_mutex_unlock(&atomic_lock);
+  return f;
+}
+
 FILE *rctd_out_open(const char *path, char *err, size_t err_len) {
-  return atomic_open(path, 0, err, err_len);
+  return atomic_open_locked(path, 0, err, err_len);
 }
 
 FILE *rctd_out_open_seekable(const char *path, char *err, size_t err_len) {
-  return atomic_open(path, 1, err, err_len);
+  return atomic_open_locked(path, 1, err, err_len);
 }
 
 static void atomic_release(atomic_slot *slot) {
@@ -316,7 +328,7 @@ static int atomic_rename(atomic_slot *slot, char *err, size_t err_len) {
   return 0;
 }
 
-int rctd_out_commit(FILE *f, char *err, size_t err_len) {
+static int atomic_commit(FILE *f, char *err, size_t err_len) {
   atomic_slot *slot = atomic_find(f);
   if (!slot && f == stdout) { /* stdout written without rctd_out_open */
     if (fflush(stdout) == 0 && !ferror(stdout)) return 0;
@@ -351,7 +363,14 @@ int rctd_out_commit(FILE *f, char *err, size_t err_len) {
   return atomic_rename(slot, err, err_len);
 }
 
-int rctd_out_finish(int discard, char *err, size_t err_len) {
+int rctd_out_commit(FILE *f, char *err, size_t err_len) {
+  pthread_mutex_lock(&atomic_lock);
+  int rc = atomic_commit(f, err, err_len);
+  pthread_mutex_unlock(&atomic_lock);
+  return rc;
+}
+
+static int atomic_finish(int discard, char *err, size_t err_len) {
   int rc = discard ? -1 : 0;
   for (int i = 0; i < ATOMIC_MAX_OUTPUTS; i++) {
     atomic_slot *slot = &atomic_slots[i];
@@ -366,14 +385,20 @@ int rctd_out_finish(int discard, char *err, size_t err_len) {
   return discard ? 0 : rc;
 }
 
+int rctd_out_finish(int discard, char *err, size_t err_len) {
+  pthread_mutex_lock(&atomic_lock);
+  int rc = atomic_finish(discard, err, err_len);
+  pthread_mutex_unlock(&atomic_lock);
+  return rc;
+}
+
 /* Whether anything was written to F (stdout: its buffer exists once something was). */
 static int atomic_started(atomic_slot *slot) {
   if (slot->file == stdout) return stdout->_IO_write_base != NULL;
   return ftello(slot->file) != 0; /* -1 (a FIFO, a device): assume so */
 }
 
-void rctd_out_abort(FILE *f) {
-  if (!f) return;
+static void atomic_abort(FILE *f) {
   atomic_slot *slot = atomic_find(f);
   if (!slot) {
     if (f != stdout) fclose(f);
@@ -387,6 +412,13 @@ void rctd_out_abort(FILE *f) {
   else
     fclose(f);
   atomic_release(slot);
+}
+
+void rctd_out_abort(FILE *f) {
+  if (!f) return;
+  pthread_mutex_lock(&atomic_lock);
+  atomic_abort(f);
+  pthread_mutex_unlock(&atomic_lock);
 }
 
 /* ---- anonymous temporary files ---- */

@@ -63,19 +63,31 @@ double rctd_rrng_unif(rctd_rrng *rng) {
   return x;
 }
 
-/* A random integer below 2^bits, built 16 bits per uniform, high chunks first. */
+/* A random integer below 2^bits, built 16 bits per uniform, high chunks first (the product is
+ * in (0, 65536): truncation is R's floor). */
 static double rrng_bits(rctd_rrng *rng, int bits) {
   int64_t v = 0;
   for (int n = 0; n <= bits; n += 16) {
-    int v1 = (int)floor(rctd_rrng_unif(rng) * 65536);
+    int v1 = (int)(rctd_rrng_unif(rng) * 65536);
     v = 65536 * v + v1;
   }
   return (double)(v & (((int64_t)1 << bits) - 1));
 }
 
+/* ceil(log2(n)) for n > 0: for a whole n below 2^53, the bit length of n - 1 (log2 is exact
+ * at powers of two and, above one, never rounds to the integer below), without the libm
+ * call that a draw would otherwise pay. */
+static int rrng_ceil_log2(double n) {
+  if (n >= 1 && n < 9007199254740992.0 && n == (double)(int64_t)n) {
+    const uint64_t m = (uint64_t)n - 1;
+    return m ? 64 - __builtin_clzll(m) : 0;
+  }
+  return (int)ceil(log2(n));
+}
+
 double rctd_rrng_index(rctd_rrng *rng, double n) {
   if (n <= 0) return 0.0;
-  int bits = (int)ceil(log2(n));
+  int bits = rrng_ceil_log2(n);
   double dv;
   do {
     dv = rrng_bits(rng, bits);

@@ -194,9 +194,22 @@ static int qc_next(rctd_reader *r, const char *name, const rctd_record_info **in
   return 0;
 }
 
-/* Streams a dense f64 n_k x RCTD_N_X record: keeps rows < n_keep in dst, adds all to the crc. */
+/* Rows [first, first + rows) of a chunk into dst (rows from 0): all, or the flagged ones. */
+static void qc_copy_rows(double *dst, const double *data, uint64_t first, uint64_t rows,
+                         const unsigned char *keep) {
+  if (!keep) {
+    memcpy(dst + first * RCTD_N_X, data, QC_ROW_BYTES * rows);
+    return;
+  }
+  for (uint64_t k = 0; k < rows; k++)
+    if (keep[first + k]) memcpy(dst + (first + k) * RCTD_N_X, data + k * RCTD_N_X, QC_ROW_BYTES);
+}
+
+/* Streams a dense f64 n_k x RCTD_N_X record: keeps rows < n_keep in dst (only those flagged in
+ * keep, when not NULL), adds all to the crc. */
 static int qc_read_rows(rctd_reader *r, const rctd_record_info *info, uint64_t n_k, int n_keep,
-                        double *dst, uLong *crc, char *err, size_t err_len) {
+                        const unsigned char *keep, double *dst, uLong *crc, char *err,
+                        size_t err_len) {
   if (info->kind != RCTD_DENSE || info->dtype != RCTD_F64 || info->cols != RCTD_N_X ||
       info->rows != n_k) {
     qc_msg(err, err_len, "%s: record '%s' is not a %llu x %d f64 matrix", rctd_reader_label(r),
@@ -210,7 +223,7 @@ static int qc_read_rows(rctd_reader *r, const rctd_record_info *info, uint64_t n
     if (chunk.first_row >= (uint64_t)n_keep) continue;
     uint64_t rows = chunk.rows;
     if (chunk.first_row + rows > (uint64_t)n_keep) rows = (uint64_t)n_keep - chunk.first_row;
-    memcpy(dst + chunk.first_row * RCTD_N_X, chunk.data, QC_ROW_BYTES * rows);
+    qc_copy_rows(dst, chunk.data, chunk.first_row, rows, keep);
   }
   if (rc < 0 || rctd_reader_rows_read(r) != n_k) {
     qc_msg(err, err_len, "%s", rc < 0 ? rctd_reader_error(r) : "record cut short");
@@ -269,9 +282,11 @@ int rctd_qtable_check_loaded(const rctd_record *meta, const rctd_record *q, cons
   return 0;
 }
 
-int rctd_qtable_read_records(rctd_reader *r, const rctd_record_info *info, int sigma_value,
-                             int n_k_min, int n_k_max, rctd_qtable_owned *out, char *err,
-                             size_t err_len) {
+/* rctd_qtable_read_records; KEEP (n_k_max flags, or NULL): when the entry has at least n_k_max
+ * rows, only the flagged rows are copied. */
+static int qc_read_records(rctd_reader *r, const rctd_record_info *info, int sigma_value,
+                           int n_k_min, int n_k_max, const unsigned char *keep,
+                           rctd_qtable_owned *out, char *err, size_t err_len) {
   const char *label = rctd_reader_label(r);
   memset(out, 0, sizeof *out);
   if (!info && qc_next(r, RCTD_QTABLE_REC_META, &info, err, err_len) != 0) return -1;
@@ -294,6 +309,7 @@ int rctd_qtable_read_records(rctd_reader *r, const rctd_record_info *info, int s
     return -1;
   }
   int n_keep = n_k_max > 0 && n_k_max < n_k ? n_k_max : (int)n_k;
+  if (n_k_max <= 0 || n_k < n_k_max) keep = NULL; /* rows will be added and the whole stored */
   if (qc_alloc(out, sigma_value, n_keep) != 0) {
     qc_msg(err, err_len, "%s: out of memory", label);
     return -1;
@@ -314,9 +330,9 @@ int rctd_qtable_read_records(rctd_reader *r, const rctd_record_info *info, int s
   }
   uLong crc = crc32(0L, Z_NULL, 0);
   if (qc_next(r, RCTD_QTABLE_REC_Q, &info, err, err_len) != 0 ||
-      qc_read_rows(r, info, (uint64_t)n_k, n_keep, out->q_kx, &crc, err, err_len) != 0 ||
+      qc_read_rows(r, info, (uint64_t)n_k, n_keep, keep, out->q_kx, &crc, err, err_len) != 0 ||
       qc_next(r, RCTD_QTABLE_REC_SQ, &info, err, err_len) != 0 ||
-      qc_read_rows(r, info, (uint64_t)n_k, n_keep, out->sq_kx, &crc, err, err_len) != 0)
+      qc_read_rows(r, info, (uint64_t)n_k, n_keep, keep, out->sq_kx, &crc, err, err_len) != 0)
     goto fail;
   if (crc != want_crc) {
     qc_msg(err, err_len, "%s: table data fail their checksum", label);
@@ -326,6 +342,12 @@ int rctd_qtable_read_records(rctd_reader *r, const rctd_record_info *info, int s
 fail:
   rctd_qtable_owned_free(out);
   return -1;
+}
+
+int rctd_qtable_read_records(rctd_reader *r, const rctd_record_info *info, int sigma_value,
+                             int n_k_min, int n_k_max, rctd_qtable_owned *out, char *err,
+                             size_t err_len) {
+  return qc_read_records(r, info, sigma_value, n_k_min, n_k_max, NULL, out, err, err_len);
 }
 
 /* ------------------------------------------------------------------ the cache */
@@ -358,13 +380,13 @@ static int qc_mkdirs(const char *dir) {
 }
 
 /* Loads a cache entry with up to n_k rows; 1 loaded, 0 absent, -1 unusable (why in msg). */
-static int qc_load(const char *path, int sigma_value, int n_k, rctd_qtable_owned *t, char *msg,
-                   size_t msg_len) {
+static int qc_load(const char *path, int sigma_value, int n_k, const unsigned char *keep,
+                   rctd_qtable_owned *t, char *msg, size_t msg_len) {
   struct stat st;
   if (stat(path, &st) != 0 && errno == ENOENT) return 0;
   rctd_reader *r = rctd_reader_open(path, msg, msg_len);
   if (!r) return -1;
-  int rc = rctd_qtable_read_records(r, NULL, sigma_value, 1, n_k, t, msg, msg_len);
+  int rc = qc_read_records(r, NULL, sigma_value, 1, n_k, keep, t, msg, msg_len);
   rctd_reader_close(r);
   return rc == 0 ? 1 : -1;
 }
@@ -410,7 +432,7 @@ int rctd_qtable_get(int sigma_value, int n_k, const rctd_qtable_opts *opts, rctd
 
   int n_have = 0, loaded = 0;
   if (path[0]) {
-    loaded = qc_load(path, sigma_value, n_k, out, msg, sizeof msg);
+    loaded = qc_load(path, sigma_value, n_k, opts->keep_rows, out, msg, sizeof msg);
     if (loaded == 1) n_have = out->table.n_k;
   }
   if (n_have >= n_k) {

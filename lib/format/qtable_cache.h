@@ -46,6 +46,10 @@ typedef struct {
   const char *cache_dir; /* NULL: the default (rctd_qtable_cache_dir_default); "": no cache */
   int n_threads;         /* threads computing rows; < 1 means 1 */
   rctd_backend *backend; /* optional: computes whole tables (rows 0..n_k-1) when given */
+  /* optional (n_k flags): a table read whole from the cache keeps only these rows' values, the
+   * others' memory is left unset (and, for a large table, untouched): for a caller that reads
+   * no other row (chooseSigma's candidates).  Computed rows are all set. */
+  const unsigned char *keep_rows;
 } rctd_qtable_opts;
 
 /* The default cache directory: $XDG_CACHE_HOME/rctd when XDG_CACHE_HOME is an absolute path,

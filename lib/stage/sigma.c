@@ -7,6 +7,7 @@
 #include <math.h>
 #include <pthread.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -165,6 +166,10 @@ typedef struct {
   rctd_qtable_owned *by_index[RCTD_N_SIGMA];
   double *coef_by_index[RCTD_N_SIGMA]; /* rctd_spline_coef_build's terms, or NULL */
   int n_k;
+  /* the rows the counts use (n_k flags): the fits and the scores read only their values and
+   * coefficients, so only theirs are copied from the cache and built (132 of the 901 rows of
+   * the vignette recipe's tables; the others' pages are never touched) */
+  unsigned char *row_used;
   const rctd_qtable_opts *qopts;
 } sig_tables;
 
@@ -179,28 +184,85 @@ static void sig_tables_drop(sig_tables *ts, int i) {
 
 static void sig_tables_free(sig_tables *ts) {
   for (int i = 0; i < RCTD_N_SIGMA; i++) sig_tables_drop(ts, i);
+  free(ts->row_used);
+  ts->row_used = NULL;
 }
 
-static int sig_tables_load(sig_tables *ts, int index, char *err, size_t err_len) {
-  if (ts->by_index[index]) return 0;
+/* One table of the window (grid place INDEX) and its coefficients, computed with N_THREADS
+ * when not cached; NOTE receives the cache's line.  Touches only ts's entries of INDEX, so
+ * several run at once. */
+static int sig_tables_load(sig_tables *ts, int index, int n_threads, char *note, size_t note_len,
+                           char *err, size_t err_len) {
   int grid[RCTD_N_SIGMA];
   rctd_sigma_grid(grid);
   rctd_qtable_owned *t = calloc(1, sizeof *t);
   if (!t) return rctd_fail(err, err_len, "out of memory");
-  char note[512] = "", msg[RCTD_ERR_LEN] = "";
-  if (rctd_qtable_get(grid[index], ts->n_k, ts->qopts, t, note, sizeof note, msg, sizeof msg) !=
-      0) {
+  rctd_qtable_opts qo = {0};
+  if (ts->qopts) qo = *ts->qopts;
+  qo.n_threads = n_threads;
+  qo.keep_rows = ts->row_used; /* the fits and scores read no other row (a backend that copies
+                                  the whole table copies the others unread) */
+  char msg[RCTD_ERR_LEN] = "";
+  if (rctd_qtable_get(grid[index], ts->n_k, &qo, t, note, note_len, msg, sizeof msg) != 0) {
     free(t);
     return rctd_fail(err, err_len, "likelihood table for sigma %d: %s", grid[index], msg);
   }
-  /* Only a cache that cannot be written deserves a word; hits and rebuilds are routine. */
-  if (strstr(note, "not cached")) rctd_log_warn("%s", note);
   ts->by_index[index] = t;
   /* the spline terms per (row, interval), for the one-pass scores and the fits' fast path
    * (same bits); without them (out of memory) both take the slower exact paths */
   ts->coef_by_index[index] = malloc(rctd_spline_coef_doubles(t->table.n_k) * sizeof(double));
-  if (ts->coef_by_index[index]) rctd_spline_coef_build(&t->table, ts->coef_by_index[index]);
+  if (ts->coef_by_index[index])
+    rctd_spline_coef_build_rows(&t->table, ts->row_used, ts->coef_by_index[index]);
   return 0;
+}
+
+/* The window's missing tables, loaded by up to qopts->n_threads threads, each taking the next
+ * table not yet taken (a table's bits do not depend on who loads it or with how many
+ * threads). */
+typedef struct {
+  sig_tables *ts;
+  const int *index; /* the grid places to load */
+  int n, n_threads_each;
+  atomic_int next;
+  int rc[RCTD_SIGMA_MAX_CAND];
+  char note[RCTD_SIGMA_MAX_CAND][512];
+  char err[RCTD_SIGMA_MAX_CAND][RCTD_ERR_LEN];
+} sig_load_job;
+
+static void *sig_load_run(void *arg) {
+  sig_load_job *job = arg;
+  for (int i; (i = atomic_fetch_add(&job->next, 1)) < job->n;)
+    job->rc[i] = sig_tables_load(job->ts, job->index[i], job->n_threads_each, job->note[i],
+                                 sizeof job->note[i], job->err[i], sizeof job->err[i]);
+  return NULL;
+}
+
+static int sig_tables_load_many(sig_tables *ts, const int *index, int n, char *err,
+                                size_t err_len) {
+  if (n == 0) return 0;
+  sig_load_job *job = calloc(1, sizeof *job);
+  if (!job) return rctd_fail(err, err_len, "out of memory");
+  const int n_threads = ts->qopts && ts->qopts->n_threads > 1 ? ts->qopts->n_threads : 1;
+  /* a backend's table builds (a GPU) stay one at a time */
+  const int n_workers = ts->qopts && ts->qopts->backend ? 1 : n_threads < n ? n_threads : n;
+  job->ts = ts, job->index = index, job->n = n;
+  job->n_threads_each = n_threads / n_workers; /* a cold build's rows split the rest */
+  atomic_init(&job->next, 0);
+  pthread_t threads[RCTD_SIGMA_MAX_CAND];
+  int started[RCTD_SIGMA_MAX_CAND] = {0};
+  for (int w = 1; w < n_workers; w++)
+    started[w] = pthread_create(&threads[w], NULL, sig_load_run, job) == 0;
+  sig_load_run(job); /* takes whatever a thread that did not start leaves */
+  for (int w = 1; w < n_workers; w++)
+    if (started[w]) pthread_join(threads[w], NULL);
+  int rc = 0;
+  for (int i = 0; i < n; i++) { /* messages in grid order, whatever thread loaded what */
+    /* Only a cache that cannot be written deserves a word; hits and rebuilds are routine. */
+    if (job->rc[i] == 0 && strstr(job->note[i], "not cached")) rctd_log_warn("%s", job->note[i]);
+    if (job->rc[i] != 0 && rc == 0) rc = rctd_fail(err, err_len, "%s", job->err[i]);
+  }
+  free(job);
+  return rc;
 }
 
 /* Candidate window around grid place si (0-based): [*lo, *hi). */
@@ -215,9 +277,10 @@ static int sig_tables_window(sig_tables *ts, int si, char *err, size_t err_len) 
   sig_window(si, &lo, &hi);
   for (int i = 0; i < RCTD_N_SIGMA; i++)
     if (i < lo || i >= hi) sig_tables_drop(ts, i);
+  int missing[RCTD_SIGMA_MAX_CAND], n_missing = 0;
   for (int i = lo; i < hi; i++)
-    if (sig_tables_load(ts, i, err, err_len) < 0) return -1;
-  return 0;
+    if (!ts->by_index[i]) missing[n_missing++] = i;
+  return sig_tables_load_many(ts, missing, n_missing, err, err_len);
 }
 
 /* Rows a table needs for counts up to max_y (R indexes row Y + 1 after clipping at K_val). */
@@ -232,6 +295,22 @@ static double sig_max(const double *v, int64_t n) {
   for (int64_t i = 0; i < n; i++)
     if (v[i] > m) m = v[i];
   return m;
+}
+
+/* The tables (ts->n_k rows) and the flags of the rows that the N counts Y use (the spline's row
+ * of a count: min(y, K_val), truncated).  0, or -1 out of memory. */
+static int sig_tables_init(sig_tables *ts, const double *y, int64_t n,
+                           const rctd_qtable_opts *qopts) {
+  memset(ts, 0, sizeof *ts);
+  ts->n_k = sig_n_k(sig_max(y, n));
+  ts->qopts = qopts;
+  ts->row_used = calloc((size_t)ts->n_k, 1);
+  if (!ts->row_used) return -1;
+  for (int64_t i = 0; i < n; i++) {
+    const double v = y[i] > RCTD_K_VAL ? RCTD_K_VAL : y[i];
+    if (v >= 0 && v < ts->n_k) ts->row_used[(int)v] = 1; /* others take the exact path */
+  }
+  return 0;
 }
 
 /* ------------------------------------------------------------------ chooseSigma */
@@ -308,39 +387,63 @@ static void sig_score_window(const sig_tables *ts, int si, int64_t n, const doub
   out->sigma_chosen = grid[lo + best];
 }
 
-/* X = pmax(pred, 1e-4) and Y, reordered by sample(1:n_obs, min(1e6, n_obs)).  *x_s and *y_s
- * (malloc'd, *n_s values) receive them. */
-static int sig_sample_obs(rctd_rrng *rng, int64_t n_obs, const double *pred, const double *y,
-                          double **x_s, double **y_s, int64_t *n_s, char *err, size_t err_len) {
+/* chooseSigma's draw, sample(1:n_obs, min(1e6, n_obs)): the only use of the random stream in
+ * an epoch, and independent of the fits, so the estimate runs it beside them. */
+typedef struct {
+  rctd_rrng *rng;
+  int64_t n_obs, n;
+  int *idx; /* 1-based, n values (malloc'd) */
+  int rc;
+} sig_draw_job;
+
+static int sig_draw_init(sig_draw_job *d, rctd_rrng *rng, int64_t n_obs, char *err,
+                         size_t err_len) {
+  memset(d, 0, sizeof *d);
   if (n_obs < 1 || n_obs > INT32_MAX)
     return rctd_fail(err, err_len, "chooseSigma: %" PRId64 " values cannot be sampled", n_obs);
-  int64_t n = n_obs < RCTD_SIGMA_MAX_SAMPLE ? n_obs : RCTD_SIGMA_MAX_SAMPLE;
-  int *idx = malloc((size_t)n * sizeof *idx);
+  d->rng = rng, d->n_obs = n_obs;
+  d->n = n_obs < RCTD_SIGMA_MAX_SAMPLE ? n_obs : RCTD_SIGMA_MAX_SAMPLE;
+  return 0;
+}
+
+static void *sig_draw_run(void *arg) {
+  sig_draw_job *d = arg;
+  d->idx = malloc((size_t)d->n * sizeof *d->idx);
+  d->rc = !d->idx || rctd_rrng_sample(d->rng, (int)d->n_obs, (int)d->n, d->idx) < 0 ? -1 : 0;
+  return NULL;
+}
+
+/* X = pmax(pred, 1e-4) and Y in the drawn order into *x_s and *y_s (malloc'd, d->n values);
+ * frees the draw. */
+static int sig_gather_obs(sig_draw_job *d, const double *pred, const double *y, double **x_s,
+                          double **y_s, char *err, size_t err_len) {
+  const int64_t n = d->n;
   double *xs = malloc((size_t)n * sizeof *xs), *ys = malloc((size_t)n * sizeof *ys);
-  if (!idx || !xs || !ys || rctd_rrng_sample(rng, (int)n_obs, (int)n, idx) < 0) {
-    free(idx), free(xs), free(ys);
+  if (d->rc < 0 || !xs || !ys) {
+    free(d->idx), free(xs), free(ys);
+    d->idx = NULL;
     return rctd_fail(err, err_len, "out of memory sampling %" PRId64 " values", n);
   }
   for (int64_t i = 0; i < n; i++) {
-    int64_t j = idx[i] - 1;
+    int64_t j = d->idx[i] - 1;
     xs[i] = pred[j] > SIG_PRED_FLOOR ? pred[j] : SIG_PRED_FLOOR;
     if (isnan(pred[j])) xs[i] = pred[j];
     ys[i] = y[j];
   }
-  free(idx);
-  *x_s = xs, *y_s = ys, *n_s = n;
+  free(d->idx);
+  d->idx = NULL;
+  *x_s = xs, *y_s = ys;
   return 0;
 }
 
-static int sig_choose(rctd_rrng *rng, sig_tables *ts, int64_t n_obs, const double *pred,
-                      const double *y, int sigma_value, int n_threads, rctd_sigma_epoch *out,
-                      char *err, size_t err_len) {
+/* Scores the window around SIGMA_VALUE on the N_S sampled values XS, YS (of N_OBS), which it
+ * frees. */
+static int sig_score_sample(sig_tables *ts, int64_t n_obs, int64_t n_s, double *xs, double *ys,
+                            int sigma_value, int n_threads, rctd_sigma_epoch *out, char *err,
+                            size_t err_len) {
   int si = rctd_sigma_index(sigma_value);
-  if (si < 0) return rctd_fail(err, err_len, "sigma %d is not on the grid", sigma_value);
-  double *xs = NULL, *ys = NULL;
-  int64_t n_s = 0;
-  if (sig_sample_obs(rng, n_obs, pred, y, &xs, &ys, &n_s, err, err_len) < 0) return -1;
-  int rc = sig_tables_window(ts, si, err, err_len);
+  int rc = si < 0 ? rctd_fail(err, err_len, "sigma %d is not on the grid", sigma_value)
+                  : sig_tables_window(ts, si, err, err_len);
   if (rc == 0) {
     out->n_obs = n_obs;
     out->n_scored = n_s;
@@ -351,10 +454,27 @@ static int sig_choose(rctd_rrng *rng, sig_tables *ts, int64_t n_obs, const doubl
   return rc;
 }
 
+static int sig_choose(rctd_rrng *rng, sig_tables *ts, int64_t n_obs, const double *pred,
+                      const double *y, int sigma_value, int n_threads, rctd_sigma_epoch *out,
+                      char *err, size_t err_len) {
+  if (rctd_sigma_index(sigma_value) < 0)
+    return rctd_fail(err, err_len, "sigma %d is not on the grid", sigma_value);
+  sig_draw_job d;
+  double *xs, *ys;
+  if (sig_draw_init(&d, rng, n_obs, err, err_len) < 0) return -1;
+  sig_draw_run(&d);
+  if (sig_gather_obs(&d, pred, y, &xs, &ys, err, err_len) < 0) return -1;
+  return sig_score_sample(ts, n_obs, d.n, xs, ys, sigma_value, n_threads, out, err, err_len);
+}
+
 int rctd_sigma_choose(rctd_rrng *rng, int64_t n_obs, const double *pred, const double *y,
                       int sigma_value, const rctd_qtable_opts *qopts, const rctd_sigma_opts *opts,
                       rctd_sigma_epoch *out, char *err, size_t err_len) {
-  sig_tables ts = {.n_k = sig_n_k(sig_max(y, n_obs)), .qopts = qopts};
+  sig_tables ts;
+  if (sig_tables_init(&ts, y, n_obs, qopts) < 0) {
+    sig_tables_free(&ts);
+    return rctd_fail(err, err_len, "out of memory");
+  }
   int rc = sig_choose(rng, &ts, n_obs, pred, y, sigma_value, opts->n_threads, out, err, err_len);
   sig_tables_free(&ts);
   return rc;
@@ -368,19 +488,93 @@ void rctd_sigma_result_free(rctd_sigma_result *res) {
 }
 
 /* prediction (genes fastest) = profiles %*% t(weights), each column times its pixel's nUMI.
- * The type sum runs in type order from 0, as the reference BLAS dgemm R calls. */
-static void sig_predict(const rctd_sigma_problem *p, const double *weights_nk, double *pred_ng) {
-  const int G = p->n_genes, K = p->n_types;
-  for (int64_t n = 0; n < p->n_fit; n++) {
-    const double *w = weights_nk + (size_t)n * K;
-    double *out = pred_ng + (size_t)n * G;
-    for (int g = 0; g < G; g++) {
-      const double *prof = p->profiles_gk + (size_t)g * K;
+ * The type sum runs in type order from 0, as the reference BLAS dgemm R calls; eight genes at
+ * a time from the transposed profiles (profiles_kg), each gene's sum in that order (no fused
+ * multiply-add: the build contracts nothing), pixels split across threads. */
+typedef struct {
+  const rctd_sigma_problem *p;
+  const double *profiles_kg, *weights_nk;
+  double *pred_ng;
+  int64_t first, end;
+} sig_predict_job;
+
+#define SIG_PREDICT_GENES 8
+
+static void *sig_predict_run(void *arg) {
+  const sig_predict_job *job = arg;
+  const int G = job->p->n_genes, K = job->p->n_types;
+  for (int64_t n = job->first; n < job->end; n++) {
+    const double *w = job->weights_nk + (size_t)n * K;
+    const double numi = job->p->numi_n[n];
+    double *out = job->pred_ng + (size_t)n * G;
+    int g = 0;
+    for (; g + SIG_PREDICT_GENES <= G; g += SIG_PREDICT_GENES) {
+      double s[SIG_PREDICT_GENES] = {0};
+      for (int k = 0; k < K; k++) {
+        const double wk = w[k], *prof = job->profiles_kg + (size_t)k * G + g;
+        for (int i = 0; i < SIG_PREDICT_GENES; i++) s[i] += wk * prof[i];
+      }
+      for (int i = 0; i < SIG_PREDICT_GENES; i++) out[g + i] = s[i] * numi;
+    }
+    for (; g < G; g++) {
       double s = 0;
-      for (int k = 0; k < K; k++) s += w[k] * prof[k];
-      out[g] = s * p->numi_n[n];
+      for (int k = 0; k < K; k++) s += w[k] * job->profiles_kg[(size_t)k * G + g];
+      out[g] = s * numi;
     }
   }
+  return NULL;
+}
+
+static void sig_predict(const rctd_sigma_problem *p, const double *profiles_kg,
+                        const double *weights_nk, double *pred_ng, int n_threads) {
+  enum { MAX_JOBS = 64 };
+  const int64_t N = p->n_fit;
+  int n_jobs = n_threads < 1 ? 1 : n_threads > MAX_JOBS ? MAX_JOBS : n_threads;
+  if (n_jobs > N) n_jobs = (int)N;
+  sig_predict_job jobs[MAX_JOBS];
+  pthread_t threads[MAX_JOBS];
+  int started[MAX_JOBS] = {0};
+  for (int t = 0; t < n_jobs; t++)
+    jobs[t] = (sig_predict_job){p,       profiles_kg,    weights_nk,
+                                pred_ng, N * t / n_jobs, N * (t + 1) / n_jobs};
+  for (int t = 1; t < n_jobs; t++)
+    started[t] = pthread_create(&threads[t], NULL, sig_predict_run, &jobs[t]) == 0;
+  sig_predict_run(&jobs[0]);
+  for (int t = 1; t < n_jobs; t++) {
+    if (started[t])
+      pthread_join(threads[t], NULL);
+    else
+      sig_predict_run(&jobs[t]);
+  }
+}
+
+/* calc_log_l_vec(prediction, counts) of the epoch: x * 1.0 is x. */
+typedef struct {
+  const rctd_qtable *table;
+  const double *coef, *y, *pred;
+  int64_t n;
+  double log_l;
+} sig_log_l_job;
+
+static void *sig_log_l_run(void *arg) {
+  sig_log_l_job *j = arg;
+  const double one = 1.0;
+  if (!j->coef ||
+      rctd_spline_score_many(&j->table, &j->coef, 1, &one, 1, j->n, j->y, j->pred, &j->log_l))
+    j->log_l = rctd_sigma_log_l(j->table, j->n, j->y, j->pred);
+  return NULL;
+}
+
+/* The epoch's fits: the backend's return code FIT_RC, finite weights.  0, or -1 with err. */
+static int sig_epoch_check(int fit_rc, const rctd_backend *backend, int64_t N, int K,
+                           const double *weights_nk, char *err, size_t err_len) {
+  if (fit_rc < 0)
+    return rctd_fail(err, err_len, "fitting the %" PRId64 " sigma pixels failed (%s backend)", N,
+                     backend->name);
+  for (int64_t i = 0; i < N * K; i++)
+    if (!isfinite(weights_nk[i]))
+      return rctd_fail(err, err_len, "fit pixel %" PRId64 " has non-finite weights", i / K);
+  return 0;
 }
 
 int rctd_sigma_estimate(const rctd_sigma_problem *prob, rctd_rrng *rng, rctd_backend *backend,
@@ -399,17 +593,25 @@ int rctd_sigma_estimate(const rctd_sigma_problem *prob, rctd_rrng *rng, rctd_bac
     return rctd_fail(err, err_len, "start sigma %d is not on the grid", opts->start_value);
 
   const int64_t n_obs = N * G;
-  sig_tables ts = {.n_k = sig_n_k(sig_max(prob->y_ng, n_obs)), .qopts = qopts};
+  sig_tables ts;
+  const int ts_rc = sig_tables_init(&ts, prob->y_ng, n_obs, qopts);
   double *weights_nk = malloc((size_t)N * K * sizeof *weights_nk);
   int32_t *conv_n = malloc((size_t)N * sizeof *conv_n);
   int32_t *pix_n = malloc((size_t)N * sizeof *pix_n);
   double *pred_ng = malloc((size_t)n_obs * sizeof *pred_ng);
+  double *profiles_kg = malloc((size_t)G * K * sizeof *profiles_kg);
   res->epochs = calloc((size_t)opts->n_epoch, sizeof *res->epochs);
   int rc = -1;
-  if (!weights_nk || !conv_n || !pix_n || !pred_ng || !res->epochs) {
+  if (ts_rc < 0 || !weights_nk || !conv_n || !pix_n || !pred_ng || !profiles_kg || !res->epochs) {
     rctd_fail(err, err_len, "out of memory for %" PRId64 " fit pixels", N);
     goto done;
   }
+  for (int g = 0; g < G; g++)
+    for (int k = 0; k < K; k++)
+      profiles_kg[(size_t)k * G + g] = prob->profiles_gk[(size_t)g * K + k];
+  /* With more than one thread, the epoch's draw runs beside the fits and its likelihood beside
+   * the gathering of the draw (neither changes the other's numbers). */
+  const int beside = opts->n_threads > 1;
   for (int64_t n = 0; n < N; n++) pix_n[n] = (int32_t)n;
   rctd_fit_batch batch = {.n_genes = G,
                           .n_types = K,
@@ -430,27 +632,32 @@ int rctd_sigma_estimate(const rctd_sigma_problem *prob, rctd_rrng *rng, rctd_bac
     if (sig_tables_window(&ts, rctd_sigma_index(sigma), err, err_len) < 0) goto done;
     const rctd_qtable *table = &ts.by_index[rctd_sigma_index(sigma)]->table;
     const double *coef = ts.coef_by_index[rctd_sigma_index(sigma)];
+    sig_draw_job draw;
+    if (sig_draw_init(&draw, rng, n_obs, err, err_len) < 0) goto done;
+    pthread_t draw_thread;
+    const int draw_beside = beside && pthread_create(&draw_thread, NULL, sig_draw_run, &draw) == 0;
+    if (!draw_beside) sig_draw_run(&draw);
     int attached = coef && rctd_spline_coef_attach(table, coef) == 0;
     int fit_rc = backend->irwls_batch(backend, table, &batch, &iopts, weights_nk, conv_n, NULL);
     if (attached) rctd_spline_coef_detach(table);
-    if (fit_rc < 0) {
-      rctd_fail(err, err_len, "fitting the %" PRId64 " sigma pixels failed (%s backend)", N,
-                backend->name);
+    if (draw_beside) pthread_join(draw_thread, NULL);
+    if (sig_epoch_check(fit_rc, backend, N, K, weights_nk, err, err_len) < 0) {
+      free(draw.idx);
       goto done;
     }
     for (int64_t n = 0; n < N; n++) ep->n_converged += conv_n[n] != 0;
-    for (int64_t i = 0; i < N * K; i++)
-      if (!isfinite(weights_nk[i])) {
-        rctd_fail(err, err_len, "fit pixel %" PRId64 " has non-finite weights", i / K);
-        goto done;
-      }
-    sig_predict(prob, weights_nk, pred_ng);
-    const double one = 1.0; /* x * 1.0 is x: calc_log_l_vec(prediction, counts) */
-    if (!coef ||
-        rctd_spline_score_many(&table, &coef, 1, &one, 1, n_obs, prob->y_ng, pred_ng, &ep->log_l))
-      ep->log_l = rctd_sigma_log_l(table, n_obs, prob->y_ng, pred_ng);
-    if (sig_choose(rng, &ts, n_obs, pred_ng, prob->y_ng, sigma, opts->n_threads, ep, err, err_len) <
-        0)
+    sig_predict(prob, profiles_kg, weights_nk, pred_ng, opts->n_threads);
+    sig_log_l_job log_l = {table, coef, prob->y_ng, pred_ng, n_obs, 0};
+    pthread_t log_l_thread;
+    const int log_l_beside =
+        beside && pthread_create(&log_l_thread, NULL, sig_log_l_run, &log_l) == 0;
+    if (!log_l_beside) sig_log_l_run(&log_l);
+    double *xs = NULL, *ys = NULL;
+    const int gather_rc = sig_gather_obs(&draw, pred_ng, prob->y_ng, &xs, &ys, err, err_len);
+    if (log_l_beside) pthread_join(log_l_thread, NULL);
+    ep->log_l = log_l.log_l;
+    if (gather_rc < 0 ||
+        sig_score_sample(&ts, n_obs, draw.n, xs, ys, sigma, opts->n_threads, ep, err, err_len) < 0)
       goto done;
     res->n_epochs = e + 1;
     if (on_epoch) on_epoch(ctx, ep);
@@ -469,6 +676,7 @@ done:
   free(conv_n);
   free(pix_n);
   free(pred_ng);
+  free(profiles_kg);
   if (rc < 0) rctd_sigma_result_free(res);
   return rc;
 }

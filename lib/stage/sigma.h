@@ -45,7 +45,9 @@ typedef struct {
   double min_change;    /* MIN_CHANGE_REG 0.001 */
   int n_iter;           /* IRWLS iterations, 50 */
   int start_value;      /* initial sigma grid value, 100 */
-  int n_threads;        /* threads scoring the candidate sigmas (< 1: 1) */
+  int n_threads;        /* threads scoring the candidates and predicting; with 2 or more, each
+                           epoch's draw and likelihood run beside other work (< 1: 1); the
+                           tables load on the rctd_qtable_opts' threads */
 } rctd_sigma_opts;
 
 void rctd_sigma_opts_default(rctd_sigma_opts *opts);
