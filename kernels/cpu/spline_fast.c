@@ -619,36 +619,16 @@ RCTD_SF8_TARGET static void sf_score_prepare_avx512(const double *xg, int n, con
   sf_score_prepare_avx2(xg, j0, n, y, x, mult, b); /* the rest: same operations, scalar */
 }
 
-/* sf_score_d0 eight values at a time (the coefficients by gathers), lane by lane its
- * operations. */
+/* sf_score_d0 eight values at a time, lane by lane its operations. */
 RCTD_SF8_TARGET static void sf_score_d0_avx512(const double *coef, int n, const sf_score_block *b,
                                                double *d0) {
-  /* the eight records (four terms each) loaded whole and transposed: fewer loads than four
-   * gathers; lanes hold the same values */
-  const __m512i pick_lo = _mm512_setr_epi64(0, 1, 8, 9, 4, 5, 12, 13);
-  const __m512i pick_hi = _mm512_setr_epi64(2, 3, 10, 11, 6, 7, 14, 15);
   int j = 0;
   for (; j + 8 <= n; j += 8) {
-    const int *r = b->rec + j;
-    const __m512d a =
-        _mm512_insertf64x4(_mm512_castpd256_pd512(_mm256_loadu_pd(coef + (size_t)r[0] * 4)),
-                           _mm256_loadu_pd(coef + (size_t)r[4] * 4), 1);
-    const __m512d bb =
-        _mm512_insertf64x4(_mm512_castpd256_pd512(_mm256_loadu_pd(coef + (size_t)r[1] * 4)),
-                           _mm256_loadu_pd(coef + (size_t)r[5] * 4), 1);
-    const __m512d c =
-        _mm512_insertf64x4(_mm512_castpd256_pd512(_mm256_loadu_pd(coef + (size_t)r[2] * 4)),
-                           _mm256_loadu_pd(coef + (size_t)r[6] * 4), 1);
-    const __m512d d =
-        _mm512_insertf64x4(_mm512_castpd256_pd512(_mm256_loadu_pd(coef + (size_t)r[3] * 4)),
-                           _mm256_loadu_pd(coef + (size_t)r[7] * 4), 1);
-    /* per 128-bit lane: (a, b) terms 0 | 2 of records 0, 1 and 4, 5; likewise (c, d) */
-    const __m512d ab_lo = _mm512_unpacklo_pd(a, bb), ab_hi = _mm512_unpackhi_pd(a, bb);
-    const __m512d cd_lo = _mm512_unpacklo_pd(c, d), cd_hi = _mm512_unpackhi_pd(c, d);
-    const __m512d zdi = _mm512_permutex2var_pd(ab_lo, pick_lo, cd_lo);
-    const __m512d diff3 = _mm512_permutex2var_pd(ab_lo, pick_hi, cd_lo);
-    const __m512d zdi1 = _mm512_permutex2var_pd(ab_hi, pick_lo, cd_hi);
-    const __m512d diff4 = _mm512_permutex2var_pd(ab_hi, pick_hi, cd_hi);
+    int64_t rec8[8]; /* the records loaded whole and transposed (rctd_sf8_coefs) */
+    for (int i = 0; i < 8; i++) rec8[i] = (int64_t)b->rec[j + i] * 4;
+    rctd_sf8_terms t;
+    rctd_sf8_coefs(coef, rec8, &t);
+    const __m512d zdi = t.zdi, zdi1 = t.zdi1, diff3 = t.diff3, diff4 = t.diff4;
     const __m512d v =
         _mm512_add_pd(rctd_sf8_div6(_mm512_mul_pd(zdi, _mm512_loadu_pd(b->cube1 + j))),
                       rctd_sf8_div6(_mm512_mul_pd(zdi1, _mm512_loadu_pd(b->cube2 + j))));
