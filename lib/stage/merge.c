@@ -11,16 +11,16 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "json.h"
 #include "atomic_out.h"
-#include "log.h"
-#include "progress.h"
 #include "error.h"
 #include "fit_stage.h"
 #include "h5guard.h"
 #include "input.h"
+#include "json.h"
+#include "log.h"
 #include "model.h"
 #include "output.h"
+#include "progress.h"
 #include "sigma.h"
 #include "stream.h"
 #include "strlist.h"
@@ -262,8 +262,10 @@ static int mg_header_finish(mg_header *h, const mg_input *in, char *err, size_t 
     return rctd_fail(err, err_len, "%s: the result stream lacks its gene lists", in->path);
   const char *dup = rctd_strlist_duplicate((const char *const *)h->types.strings, (size_t)K);
   if (dup)
-    return rctd_fail(err, err_len, "%s: record '%s': cell type name '%s' appears twice: cell type names must be unique", in->path,
-                     RCTD_MODEL_REC_TYPES, dup);
+    return rctd_fail(
+        err, err_len,
+        "%s: record '%s': cell type name '%s' appears twice: cell type names must be unique",
+        in->path, RCTD_MODEL_REC_TYPES, dup);
   rctd_results_info *info = &h->info;
   memset(info, 0, sizeof *info);
   info->mode = strcmp(in->mode, "full") == 0      ? RCTD_OUT_FULL
@@ -315,8 +317,8 @@ static int mg_header_finish(mg_header *h, const mg_input *in, char *err, size_t 
   info->tool_versions = (const char *const *)h->tool_versions;
   if (h->sigma.name) { /* rctd-sigma's record, passed on by the fit */
     if (h->sigma.kind != RCTD_META)
-      return rctd_fail(err, err_len, "%s: record '%s' is not a table of keys and values",
-                       in->path, RCTD_SIGMA_REC);
+      return rctd_fail(err, err_len, "%s: record '%s' is not a table of keys and values", in->path,
+                       RCTD_SIGMA_REC);
     if (rctd_sigma_trace_read(&h->sigma, in->path, &h->sigma_trace, err, err_len) < 0) return -1;
     if (h->sigma_trace.source[0] || h->sigma_trace.n_epochs) info->sigma_trace = &h->sigma_trace;
   }
@@ -449,8 +451,8 @@ static int mg_spatial_h5ad(const char *path, const char *format) {
   if (H5Fis_hdf5(path) <= 0) return 0;
   rctd_h5_guard_enter(path); /* a damaged file may crash libhdf5 (h5guard.h) */
   hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
-  int is = f >= 0 && H5Lexists(f, "obs", H5P_DEFAULT) > 0 &&
-           H5Lexists(f, "matrix", H5P_DEFAULT) <= 0;
+  int is =
+      f >= 0 && H5Lexists(f, "obs", H5P_DEFAULT) > 0 && H5Lexists(f, "matrix", H5P_DEFAULT) <= 0;
   if (f >= 0) H5Fclose(f);
   rctd_h5_guard_leave();
   return is;
@@ -477,6 +479,11 @@ static int mg_open_spatial(mg_run *r) {
   return 0;
 }
 
+/* The spatial input's barcodes, read back from its temporary file row by row. */
+static const char *mg_spatial_barcode(const void *spatial, int64_t row) {
+  return rctd_input_barcode(spatial, row);
+}
+
 static int mg_open_writers(mg_run *r) {
   const rctd_merge_opts *o = r->o;
   const rctd_results_info *info = &r->header.info;
@@ -489,7 +496,8 @@ static int mg_open_writers(mg_run *r) {
       t.spatial_h5ad = o->spatial;
     } else if (r->spatial) {
       t.n_rows = rctd_input_n_rows(r->spatial);
-      t.barcodes = rctd_input_barcodes(r->spatial);
+      t.barcode = mg_spatial_barcode;
+      t.barcode_src = r->spatial;
       t.coords_n2 = rctd_input_coords(r->spatial);
     }
     r->h5ad = rctd_h5ad_open(o->h5ad_path, &t, info, r->err, r->err_len);
@@ -566,15 +574,21 @@ static int mg_flush_block(mg_run *r, mg_block *b, const mg_input *in) {
       .conv_sub_n = rec[R_CONV_SUB].data,
   };
   if (r->spatial) {
-    const char *const *names = rctd_input_barcodes(r->spatial);
-    for (int64_t i = 0; i < n; i++)
-      if (c.row_n[i] < 0 || c.row_n[i] >= r->n_input ||
-          strcmp(names[c.row_n[i]], c.barcode_n[i]) != 0)
+    for (int64_t i = 0; i < n; i++) {
+      const char *name = c.row_n[i] < 0 || c.row_n[i] >= r->n_input
+                             ? NULL
+                             : rctd_input_barcode(r->spatial, c.row_n[i]);
+      if (c.row_n[i] >= 0 && c.row_n[i] < r->n_input && !name)
+        return rctd_fail(r->err, r->err_len,
+                         "%s: cannot read the barcodes of %s back from their temporary file (%s)",
+                         in->path, r->o->spatial, strerror(errno));
+      if (!name || strcmp(name, c.barcode_n[i]) != 0)
         return rctd_fail(r->err, r->err_len,
                          "%s: pixel %s (row %" PRId64
                          ") is not that row of %s: give --spatial the "
                          "spatial input of this run",
                          in->path, c.barcode_n[i], c.row_n[i], r->o->spatial);
+    }
   }
   if (rctd_results_chunk_check(info, &c, in->path, r->err, r->err_len) < 0) return -1;
   double t0 = rctd_now();
