@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "atomic_out.h"
+#include "h5guard.h"
 #include "input_util.h"
 
 #define DUP_RUN_ENTRIES 65536
@@ -156,7 +157,8 @@ static int dup_merge(int fd, int64_t n, int64_t run, dup_pair *buf, int64_t cap,
     heap[n_heap++] = c;
   }
   for (int64_t i = n_heap / 2 - 1; rc == 0 && i >= 0; i--) dup_heap_down(heap, n_heap, i);
-  while (rc == 0 && n_heap > 0) {
+  for (int64_t done = 0; rc == 0 && n_heap > 0; done++) {
+    if (done % run == 0) rctd_h5_guard_tick();
     dup_cursor *c = heap[0];
     rc = dup_group_add(g, &c->buf[c->at++]);
     if (rc == 0 && c->at == c->n_buf) {
@@ -192,6 +194,7 @@ int input_strings_find_duplicate(const input_strings *s, const char *tmp_dir, in
     }
     buf[filled++] = (dup_pair){hash(str), i};
     if (filled < run && i + 1 < n) continue;
+    rctd_h5_guard_tick(); /* progress, for the guard of an HDF5 input's open (h5guard.h) */
     qsort(buf, (size_t)filled, sizeof *buf, dup_pair_qsort);
     if (filled == n) break; /* one run: merged in memory below */
     if (fd < 0 && (fd = rctd_temp_fd(tmp_dir, "rctd-dups")) < 0) {
