@@ -230,6 +230,46 @@ static const char *input_find_duplicate(char *const *names, int64_t n, int *fail
   return dup;
 }
 
+/* Row R's name for a message: "row N" where it cannot be read back. */
+static const char *input_barcode_or_row(const rctd_input *input, int64_t r) {
+  static _Thread_local char row[32];
+  const char *name = input_strings_get(&input->barcodes, r);
+  if (name) return name;
+  snprintf(row, sizeof row, "row %lld", (long long)r + 1);
+  return row;
+}
+
+static int input_barcode_dup_fail(const rctd_input *input, const char *dup, char *err,
+                                  size_t err_size) {
+  return input_fail(err, err_size, input->path,
+                    "barcode '%s' appears more than once: make barcodes unique", dup);
+}
+
+/* Duplicated barcodes: spilled names are checked in bounded memory; where that needs a
+ * temporary file and none can be made, the names come back into memory (memory, not the run). */
+static int input_check_barcodes(rctd_input *input, char *err, size_t err_size) {
+  int failed;
+  if (input_strings_is_spilled(&input->barcodes)) {
+    char *dup = NULL;
+    int rc = input_strings_find_duplicate(&input->barcodes, input->options.tmp_dir, NULL, 0, &dup);
+    if (rc == -1)
+      return input_fail(err, err_size, input->path,
+                        "cannot check the barcodes through a temporary file (%s): free some "
+                        "space or give another directory with --tmp-dir",
+                        strerror(errno));
+    if (rc == 0) {
+      rc = dup ? input_barcode_dup_fail(input, dup, err, err_size) : 0;
+      free(dup);
+      return rc;
+    }
+    if (input_strings_unspill(&input->barcodes) != 0)
+      return input_fail(err, err_size, input->path, "out of memory");
+  }
+  const char *dup = input_find_duplicate(input->barcodes.items, input->n_rows, &failed);
+  if (failed) return input_fail(err, err_size, input->path, "out of memory");
+  return dup ? input_barcode_dup_fail(input, dup, err, err_size) : 0;
+}
+
 static int input_validate(rctd_input *input, char *err, size_t err_size) {
   const char *path = input->path;
   if (input->n_rows == 0 || input->n_genes == 0)
@@ -254,17 +294,13 @@ static int input_validate(rctd_input *input, char *err, size_t err_size) {
                       input->format == RCTD_INPUT_10X_H5 || input->format == RCTD_INPUT_MTX
                           ? " or use --gene-names id"
                           : "");
-  dup = input_find_duplicate(input->barcodes.items, input->n_rows, &failed);
-  if (failed) return input_fail(err, err_size, path, "out of memory");
-  if (dup)
-    return input_fail(err, err_size, path,
-                      "barcode '%s' appears more than once: make barcodes unique", dup);
+  if (input_check_barcodes(input, err, err_size) != 0) return -1;
   for (int64_t r = 0; input->numi_given && r < input->n_rows; r++) {
     double v = input->numi_given[r];
     if (isfinite(v) && v >= 0 && (input->options.allow_noninteger || floor(v) == v)) continue;
     return input_fail(err, err_size, path,
                       "nUMI %g of barcode '%s' is %s: nUMI must be a non-negative %s", v,
-                      input->barcodes.items[r],
+                      input_barcode_or_row(input, r),
                       isnan(v) ? "missing (NaN)"
                       : v < 0  ? "negative"
                                : "not valid",
@@ -275,7 +311,7 @@ static int input_validate(rctd_input *input, char *err, size_t err_size) {
       return input_fail(err, err_size, path,
                         "coordinates of barcode '%s' are missing or not finite: give every "
                         "pixel x and y",
-                        input->barcodes.items[r]);
+                        input_barcode_or_row(input, r));
   dup = rctd_strlist_duplicate((const char *const *)input->type_names.items,
                                (size_t)input->type_names.n);
   if (dup)
@@ -339,6 +375,10 @@ static rctd_input *input_open_guarded(const char *path, const rctd_input_options
     rc = input_detect(input, err, err_size, mtx_dir, sizeof mtx_dir);
   if (rc == 0 && input->format == RCTD_INPUT_MTX && !mtx_dir[0])
     snprintf(mtx_dir, sizeof mtx_dir, "%s", input->path);
+  /* Names go to a temporary file unless a side table or a positions file looks them all up;
+   * where none can be made they stay in memory. */
+  if (rc == 0 && !input_tables_given(&input->options) && !input->tissue_positions)
+    input_strings_spill(&input->barcodes, input->options.tmp_dir);
   if (rc == 0) {
     switch (input->format) {
       case RCTD_INPUT_H5AD:
@@ -419,7 +459,11 @@ int64_t rctd_input_n_genes(const rctd_input *input) {
 const char *const *rctd_input_gene_names(const rctd_input *input) {
   return (const char *const *)input->gene_names.items;
 }
-const char *const *rctd_input_barcodes(const rctd_input *input) {
+const char *rctd_input_barcode(const rctd_input *input, int64_t row) {
+  return input_strings_get(&input->barcodes, row);
+}
+const char *const *rctd_input_barcodes(rctd_input *input) {
+  if (input_strings_unspill(&input->barcodes) != 0) return NULL;
   return (const char *const *)input->barcodes.items;
 }
 int rctd_input_n_cell_types(const rctd_input *input) {
@@ -482,7 +526,7 @@ static int input_check_value(const rctd_input *input, int64_t row, int32_t gene,
   if (!what) return 0;
   return input_fail(err, err_size, input->path,
                     "count %g for barcode '%s', gene '%s' %s: give raw UMI counts", value,
-                    input->barcodes.items[row], input->gene_names.items[gene], what);
+                    input_barcode_or_row(input, row), input->gene_names.items[gene], what);
 }
 
 /* Sorts each row by gene, sums duplicates, drops zeros, validates values, in place. */

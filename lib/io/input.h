@@ -3,10 +3,11 @@
  *
  * Every reader presents the same view: n_rows rows (cells or pixels) x n_genes genes, with row
  * names (barcodes), gene names, optional cell type labels, optional coordinates, and the counts
- * streamed as CSR row chunks.  Names and per-row values are held in memory (one entry per row);
- * the counts never are: they are read chunk by chunk, and inputs stored genes-major (CSC h5ad,
- * spacexr CSV, MTX in any entry order) are transposed once through an anonymous temporary file
- * (see rctd_input_open) so that memory stays bounded by the chunk size.
+ * streamed as CSR row chunks.  Per-row values are held in memory (one entry per row), row names
+ * in a temporary file (rctd_input_barcode); the counts never are held: they are read chunk by
+ * chunk, and inputs stored genes-major (CSC h5ad, spacexr CSV, MTX in any entry order) are
+ * transposed once through an anonymous temporary file (see rctd_input_open) so that memory stays
+ * bounded by the chunk size.
  *
  * Errors: every function that can fail takes `char *err, size_t err_size` and on failure writes
  * one line "FILE: what is wrong and what to do" (no trailing newline, no program name) and
@@ -80,7 +81,14 @@ const char *rctd_input_path(const rctd_input *input);
 int64_t rctd_input_n_rows(const rctd_input *input);  /* cells or pixels */
 int64_t rctd_input_n_genes(const rctd_input *input); /* after 10x feature_type filtering */
 const char *const *rctd_input_gene_names(const rctd_input *input); /* n_genes */
-const char *const *rctd_input_barcodes(const rctd_input *input);   /* n_rows */
+/* Row names.  Where no side table needs them all at once, the names live in an anonymous
+ * temporary file in tmp_dir (in memory where none can be made) and are read back a block at a
+ * time: rctd_input_barcode gives the name of ROW, valid until the next call on INPUT (rows in
+ * order read each block once), or NULL when it cannot be read back (errno set).
+ * rctd_input_barcodes holds every name in memory (n_rows; loaded at its first call) for callers
+ * that need them all: NULL when out of memory or unreadable. */
+const char *rctd_input_barcode(const rctd_input *input, int64_t row);
+const char *const *rctd_input_barcodes(rctd_input *input);
 
 /* Cell types: n_types == 0 when there are no labels.  Names are in factor level order: the
  * categorical's category order (h5ad); otherwise the sorted unique labels as R's factor() gives

@@ -590,10 +590,18 @@ static int csv_apply_numbers(rctd_input *input, const csv_key *keys, const char 
   return rc;
 }
 
+static int csv_labels_given(const rctd_input_options *o) {
+  return o->cell_type_table && o->cell_types != RCTD_CELL_TYPES_IGNORE;
+}
+
+int input_tables_given(const rctd_input_options *o) {
+  return csv_labels_given(o) || o->numi_table || o->coords_table;
+}
+
 int input_apply_tables(rctd_input *input, char *err, size_t err_size) {
   const rctd_input_options *o = &input->options;
-  int labels = o->cell_type_table && o->cell_types != RCTD_CELL_TYPES_IGNORE;
-  if (!labels && !o->numi_table && !o->coords_table) return 0;
+  int labels = csv_labels_given(o);
+  if (!input_tables_given(o)) return 0;
   csv_key *keys = malloc((size_t)(input->n_rows ? input->n_rows : 1) * sizeof *keys);
   if (!keys) return input_fail(err, err_size, input->path, "out of memory");
   for (int64_t r = 0; r < input->n_rows; r++) keys[r] = (csv_key){input->barcodes.items[r], r};

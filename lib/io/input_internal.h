@@ -77,7 +77,9 @@ int64_t input_tx_nnz(const input_tx *tx);
 /* ---- delimited text (input_csv.c) ---- */
 #include "text.h"
 
-/* Side tables keyed by barcode: fills labels/numi/coords for matching rows. */
+/* Side tables keyed by barcode: fills labels/numi/coords for matching rows.  They look up every
+ * barcode, so the names stay in memory when any is given (input_tables_given). */
+int input_tables_given(const rctd_input_options *options);
 int input_apply_tables(rctd_input *input, char *err, size_t err_size);
 
 #endif

@@ -32,7 +32,7 @@ void input_strings_init(input_strings *s) {
 }
 
 int input_strings_reserve(input_strings *s, int64_t n) {
-  if (n <= s->cap) return 0;
+  if (s->spill || n <= s->cap) return 0; /* spilled strings need no pointers */
   char **items = realloc(s->items, (size_t)n * sizeof *items);
   if (!items) return -1;
   s->items = items;
@@ -41,6 +41,7 @@ int input_strings_reserve(input_strings *s, int64_t n) {
 }
 
 int input_strings_push(input_strings *s, const char *str, size_t len) {
+  if (s->spill) return input_strings_spill_push(s, str, len);
   if (s->n == s->cap && input_strings_reserve(s, s->cap ? 2 * s->cap : 64) != 0) return -1;
   input_arena_block *block = s->blocks;
   if (!block || block->used + len + 1 > block->cap) {
@@ -65,6 +66,7 @@ int input_strings_seal(input_strings *s) {
 }
 
 void input_strings_free(input_strings *s) {
+  input_strings_spill_free(s);
   free(s->items);
   while (s->blocks) {
     input_arena_block *next = s->blocks->next;

@@ -53,7 +53,8 @@ enum { RCTD_OUT_FULL = 0, RCTD_OUT_DOUBLET = 1, RCTD_OUT_MULTI = 2 }; /* = rctd_
 #define RCTD_OUT_N_MULTI_STATUS 3    /* ok, no_candidate, no_type */
 #define RCTD_OUT_FILTERED "filtered" /* label of rows the filters removed */
 
-/* spacexr's names: spot classes (R's factor levels) and the multi status of lib/stage/fit_stage.h. */
+/* spacexr's names: spot classes (R's factor levels) and the multi status of lib/stage/fit_stage.h.
+ */
 const char *rctd_out_spot_class_name(int spot_class);
 const char *rctd_out_multi_status_name(int status);
 
@@ -139,11 +140,13 @@ void rctd_out_format_doubles(const double *x, int n, int digits, char (*bufs)[40
 typedef struct {
   /* Copy this h5ad and add the results to the copy; NULL: write a fresh file. */
   const char *spatial_h5ad;
-  /* Fresh file: n_rows obs named by barcodes (the spatial input's), optional coordinates
-   * (obsm/spatial, n_rows x 2).  With barcodes NULL the rows are the fitted pixels in fit order
-   * and the obs names come from the results. */
+  /* Fresh file: n_rows obs named by barcode(barcode_src, row) (the spatial input's: names are
+   * asked for in row order, each used before the next call; NULL when it cannot be read),
+   * optional coordinates (obsm/spatial, n_rows x 2).  With barcode NULL the rows are the fitted
+   * pixels in fit order and the obs names come from the results. */
   int64_t n_rows;
-  const char *const *barcodes;
+  const char *(*barcode)(const void *barcode_src, int64_t row);
+  const void *barcode_src;
   const double *coords_n2;
 } rctd_h5ad_target;
 

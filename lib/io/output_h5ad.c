@@ -89,7 +89,9 @@ struct rctd_h5ad_writer {
    * does not depend on the chunking); the row of the next name. */
   FILE *names_spill;
   int64_t names_next;
-  const char *const *barcodes; /* fresh file: the spatial input's names, for the check */
+  /* fresh file: the spatial input's names (rctd_h5ad_target), written at open, then checked */
+  const char *(*barcode)(const void *barcode_src, int64_t row);
+  const void *barcode_src;
   char filtered_label[64];
   int n_cols;
   h5col *cols;       /* COL_FIXED_END fixed columns, then multi type slots */
@@ -602,12 +604,23 @@ static int h5o_open_copy(rctd_h5ad_writer *w, const char *src, char *err, size_t
   return 0;
 }
 
+/* obs/_index written in order from NEXT(STATE, row) (h5o_write_names, below). */
+typedef const char *(*h5o_next_name)(void *state, int64_t row);
+static int h5o_write_names(rctd_h5ad_writer *w, h5o_next_name next, void *state, char *err,
+                           size_t err_len);
+
+static const char *h5o_input_name(void *state, int64_t row) {
+  const rctd_h5ad_writer *w = state;
+  return w->barcode(w->barcode_src, row);
+}
+
 /* A fresh AnnData file: obs (names), empty var, the standard groups, obsm/spatial. */
 static int h5o_open_fresh(rctd_h5ad_writer *w, const rctd_h5ad_target *t, char *err,
                           size_t err_len) {
-  w->n_rows = t->barcodes ? t->n_rows : w->info->n_fitted;
-  w->rows_from_pixels = t->barcodes == NULL;
-  w->barcodes = t->barcodes;
+  w->n_rows = t->barcode ? t->n_rows : w->info->n_fitted;
+  w->rows_from_pixels = t->barcode == NULL;
+  w->barcode = t->barcode;
+  w->barcode_src = t->barcode_src;
   if (w->rows_from_pixels && !(w->names_spill = rctd_temp_file(NULL, "rctd-merge")))
     return rctd_fail(err, err_len,
                      "%s: cannot create a temporary file for the obs names (%s): set TMPDIR to a "
@@ -641,11 +654,15 @@ static int h5o_open_fresh(rctd_h5ad_writer *w, const rctd_h5ad_target *t, char *
     hsize_t dim = (hsize_t)w->n_rows;
     w->index_dset = h5o_dataset(w->obs, "_index", st, st, 1, &dim, NULL, "string-array");
     if (w->index_dset < 0) rc = -1;
-    if (rc == 0 && t->barcodes && w->n_rows > 0 &&
-        H5Dwrite(w->index_dset, st, H5S_ALL, H5S_ALL, H5P_DEFAULT, t->barcodes) < 0)
-      rc = -1;
   }
-  if (rc == 0 && t->barcodes && t->coords_n2) {
+  if (rc == 0 && t->barcode && w->n_rows > 0) {
+    int names = h5o_write_names(w, h5o_input_name, w, err, err_len);
+    if (names == -2)
+      return rctd_fail(err, err_len, "%s: cannot read the spatial input's barcodes back (%s)",
+                       w->path, strerror(errno));
+    if (names < 0) return -1;
+  }
+  if (rc == 0 && t->barcode && t->coords_n2) {
     hsize_t dims[2] = {(hsize_t)w->n_rows, 2};
     hid_t d =
         h5o_dataset(w->obsm, "spatial", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, 2, dims, NULL, NULL);
@@ -857,14 +874,19 @@ static int h5o_names(rctd_h5ad_writer *w, const rctd_results_chunk *c, int64_t i
     }
     return 0;
   }
-  if (w->barcodes) {
-    for (int64_t i = i0; i < i1; i++)
-      if (strcmp(w->barcodes[c->row_n[i]], c->barcode_n[i]) != 0)
+  if (w->barcode) {
+    for (int64_t i = i0; i < i1; i++) {
+      const char *name = w->barcode(w->barcode_src, c->row_n[i]);
+      if (!name)
+        return rctd_fail(err, err_len, "%s: cannot read the spatial input's barcodes back (%s)",
+                         w->path, strerror(errno));
+      if (strcmp(name, c->barcode_n[i]) != 0)
         return rctd_fail(err, err_len,
                          "%s: pixel %s is row %" PRId64
                          " of the fit but that row of the spatial "
                          "input is %s: give --spatial the spatial input of this run",
-                         w->path, c->barcode_n[i], c->row_n[i], w->barcodes[c->row_n[i]]);
+                         w->path, c->barcode_n[i], c->row_n[i], name);
+    }
     return 0;
   }
   char **names = calloc((size_t)rows, sizeof *names);
@@ -1048,20 +1070,18 @@ static int h5o_write_uns(rctd_h5ad_writer *w, const rctd_results_summary *s) {
   return rc ? -1 : 0;
 }
 
-/* obs/_index from the names' temporary file, in order, H5O_NAMES_PIECE names per write.  HDF5
- * converts variable-length strings in strips of its type-conversion buffer (1 MiB by default:
- * 65,536 16-byte references) and the string heap follows the strips, so pieces of exactly that
- * many names write the same bytes as one call with every name (checked: smaller pieces do not). */
+/* obs/_index in order, H5O_NAMES_PIECE names per write.  HDF5 converts variable-length strings
+ * in strips of its type-conversion buffer (1 MiB by default: 65,536 16-byte references) and the
+ * string heap follows the strips, so pieces of exactly that many names write the same bytes as
+ * one call with every name (checked: smaller pieces do not).  -2 when NEXT gives no name. */
 #define H5O_NAMES_PIECE 65536
-static int h5o_write_names(rctd_h5ad_writer *w, char *err, size_t err_len) {
-  FILE *f = w->names_spill;
+static int h5o_write_names(rctd_h5ad_writer *w, h5o_next_name next, void *state, char *err,
+                           size_t err_len) {
   char **names = malloc(H5O_NAMES_PIECE * sizeof *names);
   size_t *at = malloc(H5O_NAMES_PIECE * sizeof *at);
-  char *arena = NULL, *line = NULL;
-  size_t arena_len = 0, arena_cap = 0, line_cap = 0;
+  char *arena = NULL;
+  size_t arena_len = 0, arena_cap = 0;
   int rc = names && at ? 0 : rctd_fail(err, err_len, "%s: out of memory", w->path);
-  if (rc == 0 && (fflush(f) != 0 || fseeko(f, 0, SEEK_SET) != 0))
-    rc = rctd_fail(err, err_len, "%s: cannot read the temporary file of obs names back", w->path);
   hid_t fspace = rc == 0 ? H5Dget_space(w->index_dset) : -1;
   for (int64_t first = 0; rc == 0 && first < w->n_rows; first += H5O_NAMES_PIECE) {
     hsize_t start = (hsize_t)first,
@@ -1069,15 +1089,15 @@ static int h5o_write_names(rctd_h5ad_writer *w, char *err, size_t err_len) {
                                                                   : H5O_NAMES_PIECE);
     arena_len = 0;
     for (hsize_t i = 0; rc == 0 && i < count; i++) {
-      ssize_t len = getdelim(&line, &line_cap, '\0', f);
-      if (len <= 0 || line[len - 1] != '\0') {
-        rc = rctd_fail(err, err_len, "%s: cannot read the temporary file of obs names back",
-                       w->path);
+      const char *name = next(state, first + (int64_t)i);
+      if (!name) {
+        rc = -2;
         break;
       }
-      if (arena_len + (size_t)len > arena_cap) {
+      size_t len = strlen(name) + 1;
+      if (arena_len + len > arena_cap) {
         size_t cap = arena_cap ? 2 * arena_cap : 1 << 20;
-        while (cap < arena_len + (size_t)len) cap *= 2;
+        while (cap < arena_len + len) cap *= 2;
         char *grown = realloc(arena, cap);
         if (!grown) {
           rc = rctd_fail(err, err_len, "%s: out of memory", w->path);
@@ -1085,9 +1105,9 @@ static int h5o_write_names(rctd_h5ad_writer *w, char *err, size_t err_len) {
         }
         arena = grown, arena_cap = cap;
       }
-      memcpy(arena + arena_len, line, (size_t)len);
+      memcpy(arena + arena_len, name, len);
       at[i] = arena_len;
-      arena_len += (size_t)len;
+      arena_len += len;
     }
     for (hsize_t i = 0; rc == 0 && i < count; i++) names[i] = arena + at[i];
     hid_t mspace = H5Screate_simple(1, &count, NULL);
@@ -1100,7 +1120,32 @@ static int h5o_write_names(rctd_h5ad_writer *w, char *err, size_t err_len) {
   free(names);
   free(at);
   free(arena);
-  free(line);
+  return rc;
+}
+
+/* The obs names' temporary file, read back in order: each name ends with '\0'. */
+typedef struct {
+  FILE *f;
+  char *line;
+  size_t cap;
+} h5o_spilled_names;
+
+static const char *h5o_spilled_name(void *state, int64_t row) {
+  (void)row;
+  h5o_spilled_names *s = state;
+  ssize_t len = getdelim(&s->line, &s->cap, '\0', s->f);
+  return len > 0 && s->line[len - 1] == '\0' ? s->line : NULL;
+}
+
+/* The names of rows_from_pixels, from their temporary file. */
+static int h5o_write_spilled_names(rctd_h5ad_writer *w, char *err, size_t err_len) {
+  h5o_spilled_names s = {w->names_spill, NULL, 0};
+  int rc = fflush(s.f) != 0 || fseeko(s.f, 0, SEEK_SET) != 0
+               ? -2
+               : h5o_write_names(w, h5o_spilled_name, &s, err, err_len);
+  free(s.line);
+  if (rc == -2)
+    rc = rctd_fail(err, err_len, "%s: cannot read the temporary file of obs names back", w->path);
   return rc;
 }
 
@@ -1111,7 +1156,7 @@ static int h5o_close(rctd_h5ad_writer *w, const rctd_results_summary *summary, c
     if (w->names_next < w->n_rows)
       rc = rctd_fail(err, err_len, "%s: no results for pixel %" PRId64, w->path, w->names_next);
     rctd_h5_guard_tick();
-    if (rc == 0 && w->n_rows > 0) rc = h5o_write_names(w, err, err_len);
+    if (rc == 0 && w->n_rows > 0) rc = h5o_write_spilled_names(w, err, err_len);
   }
   rctd_h5_guard_tick();
   if (rc == 0 && h5o_write_uns(w, summary) < 0)

@@ -477,6 +477,11 @@ static int mg_open_spatial(mg_run *r) {
   return 0;
 }
 
+/* The spatial input's barcodes, read back from its temporary file row by row. */
+static const char *mg_spatial_barcode(const void *spatial, int64_t row) {
+  return rctd_input_barcode(spatial, row);
+}
+
 static int mg_open_writers(mg_run *r) {
   const rctd_merge_opts *o = r->o;
   const rctd_results_info *info = &r->header.info;
@@ -489,7 +494,8 @@ static int mg_open_writers(mg_run *r) {
       t.spatial_h5ad = o->spatial;
     } else if (r->spatial) {
       t.n_rows = rctd_input_n_rows(r->spatial);
-      t.barcodes = rctd_input_barcodes(r->spatial);
+      t.barcode = mg_spatial_barcode;
+      t.barcode_src = r->spatial;
       t.coords_n2 = rctd_input_coords(r->spatial);
     }
     r->h5ad = rctd_h5ad_open(o->h5ad_path, &t, info, r->err, r->err_len);
@@ -566,15 +572,21 @@ static int mg_flush_block(mg_run *r, mg_block *b, const mg_input *in) {
       .conv_sub_n = rec[R_CONV_SUB].data,
   };
   if (r->spatial) {
-    const char *const *names = rctd_input_barcodes(r->spatial);
-    for (int64_t i = 0; i < n; i++)
-      if (c.row_n[i] < 0 || c.row_n[i] >= r->n_input ||
-          strcmp(names[c.row_n[i]], c.barcode_n[i]) != 0)
+    for (int64_t i = 0; i < n; i++) {
+      const char *name = c.row_n[i] < 0 || c.row_n[i] >= r->n_input
+                             ? NULL
+                             : rctd_input_barcode(r->spatial, c.row_n[i]);
+      if (c.row_n[i] >= 0 && c.row_n[i] < r->n_input && !name)
+        return rctd_fail(r->err, r->err_len,
+                         "%s: cannot read the barcodes of %s back from their temporary file (%s)",
+                         in->path, r->o->spatial, strerror(errno));
+      if (!name || strcmp(name, c.barcode_n[i]) != 0)
         return rctd_fail(r->err, r->err_len,
                          "%s: pixel %s (row %" PRId64
                          ") is not that row of %s: give --spatial the "
                          "spatial input of this run",
                          in->path, c.barcode_n[i], c.row_n[i], r->o->spatial);
+    }
   }
   if (rctd_results_chunk_check(info, &c, in->path, r->err, r->err_len) < 0) return -1;
   double t0 = rctd_now();

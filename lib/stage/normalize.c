@@ -581,12 +581,15 @@ typedef struct {
   const rctd_normalize_plan *plan;
   const rctd_model *model;
   rctd_writer *w;
-  const char *const *barcodes_all;
+  const rctd_input *spatial; /* its names are read back row by row (rctd_input_barcode) */
   const double *coords_all;
   int64_t cap; /* pixels per block */
   int64_t n;   /* pixels held */
   int64_t first;
   const char **barcodes;
+  char *names; /* the block's barcodes, copied back to back: names_len bytes used */
+  size_t names_len, names_cap;
+  size_t *name_at; /* offset of each held pixel's barcode in names */
   double *numi;
   int64_t *rows;
   double *coords;
@@ -596,7 +599,30 @@ typedef struct {
   int64_t nnz, cap_nnz;
   int failed_numi;  /* a pixel's nUMI disagreed with pass 2 */
   int failed_spill; /* pass 2's nUMI could not be read back from the temporary file */
+  int failed_name;  /* a barcode could not be read back from the input's temporary file */
 } norm_pix_ctx;
+
+/* Copies row ROW's barcode as pixel K of the block: the input's pointer lasts one call. */
+static int norm_hold_name(norm_pix_ctx *ctx, int64_t k, int64_t row) {
+  const char *name = rctd_input_barcode(ctx->spatial, row);
+  if (!name) {
+    ctx->failed_name = 1;
+    return -1;
+  }
+  size_t len = strlen(name) + 1;
+  if (ctx->names_len + len > ctx->names_cap) {
+    size_t cap = ctx->names_cap ? ctx->names_cap : 65536;
+    while (cap < ctx->names_len + len) cap *= 2;
+    char *names = realloc(ctx->names, cap);
+    if (!names) return -1;
+    ctx->names = names;
+    ctx->names_cap = cap;
+  }
+  memcpy(ctx->names + ctx->names_len, name, len);
+  ctx->name_at[k] = ctx->names_len;
+  ctx->names_len += len;
+  return 0;
+}
 
 /* Pass 2's nUMI of pixel P (pixels come in order), from the model or its spill file. */
 static int norm_pass2_numi(const norm_pix_ctx *ctx, int64_t p, double *numi) {
@@ -610,6 +636,7 @@ static int norm_pass2_numi(const norm_pix_ctx *ctx, int64_t p, double *numi) {
 
 static int norm_flush_block(norm_pix_ctx *ctx) {
   if (ctx->n == 0) return 0;
+  for (int64_t k = 0; k < ctx->n; k++) ctx->barcodes[k] = ctx->names + ctx->name_at[k];
   rctd_pixel_block b;
   rctd_pixel_block_init(&b);
   b.first = ctx->first;
@@ -626,6 +653,7 @@ static int norm_flush_block(norm_pix_ctx *ctx) {
   ctx->first += ctx->n;
   ctx->n = 0;
   ctx->nnz = 0;
+  ctx->names_len = 0;
   ctx->indptr[0] = 0;
   return 0;
 }
@@ -670,7 +698,7 @@ static int norm_pass3_row(void *vctx, const rctd_csr_chunk *c, int64_t r, double
     ctx->values[j] = c->values[i];
   }
   int64_t row = c->row_begin + r, k = ctx->n;
-  ctx->barcodes[k] = ctx->barcodes_all[row];
+  if (norm_hold_name(ctx, k, row) < 0) return -1;
   ctx->numi[k] = numi;
   ctx->rows[k] = row;
   if (ctx->coords) {
@@ -694,16 +722,18 @@ int rctd_normalize_write_pixels(rctd_input *spatial, const rctd_model *model,
                      strerror(errno));
   norm_pix_ctx ctx = {.opts = opts, .plan = plan, .model = model, .w = w};
   ctx.cap = opts->block_pixels > 0 ? opts->block_pixels : NORM_BLOCK_PIXELS;
-  ctx.barcodes_all = rctd_input_barcodes(spatial);
+  ctx.spatial = spatial;
   ctx.coords_all = model->has_coords ? rctd_input_coords(spatial) : NULL;
   size_t cap = (size_t)ctx.cap;
   ctx.barcodes = malloc(cap * sizeof *ctx.barcodes);
+  ctx.name_at = malloc(cap * sizeof *ctx.name_at);
   ctx.numi = malloc(cap * sizeof *ctx.numi);
   ctx.rows = malloc(cap * sizeof *ctx.rows);
   ctx.indptr = malloc((cap + 1) * sizeof *ctx.indptr);
   if (ctx.coords_all) ctx.coords = malloc(2 * cap * sizeof *ctx.coords);
   int rc = -1;
-  if (!ctx.barcodes || !ctx.numi || !ctx.rows || !ctx.indptr || (ctx.coords_all && !ctx.coords)) {
+  if (!ctx.barcodes || !ctx.name_at || !ctx.numi || !ctx.rows || !ctx.indptr ||
+      (ctx.coords_all && !ctx.coords)) {
     rctd_fail(err, err_len, "%s: out of memory", label);
     goto done;
   }
@@ -713,6 +743,9 @@ int rctd_normalize_write_pixels(rctd_input *spatial, const rctd_model *model,
     if (ctx.failed_spill)
       rctd_fail(err, err_len, "%s: cannot read the temporary file of pixel nUMI back (%s)", label,
                 errno ? strerror(errno) : "it is shorter than written");
+    else if (ctx.failed_name)
+      rctd_fail(err, err_len, "%s: cannot read the barcodes back from their temporary file (%s)",
+                label, strerror(errno));
     else if (ctx.failed_numi)
       rctd_fail(err, err_len, "%s: the input changed between passes (pixel %" PRId64 ")", label,
                 ctx.first + ctx.n);
@@ -731,6 +764,8 @@ int rctd_normalize_write_pixels(rctd_input *spatial, const rctd_model *model,
   rc = 0;
 done:
   free(ctx.barcodes);
+  free(ctx.names);
+  free(ctx.name_at);
   free(ctx.numi);
   free(ctx.rows);
   free(ctx.indptr);

@@ -78,8 +78,9 @@ void rctd_norm_ref(const double *profiles_gk, int n_types, const int32_t *genes,
  * time and writes the pixel blocks.  Memory: O(genes x types) and a block of pixels; the kept
  * pixels' nUMI (the model's pixel_numi) go to an anonymous temporary file in the input's
  * tmp_dir (model->pixel_numi_spill), nUMI that are count sums are summed per row as the counts
- * stream by; only what the input itself holds per row (rctd_input_*: names, given nUMI,
- * coordinates) grows with the pixel count.
+ * stream by, the names are read back from the input's temporary file row by row
+ * (rctd_input_barcode); only what the input itself holds per row (given nUMI, coordinates, names
+ * where a side table needs them) grows with the pixel count.
  * Each pass reports its progress (rctd_progress: silent with --quiet). */
 typedef struct {
   int64_t n_rows;     /* spatial rows read */

@@ -11,6 +11,10 @@
 
 #define SR_CHUNK 8192
 
+static const char *sr_barcode(const void *barcodes, int64_t row) {
+  return ((char *const *)barcodes)[row];
+}
+
 int rctd_synth_result_write(const char *path, int64_t n_pixels, int n_types, int with_coords,
                             char *err, size_t err_len) {
   const int K = n_types;
@@ -37,7 +41,8 @@ int rctd_synth_result_write(const char *path, int64_t n_pixels, int n_types, int
                             .genes_reg = genes,
                             .genes_bulk = genes};
   rctd_h5ad_target target = {.n_rows = n_pixels,
-                             .barcodes = (const char *const *)barcodes,
+                             .barcode = sr_barcode,
+                             .barcode_src = barcodes,
                              .coords_n2 = with_coords ? xy : NULL};
   rctd_h5ad_writer *w = rc == 0 ? rctd_h5ad_open(path, &target, &info, err, err_len) : NULL;
   if (!w) rc = -1;
