@@ -1,6 +1,7 @@
 /* Hostile use of the binaries (issue 15): outputs that are not regular files, write errors,
  * damaged inputs, tampered streams, interrupted runs.  Each case checks the exit status, the
  * exact message and that no output was left behind. */
+#include <fnmatch.h>
 #include <hdf5.h>
 #include <limits.h>
 #include <stdio.h>
@@ -141,7 +142,8 @@ static int hs_glibc_line(const char *line) {
 
 /* Every damaged HDF5 file of tests/data/bad-inputs (hdf5.tar.xz: files that caused SIGSEGV,
  * SIGABRT and minute-long hangs inside libhdf5) ends with exactly the line recorded in
- * hdf5.expected, exit status 1, no output file, within the time limit. */
+ * hdf5.expected, exit status 1, no output file, within the time limit.  A '*' in a recorded
+ * line (fnmatch) stands for numbers that libhdf5 reads from outside the file (README.md). */
 TEST_E2E(hostile_damaged_hdf5_one_line_each) {
   if (HS_UNDER_ASAN) return;
   CHECK(hs_setup());
@@ -178,7 +180,7 @@ TEST_E2E(hostile_damaged_hdf5_one_line_each) {
       if (lines > 1 && hs_glibc_line(last)) foreign = 1;
     }
     if (e) fclose(e);
-    if (rc != atoi(status) || strcmp(last, expect) != 0 || lines > 2 || foreign) {
+    if (rc != atoi(status) || fnmatch(expect, last, 0) != 0 || lines > 2 || foreign) {
       fprintf(stderr, "  %s: exit %d (want %s), %d lines, last: %s\n  want: %s\n", file, rc,
               status, lines, last, expect);
       bad++;
