@@ -107,9 +107,10 @@ static double rrng_test_index_r(rctd_rrng *rng, double n) {
 }
 
 TEST(rrng_index_equals_r_formula) {
-  const double sizes[] = {1,       2,       3,     4,       5,           7,       8,
-                          9,       65535,   65536, 65537,   384000,      1731000, 2147483647,
-                          1 << 20, 1 << 30, 2.5,   1000.75, 4294967296.0};
+  const double sizes[] = {1, 2, 3, 4, 5, 7, 8, 9, 65535, 65536, 65537, 384000, 1731000, 2147483647,
+                          1 << 20, 1 << 30, 2.5, 1000.75, 4294967296.0,
+                          /* where log2 rounds down to the power of two below */
+                          562949953421313.0, 4503599627370497.0, 4503599627370507.0};
   rctd_rrng a, b;
   rctd_rrng_seed(&a, 99);
   rctd_rrng_seed(&b, 99);
