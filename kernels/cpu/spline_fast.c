@@ -244,7 +244,7 @@ int rctd_spline_fast_rows(const rctd_qtable *table, int n, const double *y, int6
   int ok = 1, i = 0;
 #ifdef SF_X86
   pthread_once(&sf_once, sf_init);
-  if (sf_tab.avx512) i = sf_rows8(n, y, row_end, rows, &ok);
+  if (sf_tab.avx512 && sf_simd_on && sf_avx512_on) i = sf_rows8(n, y, row_end, rows, &ok);
 #endif
   for (; i < n; i++) {
     const int ok_i = y[i] >= 0 && y[i] < row_end;
