@@ -99,9 +99,10 @@ static double rrng_test_index_r(rctd_rrng *rng, double n) {
   int bits = (int)ceil(log2(n));
   double dv;
   do {
-    int64_t v = 0;
-    for (int k = 0; k <= bits; k += 16) v = 65536 * v + (int)floor(rctd_rrng_unif(rng) * 65536);
-    dv = (double)(v & (((int64_t)1 << bits) - 1));
+    uint64_t v = 0; /* R's int_least64_t, which wraps from 48 bits on (defined unsigned) */
+    for (int k = 0; k <= bits; k += 16)
+      v = 65536 * v + (uint64_t)(int)floor(rctd_rrng_unif(rng) * 65536);
+    dv = (double)(v & (((uint64_t)1 << bits) - 1));
   } while (n <= dv);
   return dv;
 }

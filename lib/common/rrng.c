@@ -64,14 +64,16 @@ double rctd_rrng_unif(rctd_rrng *rng) {
 }
 
 /* A random integer below 2^bits, built 16 bits per uniform, high chunks first (the product is
- * in (0, 65536): truncation is R's floor). */
+ * in (0, 65536): truncation is R's floor).  From 48 bits on, four chunks make 64 bits: R's
+ * 64-bit integer wraps there, which is defined for an unsigned one (the kept low bits are the
+ * same). */
 static double rrng_bits(rctd_rrng *rng, int bits) {
-  int64_t v = 0;
+  uint64_t v = 0;
   for (int n = 0; n <= bits; n += 16) {
-    int v1 = (int)(rctd_rrng_unif(rng) * 65536);
-    v = 65536 * v + v1;
+    const int v1 = (int)(rctd_rrng_unif(rng) * 65536);
+    v = 65536 * v + (uint64_t)v1;
   }
-  return (double)(v & (((int64_t)1 << bits) - 1));
+  return (double)(v & (((uint64_t)1 << bits) - 1));
 }
 
 /* ceil(log2(n)) for n > 0, as R computes it, without the libm call that a draw would otherwise
