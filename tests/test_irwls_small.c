@@ -328,23 +328,32 @@ TEST(spline_fast_intervals_equal_exact) {
   free(m);
 }
 
-/* rctd_spline_fast_rows (eight at a time where the CPU has AVX-512, the rest one by one): each
- * count's row offset, and whether every count has a row, at lengths around multiples of 8. */
+/* rctd_spline_fast_rows (eight at a time where the CPU has AVX-512 and the AVX-512 lanes are
+ * on, the rest one by one; then with the lanes off and with SIMD off, the scalar loop alone):
+ * each count's row offset, and whether every count has a row, at lengths around multiples of
+ * 8. */
 TEST(spline_fast_rows_equal_definition) {
   is_table t;
   CHECK(is_table_build(&t) == 0);
   enum { N = 37 };
   double y[N];
   int64_t rows[N];
-  for (int n = 0; n <= N; n++)
-    for (int bad = -1; bad < n; bad++) { /* bad: the count made off the table, or none */
-      for (int i = 0; i < n; i++) y[i] = (double)(int)(IS_N_K * is_uniform());
-      if (bad >= 0) y[bad] = bad % 3 == 0 ? IS_N_K : bad % 3 == 1 ? -1 : NAN;
-      const int ok = rctd_spline_fast_rows(&t.table, n, y, rows);
-      CHECK_MSG(ok == (bad < 0), "n %d bad %d: ok %d", n, bad, ok);
-      for (int i = 0; ok && i < n; i++)
-        CHECK_MSG(rows[i] == ((int64_t)y[i] * (RCTD_N_X - 1) - 1) * 4, "n %d: row %d of %g", n, i,
-                  y[i]);
-    }
+  const int had_simd = rctd_cpu_simd(-1), had_avx512 = rctd_cpu_avx512(-1);
+  for (int path = 0; path < 3; path++) { /* all on, AVX-512 off, SIMD off */
+    rctd_cpu_simd(path < 2);
+    rctd_cpu_avx512(path < 1);
+    for (int n = 0; n <= N; n++)
+      for (int bad = -1; bad < n; bad++) { /* bad: the count made off the table, or none */
+        for (int i = 0; i < n; i++) y[i] = (double)(int)(IS_N_K * is_uniform());
+        if (bad >= 0) y[bad] = bad % 3 == 0 ? IS_N_K : bad % 3 == 1 ? -1 : NAN;
+        const int ok = rctd_spline_fast_rows(&t.table, n, y, rows);
+        CHECK_MSG(ok == (bad < 0), "path %d n %d bad %d: ok %d", path, n, bad, ok);
+        for (int i = 0; ok && i < n; i++)
+          CHECK_MSG(rows[i] == ((int64_t)y[i] * (RCTD_N_X - 1) - 1) * 4,
+                    "path %d n %d: row %d of %g", path, n, i, y[i]);
+      }
+  }
+  rctd_cpu_simd(had_simd);
+  rctd_cpu_avx512(had_avx512);
   is_table_free(&t);
 }

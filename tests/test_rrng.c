@@ -99,17 +99,19 @@ static double rrng_test_index_r(rctd_rrng *rng, double n) {
   int bits = (int)ceil(log2(n));
   double dv;
   do {
-    int64_t v = 0;
-    for (int k = 0; k <= bits; k += 16) v = 65536 * v + (int)floor(rctd_rrng_unif(rng) * 65536);
-    dv = (double)(v & (((int64_t)1 << bits) - 1));
+    uint64_t v = 0; /* R's int_least64_t, which wraps from 48 bits on (defined unsigned) */
+    for (int k = 0; k <= bits; k += 16)
+      v = 65536 * v + (uint64_t)(int)floor(rctd_rrng_unif(rng) * 65536);
+    dv = (double)(v & (((uint64_t)1 << bits) - 1));
   } while (n <= dv);
   return dv;
 }
 
 TEST(rrng_index_equals_r_formula) {
-  const double sizes[] = {1,       2,       3,     4,       5,           7,       8,
-                          9,       65535,   65536, 65537,   384000,      1731000, 2147483647,
-                          1 << 20, 1 << 30, 2.5,   1000.75, 4294967296.0};
+  const double sizes[] = {1, 2, 3, 4, 5, 7, 8, 9, 65535, 65536, 65537, 384000, 1731000, 2147483647,
+                          1 << 20, 1 << 30, 2.5, 1000.75, 4294967296.0,
+                          /* where log2 rounds down to the power of two below */
+                          562949953421313.0, 4503599627370497.0, 4503599627370507.0};
   rctd_rrng a, b;
   rctd_rrng_seed(&a, 99);
   rctd_rrng_seed(&b, 99);

@@ -12,7 +12,8 @@
  * Same bits as the generic path:
  *   - the prediction is ((0 + S_0g s_0) + S_1g s_1) + ..., R's S %*% w in k order;
  *   - each lane computes spline_fast.c's sf_pair operations; a fit with a count off its fast
- *     path, or a step with a NaN prediction, takes the generic path instead;
+ *     path, or a step with a NaN prediction in a block of eight, takes the generic path instead
+ *     (the genes past the last block go through rctd_spline_eval_fast, NaN or not);
  *   - sums are kept in irwls.c's four lanes (gene g in lane g mod 4): the two four-gene halves of
  *     an eight-gene vector are added one after the other, the genes past the last block of four
  *     go into lane 0 after the vector part, and the reduction is (l0 + l1) + (l2 + l3);

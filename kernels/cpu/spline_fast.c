@@ -244,7 +244,7 @@ int rctd_spline_fast_rows(const rctd_qtable *table, int n, const double *y, int6
   int ok = 1, i = 0;
 #ifdef SF_X86
   pthread_once(&sf_once, sf_init);
-  if (sf_tab.avx512) i = sf_rows8(n, y, row_end, rows, &ok);
+  if (sf_tab.avx512 && sf_simd_on && sf_avx512_on) i = sf_rows8(n, y, row_end, rows, &ok);
 #endif
   for (; i < n; i++) {
     const int ok_i = y[i] >= 0 && y[i] < row_end;
@@ -279,7 +279,6 @@ static int sf8_ctx_fill(const rctd_qtable *table, const double *coef, rctd_sf8_c
   *c = (rctd_sf8_ctx){.table = table,
                       .coef = coef,
                       .x = table->x_vals,
-                      .m_of_l = sf_tab.m_of_l,
                       .bk = &sf_bk,
                       .row_end = max_row >= RCTD_K_VAL ? INFINITY : max_row + 1};
   return 1;
@@ -292,8 +291,7 @@ int rctd_sf8_ctx_init(const rctd_qtable *table, rctd_sf8_ctx *c) {
 RCTD_SF8_TARGET static void sf_intervals8(int n, const double *lam, int *m) {
   int i = 0;
   for (; i + 8 <= n; i += 8)
-    _mm256_storeu_si256((__m256i *)(m + i),
-                        rctd_sf8_interval(&sf_bk, sf_tab.m_of_l, _mm512_loadu_pd(lam + i)));
+    _mm256_storeu_si256((__m256i *)(m + i), rctd_sf8_interval(&sf_bk, _mm512_loadu_pd(lam + i)));
   for (; i < n; i++) m[i] = sf_m_exact(lam[i]);
 }
 #endif
@@ -603,7 +601,7 @@ RCTD_SF8_TARGET static void sf_score_prepare_avx512(const double *xg, int n, con
     __m512d lam = _mm512_mul_pd(_mm512_loadu_pd(x + j0), vmult);
     if (_mm512_cmp_pd_mask(lam, lam, _CMP_EQ_OQ) != 0xff) break;
     lam = _mm512_min_pd(_mm512_max_pd(lam, lo), hi);
-    const __m256i m = rctd_sf8_interval(&sf_bk, sf_tab.m_of_l, lam);
+    const __m256i m = rctd_sf8_interval(&sf_bk, lam);
     const __m256i m1 = _mm256_sub_epi32(m, one);
     const __m256i row = _mm512_cvttpd_epi32(_mm512_min_pd(_mm512_loadu_pd(y + j0), kval));
     const __m256i rec = _mm256_add_epi32(_mm256_mullo_epi32(row, n_int), m1);

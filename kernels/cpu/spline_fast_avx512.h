@@ -13,7 +13,8 @@
  * (2^44 - 1) << 20 | 4m when m does not step in the bucket.  With L lambda's low 44 bits,
  * L << 20 > record exactly when L >= s (4m < 2^20), so one shift and one compare decide the step,
  * and one mask gives 4m: the offset of interval m's record of four coefficients.  Valid when no
- * bucket holds two steps (checked when built; otherwise the lanes divide and take the root). */
+ * bucket holds two steps (checked when built; otherwise these lanes are off and the AVX2 lanes
+ * run). */
 #ifndef RCTD_CPU_SPLINE_FAST_AVX512_H
 #define RCTD_CPU_SPLINE_FAST_AVX512_H
 #if defined(__x86_64__) && defined(__GNUC__)
@@ -48,7 +49,6 @@ typedef struct {
 typedef struct {
   const rctd_qtable *table;
   const double *coef, *x;
-  const unsigned short *m_of_l;
   const rctd_sf8_buckets *bk;
   double row_end; /* y at or past it has no table row */
 } rctd_sf8_ctx;
@@ -74,14 +74,10 @@ RCTD_SF8_TARGET static RCTD_SF8_INLINE __m512i rctd_sf8_m4(const rctd_sf8_bucket
   return _mm512_mask_add_epi64(m4, up, m4, _mm512_set1_epi64(4));
 }
 
-/* The interval m of eight clamped lambdas: from the buckets, or sf_simd's way. */
+/* The interval m of eight clamped lambdas from the buckets (bk->ok). */
 RCTD_SF8_TARGET static RCTD_SF8_INLINE __m256i rctd_sf8_interval(const rctd_sf8_buckets *bk,
-                                                                 const unsigned short *m_of_l,
                                                                  __m512d lam) {
-  if (bk->ok) return _mm512_cvtepi64_epi32(_mm512_srli_epi64(rctd_sf8_m4(bk, lam), 2));
-  const __m256i l = _mm512_cvttpd_epi32(_mm512_sqrt_pd(_mm512_div_pd(lam, _mm512_set1_pd(1e-6))));
-  return _mm256_and_si256(_mm256_i32gather_epi32((const int *)m_of_l, l, 2),
-                          _mm256_set1_epi32(0xffff));
+  return _mm512_cvtepi64_epi32(_mm512_srli_epi64(rctd_sf8_m4(bk, lam), 2));
 }
 
 /* The spline's terms at eight pairs: the interval's coefficients zdi, zdi1, diff3, diff4 and the

@@ -285,7 +285,10 @@ int rctd_pwrite_all(int fd, const void *buf, size_t n, off_t offset) {
   for (const char *p = buf; n > 0;) {
     ssize_t put = pwrite(fd, p, n, offset);
     if (put < 0 && errno == EINTR) continue;
-    if (put <= 0) return -1;
+    if (put <= 0) {
+      if (put == 0) errno = EIO; /* nothing written and no error: callers print errno */
+      return -1;
+    }
     p += put, n -= (size_t)put, offset += put;
   }
   return 0;

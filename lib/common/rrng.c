@@ -64,21 +64,25 @@ double rctd_rrng_unif(rctd_rrng *rng) {
 }
 
 /* A random integer below 2^bits, built 16 bits per uniform, high chunks first (the product is
- * in (0, 65536): truncation is R's floor). */
+ * in (0, 65536): truncation is R's floor).  From 48 bits on, four chunks make 64 bits: R's
+ * 64-bit integer wraps there, which is defined for an unsigned one (the kept low bits are the
+ * same). */
 static double rrng_bits(rctd_rrng *rng, int bits) {
-  int64_t v = 0;
+  uint64_t v = 0;
   for (int n = 0; n <= bits; n += 16) {
-    int v1 = (int)(rctd_rrng_unif(rng) * 65536);
-    v = 65536 * v + v1;
+    const int v1 = (int)(rctd_rrng_unif(rng) * 65536);
+    v = 65536 * v + (uint64_t)v1;
   }
-  return (double)(v & (((int64_t)1 << bits) - 1));
+  return (double)(v & (((uint64_t)1 << bits) - 1));
 }
 
-/* ceil(log2(n)) for n > 0: for a whole n below 2^53, the bit length of n - 1 (log2 is exact
- * at powers of two and, above one, never rounds to the integer below), without the libm
- * call that a draw would otherwise pay. */
+/* ceil(log2(n)) for n > 0, as R computes it, without the libm call that a draw would otherwise
+ * pay: for a whole n in [1, 2^32] (every sample size), the bit length of n - 1: log2 is exact
+ * at powers of two, and for n in (2^k, 2^(k+1)], k < 32, log2(n) is at least 2^-k / ln 2 above
+ * k, over 10^5 ulps.  Not for larger n: log2(2^49 + 1) rounds to 49 (as 2^52 + 11 does to 52),
+ * and R then draws one bit fewer than the bit length says. */
 static int rrng_ceil_log2(double n) {
-  if (n >= 1 && n < 9007199254740992.0 && n == (double)(int64_t)n) {
+  if (n >= 1 && n <= 4294967296.0 && n == (double)(int64_t)n) {
     const uint64_t m = (uint64_t)n - 1;
     return m ? 64 - __builtin_clzll(m) : 0;
   }
