@@ -73,7 +73,11 @@ GPU_BINS   := $(BUILD)/rctd-gpu-tests $(BUILD)/rctd-gpu-bench
 
 .PHONY: all deps test test-run test-unit test-e2e test-gpu bench bench-gpu install clean format \
         demo demo-run test-slurm fuzz fuzz-run
-all: $(BINS) lib/librctd.a kernels/librctd-kernels.a $(if $(CUDA_LIB),kernels/librctd-cuda.a $(GPU_BINS))
+# lib/ and kernels/ get the release build's archives only: a sanitizer build's copies would be
+# newer than the release ones and stay after a later plain build.
+PUBLIC_LIBS := $(if $(filter build/release,$(BUILD)),lib/librctd.a kernels/librctd-kernels.a \
+               $(if $(CUDA_LIB),kernels/librctd-cuda.a))
+all: $(BINS) $(PUBLIC_LIBS) $(if $(CUDA_LIB),$(GPU_BINS))
 
 lib/librctd.a: $(LIBRCTD)
 	cp $< $@

@@ -5,7 +5,8 @@
 # worktree, run the same stage with both on the same input, then compare the outputs.
 set -eo pipefail
 view=${3:-$(dirname "$0")/../bin/rctd-view}
-[ -x "$view" ] || { echo "compare_streams.sh: $view: no viewer; build it (make bin/rctd-view)" >&2; exit 2; }
+command -v "$view" > /dev/null ||
+  { echo "compare_streams.sh: $view: no viewer; build it (make bin/rctd-view)" >&2; exit 2; }
 for f in "$1" "$2"; do
   "$view" "$f" > /dev/null || { echo "compare_streams.sh: $f: rctd-view cannot read it" >&2; exit 2; }
 done

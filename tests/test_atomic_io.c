@@ -10,7 +10,7 @@
 TEST(pread_pwrite_all_round_trip_at_offsets) {
   int fd = rctd_temp_fd(NULL, "rctd-test-io");
   CHECK(fd >= 0);
-  enum { N = 300000 }; /* larger than a pipe buffer and not a page multiple */
+  enum { N = 300000 }; /* 1.2 MB at an offset that is not a page multiple */
   uint32_t *out = malloc(N * sizeof *out), *in = malloc(N * sizeof *in);
   CHECK(out && in);
   for (uint32_t i = 0; i < N; i++) out[i] = i * 2654435761u;

@@ -76,7 +76,21 @@ static void atomic_close_stdout(void) {
   _exit(RCTD_EXIT_RUNTIME);
 }
 
+/* The process's umask, read once: reading it sets it for a moment, and outputs may be opened
+ * from several threads (the first open comes before any thread starts). */
+static mode_t atomic_umask_value;
+static pthread_once_t atomic_umask_once = PTHREAD_ONCE_INIT;
+static void atomic_umask_read(void) {
+  atomic_umask_value = umask(0);
+  umask(atomic_umask_value);
+}
+static mode_t atomic_umask(void) {
+  pthread_once(&atomic_umask_once, atomic_umask_read);
+  return atomic_umask_value;
+}
+
 void rctd_out_install_handlers(void) {
+  (void)atomic_umask(); /* early, on the main thread */
   if (atomic_handlers_installed) return;
   atomic_handlers_installed = 1;
   atexit(atomic_at_exit);
@@ -230,9 +244,7 @@ static FILE *atomic_open(const char *path, int need_seek, char *err, size_t err_
   }
   slot->active = 1; /* from here a signal removes the temporary */
   /* mkstemp makes 0600; give the file the mode a plain fopen would. */
-  mode_t mask = umask(0);
-  umask(mask);
-  if (slot->kind == OUT_RENAME) fchmod(fd, 0666 & ~mask);
+  if (slot->kind == OUT_RENAME) fchmod(fd, 0666 & ~atomic_umask());
   FILE *f = fdopen(fd, slot->kind == OUT_SPOOL ? "w+b" : "wb");
   if (!f) {
     snprintf(err, err_len, "%s: cannot open output: %s", path, strerror(errno));
