@@ -17,6 +17,7 @@
 
 #include "cpu/spline_fast.h"
 #include "error.h"
+#include "jobs.h"
 #include "log.h"
 #include "model.h"
 #include "progress.h"
@@ -248,13 +249,7 @@ static int sig_tables_load_many(sig_tables *ts, const int *index, int n, char *e
   job->ts = ts, job->index = index, job->n = n;
   job->n_threads_each = n_threads / n_workers; /* a cold build's rows split the rest */
   atomic_init(&job->next, 0);
-  pthread_t threads[RCTD_SIGMA_MAX_CAND];
-  int started[RCTD_SIGMA_MAX_CAND] = {0};
-  for (int w = 1; w < n_workers; w++)
-    started[w] = pthread_create(&threads[w], NULL, sig_load_run, job) == 0;
-  sig_load_run(job); /* takes whatever a thread that did not start leaves */
-  for (int w = 1; w < n_workers; w++)
-    if (started[w]) pthread_join(threads[w], NULL);
+  rctd_run_jobs(sig_load_run, job, 0, n_workers); /* the workers share the job's counter */
   int rc = 0;
   for (int i = 0; i < n; i++) { /* messages in grid order, whatever thread loaded what */
     /* Only a cache that cannot be written deserves a word; hits and rebuilds are routine. */
@@ -364,20 +359,10 @@ static void sig_score_window(const sig_tables *ts, int si, int64_t n, const doub
   int n_cand = hi - lo;
   int n_jobs = n_threads < 1 ? 1 : n_threads > n_cand ? n_cand : n_threads;
   sig_score_job jobs[RCTD_SIGMA_MAX_CAND];
-  pthread_t threads[RCTD_SIGMA_MAX_CAND];
-  int started[RCTD_SIGMA_MAX_CAND];
   for (int t = 0; t < n_jobs; t++)
     jobs[t] = (sig_score_job){ts, lo, n_cand * t / n_jobs, n_cand * (t + 1) / n_jobs, n,
                               x,  y,  out->cand_score};
-  for (int t = 1; t < n_jobs; t++)
-    started[t] = pthread_create(&threads[t], NULL, sig_score_run, &jobs[t]) == 0;
-  sig_score_run(&jobs[0]);
-  for (int t = 1; t < n_jobs; t++) {
-    if (started[t])
-      pthread_join(threads[t], NULL);
-    else
-      sig_score_run(&jobs[t]);
-  }
+  rctd_run_jobs(sig_score_run, jobs, sizeof *jobs, n_jobs);
   out->n_cand = n_cand;
   int best = 0;
   for (int c = 0; c < n_cand; c++) {
@@ -532,20 +517,10 @@ static void sig_predict(const rctd_sigma_problem *p, const double *profiles_kg,
   int n_jobs = n_threads < 1 ? 1 : n_threads > MAX_JOBS ? MAX_JOBS : n_threads;
   if (n_jobs > N) n_jobs = (int)N;
   sig_predict_job jobs[MAX_JOBS];
-  pthread_t threads[MAX_JOBS];
-  int started[MAX_JOBS] = {0};
   for (int t = 0; t < n_jobs; t++)
     jobs[t] = (sig_predict_job){p,       profiles_kg,    weights_nk,
                                 pred_ng, N * t / n_jobs, N * (t + 1) / n_jobs};
-  for (int t = 1; t < n_jobs; t++)
-    started[t] = pthread_create(&threads[t], NULL, sig_predict_run, &jobs[t]) == 0;
-  sig_predict_run(&jobs[0]);
-  for (int t = 1; t < n_jobs; t++) {
-    if (started[t])
-      pthread_join(threads[t], NULL);
-    else
-      sig_predict_run(&jobs[t]);
-  }
+  rctd_run_jobs(sig_predict_run, jobs, sizeof *jobs, n_jobs);
 }
 
 /* calc_log_l_vec(prediction, counts) of the epoch: x * 1.0 is x. */
