@@ -552,6 +552,61 @@ static int sig_epoch_check(int fit_rc, const rctd_backend *backend, int64_t N, i
   return 0;
 }
 
+/* What every epoch of rctd_sigma_estimate uses. */
+typedef struct {
+  const rctd_sigma_problem *prob;
+  rctd_rrng *rng;
+  rctd_backend *backend;
+  sig_tables *ts;
+  const rctd_fit_batch *batch;
+  const rctd_irwls_opts *iopts;
+  double *weights_nk, *pred_ng;
+  int32_t *conv_n;
+  const double *profiles_kg;
+  int n_threads;
+} sig_epoch_ctx;
+
+/* One epoch at SIGMA into ep: the fits, their prediction and likelihood, the draw and the
+ * window's scores.  With more than one thread, the draw runs beside the fits and the
+ * likelihood beside the gathering of the draw (neither changes the other's numbers). */
+static int sig_epoch(const sig_epoch_ctx *c, int sigma, rctd_sigma_epoch *ep, char *err,
+                     size_t err_len) {
+  const rctd_sigma_problem *prob = c->prob;
+  const int64_t N = prob->n_fit, n_obs = N * prob->n_genes;
+  const int K = prob->n_types, beside = c->n_threads > 1;
+  ep->sigma_fit = sigma;
+  if (sig_tables_window(c->ts, rctd_sigma_index(sigma), err, err_len) < 0) return -1;
+  const rctd_qtable *table = &c->ts->by_index[rctd_sigma_index(sigma)]->table;
+  const double *coef = c->ts->coef_by_index[rctd_sigma_index(sigma)];
+  sig_draw_job draw;
+  if (sig_draw_init(&draw, c->rng, n_obs, err, err_len) < 0) return -1;
+  pthread_t draw_thread;
+  const int draw_beside = beside && pthread_create(&draw_thread, NULL, sig_draw_run, &draw) == 0;
+  if (!draw_beside) sig_draw_run(&draw);
+  int attached = coef && rctd_spline_coef_attach(table, coef) == 0;
+  int fit_rc = c->backend->irwls_batch(c->backend, table, c->batch, c->iopts, c->weights_nk,
+                                       c->conv_n, NULL);
+  if (attached) rctd_spline_coef_detach(table);
+  if (draw_beside) pthread_join(draw_thread, NULL);
+  if (sig_epoch_check(fit_rc, c->backend, N, K, c->weights_nk, err, err_len) < 0) {
+    free(draw.idx);
+    return -1;
+  }
+  for (int64_t n = 0; n < N; n++) ep->n_converged += c->conv_n[n] != 0;
+  sig_predict(prob, c->profiles_kg, c->weights_nk, c->pred_ng, c->n_threads);
+  sig_log_l_job log_l = {table, coef, prob->y_ng, c->pred_ng, n_obs, 0};
+  pthread_t log_l_thread;
+  const int log_l_beside =
+      beside && pthread_create(&log_l_thread, NULL, sig_log_l_run, &log_l) == 0;
+  if (!log_l_beside) sig_log_l_run(&log_l);
+  double *xs = NULL, *ys = NULL;
+  const int gather_rc = sig_gather_obs(&draw, c->pred_ng, prob->y_ng, &xs, &ys, err, err_len);
+  if (log_l_beside) pthread_join(log_l_thread, NULL);
+  ep->log_l = log_l.log_l;
+  if (gather_rc < 0) return -1;
+  return sig_score_sample(c->ts, n_obs, draw.n, xs, ys, sigma, c->n_threads, ep, err, err_len);
+}
+
 int rctd_sigma_estimate(const rctd_sigma_problem *prob, rctd_rrng *rng, rctd_backend *backend,
                         const rctd_qtable_opts *qopts, const rctd_sigma_opts *opts,
                         rctd_sigma_epoch_fn on_epoch, void *ctx, rctd_sigma_result *res, char *err,
@@ -563,8 +618,7 @@ int rctd_sigma_estimate(const rctd_sigma_problem *prob, rctd_rrng *rng, rctd_bac
   if (N > INT32_MAX / 2 || (uint64_t)N * (uint64_t)G > INT32_MAX)
     return rctd_fail(err, err_len, "%" PRId64 " fit pixels x %d genes is too many", N, G);
   if (opts->n_epoch < 1) return rctd_fail(err, err_len, "N_epoch must be at least 1");
-  int si = rctd_sigma_index(opts->start_value);
-  if (si < 0)
+  if (rctd_sigma_index(opts->start_value) < 0)
     return rctd_fail(err, err_len, "start sigma %d is not on the grid", opts->start_value);
 
   const int64_t n_obs = N * G;
@@ -584,9 +638,6 @@ int rctd_sigma_estimate(const rctd_sigma_problem *prob, rctd_rrng *rng, rctd_bac
   for (int g = 0; g < G; g++)
     for (int k = 0; k < K; k++)
       profiles_kg[(size_t)k * G + g] = prob->profiles_gk[(size_t)g * K + k];
-  /* With more than one thread, the epoch's draw runs beside the fits and its likelihood beside
-   * the gathering of the draw (neither changes the other's numbers). */
-  const int beside = opts->n_threads > 1;
   for (int64_t n = 0; n < N; n++) pix_n[n] = (int32_t)n;
   rctd_fit_batch batch = {.n_genes = G,
                           .n_types = K,
@@ -599,41 +650,13 @@ int rctd_sigma_estimate(const rctd_sigma_problem *prob, rctd_rrng *rng, rctd_bac
                           .pix_f = pix_n,
                           .types_fk = NULL};
   rctd_irwls_opts iopts = {.n_iter = opts->n_iter, .min_change = opts->min_change};
+  const sig_epoch_ctx ec = {prob,       rng,     backend, &ts,         &batch,         &iopts,
+                            weights_nk, pred_ng, conv_n,  profiles_kg, opts->n_threads};
   int sigma = opts->start_value;
   for (int e = 0; e < opts->n_epoch; e++) {
     rctd_sigma_epoch *ep = &res->epochs[e];
     ep->epoch = e + 1;
-    ep->sigma_fit = sigma;
-    if (sig_tables_window(&ts, rctd_sigma_index(sigma), err, err_len) < 0) goto done;
-    const rctd_qtable *table = &ts.by_index[rctd_sigma_index(sigma)]->table;
-    const double *coef = ts.coef_by_index[rctd_sigma_index(sigma)];
-    sig_draw_job draw;
-    if (sig_draw_init(&draw, rng, n_obs, err, err_len) < 0) goto done;
-    pthread_t draw_thread;
-    const int draw_beside = beside && pthread_create(&draw_thread, NULL, sig_draw_run, &draw) == 0;
-    if (!draw_beside) sig_draw_run(&draw);
-    int attached = coef && rctd_spline_coef_attach(table, coef) == 0;
-    int fit_rc = backend->irwls_batch(backend, table, &batch, &iopts, weights_nk, conv_n, NULL);
-    if (attached) rctd_spline_coef_detach(table);
-    if (draw_beside) pthread_join(draw_thread, NULL);
-    if (sig_epoch_check(fit_rc, backend, N, K, weights_nk, err, err_len) < 0) {
-      free(draw.idx);
-      goto done;
-    }
-    for (int64_t n = 0; n < N; n++) ep->n_converged += conv_n[n] != 0;
-    sig_predict(prob, profiles_kg, weights_nk, pred_ng, opts->n_threads);
-    sig_log_l_job log_l = {table, coef, prob->y_ng, pred_ng, n_obs, 0};
-    pthread_t log_l_thread;
-    const int log_l_beside =
-        beside && pthread_create(&log_l_thread, NULL, sig_log_l_run, &log_l) == 0;
-    if (!log_l_beside) sig_log_l_run(&log_l);
-    double *xs = NULL, *ys = NULL;
-    const int gather_rc = sig_gather_obs(&draw, pred_ng, prob->y_ng, &xs, &ys, err, err_len);
-    if (log_l_beside) pthread_join(log_l_thread, NULL);
-    ep->log_l = log_l.log_l;
-    if (gather_rc < 0 ||
-        sig_score_sample(&ts, n_obs, draw.n, xs, ys, sigma, opts->n_threads, ep, err, err_len) < 0)
-      goto done;
+    if (sig_epoch(&ec, sigma, ep, err, err_len) < 0) goto done;
     res->n_epochs = e + 1;
     if (on_epoch) on_epoch(ctx, ep);
     int prev = sigma;
