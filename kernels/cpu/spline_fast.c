@@ -214,14 +214,26 @@ static inline int sf_ok(const rctd_qtable *table, double yi, double lam) {
   return !isnan(lam) && yi >= 0 && (yi < max_row + 1 || max_row >= RCTD_K_VAL);
 }
 
+/* Where row's coefficient records start, less 4m: record (row, m) is at row_off + 4m doubles
+ * ((row * SF_N_INT + m - 1) * 4, sf_pair's). */
+static inline int64_t sf_row_off(int row) {
+  return ((int64_t)row * SF_N_INT - 1) * 4;
+}
+
 #ifdef SF_X86
+/* sf_row_off of eight rows. */
+RCTD_SF8_TARGET static RCTD_SF8_INLINE __m256i sf8_row_off(__m256i row) {
+  return _mm256_slli_epi32(
+      _mm256_sub_epi32(_mm256_mullo_epi32(row, _mm256_set1_epi32(SF_N_INT)), _mm256_set1_epi32(1)),
+      2);
+}
+
 /* rctd_spline_fast_rows eight counts at a time (AVX-512): the genes done; *ok cleared when a
  * count has no row. */
 RCTD_SF8_TARGET static int sf_rows8(int n, const double *y, double row_end, int64_t *rows,
                                     int *ok) {
   const __m512d zero = _mm512_setzero_pd(), end = _mm512_set1_pd(row_end);
   const __m512d kval = _mm512_set1_pd(RCTD_K_VAL);
-  const __m256i n_int = _mm256_set1_epi32(SF_N_INT), one = _mm256_set1_epi32(1);
   __mmask8 all = 0xff;
   int i = 0;
   for (; i + 8 <= n; i += 8) {
@@ -230,8 +242,7 @@ RCTD_SF8_TARGET static int sf_rows8(int n, const double *y, double row_end, int6
         _mm512_cmp_pd_mask(v, zero, _CMP_GE_OQ) & _mm512_cmp_pd_mask(v, end, _CMP_LT_OQ);
     all &= ok8;
     const __m256i row = _mm512_cvttpd_epi32(_mm512_maskz_min_pd(ok8, v, kval)); /* 0 if not ok */
-    const __m256i rec = _mm256_slli_epi32(_mm256_sub_epi32(_mm256_mullo_epi32(row, n_int), one), 2);
-    _mm512_storeu_si512(rows + i, _mm512_cvtepi32_epi64(rec));
+    _mm512_storeu_si512(rows + i, _mm512_cvtepi32_epi64(sf8_row_off(row)));
   }
   *ok &= all == 0xff;
   return i;
@@ -250,7 +261,7 @@ int rctd_spline_fast_rows(const rctd_qtable *table, int n, const double *y, int6
     const int ok_i = y[i] >= 0 && y[i] < row_end;
     ok &= ok_i;
     const int row = !ok_i ? 0 : y[i] > RCTD_K_VAL ? RCTD_K_VAL : (int)y[i];
-    rows[i] = ((int64_t)row * SF_N_INT - 1) * 4; /* sf_pair's record (row, m) less 4m */
+    rows[i] = sf_row_off(row);
   }
   return ok;
 }
@@ -424,11 +435,7 @@ RCTD_SF8_TARGET static RCTD_SF8_INLINE int sf8_front(const rctd_sf8_ctx *c, cons
                       _mm512_cmp_pd_mask(yv, _mm512_set1_pd(c->row_end), _CMP_LT_OQ);
   if (ok != 0xff) return 0;
   const __m256i row = _mm512_cvttpd_epi32(_mm512_min_pd(yv, _mm512_set1_pd(RCTD_K_VAL)));
-  const __m256i row_off =
-      _mm256_slli_epi32(/* (row * (RCTD_N_X - 1) - 1) * 4 */
-                        _mm256_sub_epi32(_mm256_mullo_epi32(row, _mm256_set1_epi32(SF_N_INT)),
-                                         _mm256_set1_epi32(1)),
-                        2);
+  const __m256i row_off = sf8_row_off(row);
   *lam = _mm512_min_pd(_mm512_max_pd(lv, _mm512_set1_pd(RCTD_SF8_LAM_LO)),
                        _mm512_set1_pd(c->x[RCTD_N_X - 1] - RCTD_SF8_LAM_LO));
   *m4 = rctd_sf8_m4(c->bk, *lam);
