@@ -18,7 +18,6 @@
 #include <gsl/gsl_matrix.h>
 #include <gsl/gsl_vector.h>
 #include <math.h>
-#include <stdint.h>
 
 #include "common/psd2.h"
 #include "cpu/spline_fast.h"
@@ -34,18 +33,12 @@ static int psd_ld(int k) {
   return (k + 14) & ~7;
 }
 
-/* Vectors of k doubles in the clamped path's scratch (psd_clamped_fix): the tridiagonal's copy
- * (2), a group's pivoted LUs (5 each), the clamped eigenvalues, their shifts and weights (3). */
-#define PSD_IV_GROUP 4 /* clamped eigenvectors found together (their solves interleaved) */
-#define PSD_IV_VECS (5 + 5 * PSD_IV_GROUP)
-
 size_t rctd_psd_workspace_bytes(int k) {
   size_t kk = (size_t)(k > 0 ? k : 1);
-  /* matrix copy, reflectors, eigenvectors, eigenvalues, four work vectors, a sweep's rotations
-   * (cosines, sines) for the interleaved QL, and the clamped path's scratch with its indices */
+  /* matrix copy, reflectors, eigenvectors, eigenvalues, four work vectors, and a sweep's
+   * rotations (cosines, sines) for the interleaved QL */
   return 3 * psd_align(kk * (size_t)psd_ld(k) * sizeof(double)) + psd_align(kk * sizeof(double)) +
-         psd_align(4 * kk * sizeof(double)) + psd_align(2 * kk * sizeof(double)) +
-         psd_align(PSD_IV_VECS * kk * sizeof(double)) + psd_align(kk * sizeof(int));
+         psd_align(4 * kk * sizeof(double)) + psd_align(2 * kk * sizeof(double));
 }
 
 /* k = 1 and 2: the closed forms of kernels/common/psd2.h (shared with the CUDA fits). */
@@ -310,6 +303,14 @@ __attribute__((target("avx512f"))) static void psd_tridiagonal_step_avx512(int n
   PSD_GROUPS(m, psd_rank2_group_avx512, m, ld, B, vk, p)
 }
 
+__attribute__((target("avx512f"))) static void psd_tridiagonalise_avx512(int n, double *a,
+                                                                         double *d, double *e,
+                                                                         double *v, double *tau,
+                                                                         double *p) {
+  for (int k = 0; k < n - 2; k++) psd_tridiagonal_step_avx512(n, k, a, e, v, tau, p);
+  psd_tridiagonal_diagonals(n, a, d, e);
+}
+
 /* psd_build_qt's step on the columns of one group: p = v' Z with the rows as the outer loop
  * (the group's nb sums are independent chains), then Z -= tau v p' with p held in registers. */
 __attribute__((target("avx512f"), always_inline)) static inline void psd_qt_group_avx512(
@@ -360,6 +361,14 @@ static void psd_qt_transpose(int n, double *zt) {
       zt[i * ld + j] = zt[j * ld + i];
       zt[j * ld + i] = t;
     }
+}
+
+static void psd_build_qt_avx512(int n, double *zt, const double *v, const double *tau, double *p) {
+  const int ld = psd_ld(n);
+  for (int i = 0; i < n * ld; i++) zt[i] = 0;
+  for (int i = 0; i < n; i++) zt[i * ld + i] = 1;
+  for (int k = n - 3; k >= 0; k--) psd_qt_step_avx512(n, k, zt, v, tau, p);
+  psd_qt_transpose(n, zt);
 }
 
 /* Rows i0 .. i0 + 3 of D's lower triangle, columns 0 .. 8 nb - 1 (8 nb >= i0 + 4; columns
@@ -553,8 +562,7 @@ static void psd_rotate_rows_x(int simd, int n, double *restrict x, double *restr
 
 /* Implicit QL with Wilkinson shifts on the tridiagonal (d, e), rotating the rows of zt, so that
  * on return d holds the eigenvalues and row m of zt the eigenvector of d[m].  -1 when an
- * eigenvalue needs more than 60 sweeps.  zt NULL: the eigenvalues only (the same bits: d and e
- * never depend on the vectors). */
+ * eigenvalue needs more than 60 sweeps. */
 static int psd_tridiagonal_ql(int simd, int n, double *d, double *e, double *zt) {
   const int ld = psd_ld(n);
   for (int l = 0; l < n; l++) {
@@ -586,7 +594,7 @@ static int psd_tridiagonal_ql(int simd, int n, double *d, double *e, double *zt)
         p = s * r;
         d[i + 1] = g + p;
         g = c * r - b;
-        if (zt) psd_rotate_rows_x(simd, n, zt + (size_t)i * ld, zt + (size_t)(i + 1) * ld, c, s);
+        psd_rotate_rows_x(simd, n, zt + (size_t)i * ld, zt + (size_t)(i + 1) * ld, c, s);
       }
       if (r == 0 && i >= l) continue;
       d[l] -= p;
@@ -613,8 +621,6 @@ static void psd_eigen_gsl(int n, double *a, double *d, double *zt, double *v, do
 typedef struct {
   double *a_kk, *v_kk, *zt_kk, *d_k, *work; /* work: 4 k (e, tau, scratch; GSL's four vectors) */
   double *cos_k, *sin_k;                    /* a sweep's rotations (interleaved QL) */
-  double *iv;                               /* PSD_IV_VECS k: psd_clamped_fix's scratch */
-  int *idx_k;                               /* psd_clamped_fix: the clamped eigenvalues */
   int expo, pow2_ok;
 } psd_mat;
 
@@ -627,9 +633,7 @@ static psd_mat psd_carve(int k, void *workspace) {
   m.zt_kk = (double *)p, p += psd_align(kk * (size_t)psd_ld(k) * sizeof(double));
   m.d_k = (double *)p, p += psd_align(kk * sizeof(double));
   m.work = (double *)p, p += psd_align(4 * kk * sizeof(double));
-  m.cos_k = (double *)p, m.sin_k = m.cos_k + kk, p += psd_align(2 * kk * sizeof(double));
-  m.iv = (double *)p, p += psd_align(PSD_IV_VECS * kk * sizeof(double));
-  m.idx_k = (int *)p;
+  m.cos_k = (double *)p, m.sin_k = m.cos_k + kk;
   m.expo = 0, m.pow2_ok = 1;
   return m;
 }
@@ -716,34 +720,36 @@ static void psd_scale(int simd, int k, const double *H, psd_mat *m) {
           pow2_ok ? H[i * k + j] * down : ldexp(H[i * k + j], -expo);
 }
 
-/* The power-of-two scaling and the tridiagonal (d_k, e = work; reflectors in v_kk and tau =
- * work + k) of n_m matrices, their Householder steps interleaved on AVX-512. */
-static void psd_reduce_many(int simd, int k, int n_m, const double *const *H, psd_mat *m) {
+static void psd_prepare(int simd, int k, const double *H, psd_mat *m) {
+  psd_scale(simd, k, H, m);
   const size_t kk = (size_t)k;
-  for (int t = 0; t < n_m; t++) psd_scale(simd, k, H[t], &m[t]);
 #ifdef PSD_HAVE_AVX2
   if (simd == 2) {
+    psd_tridiagonalise_avx512(k, m->a_kk, m->d_k, m->work, m->v_kk, m->work + kk, m->work + 2 * kk);
+    psd_build_qt_avx512(k, m->zt_kk, m->v_kk, m->work + kk, m->work + 2 * kk);
+    return;
+  }
+#endif
+  psd_tridiagonalise(simd, k, m->a_kk, m->d_k, m->work, m->v_kk, m->work + kk, m->work + 2 * kk);
+  psd_build_qt(simd, k, m->zt_kk, m->v_kk, m->work + kk, m->work + 2 * kk);
+}
+
+/* psd_prepare on n_m matrices, their Householder steps interleaved. */
+static void psd_prepare_many(int simd, int k, int n_m, const double *const *H, psd_mat *m) {
+  const int ld = psd_ld(k);
+#ifdef PSD_HAVE_AVX2
+  if (simd == 2) {
+    const size_t kk = (size_t)k;
+    for (int t = 0; t < n_m; t++) psd_scale(simd, k, H[t], &m[t]);
     for (int s = 0; s < k - 2; s++)
       for (int t = 0; t < n_m; t++)
         psd_tridiagonal_step_avx512(k, s, m[t].a_kk, m[t].work, m[t].v_kk, m[t].work + kk,
                                     m[t].work + 2 * kk);
-    for (int t = 0; t < n_m; t++) psd_tridiagonal_diagonals(k, m[t].a_kk, m[t].d_k, m[t].work);
-    return;
-  }
-#endif
-  for (int t = 0; t < n_m; t++)
-    psd_tridiagonalise(simd, k, m[t].a_kk, m[t].d_k, m[t].work, m[t].v_kk, m[t].work + kk,
-                       m[t].work + 2 * kk);
-}
-
-/* Q' of the reflectors in zt_kk, for n_m matrices (interleaved on AVX-512). */
-static void psd_qt_many(int simd, int k, int n_m, psd_mat *m) {
-  const size_t kk = (size_t)k;
-#ifdef PSD_HAVE_AVX2
-  if (simd == 2) {
-    const int ld = psd_ld(k);
     for (int t = 0; t < n_m; t++) {
-      double *zt = m[t].zt_kk;
+      double *a = m[t].a_kk, *d = m[t].d_k, *e = m[t].work, *zt = m[t].zt_kk;
+      for (int i = 0; i < k; i++) d[i] = a[i * ld + i];
+      e[k - 2] = a[(k - 1) * ld + k - 2];
+      e[k - 1] = 0;
       for (int i = 0; i < k * ld; i++) zt[i] = 0;
       for (int i = 0; i < k; i++) zt[i * ld + i] = 1;
     }
@@ -754,14 +760,7 @@ static void psd_qt_many(int simd, int k, int n_m, psd_mat *m) {
     return;
   }
 #endif
-  for (int t = 0; t < n_m; t++)
-    psd_build_qt(simd, k, m[t].zt_kk, m[t].v_kk, m[t].work + kk, m[t].work + 2 * kk);
-}
-
-/* Everything before the QL with eigenvectors: the tridiagonal and Q'. */
-static void psd_prepare_many(int simd, int k, int n_m, const double *const *H, psd_mat *m) {
-  psd_reduce_many(simd, k, n_m, H, m);
-  psd_qt_many(simd, k, n_m, m);
+  for (int t = 0; t < n_m; t++) psd_prepare(simd, k, H[t], &m[t]);
 }
 
 /* Everything after the QL (ql_failed: GSL's solver instead): the clamped eigenvalues, the norm,
@@ -810,296 +809,9 @@ static double psd_finish(int simd, int k, const double *H, double *D, psd_mat *m
 static double psd_general(int k, const double *H, double *D, void *workspace) {
   const int simd = psd_simd_level();
   psd_mat m = psd_carve(k, workspace);
-  psd_prepare_many(simd, k, 1, &H, &m);
+  psd_prepare(simd, k, H, &m);
   int failed = psd_tridiagonal_ql(simd, k, m.d_k, m.work, m.zt_kk) != 0;
   return psd_finish(simd, k, H, D, &m, failed);
-}
-
-/* ---- the clamped path ----
- * psd(H) = V max(Lambda, 1e-3) V' = H + sum over clamped i of (1e-3 - lambda_i) v_i v_i', so
- * only the eigenvectors of the clamped eigenvalues are needed (about 3 of 30 in the realistic
- * fits, none in 18% of them).  The QL runs without eigenvectors (its d and e arithmetic does not
- * depend on them: the eigenvalues and the norm are the same bits as the full path's); the few
- * vectors come from inverse iteration on the tridiagonal T (as LAPACK's dstein: a pivoted LU of
- * T - sigma I, a fixed start vector) and the reflectors.  D's unclamped part is H itself instead
- * of V Lambda V' rounded: a change at rounding level.  The new parts are plain scalar C (no
- * contraction), so every SIMD level gives the same bits.
- *
- * Why the result is as good as the full path's: with computed vectors X (orthonormal to
- * working precision) and residuals R = T X - X Lambda_c, H + X W X' is psd(H + E) - E for an E
- * of norm about 2 ||R||.  So every vector is checked (residual below PSD_IV_TOL eps ||T||,
- * orthogonalised against all earlier clamped vectors, which also makes w_i v_i v_i' + w_j v_j
- * v_j' of near eigenvalues accurate however close they are); a vector that fails sends the
- * matrix to the full path, as does a majority of clamped eigenvalues (then the full path is
- * cheaper and H + X W X' would cancel). */
-
-#define PSD_IV_ITERS 5  /* inverse iterations per vector at most (as dstein) */
-#define PSD_IV_MIN 2    /* and at least (one leaves residuals up to ~200 eps ||T||) */
-#define PSD_IV_TOL 16.0 /* a vector's residual bound: PSD_IV_TOL eps ||T||_1 */
-#define PSD_EPS 0x1p-52 /* LAPACK's dlamch('P') */
-
-static int psd_clamped_on = 1;
-
-int rctd_psd_clamped_enable(int enable) {
-  int was = psd_clamped_on;
-  if (enable >= 0) psd_clamped_on = enable;
-  return was;
-}
-
-/* Element i of the start vector of the clamped eigenvalue j: fixed values in [-1, 1), different
- * for each j (a repeated eigenvalue's vectors then start apart). */
-static double psd_start(int i, int j) {
-  uint64_t x = (uint64_t)(i + 1) * 0x9E3779B97F4A7C15u ^ (uint64_t)(j + 1) * 0xC2B2AE3D27D4EB4Fu;
-  x ^= x >> 29;
-  x *= 0xBF58476D1CE4E5B9u;
-  x ^= x >> 32;
-  return (double)(x >> 11) * 0x1p-52 - 1;
-}
-
-/* The pivoted LUs of T - sigma_v I (T: diagonal d, off-diagonal e) for the g <= PSD_IV_GROUP
- * shifts of a group, their chains interleaved: for shift v, at lu + 5 n v, U's diagonal as
- * reciprocals (u0inv), its two upper diagonals (u1, u2), the multipliers (l) and the
- * interchanges (sw: 1 where rows i and i + 1 were swapped).  Pivots smaller than tiny become
- * tiny (as LAPACK's dlagts does), so that the solve amplifies the near-null direction. */
-static void psd_tri_lu(int n, const double *d, const double *e, int g, const double *sigma,
-                       double tiny, double *lu) {
-  double piv[PSD_IV_GROUP], sup[PSD_IV_GROUP];
-  for (int v = 0; v < g; v++) piv[v] = d[0] - sigma[v], sup[v] = e[0];
-  for (int i = 0; i < n - 1; i++) {
-    const double b = e[i], c = i + 2 < n ? e[i + 1] : 0;
-    for (int v = 0; v < g; v++) {
-      double *u0 = lu + 5 * n * v, *u1 = u0 + n, *u2 = u0 + 2 * n, *l = u0 + 3 * n;
-      double *sw = u0 + 4 * n;
-      const double a = d[i + 1] - sigma[v];
-      if (fabs(piv[v]) >= fabs(b)) {
-        const double m = piv[v] != 0 ? b / piv[v] : 0;
-        u0[i] = piv[v], u1[i] = sup[v], u2[i] = 0, l[i] = m, sw[i] = 0;
-        piv[v] = a - m * sup[v], sup[v] = c;
-      } else {
-        const double m = piv[v] / b;
-        u0[i] = b, u1[i] = a, u2[i] = c, l[i] = m, sw[i] = 1;
-        piv[v] = sup[v] - m * a, sup[v] = -(m * c);
-      }
-    }
-  }
-  for (int v = 0; v < g; v++) {
-    double *u0 = lu + 5 * n * v;
-    u0[n - 1] = piv[v];
-    for (int i = 0; i < n; i++)
-      u0[i] = 1 / (fabs(u0[i]) >= tiny ? u0[i] : u0[i] < 0 ? -tiny : tiny);
-  }
-}
-
-/* Row v of x (stride ld) <- (T - sigma_v I)^-1 itself, for the g shifts of psd_tri_lu. */
-static void psd_tri_solve(int n, int g, const double *lu, double *x, int ld) {
-  for (int i = 0; i < n - 1; i++)
-    for (int v = 0; v < g; v++) {
-      const double *l = lu + 5 * n * v + 3 * n, *sw = l + n;
-      double *xv = x + (size_t)v * ld;
-      if (sw[i] != 0) {
-        double t = xv[i];
-        xv[i] = xv[i + 1], xv[i + 1] = t;
-      }
-      xv[i + 1] -= l[i] * xv[i];
-    }
-  for (int v = 0; v < g; v++) {
-    const double *u0inv = lu + 5 * n * v, *u1 = u0inv + n;
-    double *xv = x + (size_t)v * ld;
-    xv[n - 1] *= u0inv[n - 1];
-    xv[n - 2] = (xv[n - 2] - u1[n - 2] * xv[n - 1]) * u0inv[n - 2];
-  }
-  for (int i = n - 3; i >= 0; i--)
-    for (int v = 0; v < g; v++) {
-      const double *u0inv = lu + 5 * n * v, *u1 = u0inv + n, *u2 = u0inv + 2 * n;
-      double *xv = x + (size_t)v * ld;
-      xv[i] = (xv[i] - u1[i] * xv[i + 1] - u2[i] * xv[i + 2]) * u0inv[i];
-    }
-}
-
-/* x -= (x . v_r) v_r for the rows r < j of vecs (modified Gram-Schmidt). */
-static void psd_mgs(int n, int j, const double *vecs, int ld, double *x) {
-  for (int r = 0; r < j; r++) {
-    const double *v = vecs + (size_t)r * ld;
-    psd_axpy(n, x, -psd_dot(n, x, v), v);
-  }
-}
-
-/* max_i |(T x - lambda x)_i| (NaN when x has one). */
-static double psd_tri_residual(int n, const double *d, const double *e, double lambda,
-                               const double *x) {
-  double res = 0;
-  for (int i = 0; i < n; i++) {
-    double r = (d[i] - lambda) * x[i];
-    if (i > 0) r += e[i - 1] * x[i - 1];
-    if (i + 1 < n) r += e[i] * x[i + 1];
-    if (!(fabs(r) <= res)) res = fabs(r); /* a NaN sticks */
-  }
-  return res;
-}
-
-/* Scales x to a unit vector orthogonal to the rows r < j of vecs; 0 when x (from a solve) is
- * finite and not in their span. */
-static int psd_iv_normalise(int n, int j, const double *vecs, int ld, double *x) {
-  double amax = 0;
-  for (int i = 0; i < n; i++)
-    if (!(fabs(x[i]) <= amax)) amax = fabs(x[i]);
-  if (!(amax > 0 && amax < INFINITY)) return -1;
-  const double down = 1 / amax; /* no overflow in the norms below */
-  for (int i = 0; i < n; i++) x[i] *= down;
-  const double before = sqrt(psd_dot(n, x, x));
-  psd_mgs(n, j, vecs, ld, x);
-  double after = sqrt(psd_dot(n, x, x));
-  if (after < 0.5 * before) { /* cancellation: orthogonalise once more ("twice is enough") */
-    psd_mgs(n, j, vecs, ld, x);
-    after = sqrt(psd_dot(n, x, x));
-  }
-  if (!(after > 0)) return -1;
-  const double unit = 1 / after;
-  for (int i = 0; i < n; i++) x[i] *= unit;
-  return 0;
-}
-
-/* Rows j0 .. j0 + g - 1 of vecs = the unit eigenvectors of T (d, e) for the eigenvalues lam
- * (inverse iteration with the shifts sigma, the g solves interleaved), each orthogonal to the
- * rows before it.  0 when every residual is below tol after PSD_IV_MIN .. PSD_IV_ITERS
- * iterations, -1 when not. */
-static int psd_inverse_iteration(int n, const double *d, const double *e, int g, const double *lam,
-                                 const double *sigma, double tiny, double tol, int j0, double *vecs,
-                                 int ld, double *lu) {
-  double *x = vecs + (size_t)j0 * ld;
-  psd_tri_lu(n, d, e, g, sigma, tiny, lu);
-  for (int v = 0; v < g; v++)
-    for (int i = 0; i < n; i++) x[(size_t)v * ld + i] = psd_start(i, j0 + v);
-  for (int it = 0; it < PSD_IV_ITERS; it++) {
-    psd_tri_solve(n, g, lu, x, ld);
-    int done = it + 1 >= PSD_IV_MIN;
-    for (int v = 0; v < g; v++) {
-      double *xv = x + (size_t)v * ld;
-      if (psd_iv_normalise(n, j0 + v, vecs, ld, xv) != 0) return -1;
-      if (done && !(psd_tri_residual(n, d, e, lam[v], xv) <= tol)) done = 0;
-    }
-    if (done) return 0;
-  }
-  return -1;
-}
-
-/* x_v <- Q x_v for the g <= PSD_IV_GROUP rows x_v of x (stride ld), Q = H_0 H_1 ... H_{n-3}
- * the reflectors of psd_tridiagonalise (A = Q T Q'): each reflector's g dot products
- * interleaved (two lanes each, the even and odd terms apart, the odd last term added after). */
-static void psd_back_transform(int n, const double *v, const double *tau, int g, double *x,
-                               int ld) {
-  const int vld = psd_ld(n);
-  for (int k = n - 3; k >= 0; k--) {
-    if (tau[k] == 0) continue;
-    const int m = n - k - 1;
-    const double *vk = v + (size_t)k * vld;
-    psd_v2 acc[PSD_IV_GROUP];
-    for (int u = 0; u < g; u++) acc[u] = (psd_v2){0, 0};
-    int i = 0;
-    for (; i + 2 <= m; i += 2) {
-      const psd_v2 vi = PSD_LD(vk + i);
-      for (int u = 0; u < g; u++) acc[u] += vi * PSD_LD(x + (size_t)u * ld + k + 1 + i);
-    }
-    for (int u = 0; u < g; u++) {
-      double *y = x + (size_t)u * ld + k + 1;
-      double dot = acc[u][0] + acc[u][1];
-      if (i < m) dot += vk[i] * y[i];
-      const double s = tau[k] * dot;
-      const psd_v2 sv = {s, s};
-      int j = 0;
-      for (; j + 2 <= m; j += 2) PSD_ST(y + j, PSD_LD(y + j) - sv * PSD_LD(vk + j));
-      for (; j < m; j++) y[j] -= s * vk[j];
-    }
-  }
-}
-
-/* The tridiagonal's copy in m->iv, taken before the QL (which destroys d and e). */
-static void psd_save_tridiagonal(int k, psd_mat *m) {
-  for (int i = 0; i < k; i++) m->iv[i] = m->d_k[i], m->iv[k + i] = m->work[i];
-}
-
-/* The norm as psd_finish takes it (the largest clamped eigenvalue), and the clamped ones (at most
- * 1e-3) in ascending order: their indices in idx, w = 1e-3 - lambda.  Returns their count. */
-static int psd_clamped_list(int k, const psd_mat *m, double *norm_out, int *idx, double *w) {
-  const double up = m->pow2_ok ? ldexp(1.0, m->expo) : 0;
-  double norm = RCTD_PSD_EIG_FLOOR;
-  int n_c = 0;
-  for (int i = 0; i < k; i++) {
-    const double v = m->pow2_ok ? m->d_k[i] * up : ldexp(m->d_k[i], m->expo);
-    if (v > norm) norm = v;
-    if (v > RCTD_PSD_EIG_FLOOR) continue;
-    int c = n_c++;
-    for (; c > 0 && m->d_k[idx[c - 1]] > m->d_k[i]; c--) idx[c] = idx[c - 1], w[c] = w[c - 1];
-    idx[c] = i, w[c] = RCTD_PSD_EIG_FLOOR - v;
-  }
-  *norm_out = norm;
-  return n_c;
-}
-
-/* D's lower triangle = (H + sum_c w_c x_c x_c') / norm (x_c: rows of x), then mirrored. */
-static void psd_clamped_assemble(int k, const double *H, int n_c, const double *w, const double *x,
-                                 int ld, double norm, double *D) {
-  const psd_v2 nv = {norm, norm};
-  for (int i = 0; i < k; i++) {
-    double *row = D + (size_t)i * k;
-    const double *h = H + (size_t)i * k;
-    for (int j = 0; j <= i; j++) row[j] = 0;
-    for (int c = 0; c < n_c; c++) {
-      const double *xc = x + (size_t)c * ld;
-      psd_axpy(i + 1, row, w[c] * xc[i], xc);
-    }
-    int j = 0;
-    for (; j + 2 <= i + 1; j += 2) PSD_ST(row + j, (PSD_LD(h + j) + PSD_LD(row + j)) / nv);
-    for (; j <= i; j++) row[j] = (h[j] + row[j]) / norm;
-  }
-  for (int i = 0; i < k; i++)
-    for (int j = 0; j < i; j++) D[j * k + i] = D[i * k + j];
-}
-
-/* After the eigenvalue-only QL (d_k the scaled eigenvalues): *norm and D = (H + sum_c w_c x_c
- * x_c') / norm over the clamped eigenvalues c, w_c = 1e-3 - lambda_c.  -1 (D not written) when
- * the full path must do it: a majority clamped or a vector that fails its check. */
-static int psd_clamped_fix(int k, const double *H, double *D, psd_mat *m, double *norm_out) {
-  const double *d0 = m->iv, *e0 = m->iv + k;
-  double *lu = m->iv + 2 * k, *lam = m->iv + (2 + 5 * PSD_IV_GROUP) * k, *sig = lam + k;
-  double *w = sig + k;
-  int *idx = m->idx_k;
-  const int ld = psd_ld(k);
-  double norm;
-  const int n_c = psd_clamped_list(k, m, &norm, idx, w);
-  if (2 * n_c > k) return -1;
-  double tnorm = 0;
-  for (int i = 0; i < k; i++) {
-    const double row = fabs(d0[i]) + (i > 0 ? fabs(e0[i - 1]) : 0) + fabs(e0[i]);
-    if (row > tnorm) tnorm = row;
-  }
-  const double tiny = PSD_EPS * tnorm, tol = PSD_IV_TOL * PSD_EPS * tnorm;
-  for (int c = 0; c < n_c; c++) { /* dstein's shifts: a repeated eigenvalue's moved apart */
-    lam[c] = sig[c] = m->d_k[idx[c]];
-    const double pert = 10 * PSD_EPS * fabs(lam[c]);
-    if (c > 0 && sig[c] - sig[c - 1] < pert) sig[c] = sig[c - 1] + pert;
-  }
-  for (int c = 0; c < n_c; c += PSD_IV_GROUP) {
-    const int g = n_c - c < PSD_IV_GROUP ? n_c - c : PSD_IV_GROUP;
-    if (psd_inverse_iteration(k, d0, e0, g, lam + c, sig + c, tiny, tol, c, m->zt_kk, ld, lu) != 0)
-      return -1;
-  }
-  for (int c = 0; c < n_c; c += PSD_IV_GROUP) {
-    const int g = n_c - c < PSD_IV_GROUP ? n_c - c : PSD_IV_GROUP;
-    psd_back_transform(k, m->v_kk, m->work + k, g, m->zt_kk + c * ld, ld);
-  }
-  psd_clamped_assemble(k, H, n_c, w, m->zt_kk, ld, norm, D);
-  *norm_out = norm;
-  return 0;
-}
-
-/* The full path after psd_clamped_fix declined: the QL with eigenvectors on the saved
- * tridiagonal (the same bits as the full path from the start). */
-static double psd_clamped_fallback(int simd, int k, const double *H, double *D, psd_mat *m) {
-  for (int i = 0; i < k; i++) m->d_k[i] = m->iv[i], m->work[i] = m->iv[k + i];
-  psd_qt_many(simd, k, 1, m);
-  int failed = psd_tridiagonal_ql(simd, k, m->d_k, m->work, m->zt_kk) != 0;
-  return psd_finish(simd, k, H, D, m, failed);
 }
 
 /* ---- the interleaved QL ---- */
@@ -1290,7 +1002,7 @@ static inline void psd_ql_step(int simd, int n, psd_ql_state *q) {
   if (r == 0) { /* underflow: deflate and restart this eigenvalue */
     d[i + 1] -= p;
     e[q->m] = 0;
-    if (i + 1 < q->m && q->zt) psd_sweep_rows_x(simd, n, q->zt, i + 1, q->m, q->cs, q->sn);
+    if (i + 1 < q->m) psd_sweep_rows_x(simd, n, q->zt, i + 1, q->m, q->cs, q->sn);
     q->iter++;
     psd_ql_next(n, q);
     return;
@@ -1309,7 +1021,7 @@ static inline void psd_ql_step(int simd, int n, psd_ql_state *q) {
   d[q->l] -= p;
   e[q->l] = g;
   e[q->m] = 0;
-  if (q->zt) psd_sweep_rows_x(simd, n, q->zt, q->l, q->m, q->cs, q->sn);
+  psd_sweep_rows_x(simd, n, q->zt, q->l, q->m, q->cs, q->sn);
   q->iter++;
   psd_ql_next(n, q);
 }
@@ -1351,26 +1063,17 @@ void rctd_psd_scaled_many(int k, int n_mat, const double *const *H, double *cons
     Hq[n_q] = H[t];
     idx[n_q++] = t;
   }
-  if (n_q == 0) return;
-  const int clamped = psd_clamped_on;
-  if (clamped) {
-    psd_reduce_many(simd, k, n_q, Hq, mat);
-    for (int u = 0; u < n_q; u++) psd_save_tridiagonal(k, &mat[u]);
-  } else
-    psd_prepare_many(simd, k, n_q, Hq, mat);
+  psd_prepare_many(simd, k, n_q, Hq, mat);
   for (int u = 0; u < n_q; u++)
     q[u] = (psd_ql_state){.d = mat[u].d_k,
                           .e = mat[u].work,
-                          .zt = clamped ? NULL : mat[u].zt_kk,
+                          .zt = mat[u].zt_kk,
                           .cs = mat[u].cos_k,
                           .sn = mat[u].sin_k};
   psd_ql_interleaved(simd, k, n_q, q);
   for (int u = 0; u < n_q; u++) {
     const int t = idx[u];
-    if (!clamped || q[u].status != 0)
-      norm[t] = psd_finish(simd, k, H[t], D[t], &mat[u], q[u].status != 0);
-    else if (psd_clamped_fix(k, H[t], D[t], &mat[u], &norm[t]) != 0)
-      norm[t] = psd_clamped_fallback(simd, k, H[t], D[t], &mat[u]);
+    norm[t] = psd_finish(simd, k, H[t], D[t], &mat[u], q[u].status != 0);
   }
 }
 
@@ -1380,10 +1083,5 @@ double rctd_psd_scaled(int k, const double *H_kk, double *D_kk, void *workspace)
       if (!isfinite(H_kk[i * k + j])) return -1.0;
   if (k == 1) return psd_one(H_kk[0], D_kk);
   if (k == 2) return psd_two(H_kk, D_kk);
-  if (psd_clamped_on) {
-    double norm;
-    rctd_psd_scaled_many(k, 1, &H_kk, &D_kk, &workspace, &norm);
-    return norm;
-  }
   return psd_general(k, H_kk, D_kk, workspace);
 }

@@ -17,13 +17,6 @@ size_t rctd_psd_workspace_bytes(int k);
  * Reads only the lower triangle of H.  Thread-safe, allocation-free. */
 double rctd_psd_scaled(int k, const double *H_kk, double *D_kk, void *workspace);
 
-/* The clamped path (default on): D = H + sum over the clamped eigenvalues of (1e-3 - lambda_i)
- * v_i v_i', with only those eigenvectors computed; the norm is the same bits either way, D
- * differs from the full path's V max(Lambda, 1e-3) V' at rounding level.  enable 1 on, 0 off
- * (the full eigendecomposition), -1 only asks; returns whether it was on.  For the tests and
- * benchmarks, which compare the two. */
-int rctd_psd_clamped_enable(int enable);
-
 #define RCTD_PSD_MANY_MAX 8 /* matrices per rctd_psd_scaled_many call */
 
 /* rctd_psd_scaled on n_mat (<= RCTD_PSD_MANY_MAX) k x k matrices, each with its own D and
