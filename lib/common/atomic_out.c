@@ -285,7 +285,7 @@ int rctd_pread_all(int fd, void *buf, size_t n, off_t offset) {
     ssize_t got = pread(fd, p, n, offset);
     if (got < 0 && errno == EINTR) continue;
     if (got <= 0) {
-      if (got == 0) errno = 0;
+      if (got == 0) errno = EIO; /* shorter than asked: the file is not what was written */
       return -1;
     }
     p += got, n -= (size_t)got, offset += got;

@@ -38,8 +38,8 @@ FILE *rctd_temp_file(const char *tmp_dir, const char *prefix);
 
 /* ---- whole reads and writes at an offset ----
  * pread / pwrite of all N bytes at OFFSET, retried after EINTR and short transfers.  0, or -1
- * (an error with errno set, EIO for a write that wrote nothing, or a read past the file's end
- * with errno 0). */
+ * (an error with errno set; EIO for a write that wrote nothing or a read past the file's
+ * end). */
 int rctd_pread_all(int fd, void *buf, size_t n, off_t offset);
 int rctd_pwrite_all(int fd, const void *buf, size_t n, off_t offset);
 

@@ -3,7 +3,6 @@
  * Pairs of equal hash are compared as strings, read back by index: with a 64-bit hash they are
  * nearly always the duplicates themselves, and their indices come in increasing order, so
  * spilled strings are read back block by block. */
-#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -100,18 +99,9 @@ typedef struct {
 
 static int dup_cursor_fill(dup_cursor *c, int fd, int64_t cap) {
   int64_t n = c->end - c->next < cap ? c->end - c->next : cap;
-  size_t len = (size_t)n * sizeof(dup_pair);
-  char *buf = (char *)c->buf;
-  off_t at = (off_t)(c->next * (int64_t)sizeof(dup_pair));
-  while (len > 0) {
-    ssize_t done = pread(fd, buf, len, at);
-    if (done < 0 && errno == EINTR) continue;
-    if (done <= 0) {
-      if (done == 0) errno = EIO;
-      return -1;
-    }
-    buf += done, len -= (size_t)done, at += done;
-  }
+  if (rctd_pread_all(fd, c->buf, (size_t)n * sizeof(dup_pair),
+                     (off_t)(c->next * (int64_t)sizeof(dup_pair))) != 0)
+    return -1;
   c->next += n;
   c->n_buf = n;
   c->at = 0;
@@ -201,15 +191,8 @@ int input_strings_find_duplicate(const input_strings *s, const char *tmp_dir, in
       rc = -2;
       break;
     }
-    size_t len = (size_t)filled * sizeof *buf;
-    const char *p = (const char *)buf;
-    off_t at = (off_t)((i + 1 - filled) * (int64_t)sizeof *buf);
-    while (rc == 0 && len > 0) {
-      ssize_t done = pwrite(fd, p, len, at);
-      if (done < 0 && errno == EINTR) continue;
-      if (done <= 0) rc = -1;
-      if (done > 0) p += done, len -= (size_t)done, at += done;
-    }
+    rc = rctd_pwrite_all(fd, buf, (size_t)filled * sizeof *buf,
+                         (off_t)((i + 1 - filled) * (int64_t)sizeof *buf));
     filled = 0;
   }
   if (rc == 0 && fd < 0)

@@ -26,32 +26,9 @@ struct input_spill {
   uint32_t *start; /* offsets of the cached block's names in `block` */
 };
 
-static int spill_write_all(int fd, const char *buf, size_t len, int64_t at) {
-  while (len > 0) {
-    ssize_t done = pwrite(fd, buf, len, (off_t)at);
-    if (done < 0 && errno == EINTR) continue;
-    if (done <= 0) return -1;
-    buf += done, len -= (size_t)done, at += done;
-  }
-  return 0;
-}
-
-static int spill_read_all(int fd, char *buf, size_t len, int64_t at) {
-  while (len > 0) {
-    ssize_t done = pread(fd, buf, len, (off_t)at);
-    if (done < 0 && errno == EINTR) continue;
-    if (done <= 0) {
-      if (done == 0) errno = EIO; /* shorter than written */
-      return -1;
-    }
-    buf += done, len -= (size_t)done, at += done;
-  }
-  return 0;
-}
-
 static int spill_flush(struct input_spill *sp) {
   if (sp->n_pending == 0) return 0;
-  if (spill_write_all(sp->fd, sp->pending, sp->n_pending, sp->bytes - (int64_t)sp->n_pending))
+  if (rctd_pwrite_all(sp->fd, sp->pending, sp->n_pending, sp->bytes - (int64_t)sp->n_pending))
     return -1;
   sp->n_pending = 0;
   return 0;
@@ -101,8 +78,8 @@ int input_strings_spill_push(input_strings *s, const char *str, size_t len) {
   }
   if (sp->n_pending + len + 1 > INPUT_SPILL_WRITE && spill_flush(sp) != 0) return -1;
   if (len + 1 > INPUT_SPILL_WRITE) { /* a name longer than the buffer goes straight out */
-    if (spill_write_all(sp->fd, str, len, sp->bytes) ||
-        spill_write_all(sp->fd, "", 1, sp->bytes + (int64_t)len))
+    if (rctd_pwrite_all(sp->fd, str, len, sp->bytes) ||
+        rctd_pwrite_all(sp->fd, "", 1, sp->bytes + (int64_t)len))
       return -1;
   } else {
     memcpy(sp->pending + sp->n_pending, str, len);
@@ -127,7 +104,7 @@ static int spill_load_block(struct input_spill *sp, int64_t n_names, int64_t b) 
     sp->block_cap = len;
   }
   sp->cached = -1;
-  if (spill_read_all(sp->fd, sp->block, len, sp->block_at[b]) != 0) return -1;
+  if (rctd_pread_all(sp->fd, sp->block, len, sp->block_at[b]) != 0) return -1;
   int64_t count = n_names - b * INPUT_SPILL_STRIDE;
   if (count > INPUT_SPILL_STRIDE) count = INPUT_SPILL_STRIDE;
   size_t at = 0;
