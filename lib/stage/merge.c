@@ -11,16 +11,16 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "json.h"
 #include "atomic_out.h"
-#include "log.h"
-#include "progress.h"
 #include "error.h"
 #include "fit_stage.h"
 #include "h5guard.h"
 #include "input.h"
+#include "json.h"
+#include "log.h"
 #include "model.h"
 #include "output.h"
+#include "progress.h"
 #include "sigma.h"
 #include "stream.h"
 #include "strlist.h"
@@ -262,8 +262,10 @@ static int mg_header_finish(mg_header *h, const mg_input *in, char *err, size_t 
     return rctd_fail(err, err_len, "%s: the result stream lacks its gene lists", in->path);
   const char *dup = rctd_strlist_duplicate((const char *const *)h->types.strings, (size_t)K);
   if (dup)
-    return rctd_fail(err, err_len, "%s: record '%s': cell type name '%s' appears twice: cell type names must be unique", in->path,
-                     RCTD_MODEL_REC_TYPES, dup);
+    return rctd_fail(
+        err, err_len,
+        "%s: record '%s': cell type name '%s' appears twice: cell type names must be unique",
+        in->path, RCTD_MODEL_REC_TYPES, dup);
   rctd_results_info *info = &h->info;
   memset(info, 0, sizeof *info);
   info->mode = strcmp(in->mode, "full") == 0      ? RCTD_OUT_FULL
@@ -315,8 +317,8 @@ static int mg_header_finish(mg_header *h, const mg_input *in, char *err, size_t 
   info->tool_versions = (const char *const *)h->tool_versions;
   if (h->sigma.name) { /* rctd-sigma's record, passed on by the fit */
     if (h->sigma.kind != RCTD_META)
-      return rctd_fail(err, err_len, "%s: record '%s' is not a table of keys and values",
-                       in->path, RCTD_SIGMA_REC);
+      return rctd_fail(err, err_len, "%s: record '%s' is not a table of keys and values", in->path,
+                       RCTD_SIGMA_REC);
     if (rctd_sigma_trace_read(&h->sigma, in->path, &h->sigma_trace, err, err_len) < 0) return -1;
     if (h->sigma_trace.source[0] || h->sigma_trace.n_epochs) info->sigma_trace = &h->sigma_trace;
   }
@@ -449,8 +451,8 @@ static int mg_spatial_h5ad(const char *path, const char *format) {
   if (H5Fis_hdf5(path) <= 0) return 0;
   rctd_h5_guard_enter(path); /* a damaged file may crash libhdf5 (h5guard.h) */
   hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
-  int is = f >= 0 && H5Lexists(f, "obs", H5P_DEFAULT) > 0 &&
-           H5Lexists(f, "matrix", H5P_DEFAULT) <= 0;
+  int is =
+      f >= 0 && H5Lexists(f, "obs", H5P_DEFAULT) > 0 && H5Lexists(f, "matrix", H5P_DEFAULT) <= 0;
   if (f >= 0) H5Fclose(f);
   rctd_h5_guard_leave();
   return is;
@@ -573,10 +575,9 @@ static int mg_flush_block(mg_run *r, mg_block *b, const mg_input *in) {
   };
   if (r->spatial) {
     for (int64_t i = 0; i < n; i++) {
-      const char *name = c.row_n[i] < 0 || c.row_n[i] >= r->n_input
-                             ? NULL
-                             : rctd_input_barcode(r->spatial, c.row_n[i]);
-      if (c.row_n[i] >= 0 && c.row_n[i] < r->n_input && !name)
+      const int in_input = c.row_n[i] >= 0 && c.row_n[i] < r->n_input;
+      const char *name = in_input ? rctd_input_barcode(r->spatial, c.row_n[i]) : NULL;
+      if (in_input && !name)
         return rctd_fail(r->err, r->err_len,
                          "%s: cannot read the barcodes of %s back from their temporary file (%s)",
                          in->path, r->o->spatial, strerror(errno));
