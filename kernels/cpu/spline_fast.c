@@ -208,6 +208,13 @@ static int sf_standard_grid(const double *x) {
          x[RCTD_N_X - 1] == sf_tab.x[RCTD_N_X - 1];
 }
 
+/* The lanes' bound on a count: y < row_end has a table row (every y when the table reaches
+ * K_val, past which counts share its last row). */
+static double sf_row_end(const rctd_qtable *table) {
+  const double max_row = table->n_k - 1 < RCTD_K_VAL ? table->n_k - 1 : RCTD_K_VAL;
+  return max_row >= RCTD_K_VAL ? INFINITY : max_row + 1;
+}
+
 /* Whether (y, lambda) can take the fast path: lambda not NaN, y >= 0 with a table row. */
 static inline int sf_ok(const rctd_qtable *table, double yi, double lam) {
   const double max_row = table->n_k - 1 < RCTD_K_VAL ? table->n_k - 1 : RCTD_K_VAL;
@@ -250,8 +257,7 @@ RCTD_SF8_TARGET static int sf_rows8(int n, const double *y, double row_end, int6
 #endif
 
 int rctd_spline_fast_rows(const rctd_qtable *table, int n, const double *y, int64_t *rows) {
-  const double max_row = table->n_k - 1 < RCTD_K_VAL ? table->n_k - 1 : RCTD_K_VAL;
-  const double row_end = max_row >= RCTD_K_VAL ? INFINITY : max_row + 1; /* as the lanes' */
+  const double row_end = sf_row_end(table);
   int ok = 1, i = 0;
 #ifdef SF_X86
   pthread_once(&sf_once, sf_init);
@@ -286,12 +292,8 @@ const rctd_sf8_buckets *rctd_sf8_buckets_get(void) {
 /* The lanes' context with the coefficients already found (coef non-NULL). */
 static int sf8_ctx_fill(const rctd_qtable *table, const double *coef, rctd_sf8_ctx *c) {
   if (!(sf_tab.avx512 && sf_simd_on && sf_avx512_on && sf_bk.ok) || !coef) return 0;
-  const double max_row = table->n_k - 1 < RCTD_K_VAL ? table->n_k - 1 : RCTD_K_VAL;
-  *c = (rctd_sf8_ctx){.table = table,
-                      .coef = coef,
-                      .x = table->x_vals,
-                      .bk = &sf_bk,
-                      .row_end = max_row >= RCTD_K_VAL ? INFINITY : max_row + 1};
+  *c = (rctd_sf8_ctx){
+      .table = table, .coef = coef, .x = table->x_vals, .bk = &sf_bk, .row_end = sf_row_end(table)};
   return 1;
 }
 
@@ -374,8 +376,7 @@ SF_AVX static int sf_simd(const rctd_qtable *table, const double *coef, int n, c
   const __m256d lo = _mm256_set1_pd(SF_EPSILON), hi = _mm256_set1_pd(x[RCTD_N_X - 1] - SF_EPSILON);
   const __m256d delta = _mm256_set1_pd(SF_DELTA), six = _mm256_set1_pd(6), two = _mm256_set1_pd(2);
   const __m256d kval = _mm256_set1_pd(RCTD_K_VAL), zero = _mm256_setzero_pd();
-  const double max_row = table->n_k - 1 < RCTD_K_VAL ? table->n_k - 1 : RCTD_K_VAL;
-  const __m256d row_end = _mm256_set1_pd(max_row >= RCTD_K_VAL ? INFINITY : max_row + 1);
+  const __m256d row_end = _mm256_set1_pd(sf_row_end(table));
   const __m128i n_int = _mm_set1_epi32(SF_N_INT), mask16 = _mm_set1_epi32(0xffff);
   const __m128i one = _mm_set1_epi32(1);
   int i = 0;
