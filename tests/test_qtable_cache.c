@@ -3,8 +3,15 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "common/poison.h"
 #include "qtable_cache.h"
 #include "test.h"
+
+#ifdef RCTD_ASAN
+#define RCTD_ASAN_ON 1
+#else
+#define RCTD_ASAN_ON 0
+#endif
 
 /* Reference rows computed directly with the kernel. */
 static double *qct_direct(int sigma_value, int n_k, double **sq) {
@@ -131,6 +138,33 @@ TEST(qtable_cache_keep_rows) {
     wrong += memcmp(t.q_kx + at, q + at, bytes) != 0 || memcmp(t.sq_kx + at, sq + at, bytes) != 0;
   }
   CHECK(t.table.n_k == N_K && wrong == 0);
+  /* the rows left unset are marked (and, in the sanitizer build, poisoned: a read fails) */
+  int marks_ok = t.row_loaded != NULL, poison_ok = 1;
+  for (int k = 0; k < N_K && marks_ok; k++) {
+    marks_ok = rctd_qtable_row_loaded(&t, k) == keep[k];
+    poison_ok &= RCTD_IS_POISONED(t.q_kx + (size_t)k * RCTD_N_X) == (RCTD_ASAN_ON && !keep[k]);
+    poison_ok &= RCTD_IS_POISONED(t.sq_kx + (size_t)k * RCTD_N_X + 7) == (RCTD_ASAN_ON && !keep[k]);
+  }
+  CHECK(marks_ok && poison_ok && !rctd_qtable_row_loaded(&t, N_K));
+  /* so are the spline coefficients built for the kept rows only; the built ones are the whole
+   * build's */
+  const size_t n_coef = rctd_spline_coef_doubles(N_K), per_row = n_coef / N_K;
+  double *coef = malloc(n_coef * sizeof *coef), *all = malloc(n_coef * sizeof *all);
+  CHECK(coef && all);
+  rctd_spline_coef_build_rows(&t.table, keep, coef);
+  rctd_qtable whole = {N_K, t.x_vals, q, sq};
+  rctd_spline_coef_build(&whole, all);
+  int coef_ok = 1;
+  for (int k = 0; k < N_K; k++) {
+    const double *row = coef + (size_t)k * per_row;
+    if (keep[k]) coef_ok &= memcmp(row, all + (size_t)k * per_row, per_row * sizeof *row) == 0;
+    coef_ok &= RCTD_IS_POISONED(row + per_row / 2) == (RCTD_ASAN_ON && !keep[k]);
+  }
+  CHECK(coef_ok);
+  rctd_spline_coef_build_rows(&whole, NULL, coef); /* all rows again: set, none poisoned */
+  CHECK(memcmp(coef, all, n_coef * sizeof *coef) == 0);
+  free(coef);
+  free(all);
   rctd_qtable_owned_free(&t);
   /* the entry itself is whole */
   opts.keep_rows = NULL;

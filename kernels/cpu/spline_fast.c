@@ -22,6 +22,7 @@
 #define SF_X86 1
 #endif
 
+#include "common/poison.h"
 #include "common/qtable_math.h"
 #include "cpu/spline_fast_avx512.h"
 
@@ -162,8 +163,14 @@ void rctd_spline_coef_build(const rctd_qtable *t, double *coef) {
 
 void rctd_spline_coef_build_rows(const rctd_qtable *t, const unsigned char *row_used,
                                  double *coef) {
+  const size_t row_bytes = sizeof(double) * 4 * SF_N_INT;
   for (int k = 0; k < t->n_k; k++) {
-    if (row_used && !row_used[k]) continue;
+    double *row = coef + (size_t)k * SF_N_INT * 4;
+    if (row_used && !row_used[k]) {
+      RCTD_POISON(row, row_bytes); /* unset: a read fails under AddressSanitizer */
+      continue;
+    }
+    RCTD_UNPOISON(row, row_bytes);
     const double *q = t->q_kx + (size_t)k * RCTD_N_X, *sq = t->sq_kx + (size_t)k * RCTD_N_X;
     for (int m = 1; m < RCTD_N_X; m++)
       sf_coef_one(t->x_vals, q, sq, m, coef + ((size_t)k * SF_N_INT + (m - 1)) * 4);

@@ -12,6 +12,8 @@
 #include <sys/stat.h>
 #include <zlib.h>
 
+#include "common/poison.h"
+
 #define QC_ROW_BYTES (sizeof(double) * RCTD_N_X)
 
 /* Messages may be cut at the buffer size, which is fine (vsnprintf: no truncation warnings). */
@@ -48,8 +50,36 @@ static int qc_alloc(rctd_qtable_owned *t, int sigma_value, int n_k) {
   return 0;
 }
 
-/* Grows (or shrinks) to n_k rows, keeping the first rows. */
+/* Unpoisons the rows left unset (before the arrays are copied or freed). */
+static void qc_unpoison(rctd_qtable_owned *t) {
+  if (!t->row_loaded) return;
+  for (int k = 0; k < t->table.n_k; k++) {
+    RCTD_UNPOISON(t->q_kx + (size_t)k * RCTD_N_X, QC_ROW_BYTES);
+    RCTD_UNPOISON(t->sq_kx + (size_t)k * RCTD_N_X, QC_ROW_BYTES);
+  }
+}
+
+/* Marks the rows of KEEP (n_k flags) as the only ones set, the others poisoned; 0 or -1. */
+static int qc_keep_only(rctd_qtable_owned *t, const unsigned char *keep) {
+  const int n_k = t->table.n_k;
+  t->row_loaded = malloc((size_t)n_k);
+  if (!t->row_loaded) return -1;
+  for (int k = 0; k < n_k; k++) {
+    t->row_loaded[k] = keep[k] != 0;
+    if (keep[k]) continue;
+    RCTD_POISON(t->q_kx + (size_t)k * RCTD_N_X, QC_ROW_BYTES);
+    RCTD_POISON(t->sq_kx + (size_t)k * RCTD_N_X, QC_ROW_BYTES);
+  }
+  return 0;
+}
+
+int rctd_qtable_row_loaded(const rctd_qtable_owned *t, int k) {
+  return k >= 0 && k < t->table.n_k && (!t->row_loaded || t->row_loaded[k]);
+}
+
+/* Grows (or shrinks) to n_k rows, keeping the first rows (all of them set). */
 static int qc_resize(rctd_qtable_owned *t, int n_k) {
+  if (t->row_loaded) return -1; /* (a keep_rows read is never resized) */
   double *q = realloc(t->q_kx, QC_ROW_BYTES * (size_t)n_k);
   if (!q) return -1;
   t->q_kx = q;
@@ -62,6 +92,8 @@ static int qc_resize(rctd_qtable_owned *t, int n_k) {
 
 void rctd_qtable_owned_free(rctd_qtable_owned *t) {
   if (!t) return;
+  if (t->q_kx && t->sq_kx) qc_unpoison(t);
+  free(t->row_loaded);
   free(t->x_vals);
   free(t->q_kx);
   free(t->sq_kx);
@@ -465,7 +497,8 @@ static int qc_read_records_in(rctd_reader *r, const rctd_record_info *info, int 
   if (n_k_max <= 0 || n_k < n_k_max) keep = NULL; /* rows will be added and the whole stored */
   if (b->block_rows == 0 && whole_unblocked) n_keep = (int)n_k, keep = NULL;
   if (b->block_rows > 0) qc_need_blocks(b, n_keep, keep);
-  if (qc_alloc(out, sigma_value, n_keep) != 0) {
+  if (qc_alloc(out, sigma_value, n_keep) != 0 || (keep && qc_keep_only(out, keep) != 0)) {
+    rctd_qtable_owned_free(out);
     qc_msg(err, err_len, "%s: out of memory", label);
     return -1;
   }

@@ -44,16 +44,24 @@ typedef struct {
   double sigma_c;       /* sigma_value / 100 */
   double *x_vals;       /* RCTD_N_X */
   double *q_kx, *sq_kx; /* n_k x RCTD_N_X each */
+  /* NULL when every row is set; else (a keep_rows read) n_k flags, 1 for the rows read: the
+   * others' memory is unset, and poisoned under AddressSanitizer so that a read of one fails
+   * loudly in the sanitizer build (kernels/common/poison.h) */
+  unsigned char *row_loaded;
   rctd_qtable table;
 } rctd_qtable_owned;
+
+/* Whether row K (0 <= K < n_k) of T holds the table's values. */
+int rctd_qtable_row_loaded(const rctd_qtable_owned *t, int k);
 
 typedef struct {
   const char *cache_dir; /* NULL: the default (rctd_qtable_cache_dir_default); "": no cache */
   int n_threads;         /* threads computing rows; < 1 means 1 */
   rctd_backend *backend; /* optional: computes whole tables (rows 0..n_k-1) when given */
   /* optional (n_k flags): a table read whole from the cache keeps only these rows' values, the
-   * others' memory is left unset (and, for a large table, untouched): for a caller that reads
-   * no other row (chooseSigma's candidates).  Computed rows are all set. */
+   * others' memory is left unset (and, for a large table, untouched; row_loaded says which):
+   * for a caller that reads no other row (chooseSigma's candidates).  Computed rows are all
+   * set. */
   const unsigned char *keep_rows;
 } rctd_qtable_opts;
 
