@@ -7,12 +7,6 @@
 #include "qtable_cache.h"
 #include "test.h"
 
-#ifdef RCTD_ASAN
-#define RCTD_ASAN_ON 1
-#else
-#define RCTD_ASAN_ON 0
-#endif
-
 /* Reference rows computed directly with the kernel. */
 static double *qct_direct(int sigma_value, int n_k, double **sq) {
   double x[RCTD_N_X];

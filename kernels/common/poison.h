@@ -14,11 +14,13 @@
 #endif
 
 #ifdef RCTD_ASAN
+#define RCTD_ASAN_ON 1
 #include <sanitizer/asan_interface.h>
 #define RCTD_POISON(p, bytes) ASAN_POISON_MEMORY_REGION((p), (bytes))
 #define RCTD_UNPOISON(p, bytes) ASAN_UNPOISON_MEMORY_REGION((p), (bytes))
 #define RCTD_IS_POISONED(p) __asan_address_is_poisoned(p)
 #else
+#define RCTD_ASAN_ON 0
 #define RCTD_POISON(p, bytes) ((void)(p), (void)(bytes))
 #define RCTD_UNPOISON(p, bytes) ((void)(p), (void)(bytes))
 #define RCTD_IS_POISONED(p) ((void)(p), 0)
