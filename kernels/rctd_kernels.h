@@ -133,7 +133,9 @@ void rctd_spline_coef_build(const rctd_qtable *table, double *coef);
 /* The same for the rows k with row_used[k] != 0 only (row_used: table->n_k flags; NULL = every
  * row): the other rows' records are left untouched, so a caller whose values use few rows
  * (chooseSigma's sample) fills only their pages.  Only pairs whose row is flagged may then be
- * evaluated with COEF. */
+ * evaluated with COEF (the others' records are poisoned under AddressSanitizer: a read of one
+ * fails loudly in the sanitizer build; kernels/common/poison.h).  Unpoison COEF's memory
+ * (RCTD_UNPOISON) before using it otherwise, or build its rows again. */
 void rctd_spline_coef_build_rows(const rctd_qtable *table, const unsigned char *row_used,
                                  double *coef);
 

@@ -3,6 +3,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "common/poison.h"
 #include "qtable_cache.h"
 #include "test.h"
 
@@ -131,6 +132,33 @@ TEST(qtable_cache_keep_rows) {
     wrong += memcmp(t.q_kx + at, q + at, bytes) != 0 || memcmp(t.sq_kx + at, sq + at, bytes) != 0;
   }
   CHECK(t.table.n_k == N_K && wrong == 0);
+  /* the rows left unset are marked (and, in the sanitizer build, poisoned: a read fails) */
+  int marks_ok = t.row_loaded != NULL, poison_ok = 1;
+  for (int k = 0; k < N_K && marks_ok; k++) {
+    marks_ok = rctd_qtable_row_loaded(&t, k) == keep[k];
+    poison_ok &= RCTD_IS_POISONED(t.q_kx + (size_t)k * RCTD_N_X) == (RCTD_ASAN_ON && !keep[k]);
+    poison_ok &= RCTD_IS_POISONED(t.sq_kx + (size_t)k * RCTD_N_X + 7) == (RCTD_ASAN_ON && !keep[k]);
+  }
+  CHECK(marks_ok && poison_ok && !rctd_qtable_row_loaded(&t, N_K));
+  /* so are the spline coefficients built for the kept rows only; the built ones are the whole
+   * build's */
+  const size_t n_coef = rctd_spline_coef_doubles(N_K), per_row = n_coef / N_K;
+  double *coef = malloc(n_coef * sizeof *coef), *all = malloc(n_coef * sizeof *all);
+  CHECK(coef && all);
+  rctd_spline_coef_build_rows(&t.table, keep, coef);
+  rctd_qtable whole = {N_K, t.x_vals, q, sq};
+  rctd_spline_coef_build(&whole, all);
+  int coef_ok = 1;
+  for (int k = 0; k < N_K; k++) {
+    const double *row = coef + (size_t)k * per_row;
+    if (keep[k]) coef_ok &= memcmp(row, all + (size_t)k * per_row, per_row * sizeof *row) == 0;
+    coef_ok &= RCTD_IS_POISONED(row + per_row / 2) == (RCTD_ASAN_ON && !keep[k]);
+  }
+  CHECK(coef_ok);
+  rctd_spline_coef_build_rows(&whole, NULL, coef); /* all rows again: set, none poisoned */
+  CHECK(memcmp(coef, all, n_coef * sizeof *coef) == 0);
+  free(coef);
+  free(all);
   rctd_qtable_owned_free(&t);
   /* the entry itself is whole */
   opts.keep_rows = NULL;
@@ -285,4 +313,114 @@ TEST(qtable_cache_bad_arguments_and_default_dir) {
   if (old_xdg) setenv("XDG_CACHE_HOME", saved_xdg, 1);
   if (old_home) setenv("HOME", saved_home, 1);
   CHECK(ok1 && ok2 && ok3);
+}
+
+/* Offset of the NTH (1-based) CHNK block of the stream in BUF, walking its blocks; -1. */
+static long qct_chunk_at(const unsigned char *buf, size_t len, int nth) {
+  size_t pos = 16;
+  while (pos + 32 <= len) {
+    uint64_t c;
+    memcpy(&c, buf + pos + 24, 8);
+    if (memcmp(buf + pos, "CHNK", 4) == 0 && --nth == 0) return (long)pos;
+    if (memcmp(buf + pos, "RHDR", 4) == 0 || memcmp(buf + pos, "CHNK", 4) == 0)
+      pos += 32 + (size_t)c;
+    else if (memcmp(buf + pos, "REND", 4) == 0)
+      pos += 32;
+    else
+      return -1;
+  }
+  return -1;
+}
+
+static int qct_meta_is(const char *path, const char *key, const char *want) {
+  rctd_record meta;
+  char err[RCTD_ERR_LEN];
+  if (rctd_load_record(path, RCTD_QTABLE_REC_META, &meta, err, sizeof err) != 0) return 0;
+  const char *v = rctd_record_meta_get(&meta, key);
+  int ok = want ? v && strcmp(v, want) == 0 : v == NULL;
+  rctd_record_free(&meta);
+  return ok;
+}
+
+static int qct_rows_same(const rctd_qtable_owned *t, const double *q, const double *sq,
+                         const unsigned char *keep, int n_k) {
+  for (int k = 0; k < n_k; k++) {
+    size_t at = (size_t)k * RCTD_N_X, bytes = sizeof(double) * RCTD_N_X;
+    if (keep[k] && (memcmp(t->q_kx + at, q + at, bytes) || memcmp(t->sq_kx + at, sq + at, bytes)))
+      return 0;
+  }
+  return t->table.n_k == n_k;
+}
+
+/* Entries in blocks of rows: a keep_rows read decodes only the blocks it needs (a damaged
+ * block it does not need goes unseen; a whole read rebuilds the entry), and an entry of the
+ * first layout (one checksum over all the data) is read and stored again in blocks. */
+TEST(qtable_cache_blocks) {
+  char dir[512], path[600], note[1024], err[RCTD_ERR_LEN];
+  snprintf(dir, sizeof dir, "%s/qcache-blocks", test_tmp_dir());
+  snprintf(path, sizeof path, "%s/qtable-v%d-s070.rctd", dir, RCTD_QTABLE_VERSION);
+  enum { N_K = 40 }; /* five blocks of 8 rows */
+  unsigned char keep[N_K] = {0};
+  keep[1] = keep[33] = 1; /* blocks 0 and 4 */
+  double *sq, *q = qct_direct(70, N_K, &sq);
+  CHECK(q);
+  rctd_qtable_opts opts = {.cache_dir = dir, .n_threads = 2};
+  rctd_qtable_owned t;
+  CHECK(rctd_qtable_get(70, N_K, &opts, &t, note, sizeof note, err, sizeof err) == 0);
+  CHECK(qct_same(&t, q, sq, N_K));
+  CHECK(qct_meta_is(path, "block_rows", "8"));
+
+  /* q's block 2 (chunks: meta, x, then q's five) damaged inside its frame */
+  size_t len;
+  FILE *f = fopen(path, "rb");
+  CHECK(f && fseek(f, 0, SEEK_END) == 0);
+  len = (size_t)ftell(f);
+  unsigned char *buf = malloc(len);
+  CHECK(buf && fseek(f, 0, SEEK_SET) == 0 && fread(buf, 1, len, f) == len && fclose(f) == 0);
+  long at = qct_chunk_at(buf, len, 5);
+  CHECK(at > 0);
+  char junk[2] = {(char)(buf[at + 32 + 100] ^ 0x5a), 0};
+  CHECK(qct_damage(path, at + 32 + 100, junk) == 0);
+  opts.keep_rows = keep;
+  rctd_qtable_owned u;
+  CHECK(rctd_qtable_get(70, N_K, &opts, &u, note, sizeof note, err, sizeof err) == 0);
+  CHECK_MSG(strstr(note, "from cache") && qct_rows_same(&u, q, sq, keep, N_K), "%s", note);
+  rctd_qtable_owned_free(&u);
+  keep[20] = 1; /* now block 2 is needed: the damage is seen, the entry rebuilt */
+  CHECK(rctd_qtable_get(70, N_K, &opts, &u, note, sizeof note, err, sizeof err) == 0);
+  CHECK_MSG(strstr(note, "unusable") && qct_rows_same(&u, q, sq, keep, N_K), "%s", note);
+  rctd_qtable_owned_free(&u);
+  CHECK(rctd_qtable_get(70, N_K, &opts, &u, note, sizeof note, err, sizeof err) == 0);
+  CHECK_MSG(strstr(note, "from cache") && qct_rows_same(&u, q, sq, keep, N_K), "%s", note);
+  rctd_qtable_owned_free(&u);
+
+  /* the first layout (as a model stream carries the table): read, and stored again in blocks,
+   * whole although fewer rows were asked for */
+  rctd_writer *w = rctd_writer_open(path, NULL, err, sizeof err);
+  CHECK(w && rctd_qtable_write_records(w, &t) == 0 && rctd_writer_close(w, err, sizeof err) == 0);
+  CHECK(qct_meta_is(path, "block_rows", NULL));
+  CHECK(rctd_qtable_get(70, 30, &opts, &u, note, sizeof note, err, sizeof err) == 0);
+  CHECK_MSG(strstr(note, "from cache") && qct_same(&u, q, sq, 30), "%s", note);
+  rctd_qtable_owned_free(&u);
+  CHECK(qct_meta_is(path, "block_rows", "8") && qct_meta_is(path, "n_k", "40"));
+  opts.keep_rows = NULL;
+  CHECK(rctd_qtable_get(70, N_K, &opts, &u, note, sizeof note, err, sizeof err) == 0);
+  CHECK_MSG(strstr(note, "from cache") && qct_same(&u, q, sq, N_K), "%s", note);
+  rctd_qtable_owned_free(&u);
+
+  /* block_rows without its crc32 list (qct_write_fake's header is sigma 84's): unusable */
+  double *sq84, *q84 = qct_direct(84, N_K, &sq84);
+  CHECK(q84);
+  snprintf(path, sizeof path, "%s/qtable-v%d-s084.rctd", dir, RCTD_QTABLE_VERSION);
+  CHECK(qct_write_fake(path, &t, "block_rows", "8") == 0);
+  CHECK(rctd_qtable_get(84, N_K, &opts, &u, note, sizeof note, err, sizeof err) == 0);
+  CHECK_MSG(strstr(note, "unusable") && strstr(note, "blocks") && qct_same(&u, q84, sq84, N_K),
+            "%s", note);
+  rctd_qtable_owned_free(&u);
+  free(q84);
+  free(sq84);
+  free(buf);
+  rctd_qtable_owned_free(&t);
+  free(q);
+  free(sq);
 }

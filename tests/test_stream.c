@@ -211,6 +211,78 @@ TEST(stream_chunk_iteration) {
   rctd_reader_close(r);
 }
 
+/* Chunks skipped undecoded, from a file (seeks) and from a pipe (reads): the chunks read between
+ * them are the right rows, the record's end is checked, a damaged skipped frame goes unseen but
+ * a damaged block header does not. */
+static int stream_skip_profiles(rctd_reader *r, char *why, size_t why_len) {
+  const rctd_record_info *info;
+  rctd_chunk c;
+  uint64_t rows = 0;
+  if (rctd_reader_find(r, "profiles", NULL, &info) != 1) return snprintf(why, why_len, "find"), -1;
+  if (rctd_reader_chunk_skip(r, &rows) != 1 || rows != 2)
+    return snprintf(why, why_len, "skip 1"), -1;
+  if (rctd_reader_chunk(r, &c) != 1 || c.first_row != 2 || ((const double *)c.data)[0] != 1e300)
+    return snprintf(why, why_len, "chunk 2"), -1;
+  if (rctd_reader_chunk_skip(r, &rows) != 1 || rows != 2 || rctd_reader_rows_read(r) != 6)
+    return snprintf(why, why_len, "skip 3"), -1;
+  if (rctd_reader_chunk(r, &c) != 1 || c.first_row != 6 || ((const double *)c.data)[0] != 13.0)
+    return snprintf(why, why_len, "chunk 4"), -1;
+  if (rctd_reader_chunk_skip(r, &rows) != 0 || rctd_reader_chunk_skip(r, &rows) != 0)
+    return snprintf(why, why_len, "end: %s", rctd_reader_error(r)), -1;
+  /* the next record reads as usual after a record ended by skips */
+  if (rctd_reader_find(r, "counts", NULL, &info) != 1)
+    return snprintf(why, why_len, "next: %s", rctd_reader_error(r)), -1;
+  return 0;
+}
+
+TEST(stream_chunk_skip) {
+  char path[512], err[RCTD_ERR_LEN], why[RCTD_ERR_LEN] = "";
+  stream_path(path, sizeof path, "skip.rctd");
+  CHECK(rctd_test_sample_write_path(path, 0) == 0);
+  rctd_reader *r = rctd_reader_open(path, err, sizeof err);
+  CHECK_MSG(r && stream_skip_profiles(r, why, sizeof why) == 0, "file: %s", why);
+  rctd_reader_close(r);
+  char cmd[600];
+  snprintf(cmd, sizeof cmd, "cat '%s'", path);
+  FILE *pipe = popen(cmd, "r");
+  CHECK(pipe);
+  r = rctd_reader_fopen(pipe, "pipe", err, sizeof err);
+  CHECK_MSG(r && stream_skip_profiles(r, why, sizeof why) == 0, "pipe: %s", why);
+  rctd_reader_close(r);
+  pclose(pipe);
+
+  /* Damage: the first chunk's frame (skipped: unseen), then its block header (seen). */
+  size_t len;
+  unsigned char *buf = stream_slurp(path, &len), *chunk = NULL;
+  CHECK(buf);
+  FILE *f = fopen(path, "rb");
+  CHECK(f);
+  r = rctd_reader_fopen(f, path, err, sizeof err);
+  const rctd_record_info *info;
+  CHECK(r && rctd_reader_find(r, "profiles", NULL, &info) == 1);
+  long at = ftell(f); /* after the record's header */
+  rctd_reader_close(r);
+  fclose(f);
+  for (size_t i = (size_t)at; i + 4 <= len && !chunk; i++)
+    if (memcmp(buf + i, "CHNK", 4) == 0) chunk = buf + i;
+  CHECK(chunk && chunk + 32 + 20 < buf + len);
+  chunk[32 + 16] ^= 0x55; /* inside the zstd frame */
+  CHECK(stream_spit(path, buf, len) == 0);
+  r = rctd_reader_open(path, err, sizeof err);
+  CHECK_MSG(r && stream_skip_profiles(r, why, sizeof why) == 0, "damaged frame: %s", why);
+  rctd_reader_close(r);
+  chunk[32 + 16] ^= 0x55;
+  chunk[9] ^= 0x01; /* the row count in the block header: its crc fails */
+  CHECK(stream_spit(path, buf, len) == 0);
+  r = rctd_reader_open(path, err, sizeof err);
+  uint64_t rows;
+  CHECK(r && rctd_reader_find(r, "profiles", NULL, &info) == 1);
+  CHECK(rctd_reader_chunk_skip(r, &rows) == -1);
+  CHECK_MSG(strstr(rctd_reader_error(r), "checksum"), "%s", rctd_reader_error(r));
+  rctd_reader_close(r);
+  free(buf);
+}
+
 TEST(stream_passthrough) {
   char in_path[512], out_path[512], err[RCTD_ERR_LEN];
   stream_path(in_path, sizeof in_path, "pass-in.rctd");

@@ -22,6 +22,7 @@
 #define SF_X86 1
 #endif
 
+#include "common/poison.h"
 #include "common/qtable_math.h"
 #include "cpu/spline_fast_avx512.h"
 
@@ -162,8 +163,14 @@ void rctd_spline_coef_build(const rctd_qtable *t, double *coef) {
 
 void rctd_spline_coef_build_rows(const rctd_qtable *t, const unsigned char *row_used,
                                  double *coef) {
+  const size_t row_bytes = sizeof(double) * 4 * SF_N_INT;
   for (int k = 0; k < t->n_k; k++) {
-    if (row_used && !row_used[k]) continue;
+    double *row = coef + (size_t)k * SF_N_INT * 4;
+    if (row_used && !row_used[k]) {
+      RCTD_POISON(row, row_bytes); /* unset: a read fails under AddressSanitizer */
+      continue;
+    }
+    RCTD_UNPOISON(row, row_bytes);
     const double *q = t->q_kx + (size_t)k * RCTD_N_X, *sq = t->sq_kx + (size_t)k * RCTD_N_X;
     for (int m = 1; m < RCTD_N_X; m++)
       sf_coef_one(t->x_vals, q, sq, m, coef + ((size_t)k * SF_N_INT + (m - 1)) * 4);
@@ -526,7 +533,7 @@ void rctd_spline_eval_fast(const rctd_qtable *table, int n, const double *y, con
 /* What a block of values shares across tables for one multiplier: the (row, interval) record,
  * the distances to the interval's ends and their cubes. */
 typedef struct {
-  int rec[SF_SCORE_BLOCK];
+  int64_t rec4[SF_SCORE_BLOCK]; /* the record's first double: 4 (row SF_N_INT + m - 1) */
   double diff1[SF_SCORE_BLOCK], diff2[SF_SCORE_BLOCK];
   double cube1[SF_SCORE_BLOCK], cube2[SF_SCORE_BLOCK];
 } sf_score_block;
@@ -539,7 +546,7 @@ typedef struct {
     lam = lam < lo ? lo : lam > hi ? hi : lam;                      \
     const int m = sf_tab.m_of_l[(int)sqrt(lam / SF_DELTA)];         \
     const int row = y[j] > RCTD_K_VAL ? RCTD_K_VAL : (int)y[j];     \
-    b->rec[j] = row * SF_N_INT + (m - 1);                           \
+    b->rec4[j] = ((int64_t)row * SF_N_INT + (m - 1)) * 4;           \
     const double diff1 = lam - xg[m - 1], diff2 = xg[m] - lam;      \
     b->diff1[j] = diff1;                                            \
     b->diff2[j] = diff2;                                            \
@@ -555,7 +562,7 @@ static void sf_score_prepare(const double *xg, int j0, int n, const double *y, c
 /* d0 of one table for values [j0, n) of the block: sf_pair's d0 with the block's shared terms. */
 static void sf_score_d0(const double *coef, int j0, int n, const sf_score_block *b, double *d0) {
   for (int j = j0; j < n; j++) {
-    const double *c = coef + (size_t)b->rec[j] * 4;
+    const double *c = coef + b->rec4[j];
     d0[j] =
         c[0] * b->cube1[j] / 6 + c[1] * b->cube2[j] / 6 + c[2] * b->diff1[j] + c[3] * b->diff2[j];
   }
@@ -573,10 +580,9 @@ SF_AVX
   const __m256d six = _mm256_set1_pd(6);
   int j = 0;
   for (; j + 4 <= n; j += 4) {
-    __m256d c0 = _mm256_loadu_pd(coef + (size_t)b->rec[j] * 4),
-            c1 = _mm256_loadu_pd(coef + (size_t)b->rec[j + 1] * 4);
-    __m256d c2 = _mm256_loadu_pd(coef + (size_t)b->rec[j + 2] * 4),
-            c3 = _mm256_loadu_pd(coef + (size_t)b->rec[j + 3] * 4);
+    __m256d c0 = _mm256_loadu_pd(coef + b->rec4[j]), c1 = _mm256_loadu_pd(coef + b->rec4[j + 1]);
+    __m256d c2 = _mm256_loadu_pd(coef + b->rec4[j + 2]),
+            c3 = _mm256_loadu_pd(coef + b->rec4[j + 3]);
     __m256d t0 = _mm256_unpacklo_pd(c0, c1), t1 = _mm256_unpackhi_pd(c0, c1);
     __m256d t2 = _mm256_unpacklo_pd(c2, c3), t3 = _mm256_unpackhi_pd(c2, c3);
     __m256d zdi = _mm256_permute2f128_pd(t0, t2, 0x20), zdi1 = _mm256_permute2f128_pd(t1, t3, 0x20);
@@ -613,7 +619,7 @@ RCTD_SF8_TARGET static void sf_score_prepare_avx512(const double *xg, int n, con
     const __m256i m1 = _mm256_sub_epi32(m, one);
     const __m256i row = _mm512_cvttpd_epi32(_mm512_min_pd(_mm512_loadu_pd(y + j0), kval));
     const __m256i rec = _mm256_add_epi32(_mm256_mullo_epi32(row, n_int), m1);
-    _mm256_storeu_si256((__m256i *)(b->rec + j0), rec);
+    _mm512_storeu_si512(b->rec4 + j0, _mm512_slli_epi64(_mm512_cvtepi32_epi64(rec), 2));
     const __m512d diff1 = _mm512_sub_pd(lam, _mm512_i32gather_pd(m1, xg, 8));
     const __m512d diff2 = _mm512_sub_pd(_mm512_i32gather_pd(m, xg, 8), lam);
     _mm512_storeu_pd(b->diff1 + j0, diff1);
@@ -630,10 +636,8 @@ RCTD_SF8_TARGET static void sf_score_d0_avx512(const double *coef, int n, const 
                                                double *d0) {
   int j = 0;
   for (; j + 8 <= n; j += 8) {
-    int64_t rec8[8]; /* the records loaded whole and transposed (rctd_sf8_coefs) */
-    for (int i = 0; i < 8; i++) rec8[i] = (int64_t)b->rec[j + i] * 4;
-    rctd_sf8_terms t;
-    rctd_sf8_coefs(coef, rec8, &t);
+    rctd_sf8_terms t; /* the records loaded whole and transposed */
+    rctd_sf8_coefs(coef, b->rec4 + j, &t);
     const __m512d zdi = t.zdi, zdi1 = t.zdi1, diff3 = t.diff3, diff4 = t.diff4;
     const __m512d v =
         _mm512_add_pd(rctd_sf8_div6(_mm512_mul_pd(zdi, _mm512_loadu_pd(b->cube1 + j))),
@@ -647,15 +651,18 @@ RCTD_SF8_TARGET static void sf_score_d0_avx512(const double *coef, int n, const 
 #endif
 
 /* sum[t * stride] -= d0_tj[t * SF_SCORE_BLOCK + j] for j = 0..n-1 in order: each score's long
- * double sum runs over the values in order, as R's sum() does.  Four tables at a time keep
- * their sums in x87 registers (independent chains); summing table by table instead of value by
+ * double sum runs over the values in order, as R's sum() does.  Four or three tables at a time
+ * keep their sums in x87 registers (independent chains); summing table by table instead of value by
  * value changes no sum's order, only the interleaving, and spares an 80-bit store per term.
  * s - a is s + (-a) exactly (IEEE subtraction is the addition of the negation; the values are
  * finite), and lets the subtraction read a straight from memory instead of negating it in an
  * SSE register and passing it through the stack. */
 static void sf_score_sums(int n_tables, int n, const double *d0_tj, long double *sum, int stride) {
   int t = 0;
-  for (; t + 4 <= n_tables; t += 4) {
+  /* fours while the rest is not a multiple of three, then threes (three chains already cover
+   * the subtraction's latency; a lone chain would wait on it: 9 tables go 3 + 3 + 3, not
+   * 4 + 4 + 1) */
+  for (; t + 4 <= n_tables && (n_tables - t) % 3 != 0; t += 4) {
     const double *a = d0_tj + (size_t)t * SF_SCORE_BLOCK;
     long double s0 = sum[t * stride], s1 = sum[(t + 1) * stride];
     long double s2 = sum[(t + 2) * stride], s3 = sum[(t + 3) * stride];
@@ -667,6 +674,16 @@ static void sf_score_sums(int n_tables, int n, const double *d0_tj, long double 
     }
     sum[t * stride] = s0, sum[(t + 1) * stride] = s1;
     sum[(t + 2) * stride] = s2, sum[(t + 3) * stride] = s3;
+  }
+  for (; t + 3 <= n_tables; t += 3) {
+    const double *a = d0_tj + (size_t)t * SF_SCORE_BLOCK;
+    long double s0 = sum[t * stride], s1 = sum[(t + 1) * stride], s2 = sum[(t + 2) * stride];
+    for (int j = 0; j < n; j++) {
+      s0 -= a[j];
+      s1 -= a[SF_SCORE_BLOCK + j];
+      s2 -= a[2 * SF_SCORE_BLOCK + j];
+    }
+    sum[t * stride] = s0, sum[(t + 1) * stride] = s1, sum[(t + 2) * stride] = s2;
   }
   for (; t < n_tables; t++) {
     const double *a = d0_tj + (size_t)t * SF_SCORE_BLOCK;
@@ -685,9 +702,12 @@ int rctd_spline_score_many(const rctd_qtable *const *tables, const double *const
   const double *xg = tables[0]->x_vals;
   for (int t = 0; t < n_tables; t++)
     if (!coefs[t] || !sf_standard_grid(tables[t]->x_vals)) return -1; /* then all equal xg */
+  /* a pair on the fast path of the table with the fewest rows is on every table's */
+  const rctd_qtable *fewest = tables[0];
+  for (int t = 1; t < n_tables; t++)
+    if (tables[t]->n_k < fewest->n_k) fewest = tables[t];
   for (int64_t i = 0; i < n; i++)
-    for (int t = 0; t < n_tables; t++)
-      if (!sf_ok(tables[t], y[i], x[i])) return -1;
+    if (!sf_ok(fewest, y[i], x[i])) return -1;
   sf_score_block *b = malloc(sizeof *b);
   double *d0_tj = malloc(sizeof(double) * SF_SCORE_BLOCK * (size_t)n_tables);
   if (!b || !d0_tj) {

@@ -12,6 +12,8 @@
 #include <sys/stat.h>
 #include <zlib.h>
 
+#include "common/poison.h"
+
 #define QC_ROW_BYTES (sizeof(double) * RCTD_N_X)
 
 /* Messages may be cut at the buffer size, which is fine (vsnprintf: no truncation warnings). */
@@ -48,8 +50,36 @@ static int qc_alloc(rctd_qtable_owned *t, int sigma_value, int n_k) {
   return 0;
 }
 
-/* Grows (or shrinks) to n_k rows, keeping the first rows. */
+/* Unpoisons the rows left unset (before the arrays are copied or freed). */
+static void qc_unpoison(rctd_qtable_owned *t) {
+  if (!t->row_loaded) return;
+  for (int k = 0; k < t->table.n_k; k++) {
+    RCTD_UNPOISON(t->q_kx + (size_t)k * RCTD_N_X, QC_ROW_BYTES);
+    RCTD_UNPOISON(t->sq_kx + (size_t)k * RCTD_N_X, QC_ROW_BYTES);
+  }
+}
+
+/* Marks the rows of KEEP (n_k flags) as the only ones set, the others poisoned; 0 or -1. */
+static int qc_keep_only(rctd_qtable_owned *t, const unsigned char *keep) {
+  const int n_k = t->table.n_k;
+  t->row_loaded = malloc((size_t)n_k);
+  if (!t->row_loaded) return -1;
+  for (int k = 0; k < n_k; k++) {
+    t->row_loaded[k] = keep[k] != 0;
+    if (keep[k]) continue;
+    RCTD_POISON(t->q_kx + (size_t)k * RCTD_N_X, QC_ROW_BYTES);
+    RCTD_POISON(t->sq_kx + (size_t)k * RCTD_N_X, QC_ROW_BYTES);
+  }
+  return 0;
+}
+
+int rctd_qtable_row_loaded(const rctd_qtable_owned *t, int k) {
+  return k >= 0 && k < t->table.n_k && (!t->row_loaded || t->row_loaded[k]);
+}
+
+/* Grows (or shrinks) to n_k rows, keeping the first rows (all of them set). */
 static int qc_resize(rctd_qtable_owned *t, int n_k) {
+  if (t->row_loaded) return -1; /* (a keep_rows read is never resized) */
   double *q = realloc(t->q_kx, QC_ROW_BYTES * (size_t)n_k);
   if (!q) return -1;
   t->q_kx = q;
@@ -62,6 +92,8 @@ static int qc_resize(rctd_qtable_owned *t, int n_k) {
 
 void rctd_qtable_owned_free(rctd_qtable_owned *t) {
   if (!t) return;
+  if (t->q_kx && t->sq_kx) qc_unpoison(t);
+  free(t->row_loaded);
   free(t->x_vals);
   free(t->q_kx);
   free(t->sq_kx);
@@ -135,7 +167,51 @@ static uLong qc_crc(uLong crc, const void *data, size_t bytes) {
   return crc;
 }
 
-int rctd_qtable_write_records(rctd_writer *w, const rctd_qtable_owned *t) {
+/* Cache entries hold the rows in blocks of QC_BLOCK_ROWS (one zstd frame each) with each
+ * block's crc32 in the meta record, so that a reader keeping few rows (keep_rows) decompresses
+ * and checks only their blocks; their frames are compressed at the fastest level (the doubles
+ * barely compress: 5% smaller at level 3, which decompresses five times slower).  Model streams
+ * keep the writer's chunks and level (block_rows 0): their bytes do not change. */
+#define QC_BLOCK_ROWS 8
+#define QC_ENTRY_LEVEL -1
+#define QC_CRC_CHARS 11 /* "4294967295 " */
+
+static int qc_n_blocks(long long n_k, long long block_rows) {
+  return (int)((n_k + block_rows - 1) / block_rows);
+}
+
+/* The space-separated crc32 of each block (its q rows, then its sq rows); NULL out of memory. */
+static char *qc_block_crcs(const rctd_qtable_owned *t, int block_rows) {
+  const int n_k = t->table.n_k, n_blocks = qc_n_blocks(n_k, block_rows);
+  char *list = malloc((size_t)n_blocks * QC_CRC_CHARS + 1), *at = list;
+  if (!list) return NULL;
+  *at = 0;
+  for (int b = 0; b < n_blocks; b++) {
+    const int first = b * block_rows, rows = n_k - first < block_rows ? n_k - first : block_rows;
+    uLong crc = crc32(0L, Z_NULL, 0);
+    crc = qc_crc(crc, t->q_kx + (size_t)first * RCTD_N_X, QC_ROW_BYTES * (size_t)rows);
+    crc = qc_crc(crc, t->sq_kx + (size_t)first * RCTD_N_X, QC_ROW_BYTES * (size_t)rows);
+    at += sprintf(at, b ? " %lu" : "%lu", (unsigned long)crc);
+  }
+  return list;
+}
+
+static int qc_write_matrix(rctd_writer *w, const char *name, int n_k, int block_rows,
+                           const double *data) {
+  rctd_record_spec spec = {.name = name,
+                           .kind = RCTD_DENSE,
+                           .dtype = RCTD_F64,
+                           .ndim = 2,
+                           .cols = RCTD_N_X,
+                           .rows = (uint64_t)n_k,
+                           .chunk_rows = (uint64_t)block_rows};
+  if (rctd_write_begin(w, &spec) != 0 || rctd_write_rows(w, data, (uint64_t)n_k) != 0) return -1;
+  return rctd_write_end(w);
+}
+
+/* The four records; BLOCK_ROWS > 0: a cache entry's blocks (chunks of that many rows, their
+ * crc32 listed in the meta record). */
+static int qc_write_records(rctd_writer *w, const rctd_qtable_owned *t, int block_rows) {
   int n_k = t->table.n_k;
   uLong crc = crc32(0L, Z_NULL, 0);
   crc = qc_crc(crc, t->q_kx, QC_ROW_BYTES * (size_t)n_k);
@@ -147,8 +223,12 @@ int rctd_qtable_write_records(rctd_writer *w, const rctd_qtable_owned *t) {
   snprintf(nk, sizeof nk, "%d", n_k);
   snprintf(nx, sizeof nx, "%d", RCTD_N_X);
   snprintf(crc_s, sizeof crc_s, "%lu", (unsigned long)crc);
-  const char *keys[] = {"format", "version", "sigma", "sigma_c",
-                        "n_k",    "n_x",     "crc32", "quadrature"};
+  char block_s[16];
+  snprintf(block_s, sizeof block_s, "%d", block_rows);
+  char *crcs = block_rows > 0 ? qc_block_crcs(t, block_rows) : NULL;
+  if (block_rows > 0 && !crcs) return -1;
+  const char *keys[] = {"format", "version", "sigma",      "sigma_c",    "n_k",
+                        "n_x",    "crc32",   "quadrature", "block_rows", "block_crc32"};
   const char *values[] = {RCTD_QTABLE_FORMAT,
                           version,
                           sigma,
@@ -157,15 +237,29 @@ int rctd_qtable_write_records(rctd_writer *w, const rctd_qtable_owned *t) {
                           nx,
                           crc_s,
                           "spacexr get_Q: Y = (-5000..5000) * 0.004, heavy-tailed ht_pdf, "
-                          "log(max(P, 1e-300)); solve_sq natural spline"};
-  if (rctd_write_meta(w, RCTD_QTABLE_REC_META, keys, values, sizeof keys / sizeof *keys) != 0)
-    return -1;
+                          "log(max(P, 1e-300)); solve_sq natural spline",
+                          block_s,
+                          crcs};
+  const size_t n_keys = sizeof keys / sizeof *keys - (block_rows > 0 ? 0 : 2);
+  int rc = rctd_write_meta(w, RCTD_QTABLE_REC_META, keys, values, n_keys);
+  free(crcs);
+  if (rc != 0) return -1;
   if (rctd_write_vector(w, RCTD_QTABLE_REC_X, RCTD_F64, RCTD_N_X, t->x_vals, NULL) != 0) return -1;
-  if (rctd_write_dense(w, RCTD_QTABLE_REC_Q, RCTD_F64, (uint64_t)n_k, RCTD_N_X, t->q_kx, NULL,
-                       NULL) != 0)
-    return -1;
-  return rctd_write_dense(w, RCTD_QTABLE_REC_SQ, RCTD_F64, (uint64_t)n_k, RCTD_N_X, t->sq_kx, NULL,
-                          NULL);
+  if (block_rows <= 0)
+    return rctd_write_dense(w, RCTD_QTABLE_REC_Q, RCTD_F64, (uint64_t)n_k, RCTD_N_X, t->q_kx, NULL,
+                            NULL) != 0 ||
+                   rctd_write_dense(w, RCTD_QTABLE_REC_SQ, RCTD_F64, (uint64_t)n_k, RCTD_N_X,
+                                    t->sq_kx, NULL, NULL) != 0
+               ? -1
+               : 0;
+  return qc_write_matrix(w, RCTD_QTABLE_REC_Q, n_k, block_rows, t->q_kx) != 0 ||
+                 qc_write_matrix(w, RCTD_QTABLE_REC_SQ, n_k, block_rows, t->sq_kx) != 0
+             ? -1
+             : 0;
+}
+
+int rctd_qtable_write_records(rctd_writer *w, const rctd_qtable_owned *t) {
+  return qc_write_records(w, t, 0);
 }
 
 /* Parses a non-negative decimal integer field; -1 when absent or malformed. */
@@ -177,6 +271,48 @@ static long long qc_meta_int(const rctd_record *meta, const char *key) {
   long long x = strtoll(v, &end, 10);
   if (errno || *end || x < 0) return -1;
   return x;
+}
+
+/* An entry's blocks (block_rows 0: an entry of the first layout, or a model stream's records,
+ * read whole against the crc32 of all the data). */
+typedef struct {
+  long long block_rows;
+  int n_blocks;
+  uLong *want;  /* n_blocks crc32 from the meta record */
+  uLong *got;   /* of the blocks read */
+  char *needed; /* n_blocks flags: the blocks with a row to keep */
+} qc_blocks;
+
+static void qc_blocks_free(qc_blocks *b) {
+  free(b->want);
+  free(b->got);
+  free(b->needed);
+  memset(b, 0, sizeof *b);
+}
+
+/* The meta record's block_rows and block_crc32 (both absent, or both well-formed: 0 or -1). */
+static int qc_parse_blocks(const rctd_record *meta, long long n_k, qc_blocks *b) {
+  memset(b, 0, sizeof *b);
+  const char *list = rctd_record_meta_get(meta, "block_crc32");
+  long long rows = qc_meta_int(meta, "block_rows");
+  if (!list && !rctd_record_meta_get(meta, "block_rows")) return 0;
+  if (!list || rows < 1 || rows > RCTD_N_K_FULL) return -1;
+  b->block_rows = rows;
+  b->n_blocks = qc_n_blocks(n_k, rows);
+  b->want = calloc((size_t)b->n_blocks, sizeof *b->want);
+  b->got = calloc((size_t)b->n_blocks, sizeof *b->got);
+  b->needed = calloc((size_t)b->n_blocks, 1);
+  if (!b->want || !b->got || !b->needed) return -1;
+  const char *at = list;
+  for (int i = 0; i < b->n_blocks; i++) {
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(at, &end, 10);
+    if (errno || end == at || v > UINT_MAX || (*end && *end != ' ')) return -1;
+    b->want[i] = (uLong)v;
+    at = *end ? end + 1 : end;
+  }
+  return *at ? -1 : 0;
 }
 
 /* Positions R on the next record, which must be NAME; 0 or -1 with a message. */
@@ -205,10 +341,42 @@ static void qc_copy_rows(double *dst, const double *data, uint64_t first, uint64
     if (keep[first + k]) memcpy(dst + (first + k) * RCTD_N_X, data + k * RCTD_N_X, QC_ROW_BYTES);
 }
 
+/* Streams a dense f64 n_k x RCTD_N_X record of an entry in blocks: decodes the needed blocks
+ * (their crc32 continued in b->got), skips the others undecoded. */
+static int qc_read_blocks(rctd_reader *r, uint64_t n_k, int n_keep, const unsigned char *keep,
+                          double *dst, qc_blocks *b, char *err, size_t err_len) {
+  rctd_chunk chunk;
+  int rc = 1;
+  for (int i = 0; i < b->n_blocks && rc == 1; i++) {
+    const uint64_t first = (uint64_t)i * (uint64_t)b->block_rows;
+    const uint64_t block = (uint64_t)b->block_rows,
+                   rows = n_k - first < block ? n_k - first : block;
+    uint64_t got = 0;
+    if (!b->needed[i]) {
+      rc = rctd_reader_chunk_skip(r, &got);
+    } else if ((rc = rctd_reader_chunk(r, &chunk)) == 1) {
+      got = chunk.rows;
+      if (got == rows) {
+        b->got[i] = qc_crc(b->got[i], chunk.data, QC_ROW_BYTES * rows);
+        uint64_t n = first + rows > (uint64_t)n_keep ? (uint64_t)n_keep - first : rows;
+        if (first < (uint64_t)n_keep) qc_copy_rows(dst, chunk.data, first, n, keep);
+      }
+    }
+    if (rc == 1 && got != rows) {
+      qc_msg(err, err_len, "%s: table blocks differ from its header", rctd_reader_label(r));
+      return -1;
+    }
+  }
+  if (rc == 1 && rctd_reader_skip(r) == 0 && rctd_reader_rows_read(r) == n_k) return 0;
+  qc_msg(err, err_len, "%s",
+         rc < 0 || rctd_reader_error(r)[0] ? rctd_reader_error(r) : "record cut short");
+  return -1;
+}
+
 /* Streams a dense f64 n_k x RCTD_N_X record: keeps rows < n_keep in dst (only those flagged in
- * keep, when not NULL), adds all to the crc. */
+ * keep, when not NULL); in blocks when B has them, else adding all to the crc. */
 static int qc_read_rows(rctd_reader *r, const rctd_record_info *info, uint64_t n_k, int n_keep,
-                        const unsigned char *keep, double *dst, uLong *crc, char *err,
+                        const unsigned char *keep, double *dst, uLong *crc, qc_blocks *b, char *err,
                         size_t err_len) {
   if (info->kind != RCTD_DENSE || info->dtype != RCTD_F64 || info->cols != RCTD_N_X ||
       info->rows != n_k) {
@@ -216,6 +384,7 @@ static int qc_read_rows(rctd_reader *r, const rctd_record_info *info, uint64_t n
            info->name, (unsigned long long)n_k, RCTD_N_X);
     return -1;
   }
+  if (b->block_rows > 0) return qc_read_blocks(r, n_k, n_keep, keep, dst, b, err, err_len);
   rctd_chunk chunk;
   int rc;
   while ((rc = rctd_reader_chunk(r, &chunk)) == 1) {
@@ -282,11 +451,23 @@ int rctd_qtable_check_loaded(const rctd_record *meta, const rctd_record *q, cons
   return 0;
 }
 
-/* rctd_qtable_read_records; KEEP (n_k_max flags, or NULL): when the entry has at least n_k_max
- * rows, only the flagged rows are copied. */
-static int qc_read_records(rctd_reader *r, const rctd_record_info *info, int sigma_value,
-                           int n_k_min, int n_k_max, const unsigned char *keep,
-                           rctd_qtable_owned *out, char *err, size_t err_len) {
+/* The blocks holding a row < n_keep flagged in KEEP (every row when NULL). */
+static void qc_need_blocks(qc_blocks *b, int n_keep, const unsigned char *keep) {
+  for (int k = 0; k < n_keep; k++)
+    if (!keep || keep[k]) b->needed[k / b->block_rows] = 1;
+}
+
+/* The crc32 of every block read against the meta record's. */
+static int qc_blocks_ok(const qc_blocks *b) {
+  for (int i = 0; i < b->n_blocks; i++)
+    if (b->needed[i] && b->got[i] != b->want[i]) return 0;
+  return 1;
+}
+
+static int qc_read_records_in(rctd_reader *r, const rctd_record_info *info, int sigma_value,
+                              int n_k_min, int n_k_max, const unsigned char *keep,
+                              int whole_unblocked, qc_blocks *b, rctd_qtable_owned *out, char *err,
+                              size_t err_len) {
   const char *label = rctd_reader_label(r);
   memset(out, 0, sizeof *out);
   if (!info && qc_next(r, RCTD_QTABLE_REC_META, &info, err, err_len) != 0) return -1;
@@ -302,6 +483,10 @@ static int qc_read_records(rctd_reader *r, const rctd_record_info *info, int sig
   long long n_k;
   unsigned long want_crc;
   int bad = qc_check_meta(&meta, sigma_value, label, &n_k, &want_crc, err, err_len);
+  if (!bad && qc_parse_blocks(&meta, n_k, b) != 0) {
+    qc_msg(err, err_len, "%s: malformed table header (blocks)", label);
+    bad = 1;
+  }
   rctd_record_free(&meta);
   if (bad) return -1;
   if (n_k < n_k_min) {
@@ -310,7 +495,10 @@ static int qc_read_records(rctd_reader *r, const rctd_record_info *info, int sig
   }
   int n_keep = n_k_max > 0 && n_k_max < n_k ? n_k_max : (int)n_k;
   if (n_k_max <= 0 || n_k < n_k_max) keep = NULL; /* rows will be added and the whole stored */
-  if (qc_alloc(out, sigma_value, n_keep) != 0) {
+  if (b->block_rows == 0 && whole_unblocked) n_keep = (int)n_k, keep = NULL;
+  if (b->block_rows > 0) qc_need_blocks(b, n_keep, keep);
+  if (qc_alloc(out, sigma_value, n_keep) != 0 || (keep && qc_keep_only(out, keep) != 0)) {
+    rctd_qtable_owned_free(out);
     qc_msg(err, err_len, "%s: out of memory", label);
     return -1;
   }
@@ -330,11 +518,11 @@ static int qc_read_records(rctd_reader *r, const rctd_record_info *info, int sig
   }
   uLong crc = crc32(0L, Z_NULL, 0);
   if (qc_next(r, RCTD_QTABLE_REC_Q, &info, err, err_len) != 0 ||
-      qc_read_rows(r, info, (uint64_t)n_k, n_keep, keep, out->q_kx, &crc, err, err_len) != 0 ||
+      qc_read_rows(r, info, (uint64_t)n_k, n_keep, keep, out->q_kx, &crc, b, err, err_len) != 0 ||
       qc_next(r, RCTD_QTABLE_REC_SQ, &info, err, err_len) != 0 ||
-      qc_read_rows(r, info, (uint64_t)n_k, n_keep, keep, out->sq_kx, &crc, err, err_len) != 0)
+      qc_read_rows(r, info, (uint64_t)n_k, n_keep, keep, out->sq_kx, &crc, b, err, err_len) != 0)
     goto fail;
-  if (crc != want_crc) {
+  if (b->block_rows > 0 ? !qc_blocks_ok(b) : crc != want_crc) {
     qc_msg(err, err_len, "%s: table data fail their checksum", label);
     goto fail;
   }
@@ -344,10 +532,25 @@ fail:
   return -1;
 }
 
+/* rctd_qtable_read_records; KEEP (n_k_max flags, or NULL): when the entry has at least n_k_max
+ * rows, only the flagged rows are copied (only their blocks decoded, in an entry with blocks).
+ * *BLOCKED (when not NULL) tells whether it had them; an entry without them is read whole (all
+ * its rows kept) when WHOLE_UNBLOCKED, for the cache to store it again in blocks. */
+static int qc_read_records(rctd_reader *r, const rctd_record_info *info, int sigma_value,
+                           int n_k_min, int n_k_max, const unsigned char *keep, int whole_unblocked,
+                           int *blocked, rctd_qtable_owned *out, char *err, size_t err_len) {
+  qc_blocks b = {0};
+  int rc = qc_read_records_in(r, info, sigma_value, n_k_min, n_k_max, keep, whole_unblocked, &b,
+                              out, err, err_len);
+  if (blocked) *blocked = b.block_rows > 0;
+  qc_blocks_free(&b);
+  return rc;
+}
+
 int rctd_qtable_read_records(rctd_reader *r, const rctd_record_info *info, int sigma_value,
                              int n_k_min, int n_k_max, rctd_qtable_owned *out, char *err,
                              size_t err_len) {
-  return qc_read_records(r, info, sigma_value, n_k_min, n_k_max, NULL, out, err, err_len);
+  return qc_read_records(r, info, sigma_value, n_k_min, n_k_max, NULL, 0, NULL, out, err, err_len);
 }
 
 /* ------------------------------------------------------------------ the cache */
@@ -379,14 +582,15 @@ static int qc_mkdirs(const char *dir) {
   return stat(path, &st) == 0 && S_ISDIR(st.st_mode) ? 0 : -1;
 }
 
-/* Loads a cache entry with up to n_k rows; 1 loaded, 0 absent, -1 unusable (why in msg). */
+/* Loads a cache entry with up to n_k rows (all of an entry without blocks: *BLOCKED 0); 1
+ * loaded, 0 absent, -1 unusable (why in msg). */
 static int qc_load(const char *path, int sigma_value, int n_k, const unsigned char *keep,
-                   rctd_qtable_owned *t, char *msg, size_t msg_len) {
+                   rctd_qtable_owned *t, int *blocked, char *msg, size_t msg_len) {
   struct stat st;
   if (stat(path, &st) != 0 && errno == ENOENT) return 0;
   rctd_reader *r = rctd_reader_open(path, msg, msg_len);
   if (!r) return -1;
-  int rc = qc_read_records(r, NULL, sigma_value, 1, n_k, keep, t, msg, msg_len);
+  int rc = qc_read_records(r, NULL, sigma_value, 1, n_k, keep, 1, blocked, t, msg, msg_len);
   rctd_reader_close(r);
   return rc == 0 ? 1 : -1;
 }
@@ -397,9 +601,10 @@ static int qc_store(const char *dir, const char *path, const rctd_qtable_owned *
     qc_msg(msg, msg_len, "%s: cannot create directory: %s", dir, strerror(errno));
     return -1;
   }
-  rctd_writer *w = rctd_writer_open(path, NULL, msg, msg_len);
+  const rctd_writer_opts wo = {.level = QC_ENTRY_LEVEL};
+  rctd_writer *w = rctd_writer_open(path, &wo, msg, msg_len);
   if (!w) return -1;
-  if (rctd_qtable_write_records(w, t) != 0) {
+  if (qc_write_records(w, t, QC_BLOCK_ROWS) != 0) {
     qc_msg(msg, msg_len, "%s", rctd_writer_error(w));
     rctd_writer_abort(w);
     return -1;
@@ -430,10 +635,15 @@ int rctd_qtable_get(int sigma_value, int n_k, const rctd_qtable_opts *opts, rctd
                          sigma_value) >= (int)sizeof path)
     dir[0] = path[0] = 0;
 
-  int n_have = 0, loaded = 0;
+  int n_have = 0, loaded = 0, blocked = 1;
   if (path[0]) {
-    loaded = qc_load(path, sigma_value, n_k, opts->keep_rows, out, msg, sizeof msg);
+    loaded = qc_load(path, sigma_value, n_k, opts->keep_rows, out, &blocked, msg, sizeof msg);
     if (loaded == 1) n_have = out->table.n_k;
+  }
+  if (n_have >= n_k && !blocked) { /* an entry of the first layout: stored again in blocks */
+    qc_store(dir, path, out, msg, sizeof msg); /* (the table was read: a failure is no matter) */
+    if (n_have > n_k && qc_resize(out, n_k) != 0) goto oom;
+    n_have = n_k;
   }
   if (n_have >= n_k) {
     if (note && note_len)

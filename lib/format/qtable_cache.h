@@ -6,16 +6,21 @@
  * k = 0..n_k-1 (a run needs n_k = min(largest count, RCTD_K_VAL) + 1; at most RCTD_N_K_FULL).
  *
  * Cache entry: DIR/qtable-v<RCTD_QTABLE_VERSION>-s<sigma>.rctd, a stream of four records
- * (the same records rctd_qtable_write_records puts in a model stream):
- *   qtable.meta  meta: format rctd-qtable, version, sigma, sigma_c (hex), n_k, n_x, crc32
+ * (the records rctd_qtable_write_records puts in a model stream, plus the blocks):
+ *   qtable.meta  meta: format rctd-qtable, version, sigma, sigma_c (hex), n_k, n_x, crc32,
+ *                block_rows (8), block_crc32 (per block of rows: crc32 of its q rows then its
+ *                sq rows, space-separated)
  *   qtable.x     f64 439        the X grid
- *   qtable.q     f64 n_k x 439  log P(Y = k | x), floored at 1e-300
- *   qtable.sq    f64 n_k x 439  spline second derivatives along x
- * An entry is used only when every field matches what this build computes (version, sigma,
- * the X grid bit for bit, shapes, and the crc32 of the q and sq data); anything else (missing,
- * unreadable, truncated, stale, corrupt, fewer rows than needed) is recomputed and rewritten,
- * atomically (temporary file + rename), so concurrent runs never see a partial entry.  A cache
- * that cannot be written is not an error: the table is still returned. */
+ *   qtable.q     f64 n_k x 439  log P(Y = k | x), floored at 1e-300; one chunk per block
+ *   qtable.sq    f64 n_k x 439  spline second derivatives along x; one chunk per block
+ * A reader that keeps few rows (keep_rows) decodes and checks only the blocks holding them and
+ * skips the others' frames.  An entry is used only when every field matches what this build
+ * computes (version, sigma, the X grid bit for bit, shapes, and the crc32 of every block read);
+ * anything else (missing, unreadable, truncated, stale, corrupt, fewer rows than needed) is
+ * recomputed and rewritten, atomically (temporary file + rename), so concurrent runs never see
+ * a partial entry.  An entry of the first layout (no blocks: crc32 over all the data, as in a
+ * model stream) is read whole and stored again in blocks.  A cache that cannot be written is
+ * not an error: the table is still returned. */
 #ifndef RCTD_QTABLE_CACHE_H
 #define RCTD_QTABLE_CACHE_H
 #include <stddef.h>
@@ -39,16 +44,24 @@ typedef struct {
   double sigma_c;       /* sigma_value / 100 */
   double *x_vals;       /* RCTD_N_X */
   double *q_kx, *sq_kx; /* n_k x RCTD_N_X each */
+  /* NULL when every row is set; else (a keep_rows read) n_k flags, 1 for the rows read: the
+   * others' memory is unset, and poisoned under AddressSanitizer so that a read of one fails
+   * loudly in the sanitizer build (kernels/common/poison.h) */
+  unsigned char *row_loaded;
   rctd_qtable table;
 } rctd_qtable_owned;
+
+/* Whether row K (0 <= K < n_k) of T holds the table's values. */
+int rctd_qtable_row_loaded(const rctd_qtable_owned *t, int k);
 
 typedef struct {
   const char *cache_dir; /* NULL: the default (rctd_qtable_cache_dir_default); "": no cache */
   int n_threads;         /* threads computing rows; < 1 means 1 */
   rctd_backend *backend; /* optional: computes whole tables (rows 0..n_k-1) when given */
   /* optional (n_k flags): a table read whole from the cache keeps only these rows' values, the
-   * others' memory is left unset (and, for a large table, untouched): for a caller that reads
-   * no other row (chooseSigma's candidates).  Computed rows are all set. */
+   * others' memory is left unset (and, for a large table, untouched; row_loaded says which):
+   * for a caller that reads no other row (chooseSigma's candidates).  Computed rows are all
+   * set. */
   const unsigned char *keep_rows;
 } rctd_qtable_opts;
 

@@ -5,6 +5,7 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <zlib.h>
 #include <zstd.h>
 
@@ -848,8 +849,7 @@ rctd_reader *rctd_reader_open(const char *path, char *err, size_t err_len) {
   return reader_new(file, 1, path, err, err_len);
 }
 
-rctd_reader *rctd_reader_open_as(const char *path, const char *label, char *err,
-                                 size_t err_len) {
+rctd_reader *rctd_reader_open_as(const char *path, const char *label, char *err, size_t err_len) {
   FILE *file = fopen(path, "rb");
   if (!file) {
     snprintf(err, err_len, "%s: cannot open: %s", label, strerror(errno));
@@ -1168,12 +1168,12 @@ static int reader_string_chunk(rctd_reader *r, uint64_t n, uint64_t raw_len, rct
   return 0;
 }
 
-int rctd_reader_chunk(rctd_reader *r, rctd_chunk *chunk) {
+/* The next block of the current record into BLOCK, checked: 1 a chunk's (WHAT names it), 0 the
+ * end of the record (checked), -1. */
+static int reader_chunk_block(rctd_reader *r, unsigned char *block, char *what, size_t what_len) {
   if (r->state == BROKEN) return -1;
   if (r->state != IN_RECORD) return 0;
-  memset(chunk, 0, sizeof *chunk);
   r->chunk_touched = 1;
-  unsigned char block[BLOCK_BYTES];
   int rc = reader_block(r, block, "inside the record");
   if (rc == 1)
     return reader_fail(r, "truncated stream (ends after %llu rows, before the end of the record)",
@@ -1183,14 +1183,45 @@ int rctd_reader_chunk(rctd_reader *r, rctd_chunk *chunk) {
   if (memcmp(block, tag_chunk, 4) != 0)
     return reader_fail(r, "corrupted stream (expected a chunk after %llu rows)",
                        (unsigned long long)r->rows_read);
+  return reader_check_chunk_block(r, block, what, what_len) == 0 ? 1 : -1;
+}
+
+int rctd_reader_chunk_skip(rctd_reader *r, uint64_t *rows) {
+  unsigned char block[BLOCK_BYTES];
   char what[64];
-  if (reader_check_chunk_block(r, block, what, sizeof what) != 0) return -1;
+  int rc = reader_chunk_block(r, block, what, sizeof what);
+  if (rc <= 0) return rc;
+  uint64_t comp_len = get_u64(block + 24), raw_len = get_u64(block + 16);
+  if (raw_len > MAX_CHUNK_RAW || comp_len > ZSTD_compressBound((size_t)raw_len) + 64 ||
+      comp_len < 6)
+    return reader_fail(r, "%s: corrupted block header (implausible sizes)", what);
+  /* A file seeks past the frame (a cut one shows at the next block); a pipe reads it. */
+  struct stat st;
+  const int file = fstat(fileno(r->file), &st) == 0 && S_ISREG(st.st_mode);
+  if (!file || fseeko(r->file, (off_t)comp_len, SEEK_CUR) != 0) {
+    if (stream_reserve(&r->comp, &r->comp_cap, comp_len) != 0)
+      return reader_fail(r, "%s: out of memory", what);
+    if (reader_need(r, r->comp, comp_len, what) != 0) return -1;
+  }
+  *rows = get_u64(block + 8);
+  r->rows_read += *rows;
+  r->chunks_read++;
+  return 1;
+}
+
+int rctd_reader_chunk(rctd_reader *r, rctd_chunk *chunk) {
+  memset(chunk, 0, sizeof *chunk);
+  unsigned char block[BLOCK_BYTES];
+  char what[64];
+  int rc = reader_chunk_block(r, block, what, sizeof what);
+  if (rc <= 0) return rc;
   uint64_t rows = get_u64(block + 8), raw_len = get_u64(block + 16);
   if (reader_read_frame(r, &r->comp, &r->comp_cap, get_u64(block + 24), raw_len, MAX_CHUNK_RAW,
                         what) != 0)
     return -1;
   chunk->first_row = r->rows_read;
   chunk->rows = rows;
+  rc = 0;
   switch (r->info.kind) {
     case RCTD_DENSE:
       chunk->data = r->raw;

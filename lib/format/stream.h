@@ -119,8 +119,7 @@ typedef struct rctd_writer rctd_writer;
 /* Opens PATH ("-" = stdin) and checks the stream header.  NULL on error (message in err). */
 rctd_reader *rctd_reader_open(const char *path, char *err, size_t err_len);
 /* Opens PATH (a file) but names it LABEL in messages (a temporary copy of an input). */
-rctd_reader *rctd_reader_open_as(const char *path, const char *label, char *err,
-                                 size_t err_len);
+rctd_reader *rctd_reader_open_as(const char *path, const char *label, char *err, size_t err_len);
 /* Reads from an open FILE (not closed by rctd_reader_close); LABEL names it in messages. */
 rctd_reader *rctd_reader_fopen(FILE *file, const char *label, char *err, size_t err_len);
 void rctd_reader_close(rctd_reader *r);
@@ -135,6 +134,10 @@ int rctd_reader_next(rctd_reader *r, const rctd_record_info **info);
  * row count was checked; rctd_reader_rows_read gives it); -1 on error. */
 int rctd_reader_chunk(rctd_reader *r, rctd_chunk *chunk);
 uint64_t rctd_reader_rows_read(const rctd_reader *r); /* rows of the current record so far */
+/* Skips the next chunk of the current record without decompressing it: its block header is
+ * checked, its data are not (for a reader that knows it needs none of its rows, e.g. the
+ * likelihood-table cache's blocks).  1 and *ROWS, 0 at the end of the record, -1 on error. */
+int rctd_reader_chunk_skip(rctd_reader *r, uint64_t *rows);
 /* Skips the rest of the current record (frames are not decompressed). */
 int rctd_reader_skip(rctd_reader *r);
 /* Copies the current record, from its header, to W without decoding its chunks.  Must be called

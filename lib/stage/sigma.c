@@ -208,6 +208,13 @@ static int sig_tables_load(sig_tables *ts, int index, int n_threads, char *note,
     free(t);
     return rctd_fail(err, err_len, "likelihood table for sigma %d: %s", grid[index], msg);
   }
+  for (int k = 0; k < ts->n_k; k++) /* (the cache's promise; never a read of an unset row) */
+    if (ts->row_used[k] && !rctd_qtable_row_loaded(t, k)) {
+      rctd_qtable_owned_free(t);
+      free(t);
+      return rctd_fail(err, err_len, "likelihood table for sigma %d: row %d was not loaded",
+                       grid[index], k);
+    }
   ts->by_index[index] = t;
   /* the spline terms per (row, interval), for the one-pass scores and the fits' fast path
    * (same bits); without them (out of memory) both take the slower exact paths */
