@@ -1,7 +1,8 @@
 /* Memory a caller left unset on purpose (the rows of a likelihood table or of its spline
  * coefficients that no value uses: keep_rows, rctd_spline_coef_build_rows) is poisoned under
  * AddressSanitizer, so that a read of it fails loudly in the sanitizer build instead of reading
- * garbage; elsewhere these do nothing.  Unpoison before writing, reallocating or freeing. */
+ * garbage; elsewhere these do nothing.  Unpoison before writing or reading (ASan's allocator
+ * frees and reallocates memory the program poisoned itself). */
 #ifndef RCTD_POISON_H
 #define RCTD_POISON_H
 

@@ -212,6 +212,9 @@ static int qc_write_matrix(rctd_writer *w, const char *name, int n_k, int block_
 /* The four records; BLOCK_ROWS > 0: a cache entry's blocks (chunks of that many rows, their
  * crc32 listed in the meta record). */
 static int qc_write_records(rctd_writer *w, const rctd_qtable_owned *t, int block_rows) {
+  /* A table read with keep_rows has rows that were never set: written out, they would get
+   * fresh checksums and pass every later check as a valid table. */
+  if (t->row_loaded) return -1;
   int n_k = t->table.n_k;
   uLong crc = crc32(0L, Z_NULL, 0);
   crc = qc_crc(crc, t->q_kx, QC_ROW_BYTES * (size_t)n_k);
@@ -245,17 +248,8 @@ static int qc_write_records(rctd_writer *w, const rctd_qtable_owned *t, int bloc
   free(crcs);
   if (rc != 0) return -1;
   if (rctd_write_vector(w, RCTD_QTABLE_REC_X, RCTD_F64, RCTD_N_X, t->x_vals, NULL) != 0) return -1;
-  if (block_rows <= 0)
-    return rctd_write_dense(w, RCTD_QTABLE_REC_Q, RCTD_F64, (uint64_t)n_k, RCTD_N_X, t->q_kx, NULL,
-                            NULL) != 0 ||
-                   rctd_write_dense(w, RCTD_QTABLE_REC_SQ, RCTD_F64, (uint64_t)n_k, RCTD_N_X,
-                                    t->sq_kx, NULL, NULL) != 0
-               ? -1
-               : 0;
-  return qc_write_matrix(w, RCTD_QTABLE_REC_Q, n_k, block_rows, t->q_kx) != 0 ||
-                 qc_write_matrix(w, RCTD_QTABLE_REC_SQ, n_k, block_rows, t->sq_kx) != 0
-             ? -1
-             : 0;
+  if (qc_write_matrix(w, RCTD_QTABLE_REC_Q, n_k, block_rows, t->q_kx) != 0) return -1;
+  return qc_write_matrix(w, RCTD_QTABLE_REC_SQ, n_k, block_rows, t->sq_kx);
 }
 
 int rctd_qtable_write_records(rctd_writer *w, const rctd_qtable_owned *t) {
