@@ -2,6 +2,7 @@
 #include <stdlib.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <zlib.h>
 
 #include "common/poison.h"
 #include "qtable_cache.h"
@@ -427,6 +428,93 @@ TEST(qtable_cache_blocks) {
   free(q84);
   free(sq84);
   free(buf);
+  rctd_qtable_owned_free(&t);
+  free(q);
+  free(sq);
+}
+
+/* A blocked entry of sigma 84 written by hand: the meta's block list CRCS and chunks of
+ * CHUNK_ROWS rows (an entry of this build has chunks of block_rows 8 and their crc32s). */
+static int qct_write_blocked(const char *path, const rctd_qtable_owned *t, const char *crcs,
+                             int chunk_rows) {
+  char err[RCTD_ERR_LEN], nk[16];
+  rctd_writer *w = rctd_writer_open(path, NULL, err, sizeof err);
+  if (!w) return -1;
+  snprintf(nk, sizeof nk, "%d", t->table.n_k);
+  const char *keys[] = {"format", "version", "sigma",      "sigma_c",    "n_k",
+                        "n_x",    "crc32",   "block_rows", "block_crc32"};
+  const char *values[] = {"rctd-qtable", "1", "84", "0x1.ae147ae147ae1p-1", nk, "439",
+                          "0",           "8", crcs};
+  int bad = rctd_write_meta(w, RCTD_QTABLE_REC_META, keys, values, 9) != 0 ||
+            rctd_write_vector(w, RCTD_QTABLE_REC_X, RCTD_F64, RCTD_N_X, t->x_vals, NULL) != 0;
+  const char *names[] = {RCTD_QTABLE_REC_Q, RCTD_QTABLE_REC_SQ};
+  const double *data[] = {t->q_kx, t->sq_kx};
+  for (int i = 0; i < 2 && !bad; i++) {
+    rctd_record_spec spec = {.name = names[i],
+                             .kind = RCTD_DENSE,
+                             .dtype = RCTD_F64,
+                             .ndim = 2,
+                             .cols = RCTD_N_X,
+                             .rows = (uint64_t)t->table.n_k,
+                             .chunk_rows = (uint64_t)chunk_rows};
+    bad = rctd_write_begin(w, &spec) != 0 ||
+          rctd_write_rows(w, data[i], (uint64_t)t->table.n_k) != 0 || rctd_write_end(w) != 0;
+  }
+  if (bad) {
+    rctd_writer_abort(w);
+    return -1;
+  }
+  return rctd_writer_close(w, err, sizeof err);
+}
+
+/* Each 8-row block's crc32 over its q rows then its sq rows, computed here from the table. */
+static void qct_block_crcs(const rctd_qtable_owned *t, char *list, size_t cap) {
+  size_t used = 0;
+  for (int first = 0; first < t->table.n_k; first += 8) {
+    const int rows = t->table.n_k - first < 8 ? t->table.n_k - first : 8;
+    const size_t at = (size_t)first * RCTD_N_X, bytes = sizeof(double) * RCTD_N_X * rows;
+    uLong crc = crc32(0L, Z_NULL, 0);
+    crc = crc32(crc, (const Bytef *)(t->q_kx + at), (uInt)bytes);
+    crc = crc32(crc, (const Bytef *)(t->sq_kx + at), (uInt)bytes);
+    used += (size_t)snprintf(list + used, cap - used, first ? " %lu" : "%lu", (unsigned long)crc);
+  }
+}
+
+/* The block list is checked: a wrong crc32 (zstd's own frame checks pass), too few or too many
+ * values, a value that is not a number, or chunks other than the header's blocks make the entry
+ * unusable and it is rebuilt. */
+TEST(qtable_cache_block_list_checked) {
+  char dir[512], path[600], note[1024], err[RCTD_ERR_LEN];
+  snprintf(dir, sizeof dir, "%s/qcache-blist", test_tmp_dir());
+  snprintf(path, sizeof path, "%s/qtable-v%d-s084.rctd", dir, RCTD_QTABLE_VERSION);
+  enum { N_K = 20 }; /* blocks of 8, 8 and 4 rows */
+  rctd_qtable_opts opts = {.cache_dir = dir, .n_threads = 2};
+  double *sq, *q = qct_direct(84, N_K, &sq);
+  CHECK(q);
+  rctd_qtable_owned t, u;
+  CHECK(rctd_qtable_get(84, N_K, &opts, &t, note, sizeof note, err, sizeof err) == 0);
+  char good[64], wrong[64], few[64], many[80];
+  qct_block_crcs(&t, good, sizeof good);
+  unsigned long first = strtoul(good, NULL, 10);
+  snprintf(wrong, sizeof wrong, "%lu%s", first ^ 1UL, strchr(good, ' '));
+  snprintf(few, sizeof few, "%.*s", (int)(strrchr(good, ' ') - good), good);
+  snprintf(many, sizeof many, "%s 12345", good);
+  struct {
+    const char *crcs;
+    int chunk_rows;
+    const char *expect; /* NULL: read from the cache */
+  } cases[] = {{good, 8, NULL},     {wrong, 8, "checksum"}, {few, 8, "header"},
+               {many, 8, "header"}, {"1 2 x", 8, "header"}, {"1 2 3 ", 8, "header"},
+               {good, 4, "differ"}};
+  for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+    CHECK(qct_write_blocked(path, &t, cases[i].crcs, cases[i].chunk_rows) == 0);
+    CHECK(rctd_qtable_get(84, N_K, &opts, &u, note, sizeof note, err, sizeof err) == 0);
+    const char *want = cases[i].expect ? cases[i].expect : "from cache";
+    CHECK_MSG(qct_same(&u, q, sq, N_K) && strstr(note, want) &&
+                  (!cases[i].expect || strstr(note, "unusable")),
+              "case %zu: %s", i, note);
+    rctd_qtable_owned_free(&u);
+  }
   rctd_qtable_owned_free(&t);
   free(q);
   free(sq);

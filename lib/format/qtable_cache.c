@@ -1,6 +1,7 @@
 /* Likelihood tables on demand with an on-disk cache (see qtable_cache.h). */
 #include "qtable_cache.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <limits.h>
 #include <pthread.h>
@@ -297,14 +298,17 @@ static int qc_parse_blocks(const rctd_record *meta, long long n_k, qc_blocks *b)
   b->got = calloc((size_t)b->n_blocks, sizeof *b->got);
   b->needed = calloc((size_t)b->n_blocks, 1);
   if (!b->want || !b->got || !b->needed) return -1;
+  /* exactly what the writer puts there: n_blocks decimal numbers, one space between them */
   const char *at = list;
   for (int i = 0; i < b->n_blocks; i++) {
+    if (i > 0 && *at++ != ' ') return -1;
+    if (!isdigit((unsigned char)*at)) return -1;
     char *end;
     errno = 0;
     unsigned long long v = strtoull(at, &end, 10);
-    if (errno || end == at || v > UINT_MAX || (*end && *end != ' ')) return -1;
+    if (errno || v > UINT_MAX) return -1;
     b->want[i] = (uLong)v;
-    at = *end ? end + 1 : end;
+    at = end;
   }
   return *at ? -1 : 0;
 }
