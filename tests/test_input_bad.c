@@ -138,6 +138,15 @@ TEST(input_bad_duplicated_names) {
   CHECK_REFUSED(genes, NULL, genes, "gene name 'A' appears more than once");
   const char *cells = write_text("dupcells.csv", "gene,c1,c2,c1\nA,1,0,2\nB,0,3,1\n");
   CHECK_REFUSED(cells, NULL, cells, "barcode 'c1' appears more than once");
+  /* Two names repeated: the smallest in byte order is the one named (genes and barcodes share
+   * one duplicate finder, input_strings_find_duplicate). */
+  const char *two = write_text("duptwo.csv",
+                               "gene,z9,c2,z9,a1,a1\nZ,1,0,2,1,1\nB,0,3,1,1,1\nZ,1,1,1,1,1\n"
+                               "B,1,1,1,1,1\n");
+  CHECK_REFUSED(two, NULL, two, "gene name 'B' appears more than once");
+  const char *cells2 =
+      write_text("duptwocells.csv", "gene,z9,c2,z9,a1,a1\nZ,1,0,2,1,1\nB,0,3,1,1,1\n");
+  CHECK_REFUSED(cells2, NULL, cells2, "barcode 'a1' appears more than once");
 }
 
 TEST(input_bad_cell_types) {
@@ -179,8 +188,9 @@ TEST(input_bad_numi_column) {
   CHECK_REFUSED(FIX "csr.h5ad", &options, FIX "csr.h5ad", "is not a numeric column");
   options.numi_col = "nUMI";
   CHECK_REFUSED(FIX "tenx_v3.h5", &options, FIX "tenx_v3.h5", "give a nUMI table too");
-  const char *bad = write_text("numi.csv", "barcode,nUMI\nAAAC-1,-5\nAAAG-1,7\nAACT-1,7\n"
-                                          "AAGG-1,7\nACGT-1,7\nAGGA-1,7\n");
+  const char *bad = write_text("numi.csv",
+                               "barcode,nUMI\nAAAC-1,-5\nAAAG-1,7\nAACT-1,7\n"
+                               "AAGG-1,7\nACGT-1,7\nAGGA-1,7\n");
   options.numi_table = bad;
   CHECK_REFUSED(FIX "tenx_v3.h5", &options, FIX "tenx_v3.h5",
                 "nUMI -5 of barcode 'AAAC-1' is negative");
@@ -188,7 +198,8 @@ TEST(input_bad_numi_column) {
   const char *partial = write_text("numi_part.csv", "barcode,nUMI\nAAAC-1,5\nAAAG-1,7\n");
   options.numi_table = partial;
   CHECK_REFUSED(FIX "tenx_v3.h5", &options, partial,
-                "barcode 'AACT-1' of " FIX "tenx_v3.h5 has no line in this table (2 of 6 have "
+                "barcode 'AACT-1' of " FIX
+                "tenx_v3.h5 has no line in this table (2 of 6 have "
                 "one): give every barcode its nUMI");
 }
 
