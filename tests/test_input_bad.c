@@ -188,9 +188,8 @@ TEST(input_bad_numi_column) {
   CHECK_REFUSED(FIX "csr.h5ad", &options, FIX "csr.h5ad", "is not a numeric column");
   options.numi_col = "nUMI";
   CHECK_REFUSED(FIX "tenx_v3.h5", &options, FIX "tenx_v3.h5", "give a nUMI table too");
-  const char *bad = write_text("numi.csv",
-                               "barcode,nUMI\nAAAC-1,-5\nAAAG-1,7\nAACT-1,7\n"
-                               "AAGG-1,7\nACGT-1,7\nAGGA-1,7\n");
+  const char *bad = write_text("numi.csv", "barcode,nUMI\nAAAC-1,-5\nAAAG-1,7\nAACT-1,7\n"
+                                          "AAGG-1,7\nACGT-1,7\nAGGA-1,7\n");
   options.numi_table = bad;
   CHECK_REFUSED(FIX "tenx_v3.h5", &options, FIX "tenx_v3.h5",
                 "nUMI -5 of barcode 'AAAC-1' is negative");
@@ -198,8 +197,7 @@ TEST(input_bad_numi_column) {
   const char *partial = write_text("numi_part.csv", "barcode,nUMI\nAAAC-1,5\nAAAG-1,7\n");
   options.numi_table = partial;
   CHECK_REFUSED(FIX "tenx_v3.h5", &options, partial,
-                "barcode 'AACT-1' of " FIX
-                "tenx_v3.h5 has no line in this table (2 of 6 have "
+                "barcode 'AACT-1' of " FIX "tenx_v3.h5 has no line in this table (2 of 6 have "
                 "one): give every barcode its nUMI");
 }
 

@@ -23,7 +23,8 @@ static int tm_setup(void) {
   if (tm_ready >= 0) return tm_ready;
   snprintf(tm_dir, sizeof tm_dir, "%s/merge", test_tmp_dir());
   /* Absolute paths: the commands run in tm_dir. */
-  if (!realpath(test_bin_dir(), tm_bin) || !realpath(test_repo_dir(), tm_repo)) return tm_ready = 0;
+  if (!realpath(test_bin_dir(), tm_bin) || !realpath(test_repo_dir(), tm_repo))
+    return tm_ready = 0;
   const char *sh = tm_repo, *bin = tm_bin;
   tm_ready = test_sh("mkdir -p '%s/cache'", tm_dir) == 0 &&
              TM_SH(
@@ -91,10 +92,9 @@ TEST_E2E(merge_values_match_r) {
                 "'%s/tests/data/gold/vignette/doublet' doublet --spatial "
                 "'%s/data/vignette/h5ad/spatial.h5ad' >&2",
                 tm_dir, test_repo_dir(), test_repo_dir()) == 0);
-  CHECK(
-      test_sh("/usr/bin/python3 tests/csv_check.py '%s/gold' '%s/tests/data/gold/vignette/doublet' "
-              "doublet >&2",
-              tm_dir, test_repo_dir()) == 0);
+  CHECK(test_sh("/usr/bin/python3 tests/csv_check.py '%s/gold' '%s/tests/data/gold/vignette/doublet' "
+                "doublet >&2",
+                tm_dir, test_repo_dir()) == 0);
 }
 
 TEST_E2E(merge_refuses_missing_shard) {
@@ -211,8 +211,7 @@ TEST_E2E(merge_fresh_h5ad_refuses_other_beads) {
   CHECK(tm_absent("renamed.h5ad"));
 }
 
-/* Copies tm_dir/IN to tm_dir/OUT with the sigma record's keys replaced by KV (N pairs).  0 or -1.
- */
+/* Copies tm_dir/IN to tm_dir/OUT with the sigma record's keys replaced by KV (N pairs).  0 or -1. */
 static int tm_rewrite_sigma(const char *in, const char *out, const char *const *kv, size_t n) {
   char a[PATH_MAX + 64], b[PATH_MAX + 64], err[RCTD_ERR_LEN];
   snprintf(a, sizeof a, "%s/%s", tm_dir, in);
@@ -231,8 +230,7 @@ static int tm_rewrite_sigma(const char *in, const char *out, const char *const *
     rc = rctd_reader_skip(r) | rctd_write_meta(w, RCTD_SIGMA_REC, keys, values, n);
     seen = 1;
   }
-  if (rc == 0 && got == 0 && seen)
-    return rctd_reader_close(r), rctd_writer_close(w, err, sizeof err);
+  if (rc == 0 && got == 0 && seen) return rctd_reader_close(r), rctd_writer_close(w, err, sizeof err);
   if (w) rctd_writer_abort(w);
   if (r) rctd_reader_close(r);
   return -1;
@@ -262,22 +260,22 @@ TEST_E2E(merge_carries_the_sigma_epochs_into_uns) {
   rctd_record_free(&rec);
   CHECK_MSG(have && strchr(lists[1], ','), "model.rctd's sigma record lacks its epochs");
   CHECK(tm_merge("s2.rctd s1.rctd s3.rctd -o epochs.h5ad") == 0);
-  CHECK(
-      test_sh("/usr/bin/python3 -c \"import anndata; e = anndata.read_h5ad('%s/epochs.h5ad')"
-              ".uns['rctd']['sigma_epochs']; f = lambda s: [float(x) for x in s.split(',')]; "
-              "assert e['source'] == 'estimated' and e['n_fit'] == %s and e['converged'] == 1, e; "
-              "assert list(e['sigma']) == [x / 100 for x in f('%s')], e; "
-              "assert list(e['likelihood']) == f('%s'), e; "
-              "assert list(e['sigma_chosen']) == [x / 100 for x in f('%s')], e\"",
-              tm_dir, n_fit_s, lists[0], lists[1], lists[2]) == 0);
+  CHECK(test_sh("/usr/bin/python3 -c \"import anndata; e = anndata.read_h5ad('%s/epochs.h5ad')"
+                ".uns['rctd']['sigma_epochs']; f = lambda s: [float(x) for x in s.split(',')]; "
+                "assert e['source'] == 'estimated' and e['n_fit'] == %s and e['converged'] == 1, e; "
+                "assert list(e['sigma']) == [x / 100 for x in f('%s')], e; "
+                "assert list(e['likelihood']) == f('%s'), e; "
+                "assert list(e['sigma_chosen']) == [x / 100 for x in f('%s')], e\"",
+                tm_dir, n_fit_s, lists[0], lists[1], lists[2]) == 0);
   const char *given[] = {"sigma_c", "0.84", "sigma_value", "84", "source", "given"};
   CHECK(tm_rewrite_sigma("fit.rctd", "given.rctd", given, 3) == 0);
   CHECK(tm_merge("given.rctd -o given.h5ad") == 0);
   CHECK(test_sh("/usr/bin/python3 -c \"import anndata; e = anndata.read_h5ad('%s/given.h5ad')"
                 ".uns['rctd']['sigma_epochs']; assert e == {'source': 'given'}, e\"",
                 tm_dir) == 0);
-  const char *cut[] = {"sigma_c", "0.84",        "source", "estimated",    "epoch_sigma",
-                       "100,84",  "epoch_log_l", "1970.4", "epoch_chosen", "84,84"};
+  const char *cut[] = {"sigma_c",     "0.84",   "source",      "estimated",
+                       "epoch_sigma", "100,84", "epoch_log_l", "1970.4",
+                       "epoch_chosen", "84,84"};
   CHECK(tm_rewrite_sigma("fit.rctd", "cut.rctd", cut, 5) == 0);
   CHECK(tm_merge("cut.rctd -o cut.h5ad --format h5ad,csv") == 1);
   CHECK(test_sh("test \"$(cat '%s/merge.err')\" = \"rctd-merge: cut.rctd: record 'sigma': damaged "
