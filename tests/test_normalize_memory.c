@@ -17,12 +17,7 @@
 #include "synth_slide.h"
 #include "test.h"
 
-/* AddressSanitizer quarantines freed memory, so RSS says nothing under it. */
-#if defined(__SANITIZE_ADDRESS__)
-#define NM_MEASURE_RSS 0
-#else
-#define NM_MEASURE_RSS 1
-#endif
+#define NM_MEASURE_RSS TEST_MEASURES_RSS
 
 #define NM_SMALL 20000
 #define NM_LARGE 400000
