@@ -10,6 +10,13 @@ ifeq ($(SANITIZE),1)
 CFLAGS_BASE += -O1 -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
 LDFLAGS     += -fsanitize=address,undefined
 BUILD       := build/asan
+else ifeq ($(SANITIZE),thread)
+# ThreadSanitizer (the threaded tests: make test-unit SANITIZE=thread); no CUDA (its runtime's
+# threads are not instrumented), and no target_clones (kernels/cpu/irwls.c says why).
+CFLAGS_BASE += -O1 -fsanitize=thread -fno-omit-frame-pointer
+LDFLAGS     += -fsanitize=thread
+NO_CUDA     := 1
+BUILD       := build/tsan
 else
 BUILD       := build/release
 endif
@@ -61,7 +68,7 @@ KERNEL_OBJ := $(KERNEL_SRC:%.c=$(BUILD)/%.o)
 CUDA_OBJ   := $(CUDA_SRC:%.cu=$(BUILD)/%.o)
 TEST_OBJ   := $(TEST_SRC:%.c=$(BUILD)/%.o)
 BINS       := $(patsubst cmd/%.c,bin/%,$(CMD_SRC))
-ifeq ($(SANITIZE),1)
+ifneq ($(SANITIZE),)
 BINS       := $(patsubst cmd/%.c,$(BUILD)/bin/%,$(CMD_SRC))
 endif
 LIBRCTD    := $(BUILD)/librctd.a

@@ -41,8 +41,8 @@ static int norm_parse(rctd_cli *cli, int argc, char **argv, rctd_input_options *
 }
 
 /* The model (with the reference's provenance) and the filtered pixels to CLI's output. */
-static int norm_write(const rctd_cli *cli, rctd_input *in, rctd_model *model,
-                      const rctd_normalize_plan *plan, char *err, size_t err_len) {
+static int norm_write(const rctd_cli *cli, rctd_model *model, const rctd_normalize_plan *plan,
+                      char *err, size_t err_len) {
   rctd_writer_opts wopts = rctd_cli_writer_opts(cli);
   rctd_writer *w = rctd_writer_open(cli->output, &wopts, err, err_len);
   if (!w) return -1;
@@ -54,7 +54,7 @@ static int norm_write(const rctd_cli *cli, rctd_input *in, rctd_model *model,
     rctd_writer_abort(w);
     return -1;
   }
-  if (rctd_normalize_write_pixels(in, model, plan, &norm_c.o, w, err, err_len) < 0) {
+  if (rctd_normalize_write_pixels(plan, w, err, err_len) < 0) {
     rctd_writer_abort(w);
     return -1;
   }
@@ -94,6 +94,7 @@ int main(int argc, char **argv) {
   if (rctd_reference_load(ref_path, &ref, err, sizeof err) < 0) goto fail;
   in = rctd_input_open(spatial_path, &in_opts, err, sizeof err);
   if (!in) goto fail;
+  norm_c.o.pixels_writer = rctd_cli_writer_opts(&cli);
   if (rctd_normalize_prepare(in, &ref, &norm_c.o, &model, &plan, norm_note_cb, NULL, err,
                              sizeof err) < 0)
     goto fail;
@@ -107,7 +108,7 @@ int main(int argc, char **argv) {
       goto fail;
     }
   ref.n_extra = 0;
-  if (norm_write(&cli, in, &model, &plan, err, sizeof err) < 0) goto fail;
+  if (norm_write(&cli, &model, &plan, err, sizeof err) < 0) goto fail;
   rc = RCTD_EXIT_OK;
   goto done;
 fail:

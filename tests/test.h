@@ -10,6 +10,14 @@
 #include <stdio.h>
 #include <string.h>
 
+/* Whether a peak RSS measures the code: not under a sanitizer (AddressSanitizer quarantines
+ * freed memory; ThreadSanitizer's allocator and shadow memory add their own). */
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#define TEST_MEASURES_RSS 0
+#else
+#define TEST_MEASURES_RSS 1
+#endif
+
 typedef void (*test_fn)(int *failed);
 void test_register(const char *name, const char *file, test_fn fn);
 void test_register_e2e(const char *name, const char *file, test_fn fn);

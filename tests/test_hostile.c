@@ -170,7 +170,7 @@ TEST_E2E(hostile_damaged_hdf5_one_line_each) {
     int rc = HS_SH("cd bad && RCTD_HDF5_TIMEOUT=1 timeout 20 %s 2> ../err.txt; s=$?; test ! -e "
                    "out.rctd && test -z \"$(ls -A | grep tmp)\" && exit $s",
                    full);
-    char err_path[PATH_MAX + 16], got[4096] = "", last[2048] = "";
+    char err_path[PATH_MAX + 16], got[4096] = "", last[sizeof got] = "";
     snprintf(err_path, sizeof err_path, "%s/err.txt", hs_dir);
     FILE *e = fopen(err_path, "r");
     int lines = 0, foreign = 0;

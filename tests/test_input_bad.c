@@ -138,6 +138,15 @@ TEST(input_bad_duplicated_names) {
   CHECK_REFUSED(genes, NULL, genes, "gene name 'A' appears more than once");
   const char *cells = write_text("dupcells.csv", "gene,c1,c2,c1\nA,1,0,2\nB,0,3,1\n");
   CHECK_REFUSED(cells, NULL, cells, "barcode 'c1' appears more than once");
+  /* Two names repeated: the smallest in byte order is the one named (genes and barcodes share
+   * one duplicate finder, input_strings_find_duplicate). */
+  const char *two = write_text("duptwo.csv",
+                               "gene,z9,c2,z9,a1,a1\nZ,1,0,2,1,1\nB,0,3,1,1,1\nZ,1,1,1,1,1\n"
+                               "B,1,1,1,1,1\n");
+  CHECK_REFUSED(two, NULL, two, "gene name 'B' appears more than once");
+  const char *cells2 =
+      write_text("duptwocells.csv", "gene,z9,c2,z9,a1,a1\nZ,1,0,2,1,1\nB,0,3,1,1,1\n");
+  CHECK_REFUSED(cells2, NULL, cells2, "barcode 'a1' appears more than once");
 }
 
 TEST(input_bad_cell_types) {

@@ -18,12 +18,7 @@
 #define MEM_CSR_PER_ROW 32
 #define MEM_CSC_PER_ROW 8
 #define MEM_CHUNK_ROWS 10000
-/* AddressSanitizer quarantines freed memory, so RSS says nothing under it. */
-#if defined(__SANITIZE_ADDRESS__)
-#define MEM_MEASURE_RSS 0
-#else
-#define MEM_MEASURE_RSS 1
-#endif
+#define MEM_MEASURE_RSS TEST_MEASURES_RSS
 #define MEM_RSS_LIMIT_KB (48 * 1024)       /* whole run (72 MB while the names were held) */
 #define MEM_STREAM_LIMIT_KB (16 * 1024)    /* streaming CSR beyond what open needed */
 #define MEM_TRANSPOSE_LIMIT_KB (48 * 1024) /* streaming CSC, transpose buffers included */

@@ -1,4 +1,4 @@
-/* rctd_run_jobs (lib/common/jobs.c). */
+/* rctd_run_jobs (kernels/jobs.c). */
 #include <pthread.h>
 #include <stdatomic.h>
 

@@ -192,6 +192,25 @@ TEST_E2E(merge_fresh_h5ad) {
                 tm_dir) == 0);
 }
 
+/* A fresh h5ad whose rows are another input's beads (here the vignette's with renamed
+ * barcodes): refused by merge's own check of each pixel against its row, one line, no output
+ * (the h5ad writer leaves that check to merge and does not read the names a second time). */
+TEST_E2E(merge_fresh_h5ad_refuses_other_beads) {
+  CHECK(tm_setup());
+  CHECK(TM_SH("mkdir -p renamed && sed '1s/,\"/,\"X/g' '%s/data/vignette/csv/spatial/"
+              "MappedDGEForR.csv' > renamed/MappedDGEForR.csv && sed '2,$s/^/X/' "
+              "'%s/data/vignette/csv/spatial/BeadLocationsForR.csv' > "
+              "renamed/BeadLocationsForR.csv",
+              tm_dir, tm_bin, tm_repo, tm_repo) == 0);
+  CHECK(TM_SH("rctd-merge -q --spatial renamed fit.rctd -o renamed.h5ad 2> merge.err", tm_dir,
+              tm_bin) == 1);
+  CHECK(
+      tm_err_has("^rctd-merge: fit.rctd: pixel [ACGT]* (row [0-9]*) is not that row of renamed: "
+                 "give --spatial the spatial input of this run$"));
+  CHECK(test_sh("test $(wc -l < '%s/merge.err') -eq 1", tm_dir) == 0);
+  CHECK(tm_absent("renamed.h5ad"));
+}
+
 /* Copies tm_dir/IN to tm_dir/OUT with the sigma record's keys replaced by KV (N pairs).  0 or -1. */
 static int tm_rewrite_sigma(const char *in, const char *out, const char *const *kv, size_t n) {
   char a[PATH_MAX + 64], b[PATH_MAX + 64], err[RCTD_ERR_LEN];

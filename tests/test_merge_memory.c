@@ -14,12 +14,7 @@
 #include "stream.h"
 #include "test.h"
 
-/* AddressSanitizer quarantines freed memory, so RSS says nothing under it. */
-#if defined(__SANITIZE_ADDRESS__)
-#define TMM_MEASURE_RSS 0
-#else
-#define TMM_MEASURE_RSS 1
-#endif
+#define TMM_MEASURE_RSS TEST_MEASURES_RSS
 
 typedef struct {
   int64_t n_pixels;

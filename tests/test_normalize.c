@@ -338,6 +338,28 @@ TEST_E2E(normalize_vignette_csv_pipe_and_blocks) {
   rctd_model_reader_close(mr);
 }
 
+TEST_E2E(normalize_chunk_rows_reach_the_pixels) {
+  /* The pixel records are encoded during the second read of the input, into a temporary stream
+   * copied after the model: --chunk-rows still sets their chunks, and the pixels are those of
+   * the default run (rctd-view prints every record but the provenance the same). */
+  char ref[512], out[2][512];
+  CHECK(norm_test_make_reference(ref, sizeof ref) == 0);
+  const char *chunk[2] = {"", "--chunk-rows 3"};
+  for (int i = 0; i < 2; i++) {
+    snprintf(out[i], sizeof out[i], "%s/norm_chunks%d.rctd", test_tmp_dir(), i);
+    CHECK(test_sh("%s/rctd-normalize %s/data/vignette/h5ad/spatial.h5ad %s --block-pixels 10 %s "
+                  "-q -o %s",
+                  test_bin_dir(), test_repo_dir(), ref, chunk[i], out[i]) == 0);
+  }
+  /* 10 pixels a block in chunks of 3 rows: 4 chunks per pixel record. */
+  CHECK(test_sh("%s/rctd-view %s | grep -q '^pixels.counts\tcsr f64\t10x313\t4\t'", test_bin_dir(),
+                out[1]) == 0);
+  CHECK(test_sh("%s/rctd-view %s | grep -q '^pixels.counts\tcsr f64\t10x313\t1\t'", test_bin_dir(),
+                out[0]) == 0);
+  CHECK(test_sh("%s/bench/compare_streams.sh %s %s %s/rctd-view > /dev/null", test_repo_dir(),
+                out[0], out[1], test_bin_dir()) == 0);
+}
+
 /* ---------------------------------------------------------------- bad input */
 
 /* Runs rctd-normalize with ARGS; checks failure, one stderr line containing EXPECT, no output. */

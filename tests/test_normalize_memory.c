@@ -17,12 +17,7 @@
 #include "synth_slide.h"
 #include "test.h"
 
-/* AddressSanitizer quarantines freed memory, so RSS says nothing under it. */
-#if defined(__SANITIZE_ADDRESS__)
-#define NM_MEASURE_RSS 0
-#else
-#define NM_MEASURE_RSS 1
-#endif
+#define NM_MEASURE_RSS TEST_MEASURES_RSS
 
 #define NM_SMALL 20000
 #define NM_LARGE 400000
@@ -86,6 +81,10 @@ static int nm_normalize(const char *spatial, const char *ref_path, const char *o
   rctd_input_options in_opts;
   rctd_input_options_init(&in_opts);
   in_opts.cell_types = RCTD_CELL_TYPES_IGNORE;
+  /* Small stream chunks: the writer's own buffers (about 1 MiB of raw rows per record by
+   * default) are then full-sized at either pixel count. */
+  rctd_writer_opts wopts = {.chunk_rows = 4096};
+  opts.pixels_writer = wopts;
   rctd_input *in = NULL;
   rctd_writer *w = NULL;
   int rc = -1;
@@ -106,12 +105,8 @@ static int nm_normalize(const char *spatial, const char *ref_path, const char *o
     fclose(f);
     model.pixel_numi_spill = NULL;
   }
-  /* Small stream chunks: the writer's own buffers (about 1 MiB of raw rows per record by
-   * default) are then full-sized at either pixel count. */
-  rctd_writer_opts wopts = {.chunk_rows = 4096};
   if (!(w = rctd_writer_open(out, &wopts, err, err_len))) goto done;
-  if (rctd_model_write(w, &model) < 0 ||
-      rctd_normalize_write_pixels(in, &model, &plan, &opts, w, err, err_len) < 0) {
+  if (rctd_model_write(w, &model) < 0 || rctd_normalize_write_pixels(&plan, w, err, err_len) < 0) {
     if (!err[0]) snprintf(err, err_len, "%s", rctd_writer_error(w));
     rctd_writer_abort(w);
     goto done;

@@ -7,13 +7,13 @@
  * still computes exactly what it computes alone.  Each worker allocates its workspace once per
  * batch; nothing is allocated per fit. */
 #include <math.h>
-#include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "cpu/irwls.h"
+#include "jobs.h"
 #include "rctd_kernels.h"
 
 #define CPU_FIT_BLOCK 8 /* fits handed out per grab (fits differ in their iterations) */
@@ -150,22 +150,12 @@ static int cpu_batch_valid(const rctd_qtable *table, const rctd_fit_batch *b,
   return 1;
 }
 
-/* Runs jobs[0] on the calling thread and the others on new threads; returns the number of
- * jobs that could not be run or failed. */
+/* Runs the jobs (rctd_run_jobs: every job runs, on a thread or here); returns the number of
+ * jobs that failed. */
 static int cpu_run_jobs(void *(*fn)(void *), void *jobs, size_t job_size, int n_jobs,
                         int *(*status_of)(void *)) {
-  pthread_t threads[n_jobs > 1 ? n_jobs - 1 : 1];
-  int started[n_jobs > 1 ? n_jobs - 1 : 1];
-  for (int t = 1; t < n_jobs; t++)
-    started[t - 1] = pthread_create(&threads[t - 1], NULL, fn, (char *)jobs + t * job_size) == 0;
-  fn(jobs);
+  rctd_run_jobs(fn, jobs, job_size, n_jobs);
   int failed = 0;
-  for (int t = 1; t < n_jobs; t++) {
-    if (started[t - 1])
-      pthread_join(threads[t - 1], NULL);
-    else
-      fn((char *)jobs + t * job_size); /* could not start a thread: run it here */
-  }
   for (int t = 0; t < n_jobs; t++) failed += *status_of((char *)jobs + t * job_size) != 0;
   return failed;
 }

@@ -211,8 +211,11 @@ static double irwls_hess1(int n, const double *c, const double *si, const double
 
 /* On x86-64 the two portable fused kernels come in two clones picked at load time: one for CPUs
  * with FMA (fma() one instruction, inlined; 10x faster than a call to the C library's fma() with
- * SIMD off) and the default one.  fma() is correctly rounded either way: same bits. */
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+ * SIMD off) and the default one.  fma() is correctly rounded either way: same bits.  Not under
+ * ThreadSanitizer (make SANITIZE=thread): GCC's ifunc resolvers run before TSan is set up and
+ * crash the program at load; the default clone alone gives the same bits. */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && \
+    !defined(__SANITIZE_THREAD__)
 #define IRWLS_FMA_CLONES __attribute__((target_clones("fma", "default")))
 #else
 #define IRWLS_FMA_CLONES

@@ -29,7 +29,8 @@ typedef enum {
 } out_kind;
 
 typedef struct {
-  volatile sig_atomic_t active;
+  int in_use;                     /* taken by an output, from its open to its release */
+  volatile sig_atomic_t active;   /* a signal or exit() removes the temporary */
   volatile sig_atomic_t finished; /* closed, rename deferred to rctd_out_finish */
   pid_t owner; /* a forked child that exits must not remove its parent's output */
   out_kind kind;
@@ -41,8 +42,11 @@ typedef struct {
 
 static atomic_slot atomic_slots[ATOMIC_MAX_OUTPUTS];
 /* Threads open and commit outputs (sigma's likelihood-table cache entries are written by the
- * threads that build them): a slot is chosen and filled, and found and released, under this
- * lock.  The signal and exit paths do not take it (they only unlink what is active). */
+ * threads that build them).  This lock guards the table: a slot's in_use, active, finished and
+ * file (how slots are taken, found and released).  The rest of a slot belongs to the thread of
+ * its output, and the I/O (creating, flushing, copying, renaming, removing files) runs outside
+ * the lock, so that one thread's flush, spool copy or rename does not hold up the others. The
+ * signal and exit paths do not take it (they only unlink what is active). */
 static pthread_mutex_t atomic_lock = PTHREAD_MUTEX_INITIALIZER;
 static int atomic_handlers_installed, atomic_deferred;
 static int atomic_stdout_failed; /* a failure on stdout was already reported */
@@ -108,30 +112,60 @@ void rctd_out_install_handlers(void) {
 }
 
 void rctd_out_defer(int on) {
+  pthread_mutex_lock(&atomic_lock);
   atomic_deferred = on;
+  pthread_mutex_unlock(&atomic_lock);
 }
 
-static atomic_slot *atomic_find(FILE *f) {
-  for (int i = 0; i < ATOMIC_MAX_OUTPUTS; i++)
-    if (atomic_slots[i].active && !atomic_slots[i].finished && atomic_slots[i].file == f)
-      return &atomic_slots[i];
-  return NULL;
+/* F's slot, taken out of the lookups (its FILE is about to be closed, and a FILE opened by
+ * another thread may then get the same address); it stays in use and active until released.
+ * NULL when F has none. */
+static atomic_slot *atomic_claim(FILE *f) {
+  atomic_slot *found = NULL;
+  pthread_mutex_lock(&atomic_lock);
+  for (int i = 0; i < ATOMIC_MAX_OUTPUTS && !found; i++)
+    if (atomic_slots[i].in_use && !atomic_slots[i].finished && atomic_slots[i].file == f)
+      found = &atomic_slots[i];
+  if (found) found->file = NULL;
+  pthread_mutex_unlock(&atomic_lock);
+  return found;
+}
+
+static void atomic_set(atomic_slot *slot, int active, FILE *file) {
+  pthread_mutex_lock(&atomic_lock);
+  slot->active = active;
+  slot->file = file;
+  pthread_mutex_unlock(&atomic_lock);
+}
+
+/* Gives the slot back to the table (after its files are dealt with). */
+static void atomic_free(atomic_slot *slot) {
+  pthread_mutex_lock(&atomic_lock);
+  slot->active = 0;
+  slot->finished = 0;
+  slot->file = NULL;
+  slot->in_use = 0;
+  pthread_mutex_unlock(&atomic_lock);
 }
 
 static atomic_slot *atomic_new_slot(const char *path, char *err, size_t err_len) {
-  for (int i = 0; i < ATOMIC_MAX_OUTPUTS; i++)
-    if (!atomic_slots[i].active) {
-      atomic_slot *slot = &atomic_slots[i];
-      memset(slot->tmp_path, 0, sizeof slot->tmp_path);
-      slot->finished = 0;
-      slot->file = NULL;
-      slot->target_fd = -1;
-      slot->owner = getpid();
-      snprintf(slot->final_path, sizeof slot->final_path, "%s", path);
-      return slot;
+  atomic_slot *slot = NULL;
+  pthread_mutex_lock(&atomic_lock);
+  for (int i = 0; i < ATOMIC_MAX_OUTPUTS && !slot; i++)
+    if (!atomic_slots[i].in_use) {
+      slot = &atomic_slots[i];
+      slot->in_use = 1;
     }
-  snprintf(err, err_len, "%s: too many open outputs", path);
-  return NULL;
+  pthread_mutex_unlock(&atomic_lock);
+  if (!slot) {
+    snprintf(err, err_len, "%s: too many open outputs", path);
+    return NULL;
+  }
+  memset(slot->tmp_path, 0, sizeof slot->tmp_path);
+  slot->target_fd = -1;
+  slot->owner = getpid();
+  snprintf(slot->final_path, sizeof slot->final_path, "%s", path);
+  return slot;
 }
 
 /* How PATH is written: OUT_RENAME for a new path or a regular file (RESOLVED: the file a
@@ -180,35 +214,15 @@ static int atomic_open_inplace(const char *path, char *err, size_t err_len) {
   return fd;
 }
 
-static FILE *atomic_open(const char *path, int need_seek, char *err, size_t err_len) {
-  rctd_out_install_handlers();
-  char resolved[PATH_MAX];
-  int kind = strcmp(path, "-") == 0
-                 ? OUT_INPLACE
-                 : atomic_target_kind(path, resolved, sizeof resolved, err, err_len);
-  if (kind == -2)
-    snprintf(err, err_len, "%s: output is a socket: give a file, a FIFO or '-'", path);
-  if (kind < 0) return NULL;
-  if (kind == OUT_INPLACE && !need_seek && strcmp(path, "-") == 0) {
-    atomic_slot *slot = atomic_new_slot("stdout", err, err_len);
-    if (!slot) return NULL;
-    slot->kind = OUT_INPLACE;
-    slot->file = stdout;
-    slot->active = 1;
-    return stdout;
-  }
-  atomic_slot *slot = atomic_new_slot(path, err, err_len);
-  if (!slot) return NULL;
+/* The output's FILE for a taken SLOT of KIND (the slot's files are this thread's: no lock
+ * held).  NULL with ERR set; the slot is then not active. */
+static FILE *atomic_open_file(atomic_slot *slot, int kind, int need_seek, const char *path,
+                              const char *resolved, char *err, size_t err_len) {
   if (kind == OUT_INPLACE && !need_seek) {
     int fd = atomic_open_inplace(path, err, err_len);
     FILE *f = fd >= 0 ? fdopen(fd, "wb") : NULL;
-    if (!f) {
-      if (fd >= 0) close(fd);
-      return NULL;
-    }
+    if (!f && fd >= 0) close(fd);
     slot->kind = OUT_INPLACE;
-    slot->file = f;
-    slot->active = 1;
     return f;
   }
   if (kind == OUT_INPLACE) { /* spool: a seekable temporary, copied at commit */
@@ -242,7 +256,7 @@ static FILE *atomic_open(const char *path, int need_seek, char *err, size_t err_
     if (slot->target_fd >= 0) close(slot->target_fd);
     return NULL;
   }
-  slot->active = 1; /* from here a signal removes the temporary */
+  atomic_set(slot, 1, NULL); /* from here a signal removes the temporary */
   /* mkstemp makes 0600; give the file the mode a plain fopen would. */
   if (slot->kind == OUT_RENAME) fchmod(fd, 0666 & ~atomic_umask());
   FILE *f = fdopen(fd, slot->kind == OUT_SPOOL ? "w+b" : "wb");
@@ -251,33 +265,48 @@ static FILE *atomic_open(const char *path, int need_seek, char *err, size_t err_
     close(fd);
     unlink(slot->tmp_path);
     if (slot->target_fd >= 0) close(slot->target_fd);
-    slot->active = 0;
-    return NULL;
   }
-  slot->file = f;
   return f;
 }
 
-static FILE *atomic_open_locked(const char *path, int need_seek, char *err, size_t err_len) {
+static FILE *atomic_open(const char *path, int need_seek, char *err, size_t err_len) {
   pthread_mutex_lock(&atomic_lock);
-  FILE *f = atomic_open(path, need_seek, err, err_len);
+  rctd_out_install_handlers();
   pthread_mutex_unlock(&atomic_lock);
+  char resolved[PATH_MAX];
+  int kind = strcmp(path, "-") == 0
+                 ? OUT_INPLACE
+                 : atomic_target_kind(path, resolved, sizeof resolved, err, err_len);
+  if (kind == -2)
+    snprintf(err, err_len, "%s: output is a socket: give a file, a FIFO or '-'", path);
+  if (kind < 0) return NULL;
+  int is_stdout = kind == OUT_INPLACE && !need_seek && strcmp(path, "-") == 0;
+  atomic_slot *slot = atomic_new_slot(is_stdout ? "stdout" : path, err, err_len);
+  if (!slot) return NULL;
+  slot->kind = OUT_INPLACE;
+  FILE *f =
+      is_stdout ? stdout : atomic_open_file(slot, kind, need_seek, path, resolved, err, err_len);
+  if (f)
+    atomic_set(slot, 1, f);
+  else
+    atomic_free(slot);
   return f;
 }
 
 FILE *rctd_out_open(const char *path, char *err, size_t err_len) {
-  return atomic_open_locked(path, 0, err, err_len);
+  return atomic_open(path, 0, err, err_len);
 }
 
 FILE *rctd_out_open_seekable(const char *path, char *err, size_t err_len) {
-  return atomic_open_locked(path, 1, err, err_len);
+  return atomic_open(path, 1, err, err_len);
 }
 
+/* Removes the slot's temporary, closes its target and gives the slot back. */
 static void atomic_release(atomic_slot *slot) {
   if (slot->kind != OUT_INPLACE) unlink(slot->tmp_path);
   if (slot->target_fd >= 0) close(slot->target_fd);
   slot->target_fd = -1;
-  slot->active = 0;
+  atomic_free(slot);
 }
 
 int rctd_pread_all(int fd, void *buf, size_t n, off_t offset) {
@@ -339,12 +368,12 @@ static int atomic_rename(atomic_slot *slot, char *err, size_t err_len) {
     atomic_release(slot);
     return -1;
   }
-  slot->active = 0;
+  atomic_free(slot);
   return 0;
 }
 
-static int atomic_commit(FILE *f, char *err, size_t err_len) {
-  atomic_slot *slot = atomic_find(f);
+int rctd_out_commit(FILE *f, char *err, size_t err_len) {
+  atomic_slot *slot = atomic_claim(f);
   if (!slot && f == stdout) { /* stdout written without rctd_out_open */
     if (fflush(stdout) == 0 && !ferror(stdout)) return 0;
     snprintf(err, err_len, "stdout: write failed: %s", strerror(errno ? errno : EIO));
@@ -361,7 +390,7 @@ static int atomic_commit(FILE *f, char *err, size_t err_len) {
   if (f != stdout && fclose(f) != 0 && !failed) failed = 1, e = errno;
   if (!failed && slot->kind == OUT_SPOOL && atomic_copy_spool(slot) != 0) failed = 1, e = errno;
   if (failed) {
-    atomic_stdout_failed |= f == stdout;
+    if (f == stdout) atomic_stdout_failed = 1; /* only the main thread writes stdout */
     snprintf(err, err_len, "%s: write failed: %s%s", slot->final_path, strerror(e ? e : EIO),
              slot->kind == OUT_RENAME ? "" : "; the output is incomplete");
     atomic_release(slot);
@@ -371,69 +400,60 @@ static int atomic_commit(FILE *f, char *err, size_t err_len) {
     atomic_release(slot);
     return 0;
   }
-  if (atomic_deferred) {
-    slot->finished = 1;
-    return 0;
-  }
-  return atomic_rename(slot, err, err_len);
-}
-
-int rctd_out_commit(FILE *f, char *err, size_t err_len) {
   pthread_mutex_lock(&atomic_lock);
-  int rc = atomic_commit(f, err, err_len);
+  int deferred = atomic_deferred;
+  if (deferred) slot->finished = 1;
   pthread_mutex_unlock(&atomic_lock);
-  return rc;
+  return deferred ? 0 : atomic_rename(slot, err, err_len);
 }
 
-static int atomic_finish(int discard, char *err, size_t err_len) {
+/* Slot I if it holds a finished output of this process, taken out of the finished ones. */
+static atomic_slot *atomic_claim_finished(int i) {
+  atomic_slot *slot = &atomic_slots[i];
+  pthread_mutex_lock(&atomic_lock);
+  int mine = slot->in_use && slot->finished && slot->owner == getpid();
+  if (mine) slot->finished = 0;
+  pthread_mutex_unlock(&atomic_lock);
+  return mine ? slot : NULL;
+}
+
+int rctd_out_finish(int discard, char *err, size_t err_len) {
   int rc = discard ? -1 : 0;
   for (int i = 0; i < ATOMIC_MAX_OUTPUTS; i++) {
-    atomic_slot *slot = &atomic_slots[i];
-    if (!slot->active || !slot->finished || slot->owner != getpid()) continue;
-    slot->finished = 0;
+    atomic_slot *slot = atomic_claim_finished(i);
+    if (!slot) continue;
     if (rc != 0)
       atomic_release(slot);
     else if (atomic_rename(slot, err, err_len) != 0)
       rc = -1;
   }
+  pthread_mutex_lock(&atomic_lock);
   atomic_deferred = 0;
+  pthread_mutex_unlock(&atomic_lock);
   return discard ? 0 : rc;
 }
 
-int rctd_out_finish(int discard, char *err, size_t err_len) {
-  pthread_mutex_lock(&atomic_lock);
-  int rc = atomic_finish(discard, err, err_len);
-  pthread_mutex_unlock(&atomic_lock);
-  return rc;
-}
-
 /* Whether anything was written to F (stdout: its buffer exists once something was). */
-static int atomic_started(atomic_slot *slot) {
-  if (slot->file == stdout) return stdout->_IO_write_base != NULL;
-  return ftello(slot->file) != 0; /* -1 (a FIFO, a device): assume so */
+static int atomic_started(FILE *f) {
+  if (f == stdout) return stdout->_IO_write_base != NULL;
+  return ftello(f) != 0; /* -1 (a FIFO, a device): assume so */
 }
 
-static void atomic_abort(FILE *f) {
-  atomic_slot *slot = atomic_find(f);
+void rctd_out_abort(FILE *f) {
+  if (!f) return;
+  atomic_slot *slot = atomic_claim(f);
   if (!slot) {
     if (f != stdout) fclose(f);
     return;
   }
   /* A spooled output never reached its target; one written in place did, in part. */
-  if (slot->kind == OUT_INPLACE && atomic_started(slot))
+  if (slot->kind == OUT_INPLACE && atomic_started(f))
     rctd_log_error("%s: the output is incomplete (the run failed)", slot->final_path);
   if (f == stdout)
     atomic_stdout_failed = 1; /* the run failed and says so: no second line at exit */
   else
     fclose(f);
   atomic_release(slot);
-}
-
-void rctd_out_abort(FILE *f) {
-  if (!f) return;
-  pthread_mutex_lock(&atomic_lock);
-  atomic_abort(f);
-  pthread_mutex_unlock(&atomic_lock);
 }
 
 /* ---- anonymous temporary files ---- */

@@ -212,22 +212,23 @@ static int input_cmp_strptr(const void *a, const void *b) {
   return strcmp(*(const char *const *)a, *(const char *const *)b);
 }
 
-/* First duplicated name, or NULL. */
-static const char *input_find_duplicate(char *const *names, int64_t n, int *failed) {
-  *failed = 0;
-  if (n < 2) return NULL;
-  const char **sorted = malloc((size_t)n * sizeof *sorted);
-  if (!sorted) {
-    *failed = 1;
-    return NULL;
-  }
-  memcpy(sorted, names, (size_t)n * sizeof *sorted);
-  qsort(sorted, (size_t)n, sizeof *sorted, input_cmp_strptr);
-  const char *dup = NULL;
-  for (int64_t i = 1; i < n && !dup; i++)
-    if (strcmp(sorted[i - 1], sorted[i]) == 0) dup = sorted[i];
-  free(sorted);
-  return dup;
+/* The smallest name S holds more than once (malloc'd) in *DUP, or NULL: in bounded memory
+ * (input_strings_find_duplicate's sorted runs, beyond 65,536 names in a temporary file); where
+ * no temporary file can be made, in one run in memory (16 bytes a name).  0 or -1 (errno). */
+static int input_find_duplicate(const rctd_input *input, const input_strings *s, char **dup) {
+  int rc = input_strings_find_duplicate(s, input->options.tmp_dir, NULL, 0, dup);
+  if (rc == -2) rc = input_strings_find_duplicate(s, NULL, NULL, s->n, dup);
+  return rc;
+}
+
+/* The message for a failed duplicate check of WHAT. */
+static int input_dup_check_fail(const rctd_input *input, const char *what, char *err,
+                                size_t err_size) {
+  if (errno == ENOMEM) return input_fail(err, err_size, input->path, "out of memory");
+  return input_fail(err, err_size, input->path,
+                    "cannot check the %s through a temporary file (%s): free some space or give "
+                    "another directory with --tmp-dir",
+                    what, strerror(errno));
 }
 
 /* Row R's name for a message: "row N" where it cannot be read back. */
@@ -245,29 +246,13 @@ static int input_barcode_dup_fail(const rctd_input *input, const char *dup, char
                     "barcode '%s' appears more than once: make barcodes unique", dup);
 }
 
-/* Duplicated barcodes: spilled names are checked in bounded memory; where that needs a
- * temporary file and none can be made, the names come back into memory (memory, not the run). */
 static int input_check_barcodes(rctd_input *input, char *err, size_t err_size) {
-  int failed;
-  if (input_strings_is_spilled(&input->barcodes)) {
-    char *dup = NULL;
-    int rc = input_strings_find_duplicate(&input->barcodes, input->options.tmp_dir, NULL, 0, &dup);
-    if (rc == -1)
-      return input_fail(err, err_size, input->path,
-                        "cannot check the barcodes through a temporary file (%s): free some "
-                        "space or give another directory with --tmp-dir",
-                        strerror(errno));
-    if (rc == 0) {
-      rc = dup ? input_barcode_dup_fail(input, dup, err, err_size) : 0;
-      free(dup);
-      return rc;
-    }
-    if (input_strings_unspill(&input->barcodes) != 0)
-      return input_fail(err, err_size, input->path, "out of memory");
-  }
-  const char *dup = input_find_duplicate(input->barcodes.items, input->n_rows, &failed);
-  if (failed) return input_fail(err, err_size, input->path, "out of memory");
-  return dup ? input_barcode_dup_fail(input, dup, err, err_size) : 0;
+  char *dup = NULL;
+  if (input_find_duplicate(input, &input->barcodes, &dup) != 0)
+    return input_dup_check_fail(input, "barcodes", err, err_size);
+  int rc = dup ? input_barcode_dup_fail(input, dup, err, err_size) : 0;
+  free(dup);
+  return rc;
 }
 
 static int input_validate(rctd_input *input, char *err, size_t err_size) {
@@ -285,15 +270,18 @@ static int input_validate(rctd_input *input, char *err, size_t err_size) {
   if (input->barcodes.n != input->n_rows)
     return input_fail(err, err_size, path, "%lld barcodes for %lld rows: the file is corrupt",
                       (long long)input->barcodes.n, (long long)input->n_rows);
-  int failed;
-  const char *dup = input_find_duplicate(input->gene_names.items, input->n_genes, &failed);
-  if (failed) return input_fail(err, err_size, path, "out of memory");
-  if (dup)
-    return input_fail(err, err_size, path,
-                      "gene name '%s' appears more than once: make gene names unique%s", dup,
-                      input->format == RCTD_INPUT_10X_H5 || input->format == RCTD_INPUT_MTX
-                          ? " or use --gene-names id"
-                          : "");
+  char *gene_dup = NULL;
+  if (input_find_duplicate(input, &input->gene_names, &gene_dup) != 0)
+    return input_dup_check_fail(input, "gene names", err, err_size);
+  if (gene_dup) {
+    input_fail(err, err_size, path,
+               "gene name '%s' appears more than once: make gene names unique%s", gene_dup,
+               input->format == RCTD_INPUT_10X_H5 || input->format == RCTD_INPUT_MTX
+                   ? " or use --gene-names id"
+                   : "");
+    free(gene_dup);
+    return -1;
+  }
   if (input_check_barcodes(input, err, err_size) != 0) return -1;
   for (int64_t r = 0; input->numi_given && r < input->n_rows; r++) {
     double v = input->numi_given[r];
@@ -312,8 +300,8 @@ static int input_validate(rctd_input *input, char *err, size_t err_size) {
                         "coordinates of barcode '%s' are missing or not finite: give every "
                         "pixel x and y",
                         input_barcode_or_row(input, r));
-  dup = rctd_strlist_duplicate((const char *const *)input->type_names.items,
-                               (size_t)input->type_names.n);
+  const char *dup = rctd_strlist_duplicate((const char *const *)input->type_names.items,
+                                           (size_t)input->type_names.n);
   if (dup)
     return input_fail(err, err_size, path,
                       "cell type '%s' appears twice among the categories: cell type names must "

@@ -142,8 +142,9 @@ typedef struct {
   const char *spatial_h5ad;
   /* Fresh file: n_rows obs named by barcode(barcode_src, row) (the spatial input's: names are
    * asked for in row order, each used before the next call; NULL when it cannot be read),
-   * optional coordinates (obsm/spatial, n_rows x 2).  With barcode NULL the rows are the fitted
-   * pixels in fit order and the obs names come from the results. */
+   * optional coordinates (obsm/spatial, n_rows x 2); the caller checks that each pixel's
+   * barcode is that of its row (the writer does not read the names twice).  With barcode NULL
+   * the rows are the fitted pixels in fit order and the obs names come from the results. */
   int64_t n_rows;
   const char *(*barcode)(const void *barcode_src, int64_t row);
   const void *barcode_src;
@@ -158,7 +159,8 @@ rctd_h5ad_writer *rctd_h5ad_open(const char *path, const rctd_h5ad_target *targe
                                  const rctd_results_info *info, char *err, size_t err_len);
 /* Rows of the output (obs). */
 int64_t rctd_h5ad_n_rows(const rctd_h5ad_writer *w);
-/* Writes one chunk into its rows (checking each barcode against the obs name of its row). */
+/* Writes one chunk into its rows (checking each barcode against the obs name of its row in a
+ * copied h5ad; see rctd_h5ad_target for a fresh file). */
 int rctd_h5ad_write_chunk(rctd_h5ad_writer *w, const rctd_results_chunk *chunk, char *err,
                           size_t err_len);
 /* Writes uns/rctd (with SUMMARY's counts), closes and renames into place.  Frees W. */

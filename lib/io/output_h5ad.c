@@ -874,21 +874,10 @@ static int h5o_names(rctd_h5ad_writer *w, const rctd_results_chunk *c, int64_t i
     }
     return 0;
   }
-  if (w->barcode) {
-    for (int64_t i = i0; i < i1; i++) {
-      const char *name = w->barcode(w->barcode_src, c->row_n[i]);
-      if (!name)
-        return rctd_fail(err, err_len, "%s: cannot read the spatial input's barcodes back (%s)",
-                         w->path, strerror(errno));
-      if (strcmp(name, c->barcode_n[i]) != 0)
-        return rctd_fail(err, err_len,
-                         "%s: pixel %s is row %" PRId64
-                         " of the fit but that row of the spatial "
-                         "input is %s: give --spatial the spatial input of this run",
-                         w->path, c->barcode_n[i], c->row_n[i], name);
-    }
-    return 0;
-  }
+  /* Named at open from the spatial input (barcode): the caller, which reads those names
+   * anyway, checks each pixel against its row (rctd-merge, mg_flush_block); a second read of
+   * every name here would only repeat it. */
+  if (w->barcode) return 0;
   char **names = calloc((size_t)rows, sizeof *names);
   int rc = names ? h5o_read_strings(w->index_dset, row0, rows, names) : -1;
   if (rc < 0) {

@@ -34,6 +34,7 @@ void rctd_normalize_opts_default(rctd_normalize_opts *opts) {
   opts->bulk_max_iter = 100;
   opts->min_change_bulk = 1e-4;
   opts->block_pixels = NORM_BLOCK_PIXELS;
+  opts->pixels_writer = (rctd_writer_opts){0};
 }
 
 static void norm_note(rctd_note_fn note, void *ctx, const char *fmt, ...)
@@ -215,6 +216,7 @@ void rctd_norm_ref(const double *profiles_gk, int n_types, const int32_t *genes,
 void rctd_normalize_plan_free(rctd_normalize_plan *plan) {
   free(plan->bulk_pos_s);
   free(plan->reg_pos_s);
+  if (plan->pixels_spill) fclose(plan->pixels_spill);
   memset(plan, 0, sizeof *plan);
 }
 
@@ -296,6 +298,155 @@ static int norm_each_row(rctd_input *in, const char *pass_label, norm_row_fn fn,
   return rc;
 }
 
+/* ------------------------------------------------------------------ the pixel records */
+
+/* The kept pixels, gathered in blocks and written as pixel records as pass 2 reads them, to a
+ * temporary stream (rctd_normalize_write_pixels copies them after the model). */
+typedef struct {
+  const rctd_normalize_plan *plan;
+  int n_reg;
+  rctd_writer *w;
+  const rctd_input *spatial; /* its names are read back row by row (rctd_input_barcode) */
+  const double *coords_all;
+  int64_t cap; /* pixels per block */
+  int64_t n;   /* pixels held */
+  int64_t first;
+  const char **barcodes;
+  char *names; /* the block's barcodes, copied back to back: names_len bytes used */
+  size_t names_len, names_cap;
+  size_t *name_at; /* offset of each held pixel's barcode in names */
+  double *numi;
+  int64_t *rows;
+  double *coords;
+  int64_t *indptr;
+  int32_t *indices;
+  double *values;
+  int64_t nnz, cap_nnz;
+  int failed_name; /* a barcode could not be read back from the input's temporary file */
+} norm_pix_ctx;
+
+static void norm_pix_free(norm_pix_ctx *ctx) {
+  free(ctx->barcodes);
+  free(ctx->names);
+  free(ctx->name_at);
+  free(ctx->numi);
+  free(ctx->rows);
+  free(ctx->indptr);
+  free(ctx->coords);
+  free(ctx->indices);
+  free(ctx->values);
+}
+
+/* The block's arrays for CAP pixels.  0 or -1 (out of memory). */
+static int norm_pix_alloc(norm_pix_ctx *ctx, int64_t cap, const double *coords_all) {
+  ctx->cap = cap;
+  ctx->coords_all = coords_all;
+  size_t n = (size_t)cap;
+  ctx->barcodes = malloc(n * sizeof *ctx->barcodes);
+  ctx->name_at = malloc(n * sizeof *ctx->name_at);
+  ctx->numi = malloc(n * sizeof *ctx->numi);
+  ctx->rows = malloc(n * sizeof *ctx->rows);
+  ctx->indptr = malloc((n + 1) * sizeof *ctx->indptr);
+  if (coords_all) ctx->coords = malloc(2 * n * sizeof *ctx->coords);
+  if (!ctx->barcodes || !ctx->name_at || !ctx->numi || !ctx->rows || !ctx->indptr ||
+      (coords_all && !ctx->coords))
+    return -1;
+  ctx->indptr[0] = 0;
+  return 0;
+}
+
+/* Copies row ROW's barcode as pixel K of the block: the input's pointer lasts one call. */
+static int norm_hold_name(norm_pix_ctx *ctx, int64_t k, int64_t row) {
+  const char *name = rctd_input_barcode(ctx->spatial, row);
+  if (!name) {
+    ctx->failed_name = 1;
+    return -1;
+  }
+  size_t len = strlen(name) + 1;
+  if (ctx->names_len + len > ctx->names_cap) {
+    size_t cap = ctx->names_cap ? ctx->names_cap : 65536;
+    while (cap < ctx->names_len + len) cap *= 2;
+    char *names = realloc(ctx->names, cap);
+    if (!names) return -1;
+    ctx->names = names;
+    ctx->names_cap = cap;
+  }
+  memcpy(ctx->names + ctx->names_len, name, len);
+  ctx->name_at[k] = ctx->names_len;
+  ctx->names_len += len;
+  return 0;
+}
+
+static int norm_flush_block(norm_pix_ctx *ctx) {
+  if (ctx->n == 0) return 0;
+  for (int64_t k = 0; k < ctx->n; k++) ctx->barcodes[k] = ctx->names + ctx->name_at[k];
+  rctd_pixel_block b;
+  rctd_pixel_block_init(&b);
+  b.first = ctx->first;
+  b.n = ctx->n;
+  b.barcodes = ctx->barcodes;
+  b.numi_n = ctx->numi;
+  b.row_n = ctx->rows;
+  b.coords_n2 = ctx->coords;
+  b.indptr = ctx->indptr;
+  b.indices = ctx->indices;
+  b.values = ctx->values;
+  b.nnz = ctx->nnz;
+  if (rctd_pixel_block_write(ctx->w, &b, ctx->n_reg) < 0) return -1;
+  ctx->first += ctx->n;
+  ctx->n = 0;
+  ctx->nnz = 0;
+  ctx->names_len = 0;
+  ctx->indptr[0] = 0;
+  return 0;
+}
+
+/* Room for NNZ more counts in the block.  0 or -1 (out of memory). */
+static int norm_pix_reserve(norm_pix_ctx *ctx, int64_t nnz) {
+  if (ctx->nnz + nnz <= ctx->cap_nnz) return 0;
+  int64_t cap = ctx->cap_nnz ? ctx->cap_nnz : 4096;
+  while (cap < ctx->nnz + nnz) cap *= 2;
+  int32_t *gi = realloc(ctx->indices, (size_t)cap * sizeof *gi);
+  if (gi) ctx->indices = gi;
+  double *gv = gi ? realloc(ctx->values, (size_t)cap * sizeof *gv) : NULL;
+  if (gv) ctx->values = gv;
+  if (!gi || !gv) return -1;
+  ctx->cap_nnz = cap;
+  return 0;
+}
+
+/* Adds row R of C (a kept pixel of nUMI NUMI) to the block: its counts of the regression genes,
+ * its barcode, nUMI, row and coordinates; writes the block when full. */
+static int norm_hold_pixel(norm_pix_ctx *ctx, const rctd_csr_chunk *c, int64_t r, double numi) {
+  if (norm_pix_reserve(ctx, c->row_ptr[r + 1] - c->row_ptr[r]) < 0) return -1;
+  int64_t start = ctx->nnz;
+  for (int64_t i = c->row_ptr[r]; i < c->row_ptr[r + 1]; i++) {
+    int32_t pos = ctx->plan->reg_pos_s[c->gene_idx[i]];
+    if (pos < 0) continue;
+    /* Insertion in gene_list_reg order (R's row order of puck@counts[gene_list_reg, ]). */
+    int64_t j = ctx->nnz++;
+    while (j > start && ctx->indices[j - 1] > pos) {
+      ctx->indices[j] = ctx->indices[j - 1];
+      ctx->values[j] = ctx->values[j - 1];
+      j--;
+    }
+    ctx->indices[j] = pos;
+    ctx->values[j] = c->values[i];
+  }
+  int64_t row = c->row_begin + r, k = ctx->n;
+  if (norm_hold_name(ctx, k, row) < 0) return -1;
+  ctx->numi[k] = numi;
+  ctx->rows[k] = row;
+  if (ctx->coords) {
+    ctx->coords[2 * k] = ctx->coords_all[2 * row];
+    ctx->coords[2 * k + 1] = ctx->coords_all[2 * row + 1];
+  }
+  ctx->indptr[k + 1] = ctx->nnz;
+  ctx->n++;
+  if (ctx->n == ctx->cap) return norm_flush_block(ctx);
+  return 0;
+}
+
 typedef struct {
   const rctd_normalize_opts *opts;
   double *totals_s; /* pass 1: spatial totals over puck.original */
@@ -306,6 +457,7 @@ typedef struct {
   long double sum_numi;
   FILE *numi_spill; /* the kept pixels' nUMI (the model's pixel_numi), raw doubles */
   int64_t n_pixels;
+  norm_pix_ctx pix; /* the kept pixels' records */
 } norm_pass_ctx;
 
 static int norm_pass1_row(void *vctx, const rctd_csr_chunk *c, int64_t r, double numi) {
@@ -327,7 +479,8 @@ static int norm_pass2_row(void *vctx, const rctd_csr_chunk *c, int64_t r, double
   }
   ctx->sum_numi += numi;
   ctx->n_pixels++;
-  return fwrite(&numi, sizeof numi, 1, ctx->numi_spill) == 1 ? 0 : -1;
+  if (fwrite(&numi, sizeof numi, 1, ctx->numi_spill) != 1) return -1;
+  return norm_hold_pixel(&ctx->pix, c, r, numi);
 }
 
 /* Builds gene -> list position maps over the spatial genes. */
@@ -417,32 +570,77 @@ static int norm_prep_gene_lists(norm_prep *p) {
   return 0;
 }
 
-/* Pass 2: puck (pixels re-filtered on their bulk-gene counts), its totals and nUMI (spilled to
- * an anonymous temporary file: one value per pixel is all normalize would otherwise hold). */
-static int norm_prep_pass2(norm_prep *p) {
-  rctd_normalize_plan *plan = p->plan;
+/* An anonymous temporary file in the input's tmp_dir.  0 or -1 (message in p->err). */
+static int norm_temp(norm_prep *p, const char *prefix, FILE **f) {
   const char *tmp_dir = rctd_input_tmp_dir(p->spatial);
+  *f = rctd_temp_file(tmp_dir, prefix);
+  if (*f) return 0;
+  if (!tmp_dir || !*tmp_dir) tmp_dir = getenv("TMPDIR");
+  return rctd_fail(p->err, p->err_len,
+                   "%s: cannot create a temporary file there (%s): give a writable directory "
+                   "with --tmp-dir",
+                   tmp_dir && *tmp_dir ? tmp_dir : "/tmp", strerror(errno));
+}
+
+/* Pass 2's output: the nUMI spill and the temporary stream of pixel records (p->plan's
+ * pixels_spill, written by p->ctx.pix.w). */
+static int norm_prep_pass2_open(norm_prep *p) {
+  rctd_normalize_plan *plan = p->plan;
+  norm_pix_ctx *pix = &p->ctx.pix;
   p->ctx.bulk_pos_s = plan->bulk_pos_s;
   p->ctx.totals_b = calloc((size_t)p->n_bulk, sizeof *p->ctx.totals_b);
-  if (!p->ctx.totals_b) return rctd_fail(p->err, p->err_len, "%s: out of memory", p->label);
-  p->ctx.numi_spill = rctd_temp_file(tmp_dir, "rctd-normalize");
-  if (!p->ctx.numi_spill) {
-    if (!tmp_dir || !*tmp_dir) tmp_dir = getenv("TMPDIR");
-    return rctd_fail(p->err, p->err_len,
-                     "%s: cannot create a temporary file there (%s): give a writable directory "
-                     "with --tmp-dir",
-                     tmp_dir && *tmp_dir ? tmp_dir : "/tmp", strerror(errno));
-  }
-  if (norm_each_row(p->spatial, "normalize: bulk genes", norm_pass2_row, &p->ctx, p->err,
-                    p->err_len) < 0 ||
-      fflush(p->ctx.numi_spill) != 0) {
-    if (ferror(p->ctx.numi_spill))
-      rctd_fail(p->err, p->err_len,
-                "cannot write the temporary file of pixel nUMI (%s): free some space or give "
-                "another directory with --tmp-dir",
-                strerror(errno));
+  int64_t cap = p->opts->block_pixels > 0 ? p->opts->block_pixels : NORM_BLOCK_PIXELS;
+  pix->plan = plan;
+  pix->n_reg = p->n_reg;
+  pix->spatial = p->spatial;
+  const double *coords = rctd_input_coords(p->spatial);
+  if (!p->ctx.totals_b || norm_pix_alloc(pix, cap, coords) < 0)
+    return rctd_fail(p->err, p->err_len, "%s: out of memory", p->label);
+  if (norm_temp(p, "rctd-normalize", &p->ctx.numi_spill) < 0 ||
+      norm_temp(p, "rctd-normalize-pixels", &plan->pixels_spill) < 0)
     return -1;
-  }
+  pix->w = rctd_writer_fopen(plan->pixels_spill, "the temporary file of pixels",
+                             &p->opts->pixels_writer, p->err, p->err_len);
+  return pix->w ? 0 : -1;
+}
+
+/* Why pass 2 failed, where norm_each_row left no message. */
+static int norm_prep_pass2_error(norm_prep *p) {
+  const norm_pix_ctx *pix = &p->ctx.pix;
+  if (ferror(p->ctx.numi_spill))
+    return rctd_fail(p->err, p->err_len,
+                     "cannot write the temporary file of pixel nUMI (%s): free some space or "
+                     "give another directory with --tmp-dir",
+                     strerror(errno));
+  if (pix->failed_name)
+    return rctd_fail(p->err, p->err_len,
+                     "%s: cannot read the barcodes back from their temporary file (%s)", p->label,
+                     strerror(errno));
+  if (rctd_writer_error(pix->w)[0])
+    return rctd_fail(p->err, p->err_len,
+                     "%s: free some space or give another directory with --tmp-dir",
+                     rctd_writer_error(pix->w));
+  if (!p->err[0]) return rctd_fail(p->err, p->err_len, "%s: out of memory", p->label);
+  return -1;
+}
+
+/* Pass 2: puck (pixels re-filtered on their bulk-gene counts), its totals and nUMI (spilled to
+ * an anonymous temporary file: one value per pixel is all normalize would otherwise hold), and
+ * its pixel records (to a second one): the pixels need only the gene lists of pass 1, so they
+ * are encoded in this pass rather than by a third read of the input. */
+static int norm_prep_pass2(norm_prep *p) {
+  rctd_normalize_plan *plan = p->plan;
+  if (p->err_len) p->err[0] = '\0';
+  if (norm_prep_pass2_open(p) < 0) return -1;
+  if (norm_each_row(p->spatial, "normalize: bulk genes and pixels", norm_pass2_row, &p->ctx, p->err,
+                    p->err_len) < 0 ||
+      fflush(p->ctx.numi_spill) != 0 || norm_flush_block(&p->ctx.pix) < 0)
+    return norm_prep_pass2_error(p);
+  rctd_writer *w = p->ctx.pix.w;
+  p->ctx.pix.w = NULL;
+  if (rctd_writer_close(w, p->sub, sizeof p->sub) < 0)
+    return rctd_fail(p->err, p->err_len,
+                     "%s: free some space or give another directory with --tmp-dir", p->sub);
   plan->n_pass_umi = p->ctx.n_pass_umi;
   plan->n_pixels = p->ctx.n_pixels;
   norm_note(p->note, p->note_ctx,
@@ -566,6 +764,8 @@ int rctd_normalize_prepare(rctd_input *spatial, const rctd_reference_data *ref,
   free(p.ctx.totals_s);
   free(p.ctx.totals_b);
   if (p.ctx.numi_spill) fclose(p.ctx.numi_spill);
+  if (p.ctx.pix.w) rctd_writer_abort(p.ctx.pix.w);
+  norm_pix_free(&p.ctx.pix);
   free(p.renorm_bk);
   if (rc < 0) {
     rctd_model_free(model);
@@ -574,203 +774,25 @@ int rctd_normalize_prepare(rctd_input *spatial, const rctd_reference_data *ref,
   return rc;
 }
 
-/* ------------------------------------------------------------------ pass 3: pixels */
+/* ------------------------------------------------------------------ the pixels out */
 
-typedef struct {
-  const rctd_normalize_opts *opts;
-  const rctd_normalize_plan *plan;
-  const rctd_model *model;
-  rctd_writer *w;
-  const rctd_input *spatial; /* its names are read back row by row (rctd_input_barcode) */
-  const double *coords_all;
-  int64_t cap; /* pixels per block */
-  int64_t n;   /* pixels held */
-  int64_t first;
-  const char **barcodes;
-  char *names; /* the block's barcodes, copied back to back: names_len bytes used */
-  size_t names_len, names_cap;
-  size_t *name_at; /* offset of each held pixel's barcode in names */
-  double *numi;
-  int64_t *rows;
-  double *coords;
-  int64_t *indptr;
-  int32_t *indices;
-  double *values;
-  int64_t nnz, cap_nnz;
-  int failed_numi;  /* a pixel's nUMI disagreed with pass 2 */
-  int failed_spill; /* pass 2's nUMI could not be read back from the temporary file */
-  int failed_name;  /* a barcode could not be read back from the input's temporary file */
-} norm_pix_ctx;
-
-/* Copies row ROW's barcode as pixel K of the block: the input's pointer lasts one call. */
-static int norm_hold_name(norm_pix_ctx *ctx, int64_t k, int64_t row) {
-  const char *name = rctd_input_barcode(ctx->spatial, row);
-  if (!name) {
-    ctx->failed_name = 1;
-    return -1;
-  }
-  size_t len = strlen(name) + 1;
-  if (ctx->names_len + len > ctx->names_cap) {
-    size_t cap = ctx->names_cap ? ctx->names_cap : 65536;
-    while (cap < ctx->names_len + len) cap *= 2;
-    char *names = realloc(ctx->names, cap);
-    if (!names) return -1;
-    ctx->names = names;
-    ctx->names_cap = cap;
-  }
-  memcpy(ctx->names + ctx->names_len, name, len);
-  ctx->name_at[k] = ctx->names_len;
-  ctx->names_len += len;
-  return 0;
-}
-
-/* Pass 2's nUMI of pixel P (pixels come in order), from the model or its spill file. */
-static int norm_pass2_numi(const norm_pix_ctx *ctx, int64_t p, double *numi) {
-  if (p >= ctx->model->n_pixels) return -1;
-  if (ctx->model->pixel_numi_n) {
-    *numi = ctx->model->pixel_numi_n[p];
-    return 0;
-  }
-  return fread(numi, sizeof *numi, 1, ctx->model->pixel_numi_spill) == 1 ? 0 : -1;
-}
-
-static int norm_flush_block(norm_pix_ctx *ctx) {
-  if (ctx->n == 0) return 0;
-  for (int64_t k = 0; k < ctx->n; k++) ctx->barcodes[k] = ctx->names + ctx->name_at[k];
-  rctd_pixel_block b;
-  rctd_pixel_block_init(&b);
-  b.first = ctx->first;
-  b.n = ctx->n;
-  b.barcodes = ctx->barcodes;
-  b.numi_n = ctx->numi;
-  b.row_n = ctx->rows;
-  b.coords_n2 = ctx->coords;
-  b.indptr = ctx->indptr;
-  b.indices = ctx->indices;
-  b.values = ctx->values;
-  b.nnz = ctx->nnz;
-  if (rctd_pixel_block_write(ctx->w, &b, ctx->model->n_reg) < 0) return -1;
-  ctx->first += ctx->n;
-  ctx->n = 0;
-  ctx->nnz = 0;
-  ctx->names_len = 0;
-  ctx->indptr[0] = 0;
-  return 0;
-}
-
-static int norm_pass3_row(void *vctx, const rctd_csr_chunk *c, int64_t r, double numi) {
-  norm_pix_ctx *ctx = vctx;
-  if (!rctd_normalize_keeps_pixel(ctx->opts, numi, norm_row_sum(c, r))) return 0;
-  if (!(norm_bulk_sum(c, r, ctx->plan->bulk_pos_s) >= ctx->opts->counts_min)) return 0;
-  double numi_before;
-  const int64_t p = ctx->first + ctx->n;
-  if (p < ctx->model->n_pixels && norm_pass2_numi(ctx, p, &numi_before) < 0) {
-    ctx->failed_spill = 1;
-    return -1;
-  }
-  if (p >= ctx->model->n_pixels || numi_before != numi) {
-    ctx->failed_numi = 1;
-    return -1;
-  }
-  int64_t row_nnz = c->row_ptr[r + 1] - c->row_ptr[r];
-  if (ctx->nnz + row_nnz > ctx->cap_nnz) {
-    int64_t cap = ctx->cap_nnz ? ctx->cap_nnz : 4096;
-    while (cap < ctx->nnz + row_nnz) cap *= 2;
-    int32_t *gi = realloc(ctx->indices, (size_t)cap * sizeof *gi);
-    if (gi) ctx->indices = gi;
-    double *gv = gi ? realloc(ctx->values, (size_t)cap * sizeof *gv) : NULL;
-    if (gv) ctx->values = gv;
-    if (!gi || !gv) return -1;
-    ctx->cap_nnz = cap;
-  }
-  int64_t start = ctx->nnz;
-  for (int64_t i = c->row_ptr[r]; i < c->row_ptr[r + 1]; i++) {
-    int32_t pos = ctx->plan->reg_pos_s[c->gene_idx[i]];
-    if (pos < 0) continue;
-    /* Insertion in gene_list_reg order (R's row order of puck@counts[gene_list_reg, ]). */
-    int64_t j = ctx->nnz++;
-    while (j > start && ctx->indices[j - 1] > pos) {
-      ctx->indices[j] = ctx->indices[j - 1];
-      ctx->values[j] = ctx->values[j - 1];
-      j--;
-    }
-    ctx->indices[j] = pos;
-    ctx->values[j] = c->values[i];
-  }
-  int64_t row = c->row_begin + r, k = ctx->n;
-  if (norm_hold_name(ctx, k, row) < 0) return -1;
-  ctx->numi[k] = numi;
-  ctx->rows[k] = row;
-  if (ctx->coords) {
-    ctx->coords[2 * k] = ctx->coords_all[2 * row];
-    ctx->coords[2 * k + 1] = ctx->coords_all[2 * row + 1];
-  }
-  ctx->indptr[k + 1] = ctx->nnz;
-  ctx->n++;
-  if (ctx->n == ctx->cap) return norm_flush_block(ctx);
-  return 0;
-}
-
-int rctd_normalize_write_pixels(rctd_input *spatial, const rctd_model *model,
-                                const rctd_normalize_plan *plan, const rctd_normalize_opts *opts,
-                                rctd_writer *w, char *err, size_t err_len) {
-  const char *label = rctd_input_path(spatial);
+int rctd_normalize_write_pixels(const rctd_normalize_plan *plan, rctd_writer *w, char *err,
+                                size_t err_len) {
   if (err_len) err[0] = '\0';
-  FILE *spill = model->pixel_numi_n ? NULL : model->pixel_numi_spill;
-  if (spill && (fflush(spill) != 0 || fseeko(spill, 0, SEEK_SET) != 0))
-    return rctd_fail(err, err_len, "cannot read the temporary file of pixel nUMI back (%s)",
-                     strerror(errno));
-  norm_pix_ctx ctx = {.opts = opts, .plan = plan, .model = model, .w = w};
-  ctx.cap = opts->block_pixels > 0 ? opts->block_pixels : NORM_BLOCK_PIXELS;
-  ctx.spatial = spatial;
-  ctx.coords_all = model->has_coords ? rctd_input_coords(spatial) : NULL;
-  size_t cap = (size_t)ctx.cap;
-  ctx.barcodes = malloc(cap * sizeof *ctx.barcodes);
-  ctx.name_at = malloc(cap * sizeof *ctx.name_at);
-  ctx.numi = malloc(cap * sizeof *ctx.numi);
-  ctx.rows = malloc(cap * sizeof *ctx.rows);
-  ctx.indptr = malloc((cap + 1) * sizeof *ctx.indptr);
-  if (ctx.coords_all) ctx.coords = malloc(2 * cap * sizeof *ctx.coords);
-  int rc = -1;
-  if (!ctx.barcodes || !ctx.name_at || !ctx.numi || !ctx.rows || !ctx.indptr ||
-      (ctx.coords_all && !ctx.coords)) {
-    rctd_fail(err, err_len, "%s: out of memory", label);
-    goto done;
-  }
-  ctx.indptr[0] = 0;
-  if (norm_each_row(spatial, "normalize: writing pixels", norm_pass3_row, &ctx, err, err_len) < 0 ||
-      norm_flush_block(&ctx) < 0) {
-    if (ctx.failed_spill)
-      rctd_fail(err, err_len, "%s: cannot read the temporary file of pixel nUMI back (%s)", label,
-                errno ? strerror(errno) : "it is shorter than written");
-    else if (ctx.failed_name)
-      rctd_fail(err, err_len, "%s: cannot read the barcodes back from their temporary file (%s)",
-                label, strerror(errno));
-    else if (ctx.failed_numi)
-      rctd_fail(err, err_len, "%s: the input changed between passes (pixel %" PRId64 ")", label,
-                ctx.first + ctx.n);
-    else if (rctd_writer_error(w)[0])
-      rctd_fail(err, err_len, "%s", rctd_writer_error(w));
-    else if (!err[0])
-      rctd_fail(err, err_len, "%s: out of memory", label);
-    goto done;
-  }
-  if (ctx.first != model->n_pixels) {
-    rctd_fail(err, err_len,
-              "%s: the input changed between passes (%" PRId64 " pixels, not %" PRId64 ")", label,
-              ctx.first, model->n_pixels);
-    goto done;
-  }
-  rc = 0;
-done:
-  free(ctx.barcodes);
-  free(ctx.names);
-  free(ctx.name_at);
-  free(ctx.numi);
-  free(ctx.rows);
-  free(ctx.indptr);
-  free(ctx.coords);
-  free(ctx.indices);
-  free(ctx.values);
+  FILE *spill = plan->pixels_spill;
+  if (!spill || fflush(spill) != 0 || fseeko(spill, 0, SEEK_SET) != 0)
+    return rctd_fail(err, err_len, "cannot read the temporary file of pixels back (%s)",
+                     spill ? strerror(errno) : "none was written");
+  rctd_reader *r = rctd_reader_fopen(spill, "the temporary file of pixels", err, err_len);
+  if (!r) return -1;
+  const rctd_record_info *info;
+  int got;
+  while ((got = rctd_reader_next(r, &info)) > 0)
+    if (rctd_reader_copy(r, w) < 0) break;
+  int rc = 0;
+  if (got != 0)
+    rc = rctd_fail(err, err_len, "%s",
+                   rctd_writer_error(w)[0] ? rctd_writer_error(w) : rctd_reader_error(r));
+  rctd_reader_close(r);
   return rc;
 }

@@ -32,6 +32,7 @@ typedef struct {
   int bulk_max_iter;      /* 100: fitBulk's n.iter */
   double min_change_bulk; /* MIN_CHANGE_BULK 1e-4 */
   int64_t block_pixels;   /* pixels per output block: 4096 (0 also means 4096) */
+  rctd_writer_opts pixels_writer; /* how the pixel records are encoded (the output's options) */
 } rctd_normalize_opts;
 
 void rctd_normalize_opts_default(rctd_normalize_opts *opts);
@@ -73,14 +74,17 @@ void rctd_norm_ref(const double *profiles_gk, int n_types, const int32_t *genes,
                    double *renorm_nk);
 
 /* ---- streamed driver (rctd-normalize) ----
- * rctd_normalize_prepare reads the spatial input twice (filters and totals; bulk restriction)
- * and fills MODEL (everything but extra records); rctd_normalize_write_pixels reads it a third
- * time and writes the pixel blocks.  Memory: O(genes x types) and a block of pixels; the kept
- * pixels' nUMI (the model's pixel_numi) go to an anonymous temporary file in the input's
- * tmp_dir (model->pixel_numi_spill), nUMI that are count sums are summed per row as the counts
- * stream by, the names are read back from the input's temporary file row by row
- * (rctd_input_barcode); only what the input itself holds per row (given nUMI, coordinates, names
- * where a side table needs them) grows with the pixel count.
+ * rctd_normalize_prepare reads the spatial input twice: pass 1, the filters and gene totals;
+ * pass 2 (once the gene lists are known), the bulk restriction and the pixel records, encoded
+ * with opts->pixels_writer into an anonymous temporary stream (plan->pixels_spill) since the
+ * model, which pass 2 completes, comes first in the output.  It fills MODEL (everything but
+ * extra records); rctd_normalize_write_pixels then copies the pixel records to the output.
+ * Memory: O(genes x types) and a block of pixels; the kept pixels' nUMI (the model's
+ * pixel_numi) go to an anonymous temporary file in the input's tmp_dir
+ * (model->pixel_numi_spill), nUMI that are count sums are summed per row as the counts stream
+ * by, the names are read back from the input's temporary file row by row (rctd_input_barcode);
+ * only what the input itself holds per row (given nUMI, coordinates, names where a side table
+ * needs them) grows with the pixel count.  Disk: the pixel records, about the output's size.
  * Each pass reports its progress (rctd_progress: silent with --quiet). */
 typedef struct {
   int64_t n_rows;     /* spatial rows read */
@@ -90,6 +94,7 @@ typedef struct {
   int32_t *bulk_pos_s; /* spatial gene -> position in gene_list_bulk, or -1 */
   int32_t *reg_pos_s;  /* spatial gene -> position in gene_list_reg, or -1 */
   int n_bulk_fit;      /* bulk genes used by fitBulk (total >= bulk_min_obs) */
+  FILE *pixels_spill;  /* the pixel records (an rctd stream), closed by _plan_free */
 } rctd_normalize_plan;
 
 void rctd_normalize_plan_free(rctd_normalize_plan *plan);
@@ -99,9 +104,9 @@ int rctd_normalize_prepare(rctd_input *spatial, const rctd_reference_data *ref,
                            rctd_normalize_plan *plan, rctd_note_fn note, void *note_ctx, char *err,
                            size_t err_len);
 
-int rctd_normalize_write_pixels(rctd_input *spatial, const rctd_model *model,
-                                const rctd_normalize_plan *plan, const rctd_normalize_opts *opts,
-                                rctd_writer *w, char *err, size_t err_len);
+/* Copies the pixel records of PLAN (rctd_normalize_prepare) to W.  0 or -1. */
+int rctd_normalize_write_pixels(const rctd_normalize_plan *plan, rctd_writer *w, char *err,
+                                size_t err_len);
 
 /* Replaces the model's classes (from the reference) with those of a class table
  * (rctd_class_table_read: every type needs a row) and renumbers class_k.  0 or -1. */

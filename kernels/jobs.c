@@ -1,4 +1,5 @@
-/* Jobs on threads: the one copy of start, run one here, join. */
+/* Jobs on threads: the one copy of start, run one here, join (the CPU backend's batches and
+ * the stages of lib/ use it; it sits in kernels/, the bottom layer, so that both can). */
 #include "jobs.h"
 
 #include <pthread.h>

@@ -1,4 +1,4 @@
-/* Jobs on threads (jobs.c). */
+/* Jobs on threads (jobs.c): for the kernels' CPU backend and for lib/. */
 #ifndef RCTD_JOBS_H
 #define RCTD_JOBS_H
 #include <stddef.h>
