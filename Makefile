@@ -11,14 +11,16 @@ CFLAGS_BASE += -O1 -fsanitize=address,undefined -fno-omit-frame-pointer -fno-san
 LDFLAGS     += -fsanitize=address,undefined
 BUILD       := build/asan
 else ifeq ($(SANITIZE),thread)
-# ThreadSanitizer (the threaded tests: make test-unit SANITIZE=thread); no CUDA (its runtime's
-# threads are not instrumented), and no target_clones (kernels/cpu/irwls.c says why).
+# ThreadSanitizer (README: Two commands); no CUDA (its runtime's threads are not
+# instrumented), and no target_clones (kernels/cpu/irwls.c says why).
 CFLAGS_BASE += -O1 -fsanitize=thread -fno-omit-frame-pointer
 LDFLAGS     += -fsanitize=thread
 NO_CUDA     := 1
 BUILD       := build/tsan
-else
+else ifeq ($(SANITIZE),)
 BUILD       := build/release
+else
+$(error SANITIZE=$(SANITIZE): give 1 (AddressSanitizer and UBSan) or thread)
 endif
 # FUZZ=1: the libFuzzer build (clang, AddressSanitizer, UndefinedBehaviorSanitizer, no CUDA);
 # see `make fuzz` below.

@@ -43,8 +43,8 @@ static int norm_parse(rctd_cli *cli, int argc, char **argv, rctd_input_options *
 /* The model (with the reference's provenance) and the filtered pixels to CLI's output. */
 static int norm_write(const rctd_cli *cli, rctd_model *model, const rctd_normalize_plan *plan,
                       char *err, size_t err_len) {
-  rctd_writer_opts wopts = rctd_cli_writer_opts(cli);
-  rctd_writer *w = rctd_writer_open(cli->output, &wopts, err, err_len);
+  /* the options the pixel records were encoded with in pass 2: they are copied as they are */
+  rctd_writer *w = rctd_writer_open(cli->output, &norm_c.o.pixels_writer, err, err_len);
   if (!w) return -1;
   if (rctd_model_write(w, model) < 0 || rctd_cli_write_provenance(cli, w) < 0) {
     const char *why = rctd_writer_error(w);

@@ -115,15 +115,18 @@ TEST(out_commit_does_not_block_other_outputs) {
   atomic_test_sleep_ms(100); /* into its flush, which the full pipe blocks */
   CHECK(pthread_create(&t2, NULL, atomic_test_small_output, &other) == 0);
   for (int i = 0; i < 5000 && !other.done; i++) atomic_test_sleep_ms(1);
-  CHECK_MSG(other.done, "an output waited for another thread's blocked commit");
-  CHECK(!stuck.done);
+  /* what is checked is read now, but checked only after both threads are joined: a failing
+   * check must not leave a thread blocked (holding the lock, had it come back) */
+  const int other_done_first = other.done, stuck_done_first = stuck.done;
   /* Drain the FIFO: the stuck commit then ends too. */
   int fl = fcntl(reader, F_GETFL);
-  CHECK(fcntl(reader, F_SETFL, fl & ~O_NONBLOCK) == 0);
+  const int blocking = fcntl(reader, F_SETFL, fl & ~O_NONBLOCK) == 0;
   size_t got = 0;
   for (ssize_t n; (n = read(reader, buf, BIG)) > 0;) got += (size_t)n;
   pthread_join(t1, NULL);
   pthread_join(t2, NULL);
+  CHECK_MSG(other_done_first, "an output waited for another thread's blocked commit");
+  CHECK(!stuck_done_first && blocking);
   CHECK(got == BIG && stuck.rc == 0 && other.rc == 0);
   CHECK(test_sh("test \"$(cat %s)\" = small", small) == 0);
   close(reader);

@@ -376,6 +376,26 @@ static void norm_test_fails(const char *args, const char *expect, int *failed_) 
   CHECK_MSG(test_sh("test ! -e %s", out) == 0, "%s left an output", args);
 }
 
+/* The temporary directory fills up during the second pass (a file size limit, SIGXFSZ ignored:
+ * writes fail with EFBIG): one line naming the directory, a runtime exit, no output. */
+TEST_E2E(normalize_tmp_dir_full) {
+  char ref[512], out[512], log[512], dir[512];
+  CHECK(norm_test_make_reference(ref, sizeof ref) == 0);
+  snprintf(out, sizeof out, "%s/norm_full.rctd", test_tmp_dir());
+  snprintf(log, sizeof log, "%s/norm_full.log", test_tmp_dir());
+  snprintf(dir, sizeof dir, "%s/norm_full_tmp", test_tmp_dir());
+  CHECK(test_sh("mkdir -p %s", dir) == 0);
+  int rc = test_sh("(trap '' XFSZ; ulimit -f 16; exec %s/rctd-normalize "
+                   "%s/data/vignette/h5ad/spatial.h5ad %s --block-pixels 10 --tmp-dir %s -q -o %s) "
+                   "2> %s",
+                   test_bin_dir(), test_repo_dir(), ref, dir, out, log);
+  CHECK_MSG(rc != 0 && rc != 2, "exit %d", rc);
+  CHECK(test_sh("test \"$(wc -l < '%s')\" -eq 1", log) == 0);
+  CHECK(test_sh("grep -q '^rctd-normalize: %s: the temporary file of pixels: .*--tmp-dir' %s", dir,
+                log) == 0);
+  CHECK(test_sh("test ! -e %s && test -z \"$(ls -A %s)\"", out, dir) == 0);
+}
+
 TEST_E2E(normalize_bad_input) {
   char ref[512], args[2048], path[512];
   const char *tmp = test_tmp_dir(), *sh = test_repo_dir();

@@ -418,6 +418,11 @@ static atomic_slot *atomic_claim_finished(int i) {
 }
 
 int rctd_out_finish(int discard, char *err, size_t err_len) {
+  /* Deferral ends before the scan: a commit that still saw it on has marked its slot finished
+   * under the lock already (the scan finds it); a later one renames its own file. */
+  pthread_mutex_lock(&atomic_lock);
+  atomic_deferred = 0;
+  pthread_mutex_unlock(&atomic_lock);
   int rc = discard ? -1 : 0;
   for (int i = 0; i < ATOMIC_MAX_OUTPUTS; i++) {
     atomic_slot *slot = atomic_claim_finished(i);
@@ -427,9 +432,6 @@ int rctd_out_finish(int discard, char *err, size_t err_len) {
     else if (atomic_rename(slot, err, err_len) != 0)
       rc = -1;
   }
-  pthread_mutex_lock(&atomic_lock);
-  atomic_deferred = 0;
-  pthread_mutex_unlock(&atomic_lock);
   return discard ? 0 : rc;
 }
 

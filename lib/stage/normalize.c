@@ -599,8 +599,14 @@ static int norm_prep_pass2_open(norm_prep *p) {
   if (norm_temp(p, "rctd-normalize", &p->ctx.numi_spill) < 0 ||
       norm_temp(p, "rctd-normalize-pixels", &plan->pixels_spill) < 0)
     return -1;
-  pix->w = rctd_writer_fopen(plan->pixels_spill, "the temporary file of pixels",
-                             &p->opts->pixels_writer, p->err, p->err_len);
+  /* the label names the directory: a full disk there is the likely failure */
+  const char *tmp_dir = rctd_input_tmp_dir(p->spatial);
+  if (!tmp_dir || !*tmp_dir) tmp_dir = getenv("TMPDIR");
+  char label[600];
+  snprintf(label, sizeof label, "%s: the temporary file of pixels",
+           tmp_dir && *tmp_dir ? tmp_dir : "/tmp");
+  pix->w =
+      rctd_writer_fopen(plan->pixels_spill, label, &p->opts->pixels_writer, p->err, p->err_len);
   return pix->w ? 0 : -1;
 }
 
@@ -787,8 +793,17 @@ int rctd_normalize_write_pixels(const rctd_normalize_plan *plan, rctd_writer *w,
   if (!r) return -1;
   const rctd_record_info *info;
   int got;
-  while ((got = rctd_reader_next(r, &info)) > 0)
+  /* the copy decodes every frame to check it: as long as a pass at a million pixels */
+  rctd_progress *progress =
+      rctd_progress_start("normalize: pixels out", (uint64_t)plan->n_pixels, "pixels");
+  while ((got = rctd_reader_next(r, &info)) > 0) {
+    const uint64_t pixels =
+        strcmp(info->name, RCTD_PIX_REC_COUNTS) == 0 && info->rows != RCTD_ROWS_UNKNOWN ? info->rows
+                                                                                        : 0;
     if (rctd_reader_copy(r, w) < 0) break;
+    rctd_progress_add(progress, pixels);
+  }
+  rctd_progress_finish(progress);
   int rc = 0;
   if (got != 0)
     rc = rctd_fail(err, err_len, "%s",
