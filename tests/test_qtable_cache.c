@@ -29,6 +29,10 @@ static int qct_exists(const char *path) {
   return stat(path, &st) == 0;
 }
 
+static int qct_rows_same(const rctd_qtable_owned *t, const double *q, const double *sq,
+                         const unsigned char *keep, int n_k);
+static int qct_meta_is(const char *path, const char *key, const char *want);
+
 TEST(qtable_compute_independent_of_threads) {
   enum { N_K = 40 };
   double *a = malloc(sizeof(double) * N_K * RCTD_N_X),
@@ -116,13 +120,18 @@ TEST(qtable_cache_keep_rows) {
   double *sq, *q = qct_direct(62, N_K, &sq);
   CHECK(q);
   rctd_qtable_owned t;
-  /* computed (an entry of 12 rows first, then grown with keep_rows set): whole */
+  /* computed (an entry of 12 rows first, then grown with keep_rows set: the blocks of the
+   * rows kept and the entry's last block, here all of them) */
+  opts.keep_rows = NULL;
   CHECK(rctd_qtable_get(62, 12, &opts, &t, note, sizeof note, err, sizeof err) == 0);
   CHECK(qct_same(&t, q, sq, 12));
   rctd_qtable_owned_free(&t);
+  opts.keep_rows = keep;
   CHECK(rctd_qtable_get(62, N_K, &opts, &t, note, sizeof note, err, sizeof err) == 0);
-  CHECK_MSG(qct_same(&t, q, sq, N_K) && strstr(note, "rows 12..19 computed"), "%s", note);
+  CHECK_MSG(qct_rows_same(&t, q, sq, keep, N_K) && strstr(note, "rows 12..19 computed"), "%s",
+            note);
   rctd_qtable_owned_free(&t);
+  opts.keep_rows = keep;
   /* read from the cache: the flagged rows equal, the others left as they were */
   CHECK(rctd_qtable_get(62, N_K, &opts, &t, note, sizeof note, err, sizeof err) == 0);
   CHECK_MSG(strstr(note, "from cache"), "%s", note);
@@ -516,6 +525,107 @@ TEST(qtable_cache_block_list_checked) {
     rctd_qtable_owned_free(&u);
   }
   rctd_qtable_owned_free(&t);
+  free(q);
+  free(sq);
+}
+
+/* A cold get keeping rows computes only the blocks (8 rows) holding them, with the bits of a
+ * whole computation, and stores an entry lacking the others ("-" in its block list and as its
+ * crc32, which no whole-table reader accepts); a later get needing other blocks computes just
+ * those and the entry grows; a whole get fills in the rest. */
+TEST(qtable_cache_cold_blocks) {
+  char dir[512], path[600], note[1024], err[RCTD_ERR_LEN];
+  snprintf(dir, sizeof dir, "%s/qcache-cold", test_tmp_dir());
+  snprintf(path, sizeof path, "%s/qtable-v%d-s056.rctd", dir, RCTD_QTABLE_VERSION);
+  enum { N_K = 45 }; /* six blocks, the last of 5 rows */
+  unsigned char keep[N_K] = {0};
+  keep[1] = keep[33] = keep[34] = 1; /* blocks 0 and 4 */
+  double *sq, *q = qct_direct(56, N_K, &sq);
+  CHECK(q);
+  rctd_qtable_opts opts = {.cache_dir = dir, .n_threads = 2, .keep_rows = keep};
+  rctd_qtable_owned t;
+  CHECK(rctd_qtable_get(56, N_K, &opts, &t, note, sizeof note, err, sizeof err) == 0);
+  CHECK_MSG(strstr(note, "rows 0..7, 32..39 computed") && strstr(note, "cached"), "%s", note);
+  CHECK(qct_rows_same(&t, q, sq, keep, N_K));
+  int marks_ok = 1; /* the rows not computed are marked, and poisoned in the sanitizer build */
+  for (int k = 0; k < N_K; k++) {
+    marks_ok &= rctd_qtable_row_loaded(&t, k) == keep[k];
+    marks_ok &= RCTD_IS_POISONED(t.q_kx + (size_t)k * RCTD_N_X) == (RCTD_ASAN_ON && !keep[k]);
+    marks_ok &= RCTD_IS_POISONED(t.sq_kx + (size_t)k * RCTD_N_X + 9) == (RCTD_ASAN_ON && !keep[k]);
+  }
+  CHECK(marks_ok);
+  rctd_qtable_owned_free(&t);
+  CHECK(qct_meta_is(path, "crc32", "-"));
+  CHECK(qct_meta_is(path, "n_k", "45"));
+  /* a model-stream read (whole tables only) refuses such an entry */
+  rctd_reader *r = rctd_reader_open(path, err, sizeof err);
+  CHECK(r);
+  rctd_qtable_owned back;
+  CHECK(rctd_qtable_read_records(r, NULL, 56, 1, 0, &back, err, sizeof err) == -1);
+  rctd_reader_close(r);
+  /* the same rows again: from the cache */
+  CHECK(rctd_qtable_get(56, N_K, &opts, &t, note, sizeof note, err, sizeof err) == 0);
+  CHECK_MSG(strstr(note, "from cache") && qct_rows_same(&t, q, sq, keep, N_K), "%s", note);
+  rctd_qtable_owned_free(&t);
+  /* another block needed (and the last, short one): just those computed */
+  keep[20] = keep[44] = 1;
+  CHECK(rctd_qtable_get(56, N_K, &opts, &t, note, sizeof note, err, sizeof err) == 0);
+  CHECK_MSG(strstr(note, "rows 16..23, 40..44 computed") && qct_rows_same(&t, q, sq, keep, N_K),
+            "%s", note);
+  rctd_qtable_owned_free(&t);
+  /* fewer rows asked for, keeping rows of present blocks: from the cache, the entry kept */
+  CHECK(rctd_qtable_get(56, 30, &opts, &t, note, sizeof note, err, sizeof err) == 0);
+  CHECK_MSG(strstr(note, "from cache") && qct_rows_same(&t, q, sq, keep, 30), "%s", note);
+  rctd_qtable_owned_free(&t);
+  /* a whole get: the rest computed, the entry whole (a numeric crc32), the same bits */
+  opts.keep_rows = NULL;
+  CHECK(rctd_qtable_get(56, N_K, &opts, &t, note, sizeof note, err, sizeof err) == 0);
+  CHECK_MSG(strstr(note, "rows 8..15, 24..31 computed") && qct_same(&t, q, sq, N_K), "%s", note);
+  CHECK(t.row_loaded == NULL);
+  rctd_qtable_owned_free(&t);
+  CHECK(!qct_meta_is(path, "crc32", "-"));
+  CHECK(rctd_qtable_get(56, N_K, &opts, &t, note, sizeof note, err, sizeof err) == 0);
+  CHECK_MSG(strstr(note, "from cache") && qct_same(&t, q, sq, N_K), "%s", note);
+  rctd_qtable_owned_free(&t);
+  r = rctd_reader_open(path, err, sizeof err);
+  CHECK(r && rctd_qtable_read_records(r, NULL, 56, N_K, 0, &back, err, sizeof err) == 0);
+  if (r) rctd_reader_close(r);
+  CHECK(qct_same(&back, q, sq, N_K));
+  rctd_qtable_owned_free(&back);
+
+  /* a partial entry with a damaged present block: rebuilt (only the blocks needed), never
+   * fatal; a whole get of an entry with more rows than asked keeps them */
+  unsigned char keep2[N_K] = {0};
+  keep2[2] = 1;
+  snprintf(path, sizeof path, "%s/qtable-v%d-s084.rctd", dir, RCTD_QTABLE_VERSION);
+  double *sq84, *q84 = qct_direct(84, N_K, &sq84);
+  CHECK(q84);
+  opts.keep_rows = keep2;
+  CHECK(rctd_qtable_get(84, N_K, &opts, &t, note, sizeof note, err, sizeof err) == 0);
+  CHECK_MSG(strstr(note, "rows 0..7 computed"), "%s", note);
+  rctd_qtable_owned_free(&t);
+  FILE *f = fopen(path, "rb");
+  CHECK(f && fseek(f, 0, SEEK_END) == 0);
+  size_t len = (size_t)ftell(f);
+  unsigned char *buf = malloc(len);
+  CHECK(buf && fseek(f, 0, SEEK_SET) == 0 && fread(buf, 1, len, f) == len && fclose(f) == 0);
+  long at = qct_chunk_at(buf, len, 2); /* q's block 0 */
+  CHECK(at > 0);
+  char junk[2] = {(char)(buf[at + 32 + 100] ^ 0x5a), 0};
+  CHECK(qct_damage(path, at + 32 + 100, junk) == 0);
+  CHECK(rctd_qtable_get(84, N_K, &opts, &t, note, sizeof note, err, sizeof err) == 0);
+  CHECK_MSG(strstr(note, "rows 0..7 computed") && strstr(note, "unusable") &&
+                qct_rows_same(&t, q84, sq84, keep2, N_K),
+            "%s", note);
+  rctd_qtable_owned_free(&t);
+  opts.keep_rows = NULL;
+  CHECK(rctd_qtable_get(84, 20, &opts, &t, note, sizeof note, err, sizeof err) == 0);
+  CHECK_MSG(strstr(note, "rows 8..23 computed") && qct_same(&t, q84, sq84, 20), "%s", note);
+  rctd_qtable_owned_free(&t);
+  CHECK(qct_meta_is(path, "n_k", "45") && qct_meta_is(path, "crc32", "-"));
+  free(buf);
+  free(q84);
+  free(sq84);
   free(q);
   free(sq);
 }

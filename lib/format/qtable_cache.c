@@ -107,6 +107,7 @@ typedef struct {
   double sigma_c;
   const double *x_vals;
   int k_end;
+  const unsigned char *todo; /* NULL: every row below k_end; else the flagged ones */
   double *q_kx, *sq_kx;
   atomic_int next_row;
   atomic_int failed;
@@ -118,30 +119,48 @@ static int qc_chunk_rows(int k) {
   return 1 + k / 16;
 }
 
+/* The chunk of rows to compute starting at or after K: [*begin, *end) (flagged rows, one run);
+ * 0 when none is left. */
+static int qc_next_chunk(const qc_job *job, int k, int *begin, int *end) {
+  while (k < job->k_end && job->todo && !job->todo[k]) k++;
+  if (k >= job->k_end) return 0;
+  int e = k + qc_chunk_rows(k);
+  if (e > job->k_end) e = job->k_end;
+  int run = k + 1;
+  while (run < e && (!job->todo || job->todo[run])) run++;
+  *begin = k;
+  *end = run;
+  return 1;
+}
+
 static void *qc_worker(void *arg) {
   qc_job *job = arg;
   for (;;) {
-    int k = atomic_load(&job->next_row), end;
+    int k = atomic_load(&job->next_row), begin, end;
     do {
-      if (k >= job->k_end) return NULL;
-      end = k + qc_chunk_rows(k);
-      if (end > job->k_end) end = job->k_end;
+      if (!qc_next_chunk(job, k, &begin, &end)) return NULL;
     } while (!atomic_compare_exchange_weak(&job->next_row, &k, end));
-    if (rctd_qtable_rows(job->sigma_c, job->x_vals, k, end, job->q_kx, job->sq_kx) != 0)
+    if (rctd_qtable_rows(job->sigma_c, job->x_vals, begin, end, job->q_kx, job->sq_kx) != 0)
       atomic_store(&job->failed, 1);
   }
 }
 
-int rctd_qtable_compute(double sigma_c, int k_begin, int k_end, int n_threads, double *q_kx,
-                        double *sq_kx) {
+/* Rows [k_begin, k_end) (only those flagged in TODO, when not NULL) split across threads. */
+static int qc_compute_rows(double sigma_c, int k_begin, int k_end, const unsigned char *todo,
+                           int n_threads, double *q_kx, double *sq_kx) {
   if (k_begin < 0 || k_end < k_begin || !q_kx || !sq_kx) return -1;
   double x_vals[RCTD_N_X];
   rctd_x_grid(x_vals);
-  qc_job job = {.sigma_c = sigma_c, .x_vals = x_vals, .k_end = k_end, .q_kx = q_kx, .sq_kx = sq_kx};
+  qc_job job = {.sigma_c = sigma_c,
+                .x_vals = x_vals,
+                .k_end = k_end,
+                .todo = todo,
+                .q_kx = q_kx,
+                .sq_kx = sq_kx};
   atomic_init(&job.next_row, k_begin);
   atomic_init(&job.failed, 0);
   int n_chunks = 0;
-  for (int k = k_begin; k < k_end; k += qc_chunk_rows(k)) n_chunks++;
+  for (int k = k_begin, b, e; qc_next_chunk(&job, k, &b, &e); k = e) n_chunks++;
   if (n_threads > n_chunks) n_threads = n_chunks;
   if (n_threads < 1) n_threads = 1;
   pthread_t *threads = calloc((size_t)n_threads, sizeof *threads);
@@ -153,6 +172,11 @@ int rctd_qtable_compute(double sigma_c, int k_begin, int k_end, int n_threads, d
   for (int i = 0; i < started; i++) pthread_join(threads[i], NULL);
   free(threads);
   return atomic_load(&job.failed) ? -1 : 0;
+}
+
+int rctd_qtable_compute(double sigma_c, int k_begin, int k_end, int n_threads, double *q_kx,
+                        double *sq_kx) {
+  return qc_compute_rows(sigma_c, k_begin, k_end, NULL, n_threads, q_kx, sq_kx);
 }
 
 /* ------------------------------------------------------------------ records */
@@ -181,14 +205,27 @@ static int qc_n_blocks(long long n_k, long long block_rows) {
   return (int)((n_k + block_rows - 1) / block_rows);
 }
 
-/* The space-separated crc32 of each block (its q rows, then its sq rows); NULL out of memory. */
-static char *qc_block_crcs(const rctd_qtable_owned *t, int block_rows) {
+/* Whether every row of block B (of BLOCK_ROWS rows) of an n_k-row table is flagged in HAVE
+ * (NULL: all are). */
+static int qc_block_whole(const unsigned char *have, int n_k, int block_rows, int b) {
+  for (int k = b * block_rows; have && k < n_k && k < (b + 1) * block_rows; k++)
+    if (!have[k]) return 0;
+  return 1;
+}
+
+/* The space-separated crc32 of each block (its q rows, then its sq rows), "-" for a block with
+ * a row not flagged in HAVE (when not NULL); NULL out of memory. */
+static char *qc_block_crcs(const rctd_qtable_owned *t, int block_rows, const unsigned char *have) {
   const int n_k = t->table.n_k, n_blocks = qc_n_blocks(n_k, block_rows);
   char *list = malloc((size_t)n_blocks * QC_CRC_CHARS + 1), *at = list;
   if (!list) return NULL;
   *at = 0;
   for (int b = 0; b < n_blocks; b++) {
     const int first = b * block_rows, rows = n_k - first < block_rows ? n_k - first : block_rows;
+    if (!qc_block_whole(have, n_k, block_rows, b)) {
+      at += sprintf(at, b ? " -" : "-");
+      continue;
+    }
     uLong crc = crc32(0L, Z_NULL, 0);
     crc = qc_crc(crc, t->q_kx + (size_t)first * RCTD_N_X, QC_ROW_BYTES * (size_t)rows);
     crc = qc_crc(crc, t->sq_kx + (size_t)first * RCTD_N_X, QC_ROW_BYTES * (size_t)rows);
@@ -211,8 +248,11 @@ static int qc_write_matrix(rctd_writer *w, const char *name, int n_k, int block_
 }
 
 /* The four records; BLOCK_ROWS > 0: a cache entry's blocks (chunks of that many rows, their
- * crc32 listed in the meta record). */
-static int qc_write_records(rctd_writer *w, const rctd_qtable_owned *t, int block_rows) {
+ * crc32 listed in the meta record).  HAVE (n_k flags, or NULL when all rows are set; only with
+ * blocks): the rows computed; a block with another row is stored absent (zeros, "-" in the
+ * list; the entry's crc32 "-" too, which no whole-table reader accepts). */
+static int qc_write_records(rctd_writer *w, const rctd_qtable_owned *t, int block_rows,
+                            const unsigned char *have) {
   /* A table read with keep_rows has rows that were never set: written out, they would get
    * fresh checksums and pass every later check as a valid table. */
   if (t->row_loaded) return -1;
@@ -227,9 +267,11 @@ static int qc_write_records(rctd_writer *w, const rctd_qtable_owned *t, int bloc
   snprintf(nk, sizeof nk, "%d", n_k);
   snprintf(nx, sizeof nx, "%d", RCTD_N_X);
   snprintf(crc_s, sizeof crc_s, "%lu", (unsigned long)crc);
+  for (int b = 0; have && b < qc_n_blocks(n_k, block_rows); b++)
+    if (!qc_block_whole(have, n_k, block_rows, b)) snprintf(crc_s, sizeof crc_s, "-");
   char block_s[16];
   snprintf(block_s, sizeof block_s, "%d", block_rows);
-  char *crcs = block_rows > 0 ? qc_block_crcs(t, block_rows) : NULL;
+  char *crcs = block_rows > 0 ? qc_block_crcs(t, block_rows, have) : NULL;
   if (block_rows > 0 && !crcs) return -1;
   const char *keys[] = {"format", "version", "sigma",      "sigma_c",    "n_k",
                         "n_x",    "crc32",   "quadrature", "block_rows", "block_crc32"};
@@ -254,7 +296,7 @@ static int qc_write_records(rctd_writer *w, const rctd_qtable_owned *t, int bloc
 }
 
 int rctd_qtable_write_records(rctd_writer *w, const rctd_qtable_owned *t) {
-  return qc_write_records(w, t, 0);
+  return qc_write_records(w, t, 0, NULL);
 }
 
 /* Parses a non-negative decimal integer field; -1 when absent or malformed. */
@@ -276,17 +318,21 @@ typedef struct {
   uLong *want;  /* n_blocks crc32 from the meta record */
   uLong *got;   /* of the blocks read */
   char *needed; /* n_blocks flags: the blocks with a row to keep */
+  char *absent; /* n_blocks flags: blocks not stored ("-" in a partial entry's list) */
+  int n_absent;
 } qc_blocks;
 
 static void qc_blocks_free(qc_blocks *b) {
   free(b->want);
   free(b->got);
   free(b->needed);
+  free(b->absent);
   memset(b, 0, sizeof *b);
 }
 
-/* The meta record's block_rows and block_crc32 (both absent, or both well-formed: 0 or -1). */
-static int qc_parse_blocks(const rctd_record *meta, long long n_k, qc_blocks *b) {
+/* The meta record's block_rows and block_crc32 (both absent, or both well-formed: 0 or -1);
+ * "-" (an absent block) only when PARTIAL. */
+static int qc_parse_blocks(const rctd_record *meta, long long n_k, int partial, qc_blocks *b) {
   memset(b, 0, sizeof *b);
   const char *list = rctd_record_meta_get(meta, "block_crc32");
   long long rows = qc_meta_int(meta, "block_rows");
@@ -297,11 +343,18 @@ static int qc_parse_blocks(const rctd_record *meta, long long n_k, qc_blocks *b)
   b->want = calloc((size_t)b->n_blocks, sizeof *b->want);
   b->got = calloc((size_t)b->n_blocks, sizeof *b->got);
   b->needed = calloc((size_t)b->n_blocks, 1);
-  if (!b->want || !b->got || !b->needed) return -1;
+  b->absent = calloc((size_t)b->n_blocks, 1);
+  if (!b->want || !b->got || !b->needed || !b->absent) return -1;
   /* exactly what the writer puts there: n_blocks decimal numbers, one space between them */
   const char *at = list;
   for (int i = 0; i < b->n_blocks; i++) {
     if (i > 0 && *at++ != ' ') return -1;
+    if (partial && *at == '-') {
+      b->absent[i] = 1;
+      b->n_absent++;
+      at++;
+      continue;
+    }
     if (!isdigit((unsigned char)*at)) return -1;
     char *end;
     errno = 0;
@@ -310,7 +363,7 @@ static int qc_parse_blocks(const rctd_record *meta, long long n_k, qc_blocks *b)
     b->want[i] = (uLong)v;
     at = end;
   }
-  return *at ? -1 : 0;
+  return *at || (partial && b->n_absent == 0) ? -1 : 0;
 }
 
 /* Positions R on the next record, which must be NAME; 0 or -1 with a message. */
@@ -400,8 +453,10 @@ static int qc_read_rows(rctd_reader *r, const rctd_record_info *info, uint64_t n
 }
 
 /* Checks the meta record: the format, version, sigma and grid size this build computes. */
+/* *PARTIAL (when not NULL: a cache entry) is set when the crc32 is "-" (blocks absent). */
 static int qc_check_meta(const rctd_record *meta, int sigma_value, const char *label,
-                         long long *n_k, unsigned long *crc, char *err, size_t err_len) {
+                         long long *n_k, unsigned long *crc, int *partial, char *err,
+                         size_t err_len) {
   const char *format = rctd_record_meta_get(meta, "format");
   long long version = qc_meta_int(meta, "version"), sigma = qc_meta_int(meta, "sigma");
   long long n_x = qc_meta_int(meta, "n_x"), crc_v = qc_meta_int(meta, "crc32");
@@ -409,6 +464,9 @@ static int qc_check_meta(const rctd_record *meta, int sigma_value, const char *l
   char want_sigma_c[40];
   snprintf(want_sigma_c, sizeof want_sigma_c, "%a", sigma_value / 100.0);
   *n_k = qc_meta_int(meta, "n_k");
+  const char *crc_text = rctd_record_meta_get(meta, "crc32");
+  if (partial) *partial = crc_text && strcmp(crc_text, "-") == 0;
+  if (partial && *partial) crc_v = 0;
   const char *what = NULL;
   if (meta->kind != RCTD_META || !format || strcmp(format, RCTD_QTABLE_FORMAT) != 0)
     what = "not a likelihood table";
@@ -430,7 +488,7 @@ int rctd_qtable_check_loaded(const rctd_record *meta, const rctd_record *q, cons
                              int sigma_value, const char *label, char *err, size_t err_len) {
   long long n_k;
   unsigned long want_crc;
-  if (qc_check_meta(meta, sigma_value, label, &n_k, &want_crc, err, err_len) != 0) return -1;
+  if (qc_check_meta(meta, sigma_value, label, &n_k, &want_crc, NULL, err, err_len) != 0) return -1;
   if ((long long)q->rows != n_k || (long long)sq->rows != n_k || q->cols != RCTD_N_X ||
       sq->cols != RCTD_N_X) {
     qc_msg(err, err_len, "%s: likelihood table: shape differs from its header", label);
@@ -462,10 +520,23 @@ static int qc_blocks_ok(const qc_blocks *b) {
   return 1;
 }
 
+/* Marks the rows of OUT's absent blocks as not loaded (poisoned); 0 or -1 out of memory. */
+static int qc_mark_absent(rctd_qtable_owned *t, const qc_blocks *b) {
+  const int n_k = t->table.n_k;
+  unsigned char *loaded = malloc((size_t)n_k);
+  if (!loaded) return -1;
+  for (int k = 0; k < n_k; k++) loaded[k] = !b->absent[k / b->block_rows];
+  int rc = qc_keep_only(t, loaded);
+  free(loaded);
+  return rc;
+}
+
+/* PARTIAL_OK (a cache entry): an entry may lack blocks; a read keeping rows (KEEP) that lie in
+ * one returns 2, a whole read leaves their rows unset (row_loaded). */
 static int qc_read_records_in(rctd_reader *r, const rctd_record_info *info, int sigma_value,
                               int n_k_min, int n_k_max, const unsigned char *keep,
-                              int whole_unblocked, qc_blocks *b, rctd_qtable_owned *out, char *err,
-                              size_t err_len) {
+                              int whole_unblocked, int partial_ok, qc_blocks *b,
+                              rctd_qtable_owned *out, char *err, size_t err_len) {
   const char *label = rctd_reader_label(r);
   memset(out, 0, sizeof *out);
   if (!info && qc_next(r, RCTD_QTABLE_REC_META, &info, err, err_len) != 0) return -1;
@@ -480,8 +551,10 @@ static int qc_read_records_in(rctd_reader *r, const rctd_record_info *info, int 
   }
   long long n_k;
   unsigned long want_crc;
-  int bad = qc_check_meta(&meta, sigma_value, label, &n_k, &want_crc, err, err_len);
-  if (!bad && qc_parse_blocks(&meta, n_k, b) != 0) {
+  int partial = 0;
+  int bad = qc_check_meta(&meta, sigma_value, label, &n_k, &want_crc, partial_ok ? &partial : NULL,
+                          err, err_len);
+  if (!bad && (qc_parse_blocks(&meta, n_k, partial, b) != 0 || (partial && !b->block_rows))) {
     qc_msg(err, err_len, "%s: malformed table header (blocks)", label);
     bad = 1;
   }
@@ -495,7 +568,14 @@ static int qc_read_records_in(rctd_reader *r, const rctd_record_info *info, int 
   if (n_k_max <= 0 || n_k < n_k_max) keep = NULL; /* rows will be added and the whole stored */
   if (b->block_rows == 0 && whole_unblocked) n_keep = (int)n_k, keep = NULL;
   if (b->block_rows > 0) qc_need_blocks(b, n_keep, keep);
-  if (qc_alloc(out, sigma_value, n_keep) != 0 || (keep && qc_keep_only(out, keep) != 0)) {
+  int lacks = 0;
+  for (int i = 0; i < b->n_blocks; i++) {
+    lacks |= b->needed[i] && b->absent[i];
+    if (b->absent[i]) b->needed[i] = 0;
+  }
+  if (lacks && keep) return 2;
+  if (qc_alloc(out, sigma_value, n_keep) != 0 || (keep && qc_keep_only(out, keep) != 0) ||
+      (lacks && qc_mark_absent(out, b) != 0)) {
     rctd_qtable_owned_free(out);
     qc_msg(err, err_len, "%s: out of memory", label);
     return -1;
@@ -520,7 +600,7 @@ static int qc_read_records_in(rctd_reader *r, const rctd_record_info *info, int 
       qc_next(r, RCTD_QTABLE_REC_SQ, &info, err, err_len) != 0 ||
       qc_read_rows(r, info, (uint64_t)n_k, n_keep, keep, out->sq_kx, &crc, b, err, err_len) != 0)
     goto fail;
-  if (b->block_rows > 0 ? !qc_blocks_ok(b) : crc != want_crc) {
+  if (b->block_rows > 0 ? !qc_blocks_ok(b) : crc != want_crc || partial) {
     qc_msg(err, err_len, "%s: table data fail their checksum", label);
     goto fail;
   }
@@ -536,10 +616,11 @@ fail:
  * its rows kept) when WHOLE_UNBLOCKED, for the cache to store it again in blocks. */
 static int qc_read_records(rctd_reader *r, const rctd_record_info *info, int sigma_value,
                            int n_k_min, int n_k_max, const unsigned char *keep, int whole_unblocked,
-                           int *blocked, rctd_qtable_owned *out, char *err, size_t err_len) {
+                           int partial_ok, int *blocked, rctd_qtable_owned *out, char *err,
+                           size_t err_len) {
   qc_blocks b = {0};
-  int rc = qc_read_records_in(r, info, sigma_value, n_k_min, n_k_max, keep, whole_unblocked, &b,
-                              out, err, err_len);
+  int rc = qc_read_records_in(r, info, sigma_value, n_k_min, n_k_max, keep, whole_unblocked,
+                              partial_ok, &b, out, err, err_len);
   if (blocked) *blocked = b.block_rows > 0;
   qc_blocks_free(&b);
   return rc;
@@ -548,7 +629,8 @@ static int qc_read_records(rctd_reader *r, const rctd_record_info *info, int sig
 int rctd_qtable_read_records(rctd_reader *r, const rctd_record_info *info, int sigma_value,
                              int n_k_min, int n_k_max, rctd_qtable_owned *out, char *err,
                              size_t err_len) {
-  return qc_read_records(r, info, sigma_value, n_k_min, n_k_max, NULL, 0, NULL, out, err, err_len);
+  return qc_read_records(r, info, sigma_value, n_k_min, n_k_max, NULL, 0, 0, NULL, out, err,
+                         err_len);
 }
 
 /* ------------------------------------------------------------------ the cache */
@@ -580,21 +662,23 @@ static int qc_mkdirs(const char *dir) {
   return stat(path, &st) == 0 && S_ISDIR(st.st_mode) ? 0 : -1;
 }
 
-/* Loads a cache entry with up to n_k rows (all of an entry without blocks: *BLOCKED 0); 1
- * loaded, 0 absent, -1 unusable (why in msg). */
+/* Loads a cache entry with up to n_k rows (all when n_k is 0; all of an entry without blocks:
+ * *BLOCKED 0; a whole read leaves the rows of absent blocks unset, row_loaded); 1 loaded, 0
+ * absent, -1 unusable (why in msg), 2 a block holding a row of KEEP is absent. */
 static int qc_load(const char *path, int sigma_value, int n_k, const unsigned char *keep,
                    rctd_qtable_owned *t, int *blocked, char *msg, size_t msg_len) {
   struct stat st;
   if (stat(path, &st) != 0 && errno == ENOENT) return 0;
   rctd_reader *r = rctd_reader_open(path, msg, msg_len);
   if (!r) return -1;
-  int rc = qc_read_records(r, NULL, sigma_value, 1, n_k, keep, 1, blocked, t, msg, msg_len);
+  int rc = qc_read_records(r, NULL, sigma_value, 1, n_k, keep, 1, 1, blocked, t, msg, msg_len);
   rctd_reader_close(r);
-  return rc == 0 ? 1 : -1;
+  return rc == 0 ? 1 : rc == 2 ? 2 : -1;
 }
 
-static int qc_store(const char *dir, const char *path, const rctd_qtable_owned *t, char *msg,
-                    size_t msg_len) {
+/* Stores T (HAVE: its rows set, or NULL for all) as the entry PATH, atomically. */
+static int qc_store(const char *dir, const char *path, const rctd_qtable_owned *t,
+                    const unsigned char *have, char *msg, size_t msg_len) {
   if (qc_mkdirs(dir) != 0) {
     qc_msg(msg, msg_len, "%s: cannot create directory: %s", dir, strerror(errno));
     return -1;
@@ -602,12 +686,122 @@ static int qc_store(const char *dir, const char *path, const rctd_qtable_owned *
   const rctd_writer_opts wo = {.level = QC_ENTRY_LEVEL};
   rctd_writer *w = rctd_writer_open(path, &wo, msg, msg_len);
   if (!w) return -1;
-  if (qc_write_records(w, t, QC_BLOCK_ROWS) != 0) {
+  if (qc_write_records(w, t, QC_BLOCK_ROWS, have) != 0) {
     qc_msg(msg, msg_len, "%s", rctd_writer_error(w));
     rctd_writer_abort(w);
     return -1;
   }
   return rctd_writer_close(w, msg, msg_len);
+}
+
+/* "a..b, c..d" of the flagged rows (cut short with "..." when long). */
+static void qc_row_ranges(const unsigned char *rows, int n_k, char *dst, size_t cap) {
+  size_t at = 0;
+  dst[0] = 0;
+  for (int k = 0; k < n_k; k++) {
+    if (!rows[k]) continue;
+    int e = k;
+    while (e + 1 < n_k && rows[e + 1]) e++;
+    int n = snprintf(dst + at, cap - at, "%s%d..%d", at ? ", " : "", k, e);
+    if (n < 0 || (size_t)n >= cap - at) {
+      if (cap > 4) snprintf(dst + (at < cap - 4 ? at : cap - 4), 4, "...");
+      return;
+    }
+    at += (size_t)n;
+    k = e;
+  }
+}
+
+/* A table being completed: the entry's rows (HAVE) and those to compute (TODO), n rows. */
+typedef struct {
+  rctd_qtable_owned t;
+  int n;
+  unsigned char *have, *todo;
+} qc_fill;
+
+static void qc_fill_free(qc_fill *f) {
+  rctd_qtable_owned_free(&f->t);
+  free(f->have);
+  free(f->todo);
+  memset(f, 0, sizeof *f);
+}
+
+/* Starts F from the entry at PATH, read whole (a damaged one counts as absent), grown to at
+ * least n_k rows; *WHY gets the reason an entry was unusable.  0 or -1 out of memory. */
+static int qc_fill_start(qc_fill *f, const char *path, int sigma_value, int n_k, char *why,
+                         size_t why_len) {
+  memset(f, 0, sizeof *f);
+  int blocked,
+      loaded = path[0] ? qc_load(path, sigma_value, 0, NULL, &f->t, &blocked, why, why_len) : 0;
+  if (loaded != 1) {
+    if (loaded == 0 && why_len) why[0] = 0;
+    if (qc_alloc(&f->t, sigma_value, n_k) != 0) return -1;
+  }
+  const int n_e = loaded == 1 ? f->t.table.n_k : 0;
+  f->n = n_e > n_k ? n_e : n_k;
+  f->have = calloc((size_t)f->n, 1);
+  f->todo = calloc((size_t)f->n, 1);
+  if (!f->have || !f->todo) return -1;
+  for (int k = 0; k < n_e; k++) f->have[k] = rctd_qtable_row_loaded(&f->t, k);
+  qc_unpoison(&f->t);
+  free(f->t.row_loaded);
+  f->t.row_loaded = NULL;
+  return f->n > f->t.table.n_k ? qc_resize(&f->t, f->n) : 0;
+}
+
+/* The rows to compute: every row lacking in a block (of the entry's) that holds a row wanted
+ * (below n_k, flagged in KEEP when not NULL) or a row of the entry (a grown entry's last
+ * block, which would be dropped otherwise); 0 when there is none. */
+static int qc_fill_plan(qc_fill *f, int n_k, const unsigned char *keep) {
+  int any = 0;
+  for (int first = 0; first < f->n; first += QC_BLOCK_ROWS) {
+    const int end = first + QC_BLOCK_ROWS < f->n ? first + QC_BLOCK_ROWS : f->n;
+    int wanted = 0, some = 0;
+    for (int k = first; k < end; k++) {
+      wanted |= k < n_k && !f->have[k] && (!keep || keep[k]);
+      some |= f->have[k];
+    }
+    for (int k = first; k < end && (wanted || some); k++) {
+      f->todo[k] = !f->have[k];
+      any |= f->todo[k];
+    }
+  }
+  return any;
+}
+
+/* Computes F's rows to compute (all of them with the backend when the entry had none); then
+ * rows still unset are zeroed (an absent block's bytes).  0 or -1. */
+static int qc_fill_compute(qc_fill *f, const rctd_qtable_opts *opts) {
+  int any_have = 0;
+  for (int k = 0; k < f->n; k++) any_have |= f->have[k];
+  int rc;
+  if (!any_have && opts->backend) {
+    rc = opts->backend->qtable(opts->backend, f->t.sigma_c, f->n, f->t.q_kx, f->t.sq_kx);
+    memset(f->todo, 1, (size_t)f->n);
+  } else {
+    rc = qc_compute_rows(f->t.sigma_c, 0, f->n, f->todo, opts->n_threads, f->t.q_kx, f->t.sq_kx);
+  }
+  for (int k = 0; k < f->n; k++) {
+    f->have[k] |= f->todo[k];
+    if (f->have[k]) continue;
+    memset(f->t.q_kx + (size_t)k * RCTD_N_X, 0, QC_ROW_BYTES);
+    memset(f->t.sq_kx + (size_t)k * RCTD_N_X, 0, QC_ROW_BYTES);
+  }
+  return rc;
+}
+
+/* F's table as the caller's: n_k rows, only KEEP's marked set when KEEP.  0 or -1. */
+static int qc_fill_finish(qc_fill *f, int n_k, const unsigned char *keep, rctd_qtable_owned *out) {
+  if (f->n > n_k && qc_resize(&f->t, n_k) != 0) return -1;
+  for (int k = 0; k < n_k; k++)
+    if (!f->have[k] && (!keep || keep[k])) return -1; /* (qc_fill_plan's promise) */
+  int whole = 1;
+  for (int k = 0; k < n_k; k++) whole &= f->have[k];
+  if (keep && qc_keep_only(&f->t, keep) != 0) return -1;
+  if (!keep && !whole) return -1;
+  *out = f->t;
+  memset(&f->t, 0, sizeof f->t);
+  return 0;
 }
 
 int rctd_qtable_get(int sigma_value, int n_k, const rctd_qtable_opts *opts, rctd_qtable_owned *out,
@@ -639,44 +833,52 @@ int rctd_qtable_get(int sigma_value, int n_k, const rctd_qtable_opts *opts, rctd
     if (loaded == 1) n_have = out->table.n_k;
   }
   if (n_have >= n_k && !blocked) { /* an entry of the first layout: stored again in blocks */
-    qc_store(dir, path, out, msg, sizeof msg); /* (the table was read: a failure is no matter) */
+    qc_store(dir, path, out, NULL, msg, sizeof msg); /* (the table was read: no matter if not) */
     if (n_have > n_k && qc_resize(out, n_k) != 0) goto oom;
     n_have = n_k;
   }
-  if (n_have >= n_k) {
+  /* (a read keeping rows marks only those; a whole one, the rows of the blocks present) */
+  if (n_have >= n_k && (opts->keep_rows || !out->row_loaded)) {
     if (note && note_len)
       qc_msg(note, note_len, "sigma %d: table from cache %s", sigma_value, path);
     return 0;
   }
-  if (loaded != 1 && qc_alloc(out, sigma_value, n_k) != 0) goto oom;
-  if (loaded == 1 && qc_resize(out, n_k) != 0) goto oom;
+  rctd_qtable_owned_free(out);
 
-  int rc;
-  if (n_have == 0 && opts->backend)
-    rc = opts->backend->qtable(opts->backend, out->sigma_c, n_k, out->q_kx, out->sq_kx);
-  else
-    rc = rctd_qtable_compute(out->sigma_c, n_have, n_k, opts->n_threads, out->q_kx, out->sq_kx);
-  if (rc != 0) {
-    rctd_qtable_owned_free(out);
+  /* Rows or blocks lacking: the entry read whole, the lacking blocks that hold a wanted row
+   * computed (each row on its own: the same bits as a whole table's), the entry stored again
+   * with them. */
+  char why[RCTD_ERR_LEN] = "";
+  if (loaded < 0) snprintf(why, sizeof why, "%s", msg);
+  qc_fill f;
+  if (qc_fill_start(&f, loaded == 0 ? "" : path, sigma_value, n_k, msg, sizeof msg) != 0) {
+    qc_fill_free(&f);
+    goto oom;
+  }
+  if (!why[0] && msg[0]) snprintf(why, sizeof why, "%s", msg);
+  qc_fill_plan(&f, n_k, opts->keep_rows);
+  if (qc_fill_compute(&f, opts) != 0) {
+    qc_fill_free(&f);
     qc_msg(err, err_len, "sigma %d: computing the likelihood table failed", sigma_value);
     return -1;
   }
-  if (!path[0]) {
-    if (note && note_len)
-      qc_msg(note, note_len, "sigma %d: table computed (no cache)", sigma_value);
-    return 0;
+  char rows[160], why_s[RCTD_ERR_LEN + 64] = "";
+  qc_row_ranges(f.todo, f.n, rows, sizeof rows);
+  if (why[0]) snprintf(why_s, sizeof why_s, " (cache entry unusable: %s)", why);
+  int stored = path[0] ? qc_store(dir, path, &f.t, f.have, msg, sizeof msg) : 1;
+  if (qc_fill_finish(&f, n_k, opts->keep_rows, out) != 0) {
+    qc_fill_free(&f);
+    goto oom;
   }
-  char why[RCTD_ERR_LEN + 64] = "";
-  if (loaded < 0) snprintf(why, sizeof why, " (cache entry unusable: %s)", msg);
-  if (qc_store(dir, path, out, msg, sizeof msg) != 0) {
-    if (note && note_len)
-      qc_msg(note, note_len, "sigma %d: table rows %d..%d computed%s; not cached: %s", sigma_value,
-             n_have, n_k - 1, why, msg);
-    return 0;
-  }
-  if (note && note_len)
-    qc_msg(note, note_len, "sigma %d: table rows %d..%d computed%s, cached in %s", sigma_value,
-           n_have, n_k - 1, why, path);
+  qc_fill_free(&f);
+  if (note && note_len && stored == 1)
+    qc_msg(note, note_len, "sigma %d: table rows %s computed (no cache)", sigma_value, rows);
+  else if (note && note_len && stored != 0)
+    qc_msg(note, note_len, "sigma %d: table rows %s computed%s; not cached: %s", sigma_value, rows,
+           why_s, msg);
+  else if (note && note_len)
+    qc_msg(note, note_len, "sigma %d: table rows %s computed%s, cached in %s", sigma_value, rows,
+           why_s, path);
   return 0;
 oom:
   rctd_qtable_owned_free(out);

@@ -14,7 +14,12 @@
  *   qtable.q     f64 n_k x 439  log P(Y = k | x), floored at 1e-300; one chunk per block
  *   qtable.sq    f64 n_k x 439  spline second derivatives along x; one chunk per block
  * A reader that keeps few rows (keep_rows) decodes and checks only the blocks holding them and
- * skips the others' frames.  An entry is used only when every field matches what this build
+ * skips the others' frames.  An entry may lack blocks (a cold run keeping few rows computes only
+ * the blocks holding them: about 2.4x less CPU for chooseSigma's candidates): an absent block
+ * is stored as zeros with "-" in block_crc32, and the entry's crc32 is then "-" too, so that a
+ * whole-table reader (a model stream's, or an older build's) never takes it.  A get that needs
+ * an absent block computes the lacking blocks holding rows it wants (rows are independent: the
+ * same bits as a whole table's) and stores the entry again with them.  An entry is used only when every field matches what this build
  * computes (version, sigma, the X grid bit for bit, shapes, and the crc32 of every block read);
  * anything else (missing, unreadable, truncated, stale, corrupt, fewer rows than needed) is
  * recomputed and rewritten, atomically (temporary file + rename), so concurrent runs never see
@@ -58,10 +63,10 @@ typedef struct {
   const char *cache_dir; /* NULL: the default (rctd_qtable_cache_dir_default); "": no cache */
   int n_threads;         /* threads computing rows; < 1 means 1 */
   rctd_backend *backend; /* optional: computes whole tables (rows 0..n_k-1) when given */
-  /* optional (n_k flags): a table read whole from the cache keeps only these rows' values, the
-   * others' memory is left unset (and, for a large table, untouched; row_loaded says which):
-   * for a caller that reads no other row (chooseSigma's candidates).  Computed rows are all
-   * set. */
+  /* optional (n_k flags): the table returned holds only these rows' values, the others'
+   * memory is left unset (and, for a large table read from the cache, untouched; row_loaded
+   * says which): for a caller that reads no other row (chooseSigma's candidates).  Rows not in
+   * the cache are computed only in the blocks holding these rows. */
   const unsigned char *keep_rows;
 } rctd_qtable_opts;
 
@@ -70,8 +75,9 @@ typedef struct {
 int rctd_qtable_cache_dir_default(char *buf, size_t len);
 
 /* The table for sigma grid value SIGMA_VALUE with rows 0..n_k-1 (n_k in 1..RCTD_N_K_FULL):
- * from the cache when a valid entry has at least n_k rows (extra rows are dropped), else
- * computed (only the rows a smaller valid entry lacks) and written back.  Returns 0, or -1 with
+ * from the cache when a valid entry has at least n_k rows (extra rows are dropped) in blocks
+ * present, else computed (only the blocks a valid entry lacks and the caller needs) and
+ * written back.  The note names the rows computed ("rows 0..7, 32..39 computed").  Returns 0, or -1 with
  * a message in err (sigma not on the grid, bad n_k, out of memory, computation failed).  When
  * NOTE is not NULL it receives a line about the cache (what was used, rebuilt or could not be
  * written; "" when nothing to say) for a tool to print at verbose level. */
