@@ -19,13 +19,13 @@
  * is stored as zeros with "-" in block_crc32, and the entry's crc32 is then "-" too, so that a
  * whole-table reader (a model stream's, or an older build's) never takes it.  A get that needs
  * an absent block computes the lacking blocks holding rows it wants (rows are independent: the
- * same bits as a whole table's) and stores the entry again with them.  An entry is used only when every field matches what this build
- * computes (version, sigma, the X grid bit for bit, shapes, and the crc32 of every block read);
- * anything else (missing, unreadable, truncated, stale, corrupt, fewer rows than needed) is
- * recomputed and rewritten, atomically (temporary file + rename), so concurrent runs never see
- * a partial entry.  An entry of the first layout (no blocks: crc32 over all the data, as in a
- * model stream) is read whole and stored again in blocks.  A cache that cannot be written is
- * not an error: the table is still returned. */
+ * same bits as a whole table's) and stores the entry again with them.  An entry is used only when
+ * every field matches what this build computes (version, sigma, the X grid bit for bit, shapes, and
+ * the crc32 of every block read); anything else (missing, unreadable, truncated, stale, corrupt,
+ * fewer rows than needed) is recomputed and rewritten, atomically (temporary file + rename), so
+ * concurrent runs never see a partial entry.  An entry of the first layout (no blocks: crc32 over
+ * all the data, as in a model stream) is read whole and stored again in blocks.  A cache that
+ * cannot be written is not an error: the table is still returned. */
 #ifndef RCTD_QTABLE_CACHE_H
 #define RCTD_QTABLE_CACHE_H
 #include <stddef.h>
@@ -77,8 +77,8 @@ int rctd_qtable_cache_dir_default(char *buf, size_t len);
 /* The table for sigma grid value SIGMA_VALUE with rows 0..n_k-1 (n_k in 1..RCTD_N_K_FULL):
  * from the cache when a valid entry has at least n_k rows (extra rows are dropped) in blocks
  * present, else computed (only the blocks a valid entry lacks and the caller needs) and
- * written back.  The note names the rows computed ("rows 0..7, 32..39 computed").  Returns 0, or -1 with
- * a message in err (sigma not on the grid, bad n_k, out of memory, computation failed).  When
+ * written back.  The note names the rows computed ("rows 0..7, 32..39 computed").  Returns 0, or -1
+ * with a message in err (sigma not on the grid, bad n_k, out of memory, computation failed).  When
  * NOTE is not NULL it receives a line about the cache (what was used, rebuilt or could not be
  * written; "" when nothing to say) for a tool to print at verbose level. */
 int rctd_qtable_get(int sigma_value, int n_k, const rctd_qtable_opts *opts, rctd_qtable_owned *out,
