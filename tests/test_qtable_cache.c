@@ -458,17 +458,9 @@ static int qct_write_blocked(const char *path, const rctd_qtable_owned *t, const
             rctd_write_vector(w, RCTD_QTABLE_REC_X, RCTD_F64, RCTD_N_X, t->x_vals, NULL) != 0;
   const char *names[] = {RCTD_QTABLE_REC_Q, RCTD_QTABLE_REC_SQ};
   const double *data[] = {t->q_kx, t->sq_kx};
-  for (int i = 0; i < 2 && !bad; i++) {
-    rctd_record_spec spec = {.name = names[i],
-                             .kind = RCTD_DENSE,
-                             .dtype = RCTD_F64,
-                             .ndim = 2,
-                             .cols = RCTD_N_X,
-                             .rows = (uint64_t)t->table.n_k,
-                             .chunk_rows = (uint64_t)chunk_rows};
-    bad = rctd_write_begin(w, &spec) != 0 ||
-          rctd_write_rows(w, data[i], (uint64_t)t->table.n_k) != 0 || rctd_write_end(w) != 0;
-  }
+  for (int i = 0; i < 2 && !bad; i++)
+    bad = rctd_write_dense_chunked(w, names[i], RCTD_F64, (uint64_t)t->table.n_k, RCTD_N_X, data[i],
+                                   NULL, NULL, (uint64_t)chunk_rows) != 0;
   if (bad) {
     rctd_writer_abort(w);
     return -1;

@@ -236,15 +236,8 @@ static char *qc_block_crcs(const rctd_qtable_owned *t, int block_rows, const uns
 
 static int qc_write_matrix(rctd_writer *w, const char *name, int n_k, int block_rows,
                            const double *data) {
-  rctd_record_spec spec = {.name = name,
-                           .kind = RCTD_DENSE,
-                           .dtype = RCTD_F64,
-                           .ndim = 2,
-                           .cols = RCTD_N_X,
-                           .rows = (uint64_t)n_k,
-                           .chunk_rows = (uint64_t)block_rows};
-  if (rctd_write_begin(w, &spec) != 0 || rctd_write_rows(w, data, (uint64_t)n_k) != 0) return -1;
-  return rctd_write_end(w);
+  return rctd_write_dense_chunked(w, name, RCTD_F64, (uint64_t)n_k, RCTD_N_X, data, NULL, NULL,
+                                  (uint64_t)block_rows);
 }
 
 /* The four records; BLOCK_ROWS > 0: a cache entry's blocks (chunks of that many rows, their

@@ -638,12 +638,19 @@ int rctd_write_end(rctd_writer *w) {
 int rctd_write_dense(rctd_writer *w, const char *name, rctd_dtype dtype, uint64_t rows,
                      uint64_t cols, const void *data, const char *row_names,
                      const char *col_names) {
+  return rctd_write_dense_chunked(w, name, dtype, rows, cols, data, row_names, col_names, 0);
+}
+
+int rctd_write_dense_chunked(rctd_writer *w, const char *name, rctd_dtype dtype, uint64_t rows,
+                             uint64_t cols, const void *data, const char *row_names,
+                             const char *col_names, uint64_t chunk_rows) {
   rctd_record_spec spec = {.name = name,
                            .kind = RCTD_DENSE,
                            .dtype = dtype,
                            .ndim = 2,
                            .cols = cols,
                            .rows = rows,
+                           .chunk_rows = chunk_rows,
                            .row_names = row_names,
                            .col_names = col_names};
   if (rctd_write_begin(w, &spec) != 0 || rctd_write_rows(w, data, rows) != 0) return -1;

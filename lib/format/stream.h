@@ -205,6 +205,10 @@ int rctd_write_end(rctd_writer *w);
 /* One-call writers for small records. */
 int rctd_write_dense(rctd_writer *w, const char *name, rctd_dtype dtype, uint64_t rows,
                      uint64_t cols, const void *data, const char *row_names, const char *col_names);
+/* The same in chunks of CHUNK_ROWS rows (0: the writer's default). */
+int rctd_write_dense_chunked(rctd_writer *w, const char *name, rctd_dtype dtype, uint64_t rows,
+                             uint64_t cols, const void *data, const char *row_names,
+                             const char *col_names, uint64_t chunk_rows);
 int rctd_write_vector(rctd_writer *w, const char *name, rctd_dtype dtype, uint64_t n,
                       const void *data, const char *names);
 int rctd_write_string_list(rctd_writer *w, const char *name, const char *const *strings,
