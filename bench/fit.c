@@ -2,8 +2,12 @@
  * vignette reference, K = 19, G = 384, sigma 1.00, half doublets).  For each pixel count and mode
  * it runs the real binary on a generated model stream and reports wall time, pixels/s, pixels/s
  * per core (threads), pixels per CPU-second (robust to a busy machine) and the peak RSS.
- *   fit [-n 10000,100000] [-m full,doublet,multi] [-t THREADS] [-s SEED]
- * Needs $RCTD_BIN (the binaries) and the repository root ($RCTD_REPO, default ".": the vignette reference in data/vignette). */
+ *   fit [-n 10000,100000] [-m full,doublet,multi] [-t THREADS] [-s SEED] [-w]
+ * -w: also the whole run of each size, rctd-sigma then rctd-fit-MODE on sigma's output, timed
+ * together with sigma's likelihood tables cached (an untimed sigma run fills the cache first);
+ * at 2,000 pixels it prints the ratio to rctd-py's whole run on the same 2 cores (issue 13).
+ * Needs $RCTD_BIN (the binaries) and the repository root ($RCTD_REPO, default ".": the vignette
+ * reference in data/vignette). */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,9 +18,63 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "qtable_cache.h"
 #include "bench_run.h"
+#include "qtable_cache.h"
 #include "synth.h"
+
+/* rctd-py on CPU, 2,000 vignette-recipe pixels, whole run, this 2-core machine (issue 13). */
+#define BF_RCTD_PY_2000_S 51.8
+
+typedef struct {
+  const char *bin, *cache, *threads;
+} bf_ctx;
+
+/* Runs rctd-TOOL -q --threads T --cache-dir CACHE -o OUT IN; its wall and CPU seconds added to
+ * *wall, *cpu.  Exit status as bench_run. */
+static int bf_tool(const bf_ctx *c, const char *tool, const char *out, const char *in, double *wall,
+                   double *cpu) {
+  char path[4200];
+  snprintf(path, sizeof path, "%s/rctd-%s", c->bin, tool);
+  char *args[] = {path,          "-q",
+                  "--threads",   (char *)c->threads,
+                  "--cache-dir", (char *)c->cache,
+                  "-o",          (char *)out,
+                  (char *)in,    NULL};
+  struct rusage ru;
+  memset(&ru, 0, sizeof ru);
+  double t0 = rctd_now();
+  int status = bench_run(args, NULL, &ru);
+  *wall += rctd_now() - t0;
+  *cpu += bench_cpu_s(&ru);
+  if (status != 0) fprintf(stderr, "fit bench: %s exited with %d\n", path, status);
+  return status;
+}
+
+/* The whole run of one size: sigma (tables cached) then the fit of MODE on its output. */
+static int bf_whole(const bf_ctx *c, const char *dir, const char *stream, int64_t n,
+                    const char *mode) {
+  char sigma[4300], fit[4300];
+  snprintf(sigma, sizeof sigma, "%s/sigma.rctd", dir);
+  snprintf(fit, sizeof fit, "%s/fit-%s.rctd", dir, mode);
+  double warm_wall = 0, warm_cpu = 0, sigma_wall = 0, fit_wall = 0, cpu = 0;
+  if (bf_tool(c, "sigma", sigma, stream, &warm_wall, &warm_cpu)) return 1; /* fills the cache */
+  if (bf_tool(c, "sigma", sigma, stream, &sigma_wall, &cpu)) return 1;
+  char fit_tool[64];
+  snprintf(fit_tool, sizeof fit_tool, "fit-%s", mode);
+  if (bf_tool(c, fit_tool, fit, sigma, &fit_wall, &cpu)) return 1;
+  const double wall = sigma_wall + fit_wall;
+  printf(
+      "whole mode=%s pixels=%lld threads=%s sigma_s=%.2f (cold %.2f) fit_s=%.2f wall_s=%.2f "
+      "cpu_s=%.2f",
+      mode, (long long)n, c->threads, sigma_wall, warm_wall, fit_wall, wall, cpu);
+  if (n == 2000)
+    printf(" rctd_py_s=%.1f speedup=%.1f", BF_RCTD_PY_2000_S, BF_RCTD_PY_2000_S / wall);
+  printf("\n");
+  fflush(stdout);
+  remove(sigma);
+  remove(fit);
+  return 0;
+}
 
 static int bf_generate(const rctd_synth_reference *ref, int64_t n_pixels, unsigned long seed,
                        const char *path) {
@@ -39,7 +97,8 @@ int main(int argc, char **argv) {
   const char *sizes = "10000,100000", *modes = "full,doublet,multi";
   int threads = (int)sysconf(_SC_NPROCESSORS_ONLN);
   unsigned long seed = 20240601;
-  for (int c; (c = getopt(argc, argv, "n:m:t:s:")) != -1;) {
+  int whole = 0;
+  for (int c; (c = getopt(argc, argv, "n:m:t:s:w")) != -1;) {
     if (c == 'n')
       sizes = optarg;
     else if (c == 'm')
@@ -48,8 +107,11 @@ int main(int argc, char **argv) {
       threads = atoi(optarg);
     else if (c == 's')
       seed = strtoul(optarg, NULL, 10);
+    else if (c == 'w')
+      whole = 1;
     else {
-      fprintf(stderr, "usage: fit [-n N1,N2] [-m full,doublet,multi] [-t THREADS] [-s SEED]\n");
+      fprintf(stderr,
+              "usage: fit [-n N1,N2] [-m full,doublet,multi] [-t THREADS] [-s SEED] [-w]\n");
       return 2;
     }
   }
@@ -117,6 +179,8 @@ int main(int argc, char **argv) {
           m, (long long)n, threads, wall, (double)n / wall, (double)n / wall / threads,
           (double)n / cpu, (double)ru.ru_maxrss / 1024);
       fflush(stdout);
+      const bf_ctx ctx = {bin, cache, threads_s};
+      if (whole && bf_whole(&ctx, dir, stream, n, m)) rc = 1;
     }
     remove(stream);
   }
