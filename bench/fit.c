@@ -2,10 +2,11 @@
  * vignette reference, K = 19, G = 384, sigma 1.00, half doublets).  For each pixel count and mode
  * it runs the real binary on a generated model stream and reports wall time, pixels/s, pixels/s
  * per core (threads), pixels per CPU-second (robust to a busy machine) and the peak RSS.
- *   fit [-n 10000,100000] [-m full,doublet,multi] [-t THREADS] [-s SEED] [-w]
- * -w: also the whole run of each size, rctd-sigma then rctd-fit-MODE on sigma's output, timed
- * together with sigma's likelihood tables cached (an untimed sigma run fills the cache first);
- * at 2,000 pixels it prints the ratio to rctd-py's whole run on the same 2 cores (issue 13).
+ *   fit [-n 10000,100000] [-m full,doublet,multi] [-t THREADS] [-s SEED] [-w 2000]
+ * -w SIZES: the whole run of each size (comma-separated; 0: none) and mode, rctd-sigma then
+ * rctd-fit-MODE on sigma's output, timed together with sigma's likelihood tables cached (one
+ * untimed sigma run per size fills the cache first); at 2,000 pixels it also prints the ratio to
+ * rctd-py's whole run on the same 2 cores (issue 13).
  * Needs $RCTD_BIN (the binaries) and the repository root ($RCTD_REPO, default ".": the vignette
  * reference in data/vignette). */
 #include <errno.h>
@@ -50,31 +51,30 @@ static int bf_tool(const bf_ctx *c, const char *tool, const char *out, const cha
   return status;
 }
 
-/* The whole run of one size: sigma (tables cached) then the fit of MODE on its output. */
+/* The whole run of one size and mode: sigma (tables cached) then the fit on its output. */
 static int bf_whole(const bf_ctx *c, const char *dir, const char *stream, int64_t n,
                     const char *mode) {
-  char sigma[4300], fit[4300];
+  char sigma[4300], fit[4300], fit_tool[64];
   snprintf(sigma, sizeof sigma, "%s/sigma.rctd", dir);
   snprintf(fit, sizeof fit, "%s/fit-%s.rctd", dir, mode);
-  double warm_wall = 0, warm_cpu = 0, sigma_wall = 0, fit_wall = 0, cpu = 0;
-  if (bf_tool(c, "sigma", sigma, stream, &warm_wall, &warm_cpu)) return 1; /* fills the cache */
-  if (bf_tool(c, "sigma", sigma, stream, &sigma_wall, &cpu)) return 1;
-  char fit_tool[64];
   snprintf(fit_tool, sizeof fit_tool, "fit-%s", mode);
+  double sigma_wall = 0, fit_wall = 0, cpu = 0;
+  if (bf_tool(c, "sigma", sigma, stream, &sigma_wall, &cpu)) return 1;
   if (bf_tool(c, fit_tool, fit, sigma, &fit_wall, &cpu)) return 1;
   const double wall = sigma_wall + fit_wall;
-  printf(
-      "whole mode=%s pixels=%lld threads=%s sigma_s=%.2f (cold %.2f) fit_s=%.2f wall_s=%.2f "
-      "cpu_s=%.2f",
-      mode, (long long)n, c->threads, sigma_wall, warm_wall, fit_wall, wall, cpu);
+  printf("whole mode=%s pixels=%lld threads=%s sigma_s=%.2f fit_s=%.2f wall_s=%.2f cpu_s=%.2f",
+         mode, (long long)n, c->threads, sigma_wall, fit_wall, wall, cpu);
   if (n == 2000)
     printf(" rctd_py_s=%.1f speedup=%.1f", BF_RCTD_PY_2000_S, BF_RCTD_PY_2000_S / wall);
   printf("\n");
   fflush(stdout);
-  remove(sigma);
   remove(fit);
   return 0;
 }
+
+/* Whole runs at every size of SIZES, every mode of MODES. */
+static int bf_whole_all(const bf_ctx *c, const rctd_synth_reference *ref, unsigned long seed,
+                        const char *dir, const char *sizes, const char *modes);
 
 static int bf_generate(const rctd_synth_reference *ref, int64_t n_pixels, unsigned long seed,
                        const char *path) {
@@ -97,8 +97,8 @@ int main(int argc, char **argv) {
   const char *sizes = "10000,100000", *modes = "full,doublet,multi";
   int threads = (int)sysconf(_SC_NPROCESSORS_ONLN);
   unsigned long seed = 20240601;
-  int whole = 0;
-  for (int c; (c = getopt(argc, argv, "n:m:t:s:w")) != -1;) {
+  const char *whole_sizes = "2000";
+  for (int c; (c = getopt(argc, argv, "n:m:t:s:w:")) != -1;) {
     if (c == 'n')
       sizes = optarg;
     else if (c == 'm')
@@ -108,10 +108,10 @@ int main(int argc, char **argv) {
     else if (c == 's')
       seed = strtoul(optarg, NULL, 10);
     else if (c == 'w')
-      whole = 1;
+      whole_sizes = optarg;
     else {
       fprintf(stderr,
-              "usage: fit [-n N1,N2] [-m full,doublet,multi] [-t THREADS] [-s SEED] [-w]\n");
+              "usage: fit [-n N1,N2] [-m full,doublet,multi] [-t THREADS] [-s SEED] [-w N1,N2]\n");
       return 2;
     }
   }
@@ -179,14 +179,42 @@ int main(int argc, char **argv) {
           m, (long long)n, threads, wall, (double)n / wall, (double)n / wall / threads,
           (double)n / cpu, (double)ru.ru_maxrss / 1024);
       fflush(stdout);
-      const bf_ctx ctx = {bin, cache, threads_s};
-      if (whole && bf_whole(&ctx, dir, stream, n, m)) rc = 1;
     }
     remove(stream);
   }
+  char threads_s[16];
+  snprintf(threads_s, sizeof threads_s, "%d", threads);
+  const bf_ctx ctx = {bin, cache, threads_s};
+  if (rc == 0) rc = bf_whole_all(&ctx, &ref, seed, dir, whole_sizes, modes);
   rctd_synth_reference_free(&ref);
   char rm[4200];
   snprintf(rm, sizeof rm, "rm -rf '%s'", dir);
   if (system(rm) != 0) fprintf(stderr, "fit bench: could not remove %s\n", dir);
   return rc;
+}
+
+static int bf_whole_all(const bf_ctx *c, const rctd_synth_reference *ref, unsigned long seed,
+                        const char *dir, const char *sizes, const char *modes) {
+  char sizes_buf[256], stream[4300], sigma[4300];
+  snprintf(sizes_buf, sizeof sizes_buf, "%s", sizes);
+  char *save_n = NULL;
+  for (char *sz = strtok_r(sizes_buf, ",", &save_n); sz; sz = strtok_r(NULL, ",", &save_n)) {
+    const int64_t n = atoll(sz);
+    if (n <= 0) continue;
+    snprintf(stream, sizeof stream, "%s/whole-%lld.rctd", dir, (long long)n);
+    snprintf(sigma, sizeof sigma, "%s/sigma.rctd", dir);
+    if (bf_generate(ref, n, seed, stream) != 0) return 1;
+    double cold_wall = 0, cold_cpu = 0; /* fills the cache with the tables sigma's epochs use */
+    if (bf_tool(c, "sigma", sigma, stream, &cold_wall, &cold_cpu)) return 1;
+    printf("whole: %lld pixels, sigma with the tables built %.2f s (%.2f CPU-s)\n", (long long)n,
+           cold_wall, cold_cpu);
+    char modes_buf[256];
+    snprintf(modes_buf, sizeof modes_buf, "%s", modes);
+    char *save_m = NULL;
+    for (char *m = strtok_r(modes_buf, ",", &save_m); m; m = strtok_r(NULL, ",", &save_m))
+      if (bf_whole(c, dir, stream, n, m)) return 1;
+    remove(sigma);
+    remove(stream);
+  }
+  return 0;
 }
