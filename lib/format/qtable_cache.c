@@ -524,8 +524,9 @@ static int qc_mark_absent(rctd_qtable_owned *t, const qc_blocks *b) {
   return rc;
 }
 
-/* PARTIAL_OK (a cache entry): an entry may lack blocks; a read keeping rows (KEEP) that lie in
- * one returns 2, a whole read leaves their rows unset (row_loaded). */
+/* PARTIAL_OK (a cache entry): an entry may lack blocks; one lacking a block that holds a row
+ * wanted is read whole (all its rows, KEEP ignored, those of absent blocks unset: row_loaded)
+ * and 2 returned, so that the cache completes it without reading it again. */
 static int qc_read_records_in(rctd_reader *r, const rctd_record_info *info, int sigma_value,
                               int n_k_min, int n_k_max, const unsigned char *keep,
                               int whole_unblocked, int partial_ok, qc_blocks *b,
@@ -562,11 +563,13 @@ static int qc_read_records_in(rctd_reader *r, const rctd_record_info *info, int 
   if (b->block_rows == 0 && whole_unblocked) n_keep = (int)n_k, keep = NULL;
   if (b->block_rows > 0) qc_need_blocks(b, n_keep, keep);
   int lacks = 0;
-  for (int i = 0; i < b->n_blocks; i++) {
-    lacks |= b->needed[i] && b->absent[i];
-    if (b->absent[i]) b->needed[i] = 0;
+  for (int i = 0; i < b->n_blocks; i++) lacks |= b->needed[i] && b->absent[i];
+  if (lacks) {
+    n_keep = (int)n_k, keep = NULL;
+    qc_need_blocks(b, n_keep, NULL);
   }
-  if (lacks && keep) return 2;
+  for (int i = 0; i < b->n_blocks; i++)
+    if (b->absent[i]) b->needed[i] = 0;
   if (qc_alloc(out, sigma_value, n_keep) != 0 || (keep && qc_keep_only(out, keep) != 0) ||
       (lacks && qc_mark_absent(out, b) != 0)) {
     rctd_qtable_owned_free(out);
@@ -597,7 +600,7 @@ static int qc_read_records_in(rctd_reader *r, const rctd_record_info *info, int 
     qc_msg(err, err_len, "%s: table data fail their checksum", label);
     goto fail;
   }
-  return 0;
+  return lacks ? 2 : 0;
 fail:
   rctd_qtable_owned_free(out);
   return -1;
@@ -655,9 +658,10 @@ static int qc_mkdirs(const char *dir) {
   return stat(path, &st) == 0 && S_ISDIR(st.st_mode) ? 0 : -1;
 }
 
-/* Loads a cache entry with up to n_k rows (all when n_k is 0; all of an entry without blocks:
- * *BLOCKED 0; a whole read leaves the rows of absent blocks unset, row_loaded); 1 loaded, 0
- * absent, -1 unusable (why in msg), 2 a block holding a row of KEEP is absent. */
+/* Loads a cache entry with up to n_k rows (all of an entry without blocks: *BLOCKED 0); 1
+ * loaded, 0 absent, -1 unusable (why in msg), 2 a block holding a wanted row (below n_k, in
+ * KEEP when not NULL) is absent: the entry read whole, the rows of absent blocks unset
+ * (row_loaded). */
 static int qc_load(const char *path, int sigma_value, int n_k, const unsigned char *keep,
                    rctd_qtable_owned *t, int *blocked, char *msg, size_t msg_len) {
   struct stat st;
@@ -719,18 +723,17 @@ static void qc_fill_free(qc_fill *f) {
   memset(f, 0, sizeof *f);
 }
 
-/* Starts F from the entry at PATH, read whole (a damaged one counts as absent), grown to at
- * least n_k rows; *WHY gets the reason an entry was unusable.  0 or -1 out of memory. */
-static int qc_fill_start(qc_fill *f, const char *path, int sigma_value, int n_k, char *why,
-                         size_t why_len) {
+/* Starts F from ENTRY (an entry read whole, taken over; NULL: none), grown to at least n_k
+ * rows.  0 or -1 out of memory. */
+static int qc_fill_start(qc_fill *f, rctd_qtable_owned *entry, int sigma_value, int n_k) {
   memset(f, 0, sizeof *f);
-  int blocked,
-      loaded = path[0] ? qc_load(path, sigma_value, 0, NULL, &f->t, &blocked, why, why_len) : 0;
-  if (loaded != 1) {
-    if (loaded == 0 && why_len) why[0] = 0;
-    if (qc_alloc(&f->t, sigma_value, n_k) != 0) return -1;
+  if (entry) {
+    f->t = *entry;
+    memset(entry, 0, sizeof *entry);
+  } else if (qc_alloc(&f->t, sigma_value, n_k) != 0) {
+    return -1;
   }
-  const int n_e = loaded == 1 ? f->t.table.n_k : 0;
+  const int n_e = entry ? f->t.table.n_k : 0;
   f->n = n_e > n_k ? n_e : n_k;
   f->have = calloc((size_t)f->n, 1);
   f->todo = calloc((size_t)f->n, 1);
@@ -830,25 +833,22 @@ int rctd_qtable_get(int sigma_value, int n_k, const rctd_qtable_opts *opts, rctd
     if (n_have > n_k && qc_resize(out, n_k) != 0) goto oom;
     n_have = n_k;
   }
-  /* (a read keeping rows marks only those; a whole one, the rows of the blocks present) */
-  if (n_have >= n_k && (opts->keep_rows || !out->row_loaded)) {
+  if (n_have >= n_k) {
     if (note && note_len)
       qc_msg(note, note_len, "sigma %d: table from cache %s", sigma_value, path);
     return 0;
   }
-  rctd_qtable_owned_free(out);
 
-  /* Rows or blocks lacking: the entry read whole, the lacking blocks that hold a wanted row
-   * computed (each row on its own: the same bits as a whole table's), the entry stored again
-   * with them. */
+  /* Rows or blocks lacking: the entry (read whole by qc_load then; a damaged one counts as
+   * absent), the lacking blocks that hold a wanted row computed (each row on its own: the same
+   * bits as a whole table's), the entry stored again with them. */
   char why[RCTD_ERR_LEN] = "";
   if (loaded < 0) snprintf(why, sizeof why, "%s", msg);
   qc_fill f;
-  if (qc_fill_start(&f, loaded == 0 ? "" : path, sigma_value, n_k, msg, sizeof msg) != 0) {
+  if (qc_fill_start(&f, loaded > 0 ? out : NULL, sigma_value, n_k) != 0) {
     qc_fill_free(&f);
     goto oom;
   }
-  if (!why[0] && msg[0]) snprintf(why, sizeof why, "%s", msg);
   qc_fill_plan(&f, n_k, opts->keep_rows);
   if (qc_fill_compute(&f, opts) != 0) {
     qc_fill_free(&f);
