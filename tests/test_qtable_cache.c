@@ -621,3 +621,26 @@ TEST(qtable_cache_cold_blocks) {
   free(q);
   free(sq);
 }
+
+static int qct_failing_qtable(rctd_backend *be, double sigma_c, int n_k, double *q_kx,
+                              double *sq_kx) {
+  (void)be, (void)sigma_c, (void)n_k, (void)q_kx, (void)sq_kx;
+  return -1;
+}
+
+/* A fill failing for another cause than memory says so (here a backend failing to compute the
+ * rows), and stores nothing. */
+TEST(qtable_cache_fill_failure_cause) {
+  char dir[512], path[600], note[1024] = "", err[RCTD_ERR_LEN] = "";
+  snprintf(dir, sizeof dir, "%s/qcache-fail", test_tmp_dir());
+  snprintf(path, sizeof path, "%s/qtable-v%d-s084.rctd", dir, RCTD_QTABLE_VERSION);
+  rctd_backend failing = {.name = "fake:0", .qtable = qct_failing_qtable};
+  rctd_qtable_opts opts = {.cache_dir = dir, .n_threads = 1, .backend = &failing};
+  rctd_qtable_owned t;
+  CHECK(rctd_qtable_get(84, 12, &opts, &t, note, sizeof note, err, sizeof err) == -1);
+  CHECK_MSG(
+      strstr(err, "sigma 84: computing table rows 0..11 on fake:0 failed: try --device cpu") &&
+          !strstr(err, "memory") && !strchr(err, '\n'),
+      "%s", err);
+  CHECK(!qct_exists(path) && t.q_kx == NULL);
+}

@@ -766,16 +766,17 @@ static int qc_fill_plan(qc_fill *f, int n_k, const unsigned char *keep) {
 }
 
 /* Computes F's rows to compute (all of them with the backend when the entry had none); then
- * rows still unset are zeroed (an absent block's bytes).  0 or -1. */
-static int qc_fill_compute(qc_fill *f, const rctd_qtable_opts *opts) {
+ * rows still unset are zeroed (an absent block's bytes).  *RC 0 or -1; returns whether the
+ * backend computed them. */
+static int qc_fill_compute(qc_fill *f, const rctd_qtable_opts *opts, int *rc) {
   int any_have = 0;
   for (int k = 0; k < f->n; k++) any_have |= f->have[k];
-  int rc;
-  if (!any_have && opts->backend) {
-    rc = opts->backend->qtable(opts->backend, f->t.sigma_c, f->n, f->t.q_kx, f->t.sq_kx);
+  const int on_backend = !any_have && opts->backend;
+  if (on_backend) {
+    *rc = opts->backend->qtable(opts->backend, f->t.sigma_c, f->n, f->t.q_kx, f->t.sq_kx);
     memset(f->todo, 1, (size_t)f->n);
   } else {
-    rc = qc_compute_rows(f->t.sigma_c, 0, f->n, f->todo, opts->n_threads, f->t.q_kx, f->t.sq_kx);
+    *rc = qc_compute_rows(f->t.sigma_c, 0, f->n, f->todo, opts->n_threads, f->t.q_kx, f->t.sq_kx);
   }
   for (int k = 0; k < f->n; k++) {
     f->have[k] |= f->todo[k];
@@ -783,18 +784,26 @@ static int qc_fill_compute(qc_fill *f, const rctd_qtable_opts *opts) {
     memset(f->t.q_kx + (size_t)k * RCTD_N_X, 0, QC_ROW_BYTES);
     memset(f->t.sq_kx + (size_t)k * RCTD_N_X, 0, QC_ROW_BYTES);
   }
-  return rc;
+  return on_backend;
 }
 
-/* F's table as the caller's: n_k rows, only KEEP's marked set when KEEP.  0 or -1. */
-static int qc_fill_finish(qc_fill *f, int n_k, const unsigned char *keep, rctd_qtable_owned *out) {
-  if (f->n > n_k && qc_resize(&f->t, n_k) != 0) return -1;
+/* F's table as the caller's: n_k rows, only KEEP's marked set when KEEP.  0 or -1 with the
+ * cause in ERR. */
+static int qc_fill_finish(qc_fill *f, int n_k, const unsigned char *keep, rctd_qtable_owned *out,
+                          char *err, size_t err_len) {
+  const int sigma_value = f->t.sigma_value;
   for (int k = 0; k < n_k; k++)
-    if (!f->have[k] && (!keep || keep[k])) return -1; /* (qc_fill_plan's promise) */
-  int whole = 1;
-  for (int k = 0; k < n_k; k++) whole &= f->have[k];
-  if (keep && qc_keep_only(&f->t, keep) != 0) return -1;
-  if (!keep && !whole) return -1;
+    if (!f->have[k] && (!keep || keep[k])) { /* (qc_fill_plan's promise) */
+      qc_msg(err, err_len,
+             "sigma %d: table row %d was not computed (an internal error): please "
+             "report it",
+             sigma_value, k);
+      return -1;
+    }
+  if ((f->n > n_k && qc_resize(&f->t, n_k) != 0) || (keep && qc_keep_only(&f->t, keep) != 0)) {
+    qc_msg(err, err_len, "sigma %d: out of memory for the likelihood table", sigma_value);
+    return -1;
+  }
   *out = f->t;
   memset(&f->t, 0, sizeof f->t);
   return 0;
@@ -850,18 +859,22 @@ int rctd_qtable_get(int sigma_value, int n_k, const rctd_qtable_opts *opts, rctd
     goto oom;
   }
   qc_fill_plan(&f, n_k, opts->keep_rows);
-  if (qc_fill_compute(&f, opts) != 0) {
-    qc_fill_free(&f);
-    qc_msg(err, err_len, "sigma %d: computing the likelihood table failed", sigma_value);
-    return -1;
-  }
+  int rc;
+  const int on_backend = qc_fill_compute(&f, opts, &rc);
   char rows[160], why_s[RCTD_ERR_LEN + 64] = "";
   qc_row_ranges(f.todo, f.n, rows, sizeof rows);
+  if (rc != 0) {
+    qc_fill_free(&f);
+    qc_msg(err, err_len, "sigma %d: computing table rows %s on %s failed%s", sigma_value, rows,
+           on_backend ? opts->backend->name : "the CPU",
+           on_backend ? ": try --device cpu" : " (out of memory)");
+    return -1;
+  }
   if (why[0]) snprintf(why_s, sizeof why_s, " (cache entry unusable: %s)", why);
   int stored = path[0] ? qc_store(dir, path, &f.t, f.have, msg, sizeof msg) : 1;
-  if (qc_fill_finish(&f, n_k, opts->keep_rows, out) != 0) {
+  if (qc_fill_finish(&f, n_k, opts->keep_rows, out, err, err_len) != 0) {
     qc_fill_free(&f);
-    goto oom;
+    return -1;
   }
   qc_fill_free(&f);
   if (note && note_len && stored == 1)
