@@ -524,13 +524,26 @@ static int qc_mark_absent(rctd_qtable_owned *t, const qc_blocks *b) {
   return rc;
 }
 
-/* PARTIAL_OK (a cache entry): an entry may lack blocks; one lacking a block that holds a row
- * wanted is read whole (all its rows, KEEP ignored, those of absent blocks unset: row_loaded)
- * and 2 returned, so that the cache completes it without reading it again. */
-static int qc_read_records_in(rctd_reader *r, const rctd_record_info *info, int sigma_value,
-                              int n_k_min, int n_k_max, const unsigned char *keep,
-                              int whole_unblocked, int partial_ok, qc_blocks *b,
-                              rctd_qtable_owned *out, char *err, size_t err_len) {
+/* What a read of a table's records asks for. */
+typedef struct {
+  int sigma_value;
+  int n_k_min; /* an entry with fewer rows is an error */
+  int n_k_max; /* rows kept, when the table has that many (0: all) */
+  /* n_k_max flags, or NULL: when the table has at least n_k_max rows, only the flagged ones are
+   * copied (only their blocks decoded, in an entry with blocks) */
+  const unsigned char *keep;
+  int whole_unblocked; /* a table without blocks is read whole (for the cache to store it again
+                          in blocks) */
+  int partial_ok;      /* a cache entry: it may lack blocks */
+} qc_read_req;
+
+/* REQ->partial_ok: an entry lacking a block that holds a row wanted is read whole (all its rows,
+ * keep ignored, those of absent blocks unset: row_loaded) and 2 returned, so that the cache
+ * completes it without reading it again. */
+static int qc_read_records_in(rctd_reader *r, const rctd_record_info *info, const qc_read_req *req,
+                              qc_blocks *b, rctd_qtable_owned *out, char *err, size_t err_len) {
+  const int sigma_value = req->sigma_value;
+  const unsigned char *keep = req->keep;
   const char *label = rctd_reader_label(r);
   memset(out, 0, sizeof *out);
   if (!info && qc_next(r, RCTD_QTABLE_REC_META, &info, err, err_len) != 0) return -1;
@@ -546,21 +559,22 @@ static int qc_read_records_in(rctd_reader *r, const rctd_record_info *info, int 
   long long n_k;
   unsigned long want_crc;
   int partial = 0;
-  int bad = qc_check_meta(&meta, sigma_value, label, &n_k, &want_crc, partial_ok ? &partial : NULL,
-                          err, err_len);
+  int bad = qc_check_meta(&meta, sigma_value, label, &n_k, &want_crc,
+                          req->partial_ok ? &partial : NULL, err, err_len);
   if (!bad && (qc_parse_blocks(&meta, n_k, partial, b) != 0 || (partial && !b->block_rows))) {
     qc_msg(err, err_len, "%s: malformed table header (blocks)", label);
     bad = 1;
   }
   rctd_record_free(&meta);
   if (bad) return -1;
-  if (n_k < n_k_min) {
-    qc_msg(err, err_len, "%s: table has %lld rows, %d needed", label, n_k, n_k_min);
+  if (n_k < req->n_k_min) {
+    qc_msg(err, err_len, "%s: table has %lld rows, %d needed", label, n_k, req->n_k_min);
     return -1;
   }
-  int n_keep = n_k_max > 0 && n_k_max < n_k ? n_k_max : (int)n_k;
-  if (n_k_max <= 0 || n_k < n_k_max) keep = NULL; /* rows will be added and the whole stored */
-  if (b->block_rows == 0 && whole_unblocked) n_keep = (int)n_k, keep = NULL;
+  int n_keep = req->n_k_max > 0 && req->n_k_max < n_k ? req->n_k_max : (int)n_k;
+  if (req->n_k_max <= 0 || n_k < req->n_k_max)
+    keep = NULL; /* rows will be added and the whole stored */
+  if (b->block_rows == 0 && req->whole_unblocked) n_keep = (int)n_k, keep = NULL;
   if (b->block_rows > 0) qc_need_blocks(b, n_keep, keep);
   int lacks = 0;
   for (int i = 0; i < b->n_blocks; i++) lacks |= b->needed[i] && b->absent[i];
@@ -606,17 +620,12 @@ fail:
   return -1;
 }
 
-/* rctd_qtable_read_records; KEEP (n_k_max flags, or NULL): when the entry has at least n_k_max
- * rows, only the flagged rows are copied (only their blocks decoded, in an entry with blocks).
- * *BLOCKED (when not NULL) tells whether it had them; an entry without them is read whole (all
- * its rows kept) when WHOLE_UNBLOCKED, for the cache to store it again in blocks. */
-static int qc_read_records(rctd_reader *r, const rctd_record_info *info, int sigma_value,
-                           int n_k_min, int n_k_max, const unsigned char *keep, int whole_unblocked,
-                           int partial_ok, int *blocked, rctd_qtable_owned *out, char *err,
-                           size_t err_len) {
+/* rctd_qtable_read_records for REQ; *BLOCKED (when not NULL) tells whether the table had
+ * blocks. */
+static int qc_read_records(rctd_reader *r, const rctd_record_info *info, const qc_read_req *req,
+                           int *blocked, rctd_qtable_owned *out, char *err, size_t err_len) {
   qc_blocks b = {0};
-  int rc = qc_read_records_in(r, info, sigma_value, n_k_min, n_k_max, keep, whole_unblocked,
-                              partial_ok, &b, out, err, err_len);
+  int rc = qc_read_records_in(r, info, req, &b, out, err, err_len);
   if (blocked) *blocked = b.block_rows > 0;
   qc_blocks_free(&b);
   return rc;
@@ -625,8 +634,8 @@ static int qc_read_records(rctd_reader *r, const rctd_record_info *info, int sig
 int rctd_qtable_read_records(rctd_reader *r, const rctd_record_info *info, int sigma_value,
                              int n_k_min, int n_k_max, rctd_qtable_owned *out, char *err,
                              size_t err_len) {
-  return qc_read_records(r, info, sigma_value, n_k_min, n_k_max, NULL, 0, 0, NULL, out, err,
-                         err_len);
+  const qc_read_req req = {.sigma_value = sigma_value, .n_k_min = n_k_min, .n_k_max = n_k_max};
+  return qc_read_records(r, info, &req, NULL, out, err, err_len);
 }
 
 /* ------------------------------------------------------------------ the cache */
@@ -668,7 +677,13 @@ static int qc_load(const char *path, int sigma_value, int n_k, const unsigned ch
   if (stat(path, &st) != 0 && errno == ENOENT) return 0;
   rctd_reader *r = rctd_reader_open(path, msg, msg_len);
   if (!r) return -1;
-  int rc = qc_read_records(r, NULL, sigma_value, 1, n_k, keep, 1, 1, blocked, t, msg, msg_len);
+  const qc_read_req req = {.sigma_value = sigma_value,
+                           .n_k_min = 1,
+                           .n_k_max = n_k,
+                           .keep = keep,
+                           .whole_unblocked = 1,
+                           .partial_ok = 1};
+  int rc = qc_read_records(r, NULL, &req, blocked, t, msg, msg_len);
   rctd_reader_close(r);
   return rc == 0 ? 1 : rc == 2 ? 2 : -1;
 }
