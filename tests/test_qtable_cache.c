@@ -442,10 +442,11 @@ TEST(qtable_cache_blocks) {
   free(sq);
 }
 
-/* A blocked entry of sigma 84 written by hand: the meta's block list CRCS and chunks of
- * CHUNK_ROWS rows (an entry of this build has chunks of block_rows 8 and their crc32s). */
-static int qct_write_blocked(const char *path, const rctd_qtable_owned *t, const char *crcs,
-                             int chunk_rows) {
+/* A blocked entry of sigma 84 written by hand: the meta's whole-data crc32 WHOLE, block list
+ * CRCS and chunks of CHUNK_ROWS rows (an entry of this build has chunks of block_rows 8 and
+ * their crc32s). */
+static int qct_write_blocked(const char *path, const rctd_qtable_owned *t, const char *whole,
+                             const char *crcs, int chunk_rows) {
   char err[RCTD_ERR_LEN], nk[16];
   rctd_writer *w = rctd_writer_open(path, NULL, err, sizeof err);
   if (!w) return -1;
@@ -453,7 +454,7 @@ static int qct_write_blocked(const char *path, const rctd_qtable_owned *t, const
   const char *keys[] = {"format", "version", "sigma",      "sigma_c",    "n_k",
                         "n_x",    "crc32",   "block_rows", "block_crc32"};
   const char *values[] = {"rctd-qtable", "1", "84", "0x1.ae147ae147ae1p-1", nk, "439",
-                          "0",           "8", crcs};
+                          whole,         "8", crcs};
   int bad = rctd_write_meta(w, RCTD_QTABLE_REC_META, keys, values, 9) != 0 ||
             rctd_write_vector(w, RCTD_QTABLE_REC_X, RCTD_F64, RCTD_N_X, t->x_vals, NULL) != 0;
   const char *names[] = {RCTD_QTABLE_REC_Q, RCTD_QTABLE_REC_SQ};
@@ -466,6 +467,14 @@ static int qct_write_blocked(const char *path, const rctd_qtable_owned *t, const
     return -1;
   }
   return rctd_writer_close(w, err, sizeof err);
+}
+
+/* The crc32 of all q rows then all sq rows. */
+static unsigned long qct_whole_crc(const rctd_qtable_owned *t) {
+  const uInt bytes = (uInt)(sizeof(double) * RCTD_N_X * (size_t)t->table.n_k);
+  uLong crc = crc32(0L, Z_NULL, 0);
+  crc = crc32(crc, (const Bytef *)t->q_kx, bytes);
+  return crc32(crc, (const Bytef *)t->sq_kx, bytes);
 }
 
 /* Each 8-row block's crc32 over its q rows then its sq rows, computed here from the table. */
@@ -483,7 +492,8 @@ static void qct_block_crcs(const rctd_qtable_owned *t, char *list, size_t cap) {
 
 /* The block list is checked: a wrong crc32 (zstd's own frame checks pass), too few or too many
  * values, a value that is not a number, or chunks other than the header's blocks make the entry
- * unusable and it is rebuilt. */
+ * unusable and it is rebuilt; so does a wrong whole-data crc32 in an entry read whole (its
+ * blocks intact), which a read of some blocks does not check. */
 TEST(qtable_cache_block_list_checked) {
   char dir[512], path[600], note[1024], err[RCTD_ERR_LEN];
   snprintf(dir, sizeof dir, "%s/qcache-blist", test_tmp_dir());
@@ -494,21 +504,24 @@ TEST(qtable_cache_block_list_checked) {
   CHECK(q);
   rctd_qtable_owned t, u;
   CHECK(rctd_qtable_get(84, N_K, &opts, &t, note, sizeof note, err, sizeof err) == 0);
-  char good[64], wrong[64], few[64], many[80];
+  char good[64], wrong[64], few[64], many[80], whole[24], whole_wrong[24];
   qct_block_crcs(&t, good, sizeof good);
+  snprintf(whole, sizeof whole, "%lu", qct_whole_crc(&t));
+  snprintf(whole_wrong, sizeof whole_wrong, "%lu", qct_whole_crc(&t) ^ 1UL);
   unsigned long first = strtoul(good, NULL, 10);
   snprintf(wrong, sizeof wrong, "%lu%s", first ^ 1UL, strchr(good, ' '));
   snprintf(few, sizeof few, "%.*s", (int)(strrchr(good, ' ') - good), good);
   snprintf(many, sizeof many, "%s 12345", good);
   struct {
-    const char *crcs;
+    const char *whole, *crcs;
     int chunk_rows;
     const char *expect; /* NULL: read from the cache */
-  } cases[] = {{good, 8, NULL},     {wrong, 8, "checksum"}, {few, 8, "header"},
-               {many, 8, "header"}, {"1 2 x", 8, "header"}, {"1 2 3 ", 8, "header"},
-               {good, 4, "differ"}};
+  } cases[] = {{whole, good, 8, NULL},        {whole, wrong, 8, "checksum"},
+               {whole, few, 8, "header"},     {whole, many, 8, "header"},
+               {whole, "1 2 x", 8, "header"}, {whole, "1 2 3 ", 8, "header"},
+               {whole, good, 4, "differ"},    {whole_wrong, good, 8, "checksum"}};
   for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
-    CHECK(qct_write_blocked(path, &t, cases[i].crcs, cases[i].chunk_rows) == 0);
+    CHECK(qct_write_blocked(path, &t, cases[i].whole, cases[i].crcs, cases[i].chunk_rows) == 0);
     CHECK(rctd_qtable_get(84, N_K, &opts, &u, note, sizeof note, err, sizeof err) == 0);
     const char *want = cases[i].expect ? cases[i].expect : "from cache";
     CHECK_MSG(qct_same(&u, q, sq, N_K) && strstr(note, want) &&
@@ -516,6 +529,14 @@ TEST(qtable_cache_block_list_checked) {
               "case %zu: %s", i, note);
     rctd_qtable_owned_free(&u);
   }
+  /* the wrong whole crc32 goes unchecked by a read keeping rows (some blocks) */
+  unsigned char keep[N_K] = {0};
+  keep[3] = 1;
+  opts.keep_rows = keep;
+  CHECK(qct_write_blocked(path, &t, whole_wrong, good, 8) == 0);
+  CHECK(rctd_qtable_get(84, N_K, &opts, &u, note, sizeof note, err, sizeof err) == 0);
+  CHECK_MSG(strstr(note, "from cache") && qct_rows_same(&u, q, sq, keep, N_K), "%s", note);
+  rctd_qtable_owned_free(&u);
   rctd_qtable_owned_free(&t);
   free(q);
   free(sq);

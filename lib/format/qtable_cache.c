@@ -313,6 +313,7 @@ typedef struct {
   char *needed; /* n_blocks flags: the blocks with a row to keep */
   char *absent; /* n_blocks flags: blocks not stored ("-" in a partial entry's list) */
   int n_absent;
+  int whole; /* every block needed: the crc32 of all the data is checked too */
 } qc_blocks;
 
 static void qc_blocks_free(qc_blocks *b) {
@@ -385,10 +386,23 @@ static void qc_copy_rows(double *dst, const double *data, uint64_t first, uint64
     if (keep[first + k]) memcpy(dst + (first + k) * RCTD_N_X, data + k * RCTD_N_X, QC_ROW_BYTES);
 }
 
+/* Continues block I's crc32 with DATA, and *CRC (the whole data's) when B is read whole:
+ * each byte hashed once, the two crc32s combined. */
+static void qc_block_crc(qc_blocks *b, int i, uLong *crc, const void *data, size_t bytes) {
+  if (!b->whole) {
+    b->got[i] = qc_crc(b->got[i], data, bytes);
+    return;
+  }
+  const uLong c = qc_crc(crc32(0L, Z_NULL, 0), data, bytes);
+  b->got[i] = crc32_combine(b->got[i], c, (z_off_t)bytes);
+  *crc = crc32_combine(*crc, c, (z_off_t)bytes);
+}
+
 /* Streams a dense f64 n_k x RCTD_N_X record of an entry in blocks: decodes the needed blocks
- * (their crc32 continued in b->got), skips the others undecoded. */
+ * (their crc32 continued in b->got, and in *CRC, the whole data's, when all are), skips the
+ * others undecoded. */
 static int qc_read_blocks(rctd_reader *r, uint64_t n_k, int n_keep, const unsigned char *keep,
-                          double *dst, qc_blocks *b, char *err, size_t err_len) {
+                          double *dst, uLong *crc, qc_blocks *b, char *err, size_t err_len) {
   rctd_chunk chunk;
   int rc = 1;
   for (int i = 0; i < b->n_blocks && rc == 1; i++) {
@@ -401,7 +415,7 @@ static int qc_read_blocks(rctd_reader *r, uint64_t n_k, int n_keep, const unsign
     } else if ((rc = rctd_reader_chunk(r, &chunk)) == 1) {
       got = chunk.rows;
       if (got == rows) {
-        b->got[i] = qc_crc(b->got[i], chunk.data, QC_ROW_BYTES * rows);
+        qc_block_crc(b, i, crc, chunk.data, QC_ROW_BYTES * rows);
         uint64_t n = first + rows > (uint64_t)n_keep ? (uint64_t)n_keep - first : rows;
         if (first < (uint64_t)n_keep) qc_copy_rows(dst, chunk.data, first, n, keep);
       }
@@ -428,7 +442,7 @@ static int qc_read_rows(rctd_reader *r, const rctd_record_info *info, uint64_t n
            info->name, (unsigned long long)n_k, RCTD_N_X);
     return -1;
   }
-  if (b->block_rows > 0) return qc_read_blocks(r, n_k, n_keep, keep, dst, b, err, err_len);
+  if (b->block_rows > 0) return qc_read_blocks(r, n_k, n_keep, keep, dst, crc, b, err, err_len);
   rctd_chunk chunk;
   int rc;
   while ((rc = rctd_reader_chunk(r, &chunk)) == 1) {
@@ -506,11 +520,12 @@ static void qc_need_blocks(qc_blocks *b, int n_keep, const unsigned char *keep) 
     if (!keep || keep[k]) b->needed[k / b->block_rows] = 1;
 }
 
-/* The crc32 of every block read against the meta record's. */
-static int qc_blocks_ok(const qc_blocks *b) {
+/* The crc32 of every block read against the meta record's; read whole, the whole data's too
+ * (CRC against WANT_CRC). */
+static int qc_blocks_ok(const qc_blocks *b, uLong crc, unsigned long want_crc) {
   for (int i = 0; i < b->n_blocks; i++)
     if (b->needed[i] && b->got[i] != b->want[i]) return 0;
-  return 1;
+  return !b->whole || crc == want_crc;
 }
 
 /* Marks the rows of OUT's absent blocks as not loaded (poisoned); 0 or -1 out of memory. */
@@ -582,8 +597,11 @@ static int qc_read_records_in(rctd_reader *r, const rctd_record_info *info, cons
     n_keep = (int)n_k, keep = NULL;
     qc_need_blocks(b, n_keep, NULL);
   }
-  for (int i = 0; i < b->n_blocks; i++)
+  b->whole = b->block_rows > 0;
+  for (int i = 0; i < b->n_blocks; i++) {
     if (b->absent[i]) b->needed[i] = 0;
+    b->whole &= b->needed[i];
+  }
   if (qc_alloc(out, sigma_value, n_keep) != 0 || (keep && qc_keep_only(out, keep) != 0) ||
       (lacks && qc_mark_absent(out, b) != 0)) {
     rctd_qtable_owned_free(out);
@@ -610,7 +628,7 @@ static int qc_read_records_in(rctd_reader *r, const rctd_record_info *info, cons
       qc_next(r, RCTD_QTABLE_REC_SQ, &info, err, err_len) != 0 ||
       qc_read_rows(r, info, (uint64_t)n_k, n_keep, keep, out->sq_kx, &crc, b, err, err_len) != 0)
     goto fail;
-  if (b->block_rows > 0 ? !qc_blocks_ok(b) : crc != want_crc || partial) {
+  if (b->block_rows > 0 ? !qc_blocks_ok(b, crc, want_crc) : crc != want_crc || partial) {
     qc_msg(err, err_len, "%s: table data fail their checksum", label);
     goto fail;
   }
