@@ -443,11 +443,9 @@ RCTD_SF8_TARGET static RCTD_SF8_INLINE int sf8_front(const rctd_sf8_ctx *c, cons
                       _mm512_cmp_pd_mask(yv, _mm512_set1_pd(c->row_end), _CMP_LT_OQ);
   if (ok != 0xff) return 0;
   const __m256i row = _mm512_cvttpd_epi32(_mm512_min_pd(yv, _mm512_set1_pd(RCTD_K_VAL)));
-  const __m256i row_off = sf8_row_off(row);
-  *lam = _mm512_min_pd(_mm512_max_pd(lv, _mm512_set1_pd(RCTD_SF8_LAM_LO)),
-                       _mm512_set1_pd(c->x[RCTD_N_X - 1] - RCTD_SF8_LAM_LO));
-  *m4 = rctd_sf8_m4(c->bk, *lam);
-  _mm512_store_si512(rec8, _mm512_add_epi64(*m4, _mm512_cvtepi32_epi64(row_off)));
+  rctd_sf8_front(c->bk, lv, _mm512_set1_pd(RCTD_SF8_LAM_LO),
+                 _mm512_set1_pd(c->x[RCTD_N_X - 1] - RCTD_SF8_LAM_LO),
+                 _mm512_cvtepi32_epi64(sf8_row_off(row)), lam, m4, rec8);
   return 1;
 }
 
