@@ -24,6 +24,18 @@ static int qct_same(const rctd_qtable_owned *t, const double *q, const double *s
          memcmp(t->q_kx, q, bytes) == 0 && memcmp(t->sq_kx, sq, bytes) == 0;
 }
 
+/* The cache directory NAME in the tests' folder (DIR, when not NULL) and its entry for
+ * SIGMA_VALUE (PATH). */
+static void qct_entry_path(const char *dir, int sigma_value, char *path, size_t path_len) {
+  snprintf(path, path_len, "%s/qtable-v%d-s%03d.rctd", dir, RCTD_QTABLE_VERSION, sigma_value);
+}
+
+static void qct_cache_paths(const char *name, int sigma_value, char *dir, size_t dir_len,
+                            char *path, size_t path_len) {
+  snprintf(dir, dir_len, "%s/%s", test_tmp_dir(), name);
+  if (path) qct_entry_path(dir, sigma_value, path, path_len);
+}
+
 static int qct_exists(const char *path) {
   struct stat st;
   return stat(path, &st) == 0;
@@ -57,8 +69,7 @@ TEST(qtable_compute_independent_of_threads) {
 
 TEST(qtable_cache_compute_store_reuse_extend) {
   char dir[512], path[600], note[1024], err[RCTD_ERR_LEN];
-  snprintf(dir, sizeof dir, "%s/qcache/nested", test_tmp_dir());
-  snprintf(path, sizeof path, "%s/qtable-v%d-s084.rctd", dir, RCTD_QTABLE_VERSION);
+  qct_cache_paths("qcache/nested", 84, dir, sizeof dir, path, sizeof path);
   rctd_qtable_opts opts = {.cache_dir = dir, .n_threads = 2};
   double *sq, *q = qct_direct(84, 24, &sq);
   CHECK(q);
@@ -112,7 +123,7 @@ TEST(qtable_cache_compute_store_reuse_extend) {
  * others not written); an entry that must grow is read whole and stored whole. */
 TEST(qtable_cache_keep_rows) {
   char dir[512], note[1024], err[RCTD_ERR_LEN];
-  snprintf(dir, sizeof dir, "%s/qcache-keep", test_tmp_dir());
+  qct_cache_paths("qcache-keep", 0, dir, sizeof dir, NULL, 0);
   enum { N_K = 20 };
   unsigned char keep[N_K] = {0};
   keep[0] = keep[3] = keep[N_K - 1] = 1;
@@ -200,33 +211,43 @@ static long qct_size(const char *path) {
   return stat(path, &st) == 0 ? (long)st.st_size : -1;
 }
 
-/* Writes an entry whose meta record says what KEYS/VALUES say (for stale-entry tests). */
-static int qct_write_fake(const char *path, const rctd_qtable_owned *t, const char *key,
-                          const char *value) {
-  char err[RCTD_ERR_LEN];
+/* Writes an entry of sigma 84 by hand: the meta record's crc32 WHOLE and N_EXTRA (at most 2)
+ * more keys, q and sq in chunks of CHUNK_ROWS rows (0: the writer's default). */
+static int qct_write_entry(const char *path, const rctd_qtable_owned *t, const char *whole,
+                           const char *const *extra_keys, const char *const *extra_values,
+                           int n_extra, int chunk_rows) {
+  char err[RCTD_ERR_LEN], nk[16];
   rctd_writer *w = rctd_writer_open(path, NULL, err, sizeof err);
   if (!w) return -1;
-  char nk[16];
   snprintf(nk, sizeof nk, "%d", t->table.n_k);
-  const char *keys[] = {"format", "version", "sigma", "sigma_c", "n_k", "n_x", "crc32", key};
-  const char *values[] = {"rctd-qtable", "1", "84", "0x1.ae147ae147ae1p-1", nk, "439", "0", value};
-  if (rctd_write_meta(w, RCTD_QTABLE_REC_META, keys, values, 8) != 0 ||
-      rctd_write_vector(w, RCTD_QTABLE_REC_X, RCTD_F64, RCTD_N_X, t->x_vals, NULL) != 0 ||
-      rctd_write_dense(w, RCTD_QTABLE_REC_Q, RCTD_F64, (uint64_t)t->table.n_k, RCTD_N_X, t->q_kx,
-                       NULL, NULL) != 0 ||
-      rctd_write_dense(w, RCTD_QTABLE_REC_SQ, RCTD_F64, (uint64_t)t->table.n_k, RCTD_N_X, t->sq_kx,
-                       NULL, NULL) != 0) {
+  const char *keys[9] = {"format", "version", "sigma", "sigma_c", "n_k", "n_x", "crc32"};
+  const char *values[9] = {"rctd-qtable", "1", "84", "0x1.ae147ae147ae1p-1", nk, "439", whole};
+  for (int i = 0; i < n_extra && i < 2; i++)
+    keys[7 + i] = extra_keys[i], values[7 + i] = extra_values[i];
+  int bad = rctd_write_meta(w, RCTD_QTABLE_REC_META, keys, values, (size_t)(7 + n_extra)) != 0 ||
+            rctd_write_vector(w, RCTD_QTABLE_REC_X, RCTD_F64, RCTD_N_X, t->x_vals, NULL) != 0;
+  const char *names[] = {RCTD_QTABLE_REC_Q, RCTD_QTABLE_REC_SQ};
+  const double *data[] = {t->q_kx, t->sq_kx};
+  for (int i = 0; i < 2 && !bad; i++)
+    bad = rctd_write_dense_chunked(w, names[i], RCTD_F64, (uint64_t)t->table.n_k, RCTD_N_X, data[i],
+                                   NULL, NULL, (uint64_t)chunk_rows) != 0;
+  if (bad) {
     rctd_writer_abort(w);
     return -1;
   }
   return rctd_writer_close(w, err, sizeof err);
 }
 
+/* An entry whose meta record also says KEY = VALUE, with crc32 "0" (for stale-entry tests). */
+static int qct_write_fake(const char *path, const rctd_qtable_owned *t, const char *key,
+                          const char *value) {
+  return qct_write_entry(path, t, "0", &key, &value, 1, 0);
+}
+
 /* Corrupt, truncated, foreign or stale entries are rebuilt, never fatal. */
 TEST(qtable_cache_rebuilds_bad_entries) {
   char dir[512], path[600], note[1024], err[RCTD_ERR_LEN];
-  snprintf(dir, sizeof dir, "%s/qcache-bad", test_tmp_dir());
-  snprintf(path, sizeof path, "%s/qtable-v%d-s084.rctd", dir, RCTD_QTABLE_VERSION);
+  qct_cache_paths("qcache-bad", 84, dir, sizeof dir, path, sizeof path);
   rctd_qtable_opts opts = {.cache_dir = dir, .n_threads = 2};
   double *sq, *q = qct_direct(84, 6, &sq);
   CHECK(q);
@@ -349,6 +370,20 @@ static long qct_chunk_at(const unsigned char *buf, size_t len, int nth) {
   return -1;
 }
 
+/* Flips a byte inside the frame of the NTH (1-based) chunk of the entry at PATH (zstd's frame
+ * checks may pass; the crc32 fails). */
+static int qct_damage_chunk(const char *path, int nth) {
+  FILE *f = fopen(path, "r+b");
+  if (!f) return -1;
+  long len = fseek(f, 0, SEEK_END) == 0 ? ftell(f) : -1;
+  unsigned char *buf = len > 0 ? malloc((size_t)len) : NULL;
+  int ok = buf && fseek(f, 0, SEEK_SET) == 0 && fread(buf, 1, (size_t)len, f) == (size_t)len;
+  long at = ok ? qct_chunk_at(buf, (size_t)len, nth) + 32 + 100 : -1;
+  ok = ok && at > 132 && at < len && fseek(f, at, SEEK_SET) == 0 && fputc(buf[at] ^ 0x5a, f) != EOF;
+  free(buf);
+  return fclose(f) == 0 && ok ? 0 : -1;
+}
+
 static int qct_meta_is(const char *path, const char *key, const char *want) {
   rctd_record meta;
   char err[RCTD_ERR_LEN];
@@ -374,8 +409,7 @@ static int qct_rows_same(const rctd_qtable_owned *t, const double *q, const doub
  * first layout (one checksum over all the data) is read and stored again in blocks. */
 TEST(qtable_cache_blocks) {
   char dir[512], path[600], note[1024], err[RCTD_ERR_LEN];
-  snprintf(dir, sizeof dir, "%s/qcache-blocks", test_tmp_dir());
-  snprintf(path, sizeof path, "%s/qtable-v%d-s070.rctd", dir, RCTD_QTABLE_VERSION);
+  qct_cache_paths("qcache-blocks", 70, dir, sizeof dir, path, sizeof path);
   enum { N_K = 40 }; /* five blocks of 8 rows */
   unsigned char keep[N_K] = {0};
   keep[1] = keep[33] = 1; /* blocks 0 and 4 */
@@ -388,16 +422,7 @@ TEST(qtable_cache_blocks) {
   CHECK(qct_meta_is(path, "block_rows", "8"));
 
   /* q's block 2 (chunks: meta, x, then q's five) damaged inside its frame */
-  size_t len;
-  FILE *f = fopen(path, "rb");
-  CHECK(f && fseek(f, 0, SEEK_END) == 0);
-  len = (size_t)ftell(f);
-  unsigned char *buf = malloc(len);
-  CHECK(buf && fseek(f, 0, SEEK_SET) == 0 && fread(buf, 1, len, f) == len && fclose(f) == 0);
-  long at = qct_chunk_at(buf, len, 5);
-  CHECK(at > 0);
-  char junk[2] = {(char)(buf[at + 32 + 100] ^ 0x5a), 0};
-  CHECK(qct_damage(path, at + 32 + 100, junk) == 0);
+  CHECK(qct_damage_chunk(path, 5) == 0);
   opts.keep_rows = keep;
   rctd_qtable_owned u;
   CHECK(rctd_qtable_get(70, N_K, &opts, &u, note, sizeof note, err, sizeof err) == 0);
@@ -428,7 +453,7 @@ TEST(qtable_cache_blocks) {
   /* block_rows without its crc32 list (qct_write_fake's header is sigma 84's): unusable */
   double *sq84, *q84 = qct_direct(84, N_K, &sq84);
   CHECK(q84);
-  snprintf(path, sizeof path, "%s/qtable-v%d-s084.rctd", dir, RCTD_QTABLE_VERSION);
+  qct_entry_path(dir, 84, path, sizeof path);
   CHECK(qct_write_fake(path, &t, "block_rows", "8") == 0);
   CHECK(rctd_qtable_get(84, N_K, &opts, &u, note, sizeof note, err, sizeof err) == 0);
   CHECK_MSG(strstr(note, "unusable") && strstr(note, "blocks") && qct_same(&u, q84, sq84, N_K),
@@ -436,7 +461,6 @@ TEST(qtable_cache_blocks) {
   rctd_qtable_owned_free(&u);
   free(q84);
   free(sq84);
-  free(buf);
   rctd_qtable_owned_free(&t);
   free(q);
   free(sq);
@@ -447,26 +471,8 @@ TEST(qtable_cache_blocks) {
  * their crc32s). */
 static int qct_write_blocked(const char *path, const rctd_qtable_owned *t, const char *whole,
                              const char *crcs, int chunk_rows) {
-  char err[RCTD_ERR_LEN], nk[16];
-  rctd_writer *w = rctd_writer_open(path, NULL, err, sizeof err);
-  if (!w) return -1;
-  snprintf(nk, sizeof nk, "%d", t->table.n_k);
-  const char *keys[] = {"format", "version", "sigma",      "sigma_c",    "n_k",
-                        "n_x",    "crc32",   "block_rows", "block_crc32"};
-  const char *values[] = {"rctd-qtable", "1", "84", "0x1.ae147ae147ae1p-1", nk, "439",
-                          whole,         "8", crcs};
-  int bad = rctd_write_meta(w, RCTD_QTABLE_REC_META, keys, values, 9) != 0 ||
-            rctd_write_vector(w, RCTD_QTABLE_REC_X, RCTD_F64, RCTD_N_X, t->x_vals, NULL) != 0;
-  const char *names[] = {RCTD_QTABLE_REC_Q, RCTD_QTABLE_REC_SQ};
-  const double *data[] = {t->q_kx, t->sq_kx};
-  for (int i = 0; i < 2 && !bad; i++)
-    bad = rctd_write_dense_chunked(w, names[i], RCTD_F64, (uint64_t)t->table.n_k, RCTD_N_X, data[i],
-                                   NULL, NULL, (uint64_t)chunk_rows) != 0;
-  if (bad) {
-    rctd_writer_abort(w);
-    return -1;
-  }
-  return rctd_writer_close(w, err, sizeof err);
+  const char *keys[] = {"block_rows", "block_crc32"}, *values[] = {"8", crcs};
+  return qct_write_entry(path, t, whole, keys, values, 2, chunk_rows);
 }
 
 /* The crc32 of all q rows then all sq rows. */
@@ -496,8 +502,7 @@ static void qct_block_crcs(const rctd_qtable_owned *t, char *list, size_t cap) {
  * blocks intact), which a read of some blocks does not check. */
 TEST(qtable_cache_block_list_checked) {
   char dir[512], path[600], note[1024], err[RCTD_ERR_LEN];
-  snprintf(dir, sizeof dir, "%s/qcache-blist", test_tmp_dir());
-  snprintf(path, sizeof path, "%s/qtable-v%d-s084.rctd", dir, RCTD_QTABLE_VERSION);
+  qct_cache_paths("qcache-blist", 84, dir, sizeof dir, path, sizeof path);
   enum { N_K = 20 }; /* blocks of 8, 8 and 4 rows */
   rctd_qtable_opts opts = {.cache_dir = dir, .n_threads = 2};
   double *sq, *q = qct_direct(84, N_K, &sq);
@@ -548,8 +553,7 @@ TEST(qtable_cache_block_list_checked) {
  * those and the entry grows; a whole get fills in the rest. */
 TEST(qtable_cache_cold_blocks) {
   char dir[512], path[600], note[1024], err[RCTD_ERR_LEN];
-  snprintf(dir, sizeof dir, "%s/qcache-cold", test_tmp_dir());
-  snprintf(path, sizeof path, "%s/qtable-v%d-s056.rctd", dir, RCTD_QTABLE_VERSION);
+  qct_cache_paths("qcache-cold", 56, dir, sizeof dir, path, sizeof path);
   enum { N_K = 45 }; /* six blocks, the last of 5 rows */
   unsigned char keep[N_K] = {0};
   keep[1] = keep[33] = keep[34] = 1; /* blocks 0 and 4 */
@@ -610,22 +614,14 @@ TEST(qtable_cache_cold_blocks) {
    * fatal; a whole get of an entry with more rows than asked keeps them */
   unsigned char keep2[N_K] = {0};
   keep2[2] = 1;
-  snprintf(path, sizeof path, "%s/qtable-v%d-s084.rctd", dir, RCTD_QTABLE_VERSION);
+  qct_entry_path(dir, 84, path, sizeof path);
   double *sq84, *q84 = qct_direct(84, N_K, &sq84);
   CHECK(q84);
   opts.keep_rows = keep2;
   CHECK(rctd_qtable_get(84, N_K, &opts, &t, note, sizeof note, err, sizeof err) == 0);
   CHECK_MSG(strstr(note, "rows 0..7 computed"), "%s", note);
   rctd_qtable_owned_free(&t);
-  FILE *f = fopen(path, "rb");
-  CHECK(f && fseek(f, 0, SEEK_END) == 0);
-  size_t len = (size_t)ftell(f);
-  unsigned char *buf = malloc(len);
-  CHECK(buf && fseek(f, 0, SEEK_SET) == 0 && fread(buf, 1, len, f) == len && fclose(f) == 0);
-  long at = qct_chunk_at(buf, len, 2); /* q's block 0 */
-  CHECK(at > 0);
-  char junk[2] = {(char)(buf[at + 32 + 100] ^ 0x5a), 0};
-  CHECK(qct_damage(path, at + 32 + 100, junk) == 0);
+  CHECK(qct_damage_chunk(path, 2) == 0); /* q's block 0 */
   CHECK(rctd_qtable_get(84, N_K, &opts, &t, note, sizeof note, err, sizeof err) == 0);
   CHECK_MSG(strstr(note, "rows 0..7 computed") && strstr(note, "unusable") &&
                 qct_rows_same(&t, q84, sq84, keep2, N_K),
@@ -636,7 +632,6 @@ TEST(qtable_cache_cold_blocks) {
   CHECK_MSG(strstr(note, "rows 8..23 computed") && qct_same(&t, q84, sq84, 20), "%s", note);
   rctd_qtable_owned_free(&t);
   CHECK(qct_meta_is(path, "n_k", "45") && qct_meta_is(path, "crc32", "-"));
-  free(buf);
   free(q84);
   free(sq84);
   free(q);
@@ -653,8 +648,7 @@ static int qct_failing_qtable(rctd_backend *be, double sigma_c, int n_k, double 
  * rows), and stores nothing. */
 TEST(qtable_cache_fill_failure_cause) {
   char dir[512], path[600], note[1024] = "", err[RCTD_ERR_LEN] = "";
-  snprintf(dir, sizeof dir, "%s/qcache-fail", test_tmp_dir());
-  snprintf(path, sizeof path, "%s/qtable-v%d-s084.rctd", dir, RCTD_QTABLE_VERSION);
+  qct_cache_paths("qcache-fail", 84, dir, sizeof dir, path, sizeof path);
   rctd_backend failing = {.name = "fake:0", .qtable = qct_failing_qtable};
   rctd_qtable_opts opts = {.cache_dir = dir, .n_threads = 1, .backend = &failing};
   rctd_qtable_owned t;
