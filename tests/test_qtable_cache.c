@@ -667,4 +667,5 @@ TEST(qtable_cache_fill_failure_cause) {
           !strstr(e.err, "memory") && !strchr(e.err, '\n'),
       "%s", e.err);
   CHECK(!qct_exists(e.path) && t.q_kx == NULL);
+  qct_env_free(&e);
 }
