@@ -92,9 +92,8 @@ SM_TARGET static SM_INLINE int sm_front_of(const sm_ctx *c, const sm_step *st, c
   for (int k = 1; k < K; k++) /* k in order; 0 + x is x but for -0, which |.| makes +0 */
     pred = _mm512_add_pd(pred, _mm512_mul_pd(_mm512_loadu_pd(st->s[k] + g), st->vw[k]));
   if (_mm512_cmp_pd_mask(pred, pred, _CMP_ORD_Q) != 0xff) return 0;
-  f->lam = _mm512_min_pd(_mm512_max_pd(st->lam_lo, _mm512_abs_pd(pred)), st->lam_hi);
-  f->m4 = rctd_sf8_m4(c->bk, f->lam);
-  _mm512_store_si512(rec8, _mm512_add_epi64(f->m4, _mm512_loadu_si512(st->rows_g + g)));
+  rctd_sf8_front(c->bk, _mm512_abs_pd(pred), st->lam_lo, st->lam_hi,
+                 _mm512_loadu_si512(st->rows_g + g), &f->lam, &f->m4, rec8);
   return 1;
 }
 

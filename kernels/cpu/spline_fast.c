@@ -443,11 +443,9 @@ RCTD_SF8_TARGET static RCTD_SF8_INLINE int sf8_front(const rctd_sf8_ctx *c, cons
                       _mm512_cmp_pd_mask(yv, _mm512_set1_pd(c->row_end), _CMP_LT_OQ);
   if (ok != 0xff) return 0;
   const __m256i row = _mm512_cvttpd_epi32(_mm512_min_pd(yv, _mm512_set1_pd(RCTD_K_VAL)));
-  const __m256i row_off = sf8_row_off(row);
-  *lam = _mm512_min_pd(_mm512_max_pd(lv, _mm512_set1_pd(RCTD_SF8_LAM_LO)),
-                       _mm512_set1_pd(c->x[RCTD_N_X - 1] - RCTD_SF8_LAM_LO));
-  *m4 = rctd_sf8_m4(c->bk, *lam);
-  _mm512_store_si512(rec8, _mm512_add_epi64(*m4, _mm512_cvtepi32_epi64(row_off)));
+  rctd_sf8_front(c->bk, lv, _mm512_set1_pd(RCTD_SF8_LAM_LO),
+                 _mm512_set1_pd(c->x[RCTD_N_X - 1] - RCTD_SF8_LAM_LO),
+                 _mm512_cvtepi32_epi64(sf8_row_off(row)), lam, m4, rec8);
   return 1;
 }
 
@@ -693,6 +691,12 @@ static void sf_score_sums(int n_tables, int n, const double *d0_tj, long double 
   }
 }
 
+/* How many of the REST tables left sf_score_sums takes at once (its fours and threes): the
+ * tables' d0 go through a buffer of that many blocks, summed while in cache. */
+static int sf_score_group(int rest) {
+  return rest >= 4 && rest % 3 != 0 ? 4 : rest >= 3 ? 3 : 1;
+}
+
 int rctd_spline_score_many(const rctd_qtable *const *tables, const double *const *coefs,
                            int n_tables, const double *mult, int n_mult, int64_t n, const double *y,
                            const double *x, double *out_tm) {
@@ -708,13 +712,8 @@ int rctd_spline_score_many(const rctd_qtable *const *tables, const double *const
     if (tables[t]->n_k < fewest->n_k) fewest = tables[t];
   for (int64_t i = 0; i < n; i++)
     if (!sf_ok(fewest, y[i], x[i])) return -1;
-  sf_score_block *b = malloc(sizeof *b);
-  double *d0_tj = malloc(sizeof(double) * SF_SCORE_BLOCK * (size_t)n_tables);
-  if (!b || !d0_tj) {
-    free(b);
-    free(d0_tj);
-    return -1;
-  }
+  sf_score_block block, *b = &block; /* 10 KiB and 8 KiB on the stack: nothing allocated */
+  double d0_tj[4 * SF_SCORE_BLOCK];
 #ifdef SF_X86
   const int simd = sf_tab.simd && sf_simd_on;
   const int wide = simd && sf_tab.avx512 && sf_avx512_on && sf_bk.ok;
@@ -731,24 +730,26 @@ int rctd_spline_score_many(const rctd_qtable *const *tables, const double *const
       else
 #endif
         sf_score_prepare(xg, 0, nb, y + i0, x + i0, mult[m], b);
-      for (int t = 0; t < n_tables; t++) {
+      for (int t0 = 0, n_group; t0 < n_tables; t0 += n_group) {
+        n_group = sf_score_group(n_tables - t0);
+        for (int t = t0; t < t0 + n_group; t++) {
+          double *d0 = d0_tj + (size_t)(t - t0) * SF_SCORE_BLOCK;
 #ifdef SF_X86
-        if (wide) {
-          sf_score_d0_avx512(coefs[t], nb, b, d0_tj + (size_t)t * SF_SCORE_BLOCK);
-          continue;
-        }
-        if (simd) {
-          sf_score_d0_avx2(coefs[t], nb, b, d0_tj + (size_t)t * SF_SCORE_BLOCK);
-          continue;
-        }
+          if (wide) {
+            sf_score_d0_avx512(coefs[t], nb, b, d0);
+            continue;
+          }
+          if (simd) {
+            sf_score_d0_avx2(coefs[t], nb, b, d0);
+            continue;
+          }
 #endif
-        sf_score_d0(coefs[t], 0, nb, b, d0_tj + (size_t)t * SF_SCORE_BLOCK);
+          sf_score_d0(coefs[t], 0, nb, b, d0);
+        }
+        sf_score_sums(n_group, nb, d0_tj, sum + t0 * n_mult + m, n_mult);
       }
-      sf_score_sums(n_tables, nb, d0_tj, sum + m, n_mult);
     }
   }
   for (int k = 0; k < n_scores; k++) out_tm[k] = (double)sum[k];
-  free(b);
-  free(d0_tj);
   return 0;
 }

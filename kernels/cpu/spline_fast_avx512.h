@@ -74,6 +74,19 @@ RCTD_SF8_TARGET static RCTD_SF8_INLINE __m512i rctd_sf8_m4(const rctd_sf8_bucket
   return _mm512_mask_add_epi64(m4, up, m4, _mm512_set1_epi64(4));
 }
 
+/* The end of a front (the part of a pipelined block before its loads, below) shared by
+ * spline_fast.c and irwls_small.c: eight lambdas V (not NaN) clamped to [LO, HI] into *LAM,
+ * their intervals 4m into *M4, and the offsets of their coefficient records (ROW_OFF, the rows'
+ * offsets, plus 4m) into REC8. */
+RCTD_SF8_TARGET static RCTD_SF8_INLINE void rctd_sf8_front(const rctd_sf8_buckets *bk, __m512d v,
+                                                           __m512d lo, __m512d hi, __m512i row_off,
+                                                           __m512d *lam, __m512i *m4,
+                                                           int64_t *rec8) {
+  *lam = _mm512_min_pd(_mm512_max_pd(lo, v), hi);
+  *m4 = rctd_sf8_m4(bk, *lam);
+  _mm512_store_si512(rec8, _mm512_add_epi64(*m4, row_off));
+}
+
 /* The interval m of eight clamped lambdas from the buckets (bk->ok). */
 RCTD_SF8_TARGET static RCTD_SF8_INLINE __m256i rctd_sf8_interval(const rctd_sf8_buckets *bk,
                                                                  __m512d lam) {

@@ -313,6 +313,7 @@ typedef struct {
   char *needed; /* n_blocks flags: the blocks with a row to keep */
   char *absent; /* n_blocks flags: blocks not stored ("-" in a partial entry's list) */
   int n_absent;
+  int whole; /* every block needed: the crc32 of all the data is checked too */
 } qc_blocks;
 
 static void qc_blocks_free(qc_blocks *b) {
@@ -385,10 +386,23 @@ static void qc_copy_rows(double *dst, const double *data, uint64_t first, uint64
     if (keep[first + k]) memcpy(dst + (first + k) * RCTD_N_X, data + k * RCTD_N_X, QC_ROW_BYTES);
 }
 
+/* Continues block I's crc32 with DATA, and *CRC (the whole data's) when B is read whole:
+ * each byte hashed once, the two crc32s combined. */
+static void qc_block_crc(qc_blocks *b, int i, uLong *crc, const void *data, size_t bytes) {
+  if (!b->whole) {
+    b->got[i] = qc_crc(b->got[i], data, bytes);
+    return;
+  }
+  const uLong c = qc_crc(crc32(0L, Z_NULL, 0), data, bytes);
+  b->got[i] = crc32_combine(b->got[i], c, (z_off_t)bytes);
+  *crc = crc32_combine(*crc, c, (z_off_t)bytes);
+}
+
 /* Streams a dense f64 n_k x RCTD_N_X record of an entry in blocks: decodes the needed blocks
- * (their crc32 continued in b->got), skips the others undecoded. */
+ * (their crc32 continued in b->got, and in *CRC, the whole data's, when all are), skips the
+ * others undecoded. */
 static int qc_read_blocks(rctd_reader *r, uint64_t n_k, int n_keep, const unsigned char *keep,
-                          double *dst, qc_blocks *b, char *err, size_t err_len) {
+                          double *dst, uLong *crc, qc_blocks *b, char *err, size_t err_len) {
   rctd_chunk chunk;
   int rc = 1;
   for (int i = 0; i < b->n_blocks && rc == 1; i++) {
@@ -401,7 +415,7 @@ static int qc_read_blocks(rctd_reader *r, uint64_t n_k, int n_keep, const unsign
     } else if ((rc = rctd_reader_chunk(r, &chunk)) == 1) {
       got = chunk.rows;
       if (got == rows) {
-        b->got[i] = qc_crc(b->got[i], chunk.data, QC_ROW_BYTES * rows);
+        qc_block_crc(b, i, crc, chunk.data, QC_ROW_BYTES * rows);
         uint64_t n = first + rows > (uint64_t)n_keep ? (uint64_t)n_keep - first : rows;
         if (first < (uint64_t)n_keep) qc_copy_rows(dst, chunk.data, first, n, keep);
       }
@@ -428,7 +442,7 @@ static int qc_read_rows(rctd_reader *r, const rctd_record_info *info, uint64_t n
            info->name, (unsigned long long)n_k, RCTD_N_X);
     return -1;
   }
-  if (b->block_rows > 0) return qc_read_blocks(r, n_k, n_keep, keep, dst, b, err, err_len);
+  if (b->block_rows > 0) return qc_read_blocks(r, n_k, n_keep, keep, dst, crc, b, err, err_len);
   rctd_chunk chunk;
   int rc;
   while ((rc = rctd_reader_chunk(r, &chunk)) == 1) {
@@ -506,11 +520,12 @@ static void qc_need_blocks(qc_blocks *b, int n_keep, const unsigned char *keep) 
     if (!keep || keep[k]) b->needed[k / b->block_rows] = 1;
 }
 
-/* The crc32 of every block read against the meta record's. */
-static int qc_blocks_ok(const qc_blocks *b) {
+/* The crc32 of every block read against the meta record's; read whole, the whole data's too
+ * (CRC against WANT_CRC). */
+static int qc_blocks_ok(const qc_blocks *b, uLong crc, unsigned long want_crc) {
   for (int i = 0; i < b->n_blocks; i++)
     if (b->needed[i] && b->got[i] != b->want[i]) return 0;
-  return 1;
+  return !b->whole || crc == want_crc;
 }
 
 /* Marks the rows of OUT's absent blocks as not loaded (poisoned); 0 or -1 out of memory. */
@@ -524,12 +539,26 @@ static int qc_mark_absent(rctd_qtable_owned *t, const qc_blocks *b) {
   return rc;
 }
 
-/* PARTIAL_OK (a cache entry): an entry may lack blocks; a read keeping rows (KEEP) that lie in
- * one returns 2, a whole read leaves their rows unset (row_loaded). */
-static int qc_read_records_in(rctd_reader *r, const rctd_record_info *info, int sigma_value,
-                              int n_k_min, int n_k_max, const unsigned char *keep,
-                              int whole_unblocked, int partial_ok, qc_blocks *b,
-                              rctd_qtable_owned *out, char *err, size_t err_len) {
+/* What a read of a table's records asks for. */
+typedef struct {
+  int sigma_value;
+  int n_k_min; /* an entry with fewer rows is an error */
+  int n_k_max; /* rows kept, when the table has that many (0: all) */
+  /* n_k_max flags, or NULL: when the table has at least n_k_max rows, only the flagged ones are
+   * copied (only their blocks decoded, in an entry with blocks) */
+  const unsigned char *keep;
+  int whole_unblocked; /* a table without blocks is read whole (for the cache to store it again
+                          in blocks) */
+  int partial_ok;      /* a cache entry: it may lack blocks */
+} qc_read_req;
+
+/* REQ->partial_ok: an entry lacking a block that holds a row wanted is read whole (all its rows,
+ * keep ignored, those of absent blocks unset: row_loaded) and 2 returned, so that the cache
+ * completes it without reading it again. */
+static int qc_read_records_in(rctd_reader *r, const rctd_record_info *info, const qc_read_req *req,
+                              qc_blocks *b, rctd_qtable_owned *out, char *err, size_t err_len) {
+  const int sigma_value = req->sigma_value;
+  const unsigned char *keep = req->keep;
   const char *label = rctd_reader_label(r);
   memset(out, 0, sizeof *out);
   if (!info && qc_next(r, RCTD_QTABLE_REC_META, &info, err, err_len) != 0) return -1;
@@ -545,28 +574,34 @@ static int qc_read_records_in(rctd_reader *r, const rctd_record_info *info, int 
   long long n_k;
   unsigned long want_crc;
   int partial = 0;
-  int bad = qc_check_meta(&meta, sigma_value, label, &n_k, &want_crc, partial_ok ? &partial : NULL,
-                          err, err_len);
+  int bad = qc_check_meta(&meta, sigma_value, label, &n_k, &want_crc,
+                          req->partial_ok ? &partial : NULL, err, err_len);
   if (!bad && (qc_parse_blocks(&meta, n_k, partial, b) != 0 || (partial && !b->block_rows))) {
     qc_msg(err, err_len, "%s: malformed table header (blocks)", label);
     bad = 1;
   }
   rctd_record_free(&meta);
   if (bad) return -1;
-  if (n_k < n_k_min) {
-    qc_msg(err, err_len, "%s: table has %lld rows, %d needed", label, n_k, n_k_min);
+  if (n_k < req->n_k_min) {
+    qc_msg(err, err_len, "%s: table has %lld rows, %d needed", label, n_k, req->n_k_min);
     return -1;
   }
-  int n_keep = n_k_max > 0 && n_k_max < n_k ? n_k_max : (int)n_k;
-  if (n_k_max <= 0 || n_k < n_k_max) keep = NULL; /* rows will be added and the whole stored */
-  if (b->block_rows == 0 && whole_unblocked) n_keep = (int)n_k, keep = NULL;
+  int n_keep = req->n_k_max > 0 && req->n_k_max < n_k ? req->n_k_max : (int)n_k;
+  if (req->n_k_max <= 0 || n_k < req->n_k_max)
+    keep = NULL; /* rows will be added and the whole stored */
+  if (b->block_rows == 0 && req->whole_unblocked) n_keep = (int)n_k, keep = NULL;
   if (b->block_rows > 0) qc_need_blocks(b, n_keep, keep);
   int lacks = 0;
-  for (int i = 0; i < b->n_blocks; i++) {
-    lacks |= b->needed[i] && b->absent[i];
-    if (b->absent[i]) b->needed[i] = 0;
+  for (int i = 0; i < b->n_blocks; i++) lacks |= b->needed[i] && b->absent[i];
+  if (lacks) {
+    n_keep = (int)n_k, keep = NULL;
+    qc_need_blocks(b, n_keep, NULL);
   }
-  if (lacks && keep) return 2;
+  b->whole = b->block_rows > 0;
+  for (int i = 0; i < b->n_blocks; i++) {
+    if (b->absent[i]) b->needed[i] = 0;
+    b->whole &= b->needed[i];
+  }
   if (qc_alloc(out, sigma_value, n_keep) != 0 || (keep && qc_keep_only(out, keep) != 0) ||
       (lacks && qc_mark_absent(out, b) != 0)) {
     rctd_qtable_owned_free(out);
@@ -593,27 +628,22 @@ static int qc_read_records_in(rctd_reader *r, const rctd_record_info *info, int 
       qc_next(r, RCTD_QTABLE_REC_SQ, &info, err, err_len) != 0 ||
       qc_read_rows(r, info, (uint64_t)n_k, n_keep, keep, out->sq_kx, &crc, b, err, err_len) != 0)
     goto fail;
-  if (b->block_rows > 0 ? !qc_blocks_ok(b) : crc != want_crc || partial) {
+  if (b->block_rows > 0 ? !qc_blocks_ok(b, crc, want_crc) : crc != want_crc || partial) {
     qc_msg(err, err_len, "%s: table data fail their checksum", label);
     goto fail;
   }
-  return 0;
+  return lacks ? 2 : 0;
 fail:
   rctd_qtable_owned_free(out);
   return -1;
 }
 
-/* rctd_qtable_read_records; KEEP (n_k_max flags, or NULL): when the entry has at least n_k_max
- * rows, only the flagged rows are copied (only their blocks decoded, in an entry with blocks).
- * *BLOCKED (when not NULL) tells whether it had them; an entry without them is read whole (all
- * its rows kept) when WHOLE_UNBLOCKED, for the cache to store it again in blocks. */
-static int qc_read_records(rctd_reader *r, const rctd_record_info *info, int sigma_value,
-                           int n_k_min, int n_k_max, const unsigned char *keep, int whole_unblocked,
-                           int partial_ok, int *blocked, rctd_qtable_owned *out, char *err,
-                           size_t err_len) {
+/* rctd_qtable_read_records for REQ; *BLOCKED (when not NULL) tells whether the table had
+ * blocks. */
+static int qc_read_records(rctd_reader *r, const rctd_record_info *info, const qc_read_req *req,
+                           int *blocked, rctd_qtable_owned *out, char *err, size_t err_len) {
   qc_blocks b = {0};
-  int rc = qc_read_records_in(r, info, sigma_value, n_k_min, n_k_max, keep, whole_unblocked,
-                              partial_ok, &b, out, err, err_len);
+  int rc = qc_read_records_in(r, info, req, &b, out, err, err_len);
   if (blocked) *blocked = b.block_rows > 0;
   qc_blocks_free(&b);
   return rc;
@@ -622,8 +652,8 @@ static int qc_read_records(rctd_reader *r, const rctd_record_info *info, int sig
 int rctd_qtable_read_records(rctd_reader *r, const rctd_record_info *info, int sigma_value,
                              int n_k_min, int n_k_max, rctd_qtable_owned *out, char *err,
                              size_t err_len) {
-  return qc_read_records(r, info, sigma_value, n_k_min, n_k_max, NULL, 0, 0, NULL, out, err,
-                         err_len);
+  const qc_read_req req = {.sigma_value = sigma_value, .n_k_min = n_k_min, .n_k_max = n_k_max};
+  return qc_read_records(r, info, &req, NULL, out, err, err_len);
 }
 
 /* ------------------------------------------------------------------ the cache */
@@ -655,16 +685,23 @@ static int qc_mkdirs(const char *dir) {
   return stat(path, &st) == 0 && S_ISDIR(st.st_mode) ? 0 : -1;
 }
 
-/* Loads a cache entry with up to n_k rows (all when n_k is 0; all of an entry without blocks:
- * *BLOCKED 0; a whole read leaves the rows of absent blocks unset, row_loaded); 1 loaded, 0
- * absent, -1 unusable (why in msg), 2 a block holding a row of KEEP is absent. */
+/* Loads a cache entry with up to n_k rows (all of an entry without blocks: *BLOCKED 0); 1
+ * loaded, 0 absent, -1 unusable (why in msg), 2 a block holding a wanted row (below n_k, in
+ * KEEP when not NULL) is absent: the entry read whole, the rows of absent blocks unset
+ * (row_loaded). */
 static int qc_load(const char *path, int sigma_value, int n_k, const unsigned char *keep,
                    rctd_qtable_owned *t, int *blocked, char *msg, size_t msg_len) {
   struct stat st;
   if (stat(path, &st) != 0 && errno == ENOENT) return 0;
   rctd_reader *r = rctd_reader_open(path, msg, msg_len);
   if (!r) return -1;
-  int rc = qc_read_records(r, NULL, sigma_value, 1, n_k, keep, 1, 1, blocked, t, msg, msg_len);
+  const qc_read_req req = {.sigma_value = sigma_value,
+                           .n_k_min = 1,
+                           .n_k_max = n_k,
+                           .keep = keep,
+                           .whole_unblocked = 1,
+                           .partial_ok = 1};
+  int rc = qc_read_records(r, NULL, &req, blocked, t, msg, msg_len);
   rctd_reader_close(r);
   return rc == 0 ? 1 : rc == 2 ? 2 : -1;
 }
@@ -719,18 +756,17 @@ static void qc_fill_free(qc_fill *f) {
   memset(f, 0, sizeof *f);
 }
 
-/* Starts F from the entry at PATH, read whole (a damaged one counts as absent), grown to at
- * least n_k rows; *WHY gets the reason an entry was unusable.  0 or -1 out of memory. */
-static int qc_fill_start(qc_fill *f, const char *path, int sigma_value, int n_k, char *why,
-                         size_t why_len) {
+/* Starts F from ENTRY (an entry read whole, taken over; NULL: none), grown to at least n_k
+ * rows.  0 or -1 out of memory. */
+static int qc_fill_start(qc_fill *f, rctd_qtable_owned *entry, int sigma_value, int n_k) {
   memset(f, 0, sizeof *f);
-  int blocked,
-      loaded = path[0] ? qc_load(path, sigma_value, 0, NULL, &f->t, &blocked, why, why_len) : 0;
-  if (loaded != 1) {
-    if (loaded == 0 && why_len) why[0] = 0;
-    if (qc_alloc(&f->t, sigma_value, n_k) != 0) return -1;
+  if (entry) {
+    f->t = *entry;
+    memset(entry, 0, sizeof *entry);
+  } else if (qc_alloc(&f->t, sigma_value, n_k) != 0) {
+    return -1;
   }
-  const int n_e = loaded == 1 ? f->t.table.n_k : 0;
+  const int n_e = entry ? f->t.table.n_k : 0;
   f->n = n_e > n_k ? n_e : n_k;
   f->have = calloc((size_t)f->n, 1);
   f->todo = calloc((size_t)f->n, 1);
@@ -763,16 +799,17 @@ static int qc_fill_plan(qc_fill *f, int n_k, const unsigned char *keep) {
 }
 
 /* Computes F's rows to compute (all of them with the backend when the entry had none); then
- * rows still unset are zeroed (an absent block's bytes).  0 or -1. */
-static int qc_fill_compute(qc_fill *f, const rctd_qtable_opts *opts) {
+ * rows still unset are zeroed (an absent block's bytes).  *RC 0 or -1; returns whether the
+ * backend computed them. */
+static int qc_fill_compute(qc_fill *f, const rctd_qtable_opts *opts, int *rc) {
   int any_have = 0;
   for (int k = 0; k < f->n; k++) any_have |= f->have[k];
-  int rc;
-  if (!any_have && opts->backend) {
-    rc = opts->backend->qtable(opts->backend, f->t.sigma_c, f->n, f->t.q_kx, f->t.sq_kx);
+  const int on_backend = !any_have && opts->backend;
+  if (on_backend) {
+    *rc = opts->backend->qtable(opts->backend, f->t.sigma_c, f->n, f->t.q_kx, f->t.sq_kx);
     memset(f->todo, 1, (size_t)f->n);
   } else {
-    rc = qc_compute_rows(f->t.sigma_c, 0, f->n, f->todo, opts->n_threads, f->t.q_kx, f->t.sq_kx);
+    *rc = qc_compute_rows(f->t.sigma_c, 0, f->n, f->todo, opts->n_threads, f->t.q_kx, f->t.sq_kx);
   }
   for (int k = 0; k < f->n; k++) {
     f->have[k] |= f->todo[k];
@@ -780,18 +817,26 @@ static int qc_fill_compute(qc_fill *f, const rctd_qtable_opts *opts) {
     memset(f->t.q_kx + (size_t)k * RCTD_N_X, 0, QC_ROW_BYTES);
     memset(f->t.sq_kx + (size_t)k * RCTD_N_X, 0, QC_ROW_BYTES);
   }
-  return rc;
+  return on_backend;
 }
 
-/* F's table as the caller's: n_k rows, only KEEP's marked set when KEEP.  0 or -1. */
-static int qc_fill_finish(qc_fill *f, int n_k, const unsigned char *keep, rctd_qtable_owned *out) {
-  if (f->n > n_k && qc_resize(&f->t, n_k) != 0) return -1;
+/* F's table as the caller's: n_k rows, only KEEP's marked set when KEEP.  0 or -1 with the
+ * cause in ERR. */
+static int qc_fill_finish(qc_fill *f, int n_k, const unsigned char *keep, rctd_qtable_owned *out,
+                          char *err, size_t err_len) {
+  const int sigma_value = f->t.sigma_value;
   for (int k = 0; k < n_k; k++)
-    if (!f->have[k] && (!keep || keep[k])) return -1; /* (qc_fill_plan's promise) */
-  int whole = 1;
-  for (int k = 0; k < n_k; k++) whole &= f->have[k];
-  if (keep && qc_keep_only(&f->t, keep) != 0) return -1;
-  if (!keep && !whole) return -1;
+    if (!f->have[k] && (!keep || keep[k])) { /* (qc_fill_plan's promise) */
+      qc_msg(err, err_len,
+             "sigma %d: table row %d was not computed (an internal error): please "
+             "report it",
+             sigma_value, k);
+      return -1;
+    }
+  if ((f->n > n_k && qc_resize(&f->t, n_k) != 0) || (keep && qc_keep_only(&f->t, keep) != 0)) {
+    qc_msg(err, err_len, "sigma %d: out of memory for the likelihood table", sigma_value);
+    return -1;
+  }
   *out = f->t;
   memset(&f->t, 0, sizeof f->t);
   return 0;
@@ -830,38 +875,39 @@ int rctd_qtable_get(int sigma_value, int n_k, const rctd_qtable_opts *opts, rctd
     if (n_have > n_k && qc_resize(out, n_k) != 0) goto oom;
     n_have = n_k;
   }
-  /* (a read keeping rows marks only those; a whole one, the rows of the blocks present) */
-  if (n_have >= n_k && (opts->keep_rows || !out->row_loaded)) {
+  if (n_have >= n_k) {
     if (note && note_len)
       qc_msg(note, note_len, "sigma %d: table from cache %s", sigma_value, path);
     return 0;
   }
-  rctd_qtable_owned_free(out);
 
-  /* Rows or blocks lacking: the entry read whole, the lacking blocks that hold a wanted row
-   * computed (each row on its own: the same bits as a whole table's), the entry stored again
-   * with them. */
+  /* Rows or blocks lacking: the entry (read whole by qc_load then; a damaged one counts as
+   * absent), the lacking blocks that hold a wanted row computed (each row on its own: the same
+   * bits as a whole table's), the entry stored again with them. */
   char why[RCTD_ERR_LEN] = "";
   if (loaded < 0) snprintf(why, sizeof why, "%s", msg);
   qc_fill f;
-  if (qc_fill_start(&f, loaded == 0 ? "" : path, sigma_value, n_k, msg, sizeof msg) != 0) {
+  if (qc_fill_start(&f, loaded > 0 ? out : NULL, sigma_value, n_k) != 0) {
     qc_fill_free(&f);
     goto oom;
   }
-  if (!why[0] && msg[0]) snprintf(why, sizeof why, "%s", msg);
   qc_fill_plan(&f, n_k, opts->keep_rows);
-  if (qc_fill_compute(&f, opts) != 0) {
-    qc_fill_free(&f);
-    qc_msg(err, err_len, "sigma %d: computing the likelihood table failed", sigma_value);
-    return -1;
-  }
+  int rc;
+  const int on_backend = qc_fill_compute(&f, opts, &rc);
   char rows[160], why_s[RCTD_ERR_LEN + 64] = "";
   qc_row_ranges(f.todo, f.n, rows, sizeof rows);
+  if (rc != 0) {
+    qc_fill_free(&f);
+    qc_msg(err, err_len, "sigma %d: computing table rows %s on %s failed%s", sigma_value, rows,
+           on_backend ? opts->backend->name : "the CPU",
+           on_backend ? ": try --device cpu" : " (out of memory)");
+    return -1;
+  }
   if (why[0]) snprintf(why_s, sizeof why_s, " (cache entry unusable: %s)", why);
   int stored = path[0] ? qc_store(dir, path, &f.t, f.have, msg, sizeof msg) : 1;
-  if (qc_fill_finish(&f, n_k, opts->keep_rows, out) != 0) {
+  if (qc_fill_finish(&f, n_k, opts->keep_rows, out, err, err_len) != 0) {
     qc_fill_free(&f);
-    goto oom;
+    return -1;
   }
   qc_fill_free(&f);
   if (note && note_len && stored == 1)

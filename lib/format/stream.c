@@ -742,6 +742,7 @@ enum { AT_START, IN_RECORD, BETWEEN, AT_END, BROKEN };
 struct rctd_reader {
   FILE *file;
   int own_file;
+  int seekable; /* a regular file: chunk_skip seeks past frames, else reads them (a pipe) */
   int state;
   char label[256];
   char err[RCTD_ERR_LEN];
@@ -816,6 +817,8 @@ static rctd_reader *reader_new(FILE *file, int own, const char *label, char *err
   }
   r->file = file;
   r->own_file = own;
+  struct stat st;
+  r->seekable = fstat(fileno(file), &st) == 0 && S_ISREG(st.st_mode);
   snprintf(r->label, sizeof r->label, "%s", label);
   unsigned char header[16];
   size_t got = fread(header, 1, sizeof header, file);
@@ -1203,9 +1206,7 @@ int rctd_reader_chunk_skip(rctd_reader *r, uint64_t *rows) {
       comp_len < 6)
     return reader_fail(r, "%s: corrupted block header (implausible sizes)", what);
   /* A file seeks past the frame (a cut one shows at the next block); a pipe reads it. */
-  struct stat st;
-  const int file = fstat(fileno(r->file), &st) == 0 && S_ISREG(st.st_mode);
-  if (!file || fseeko(r->file, (off_t)comp_len, SEEK_CUR) != 0) {
+  if (!r->seekable || fseeko(r->file, (off_t)comp_len, SEEK_CUR) != 0) {
     if (stream_reserve(&r->comp, &r->comp_cap, comp_len) != 0)
       return reader_fail(r, "%s: out of memory", what);
     if (reader_need(r, r->comp, comp_len, what) != 0) return -1;
