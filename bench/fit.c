@@ -5,10 +5,9 @@
  *   fit [-n 10000,100000] [-m full,doublet,multi] [-t THREADS] [-s SEED] [-w 2000]
  * -w SIZES: the whole run of each size (comma-separated; 0: none) and mode, rctd-sigma then
  * rctd-fit-MODE on sigma's output, timed together with sigma's likelihood tables cached (one
- * untimed sigma run per size fills the cache first); at 2,000 pixels it also prints the ratio to
- * rctd-py's whole run on the same 2 cores (issue 13).
- * Needs $RCTD_BIN (the binaries) and the repository root ($RCTD_REPO, default ".": the vignette
- * reference in data/vignette). */
+ * untimed sigma run per size fills the cache first); at 2,000 pixels and 2 threads it prints the
+ * ratio to rctd-py's whole run on the same 2 cores (issue 13). Needs $RCTD_BIN (the binaries) and
+ * the repository root ($RCTD_REPO, default ".": the vignette reference in data/vignette). */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -52,10 +51,9 @@ static int bf_tool(const bf_ctx *c, const char *tool, const char *out, const cha
 }
 
 /* The whole run of one size and mode: sigma (tables cached) then the fit on its output. */
-static int bf_whole(const bf_ctx *c, const char *dir, const char *stream, int64_t n,
-                    const char *mode) {
-  char sigma[4300], fit[4300], fit_tool[64];
-  snprintf(sigma, sizeof sigma, "%s/sigma.rctd", dir);
+static int bf_whole(const bf_ctx *c, const char *dir, const char *stream, const char *sigma,
+                    int64_t n, const char *mode) {
+  char fit[4300], fit_tool[64];
   snprintf(fit, sizeof fit, "%s/fit-%s.rctd", dir, mode);
   snprintf(fit_tool, sizeof fit_tool, "fit-%s", mode);
   double sigma_wall = 0, fit_wall = 0, cpu = 0;
@@ -72,10 +70,6 @@ static int bf_whole(const bf_ctx *c, const char *dir, const char *stream, int64_
   return 0;
 }
 
-/* Whole runs at every size of SIZES, every mode of MODES. */
-static int bf_whole_all(const bf_ctx *c, const rctd_synth_reference *ref, unsigned long seed,
-                        const char *dir, const char *sizes, const char *modes);
-
 static int bf_generate(const rctd_synth_reference *ref, int64_t n_pixels, unsigned long seed,
                        const char *path) {
   rctd_synth_opts o;
@@ -91,6 +85,33 @@ static int bf_generate(const rctd_synth_reference *ref, int64_t n_pixels, unsign
     rctd_writer_abort(w);
   if (rc) fprintf(stderr, "fit bench: %s\n", err);
   return rc;
+}
+
+/* Whole runs at every size of SIZES, every mode of MODES. */
+static int bf_whole_all(const bf_ctx *c, const rctd_synth_reference *ref, unsigned long seed,
+                        const char *dir, const char *sizes, const char *modes) {
+  char sizes_buf[256], stream[4300], sigma[4300];
+  snprintf(sizes_buf, sizeof sizes_buf, "%s", sizes);
+  char *save_n = NULL;
+  for (char *sz = strtok_r(sizes_buf, ",", &save_n); sz; sz = strtok_r(NULL, ",", &save_n)) {
+    const int64_t n = atoll(sz);
+    if (n <= 0) continue;
+    snprintf(stream, sizeof stream, "%s/whole-%lld.rctd", dir, (long long)n);
+    snprintf(sigma, sizeof sigma, "%s/sigma.rctd", dir);
+    if (bf_generate(ref, n, seed, stream) != 0) return 1;
+    double cold_wall = 0, cold_cpu = 0; /* fills the cache with the tables sigma's epochs use */
+    if (bf_tool(c, "sigma", sigma, stream, &cold_wall, &cold_cpu)) return 1;
+    printf("whole: %lld pixels, sigma with the tables built %.2f s (%.2f CPU-s)\n", (long long)n,
+           cold_wall, cold_cpu);
+    char modes_buf[256];
+    snprintf(modes_buf, sizeof modes_buf, "%s", modes);
+    char *save_m = NULL;
+    for (char *m = strtok_r(modes_buf, ",", &save_m); m; m = strtok_r(NULL, ",", &save_m))
+      if (bf_whole(c, dir, stream, sigma, n, m)) return 1;
+    remove(sigma);
+    remove(stream);
+  }
+  return 0;
 }
 
 int main(int argc, char **argv) {
@@ -191,30 +212,4 @@ int main(int argc, char **argv) {
   snprintf(rm, sizeof rm, "rm -rf '%s'", dir);
   if (system(rm) != 0) fprintf(stderr, "fit bench: could not remove %s\n", dir);
   return rc;
-}
-
-static int bf_whole_all(const bf_ctx *c, const rctd_synth_reference *ref, unsigned long seed,
-                        const char *dir, const char *sizes, const char *modes) {
-  char sizes_buf[256], stream[4300], sigma[4300];
-  snprintf(sizes_buf, sizeof sizes_buf, "%s", sizes);
-  char *save_n = NULL;
-  for (char *sz = strtok_r(sizes_buf, ",", &save_n); sz; sz = strtok_r(NULL, ",", &save_n)) {
-    const int64_t n = atoll(sz);
-    if (n <= 0) continue;
-    snprintf(stream, sizeof stream, "%s/whole-%lld.rctd", dir, (long long)n);
-    snprintf(sigma, sizeof sigma, "%s/sigma.rctd", dir);
-    if (bf_generate(ref, n, seed, stream) != 0) return 1;
-    double cold_wall = 0, cold_cpu = 0; /* fills the cache with the tables sigma's epochs use */
-    if (bf_tool(c, "sigma", sigma, stream, &cold_wall, &cold_cpu)) return 1;
-    printf("whole: %lld pixels, sigma with the tables built %.2f s (%.2f CPU-s)\n", (long long)n,
-           cold_wall, cold_cpu);
-    char modes_buf[256];
-    snprintf(modes_buf, sizeof modes_buf, "%s", modes);
-    char *save_m = NULL;
-    for (char *m = strtok_r(modes_buf, ",", &save_m); m; m = strtok_r(NULL, ",", &save_m))
-      if (bf_whole(c, dir, stream, n, m)) return 1;
-    remove(sigma);
-    remove(stream);
-  }
-  return 0;
 }
