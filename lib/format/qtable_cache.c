@@ -655,13 +655,25 @@ static int qc_mkdirs(const char *dir) {
   return stat(path, &st) == 0 && S_ISDIR(st.st_mode) ? 0 : -1;
 }
 
+/* Whether PATH exists as something other than a regular file (with the message): the cache
+ * makes only regular files, so a FIFO there would block a read, and a symbolic link would make
+ * the store replace the file it names. */
+static int qc_not_regular(const char *path, char *msg, size_t msg_len) {
+  struct stat st;
+  if (lstat(path, &st) != 0 || S_ISREG(st.st_mode)) return 0;
+  qc_msg(msg, msg_len, "%s: not a regular file (the cache writes only regular files): remove it",
+         path);
+  return 1;
+}
+
 /* Loads a cache entry with up to n_k rows (all when n_k is 0; all of an entry without blocks:
  * *BLOCKED 0; a whole read leaves the rows of absent blocks unset, row_loaded); 1 loaded, 0
  * absent, -1 unusable (why in msg), 2 a block holding a row of KEEP is absent. */
 static int qc_load(const char *path, int sigma_value, int n_k, const unsigned char *keep,
                    rctd_qtable_owned *t, int *blocked, char *msg, size_t msg_len) {
   struct stat st;
-  if (stat(path, &st) != 0 && errno == ENOENT) return 0;
+  if (lstat(path, &st) != 0 && errno == ENOENT) return 0;
+  if (qc_not_regular(path, msg, msg_len)) return -1;
   rctd_reader *r = rctd_reader_open(path, msg, msg_len);
   if (!r) return -1;
   int rc = qc_read_records(r, NULL, sigma_value, 1, n_k, keep, 1, 1, blocked, t, msg, msg_len);
@@ -676,6 +688,7 @@ static int qc_store(const char *dir, const char *path, const rctd_qtable_owned *
     qc_msg(msg, msg_len, "%s: cannot create directory: %s", dir, strerror(errno));
     return -1;
   }
+  if (qc_not_regular(path, msg, msg_len)) return -1;
   const rctd_writer_opts wo = {.level = QC_ENTRY_LEVEL};
   rctd_writer *w = rctd_writer_open(path, &wo, msg, msg_len);
   if (!w) return -1;
