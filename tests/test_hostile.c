@@ -428,3 +428,30 @@ TEST_E2E(hostile_run_reports_the_first_failure_only) {
                   "was written\n"));
   CHECK(HS_SH("test ! -e f.h5ad") == 0);
 }
+
+/* A file size limit (ulimit -f: a quota, a full disk alike): the write fails with one line
+ * naming the file, exit status 1 and nothing left behind, whether it hits the temporary file
+ * of pixels or the output (not SIGXFSZ's silent death with the temporary output left). */
+TEST_E2E(hostile_file_size_limit) {
+  CHECK(hs_setup());
+  CHECK(HS_SH(HS_REF_STREAM " && rm -rf fsz && mkdir fsz") == 0);
+  /* (dash counts ulimit -f in blocks of 512 bytes) */
+  CHECK(HS_SH("ulimit -f 5 && rctd-normalize \"$SP\" REF.rctd -q --tmp-dir fsz -o fsz/m.rctd") ==
+        1);
+  CHECK(
+      hs_err_is("rctd-normalize: fsz: the temporary file of pixels: record 'pixels.counts': "
+                "write failed: File too large: free some space or give another directory with "
+                "--tmp-dir\n"));
+  CHECK(HS_SH("test -z \"$(ls -A fsz)\"") == 0);
+  CHECK(HS_SH("ulimit -f 200 && rctd-normalize \"$SP\" REF.rctd -q --tmp-dir fsz -o fsz/m.rctd") ==
+        1);
+  CHECK(hs_err_is("rctd-normalize: fsz/m.rctd: write failed: File too large\n"));
+  CHECK(HS_SH("test -z \"$(ls -A fsz)\"") == 0);
+  /* an h5ad: libhdf5 fails the write when a dataset is closed (not a crash in its teardown at
+   * exit with an empty message) */
+  CHECK(HS_SH("test -s kept/4-fit.rctd || " HS_RUN " --no-summary --keep-intermediates kept -o "
+              "kept.h5ad") == 0);
+  CHECK(HS_SH("ulimit -f 40 && rctd-merge -q -o fsz/m.h5ad kept/4-fit.rctd") == 1);
+  CHECK(hs_err_is("rctd-merge: fsz/m.h5ad: cannot finish the h5ad file: File too large\n"));
+  CHECK(HS_SH("test -z \"$(ls -A fsz)\"") == 0);
+}

@@ -99,6 +99,9 @@ void rctd_out_install_handlers(void) {
   atomic_handlers_installed = 1;
   atexit(atomic_at_exit);
   atexit(atomic_close_stdout); /* runs first: a failed stdout removes the outputs */
+  /* A file size limit (ulimit -f) then fails the write with EFBIG, reported and cleaned up
+   * like a full disk, instead of SIGXFSZ killing the process with its temporaries left. */
+  signal(SIGXFSZ, SIG_IGN);
   static const int sigs[] = {SIGINT, SIGTERM, SIGHUP};
   for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++) {
     struct sigaction old;

@@ -1150,8 +1150,12 @@ static int h5o_close(rctd_h5ad_writer *w, const rctd_results_summary *summary, c
   rctd_h5_guard_tick();
   if (rc == 0 && h5o_write_uns(w, summary) < 0)
     rc = rctd_fail(err, err_len, "%s: cannot write uns/rctd (HDF5 error)", w->path);
+  int close_errno = 0; /* (libhdf5 writes a dataset's cached data when it is closed) */
   for (int i = 0; w->cols && i < w->n_cols; i++) {
-    if (w->cols[i].dset >= 0 && H5Dclose(w->cols[i].dset) < 0) rc = -1;
+    if (w->cols[i].dset >= 0 && H5Dclose(w->cols[i].dset) < 0 && rc == 0) {
+      close_errno = errno ? errno : EIO;
+      rc = -1;
+    }
     w->cols[i].dset = -1;
   }
   if (w->index_dset >= 0) H5Dclose(w->index_dset);
@@ -1159,6 +1163,8 @@ static int h5o_close(rctd_h5ad_writer *w, const rctd_results_summary *summary, c
   if (w->obs >= 0) H5Gclose(w->obs);
   w->index_dset = w->obsm = w->obs = -1;
   rctd_h5_guard_tick();
+  if (close_errno)
+    rctd_fail(err, err_len, "%s: cannot finish the h5ad file: %s", w->path, strerror(close_errno));
   if (rc == 0 && H5Fclose(w->file) < 0)
     rc = rctd_fail(err, err_len, "%s: cannot finish the h5ad file (HDF5 error)", w->path);
   else if (rc != 0)
