@@ -455,3 +455,15 @@ TEST_E2E(hostile_file_size_limit) {
   CHECK(hs_err_is("rctd-merge: fsz/m.h5ad: cannot finish the h5ad file: File too large\n"));
   CHECK(HS_SH("test -z \"$(ls -A fsz)\"") == 0);
 }
+
+/* A stage failing in the middle of rctd run's pipe: the stage before it then dies of SIGPIPE
+ * (its reader is gone) and the stages rctd run stops get SIGTERM; neither is the cause, the
+ * failing stage is (here sigma, whose copy of the piped model hits the file size limit). */
+TEST_E2E(hostile_run_names_the_failing_stage_not_its_upstream) {
+  CHECK(hs_setup());
+  CHECK(HS_SH("rm -rf fsz-run && mkdir fsz-run && ulimit -f 40 && TMPDIR=$PWD/fsz-run " HS_RUN
+              " -o fsz-run/r.h5ad 2> run.err; s=$?; tail -n 1 run.err > last.txt; exit $s") == 1);
+  CHECK(hs_file_is("last.txt", "rctd run: sigma failed (exit status 1); the pipeline stopped, no "
+                               "output was written\n"));
+  CHECK(HS_SH("test -z \"$(ls -A fsz-run)\"") == 0);
+}
