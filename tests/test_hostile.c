@@ -467,3 +467,21 @@ TEST_E2E(hostile_run_names_the_failing_stage_not_its_upstream) {
                                "output was written\n"));
   CHECK(HS_SH("test -z \"$(ls -A fsz-run)\"") == 0);
 }
+
+/* rctd-sigma copies a piped input to --tmp-dir: killed (SIGKILL: an OOM kill, a scheduler's
+ * kill -9) while the copy is being written, it leaves nothing there; a full --tmp-dir says
+ * so in one line with what to do. */
+TEST_E2E(hostile_sigma_spool_leaves_nothing) {
+  CHECK(hs_setup());
+  CHECK(HS_SH("test -s kept/2-model.rctd || " HS_RUN " --no-summary --keep-intermediates kept -o "
+              "kept.h5ad") == 0);
+  CHECK(HS_SH("rm -rf spool in.fifo && mkdir spool && mkfifo in.fifo && { rctd-sigma - --tmp-dir "
+              "spool -q -o spool.rctd < in.fifo & } && p=$! && exec 3> in.fifo && head -c 60000 "
+              "kept/2-model.rctd >&3 && sleep 1 && kill -0 $p && kill -9 $p && exec 3>&- && { wait "
+              "$p; test $? = 137; } && test -z \"$(ls -A spool)\" && test ! -e spool.rctd") == 0);
+  CHECK(HS_SH("ulimit -f 40 && rctd-sigma - --tmp-dir spool -q -o spool.rctd < "
+              "kept/2-model.rctd") == 1);
+  CHECK(hs_err_is("rctd-sigma: spool: the temporary copy of the piped input: write failed: File "
+                  "too large: free some space or give --tmp-dir another directory\n"));
+  CHECK(HS_SH("test -z \"$(ls -A spool)\" && test ! -e spool.rctd") == 0);
+}

@@ -15,6 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "atomic_out.h"
 #include "cpu/spline_fast.h"
 #include "error.h"
 #include "jobs.h"
@@ -718,60 +719,54 @@ static int sig_open_twice(sig_input *in, const char *path, const char *label, co
   return 0;
 }
 
-/* A piped input is copied (record frames, undecoded) to a file in tmp_dir, which both readers
- * open and which is then unlinked: nothing is left behind once the readers are open, and the
- * atomic writer removes its temporary on errors and signals before that. */
+/* Copies R's records (frames undecoded) to W; 0, or -1 with the message in err. */
+static int sig_copy_records(rctd_reader *r, rctd_writer *w, char *err, size_t err_len) {
+  const rctd_record_info *info;
+  for (;;) {
+    int got = rctd_reader_next(r, &info);
+    if (got == 0) return 0;
+    if (got > 0 && rctd_reader_copy(r, w) == 0) continue;
+    if (got > 0 && rctd_writer_error(w)[0] && !rctd_reader_error(r)[0])
+      return rctd_fail(err, err_len, "%s: free some space or give --tmp-dir another directory",
+                       rctd_writer_error(w));
+    return rctd_fail(err, err_len, "%s", rctd_reader_error(r));
+  }
+}
+
+/* A piped input is copied (record frames, undecoded) to an anonymous temporary file in
+ * tmp_dir, which both readers then open through /proc/self/fd (each with its own position):
+ * unlinked from the start, it vanishes with the process however it ends (SIGKILL included). */
 static int sig_open_spooled(sig_input *in, const char *path, const char *tmp_dir, char *err,
                             size_t err_len) {
   const char *dir = tmp_dir && *tmp_dir ? tmp_dir : getenv("TMPDIR");
   if (!dir || !*dir) dir = "/tmp";
-  /* Unique among processes sharing the directory (even across PID namespaces). */
-  struct timespec now;
-  clock_gettime(CLOCK_REALTIME, &now);
-  char spool[4096];
-  if (snprintf(spool, sizeof spool, "%s/rctd-sigma-spool-%ld-%lld%09ld.rctd", dir, (long)getpid(),
-               (long long)now.tv_sec, (long)now.tv_nsec) >= (int)sizeof spool)
-    return rctd_fail(err, err_len, "%s: temporary directory name too long", dir);
   rctd_reader *r = rctd_reader_open(path, err, err_len);
   if (!r) return -1;
-  rctd_writer_opts wo = {0};
-  rctd_writer *w = rctd_writer_open(spool, &wo, err, err_len);
-  if (!w) {
+  FILE *spool = rctd_temp_file(dir, "rctd-sigma-spool");
+  if (!spool) {
     rctd_reader_close(r);
-    const char *why = strrchr(err, ':'); /* "SPOOL: cannot create output: REASON" */
-    char reason[256];
-    snprintf(reason, sizeof reason, "%s", why ? why + 2 : err);
     return rctd_fail(err, err_len,
                      "%s: cannot write the temporary copy of the piped input there (%s): give "
                      "--tmp-dir a writable directory",
-                     dir, reason);
+                     dir, strerror(errno));
   }
-  int rc = 0;
-  const rctd_record_info *info;
-  for (;;) {
-    int got = rctd_reader_next(r, &info);
-    if (got == 0) break;
-    if (got < 0) {
-      rc = rctd_fail(err, err_len, "%s", rctd_reader_error(r));
-      break;
-    }
-    if (rctd_reader_copy(r, w) < 0) {
-      rc = rctd_fail(err, err_len, "%s",
-                     rctd_reader_error(r)[0] ? rctd_reader_error(r) : rctd_writer_error(w));
-      break;
-    }
-  }
+  char label[600];
+  snprintf(label, sizeof label, "%s: the temporary copy of the piped input", dir);
+  rctd_writer_opts wo = {0};
+  rctd_writer *w = rctd_writer_fopen(spool, label, &wo, err, err_len);
+  int rc = w ? sig_copy_records(r, w, err, err_len) : -1;
   rctd_reader_close(r);
-  if (rc < 0) {
-    rctd_writer_abort(w);
-    return -1;
-  }
   char werr[RCTD_ERR_LEN];
-  if (rctd_writer_close(w, werr, sizeof werr) < 0)
-    return rctd_fail(err, err_len, "%s: temporary copy of the input: %s", dir, werr);
+  if (rc == 0 && rctd_writer_close(w, werr, sizeof werr) < 0)
+    rc = rctd_fail(err, err_len, "%s: free some space or give --tmp-dir another directory", werr);
+  else if (rc != 0 && w)
+    rctd_writer_abort(w);
+  char spool_path[64];
+  snprintf(spool_path, sizeof spool_path, "/proc/self/fd/%d", fileno(spool));
   /* Messages name the input, not the temporary copy. */
-  rc = sig_open_twice(in, spool, strcmp(path, "-") ? path : "stdin", tmp_dir, err, err_len);
-  unlink(spool);
+  if (rc == 0)
+    rc = sig_open_twice(in, spool_path, strcmp(path, "-") ? path : "stdin", tmp_dir, err, err_len);
+  fclose(spool);
   return rc;
 }
 
