@@ -652,7 +652,9 @@ static int qc_mkdirs(const char *dir) {
   }
   if (mkdir(path, 0777) != 0 && errno != EEXIST) return -1;
   struct stat st;
-  return stat(path, &st) == 0 && S_ISDIR(st.st_mode) ? 0 : -1;
+  if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) return 0;
+  errno = ENOTDIR; /* (mkdir's EEXIST would say "File exists") */
+  return -1;
 }
 
 /* Whether PATH exists as something other than a regular file (with the message): the cache
