@@ -652,7 +652,8 @@ static int qc_mkdirs(const char *dir) {
   }
   if (mkdir(path, 0777) != 0 && errno != EEXIST) return -1;
   struct stat st;
-  if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) return 0;
+  if (stat(path, &st) != 0) return -1;
+  if (S_ISDIR(st.st_mode)) return 0;
   errno = ENOTDIR; /* (mkdir's EEXIST would say "File exists") */
   return -1;
 }
