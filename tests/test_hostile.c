@@ -485,3 +485,18 @@ TEST_E2E(hostile_sigma_spool_leaves_nothing) {
                   "too large: free some space or give --tmp-dir another directory\n"));
   CHECK(HS_SH("test -z \"$(ls -A spool)\" && test ! -e spool.rctd") == 0);
 }
+
+/* A cache directory that cannot be written (here a file): rctd-sigma estimates sigma with every
+ * table computed, its result the same, and says so once, not once per table of every window. */
+TEST_E2E(hostile_sigma_unwritable_cache_warns_once) {
+  CHECK(hs_setup());
+  CHECK(HS_SH("test -s kept/3-sigma.rctd || " HS_RUN " --no-summary --keep-intermediates kept -o "
+              "kept.h5ad") == 0);
+  CHECK(HS_SH("touch cache-file && rctd-sigma kept/2-model.rctd --cache-dir cache-file -o "
+              "nc.rctd 2> nc.err; s=$?; grep warning nc.err > warn.txt; exit $s") == 0);
+  CHECK(HS_SH("test \"$(wc -l < warn.txt)\" = 1 && grep -q 'not cached: cache-file: cannot "
+              "create directory: Not a directory' warn.txt") == 0);
+  CHECK(HS_SH("'%s/bench/compare_streams.sh' nc.rctd kept/3-sigma.rctd '%s/rctd-view' > "
+              "/dev/null",
+              hs_repo, hs_bin) == 0);
+}

@@ -225,6 +225,17 @@ static int sig_tables_load(sig_tables *ts, int index, int n_threads, char *note,
   return 0;
 }
 
+/* A cache note saying a table was not cached, as a warning, unless the last one printed gave
+ * the same reason (a cache directory that cannot be written would repeat it for every table
+ * of every window).  Main thread only. */
+static void sig_warn_not_cached(const char *note) {
+  static char last_reason[RCTD_ERR_LEN];
+  const char *reason = strstr(note, "not cached: ");
+  if (!reason || strcmp(reason, last_reason) == 0) return;
+  snprintf(last_reason, sizeof last_reason, "%s", reason);
+  rctd_log_warn("%s", note);
+}
+
 /* The window's missing tables, loaded by up to qopts->n_threads threads, each taking the next
  * table not yet taken (a table's bits do not depend on who loads it or with how many
  * threads). */
@@ -261,7 +272,7 @@ static int sig_tables_load_many(sig_tables *ts, const int *index, int n, char *e
   int rc = 0;
   for (int i = 0; i < n; i++) { /* messages in grid order, whatever thread loaded what */
     /* Only a cache that cannot be written deserves a word; hits and rebuilds are routine. */
-    if (job->rc[i] == 0 && strstr(job->note[i], "not cached")) rctd_log_warn("%s", job->note[i]);
+    if (job->rc[i] == 0) sig_warn_not_cached(job->note[i]);
     if (job->rc[i] != 0 && rc == 0) rc = rctd_fail(err, err_len, "%s", job->err[i]);
   }
   free(job);
@@ -1162,7 +1173,7 @@ int rctd_sigma_stage_run(const char *in_path, const char *out_path, const rctd_s
     goto done;
   }
   r.have_table = 1;
-  if (strstr(note, "not cached")) rctd_log_warn("%s", note);
+  sig_warn_not_cached(note);
   if (sig_write_output(&r, out_path, o, estimated, err, err_len) < 0) goto done;
   rc = 0;
 done:
