@@ -500,3 +500,11 @@ TEST_E2E(hostile_sigma_unwritable_cache_warns_once) {
               "/dev/null",
               hs_repo, hs_bin) == 0);
 }
+
+/* An out-of-range count is named for what it is (--n-epoch 2000000 was "must be >= 1"). */
+TEST_E2E(hostile_sigma_count_limits_named) {
+  CHECK(hs_setup());
+  CHECK(HS_SH("rctd-sigma --n-epoch 2000000 -o x.rctd /dev/null") == 2);
+  CHECK(hs_err_is("rctd-sigma: --n-fit must be >= 1 and --n-epoch 1..1000000\nTry 'rctd-sigma "
+                  "--help' for more information.\n"));
+}
