@@ -508,3 +508,19 @@ TEST_E2E(hostile_sigma_count_limits_named) {
   CHECK(hs_err_is("rctd-sigma: --n-fit must be >= 1 and --n-epoch 1..1000000\nTry 'rctd-sigma "
                   "--help' for more information.\n"));
 }
+
+/* Entries that cannot be written each for its own path (here FIFOs in place of every entry):
+ * still one warning, not one per table. */
+TEST_E2E(hostile_sigma_unwritable_entries_warn_once) {
+  CHECK(hs_setup());
+  CHECK(HS_SH("test -s kept/3-sigma.rctd || " HS_RUN " --no-summary --keep-intermediates kept -o "
+              "kept.h5ad") == 0);
+  CHECK(HS_SH("rm -rf fifo-cache && mkdir fifo-cache && for s in $(seq 10 70) $(seq 72 2 200); do "
+              "mkfifo fifo-cache/qtable-v1-s$(printf %%03d $s).rctd; done && rctd-sigma "
+              "kept/2-model.rctd --cache-dir fifo-cache -o fc.rctd 2> fc.err; s=$?; grep warning "
+              "fc.err > warn.txt; exit $s") == 0);
+  CHECK(HS_SH("test \"$(wc -l < warn.txt)\" = 1 && grep -q 'not a regular file' warn.txt") == 0);
+  CHECK(HS_SH("'%s/bench/compare_streams.sh' fc.rctd kept/3-sigma.rctd '%s/rctd-view' > "
+              "/dev/null",
+              hs_repo, hs_bin) == 0);
+}

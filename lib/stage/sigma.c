@@ -226,13 +226,15 @@ static int sig_tables_load(sig_tables *ts, int index, int n_threads, char *note,
 }
 
 /* A cache note saying a table was not cached, as a warning, unless the last one printed gave
- * the same reason (a cache directory that cannot be written would repeat it for every table
- * of every window).  Main thread only. */
+ * the same reason (its last part: the cause, without the entry's path): a cache that cannot be
+ * written would repeat it for every table of every window.  Main thread only. */
 static void sig_warn_not_cached(const char *note) {
-  static char last_reason[RCTD_ERR_LEN];
+  static char last_cause[RCTD_ERR_LEN];
   const char *reason = strstr(note, "not cached: ");
-  if (!reason || strcmp(reason, last_reason) == 0) return;
-  snprintf(last_reason, sizeof last_reason, "%s", reason);
+  if (!reason) return;
+  const char *cause = strrchr(reason, ':') + 1;
+  if (strcmp(cause, last_cause) == 0) return;
+  snprintf(last_cause, sizeof last_cause, "%s", cause);
   rctd_log_warn("%s", note);
 }
 
