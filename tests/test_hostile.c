@@ -454,6 +454,10 @@ TEST_E2E(hostile_file_size_limit) {
   CHECK(HS_SH("ulimit -f 40 && rctd-merge -q -o fsz/m.h5ad kept/4-fit.rctd") == 1);
   CHECK(hs_err_is("rctd-merge: fsz/m.h5ad: cannot finish the h5ad file: File too large\n"));
   CHECK(HS_SH("test -z \"$(ls -A fsz)\"") == 0);
+  /* (here the file's own close fails: its reason too, not "HDF5 error") */
+  CHECK(HS_SH("ulimit -f 240 && rctd-merge -q -o fsz/m.h5ad kept/4-fit.rctd") == 1);
+  CHECK(hs_err_is("rctd-merge: fsz/m.h5ad: cannot finish the h5ad file: File too large\n"));
+  CHECK(HS_SH("test -z \"$(ls -A fsz)\"") == 0);
   /* the CSV layout: its directory, made by the run, goes too */
   CHECK(HS_SH("ulimit -f 2 && rctd-merge -q -f csv -o fsz/csv kept/4-fit.rctd") == 1);
   CHECK(HS_SH("test -z \"$(ls -A fsz)\"") == 0);
