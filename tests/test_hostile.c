@@ -531,3 +531,16 @@ TEST_E2E(hostile_sigma_unwritable_entries_warn_once) {
               "/dev/null",
               hs_repo, hs_bin) == 0);
 }
+
+/* A stream to a full standard output: the write failure, in one line (not followed or preceded
+ * by "the output is incomplete", which is for a run that fails after writing some of it). */
+TEST_E2E(hostile_stream_to_full_stdout_one_line) {
+  CHECK(hs_setup());
+  CHECK(HS_SH(HS_REF_STREAM " && rctd-normalize \"$SP\" REF.rctd -q > /dev/full") == 1);
+  CHECK(hs_err_is("rctd-normalize: stdout: record 'model.genes_bulk': write failed: No space left "
+                  "on device\n"));
+  CHECK(HS_SH("rctd-reference \"$REF\" --numi-col nUMI --cell-type-col cell_type_name -q > "
+              "/dev/full") == 1);
+  CHECK(hs_err_is("rctd-reference: stdout: record 'reference.profiles': write failed: No space "
+                  "left on device\n"));
+}

@@ -451,8 +451,9 @@ void rctd_out_abort(FILE *f) {
     if (f != stdout) fclose(f);
     return;
   }
-  /* A spooled output never reached its target; one written in place did, in part. */
-  if (slot->kind == OUT_INPLACE && atomic_started(f))
+  /* A spooled output never reached its target; one written in place did, in part (unless a
+   * write to it failed: the caller reports that failure, which says as much). */
+  if (slot->kind == OUT_INPLACE && atomic_started(f) && !ferror(f))
     rctd_log_error("%s: the output is incomplete (the run failed)", slot->final_path);
   if (f == stdout)
     atomic_stdout_failed = 1; /* the run failed and says so: no second line at exit */
