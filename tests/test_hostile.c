@@ -544,3 +544,16 @@ TEST_E2E(hostile_stream_to_full_stdout_one_line) {
   CHECK(hs_err_is("rctd-reference: stdout: record 'reference.profiles': write failed: No space "
                   "left on device\n"));
 }
+
+/* Result streams through pipes (FIFOs, /dev/fd/N of a process substitution) are read once,
+ * kept open like '-': merge reopened every named input in chunk order, so a pipe's second
+ * open waited for a writer that was gone, or read its middle ("not an rctd stream"). */
+TEST_E2E(hostile_merge_piped_inputs) {
+  CHECK(hs_setup());
+  CHECK(HS_SH("test -s kept/4-fit.rctd || " HS_RUN " --no-summary --keep-intermediates kept -o "
+              "kept.h5ad") == 0);
+  CHECK(HS_SH("rm -rf r1.fifo piped-csv file-csv && mkfifo r1.fifo && { cat kept/4-fit.rctd > r1.fifo & } && timeout "
+              "20 rctd-merge r1.fifo -q -f csv -o piped-csv && rctd-merge kept/4-fit.rctd -q -f "
+              "csv -o file-csv && test -s piped-csv/weights.csv && diff -r piped-csv file-csv") ==
+        0);
+}

@@ -903,8 +903,12 @@ int rctd_merge_run(const rctd_merge_opts *o, char *err, size_t err_len) {
     mg_input *in = &r.ins[i];
     in->path = o->inputs[i];
     rc = mg_open_input(in, err, err_len);
-    if (rc == 0 && strcmp(in->path, "-") != 0) {
-      rctd_reader_close(in->reader); /* reopened in chunk order: few descriptors at a time */
+    /* A file is reopened in chunk order (few descriptors at a time); a pipe ('-', a FIFO,
+     * /dev/fd/N) can be read only once: it stays open. */
+    struct stat st;
+    if (rc == 0 && strcmp(in->path, "-") != 0 && stat(in->path, &st) == 0 &&
+        S_ISREG(st.st_mode)) {
+      rctd_reader_close(in->reader);
       in->reader = NULL;
     }
   }
