@@ -906,8 +906,7 @@ int rctd_merge_run(const rctd_merge_opts *o, char *err, size_t err_len) {
     /* A file is reopened in chunk order (few descriptors at a time); a pipe ('-', a FIFO,
      * /dev/fd/N) can be read only once: it stays open. */
     struct stat st;
-    if (rc == 0 && strcmp(in->path, "-") != 0 && stat(in->path, &st) == 0 &&
-        S_ISREG(st.st_mode)) {
+    if (rc == 0 && strcmp(in->path, "-") != 0 && stat(in->path, &st) == 0 && S_ISREG(st.st_mode)) {
       rctd_reader_close(in->reader);
       in->reader = NULL;
     }
