@@ -58,7 +58,7 @@ int main(int argc, char **argv) {
            (sig_parse_number(sig_c.seed_text, &seed) < 0 || seed != (int32_t)seed))
     rc = rctd_cli_usage_error(&cli, "option --seed: '%s' is not an integer", sig_c.seed_text);
   else if (sig_o->sigma.n_fit < 1 || sig_c.n_epoch < 1 || sig_c.n_epoch > 1000000)
-    rc = rctd_cli_usage_error(&cli, "--n-fit and --n-epoch must be >= 1");
+    rc = rctd_cli_usage_error(&cli, "--n-fit must be >= 1 and --n-epoch 1..1000000");
   if (rc != RCTD_CLI_CONTINUE) {
     rctd_cli_free(&cli);
     return rc;

@@ -166,6 +166,7 @@ typedef struct {
   pid_t pid;
   int status; /* wait status */
   int done;
+  int stopped; /* rctd run sent it SIGTERM (another stage had failed) */
   double t_start, t_end;
 } run_stage;
 
@@ -257,7 +258,15 @@ static int run_ok(const run_stage *s) {
 /* Stops the stages still running (ours, by pid). */
 static void run_stop_all(run_stage *st, int n) {
   for (int i = 0; i < n; i++)
-    if (st[i].pid > 0 && !st[i].done) kill(st[i].pid, SIGTERM);
+    if (st[i].pid > 0 && !st[i].done && kill(st[i].pid, SIGTERM) == 0) st[i].stopped = 1;
+}
+
+/* Whether S failed only because another stage did: its input was cut (RCTD_EXIT_CUT), its
+ * reader was gone (SIGPIPE), or rctd run stopped it. */
+static int run_failed_after_another(const run_stage *s) {
+  if (WIFEXITED(s->status)) return WEXITSTATUS(s->status) == RCTD_EXIT_CUT;
+  return WIFSIGNALED(s->status) &&
+         (WTERMSIG(s->status) == SIGPIPE || (s->stopped && WTERMSIG(s->status) == SIGTERM));
 }
 
 /* Set by SIGINT/SIGTERM in the parent: the stages are stopped, then we exit. */
@@ -300,8 +309,12 @@ static int run_wait(run_stage *st, int n) {
                    strsignal(run_interrupted));
     return -1;
   }
-  /* The most upstream failure is the cause; later stages only saw a cut stream. */
-  for (int i = 0; i < n; i++) {
+  /* The most upstream failure of its own is the cause (else the most upstream failure): later
+   * stages only saw a cut stream, earlier ones a closed pipe or rctd run's SIGTERM. */
+  int cause = -1;
+  for (int i = 0; i < n && cause < 0; i++)
+    if (st[i].done && !run_ok(&st[i]) && !run_failed_after_another(&st[i])) cause = i;
+  for (int i = cause < 0 ? 0 : cause; i < n; i++) {
     if (!st[i].done || run_ok(&st[i])) continue;
     char why[64];
     if (WIFEXITED(st[i].status) && WEXITSTATUS(st[i].status) == RCTD_EXIT_CUT)

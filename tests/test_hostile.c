@@ -428,3 +428,132 @@ TEST_E2E(hostile_run_reports_the_first_failure_only) {
                   "was written\n"));
   CHECK(HS_SH("test ! -e f.h5ad") == 0);
 }
+
+/* A file size limit (ulimit -f: a quota, a full disk alike): the write fails with one line
+ * naming the file, exit status 1 and nothing left behind, whether it hits the temporary file
+ * of pixels or the output (not SIGXFSZ's silent death with the temporary output left). */
+TEST_E2E(hostile_file_size_limit) {
+  CHECK(hs_setup());
+  CHECK(HS_SH(HS_REF_STREAM " && rm -rf fsz && mkdir fsz") == 0);
+  /* (dash counts ulimit -f in blocks of 512 bytes) */
+  CHECK(HS_SH("ulimit -f 5 && rctd-normalize \"$SP\" REF.rctd -q --tmp-dir fsz -o fsz/m.rctd") ==
+        1);
+  CHECK(
+      hs_err_is("rctd-normalize: fsz: the temporary file of pixels: record 'pixels.counts': "
+                "write failed: File too large: free some space or give another directory with "
+                "--tmp-dir\n"));
+  CHECK(HS_SH("test -z \"$(ls -A fsz)\"") == 0);
+  CHECK(HS_SH("ulimit -f 200 && rctd-normalize \"$SP\" REF.rctd -q --tmp-dir fsz -o fsz/m.rctd") ==
+        1);
+  CHECK(hs_err_is("rctd-normalize: fsz/m.rctd: write failed: File too large\n"));
+  CHECK(HS_SH("test -z \"$(ls -A fsz)\"") == 0);
+  /* an h5ad: libhdf5 fails the write when a dataset is closed (not a crash in its teardown at
+   * exit with an empty message) */
+  CHECK(HS_SH("test -s kept/4-fit.rctd || " HS_RUN " --no-summary --keep-intermediates kept -o "
+              "kept.h5ad") == 0);
+  CHECK(HS_SH("ulimit -f 40 && rctd-merge -q -o fsz/m.h5ad kept/4-fit.rctd") == 1);
+  CHECK(hs_err_is("rctd-merge: fsz/m.h5ad: cannot finish the h5ad file: File too large\n"));
+  CHECK(HS_SH("test -z \"$(ls -A fsz)\"") == 0);
+  /* (here the file's own close fails: its reason too, not "HDF5 error") */
+  CHECK(HS_SH("ulimit -f 240 && rctd-merge -q -o fsz/m.h5ad kept/4-fit.rctd") == 1);
+  CHECK(hs_err_is("rctd-merge: fsz/m.h5ad: cannot finish the h5ad file: File too large\n"));
+  CHECK(HS_SH("test -z \"$(ls -A fsz)\"") == 0);
+  /* the CSV layout: its directory, made by the run, goes too */
+  CHECK(HS_SH("ulimit -f 2 && rctd-merge -q -f csv -o fsz/csv kept/4-fit.rctd") == 1);
+  CHECK(HS_SH("test -z \"$(ls -A fsz)\"") == 0);
+}
+
+/* A stage failing in the middle of rctd run's pipe: the stage before it then dies of SIGPIPE
+ * (its reader is gone) and the stages rctd run stops get SIGTERM; neither is the cause, the
+ * failing stage is (here sigma, whose copy of the piped model hits the file size limit). */
+TEST_E2E(hostile_run_names_the_failing_stage_not_its_upstream) {
+  CHECK(hs_setup());
+  CHECK(HS_SH("rm -rf fsz-run && mkdir fsz-run && ulimit -f 40 && TMPDIR=$PWD/fsz-run " HS_RUN
+              " -o fsz-run/r.h5ad 2> run.err; s=$?; tail -n 1 run.err > last.txt; exit $s") == 1);
+  CHECK(hs_file_is("last.txt", "rctd run: sigma failed (exit status 1); the pipeline stopped, no "
+                               "output was written\n"));
+  CHECK(HS_SH("test -z \"$(ls -A fsz-run)\"") == 0);
+}
+
+/* rctd-sigma copies a piped input to --tmp-dir: killed (SIGKILL: an OOM kill, a scheduler's
+ * kill -9) while the copy is being written, it leaves nothing there; a full --tmp-dir says
+ * so in one line with what to do. */
+TEST_E2E(hostile_sigma_spool_leaves_nothing) {
+  CHECK(hs_setup());
+  CHECK(HS_SH("test -s kept/2-model.rctd || " HS_RUN " --no-summary --keep-intermediates kept -o "
+              "kept.h5ad") == 0);
+  CHECK(HS_SH("rm -rf spool in.fifo && mkdir spool && mkfifo in.fifo && { rctd-sigma - --tmp-dir "
+              "spool -q -o spool.rctd < in.fifo & } && p=$! && exec 3> in.fifo && head -c 60000 "
+              "kept/2-model.rctd >&3 && sleep 1 && kill -0 $p && kill -9 $p && exec 3>&- && { wait "
+              "$p; test $? = 137; } && test -z \"$(ls -A spool)\" && test ! -e spool.rctd") == 0);
+  CHECK(HS_SH("ulimit -f 40 && rctd-sigma - --tmp-dir spool -q -o spool.rctd < "
+              "kept/2-model.rctd") == 1);
+  CHECK(hs_err_is("rctd-sigma: spool: the temporary copy of the piped input: write failed: File "
+                  "too large: free some space or give --tmp-dir another directory\n"));
+  CHECK(HS_SH("test -z \"$(ls -A spool)\" && test ! -e spool.rctd") == 0);
+}
+
+/* A cache directory that cannot be written (here a file): rctd-sigma estimates sigma with every
+ * table computed, its result the same, and says so once, not once per table of every window. */
+TEST_E2E(hostile_sigma_unwritable_cache_warns_once) {
+  CHECK(hs_setup());
+  CHECK(HS_SH("test -s kept/3-sigma.rctd || " HS_RUN " --no-summary --keep-intermediates kept -o "
+              "kept.h5ad") == 0);
+  CHECK(HS_SH("touch cache-file && rctd-sigma kept/2-model.rctd --cache-dir cache-file -o "
+              "nc.rctd 2> nc.err; s=$?; grep warning nc.err > warn.txt; exit $s") == 0);
+  CHECK(HS_SH("test \"$(wc -l < warn.txt)\" = 1 && grep -q 'not cached: cache-file: cannot "
+              "create directory: Not a directory' warn.txt") == 0);
+  CHECK(HS_SH("'%s/bench/compare_streams.sh' nc.rctd kept/3-sigma.rctd '%s/rctd-view' > "
+              "/dev/null",
+              hs_repo, hs_bin) == 0);
+}
+
+/* An out-of-range count is named for what it is (--n-epoch 2000000 was "must be >= 1"). */
+TEST_E2E(hostile_sigma_count_limits_named) {
+  CHECK(hs_setup());
+  CHECK(HS_SH("rctd-sigma --n-epoch 2000000 -o x.rctd /dev/null") == 2);
+  CHECK(hs_err_is("rctd-sigma: --n-fit must be >= 1 and --n-epoch 1..1000000\nTry 'rctd-sigma "
+                  "--help' for more information.\n"));
+}
+
+/* Entries that cannot be written each for its own path (here FIFOs in place of every entry):
+ * still one warning, not one per table. */
+TEST_E2E(hostile_sigma_unwritable_entries_warn_once) {
+  CHECK(hs_setup());
+  CHECK(HS_SH("test -s kept/3-sigma.rctd || " HS_RUN " --no-summary --keep-intermediates kept -o "
+              "kept.h5ad") == 0);
+  CHECK(HS_SH("rm -rf fifo-cache && mkdir fifo-cache && for s in $(seq 10 70) $(seq 72 2 200); do "
+              "mkfifo fifo-cache/qtable-v1-s$(printf %%03d $s).rctd; done && rctd-sigma "
+              "kept/2-model.rctd --cache-dir fifo-cache -o fc.rctd 2> fc.err; s=$?; grep warning "
+              "fc.err > warn.txt; exit $s") == 0);
+  CHECK(HS_SH("test \"$(wc -l < warn.txt)\" = 1 && grep -q 'not a regular file' warn.txt") == 0);
+  CHECK(HS_SH("'%s/bench/compare_streams.sh' fc.rctd kept/3-sigma.rctd '%s/rctd-view' > "
+              "/dev/null",
+              hs_repo, hs_bin) == 0);
+}
+
+/* A stream to a full standard output: the write failure, in one line (not followed or preceded
+ * by "the output is incomplete", which is for a run that fails after writing some of it). */
+TEST_E2E(hostile_stream_to_full_stdout_one_line) {
+  CHECK(hs_setup());
+  CHECK(HS_SH(HS_REF_STREAM " && rctd-normalize \"$SP\" REF.rctd -q > /dev/full") == 1);
+  CHECK(hs_err_is("rctd-normalize: stdout: record 'model.genes_bulk': write failed: No space left "
+                  "on device\n"));
+  CHECK(HS_SH("rctd-reference \"$REF\" --numi-col nUMI --cell-type-col cell_type_name -q > "
+              "/dev/full") == 1);
+  CHECK(hs_err_is("rctd-reference: stdout: record 'reference.profiles': write failed: No space "
+                  "left on device\n"));
+}
+
+/* Result streams through pipes (FIFOs, /dev/fd/N of a process substitution) are read once,
+ * kept open like '-': merge reopened every named input in chunk order, so a pipe's second
+ * open waited for a writer that was gone, or read its middle ("not an rctd stream"). */
+TEST_E2E(hostile_merge_piped_inputs) {
+  CHECK(hs_setup());
+  CHECK(HS_SH("test -s kept/4-fit.rctd || " HS_RUN " --no-summary --keep-intermediates kept -o "
+              "kept.h5ad") == 0);
+  CHECK(HS_SH("rm -rf r1.fifo piped-csv file-csv && mkfifo r1.fifo && { cat kept/4-fit.rctd > r1.fifo & } && timeout "
+              "20 rctd-merge r1.fifo -q -f csv -o piped-csv && rctd-merge kept/4-fit.rctd -q -f "
+              "csv -o file-csv && test -s piped-csv/weights.csv && diff -r piped-csv file-csv") ==
+        0);
+}

@@ -4,6 +4,7 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
 #include <unistd.h>
 
 #include "input.h"
@@ -216,4 +217,24 @@ TEST(input_bad_empty_and_ragged) {
   CHECK_REFUSED(short_mtx, NULL, short_mtx, "the file is truncated");
   /* an h5ad with zero cells */
   CHECK_REFUSED(FIX "empty.h5ad", NULL, FIX "empty.h5ad", "the matrix is empty (0 rows x 3 genes)");
+}
+
+/* Counts that come through a pipe: '-' is refused with what to do (not "No such file"), an HDF5
+ * file through a pipe is not called corrupt, and a pipe whose format cannot be seen from its
+ * name is told to give --format.  (The test holds the FIFO open for both ends, so that a
+ * regression that opens it waits for nothing.) */
+TEST(input_bad_pipes) {
+  CHECK_REFUSED("-", NULL, "-", "give the file");
+  const char *fifo = tmp_file("counts-fifo");
+  unlink(fifo);
+  CHECK(test_sh("mkfifo '%s'", fifo) == 0);
+  int fd = open(fifo, O_RDWR | O_NONBLOCK);
+  CHECK(fd >= 0);
+  rctd_input_options h5;
+  rctd_input_options_init(&h5);
+  h5.format = RCTD_INPUT_H5AD;
+  CHECK_REFUSED(fifo, &h5, fifo, "HDF5 files are read in place");
+  CHECK_REFUSED(fifo, NULL, fifo, "--format csv");
+  close(fd);
+  unlink(fifo);
 }

@@ -360,6 +360,21 @@ TEST_E2E(normalize_chunk_rows_reach_the_pixels) {
                 out[0], out[1], test_bin_dir()) == 0);
 }
 
+/* A block larger than the input (--block-pixels 2^62) holds all its pixels, with the memory of
+ * the pixels there are: the default run's stream (it crashed: the block's arrays overflowed). */
+TEST_E2E(normalize_huge_block_pixels) {
+  char ref[512], out[2][512];
+  CHECK(norm_test_make_reference(ref, sizeof ref) == 0);
+  const char *block[2] = {"", "--block-pixels 4611686018427387904"};
+  for (int i = 0; i < 2; i++) {
+    snprintf(out[i], sizeof out[i], "%s/norm_huge_block%d.rctd", test_tmp_dir(), i);
+    CHECK(test_sh("%s/rctd-normalize %s/data/vignette/h5ad/spatial.h5ad %s %s -q -o %s",
+                  test_bin_dir(), test_repo_dir(), ref, block[i], out[i]) == 0);
+  }
+  CHECK(test_sh("%s/bench/compare_streams.sh %s %s %s/rctd-view > /dev/null", test_repo_dir(),
+                out[0], out[1], test_bin_dir()) == 0);
+}
+
 /* ---------------------------------------------------------------- bad input */
 
 /* Runs rctd-normalize with ARGS; checks failure, one stderr line containing EXPECT, no output. */

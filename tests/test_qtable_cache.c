@@ -1,6 +1,7 @@
 /* Likelihood tables on demand with the on-disk cache (lib/format/qtable_cache.c). */
 #include <stdlib.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 #include <zlib.h>
 
@@ -329,6 +330,13 @@ TEST(qtable_cache_rebuilds_bad_entries) {
   CHECK(rctd_qtable_get(84, 6, &bad_dir, &u, e.note, sizeof e.note, e.err, sizeof e.err) == 0);
   CHECK(qct_same(&u, e.q, e.sq, 6));
   CHECK_MSG(strstr(e.note, "not cached"), "%s", e.note);
+  rctd_qtable_owned_free(&u);
+  /* the cache directory itself a file: the note says so (not mkdir's "File exists") */
+  bad_dir.cache_dir = file_dir;
+  CHECK(rctd_qtable_get(84, 6, &bad_dir, &u, note, sizeof note, err, sizeof err) == 0);
+  CHECK(qct_same(&u, q, sq, 6));
+  const char *why_not = strstr(note, "not cached: ");
+  CHECK_MSG(why_not && strstr(why_not, "Not a directory"), "%s", note);
   rctd_qtable_owned_free(&u);
 
   /* No cache at all. */
@@ -668,4 +676,52 @@ TEST(qtable_cache_fill_failure_cause) {
       "%s", e.err);
   CHECK(!qct_exists(e.path) && t.q_kx == NULL);
   qct_env_free(&e);
+}
+
+/* In a forked child (so that a regression that blocks fails at the alarm instead of hanging
+ * the suite): a get of sigma 84's 6 rows from DIR; exit status 0 when it returned the table,
+ * 1 when it failed, 2 when the bits differ; the note is written to NOTE_PATH. */
+static int qct_get_in_child(const char *dir, const char *note_path) {
+  pid_t pid = fork();
+  if (pid == 0) {
+    alarm(20);
+    char note[1024] = "", err[RCTD_ERR_LEN];
+    rctd_qtable_opts opts = {.cache_dir = dir, .n_threads = 1};
+    rctd_qtable_owned t;
+    double *sq, *q = qct_direct(84, 6, &sq);
+    int rc = rctd_qtable_get(84, 6, &opts, &t, note, sizeof note, err, sizeof err) != 0 ? 1
+             : !q || !qct_same(&t, q, sq, 6)                                            ? 2
+                                                                                        : 0;
+    FILE *f = fopen(note_path, "w");
+    if (f) fprintf(f, "%s", rc == 1 ? err : note), fclose(f);
+    _exit(rc);
+  }
+  int status = 0;
+  if (pid < 0 || waitpid(pid, &status, 0) != pid) return -1;
+  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+/* An entry path that is not a regular file (a FIFO nobody writes, a symbolic link to a file
+ * that is not the cache's, a directory) is neither read (a FIFO would block the run) nor
+ * written through (the file a link names would be replaced by a cache entry): the table is
+ * computed, the note says why it was not cached, and the thing in the cache is left alone. */
+TEST(qtable_cache_entry_not_a_regular_file) {
+  char dir[512], path[600], note_path[600], precious[600];
+  snprintf(dir, sizeof dir, "%s/qcache-odd", test_tmp_dir());
+  snprintf(path, sizeof path, "%s/qtable-v%d-s084.rctd", dir, RCTD_QTABLE_VERSION);
+  snprintf(note_path, sizeof note_path, "%s/note.txt", test_tmp_dir());
+  snprintf(precious, sizeof precious, "%s/precious.txt", test_tmp_dir());
+  CHECK(test_sh("mkdir -p '%s' && rm -f '%s' && mkfifo '%s'", dir, path, path) == 0);
+  CHECK(qct_get_in_child(dir, note_path) == 0);
+  CHECK(test_sh("test -p '%s' && grep -q 'not cached: %s: not a regular file' '%s'", path, path,
+                note_path) == 0);
+  CHECK(test_sh("rm -f '%s' && echo precious > '%s' && ln -s '%s' '%s'", path, precious, precious,
+                path) == 0);
+  CHECK(qct_get_in_child(dir, note_path) == 0);
+  CHECK(test_sh("test -L '%s' && test \"$(cat '%s')\" = precious && grep -q 'not a regular file' "
+                "'%s'",
+                path, precious, note_path) == 0);
+  CHECK(test_sh("rm -f '%s' && mkdir '%s'", path, path) == 0);
+  CHECK(qct_get_in_child(dir, note_path) == 0);
+  CHECK(test_sh("test -d '%s' && grep -q 'not a regular file' '%s'", path, note_path) == 0);
 }

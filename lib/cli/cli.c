@@ -13,6 +13,8 @@
 #include <unistd.h>
 #include <yaml.h>
 
+#include "h5guard.h"
+
 #ifndef RCTD_VERSION
 #define RCTD_VERSION "0.0.0"
 #endif
@@ -551,6 +553,7 @@ static int cli_apply_config(rctd_cli *cli, cli_priv *priv) {
 int rctd_cli_parse(rctd_cli *cli, int argc, char **argv) {
   rctd_set_tool(cli->tool);
   rctd_out_install_handlers();
+  rctd_h5_no_teardown_at_exit();
   cli->argc = argc;
   cli->argv = argv;
   cli->config_path = NULL;

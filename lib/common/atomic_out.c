@@ -99,6 +99,9 @@ void rctd_out_install_handlers(void) {
   atomic_handlers_installed = 1;
   atexit(atomic_at_exit);
   atexit(atomic_close_stdout); /* runs first: a failed stdout removes the outputs */
+  /* A file size limit (ulimit -f) then fails the write with EFBIG, reported and cleaned up
+   * like a full disk, instead of SIGXFSZ killing the process with its temporaries left. */
+  signal(SIGXFSZ, SIG_IGN);
   static const int sigs[] = {SIGINT, SIGTERM, SIGHUP};
   for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++) {
     struct sigaction old;
@@ -448,8 +451,9 @@ void rctd_out_abort(FILE *f) {
     if (f != stdout) fclose(f);
     return;
   }
-  /* A spooled output never reached its target; one written in place did, in part. */
-  if (slot->kind == OUT_INPLACE && atomic_started(f))
+  /* A spooled output never reached its target; one written in place did, in part (unless a
+   * write to it failed: the caller reports that failure, which says as much). */
+  if (slot->kind == OUT_INPLACE && atomic_started(f) && !ferror(f))
     rctd_log_error("%s: the output is incomplete (the run failed)", slot->final_path);
   if (f == stdout)
     atomic_stdout_failed = 1; /* the run failed and says so: no second line at exit */

@@ -23,7 +23,9 @@
  * every field matches what this build computes (version, sigma, the X grid bit for bit, shapes, and
  * the crc32 of every block read); anything else (missing, unreadable, truncated, stale, corrupt,
  * fewer rows than needed) is recomputed and rewritten, atomically (temporary file + rename), so
- * concurrent runs never see a partial entry.  An entry of the first layout (no blocks: crc32 over
+ * concurrent runs never see a partial entry.  An entry path that is not a regular file (a FIFO,
+ * a symbolic link, a directory) is neither read nor written: the table is computed, not cached.
+ * An entry of the first layout (no blocks: crc32 over
  * all the data, as in a model stream) is read whole and stored again in blocks.  A cache that
  * cannot be written is not an error: the table is still returned. */
 #ifndef RCTD_QTABLE_CACHE_H

@@ -3,6 +3,7 @@
 #include "h5guard.h"
 
 #include <errno.h>
+#include <hdf5.h>
 #include <limits.h>
 #include <signal.h>
 #include <stdio.h>
@@ -126,4 +127,8 @@ void rctd_h5_guard_tick(void) {
 void rctd_h5_guard_leave(void) {
   if (guard_depth <= 0 || --guard_depth > 0) return;
   guard_arm(0);
+}
+
+void rctd_h5_no_teardown_at_exit(void) {
+  H5dont_atexit();
 }

@@ -18,4 +18,10 @@ void rctd_h5_guard_tick(void);
 /* The no-progress limit in seconds ($RCTD_HDF5_TIMEOUT, default 10). */
 double rctd_h5_guard_timeout(void);
 
+/* Keeps libhdf5 from closing at exit what is still open: after a failed write (a full disk) the
+ * file whose close failed stays open, and libhdf5 crashes flushing it again at exit, after the
+ * tool reported the failure (which removes its temporary output itself).  Every HDF5 output is
+ * closed, and its close checked, before a tool exits.  Call before any other HDF5 function. */
+void rctd_h5_no_teardown_at_exit(void);
+
 #endif

@@ -201,6 +201,10 @@ static int input_detect(rctd_input *input, char *err, size_t err_size, char *mtx
     return input_fail(err, err_size, path,
                       "not an HDF5 file (no HDF5 signature: truncated, corrupt or another "
                       "format): re-export it");
+  if (!S_ISREG(st.st_mode)) /* (a pipe: no name to go by, and HDF5 needs a file) */
+    return input_fail(err, err_size, path,
+                      "not a regular file (a pipe?): its format cannot be detected: give "
+                      "--format csv for a piped counts table, or the file itself");
   return input_fail(err, err_size, path,
                     "unknown input format: give an .h5ad, a 10x .h5, a 10x MTX directory or a "
                     "spacexr .csv counts table");
@@ -335,6 +339,12 @@ rctd_input *rctd_input_open(const char *path, const rctd_input_options *options,
                             size_t err_size) {
   input_h5_silence();
   if (err && err_size) err[0] = '\0';
+  if (path && strcmp(path, "-") == 0) {
+    input_fail(err, err_size, path,
+               "counts are not read from standard input: give the file (a piped counts table: "
+               "/dev/stdin with --format csv)");
+    return NULL;
+  }
   /* An HDF5 file is read under the guard: a crash or hang in libhdf5 becomes one line. */
   int guarded = path && input_is_hdf5(path) == 1;
   if (guarded) rctd_h5_guard_enter(path);

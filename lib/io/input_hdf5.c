@@ -2,6 +2,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "h5guard.h"
 #include "h5_read.h"
@@ -27,6 +28,12 @@ int input_is_hdf5(const char *path) {
 
 hid_t input_h5_open_file(const char *path, char *err, size_t err_size) {
   input_h5_silence();
+  struct stat st;
+  if (stat(path, &st) == 0 && !S_ISREG(st.st_mode)) { /* (opening a FIFO would wait) */
+    input_fail(err, err_size, path,
+               "not a regular file (a pipe?): HDF5 files are read in place: give the file itself");
+    return -1;
+  }
   /* HDF5's metadata cache may grow to 32 MiB on files with a million strings (global heap
    * collections); a smaller ceiling keeps the reader's memory bounded and costs no speed here. */
   hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);

@@ -1138,6 +1138,13 @@ static int h5o_write_spilled_names(rctd_h5ad_writer *w, char *err, size_t err_le
   return rc;
 }
 
+/* "PATH: cannot WHAT: REASON" for a failed HDF5 write: errno's reason (cleared before the
+ * calls) when libhdf5's write left one, else "HDF5 error". */
+static int h5o_write_fail(const rctd_h5ad_writer *w, const char *what, char *err, size_t err_len) {
+  return rctd_fail(err, err_len, "%s: cannot %s: %s", w->path, what,
+                   errno ? strerror(errno) : "HDF5 error");
+}
+
 static int h5o_close(rctd_h5ad_writer *w, const rctd_results_summary *summary, char *err,
                      size_t err_len) {
   int rc = 0;
@@ -1148,10 +1155,14 @@ static int h5o_close(rctd_h5ad_writer *w, const rctd_results_summary *summary, c
     if (rc == 0 && w->n_rows > 0) rc = h5o_write_spilled_names(w, err, err_len);
   }
   rctd_h5_guard_tick();
+  errno = 0; /* (a failed write of libhdf5's leaves the system's reason there) */
   if (rc == 0 && h5o_write_uns(w, summary) < 0)
-    rc = rctd_fail(err, err_len, "%s: cannot write uns/rctd (HDF5 error)", w->path);
+    rc = h5o_write_fail(w, "write uns/rctd", err, err_len);
   for (int i = 0; w->cols && i < w->n_cols; i++) {
-    if (w->cols[i].dset >= 0 && H5Dclose(w->cols[i].dset) < 0) rc = -1;
+    /* (libhdf5 writes a dataset's cached data when it is closed) */
+    errno = 0;
+    if (w->cols[i].dset >= 0 && H5Dclose(w->cols[i].dset) < 0 && rc == 0)
+      rc = h5o_write_fail(w, "finish the h5ad file", err, err_len);
     w->cols[i].dset = -1;
   }
   if (w->index_dset >= 0) H5Dclose(w->index_dset);
@@ -1159,8 +1170,9 @@ static int h5o_close(rctd_h5ad_writer *w, const rctd_results_summary *summary, c
   if (w->obs >= 0) H5Gclose(w->obs);
   w->index_dset = w->obsm = w->obs = -1;
   rctd_h5_guard_tick();
+  errno = 0;
   if (rc == 0 && H5Fclose(w->file) < 0)
-    rc = rctd_fail(err, err_len, "%s: cannot finish the h5ad file (HDF5 error)", w->path);
+    rc = h5o_write_fail(w, "finish the h5ad file", err, err_len);
   else if (rc != 0)
     H5Fclose(w->file);
   w->file = -1;

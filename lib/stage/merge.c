@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "atomic_out.h"
 #include "error.h"
@@ -895,13 +896,18 @@ int rctd_merge_run(const rctd_merge_opts *o, char *err, size_t err_len) {
     return rctd_fail(err, err_len, "out of memory");
   }
   rctd_out_defer(1);
+  struct stat csv_st; /* a CSV directory the run makes goes again when it fails */
+  const int csv_dir_new = o->csv_dir && stat(o->csv_dir, &csv_st) != 0;
   int rc = 0;
   for (int i = 0; i < r.n_ins && rc == 0; i++) {
     mg_input *in = &r.ins[i];
     in->path = o->inputs[i];
     rc = mg_open_input(in, err, err_len);
-    if (rc == 0 && strcmp(in->path, "-") != 0) {
-      rctd_reader_close(in->reader); /* reopened in chunk order: few descriptors at a time */
+    /* A file is reopened in chunk order (few descriptors at a time); a pipe ('-', a FIFO,
+     * /dev/fd/N) can be read only once: it stays open. */
+    struct stat st;
+    if (rc == 0 && strcmp(in->path, "-") != 0 && stat(in->path, &st) == 0 && S_ISREG(st.st_mode)) {
+      rctd_reader_close(in->reader);
       in->reader = NULL;
     }
   }
@@ -932,6 +938,7 @@ int rctd_merge_run(const rctd_merge_opts *o, char *err, size_t err_len) {
   if (rc == 0 && (fflush(stdout) != 0 || ferror(stdout)))
     rc = rctd_fail(err, err_len, "stdout: write failed: %s", strerror(errno ? errno : EIO));
   int finish_rc = rctd_out_finish(rc != 0, err, err_len);
+  if ((rc != 0 || finish_rc != 0) && csv_dir_new) rmdir(o->csv_dir); /* (when left empty) */
   return rc == 0 ? finish_rc : rc;
 }
 

@@ -590,6 +590,7 @@ static int norm_prep_pass2_open(norm_prep *p) {
   p->ctx.bulk_pos_s = plan->bulk_pos_s;
   p->ctx.totals_b = calloc((size_t)p->n_bulk, sizeof *p->ctx.totals_b);
   int64_t cap = p->opts->block_pixels > 0 ? p->opts->block_pixels : NORM_BLOCK_PIXELS;
+  if (cap > plan->n_rows) cap = plan->n_rows > 0 ? plan->n_rows : 1; /* (the same blocks) */
   pix->plan = plan;
   pix->n_reg = p->n_reg;
   pix->spatial = p->spatial;

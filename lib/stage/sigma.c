@@ -15,6 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "atomic_out.h"
 #include "cpu/spline_fast.h"
 #include "error.h"
 #include "jobs.h"
@@ -224,6 +225,19 @@ static int sig_tables_load(sig_tables *ts, int index, int n_threads, char *note,
   return 0;
 }
 
+/* A cache note saying a table was not cached, as a warning, unless the last one printed gave
+ * the same reason (its last part: the cause, without the entry's path): a cache that cannot be
+ * written would repeat it for every table of every window.  Main thread only. */
+static void sig_warn_not_cached(const char *note) {
+  static char last_cause[RCTD_ERR_LEN];
+  const char *reason = strstr(note, "not cached: ");
+  if (!reason) return;
+  const char *cause = strrchr(reason, ':') + 1;
+  if (strcmp(cause, last_cause) == 0) return;
+  snprintf(last_cause, sizeof last_cause, "%s", cause);
+  rctd_log_warn("%s", note);
+}
+
 /* The window's missing tables, loaded by up to qopts->n_threads threads, each taking the next
  * table not yet taken (a table's bits do not depend on who loads it or with how many
  * threads). */
@@ -260,7 +274,7 @@ static int sig_tables_load_many(sig_tables *ts, const int *index, int n, char *e
   int rc = 0;
   for (int i = 0; i < n; i++) { /* messages in grid order, whatever thread loaded what */
     /* Only a cache that cannot be written deserves a word; hits and rebuilds are routine. */
-    if (job->rc[i] == 0 && strstr(job->note[i], "not cached")) rctd_log_warn("%s", job->note[i]);
+    if (job->rc[i] == 0) sig_warn_not_cached(job->note[i]);
     if (job->rc[i] != 0 && rc == 0) rc = rctd_fail(err, err_len, "%s", job->err[i]);
   }
   free(job);
@@ -718,60 +732,54 @@ static int sig_open_twice(sig_input *in, const char *path, const char *label, co
   return 0;
 }
 
-/* A piped input is copied (record frames, undecoded) to a file in tmp_dir, which both readers
- * open and which is then unlinked: nothing is left behind once the readers are open, and the
- * atomic writer removes its temporary on errors and signals before that. */
+/* Copies R's records (frames undecoded) to W; 0, or -1 with the message in err. */
+static int sig_copy_records(rctd_reader *r, rctd_writer *w, char *err, size_t err_len) {
+  const rctd_record_info *info;
+  for (;;) {
+    int got = rctd_reader_next(r, &info);
+    if (got == 0) return 0;
+    if (got > 0 && rctd_reader_copy(r, w) == 0) continue;
+    if (got > 0 && rctd_writer_error(w)[0] && !rctd_reader_error(r)[0])
+      return rctd_fail(err, err_len, "%s: free some space or give --tmp-dir another directory",
+                       rctd_writer_error(w));
+    return rctd_fail(err, err_len, "%s", rctd_reader_error(r));
+  }
+}
+
+/* A piped input is copied (record frames, undecoded) to an anonymous temporary file in
+ * tmp_dir, which both readers then open through /proc/self/fd (each with its own position):
+ * unlinked from the start, it vanishes with the process however it ends (SIGKILL included). */
 static int sig_open_spooled(sig_input *in, const char *path, const char *tmp_dir, char *err,
                             size_t err_len) {
   const char *dir = tmp_dir && *tmp_dir ? tmp_dir : getenv("TMPDIR");
   if (!dir || !*dir) dir = "/tmp";
-  /* Unique among processes sharing the directory (even across PID namespaces). */
-  struct timespec now;
-  clock_gettime(CLOCK_REALTIME, &now);
-  char spool[4096];
-  if (snprintf(spool, sizeof spool, "%s/rctd-sigma-spool-%ld-%lld%09ld.rctd", dir, (long)getpid(),
-               (long long)now.tv_sec, (long)now.tv_nsec) >= (int)sizeof spool)
-    return rctd_fail(err, err_len, "%s: temporary directory name too long", dir);
   rctd_reader *r = rctd_reader_open(path, err, err_len);
   if (!r) return -1;
-  rctd_writer_opts wo = {0};
-  rctd_writer *w = rctd_writer_open(spool, &wo, err, err_len);
-  if (!w) {
+  FILE *spool = rctd_temp_file(dir, "rctd-sigma-spool");
+  if (!spool) {
     rctd_reader_close(r);
-    const char *why = strrchr(err, ':'); /* "SPOOL: cannot create output: REASON" */
-    char reason[256];
-    snprintf(reason, sizeof reason, "%s", why ? why + 2 : err);
     return rctd_fail(err, err_len,
                      "%s: cannot write the temporary copy of the piped input there (%s): give "
                      "--tmp-dir a writable directory",
-                     dir, reason);
+                     dir, strerror(errno));
   }
-  int rc = 0;
-  const rctd_record_info *info;
-  for (;;) {
-    int got = rctd_reader_next(r, &info);
-    if (got == 0) break;
-    if (got < 0) {
-      rc = rctd_fail(err, err_len, "%s", rctd_reader_error(r));
-      break;
-    }
-    if (rctd_reader_copy(r, w) < 0) {
-      rc = rctd_fail(err, err_len, "%s",
-                     rctd_reader_error(r)[0] ? rctd_reader_error(r) : rctd_writer_error(w));
-      break;
-    }
-  }
+  char label[600];
+  snprintf(label, sizeof label, "%s: the temporary copy of the piped input", dir);
+  rctd_writer_opts wo = {0};
+  rctd_writer *w = rctd_writer_fopen(spool, label, &wo, err, err_len);
+  int rc = w ? sig_copy_records(r, w, err, err_len) : -1;
   rctd_reader_close(r);
-  if (rc < 0) {
-    rctd_writer_abort(w);
-    return -1;
-  }
   char werr[RCTD_ERR_LEN];
-  if (rctd_writer_close(w, werr, sizeof werr) < 0)
-    return rctd_fail(err, err_len, "%s: temporary copy of the input: %s", dir, werr);
+  if (rc == 0 && rctd_writer_close(w, werr, sizeof werr) < 0)
+    rc = rctd_fail(err, err_len, "%s: free some space or give --tmp-dir another directory", werr);
+  else if (rc != 0 && w)
+    rctd_writer_abort(w);
+  char spool_path[64];
+  snprintf(spool_path, sizeof spool_path, "/proc/self/fd/%d", fileno(spool));
   /* Messages name the input, not the temporary copy. */
-  rc = sig_open_twice(in, spool, strcmp(path, "-") ? path : "stdin", tmp_dir, err, err_len);
-  unlink(spool);
+  if (rc == 0)
+    rc = sig_open_twice(in, spool_path, strcmp(path, "-") ? path : "stdin", tmp_dir, err, err_len);
+  fclose(spool);
   return rc;
 }
 
@@ -1167,7 +1175,7 @@ int rctd_sigma_stage_run(const char *in_path, const char *out_path, const rctd_s
     goto done;
   }
   r.have_table = 1;
-  if (strstr(note, "not cached")) rctd_log_warn("%s", note);
+  sig_warn_not_cached(note);
   if (sig_write_output(&r, out_path, o, estimated, err, err_len) < 0) goto done;
   rc = 0;
 done:
