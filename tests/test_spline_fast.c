@@ -443,8 +443,19 @@ TEST(spline_score_many_equals_log_l) {
   }
   rctd_cpu_simd(was);
   rctd_cpu_avx512(was_512);
-  y[N / 2] = N_K; /* no row for it */
   double out[N_TAB * N_MULT] = {0};
+  /* more than 128 scores (17 x 8); 2^16 tables x 2^16 multipliers, a product that wraps to 0 as
+   * an int (no pixel: a wrong success would return at once) */
+  CHECK(rctd_spline_score_many(tabs, coefs, N_TAB, mult, 8, N, y, x, out) == -1);
+  enum { N_WRAP = 1 << 16 };
+  const rctd_qtable **wrap_t = malloc(N_WRAP * sizeof *wrap_t);
+  const double **wrap_c = malloc(N_WRAP * sizeof *wrap_c);
+  CHECK(wrap_t && wrap_c);
+  for (int k = 0; k < N_WRAP; k++) wrap_t[k] = tabs[0], wrap_c[k] = coefs[0];
+  CHECK(rctd_spline_score_many(wrap_t, wrap_c, N_WRAP, mult, N_WRAP, 0, y, x, out) == -1);
+  free(wrap_t);
+  free(wrap_c);
+  y[N / 2] = N_K; /* no row for it */
   CHECK(rctd_spline_score_many(tabs, coefs, N_TAB, mult, N_MULT, N, y, x, out) == -1 &&
         out[0] == 0);
   for (int k = 0; k < N_TAB; k++) {

@@ -695,8 +695,9 @@ int rctd_spline_score_many(const rctd_qtable *const *tables, const double *const
                            int n_tables, const double *mult, int n_mult, int64_t n, const double *y,
                            const double *x, double *out_tm) {
   pthread_once(&sf_once, sf_init);
+  /* the bound on the product by a division: a product that wrapped would pass it */
+  if (n_tables < 1 || n_mult < 1 || n_tables > SF_SCORE_MAX / n_mult) return -1;
   const int n_scores = n_tables * n_mult;
-  if (n_tables < 1 || n_mult < 1 || n_scores > SF_SCORE_MAX) return -1;
   const double *xg = tables[0]->x_vals;
   for (int t = 0; t < n_tables; t++)
     if (!coefs[t] || !sf_standard_grid(tables[t]->x_vals)) return -1; /* then all equal xg */
@@ -706,8 +707,10 @@ int rctd_spline_score_many(const rctd_qtable *const *tables, const double *const
     if (tables[t]->n_k < fewest->n_k) fewest = tables[t];
   for (int64_t i = 0; i < n; i++)
     if (!sf_ok(fewest, y[i], x[i])) return -1;
-  sf_score_block block, *b = &block; /* 10 KiB and 8 KiB on the stack: nothing allocated */
-  double d0_tj[4 * SF_SCORE_BLOCK];
+  /* 10 KiB and 8 KiB on the stack: nothing allocated; on cache lines, for the 64-byte loads */
+  _Alignas(64) sf_score_block block;
+  _Alignas(64) double d0_tj[4 * SF_SCORE_BLOCK];
+  sf_score_block *b = &block;
 #ifdef SF_X86
   const int simd = sf_tab.simd && sf_simd_on;
   const int wide = simd && sf_tab.avx512 && sf_avx512_on && sf_bk.ok;
