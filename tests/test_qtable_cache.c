@@ -25,16 +25,9 @@ static int qct_same(const rctd_qtable_owned *t, const double *q, const double *s
          memcmp(t->q_kx, q, bytes) == 0 && memcmp(t->sq_kx, sq, bytes) == 0;
 }
 
-/* The cache directory NAME in the tests' folder (DIR, when not NULL) and its entry for
- * SIGMA_VALUE (PATH). */
+/* PATH: the entry for SIGMA_VALUE in the cache directory DIR. */
 static void qct_entry_path(const char *dir, int sigma_value, char *path, size_t path_len) {
   snprintf(path, path_len, "%s/qtable-v%d-s%03d.rctd", dir, RCTD_QTABLE_VERSION, sigma_value);
-}
-
-static void qct_cache_paths(const char *name, int sigma_value, char *dir, size_t dir_len,
-                            char *path, size_t path_len) {
-  snprintf(dir, dir_len, "%s/%s", test_tmp_dir(), name);
-  if (path) qct_entry_path(dir, sigma_value, path, path_len);
 }
 
 /* A test's cache (its directory and entry), options, messages and reference rows. */
@@ -44,10 +37,12 @@ typedef struct {
   double *q, *sq; /* qct_direct's rows */
 } qct_env;
 
-/* The cache NAME with its entry for SIGMA_VALUE, N_K reference rows, N_THREADS; 0 or -1. */
+/* The cache NAME in the tests' folder with its entry for SIGMA_VALUE, N_K reference rows,
+ * N_THREADS; 0 or -1. */
 static int qct_env_init(qct_env *e, const char *name, int sigma_value, int n_k, int n_threads) {
   memset(e, 0, sizeof *e);
-  qct_cache_paths(name, sigma_value, e->dir, sizeof e->dir, e->path, sizeof e->path);
+  snprintf(e->dir, sizeof e->dir, "%s/%s", test_tmp_dir(), name);
+  qct_entry_path(e->dir, sigma_value, e->path, sizeof e->path);
   e->opts = (rctd_qtable_opts){.cache_dir = e->dir, .n_threads = n_threads};
   e->q = qct_direct(sigma_value, n_k, &e->sq);
   return e->q ? 0 : -1;
@@ -238,14 +233,17 @@ static long qct_size(const char *path) {
 static int qct_write_entry(const char *path, const rctd_qtable_owned *t, const char *whole,
                            const char *const *extra_keys, const char *const *extra_values,
                            int n_extra, int chunk_rows) {
-  char err[RCTD_ERR_LEN], nk[16];
+  if (n_extra < 0 || n_extra > 2) return -1;
+  char err[RCTD_ERR_LEN], nk[16], version[16], nx[16];
   rctd_writer *w = rctd_writer_open(path, NULL, err, sizeof err);
   if (!w) return -1;
   snprintf(nk, sizeof nk, "%d", t->table.n_k);
+  snprintf(version, sizeof version, "%d", RCTD_QTABLE_VERSION); /* what the reader checks */
+  snprintf(nx, sizeof nx, "%d", RCTD_N_X);
   const char *keys[9] = {"format", "version", "sigma", "sigma_c", "n_k", "n_x", "crc32"};
-  const char *values[9] = {"rctd-qtable", "1", "84", "0x1.ae147ae147ae1p-1", nk, "439", whole};
-  for (int i = 0; i < n_extra && i < 2; i++)
-    keys[7 + i] = extra_keys[i], values[7 + i] = extra_values[i];
+  const char *values[9] = {
+      RCTD_QTABLE_FORMAT, version, "84", "0x1.ae147ae147ae1p-1", nk, nx, whole};
+  for (int i = 0; i < n_extra; i++) keys[7 + i] = extra_keys[i], values[7 + i] = extra_values[i];
   int bad = rctd_write_meta(w, RCTD_QTABLE_REC_META, keys, values, (size_t)(7 + n_extra)) != 0 ||
             rctd_write_vector(w, RCTD_QTABLE_REC_X, RCTD_F64, RCTD_N_X, t->x_vals, NULL) != 0;
   const char *names[] = {RCTD_QTABLE_REC_Q, RCTD_QTABLE_REC_SQ};

@@ -391,20 +391,21 @@ TEST(spline_coef_build_rows_builds_only_flagged_rows) {
   free(some);
 }
 
-/* chooseSigma's one-pass scores equal calc_log_l_vec(X * m, Y) table by table (rctd_sigma_log_l
- * over the exact path), bit for bit, with or without SIMD, for a length that is not a multiple
- * of the blocks; an off-table count sends the caller back to the table-by-table path. */
+/* chooseSigma's one-pass scores equal calc_log_l_vec(X * m, Y) table by table (the exact path's
+ * d0 summed in order, as rctd_sigma_log_l does), bit for bit, with or without SIMD, for a length
+ * that is not a multiple of the blocks; an off-table count sends the caller back to the
+ * table-by-table path.  The table counts cover every grouping of the sums: 17 (chooseSigma's
+ * candidates: 4 + 4 + 3 + 3 + 3), 7 (4 + 3), 5 (4 + 1), 3, 2 (1 + 1) and 1. */
 TEST(spline_score_many_equals_log_l) {
-  enum { N = 1037, N_K = 60 };
-  /* five tables (the sums go four at a time, then one), then three (three at a time) */
-  enum { N_TAB = 5 };
-  const double sigmas[N_TAB] = {0.5, 0.84, 1.3, 0.3, 1.8}, mult[3] = {0.8, 1.0, 1.2};
+  enum { N = 1037, N_K = 12, N_TAB = 17, N_MULT = 5 }; /* few rows: 17 tables to compute */
+  const int n_tabs[] = {17, 7, 5, 3, 2, 1};
+  const double mult[N_MULT] = {0.8, 0.9, 1.0, 1.1, 1.2};
   sft_table t[N_TAB];
   double *coef[N_TAB], *y = malloc(N * sizeof(double)), *x = malloc(N * sizeof(double));
   double *lam = malloc(N * sizeof(double));
   CHECK(y && x && lam);
   for (int k = 0; k < N_TAB; k++) {
-    CHECK(sft_table_init(&t[k], sigmas[k], N_K) == 0);
+    CHECK(sft_table_init(&t[k], 0.3 + 0.09 * k, N_K) == 0);
     coef[k] = malloc(rctd_spline_coef_doubles(N_K) * sizeof(double));
     CHECK(coef[k]);
     rctd_spline_coef_build(&t[k].table, coef[k]);
@@ -415,33 +416,48 @@ TEST(spline_score_many_equals_log_l) {
   const rctd_qtable *tabs[N_TAB];
   const double *coefs[N_TAB];
   for (int k = 0; k < N_TAB; k++) tabs[k] = &t[k].table, coefs[k] = coef[k];
+  double want[N_TAB * N_MULT]; /* each score, whatever the number of tables scored with it */
+  for (int k = 0; k < N_TAB; k++)
+    for (int m = 0; m < N_MULT; m++) {
+      long double sum = 0;
+      for (int i = 0; i < N; i++) {
+        double d0;
+        lam[i] = x[i] * mult[m];
+        rctd_spline_eval(tabs[k], 1, &y[i], &lam[i], &d0, NULL, NULL);
+        sum += -d0;
+      }
+      want[k * N_MULT + m] = (double)sum;
+    }
   const int was = rctd_cpu_simd(-1), was_512 = rctd_cpu_avx512(1);
   for (int simd = 0; simd < 3; simd++) { /* scalar, AVX2, AVX-512 (where the CPU has it) */
     rctd_cpu_simd(simd > 0);
     rctd_cpu_avx512(simd > 1);
-    for (int n_tab = N_TAB; n_tab >= 3; n_tab -= 2) {
-      double out[N_TAB * 3];
-      CHECK(rctd_spline_score_many(tabs, coefs, n_tab, mult, 3, N, y, x, out) == 0);
-      for (int k = 0; k < n_tab; k++)
-        for (int m = 0; m < 3; m++) {
-          long double sum = 0;
-          for (int i = 0; i < N; i++) {
-            double d0;
-            lam[i] = x[i] * mult[m];
-            rctd_spline_eval(tabs[k], 1, &y[i], &lam[i], &d0, NULL, NULL);
-            sum += -d0;
-          }
-          CHECK_MSG(out[k * 3 + m] == (double)sum,
-                    "%d tables: table %d mult %d simd %d: %.17g vs %.17g", n_tab, k, m, simd,
-                    out[k * 3 + m], (double)sum);
-        }
+    for (size_t c = 0; c < sizeof n_tabs / sizeof n_tabs[0]; c++) {
+      const int n_tab = n_tabs[c];
+      double out[N_TAB * N_MULT];
+      CHECK(rctd_spline_score_many(tabs, coefs, n_tab, mult, N_MULT, N, y, x, out) == 0);
+      for (int k = 0; k < n_tab * N_MULT; k++)
+        CHECK_MSG(out[k] == want[k], "%d tables: table %d mult %d simd %d: %.17g vs %.17g", n_tab,
+                  k / N_MULT, k % N_MULT, simd, out[k], want[k]);
     }
   }
   rctd_cpu_simd(was);
   rctd_cpu_avx512(was_512);
+  double out[N_TAB * N_MULT] = {0};
+  /* more than 128 scores (17 x 8); 2^16 tables x 2^16 multipliers, a product that wraps to 0 as
+   * an int (no pixel: a wrong success would return at once) */
+  CHECK(rctd_spline_score_many(tabs, coefs, N_TAB, mult, 8, N, y, x, out) == -1);
+  enum { N_WRAP = 1 << 16 };
+  const rctd_qtable **wrap_t = malloc(N_WRAP * sizeof *wrap_t);
+  const double **wrap_c = malloc(N_WRAP * sizeof *wrap_c);
+  CHECK(wrap_t && wrap_c);
+  for (int k = 0; k < N_WRAP; k++) wrap_t[k] = tabs[0], wrap_c[k] = coefs[0];
+  CHECK(rctd_spline_score_many(wrap_t, wrap_c, N_WRAP, mult, N_WRAP, 0, y, x, out) == -1);
+  free(wrap_t);
+  free(wrap_c);
   y[N / 2] = N_K; /* no row for it */
-  double out[N_TAB * 3] = {0};
-  CHECK(rctd_spline_score_many(tabs, coefs, N_TAB, mult, 3, N, y, x, out) == -1 && out[0] == 0);
+  CHECK(rctd_spline_score_many(tabs, coefs, N_TAB, mult, N_MULT, N, y, x, out) == -1 &&
+        out[0] == 0);
   for (int k = 0; k < N_TAB; k++) {
     sft_table_free(&t[k]);
     free(coef[k]);

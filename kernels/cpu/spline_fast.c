@@ -648,61 +648,56 @@ RCTD_SF8_TARGET static void sf_score_d0_avx512(const double *coef, int n, const 
 }
 #endif
 
-/* sum[t * stride] -= d0_tj[t * SF_SCORE_BLOCK + j] for j = 0..n-1 in order: each score's long
- * double sum runs over the values in order, as R's sum() does.  Four or three tables at a time
- * keep their sums in x87 registers (independent chains); summing table by table instead of value by
- * value changes no sum's order, only the interleaving, and spares an 80-bit store per term.
+/* How many of the REST tables left go into the next group whose scores are summed together:
+ * fours while the rest is not a multiple of three, then threes (three chains already cover the
+ * subtraction's latency; a lone chain would wait on it: 9 tables go 3 + 3 + 3, not 4 + 4 + 1),
+ * and one only when one or two are left.  The group's d0 go through a buffer of that many
+ * blocks, summed while in cache. */
+static int sf_score_group(int rest) {
+  return rest >= 4 && rest % 3 != 0 ? 4 : rest >= 3 ? 3 : 1;
+}
+
+/* sum[t * stride] -= d0_tj[t * SF_SCORE_BLOCK + j] for j = 0..n-1 in order, for the N_GROUP
+ * (4, 3 or 1, from sf_score_group) tables of one group: each score's long double sum runs over
+ * the values in order, as R's sum() does.  Four or three tables at a time keep their sums in x87
+ * registers (independent chains); summing table by table instead of value by value changes no
+ * sum's order, only the interleaving, and spares an 80-bit store per term.
  * s - a is s + (-a) exactly (IEEE subtraction is the addition of the negation; the values are
  * finite), and lets the subtraction read a straight from memory instead of negating it in an
  * SSE register and passing it through the stack. */
-static void sf_score_sums(int n_tables, int n, const double *d0_tj, long double *sum, int stride) {
-  int t = 0;
-  /* fours while the rest is not a multiple of three, then threes (three chains already cover
-   * the subtraction's latency; a lone chain would wait on it: 9 tables go 3 + 3 + 3, not
-   * 4 + 4 + 1) */
-  for (; t + 4 <= n_tables && (n_tables - t) % 3 != 0; t += 4) {
-    const double *a = d0_tj + (size_t)t * SF_SCORE_BLOCK;
-    long double s0 = sum[t * stride], s1 = sum[(t + 1) * stride];
-    long double s2 = sum[(t + 2) * stride], s3 = sum[(t + 3) * stride];
+static void sf_score_sums(int n_group, int n, const double *d0_tj, long double *sum, int stride) {
+  const double *a = d0_tj;
+  if (n_group == 4) {
+    long double s0 = sum[0], s1 = sum[stride], s2 = sum[2 * stride], s3 = sum[3 * stride];
     for (int j = 0; j < n; j++) {
       s0 -= a[j];
       s1 -= a[SF_SCORE_BLOCK + j];
       s2 -= a[2 * SF_SCORE_BLOCK + j];
       s3 -= a[3 * SF_SCORE_BLOCK + j];
     }
-    sum[t * stride] = s0, sum[(t + 1) * stride] = s1;
-    sum[(t + 2) * stride] = s2, sum[(t + 3) * stride] = s3;
-  }
-  for (; t + 3 <= n_tables; t += 3) {
-    const double *a = d0_tj + (size_t)t * SF_SCORE_BLOCK;
-    long double s0 = sum[t * stride], s1 = sum[(t + 1) * stride], s2 = sum[(t + 2) * stride];
+    sum[0] = s0, sum[stride] = s1, sum[2 * stride] = s2, sum[3 * stride] = s3;
+  } else if (n_group == 3) {
+    long double s0 = sum[0], s1 = sum[stride], s2 = sum[2 * stride];
     for (int j = 0; j < n; j++) {
       s0 -= a[j];
       s1 -= a[SF_SCORE_BLOCK + j];
       s2 -= a[2 * SF_SCORE_BLOCK + j];
     }
-    sum[t * stride] = s0, sum[(t + 1) * stride] = s1, sum[(t + 2) * stride] = s2;
-  }
-  for (; t < n_tables; t++) {
-    const double *a = d0_tj + (size_t)t * SF_SCORE_BLOCK;
-    long double s = sum[t * stride];
+    sum[0] = s0, sum[stride] = s1, sum[2 * stride] = s2;
+  } else {
+    long double s = sum[0];
     for (int j = 0; j < n; j++) s -= a[j];
-    sum[t * stride] = s;
+    sum[0] = s;
   }
-}
-
-/* How many of the REST tables left sf_score_sums takes at once (its fours and threes): the
- * tables' d0 go through a buffer of that many blocks, summed while in cache. */
-static int sf_score_group(int rest) {
-  return rest >= 4 && rest % 3 != 0 ? 4 : rest >= 3 ? 3 : 1;
 }
 
 int rctd_spline_score_many(const rctd_qtable *const *tables, const double *const *coefs,
                            int n_tables, const double *mult, int n_mult, int64_t n, const double *y,
                            const double *x, double *out_tm) {
   pthread_once(&sf_once, sf_init);
+  /* the bound on the product by a division: a product that wrapped would pass it */
+  if (n_tables < 1 || n_mult < 1 || n_tables > SF_SCORE_MAX / n_mult) return -1;
   const int n_scores = n_tables * n_mult;
-  if (n_tables < 1 || n_mult < 1 || n_scores > SF_SCORE_MAX) return -1;
   const double *xg = tables[0]->x_vals;
   for (int t = 0; t < n_tables; t++)
     if (!coefs[t] || !sf_standard_grid(tables[t]->x_vals)) return -1; /* then all equal xg */
@@ -712,8 +707,10 @@ int rctd_spline_score_many(const rctd_qtable *const *tables, const double *const
     if (tables[t]->n_k < fewest->n_k) fewest = tables[t];
   for (int64_t i = 0; i < n; i++)
     if (!sf_ok(fewest, y[i], x[i])) return -1;
-  sf_score_block block, *b = &block; /* 10 KiB and 8 KiB on the stack: nothing allocated */
-  double d0_tj[4 * SF_SCORE_BLOCK];
+  /* 10 KiB and 8 KiB on the stack: nothing allocated; on cache lines, for the 64-byte loads */
+  _Alignas(64) sf_score_block block;
+  _Alignas(64) double d0_tj[4 * SF_SCORE_BLOCK];
+  sf_score_block *b = &block;
 #ifdef SF_X86
   const int simd = sf_tab.simd && sf_simd_on;
   const int wide = simd && sf_tab.avx512 && sf_avx512_on && sf_bk.ok;

@@ -552,13 +552,40 @@ typedef struct {
   int partial_ok;      /* a cache entry: it may lack blocks */
 } qc_read_req;
 
+/* What a read for REQ of a table of N_K rows (B's blocks parsed) copies: *N_KEEP rows, those
+ * flagged in *KEEP when not NULL; B's needed blocks (only those present) and whole set.  Returns
+ * 1 when the entry lacks a block that holds a row wanted (then every row is read, KEEP ignored),
+ * else 0. */
+static int qc_plan_read(const qc_read_req *req, long long n_k, qc_blocks *b, int *n_keep_out,
+                        const unsigned char **keep_out) {
+  const unsigned char *keep = req->keep;
+  int n_keep = req->n_k_max > 0 && req->n_k_max < n_k ? req->n_k_max : (int)n_k;
+  if (req->n_k_max <= 0 || n_k < req->n_k_max)
+    keep = NULL; /* rows will be added and the whole stored */
+  if (b->block_rows == 0 && req->whole_unblocked) n_keep = (int)n_k, keep = NULL;
+  if (b->block_rows > 0) qc_need_blocks(b, n_keep, keep);
+  int lacks = 0;
+  for (int i = 0; i < b->n_blocks; i++) lacks |= b->needed[i] && b->absent[i];
+  if (lacks) {
+    n_keep = (int)n_k, keep = NULL;
+    qc_need_blocks(b, n_keep, NULL);
+  }
+  b->whole = b->block_rows > 0;
+  for (int i = 0; i < b->n_blocks; i++) {
+    if (b->absent[i]) b->needed[i] = 0;
+    b->whole &= b->needed[i];
+  }
+  *n_keep_out = n_keep;
+  *keep_out = keep;
+  return lacks;
+}
+
 /* REQ->partial_ok: an entry lacking a block that holds a row wanted is read whole (all its rows,
  * keep ignored, those of absent blocks unset: row_loaded) and 2 returned, so that the cache
  * completes it without reading it again. */
 static int qc_read_records_in(rctd_reader *r, const rctd_record_info *info, const qc_read_req *req,
                               qc_blocks *b, rctd_qtable_owned *out, char *err, size_t err_len) {
   const int sigma_value = req->sigma_value;
-  const unsigned char *keep = req->keep;
   const char *label = rctd_reader_label(r);
   memset(out, 0, sizeof *out);
   if (!info && qc_next(r, RCTD_QTABLE_REC_META, &info, err, err_len) != 0) return -1;
@@ -586,22 +613,9 @@ static int qc_read_records_in(rctd_reader *r, const rctd_record_info *info, cons
     qc_msg(err, err_len, "%s: table has %lld rows, %d needed", label, n_k, req->n_k_min);
     return -1;
   }
-  int n_keep = req->n_k_max > 0 && req->n_k_max < n_k ? req->n_k_max : (int)n_k;
-  if (req->n_k_max <= 0 || n_k < req->n_k_max)
-    keep = NULL; /* rows will be added and the whole stored */
-  if (b->block_rows == 0 && req->whole_unblocked) n_keep = (int)n_k, keep = NULL;
-  if (b->block_rows > 0) qc_need_blocks(b, n_keep, keep);
-  int lacks = 0;
-  for (int i = 0; i < b->n_blocks; i++) lacks |= b->needed[i] && b->absent[i];
-  if (lacks) {
-    n_keep = (int)n_k, keep = NULL;
-    qc_need_blocks(b, n_keep, NULL);
-  }
-  b->whole = b->block_rows > 0;
-  for (int i = 0; i < b->n_blocks; i++) {
-    if (b->absent[i]) b->needed[i] = 0;
-    b->whole &= b->needed[i];
-  }
+  int n_keep;
+  const unsigned char *keep;
+  const int lacks = qc_plan_read(req, n_k, b, &n_keep, &keep);
   if (qc_alloc(out, sigma_value, n_keep) != 0 || (keep && qc_keep_only(out, keep) != 0) ||
       (lacks && qc_mark_absent(out, b) != 0)) {
     rctd_qtable_owned_free(out);
@@ -815,17 +829,17 @@ static int qc_fill_plan(qc_fill *f, int n_k, const unsigned char *keep) {
 }
 
 /* Computes F's rows to compute (all of them with the backend when the entry had none); then
- * rows still unset are zeroed (an absent block's bytes).  *RC 0 or -1; returns whether the
- * backend computed them. */
-static int qc_fill_compute(qc_fill *f, const rctd_qtable_opts *opts, int *rc) {
-  int any_have = 0;
+ * rows still unset are zeroed (an absent block's bytes).  *ON_BACKEND: whether the backend
+ * computed them.  0 or -1. */
+static int qc_fill_compute(qc_fill *f, const rctd_qtable_opts *opts, int *on_backend) {
+  int any_have = 0, rc;
   for (int k = 0; k < f->n; k++) any_have |= f->have[k];
-  const int on_backend = !any_have && opts->backend;
-  if (on_backend) {
-    *rc = opts->backend->qtable(opts->backend, f->t.sigma_c, f->n, f->t.q_kx, f->t.sq_kx);
+  *on_backend = !any_have && opts->backend;
+  if (*on_backend) {
+    rc = opts->backend->qtable(opts->backend, f->t.sigma_c, f->n, f->t.q_kx, f->t.sq_kx);
     memset(f->todo, 1, (size_t)f->n);
   } else {
-    *rc = qc_compute_rows(f->t.sigma_c, 0, f->n, f->todo, opts->n_threads, f->t.q_kx, f->t.sq_kx);
+    rc = qc_compute_rows(f->t.sigma_c, 0, f->n, f->todo, opts->n_threads, f->t.q_kx, f->t.sq_kx);
   }
   for (int k = 0; k < f->n; k++) {
     f->have[k] |= f->todo[k];
@@ -833,11 +847,11 @@ static int qc_fill_compute(qc_fill *f, const rctd_qtable_opts *opts, int *rc) {
     memset(f->t.q_kx + (size_t)k * RCTD_N_X, 0, QC_ROW_BYTES);
     memset(f->t.sq_kx + (size_t)k * RCTD_N_X, 0, QC_ROW_BYTES);
   }
-  return on_backend;
+  return rc;
 }
 
-/* F's table as the caller's: n_k rows, only KEEP's marked set when KEEP.  0 or -1 with the
- * cause in ERR. */
+/* F's table as the caller's: n_k rows, only KEEP's marked set when KEEP.  0, -1 out of memory
+ * (the caller says so) or -2 with the cause in ERR. */
 static int qc_fill_finish(qc_fill *f, int n_k, const unsigned char *keep, rctd_qtable_owned *out,
                           char *err, size_t err_len) {
   const int sigma_value = f->t.sigma_value;
@@ -847,12 +861,10 @@ static int qc_fill_finish(qc_fill *f, int n_k, const unsigned char *keep, rctd_q
              "sigma %d: table row %d was not computed (an internal error): please "
              "report it",
              sigma_value, k);
-      return -1;
+      return -2;
     }
-  if ((f->n > n_k && qc_resize(&f->t, n_k) != 0) || (keep && qc_keep_only(&f->t, keep) != 0)) {
-    qc_msg(err, err_len, "sigma %d: out of memory for the likelihood table", sigma_value);
+  if ((f->n > n_k && qc_resize(&f->t, n_k) != 0) || (keep && qc_keep_only(&f->t, keep) != 0))
     return -1;
-  }
   *out = f->t;
   memset(&f->t, 0, sizeof f->t);
   return 0;
@@ -908,8 +920,8 @@ int rctd_qtable_get(int sigma_value, int n_k, const rctd_qtable_opts *opts, rctd
     goto oom;
   }
   qc_fill_plan(&f, n_k, opts->keep_rows);
-  int rc;
-  const int on_backend = qc_fill_compute(&f, opts, &rc);
+  int on_backend;
+  const int rc = qc_fill_compute(&f, opts, &on_backend);
   char rows[160], why_s[RCTD_ERR_LEN + 64] = "";
   qc_row_ranges(f.todo, f.n, rows, sizeof rows);
   if (rc != 0) {
@@ -921,11 +933,10 @@ int rctd_qtable_get(int sigma_value, int n_k, const rctd_qtable_opts *opts, rctd
   }
   if (why[0]) snprintf(why_s, sizeof why_s, " (cache entry unusable: %s)", why);
   int stored = path[0] ? qc_store(dir, path, &f.t, f.have, msg, sizeof msg) : 1;
-  if (qc_fill_finish(&f, n_k, opts->keep_rows, out, err, err_len) != 0) {
-    qc_fill_free(&f);
-    return -1;
-  }
+  const int finished = qc_fill_finish(&f, n_k, opts->keep_rows, out, err, err_len);
   qc_fill_free(&f);
+  if (finished == -1) goto oom; /* (OUT still empty: qc_fill_start took the entry) */
+  if (finished != 0) return -1;
   if (note && note_len && stored == 1)
     qc_msg(note, note_len, "sigma %d: table rows %s computed (no cache)", sigma_value, rows);
   else if (note && note_len && stored != 0)
