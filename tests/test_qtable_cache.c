@@ -331,10 +331,10 @@ TEST(qtable_cache_rebuilds_bad_entries) {
   rctd_qtable_owned_free(&u);
   /* the cache directory itself a file: the note says so (not mkdir's "File exists") */
   bad_dir.cache_dir = file_dir;
-  CHECK(rctd_qtable_get(84, 6, &bad_dir, &u, note, sizeof note, err, sizeof err) == 0);
-  CHECK(qct_same(&u, q, sq, 6));
-  const char *why_not = strstr(note, "not cached: ");
-  CHECK_MSG(why_not && strstr(why_not, "Not a directory"), "%s", note);
+  CHECK(rctd_qtable_get(84, 6, &bad_dir, &u, e.note, sizeof e.note, e.err, sizeof e.err) == 0);
+  CHECK(qct_same(&u, e.q, e.sq, 6));
+  const char *why_not = strstr(e.note, "not cached: ");
+  CHECK_MSG(why_not && strstr(why_not, "Not a directory"), "%s", e.note);
   rctd_qtable_owned_free(&u);
 
   /* No cache at all. */
