@@ -42,6 +42,8 @@ typedef struct {
 int input_h5_csr_read_rows(void *state, int64_t row_begin, int64_t row_end, rctd_csr_chunk *chunk,
                            char *err, size_t err_size);
 void input_h5_csr_close(void *state);
+/* Lowers FILE's metadata-cache ceiling for the matrix reads that follow (input_hdf5.c says why). */
+void input_h5_cap_cache_for_reads(hid_t file);
 /* Opens data/indices/indptr under group; checks lengths. */
 int input_h5_csr_init(input_h5_csr *csr, const char *path, hid_t file, hid_t group,
                       const char *group_name, int64_t n_rows, int64_t n_cols, char *err,

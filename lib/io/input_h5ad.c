@@ -499,6 +499,7 @@ static int h5ad_open_matrix(rctd_input *input, hid_t file, const char *matrix, c
                         "inconsistent",
                         matrix, ndims, (long long)dims[0], (long long)dims[1],
                         (long long)input->n_rows, (long long)input->n_genes);
+    input_h5_cap_cache_for_reads(file);
     input->backend.read_rows = h5ad_read_rows_dense;
     return 0;
   }
