@@ -493,6 +493,24 @@ TEST_E2E(hostile_sigma_spool_leaves_nothing) {
   CHECK(HS_SH("test -z \"$(ls -A spool)\" && test ! -e spool.rctd") == 0);
 }
 
+/* Without /proc (a chroot, a sandbox; here a mount namespace with an empty /proc) the copy of a
+ * piped input cannot be reopened through /proc/self/fd: it is then a named file, removed once
+ * read back (was "stdin: cannot open: No such file or directory"). */
+TEST_E2E(hostile_sigma_spool_without_proc) {
+  CHECK(hs_setup());
+  CHECK(HS_SH("test -s kept/3-sigma.rctd || " HS_RUN " --no-summary --keep-intermediates kept -o "
+              "kept.h5ad") == 0);
+  if (HS_SH("unshare -m sh -c 'mount -t tmpfs none /proc && test ! -e /proc/self'") != 0) {
+    fprintf(stderr, "  (not checked: no mount namespace to hide /proc in)\n");
+    return;
+  }
+  CHECK(HS_SH("rm -rf spool-np && mkdir spool-np && unshare -m sh -c 'mount -t tmpfs none /proc "
+              "&& exec rctd-sigma - --tmp-dir spool-np -q -o np.rctd' < kept/2-model.rctd") == 0);
+  CHECK(HS_SH("test -z \"$(ls -A spool-np)\" && '%s/bench/compare_streams.sh' np.rctd "
+              "kept/3-sigma.rctd '%s/rctd-view' > /dev/null",
+              hs_repo, hs_bin) == 0);
+}
+
 /* A cache directory that cannot be written (here a file): rctd-sigma estimates sigma with every
  * table computed, its result the same, and says so once, not once per table of every window. */
 TEST_E2E(hostile_sigma_unwritable_cache_warns_once) {
