@@ -473,6 +473,18 @@ TEST_E2E(hostile_run_names_the_failing_stage_not_its_upstream) {
   CHECK(hs_file_is("last.txt", "rctd run: sigma failed (exit status 1); the pipeline stopped, no "
                                "output was written\n"));
   CHECK(HS_SH("test -z \"$(ls -A fsz-run)\"") == 0);
+  /* rctd run started with SIGPIPE ignored: its stages get it back (normalize, writing to a sigma
+   * that had closed its input, failed with EPIPE instead, and was named).  Here sigma is a
+   * script that closes its input, outlives rctd run's SIGTERM and fails. */
+  CHECK(HS_SH("rm -rf fakebin && mkdir fakebin && cp '%s/rctd' fakebin/ && for f in '%s'/rctd-*; "
+              "do ln -s \"$f\" fakebin/; done && rm fakebin/rctd-sigma && printf '#!/bin/sh\\ntrap "
+              "\"\" TERM\\nexec <&-\\nsleep 2\\nexit 1\\n' > fakebin/rctd-sigma && chmod +x "
+              "fakebin/rctd-sigma",
+              hs_bin, hs_bin) == 0);
+  CHECK(HS_SH("trap '' PIPE && fakebin/" HS_RUN " -o fake.h5ad 2> run.err; s=$?; tail -n 1 "
+              "run.err > last.txt; exit $s") == 1);
+  CHECK(hs_file_is("last.txt", "rctd run: sigma failed (exit status 1); the pipeline stopped, no "
+                               "output was written\n"));
 }
 
 /* rctd-sigma copies a piped input to --tmp-dir: killed (SIGKILL: an OOM kill, a scheduler's
