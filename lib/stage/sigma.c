@@ -797,7 +797,7 @@ static int sig_open_spooled(sig_input *in, const char *path, const char *tmp_dir
   rctd_writer_opts wo = {0};
   rctd_writer *w = named ? sig_spool_named(dir, spool_path, sizeof spool_path, err, err_len)
                          : rctd_writer_fopen(spool, label, &wo, err, err_len);
-  int rc = w ? sig_copy_records(r, w, err, err_len) : -1;
+  int rc = w ? sig_copy_records(r, w, err, err_len) : -1, made = w != NULL;
   rctd_reader_close(r);
   char werr[RCTD_ERR_LEN];
   if (rc == 0 && rctd_writer_close(w, werr, sizeof werr) < 0)
@@ -807,7 +807,7 @@ static int sig_open_spooled(sig_input *in, const char *path, const char *tmp_dir
   /* Messages name the input, not the temporary copy (but for opening the copy itself). */
   if (rc == 0)
     rc = sig_open_twice(in, spool_path, strcmp(path, "-") ? path : "stdin", tmp_dir, err, err_len);
-  if (named && w) unlink(spool_path);
+  if (named && made) unlink(spool_path);
   if (!named) fclose(spool);
   return rc;
 }
