@@ -313,11 +313,13 @@ TEST_E2E(hostile_h5ad_duplicate_categories) {
 
 /* ------------------------------------------------------------------ processes */
 
-/* The spatial input is a FIFO nobody writes: rctd-normalize (and rctd-merge) wait on it, so the
- * run is still going when it is killed. */
+/* The spatial input is a FIFO nobody writes, given as a piped CSV table (a FIFO of unknown format
+ * is refused at once): rctd-normalize (and rctd-merge) wait on it, so the run is still going
+ * when it is killed. */
 #define HS_RUN_STUCK                                                                            \
   "rm -f stuck.fifo && mkfifo stuck.fifo && rctd run --reference \"$REF\" --reference-numi-col " \
-  "nUMI --cell-type-col cell_type_name --spatial \"$PWD/stuck.fifo\" -q -o stuck.h5ad"
+  "nUMI --cell-type-col cell_type_name --spatial \"$PWD/stuck.fifo\" --spatial-format csv -q "   \
+  "-o stuck.h5ad"
 
 TEST_E2E(hostile_stages_die_with_rctd_run) {
   CHECK(hs_setup());
