@@ -225,6 +225,9 @@ static int run_spawn(run_stage *s, int fd_in, int fd_out, const int *close_fds, 
     signal(SIGINT, SIG_DFL);
     signal(SIGTERM, SIG_DFL);
     signal(SIGHUP, SIG_DFL);
+    /* A stage whose reader failed dies of SIGPIPE, which names the reader as the cause; ignored
+     * (inherited so), it would fail with EPIPE and be blamed itself. */
+    signal(SIGPIPE, SIG_DFL);
     /* The stage dies with rctd run, however rctd run ends (SIGKILL included): SIGTERM removes
      * its temporary output.  A parent gone before prctl took effect is seen by getppid. */
     if (prctl(PR_SET_PDEATHSIG, SIGTERM) != 0 || getppid() != parent) _exit(127);

@@ -859,10 +859,12 @@ rctd_reader *rctd_reader_open(const char *path, char *err, size_t err_len) {
   return reader_new(file, 1, path, err, err_len);
 }
 
+/* (A failure to open names PATH, the temporary copy: the input itself was read.) */
 rctd_reader *rctd_reader_open_as(const char *path, const char *label, char *err, size_t err_len) {
   FILE *file = fopen(path, "rb");
   if (!file) {
-    snprintf(err, err_len, "%s: cannot open: %s", label, strerror(errno));
+    snprintf(err, err_len, "%s: cannot open the temporary copy of %s: %s", path, label,
+             strerror(errno));
     return NULL;
   }
   return reader_new(file, 1, label, err, err_len);

@@ -10,7 +10,8 @@
 #include "input_util.h"
 
 void input_h5_silence(void);
-/* "hdf5" when the file carries the HDF5 signature, else 0; -1 when unreadable. */
+/* 1 when the file carries the HDF5 signature, else 0 (also for anything but a regular file,
+ * which is not opened); -1 when unreadable. */
 int input_is_hdf5(const char *path);
 hid_t input_h5_open_file(const char *path, char *err, size_t err_size);
 int input_h5_exists(hid_t loc, const char *name); /* link exists (no intermediate check) */

@@ -196,15 +196,15 @@ static int input_detect(rctd_input *input, char *err, size_t err_size, char *mtx
     input->format = RCTD_INPUT_CSV;
     return 0;
   }
+  if (!S_ISREG(st.st_mode)) /* (a pipe: no content to go by, and HDF5 needs a file) */
+    return input_fail(err, err_size, path,
+                      "not a regular file (a pipe?): its format cannot be detected: give "
+                      "--format csv for a piped counts table, or the file itself");
   if (input_ends_with(path, ".h5ad") || input_ends_with(path, ".h5") ||
       input_ends_with(path, ".hdf5"))
     return input_fail(err, err_size, path,
                       "not an HDF5 file (no HDF5 signature: truncated, corrupt or another "
                       "format): re-export it");
-  if (!S_ISREG(st.st_mode)) /* (a pipe: no name to go by, and HDF5 needs a file) */
-    return input_fail(err, err_size, path,
-                      "not a regular file (a pipe?): its format cannot be detected: give "
-                      "--format csv for a piped counts table, or the file itself");
   return input_fail(err, err_size, path,
                     "unknown input format: give an .h5ad, a 10x .h5, a 10x MTX directory or a "
                     "spacexr .csv counts table");

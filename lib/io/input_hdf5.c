@@ -11,9 +11,14 @@ void input_h5_silence(void) {
   H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
 }
 
-/* The HDF5 superblock sits at offset 0, 512, 1024, 2048, ... (a user block may precede it). */
+/* The HDF5 superblock sits at offset 0, 512, 1024, 2048, ... (a user block may precede it).
+ * Only a regular file is looked into: opening a FIFO waits for a writer, and a probe would eat
+ * a pipe's first bytes (or, closing it, kill its writer with SIGPIPE). */
 int input_is_hdf5(const char *path) {
   static const unsigned char signature[8] = {0x89, 'H', 'D', 'F', '\r', '\n', 0x1a, '\n'};
+  struct stat st;
+  if (stat(path, &st) != 0) return -1;
+  if (!S_ISREG(st.st_mode)) return 0;
   FILE *f = fopen(path, "rb");
   if (!f) return -1;
   unsigned char buf[8];

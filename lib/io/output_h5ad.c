@@ -1138,11 +1138,14 @@ static int h5o_write_spilled_names(rctd_h5ad_writer *w, char *err, size_t err_le
   return rc;
 }
 
-/* "PATH: cannot WHAT: REASON" for a failed HDF5 write: errno's reason (cleared before the
- * calls) when libhdf5's write left one, else "HDF5 error". */
+/* "PATH: cannot WHAT: REASON" for a failed HDF5 write: the system's reason for a storage error
+ * that libhdf5's write left in errno (cleared before the calls), else "HDF5 error" (any other
+ * errno may be left over from one of libhdf5's many calls that succeeded). */
 static int h5o_write_fail(const rctd_h5ad_writer *w, const char *what, char *err, size_t err_len) {
+  int e = errno;
+  int storage = e == EFBIG || e == ENOSPC || e == EDQUOT || e == EIO;
   return rctd_fail(err, err_len, "%s: cannot %s: %s", w->path, what,
-                   errno ? strerror(errno) : "HDF5 error");
+                   storage ? strerror(e) : "HDF5 error");
 }
 
 static int h5o_close(rctd_h5ad_writer *w, const rctd_results_summary *summary, char *err,

@@ -746,16 +746,45 @@ static int sig_copy_records(rctd_reader *r, rctd_writer *w, char *err, size_t er
   }
 }
 
-/* A piped input is copied (record frames, undecoded) to an anonymous temporary file in
- * tmp_dir, which both readers then open through /proc/self/fd (each with its own position):
- * unlinked from the start, it vanishes with the process however it ends (SIGKILL included). */
+/* Where both readers reopen the anonymous spool FD, each with its own position: its
+ * /proc/self/fd path, when /proc is mounted (it is not in some chroots and sandboxes).
+ * 0, or -1. */
+static int sig_spool_proc_path(int fd, char *path, size_t len) {
+  struct stat a, b;
+  snprintf(path, len, "/proc/self/fd/%d", fd);
+  if (fstat(fd, &a) != 0 || stat(path, &b) != 0) return -1;
+  return a.st_dev == b.st_dev && a.st_ino == b.st_ino ? 0 : -1;
+}
+
+/* Without /proc: a named spool in DIR (unique among processes sharing it, even across PID
+ * namespaces) that the atomic writer removes on errors and signals until it is complete. */
+static rctd_writer *sig_spool_named(const char *dir, char *path, size_t len, char *err,
+                                    size_t err_len) {
+  struct timespec now;
+  clock_gettime(CLOCK_REALTIME, &now);
+  if (snprintf(path, len, "%s/rctd-sigma-spool-%ld-%lld%09ld.rctd", dir, (long)getpid(),
+               (long long)now.tv_sec, (long)now.tv_nsec) >= (int)len) {
+    rctd_fail(err, err_len, "%s: temporary directory name too long", dir);
+    return NULL;
+  }
+  rctd_writer_opts wo = {0};
+  return rctd_writer_open(path, &wo, err, err_len);
+}
+
+/* A piped input is copied (record frames, undecoded) to a temporary file in tmp_dir that both
+ * readers then open.  Anonymous (unlinked from the start, reopened through /proc/self/fd), it
+ * vanishes with the process however it ends (SIGKILL included); without /proc it is named,
+ * and unlinked as soon as the readers have it open. */
 static int sig_open_spooled(sig_input *in, const char *path, const char *tmp_dir, char *err,
                             size_t err_len) {
   const char *dir = tmp_dir && *tmp_dir ? tmp_dir : getenv("TMPDIR");
   if (!dir || !*dir) dir = "/tmp";
   rctd_reader *r = rctd_reader_open(path, err, err_len);
   if (!r) return -1;
+  char spool_path[4096];
   FILE *spool = rctd_temp_file(dir, "rctd-sigma-spool");
+  int named = spool && sig_spool_proc_path(fileno(spool), spool_path, sizeof spool_path) < 0;
+  if (named) fclose(spool);
   if (!spool) {
     rctd_reader_close(r);
     return rctd_fail(err, err_len,
@@ -766,20 +795,20 @@ static int sig_open_spooled(sig_input *in, const char *path, const char *tmp_dir
   char label[600];
   snprintf(label, sizeof label, "%s: the temporary copy of the piped input", dir);
   rctd_writer_opts wo = {0};
-  rctd_writer *w = rctd_writer_fopen(spool, label, &wo, err, err_len);
-  int rc = w ? sig_copy_records(r, w, err, err_len) : -1;
+  rctd_writer *w = named ? sig_spool_named(dir, spool_path, sizeof spool_path, err, err_len)
+                         : rctd_writer_fopen(spool, label, &wo, err, err_len);
+  int rc = w ? sig_copy_records(r, w, err, err_len) : -1, made = w != NULL;
   rctd_reader_close(r);
   char werr[RCTD_ERR_LEN];
   if (rc == 0 && rctd_writer_close(w, werr, sizeof werr) < 0)
     rc = rctd_fail(err, err_len, "%s: free some space or give --tmp-dir another directory", werr);
   else if (rc != 0 && w)
     rctd_writer_abort(w);
-  char spool_path[64];
-  snprintf(spool_path, sizeof spool_path, "/proc/self/fd/%d", fileno(spool));
-  /* Messages name the input, not the temporary copy. */
+  /* Messages name the input, not the temporary copy (but for opening the copy itself). */
   if (rc == 0)
     rc = sig_open_twice(in, spool_path, strcmp(path, "-") ? path : "stdin", tmp_dir, err, err_len);
-  fclose(spool);
+  if (named && made) unlink(spool_path);
+  if (!named) fclose(spool);
   return rc;
 }
 
