@@ -24,17 +24,19 @@ static int hs_setup(void) {
 /* A command in hs_dir with the binaries on PATH, a private table cache, REF and SP naming the
  * vignette's inputs and BAD the damaged fixtures; stderr to err.txt.  Returns the exit status
  * (128 + N for signal N). */
-#define HS_SH(fmt, ...)                                                                           \
-  test_sh("cd '%s' && PATH='%s':$PATH && XDG_CACHE_HOME='%s/cache' && export XDG_CACHE_HOME && " \
-          "REF='%s/data/vignette/h5ad/reference.h5ad' SP='%s/data/vignette/h5ad/spatial.h5ad' "  \
-          "BAD='%s/tests/data/bad-inputs' && (" fmt ") 2> err.txt",                              \
-          hs_dir, hs_bin, hs_dir, hs_repo, hs_repo, hs_repo, ##__VA_ARGS__)
+#define HS_SH(fmt, ...)                                                                      \
+  test_sh(                                                                                   \
+      "cd '%s' && PATH='%s':$PATH && XDG_CACHE_HOME='%s/cache' && export XDG_CACHE_HOME && " \
+      "REF='%s/data/vignette/h5ad/reference.h5ad' SP='%s/data/vignette/h5ad/spatial.h5ad' "  \
+      "BAD='%s/tests/data/bad-inputs' && (" fmt ") 2> err.txt",                              \
+      hs_dir, hs_bin, hs_dir, hs_repo, hs_repo, hs_repo, ##__VA_ARGS__)
 
 /* The reference stream of the vignette (REF.rctd in hs_dir). */
-#define HS_REF_STREAM                                                                      \
-  "{ test -s REF.rctd || rctd-reference \"$REF\" --numi-col nUMI --cell-type-col "         \
+#define HS_REF_STREAM                                                              \
+  "{ test -s REF.rctd || rctd-reference \"$REF\" --numi-col nUMI --cell-type-col " \
   "cell_type_name -q -o REF.rctd; }"
-#define HS_RUN "rctd run --reference \"$REF\" --reference-numi-col nUMI --cell-type-col " \
+#define HS_RUN                                                               \
+  "rctd run --reference \"$REF\" --reference-numi-col nUMI --cell-type-col " \
   "cell_type_name --spatial \"$SP\" -q"
 
 /* File NAME of hs_dir is exactly TEXT. */
@@ -96,31 +98,36 @@ TEST_E2E(hostile_write_errors_fail_and_leave_nothing) {
   CHECK(hs_err_is("rctd: stdout: write failed: No space left on device\n"));
   /* The summary on a full stdout: the run fails and its h5ad does not appear. */
   CHECK(HS_SH("rm -f full.h5ad; " HS_RUN " -o full.h5ad > /dev/full") == 1);
-  CHECK(hs_err_is("rctd-merge: stdout: write failed: No space left on device; the output is "
-                  "incomplete\n"
-                  "rctd run: merge failed (exit status 1); the pipeline stopped, no output was "
-                  "written\n"));
+  CHECK(
+      hs_err_is("rctd-merge: stdout: write failed: No space left on device; the output is "
+                "incomplete\n"
+                "rctd run: merge failed (exit status 1); the pipeline stopped, no output was "
+                "written\n"));
   CHECK(HS_SH("test ! -e full.h5ad && test -z \"$(ls -A | grep tmp)\"") == 0);
   /* The JSON summary that rctd run itself writes last: the h5ad is taken back. */
   CHECK(HS_SH("rm -f j.h5ad; " HS_RUN " --no-summary -o j.h5ad --json /dev/full") == 1);
-  CHECK(hs_err_is("rctd run: /dev/full: write failed: No space left on device; the output is "
-                  "incomplete\n"));
+  CHECK(
+      hs_err_is("rctd run: /dev/full: write failed: No space left on device; the output is "
+                "incomplete\n"));
   CHECK(HS_SH("test ! -e j.h5ad") == 0);
   CHECK(HS_SH(HS_REF_STREAM " && rctd-view REF.rctd -o /dev/full") == 1);
-  CHECK(hs_err_is("rctd-view: /dev/full: write failed: No space left on device; the output is "
-                  "incomplete\n"));
+  CHECK(
+      hs_err_is("rctd-view: /dev/full: write failed: No space left on device; the output is "
+                "incomplete\n"));
 }
 
 TEST_E2E(hostile_output_path_messages) {
   CHECK(hs_setup());
   CHECK(HS_SH(HS_RUN " -o ''") == 2);
-  CHECK(hs_err_is("rctd run: option -o: the path is empty: give a file name, or - for standard "
-                  "output\nTry 'rctd run --help' for more information.\n"));
+  CHECK(
+      hs_err_is("rctd run: option -o: the path is empty: give a file name, or - for standard "
+                "output\nTry 'rctd run --help' for more information.\n"));
   CHECK(HS_SH("mkdir -p adir && " HS_REF_STREAM " && rctd-view REF.rctd -o adir/") == 1);
   CHECK(hs_err_is("rctd-view: adir/: output is a directory: give a file name\n"));
   CHECK(HS_SH("touch afile && " HS_RUN " --keep-intermediates afile -o x.h5ad") == 1);
-  CHECK(hs_err_is("rctd run: --keep-intermediates afile: exists and is not a directory: give a "
-                  "directory (it is created when missing)\n"));
+  CHECK(
+      hs_err_is("rctd run: --keep-intermediates afile: exists and is not a directory: give a "
+                "directory (it is created when missing)\n"));
 }
 
 /* ------------------------------------------------------------------ damaged HDF5 */
@@ -167,9 +174,10 @@ TEST_E2E(hostile_damaged_hdf5_one_line_each) {
                           : "rctd-normalize %s REF.rctd -q -o out.rctd";
     char full[1024];
     snprintf(full, sizeof full, cmd, file);
-    int rc = HS_SH("cd bad && RCTD_HDF5_TIMEOUT=1 timeout 20 %s 2> ../err.txt; s=$?; test ! -e "
-                   "out.rctd && test -z \"$(ls -A | grep tmp)\" && exit $s",
-                   full);
+    int rc = HS_SH(
+        "cd bad && RCTD_HDF5_TIMEOUT=1 timeout 20 %s 2> ../err.txt; s=$?; test ! -e "
+        "out.rctd && test -z \"$(ls -A | grep tmp)\" && exit $s",
+        full);
     char err_path[PATH_MAX + 16], got[4096] = "", last[sizeof got] = "";
     snprintf(err_path, sizeof err_path, "%s/err.txt", hs_dir);
     FILE *e = fopen(err_path, "r");
@@ -181,8 +189,8 @@ TEST_E2E(hostile_damaged_hdf5_one_line_each) {
     }
     if (e) fclose(e);
     if (rc != atoi(status) || fnmatch(expect, last, 0) != 0 || lines > 2 || foreign) {
-      fprintf(stderr, "  %s: exit %d (want %s), %d lines, last: %s\n  want: %s\n", file, rc,
-              status, lines, last, expect);
+      fprintf(stderr, "  %s: exit %d (want %s), %d lines, last: %s\n  want: %s\n", file, rc, status,
+              lines, last, expect);
       bad++;
     }
   }
@@ -199,26 +207,30 @@ TEST_E2E(hostile_damaged_hdf5_validate_and_merge) {
               "\"$BAD/hdf5.tar.xz\"; }") == 0);
   CHECK(HS_SH("RCTD_HDF5_TIMEOUT=1 rctd validate --reference \"$REF\" --reference-numi-col nUMI "
               "--cell-type-col cell_type_name --spatial bad/hang_sp.h5ad > validate.out") == 1);
-  CHECK(hs_err_is("rctd validate: bad/hang_sp.h5ad: damaged HDF5 file: the HDF5 library made no "
-                  "progress reading it for 1 s; check it with h5dump, or copy or export it "
-                  "again\n"));
+  CHECK(
+      hs_err_is("rctd validate: bad/hang_sp.h5ad: damaged HDF5 file: the HDF5 library made no "
+                "progress reading it for 1 s; check it with h5dump, or copy or export it "
+                "again\n"));
   CHECK(HS_SH("rctd validate --reference bad/segv_ref.h5ad --reference-numi-col nUMI "
               "--cell-type-col cell_type_name --spatial \"$SP\" > validate.out") == 1);
-  CHECK(hs_err_is("rctd validate: bad/segv_ref.h5ad: damaged HDF5 file: the HDF5 library crashed "
-                  "reading it (segmentation fault); check it with h5dump, or copy or export it "
-                  "again\n"));
+  CHECK(
+      hs_err_is("rctd validate: bad/segv_ref.h5ad: damaged HDF5 file: the HDF5 library crashed "
+                "reading it (segmentation fault); check it with h5dump, or copy or export it "
+                "again\n"));
   CHECK(HS_SH("test -s kept/4-fit.rctd || " HS_RUN " --no-summary --keep-intermediates kept -o "
               "kept.h5ad") == 0);
   CHECK(HS_SH("rctd-merge --spatial bad/segv_sp.h5ad -q -o m.h5ad kept/4-fit.rctd") == 1);
-  CHECK(hs_err_is("rctd-merge: bad/segv_sp.h5ad: damaged HDF5 file: the HDF5 library crashed "
-                  "reading it (segmentation fault); check it with h5dump, or copy or export it "
-                  "again\n"));
+  CHECK(
+      hs_err_is("rctd-merge: bad/segv_sp.h5ad: damaged HDF5 file: the HDF5 library crashed "
+                "reading it (segmentation fault); check it with h5dump, or copy or export it "
+                "again\n"));
   CHECK(HS_SH("test ! -e m.h5ad && test -z \"$(ls -A | grep tmp)\"") == 0);
   /* Without -o, merge only probes the spatial file's layout: under the guard too. */
   CHECK(HS_SH("rctd-merge --spatial bad/segv_sp.h5ad -q --json - kept/4-fit.rctd > m.json") == 1);
-  CHECK(hs_err_is("rctd-merge: bad/segv_sp.h5ad: damaged HDF5 file: the HDF5 library crashed "
-                  "reading it (segmentation fault); check it with h5dump, or copy or export it "
-                  "again\n"));
+  CHECK(
+      hs_err_is("rctd-merge: bad/segv_sp.h5ad: damaged HDF5 file: the HDF5 library crashed "
+                "reading it (segmentation fault); check it with h5dump, or copy or export it "
+                "again\n"));
 }
 
 /* ------------------------------------------------------------------ integrity */
@@ -229,17 +241,21 @@ TEST_E2E(hostile_tampered_streams_refused) {
   CHECK(hs_setup());
   CHECK(HS_SH("cp \"$BAD\"/*.rctd . && rctd-merge --spatial \"$SP\" -q -o t1.h5ad "
               "fit_profiles_flipped.rctd") == 1);
-  CHECK(hs_err_is("rctd-merge: fit_profiles_flipped.rctd: record 'model.profiles': chunk 1: "
-                  "corrupted data (zstd: Restored data doesn't match checksum)\n"));
+  CHECK(
+      hs_err_is("rctd-merge: fit_profiles_flipped.rctd: record 'model.profiles': chunk 1: "
+                "corrupted data (zstd: Restored data doesn't match checksum)\n"));
   CHECK(HS_SH("rctd-merge --spatial \"$SP\" -q -o t2.h5ad fit_first_type_2e31.rctd") == 1);
-  CHECK(hs_err_is("rctd-merge: fit_first_type_2e31.rctd: pixel 0 (TTGGACGTTTCAAT): first type "
-                  "2147483647 is outside [0, 19): the stream is damaged or was altered\n"));
+  CHECK(
+      hs_err_is("rctd-merge: fit_first_type_2e31.rctd: pixel 0 (TTGGACGTTTCAAT): first type "
+                "2147483647 is outside [0, 19): the stream is damaged or was altered\n"));
   CHECK(HS_SH("rctd-fit-doublet sigma_qtable_scaled.rctd -q -o t3.rctd") == 1);
-  CHECK(hs_err_is("rctd-fit-doublet: sigma_qtable_scaled.rctd: likelihood table data fail their "
-                  "crc32 (the stream was altered): rerun rctd-sigma\n"));
+  CHECK(
+      hs_err_is("rctd-fit-doublet: sigma_qtable_scaled.rctd: likelihood table data fail their "
+                "crc32 (the stream was altered): rerun rctd-sigma\n"));
   CHECK(HS_SH("rctd-fit-doublet sigma_dup_typename.rctd -q -o t4.rctd") == 1);
-  CHECK(hs_err_is("rctd-fit-doublet: sigma_dup_typename.rctd: record 'model.type_names': cell "
-                  "type name 'Astrocytes' appears twice: cell type names must be unique\n"));
+  CHECK(
+      hs_err_is("rctd-fit-doublet: sigma_dup_typename.rctd: record 'model.type_names': cell "
+                "type name 'Astrocytes' appears twice: cell type names must be unique\n"));
   CHECK(HS_SH("test ! -e t1.h5ad && test ! -e t2.h5ad && test ! -e t3.rctd && test ! -e t4.rctd "
               "&& test -z \"$(ls -A | grep tmp)\"") == 0);
 }
@@ -270,8 +286,9 @@ TEST_E2E(hostile_skipped_chunks_are_verified) {
   CHECK(HS_SH(HS_REF_STREAM " && cp REF.rctd flip.rctd") == 0);
   CHECK(hs_flip_after_first_chunk("flip.rctd", 32 + 20) == 0);
   CHECK(HS_SH("rctd-view flip.rctd reference.profiles > /dev/null") == 1);
-  CHECK(hs_err_is("rctd-view: flip.rctd: record 'reference.meta': chunk 1: corrupted data (zstd: "
-                  "Restored data doesn't match checksum)\n"));
+  CHECK(
+      hs_err_is("rctd-view: flip.rctd: record 'reference.meta': chunk 1: corrupted data (zstd: "
+                "Restored data doesn't match checksum)\n"));
 }
 
 /* An MTX entry line without its value is an error, not a dropped entry. */
@@ -282,8 +299,9 @@ TEST_E2E(hostile_mtx_entry_without_value) {
               "&& sed 's/^1 3 4$/1 3/' '%s/tests/data/input/mtx_v2/matrix.mtx' > "
               "novalue/matrix.mtx && rctd-normalize novalue REF.rctd -q -o nv.rctd",
               hs_repo, hs_repo) == 1);
-  CHECK(hs_err_is("rctd-normalize: novalue/matrix.mtx: line 4 is not 'row col value' within 5 x "
-                  "6: the file is corrupt\n"));
+  CHECK(
+      hs_err_is("rctd-normalize: novalue/matrix.mtx: line 4 is not 'row col value' within 5 x "
+                "6: the file is corrupt\n"));
 }
 
 /* An h5ad whose categorical cell types list a name twice (anndata cannot read that back):
@@ -304,8 +322,9 @@ TEST_E2E(hostile_h5ad_duplicate_categories) {
   H5Fclose(file);
   CHECK(rc >= 0);
   CHECK(HS_SH("rctd-reference dupcat.h5ad -q -o dup.rctd") == 1);
-  CHECK(hs_err_is("rctd-reference: dupcat.h5ad: cell type 'gamma' appears twice among the "
-                  "categories: cell type names must be unique\n"));
+  CHECK(
+      hs_err_is("rctd-reference: dupcat.h5ad: cell type 'gamma' appears twice among the "
+                "categories: cell type names must be unique\n"));
   CHECK(HS_SH("rctd validate --reference dupcat.h5ad --spatial \"$SP\" > v.out") == 1);
   CHECK(HS_SH("grep -qx \"PROBLEM: reference: dupcat.h5ad: cell type 'gamma' appears twice among "
               "the categories: cell type names must be unique\" v.out") == 0);
@@ -316,25 +335,33 @@ TEST_E2E(hostile_h5ad_duplicate_categories) {
 /* The spatial input is a FIFO nobody writes, given as a piped CSV table (a FIFO of unknown format
  * is refused at once): rctd-normalize (and rctd-merge) wait on it, so the run is still going
  * when it is killed. */
-#define HS_RUN_STUCK                                                                            \
+#define HS_RUN_STUCK                                                                             \
   "rm -f stuck.fifo && mkfifo stuck.fifo && rctd run --reference \"$REF\" --reference-numi-col " \
   "nUMI --cell-type-col cell_type_name --spatial \"$PWD/stuck.fifo\" --spatial-format csv -q "   \
   "-o stuck.h5ad"
 
+/* Waits (20 s at most) until COND holds, polling every 0.1 s: a loaded or sanitizer machine
+ * starts the stages later than a fixed sleep would allow. */
+#define HS_WAIT_FOR(cond) "for i in $(seq 200); do " cond " && break; sleep 0.1; done; "
+#define HS_STAGES "$(pgrep -f \"$PWD/stuck.fifo\" | wc -l)"
+
+#define HS_STAGES_UP HS_WAIT_FOR("test " HS_STAGES " -ge 2")
+#define HS_STAGES_GONE HS_WAIT_FOR("test " HS_STAGES " -eq 0")
+
 TEST_E2E(hostile_stages_die_with_rctd_run) {
   CHECK(hs_setup());
   /* SIGKILL of the parent alone: the stages get SIGTERM from the kernel and leave nothing. */
-  CHECK(HS_SH("{ " HS_RUN_STUCK " 2> run.err & } ; p=$!; sleep 1; n=$(pgrep -f \"$PWD/stuck.fifo\" "
-              "| wc -l); kill -9 $p; sleep 1; test \"$n\" -ge 2 && test -z \"$(pgrep -f "
-              "\"$PWD/stuck.fifo\")\" && test ! -e stuck.h5ad && test -z \"$(ls -A | grep tmp)\"") ==
-        0);
+  CHECK(HS_SH("{ " HS_RUN_STUCK " 2> run.err & } ; p=$!; " HS_STAGES_UP "n=" HS_STAGES
+              "; kill -9 $p; " HS_STAGES_GONE "test \"$n\" -ge 2 && test " HS_STAGES
+              " -eq 0 && test ! -e stuck.h5ad && test -z \"$(ls -A | grep tmp)\"") == 0);
   /* SIGTERM (or Ctrl-C): one line saying so, the signal's exit status, no output. */
   /* (rctd run's stderr to its own file: the shell may report the signal on its own.) */
-  CHECK(HS_SH("{ " HS_RUN_STUCK " 2> stuck.err & } ; p=$!; sleep 1; kill -TERM $p; wait $p") ==
-        128 + 15);
-  CHECK(hs_file_is("stuck.err", "rctd run: interrupted (Terminated): the pipeline stopped, no "
-                                "output was written\n"));
-  CHECK(HS_SH("test -z \"$(pgrep -f \"$PWD/stuck.fifo\")\" && test ! -e stuck.h5ad") == 0);
+  CHECK(HS_SH("{ " HS_RUN_STUCK " 2> stuck.err & } ; p=$!; " HS_STAGES_UP
+              "kill -TERM $p; wait $p") == 128 + 15);
+  CHECK(hs_file_is("stuck.err",
+                   "rctd run: interrupted (Terminated): the pipeline stopped, no "
+                   "output was written\n"));
+  CHECK(HS_SH(HS_STAGES_GONE "test " HS_STAGES " -eq 0 && test ! -e stuck.h5ad") == 0);
 }
 
 /* A YAML null or a key given twice is refused alike by rctd run and by the stage; a bad value
@@ -342,16 +369,19 @@ TEST_E2E(hostile_stages_die_with_rctd_run) {
 TEST_E2E(hostile_yaml_null_duplicate_and_bad_value) {
   CHECK(hs_setup());
   CHECK(HS_SH("printf 'UMI_min:\\n' > null.yaml && " HS_RUN " -o y.h5ad --config null.yaml") == 2);
-  CHECK(hs_err_is("rctd run: null.yaml: line 1: key 'UMI_min' has no value: give one, or remove "
-                  "the line to keep the default\n"));
+  CHECK(
+      hs_err_is("rctd run: null.yaml: line 1: key 'UMI_min' has no value: give one, or remove "
+                "the line to keep the default\n"));
   CHECK(HS_SH(HS_REF_STREAM " && rctd-normalize --config null.yaml \"$SP\" REF.rctd -q -o "
                             "y.rctd") == 2);
-  CHECK(hs_err_is("rctd-normalize: null.yaml: line 1: key 'UMI_min' has no value: give one, or "
-                  "remove the line to keep the default\n"));
+  CHECK(
+      hs_err_is("rctd-normalize: null.yaml: line 1: key 'UMI_min' has no value: give one, or "
+                "remove the line to keep the default\n"));
   CHECK(HS_SH("printf 'UMI_min: 10\\nUMI_min: 20\\n' > twice.yaml && " HS_RUN
               " -o y.h5ad --config twice.yaml") == 2);
-  CHECK(hs_err_is("rctd run: twice.yaml: line 2: key 'UMI_min' is given twice (also on line 1): "
-                  "keep one\n"));
+  CHECK(
+      hs_err_is("rctd run: twice.yaml: line 2: key 'UMI_min' is given twice (also on line 1): "
+                "keep one\n"));
   CHECK(HS_SH("printf 'doublet_mode: full\\nUMI_min: lots\\n' > bad.yaml && " HS_RUN
               " -o y.h5ad --config bad.yaml") == 2);
   CHECK(hs_err_is("rctd run: bad.yaml: line 2: key 'UMI_min': invalid number 'lots'\n"));
@@ -369,48 +399,58 @@ TEST_E2E(hostile_messages_name_the_cause) {
               "kept.h5ad") == 0);
   /* A result stream given to rctd-sigma, as a file and through a pipe. */
   CHECK(HS_SH("rctd-sigma kept/4-fit.rctd -q -o s.rctd") == 1);
-  CHECK(hs_err_is("rctd-sigma: kept/4-fit.rctd: a result stream of rctd-fit-*, not a model stream "
-                  "with pixels: give the stream written by rctd-normalize (or rctd-sigma)\n"));
+  CHECK(
+      hs_err_is("rctd-sigma: kept/4-fit.rctd: a result stream of rctd-fit-*, not a model stream "
+                "with pixels: give the stream written by rctd-normalize (or rctd-sigma)\n"));
   CHECK(HS_SH("rctd-sigma - -q -o s.rctd < kept/4-fit.rctd") == 1);
-  CHECK(hs_err_is("rctd-sigma: stdin: a result stream of rctd-fit-*, not a model stream with "
-                  "pixels: give the stream written by rctd-normalize (or rctd-sigma)\n"));
+  CHECK(
+      hs_err_is("rctd-sigma: stdin: a result stream of rctd-fit-*, not a model stream with "
+                "pixels: give the stream written by rctd-normalize (or rctd-sigma)\n"));
   /* A piped input and a temporary directory that does not exist. */
   CHECK(HS_SH("rctd-sigma - --tmp-dir /nonexistent/dir -q -o s.rctd < kept/2-model.rctd") == 1);
-  CHECK(hs_err_is("rctd-sigma: /nonexistent/dir: cannot write the temporary copy of the piped "
-                  "input there (No such file or directory): give --tmp-dir a writable "
-                  "directory\n"));
+  CHECK(
+      hs_err_is("rctd-sigma: /nonexistent/dir: cannot write the temporary copy of the piped "
+                "input there (No such file or directory): give --tmp-dir a writable "
+                "directory\n"));
   CHECK(HS_SH("test ! -e s.rctd") == 0);
   /* One pixel: every gene name matches, but few genes reach MIN_OBS. */
   CHECK(HS_SH(HS_REF_STREAM " && " HS_CSV "cut -d, -f1-2 \"$V/spatial/MappedDGEForR.csv\" > "
-              "one.csv && rctd-normalize one.csv REF.rctd -q -o one.rctd") == 1);
-  CHECK(hs_err_is("rctd-normalize: one.csv: only 12 of the 378 genes shared with the reference "
-                  "are observed at least MIN_OBS = 3 times in the spatial data, fewer than 10% "
-                  "of 378: too few pixels or counts; give more pixels or lower --min-obs\n"));
+                            "one.csv && rctd-normalize one.csv REF.rctd -q -o one.rctd") == 1);
+  CHECK(
+      hs_err_is("rctd-normalize: one.csv: only 12 of the 378 genes shared with the reference "
+                "are observed at least MIN_OBS = 3 times in the spatial data, fewer than 10% "
+                "of 378: too few pixels or counts; give more pixels or lower --min-obs\n"));
   /* A ';'-separated counts table, and a ';'-separated side table. */
   CHECK(HS_SH(HS_CSV "sed 's/,/;/g' \"$V/spatial/MappedDGEForR.csv\" > semi.csv && "
-              "rctd-normalize semi.csv REF.rctd -q -o x.rctd") == 1);
-  CHECK(hs_err_is("rctd-normalize: semi.csv: the header has no comma or tab but has ';': the "
-                  "table seems separated by ';'; give a comma- or tab-separated table (R: "
-                  "write.csv)\n"));
-  CHECK(HS_SH(HS_CSV "sed 's/,/;/g' \"$V/spatial/BeadLocationsForR.csv\" > semi_xy.csv && "
+                     "rctd-normalize semi.csv REF.rctd -q -o x.rctd") == 1);
+  CHECK(
+      hs_err_is("rctd-normalize: semi.csv: the header has no comma or tab but has ';': the "
+                "table seems separated by ';'; give a comma- or tab-separated table (R: "
+                "write.csv)\n"));
+  CHECK(HS_SH(HS_CSV
+              "sed 's/,/;/g' \"$V/spatial/BeadLocationsForR.csv\" > semi_xy.csv && "
               "cp \"$V/spatial/MappedDGEForR.csv\" dge.csv && rctd-normalize dge.csv REF.rctd "
               "--coords-table semi_xy.csv -q -o x.rctd") == 1);
-  CHECK(hs_err_is("rctd-normalize: semi_xy.csv: the header has no comma or tab but has ';': the "
-                  "table seems separated by ';'; give a comma- or tab-separated table (R: "
-                  "write.csv)\n"));
+  CHECK(
+      hs_err_is("rctd-normalize: semi_xy.csv: the header has no comma or tab but has ';': the "
+                "table seems separated by ';'; give a comma- or tab-separated table (R: "
+                "write.csv)\n"));
   /* Coordinates for half the pixels: the coordinates table is named. */
-  CHECK(HS_SH(HS_CSV "head -n 51 \"$V/spatial/BeadLocationsForR.csv\" > half_xy.csv && "
+  CHECK(HS_SH(HS_CSV
+              "head -n 51 \"$V/spatial/BeadLocationsForR.csv\" > half_xy.csv && "
               "rctd-normalize dge.csv REF.rctd --coords-table half_xy.csv -q -o x.rctd") == 1);
-  CHECK(hs_err_is("rctd-normalize: half_xy.csv: barcode 'CTTGCACCTAGAAC' of dge.csv has no line "
-                  "in this table (50 of 100 have one): give every barcode its x and y\n"));
+  CHECK(
+      hs_err_is("rctd-normalize: half_xy.csv: barcode 'CTTGCACCTAGAAC' of dge.csv has no line "
+                "in this table (50 of 100 have one): give every barcode its x and y\n"));
   /* A cell missing from meta_data.csv used as the nUMI table. */
   CHECK(HS_SH(HS_CSV "cp \"$V/reference/dge.csv\" ref_dge.csv && sed 2d "
-              "\"$V/reference/meta_data.csv\" > meta.csv && rctd-reference ref_dge.csv "
-              "--cell-type-table meta.csv --cell-type-col cluster --numi-table meta.csv "
-              "--numi-col nUMI -q -o r.rctd") == 1);
-  CHECK(hs_err_is("rctd-reference: meta.csv: barcode 'Ib_M001_ATGCATGGTATCGTAC' of ref_dge.csv "
-                  "has no line in this table (474 of 475 have one): give every barcode its "
-                  "nUMI\n"));
+                     "\"$V/reference/meta_data.csv\" > meta.csv && rctd-reference ref_dge.csv "
+                     "--cell-type-table meta.csv --cell-type-col cluster --numi-table meta.csv "
+                     "--numi-col nUMI -q -o r.rctd") == 1);
+  CHECK(
+      hs_err_is("rctd-reference: meta.csv: barcode 'Ib_M001_ATGCATGGTATCGTAC' of ref_dge.csv "
+                "has no line in this table (474 of 475 have one): give every barcode its "
+                "nUMI\n"));
   CHECK(HS_SH("test ! -e x.rctd && test ! -e r.rctd && test ! -e one.rctd") == 0);
 }
 
@@ -423,11 +463,12 @@ TEST_E2E(hostile_run_reports_the_first_failure_only) {
               "\"$BAD/hdf5.tar.xz\"; }") == 0);
   CHECK(HS_SH("rctd run --reference \"$REF\" --reference-numi-col nUMI --cell-type-col "
               "cell_type_name --spatial bad/segv_sp.h5ad -q -o f.h5ad") == 1);
-  CHECK(hs_err_is("rctd-normalize: bad/segv_sp.h5ad: damaged HDF5 file: the HDF5 library crashed "
-                  "reading it (segmentation fault); check it with h5dump, or copy or export it "
-                  "again\n"
-                  "rctd run: normalize failed (exit status 1); the pipeline stopped, no output "
-                  "was written\n"));
+  CHECK(
+      hs_err_is("rctd-normalize: bad/segv_sp.h5ad: damaged HDF5 file: the HDF5 library crashed "
+                "reading it (segmentation fault); check it with h5dump, or copy or export it "
+                "again\n"
+                "rctd run: normalize failed (exit status 1); the pipeline stopped, no output "
+                "was written\n"));
   CHECK(HS_SH("test ! -e f.h5ad") == 0);
 }
 
@@ -472,8 +513,9 @@ TEST_E2E(hostile_run_names_the_failing_stage_not_its_upstream) {
   CHECK(hs_setup());
   CHECK(HS_SH("rm -rf fsz-run && mkdir fsz-run && ulimit -f 40 && TMPDIR=$PWD/fsz-run " HS_RUN
               " -o fsz-run/r.h5ad 2> run.err; s=$?; tail -n 1 run.err > last.txt; exit $s") == 1);
-  CHECK(hs_file_is("last.txt", "rctd run: sigma failed (exit status 1); the pipeline stopped, no "
-                               "output was written\n"));
+  CHECK(hs_file_is("last.txt",
+                   "rctd run: sigma failed (exit status 1); the pipeline stopped, no "
+                   "output was written\n"));
   CHECK(HS_SH("test -z \"$(ls -A fsz-run)\"") == 0);
   /* rctd run started with SIGPIPE ignored: its stages get it back (normalize, writing to a sigma
    * that had closed its input, failed with EPIPE instead, and was named).  Here sigma is a
@@ -485,8 +527,9 @@ TEST_E2E(hostile_run_names_the_failing_stage_not_its_upstream) {
               hs_bin, hs_bin) == 0);
   CHECK(HS_SH("trap '' PIPE && fakebin/" HS_RUN " -o fake.h5ad 2> run.err; s=$?; tail -n 1 "
               "run.err > last.txt; exit $s") == 1);
-  CHECK(hs_file_is("last.txt", "rctd run: sigma failed (exit status 1); the pipeline stopped, no "
-                               "output was written\n"));
+  CHECK(hs_file_is("last.txt",
+                   "rctd run: sigma failed (exit status 1); the pipeline stopped, no "
+                   "output was written\n"));
 }
 
 /* rctd-sigma copies a piped input to --tmp-dir: killed (SIGKILL: an OOM kill, a scheduler's
@@ -502,8 +545,9 @@ TEST_E2E(hostile_sigma_spool_leaves_nothing) {
               "$p; test $? = 137; } && test -z \"$(ls -A spool)\" && test ! -e spool.rctd") == 0);
   CHECK(HS_SH("ulimit -f 40 && rctd-sigma - --tmp-dir spool -q -o spool.rctd < "
               "kept/2-model.rctd") == 1);
-  CHECK(hs_err_is("rctd-sigma: spool: the temporary copy of the piped input: write failed: File "
-                  "too large: free some space or give --tmp-dir another directory\n"));
+  CHECK(
+      hs_err_is("rctd-sigma: spool: the temporary copy of the piped input: write failed: File "
+                "too large: free some space or give --tmp-dir another directory\n"));
   CHECK(HS_SH("test -z \"$(ls -A spool)\" && test ! -e spool.rctd") == 0);
 }
 
@@ -538,8 +582,9 @@ TEST_E2E(hostile_sigma_spool_without_proc) {
 TEST_E2E(hostile_sigma_count_limits_named) {
   CHECK(hs_setup());
   CHECK(HS_SH("rctd-sigma --n-epoch 2000000 -o x.rctd /dev/null") == 2);
-  CHECK(hs_err_is("rctd-sigma: --n-fit must be >= 1 and --n-epoch 1..1000000\nTry 'rctd-sigma "
-                  "--help' for more information.\n"));
+  CHECK(
+      hs_err_is("rctd-sigma: --n-fit must be >= 1 and --n-epoch 1..1000000\nTry 'rctd-sigma "
+                "--help' for more information.\n"));
 }
 
 /* Entries that cannot be written each for its own path (here FIFOs in place of two entries of a
@@ -565,12 +610,14 @@ TEST_E2E(hostile_sigma_unwritable_entries_warn_once) {
 TEST_E2E(hostile_stream_to_full_stdout_one_line) {
   CHECK(hs_setup());
   CHECK(HS_SH(HS_REF_STREAM " && rctd-normalize \"$SP\" REF.rctd -q > /dev/full") == 1);
-  CHECK(hs_err_is("rctd-normalize: stdout: record 'model.genes_bulk': write failed: No space left "
-                  "on device\n"));
+  CHECK(
+      hs_err_is("rctd-normalize: stdout: record 'model.genes_bulk': write failed: No space left "
+                "on device\n"));
   CHECK(HS_SH("rctd-reference \"$REF\" --numi-col nUMI --cell-type-col cell_type_name -q > "
               "/dev/full") == 1);
-  CHECK(hs_err_is("rctd-reference: stdout: record 'reference.profiles': write failed: No space "
-                  "left on device\n"));
+  CHECK(
+      hs_err_is("rctd-reference: stdout: record 'reference.profiles': write failed: No space "
+                "left on device\n"));
 }
 
 /* Result streams through pipes (FIFOs, /dev/fd/N of a process substitution) are read once,
