@@ -200,29 +200,46 @@ static void mem_stream(const char *path, const char *layer, mem_result *result) 
   result->rss_peak_kb = mem_maxrss_kb();
 }
 
-static int mem_in_child(const char *path, const char *layer, mem_result *result) {
+/* Runs BODY(ARG, OUT) in a forked child (the runner's heap, which later tests' RSS measures
+ * inherit, stays as it was) and copies its OUT_SIZE bytes of OUT back.  0 when the child
+ * exited 0 having sent them all, else -1. */
+static int mem_fork(int (*body)(void *arg, void *out), void *arg, void *out, size_t out_size) {
   int fds[2];
   if (pipe(fds) != 0) return -1;
   fflush(NULL);
   pid_t pid = fork();
   if (pid == 0) {
     close(fds[0]);
-    mem_result mine;
-    memset(&mine, 0, sizeof mine);
-    if (layer && !strcmp(layer, "write"))
-      mine.ok = mem_write_file(path) == 0;
-    else
-      mem_stream(path, layer, &mine);
-    ssize_t written = write(fds[1], &mine, sizeof mine);
-    _exit(written == (ssize_t)sizeof mine ? 0 : 1);
+    int rc = body(arg, out);
+    ssize_t written = write(fds[1], out, out_size);
+    _exit(written == (ssize_t)out_size && rc == 0 ? 0 : 1);
   }
   close(fds[1]);
-  memset(result, 0, sizeof *result);
-  ssize_t got = read(fds[0], result, sizeof *result);
+  ssize_t got = read(fds[0], out, out_size);
   close(fds[0]);
   int status;
   waitpid(pid, &status, 0);
-  return got == (ssize_t)sizeof *result && WIFEXITED(status) && WEXITSTATUS(status) == 0 ? 0 : -1;
+  return got == (ssize_t)out_size && WIFEXITED(status) && WEXITSTATUS(status) == 0 ? 0 : -1;
+}
+
+typedef struct {
+  const char *path, *layer;
+} mem_job;
+
+static int mem_job_run(void *arg, void *out) {
+  const mem_job *job = arg;
+  mem_result *mine = out;
+  if (job->layer && !strcmp(job->layer, "write"))
+    mine->ok = mem_write_file(job->path) == 0;
+  else
+    mem_stream(job->path, job->layer, mine);
+  return 0;
+}
+
+static int mem_in_child(const char *path, const char *layer, mem_result *result) {
+  mem_job job = {path, layer};
+  memset(result, 0, sizeof *result);
+  return mem_fork(mem_job_run, &job, result, sizeof *result);
 }
 
 TEST(input_memory_large_h5ad_streams_in_bounded_rss) {
@@ -303,56 +320,47 @@ static int mem_write_small_chunks(const char *path) {
   return rc;
 }
 
-/* Writes and reads the file in a forked child (the runner's heap, which later tests' RSS
- * measures inherit, stays as it was): *growth_kb is the heap in use after the last chunk read
- * minus after the first.  0, or -1 with a message in err. */
-static int mem_index_child(const char *path, long *growth_kb, char *err, size_t err_len) {
-  int fds[2];
-  if (pipe(fds) != 0) return -1;
-  fflush(NULL);
-  pid_t pid = fork();
-  if (pid == 0) {
-    close(fds[0]);
-    struct {
-      long growth_kb;
-      char err[512];
-    } out = {0, ""};
-    int rc = mem_write_small_chunks(path);
-    rctd_input_options options;
-    rctd_input_options_init(&options);
-    rctd_input *input = rc == 0 ? rctd_input_open(path, &options, out.err, sizeof out.err) : NULL;
-    rctd_csr_chunk chunk;
-    rctd_csr_chunk_init(&chunk);
-    int64_t rows = 0;
-    size_t first = 0, last = 0;
-    while (input &&
-           (rc = rctd_input_next_chunk(input, 4096, &chunk, out.err, sizeof out.err)) == 1) {
-      rows += chunk.n_rows;
-      last = mallinfo2().uordblks;
-      if (rows == chunk.n_rows) first = last;
-    }
-    rctd_csr_chunk_free(&chunk);
-    rctd_input_close(input);
-    remove(path);
-    if ((rc != 0 || rows != MEM_INDEX_ROWS) && !out.err[0])
-      snprintf(out.err, sizeof out.err, "%lld rows read (the file written: %s)", (long long)rows,
-               rc == 0 ? "yes" : "no");
-    out.growth_kb = ((long)last - (long)first) / 1024;
-    ssize_t written = write(fds[1], &out, sizeof out);
-    _exit(written == (ssize_t)sizeof out && out.err[0] == '\0' ? 0 : 1);
+typedef struct {
+  long growth_kb;
+  char err[512];
+} mem_index_out;
+
+/* Writes the file at ARG (a path) and reads it: OUT's growth_kb is the heap in use after the
+ * last chunk read minus after the first.  0, or -1 with a message in OUT's err. */
+static int mem_index_run(void *arg, void *result) {
+  const char *path = arg;
+  mem_index_out *out = result;
+  int rc = mem_write_small_chunks(path);
+  rctd_input_options options;
+  rctd_input_options_init(&options);
+  rctd_input *input = rc == 0 ? rctd_input_open(path, &options, out->err, sizeof out->err) : NULL;
+  rctd_csr_chunk chunk;
+  rctd_csr_chunk_init(&chunk);
+  int64_t rows = 0;
+  size_t first = 0, last = 0;
+  while (input &&
+         (rc = rctd_input_next_chunk(input, 4096, &chunk, out->err, sizeof out->err)) == 1) {
+    rows += chunk.n_rows;
+    last = mallinfo2().uordblks;
+    if (rows == chunk.n_rows) first = last;
   }
-  close(fds[1]);
-  struct {
-    long growth_kb;
-    char err[512];
-  } in = {0, ""};
-  ssize_t got = read(fds[0], &in, sizeof in);
-  close(fds[0]);
-  int status;
-  waitpid(pid, &status, 0);
-  snprintf(err, err_len, "%s", in.err);
-  *growth_kb = in.growth_kb;
-  return got == (ssize_t)sizeof in && WIFEXITED(status) && WEXITSTATUS(status) == 0 ? 0 : -1;
+  rctd_csr_chunk_free(&chunk);
+  rctd_input_close(input);
+  remove(path);
+  if ((rc != 0 || rows != MEM_INDEX_ROWS) && !out->err[0])
+    snprintf(out->err, sizeof out->err, "%lld rows read (the file written: %s)", (long long)rows,
+             rc == 0 ? "yes" : "no");
+  out->growth_kb = ((long)last - (long)first) / 1024;
+  return out->err[0] ? -1 : 0;
+}
+
+/* mem_index_run in a forked child.  0, or -1 with a message in err. */
+static int mem_index_child(const char *path, long *growth_kb, char *err, size_t err_len) {
+  mem_index_out out = {0, ""};
+  int rc = mem_fork(mem_index_run, (void *)path, &out, sizeof out);
+  snprintf(err, err_len, "%s", out.err);
+  *growth_kb = out.growth_kb;
+  return rc;
 }
 
 TEST(input_memory_chunk_index_bounded) {
