@@ -338,41 +338,47 @@ TEST_E2E(normalize_vignette_csv_pipe_and_blocks) {
   rctd_model_reader_close(mr);
 }
 
+/* rctd-normalize on the vignette's h5ad twice, with COMMON and then COMMON and EXTRA, into
+ * OUT[0] and OUT[1] (named after TAG).  0 when both ran. */
+static int norm_two_runs(const char *tag, const char *common, const char *extra, char out[2][512]) {
+  char ref[512];
+  if (norm_test_make_reference(ref, sizeof ref) != 0) return -1;
+  const char *opts[2] = {"", extra};
+  for (int i = 0; i < 2; i++) {
+    snprintf(out[i], 512, "%s/norm_%s%d.rctd", test_tmp_dir(), tag, i);
+    if (test_sh("%s/rctd-normalize %s/data/vignette/h5ad/spatial.h5ad %s %s %s -q -o %s",
+                test_bin_dir(), test_repo_dir(), ref, common, opts[i], out[i]) != 0)
+      return -1;
+  }
+  return 0;
+}
+
+/* Whether the two streams hold the same records (rctd-view, the provenance aside). */
+static int norm_same_records(char out[2][512]) {
+  return test_sh("%s/bench/compare_streams.sh %s %s %s/rctd-view > /dev/null", test_repo_dir(),
+                 out[0], out[1], test_bin_dir()) == 0;
+}
+
 TEST_E2E(normalize_chunk_rows_reach_the_pixels) {
   /* The pixel records are encoded during the second read of the input, into a temporary stream
    * copied after the model: --chunk-rows still sets their chunks, and the pixels are those of
    * the default run (rctd-view prints every record but the provenance the same). */
-  char ref[512], out[2][512];
-  CHECK(norm_test_make_reference(ref, sizeof ref) == 0);
-  const char *chunk[2] = {"", "--chunk-rows 3"};
-  for (int i = 0; i < 2; i++) {
-    snprintf(out[i], sizeof out[i], "%s/norm_chunks%d.rctd", test_tmp_dir(), i);
-    CHECK(test_sh("%s/rctd-normalize %s/data/vignette/h5ad/spatial.h5ad %s --block-pixels 10 %s "
-                  "-q -o %s",
-                  test_bin_dir(), test_repo_dir(), ref, chunk[i], out[i]) == 0);
-  }
+  char out[2][512];
+  CHECK(norm_two_runs("chunks", "--block-pixels 10", "--chunk-rows 3", out) == 0);
   /* 10 pixels a block in chunks of 3 rows: 4 chunks per pixel record. */
   CHECK(test_sh("%s/rctd-view %s | grep -q '^pixels.counts\tcsr f64\t10x313\t4\t'", test_bin_dir(),
                 out[1]) == 0);
   CHECK(test_sh("%s/rctd-view %s | grep -q '^pixels.counts\tcsr f64\t10x313\t1\t'", test_bin_dir(),
                 out[0]) == 0);
-  CHECK(test_sh("%s/bench/compare_streams.sh %s %s %s/rctd-view > /dev/null", test_repo_dir(),
-                out[0], out[1], test_bin_dir()) == 0);
+  CHECK(norm_same_records(out));
 }
 
 /* A block larger than the input (--block-pixels 2^62) holds all its pixels, with the memory of
  * the pixels there are: the default run's stream (it crashed: the block's arrays overflowed). */
 TEST_E2E(normalize_huge_block_pixels) {
-  char ref[512], out[2][512];
-  CHECK(norm_test_make_reference(ref, sizeof ref) == 0);
-  const char *block[2] = {"", "--block-pixels 4611686018427387904"};
-  for (int i = 0; i < 2; i++) {
-    snprintf(out[i], sizeof out[i], "%s/norm_huge_block%d.rctd", test_tmp_dir(), i);
-    CHECK(test_sh("%s/rctd-normalize %s/data/vignette/h5ad/spatial.h5ad %s %s -q -o %s",
-                  test_bin_dir(), test_repo_dir(), ref, block[i], out[i]) == 0);
-  }
-  CHECK(test_sh("%s/bench/compare_streams.sh %s %s %s/rctd-view > /dev/null", test_repo_dir(),
-                out[0], out[1], test_bin_dir()) == 0);
+  char out[2][512];
+  CHECK(norm_two_runs("huge_block", "", "--block-pixels 4611686018427387904", out) == 0);
+  CHECK(norm_same_records(out));
 }
 
 /* ---------------------------------------------------------------- bad input */
@@ -400,10 +406,11 @@ TEST_E2E(normalize_tmp_dir_full) {
   snprintf(log, sizeof log, "%s/norm_full.log", test_tmp_dir());
   snprintf(dir, sizeof dir, "%s/norm_full_tmp", test_tmp_dir());
   CHECK(test_sh("mkdir -p %s", dir) == 0);
-  int rc = test_sh("(trap '' XFSZ; ulimit -f 16; exec %s/rctd-normalize "
-                   "%s/data/vignette/h5ad/spatial.h5ad %s --block-pixels 10 --tmp-dir %s -q -o %s) "
-                   "2> %s",
-                   test_bin_dir(), test_repo_dir(), ref, dir, out, log);
+  int rc = test_sh(
+      "(trap '' XFSZ; ulimit -f 16; exec %s/rctd-normalize "
+      "%s/data/vignette/h5ad/spatial.h5ad %s --block-pixels 10 --tmp-dir %s -q -o %s) "
+      "2> %s",
+      test_bin_dir(), test_repo_dir(), ref, dir, out, log);
   CHECK_MSG(rc != 0 && rc != 2, "exit %d", rc);
   CHECK(test_sh("test \"$(wc -l < '%s')\" -eq 1", log) == 0);
   CHECK(test_sh("grep -q '^rctd-normalize: %s: the temporary file of pixels: .*--tmp-dir' %s", dir,
