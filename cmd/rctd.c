@@ -481,8 +481,7 @@ static int cmd_run(rctd_cli *cli) {
   char json_tmp[PATH_MAX + 32];
   const char *json_arg = NULL;
   if (opt_json) {
-    snprintf(json_tmp, sizeof json_tmp, "%s/rctd-run-%d.json",
-             getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp", (int)getpid());
+    snprintf(json_tmp, sizeof json_tmp, "%s/rctd-run-%d.json", rctd_temp_dir(NULL), (int)getpid());
     json_arg = json_tmp;
   }
   run_stage st[N_STAGES];

@@ -235,9 +235,7 @@ static FILE *atomic_open_file(atomic_slot *slot, int kind, int need_seek, const 
       if (strcmp(path, "-") == 0) snprintf(err, err_len, "stdout: %s", strerror(errno));
       return NULL;
     }
-    const char *tmp = getenv("TMPDIR");
-    snprintf(slot->tmp_path, sizeof slot->tmp_path, "%s/rctd-out.XXXXXX",
-             tmp && *tmp ? tmp : "/tmp");
+    snprintf(slot->tmp_path, sizeof slot->tmp_path, "%s/rctd-out.XXXXXX", rctd_temp_dir(NULL));
     if (strcmp(path, "-") == 0) snprintf(slot->final_path, sizeof slot->final_path, "stdout");
   } else {
     const char *slash = strrchr(resolved, '/');
@@ -464,9 +462,13 @@ void rctd_out_abort(FILE *f) {
 
 /* ---- anonymous temporary files ---- */
 
-int rctd_temp_fd(const char *tmp_dir, const char *prefix) {
+const char *rctd_temp_dir(const char *tmp_dir) {
   if (!tmp_dir || !*tmp_dir) tmp_dir = getenv("TMPDIR");
-  if (!tmp_dir || !*tmp_dir) tmp_dir = "/tmp";
+  return tmp_dir && *tmp_dir ? tmp_dir : "/tmp";
+}
+
+int rctd_temp_fd(const char *tmp_dir, const char *prefix) {
+  tmp_dir = rctd_temp_dir(tmp_dir);
   char name[PATH_MAX];
   int len = snprintf(name, sizeof name, "%s/%s-XXXXXX", tmp_dir, prefix);
   if (len < 0 || (size_t)len >= sizeof name) {

@@ -29,7 +29,10 @@ void rctd_out_remove_all(void);
 int rctd_out_commit(FILE *f, char *err, size_t err_len); /* 0 or -1; closes F either way */
 void rctd_out_abort(FILE *f);
 /* ---- anonymous temporary files ----
- * A scratch file in TMP_DIR (NULL or empty: $TMPDIR, else /tmp) named PREFIX-XXXXXX and
+ * The directory of temporary files: TMP_DIR when given (not NULL or empty), else $TMPDIR when
+ * set and not empty, else /tmp. */
+const char *rctd_temp_dir(const char *tmp_dir);
+/* A scratch file in rctd_temp_dir(TMP_DIR) named PREFIX-XXXXXX and
  * unlinked at once, so that it vanishes with the process however it ends (crash or SIGKILL
  * included).  Returns the descriptor, or -1 with errno set. */
 int rctd_temp_fd(const char *tmp_dir, const char *prefix);

@@ -63,10 +63,7 @@ input_tx *input_tx_create(const char *path, int64_t n_rows, const char *tmp_dir,
   if (tx->spill_fd < 0 || tx->csr_fd < 0) {
     input_fail(err, err_size, path,
                "cannot create a temporary file in %s: %s: set TMPDIR to a writable directory",
-               tmp_dir && *tmp_dir ? tmp_dir
-               : getenv("TMPDIR")  ? getenv("TMPDIR")
-                                   : "/tmp",
-               strerror(errno));
+               rctd_temp_dir(tmp_dir), strerror(errno));
     input_tx_free(tx);
     return NULL;
   }

@@ -575,11 +575,10 @@ static int norm_temp(norm_prep *p, const char *prefix, FILE **f) {
   const char *tmp_dir = rctd_input_tmp_dir(p->spatial);
   *f = rctd_temp_file(tmp_dir, prefix);
   if (*f) return 0;
-  if (!tmp_dir || !*tmp_dir) tmp_dir = getenv("TMPDIR");
   return rctd_fail(p->err, p->err_len,
                    "%s: cannot create a temporary file there (%s): give a writable directory "
                    "with --tmp-dir",
-                   tmp_dir && *tmp_dir ? tmp_dir : "/tmp", strerror(errno));
+                   rctd_temp_dir(tmp_dir), strerror(errno));
 }
 
 /* Pass 2's output: the nUMI spill and the temporary stream of pixel records (p->plan's
@@ -601,11 +600,9 @@ static int norm_prep_pass2_open(norm_prep *p) {
       norm_temp(p, "rctd-normalize-pixels", &plan->pixels_spill) < 0)
     return -1;
   /* the label names the directory: a full disk there is the likely failure */
-  const char *tmp_dir = rctd_input_tmp_dir(p->spatial);
-  if (!tmp_dir || !*tmp_dir) tmp_dir = getenv("TMPDIR");
   char label[600];
   snprintf(label, sizeof label, "%s: the temporary file of pixels",
-           tmp_dir && *tmp_dir ? tmp_dir : "/tmp");
+           rctd_temp_dir(rctd_input_tmp_dir(p->spatial)));
   pix->w =
       rctd_writer_fopen(plan->pixels_spill, label, &p->opts->pixels_writer, p->err, p->err_len);
   return pix->w ? 0 : -1;

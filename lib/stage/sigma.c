@@ -777,8 +777,7 @@ static rctd_writer *sig_spool_named(const char *dir, char *path, size_t len, cha
  * and unlinked as soon as the readers have it open. */
 static int sig_open_spooled(sig_input *in, const char *path, const char *tmp_dir, char *err,
                             size_t err_len) {
-  const char *dir = tmp_dir && *tmp_dir ? tmp_dir : getenv("TMPDIR");
-  if (!dir || !*dir) dir = "/tmp";
+  const char *dir = rctd_temp_dir(tmp_dir);
   rctd_reader *r = rctd_reader_open(path, err, err_len);
   if (!r) return -1;
   char spool_path[4096];
