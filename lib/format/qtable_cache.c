@@ -702,15 +702,16 @@ static int qc_mkdirs(const char *dir) {
   return -1;
 }
 
-/* Whether PATH exists as something other than a regular file (with the message): the cache
- * makes only regular files, so a FIFO there would block a read, and a symbolic link would make
- * the store replace the file it names. */
-static int qc_not_regular(const char *path, char *msg, size_t msg_len) {
+/* What is at PATH: 0 nothing, 1 a regular file (or what lstat cannot tell: the open says), -1
+ * something else (with the message).  The cache makes only regular files, so a FIFO there would
+ * block a read, and a symbolic link would make the store replace the file it names. */
+static int qc_entry_kind(const char *path, char *msg, size_t msg_len) {
   struct stat st;
-  if (lstat(path, &st) != 0 || S_ISREG(st.st_mode)) return 0;
+  if (lstat(path, &st) != 0) return errno == ENOENT ? 0 : 1;
+  if (S_ISREG(st.st_mode)) return 1;
   qc_msg(msg, msg_len, "%s: not a regular file (the cache writes only regular files): remove it",
          path);
-  return 1;
+  return -1;
 }
 
 /* Loads a cache entry with up to n_k rows (all of an entry without blocks: *BLOCKED 0); 1
@@ -719,9 +720,8 @@ static int qc_not_regular(const char *path, char *msg, size_t msg_len) {
  * (row_loaded). */
 static int qc_load(const char *path, int sigma_value, int n_k, const unsigned char *keep,
                    rctd_qtable_owned *t, int *blocked, char *msg, size_t msg_len) {
-  struct stat st;
-  if (lstat(path, &st) != 0 && errno == ENOENT) return 0;
-  if (qc_not_regular(path, msg, msg_len)) return -1;
+  const int kind = qc_entry_kind(path, msg, msg_len);
+  if (kind <= 0) return kind;
   rctd_reader *r = rctd_reader_open(path, msg, msg_len);
   if (!r) return -1;
   const qc_read_req req = {.sigma_value = sigma_value,
@@ -742,7 +742,7 @@ static int qc_store(const char *dir, const char *path, const rctd_qtable_owned *
     qc_msg(msg, msg_len, "%s: cannot create directory: %s", dir, strerror(errno));
     return -1;
   }
-  if (qc_not_regular(path, msg, msg_len)) return -1;
+  if (qc_entry_kind(path, msg, msg_len) < 0) return -1;
   const rctd_writer_opts wo = {.level = QC_ENTRY_LEVEL};
   rctd_writer *w = rctd_writer_open(path, &wo, msg, msg_len);
   if (!w) return -1;
