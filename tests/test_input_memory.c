@@ -38,12 +38,12 @@ static double csc_value(int64_t r, int k) {
   return 1 + (double)((r * 3 + k) % 5);
 }
 
-/* Rows of the file mem_sparse describes, and elements per HDF5 chunk. */
-static int64_t mem_rows = MEM_ROWS;
-static hsize_t mem_chunk = 65536;
+#define MEM_CHUNK 65536 /* elements per HDF5 chunk, but where a test asks for smaller ones */
 
-static hid_t mem_dataset(hid_t loc, const char *name, hid_t type, hsize_t n, const void *data) {
-  hsize_t chunk = n < mem_chunk ? (n ? n : 1) : mem_chunk;
+/* A 1-d dataset of N elements in chunks of at most MAX_CHUNK. */
+static hid_t mem_dataset(hid_t loc, const char *name, hid_t type, hsize_t n, const void *data,
+                         hsize_t max_chunk) {
+  hsize_t chunk = n < max_chunk ? (n ? n : 1) : max_chunk;
   hid_t space = H5Screate_simple(1, &n, NULL);
   hid_t plist = H5Pcreate(H5P_DATASET_CREATE);
   H5Pset_chunk(plist, 1, &chunk);
@@ -78,20 +78,27 @@ static int mem_strings(hid_t loc, const char *name, const char *fmt, int64_t n) 
   hid_t type = H5Tcopy(H5T_C_S1);
   H5Tset_size(type, H5T_VARIABLE);
   H5Tset_cset(type, H5T_CSET_UTF8);
-  int rc = mem_dataset(loc, name, type, (hsize_t)n, items) < 0 ? -1 : 0;
+  int rc = mem_dataset(loc, name, type, (hsize_t)n, items, MEM_CHUNK) < 0 ? -1 : 0;
   H5Tclose(type);
   free(items);
   free(text);
   return rc;
 }
 
-/* One sparse group: rows = n_outer (indptr), indices/data given. */
-static int mem_sparse(hid_t file, const char *name, const char *encoding, const int64_t *indptr,
-                      int64_t n_outer, const int32_t *indices, const float *data, int64_t nnz) {
+/* The shape of a sparse group: the matrix's rows (shape[0]) and its arrays' chunk size. */
+typedef struct {
+  int64_t n_rows;
+  hsize_t chunk;
+} mem_layout;
+
+/* One sparse group: n_outer indptr entries (+1), indices/data given. */
+static int mem_sparse(hid_t file, const char *name, const char *encoding, const mem_layout *lay,
+                      const int64_t *indptr, int64_t n_outer, const int32_t *indices,
+                      const float *data, int64_t nnz) {
   hid_t group = H5Gcreate2(file, name, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
   mem_attr_string(group, "encoding-type", encoding);
   mem_attr_string(group, "encoding-version", "0.1.0");
-  int64_t shape[2] = {mem_rows, MEM_GENES};
+  int64_t shape[2] = {lay->n_rows, MEM_GENES};
   hsize_t two = 2;
   hid_t space = H5Screate_simple(1, &two, NULL);
   hid_t attr = H5Acreate2(group, "shape", H5T_STD_I64LE, space, H5P_DEFAULT, H5P_DEFAULT);
@@ -99,9 +106,10 @@ static int mem_sparse(hid_t file, const char *name, const char *encoding, const 
   H5Aclose(attr);
   H5Sclose(space);
   int rc = 0;
-  rc |= mem_dataset(group, "indptr", H5T_NATIVE_INT64, (hsize_t)n_outer + 1, indptr) < 0;
-  rc |= mem_dataset(group, "indices", H5T_NATIVE_INT32, (hsize_t)nnz, indices) < 0;
-  rc |= mem_dataset(group, "data", H5T_NATIVE_FLOAT, (hsize_t)nnz, data) < 0;
+  rc |=
+      mem_dataset(group, "indptr", H5T_NATIVE_INT64, (hsize_t)n_outer + 1, indptr, lay->chunk) < 0;
+  rc |= mem_dataset(group, "indices", H5T_NATIVE_INT32, (hsize_t)nnz, indices, lay->chunk) < 0;
+  rc |= mem_dataset(group, "data", H5T_NATIVE_FLOAT, (hsize_t)nnz, data, lay->chunk) < 0;
   H5Gclose(group);
   return rc;
 }
@@ -130,7 +138,8 @@ static int mem_write_file(const char *path) {
       indices[r * MEM_CSR_PER_ROW + k] = csr_gene(r, k);
       data[r * MEM_CSR_PER_ROW + k] = (float)csr_value(r, k);
     }
-  int rc = mem_sparse(file, "X", "csr_matrix", indptr, MEM_ROWS, indices, data, nnz);
+  const mem_layout big = {MEM_ROWS, MEM_CHUNK};
+  int rc = mem_sparse(file, "X", "csr_matrix", &big, indptr, MEM_ROWS, indices, data, nnz);
   /* CSC layer: counting sort of its entries by gene, rows ascending within a gene */
   int64_t csc_nnz = (int64_t)MEM_ROWS * MEM_CSC_PER_ROW;
   int64_t col_ptr[MEM_GENES + 1] = {0}, next[MEM_GENES];
@@ -146,7 +155,8 @@ static int mem_write_file(const char *path) {
     }
   hid_t layers = H5Gcreate2(file, "layers", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
   H5Gclose(layers);
-  rc |= mem_sparse(file, "layers/csc", "csc_matrix", col_ptr, MEM_GENES, indices, data, csc_nnz);
+  rc |= mem_sparse(file, "layers/csc", "csc_matrix", &big, col_ptr, MEM_GENES, indices, data,
+                   csc_nnz);
   rc |= mem_dataframe(file, "obs", "cell%07ld", MEM_ROWS);
   rc |= mem_dataframe(file, "var", "gene%ld", MEM_GENES);
   free(indptr);
@@ -306,13 +316,11 @@ static int mem_write_small_chunks(const char *path) {
     indices[p] = csr_gene(p / MEM_CSR_PER_ROW, (int)(p % MEM_CSR_PER_ROW));
     data[p] = (float)csr_value(p / MEM_CSR_PER_ROW, (int)(p % MEM_CSR_PER_ROW));
   }
-  mem_rows = n, mem_chunk = MEM_INDEX_CHUNK;
-  if (rc == 0) rc = mem_sparse(file, "X", "csr_matrix", indptr, n, indices, data, nnz);
-  mem_chunk = 65536;
+  const mem_layout small = {n, MEM_INDEX_CHUNK};
+  if (rc == 0) rc = mem_sparse(file, "X", "csr_matrix", &small, indptr, n, indices, data, nnz);
   if (rc == 0)
     rc = mem_dataframe(file, "obs", "cell%07ld", n) |
          mem_dataframe(file, "var", "gene%ld", MEM_GENES);
-  mem_rows = MEM_ROWS;
   free(indptr);
   free(indices);
   free(data);
