@@ -123,25 +123,41 @@ static int mem_dataframe(hid_t file, const char *name, const char *fmt, int64_t 
   return rc;
 }
 
+/* The CSR X of LAY's rows (csr_gene, csr_value).  0 or -1. */
+static int mem_write_csr_x(hid_t file, const mem_layout *lay) {
+  const int64_t n = lay->n_rows, nnz = n * MEM_CSR_PER_ROW;
+  int64_t *indptr = malloc(((size_t)n + 1) * sizeof *indptr);
+  int32_t *indices = malloc((size_t)nnz * sizeof *indices);
+  float *data = malloc((size_t)nnz * sizeof *data);
+  int rc = indptr && indices && data ? 0 : -1;
+  for (int64_t r = 0; rc == 0 && r <= n; r++) indptr[r] = r * MEM_CSR_PER_ROW;
+  for (int64_t p = 0; rc == 0 && p < nnz; p++) {
+    indices[p] = csr_gene(p / MEM_CSR_PER_ROW, (int)(p % MEM_CSR_PER_ROW));
+    data[p] = (float)csr_value(p / MEM_CSR_PER_ROW, (int)(p % MEM_CSR_PER_ROW));
+  }
+  if (rc == 0) rc = mem_sparse(file, "X", "csr_matrix", lay, indptr, n, indices, data, nnz);
+  free(indptr);
+  free(indices);
+  free(data);
+  return rc;
+}
+
 /* Writes the big file (run in a child: its memory does not count). */
 static int mem_write_file(const char *path) {
   hid_t file = H5Fcreate(path, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
   if (file < 0) return -1;
-  int64_t nnz = (int64_t)MEM_ROWS * MEM_CSR_PER_ROW;
-  int64_t *indptr = malloc(((size_t)MEM_ROWS + 1) * sizeof *indptr);
-  int32_t *indices = malloc((size_t)nnz * sizeof *indices);
-  float *data = malloc((size_t)nnz * sizeof *data);
-  if (!indptr || !indices || !data) return -1;
-  for (int64_t r = 0; r <= MEM_ROWS; r++) indptr[r] = r * MEM_CSR_PER_ROW;
-  for (int64_t r = 0; r < MEM_ROWS; r++)
-    for (int k = 0; k < MEM_CSR_PER_ROW; k++) {
-      indices[r * MEM_CSR_PER_ROW + k] = csr_gene(r, k);
-      data[r * MEM_CSR_PER_ROW + k] = (float)csr_value(r, k);
-    }
   const mem_layout big = {MEM_ROWS, MEM_CHUNK};
-  int rc = mem_sparse(file, "X", "csr_matrix", &big, indptr, MEM_ROWS, indices, data, nnz);
+  int rc = mem_write_csr_x(file, &big);
   /* CSC layer: counting sort of its entries by gene, rows ascending within a gene */
   int64_t csc_nnz = (int64_t)MEM_ROWS * MEM_CSC_PER_ROW;
+  int32_t *indices = malloc((size_t)csc_nnz * sizeof *indices);
+  float *data = malloc((size_t)csc_nnz * sizeof *data);
+  if (rc != 0 || !indices || !data) {
+    free(indices);
+    free(data);
+    H5Fclose(file);
+    return -1;
+  }
   int64_t col_ptr[MEM_GENES + 1] = {0}, next[MEM_GENES];
   for (int64_t r = 0; r < MEM_ROWS; r++)
     for (int k = 0; k < MEM_CSC_PER_ROW; k++) col_ptr[csc_gene(r, k) + 1]++;
@@ -159,7 +175,6 @@ static int mem_write_file(const char *path) {
                    csc_nnz);
   rc |= mem_dataframe(file, "obs", "cell%07ld", MEM_ROWS);
   rc |= mem_dataframe(file, "var", "gene%ld", MEM_GENES);
-  free(indptr);
   free(indices);
   free(data);
   H5Fclose(file);
@@ -306,24 +321,11 @@ TEST(input_memory_large_h5ad_streams_in_bounded_rss) {
 static int mem_write_small_chunks(const char *path) {
   hid_t file = H5Fcreate(path, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
   if (file < 0) return -1;
-  int64_t n = MEM_INDEX_ROWS, nnz = n * MEM_CSR_PER_ROW;
-  int64_t *indptr = malloc(((size_t)n + 1) * sizeof *indptr);
-  int32_t *indices = malloc((size_t)nnz * sizeof *indices);
-  float *data = malloc((size_t)nnz * sizeof *data);
-  int rc = indptr && indices && data ? 0 : -1;
-  for (int64_t r = 0; rc == 0 && r <= n; r++) indptr[r] = r * MEM_CSR_PER_ROW;
-  for (int64_t p = 0; rc == 0 && p < nnz; p++) {
-    indices[p] = csr_gene(p / MEM_CSR_PER_ROW, (int)(p % MEM_CSR_PER_ROW));
-    data[p] = (float)csr_value(p / MEM_CSR_PER_ROW, (int)(p % MEM_CSR_PER_ROW));
-  }
-  const mem_layout small = {n, MEM_INDEX_CHUNK};
-  if (rc == 0) rc = mem_sparse(file, "X", "csr_matrix", &small, indptr, n, indices, data, nnz);
+  const mem_layout small = {MEM_INDEX_ROWS, MEM_INDEX_CHUNK};
+  int rc = mem_write_csr_x(file, &small);
   if (rc == 0)
-    rc = mem_dataframe(file, "obs", "cell%07ld", n) |
+    rc = mem_dataframe(file, "obs", "cell%07ld", MEM_INDEX_ROWS) |
          mem_dataframe(file, "var", "gene%ld", MEM_GENES);
-  free(indptr);
-  free(indices);
-  free(data);
   H5Fclose(file);
   return rc;
 }
